@@ -91,3 +91,98 @@ def default_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_epochs = 1
     c.keep_checkpoints = 3
     return c
+
+
+class ConfigError(ValueError):
+    """A config field holds a value that cannot run; the message names the field and the fix."""
+
+
+DATASETS = ("cifar10", "cifar100", "synthetic")
+SCHEDULES = ("constant", "cosine_epoch", "cosine_step")
+DTYPES = ("float32", "bfloat16")
+
+
+def _flat_keys(c: ml_collections.ConfigDict, prefix: str = "") -> set[str]:
+    keys = set()
+    for k, v in c.items():
+        keys.add(prefix + k)
+        if isinstance(v, ml_collections.ConfigDict):
+            keys |= _flat_keys(v, prefix + k + ".")
+    return keys
+
+
+def _require(ok: bool, field: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config.{field}: {message}")
+
+
+def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
+    """Raises ConfigError naming the first bad field; cheap, runs before any data or compile."""
+    unknown = sorted(_flat_keys(c) - _flat_keys(default_config()))
+    if unknown:
+        raise ConfigError(
+            f"unknown config field(s) {', '.join('config.' + k for k in unknown)}: check the spelling "
+            "against swin_flax/config.py, which lists every field."
+        )
+    missing = sorted(_flat_keys(default_config()) - _flat_keys(c))
+    _require(not missing, missing[0] if missing else "", "missing; start configs from default_config().")
+
+    _require(c.dataset in DATASETS, "dataset", f"{c.dataset!r} is not one of {DATASETS}.")
+    for f in ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps",
+              "checkpoint_every_epochs", "keep_checkpoints", "synthetic_train_examples",
+              "synthetic_test_examples", "prefetch_batches"):
+        v = c[f]
+        _require(isinstance(v, int) and v > 0, f, f"must be a positive integer, got {v!r}.")
+    if num_devices is not None:
+        for f in ("batch_size", "eval_batch_size"):
+            _require(
+                c[f] % num_devices == 0,
+                f,
+                f"{c[f]} is not divisible by the {num_devices} devices JAX sees; choose a multiple "
+                f"of {num_devices}.",
+            )
+    for f in ("normalize_mean", "normalize_std", "randaugment_img_mean"):
+        _require(len(c[f]) == 3, f, f"needs 3 values (one per RGB channel), got {c[f]!r}.")
+    _require(all(s > 0 for s in c.normalize_std), "normalize_std", "values must be > 0.")
+
+    _require(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}.")
+    _require(0 <= c.b1 < 1 and 0 <= c.b2 < 1, "b1", f"b1 and b2 must lie in [0, 1), got {c.b1}, {c.b2}.")
+    _require(c.eps > 0, "eps", f"must be > 0, got {c.eps}.")
+    _require(c.weight_decay >= 0, "weight_decay", f"must be >= 0, got {c.weight_decay}.")
+    _require(c.grad_clip_norm >= 0, "grad_clip_norm", "must be >= 0 (0 turns clipping off).")
+    _require(c.schedule in SCHEDULES, "schedule", f"{c.schedule!r} is not one of {SCHEDULES}.")
+    _require(c.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {c.warmup_epochs}.")
+    _require(c.cosine_epochs > 0, "cosine_epochs", f"must be > 0, got {c.cosine_epochs}.")
+    _require(c.lr_min >= 0 and c.warmup_lr_init >= 0, "lr_min", "lr_min and warmup_lr_init must be >= 0.")
+    _require(c.dtype in DTYPES, "dtype", f"{c.dtype!r} is not one of {DTYPES}.")
+
+    m = c.mix
+    _require(m.mode == "batch", "mix.mode", f"only 'batch' is supported, got {m.mode!r}.")
+    _require(m.mixup_alpha >= 0 and m.cutmix_alpha >= 0, "mix.mixup_alpha", "alphas must be >= 0.")
+    _require(0 <= m.prob <= 1, "mix.prob", f"must lie in [0, 1], got {m.prob}.")
+    _require(0 <= m.switch_prob <= 1, "mix.switch_prob", f"must lie in [0, 1], got {m.switch_prob}.")
+    _require(0 <= m.label_smoothing < 1, "mix.label_smoothing", "must lie in [0, 1).")
+
+    from swin_flax.data import sources  # noqa: PLC0415 (lazy: keeps config import light)
+
+    n_classes = sources.num_classes(c.dataset)
+    _require(
+        c.model.num_classes == n_classes,
+        "model.num_classes",
+        f"{c.dataset} has {n_classes} classes but the model has {c.model.num_classes}; set "
+        f"--config.model.num_classes={n_classes}.",
+    )
+    if c.randaugment:
+        from swin_flax.data import randaugment  # noqa: PLC0415
+
+        try:
+            randaugment.parse_config_str(c.randaugment)
+        except ValueError as e:
+            raise ConfigError(f"config.randaugment: {e}") from None
+
+    from swin_flax.models import swin  # noqa: PLC0415
+
+    try:
+        swin.check_arguments(**c.model.to_dict())
+    except ValueError as e:
+        raise ConfigError(f"config.model: {e}") from None

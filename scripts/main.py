@@ -1,0 +1,45 @@
+"""Trains (or resumes) a Swin Transformer: `python scripts/main.py --config configs/strong.py --workdir DIR`.
+
+Any config field can be overridden, e.g. `--config.num_epochs=5`. Several processes (multi-host): pass
+--coordinator_address, --num_processes and --process_id, or set the usual environment variables
+(e.g. on TPU pods and SLURM jax.distributed finds them itself).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
+flags.DEFINE_string("workdir", None, "Folder for checkpoints, TensorBoard events and the config.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs.")
+flags.DEFINE_integer("num_processes", None, "Number of processes, for multi-process runs.")
+flags.DEFINE_integer("process_id", None, "This process's index, for multi-process runs.")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() with its auto-detection.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from swin_flax import distributed  # noqa: PLC0415 (jax is imported after flag parsing)
+
+    distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+        auto=FLAGS.distributed,
+    )
+    from swin_flax import cli, train  # noqa: PLC0415
+
+    with cli.friendly_errors():
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    logging.set_verbosity(logging.INFO)
+    sys.exit(app.run(main))

@@ -1,0 +1,101 @@
+"""Orbax checkpoints of a run: `latest/` for resuming (a few kept) and `best/` by test accuracy.
+
+Each checkpoint holds the training state (params, optimiser state, step) and a small JSON record (epoch,
+step, accuracies, the model config). Orbax writes into a temporary folder and renames it when complete, so
+a run killed while saving never leaves a checkpoint that a later run would pick up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import orbax.checkpoint as ocp
+from etils import epath
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used for this run; the message says why and what to do."""
+
+
+def _manager(directory: epath.Path, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        create=not read_only,
+        read_only=read_only,
+        enable_async_checkpointing=False,  # a returned save is a finished save
+        cleanup_tmp_directories=not read_only,
+    )
+    return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+
+
+class Checkpoints:
+    """The two checkpoint series of one workdir: `latest` and `best`."""
+
+    def __init__(self, workdir: str | os.PathLike, keep: int = 3, read_only: bool = False):
+        root = epath.Path(workdir) / "checkpoints"
+        self.root = root
+        self.latest = _manager(root / "latest", keep, read_only)
+        self.best = _manager(root / "best", 1, read_only)
+
+    def save(self, which: str, step: int, state: Any, meta: Mapping[str, Any]) -> None:
+        """Writes `state` (a pytree of host or device arrays) and `meta` (JSON-able) atomically."""
+        manager = getattr(self, which)
+        manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))
+            ),
+            force=True,
+        )
+        manager.wait_until_finished()
+
+    def latest_step(self, which: str = "latest") -> int | None:
+        return getattr(self, which).latest_step()
+
+    def restore_meta(self, which: str = "latest", step: int | None = None) -> dict[str, Any] | None:
+        manager = getattr(self, which)
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            return None
+        return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def restore(
+        self, which: str, target: Any, step: int | None = None
+    ) -> tuple[Any, dict[str, Any]] | None:
+        """Restores into the structure of `target`; None when there is no checkpoint yet."""
+        manager = getattr(self, which)
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            return None
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return restored["state"], restored["meta"]
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+def check_model_matches(meta: Mapping[str, Any], model_config: Mapping[str, Any], where: str) -> None:
+    """Refuses a checkpoint written for another model, naming the fields that differ."""
+    saved = meta.get("model", {})
+    diffs = [
+        f"{k}: checkpoint {saved.get(k)!r} vs config {v!r}"
+        for k, v in model_config.items()
+        if _plain(saved.get(k)) != _plain(v)
+    ]
+    if diffs:
+        raise CheckpointError(
+            f"the checkpoint in {where} was written for a different model ({'; '.join(diffs)}). "
+            "Use the config that wrote it, or a new --workdir to start a fresh run."
+        )
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple | list) else v

@@ -1,0 +1,46 @@
+"""Multi-process start-up: jax.distributed from flags or the environment, before any other JAX call."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from absl import logging
+
+_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def initialize(
+    *,
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    auto: bool = False,
+) -> None:
+    """Starts jax.distributed when several processes are asked for; a no-op for one process.
+
+    Flags win over the environment variables JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+    JAX_PROCESS_ID; `auto` lets JAX detect the cluster itself (TPU pods, SLURM, Open MPI).
+    """
+    coordinator_address = coordinator_address or os.environ.get(_ENV[0])
+    if num_processes is None and os.environ.get(_ENV[1]):
+        num_processes = int(os.environ[_ENV[1]])
+    if process_id is None and os.environ.get(_ENV[2]):
+        process_id = int(os.environ[_ENV[2]])
+    if coordinator_address is None and not auto:
+        if num_processes not in (None, 1):
+            raise ValueError(
+                f"num_processes={num_processes} needs --coordinator_address=HOST:PORT (process 0's "
+                "address) and --process_id on every process."
+            )
+        return
+    if jax.config.jax_platforms in (None, "", "cpu") and not auto:
+        # CPU collectives across processes (tests, CPU clusters).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
+    logging.info(
+        "jax.distributed: process %d of %d, %d local / %d global devices.",
+        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+    )

@@ -1,0 +1,270 @@
+"""Optimiser and learning-rate schedules: torch.optim.AdamW on optax, timm's cosine curve.
+
+The recipe trains with `torch.optim.AdamW` and, in its strong variant, timm's `CosineLRScheduler`
+stepped once per epoch with `scheduler.step(epoch + 1)`. This module reproduces both:
+
+- `learning_rate_schedule` turns the schedule fields into an optax schedule (step -> lr).
+  'cosine_epoch' is timm's curve at whole epochs (the lr is constant within an epoch, as in the
+  recipe); 'cosine_step' is the same curve at fractional epochs (per-step warmup and cosine).
+- `epoch_learning_rate` gives the lr an epoch starts with, for logging.
+- `create_optimizer` builds AdamW with torch's update rule, an optional weight-decay exemption (the
+  official Swin's: norms, biases, relative position bias tables) and optional global-norm clipping.
+
+The optimiser state does not carry the learning rate (no `optax.inject_hyperparams`, so the state is
+the plain optax structure); to log it, evaluate the schedule at the step: `learning_rate_fn(step)`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+SCHEDULES = ("constant", "cosine_epoch", "cosine_step")
+
+# Parameter names the official Swin excludes from weight decay (its `no_weight_decay` and
+# `no_weight_decay_keywords`), besides every 1-D parameter and every bias.
+NO_WEIGHT_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "bias")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_float(name: str, value: Any, minimum: float = 0.0, below: float | None = None) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and value >= minimum and (below is None or value < below)
+    if not ok:
+        bound = f"in [{minimum}, {below})" if below is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+
+
+def _check_schedule_args(
+    schedule: str,
+    learning_rate: float,
+    warmup_epochs: int,
+    warmup_lr_init: float,
+    lr_min: float,
+    cosine_epochs: int,
+    warmup_prefix: bool,
+) -> None:
+    if schedule not in SCHEDULES:
+        valid = ", ".join(repr(s) for s in SCHEDULES)
+        raise ValueError(f"schedule must be one of {valid}, got {schedule!r}.")
+    _check_float("learning_rate", learning_rate)
+    _check_int("warmup_epochs", warmup_epochs, 0)
+    _check_float("warmup_lr_init", warmup_lr_init)
+    _check_float("lr_min", lr_min)
+    _check_int("cosine_epochs", cosine_epochs, 1)
+    if not isinstance(warmup_prefix, bool):
+        raise ValueError(f"warmup_prefix must be True or False, got {warmup_prefix!r}.")
+    if schedule == "constant" and warmup_epochs:
+        raise ValueError(
+            f"warmup_epochs={warmup_epochs} has no effect with schedule='constant': set "
+            "warmup_epochs=0, or schedule='cosine_epoch' / 'cosine_step' for a warmup."
+        )
+
+
+def _cosine_lr(
+    t: Any,
+    *,
+    xp: Any,
+    learning_rate: float,
+    warmup_epochs: int,
+    warmup_lr_init: float,
+    lr_min: float,
+    cosine_epochs: int,
+    warmup_prefix: bool,
+) -> Any:
+    """timm's CosineLRScheduler lr at epoch `t` (one cycle, no decay, k=1); `xp` is numpy or jnp.
+
+    Linear warmup from `warmup_lr_init` for `t < warmup_epochs`; then the half cosine from
+    `learning_rate` to `lr_min` over `cosine_epochs` epochs, counted after the warmup when
+    `warmup_prefix` and from epoch 0 otherwise (timm's default, which skips the cosine's start);
+    `lr_min` once the cycle is over. `t` may be fractional.
+    """
+    t_cos = t - warmup_epochs if warmup_prefix else t
+    cosine = lr_min + 0.5 * (learning_rate - lr_min) * (
+        1.0 + xp.cos(math.pi * t_cos / cosine_epochs)
+    )
+    lr = xp.where(t_cos < cosine_epochs, cosine, lr_min)
+    if warmup_epochs > 0:
+        warmup = warmup_lr_init + t * ((learning_rate - warmup_lr_init) / warmup_epochs)
+        lr = xp.where(t < warmup_epochs, warmup, lr)
+    return lr
+
+
+def learning_rate_schedule(
+    *,
+    schedule: str,
+    learning_rate: float,
+    steps_per_epoch: int,
+    num_epochs: int,
+    warmup_epochs: int = 0,
+    warmup_lr_init: float = 0.0,
+    lr_min: float = 0.0,
+    cosine_epochs: int = 300,
+    warmup_prefix: bool = True,
+) -> optax.Schedule:
+    """The optax schedule (optimiser step -> lr) for the config's schedule fields.
+
+    'constant': `learning_rate` throughout. 'cosine_epoch': the lr that timm's
+    `CosineLRScheduler(t_initial=cosine_epochs, lr_min, warmup_t=warmup_epochs, warmup_lr_init,
+    warmup_prefix)` gives epoch `step // steps_per_epoch` when stepped as
+    `scheduler.step(epoch + 1)` after each epoch; computed in float64 once and looked up, so it
+    matches timm to float32 rounding.
+    'cosine_step': the same curve at `t = step / steps_per_epoch` (computed in float32), equal to
+    'cosine_epoch' at epoch boundaries. `num_epochs` is only checked: the curve depends on
+    `cosine_epochs`, as timm's does (past its end the lr stays at `lr_min`).
+    """
+    _check_schedule_args(
+        schedule, learning_rate, warmup_epochs, warmup_lr_init, lr_min, cosine_epochs, warmup_prefix
+    )
+    _check_int("steps_per_epoch", steps_per_epoch, 1)
+    _check_int("num_epochs", num_epochs, 1)
+    if schedule == "constant":
+        return optax.constant_schedule(learning_rate)
+
+    curve = dict(
+        learning_rate=learning_rate,
+        warmup_epochs=warmup_epochs,
+        warmup_lr_init=warmup_lr_init,
+        lr_min=lr_min,
+        cosine_epochs=cosine_epochs,
+        warmup_prefix=warmup_prefix,
+    )
+    if schedule == "cosine_step":
+
+        def per_step(step: Any) -> jax.Array:
+            t = jnp.asarray(step, jnp.float32) / steps_per_epoch
+            return _cosine_lr(t, xp=jnp, **curve).astype(jnp.float32)
+
+        return per_step
+
+    # From epoch warmup_epochs + cosine_epochs on, timm's lr stays lr_min, whatever the prefix.
+    last = warmup_epochs + cosine_epochs
+    table = _cosine_lr(np.arange(last + 1, dtype=np.float64), xp=np, **curve).astype(np.float32)
+
+    def per_epoch(step: Any) -> jax.Array:
+        epoch = jnp.minimum(jnp.asarray(step) // steps_per_epoch, last)
+        return jnp.asarray(table)[epoch]
+
+    return per_epoch
+
+
+def epoch_learning_rate(
+    epoch: int,
+    *,
+    schedule: str,
+    learning_rate: float,
+    warmup_epochs: int = 0,
+    warmup_lr_init: float = 0.0,
+    lr_min: float = 0.0,
+    cosine_epochs: int = 300,
+    warmup_prefix: bool = True,
+) -> float:
+    """The lr at the start of `epoch` (0-based), as a Python float, for logging.
+
+    For 'cosine_epoch' and 'constant' this is the lr of every step of the epoch; for 'cosine_step'
+    the lr of its first step.
+    """
+    _check_schedule_args(
+        schedule, learning_rate, warmup_epochs, warmup_lr_init, lr_min, cosine_epochs, warmup_prefix
+    )
+    _check_int("epoch", epoch, 0)
+    if schedule == "constant":
+        return float(learning_rate)
+    return float(
+        _cosine_lr(
+            np.float64(epoch),
+            xp=np,
+            learning_rate=learning_rate,
+            warmup_epochs=warmup_epochs,
+            warmup_lr_init=warmup_lr_init,
+            lr_min=lr_min,
+            cosine_epochs=cosine_epochs,
+            warmup_prefix=warmup_prefix,
+        )
+    )
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def weight_decay_mask(params: Any) -> Any:
+    """Pytree of bools like `params`: True where weight decay applies, as the official Swin decides.
+
+    Exempt: every parameter with at most one dimension (LayerNorm scale and bias, biases) and every
+    parameter whose path has a key in NO_WEIGHT_DECAY_NAMES ('relative_position_bias_table',
+    'absolute_pos_embed', 'bias'). Uses the leaves' own shapes: call it on unreplicated params
+    (inside pmap the per-device shapes are the unreplicated ones).
+    """
+
+    def decays(path: tuple, leaf: Any) -> bool:
+        names = {_key_name(k) for k in path}
+        return jnp.ndim(leaf) > 1 and not names.intersection(NO_WEIGHT_DECAY_NAMES)
+
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def create_optimizer(
+    *,
+    learning_rate_fn: optax.ScalarOrSchedule,
+    weight_decay: float,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay_exempt: bool = False,
+    grad_clip_norm: float = 0.0,
+) -> optax.GradientTransformation:
+    """AdamW with `torch.optim.AdamW`'s update rule, optionally after global-norm gradient clipping.
+
+    Per step t with lr = learning_rate_fn(t - 1): m, v are the bias-corrected Adam moments and
+    param -= lr * (m / (sqrt(v) + eps) + weight_decay * param), i.e. torch's decoupled decay
+    `param *= 1 - lr * weight_decay` with the scheduled lr, and eps outside the square root.
+    `weight_decay` has no default on purpose: torch's is 0.01, optax's 1e-4. Decay applies to every
+    parameter (the recipe) unless `weight_decay_exempt`, which applies `weight_decay_mask`.
+    `grad_clip_norm > 0` rescales gradients whose global norm exceeds it (0 turns clipping off).
+    """
+    _check_float("b1", b1, 0.0, 1.0)
+    _check_float("b2", b2, 0.0, 1.0)
+    _check_float("eps", eps)
+    _check_float("weight_decay", weight_decay)
+    _check_float("grad_clip_norm", grad_clip_norm)
+    if not isinstance(weight_decay_exempt, bool):
+        raise ValueError(f"weight_decay_exempt must be True or False, got {weight_decay_exempt!r}.")
+    if not callable(learning_rate_fn):
+        _check_float("learning_rate_fn", learning_rate_fn)
+
+    adamw = optax.adamw(
+        learning_rate=learning_rate_fn,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        eps_root=0.0,
+        weight_decay=weight_decay,
+        mask=weight_decay_mask if weight_decay_exempt else None,
+    )
+    if grad_clip_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(grad_clip_norm), adamw)
+    return adamw
+
+
+__all__ = [
+    "NO_WEIGHT_DECAY_NAMES",
+    "SCHEDULES",
+    "create_optimizer",
+    "epoch_learning_rate",
+    "learning_rate_schedule",
+    "weight_decay_mask",
+]

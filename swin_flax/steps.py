@@ -1,0 +1,119 @@
+"""Training state, loss, metrics and the per-device train and eval steps (run under `jax.pmap`).
+
+The steps are pure: the dropout key of a step is derived from a root key, the step number and the device
+index, so a resumed run draws exactly what an uninterrupted one would, and devices draw differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from clu import metrics
+from flax import linen as nn
+from flax.training import train_state
+
+AXIS = "batch"  # the pmap axis name
+
+
+class TrainState(train_state.TrainState):
+    """flax's TrainState; `step` counts optimiser updates over the whole run."""
+
+
+@flax.struct.dataclass
+class FirstNonFinite(metrics.Metric):
+    """The first step whose loss was NaN or inf (-1 when none): lets a run name where it diverged."""
+
+    step: jnp.ndarray
+
+    @classmethod
+    def from_model_output(cls, *, loss: jnp.ndarray, step: jnp.ndarray, **_) -> FirstNonFinite:
+        return cls(step=jnp.where(jnp.isfinite(loss), -1, step).astype(jnp.int32))
+
+    def merge(self, other: FirstNonFinite) -> FirstNonFinite:
+        a, b = self.step, other.step
+        return type(self)(step=jnp.where((a < 0) | ((b >= 0) & (b < a)), b, a))
+
+    def reduce(self) -> FirstNonFinite:
+        s = jnp.where(self.step < 0, jnp.iinfo(jnp.int32).max, self.step).min()
+        return type(self)(step=jnp.where(s == jnp.iinfo(jnp.int32).max, -1, s))
+
+    def compute(self) -> jnp.ndarray:
+        return self.step
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+    loss: metrics.Average.from_output("loss")
+    accuracy: metrics.Accuracy
+    first_nonfinite_step: FirstNonFinite
+
+
+@flax.struct.dataclass
+class EvalMetrics(metrics.Collection):
+    loss: metrics.Average.from_output("loss")
+    accuracy: metrics.Accuracy
+
+
+def soft_cross_entropy(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
+    """Per-example -sum(target * log_softmax(logits)): timm's SoftTargetCrossEntropy, and plain
+    cross-entropy when the targets are one-hot."""
+    return -jnp.sum(targets * jax.nn.log_softmax(logits.astype(jnp.float32)), axis=-1)
+
+
+def create_train_state(
+    key: jax.Array, model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...]
+) -> TrainState:
+    """Initialises the params (on the default device) and the optimiser state."""
+
+    @jax.jit
+    def init(key):
+        return model.init({"params": key}, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+
+    return TrainState.create(apply_fn=model.apply, params=init(key), tx=tx)
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jnp.ndarray],
+    *,
+    dropout_key: jax.Array,
+    learning_rate_fn: Callable[[Any], Any],
+) -> tuple[TrainState, TrainMetrics, jnp.ndarray]:
+    """One AdamW update from one device's share of the global batch; gradients averaged over AXIS.
+
+    Returns the new state, the step's metrics (gathered over devices) and the learning rate used.
+    """
+    key = jax.random.fold_in(jax.random.fold_in(dropout_key, state.step), jax.lax.axis_index(AXIS))
+
+    def loss_fn(params):
+        logits = state.apply_fn(
+            {"params": params}, batch["image"], deterministic=False, rngs={"dropout": key}
+        )
+        return soft_cross_entropy(logits, batch["target"]).mean(), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = jax.lax.pmean(grads, AXIS)
+    new_state = state.apply_gradients(grads=grads)
+    step_metrics = TrainMetrics.gather_from_model_output(
+        axis_name=AXIS,
+        loss=loss,
+        logits=logits.astype(jnp.float32),
+        labels=batch["label"],
+        step=state.step,
+    )
+    return new_state, step_metrics, learning_rate_fn(state.step)
+
+
+def eval_step(params: Any, batch: dict[str, jnp.ndarray], *, apply_fn: Callable) -> EvalMetrics:
+    """Loss and accuracy on one device's share of a test batch; padded examples (mask 0) ignored."""
+    logits = apply_fn({"params": params}, batch["image"], deterministic=True).astype(jnp.float32)
+    labels = batch["label"]
+    loss = soft_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
+    return EvalMetrics.gather_from_model_output(
+        axis_name=AXIS, loss=loss, logits=logits, labels=labels, mask=batch["mask"]
+    )

@@ -1,0 +1,334 @@
+"""The training loop: config -> data -> model -> pmapped steps -> metrics and checkpoints.
+
+`train_and_evaluate(config, workdir)` trains, evaluates after every epoch, writes TensorBoard summaries
+(process 0 only) and checkpoints (`latest` every epoch and on preemption, `best` by test accuracy), and
+resumes from the latest checkpoint when the workdir already has one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, periodic_actions
+from etils import epath
+from flax import jax_utils
+
+from swin_flax import checkpoints, optim, steps
+from swin_flax.config import ConfigError, validate
+from swin_flax.data import pipeline, sources
+from swin_flax.models import swin
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class Preempted(Exception):
+    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed."""
+
+
+def check_workdir(workdir: epath.Path) -> None:
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(
+            f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
+        )
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
+    """Keeps the config that ran, as readable text and as JSON, so a run can be repeated."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.txt").write_text(str(config))
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+class _StopFlag:
+    """Records SIGTERM/SIGINT so the loop can stop after the current step and save."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handlers, no preemption support
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        logging.warning("Received signal %d: stopping after this step and saving.", signum)
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+    def requested(self) -> bool:
+        flag = self.signal is not None
+        if jax.process_count() > 1:  # every host must stop at the same step
+            from jax.experimental import multihost_utils  # noqa: PLC0415
+
+            flag = bool(multihost_utils.process_allgather(np.array(flag)).any())
+        return flag
+
+
+def _host_state(state: steps.TrainState) -> dict[str, Any]:
+    """The part of the (replicated) state that is saved: device copy 0, on the host."""
+    return jax.device_get(
+        jax_utils.unreplicate({"params": state.params, "opt_state": state.opt_state, "step": state.step})
+    )
+
+
+def _meta(config, epoch: int, step: int, best: dict[str, Any], **extra) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "step": step,
+        "best_accuracy": best["accuracy"],
+        "best_epoch": best["epoch"],
+        "model": config.model.to_dict(),
+        **extra,
+    }
+
+
+def _summary_values(collection) -> dict[str, float]:
+    return {k: float(v) for k, v in jax_utils.unreplicate(collection).compute().items()}
+
+
+def evaluate(p_eval_step, params, batches: Iterator[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Loss and accuracy over all batches (padding masked out)."""
+    total = None
+    for batch in batches:
+        m = p_eval_step(params, batch)
+        total = m if total is None else total.merge(m)
+    out = _summary_values(total)
+    return {"loss": out["loss"], "accuracy": out["accuracy"]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Runs (or resumes) the training described by `config` in `workdir`; returns the summary."""
+    t_start = time.time()
+    workdir = epath.Path(workdir)
+    check_workdir(workdir)
+    validate(config, num_devices=jax.device_count())
+    n_local = jax.local_device_count()
+    is_chief = jax.process_index() == 0
+
+    # Data.
+    train_images, train_labels = sources.load_split(
+        config.dataset, "train", data_dir=config.data_dir, archive=config.archive,
+        synthetic_examples=config.synthetic_train_examples, seed=config.seed,
+    )
+    test_images, test_labels = sources.load_split(
+        config.dataset, "test", data_dir=config.data_dir, archive=config.archive,
+        synthetic_examples=config.synthetic_test_examples, seed=config.seed + 1,
+    )
+    steps_per_epoch = pipeline.steps_per_epoch(len(train_images), config.batch_size)
+    num_steps = steps_per_epoch * config.num_epochs
+    common = dict(
+        global_batch_size=config.batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        local_device_count=n_local,
+        normalize_mean=tuple(config.normalize_mean),
+        normalize_std=tuple(config.normalize_std),
+        image_size=config.model.img_size,
+    )
+
+    def train_batches(epoch: int, start_step: int):
+        ds = pipeline.train_dataset(
+            train_images, train_labels, num_classes=config.model.num_classes, epoch=epoch,
+            seed=config.seed, randaugment=config.randaugment,
+            img_mean=tuple(config.randaugment_img_mean),
+            translate_const=config.randaugment_translate_const, mix=config.mix.to_dict(),
+            start_step=start_step, prefetch=config.prefetch_batches, **common,
+        )
+        return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
+
+    def test_batches():
+        ds = pipeline.eval_dataset(
+            test_images, test_labels, **{**common, "global_batch_size": config.eval_batch_size}
+        )
+        return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
+
+    # Model and optimiser.
+    model = swin.create_model(
+        config.model, dtype=jnp.dtype(config.dtype), remat=config.remat
+    )
+    learning_rate_fn = optim.learning_rate_schedule(
+        schedule=config.schedule, learning_rate=config.learning_rate,
+        steps_per_epoch=steps_per_epoch, num_epochs=config.num_epochs,
+        warmup_epochs=config.warmup_epochs, warmup_lr_init=config.warmup_lr_init,
+        lr_min=config.lr_min, cosine_epochs=config.cosine_epochs,
+        warmup_prefix=config.warmup_prefix,
+    )
+    tx = optim.create_optimizer(
+        learning_rate_fn=learning_rate_fn, b1=config.b1, b2=config.b2, eps=config.eps,
+        weight_decay=config.weight_decay, weight_decay_exempt=config.weight_decay_exempt,
+        grad_clip_norm=config.grad_clip_norm,
+    )
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    img = config.model.img_size
+    state = steps.create_train_state(init_key, model, tx, (img, img, config.model.in_chans))
+
+    # Resume.
+    ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
+    best = {"accuracy": -1.0, "epoch": -1}
+    meta = ckpts.restore_meta("latest")
+    if meta is not None:
+        checkpoints.check_model_matches(meta, config.model.to_dict(), str(ckpts.root / "latest"))
+        target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+        restored, meta = ckpts.restore("latest", jax.device_get(target))
+        state = state.replace(**restored)
+        best = {"accuracy": meta["best_accuracy"], "epoch": meta["best_epoch"]}
+        logging.info("Resumed from step %d (epoch %d) in %s.", meta["step"], meta["epoch"], workdir)
+    start = int(jax.device_get(state.step))
+    write_config(config, workdir) if is_chief else None
+    state = jax_utils.replicate(state)
+
+    p_train_step = jax.pmap(
+        functools.partial(steps.train_step, dropout_key=dropout_key, learning_rate_fn=learning_rate_fn),
+        axis_name=steps.AXIS,
+        donate_argnums=(0,),
+    )
+    p_eval_step = jax.pmap(
+        functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
+    )
+
+    writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+    if start == 0:
+        writer.write_hparams(
+            {k: v if isinstance(v, int | float | str | bool) else str(v)
+             for k, v in _flatten(config.to_dict()).items()}
+        )
+    report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer, every_secs=30)
+    hooks = [report] if is_chief else []
+
+    step = start
+    epoch = start // steps_per_epoch
+    train_time = 0.0
+    trained_images = 0
+    summary: dict[str, Any] = {}
+    with _StopFlag() as stop:
+        while epoch < config.num_epochs:
+            t_epoch = time.time()
+            first = step - epoch * steps_per_epoch
+            train_metrics = None
+            window = None
+            for batch in train_batches(epoch, first):
+                state, m, lr = p_train_step(state, batch)
+                step += 1
+                train_metrics = m if train_metrics is None else train_metrics.merge(m)
+                window = m if window is None else window.merge(m)
+                for hook in hooks:
+                    hook(step)
+                if step % config.log_every_steps == 0:
+                    values = _check_finite(window, epoch, ckpts)
+                    writer.write_scalars(step, {"train_loss_step": values["loss"]})
+                    window = None
+                if stop.requested():
+                    _check_finite(train_metrics, epoch, ckpts)
+                    ckpts.save("latest", step, _host_state(state), _meta(config, epoch, step, best))
+                    raise Preempted(
+                        f"Stopped at step {step} (epoch {epoch + 1}, step {step - epoch * steps_per_epoch}"
+                        f" of {steps_per_epoch}) and saved a checkpoint in {ckpts.root / 'latest'}. "
+                        "Run the same command again to resume."
+                    )
+            if train_metrics is None:  # resumed exactly at an epoch's end
+                epoch += 1
+                continue
+            epoch_seconds = time.time() - t_epoch
+            n_images = (step - epoch * steps_per_epoch - first) * config.batch_size
+            train_time += epoch_seconds
+            trained_images += n_images
+            train = _check_finite(train_metrics, epoch, ckpts)
+            test = evaluate(p_eval_step, state.params, test_batches())
+            epoch += 1
+            is_best = test["accuracy"] > best["accuracy"]
+            if is_best:
+                best = {"accuracy": test["accuracy"], "epoch": epoch}
+            scalars = {
+                "train_loss": train["loss"],
+                "train_accuracy": train["accuracy"],
+                "test_loss": test["loss"],
+                "test_accuracy": test["accuracy"],
+                "learning_rate": float(jax_utils.unreplicate(lr)),
+                "epoch_time": epoch_seconds,
+                "images_per_sec": n_images / epoch_seconds,
+            }
+            writer.write_scalars(epoch, scalars)
+            writer.flush()
+            logging.info(
+                "epoch %d/%d  train loss %.4f acc %.4f | test loss %.4f acc %.4f | lr %.3g | %.1fs "
+                "%.0f img/s%s", epoch, config.num_epochs, train["loss"], train["accuracy"],
+                test["loss"], test["accuracy"], scalars["learning_rate"], epoch_seconds,
+                scalars["images_per_sec"], "  (best)" if is_best else "",
+            )
+            host_state = None
+            meta = _meta(config, epoch, step, best, test_accuracy=test["accuracy"])
+            if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+                host_state = _host_state(state)
+                ckpts.save("latest", step, host_state, meta)
+            if is_best:
+                host_state = host_state if host_state is not None else _host_state(state)
+                ckpts.save("best", step, host_state, meta)
+            summary = {
+                "best_test_accuracy": best["accuracy"],
+                "best_epoch": best["epoch"],
+                "final_test_accuracy": test["accuracy"],
+            }
+    total = time.time() - t_start
+    summary.update(
+        best_test_accuracy=best["accuracy"],
+        best_epoch=best["epoch"],
+        total_seconds=total,
+        train_images_per_sec=trained_images / train_time if train_time else 0.0,
+        steps=step,
+        start_step=start,
+    )
+    logging.info(
+        "Done: best test accuracy %.4f at epoch %d; %.1fs in total, %.0f training images/s.",
+        summary["best_test_accuracy"], summary["best_epoch"], total, summary["train_images_per_sec"],
+    )
+    if is_chief:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    writer.close()
+    ckpts.close()
+    return summary
+
+
+def _check_finite(collection, epoch: int, ckpts: checkpoints.Checkpoints) -> dict[str, float]:
+    values = _summary_values(collection)
+    bad = int(values.pop("first_nonfinite_step"))
+    if bad >= 0 or not np.isfinite(values["loss"]):
+        last = ckpts.latest_step()
+        raise TrainingDiverged(
+            f"the training loss became NaN or inf at step {bad + 1} (epoch {epoch + 1}). The last good "
+            f"checkpoint ({'step ' + str(last) if last is not None else 'none yet'}) is kept in "
+            f"{ckpts.root / 'latest'}. Check the learning rate (config.learning_rate, warmup), the "
+            "input normalisation, and try config.grad_clip_norm or dtype='float32'."
+        )
+    return values
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

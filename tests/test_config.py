@@ -1,0 +1,96 @@
+"""Configs: the recipe files hold the recipe's numbers, and bad values fail naming the field."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from swin_flax.config import ConfigError, default_config, validate
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+@pytest.mark.parametrize("name", ["baseline", "strong", "demo"])
+def test_shipped_configs_validate(name):
+    validate(load(name), num_devices=2)
+
+
+def test_recipe_model_is_shortened_swin_s():
+    for name in ("baseline", "strong"):
+        m = load(name).model
+        assert (m.img_size, m.patch_size, m.embed_dim, m.window_size) == (32, 4, 96, 8)
+        assert tuple(m.depths) == (2, 2, 18) and tuple(m.num_heads) == (3, 6, 12)
+        assert (m.mlp_ratio, m.qkv_bias, m.qk_scale, m.drop_rate, m.attn_drop_rate) == (
+            4.0, True, None, 0.0, 0.0,
+        )
+        assert (m.drop_path_rate, m.ape, m.patch_norm, m.num_classes) == (0.1, False, True, 10)
+
+
+def test_baseline_numbers():
+    c = load("baseline")
+    assert c.batch_size == 1024 and c.num_epochs == 300
+    assert (c.learning_rate, c.b1, c.b2, c.eps, c.weight_decay) == (1e-3, 0.9, 0.999, 1e-8, 0.01)
+    assert c.schedule == "constant" and not c.weight_decay_exempt
+    assert tuple(c.normalize_mean) == (0.5,) * 3 and tuple(c.normalize_std) == (0.5,) * 3
+    assert c.randaugment == "" and c.mix.mixup_alpha == 0 and c.mix.cutmix_alpha == 0
+
+
+def test_strong_numbers():
+    c = load("strong")
+    assert c.batch_size == 1024 and c.num_epochs == 300
+    assert (c.learning_rate, c.weight_decay) == (1e-3, 0.05) and not c.weight_decay_exempt
+    assert (c.schedule, c.warmup_epochs, c.warmup_lr_init, c.lr_min, c.cosine_epochs) == (
+        "cosine_epoch", 20, 1e-4, 1e-4, 300,
+    )
+    assert c.warmup_prefix
+    assert tuple(c.normalize_mean) == (0.0,) * 3 and tuple(c.normalize_std) == (1.0,) * 3
+    assert c.randaugment == "rand-m9-mstd0.5"
+    assert tuple(c.randaugment_img_mean) == (124, 116, 104) and c.randaugment_translate_const == 117
+    mix = c.mix
+    assert (mix.mixup_alpha, mix.cutmix_alpha, mix.cutmix_minmax, mix.prob, mix.switch_prob) == (
+        0.0, 1.0, None, 1.0, 0.0,
+    )
+    assert (mix.mode, mix.label_smoothing) == ("batch", 0.0)
+
+
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("num_epochs", 0, "config.num_epochs"),
+        ("num_epochs", -3, "config.num_epochs"),
+        ("batch_size", 1023, "config.batch_size"),
+        ("dataset", "imagenet", "config.dataset"),
+        ("schedule", "linear", "config.schedule"),
+        ("dtype", "float16", "config.dtype"),
+        ("learning_rate", 0.0, "config.learning_rate"),
+        ("mix.mode", "elem", "config.mix.mode"),
+        ("model.window_size", 5, "window_size"),
+        ("model.num_heads", (3, 6, 11), "num_heads"),
+        ("model.img_size", 30, "img_size"),
+        ("model.num_classes", 100, "config.model.num_classes"),
+        ("randaugment", "rand-m9-zz3", "config.randaugment"),
+    ],
+)
+def test_bad_values_name_the_field(field, value, needle):
+    c = default_config()
+    node, key = c, field
+    if "." in field:
+        head, key = field.split(".")
+        node = c[head]
+    node[key] = value
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        validate(c, num_devices=2)
+
+
+def test_unknown_field_is_rejected():
+    c = default_config()
+    c.num_epoch = 5  # a typo of num_epochs
+    with pytest.raises(ConfigError, match=r"config\.num_epoch\b"):
+        validate(c)

@@ -1,0 +1,375 @@
+"""swin_flax.optim against timm's CosineLRScheduler and torch.optim.AdamW (tests/fixtures/optim.npz,
+written by scripts/make_optim_fixtures.py) and against the published formulas."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from swin_flax import optim
+from swin_flax.config import default_config
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = np.load(ROOT / "tests/fixtures/optim.npz")
+META = json.loads(str(FIXTURE["meta"]))
+
+
+def _load_config(name: str):
+    spec = importlib.util.spec_from_file_location(f"_cfg_{name}", ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def _schedule_kwargs(case: dict) -> dict:
+    """A fixture case (timm's argument names) as learning_rate_schedule's keyword arguments."""
+    return dict(
+        learning_rate=META["base_lr"],
+        warmup_epochs=case["warmup_t"],
+        warmup_lr_init=case["warmup_lr_init"],
+        lr_min=case["lr_min"],
+        cosine_epochs=case["t_initial"],
+        warmup_prefix=case["warmup_prefix"],
+    )
+
+
+def _lr_at_positions(fn, num_epochs: int, steps_per_epoch: int) -> np.ndarray:
+    """fn at the first, second, middle and last step of every epoch: [num_epochs, 4]."""
+    offsets = np.array([0, 1, steps_per_epoch // 2, steps_per_epoch - 1])
+    steps = np.arange(num_epochs)[:, None] * steps_per_epoch + offsets[None, :]
+    return np.asarray(jax.jit(fn)(jnp.asarray(steps)), np.float64)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def test_strong_config_schedule_equals_timm_in_every_epoch():
+    """configs/strong.py, 300 epochs of 49 steps (50,000 / 1024, last batch kept): each epoch's lr
+    at several steps equals the lr timm's scheduler gave that epoch in the recipe's loop."""
+    c = _load_config("strong")
+    expected = FIXTURE["sched.strong"]
+    assert expected.shape == (c.num_epochs,) == (300,)
+    # The fixture is the recipe's description: 1e-4 at epoch 0, linear to 1e-3 at epoch 20.
+    np.testing.assert_allclose(expected[[0, 10, 20]], [1e-4, 5.5e-4, 1e-3], rtol=1e-12)
+    fn = optim.learning_rate_schedule(
+        schedule=c.schedule,
+        learning_rate=c.learning_rate,
+        steps_per_epoch=49,
+        num_epochs=c.num_epochs,
+        warmup_epochs=c.warmup_epochs,
+        warmup_lr_init=c.warmup_lr_init,
+        lr_min=c.lr_min,
+        cosine_epochs=c.cosine_epochs,
+        warmup_prefix=c.warmup_prefix,
+    )
+    got = _lr_at_positions(fn, c.num_epochs, 49)
+    np.testing.assert_allclose(got, np.repeat(expected[:, None], 4, axis=1), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("case", sorted(META["epoch_cases"]))
+def test_cosine_epoch_equals_timm(case):
+    spec = META["epoch_cases"][case]
+    expected = FIXTURE[f"sched.{case}"]
+    fn = optim.learning_rate_schedule(
+        schedule="cosine_epoch",
+        steps_per_epoch=3,
+        num_epochs=spec["epochs"],
+        **_schedule_kwargs(spec),
+    )
+    got = _lr_at_positions(fn, spec["epochs"], 3)
+    np.testing.assert_allclose(got, np.repeat(expected[:, None], 4, axis=1), rtol=1e-6, atol=0)
+    # Long after the cycle, timm's lr stays at lr_min.
+    np.testing.assert_allclose(float(fn(10_000 * 3)), spec["lr_min"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", sorted(META["epoch_cases"]))
+def test_epoch_learning_rate_equals_timm(case):
+    spec = META["epoch_cases"][case]
+    kwargs = _schedule_kwargs(spec)
+    got = [
+        optim.epoch_learning_rate(e, schedule="cosine_epoch", **kwargs)
+        for e in range(spec["epochs"])
+    ]
+    np.testing.assert_allclose(got, FIXTURE[f"sched.{case}"], rtol=1e-12, atol=0)
+    assert optim.epoch_learning_rate(7, schedule="constant", learning_rate=3e-4) == 3e-4
+
+
+def test_strong_noprefix_is_timm_default_semantics():
+    """warmup_prefix=False: the cosine clock includes the warmup; epoch 20 is past the peak."""
+    lr = FIXTURE["sched.strong_noprefix"]
+    expected_20 = 1e-4 + 0.5 * 9e-4 * (1 + math.cos(math.pi * 20 / 300))
+    np.testing.assert_allclose(lr[20], expected_20, rtol=1e-12)
+    assert lr[20] < 1e-3
+
+
+@pytest.mark.parametrize("case", sorted(META["step_cases"]))
+def test_cosine_step_equals_timm_per_update(case):
+    """'cosine_step' equals timm's scheduler in update counts (t_in_epochs=False), at every step."""
+    spec = META["step_cases"][case]
+    spe = spec["steps_per_epoch"]
+    expected = FIXTURE[f"sched.{case}"]
+    fn = optim.learning_rate_schedule(
+        schedule="cosine_step",
+        steps_per_epoch=spe,
+        num_epochs=spec["epochs"],
+        **_schedule_kwargs(spec),
+    )
+    got = np.asarray(jax.jit(fn)(jnp.arange(expected.size)), np.float64)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * META["base_lr"])
+
+
+def _closed_form(t: float) -> float:
+    """The strong recipe's curve at fractional epoch t, written out from timm's formula."""
+    if t < 20:
+        return 1e-4 + t * (1e-3 - 1e-4) / 20
+    return 1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + math.cos(math.pi * (t - 20) / 300))
+
+
+def test_cosine_step_matches_closed_form_and_epoch_boundaries():
+    spe = 49
+    kwargs = dict(
+        learning_rate=1e-3,
+        steps_per_epoch=spe,
+        num_epochs=300,
+        warmup_epochs=20,
+        warmup_lr_init=1e-4,
+        lr_min=1e-4,
+        cosine_epochs=300,
+        warmup_prefix=True,
+    )
+    per_step = optim.learning_rate_schedule(schedule="cosine_step", **kwargs)
+    per_epoch = optim.learning_rate_schedule(schedule="cosine_epoch", **kwargs)
+    steps = np.array([0, 1, 24, 48, 49, 500, 979, 980, 981, 5000, 5001, 9999, 14_699])
+    got = np.asarray(jax.jit(per_step)(jnp.asarray(steps)), np.float64)
+    expected = [_closed_form(s / spe) for s in steps]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
+    # Within an epoch the per-step lr moves (it is not the per-epoch staircase) ...
+    assert got[0] < got[1] < got[2] < got[3] and got[9] > got[10]
+    # ... and at every epoch boundary both schedules agree.
+    boundaries = jnp.arange(300) * spe
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(per_step)(boundaries)),
+        np.asarray(jax.jit(per_epoch)(boundaries)),
+        rtol=1e-6,
+        atol=0,
+    )
+
+
+def test_constant_schedule():
+    fn = optim.learning_rate_schedule(
+        schedule="constant", learning_rate=1e-3, steps_per_epoch=49, num_epochs=300
+    )
+    for step in (0, 48, 49, 14_699, 10**6):
+        assert float(fn(step)) == pytest.approx(1e-3, rel=1e-7)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(schedule="cosine"), r"schedule.*'constant', 'cosine_epoch', 'cosine_step'"),
+        (dict(steps_per_epoch=0), "steps_per_epoch"),
+        (dict(num_epochs=0), "num_epochs"),
+        (dict(warmup_epochs=-1), "warmup_epochs"),
+        (dict(warmup_epochs=2.5), "warmup_epochs"),
+        (dict(cosine_epochs=0), "cosine_epochs"),
+        (dict(lr_min=-1e-5), "lr_min"),
+        (dict(learning_rate=float("nan")), "learning_rate"),
+        (dict(warmup_prefix="yes"), "warmup_prefix"),
+        (dict(schedule="constant", warmup_epochs=5), "warmup_epochs=5.*constant"),
+    ],
+)
+def test_schedule_rejects_bad_arguments(overrides, match):
+    kwargs = dict(
+        schedule="cosine_epoch",
+        learning_rate=1e-3,
+        steps_per_epoch=49,
+        num_epochs=300,
+        warmup_epochs=20,
+        warmup_lr_init=1e-4,
+        lr_min=1e-4,
+        cosine_epochs=300,
+        warmup_prefix=True,
+    )
+    kwargs.update(overrides)
+    with pytest.raises(ValueError, match=match):
+        optim.learning_rate_schedule(**kwargs)
+
+
+# ----------------------------------------------------------------------------- AdamW
+
+
+def _nest(flat: dict) -> dict:
+    """{'a.b.c': x} -> {'a': {'b': {'c': x}}} (Flax's params layout)."""
+    tree: dict = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def _fixture_tree(case: str, tag: str) -> dict:
+    prefix = f"adamw.{case}.{tag}."
+    return _nest({k[len(prefix) :]: FIXTURE[k] for k in FIXTURE.files if k.startswith(prefix)})
+
+
+@pytest.mark.parametrize("case", sorted(META["adamw_cases"]))
+def test_adamw_steps_equal_torch(case):
+    spec = META["adamw_cases"][case]
+    lrs = jnp.asarray(spec["lrs"], jnp.float32)
+    tx = optim.create_optimizer(
+        learning_rate_fn=lambda count: lrs[count],
+        weight_decay=spec["weight_decay"],
+        weight_decay_exempt=spec["exempt"],
+    )
+    params = jax.tree.map(jnp.asarray, _fixture_tree(case, "p0"))
+    opt_state = tx.init(params)
+
+    @jax.jit
+    def step(params, opt_state, grads):
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    for k in range(1, spec["steps"] + 1):
+        params, opt_state = step(params, opt_state, _fixture_tree(case, f"g{k}"))
+        expected = _fixture_tree(case, f"p{k}")
+        for path, got in jax.tree_util.tree_leaves_with_path(params):
+            want = expected
+            for key in path:
+                want = want[key.key]
+            np.testing.assert_allclose(
+                np.asarray(got), want, rtol=1e-6, atol=1e-7, err_msg=f"step {k} {path}"
+            )
+
+
+def test_defaults_follow_torch_not_optax():
+    """torch.optim.AdamW's defaults (from the fixture) are the config's; not optax's."""
+    torch_defaults = META["torch_adamw_defaults"]
+    assert inspect.signature(optax.adamw).parameters["weight_decay"].default == 1e-4
+    assert torch_defaults["weight_decay"] == 0.01
+    c = default_config()
+    assert c.weight_decay == torch_defaults["weight_decay"]
+    assert _load_config("baseline").weight_decay == torch_defaults["weight_decay"]
+    assert [c.b1, c.b2] == torch_defaults["betas"]
+    assert c.eps == torch_defaults["eps"]
+    assert c.learning_rate == torch_defaults["lr"]
+    # create_optimizer has no weight-decay default to fall back on.
+    assert inspect.signature(optim.create_optimizer).parameters["weight_decay"].default is (
+        inspect.Parameter.empty
+    )
+
+
+# ----------------------------------------------------------------------------- decay mask
+
+
+def _swin_like_params() -> dict:
+    z = lambda shape: np.ones(shape, np.float32)
+    return {
+        "absolute_pos_embed": z((1, 4, 8)),
+        "patch_embed": {
+            "proj": {"kernel": z((2, 2, 3, 8)), "bias": z((8,))},
+            "norm": {"scale": z((8,)), "bias": z((8,))},
+        },
+        "layers_0": {
+            "blocks_0": {
+                "attn": {
+                    "relative_position_bias_table": z((9, 2)),
+                    "qkv": {"kernel": z((8, 24)), "bias": z((24,))},
+                },
+                "mlp": {"fc1": {"kernel": z((8, 32)), "bias": z((32,))}},
+            },
+            "downsample": {"reduction": {"kernel": z((32, 16))}, "norm": {"scale": z((32,))}},
+        },
+        "head": {"kernel": z((8, 10)), "bias": z((10,))},
+    }
+
+
+EXPECTED_MASK = {
+    "absolute_pos_embed": False,
+    "patch_embed": {
+        "proj": {"kernel": True, "bias": False},
+        "norm": {"scale": False, "bias": False},
+    },
+    "layers_0": {
+        "blocks_0": {
+            "attn": {
+                "relative_position_bias_table": False,
+                "qkv": {"kernel": True, "bias": False},
+            },
+            "mlp": {"fc1": {"kernel": True, "bias": False}},
+        },
+        "downsample": {"reduction": {"kernel": True}, "norm": {"scale": False}},
+    },
+    "head": {"kernel": True, "bias": False},
+}
+
+
+def test_weight_decay_mask_follows_official_swin():
+    assert optim.weight_decay_mask(_swin_like_params()) == EXPECTED_MASK
+
+
+@pytest.mark.parametrize("exempt", [False, True])
+def test_decay_applies_where_the_mask_says(exempt):
+    """With zero grads Adam's step is 0, so each param is only decayed: p * (1 - lr * wd) or p."""
+    lr, wd = 1e-2, 0.5
+    params = _swin_like_params()
+    tx = optim.create_optimizer(learning_rate_fn=lr, weight_decay=wd, weight_decay_exempt=exempt)
+    zeros = jax.tree.map(np.zeros_like, params)
+    updates, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p))(zeros, params)
+    new = jax.tree.map(lambda p, u: np.asarray(p + u), params, updates)
+    decayed = jax.tree.map(lambda m: m or not exempt, EXPECTED_MASK)
+    expected = jax.tree.map(lambda d, p: p * (1 - lr * wd) if d else p, decayed, params)
+    jax.tree.map(lambda g, e: np.testing.assert_allclose(g, e, rtol=1e-7), new, expected)
+
+
+# ----------------------------------------------------------------------------- clipping
+
+
+@pytest.mark.parametrize("clip, scale", [(1e-8, 0.2), (1e-6, 1.0), (0.0, 1.0)])
+def test_global_norm_clipping(clip, scale):
+    """Grads near eps make Adam's first step g / (|g| + eps) depend on their size: clipping shows.
+
+    Global norm of the grads is 5e-8: clip 1e-8 scales them by 0.2 (the step drops from 0.75 * lr
+    to 0.375 * lr); clip 1e-6 and 0 (off) leave them. rtol 1e-4: with |g| ~ eps the step feels
+    optax's float32 bias correction 1 - b2**t (relative error ~3e-5 at t = 1; torch uses float64).
+    """
+    lr, eps = 1e-3, 1e-8
+    grads = {"a": jnp.array([3e-8, 0.0]), "b": {"c": jnp.array([[-4e-8]])}}
+    params = jax.tree.map(jnp.zeros_like, grads)
+    tx = optim.create_optimizer(learning_rate_fn=lr, weight_decay=0.0, grad_clip_norm=clip)
+    updates, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p))(grads, params)
+    # First AdamW step from the published rule: m_hat = g, v_hat = g^2.
+    expected = jax.tree.map(lambda g: -lr * (scale * g) / (jnp.abs(scale * g) + eps), grads)
+    jax.tree.map(
+        lambda u, e: np.testing.assert_allclose(u, e, rtol=1e-4, atol=0), updates, expected
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(weight_decay=-0.01), "weight_decay"),
+        (dict(b1=1.0), "b1"),
+        (dict(b2=-0.1), "b2"),
+        (dict(eps=float("inf")), "eps"),
+        (dict(grad_clip_norm=-1.0), "grad_clip_norm"),
+        (dict(weight_decay_exempt="yes"), "weight_decay_exempt"),
+        (dict(learning_rate_fn=-1e-3), "learning_rate_fn"),
+    ],
+)
+def test_create_optimizer_rejects_bad_arguments(overrides, match):
+    kwargs = dict(learning_rate_fn=1e-3, weight_decay=0.05)
+    kwargs.update(overrides)
+    with pytest.raises(ValueError, match=match):
+        optim.create_optimizer(**kwargs)

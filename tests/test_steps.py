@@ -1,0 +1,146 @@
+"""Train and eval steps: pmapped over 2 devices they equal one device with the same global batch."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import jax_utils
+
+from swin_flax import optim, steps
+from swin_flax.models import swin
+
+TINY = dict(
+    img_size=16, patch_size=2, in_chans=3, num_classes=5, embed_dim=16, depths=(2, 1),
+    num_heads=(2, 4), window_size=4, mlp_ratio=2.0, qkv_bias=True, qk_scale=None, drop_rate=0.0,
+    attn_drop_rate=0.0, drop_path_rate=0.0, ape=False, patch_norm=True,
+)
+
+
+def make_state(model_args=TINY, lr=1e-3):
+    model = swin.create_model(model_args)
+    tx = optim.create_optimizer(
+        learning_rate_fn=optax.constant_schedule(lr), b1=0.9, b2=0.999, eps=1e-8,
+        weight_decay=0.05, weight_decay_exempt=False, grad_clip_norm=0.0,
+    )
+    state = steps.create_train_state(jax.random.key(0), model, tx, (16, 16, 3))
+    return model, state
+
+
+def make_batch(n=8, num_classes=5, seed=1):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, n).astype(np.int32)
+    other = rng.integers(0, num_classes, n)
+    lam = 0.7
+    target = lam * np.eye(num_classes)[labels] + (1 - lam) * np.eye(num_classes)[other]
+    return {
+        "image": rng.normal(size=(n, 16, 16, 3)).astype(np.float32),
+        "label": labels,
+        "target": target.astype(np.float32),
+    }
+
+
+def run_steps(state, batch, n_devices, n_steps=2):
+    devices = jax.local_devices()[:n_devices]
+    p_step = jax.pmap(
+        functools.partial(
+            steps.train_step, dropout_key=jax.random.key(7),
+            learning_rate_fn=optax.constant_schedule(1e-3),
+        ),
+        axis_name=steps.AXIS, devices=devices,
+    )
+    shard = jax.tree.map(lambda x: x.reshape(n_devices, -1, *x.shape[1:]), batch)
+    state = jax_utils.replicate(state, devices)
+    for _ in range(n_steps):
+        state, metrics, _ = p_step(state, shard)
+    return jax.device_get(jax_utils.unreplicate(state)), jax_utils.unreplicate(metrics).compute()
+
+
+def test_two_devices_equal_one_device():
+    assert jax.local_device_count() >= 2, "conftest.py asks XLA for 2 host devices"
+    _, state = make_state()
+    batch = make_batch()
+    s1, m1 = run_steps(state, batch, 1)
+    s2, m2 = run_steps(state, batch, 2)
+    assert int(s1.step) == int(s2.step) == 2
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s1.params, s2.params)
+    np.testing.assert_allclose(m1["loss"], m2["loss"], rtol=1e-5)
+    np.testing.assert_allclose(m1["accuracy"], m2["accuracy"])
+
+
+def test_one_step_matches_plain_adamw_on_full_batch_gradient():
+    """The pmapped step = optax AdamW applied to jax.grad of the mean soft cross-entropy."""
+    model, state = make_state()
+    batch = make_batch()
+
+    def loss(params):
+        logits = model.apply({"params": params}, batch["image"], deterministic=True)
+        logp = jax.nn.log_softmax(logits)
+        return -(batch["target"] * logp).sum(-1).mean()
+
+    grads = jax.grad(loss)(state.params)
+    tx = optax.adamw(1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05)
+    updates, _ = tx.update(grads, tx.init(state.params), state.params)
+    expected = optax.apply_updates(state.params, updates)
+    got, metrics = run_steps(state, batch, 2, n_steps=1)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got.params, expected)
+    np.testing.assert_allclose(metrics["loss"], loss(state.params), rtol=1e-5)
+
+
+def test_train_accuracy_uses_original_labels():
+    _, state = make_state()
+    batch = make_batch()
+    logits = state.apply_fn({"params": state.params}, batch["image"])
+    batch["label"] = np.asarray(jnp.argmax(logits, -1), np.int32)  # all "correct" at step 0
+    batch["target"] = np.full_like(batch["target"], 1 / 5)  # targets carry no label information
+    _, metrics = run_steps(state, batch, 2, n_steps=1)
+    assert metrics["accuracy"] == pytest.approx(1.0)
+
+
+def test_dropout_keys_differ_per_device_and_step():
+    args = dict(TINY, drop_path_rate=0.5)
+    _, state = make_state(args)
+    one = make_batch(n=4)
+    batch = jax.tree.map(lambda x: np.concatenate([x, x]), one)  # same examples on both devices
+    devices = jax.local_devices()[:2]
+
+    def per_device_loss(state, batch):
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(3), state.step),
+                                 jax.lax.axis_index(steps.AXIS))
+        logits = state.apply_fn({"params": state.params}, batch["image"], deterministic=False,
+                                rngs={"dropout": key})
+        return steps.soft_cross_entropy(logits, batch["target"]).mean()
+
+    losses = jax.pmap(per_device_loss, axis_name=steps.AXIS, devices=devices)(
+        jax_utils.replicate(state, devices), jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), batch)
+    )
+    assert not np.allclose(losses[0], losses[1])
+
+
+def test_eval_step_ignores_padding():
+    model, state = make_state()
+    batch = make_batch()
+    mask = np.array([1, 1, 1, 0, 1, 1, 0, 0], np.float32)
+    logits = np.asarray(model.apply({"params": state.params}, batch["image"]))
+    real = mask > 0
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    want_loss = -logp[real, batch["label"][real]].mean()
+    want_acc = (logits.argmax(-1)[real] == batch["label"][real]).mean()
+    devices = jax.local_devices()[:2]
+    p_eval = jax.pmap(functools.partial(steps.eval_step, apply_fn=model.apply),
+                      axis_name=steps.AXIS, devices=devices)
+    eval_batch = {"image": batch["image"], "label": batch["label"], "mask": mask}
+    eval_batch = jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), eval_batch)
+    m = jax_utils.unreplicate(p_eval(jax_utils.replicate(state.params, devices), eval_batch)).compute()
+    np.testing.assert_allclose(m["loss"], want_loss, rtol=1e-5)
+    np.testing.assert_allclose(m["accuracy"], want_acc)
+
+
+def test_nonfinite_loss_step_is_recorded():
+    m = steps.FirstNonFinite.from_model_output(loss=jnp.array(np.nan), step=jnp.array(5))
+    ok = steps.FirstNonFinite.from_model_output(loss=jnp.array(1.0), step=jnp.array(3))
+    later = steps.FirstNonFinite.from_model_output(loss=jnp.array(np.inf), step=jnp.array(9))
+    assert int(ok.merge(m).merge(later).compute()) == 5
+    assert int(ok.compute()) == -1

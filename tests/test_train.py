@@ -1,0 +1,96 @@
+"""End to end: a tiny config on a tiny CIFAR-10 archive (genuine binary format) trains, writes TensorBoard
+events and checkpoints, and a second run with more epochs resumes where the first stopped."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from swin_flax import checkpoints, evaluate, train
+from swin_flax.config import default_config
+from tests import cifar_files
+
+N_TRAIN, N_TEST, BATCH = 64, 40, 16
+
+
+def tiny_config(archive, epochs=2):
+    c = default_config()
+    c.dataset = "cifar10"
+    c.archive = str(archive)
+    c.model.update(embed_dim=16, depths=(2, 1), num_heads=(2, 4), window_size=4, mlp_ratio=2.0,
+                   drop_path_rate=0.1)
+    c.randaugment = "rand-m9-mstd0.5"
+    c.mix.cutmix_alpha = 1.0
+    c.mix.switch_prob = 0.0
+    c.normalize_mean = (0.0, 0.0, 0.0)
+    c.normalize_std = (1.0, 1.0, 1.0)
+    c.schedule = "cosine_epoch"
+    c.warmup_epochs = 1
+    c.warmup_lr_init = 1e-4
+    c.cosine_epochs = 3
+    c.batch_size = BATCH
+    c.eval_batch_size = BATCH
+    c.num_epochs = epochs
+    c.log_every_steps = 2
+    return c
+
+
+def read_scalars(workdir):
+    out = {}
+    for path in tf.io.gfile.glob(str(workdir / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                value = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
+                out.setdefault(v.tag, {})[event.step] = float(value)
+    return out
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cifar")
+    return cifar_files.cifar10_binary_tarball(
+        d / "cifar-10-binary.tar.gz", cifar_files.random_split(N_TRAIN, seed=1),
+        cifar_files.random_split(N_TEST, seed=2),
+    )
+
+
+def test_train_then_resume(tmp_path, archive):
+    workdir = tmp_path / "run"
+    steps_per_epoch = N_TRAIN // BATCH
+
+    summary = train.train_and_evaluate(tiny_config(archive, epochs=2), str(workdir))
+    assert summary["steps"] == 2 * steps_per_epoch and summary["start_step"] == 0
+    scalars = read_scalars(workdir)
+    assert set(scalars["test_accuracy"]) == {1, 2}
+    for tag in ("train_loss", "train_accuracy", "test_loss", "learning_rate", "epoch_time",
+                "images_per_sec"):
+        assert set(scalars[tag]) == {1, 2}, tag
+    assert set(scalars["train_loss_step"]) == set(range(2, 2 * steps_per_epoch + 1, 2))
+    # The test accuracy is a fraction of the 40 test images.
+    for acc in scalars["test_accuracy"].values():
+        assert abs(acc * N_TEST - round(acc * N_TEST)) < 1e-4
+    np.testing.assert_allclose(scalars["learning_rate"][1], 1e-4, rtol=1e-6)  # epoch 0: warmup_lr_init
+    np.testing.assert_allclose(scalars["learning_rate"][2], 1e-3, rtol=1e-6)  # epoch 1: warmup done
+
+    ckpts = checkpoints.Checkpoints(workdir, read_only=True)
+    assert ckpts.latest_step("latest") == 2 * steps_per_epoch
+    assert ckpts.latest_step("best") in (steps_per_epoch, 2 * steps_per_epoch)
+    best_meta = ckpts.restore_meta("best")
+    assert best_meta["test_accuracy"] == pytest.approx(max(scalars["test_accuracy"].values()))
+    assert (workdir / "config.txt").exists()
+    assert json.loads((workdir / "config.json").read_text())["num_epochs"] == 2
+
+    summary = train.train_and_evaluate(tiny_config(archive, epochs=3), str(workdir))
+    assert summary["start_step"] == 2 * steps_per_epoch  # resumed after epoch 2
+    assert summary["steps"] == 3 * steps_per_epoch
+    scalars = read_scalars(workdir)
+    assert 3 in scalars["test_accuracy"]
+
+    # The evaluate entry point scores the best checkpoint on every test image.
+    _, best = evaluate.resolve_checkpoint(str(workdir), None)
+    params, meta = evaluate.load_params(best)
+    result = evaluate.evaluate_checkpoint(evaluate.load_run_config(workdir), params)
+    assert result["num_examples"] == N_TEST
+    assert result["accuracy"] == pytest.approx(meta["test_accuracy"], abs=1e-6)
+    assert result["confusion"].sum() == N_TEST
