@@ -4,8 +4,6 @@ The steps are pure: the dropout key of a step is derived from a root key, the st
 index, so a resumed run draws exactly what an uninterrupted one would, and devices draw differently.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +16,7 @@ from flax import linen as nn
 from flax.training import train_state
 
 AXIS = "batch"  # the pmap axis name
+# No `from __future__ import annotations` here: clu reads the metric classes from __annotations__.
 
 
 class TrainState(train_state.TrainState):
@@ -31,14 +30,14 @@ class FirstNonFinite(metrics.Metric):
     step: jnp.ndarray
 
     @classmethod
-    def from_model_output(cls, *, loss: jnp.ndarray, step: jnp.ndarray, **_) -> FirstNonFinite:
+    def from_model_output(cls, *, loss: jnp.ndarray, step: jnp.ndarray, **_) -> "FirstNonFinite":
         return cls(step=jnp.where(jnp.isfinite(loss), -1, step).astype(jnp.int32))
 
-    def merge(self, other: FirstNonFinite) -> FirstNonFinite:
+    def merge(self, other: "FirstNonFinite") -> "FirstNonFinite":
         a, b = self.step, other.step
         return type(self)(step=jnp.where((a < 0) | ((b >= 0) & (b < a)), b, a))
 
-    def reduce(self) -> FirstNonFinite:
+    def reduce(self) -> "FirstNonFinite":
         s = jnp.where(self.step < 0, jnp.iinfo(jnp.int32).max, self.step).min()
         return type(self)(step=jnp.where(s == jnp.iinfo(jnp.int32).max, -1, s))
 
@@ -57,6 +56,18 @@ class TrainMetrics(metrics.Collection):
 class EvalMetrics(metrics.Collection):
     loss: metrics.Average.from_output("loss")
     accuracy: metrics.Accuracy
+
+
+def unreplicate(tree: Any) -> Any:
+    """Device 0's copy of each leaf of a pmap output (flax's version keeps a leading 1 when pmap ran on
+    a subset of the devices)."""
+
+    def first(x):
+        if isinstance(x, jax.Array) and len(x.addressable_shards) > 1:
+            return x.addressable_shards[0].data.reshape(x.shape[1:])
+        return x[0]
+
+    return jax.tree.map(first, tree)
 
 
 def soft_cross_entropy(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:

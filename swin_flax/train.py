@@ -89,7 +89,7 @@ class _StopFlag:
 def _host_state(state: steps.TrainState) -> dict[str, Any]:
     """The part of the (replicated) state that is saved: device copy 0, on the host."""
     return jax.device_get(
-        jax_utils.unreplicate({"params": state.params, "opt_state": state.opt_state, "step": state.step})
+        steps.unreplicate({"params": state.params, "opt_state": state.opt_state, "step": state.step})
     )
 
 
@@ -105,14 +105,14 @@ def _meta(config, epoch: int, step: int, best: dict[str, Any], **extra) -> dict[
 
 
 def _summary_values(collection) -> dict[str, float]:
-    return {k: float(v) for k, v in jax_utils.unreplicate(collection).compute().items()}
+    return {k: float(v) for k, v in collection.compute().items()}
 
 
 def evaluate(p_eval_step, params, batches: Iterator[dict[str, np.ndarray]]) -> dict[str, float]:
     """Loss and accuracy over all batches (padding masked out)."""
     total = None
     for batch in batches:
-        m = p_eval_step(params, batch)
+        m = steps.unreplicate(p_eval_step(params, batch))  # gathered: all copies equal
         total = m if total is None else total.merge(m)
     out = _summary_values(total)
     return {"loss": out["loss"], "accuracy": out["accuracy"]}
@@ -230,6 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             window = None
             for batch in train_batches(epoch, first):
                 state, m, lr = p_train_step(state, batch)
+                m = steps.unreplicate(m)  # gathered over devices: every copy is the same
                 step += 1
                 train_metrics = m if train_metrics is None else train_metrics.merge(m)
                 window = m if window is None else window.merge(m)
@@ -265,7 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 "train_accuracy": train["accuracy"],
                 "test_loss": test["loss"],
                 "test_accuracy": test["accuracy"],
-                "learning_rate": float(jax_utils.unreplicate(lr)),
+                "learning_rate": float(steps.unreplicate(lr)),
                 "epoch_time": epoch_seconds,
                 "images_per_sec": n_images / epoch_seconds,
             }
