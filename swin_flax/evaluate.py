@@ -14,9 +14,9 @@ import orbax.checkpoint as ocp
 from etils import epath
 from flax import jax_utils
 
-from swin_flax import checkpoints
+from swin_flax import checkpoints, train
 from swin_flax.config import default_config
-from swin_flax.data import pipeline, sources
+from swin_flax.data import pipeline
 from swin_flax.models import swin
 
 
@@ -109,10 +109,7 @@ def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[str, Any]:
     """Scores params on the test split that `config` names, every test image counted once."""
-    images, labels = sources.load_split(
-        config.dataset, "test", data_dir=config.data_dir, archive=config.archive,
-        synthetic_examples=config.synthetic_test_examples, seed=config.seed + 1,
-    )
+    images, labels = train.load_split(config, "test")
     n_dev = jax.local_device_count()
     batch = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
     ds = pipeline.eval_dataset(

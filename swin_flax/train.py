@@ -118,6 +118,14 @@ def evaluate(p_eval_step, params, batches: Iterator[dict[str, np.ndarray]]) -> d
     return {"loss": out["loss"], "accuracy": out["accuracy"]}
 
 
+def load_split(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The config's data source, one split: uint8 images [N, 32, 32, 3] and int32 labels."""
+    return sources.load_split(
+        config.dataset, split, data_dir=config.data_dir, archive=config.archive,
+        synthetic_examples=getattr(config, f"synthetic_{split}_examples"), seed=config.seed,
+    )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs (or resumes) the training described by `config` in `workdir`; returns the summary."""
     t_start = time.time()
@@ -128,14 +136,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     is_chief = jax.process_index() == 0
 
     # Data.
-    train_images, train_labels = sources.load_split(
-        config.dataset, "train", data_dir=config.data_dir, archive=config.archive,
-        synthetic_examples=config.synthetic_train_examples, seed=config.seed,
-    )
-    test_images, test_labels = sources.load_split(
-        config.dataset, "test", data_dir=config.data_dir, archive=config.archive,
-        synthetic_examples=config.synthetic_test_examples, seed=config.seed + 1,
-    )
+    train_images, train_labels = load_split(config, "train")
+    test_images, test_labels = load_split(config, "test")
     steps_per_epoch = pipeline.steps_per_epoch(len(train_images), config.batch_size)
     num_steps = steps_per_epoch * config.num_epochs
     common = dict(

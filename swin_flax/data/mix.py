@@ -1,0 +1,238 @@
+"""CutMix and Mixup on a batch in TensorFlow ops, with the semantics of timm's `Mixup` (mode batch).
+
+timm (timm/data/mixup.py) draws one lambda per batch and mixes the batch with itself reversed:
+  - with probability `prob` a batch is mixed at all (otherwise lambda = 1: targets are just the
+    smoothed one-hot labels);
+  - when both alphas are > 0, CutMix is chosen with probability `switch_prob`, else Mixup;
+  - lambda ~ Beta(alpha, alpha) of the chosen method;
+  - Mixup: x <- lam * x + (1 - lam) * flip(x);
+  - CutMix: a box of side int(H * sqrt(1 - lam)) x int(W * sqrt(1 - lam)) centred at a uniform
+    integer pixel, clipped to the image (or, with `cutmix_minmax`, a box whose sides are uniform in
+    [min, max) of the image's), is pasted from flip(x); lambda is then corrected to
+    1 - box area / image area (`correct_lam`, always with minmax);
+  - targets = lam * onehot(y) + (1 - lam) * onehot(flip(y)), the one-hots smoothed as
+    off = smoothing / K, on = 1 - smoothing + off.
+Randomness is stateless: everything follows from the given seed, so a batch mixes the same way
+every time it is produced (restarts, reruns).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import tensorflow as tf
+
+MODES = ("batch",)
+
+
+@dataclasses.dataclass(frozen=True)
+class MixConfig:
+    """timm Mixup's arguments, checked. Build with `mix_config` from a config's `mix` mapping."""
+
+    num_classes: int
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    cutmix_minmax: tuple[float, float] | None = None
+    prob: float = 1.0
+    switch_prob: float = 0.5
+    mode: str = "batch"
+    correct_lam: bool = True
+    label_smoothing: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        """True when batches are mixed at all (timm: an alpha > 0 or minmax set; and prob > 0)."""
+        return self.prob > 0 and (
+            self.mixup_alpha > 0 or self.cutmix_alpha > 0 or self.cutmix_minmax is not None
+        )
+
+
+def mix_config(mix: Mapping[str, Any], num_classes: int) -> MixConfig:
+    """A MixConfig from a mapping with timm Mixup's argument names (e.g. `config.mix`).
+
+    Raises ValueError naming the argument for values timm would reject or that cannot run here.
+    """
+    if hasattr(mix, "to_dict"):  # an ml_collections.ConfigDict
+        mix = mix.to_dict()
+    known = {f.name for f in dataclasses.fields(MixConfig)} - {"num_classes"}
+    unknown = sorted(set(mix) - known)
+    if unknown:
+        raise ValueError(f"mix: unknown argument(s) {unknown}; known: {sorted(known)}.")
+    kw = dict(mix)
+    if kw.get("cutmix_minmax") is not None:
+        kw["cutmix_minmax"] = tuple(float(v) for v in kw["cutmix_minmax"])
+    cfg = MixConfig(num_classes=int(num_classes), **kw)
+    if cfg.mode not in MODES:
+        raise ValueError(
+            f"mix.mode={cfg.mode!r}: only 'batch' (one lambda per batch, timm's default) is "
+            "implemented; set --config.mix.mode=batch."
+        )
+    if cfg.num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {cfg.num_classes}.")
+    if cfg.mixup_alpha < 0 or cfg.cutmix_alpha < 0:
+        raise ValueError(
+            f"mix.mixup_alpha and mix.cutmix_alpha must be >= 0 (0 turns one off), got "
+            f"{cfg.mixup_alpha} and {cfg.cutmix_alpha}."
+        )
+    if not 0 <= cfg.prob <= 1:
+        raise ValueError(f"mix.prob must lie in [0, 1], got {cfg.prob}.")
+    if not 0 <= cfg.switch_prob <= 1:
+        raise ValueError(f"mix.switch_prob must lie in [0, 1], got {cfg.switch_prob}.")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ValueError(f"mix.label_smoothing must lie in [0, 1), got {cfg.label_smoothing}.")
+    if cfg.cutmix_minmax is not None:
+        lo, hi = cfg.cutmix_minmax
+        if len(cfg.cutmix_minmax) != 2 or not 0 <= lo < hi <= 1:
+            raise ValueError(
+                f"mix.cutmix_minmax must be (min, max) with 0 <= min < max <= 1, got "
+                f"{cfg.cutmix_minmax}."
+            )
+        # timm forces cutmix_alpha = 1 when minmax is set (lambda then comes from the box).
+        cfg = dataclasses.replace(cfg, cutmix_alpha=1.0)
+    return cfg
+
+
+def smoothed_one_hot(labels: tf.Tensor, num_classes: int, smoothing: float = 0.0) -> tf.Tensor:
+    """timm's one-hot with label smoothing: off = smoothing / K, on = 1 - smoothing + off."""
+    off = smoothing / num_classes
+    on = 1.0 - smoothing + off
+    return tf.one_hot(labels, num_classes, on_value=on, off_value=off, dtype=tf.float32)
+
+
+def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor]:
+    """timm `_params_per_batch`: (lam float32 scalar before box correction, use_cutmix bool scalar).
+
+    lam is 1 (no mixing) with probability 1 - prob.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    apply = _uniform(seeds[0]) < cfg.prob
+    if cfg.mixup_alpha > 0 and cfg.cutmix_alpha > 0:
+        use_cutmix = _uniform(seeds[1]) < cfg.switch_prob
+        alpha = tf.where(use_cutmix, cfg.cutmix_alpha, cfg.mixup_alpha)
+    elif cfg.mixup_alpha > 0:
+        use_cutmix, alpha = tf.constant(False), tf.constant(cfg.mixup_alpha, tf.float64)
+    elif cfg.cutmix_alpha > 0:
+        use_cutmix, alpha = tf.constant(True), tf.constant(cfg.cutmix_alpha, tf.float64)
+    else:
+        return tf.constant(1.0), tf.constant(False)
+    lam = _beta(seeds[2], tf.cast(alpha, tf.float64))
+    lam = tf.where(apply, tf.cast(lam, tf.float32), 1.0)
+    return lam, tf.logical_and(apply, use_cutmix)
+
+
+def rand_bbox(
+    seed: tf.Tensor, lam: tf.Tensor, height: int, width: int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """timm `rand_bbox`: (y_lo, y_hi, x_lo, x_hi) int32, half-open, clipped to the image.
+
+    Side int(size * sqrt(1 - lam)) (truncated, as timm's int()), centre uniform over the pixels.
+    """
+    ratio = tf.sqrt(1.0 - tf.cast(lam, tf.float64))
+    cut_h = tf.cast(tf.math.floor(height * ratio), tf.int32)
+    cut_w = tf.cast(tf.math.floor(width * ratio), tf.int32)
+    s = tf.random.experimental.stateless_split(seed, 2)
+    cy = tf.random.stateless_uniform([], s[0], minval=0, maxval=height, dtype=tf.int32)
+    cx = tf.random.stateless_uniform([], s[1], minval=0, maxval=width, dtype=tf.int32)
+    y_lo = tf.clip_by_value(cy - cut_h // 2, 0, height)
+    y_hi = tf.clip_by_value(cy + (cut_h + 1) // 2, 0, height)
+    x_lo = tf.clip_by_value(cx - cut_w // 2, 0, width)
+    x_hi = tf.clip_by_value(cx + (cut_w + 1) // 2, 0, width)
+    return y_lo, y_hi, x_lo, x_hi
+
+
+def rand_bbox_minmax(
+    seed: tf.Tensor, minmax: tuple[float, float], height: int, width: int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """timm `rand_bbox_minmax`: sides uniform in [int(size*min), int(size*max)), placed inside."""
+    lo_h, hi_h = int(height * minmax[0]), int(height * minmax[1])
+    lo_w, hi_w = int(width * minmax[0]), int(width * minmax[1])
+    if lo_h >= hi_h or lo_w >= hi_w:
+        raise ValueError(
+            f"mix.cutmix_minmax={minmax} leaves no box size for a {height}x{width} image "
+            "(int(size * min) must be < int(size * max)); widen the range."
+        )
+    s = tf.random.experimental.stateless_split(seed, 4)
+    cut_h = tf.random.stateless_uniform([], s[0], minval=lo_h, maxval=hi_h, dtype=tf.int32)
+    cut_w = tf.random.stateless_uniform([], s[1], minval=lo_w, maxval=hi_w, dtype=tf.int32)
+    y_lo = tf.random.stateless_uniform(
+        [], s[2], minval=0, maxval=height - cut_h + 1, dtype=tf.int32
+    )
+    x_lo = tf.random.stateless_uniform([], s[3], minval=0, maxval=width - cut_w + 1, dtype=tf.int32)
+    return y_lo, y_lo + cut_h, x_lo, x_lo + cut_w
+
+
+def mix_batch(
+    images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, cfg: MixConfig
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Mixes a batch with itself reversed: (images, soft targets [B, K] float32, lam scalar).
+
+    images: float [B, H, W, C] (any normalisation: mixing is per pixel and affine-invariant).
+    labels: int [B]. seed: int32/int64 [2]. With mixing disabled, returns the images unchanged and
+    the smoothed one-hot targets.
+    """
+    y1 = smoothed_one_hot(labels, cfg.num_classes, cfg.label_smoothing)
+    if not cfg.enabled:
+        return images, y1, tf.constant(1.0)
+    height, width = images.shape[1], images.shape[2]
+    if height is None or width is None:
+        raise ValueError("mix_batch needs a static image height and width.")
+    s = tf.random.experimental.stateless_split(seed, 2)
+    lam, use_cutmix = sample_lambda(s[0], cfg)
+    if cfg.cutmix_minmax is not None:
+        y_lo, y_hi, x_lo, x_hi = rand_bbox_minmax(s[1], cfg.cutmix_minmax, height, width)
+    else:
+        y_lo, y_hi, x_lo, x_hi = rand_bbox(s[1], lam, height, width)
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    in_box = (rows >= y_lo) & (rows < y_hi) & (cols >= x_lo) & (cols < x_hi)  # [H, W]
+    box_lam = 1.0 - tf.cast((y_hi - y_lo) * (x_hi - x_lo), tf.float32) / float(height * width)
+    if cfg.correct_lam or cfg.cutmix_minmax is not None:
+        cut_lam = box_lam
+    else:
+        cut_lam = lam
+    # timm skips mixing entirely when lam == 1 (no box is pasted then either).
+    do_cut = use_cutmix & (lam < 1.0)
+    # CutMix selects whole pixels (exactly one image or the other); Mixup blends with scalar lam;
+    # lam == 1 leaves the batch as it is. Only the branch taken runs.
+    mixed = tf.cond(
+        do_cut,
+        lambda: _paste(images, in_box),
+        lambda: tf.cond(
+            lam < 1.0,
+            lambda: (
+                images * tf.cast(lam, images.dtype)
+                + tf.reverse(images, [0]) * tf.cast(1.0 - lam, images.dtype)
+            ),
+            lambda: images,
+        ),
+    )
+    lam = tf.where(do_cut, cut_lam, lam)
+    targets = lam * y1 + (1.0 - lam) * tf.reverse(y1, axis=[0])
+    return mixed, targets, lam
+
+
+def _paste(images: tf.Tensor, in_box: tf.Tensor) -> tf.Tensor:
+    """images with the pixels of `in_box` [H, W] taken from the reversed batch.
+
+    Done on [B, H*W*C] rows against a [1, H*W*C] mask: TF's CPU select is several times faster
+    with a row broadcast than with a broadcast over the height/width/channel axes.
+    """
+    channels = images.shape[3]
+    flat = tf.reshape(images, [tf.shape(images)[0], -1])
+    mask = tf.reshape(tf.repeat(in_box[:, :, None], channels, axis=2), [1, -1])
+    return tf.reshape(tf.where(mask, tf.reverse(flat, [0]), flat), tf.shape(images))
+
+
+def _uniform(seed: tf.Tensor) -> tf.Tensor:
+    return tf.random.stateless_uniform([], seed, dtype=tf.float64)
+
+
+def _beta(seed: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+    """Beta(alpha, alpha) as Ga / (Ga + Gb), in float64 so that small alphas do not underflow."""
+    s = tf.random.experimental.stateless_split(seed, 2)
+    ga = tf.random.stateless_gamma([], s[0], alpha=alpha, dtype=tf.float64)
+    gb = tf.random.stateless_gamma([], s[1], alpha=alpha, dtype=tf.float64)
+    total = ga + gb
+    return tf.where(total > 0, ga / tf.where(total > 0, total, 1.0), 0.5)

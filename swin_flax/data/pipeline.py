@@ -1,0 +1,351 @@
+"""tf.data input pipelines: per-host batches shaped [local_devices, per_device_batch, H, W, 3].
+
+Order and randomness are functions of (seed, epoch, position) only, never of run history:
+  - epoch e's order is a permutation keyed by (seed, e) (TF's stateless index_shuffle): position
+    p of the epoch holds example order(p). Global batch s is positions [s*G, (s+1)*G); host h
+    takes the slice [h*G/P, (h+1)*G/P) of it, and local device d the d-th per-device block;
+  - the last partial global batch of an epoch is dropped (training);
+  - the example at position p gets RandAugment seed (key(seed, e), p): the same for any number
+    of hosts;
+  - host h's batch of step s gets CutMix/Mixup seed (key(seed, e), s * P + h): one lambda per
+    host batch;
+  - `start_step` skips the first global batches of the first epoch exactly, so a run resumed
+    mid-epoch sees what an uninterrupted one would.
+Evaluation visits every example once, in order; the last global batch is padded with zero images
+and `mask` 0, so all hosts run the same number of batches.
+
+Transforms (torchvision's order): [RandAugment on uint8] -> float -> [bilinear resize to image_size]
+-> /255 -> (x - mean) / std -> [CutMix/Mixup per host batch]. Every map works on a whole host
+batch with vectorised ops. A training dataset may span several epochs (`num_epochs`): building
+one costs a second or two (TF optimises the RandAugment graph for each new dataset), which a
+single dataset for the whole run pays once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from swin_flax.data import mix as mix_lib
+
+_SHUFFLE, _AUGMENT, _MIX = 1, 2, 3  # one random stream per purpose and epoch
+
+
+def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+    """Training steps in an epoch: full global batches only (the last partial batch is dropped)."""
+    _check_positive(global_batch_size=global_batch_size)
+    if num_examples < global_batch_size:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is larger than the {num_examples} training "
+            "examples, so an epoch has no full batch; lower --config.batch_size."
+        )
+    return num_examples // global_batch_size
+
+
+def eval_steps(num_examples: int, global_batch_size: int) -> int:
+    """Evaluation steps: every example once, the last batch padded (ceil)."""
+    _check_positive(global_batch_size=global_batch_size)
+    return -(-num_examples // global_batch_size)
+
+
+def split_batch(
+    global_batch_size: int, process_count: int, local_device_count: int
+) -> tuple[int, int]:
+    """(host batch, per-device batch) of a global batch; ValueError when it does not divide."""
+    _check_positive(
+        global_batch_size=global_batch_size,
+        process_count=process_count,
+        local_device_count=local_device_count,
+    )
+    shards = process_count * local_device_count
+    if global_batch_size % shards:
+        raise ValueError(
+            f"global batch size {global_batch_size} does not split over {process_count} host(s) "
+            f"x {local_device_count} local device(s) = {shards} devices; choose a multiple of "
+            f"{shards}."
+        )
+    return global_batch_size // process_count, global_batch_size // shards
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """Example index at each position of epoch `epoch` (what the training pipeline reads)."""
+    positions = tf.range(num_examples, dtype=tf.int64)
+    return _order(
+        positions, num_examples, tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64)
+    ).numpy()
+
+
+def train_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    global_batch_size: int,
+    epoch: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    local_device_count: int = 1,
+    randaugment: str = "",
+    img_mean: Sequence[int] = (124, 116, 104),
+    translate_const: int = 117,
+    normalize_mean: Sequence[float] = (0.5, 0.5, 0.5),
+    normalize_std: Sequence[float] = (0.5, 0.5, 0.5),
+    mix: Mapping[str, Any] | None = None,
+    image_size: int = 32,
+    start_step: int = 0,
+    num_epochs: int = 1,
+    prefetch: int = 2,
+) -> tf.data.Dataset:
+    """This host's training batches of epochs [epoch, epoch + num_epochs), starting at global step
+    `start_step` of the first: num_epochs * steps_per_epoch - start_step batches.
+
+    images uint8 [N, h, w, 3], labels int [N]. Yields dicts: 'image' float32 [D, b, S, S, 3],
+    'label' int32 [D, b] (original labels, for train accuracy), 'target' float32 [D, b, K] (soft
+    targets: mixed by CutMix/Mixup per `mix` (timm Mixup arguments), else smoothed one-hot).
+    randaugment: a timm config string ('rand-m9-mstd0.5') or '' for none.
+    """
+    _tf_cpu_only()
+    _check_arrays(images, labels)
+    host_bs, dev_bs = split_batch(global_batch_size, process_count, local_device_count)
+    _check_index(process_index, process_count)
+    _check_positive(num_epochs=num_epochs)
+    n_steps = steps_per_epoch(len(labels), global_batch_size)
+    if not 0 <= start_step <= n_steps:
+        raise ValueError(f"start_step={start_step} is outside [0, {n_steps}] for this epoch.")
+    mix_cfg = mix_lib.mix_config(mix or {}, num_classes)
+    if mix_cfg.enabled and host_bs % 2:
+        raise ValueError(
+            f"CutMix/Mixup mixes each host batch with itself reversed and needs it even (as timm "
+            f"asserts); the host batch is {host_bs}: choose an even global_batch_size per host."
+        )
+    transform = _train_transform(
+        images.shape[1:3],
+        _parse_randaugment(randaugment),
+        tuple(int(v) for v in img_mean),
+        float(translate_const),
+        int(image_size),
+        tuple(float(v) for v in normalize_mean),
+        tuple(float(v) for v in normalize_std),
+        mix_cfg,
+    )
+    # The table of (epoch, step) to produce; everything else is computed from it in the graph.
+    epochs = np.repeat(np.arange(epoch, epoch + num_epochs, dtype=np.int64), n_steps)[start_step:]
+    steps = np.tile(np.arange(n_steps, dtype=np.int64), num_epochs)[start_step:]
+    all_images = tf.constant(images)
+    all_labels = tf.constant(labels.astype(np.int32))
+    const = lambda v: tf.constant(v, tf.int64)
+    layout = (const(seed), const(global_batch_size), const(process_index), const(process_count))
+
+    def batch(e, s):
+        out = transform(all_images, all_labels, e, s, const(host_bs), *layout)
+        return {k: _per_device(v, local_device_count, dev_bs) for k, v in out.items()}
+
+    ds = tf.data.Dataset.from_tensor_slices((epochs, steps))
+    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(prefetch).with_options(_options())
+
+
+@functools.lru_cache(maxsize=8)
+def _train_transform(
+    source_hw: tuple[int, int],
+    ra_params,
+    img_mean: tuple[int, ...],
+    translate_const: float,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    mix_cfg: mix_lib.MixConfig,
+) -> tf.types.experimental.PolymorphicFunction:
+    """The training transform of one host batch, traced once per setting (not per epoch, batch
+    size or host layout, which are inputs)."""
+    h, w = source_hw
+    scalar = tf.TensorSpec([], tf.int64)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, h, w, 3], tf.uint8),
+            tf.TensorSpec([None], tf.int32),
+            *[scalar] * 7,
+        ]
+    )
+    def transform(
+        all_images, all_labels, epoch, step, host_bs, seed, global_bs, process_index, process_count
+    ):
+        positions = step * global_bs + process_index * host_bs + tf.range(host_bs, dtype=tf.int64)
+        index = _order(positions, tf.shape(all_labels, tf.int64)[0], seed, epoch)
+        images = tf.gather(all_images, index)
+        labels = tf.gather(all_labels, index)
+        if ra_params is not None:
+            key = _stream_key(seed, epoch, _AUGMENT)
+            seeds = tf.stack([tf.fill(tf.shape(positions), key), positions], 1)
+            images = _rand_augment(source_hw, ra_params, img_mean, translate_const)(images, seeds)
+        x = to_model_input(images, image_size, mean, std)
+        mix_seed = tf.stack([_stream_key(seed, epoch, _MIX), step * process_count + process_index])
+        x, target, _ = mix_lib.mix_batch(x, labels, mix_seed, mix_cfg)
+        return {"image": x, "label": labels, "target": target}
+
+    return transform
+
+
+def _order(positions: tf.Tensor, n: tf.Tensor, seed: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
+    """Example index at each position of the epoch: a stateless permutation keyed by (seed, e)."""
+    key = tf.stack([seed, epoch * 8 + _SHUFFLE])
+    return tf.random.experimental.index_shuffle(positions, key, tf.cast(n - 1, tf.int64))
+
+
+def _stream_key(seed: tf.Tensor, epoch: tf.Tensor, purpose: int) -> tf.Tensor:
+    """A 63-bit key for one random stream of one epoch (paired with a position or a step)."""
+    return tf.random.stateless_uniform(
+        [], tf.stack([seed, epoch * 8 + purpose]), minval=0, maxval=2**62, dtype=tf.int64
+    )
+
+
+def eval_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    global_batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    local_device_count: int = 1,
+    normalize_mean: Sequence[float] = (0.5, 0.5, 0.5),
+    normalize_std: Sequence[float] = (0.5, 0.5, 0.5),
+    image_size: int = 32,
+    prefetch: int = 2,
+) -> tf.data.Dataset:
+    """Every example exactly once, in order, for this host; the last global batch padded.
+
+    Yields dicts: 'image' float32 [D, b, S, S, 3], 'label' int32 [D, b], 'mask' float32 [D, b]
+    (1 for a real example, 0 for padding). Every host yields eval_steps(N, global) batches.
+    """
+    _tf_cpu_only()
+    _check_arrays(images, labels)
+    host_bs, dev_bs = split_batch(global_batch_size, process_count, local_device_count)
+    _check_index(process_index, process_count)
+    n = len(labels)
+    n_steps = eval_steps(n, global_batch_size)
+    positions = np.arange(n_steps * global_batch_size, dtype=np.int64)
+    positions = positions.reshape(n_steps, process_count, host_bs)[:, process_index]
+    real = positions < n
+    index = np.where(real, positions, 0)
+    host_images = images[index]  # [steps, host_bs, h, w, 3]
+    host_images[~real] = 0
+    host_labels = np.where(real, labels[index], 0).astype(np.int32)
+    transform = _eval_transform(
+        images.shape[1:3],
+        int(image_size),
+        tuple(float(v) for v in normalize_mean),
+        tuple(float(v) for v in normalize_std),
+    )
+    shard = lambda x: _per_device(x, local_device_count, dev_bs)
+
+    def batch(image, label, mask):
+        return {"image": shard(transform(image)), "label": shard(label), "mask": shard(mask)}
+
+    ds = tf.data.Dataset.from_tensor_slices((host_images, host_labels, real.astype(np.float32)))
+    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(prefetch).with_options(_options())
+
+
+@functools.lru_cache(maxsize=8)
+def _eval_transform(
+    source_hw: tuple[int, int], image_size: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tf.types.experimental.PolymorphicFunction:
+    h, w = source_hw
+    return tf.function(
+        lambda images: to_model_input(images, image_size, mean, std),
+        input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)],
+    )
+
+
+def to_model_input(
+    images: tf.Tensor, size: int, mean: Sequence[float], std: Sequence[float]
+) -> tf.Tensor:
+    """uint8 [B, h, w, 3] -> float32 [B, size, size, 3]: bilinear resize (if h, w != size), then
+    (x / 255 - mean) / std, the ops of torchvision's Resize (PIL bilinear, antialiased when
+    shrinking) + ToTensor + Normalize."""
+    x = tf.cast(images, tf.float32)
+    if x.shape[1] != size or x.shape[2] != size:
+        x = tf.image.resize(x, (size, size), method="bilinear", antialias=True)
+    # Per-channel constants at full image shape: TF's CPU kernels broadcast these over the batch
+    # axis several times faster than a [3] vector over the last axis (same values, same ops).
+    # Subtracting 0 and dividing by 1 change nothing in IEEE arithmetic, so they are skipped.
+    shape = (1, size, size, len(mean))
+    x = x / 255.0
+    if any(m != 0 for m in mean):
+        x = x - tf.constant(np.broadcast_to(np.asarray(mean, np.float32), shape))
+    if any(s != 1 for s in std):
+        x = x / tf.constant(np.broadcast_to(np.asarray(std, np.float32), shape))
+    return x
+
+
+@functools.lru_cache(maxsize=8)
+def _rand_augment(
+    source_hw: tuple[int, int], ra_params, img_mean: tuple[int, ...], translate_const: float
+) -> tf.types.experimental.PolymorphicFunction:
+    """Batched RandAugment as its own traced function, shared by every transform that uses it
+    (tracing its graph is the slow part of building a pipeline)."""
+    from swin_flax.data import randaugment  # noqa: PLC0415 (TF ops; only when asked for)
+
+    h, w = source_hw
+    return tf.function(
+        lambda images, seeds: randaugment.rand_augment_batch(
+            images, seeds, ra_params, img_mean=img_mean, translate_const=translate_const
+        ),
+        input_signature=[
+            tf.TensorSpec([None, h, w, 3], tf.uint8),
+            tf.TensorSpec([None, 2], tf.int64),
+        ],
+    )
+
+
+def _parse_randaugment(config_str: str):
+    """Parsed RandAugment params for a timm config string, or None for ''."""
+    if not config_str:
+        return None
+    from swin_flax.data import randaugment  # noqa: PLC0415 (TF ops; only when asked for)
+
+    return randaugment.parse_config_str(config_str)
+
+
+def _per_device(x: tf.Tensor, devices: int, per_device: int) -> tf.Tensor:
+    return tf.reshape(x, [devices, per_device, *x.shape[1:]])
+
+
+def _options() -> tf.data.Options:
+    opts = tf.data.Options()
+    opts.deterministic = True
+    opts.autotune.enabled = True
+    opts.experimental_optimization.map_parallelization = True
+    return opts
+
+
+def _tf_cpu_only() -> None:
+    """Keeps TensorFlow off the accelerators, which JAX owns (a no-op once TF has started)."""
+    for kind in ("GPU", "TPU"):
+        with contextlib.suppress(RuntimeError, ValueError):
+            tf.config.set_visible_devices([], kind)
+
+
+def _check_positive(**values: int) -> None:
+    for name, v in values.items():
+        if not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+
+
+def _check_index(process_index: int, process_count: int) -> None:
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} is outside [0, {process_count}).")
+
+
+def _check_arrays(images: np.ndarray, labels: np.ndarray) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}.")
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must be [N] = [{len(images)}], got shape {labels.shape}.")

@@ -1,0 +1,67 @@
+"""Pictures of what the input pipeline feeds the model: augmentation grids for people to look at."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def to_uint8(
+    images: np.ndarray, normalize_mean: Sequence[float], normalize_std: Sequence[float]
+) -> np.ndarray:
+    """Undoes the pipeline's (x / 255 - mean) / std: float [..., 3] -> uint8 pixels."""
+    x = np.asarray(images, np.float32) * np.asarray(normalize_std, np.float32)
+    x = (x + np.asarray(normalize_mean, np.float32)) * 255.0
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def image_grid(images: np.ndarray, *, cols: int = 8, scale: int = 4, pad: int = 2) -> np.ndarray:
+    """Tiles uint8 images [N, H, W, 3] into one uint8 picture, each enlarged `scale` times
+    (nearest neighbour, so pixels stay visible) with `pad` white pixels between tiles."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"images must be uint8 [N, H, W, C], got {images.dtype} {images.shape}.")
+    n, h, w, c = images.shape
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    big = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    th, tw = h * scale + pad, w * scale + pad
+    grid = np.full((rows * th + pad, cols * tw + pad, c), 255, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        grid[pad + r * th : pad + r * th + h * scale, pad + q * tw : pad + q * tw + w * scale] = (
+            big[i]
+        )
+    return grid
+
+
+def batch_grid(
+    batch_images: np.ndarray,
+    normalize_mean: Sequence[float],
+    normalize_std: Sequence[float],
+    *,
+    count: int = 64,
+    cols: int = 8,
+    scale: int = 4,
+) -> np.ndarray:
+    """The first `count` images of a pipeline batch (float [D, b, H, W, 3] or [B, H, W, 3]) as one
+    uint8 grid picture, ready for a PNG file or a TensorBoard image summary."""
+    x = np.asarray(batch_images)
+    x = x.reshape(-1, *x.shape[-3:])[:count]
+    return image_grid(to_uint8(x, normalize_mean, normalize_std), cols=cols, scale=scale)
+
+
+def before_after_grid(
+    before: np.ndarray, after: np.ndarray, *, cols: int = 8, scale: int = 4
+) -> np.ndarray:
+    """uint8 images [N, H, W, 3] twice (e.g. plain and augmented), as alternating rows of `cols`:
+    each row of originals is followed by the same images transformed."""
+    if before.shape != after.shape:
+        raise ValueError(f"before {before.shape} and after {after.shape} must match.")
+    blank = np.full((cols, *before.shape[1:]), 255, np.uint8)
+    rows = []
+    for start in range(0, len(before), cols):
+        for part in (before[start : start + cols], after[start : start + cols]):
+            rows.append(np.concatenate([part, blank[len(part) :]]))
+    return image_grid(np.concatenate(rows), cols=cols, scale=scale)

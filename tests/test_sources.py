@@ -1,0 +1,378 @@
+"""Data sources: CIFAR archives in their genuine layouts, tfds (mocked and offline), synthetic."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import socket
+import struct
+import tarfile
+import time
+
+import numpy as np
+import pytest
+
+from swin_flax.data import sources
+
+# ---------------------------------------------------------------------------------------------
+# Writers of the genuine file formats (https://www.cs.toronto.edu/~kriz/cifar.html), independent
+# of the reader: rows of 3072 bytes = 1024 red, 1024 green, 1024 blue values, each plane row-major.
+# ---------------------------------------------------------------------------------------------
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote for the CIFAR batches: protocol 2, every str/bytes as
+    a py2 `str` (SHORT_BINSTRING / BINSTRING), numpy arrays via numpy.core.multiarray."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_py2_str(self, obj):
+        if isinstance(obj, str):
+            obj = obj.encode("latin-1")
+        n = len(obj)
+        head = (
+            pickle.SHORT_BINSTRING + bytes([n])
+            if n < 256
+            else pickle.BINSTRING + struct.pack("<i", n)
+        )
+        self.write(head + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_py2_str
+    dispatch[str] = _save_py2_str
+
+
+def py2_pickle(obj) -> bytes:
+    f = io.BytesIO()
+    _Py2Pickler(f, protocol=2).dump(obj)
+    return f.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+
+
+def random_rows(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
+
+
+def expected_hwc(rows: np.ndarray) -> np.ndarray:
+    """images[i, r, c, ch] = rows[i, ch * 1024 + r * 32 + c] (the CIFAR page's description)."""
+    r, c, ch = np.meshgrid(np.arange(32), np.arange(32), np.arange(3), indexing="ij")
+    return rows[:, ch * 1024 + r * 32 + c]
+
+
+def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    info.mtime = 1243000000
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def make_data(n_train: int, n_test: int, num_classes: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    train = (random_rows(n_train, seed + 1), rng.integers(0, num_classes, n_train))
+    test = (random_rows(n_test, seed + 2), rng.integers(0, num_classes, n_test))
+    return train, test
+
+
+def write_cifar10_python(path, train, test, per_batch: int) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, "cifar-10-batches-py/readme.html", b"<html></html>")
+        for i in range(5):
+            sl = slice(i * per_batch, (i + 1) * per_batch)
+            d = {
+                b"batch_label": f"training batch {i + 1} of 5".encode(),
+                b"labels": [int(v) for v in train[1][sl]],
+                b"data": train[0][sl],
+                b"filenames": [f"img_{j}.png".encode() for j in range(per_batch)],
+            }
+            _add(tar, f"cifar-10-batches-py/data_batch_{i + 1}", py2_pickle(d))
+        d = {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": [int(v) for v in test[1]],
+            b"data": test[0],
+            b"filenames": [f"t_{j}.png".encode() for j in range(len(test[1]))],
+        }
+        _add(tar, "cifar-10-batches-py/test_batch", py2_pickle(d))
+        meta = {b"label_names": [b"airplane"] * 10, b"num_cases_per_batch": per_batch}
+        _add(tar, "cifar-10-batches-py/batches.meta", py2_pickle(meta))
+
+
+def _records(rows: np.ndarray, *label_columns: np.ndarray) -> bytes:
+    labels = np.stack([np.asarray(col, np.uint8) for col in label_columns], 1)
+    return np.concatenate([labels, rows], 1).tobytes()
+
+
+def write_cifar10_binary(path, train, test, per_batch: int) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, "cifar-10-batches-bin/batches.meta.txt", b"airplane\n" * 10)
+        for i in range(5):
+            sl = slice(i * per_batch, (i + 1) * per_batch)
+            _add(
+                tar,
+                f"cifar-10-batches-bin/data_batch_{i + 1}.bin",
+                _records(train[0][sl], train[1][sl]),
+            )
+        _add(tar, "cifar-10-batches-bin/test_batch.bin", _records(test[0], test[1]))
+        _add(tar, "cifar-10-batches-bin/readme.html", b"<html></html>")
+
+
+def write_cifar100_python(path, train, test) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, (rows, fine) in (("train", train), ("test", test)):
+            d = {
+                b"filenames": [b"x.png"] * len(fine),
+                b"batch_label": f"{name}ing batch 1 of 1".encode(),
+                b"fine_labels": [int(v) for v in fine],
+                b"coarse_labels": [int(v) // 5 for v in fine],
+                b"data": rows,
+            }
+            _add(tar, f"cifar-100-python/{name}", py2_pickle(d))
+        meta = {b"fine_label_names": [b"apple"] * 100, b"coarse_label_names": [b"fruit"] * 20}
+        _add(tar, "cifar-100-python/meta", py2_pickle(meta))
+
+
+def write_cifar100_binary(path, train, test) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, "cifar-100-binary/coarse_label_names.txt", b"fruit\n" * 20)
+        _add(tar, "cifar-100-binary/fine_label_names.txt", b"apple\n" * 100)
+        for name, (rows, fine) in (("train", train), ("test", test)):
+            # Records: coarse label byte, fine label byte, 3072 pixels.
+            _add(tar, f"cifar-100-binary/{name}.bin", _records(rows, fine // 5, fine))
+
+
+def check_equal(got, rows, labels) -> None:
+    images, lab = got
+    assert images.dtype == np.uint8 and images.shape == (len(rows), 32, 32, 3)
+    assert lab.dtype == np.int32
+    np.testing.assert_array_equal(images, expected_hwc(rows))
+    np.testing.assert_array_equal(lab, labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Archives
+# ---------------------------------------------------------------------------------------------
+
+PER_BATCH = 4  # 5 training batches of 4 images, a test batch of 6
+
+
+@pytest.fixture(scope="module")
+def cifar10(tmp_path_factory):
+    d = tmp_path_factory.mktemp("c10")
+    train, test = make_data(5 * PER_BATCH, 6, 10, seed=3)
+    write_cifar10_python(d / "cifar-10-python.tar.gz", train, test, PER_BATCH)
+    write_cifar10_binary(d / "cifar-10-binary.tar.gz", train, test, PER_BATCH)
+    return d, train, test
+
+
+@pytest.mark.parametrize("name", ["cifar-10-python.tar.gz", "cifar-10-binary.tar.gz"])
+def test_cifar10_tarballs_read_back_equal(cifar10, name):
+    d, train, test = cifar10
+    check_equal(sources.load_split("cifar10", "train", archive=str(d / name)), *train)
+    check_equal(sources.load_split("cifar10", "test", archive=str(d / name)), *test)
+
+
+@pytest.mark.parametrize("name", ["cifar-10-python.tar.gz", "cifar-10-binary.tar.gz"])
+def test_cifar10_extracted_folders_read_back_equal(cifar10, tmp_path, name):
+    d, train, test = cifar10
+    with tarfile.open(d / name) as tar:
+        tar.extractall(tmp_path, filter="data")
+    inner = next(p for p in tmp_path.iterdir() if p.is_dir())
+    for folder in (tmp_path, inner):  # the folder holding the extracted one, or the batches' own
+        check_equal(sources.load_split("cifar10", "train", archive=str(folder)), *train)
+        check_equal(sources.load_split("cifar10", "test", archive=str(folder)), *test)
+
+
+@pytest.mark.parametrize("writer", [write_cifar100_python, write_cifar100_binary])
+def test_cifar100_fine_labels(tmp_path, writer):
+    train, test = make_data(12, 5, 100, seed=5)
+    path = tmp_path / "cifar100.tar.gz"
+    writer(path, train, test)
+    check_equal(sources.load_split("cifar100", "train", archive=str(path)), *train)
+    check_equal(sources.load_split("cifar100", "test", archive=str(path)), *test)
+    assert sources.num_classes("cifar100") == 100
+
+
+def test_wrong_dataset_for_archive_says_which(tmp_path):
+    train, test = make_data(12, 5, 100, seed=5)
+    write_cifar100_python(tmp_path / "c100.tar.gz", train, test)
+    with pytest.raises(sources.DataError, match="cifar-100-python.*--config.dataset=cifar100"):
+        sources.load_split("cifar10", "train", archive=str(tmp_path / "c100.tar.gz"))
+
+
+@pytest.mark.parametrize("name", ["cifar-10-python.tar.gz", "cifar-10-binary.tar.gz"])
+def test_truncated_tarball_names_the_file(cifar10, tmp_path, name):
+    data = (cifar10[0] / name).read_bytes()
+    bad = tmp_path / name
+    bad.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(sources.DataError, match=f"{bad}.*truncated or corrupt"):
+        sources.load_split("cifar10", "test", archive=str(bad))
+
+
+def test_corrupt_tarball_names_the_file(cifar10, tmp_path):
+    raw = gzip.decompress((cifar10[0] / "cifar-10-binary.tar.gz").read_bytes())
+    data = bytearray(gzip.compress(raw))
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # zero a stretch of the deflate stream
+    bad = tmp_path / "cifar-10-binary.tar.gz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(sources.DataError, match=f"{bad}.*truncated or corrupt"):
+        sources.load_split("cifar10", "train", archive=str(bad))
+
+
+def test_truncated_extracted_files_name_the_file(cifar10, tmp_path):
+    d = cifar10[0]
+    for name in ("cifar-10-binary.tar.gz", "cifar-10-python.tar.gz"):
+        with tarfile.open(d / name) as tar:
+            tar.extractall(tmp_path, filter="data")
+    for folder, member in (
+        ("cifar-10-batches-bin", "data_batch_3.bin"),
+        ("cifar-10-batches-py", "data_batch_3"),
+    ):
+        path = tmp_path / folder / member
+        path.write_bytes(path.read_bytes()[:-100])
+        with pytest.raises(sources.DataError, match=f"{path} is truncated or corrupt"):
+            sources.load_split("cifar10", "train", archive=str(tmp_path / folder))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    evil = pickle.dumps(os.system, protocol=2)  # a global outside the numpy reconstructors
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(evil)
+    with pytest.raises(sources.DataError, match="test_batch.*refusing to load"):
+        sources.load_split("cifar10", "test", archive=str(folder))
+
+
+def test_missing_archive_and_empty_folder(tmp_path):
+    with pytest.raises(sources.DataError, match="does not exist"):
+        sources.load_split("cifar10", "train", archive=str(tmp_path / "nope.tar.gz"))
+    with pytest.raises(sources.DataError, match="holds no CIFAR-10 batches"):
+        sources.load_split("cifar10", "train", archive=str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------
+# tensorflow-datasets
+# ---------------------------------------------------------------------------------------------
+
+
+def _closed_port_url() -> str:
+    """An http URL on localhost where nothing listens: connecting is refused at once (offline)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/cifar-10-binary.tar.gz"
+
+
+def test_tfds_prepared_split_is_read_through_tfds(tmp_path):
+    import tensorflow_datasets as tfds
+
+    # Make the empty data_dir look prepared (metadata only); mock_data then serves fake examples.
+    builder = tfds.builder("cifar10", data_dir=str(tmp_path))
+    os.makedirs(builder.data_dir)
+    builder.info.write_to_directory(builder.data_dir)
+    with tfds.testing.mock_data(num_examples=23, data_dir=str(tmp_path)):
+        images, labels = sources.load_split(
+            "cifar10", "train", data_dir=str(tmp_path), probe_url=_closed_port_url()
+        )
+    assert images.shape == (23, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.shape == (23,) and labels.dtype == np.int32
+    assert labels.min() >= 0 and labels.max() < 10
+    assert images.std() > 0  # mock_data fills random pixels
+
+
+def test_tfds_offline_missing_data_fails_fast_naming_the_three_ways(tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(sources.DataError) as err:
+        sources.load_split("cifar10", "train", data_dir=str(tmp_path), probe_url=_closed_port_url())
+    elapsed = time.monotonic() - t0
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    msg = str(err.value)
+    manual = os.path.join(str(tmp_path), "downloads", "manual", "cifar-10-binary.tar.gz")
+    assert "--config.data_dir" in msg and manual in msg  # 1. tfds prepared or manual archive
+    assert "--config.archive=PATH" in msg  # 2. local archive
+    assert "--config.dataset=synthetic" in msg  # 3. synthetic
+    assert not os.path.exists(os.path.join(str(tmp_path), "cifar10", "3.0.2", "dataset_info.json"))
+
+
+def test_download_off_fails_at_once_and_tools_fall_back_to_synthetic(tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(
+        sources.DataError, match="(?s)downloads are turned off.*--config.archive=PATH"
+    ):
+        sources.load_split("cifar100", "test", data_dir=str(tmp_path), download=False)
+    assert time.monotonic() - t0 < 10
+    images, labels, where = sources.load_or_synthetic(
+        "cifar10", "test", data_dir=str(tmp_path), synthetic_examples=20
+    )
+    assert images.shape == (20, 32, 32, 3) and "SYNTHETIC" in where and "cifar10" in where
+
+
+def test_tfds_manual_dir_with_a_non_genuine_archive(cifar10, tmp_path):
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    fake = manual / "cifar-10-binary.tar.gz"
+    fake.write_bytes((cifar10[0] / "cifar-10-binary.tar.gz").read_bytes())
+    with pytest.raises(sources.DataError, match=f"not the genuine.*--config.archive={fake}"):
+        sources.load_split("cifar10", "test", data_dir=str(tmp_path), probe_url=_closed_port_url())
+    # The suggested fix works: read the same file directly.
+    check_equal(sources.load_split("cifar10", "test", archive=str(fake)), *cifar10[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic
+# ---------------------------------------------------------------------------------------------
+
+
+def test_synthetic_shapes_determinism_and_splits():
+    a = sources.load_split("synthetic", "train", synthetic_examples=300, seed=7)
+    b = sources.load_split("synthetic", "train", synthetic_examples=300, seed=7)
+    c = sources.load_split("synthetic", "train", synthetic_examples=300, seed=8)
+    t = sources.load_split("synthetic", "test", synthetic_examples=300, seed=7)
+    assert a[0].shape == (300, 32, 32, 3) and a[0].dtype == np.uint8 and a[1].dtype == np.int32
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0]) and not np.array_equal(a[0], t[0])
+    np.testing.assert_array_equal(np.bincount(a[1], minlength=10), [30] * 10)
+    assert sources.num_classes("synthetic") == 10
+    assert sources.load_split("synthetic", "test")[0].shape == (10_000, 32, 32, 3)
+
+
+def _stripe_features(images: np.ndarray) -> np.ndarray:
+    """Energy of the grey image's 2-D spectrum in 5 orientation x 2 frequency bins."""
+    grey = images.astype(np.float32).mean(-1)
+    spec = np.abs(np.fft.fft2(grey - grey.mean((1, 2), keepdims=True))) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(32) * 32, np.fft.fftfreq(32) * 32, indexing="ij")
+    radius, angle = np.hypot(fx, fy), np.rad2deg(np.arctan2(fy, fx)) % 180
+    feats = []
+    for lo, hi in ((1.5, 3.0), (3.0, 5.5)):
+        for a in (0, 36, 72, 108, 144):
+            d = np.minimum(np.abs(angle - a), 180 - np.abs(angle - a))
+            sel = (radius >= lo) & (radius < hi) & (d < 18)
+            feats.append(spec[:, sel].sum(1))
+    f = np.stack(feats, 1)
+    return f / f.sum(1, keepdims=True)
+
+
+def test_synthetic_classes_are_learnable_but_not_trivial():
+    """A nearest-centroid classifier on stripe-spectrum features (fit on train, scored on test)
+    is far above chance (10%), while the pixels alone are not separable by their mean colour."""
+    x, y = sources.load_split("synthetic", "train", synthetic_examples=2000, seed=0)
+    xt, yt = sources.load_split("synthetic", "test", synthetic_examples=1000, seed=0)
+    f, ft = _stripe_features(x), _stripe_features(xt)
+    centroids = np.stack([f[y == k].mean(0) for k in range(10)])
+    pred = np.argmin(((ft[:, None] - centroids[None]) ** 2).sum(-1), 1)
+    assert (pred == yt).mean() > 0.6
+    # Mean colour alone (what a model sees at step 0) is a weak cue.
+    m, mt = x.mean((1, 2)), xt.mean((1, 2))
+    centroids = np.stack([m[y == k].mean(0) for k in range(10)])
+    pred = np.argmin(((mt[:, None] - centroids[None]) ** 2).sum(-1), 1)
+    assert 0.1 < (pred == yt).mean() < 0.5
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="dataset='imagenet'"):
+        sources.load_split("imagenet", "train")
+    with pytest.raises(ValueError, match="split='val'"):
+        sources.load_split("cifar10", "val")
+    with pytest.raises(ValueError, match="unset --config.archive"):
+        sources.load_split("synthetic", "train", archive="/x.tar.gz")
