@@ -31,8 +31,10 @@ def main(argv):
         result = evaluate.evaluate_checkpoint(config, params)
     names = sources.class_names(config.dataset)
     print(f"checkpoint: {ckpt} (epoch {meta.get('epoch')}, step {meta.get('step')})")
-    print(f"test accuracy: {result['accuracy']:.4f} ({result['num_examples']} images), "
-          f"loss {result['loss']:.4f}")
+    print(
+        f"test accuracy: {result['accuracy']:.4f} ({result['num_examples']} images), "
+        f"loss {result['loss']:.4f}"
+    )
     for name, acc in zip(names, result["per_class_accuracy"]):
         print(f"  {name:>16s}  {acc:.4f}")
     if FLAGS.json:

@@ -19,7 +19,9 @@ flags.DEFINE_string("workdir", None, "Folder for checkpoints, TensorBoard events
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes, for multi-process runs.")
 flags.DEFINE_integer("process_id", None, "This process's index, for multi-process runs.")
-flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() with its auto-detection.")
+flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() with its auto-detection."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -19,7 +19,9 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used for this run; the message says why and what to do."""
 
 
-def _manager(directory: epath.Path, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+def _manager(
+    directory: epath.Path, max_to_keep: int, read_only: bool = False
+) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
         create=not read_only,
@@ -82,7 +84,9 @@ class Checkpoints:
         self.best.close()
 
 
-def check_model_matches(meta: Mapping[str, Any], model_config: Mapping[str, Any], where: str) -> None:
+def check_model_matches(
+    meta: Mapping[str, Any], model_config: Mapping[str, Any], where: str
+) -> None:
     """Refuses a checkpoint written for another model, naming the fields that differ."""
     saved = meta.get("model", {})
     diffs = [

@@ -18,7 +18,9 @@ def default_config() -> ml_collections.ConfigDict:
     # Data: source, preprocessing, augmentation.
     c.dataset = "cifar10"  # 'cifar10' | 'cifar100' | 'synthetic'
     c.data_dir = config_dict.placeholder(str)  # tfds data directory (None: tfds' default)
-    c.archive = config_dict.placeholder(str)  # local CIFAR archive or folder; when set, tfds is unused
+    c.archive = config_dict.placeholder(
+        str
+    )  # local CIFAR archive or folder; when set, tfds is unused
     c.synthetic_train_examples = 50_000
     c.synthetic_test_examples = 10_000
     c.normalize_mean = (0.5, 0.5, 0.5)  # applied after /255 (train and test)
@@ -125,12 +127,22 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
             "against swin_flax/config.py, which lists every field."
         )
     missing = sorted(_flat_keys(default_config()) - _flat_keys(c))
-    _require(not missing, missing[0] if missing else "", "missing; start configs from default_config().")
+    _require(
+        not missing, missing[0] if missing else "", "missing; start configs from default_config()."
+    )
 
     _require(c.dataset in DATASETS, "dataset", f"{c.dataset!r} is not one of {DATASETS}.")
-    for f in ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps",
-              "checkpoint_every_epochs", "keep_checkpoints", "synthetic_train_examples",
-              "synthetic_test_examples", "prefetch_batches"):
+    for f in (
+        "num_epochs",
+        "batch_size",
+        "eval_batch_size",
+        "log_every_steps",
+        "checkpoint_every_epochs",
+        "keep_checkpoints",
+        "synthetic_train_examples",
+        "synthetic_test_examples",
+        "prefetch_batches",
+    ):
         v = c[f]
         _require(isinstance(v, int) and v > 0, f, f"must be a positive integer, got {v!r}.")
     if num_devices is not None:
@@ -146,21 +158,27 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     _require(all(s > 0 for s in c.normalize_std), "normalize_std", "values must be > 0.")
 
     _require(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}.")
-    _require(0 <= c.b1 < 1 and 0 <= c.b2 < 1, "b1", f"b1 and b2 must lie in [0, 1), got {c.b1}, {c.b2}.")
+    _require(
+        0 <= c.b1 < 1 and 0 <= c.b2 < 1, "b1", f"b1 and b2 must lie in [0, 1), got {c.b1}, {c.b2}."
+    )
     _require(c.eps > 0, "eps", f"must be > 0, got {c.eps}.")
     _require(c.weight_decay >= 0, "weight_decay", f"must be >= 0, got {c.weight_decay}.")
     _require(c.grad_clip_norm >= 0, "grad_clip_norm", "must be >= 0 (0 turns clipping off).")
     _require(c.schedule in SCHEDULES, "schedule", f"{c.schedule!r} is not one of {SCHEDULES}.")
     _require(c.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {c.warmup_epochs}.")
     _require(c.cosine_epochs > 0, "cosine_epochs", f"must be > 0, got {c.cosine_epochs}.")
-    _require(c.lr_min >= 0 and c.warmup_lr_init >= 0, "lr_min", "lr_min and warmup_lr_init must be >= 0.")
+    _require(
+        c.lr_min >= 0 and c.warmup_lr_init >= 0, "lr_min", "lr_min and warmup_lr_init must be >= 0."
+    )
     _require(c.dtype in DTYPES, "dtype", f"{c.dtype!r} is not one of {DTYPES}.")
 
     m = c.mix
     _require(m.mode == "batch", "mix.mode", f"only 'batch' is supported, got {m.mode!r}.")
     _require(m.mixup_alpha >= 0 and m.cutmix_alpha >= 0, "mix.mixup_alpha", "alphas must be >= 0.")
     _require(0 <= m.prob <= 1, "mix.prob", f"must lie in [0, 1], got {m.prob}.")
-    _require(0 <= m.switch_prob <= 1, "mix.switch_prob", f"must lie in [0, 1], got {m.switch_prob}.")
+    _require(
+        0 <= m.switch_prob <= 1, "mix.switch_prob", f"must lie in [0, 1], got {m.switch_prob}."
+    )
     _require(0 <= m.label_smoothing < 1, "mix.label_smoothing", "must lie in [0, 1).")
 
     from swin_flax.data import sources  # noqa: PLC0415 (lazy: keeps config import light)

@@ -42,5 +42,8 @@ def initialize(
     )
     logging.info(
         "jax.distributed: process %d of %d, %d local / %d global devices.",
-        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
     )

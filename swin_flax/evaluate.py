@@ -44,7 +44,9 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def resolve_checkpoint(workdir: str | None, checkpoint: str | None) -> tuple[epath.Path, epath.Path]:
+def resolve_checkpoint(
+    workdir: str | None, checkpoint: str | None
+) -> tuple[epath.Path, epath.Path]:
     """(workdir, checkpoint step folder): the given checkpoint, else the run's best, else its latest."""
     if checkpoint:
         ckpt = epath.Path(checkpoint)
@@ -60,7 +62,9 @@ def resolve_checkpoint(workdir: str | None, checkpoint: str | None) -> tuple[epa
         step = ckpts.latest_step(which)
         if step is not None:
             return epath.Path(workdir), ckpts.root / which / str(step)
-    raise checkpoints.CheckpointError(f"{workdir} holds no checkpoint yet (checkpoints/best or latest).")
+    raise checkpoints.CheckpointError(
+        f"{workdir} holds no checkpoint yet (checkpoints/best or latest)."
+    )
 
 
 def load_params(checkpoint: epath.Path) -> tuple[Any, dict[str, Any]]:
@@ -113,9 +117,14 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[
     n_dev = jax.local_device_count()
     batch = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
     ds = pipeline.eval_dataset(
-        images, labels, global_batch_size=batch, process_index=jax.process_index(),
-        process_count=jax.process_count(), local_device_count=n_dev,
-        normalize_mean=tuple(config.normalize_mean), normalize_std=tuple(config.normalize_std),
+        images,
+        labels,
+        global_batch_size=batch,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        local_device_count=n_dev,
+        normalize_mean=tuple(config.normalize_mean),
+        normalize_std=tuple(config.normalize_std),
         image_size=config.model.img_size,
     )
     model = swin.create_model(config.model, dtype=jnp.dtype(config.dtype))

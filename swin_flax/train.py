@@ -7,7 +7,9 @@ resumes from the latest checkpoint when the workdir already has one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import json
 import signal
 import time
@@ -25,7 +27,7 @@ from flax import jax_utils
 
 from swin_flax import checkpoints, optim, steps
 from swin_flax.config import ConfigError, validate
-from swin_flax.data import pipeline, sources
+from swin_flax.data import pipeline, sources, viz
 from swin_flax.models import swin
 
 
@@ -60,10 +62,9 @@ class _StopFlag:
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            # Outside the main thread no handler can be set: then no graceful preemption.
+            with contextlib.suppress(ValueError):
                 self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: no handlers, no preemption support
-                pass
         return self
 
     def _handle(self, signum, frame):
@@ -89,7 +90,9 @@ class _StopFlag:
 def _host_state(state: steps.TrainState) -> dict[str, Any]:
     """The part of the (replicated) state that is saved: device copy 0, on the host."""
     return jax.device_get(
-        steps.unreplicate({"params": state.params, "opt_state": state.opt_state, "step": state.step})
+        steps.unreplicate(
+            {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+        )
     )
 
 
@@ -121,8 +124,12 @@ def evaluate(p_eval_step, params, batches: Iterator[dict[str, np.ndarray]]) -> d
 def load_split(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The config's data source, one split: uint8 images [N, 32, 32, 3] and int32 labels."""
     return sources.load_split(
-        config.dataset, split, data_dir=config.data_dir, archive=config.archive,
-        synthetic_examples=getattr(config, f"synthetic_{split}_examples"), seed=config.seed,
+        config.dataset,
+        split,
+        data_dir=config.data_dir,
+        archive=config.archive,
+        synthetic_examples=getattr(config, f"synthetic_{split}_examples"),
+        seed=config.seed,
     )
 
 
@@ -150,15 +157,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         image_size=config.model.img_size,
     )
 
-    def train_batches(epoch: int, start_step: int):
+    def train_batches(epoch: int, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+        """One dataset for all remaining epochs: tf.data optimises its graph once, not per epoch."""
         ds = pipeline.train_dataset(
-            train_images, train_labels, num_classes=config.model.num_classes, epoch=epoch,
-            seed=config.seed, randaugment=config.randaugment,
+            train_images,
+            train_labels,
+            num_classes=config.model.num_classes,
+            epoch=epoch,
+            seed=config.seed,
+            randaugment=config.randaugment,
             img_mean=tuple(config.randaugment_img_mean),
-            translate_const=config.randaugment_translate_const, mix=config.mix.to_dict(),
-            start_step=start_step, prefetch=config.prefetch_batches, **common,
+            translate_const=config.randaugment_translate_const,
+            mix=config.mix.to_dict(),
+            start_step=start_step,
+            num_epochs=config.num_epochs - epoch,
+            prefetch=config.prefetch_batches,
+            **common,
         )
-        return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
+        return ds.as_numpy_iterator()
 
     def test_batches():
         ds = pipeline.eval_dataset(
@@ -167,19 +183,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
 
     # Model and optimiser.
-    model = swin.create_model(
-        config.model, dtype=jnp.dtype(config.dtype), remat=config.remat
-    )
+    model = swin.create_model(config.model, dtype=jnp.dtype(config.dtype), remat=config.remat)
     learning_rate_fn = optim.learning_rate_schedule(
-        schedule=config.schedule, learning_rate=config.learning_rate,
-        steps_per_epoch=steps_per_epoch, num_epochs=config.num_epochs,
-        warmup_epochs=config.warmup_epochs, warmup_lr_init=config.warmup_lr_init,
-        lr_min=config.lr_min, cosine_epochs=config.cosine_epochs,
+        schedule=config.schedule,
+        learning_rate=config.learning_rate,
+        steps_per_epoch=steps_per_epoch,
+        num_epochs=config.num_epochs,
+        warmup_epochs=config.warmup_epochs,
+        warmup_lr_init=config.warmup_lr_init,
+        lr_min=config.lr_min,
+        cosine_epochs=config.cosine_epochs,
         warmup_prefix=config.warmup_prefix,
     )
     tx = optim.create_optimizer(
-        learning_rate_fn=learning_rate_fn, b1=config.b1, b2=config.b2, eps=config.eps,
-        weight_decay=config.weight_decay, weight_decay_exempt=config.weight_decay_exempt,
+        learning_rate_fn=learning_rate_fn,
+        b1=config.b1,
+        b2=config.b2,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        weight_decay_exempt=config.weight_decay_exempt,
         grad_clip_norm=config.grad_clip_norm,
     )
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
@@ -202,7 +224,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = jax_utils.replicate(state)
 
     p_train_step = jax.pmap(
-        functools.partial(steps.train_step, dropout_key=dropout_key, learning_rate_fn=learning_rate_fn),
+        functools.partial(
+            steps.train_step, dropout_key=dropout_key, learning_rate_fn=learning_rate_fn
+        ),
         axis_name=steps.AXIS,
         donate_argnums=(0,),
     )
@@ -213,10 +237,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
     if start == 0:
         writer.write_hparams(
-            {k: v if isinstance(v, int | float | str | bool) else str(v)
-             for k, v in _flatten(config.to_dict()).items()}
+            {
+                k: v if isinstance(v, int | float | str | bool) else str(v)
+                for k, v in _flatten(config.to_dict()).items()
+            }
         )
-    report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer, every_secs=30)
+    report = periodic_actions.ReportProgress(
+        num_train_steps=num_steps, writer=writer, every_secs=30
+    )
     hooks = [report] if is_chief else []
 
     step = start
@@ -224,14 +252,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_time = 0.0
     trained_images = 0
     summary: dict[str, Any] = {}
+    host_batches = train_batches(epoch, start - epoch * steps_per_epoch)
+    first_batch = next(host_batches)
+    if is_chief and start == 0:
+        grid = viz.batch_grid(first_batch["image"], config.normalize_mean, config.normalize_std)
+        writer.write_images(0, {"augmented_train_batch": grid[None]})
+    device_batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
     with _StopFlag() as stop:
         while epoch < config.num_epochs:
             t_epoch = time.time()
             first = step - epoch * steps_per_epoch
-            train_metrics = None
-            window = None
-            for batch in train_batches(epoch, first):
-                state, m, lr = p_train_step(state, batch)
+            end = (epoch + 1) * steps_per_epoch
+            train_metrics = window = None
+            while step < end:
+                state, m, lr = p_train_step(state, next(device_batches))
                 m = steps.unreplicate(m)  # gathered over devices: every copy is the same
                 step += 1
                 train_metrics = m if train_metrics is None else train_metrics.merge(m)
@@ -242,17 +276,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     values = _check_finite(window, epoch, ckpts)
                     writer.write_scalars(step, {"train_loss_step": values["loss"]})
                     window = None
-                if stop.requested():
+                if step < end and stop.requested():  # at an epoch's end: evaluate first
                     _check_finite(train_metrics, epoch, ckpts)
                     ckpts.save("latest", step, _host_state(state), _meta(config, epoch, step, best))
-                    raise Preempted(
-                        f"Stopped at step {step} (epoch {epoch + 1}, step {step - epoch * steps_per_epoch}"
-                        f" of {steps_per_epoch}) and saved a checkpoint in {ckpts.root / 'latest'}. "
-                        "Run the same command again to resume."
-                    )
-            if train_metrics is None:  # resumed exactly at an epoch's end
-                epoch += 1
-                continue
+                    raise Preempted(_preempted_message(step, steps_per_epoch, ckpts))
             epoch_seconds = time.time() - t_epoch
             n_images = (step - epoch * steps_per_epoch - first) * config.batch_size
             train_time += epoch_seconds
@@ -276,23 +303,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             writer.flush()
             logging.info(
                 "epoch %d/%d  train loss %.4f acc %.4f | test loss %.4f acc %.4f | lr %.3g | %.1fs "
-                "%.0f img/s%s", epoch, config.num_epochs, train["loss"], train["accuracy"],
-                test["loss"], test["accuracy"], scalars["learning_rate"], epoch_seconds,
-                scalars["images_per_sec"], "  (best)" if is_best else "",
+                "%.0f img/s%s",
+                epoch,
+                config.num_epochs,
+                train["loss"],
+                train["accuracy"],
+                test["loss"],
+                test["accuracy"],
+                scalars["learning_rate"],
+                epoch_seconds,
+                scalars["images_per_sec"],
+                "  (best)" if is_best else "",
             )
+            stopping = epoch < config.num_epochs and stop.requested()
             host_state = None
             meta = _meta(config, epoch, step, best, test_accuracy=test["accuracy"])
-            if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+            if (
+                epoch % config.checkpoint_every_epochs == 0
+                or epoch == config.num_epochs
+                or stopping
+            ):
                 host_state = _host_state(state)
                 ckpts.save("latest", step, host_state, meta)
             if is_best:
                 host_state = host_state if host_state is not None else _host_state(state)
                 ckpts.save("best", step, host_state, meta)
-            summary = {
-                "best_test_accuracy": best["accuracy"],
-                "best_epoch": best["epoch"],
-                "final_test_accuracy": test["accuracy"],
-            }
+            if stopping:
+                raise Preempted(_preempted_message(step, steps_per_epoch, ckpts))
+    summary = {"final_test_accuracy": test["accuracy"]} if start < num_steps else {}
     total = time.time() - t_start
     summary.update(
         best_test_accuracy=best["accuracy"],
@@ -304,13 +342,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     logging.info(
         "Done: best test accuracy %.4f at epoch %d; %.1fs in total, %.0f training images/s.",
-        summary["best_test_accuracy"], summary["best_epoch"], total, summary["train_images_per_sec"],
+        summary["best_test_accuracy"],
+        summary["best_epoch"],
+        total,
+        summary["train_images_per_sec"],
     )
     if is_chief:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     writer.close()
     ckpts.close()
     return summary
+
+
+def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints) -> str:
+    epoch, in_epoch = divmod(step, steps_per_epoch)
+    where = (
+        f"the end of epoch {epoch}" if in_epoch == 0 else f"step {in_epoch} of epoch {epoch + 1}"
+    )
+    return (
+        f"stopped at global step {step} ({where}) and saved a checkpoint in "
+        f"{ckpts.root / 'latest'}. Run the same command again to resume from there."
+    )
 
 
 def _check_finite(collection, epoch: int, ckpts: checkpoints.Checkpoints) -> dict[str, float]:

@@ -28,7 +28,11 @@ def test_recipe_model_is_shortened_swin_s():
         assert (m.img_size, m.patch_size, m.embed_dim, m.window_size) == (32, 4, 96, 8)
         assert tuple(m.depths) == (2, 2, 18) and tuple(m.num_heads) == (3, 6, 12)
         assert (m.mlp_ratio, m.qkv_bias, m.qk_scale, m.drop_rate, m.attn_drop_rate) == (
-            4.0, True, None, 0.0, 0.0,
+            4.0,
+            True,
+            None,
+            0.0,
+            0.0,
         )
         assert (m.drop_path_rate, m.ape, m.patch_norm, m.num_classes) == (0.1, False, True, 10)
 
@@ -47,7 +51,11 @@ def test_strong_numbers():
     assert c.batch_size == 1024 and c.num_epochs == 300
     assert (c.learning_rate, c.weight_decay) == (1e-3, 0.05) and not c.weight_decay_exempt
     assert (c.schedule, c.warmup_epochs, c.warmup_lr_init, c.lr_min, c.cosine_epochs) == (
-        "cosine_epoch", 20, 1e-4, 1e-4, 300,
+        "cosine_epoch",
+        20,
+        1e-4,
+        1e-4,
+        300,
     )
     assert c.warmup_prefix
     assert tuple(c.normalize_mean) == (0.0,) * 3 and tuple(c.normalize_std) == (1.0,) * 3
@@ -55,7 +63,11 @@ def test_strong_numbers():
     assert tuple(c.randaugment_img_mean) == (124, 116, 104) and c.randaugment_translate_const == 117
     mix = c.mix
     assert (mix.mixup_alpha, mix.cutmix_alpha, mix.cutmix_minmax, mix.prob, mix.switch_prob) == (
-        0.0, 1.0, None, 1.0, 0.0,
+        0.0,
+        1.0,
+        None,
+        1.0,
+        0.0,
     )
     assert (mix.mode, mix.label_smoothing) == ("batch", 0.0)
 

@@ -13,9 +13,22 @@ from swin_flax import optim, steps
 from swin_flax.models import swin
 
 TINY = dict(
-    img_size=16, patch_size=2, in_chans=3, num_classes=5, embed_dim=16, depths=(2, 1),
-    num_heads=(2, 4), window_size=4, mlp_ratio=2.0, qkv_bias=True, qk_scale=None, drop_rate=0.0,
-    attn_drop_rate=0.0, drop_path_rate=0.0, ape=False, patch_norm=True,
+    img_size=16,
+    patch_size=2,
+    in_chans=3,
+    num_classes=5,
+    embed_dim=16,
+    depths=(2, 1),
+    num_heads=(2, 4),
+    window_size=4,
+    mlp_ratio=2.0,
+    qkv_bias=True,
+    qk_scale=None,
+    drop_rate=0.0,
+    attn_drop_rate=0.0,
+    drop_path_rate=0.0,
+    ape=False,
+    patch_norm=True,
 )
 
 
@@ -45,10 +58,12 @@ def run_steps(state, batch, n_devices, n_steps=2):
     devices = jax.local_devices()[:n_devices]
     p_step = jax.pmap(
         functools.partial(
-            steps.train_step, dropout_key=jax.random.key(7),
+            steps.train_step,
+            dropout_key=jax.random.key(7),
             learning_rate_fn=optax.constant_schedule(1e-3),
         ),
-        axis_name=steps.AXIS, devices=devices,
+        axis_name=steps.AXIS,
+        devices=devices,
     )
     shard = jax.tree.map(lambda x: x.reshape(n_devices, -1, *x.shape[1:]), batch)
     state = jax_utils.replicate(state, devices)
@@ -78,8 +93,13 @@ def test_two_devices_equal_one_device_with_adamw():
     ~0, float32 rounding differences of the two reductions can move a parameter by up to ~lr, so the
     tolerance is 1% of lr; the SGD test above checks the gradients tightly."""
     tx = optim.create_optimizer(
-        learning_rate_fn=optax.constant_schedule(1e-3), b1=0.9, b2=0.999, eps=1e-8,
-        weight_decay=0.05, weight_decay_exempt=False, grad_clip_norm=0.0,
+        learning_rate_fn=optax.constant_schedule(1e-3),
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        weight_decay=0.05,
+        weight_decay_exempt=False,
+        grad_clip_norm=0.0,
     )
     _, state = make_state(tx=tx)
     batch = make_batch()
@@ -125,14 +145,17 @@ def test_dropout_keys_differ_per_device_and_step():
     devices = jax.local_devices()[:2]
 
     def per_device_loss(state, batch):
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(3), state.step),
-                                 jax.lax.axis_index(steps.AXIS))
-        logits = state.apply_fn({"params": state.params}, batch["image"], deterministic=False,
-                                rngs={"dropout": key})
+        key = jax.random.fold_in(
+            jax.random.fold_in(jax.random.key(3), state.step), jax.lax.axis_index(steps.AXIS)
+        )
+        logits = state.apply_fn(
+            {"params": state.params}, batch["image"], deterministic=False, rngs={"dropout": key}
+        )
         return steps.soft_cross_entropy(logits, batch["target"]).mean()
 
     losses = jax.pmap(per_device_loss, axis_name=steps.AXIS, devices=devices)(
-        jax_utils.replicate(state, devices), jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), batch)
+        jax_utils.replicate(state, devices),
+        jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), batch),
     )
     assert not np.allclose(losses[0], losses[1])
 
@@ -147,8 +170,11 @@ def test_eval_step_ignores_padding():
     want_loss = -logp[real, batch["label"][real]].mean()
     want_acc = (logits.argmax(-1)[real] == batch["label"][real]).mean()
     devices = jax.local_devices()[:2]
-    p_eval = jax.pmap(functools.partial(steps.eval_step, apply_fn=model.apply),
-                      axis_name=steps.AXIS, devices=devices)
+    p_eval = jax.pmap(
+        functools.partial(steps.eval_step, apply_fn=model.apply),
+        axis_name=steps.AXIS,
+        devices=devices,
+    )
     eval_batch = {"image": batch["image"], "label": batch["label"], "mask": mask}
     eval_batch = jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), eval_batch)
     m = steps.unreplicate(p_eval(jax_utils.replicate(state.params, devices), eval_batch)).compute()

@@ -18,8 +18,14 @@ def tiny_config(archive, epochs=2):
     c = default_config()
     c.dataset = "cifar10"
     c.archive = str(archive)
-    c.model.update(embed_dim=16, depths=(2, 1), num_heads=(2, 4), window_size=4, mlp_ratio=2.0,
-                   drop_path_rate=0.1)
+    c.model.update(
+        embed_dim=16,
+        depths=(2, 1),
+        num_heads=(2, 4),
+        window_size=4,
+        mlp_ratio=2.0,
+        drop_path_rate=0.1,
+    )
     c.randaugment = "rand-m9-mstd0.5"
     c.mix.cutmix_alpha = 1.0
     c.mix.switch_prob = 0.0
@@ -42,7 +48,8 @@ def read_scalars(workdir):
         for event in tf.compat.v1.train.summary_iterator(path):
             for v in event.summary.value:
                 value = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
-                out.setdefault(v.tag, {})[event.step] = float(value)
+                if np.ndim(value) == 0:  # scalars (images and hparams are skipped)
+                    out.setdefault(v.tag, {})[event.step] = float(value)
     return out
 
 
@@ -50,7 +57,8 @@ def read_scalars(workdir):
 def archive(tmp_path_factory):
     d = tmp_path_factory.mktemp("cifar")
     return cifar_files.cifar10_binary_tarball(
-        d / "cifar-10-binary.tar.gz", cifar_files.random_split(N_TRAIN, seed=1),
+        d / "cifar-10-binary.tar.gz",
+        cifar_files.random_split(N_TRAIN, seed=1),
         cifar_files.random_split(N_TEST, seed=2),
     )
 
@@ -63,14 +71,22 @@ def test_train_then_resume(tmp_path, archive):
     assert summary["steps"] == 2 * steps_per_epoch and summary["start_step"] == 0
     scalars = read_scalars(workdir)
     assert set(scalars["test_accuracy"]) == {1, 2}
-    for tag in ("train_loss", "train_accuracy", "test_loss", "learning_rate", "epoch_time",
-                "images_per_sec"):
+    for tag in (
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "learning_rate",
+        "epoch_time",
+        "images_per_sec",
+    ):
         assert set(scalars[tag]) == {1, 2}, tag
     assert set(scalars["train_loss_step"]) == set(range(2, 2 * steps_per_epoch + 1, 2))
     # The test accuracy is a fraction of the 40 test images.
     for acc in scalars["test_accuracy"].values():
         assert abs(acc * N_TEST - round(acc * N_TEST)) < 1e-4
-    np.testing.assert_allclose(scalars["learning_rate"][1], 1e-4, rtol=1e-6)  # epoch 0: warmup_lr_init
+    np.testing.assert_allclose(
+        scalars["learning_rate"][1], 1e-4, rtol=1e-6
+    )  # epoch 0: warmup_lr_init
     np.testing.assert_allclose(scalars["learning_rate"][2], 1e-3, rtol=1e-6)  # epoch 1: warmup done
 
     ckpts = checkpoints.Checkpoints(workdir, read_only=True)
