@@ -63,6 +63,11 @@ def default_config() -> ml_collections.ConfigDict:
     )
     c.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
     c.remat = False  # rematerialise each block in the backward pass (less memory, more compute)
+    c.scan_blocks = False  # nn.scan over a stage's identical blocks: compile time flat in depth
+
+    # Starting point: None trains from scratch; else a PyTorch Swin checkpoint (.pth / .safetensors,
+    # official or timm layout) loaded into the model, the head and mismatched tables handled.
+    c.pretrained = config_dict.placeholder(str)
 
     # Optimiser: torch.optim.AdamW semantics.
     c.learning_rate = 1e-3
@@ -72,6 +77,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.weight_decay = 0.01
     c.weight_decay_exempt = False  # True: no decay on norms, biases and bias tables (official Swin)
     c.grad_clip_norm = 0.0  # 0 turns clipping off
+    c.layer_decay = 1.0  # layer-wise lr decay for fine-tuning (BEiT / Swin-v2 style); 1.0 turns it off
 
     # Schedule: 'constant' | 'cosine_epoch' (timm CosineLRScheduler stepped once per epoch)
     # | 'cosine_step' (the same curve evaluated every step).

@@ -96,13 +96,18 @@ def _host_state(state: steps.TrainState) -> dict[str, Any]:
     )
 
 
+def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What a checkpoint's params depend on: the model's arguments and the block layout."""
+    return {**config.model.to_dict(), "scan_blocks": config.scan_blocks}
+
+
 def _meta(config, epoch: int, step: int, best: dict[str, Any], **extra) -> dict[str, Any]:
     return {
         "epoch": epoch,
         "step": step,
         "best_accuracy": best["accuracy"],
         "best_epoch": best["epoch"],
-        "model": config.model.to_dict(),
+        "model": model_identity(config),
         **extra,
     }
 
@@ -183,7 +188,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
 
     # Model and optimiser.
-    model = swin.create_model(config.model, dtype=jnp.dtype(config.dtype), remat=config.remat)
+    model = swin.create_model(
+        config.model, dtype=jnp.dtype(config.dtype), remat=config.remat,
+        scan_blocks=config.scan_blocks,
+    )
     learning_rate_fn = optim.learning_rate_schedule(
         schedule=config.schedule,
         learning_rate=config.learning_rate,
@@ -213,7 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     best = {"accuracy": -1.0, "epoch": -1}
     meta = ckpts.restore_meta("latest")
     if meta is not None:
-        checkpoints.check_model_matches(meta, config.model.to_dict(), str(ckpts.root / "latest"))
+        checkpoints.check_model_matches(meta, model_identity(config), str(ckpts.root / "latest"))
         target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
         restored, meta = ckpts.restore("latest", jax.device_get(target))
         state = state.replace(**restored)
