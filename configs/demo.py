@@ -24,7 +24,7 @@ def get_config():
     c.warmup_epochs = 1
     c.warmup_lr_init = 2e-4
     c.lr_min = 1e-4
-    c.cosine_epochs = 5
+    c.cosine_epochs = 4  # warmup 1 + cosine 4 = the 5 epochs: the lr ends near lr_min
     c.batch_size = 128
     c.eval_batch_size = 256
     c.num_epochs = 5
