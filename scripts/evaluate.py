@@ -2,7 +2,9 @@
 
     python scripts/evaluate.py --workdir runs/strong [--checkpoint runs/strong/checkpoints/latest/4880]
 
-Prints the accuracy, the loss and a per-class accuracy table; --json writes them with the confusion matrix.
+Prints the accuracy, the loss and a per-class accuracy table, and writes into --eval_dir (default
+WORKDIR/eval): per_class.txt, confusion.png (row-normalised confusion matrix), scores.json and
+TensorBoard summaries (the confusion matrix image, the accuracy). --json also writes the scores there.
 """
 
 import json
@@ -17,6 +19,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and checkpoints/).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
 flags.DEFINE_string("json", None, "Write the scores (with the confusion matrix) to this JSON file.")
+flags.DEFINE_string("eval_dir", None, "Folder for the report files; default: WORKDIR/eval.")
 
 
 def main(argv):
@@ -35,8 +38,10 @@ def main(argv):
         f"test accuracy: {result['accuracy']:.4f} ({result['num_examples']} images), "
         f"loss {result['loss']:.4f}"
     )
-    for name, acc in zip(names, result["per_class_accuracy"]):
-        print(f"  {name:>16s}  {acc:.4f}")
+    print(evaluate.per_class_table(result["confusion"], names))
+    eval_dir = FLAGS.eval_dir or str(workdir / "eval")
+    paths = evaluate.write_report(result, names, eval_dir, step=int(meta.get("step") or 0))
+    print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
     if FLAGS.json:
         out = {**result, "confusion": result["confusion"].tolist(), "checkpoint": str(ckpt)}
         with open(FLAGS.json, "w") as f:

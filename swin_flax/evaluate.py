@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from clu import metric_writers
 from etils import epath
 from flax import jax_utils
 
@@ -94,11 +96,25 @@ def predict_logits(
     return np.concatenate(all_logits), np.concatenate(all_labels)
 
 
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 [num_classes, num_classes]: entry (t, p) counts examples of true class t predicted p."""
+    labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
+    if labels.shape != predictions.shape:
+        raise ValueError(
+            f"labels {labels.shape} and predictions {predictions.shape} differ in size."
+        )
+    for name, v in (("labels", labels), ("predictions", predictions)):
+        if v.size and (v.min() < 0 or v.max() >= num_classes):
+            raise ValueError(f"{name} must lie in [0, {num_classes}), got {v.min()}..{v.max()}.")
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    return confusion
+
+
 def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
     """Accuracy, mean cross-entropy, per-class accuracy and the confusion matrix (rows: true)."""
     pred = logits.argmax(-1)
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (labels, pred), 1)
+    confusion = confusion_matrix(labels, pred, num_classes)
     shifted = logits - logits.max(-1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
@@ -132,3 +148,88 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[
     )
     logits, labels = predict_logits(model, params, ds.as_numpy_iterator())
     return scores(logits, labels, config.model.num_classes)
+
+
+def per_class_table(confusion: np.ndarray, class_names: Sequence[str]) -> str:
+    """Text table: per class its accuracy (recall), correct / total, and the class it is most
+    often mistaken for."""
+    confusion = np.asarray(confusion)
+    width = max(8, *(len(n) for n in class_names))
+    lines = [
+        f"{'class':<{width}}  {'accuracy':>8}  {'correct':>8}  {'total':>6}  most confused with"
+    ]
+    for t, name in enumerate(class_names):
+        row = confusion[t]
+        total, correct = int(row.sum()), int(row[t])
+        off = row.copy()
+        off[t] = -1
+        worst = int(off.argmax())
+        acc = f"{correct / total:.4f}" if total else "-"
+        confused = f"{class_names[worst]} ({row[worst]})" if total and row[worst] > 0 else "-"
+        lines.append(f"{name:<{width}}  {acc:>8}  {correct:>8}  {total:>6}  {confused}")
+    return "\n".join(lines)
+
+
+def confusion_image(
+    confusion: np.ndarray, class_names: Sequence[str] | None = None, cell: int | None = None
+) -> np.ndarray:
+    """The row-normalised confusion matrix as a uint8 RGB heat map [H, W, 3] (white 0 -> dark blue
+    1, rows: true class, columns: predicted), with class names on the left and indices on top, and
+    each cell's percentage written in it when there are at most 20 classes."""
+    from PIL import Image, ImageDraw  # noqa: PLC0415
+
+    confusion = np.asarray(confusion, np.float64)
+    n = len(confusion)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
+    cell = cell or (40 if n <= 20 else max(6, 800 // n))
+    fractions = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    left, top = 8 + 7 * max(len(s) for s in names) if n <= 20 else 4, 18 if n <= 20 else 4
+    img = Image.new("RGB", (left + n * cell + 1, top + n * cell + 1), "white")
+    draw = ImageDraw.Draw(img)
+    white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
+    for t in range(n):
+        for p in range(n):
+            f = fractions[t, p]
+            colour = tuple(int(round(c)) for c in white + f * (blue - white))
+            x, y = left + p * cell, top + t * cell
+            draw.rectangle([x, y, x + cell, y + cell], fill=colour, outline=(200, 200, 200))
+            if n <= 20 and confusion[t, p] > 0:
+                ink = "white" if f > 0.5 else "black"
+                draw.text((x + 3, y + cell // 2 - 5), f"{100 * f:.0f}", fill=ink)
+        if n <= 20:
+            draw.text((4, top + t * cell + cell // 2 - 5), names[t], fill="black")
+            draw.text((left + t * cell + cell // 2 - 3, 4), str(t), fill="black")
+    return np.asarray(img, np.uint8)
+
+
+def write_report(
+    result: Mapping[str, Any],
+    class_names: Sequence[str],
+    out_dir: str | epath.Path,
+    step: int = 0,
+) -> dict[str, epath.Path]:
+    """Writes the scores of `result` (from `scores`) into `out_dir`: per_class.txt (the table),
+    confusion.png, scores.json, and TensorBoard summaries (the confusion image and the accuracy,
+    at `step`). Returns the paths written."""
+    from PIL import Image  # noqa: PLC0415
+
+    out = epath.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    confusion = np.asarray(result["confusion"])
+    image = confusion_image(confusion, class_names)
+    paths = {
+        "table": out / "per_class.txt",
+        "confusion_png": out / "confusion.png",
+        "scores": out / "scores.json",
+    }
+    paths["table"].write_text(per_class_table(confusion, class_names) + "\n")
+    with paths["confusion_png"].open("wb") as f:
+        Image.fromarray(image).save(f, format="PNG")
+    plain = {**result, "confusion": confusion.tolist(), "class_names": list(class_names)}
+    paths["scores"].write_text(json.dumps(plain, indent=2))
+    writer = metric_writers.SummaryWriter(str(out))
+    writer.write_images(step, {"confusion_matrix": image[None]})
+    writer.write_scalars(step, {"eval_accuracy": result["accuracy"], "eval_loss": result["loss"]})
+    writer.flush()
+    writer.close()
+    return paths

@@ -8,7 +8,8 @@ stepped once per epoch with `scheduler.step(epoch + 1)`. This module reproduces 
   recipe); 'cosine_step' is the same curve at fractional epochs (per-step warmup and cosine).
 - `epoch_learning_rate` gives the lr an epoch starts with, for logging.
 - `create_optimizer` builds AdamW with torch's update rule, an optional weight-decay exemption (the
-  official Swin's: norms, biases, relative position bias tables) and optional global-norm clipping.
+  official Swin's: norms, biases, relative position bias tables), optional global-norm clipping and
+  optional layer-wise lr decay for fine-tuning (`layer_ids`, `scale_by_layer_decay`).
 
 The optimiser state does not carry the learning rate (no `optax.inject_hyperparams`, so the state is
 the plain optax structure); to log it, evaluate the schedule at the step: `learning_rate_fn(step)`.
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -207,14 +210,85 @@ def weight_decay_mask(params: Any) -> Any:
     Exempt: every parameter with at most one dimension (LayerNorm scale and bias, biases) and every
     parameter whose path has a key in NO_WEIGHT_DECAY_NAMES ('relative_position_bias_table',
     'absolute_pos_embed', 'bias'). Uses the leaves' own shapes: call it on unreplicated params
-    (inside pmap the per-device shapes are the unreplicated ones).
+    (inside pmap the per-device shapes are the unreplicated ones). Leaves under a `blocks` key
+    (the scan_blocks layout) carry a leading block axis, which is not counted.
     """
 
     def decays(path: tuple, leaf: Any) -> bool:
         names = {_key_name(k) for k in path}
-        return jnp.ndim(leaf) > 1 and not names.intersection(NO_WEIGHT_DECAY_NAMES)
+        stacked = "blocks" in names  # scan_blocks layout: a leading axis stacks the blocks
+        return jnp.ndim(leaf) - stacked > 1 and not names.intersection(NO_WEIGHT_DECAY_NAMES)
 
     return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def _leaf_layer_id(path: tuple, leaf: Any, depths: Sequence[int]) -> np.ndarray:
+    """Layer id of one param (an array [n, 1, ...] for a scanned leaf stacking n blocks)."""
+    names = [_key_name(k) for k in path]
+    top = sum(depths) + 1
+    stage = re.fullmatch(r"layers_(\d+)", names[0])
+    if names[0] == "patch_embed":
+        return np.array(0)
+    if stage is None or len(names) < 2:
+        return np.array(top)  # final norm, head, absolute_pos_embed: the official "else" branch
+    i = int(stage.group(1))
+    first = sum(depths[:i])  # blocks before stage i
+    block = re.fullmatch(r"blocks_(\d+)", names[1])
+    if block:
+        return np.array(first + int(block.group(1)) + 1)
+    if names[1] == "downsample":  # official: layers.i.downsample.{reduction,norm}
+        return np.array(sum(depths[: i + 1]))
+    if names[1] == "blocks_tail":
+        return np.array(first + depths[i])
+    if names[1] == "blocks":  # nn.scan layout: the leading axis indexes blocks (or pairs)
+        k = np.arange(np.shape(leaf)[0])
+        if len(names) > 2 and names[2] in ("regular", "shifted"):
+            k = 2 * k + (names[2] == "shifted")
+        return (first + k + 1).reshape((-1,) + (1,) * (np.ndim(leaf) - 1))
+    raise ValueError(f"no layer id for param {'/'.join(names)}: not a Swin param path.")
+
+
+def layer_ids(params: Any, depths: Sequence[int]) -> Any:
+    """Pytree like `params` of each param's layer id for layer-wise lr decay, as the official Swin
+    fine-tuning code (SimMIM / Swin-v2 `get_swin_layer`) assigns them, with L = sum(depths):
+
+      patch_embed                         0
+      block j of stage i                  sum(depths[:i]) + j + 1   (1 .. L)
+      stage i's PatchMerging              sum(depths[:i+1])         (its stage's last block)
+      norm, head (and absolute_pos_embed) L + 1
+
+    Scanned leaves (scan_blocks) get an int array [n, 1, ...] over their stacked blocks.
+    """
+    depths = tuple(int(d) for d in depths)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: _leaf_layer_id(path, leaf, depths), params
+    )
+
+
+def layer_decay_scales(params: Any, depths: Sequence[int], layer_decay: float) -> Any:
+    """Pytree of lr multipliers layer_decay ** (L + 1 - layer_id): 1 for the head, the smallest for
+    the patch embedding (official Swin: num_layers = L + 2, scale = decay ** (num_layers - 1 - id))."""
+    top = sum(depths) + 1
+    return jax.tree.map(
+        lambda i: np.asarray(layer_decay ** (top - i), np.float32), layer_ids(params, depths)
+    )
+
+
+def scale_by_layer_decay(layer_decay: float, depths: Sequence[int]) -> optax.GradientTransformation:
+    """Multiplies each update by `layer_decay_scales` (stateless; scales follow the updates' own
+    paths and shapes, so it works on the scanned layout and inside pmap)."""
+    depths = tuple(int(d) for d in depths)
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        scales = layer_decay_scales(updates, depths, layer_decay)
+        return jax.tree.map(lambda u, s: u * s.astype(u.dtype), updates, scales), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def create_optimizer(
@@ -226,6 +300,8 @@ def create_optimizer(
     eps: float = 1e-8,
     weight_decay_exempt: bool = False,
     grad_clip_norm: float = 0.0,
+    layer_decay: float = 1.0,
+    depths: Sequence[int] | None = None,
 ) -> optax.GradientTransformation:
     """AdamW with `torch.optim.AdamW`'s update rule, optionally after global-norm gradient clipping.
 
@@ -235,6 +311,9 @@ def create_optimizer(
     `weight_decay` has no default on purpose: torch's is 0.01, optax's 1e-4. Decay applies to every
     parameter (the recipe) unless `weight_decay_exempt`, which applies `weight_decay_mask`.
     `grad_clip_norm > 0` rescales gradients whose global norm exceeds it (0 turns clipping off).
+    `layer_decay < 1` multiplies each param's whole AdamW step (the scheduled lr, hence the decay term
+    too, as torch param groups with an lr scale) by `layer_decay_scales` for the model's `depths`;
+    1.0 (default) leaves the optimiser exactly as without it.
     """
     _check_float("b1", b1, 0.0, 1.0)
     _check_float("b2", b2, 0.0, 1.0)
@@ -245,6 +324,13 @@ def create_optimizer(
         raise ValueError(f"weight_decay_exempt must be True or False, got {weight_decay_exempt!r}.")
     if not callable(learning_rate_fn):
         _check_float("learning_rate_fn", learning_rate_fn)
+    _check_float("layer_decay", layer_decay)
+    if not 0 < layer_decay <= 1:
+        raise ValueError(f"layer_decay must lie in (0, 1] (1.0 turns it off), got {layer_decay!r}.")
+    if layer_decay != 1.0 and not depths:
+        raise ValueError(
+            "layer_decay < 1 needs depths (the model's blocks per stage) to assign layer ids."
+        )
 
     adamw = optax.adamw(
         learning_rate=learning_rate_fn,
@@ -255,9 +341,12 @@ def create_optimizer(
         weight_decay=weight_decay,
         mask=weight_decay_mask if weight_decay_exempt else None,
     )
+    parts = [adamw]
     if grad_clip_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(grad_clip_norm), adamw)
-    return adamw
+        parts.insert(0, optax.clip_by_global_norm(grad_clip_norm))
+    if layer_decay != 1.0:
+        parts.append(scale_by_layer_decay(layer_decay, depths))
+    return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 
 __all__ = [
@@ -265,6 +354,9 @@ __all__ = [
     "SCHEDULES",
     "create_optimizer",
     "epoch_learning_rate",
+    "layer_decay_scales",
+    "layer_ids",
     "learning_rate_schedule",
+    "scale_by_layer_decay",
     "weight_decay_mask",
 ]

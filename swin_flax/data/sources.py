@@ -54,6 +54,36 @@ def num_classes(dataset: str) -> int:
     return _NUM_CLASSES[dataset]
 
 
+CIFAR10_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+# The 100 fine labels in label order (the archive's fine_label_names.txt, which tfds reads).
+CIFAR100_NAMES = tuple(
+    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+    butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab
+    crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard
+    lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom
+    oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine
+    possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake
+    spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor
+    train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()  # noqa: SIM905
+)
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """Names of the classes of `dataset`, indexed by label. Synthetic classes are named for their
+    stripes: orientation and cycles across the image (see `synthetic_split`)."""
+    _check_dataset(dataset)
+    if dataset == "cifar10":
+        return CIFAR10_NAMES
+    if dataset == "cifar100":
+        return CIFAR100_NAMES
+    return tuple(
+        f"stripes_{round(float(np.rad2deg(_ANGLES[c % 5])))}deg_x{int(_FREQS[c // 5])}"
+        for c in range(_NUM_CLASSES["synthetic"])
+    )
+
+
 def load_split(
     dataset: str,
     split: str,

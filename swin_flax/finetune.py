@@ -1,0 +1,292 @@
+"""Starting a run from a pretrained PyTorch Swin: load what fits, resize what can be, report the rest.
+
+`load_pretrained(source, model, params)` maps an official (microsoft/Swin-Transformer, `{'model': sd}`)
+or timm checkpoint onto the freshly initialised params of `model` through `models/convert.py`:
+
+- tensors whose shapes agree are copied (patch embedding, blocks, PatchMerging, norms);
+- relative-position-bias tables of another window are resized per head on the (2W-1)^2 offset grid:
+  'bicubic' (default) is the official Swin's `load_pretrained` (torch `F.interpolate(mode='bicubic')`,
+  align_corners=False); 'geometric' is timm's `resize_rel_pos_bias_table` (BEiT's geometric offset
+  spacing, linear interpolation), which timm's swin `checkpoint_filter_fn` applies. Both keep the bias
+  of the zero offset; 'geometric' also keeps offsets +-1;
+- `absolute_pos_embed` (ape=True) of another token grid is resized bicubically (official code);
+- the classifier is left at its fresh init (a new head for the target classes) unless `load_head` and
+  the shapes agree; the final norm too when the target has fewer stages than the source (its width
+  differs); source tensors with no place in the target (a 4th stage, the old head) are skipped.
+
+Anything else that does not fit (another embed_dim, patch size or head count; a target deeper than the
+source) is a ValueError naming the key. The report (`LoadReport`) is logged and returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from swin_flax.models import convert, swin
+
+BIAS_RESIZE_METHODS = ("bicubic", "geometric")
+_BICUBIC_A = -0.75  # torch's cubic convolution coefficient
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadReport:
+    """What `load_pretrained` did. Paths are Flax param paths ('layers_0/blocks_1/attn/qkv/kernel')
+    in the canonical (unscanned) layout; `skipped` holds source (PyTorch) keys."""
+
+    source: str
+    layout: str
+    loaded: tuple[str, ...]
+    resized: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (path, from, to)
+    new: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+    def summary(self) -> str:
+        """A few readable lines: counts, then each resize, each new param, skipped groups."""
+        lines = [
+            f"pretrained {self.source} ({self.layout} layout): {len(self.loaded)} tensors loaded as "
+            f"they are, {len(self.resized)} resized, {len(self.new)} left new, "
+            f"{len(self.skipped)} source tensors skipped."
+        ]
+        lines += [f"  resized {p}: {src} -> {dst}" for p, src, dst in self.resized]
+        lines += [f"  new (fresh init) {p}" for p in self.new]
+        groups: dict[str, int] = {}
+        for key in self.skipped:
+            m = re.match(r"(layers\.\d+(?:\.downsample)?)\.", key)
+            group = m.group(1) if m else key.split(".")[0]
+            groups[group] = groups.get(group, 0) + 1
+        lines += [f"  skipped {g}.* ({n} tensors)" for g, n in groups.items()]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resizing (numpy; separable interpolation matrices)
+# --------------------------------------------------------------------------------------------------
+
+
+def _cubic_weights(t: float) -> np.ndarray:
+    """torch's 4 cubic-convolution weights for source pixels x0-1 .. x0+2 at fraction t."""
+    a = _BICUBIC_A
+
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return np.array([far(t + 1), near(t), near(1 - t), far(2 - t)])
+
+
+def bicubic_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """[size_out, size_in] matrix of torch's 1-D bicubic resize (align_corners=False, edge clamp)."""
+    w = np.zeros((size_out, size_in), np.float64)
+    scale = size_in / size_out
+    for i in range(size_out):
+        src = scale * (i + 0.5) - 0.5
+        x0 = math.floor(src)
+        for k, weight in enumerate(_cubic_weights(src - x0)):
+            w[i, min(max(x0 - 1 + k, 0), size_in - 1)] += weight
+    return w
+
+
+def _geometric_positions(src: int, dst: int) -> np.ndarray:
+    """BEiT's source offsets: spacing grows geometrically (ratio q) so the table spans dst's range."""
+    left, right = 1.01, 1.5
+    while right - left > 1e-6:
+        q = (left + right) / 2.0
+        if (1.0 - q ** (src // 2)) / (1.0 - q) > dst // 2:
+            right = q
+        else:
+            left = q
+    dis, cur = [], 1.0
+    for i in range(src // 2):
+        dis.append(cur)
+        cur += q ** (i + 1)
+    return np.array([-d for d in reversed(dis)] + [0.0] + dis)
+
+
+def geometric_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """[size_out, size_in] matrix of timm's resize_rel_pos_bias_table along one axis: linear
+    interpolation from the geometric source offsets to the integer target offsets (edge clamp)."""
+    positions = _geometric_positions(size_in, size_out)
+    half = size_out // 2
+    targets = np.arange(-half, half + 0.1, 1.0)
+    eye = np.eye(size_in)
+    return np.stack([np.interp(targets, positions, eye[k]) for k in range(size_in)], axis=1)
+
+
+def resize_bias_table(table: np.ndarray, window: int | Sequence[int], method: str = "bicubic"):
+    """A [(2W-1)^2, heads] relative-position-bias table (square source window) -> the table of
+    `window` (int or (h, w)), each head resized on its (2W-1) x (2W-1) offset grid."""
+    if method not in BIAS_RESIZE_METHODS:
+        raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {method!r}.")
+    n, heads = table.shape
+    side = math.isqrt(n)
+    if side * side != n or side % 2 == 0:
+        raise ValueError(f"a bias table of {n} rows is not the (2W-1)^2 grid of a square window.")
+    wh, ww = swin.to_2tuple(window)
+    out_h, out_w = 2 * wh - 1, 2 * ww - 1
+    if (out_h, out_w) == (side, side):
+        return np.asarray(table)
+    matrix = bicubic_matrix if method == "bicubic" else geometric_matrix
+    my, mx = matrix(side, out_h), matrix(side, out_w)
+    grid = np.asarray(table, np.float64).T.reshape(heads, side, side)
+    out = np.einsum("ij,hjk,lk->hil", my, grid, mx)
+    return out.reshape(heads, out_h * out_w).T.astype(table.dtype)
+
+
+def resize_pos_embed(embed: np.ndarray, grid: Sequence[int]) -> np.ndarray:
+    """[1, S*S, C] absolute position embedding (square source grid) -> [1, h*w, C] for `grid`,
+    bicubically as the official load_pretrained (F.interpolate, align_corners=False)."""
+    _, n, c = embed.shape
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"absolute_pos_embed of {n} tokens is not a square grid.")
+    h, w = grid
+    x = np.asarray(embed, np.float64).reshape(side, side, c)
+    out = np.einsum("ij,jkc,lk->ilc", bicubic_matrix(side, h), x, bicubic_matrix(side, w))
+    return out.reshape(1, h * w, c).astype(embed.dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _source_stages(state_dict: Mapping[str, Any]) -> int:
+    ids = [int(m.group(1)) for k in state_dict if (m := re.match(r"layers\.(\d+)\.blocks\.", k))]
+    return max(ids) + 1 if ids else 0
+
+
+def _table_window(spec_shape: tuple[int, ...]) -> int:
+    return (math.isqrt(spec_shape[0]) + 1) // 2
+
+
+def load_pretrained(
+    source: str | os.PathLike | Mapping[str, Any],
+    model: swin.SwinTransformer,
+    params: Any,
+    *,
+    layout: str = "auto",
+    bias_resize: str = "bicubic",
+    load_head: bool = False,
+    weights_only: bool = True,
+) -> tuple[dict[str, Any], LoadReport]:
+    """Pretrained weights in place of `params` (the fresh init of `model`, in its own layout).
+
+    source: a .pth / .safetensors path (see `convert.load_torch_file`), an .npz of the state_dict's
+      arrays (np.savez of {key: tensor.numpy()}; read without torch) or a state_dict of arrays.
+    layout: 'auto', 'official' or 'timm' (see `convert.detect_layout`).
+    bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
+    load_head: copy the source classifier when its shape fits (default: a new head, fresh init).
+    Returns (params in `model`'s layout, scan_blocks or not, as jax arrays; the report, also logged).
+    """
+    if bias_resize not in BIAS_RESIZE_METHODS:
+        raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
+    if isinstance(source, Mapping):
+        name, state = "state_dict", dict(source)
+    else:
+        name = os.fspath(source)
+        if not os.path.isfile(name):
+            raise FileNotFoundError(
+                f"pretrained checkpoint {name} does not exist: give the path of an official .pth "
+                "(e.g. swin_tiny_patch4_window7_224.pth), a timm .safetensors / .pth file or an .npz "
+                "of the state_dict."
+            )
+        if name.endswith(".npz"):  # a state_dict saved with numpy (no torch needed to read it)
+            with np.load(name) as f:
+                state = {k: f[k] for k in f.files}
+        else:
+            state = convert.load_torch_file(name, weights_only=weights_only)
+    if layout == "auto":
+        layout = convert.detect_layout(state)
+    if layout not in convert.LAYOUTS:
+        raise ValueError(f"layout must be 'auto' or one of {convert.LAYOUTS}, got {layout!r}.")
+    state = {
+        k: v for k, v in state.items() if not k.endswith(("relative_position_index", "attn_mask"))
+    }
+
+    canonical = model.clone(scan_blocks=False, remat=False)
+    init = swin.unstack_block_params(params, model) if model.scan_blocks else params
+    target = convert._flat(init)  # noqa: SLF001 (the converter's own path helper)
+    fewer_stages = len(model.depths) < _source_stages(state)
+
+    out, loaded, resized, new, errors = {}, [], [], [], []
+    for path, value in target.items():
+        shape = tuple(value.shape)
+        flax_path = "/".join(path)
+        key = convert.torch_key(path, layout)
+        if key not in state and key.startswith("head.fc."):
+            key = key.replace("head.fc.", "head.", 1)  # timm < 0.9 named the classifier `head`
+        is_head = path[0] == "head"
+        if key not in state or (is_head and not load_head):
+            if is_head or (path[0] == "norm" and fewer_stages):
+                out[path] = value
+                new.append(flax_path)
+            else:
+                errors.append(f"{key}: missing from the checkpoint (the target needs {shape})")
+            continue
+        src = np.asarray(state.pop(key))
+        want = convert._torch_shape(path, shape)  # noqa: SLF001
+        if tuple(src.shape) == want:
+            out[path] = convert._to_flax_value(path, src)  # noqa: SLF001
+            loaded.append(flax_path)
+        elif path[-1] == "relative_position_bias_table" and src.shape[1:] == want[1:]:
+            out[path] = resize_bias_table(src, _table_window(want), bias_resize)
+            resized.append((flax_path, tuple(src.shape), want))
+        elif path[-1] == "absolute_pos_embed" and src.shape[2:] == want[2:] and src.ndim == 3:
+            img = swin.to_2tuple(model.img_size)
+            grid = (img[0] // model.patch_size, img[1] // model.patch_size)
+            out[path] = resize_pos_embed(src, grid)
+            resized.append((flax_path, tuple(src.shape), want))
+        elif is_head or (path[0] == "norm" and fewer_stages):
+            out[path] = value
+            new.append(flax_path)
+            state[key] = src  # unused: reported as skipped
+        else:
+            errors.append(
+                f"{key}: checkpoint shape {tuple(src.shape)} cannot become the target's {want} "
+                "(only bias tables and absolute_pos_embed are resized; check embed_dim, depths, "
+                "num_heads, patch_size and mlp_ratio against the checkpoint's model)"
+            )
+    if errors:
+        raise ValueError(
+            f"pretrained {name} ({layout} layout) does not fit the model "
+            f"{canonical.official_arguments()}: " + "; ".join(errors)
+        )
+    report = LoadReport(
+        source=name,
+        layout=layout,
+        loaded=tuple(loaded),
+        resized=tuple(resized),
+        new=tuple(new),
+        skipped=tuple(sorted(state)),
+    )
+    logging.info("%s", report.summary())
+    dtypes = {p: v.dtype for p, v in target.items()}
+    result = convert._nest(  # noqa: SLF001
+        {p: jnp.asarray(np.asarray(v), dtype=dtypes[p]) for p, v in out.items()}
+    )
+    if model.scan_blocks:
+        result = swin.stack_block_params(result, model)
+    return jax.tree.map(jnp.asarray, result), report
+
+
+__all__ = [
+    "BIAS_RESIZE_METHODS",
+    "LoadReport",
+    "bicubic_matrix",
+    "geometric_matrix",
+    "load_pretrained",
+    "resize_bias_table",
+    "resize_pos_embed",
+]

@@ -1,0 +1,155 @@
+"""Classifying image files with a trained run: top-k classes with probabilities and names.
+
+Images (PNG, JPEG, anything Pillow reads; any size, grey or RGBA turned RGB) go through the eval
+transform of the run's config: bilinear resize to model.img_size (antialiased when shrinking, as
+torchvision's Resize on PIL images), then (x / 255 - normalize_mean) / normalize_std
+(`pipeline.to_model_input`, the op the test pipeline uses).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from swin_flax import evaluate
+from swin_flax.data import sources
+from swin_flax.models import swin
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Top-k of one image: class indices, names and probabilities, most likely first."""
+
+    path: str
+    indices: tuple[int, ...]
+    names: tuple[str, ...]
+    probabilities: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+    """What classifying needs from a run: its config, model, params and class names."""
+
+    config: ml_collections.ConfigDict
+    model: swin.SwinTransformer
+    params: Any
+    class_names: tuple[str, ...]
+    checkpoint: str
+
+
+def load_predictor(workdir: str | None = None, checkpoint: str | None = None) -> Predictor:
+    """The run's best checkpoint (else its latest, or `checkpoint`) with the run's config."""
+    workdir_path, ckpt = evaluate.resolve_checkpoint(workdir, checkpoint)
+    config = evaluate.load_run_config(workdir_path)
+    params, _ = evaluate.load_params(ckpt)
+    model = swin.create_model(
+        config.model, dtype=jnp.dtype(config.dtype), scan_blocks=config.scan_blocks
+    )
+    return Predictor(config, model, params, sources.class_names(config.dataset), str(ckpt))
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file -> uint8 [H, W, 3] RGB."""
+    from PIL import Image  # noqa: PLC0415
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image {path} does not exist.")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"), np.uint8)
+    except OSError as e:  # Pillow's "cannot identify image file"
+        raise sources.DataError(f"image {path} cannot be read as an image ({e}).") from None
+
+
+def preprocess(
+    image: np.ndarray, image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """uint8 [H, W, 3] -> float32 [image_size, image_size, 3], the config's eval transform."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from swin_flax.data import pipeline  # noqa: PLC0415 (TF: only when classifying)
+
+    x = pipeline.to_model_input(tf.constant(image[None]), int(image_size), mean, std)
+    return np.asarray(x[0])
+
+
+def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices [N, k], probabilities [N, k]) of the k largest softmax probabilities per row."""
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"top_k must be a positive integer, got {k!r}.")
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(-1, keepdims=True)
+    probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    k = min(k, logits.shape[-1])
+    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probs, order, axis=-1)
+
+
+def logits_of(predictor: Predictor, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Float32 logits [N, classes] of preprocessed inputs [N, S, S, 3] (one device, in chunks)."""
+    apply = jax.jit(lambda p, x: predictor.model.apply({"params": p}, x, deterministic=True))
+    out = [
+        np.asarray(apply(predictor.params, jnp.asarray(inputs[i : i + batch_size])))
+        for i in range(0, len(inputs), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def predict_files(
+    predictor: Predictor, paths: Sequence[str | os.PathLike], k: int = 5
+) -> list[Prediction]:
+    """Top-k predictions for each image file, in the order given."""
+    if not paths:
+        raise ValueError("no image given: pass one or more PNG / JPEG paths.")
+    config = predictor.config
+    inputs = np.stack(
+        [
+            preprocess(
+                load_image(p), config.model.img_size, config.normalize_mean, config.normalize_std
+            )
+            for p in paths
+        ]
+    )
+    indices, probs = top_k(logits_of(predictor, inputs), k)
+    return [
+        Prediction(
+            path=os.fspath(path),
+            indices=tuple(int(i) for i in idx),
+            names=tuple(predictor.class_names[i] for i in idx),
+            probabilities=tuple(float(p) for p in prob),
+        )
+        for path, idx, prob in zip(paths, indices, probs)
+    ]
+
+
+def format_predictions(predictions: Sequence[Prediction]) -> str:
+    """One block per image: its path, then `rank. name (index)  probability` lines."""
+    lines = []
+    for pred in predictions:
+        lines.append(pred.path)
+        for rank, (i, name, p) in enumerate(
+            zip(pred.indices, pred.names, pred.probabilities), start=1
+        ):
+            lines.append(f"  {rank}. {name:<20s} ({i:>3d})  {p:.4f}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "Prediction",
+    "Predictor",
+    "format_predictions",
+    "load_image",
+    "load_predictor",
+    "logits_of",
+    "predict_files",
+    "preprocess",
+    "top_k",
+]

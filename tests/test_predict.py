@@ -1,0 +1,174 @@
+"""Classifying image files with a run's checkpoint: preprocessing as the config says, top-k, CLI."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from swin_flax import checkpoints, predict, train
+from swin_flax.config import default_config
+from swin_flax.data import sources
+from swin_flax.models import swin
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+
+
+def make_run(workdir: pathlib.Path, seed: int = 0):
+    """A tiny initialised run: config.json and a `best` checkpoint, as train.py leaves them."""
+    c = default_config()
+    c.dataset = "synthetic"
+    c.synthetic_test_examples = 40
+    c.eval_batch_size = 8
+    c.normalize_mean, c.normalize_std = MEAN, STD
+    c.model.update(
+        img_size=32,
+        patch_size=4,
+        embed_dim=8,
+        depths=(2,),
+        num_heads=(1,),
+        window_size=4,
+        num_classes=10,
+    )
+    model = swin.create_model(c.model)
+    # Random params of the model's shapes (no init compile); std 0.3 spreads the logits apart.
+    rng = np.random.default_rng(seed)
+    params = jax.tree.map(
+        lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), swin.param_shapes(model)
+    )
+    train.write_config(c, workdir)
+    ckpts = checkpoints.Checkpoints(workdir)
+    ckpts.save("best", 7, {"params": params, "step": 7}, {"epoch": 1, "step": 7})
+    ckpts.close()
+    return c, model, params
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    c, model, params = make_run(workdir)
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    images = {
+        "odd.png": rng.integers(0, 256, (45, 37, 3), dtype=np.uint8),
+        "small.jpg": rng.integers(0, 256, (20, 33, 3), dtype=np.uint8),
+        "exact.png": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+    }
+    paths = []
+    for name, array in images.items():
+        path = folder / name
+        Image.fromarray(array).save(path)
+        paths.append(str(path))
+    grey = folder / "grey.png"
+    Image.fromarray(images["odd.png"][..., 0]).save(grey)
+    paths.append(str(grey))
+    return workdir, c, model, params, paths
+
+
+def reference_input(path, size):
+    """The eval transform written out: Pillow decode, TF bilinear (antialiased) resize, normalise."""
+    with Image.open(path) as img:
+        x = np.asarray(img.convert("RGB"), np.float32)
+    if x.shape[:2] != (size, size):
+        x = tf.image.resize(x, (size, size), method="bilinear", antialias=True).numpy()
+    return (x / 255.0 - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+
+
+def test_top_k_matches_the_models_logits(run):
+    workdir, c, model, params, paths = run
+    predictor = predict.load_predictor(str(workdir))
+    assert predictor.checkpoint.endswith(os.path.join("best", "7"))
+    preds = predict.predict_files(predictor, paths, k=10)
+
+    inputs = np.stack([reference_input(p, 32) for p in paths])
+    logits = np.asarray(jax.jit(model.apply)({"params": params}, jnp.asarray(inputs)), np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    names = sources.class_names("synthetic")
+    for pred, p in zip(preds, probs):
+        assert pred.indices[0] == int(np.argmax(p))
+        np.testing.assert_allclose(sum(pred.probabilities), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(pred.probabilities, np.sort(p)[::-1], rtol=1e-4, atol=1e-6)
+        assert list(pred.probabilities) == sorted(pred.probabilities, reverse=True)
+        assert pred.names == tuple(names[i] for i in pred.indices)
+        assert sorted(pred.indices) == list(range(10))
+    three = predict.predict_files(predictor, paths[:1], k=3)[0]
+    assert three.indices == preds[0].indices[:3]
+
+
+def test_preprocess_follows_the_config(run):
+    _, _, _, _, paths = run
+    exact = paths[2]
+    with Image.open(exact) as img:
+        pixels = np.asarray(img, np.float32)
+    x = predict.preprocess(predict.load_image(exact), 32, MEAN, STD)
+    np.testing.assert_allclose(x, (pixels / 255 - np.array(MEAN)) / np.array(STD), atol=1e-6)
+    for p in paths:
+        got = predict.preprocess(predict.load_image(p), 32, MEAN, STD)
+        assert got.shape == (32, 32, 3)
+        np.testing.assert_allclose(got, reference_input(p, 32), rtol=1e-5, atol=1e-5)
+    grey = predict.load_image(paths[3])
+    assert grey.shape == (45, 37, 3) and (grey[..., 0] == grey[..., 2]).all()
+
+
+def test_top_k_and_bad_input(tmp_path):
+    idx, probs = predict.top_k(np.array([[0.0, np.log(3.0)], [2.0, 2.0]]), 5)
+    np.testing.assert_array_equal(idx, [[1, 0], [0, 1]])  # k clipped to 2 classes; ties stable
+    np.testing.assert_allclose(probs, [[0.75, 0.25], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="top_k"):
+        predict.top_k(np.zeros((1, 3)), 0)
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("hello")
+    with pytest.raises(sources.DataError, match="cannot be read"):
+        predict.load_image(bad)
+    with pytest.raises(FileNotFoundError):
+        predict.load_image(tmp_path / "missing.jpg")
+
+
+def test_cli_prints_names_and_probabilities(run):
+    workdir, _, _, _, paths = run
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "predict.py"),
+            f"--workdir={workdir}",
+            "--top_k=2",
+            *paths[:2],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[1] == paths[0] and lines[4] == paths[1]
+    assert lines[2].strip().startswith("1. stripes_") and lines[3].strip().startswith("2. ")
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint"):
+        predict.load_predictor(str(tmp_path))
+
+
+def test_class_names():
+    assert sources.class_names("cifar10") == (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    )  # fmt: skip
+    fine = sources.class_names("cifar100")
+    # CIFAR-100's fine_label_names.txt is alphabetical, 100 names, with these at known labels.
+    assert len(set(fine)) == 100 and list(fine) == sorted(fine)
+    assert (fine[0], fine[19], fine[58], fine[99]) == ("apple", "cattle", "pickup_truck", "worm")
+    synthetic = sources.class_names("synthetic")
+    assert len(set(synthetic)) == 10 and synthetic[0] == "stripes_0deg_x2"
+    assert synthetic[9] == "stripes_144deg_x4"
+    with pytest.raises(ValueError):
+        sources.class_names("imagenet")
