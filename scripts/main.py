@@ -25,18 +25,40 @@ flags.DEFINE_bool(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad flag or config override (e.g. a misspelt --config.field) as
+    one paragraph and exit status 2 instead of a traceback."""
+    try:
+        return FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        message = str(e)
+        if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
+            message = message[1:-1] if message[:1] == message[-1:] == "'" else message
+            message = "no such field " + message.replace("\\'", "'").replace("\\n", " ")
+        message = " ".join(message.split())
+        print(
+            f"\nError: bad command line ({type(e).__name__}: {message}). Every --config.FIELD must "
+            "name a field of swin_flax/config.py with a value of its type; see --helpfull.\n",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from swin_flax import distributed  # noqa: PLC0415 (jax is imported after flag parsing)
+    from swin_flax import cli, distributed  # noqa: PLC0415 (jax is imported after flag parsing)
 
-    distributed.initialize(
-        coordinator_address=FLAGS.coordinator_address,
-        num_processes=FLAGS.num_processes,
-        process_id=FLAGS.process_id,
-        auto=FLAGS.distributed,
-    )
-    from swin_flax import cli, train  # noqa: PLC0415
+    try:  # before anything else touches JAX
+        distributed.initialize(
+            coordinator_address=FLAGS.coordinator_address,
+            num_processes=FLAGS.num_processes,
+            process_id=FLAGS.process_id,
+            auto=FLAGS.distributed,
+        )
+    except ValueError as e:
+        cli.exit_user_error(str(e))
+    from swin_flax import train  # noqa: PLC0415
 
     with cli.friendly_errors():
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
@@ -44,4 +66,4 @@ def main(argv):
 
 if __name__ == "__main__":
     logging.set_verbosity(logging.INFO)
-    sys.exit(app.run(main))
+    sys.exit(app.run(main, flags_parser=parse_flags))

@@ -19,6 +19,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used for this run; the message says why and what to do."""
 
 
+class CheckpointWriteError(OSError):
+    """A save failed (full disk, unwritable folder); the previous checkpoint is untouched."""
+
+
 def _manager(
     directory: epath.Path, max_to_keep: int, read_only: bool = False
 ) -> ocp.CheckpointManager:
@@ -42,16 +46,35 @@ class Checkpoints:
         self.best = _manager(root / "best", 1, read_only)
 
     def save(self, which: str, step: int, state: Any, meta: Mapping[str, Any]) -> None:
-        """Writes `state` (a pytree of host or device arrays) and `meta` (JSON-able) atomically."""
+        """Writes `state` (a pytree of host or device arrays) and `meta` (JSON-able) atomically.
+
+        Orbax writes into `<step>.orbax-checkpoint-tmp*` and renames it when complete, so a failed or
+        killed save leaves the previous checkpoints as they were; a failure raises
+        CheckpointWriteError saying so.
+        """
         manager = getattr(self, which)
-        manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))
-            ),
-            force=True,
-        )
-        manager.wait_until_finished()
+        previous = manager.latest_step()
+        try:
+            manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))
+                ),
+                force=True,
+            )
+            manager.wait_until_finished()
+        except Exception as e:  # orbax re-raises OS errors from its writer threads in many forms
+            kept = (
+                f"the previous checkpoint (step {previous}) is intact and running the same command "
+                "again resumes from it"
+                if previous is not None
+                else "there was no earlier checkpoint in this series"
+            )
+            raise CheckpointWriteError(
+                f"could not write the {which!r} checkpoint of step {step} in "
+                f"{manager.directory} ({type(e).__name__}: {e}). Free disk space or make the "
+                f"workdir writable (or choose another --workdir); {kept}."
+            ) from e
 
     def latest_step(self, which: str = "latest") -> int | None:
         return getattr(self, which).latest_step()
@@ -82,6 +105,24 @@ class Checkpoints:
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+
+
+def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, Any] | None:
+    """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk.
+
+    Lets a run refuse a checkpoint of another model before it reads data or compiles anything.
+    """
+    directory = epath.Path(workdir) / "checkpoints" / which
+    if not directory.is_dir():
+        return None
+    manager = _manager(directory, 1, read_only=True)
+    try:
+        step = manager.latest_step()
+        if step is None:
+            return None
+        return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    finally:
+        manager.close()
 
 
 def check_model_matches(

@@ -6,6 +6,7 @@ import contextlib
 import sys
 import textwrap
 from collections.abc import Iterator
+from typing import NoReturn
 
 EXIT_USER_ERROR = 2  # bad config, data, checkpoint or workdir: fix the input and run again
 EXIT_DIVERGED = 3  # NaN/inf loss: the last good checkpoint is kept
@@ -14,6 +15,12 @@ EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again 
 
 def _say(kind: str, message: str) -> None:
     print("\n" + textwrap.fill(f"{kind}: {message}", width=100) + "\n", file=sys.stderr, flush=True)
+
+
+def exit_user_error(message: str) -> NoReturn:
+    """Prints `message` as the one-paragraph error and exits with EXIT_USER_ERROR."""
+    _say("Error", message)
+    sys.exit(EXIT_USER_ERROR)
 
 
 @contextlib.contextmanager

@@ -210,3 +210,26 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         swin.check_arguments(**c.model.to_dict())
     except ValueError as e:
         raise ConfigError(f"config.model: {e}") from None
+
+    # Fine-tuning from a pretrained checkpoint.
+    _require(
+        isinstance(c.layer_decay, int | float) and 0 < c.layer_decay <= 1,
+        "layer_decay",
+        f"must lie in (0, 1] (1.0 turns layer-wise lr decay off), got {c.layer_decay!r}.",
+    )
+    if c.pretrained:
+        import os  # noqa: PLC0415
+
+        _require(
+            c.pretrained.endswith((".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")),
+            "pretrained",
+            f"{c.pretrained!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) "
+            "or an .npz of a state_dict.",
+        )
+        _require(
+            os.path.isfile(c.pretrained),
+            "pretrained",
+            f"{c.pretrained} does not exist. Download a Swin checkpoint on a machine with internet "
+            "(e.g. https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"
+            "swin_tiny_patch4_window7_224.pth) and pass its path, or unset it to train from scratch.",
+        )

@@ -96,6 +96,17 @@ def _host_state(state: steps.TrainState) -> dict[str, Any]:
     )
 
 
+def _finite_host_state(
+    state: steps.TrainState, epoch: int, ckpts: checkpoints.Checkpoints
+) -> dict[str, Any]:
+    """The host state to save, refused if the last update made any parameter NaN or inf (its loss,
+    computed before the update, was still finite), so no checkpoint holds non-finite values."""
+    host = _host_state(state)
+    if not all(np.isfinite(x).all() for x in jax.tree.leaves(host["params"])):
+        raise TrainingDiverged(_diverged_message(int(host["step"]), epoch, ckpts, "parameters"))
+    return host
+
+
 def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """What a checkpoint's params depend on: the model's arguments and the block layout."""
     return {**config.model.to_dict(), "scan_blocks": config.scan_blocks}
@@ -144,6 +155,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     workdir = epath.Path(workdir)
     check_workdir(workdir)
     validate(config, num_devices=jax.device_count())
+    # A checkpoint of another model is refused now, before any data is read or anything compiled.
+    saved = checkpoints.peek_meta(workdir)
+    if saved is not None:
+        where = str(workdir / "checkpoints" / "latest")
+        checkpoints.check_model_matches(saved, model_identity(config), where)
     n_local = jax.local_device_count()
     is_chief = jax.process_index() == 0
 
@@ -211,10 +227,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         weight_decay=config.weight_decay,
         weight_decay_exempt=config.weight_decay_exempt,
         grad_clip_norm=config.grad_clip_norm,
+        layer_decay=config.layer_decay,
+        depths=tuple(config.model.depths),
     )
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     img = config.model.img_size
     state = steps.create_train_state(init_key, model, tx, (img, img, config.model.in_chans))
+    if config.pretrained:  # AdamW's moments start at zero whatever the params: swap them in
+        from swin_flax import finetune  # noqa: PLC0415
+
+        params, _ = finetune.load_pretrained(config.pretrained, model, state.params)
+        state = state.replace(params=params)
 
     # Resume.
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
@@ -266,7 +289,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         grid = viz.batch_grid(first_batch["image"], config.normalize_mean, config.normalize_std)
         writer.write_images(0, {"augmented_train_batch": grid[None]})
     device_batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
-    with _StopFlag() as stop:
+    with _StopFlag() as stop, _closing(writer, ckpts):
         while epoch < config.num_epochs:
             t_epoch = time.time()
             first = step - epoch * steps_per_epoch
@@ -286,7 +309,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     window = None
                 if step < end and stop.requested():  # at an epoch's end: evaluate first
                     _check_finite(train_metrics, epoch, ckpts)
-                    ckpts.save("latest", step, _host_state(state), _meta(config, epoch, step, best))
+                    host_state = _finite_host_state(state, epoch, ckpts)
+                    ckpts.save("latest", step, host_state, _meta(config, epoch, step, best))
                     raise Preempted(_preempted_message(step, steps_per_epoch, ckpts))
             epoch_seconds = time.time() - t_epoch
             n_images = (step - epoch * steps_per_epoch - first) * config.batch_size
@@ -331,10 +355,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 or epoch == config.num_epochs
                 or stopping
             ):
-                host_state = _host_state(state)
+                host_state = _finite_host_state(state, epoch - 1, ckpts)
                 ckpts.save("latest", step, host_state, meta)
             if is_best:
-                host_state = host_state if host_state is not None else _host_state(state)
+                if host_state is None:
+                    host_state = _finite_host_state(state, epoch - 1, ckpts)
                 ckpts.save("best", step, host_state, meta)
             if stopping:
                 raise Preempted(_preempted_message(step, steps_per_epoch, ckpts))
@@ -357,9 +382,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     if is_chief:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
-    writer.close()
-    ckpts.close()
     return summary
+
+
+@contextlib.contextmanager
+def _closing(writer: metric_writers.MetricWriter, ckpts: checkpoints.Checkpoints) -> Iterator[None]:
+    """Flushes the summaries and closes the checkpoint managers however the loop ends (finished,
+    preempted, diverged), so the events of the steps done are on disk."""
+    try:
+        yield
+    finally:
+        writer.close()
+        ckpts.close()
 
 
 def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints) -> str:
@@ -377,14 +411,18 @@ def _check_finite(collection, epoch: int, ckpts: checkpoints.Checkpoints) -> dic
     values = _summary_values(collection)
     bad = int(values.pop("first_nonfinite_step"))
     if bad >= 0 or not np.isfinite(values["loss"]):
-        last = ckpts.latest_step()
-        raise TrainingDiverged(
-            f"the training loss became NaN or inf at step {bad + 1} (epoch {epoch + 1}). The last good "
-            f"checkpoint ({'step ' + str(last) if last is not None else 'none yet'}) is kept in "
-            f"{ckpts.root / 'latest'}. Check the learning rate (config.learning_rate, warmup), the "
-            "input normalisation, and try config.grad_clip_norm or dtype='float32'."
-        )
+        raise TrainingDiverged(_diverged_message(bad + 1, epoch, ckpts, "training loss"))
     return values
+
+
+def _diverged_message(step: int, epoch: int, ckpts: checkpoints.Checkpoints, what: str) -> str:
+    last = ckpts.latest_step()
+    return (
+        f"the {what} became NaN or inf at step {step} (epoch {epoch + 1}). The last good "
+        f"checkpoint ({'step ' + str(last) if last is not None else 'none yet'}) is kept in "
+        f"{ckpts.root / 'latest'}. Check the learning rate (config.learning_rate, warmup), the "
+        "input normalisation, and try config.grad_clip_norm or dtype='float32'."
+    )
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

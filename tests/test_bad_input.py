@@ -1,0 +1,182 @@
+"""One test per row of docs/errors.md: each bad input ends the run with one paragraph saying what to
+do and exit status 2, before anything is compiled, and leaves the workdir exactly as it was.
+
+Most rows run in-process through cli.friendly_errors (the entry point's own handler); the command
+line typo and the workdir-that-is-a-file rows run scripts/main.py as a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from swin_flax import checkpoints, cli, train
+from swin_flax.config import default_config
+from tests import cifar_files
+from tests import reliability_runs as rr
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cifar")
+    return cifar_files.cifar10_binary_tarball(
+        d / "cifar-10-binary.tar.gz",
+        cifar_files.random_split(16, seed=1),
+        cifar_files.random_split(8, seed=2),
+    )
+
+
+def tiny_config(archive):
+    c = default_config()
+    c.archive = str(archive)
+    for k, v in rr.TINY.items():
+        section, _, field = k.rpartition(".")
+        (c[section] if section else c)[field] = v
+    return c
+
+
+def snapshot(path) -> dict[str, tuple[int, int]] | None:
+    """Every file and folder under `path` with its size and mtime (None when it does not exist)."""
+    if not os.path.lexists(path):
+        return None
+    if not os.path.isdir(path):
+        st = os.stat(path)
+        return {".": (st.st_size, st.st_mtime_ns)}
+    out = {}
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            st = os.stat(p)
+            out[os.path.relpath(p, path)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@contextlib.contextmanager
+def no_compiles():
+    """Fails if XLA compiles anything inside the block."""
+    compiled = []
+
+    def listener(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert not compiled, f"{len(compiled)} XLA compilation(s) before the error"
+
+
+def fails_cleanly(config, workdir, capsys) -> str:
+    """Runs the loop under the entry point's handler; returns the one-paragraph message."""
+    before = snapshot(workdir)
+    with no_compiles(), pytest.raises(SystemExit) as exit_info, cli.friendly_errors():
+        train.train_and_evaluate(config, str(workdir))
+    assert exit_info.value.code == cli.EXIT_USER_ERROR
+    assert snapshot(workdir) == before
+    err = capsys.readouterr().err.strip()
+    assert "\n\n" not in err and err.startswith("Error: "), err
+    return " ".join(err.split())
+
+
+def test_unknown_dataset(archive, tmp_path, capsys):
+    c = tiny_config(archive)
+    c.dataset = "imagenet"
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert "config.dataset" in msg and "'imagenet' is not one of" in msg
+
+
+def test_missing_archive(archive, tmp_path, capsys):
+    c = tiny_config(archive)
+    c.archive = str(tmp_path / "nowhere" / "cifar-10-binary.tar.gz")
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert "does not exist" in msg and "--config.archive" in msg
+
+
+def test_corrupt_archive(archive, tmp_path, capsys):
+    broken = tmp_path / "cifar-10-binary.tar.gz"
+    broken.write_bytes(archive.read_bytes()[:5000])  # a cut-off download
+    c = tiny_config(archive)
+    c.archive = str(broken)
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert "truncated or corrupt" in msg and "download it again" in msg
+
+
+def test_image_size_the_model_cannot_take(archive, tmp_path, capsys):
+    c = tiny_config(archive)
+    c.model.img_size = 30  # 30 / patch_size 4 is not a whole number of patches
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert "config.model" in msg and "patch_size=4 does not divide img_size=30" in msg
+
+
+def test_window_not_dividing_the_grid(archive, tmp_path, capsys):
+    c = tiny_config(archive)
+    c.model.update(img_size=32, window_size=3)  # 8x8 token grid
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert "window_size=3 does not divide the stage-0 token grid 8x8" in msg
+
+
+def test_batch_not_divisible_by_devices(archive, tmp_path, capsys):
+    assert jax.device_count() == 2  # tests/conftest.py
+    c = tiny_config(archive)
+    c.batch_size = 9
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert "config.batch_size" in msg and "not divisible by the 2 devices" in msg
+
+
+@pytest.mark.parametrize("epochs", [0, -3])
+def test_zero_or_negative_epochs(archive, tmp_path, capsys, epochs):
+    c = tiny_config(archive)
+    c.num_epochs = epochs
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert f"config.num_epochs: must be a positive integer, got {epochs}" in msg
+
+
+def test_unknown_config_field_in_a_config_file(archive, tmp_path, capsys):
+    c = tiny_config(archive)
+    c.learning_rat = 0.1  # a typo in a config file adds a field: it must not pass silently
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert "unknown config field(s) config.learning_rat" in msg
+
+
+def test_unknown_config_field_on_the_command_line(archive, tmp_path):
+    config = rr.write_config(tmp_path / "tiny.py", archive, **rr.TINY)
+    workdir = tmp_path / "run"
+    out = rr.run(rr.main_args(config, workdir, "--config.learning_rat=0.1"), env=rr.env(None))
+    assert out.returncode == 2
+    msg = rr.text(out)
+    assert msg.startswith("Error: bad command line") and "'learning_rat'" in msg, msg
+    assert 'Did you mean "learning_rate"' in msg and "Traceback" not in msg
+    assert not workdir.exists()
+
+
+def test_checkpoint_of_another_model(archive, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    other = tiny_config(archive)
+    other.model.embed_dim = 32
+    ckpts = checkpoints.Checkpoints(workdir)
+    meta = {"epoch": 1, "step": 2, "model": train.model_identity(other)}
+    ckpts.save("latest", 2, {"params": {"w": np.zeros(3, np.float32)}}, meta)
+    ckpts.close()
+    msg = fails_cleanly(tiny_config(archive), workdir, capsys)
+    assert "written for a different model (embed_dim: checkpoint 32 vs config 16)" in msg
+    assert "a new --workdir" in msg
+
+
+def test_workdir_that_is_a_file(archive, tmp_path):
+    config = rr.write_config(tmp_path / "tiny.py", archive, **rr.TINY)
+    workdir = tmp_path / "run.txt"
+    workdir.write_text("not a folder")
+    before = snapshot(workdir)
+    out = rr.run(rr.main_args(config, workdir), env=rr.env(None))
+    assert out.returncode == 2
+    msg = rr.text(out)
+    assert re.search(r"Error: --workdir \S+run\.txt is a file, not a folder", msg), msg[-2000:]
+    assert "Traceback" not in msg
+    assert snapshot(workdir) == before

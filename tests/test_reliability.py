@@ -1,0 +1,197 @@
+"""Preemption, kill -9, full disk and NaN: `scripts/main.py` run as real processes on a tiny CIFAR-10
+archive (genuine binary format); an interrupted run must resume to the same parameters, bit for bit."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from swin_flax import checkpoints
+from tests import cifar_files
+from tests import reliability_runs as rr
+
+N_TRAIN, N_TEST = 32, 16  # batch 8: 4 steps per epoch, 2 eval batches
+STEPS_PER_EPOCH = N_TRAIN // rr.TINY["batch_size"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """The archive, the config file, a shared compilation cache and one uninterrupted reference run."""
+    d = tmp_path_factory.mktemp("reliability")
+    archive = cifar_files.cifar10_binary_tarball(
+        d / "cifar-10-binary.tar.gz",
+        cifar_files.random_split(N_TRAIN, seed=1),
+        cifar_files.random_split(N_TEST, seed=2),
+    )
+    config = rr.write_config(d / "tiny.py", archive, **rr.TINY)
+    env = rr.env(d / "xla_cache")
+    reference = d / "reference"
+    out = rr.run(rr.main_args(config, reference), env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {"dir": d, "archive": archive, "config": config, "env": env, "reference": reference}
+
+
+def _preempted_step(stderr: str) -> int:
+    m = re.search(r"Preempted: stopped at global step (\d+)", stderr)
+    assert m, stderr[-3000:]
+    return int(m.group(1))
+
+
+def _tmp_dirs(workdir) -> list[str]:
+    root = workdir / "checkpoints"
+    return sorted(str(p.relative_to(root)) for p in root.glob("*/*.orbax-checkpoint-tmp*"))
+
+
+def _complete_steps(workdir, which="latest") -> list[int]:
+    d = workdir / "checkpoints" / which
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+
+
+def _kill9_once_saving(args, env, workdir) -> None:
+    """Runs until a checkpoint save has started (an orbax tmp folder appears; polled every 2 ms, a
+    save takes about 0.3 s here), then SIGKILLs the process."""
+    p = subprocess.Popen(rr.command(args), cwd=rr.REPO, env=env, stderr=subprocess.DEVNULL)
+    try:
+        while p.poll() is None and not _tmp_dirs(workdir):
+            time.sleep(0.002)
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == -signal.SIGKILL
+
+
+def test_interrupted_runs_resume_to_the_uninterrupted_result(setup, tmp_path):
+    """One run interrupted three ways, each re-run of the same command resuming; the end equals the
+    uninterrupted reference run bit for bit (CPU: same devices, same XLA programs, stateless data
+    augmentation and dropout keys):
+
+    1. SIGTERM during the first epoch: stops after step 2, saves, exit 75 with how to resume.
+    2. SIGINT during epoch 1's last step: the epoch's evaluation runs, then it saves at step 4.
+    3. kill -9 while the next save (`latest/8`, after epoch 2's evaluation) is being written: the
+       half-written folder must never be used; the last run resumes from step 4, and orbax removes it.
+
+    How the signals of 1 and 2 are timed: the run is the real entry point (scripts/main.py, in a
+    subprocess) with nothing changed on the training path; its input pipeline is wrapped (rr.DRIVER)
+    so that the process sends itself the signal from the main thread while it hands over training
+    batch number KILL_AT. Python runs the handler before the loop's next check, and the loop's batch
+    prefetch has a fixed depth, so the stop lands at an exact, repeatable step instead of wherever a
+    sleep would put it: batch KILL_AT is read while step KILL_AT - 1 of this process runs, so the
+    run stops after global step start + KILL_AT. The loop's own handler, save and message run.
+    """
+    workdir = tmp_path / "run"
+    args = rr.main_args(setup["config"], workdir)
+    for kill_at, signum, step, where in [
+        (2, signal.SIGTERM, 2, "step 2 of epoch 1"),
+        (2, signal.SIGINT, 4, "the end of epoch 1"),
+    ]:
+        out = rr.run(args, env=setup["env"], kill_at=kill_at, signum=int(signum))
+        assert out.returncode == 75, out.stderr[-3000:]
+        assert _preempted_step(out.stderr) == step
+        msg = rr.text(out)
+        assert where in msg and "Run the same command again to resume" in msg, msg[-2000:]
+        state, meta = rr.restore_latest(workdir)
+        assert int(state["step"]) == step and meta["step"] == step
+        assert meta["epoch"] == step // STEPS_PER_EPOCH
+    assert _complete_steps(workdir, "best") == [4]  # epoch 1 evaluated before the stop
+
+    _kill9_once_saving(args, setup["env"], workdir)
+    assert _tmp_dirs(workdir) == [f"latest/{2 * STEPS_PER_EPOCH}.orbax-checkpoint-tmp"]
+    assert _complete_steps(workdir) == [2, 4]
+
+    out = rr.run(args, env=setup["env"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Resumed from step 4 " in out.stderr
+    assert _tmp_dirs(workdir) == []  # removed when the managers opened
+
+    state, meta = rr.restore_latest(workdir)
+    ref_state, ref_meta = rr.restore_latest(setup["reference"])
+    assert int(ref_state["step"]) == 3 * STEPS_PER_EPOCH
+    rr.assert_trees_equal(state, ref_state)
+    assert meta["test_accuracy"] == ref_meta["test_accuracy"]
+    assert meta["best_accuracy"] == ref_meta["best_accuracy"]
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path):
+    """What a save killed before its rename leaves (a `<step>.orbax-checkpoint-tmp` folder with
+    truncated files) is neither listed nor restored, and is removed when a writer opens the series."""
+    ckpts = checkpoints.Checkpoints(tmp_path)
+    good = {"w": np.arange(6.0, dtype=np.float32), "step": np.int32(4)}
+    ckpts.save("latest", 4, good, {"step": 4})
+    ckpts.close()
+    latest = tmp_path / "checkpoints" / "latest"
+    torn = latest / "8.orbax-checkpoint-tmp"
+    shutil.copytree(latest / "4", torn)
+    for f in torn.rglob("*"):
+        if f.is_file():
+            f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    assert checkpoints.peek_meta(tmp_path) == {"step": 4}
+    state, meta = rr.restore_latest(tmp_path)
+    np.testing.assert_array_equal(state["w"], good["w"])
+    writer = checkpoints.Checkpoints(tmp_path)
+    writer.save("latest", 12, good, {"step": 12})  # waits for the start-up clean-up of tmp folders
+    writer.close()
+    assert not torn.exists()
+    assert _complete_steps(tmp_path) == [4, 12]
+
+
+# Caps the size of any file the process writes, then runs the rest of argv in its place (the
+# limit and the ignored SIGXFSZ survive exec): writes past the cap fail with EFBIG, as on a full disk.
+LIMIT_FILE_SIZE = (
+    "import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
+
+
+def test_full_disk_while_saving_keeps_previous_checkpoint(setup, tmp_path):
+    """A run that cannot write its checkpoint (files capped at 64 KiB with RLIMIT_FSIZE, so the
+    ~190 KiB state file fails with EFBIG as on a full disk) stops with a clear error and exit 2; the
+    previous checkpoint is untouched and still resumable."""
+    workdir = tmp_path / "run"
+    shutil.copytree(setup["reference"], workdir)
+    args = rr.main_args(setup["config"], workdir, "--config.num_epochs=4")
+    out = subprocess.run(
+        [sys.executable, "-c", LIMIT_FILE_SIZE, str(64 * 1024), *args],
+        cwd=rr.REPO,
+        env=setup["env"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 2, out.stderr[-3000:]
+    # Our paragraph (orbax's writer threads also log their own tracebacks around it).
+    ours = [p for p in out.stderr.split("\n\n") if p.startswith("Error: ")]
+    assert len(ours) == 1, out.stderr[-3000:]
+    msg = " ".join(ours[0].split())
+    assert msg.startswith("Error: could not write the 'latest' checkpoint of step 16"), msg
+    assert "Free disk space" in msg and "previous checkpoint (step 12) is intact" in msg
+    assert _complete_steps(workdir) == [4, 8, 12]
+    state, _ = rr.restore_latest(workdir)
+    ref_state, _ = rr.restore_latest(setup["reference"])
+    rr.assert_trees_equal(state, ref_state)
+
+
+def test_nan_loss_stops_with_step_and_epoch(setup, tmp_path):
+    """An absurd learning rate (1e38) in epoch 4 makes the loss NaN/inf: the run stops with exit 3,
+    an error naming the step and epoch and what to check, and the last good checkpoint (step 12)."""
+    workdir = tmp_path / "run"
+    shutil.copytree(setup["reference"], workdir)
+    args = rr.main_args(
+        setup["config"], workdir, "--config.num_epochs=4", "--config.learning_rate=1e38"
+    )
+    out = rr.run(args, env=setup["env"])
+    msg = rr.text(out)
+    assert out.returncode == 3, out.stderr[-3000:]
+    m = re.search(
+        r"Training diverged: the training loss became NaN or inf at step (\d+) \(epoch 4\)", msg
+    )
+    assert m and 13 <= int(m.group(1)) <= 16, msg[-2000:]
+    assert "last good checkpoint (step 12)" in msg and "learning rate" in msg
+    assert _complete_steps(workdir) == [4, 8, 12]
