@@ -6,6 +6,9 @@ at the entry point, so a bad value fails in seconds with a message naming the fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -77,7 +80,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.weight_decay = 0.01
     c.weight_decay_exempt = False  # True: no decay on norms, biases and bias tables (official Swin)
     c.grad_clip_norm = 0.0  # 0 turns clipping off
-    c.layer_decay = 1.0  # layer-wise lr decay for fine-tuning (BEiT / Swin-v2 style); 1.0 turns it off
+    c.layer_decay = (
+        1.0  # layer-wise lr decay for fine-tuning (BEiT / Swin-v2 style); 1.0 turns it off
+    )
 
     # Schedule: 'constant' | 'cosine_epoch' (timm CosineLRScheduler stepped once per epoch)
     # | 'cosine_step' (the same curve evaluated every step).
@@ -110,13 +115,21 @@ SCHEDULES = ("constant", "cosine_epoch", "cosine_step")
 DTYPES = ("float32", "bfloat16")
 
 
-def _flat_keys(c: ml_collections.ConfigDict, prefix: str = "") -> set[str]:
-    keys = set()
-    for k, v in c.items():
-        keys.add(prefix + k)
-        if isinstance(v, ml_collections.ConfigDict):
-            keys |= _flat_keys(v, prefix + k + ".")
-    return keys
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'mix': {'prob': 1.0}} -> {'mix.prob': 1.0}; lists (JSON's tuples) become tuples again."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def _flat_keys(c: ml_collections.ConfigDict) -> set[str]:
+    """Every field's dotted name, sub-dicts included ('mix' and 'mix.prob')."""
+    keys = set(flatten(c.to_dict()))
+    return keys | {k.rsplit(".", 1)[0] for k in keys if "." in k}
 
 
 def _require(ok: bool, field: str, message: str) -> None:

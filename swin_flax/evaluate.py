@@ -17,7 +17,7 @@ from etils import epath
 from flax import jax_utils
 
 from swin_flax import checkpoints, train
-from swin_flax.config import default_config
+from swin_flax.config import default_config, flatten
 from swin_flax.data import pipeline
 from swin_flax.models import swin
 
@@ -32,18 +32,8 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     config = default_config()
     saved = json.loads(path.read_text())
     config.unlock()
-    config.update_from_flattened_dict(_flatten(saved))
+    config.update_from_flattened_dict(flatten(saved))
     return config
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
-    return out
 
 
 def resolve_checkpoint(

@@ -26,7 +26,7 @@ from etils import epath
 from flax import jax_utils
 
 from swin_flax import checkpoints, optim, steps
-from swin_flax.config import ConfigError, validate
+from swin_flax.config import ConfigError, flatten, validate
 from swin_flax.data import pipeline, sources, viz
 from swin_flax.models import swin
 
@@ -205,7 +205,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # Model and optimiser.
     model = swin.create_model(
-        config.model, dtype=jnp.dtype(config.dtype), remat=config.remat,
+        config.model,
+        dtype=jnp.dtype(config.dtype),
+        remat=config.remat,
         scan_blocks=config.scan_blocks,
     )
     learning_rate_fn = optim.learning_rate_schedule(
@@ -270,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         writer.write_hparams(
             {
                 k: v if isinstance(v, int | float | str | bool) else str(v)
-                for k, v in _flatten(config.to_dict()).items()
+                for k, v in flatten(config.to_dict()).items()
             }
         )
     report = periodic_actions.ReportProgress(
@@ -423,13 +425,3 @@ def _diverged_message(step: int, epoch: int, ckpts: checkpoints.Checkpoints, wha
         f"{ckpts.root / 'latest'}. Check the learning rate (config.learning_rate, warmup), the "
         "input normalisation, and try config.grad_clip_norm or dtype='float32'."
     )
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
