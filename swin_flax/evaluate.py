@@ -133,9 +133,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[
         normalize_std=tuple(config.normalize_std),
         image_size=config.model.img_size,
     )
-    model = swin.create_model(
-        config.model, dtype=jnp.dtype(config.dtype), scan_blocks=config.scan_blocks
-    )
+    model = train.create_model(config)
     logits, labels = predict_logits(model, params, ds.as_numpy_iterator())
     return scores(logits, labels, config.model.num_classes)
 
