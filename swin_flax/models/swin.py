@@ -625,6 +625,10 @@ class SwinStage(nn.Module):
                 x = block(
                     shift_size=0 if j % 2 == 0 else shift, drop_path=rates[j], name=f"blocks_{j}"
                 )(x, deterministic)
+                # Materialise the residual stream (and, in the backward pass, its gradient) between
+                # blocks: without it XLA fuses the residual gradient's chain of adds across blocks
+                # into each consumer and recomputes it, so step time grows faster than depth.
+                x = jax.lax.optimization_barrier(x)
         else:
             scan = functools.partial(
                 nn.scan,

@@ -1,0 +1,522 @@
+"""Model speed against the PyTorch reference: `python scripts/benchmark.py --config configs/strong.py`.
+
+Options: --batch N (repeatable; default 128 and 1024), --eval_batch N (default 256), --steps N (timed
+steps after the warm-up), --threads N (CPU threads of both sides), --torch (also timm's Swin), --json
+PATH (write the results).
+
+For the config's model at its image size this measures, on the default JAX backend:
+  * training images/s of the FULL step: `steps.train_step` pmapped over the local devices exactly as
+    `train.py` builds it (forward, backward, AdamW from `optim.create_optimizer` with the config's
+    schedule, metrics), per global batch;
+  * eval images/s: the pmapped `steps.eval_step` (forward and metrics) at --eval_batch;
+  * seconds from process start to the first finished training step (imports, init, compile, step);
+  * peak host memory (`ru_maxrss`) of the process;
+  * FLOPs per image from XLA's cost analysis of the compiled step (for a scanned model the cost
+    analysis counts a loop body once, so the FLOPs are taken from the unscanned model) and the
+    achieved FLOP/s.
+With --torch it measures timm's SwinTransformer built with the same official arguments (official
+window rule: always_partition=False, strict_img_size=True), torch.set_num_threads(--threads): a full
+training step (forward, backward, torch.optim.AdamW with the config's lr / betas / eps / weight decay,
+timm's SoftTargetCrossEntropy) and eval (inference_mode forward), then prints the ratios.
+
+Every (side, phase, batch) runs in its own child process of this script, one after the other, so
+the start-to-first-step time is a real cold start and the peak memory is that phase's own (not the
+maximum over everything run before it). torch and timm are imported only in the torch children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+_SCRIPT_START = time.time()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
+flags.DEFINE_multi_integer("batch", [128, 1024], "Global training batch size(s) to time.")
+flags.DEFINE_integer("eval_batch", 256, "Global eval batch size (0 skips eval).")
+flags.DEFINE_integer("steps", 5, "Timed steps per measurement, after two warm-up steps.")
+flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU threads for both sides.")
+flags.DEFINE_bool("torch", False, "Also measure timm's SwinTransformer (needs torch and timm).")
+flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+flags.DEFINE_enum(
+    "phase",
+    None,
+    ["jax-train", "jax-eval", "torch-train", "torch-eval"],
+    "Internal: run one measurement in this process and write it to --phase_out.",
+)
+flags.DEFINE_integer("phase_batch", None, "Internal: the batch of --phase.")
+flags.DEFINE_string("phase_out", None, "Internal: where --phase writes its JSON.")
+flags.mark_flags_as_required(["config"])
+
+GIB = 2**30
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers shared by both sides
+# --------------------------------------------------------------------------------------------------
+
+
+def process_start_time() -> float:
+    """Wall-clock time at which this process started (Linux /proc), else when the script began."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of stat(5): starttime in clock ticks after boot
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - uptime + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return _SCRIPT_START
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    import resource  # noqa: PLC0415
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def time_steps(step, num_steps: int) -> tuple[float, list[float]]:
+    """Runs `step()` (which must block until done) 2 + num_steps times; returns the first call's
+    end time and the last num_steps durations (the second call is a warm-up)."""
+    step()
+    first_done = time.time()
+    step()
+    durations = []
+    for _ in range(num_steps):
+        t = time.perf_counter()
+        step()
+        durations.append(time.perf_counter() - t)
+    return first_done, durations
+
+
+def summarise(batch: int, first_done: float, durations: list[float]) -> dict[str, Any]:
+    med = statistics.median(durations)
+    return {
+        "batch": batch,
+        "images_per_sec": batch / med,
+        "step_seconds_median": med,
+        "step_seconds": durations,
+        "start_to_first_step_s": first_done - process_start_time(),
+        "peak_rss_gib": peak_rss_bytes() / GIB,
+    }
+
+
+def limit_threads(threads: int) -> None:
+    """Pins this process to `threads` CPUs when fewer than the machine has (XLA sizes its pools
+    from the CPUs it may use)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if cpus and threads < len(cpus):
+        os.sched_setaffinity(0, cpus[:threads])
+
+
+# --------------------------------------------------------------------------------------------------
+# JAX side
+# --------------------------------------------------------------------------------------------------
+
+
+def build_jax(config, batch: int):
+    """The model, replicated state and pmapped steps as train.py builds them, plus a device batch."""
+    import functools  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    from flax import jax_utils  # noqa: PLC0415
+
+    from swin_flax import optim, steps  # noqa: PLC0415
+    from swin_flax.models import swin  # noqa: PLC0415
+
+    n_dev = jax.local_device_count()
+    if batch % n_dev:
+        raise ValueError(f"--batch {batch} is not divisible by the {n_dev} local devices.")
+    model = swin.create_model(
+        config.model,
+        dtype=jnp.dtype(config.dtype),
+        remat=config.remat,
+        scan_blocks=config.scan_blocks,
+    )
+    steps_per_epoch = max(1, 50_000 // config.batch_size)
+    learning_rate_fn = optim.learning_rate_schedule(
+        schedule=config.schedule,
+        learning_rate=config.learning_rate,
+        steps_per_epoch=steps_per_epoch,
+        num_epochs=config.num_epochs,
+        warmup_epochs=config.warmup_epochs,
+        warmup_lr_init=config.warmup_lr_init,
+        lr_min=config.lr_min,
+        cosine_epochs=config.cosine_epochs,
+        warmup_prefix=config.warmup_prefix,
+    )
+    tx = optim.create_optimizer(
+        learning_rate_fn=learning_rate_fn,
+        b1=config.b1,
+        b2=config.b2,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        weight_decay_exempt=config.weight_decay_exempt,
+        grad_clip_norm=config.grad_clip_norm,
+    )
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    img = config.model.img_size
+    shape = (img, img, config.model.in_chans)
+    state = jax_utils.replicate(steps.create_train_state(init_key, model, tx, shape))
+    p_train_step = jax.pmap(
+        functools.partial(
+            steps.train_step, dropout_key=dropout_key, learning_rate_fn=learning_rate_fn
+        ),
+        axis_name=steps.AXIS,
+        donate_argnums=(0,),
+    )
+    p_eval_step = jax.pmap(
+        functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
+    )
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, config.model.num_classes, batch).astype(np.int32)
+    host = {
+        "image": rng.random((batch, *shape), np.float32),
+        "label": labels,
+        "target": np.eye(config.model.num_classes, dtype=np.float32)[labels],
+        "mask": np.ones(batch, np.float32),
+    }
+    host = {k: v.reshape(n_dev, batch // n_dev, *v.shape[1:]) for k, v in host.items()}
+    device_batch = next(jax_utils.prefetch_to_device(iter([host]), 1))
+    return model, state, p_train_step, p_eval_step, device_batch
+
+
+def cost_flops(compiled) -> float:
+    """Total 'flops' of a compiled executable's XLA cost analysis (a dict or a list of dicts)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list | tuple):
+        return float(sum(a.get("flops", 0.0) for a in analysis))
+    return float(analysis.get("flops", 0.0))
+
+
+def jax_flops_per_image(config, batch: int, train: bool) -> float:
+    """XLA's FLOPs per image of the pmapped train (or eval) step, from the UNSCANNED model.
+
+    XLA's cost analysis counts a while loop's body once, so a scanned model would under-count; the
+    unscanned model computes the same thing. Only lowered and compiled, never run.
+    """
+    import jax  # noqa: PLC0415
+
+    cfg = config.copy_and_resolve_references()
+    cfg.scan_blocks = False
+    cfg.remat = False  # recomputation is overhead, not model FLOPs
+    _, state, p_train_step, p_eval_step, device_batch = build_jax(cfg, batch)
+    if train:
+        compiled = p_train_step.lower(state, device_batch).compile()
+    else:
+        compiled = p_eval_step.lower(state.params, device_batch).compile()
+    return cost_flops(compiled) / (batch / jax.local_device_count())
+
+
+def run_jax_train(config, batch: int, num_steps: int) -> dict[str, Any]:
+    import jax  # noqa: PLC0415
+
+    _, state, p_train_step, _, device_batch = build_jax(config, batch)
+    holder = {"state": state}
+
+    def step():
+        holder["state"], metrics, _ = p_train_step(holder["state"], device_batch)
+        jax.block_until_ready((holder["state"].params, metrics))
+
+    first_done, durations = time_steps(step, num_steps)
+    out = summarise(batch, first_done, durations)
+    holder.clear()  # frees the trained state before the FLOP-count compile
+    out["flops_per_image"] = jax_flops_per_image(config, batch, train=True)
+    out["flops_per_sec"] = out["flops_per_image"] * out["images_per_sec"]
+    return out
+
+
+def run_jax_eval(config, batch: int, num_steps: int) -> dict[str, Any]:
+    import jax  # noqa: PLC0415
+
+    _, state, _, p_eval_step, device_batch = build_jax(config, batch)
+
+    def step():
+        jax.block_until_ready(p_eval_step(state.params, device_batch))
+
+    first_done, durations = time_steps(step, num_steps)
+    out = summarise(batch, first_done, durations)
+    out["flops_per_image"] = jax_flops_per_image(config, batch, train=False)
+    out["flops_per_sec"] = out["flops_per_image"] * out["images_per_sec"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# PyTorch side (timm)
+# --------------------------------------------------------------------------------------------------
+
+
+def import_torch():
+    try:
+        import timm  # noqa: PLC0415
+        import torch  # noqa: PLC0415
+    except ImportError as e:
+        raise SystemExit(
+            f"--torch needs torch and timm, which swin-flax does not depend on ({e}). Install them, "
+            "or run with the reference venv: /work/refvenv/bin/pip install -e . && "
+            "/work/refvenv/bin/python scripts/benchmark.py ... --torch"
+        ) from None
+    return torch, timm
+
+
+def build_torch(config, threads: int):
+    torch, _ = import_torch()
+    from timm.models.swin_transformer import SwinTransformer  # noqa: PLC0415
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(config.seed)
+    m = config.model
+    model = SwinTransformer(
+        img_size=m.img_size,
+        patch_size=m.patch_size,
+        in_chans=m.in_chans,
+        num_classes=m.num_classes,
+        embed_dim=m.embed_dim,
+        depths=tuple(m.depths),
+        num_heads=tuple(m.num_heads),
+        window_size=m.window_size,
+        mlp_ratio=m.mlp_ratio,
+        qkv_bias=m.qkv_bias,
+        drop_rate=m.drop_rate,
+        attn_drop_rate=m.attn_drop_rate,
+        drop_path_rate=m.drop_path_rate,
+        always_partition=False,  # the official window rule (clamp to the grid, no shift then)
+        strict_img_size=True,
+    )
+    return torch, model
+
+
+def torch_batch(torch, config, batch: int):
+    gen = torch.Generator().manual_seed(0)
+    img, c = config.model.img_size, config.model.in_chans
+    images = torch.rand(batch, c, img, img, generator=gen)
+    labels = torch.randint(0, config.model.num_classes, (batch,), generator=gen)
+    targets = torch.nn.functional.one_hot(labels, config.model.num_classes).float()
+    return images, targets
+
+
+def run_torch_train(config, batch: int, num_steps: int, threads: int) -> dict[str, Any]:
+    torch, model = build_torch(config, threads)
+    from timm.loss import SoftTargetCrossEntropy  # noqa: PLC0415
+
+    model.train()
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.learning_rate,
+        betas=(config.b1, config.b2),
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+    )
+    loss_fn = SoftTargetCrossEntropy()
+    images, targets = torch_batch(torch, config, batch)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(images), targets)
+        loss.backward()
+        opt.step()
+        loss.item()
+
+    first_done, durations = time_steps(step, num_steps)
+    return summarise(batch, first_done, durations)
+
+
+def run_torch_eval(config, batch: int, num_steps: int, threads: int) -> dict[str, Any]:
+    torch, model = build_torch(config, threads)
+    model.eval()
+    images, _ = torch_batch(torch, config, batch)
+
+    def step():
+        with torch.inference_mode():
+            model(images).sum().item()
+
+    first_done, durations = time_steps(step, num_steps)
+    return summarise(batch, first_done, durations)
+
+
+# --------------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------------
+
+
+def run_phase(phase: str, config, batch: int) -> dict[str, Any]:
+    """One measurement, in this (fresh) process."""
+    limit_threads(FLAGS.threads)
+    if phase == "jax-train":
+        return run_jax_train(config, batch, FLAGS.steps)
+    if phase == "jax-eval":
+        return run_jax_eval(config, batch, FLAGS.steps)
+    if phase == "torch-train":
+        return run_torch_train(config, batch, FLAGS.steps, FLAGS.threads)
+    return run_torch_eval(config, batch, FLAGS.steps, FLAGS.threads)
+
+
+def spawn(phase: str, batch: int, argv: list[str]) -> dict[str, Any]:
+    """Runs one phase in a child process of this script and returns its JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "phase.json")
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            *argv,
+            f"--phase={phase}",
+            f"--phase_batch={batch}",
+            f"--phase_out={out}",
+        ]
+        print(f"[benchmark] {phase} batch {batch} ...", flush=True)
+        proc = subprocess.run(cmd, check=False)
+        if proc.returncode:
+            raise SystemExit(
+                f"phase {phase} (batch {batch}) failed with exit code {proc.returncode}."
+            )
+        with open(out) as f:
+            return json.load(f)
+
+
+def versions(with_torch: bool) -> dict[str, str]:
+    import importlib.metadata as md  # noqa: PLC0415
+
+    names = ["jax", "jaxlib", "flax", "optax", "tensorflow-cpu", "tensorflow"]
+    if with_torch:
+        names += ["torch", "timm"]
+    out = {}
+    for n in names:
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[n] = md.version(n)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "loadavg_at_start": load}
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [("measurement", "swin-flax (JAX)", "timm (PyTorch)", "ratio")]
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    def add(label, jax_r, torch_r, key, spec, ratio=True):
+        j = jax_r.get(key) if jax_r else None
+        t = torch_r.get(key) if torch_r else None
+        r = (j / t) if (ratio and j is not None and t) else None
+        rows.append((label, fmt(j, spec), fmt(t, spec), fmt(r, ".2f") + ("x" if r else "")))
+
+    for b in results["batches"]:
+        j, t = results["jax"].get(f"train_{b}"), results["torch"].get(f"train_{b}")
+        add(f"train images/s, batch {b}", j, t, "images_per_sec", ",.1f")
+        add(f"  start -> first step (s), batch {b}", j, t, "start_to_first_step_s", ".1f", False)
+        add(f"  peak host memory (GiB), batch {b}", j, t, "peak_rss_gib", ".2f", False)
+        add(
+            f"  XLA GFLOP per training image, batch {b}",
+            {"v": j["flops_per_image"] / 1e9} if j else None,
+            None,
+            "v",
+            ".3f",
+            False,
+        )
+        add(
+            f"  achieved GFLOP/s, batch {b}",
+            {"v": j["flops_per_sec"] / 1e9} if j else None,
+            None,
+            "v",
+            ",.1f",
+            False,
+        )
+    if "eval" in results["jax"]:
+        b = results["eval_batch"]
+        j, t = results["jax"]["eval"], results["torch"].get("eval")
+        add(f"eval images/s, batch {b}", j, t, "images_per_sec", ",.1f")
+        add(
+            "  XLA GFLOP per eval image", {"v": j["flops_per_image"] / 1e9}, None, "v", ".3f", False
+        )
+        add("  achieved GFLOP/s (eval)", {"v": j["flops_per_sec"] / 1e9}, None, "v", ",.1f", False)
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    config = FLAGS.config
+    if FLAGS.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {FLAGS.threads}.")
+    if FLAGS.steps < 1:
+        raise SystemExit(f"--steps must be >= 1, got {FLAGS.steps}.")
+    bad = [b for b in FLAGS.batch if b < 1]
+    if bad or FLAGS.eval_batch < 0:
+        raise SystemExit(
+            f"--batch values must be >= 1 and --eval_batch >= 0, got {FLAGS.batch}, "
+            f"{FLAGS.eval_batch}."
+        )
+    if FLAGS.phase:
+        result = run_phase(FLAGS.phase, config, FLAGS.phase_batch)
+        with open(FLAGS.phase_out, "w") as f:
+            json.dump(result, f)
+        return
+    if FLAGS.torch:
+        import_torch()  # fail early, before minutes of JAX measurements
+
+    # Children get the same config (file and overrides) and options, minus what this process adds.
+    child_argv = [a for a in sys.argv[1:] if not a.startswith(("--json", "--torch", "--notorch"))]
+    batches = list(dict.fromkeys(FLAGS.batch))
+    results: dict[str, Any] = {
+        "config": {k: config[k] for k in ("dtype", "scan_blocks", "remat")},
+        "model": config.model.to_dict(),
+        "batches": batches,
+        "eval_batch": FLAGS.eval_batch,
+        "threads": FLAGS.threads,
+        "steps": FLAGS.steps,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "machine": machine(),
+        "versions": versions(FLAGS.torch),
+        "jax": {},
+        "torch": {},
+    }
+    for b in batches:
+        results["jax"][f"train_{b}"] = spawn("jax-train", b, child_argv)
+        if FLAGS.torch:
+            results["torch"][f"train_{b}"] = spawn("torch-train", b, child_argv)
+    if FLAGS.eval_batch:
+        results["jax"]["eval"] = spawn("jax-eval", FLAGS.eval_batch, child_argv)
+        if FLAGS.torch:
+            results["torch"]["eval"] = spawn("torch-eval", FLAGS.eval_batch, child_argv)
+    results["machine"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    text = table(results)
+    print(text)
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {FLAGS.json}")
+
+
+if __name__ == "__main__":
+    app.run(main)
