@@ -134,54 +134,23 @@ def build_jax(config, batch: int):
     import functools  # noqa: PLC0415
 
     import jax  # noqa: PLC0415
-    import jax.numpy as jnp  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     from flax import jax_utils  # noqa: PLC0415
 
-    from swin_flax import optim, steps  # noqa: PLC0415
-    from swin_flax.models import swin  # noqa: PLC0415
+    from swin_flax import steps, train  # noqa: PLC0415
 
     n_dev = jax.local_device_count()
     if batch % n_dev:
         raise ValueError(f"--batch {batch} is not divisible by the {n_dev} local devices.")
-    model = swin.create_model(
-        config.model,
-        dtype=jnp.dtype(config.dtype),
-        remat=config.remat,
-        scan_blocks=config.scan_blocks,
-    )
     steps_per_epoch = max(1, 50_000 // config.batch_size)
-    learning_rate_fn = optim.learning_rate_schedule(
-        schedule=config.schedule,
-        learning_rate=config.learning_rate,
-        steps_per_epoch=steps_per_epoch,
-        num_epochs=config.num_epochs,
-        warmup_epochs=config.warmup_epochs,
-        warmup_lr_init=config.warmup_lr_init,
-        lr_min=config.lr_min,
-        cosine_epochs=config.cosine_epochs,
-        warmup_prefix=config.warmup_prefix,
-    )
-    tx = optim.create_optimizer(
-        learning_rate_fn=learning_rate_fn,
-        b1=config.b1,
-        b2=config.b2,
-        eps=config.eps,
-        weight_decay=config.weight_decay,
-        weight_decay_exempt=config.weight_decay_exempt,
-        grad_clip_norm=config.grad_clip_norm,
-    )
+    model = train.create_model(config)
+    learning_rate_fn = train.create_learning_rate_fn(config, steps_per_epoch)
+    tx = train.create_optimizer(config, learning_rate_fn)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     img = config.model.img_size
     shape = (img, img, config.model.in_chans)
     state = jax_utils.replicate(steps.create_train_state(init_key, model, tx, shape))
-    p_train_step = jax.pmap(
-        functools.partial(
-            steps.train_step, dropout_key=dropout_key, learning_rate_fn=learning_rate_fn
-        ),
-        axis_name=steps.AXIS,
-        donate_argnums=(0,),
-    )
+    p_train_step = train.pmap_train_step(dropout_key, learning_rate_fn)
     p_eval_step = jax.pmap(
         functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
     )

@@ -30,7 +30,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.normalize_std = (0.5, 0.5, 0.5)
     c.randaugment = ""  # timm RandAugment config string, e.g. 'rand-m9-mstd0.5'; '' turns it off
     c.randaugment_img_mean = (124, 116, 104)  # fill colour of geometric ops (timm hparams img_mean)
-    c.randaugment_translate_const = 117  # timm hparams translate_const (pixels at magnitude 10)
+    # timm hparams translate_const: pixels of TranslateX/Y at magnitude 10. The default op set uses
+    # TranslateX/YRel (translate_pct 0.45) instead, so, as in timm, it changes nothing there.
+    c.randaugment_translate_const = 117
     c.mix = ml_collections.ConfigDict(
         dict(
             mixup_alpha=0.0,  # timm Mixup arguments; mixing is on when either alpha is > 0

@@ -93,7 +93,7 @@ def test_evaluate_checkpoint_counts_every_test_image(tmp_path):
         window_size=4,
         num_classes=10,
     )
-    model = swin.create_model(c.model)
+    model = train.create_model(c)
     rng = np.random.default_rng(0)
     params = jax.tree.map(
         lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), swin.param_shapes(model)

@@ -37,7 +37,7 @@ def make_run(workdir: pathlib.Path, seed: int = 0):
         window_size=4,
         num_classes=10,
     )
-    model = swin.create_model(c.model)
+    model = train.create_model(c)
     # Random params of the model's shapes (no init compile); std 0.3 spreads the logits apart.
     rng = np.random.default_rng(seed)
     params = jax.tree.map(

@@ -76,12 +76,17 @@ def assert_trees_close(a, b, rtol=1e-5, atol=1e-7):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
 
 
-def test_two_devices_equal_one_device():
+@pytest.fixture(scope="module")
+def sgd_runs():
+    """One SGD step from the same state and global batch on 1 and on 2 devices."""
     assert jax.local_device_count() >= 2, "conftest.py asks XLA for 2 host devices"
-    _, state = make_state()
+    model, state = make_state()
     batch = make_batch()
-    s1, m1 = run_steps(state, batch, 1, n_steps=1)
-    s2, m2 = run_steps(state, batch, 2, n_steps=1)
+    return model, state, batch, run_steps(state, batch, 1, n_steps=1), run_steps(state, batch, 2, 1)
+
+
+def test_two_devices_equal_one_device(sgd_runs):
+    *_, (s1, m1), (s2, m2) = sgd_runs
     assert int(s1.step) == int(s2.step) == 1
     assert_trees_close(s1.params, s2.params)
     np.testing.assert_allclose(m1["loss"], m2["loss"], rtol=1e-6)
@@ -109,22 +114,20 @@ def test_two_devices_equal_one_device_with_adamw():
     assert_trees_close(s1.params, s2.params, rtol=0, atol=1e-5)
 
 
-def test_step_applies_the_full_batch_mean_gradient():
+def test_step_applies_the_full_batch_mean_gradient(sgd_runs):
     """With SGD(lr=1) the pmapped step must move params by -grad of the mean soft cross-entropy over
     the global batch, computed here without pmap."""
-    model, state = make_state()
-    batch = make_batch()
+    model, state, batch, _, (got, metrics) = sgd_runs
 
     def loss(params):
         logits = model.apply({"params": params}, batch["image"], deterministic=True)
         logp = jax.nn.log_softmax(logits)
         return -(batch["target"] * logp).sum(-1).mean()
 
-    grads = jax.grad(loss)(state.params)
+    grads = jax.jit(jax.grad(loss))(state.params)
     expected = jax.tree.map(lambda p, g: p - g, state.params, grads)
-    got, metrics = run_steps(state, batch, 2, n_steps=1)
     assert_trees_close(got.params, expected)
-    np.testing.assert_allclose(metrics["loss"], loss(state.params), rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss"], jax.jit(loss)(state.params), rtol=1e-5)
 
 
 def test_train_accuracy_uses_original_labels():
