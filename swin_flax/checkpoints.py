@@ -40,7 +40,7 @@ class Checkpoints:
     """The two checkpoint series of one workdir: `latest` and `best`."""
 
     def __init__(self, workdir: str | os.PathLike, keep: int = 3, read_only: bool = False):
-        root = epath.Path(workdir) / "checkpoints"
+        root = epath.Path(os.path.abspath(workdir)) / "checkpoints"  # orbax wants absolute paths
         self.root = root
         self.latest = _manager(root / "latest", keep, read_only)
         self.best = _manager(root / "best", 1, read_only)
@@ -112,7 +112,7 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
 
     Lets a run refuse a checkpoint of another model before it reads data or compiles anything.
     """
-    directory = epath.Path(workdir) / "checkpoints" / which
+    directory = epath.Path(os.path.abspath(workdir)) / "checkpoints" / which
     if not directory.is_dir():
         return None
     manager = _manager(directory, 1, read_only=True)

@@ -63,11 +63,12 @@ def archive(tmp_path_factory):
     )
 
 
-def test_train_then_resume(tmp_path, archive):
+def test_train_then_resume(tmp_path, archive, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --workdir, as users type it
     workdir = tmp_path / "run"
     steps_per_epoch = N_TRAIN // BATCH
 
-    summary = train.train_and_evaluate(tiny_config(archive, epochs=2), str(workdir))
+    summary = train.train_and_evaluate(tiny_config(archive, epochs=2), "run")
     assert summary["steps"] == 2 * steps_per_epoch and summary["start_step"] == 0
     scalars = read_scalars(workdir)
     assert set(scalars["test_accuracy"]) == {1, 2}
@@ -97,7 +98,7 @@ def test_train_then_resume(tmp_path, archive):
     assert (workdir / "config.txt").exists()
     assert json.loads((workdir / "config.json").read_text())["num_epochs"] == 2
 
-    summary = train.train_and_evaluate(tiny_config(archive, epochs=3), str(workdir))
+    summary = train.train_and_evaluate(tiny_config(archive, epochs=3), "run")
     assert summary["start_step"] == 2 * steps_per_epoch  # resumed after epoch 2
     assert summary["steps"] == 3 * steps_per_epoch
     scalars = read_scalars(workdir)
