@@ -265,9 +265,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # Resume.
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     best = {"accuracy": -1.0, "epoch": -1}
-    meta = ckpts.restore_meta("latest")
-    if meta is not None:
-        checkpoints.check_model_matches(meta, model_identity(config), str(ckpts.root / "latest"))
+    if saved is not None:  # checked against this model above
         target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
         restored, meta = ckpts.restore("latest", jax.device_get(target))
         state = state.replace(**restored)
