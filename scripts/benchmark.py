@@ -149,7 +149,7 @@ def build_jax(config, batch: int):
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     img = config.model.img_size
     shape = (img, img, config.model.in_chans)
-    state = jax_utils.replicate(steps.create_train_state(init_key, model, tx, shape))
+    state = steps.replicate(steps.create_train_state(init_key, model, tx, shape))
     p_train_step = train.pmap_train_step(dropout_key, learning_rate_fn)
     p_eval_step = jax.pmap(
         functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS

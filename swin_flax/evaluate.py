@@ -14,9 +14,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from clu import metric_writers
 from etils import epath
-from flax import jax_utils
 
-from swin_flax import checkpoints, train
+from swin_flax import checkpoints, steps, train
 from swin_flax.config import default_config, flatten
 from swin_flax.data import pipeline
 from swin_flax.models import swin
@@ -76,7 +75,7 @@ def predict_logits(
     def logits_fn(params, images):
         return model.apply({"params": params}, images, deterministic=True).astype(jnp.float32)
 
-    params = jax_utils.replicate(params)
+    params = steps.replicate(params)
     all_logits, all_labels = [], []
     for batch in batches:
         logits = np.asarray(logits_fn(params, batch["image"]))

@@ -4,12 +4,13 @@ The steps are pure: the dropout key of a step is derived from a root key, the st
 index, so a resumed run draws exactly what an uninterrupted one would, and devices draw differently.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from clu import metrics
 from flax import linen as nn
@@ -56,6 +57,19 @@ class TrainMetrics(metrics.Collection):
 class EvalMetrics(metrics.Collection):
     loss: metrics.Average.from_output("loss")
     accuracy: metrics.Accuracy
+
+
+def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
+    """One copy of `tree` per device (default: the local devices), laid out exactly as a step
+    pmapped over the same devices lays out its outputs.
+
+    flax's `jax_utils.replicate` puts the copies on a mesh with another axis name, so a pmapped step
+    fed its own output (the train state) would compile a second time at its second call; it also
+    compiles a `stack` for every leaf shape. A pmapped identity has neither cost.
+    """
+    devices = jax.local_devices() if devices is None else list(devices)
+    identity = jax.pmap(lambda x, _: x, in_axes=(None, 0), axis_name=AXIS, devices=devices)
+    return identity(tree, np.arange(len(devices)))
 
 
 def unreplicate(tree: Any) -> Any:

@@ -278,7 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = state.replace(params=params)
     start = int(jax.device_get(state.step))
     write_config(config, workdir) if is_chief else None
-    state = jax_utils.replicate(state)
+    state = steps.replicate(state)
 
     p_train_step = pmap_train_step(dropout_key, learning_rate_fn)
     p_eval_step = jax.pmap(

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import jax_utils
 
 from swin_flax import optim, steps
 from swin_flax.models import swin
@@ -66,10 +65,32 @@ def run_steps(state, batch, n_devices, n_steps=2):
         devices=devices,
     )
     shard = jax.tree.map(lambda x: x.reshape(n_devices, -1, *x.shape[1:]), batch)
-    state = jax_utils.replicate(state, devices)
+    state = steps.replicate(state, devices)
     for _ in range(n_steps):
         state, metrics, _ = p_step(state, shard)
     return jax.device_get(steps.unreplicate(state)), steps.unreplicate(metrics).compute()
+
+
+def test_replicated_state_compiles_the_step_once():
+    """The state a step returns is laid out as `steps.replicate` lays it out, so feeding it back does
+    not compile the step again (flax's jax_utils.replicate uses another mesh: two compiles)."""
+    _, state = make_state()
+    devices = jax.local_devices()[:2]
+    traces = []
+
+    def step(state, batch):
+        traces.append(1)  # runs once per trace, i.e. per compile
+        return steps.train_step(
+            state, batch, dropout_key=jax.random.key(0), learning_rate_fn=lambda s: 0.1
+        )
+
+    p_step = jax.pmap(step, axis_name=steps.AXIS, devices=devices, donate_argnums=0)
+    shard = jax.tree.map(lambda x: x.reshape(2, -1, *x.shape[1:]), make_batch())
+    state = steps.replicate(state, devices)
+    for _ in range(3):
+        state, _, _ = p_step(state, shard)
+    assert len(traces) == 1
+    assert np.asarray(state.step).tolist() == [3, 3]
 
 
 def assert_trees_close(a, b, rtol=1e-5, atol=1e-7):
@@ -157,7 +178,7 @@ def test_dropout_keys_differ_per_device_and_step():
         return steps.soft_cross_entropy(logits, batch["target"]).mean()
 
     losses = jax.pmap(per_device_loss, axis_name=steps.AXIS, devices=devices)(
-        jax_utils.replicate(state, devices),
+        steps.replicate(state, devices),
         jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), batch),
     )
     assert not np.allclose(losses[0], losses[1])
@@ -180,7 +201,7 @@ def test_eval_step_ignores_padding():
     )
     eval_batch = {"image": batch["image"], "label": batch["label"], "mask": mask}
     eval_batch = jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), eval_batch)
-    m = steps.unreplicate(p_eval(jax_utils.replicate(state.params, devices), eval_batch)).compute()
+    m = steps.unreplicate(p_eval(steps.replicate(state.params, devices), eval_batch)).compute()
     np.testing.assert_allclose(m["loss"], want_loss, rtol=1e-5)
     np.testing.assert_allclose(m["accuracy"], want_acc)
 
