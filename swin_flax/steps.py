@@ -93,13 +93,21 @@ def soft_cross_entropy(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray
 def create_train_state(
     key: jax.Array, model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...]
 ) -> TrainState:
-    """Initialises the params (on the default device) and the optimiser state."""
+    """Initialises the params and the optimiser state in one compiled call (default device).
+
+    The params draw from threefry's non-partitionable layout: the same distributions, and an init
+    that compiles about twice as fast (its ~50 random leaves dominate the compile; an init on one
+    device needs no partitioning). Training itself keeps JAX's default.
+    """
 
     @jax.jit
     def init(key):
-        return model.init({"params": key}, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+        params = model.init({"params": key}, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+        return params, tx.init(params)
 
-    return TrainState.create(apply_fn=model.apply, params=init(key), tx=tx)
+    with jax.threefry_partitionable(False):
+        params, opt_state = init(key)
+    return TrainState(step=0, apply_fn=model.apply, params=params, tx=tx, opt_state=opt_state)
 
 
 def train_step(

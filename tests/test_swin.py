@@ -13,8 +13,10 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from swin_flax import steps
 from swin_flax.models import convert, swin
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -265,7 +267,9 @@ def test_stochastic_depth_varies_with_key_only_in_training(odd):
 # ------------------------------------------------------------------------------------------------
 
 
-def test_initialisation_statistics():
+@pytest.mark.parametrize("path", ["model.init", "steps.create_train_state"])
+def test_initialisation_statistics(path):
+    """Both ways to initialise (create_train_state draws with another threefry layout)."""
     model = swin.create_model(
         dict(
             img_size=8,
@@ -277,7 +281,13 @@ def test_initialisation_statistics():
             window_size=4,
         )
     )
-    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))["params"]
+    if path == "model.init":
+        params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))["params"]
+    else:
+        state = steps.create_train_state(jax.random.key(0), model, optax.adamw(1e-3), (8, 8, 3))
+        params = state.params
+        mu = state.opt_state[0].mu
+        assert jax.tree.all(jax.tree.map(lambda m: not np.any(np.asarray(m)), mu))
     block = params["layers_0"]["blocks_0"]
     fc1 = np.asarray(block["mlp"]["fc1"]["kernel"])  # 128 x 512
     assert abs(fc1.std() - 0.02) < 0.0005 and abs(fc1.mean()) < 0.0005

@@ -408,6 +408,13 @@ class PatchEmbed(nn.Module):
         return x
 
 
+@jax.checkpoint
+def _gelu(x: Array) -> Array:
+    """Exact (erf) GELU, as torch.nn.GELU(). Rematerialised: the backward pass keeps only the input
+    and recomputes the rest, instead of storing several hidden-size intermediates per block."""
+    return nn.gelu(x, approximate=False)
+
+
 class Mlp(nn.Module):
     """fc1 -> exact GELU -> dropout -> fc2 -> dropout (the official Mlp)."""
 
@@ -420,7 +427,7 @@ class Mlp(nn.Module):
     @nn.compact
     def __call__(self, x: Array, deterministic: bool = True) -> Array:
         x = _dense(self.hidden_features, self.dtype, self.param_dtype, name="fc1")(x)
-        x = nn.gelu(x, approximate=False)  # torch.nn.GELU() is the erf form
+        x = _gelu(x)
         x = nn.Dropout(self.drop)(x, deterministic)
         x = _dense(self.out_features, self.dtype, self.param_dtype, name="fc2")(x)
         return nn.Dropout(self.drop)(x, deterministic)
