@@ -90,27 +90,33 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def time_steps(step, num_steps: int) -> tuple[float, list[float]]:
+def time_steps(step, num_steps: int) -> tuple[float, float, list[float]]:
     """Runs `step()` (which must block until done) 2 + num_steps times; returns the first call's
-    end time and the last num_steps durations (the second call is a warm-up)."""
+    end time, the second call's duration (a warm-up; a step that compiles again shows here) and
+    the last num_steps durations."""
     step()
     first_done = time.time()
+    t = time.perf_counter()
     step()
+    second = time.perf_counter() - t
     durations = []
     for _ in range(num_steps):
         t = time.perf_counter()
         step()
         durations.append(time.perf_counter() - t)
-    return first_done, durations
+    return first_done, second, durations
 
 
-def summarise(batch: int, first_done: float, durations: list[float]) -> dict[str, Any]:
+def summarise(
+    batch: int, first_done: float, second: float, durations: list[float]
+) -> dict[str, Any]:
     med = statistics.median(durations)
     return {
         "batch": batch,
         "images_per_sec": batch / med,
         "step_seconds_median": med,
         "step_seconds": durations,
+        "second_step_s": second,
         "start_to_first_step_s": first_done - process_start_time(),
         "peak_rss_gib": peak_rss_bytes() / GIB,
     }
@@ -204,8 +210,7 @@ def run_jax_train(config, batch: int, num_steps: int) -> dict[str, Any]:
         holder["state"], metrics, _ = p_train_step(holder["state"], device_batch)
         jax.block_until_ready((holder["state"].params, metrics))
 
-    first_done, durations = time_steps(step, num_steps)
-    out = summarise(batch, first_done, durations)
+    out = summarise(batch, *time_steps(step, num_steps))
     holder.clear()  # frees the trained state before the FLOP-count compile
     out["flops_per_image"] = jax_flops_per_image(config, batch, train=True)
     out["flops_per_sec"] = out["flops_per_image"] * out["images_per_sec"]
@@ -220,8 +225,7 @@ def run_jax_eval(config, batch: int, num_steps: int) -> dict[str, Any]:
     def step():
         jax.block_until_ready(p_eval_step(state.params, device_batch))
 
-    first_done, durations = time_steps(step, num_steps)
-    out = summarise(batch, first_done, durations)
+    out = summarise(batch, *time_steps(step, num_steps))
     out["flops_per_image"] = jax_flops_per_image(config, batch, train=False)
     out["flops_per_sec"] = out["flops_per_image"] * out["images_per_sec"]
     return out
@@ -303,8 +307,7 @@ def run_torch_train(config, batch: int, num_steps: int, threads: int) -> dict[st
         opt.step()
         loss.item()
 
-    first_done, durations = time_steps(step, num_steps)
-    return summarise(batch, first_done, durations)
+    return summarise(batch, *time_steps(step, num_steps))
 
 
 def run_torch_eval(config, batch: int, num_steps: int, threads: int) -> dict[str, Any]:
@@ -316,8 +319,7 @@ def run_torch_eval(config, batch: int, num_steps: int, threads: int) -> dict[str
         with torch.inference_mode():
             model(images).sum().item()
 
-    first_done, durations = time_steps(step, num_steps)
-    return summarise(batch, first_done, durations)
+    return summarise(batch, *time_steps(step, num_steps))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -399,6 +401,7 @@ def table(results: dict[str, Any]) -> str:
         j, t = results["jax"].get(f"train_{b}"), results["torch"].get(f"train_{b}")
         add(f"train images/s, batch {b}", j, t, "images_per_sec", ",.1f")
         add(f"  start -> first step (s), batch {b}", j, t, "start_to_first_step_s", ".1f", False)
+        add(f"  second step (s), batch {b}", j, t, "second_step_s", ".2f", False)
         add(f"  peak host memory (GiB), batch {b}", j, t, "peak_rss_gib", ".2f", False)
         add(
             f"  XLA GFLOP per training image, batch {b}",

@@ -21,13 +21,14 @@ def test_cost_flops_counts_a_matmul_as_2mnk():
 
 def test_time_steps_warms_up_twice_then_times_each_step():
     calls = []
-    first_done, durations = benchmark.time_steps(lambda: calls.append(1), 3)
-    assert len(calls) == 5 and len(durations) == 3
+    first_done, second, durations = benchmark.time_steps(lambda: calls.append(1), 3)
+    assert len(calls) == 5 and len(durations) == 3 and second >= 0
     assert first_done > benchmark.process_start_time()
 
 
 def test_summary_uses_the_median_step():
-    out = benchmark.summarise(100, benchmark.process_start_time() + 1.0, [1.0, 4.0, 2.0])
+    out = benchmark.summarise(100, benchmark.process_start_time() + 1.0, 9.0, [1.0, 4.0, 2.0])
     assert out["images_per_sec"] == pytest.approx(50.0)
     assert out["start_to_first_step_s"] == pytest.approx(1.0, abs=0.05)
     assert out["peak_rss_gib"] > 0
+    assert out["second_step_s"] == 9.0
