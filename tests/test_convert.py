@@ -108,7 +108,7 @@ def test_official_buffers_equal_timm_buffers():
     assert_trees_equal(convert.torch_to_flax(official, model), convert.torch_to_flax(state, model))
 
 
-def test_scanned_variant_round_trip():
+def test_scanned_variant_round_trip(scan_every_stage):
     _, cfg, state, _ = load_fixture("swin_shifted")
     model = swin.create_model(cfg, scan_blocks=True)
     stacked = convert.torch_to_flax_scanned(state, model)

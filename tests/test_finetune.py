@@ -141,7 +141,7 @@ def test_fewer_stages_skips_the_last_stage_and_renews_the_norm(source):
         assert "skipped layers.3.*" in report.summary()
 
 
-def test_scan_blocks_layout(source):
+def test_scan_blocks_layout(source, scan_every_stage):
     _, cfg, timm_state, _ = source
     model = swin.create_model({**cfg, "num_classes": 10})
     scanned_model = model.clone(scan_blocks=True)
@@ -231,7 +231,7 @@ def _updates(tx, params, grads, steps=2):
     return run(params, grads)
 
 
-def test_layer_decay_scales_each_update_by_the_official_layer_ids():
+def test_layer_decay_scales_each_update_by_the_official_layer_ids(scan_every_stage):
     model = _tiny_decay_model()
     params = _random_tree(swin.param_shapes(model), 0)
     grads = _random_tree(swin.param_shapes(model), 1)

@@ -31,14 +31,15 @@ RECIPE = dict(
 )
 # Stage 0: 8x8 grid, window 4 -> shifts, depth 3 -> one (regular, shifted) pair plus a tail block.
 # Stage 1: 4x4 grid, window clamped to 4, no shift -> all blocks scanned alike.
+# Stage 2: 2 blocks, under swin.SCAN_MIN_DEPTH -> never scanned.
 ODD = dict(
     img_size=16,
     patch_size=2,
     in_chans=3,
     num_classes=5,
     embed_dim=16,
-    depths=(3, 2),
-    num_heads=(1, 2),
+    depths=(3, 3, 2),
+    num_heads=(1, 2, 2),
     window_size=4,
     drop_path_rate=0.5,
 )
@@ -97,8 +98,10 @@ def test_scanned_layout_has_the_same_parameters_stacked():
     model = swin.create_model(RECIPE, scan_blocks=True)
     shapes = swin.param_shapes(model)
     assert swin.count_params(shapes) == 33_438_100
-    # No stage of the recipe shifts (window clamped to each grid): blocks stacked per stage.
+    # No stage of the recipe shifts (window clamped to each grid): stage 3's 18 blocks stacked;
+    # the two-block stages stay unscanned (swin.SCAN_MIN_DEPTH).
     assert shapes["layers_2"]["blocks"]["attn"]["qkv"]["kernel"].shape == (18, 384, 1152)
+    assert set(shapes["layers_0"]) == {"blocks_0", "blocks_1", "downsample"}
 
 
 def test_summary_table_lists_shapes_and_total():
@@ -365,7 +368,8 @@ def test_scanned_blocks_match_the_plain_model(odd):
     params, stacked = odd["params"], odd["stacked"]
     assert set(stacked["layers_0"]) == {"blocks", "blocks_tail", "downsample"}
     assert set(stacked["layers_0"]["blocks"]) == {"regular", "shifted"}
-    assert stacked["layers_1"]["blocks"]["norm1"]["scale"].shape == (2, 32)
+    assert stacked["layers_1"]["blocks"]["norm1"]["scale"].shape == (3, 32)
+    assert set(stacked["layers_2"]) == {"blocks_0", "blocks_1"}
     assert jax.tree.structure(stacked) == jax.tree.structure(swin.param_shapes(odd["scanned"]))
     back = swin.unstack_block_params(stacked, odd["plain"])
     assert jax.tree.structure(back) == jax.tree.structure(params)

@@ -11,9 +11,10 @@ stochastic depth with rates linear over all blocks. Tokens travel as [B, L, C] l
 code; images come in NHWC. `drop_rate` means what it means in the official code (dropout after the
 patch embedding, after the attention projection and in the MLP), not timm's (before the head).
 
-Two performance options keep the model numerically identical: `scan_blocks` runs the blocks of a
-stage with `nn.scan` (params stacked on a leading axis, see `stack_block_params`), so compile time
-stays flat in depth; `remat` recomputes each block in the backward pass to save memory.
+Two performance options keep the model numerically identical: `scan_blocks` runs the blocks of each
+stage deeper than two blocks with `nn.scan` (params stacked on a leading axis, see
+`stack_block_params` and `scans_stage`), so compile time stays flat in depth; `remat` recomputes
+each block in the backward pass to save memory.
 """
 
 from __future__ import annotations
@@ -572,6 +573,20 @@ class SwinBlockPair(nn.Module):
         return self.block(shift_size=self.shift_size, name="shifted")(x, deterministic, rates[1])
 
 
+SCAN_MIN_DEPTH = 3
+
+
+def scans_stage(depth: int, scan_blocks: bool) -> bool:
+    """Whether a stage of `depth` blocks runs them under nn.scan (params stacked under `blocks`).
+
+    Only stages of at least SCAN_MIN_DEPTH blocks do: a scan stacks every block's residuals for the
+    backward pass (zero-filled buffers, then a dynamic-update-slice per block), which for one or
+    two blocks costs more than the compile time it saves (the recipe's first stage trains ~17%
+    faster unscanned on a 2-core CPU, docs/benchmarks.md).
+    """
+    return bool(scan_blocks) and depth >= SCAN_MIN_DEPTH
+
+
 def _scan_body(module: nn.Module, x: Array, deterministic: bool, rates: Array):
     return module(x, deterministic, rates), None
 
@@ -582,7 +597,7 @@ class SwinStage(nn.Module):
     Block j shifts by window_size // 2 when j is odd (subject to `window_rule`). With
     `scan_blocks` the blocks run under nn.scan: `blocks` holds every block stacked when no block
     shifts, else `blocks/{regular,shifted}` stacked over depth // 2 pairs plus `blocks_tail` (the
-    last, regular block) when depth is odd.
+    last, regular block) when depth is odd. Stages shallower than SCAN_MIN_DEPTH keep `blocks_j`.
     """
 
     dim: int
@@ -607,9 +622,10 @@ class SwinStage(nn.Module):
         rates = tuple(self.drop_path) or (0.0,) * self.depth
         if len(rates) != self.depth:
             raise ValueError(f"drop_path has {len(rates)} rates for depth {self.depth}.")
+        scanned = scans_stage(self.depth, self.scan_blocks)
         block_cls = SwinBlock
         if self.remat:  # deterministic (argument 2, counting self) selects code paths: static
-            block_cls = nn.remat(SwinBlock, static_argnums=(2,), prevent_cse=not self.scan_blocks)
+            block_cls = nn.remat(SwinBlock, static_argnums=(2,), prevent_cse=not scanned)
         block = functools.partial(
             block_cls,
             dim=self.dim,
@@ -627,7 +643,7 @@ class SwinStage(nn.Module):
         shift = self.window_size // 2
         _, stage_shift = window_rule(self.input_resolution, self.window_size, shift)
 
-        if not self.scan_blocks:
+        if not scanned:
             for j in range(self.depth):
                 x = block(
                     shift_size=0 if j % 2 == 0 else shift, drop_path=rates[j], name=f"blocks_{j}"
@@ -863,9 +879,12 @@ def _as_dict(tree: Any) -> Any:
 
 
 def stack_block_params(params: Mapping[str, Any], model: SwinTransformer) -> dict[str, Any]:
-    """Canonical params (`blocks_j`) -> the layout of `model.clone(scan_blocks=True)`."""
+    """Canonical params (`blocks_j`) -> the layout of `model.clone(scan_blocks=True)` (stages
+    shallower than SCAN_MIN_DEPTH stay as they are)."""
     out = _as_dict(params)
     for i, spec in enumerate(model.stage_specs()):
+        if not scans_stage(spec.depth, True):
+            continue
         stage = out[f"layers_{i}"]
         missing = [
             f"layers_{i}/blocks_{j}" for j in range(spec.depth) if f"blocks_{j}" not in stage
@@ -891,6 +910,8 @@ def unstack_block_params(params: Mapping[str, Any], model: SwinTransformer) -> d
     """Inverse of `stack_block_params`: scanned params -> canonical `blocks_j` layout."""
     out = _as_dict(params)
     for i, spec in enumerate(model.stage_specs()):
+        if not scans_stage(spec.depth, True):
+            continue
         stage = out[f"layers_{i}"]
         if "blocks" not in stage and "blocks_tail" not in stage:
             raise ValueError(f"params are not in the scanned layout: no layers_{i}/blocks.")
