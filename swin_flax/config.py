@@ -68,7 +68,7 @@ def default_config() -> ml_collections.ConfigDict:
     )
     c.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
     c.remat = False  # rematerialise each block in the backward pass (less memory, more compute)
-    c.scan_blocks = True  # nn.scan over a stage's identical blocks: compile time flat in depth
+    c.scan_blocks = True  # nn.scan over the blocks of stages of 3+ blocks: compile flat in depth
 
     # Starting point: None trains from scratch; else a PyTorch Swin checkpoint (.pth / .safetensors,
     # official or timm layout) loaded into the model, the head and mismatched tables handled.
