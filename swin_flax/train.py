@@ -109,8 +109,12 @@ def _finite_host_state(
 
 
 def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """What a checkpoint's params depend on: the model's arguments and the block layout."""
-    return {**config.model.to_dict(), "scan_blocks": config.scan_blocks}
+    """What a checkpoint's params depend on: the model's arguments and the block layout (which
+    stages stack their blocks: `scan_blocks` and, when it is on, swin.SCAN_MIN_DEPTH)."""
+    layout = {"scan_blocks": config.scan_blocks}
+    if config.scan_blocks:
+        layout["scan_min_depth"] = swin.SCAN_MIN_DEPTH
+    return {**config.model.to_dict(), **layout}
 
 
 def _meta(config, epoch: int, step: int, best: dict[str, Any], **extra) -> dict[str, Any]:

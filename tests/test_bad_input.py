@@ -168,6 +168,16 @@ def test_checkpoint_of_another_model(archive, tmp_path, capsys):
     assert "written for a different model (embed_dim: checkpoint 32 vs config 16)" in msg
     assert "a new --workdir" in msg
 
+    # Same model, older block layout (written before stages under SCAN_MIN_DEPTH stopped scanning).
+    workdir = tmp_path / "older"
+    older = train.model_identity(tiny_config(archive))
+    del older["scan_min_depth"]
+    ckpts = checkpoints.Checkpoints(workdir)
+    ckpts.save("latest", 2, {"params": {"w": np.zeros(3, np.float32)}}, {**meta, "model": older})
+    ckpts.close()
+    msg = fails_cleanly(tiny_config(archive), workdir, capsys)
+    assert "(scan_min_depth: checkpoint None vs config 3)" in msg
+
 
 def test_workdir_that_is_a_file(archive, tmp_path):
     config = rr.write_config(tmp_path / "tiny.py", archive, **rr.TINY)
