@@ -1,0 +1,92 @@
+"""Forward + backward time of one stage's blocks in isolation: the A/B benchmark behind the
+session-2 entries of docs/benchmarks.md (small, quick to compile, repeatable on a noisy machine).
+
+    python scripts/benchmark_blocks.py --stage 3            # 6 of the recipe's stage-3 blocks, scanned
+    python scripts/benchmark_blocks.py --stage 1 --unscanned
+    python scripts/benchmark_blocks.py --stage 3 --remat
+
+Run variants alternately (A, B, A, B) and compare medians: the machine's speed drifts.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+
+from absl import app, flags
+
+# (dim, grid side, heads) of the recipe's stages at 32x32 with patch 4; window 8 clamps to the grid.
+STAGES = {1: (96, 8, 3), 2: (192, 4, 6), 3: (384, 2, 12)}
+
+flags.DEFINE_integer("stage", 3, "recipe stage (1, 2 or 3) whose block shape to time")
+flags.DEFINE_integer("depth", 0, "blocks in the stack (default: the stage's depth, at most 6)")
+flags.DEFINE_integer("batch", 128, "images per step")
+flags.DEFINE_integer("steps", 10, "timed calls (after one compiling call)")
+flags.DEFINE_bool("unscanned", False, "a Python loop of blocks instead of nn.scan")
+flags.DEFINE_bool("remat", False, "rematerialise each block (nn.remat)")
+FLAGS = flags.FLAGS
+
+
+def main(_):
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+    from flax import linen as nn  # noqa: PLC0415
+
+    from swin_flax.models import swin  # noqa: PLC0415
+
+    dim, side, heads = STAGES[FLAGS.stage]
+    depth = FLAGS.depth or min(6, {1: 2, 2: 2, 3: 18}[FLAGS.stage])
+    block_cls = swin.SwinBlock
+    if FLAGS.remat:
+        block_cls = nn.remat(swin.SwinBlock, static_argnums=(2,), prevent_cse=FLAGS.unscanned)
+    block = functools.partial(
+        block_cls, dim=dim, input_resolution=(side, side), num_heads=heads, window_size=8
+    )
+
+    class Stack(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            if FLAGS.unscanned:
+                for j in range(depth):
+                    x = jax.lax.optimization_barrier(block(name=f"blocks_{j}")(x, False, 0.1))
+                return x
+            scanned = nn.scan(
+                lambda module, x, rate: (module(x, False, rate), None),
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                length=depth,
+            )
+            return scanned(block(name="blocks"), x, jnp.full((depth,), 0.1))[0]
+
+    model = Stack()
+    x = jax.random.normal(jax.random.key(0), (FLAGS.batch, side * side, dim))
+    rngs = {"params": jax.random.key(1), "dropout": jax.random.key(2)}
+    params = jax.jit(model.init)(rngs, x)
+
+    @jax.jit
+    def grads(params, x):
+        loss = lambda p: jnp.sum(model.apply(p, x, rngs={"dropout": jax.random.key(3)}) ** 2)  # noqa: E731
+        return jax.grad(loss)(params)
+
+    t = time.perf_counter()
+    jax.block_until_ready(grads(params, x))
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(FLAGS.steps):
+        t = time.perf_counter()
+        jax.block_until_ready(grads(params, x))
+        times.append(time.perf_counter() - t)
+    med = statistics.median(times)
+    dense = 3 * 2 * FLAGS.batch * side * side * 12 * dim * dim * depth  # qkv+proj+fc1+fc2, fwd+bwd
+    print(
+        f"stage {FLAGS.stage} (dim {dim}, {side}x{side} tokens, {heads} heads), {depth} blocks, "
+        f"batch {FLAGS.batch}, {'unscanned' if FLAGS.unscanned else 'scanned'}"
+        f"{', remat' if FLAGS.remat else ''}: fwd+bwd {med * 1e3:.1f} ms median "
+        f"({med / depth * 1e3:.1f} ms/block, dense layers at {dense / med / 1e9:.0f} GFLOP/s); "
+        f"first call {first:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
