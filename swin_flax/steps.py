@@ -67,9 +67,9 @@ def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
     fed its own output (the train state) would compile a second time at its second call; it also
     compiles a `stack` for every leaf shape. A pmapped identity has neither cost.
     """
-    devices = jax.local_devices() if devices is None else list(devices)
+    count = jax.local_device_count() if devices is None else len(devices)
     identity = jax.pmap(lambda x, _: x, in_axes=(None, 0), axis_name=AXIS, devices=devices)
-    return identity(tree, np.arange(len(devices)))
+    return identity(tree, np.arange(count))
 
 
 def unreplicate(tree: Any) -> Any:
