@@ -151,14 +151,15 @@ LIMIT_FILE_SIZE = (
 
 
 def test_full_disk_while_saving_keeps_previous_checkpoint(setup, tmp_path):
-    """A run that cannot write its checkpoint (files capped at 64 KiB with RLIMIT_FSIZE, so the
-    ~190 KiB state file fails with EFBIG as on a full disk) stops with a clear error and exit 2; the
-    previous checkpoint is untouched and still resumable."""
+    """A run that cannot write its checkpoint (files capped at 16 KiB with RLIMIT_FSIZE, so the
+    state's ~58 KiB _METADATA and its OCDBT data files, 22-165 KiB however orbax splits them, fail
+    with EFBIG as on a full disk) stops with a clear error and exit 2; the previous checkpoint is
+    untouched and still resumable."""
     workdir = tmp_path / "run"
     shutil.copytree(setup["reference"], workdir)
     args = rr.main_args(setup["config"], workdir, "--config.num_epochs=4")
     out = subprocess.run(
-        [sys.executable, "-c", LIMIT_FILE_SIZE, str(64 * 1024), *args],
+        [sys.executable, "-c", LIMIT_FILE_SIZE, str(16 * 1024), *args],
         cwd=rr.REPO,
         env=setup["env"],
         capture_output=True,
