@@ -36,14 +36,27 @@ def _manager(
     return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
 
+def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:
+    """The folder of one checkpoint series (`latest` or `best`) of `workdir`, absolute (orbax wants
+    absolute paths)."""
+    return epath.Path(os.path.abspath(workdir)) / "checkpoints" / which
+
+
+def _read_meta(manager: ocp.CheckpointManager, step: int | None = None) -> dict[str, Any] | None:
+    """The JSON record of checkpoint `step` (default: the newest complete one), or None."""
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        return None
+    return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
 class Checkpoints:
     """The two checkpoint series of one workdir: `latest` and `best`."""
 
     def __init__(self, workdir: str | os.PathLike, keep: int = 3, read_only: bool = False):
-        root = epath.Path(os.path.abspath(workdir)) / "checkpoints"  # orbax wants absolute paths
-        self.root = root
-        self.latest = _manager(root / "latest", keep, read_only)
-        self.best = _manager(root / "best", 1, read_only)
+        self.root = series_dir(workdir, "latest").parent
+        self.latest = _manager(series_dir(workdir, "latest"), keep, read_only)
+        self.best = _manager(series_dir(workdir, "best"), 1, read_only)
 
     def save(self, which: str, step: int, state: Any, meta: Mapping[str, Any]) -> None:
         """Writes `state` (a pytree of host or device arrays) and `meta` (JSON-able) atomically.
@@ -80,11 +93,7 @@ class Checkpoints:
         return getattr(self, which).latest_step()
 
     def restore_meta(self, which: str = "latest", step: int | None = None) -> dict[str, Any] | None:
-        manager = getattr(self, which)
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            return None
-        return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        return _read_meta(getattr(self, which), step)
 
     def restore(
         self, which: str, target: Any, step: int | None = None
@@ -112,15 +121,12 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
 
     Lets a run refuse a checkpoint of another model before it reads data or compiles anything.
     """
-    directory = epath.Path(os.path.abspath(workdir)) / "checkpoints" / which
+    directory = series_dir(workdir, which)
     if not directory.is_dir():
         return None
     manager = _manager(directory, 1, read_only=True)
     try:
-        step = manager.latest_step()
-        if step is None:
-            return None
-        return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        return _read_meta(manager)
     finally:
         manager.close()
 

@@ -82,9 +82,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.weight_decay = 0.01
     c.weight_decay_exempt = False  # True: no decay on norms, biases and bias tables (official Swin)
     c.grad_clip_norm = 0.0  # 0 turns clipping off
-    c.layer_decay = (
-        1.0  # layer-wise lr decay for fine-tuning (BEiT / Swin-v2 style); 1.0 turns it off
-    )
+    # Layer-wise lr decay for fine-tuning (BEiT / Swin-v2 style); 1.0 turns it off.
+    c.layer_decay = 1.0
 
     # Schedule: 'constant' | 'cosine_epoch' (timm CosineLRScheduler stepped once per epoch)
     # | 'cosine_step' (the same curve evaluated every step).

@@ -213,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # A checkpoint of another model is refused now, before any data is read or anything compiled.
     saved = checkpoints.peek_meta(workdir)
     if saved is not None:
-        where = str(workdir / "checkpoints" / "latest")
+        where = str(checkpoints.series_dir(workdir, "latest"))
         checkpoints.check_model_matches(saved, model_identity(config), where)
     n_local = jax.local_device_count()
     is_chief = jax.process_index() == 0
