@@ -35,13 +35,13 @@ def parse_flags(argv: list[str]) -> list[str]:
         if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
             message = message[1:-1] if message[:1] == message[-1:] == "'" else message
             message = "no such field " + message.replace("\\'", "'").replace("\\n", " ")
-        message = " ".join(message.split())
-        print(
-            f"\nError: bad command line ({type(e).__name__}: {message}). Every --config.FIELD must "
-            "name a field of swin_flax/config.py with a value of its type; see --helpfull.\n",
-            file=sys.stderr,
+        from swin_flax import cli  # noqa: PLC0415 (standard library only: no JAX yet)
+
+        cli.exit_user_error(
+            f"bad command line ({type(e).__name__}: {' '.join(message.split())}). Every "
+            "--config.FIELD must name a field of swin_flax/config.py with a value of its type; "
+            "see --helpfull."
         )
-        sys.exit(2)
 
 
 def main(argv):
