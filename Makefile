@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# glibc's malloc on transparent huge pages: XLA:CPU's per-step buffers fault 512x less (docs/benchmarks.md)
+HUGEPAGES := GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 
 .PHONY: install demo test lint clean
 
@@ -15,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/main.py --config configs/demo.py --workdir runs/demo
+	$(HUGEPAGES) $(PY) scripts/main.py --config configs/demo.py --workdir runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
