@@ -11,6 +11,8 @@ For the config's model at its image size this measures, on the default JAX backe
   * eval images/s: the pmapped `steps.eval_step` (forward and metrics) at --eval_batch;
   * seconds from process start to the first finished training step (imports, init, compile, step);
   * peak host memory (`ru_maxrss`) of the process;
+  * the matmul floor: the seconds the step's matrix products alone take on that side, each shape
+    timed on its own (scripts/benchmark_matmul.py), and their share of the measured step;
   * FLOPs per image from XLA's cost analysis of the compiled step (for a scanned model the cost
     analysis counts a loop body once, so the FLOPs are taken from the unscanned model) and the
     achieved FLOP/s.
@@ -128,6 +130,26 @@ def summarise(
     }
 
 
+def matmul_floor_s(side: str, config, batch: int, train: bool) -> float:
+    """Seconds that the step's (train) or forward's (eval) matrix products alone take on `side`,
+    each shape timed on its own (scripts/benchmark_matmul.py); measured in the same process as the
+    step, so step and floor see the same machine."""
+    import benchmark_matmul as mm  # noqa: PLC0415 (next to this script)
+
+    make = mm.jax_timer if side == "jax" else mm.torch_timer
+    total = 0.0
+    for shape, count in mm.step_products(config.model, batch, train).items():
+        burst = make(shape)
+        total += count * statistics.median(mm.time_per_call(burst, 8) for _ in range(3))
+    return total
+
+
+def add_floor(out: dict[str, Any], side: str, config, batch: int, train: bool) -> dict[str, Any]:
+    out["matmul_floor_s"] = matmul_floor_s(side, config, batch, train)
+    out["matmul_share"] = out["matmul_floor_s"] / out["step_seconds_median"]
+    return out
+
+
 def limit_threads(threads: int) -> None:
     """Pins this process to `threads` CPUs when fewer than the machine has (XLA sizes its pools
     from the CPUs it may use)."""
@@ -218,6 +240,7 @@ def run_jax_train(config, batch: int, num_steps: int) -> dict[str, Any]:
 
     out = summarise(batch, *time_steps(step, num_steps))
     holder.clear()  # frees the trained state before the FLOP-count compile
+    add_floor(out, "jax", config, batch, train=True)
     out["flops_per_image"] = jax_flops_per_image(config, batch, train=True)
     out["flops_per_sec"] = out["flops_per_image"] * out["images_per_sec"]
     return out
@@ -232,6 +255,7 @@ def run_jax_eval(config, batch: int, num_steps: int) -> dict[str, Any]:
         jax.block_until_ready(p_eval_step(state.params, device_batch))
 
     out = summarise(batch, *time_steps(step, num_steps))
+    add_floor(out, "jax", config, batch, train=False)
     out["flops_per_image"] = jax_flops_per_image(config, batch, train=False)
     out["flops_per_sec"] = out["flops_per_image"] * out["images_per_sec"]
     return out
@@ -313,7 +337,8 @@ def run_torch_train(config, batch: int, num_steps: int, threads: int) -> dict[st
         opt.step()
         loss.item()
 
-    return summarise(batch, *time_steps(step, num_steps))
+    out = summarise(batch, *time_steps(step, num_steps))
+    return add_floor(out, "torch", config, batch, train=True)
 
 
 def run_torch_eval(config, batch: int, num_steps: int, threads: int) -> dict[str, Any]:
@@ -325,7 +350,8 @@ def run_torch_eval(config, batch: int, num_steps: int, threads: int) -> dict[str
         with torch.inference_mode():
             model(images).sum().item()
 
-    return summarise(batch, *time_steps(step, num_steps))
+    out = summarise(batch, *time_steps(step, num_steps))
+    return add_floor(out, "torch", config, batch, train=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -436,6 +462,8 @@ def table(results: dict[str, Any]) -> str:
         add(f"  start -> first step (s), batch {b}", j, t, "start_to_first_step_s", ".1f", False)
         add(f"  second step (s), batch {b}", j, t, "second_step_s", ".2f", False)
         add(f"  peak host memory (GiB), batch {b}", j, t, "peak_rss_gib", ".2f", False)
+        add(f"  its matmuls alone (s per step), batch {b}", j, t, "matmul_floor_s", ".3f", False)
+        add(f"  matmul share of the step, batch {b}", j, t, "matmul_share", ".0%", False)
         add(
             f"  XLA GFLOP per training image, batch {b}",
             {"v": j["flops_per_image"] / 1e9} if j else None,
@@ -456,6 +484,8 @@ def table(results: dict[str, Any]) -> str:
         b = results["eval_batch"]
         j, t = results["jax"]["eval"], results["torch"].get("eval")
         add(f"eval images/s, batch {b}", j, t, "images_per_sec", ",.1f")
+        add("  its matmuls alone (s per batch)", j, t, "matmul_floor_s", ".3f", False)
+        add("  matmul share of the eval step", j, t, "matmul_share", ".0%", False)
         add(
             "  XLA GFLOP per eval image", {"v": j["flops_per_image"] / 1e9}, None, "v", ".3f", False
         )

@@ -1,4 +1,5 @@
 """The matmul floor of one training step: how fast could a step be if only its matmuls took time?
+(--eval: of one forward pass.)
 
     ../refvenv/bin/python scripts/benchmark_matmul.py --config configs/strong.py --batch 128 --torch
 
@@ -39,8 +40,10 @@ def define_flags() -> None:
     )
     flags.DEFINE_integer("batch", 128, "Global training batch size.")
     flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU threads for both sides.")
-    flags.DEFINE_integer("repeats", 15, "Timed calls per shape and side (median).")
+    flags.DEFINE_integer("repeats", 7, "Timed bursts of --calls calls per shape and side (median).")
+    flags.DEFINE_integer("calls", 8, "Back-to-back calls per timed burst.")
     flags.DEFINE_bool("torch", False, "Also time the same products in PyTorch (needs torch).")
+    flags.DEFINE_bool("eval", False, "The forward pass's products only (the eval step's floor).")
     flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
     flags.mark_flags_as_required(["config"])
 
@@ -51,20 +54,21 @@ def define_flags() -> None:
 Shape = tuple[int, int, int, int, int]
 
 
-def dense_products(m: int, k: int, n: int) -> list[Shape]:
-    """A dense layer [m, k] x [k, n] (m grows with the images) in a training step: forward,
+def dense_products(m: int, k: int, n: int, train: bool = True) -> list[Shape]:
+    """A dense layer [m, k] x [k, n] (m grows with the images): forward and, in training,
     dX = dY W^T and dW = X^T dY (where m is the reduction)."""
-    return [(1, m, k, n, 1), (1, m, n, k, 1), (1, k, m, n, 2)]
+    return [(1, m, k, n, 1)] + ([(1, m, n, k, 1), (1, k, m, n, 2)] if train else [])
 
 
-def batched_products(b: int, m: int, k: int, n: int) -> list[Shape]:
-    """A batched product [b, m, k] x [b, k, n] (b grows with the images): forward and its two
-    gradient products."""
-    return [(b, m, k, n, 0), (b, m, n, k, 0), (b, k, m, n, 0)]
+def batched_products(b: int, m: int, k: int, n: int, train: bool = True) -> list[Shape]:
+    """A batched product [b, m, k] x [b, k, n] (b grows with the images): forward and, in
+    training, its two gradient products."""
+    return [(b, m, k, n, 0)] + ([(b, m, n, k, 0), (b, k, m, n, 0)] if train else [])
 
 
-def step_products(model_cfg, batch: int) -> collections.Counter[Shape]:
-    """Every matrix product of one training step of the official Swin at `batch` images."""
+def step_products(model_cfg, batch: int, train: bool = True) -> collections.Counter[Shape]:
+    """Every matrix product of one training step (or, train=False, one forward pass) of the
+    official Swin at `batch` images."""
     from swin_flax.models import swin  # noqa: PLC0415
 
     m = model_cfg
@@ -76,7 +80,9 @@ def step_products(model_cfg, batch: int) -> collections.Counter[Shape]:
     tokens0 = batch * grid[0] * grid[1]
     # The patch embedding's conv is a [B*L, p*p*3] x [p*p*3, C] product; its input needs no grad.
     patch = m.patch_size**2 * m.in_chans
-    counts.update([(1, tokens0, patch, m.embed_dim, 1), (1, patch, tokens0, m.embed_dim, 2)])
+    counts.update(
+        [(1, tokens0, patch, m.embed_dim, 1)] + [(1, patch, tokens0, m.embed_dim, 2)] * train
+    )
     for s in specs:
         rows = batch * s.input_resolution[0] * s.input_resolution[1]
         n = s.window_size**2
@@ -84,18 +90,18 @@ def step_products(model_cfg, batch: int) -> collections.Counter[Shape]:
         head_dim = s.dim // s.num_heads
         hidden = int(s.dim * m.mlp_ratio)
         block: list[Shape] = []
-        block += dense_products(rows, s.dim, 3 * s.dim)  # qkv
-        block += batched_products(windows * s.num_heads, n, head_dim, n)  # q k^T
-        block += batched_products(windows * s.num_heads, n, n, head_dim)  # attn v
-        block += dense_products(rows, s.dim, s.dim)  # proj
-        block += dense_products(rows, s.dim, hidden)  # fc1
-        block += dense_products(rows, hidden, s.dim)  # fc2
+        block += dense_products(rows, s.dim, 3 * s.dim, train)  # qkv
+        block += batched_products(windows * s.num_heads, n, head_dim, n, train)  # q k^T
+        block += batched_products(windows * s.num_heads, n, n, head_dim, train)  # attn v
+        block += dense_products(rows, s.dim, s.dim, train)  # proj
+        block += dense_products(rows, s.dim, hidden, train)  # fc1
+        block += dense_products(rows, hidden, s.dim, train)  # fc2
         counts.update(block * s.depth)
         if s.downsample:  # PatchMerging: [B*L/4, 4C] x [4C, 2C]
-            counts.update(dense_products(rows // 4, 4 * s.dim, 2 * s.dim))
+            counts.update(dense_products(rows // 4, 4 * s.dim, 2 * s.dim, train))
     last = specs[-1].dim
     if m.num_classes:
-        counts.update(dense_products(batch, last, m.num_classes))
+        counts.update(dense_products(batch, last, m.num_classes, train))
     return counts
 
 
@@ -125,7 +131,13 @@ def jax_timer(shape: Shape):
         place = jax.pmap(lambda x: x)  # one copy per device, laid out as pmap's outputs
         lhs, rhs = place(jnp.stack([lhs] * len(devices))), place(jnp.stack([rhs] * len(devices)))
     jax.block_until_ready(f(lhs, rhs))
-    return lambda: jax.block_until_ready(f(lhs, rhs))
+
+    def burst(calls: int) -> None:
+        for _ in range(calls):
+            out = f(lhs, rhs)
+        jax.block_until_ready(out)
+
+    return burst
 
 
 def torch_timer(shape: Shape):
@@ -135,19 +147,26 @@ def torch_timer(shape: Shape):
     lhs = torch.ones((b, m, k) if b > 1 else (m, k))
     rhs = torch.ones((b, k, n) if b > 1 else (k, n))
     torch.matmul(lhs, rhs)
-    return lambda: torch.matmul(lhs, rhs)
+
+    def burst(calls: int) -> None:
+        for _ in range(calls):
+            torch.matmul(lhs, rhs)
+
+    return burst
 
 
-def time_once(fn) -> float:
+def time_per_call(burst, calls: int) -> float:
+    """Seconds per call of `calls` back-to-back calls: products follow one another as in a step,
+    without the thread pool falling asleep in between."""
     t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+    burst(calls)
+    return (time.perf_counter() - t) / calls
 
 
 def main(argv):
     del argv
-    if FLAGS.threads < 1 or FLAGS.repeats < 1 or FLAGS.batch < 1:
-        raise SystemExit("--threads, --repeats and --batch must be >= 1.")
+    if min(FLAGS.threads, FLAGS.repeats, FLAGS.calls, FLAGS.batch) < 1:
+        raise SystemExit("--threads, --repeats, --calls and --batch must be >= 1.")
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if cpus and FLAGS.threads < len(cpus):
         os.sched_setaffinity(0, cpus[: FLAGS.threads])
@@ -160,14 +179,14 @@ def main(argv):
         torch.set_num_threads(FLAGS.threads)
         sides["torch"] = torch_timer
 
-    counts = step_products(FLAGS.config.model, FLAGS.batch)
+    counts = step_products(FLAGS.config.model, FLAGS.batch, train=not FLAGS.eval)
     rows: list[dict[str, Any]] = []
     for shape, count in sorted(counts.items(), key=lambda kv: -flops(kv[0]) * kv[1]):
         timers = {side: make(shape) for side, make in sides.items()}
         samples: dict[str, list[float]] = {side: [] for side in sides}
         for _ in range(FLAGS.repeats):  # alternate the sides: both see the same machine
-            for side, fn in timers.items():
-                samples[side].append(time_once(fn))
+            for side, burst in timers.items():
+                samples[side].append(time_per_call(burst, FLAGS.calls))
         row = {"shape": shape, "count": count, "gflop": flops(shape) / 1e9}
         for side, ts in samples.items():
             row[f"{side}_s"] = statistics.median(ts)
@@ -186,7 +205,8 @@ def main(argv):
         "batch": FLAGS.batch,
         "gflop_per_image": total_flops / FLAGS.batch / 1e9,
     }
-    print(f"\nmatmul GFLOP per training image: {summary['gflop_per_image']:.3f}")
+    what = "forward" if FLAGS.eval else "step"
+    print(f"\nmatmul GFLOP per image ({what}): {summary['gflop_per_image']:.3f}")
     for side in sides:
         step = sum(r[f"{side}_s"] * r["count"] for r in rows)
         summary[side] = {
@@ -195,7 +215,7 @@ def main(argv):
             "gflop_per_sec": total_flops / step / 1e9,
         }
         print(
-            f"{side}: the step's matmuls alone take {step:.3f} s at batch {FLAGS.batch}: at most "
+            f"{side}: the {what}'s matmuls alone take {step:.3f} s at batch {FLAGS.batch}: at most "
             f"{FLAGS.batch / step:.1f} images/s ({total_flops / step / 1e9:.0f} GFLOP/s)"
         )
     if FLAGS.json:

@@ -102,3 +102,17 @@ def test_matmul_floor_counts_the_recipes_matmul_flops():
     assert counts[(1, rows, 384, 3 * 384, 1)] == 18  # qkv forward
     assert counts[(1, rows, 3 * 384, 384, 1)] == 18  # its input gradient
     assert counts[(1, 384, rows, 3 * 384, 2)] == 18  # its weight gradient
+
+
+def test_matmul_floor_of_the_forward_is_a_third_of_the_step():
+    matmul = _load("scripts/benchmark_matmul.py")
+    model = _load("configs/strong.py").get_config().model
+    train = matmul.step_products(model, 2)
+    forward = matmul.step_products(model, 2, train=False)
+    total = {
+        k: sum(matmul.flops(s) * n for s, n in c.items()) for k, c in (("t", train), ("f", forward))
+    }
+    # every product but the patch embedding's (no input gradient) appears three times in training
+    patch = 2 * (2 * 64) * 48 * 96
+    assert total["t"] == pytest.approx(3 * total["f"] - patch)
+    assert set(forward) <= set(train)
