@@ -22,6 +22,12 @@ flags.DEFINE_integer("process_id", None, "This process's index, for multi-proces
 flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() with its auto-detection."
 )
+flags.DEFINE_string(
+    "compilation_cache",
+    None,
+    "Folder of JAX's persistent compilation cache ('' for none). Default: JAX_COMPILATION_CACHE_DIR "
+    "if set, else WORKDIR/compilation_cache, so a resumed or restarted run skips compiling the step.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -58,6 +64,11 @@ def main(argv):
         )
     except ValueError as e:
         cli.exit_user_error(str(e))
+    cache = cli.compilation_cache_dir(FLAGS.compilation_cache, FLAGS.workdir, os.environ)
+    if cache is not None:
+        import jax  # noqa: PLC0415
+
+        jax.config.update("jax_compilation_cache_dir", cache or None)
     from swin_flax import train  # noqa: PLC0415
 
     with cli.friendly_errors():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NoReturn
 
 EXIT_USER_ERROR = 2  # bad config, data, checkpoint or workdir: fix the input and run again
@@ -54,3 +54,17 @@ def _is_user_error(e: BaseException) -> bool:
     if data_error is not None:
         user_errors += (data_error,)
     return isinstance(e, user_errors)
+
+
+def compilation_cache_dir(flag: str | None, workdir: str, environ: Mapping[str, str]) -> str | None:
+    """Where JAX's persistent compilation cache should go, or None to leave JAX's setting alone.
+
+    `flag` (--compilation_cache) wins: a folder, or '' for no cache. Unset, JAX_COMPILATION_CACHE_DIR
+    (read by JAX itself) wins; otherwise WORKDIR/compilation_cache, so that a resumed or restarted
+    run reuses the compiled train step instead of compiling it again.
+    """
+    if flag is not None:
+        return flag
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    return workdir.rstrip("/") + "/compilation_cache"

@@ -197,3 +197,15 @@ def test_nan_loss_stops_with_step_and_epoch(setup, tmp_path):
     assert m and 13 <= int(m.group(1)) <= 16, msg[-2000:]
     assert "last good checkpoint (step 12)" in msg and "learning rate" in msg
     assert _complete_steps(workdir) == [4, 8, 12]
+
+
+def test_compilation_cache_defaults_to_the_workdir(setup, tmp_path):
+    """Without JAX_COMPILATION_CACHE_DIR or --compilation_cache, a run keeps JAX's persistent
+    compilation cache in WORKDIR/compilation_cache, so resuming it reuses the compiled step."""
+    workdir = tmp_path / "run"
+    shutil.copytree(setup["reference"], workdir)
+    env = {k: v for k, v in setup["env"].items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    out = rr.run(rr.main_args(setup["config"], workdir, "--config.num_epochs=4"), env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    entries = list((workdir / "compilation_cache").iterdir())
+    assert any(e.name.startswith("jit_") and e.name.endswith("-cache") for e in entries), entries
