@@ -93,6 +93,21 @@ def test_replicated_state_compiles_the_step_once():
     assert np.asarray(state.step).tolist() == [3, 3]
 
 
+@pytest.mark.parametrize("num_devices", [1, 2])
+def test_gradients_are_all_reduced_only_across_several_devices(num_devices):
+    """On one device the step has no all-reduce (XLA would copy every gradient for nothing); on two
+    the gradients are averaged by one."""
+    _, state = make_state()
+    devices = jax.local_devices()[:num_devices]
+    step = functools.partial(
+        steps.train_step, dropout_key=jax.random.key(0), learning_rate_fn=lambda s: 0.1
+    )
+    p_step = jax.pmap(step, axis_name=steps.AXIS, devices=devices)
+    shard = jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), make_batch())
+    hlo = p_step.lower(steps.replicate(state, devices), shard).as_text()
+    assert ("all_reduce" in hlo or "all-reduce" in hlo) == (num_devices > 1)
+
+
 def assert_trees_close(a, b, rtol=1e-5, atol=1e-7):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
 
