@@ -55,10 +55,16 @@ def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None
 
 
 class _StopFlag:
-    """Records SIGTERM/SIGINT so the loop can stop after the current step and save."""
+    """Records SIGTERM/SIGINT so the loop can stop after the current step and save.
 
-    def __init__(self):
+    With several processes every host must stop at the same step, so they agree through an
+    all-gather. That blocks the host until the step before it has run (no more steps queued ahead
+    on the devices), so the hosts compare notes only every `sync_every` steps and at epoch ends.
+    """
+
+    def __init__(self, sync_every: int = 1):
         self.signal: int | None = None
+        self.sync_every = sync_every
         self._previous = {}
 
     def __enter__(self):
@@ -79,9 +85,12 @@ class _StopFlag:
             signal.signal(sig, handler)
         return False
 
-    def requested(self) -> bool:
+    def requested(self, step: int | None = None) -> bool:
+        """Whether to stop after `step` (None: at an epoch's end, where every host checks)."""
         flag = self.signal is not None
         if jax.process_count() > 1:  # every host must stop at the same step
+            if step is not None and step % self.sync_every:
+                return False
             from jax.experimental import multihost_utils  # noqa: PLC0415
 
             flag = bool(multihost_utils.process_allgather(np.array(flag)).any())
@@ -313,7 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         grid = viz.batch_grid(first_batch["image"], config.normalize_mean, config.normalize_std)
         writer.write_images(0, {"augmented_train_batch": grid[None]})
     device_batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
-    with _StopFlag() as stop, _closing(writer, ckpts):
+    with _StopFlag(sync_every=config.log_every_steps) as stop, _closing(writer, ckpts):
         while epoch < config.num_epochs:
             t_epoch = time.time()
             first = step - epoch * steps_per_epoch
@@ -331,7 +340,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     values = _check_finite(window, epoch, ckpts)
                     writer.write_scalars(step, {"train_loss_step": values["loss"]})
                     window = None
-                if step < end and stop.requested():  # at an epoch's end: evaluate first
+                if step < end and stop.requested(step):  # at an epoch's end: evaluate first
                     _check_finite(train_metrics, epoch, ckpts)
                     host_state = _finite_host_state(state, epoch, ckpts)
                     ckpts.save("latest", step, host_state, _meta(config, epoch, step, best))

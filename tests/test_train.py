@@ -3,6 +3,7 @@ events and checkpoints, and a second run with more epochs resumes where the firs
 
 import json
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -111,3 +112,24 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     assert result["num_examples"] == N_TEST
     assert result["accuracy"] == pytest.approx(meta["test_accuracy"], abs=1e-6)
     assert result["confusion"].sum() == N_TEST
+
+
+def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch):
+    """With several processes the stop flag all-gathers (a host sync) only at multiples of
+    sync_every and at epoch ends; a signal on another host stops this one at the next of those."""
+    from jax.experimental import multihost_utils
+
+    gathered = []
+
+    def allgather(x):  # another host was signalled
+        gathered.append(bool(x))
+        return np.array([bool(x), True])
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(multihost_utils, "process_allgather", allgather)
+    flag = train._StopFlag(sync_every=4)
+    assert [flag.requested(step) for step in range(1, 9)] == [False] * 3 + [True] + [False] * 3 + [
+        True
+    ]
+    assert gathered == [False, False]
+    assert flag.requested() and len(gathered) == 3  # the epoch's end always compares notes
