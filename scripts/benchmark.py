@@ -163,8 +163,11 @@ def limit_threads(threads: int) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def build_jax(config, batch: int):
-    """The model, replicated state and pmapped steps as train.py builds them, plus a device batch."""
+def build_jax(config, batch: int, abstract: bool = False):
+    """The model, replicated state and pmapped steps as train.py builds them, plus a device batch.
+
+    abstract=True: the state and batch as shapes only (jax.eval_shape), enough to lower and compile
+    the steps without initialising anything."""
     import functools  # noqa: PLC0415
 
     import jax  # noqa: PLC0415
@@ -183,7 +186,11 @@ def build_jax(config, batch: int):
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     img = config.model.img_size
     shape = (img, img, config.model.in_chans)
-    state = steps.replicate(steps.create_train_state(init_key, model, tx, shape))
+    if abstract:
+        state = jax.eval_shape(lambda k: steps.create_train_state(k, model, tx, shape), init_key)
+        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((n_dev, *x.shape), x.dtype), state)
+    else:
+        state = steps.replicate(steps.create_train_state(init_key, model, tx, shape))
     p_train_step = train.pmap_train_step(dropout_key, learning_rate_fn)
     p_eval_step = jax.pmap(
         functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
@@ -197,7 +204,10 @@ def build_jax(config, batch: int):
         "mask": np.ones(batch, np.float32),
     }
     host = {k: v.reshape(n_dev, batch // n_dev, *v.shape[1:]) for k, v in host.items()}
-    device_batch = next(jax_utils.prefetch_to_device(iter([host]), 1))
+    if abstract:
+        device_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in host.items()}
+    else:
+        device_batch = next(jax_utils.prefetch_to_device(iter([host]), 1))
     return model, state, p_train_step, p_eval_step, device_batch
 
 
@@ -213,14 +223,14 @@ def jax_flops_per_image(config, batch: int, train: bool) -> float:
     """XLA's FLOPs per image of the pmapped train (or eval) step, from the UNSCANNED model.
 
     XLA's cost analysis counts a while loop's body once, so a scanned model would under-count; the
-    unscanned model computes the same thing. Only lowered and compiled, never run.
+    unscanned model computes the same thing. Only lowered and compiled from shapes, never run.
     """
     import jax  # noqa: PLC0415
 
     cfg = config.copy_and_resolve_references()
     cfg.scan_blocks = False
     cfg.remat = False  # recomputation is overhead, not model FLOPs
-    _, state, p_train_step, p_eval_step, device_batch = build_jax(cfg, batch)
+    _, state, p_train_step, p_eval_step, device_batch = build_jax(cfg, batch, abstract=True)
     if train:
         compiled = p_train_step.lower(state, device_batch).compile()
     else:

@@ -116,3 +116,17 @@ def test_matmul_floor_of_the_forward_is_a_third_of_the_step():
     patch = 2 * (2 * 64) * 48 * 96
     assert total["t"] == pytest.approx(3 * total["f"] - patch)
     assert set(forward) <= set(train)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_xla_flops_per_image_cover_the_models_matmuls(train):
+    """The FLOPs the benchmark reads from XLA (step lowered from shapes only) cover the matmul FLOPs
+    counted by hand (benchmark_matmul.step_products), plus a share for the element-wise work; the
+    demo model is small enough for that share to be about a quarter."""
+    matmul = _load("scripts/benchmark_matmul.py")
+    config = _load("configs/demo.py").get_config()
+    xla = benchmark.jax_flops_per_image(config, 16, train=train)
+    by_hand = sum(
+        matmul.flops(s) * n for s, n in matmul.step_products(config.model, 16, train).items()
+    )
+    assert by_hand / 16 < xla < 1.35 * by_hand / 16
