@@ -174,15 +174,15 @@ def build_jax(config, batch: int, abstract: bool = False):
     import numpy as np  # noqa: PLC0415
     from flax import jax_utils  # noqa: PLC0415
 
-    from swin_flax import steps, train  # noqa: PLC0415
+    from swin_flax import build, steps  # noqa: PLC0415
 
     n_dev = jax.local_device_count()
     if batch % n_dev:
         raise ValueError(f"--batch {batch} is not divisible by the {n_dev} local devices.")
     steps_per_epoch = max(1, 50_000 // config.batch_size)
-    model = train.create_model(config)
-    learning_rate_fn = train.create_learning_rate_fn(config, steps_per_epoch)
-    tx = train.create_optimizer(config, learning_rate_fn)
+    model = build.create_model(config)
+    learning_rate_fn = build.create_learning_rate_fn(config, steps_per_epoch)
+    tx = build.create_optimizer(config, learning_rate_fn)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     img = config.model.img_size
     shape = (img, img, config.model.in_chans)
@@ -191,7 +191,7 @@ def build_jax(config, batch: int, abstract: bool = False):
         state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((n_dev, *x.shape), x.dtype), state)
     else:
         state = steps.replicate(steps.create_train_state(init_key, model, tx, shape))
-    p_train_step = train.pmap_train_step(dropout_key, learning_rate_fn)
+    p_train_step = build.pmap_train_step(dropout_key, learning_rate_fn)
     p_eval_step = jax.pmap(
         functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
     )

@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 from clu import metric_writers
 from etils import epath
 
-from swin_flax import checkpoints, steps, train
+from swin_flax import build, checkpoints, steps, train
 from swin_flax.config import default_config, flatten
 from swin_flax.data import pipeline
 from swin_flax.models import swin
@@ -132,7 +132,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[
         normalize_std=tuple(config.normalize_std),
         image_size=config.model.img_size,
     )
-    model = train.create_model(config)
+    model = build.create_model(config)
     logits, labels = predict_logits(model, params, ds.as_numpy_iterator())
     return scores(logits, labels, config.model.num_classes)
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from swin_flax import evaluate, train
+from swin_flax import build, evaluate
 from swin_flax.data import sources
 from swin_flax.models import swin
 
@@ -49,7 +49,7 @@ def load_predictor(workdir: str | None = None, checkpoint: str | None = None) ->
     workdir_path, ckpt = evaluate.resolve_checkpoint(workdir, checkpoint)
     config = evaluate.load_run_config(workdir_path)
     params, _ = evaluate.load_params(ckpt)
-    model = train.create_model(config)
+    model = build.create_model(config)
     return Predictor(config, model, params, sources.class_names(config.dataset), str(ckpt))
 
 

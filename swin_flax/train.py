@@ -13,20 +13,18 @@ import itertools
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 from flax import jax_utils
 
-from swin_flax import checkpoints, optim, steps
+from swin_flax import build, checkpoints, steps
 from swin_flax.config import ConfigError, flatten, validate
 from swin_flax.data import pipeline, sources, viz
 from swin_flax.models import swin
@@ -151,56 +149,6 @@ def evaluate(p_eval_step, params, batches: Iterator[dict[str, np.ndarray]]) -> d
     return {"loss": out["loss"], "accuracy": out["accuracy"]}
 
 
-def create_model(config: ml_collections.ConfigDict) -> swin.SwinTransformer:
-    return swin.create_model(
-        config.model,
-        dtype=jnp.dtype(config.dtype),
-        remat=config.remat,
-        scan_blocks=config.scan_blocks,
-    )
-
-
-def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):
-    return optim.learning_rate_schedule(
-        schedule=config.schedule,
-        learning_rate=config.learning_rate,
-        steps_per_epoch=steps_per_epoch,
-        num_epochs=config.num_epochs,
-        warmup_epochs=config.warmup_epochs,
-        warmup_lr_init=config.warmup_lr_init,
-        lr_min=config.lr_min,
-        cosine_epochs=config.cosine_epochs,
-        warmup_prefix=config.warmup_prefix,
-    )
-
-
-def create_optimizer(
-    config: ml_collections.ConfigDict, learning_rate_fn
-) -> optax.GradientTransformation:
-    return optim.create_optimizer(
-        learning_rate_fn=learning_rate_fn,
-        b1=config.b1,
-        b2=config.b2,
-        eps=config.eps,
-        weight_decay=config.weight_decay,
-        weight_decay_exempt=config.weight_decay_exempt,
-        grad_clip_norm=config.grad_clip_norm,
-        layer_decay=config.layer_decay,
-        depths=tuple(config.model.depths),
-    )
-
-
-def pmap_train_step(dropout_key: jax.Array, learning_rate_fn) -> Callable:
-    """steps.train_step under jax.pmap over the local devices, the state's buffers donated."""
-    return jax.pmap(
-        functools.partial(
-            steps.train_step, dropout_key=dropout_key, learning_rate_fn=learning_rate_fn
-        ),
-        axis_name=steps.AXIS,
-        donate_argnums=(0,),
-    )
-
-
 def load_split(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The config's data source, one split: uint8 images [N, 32, 32, 3] and int32 labels."""
     return sources.load_split(
@@ -268,9 +216,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
 
     # Model and optimiser.
-    model = create_model(config)
-    learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
-    tx = create_optimizer(config, learning_rate_fn)
+    model = build.create_model(config)
+    learning_rate_fn = build.create_learning_rate_fn(config, steps_per_epoch)
+    tx = build.create_optimizer(config, learning_rate_fn)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     img = config.model.img_size
     state = steps.create_train_state(init_key, model, tx, (img, img, config.model.in_chans))
@@ -293,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     write_config(config, workdir) if is_chief else None
     state = steps.replicate(state)
 
-    p_train_step = pmap_train_step(dropout_key, learning_rate_fn)
+    p_train_step = build.pmap_train_step(dropout_key, learning_rate_fn)
     p_eval_step = jax.pmap(
         functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
     )

@@ -130,3 +130,18 @@ def test_xla_flops_per_image_cover_the_models_matmuls(train):
         matmul.flops(s) * n for s, n in matmul.step_products(config.model, 16, train).items()
     )
     assert by_hand / 16 < xla < 1.35 * by_hand / 16
+
+
+def test_the_benchmarked_step_is_built_without_tensorflow():
+    """benchmark.py's JAX side (swin_flax.build, steps, the model, the configs) never imports
+    TensorFlow, so it runs on accelerator machines that have JAX but no TensorFlow."""
+    probe = (
+        "import sys; sys.path.insert(0, 'scripts'); import benchmark; "
+        "from swin_flax import build, steps; import configs.strong; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=_PATH.parents[1], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

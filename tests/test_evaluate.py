@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from swin_flax import checkpoints, evaluate, train
+from swin_flax import build, checkpoints, evaluate, train
 from swin_flax.config import default_config
 from swin_flax.data import sources
 from swin_flax.models import swin
@@ -93,7 +93,7 @@ def test_evaluate_checkpoint_counts_every_test_image(tmp_path):
         window_size=4,
         num_classes=10,
     )
-    model = train.create_model(c)
+    model = build.create_model(c)
     rng = np.random.default_rng(0)
     params = jax.tree.map(
         lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), swin.param_shapes(model)

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from swin_flax import checkpoints, predict, train
+from swin_flax import build, checkpoints, predict, train
 from swin_flax.config import default_config
 from swin_flax.data import sources
 from swin_flax.models import swin
@@ -37,7 +37,7 @@ def make_run(workdir: pathlib.Path, seed: int = 0):
         window_size=4,
         num_classes=10,
     )
-    model = train.create_model(c)
+    model = build.create_model(c)
     # Random params of the model's shapes (no init compile); std 0.3 spreads the logits apart.
     rng = np.random.default_rng(seed)
     params = jax.tree.map(
