@@ -136,12 +136,9 @@ def matmul_floor_s(side: str, config, batch: int, train: bool) -> float:
     step, so step and floor see the same machine."""
     import benchmark_matmul as mm  # noqa: PLC0415 (next to this script)
 
-    make = mm.jax_timer if side == "jax" else mm.torch_timer
-    total = 0.0
-    for shape, count in mm.step_products(config.model, batch, train).items():
-        burst = make(shape)
-        total += count * statistics.median(mm.time_per_call(burst, 8) for _ in range(3))
-    return total
+    sides = {side: mm.jax_timer if side == "jax" else mm.torch_timer}
+    rows = mm.time_products(mm.step_products(config.model, batch, train), sides, repeats=3, calls=8)
+    return mm.floor_seconds(rows, side)
 
 
 def add_floor(out: dict[str, Any], side: str, config, batch: int, train: bool) -> dict[str, Any]:

@@ -163,6 +163,31 @@ def time_per_call(burst, calls: int) -> float:
     return (time.perf_counter() - t) / calls
 
 
+def time_products(
+    counts: collections.Counter[Shape], sides: dict[str, Any], repeats: int, calls: int
+) -> list[dict[str, Any]]:
+    """Per distinct product (largest total first): its count, GFLOP and, for each side (a name and
+    its timer factory), the median seconds per call over `repeats` bursts of `calls` calls. The
+    sides alternate burst by burst, so they see the same machine."""
+    rows = []
+    for shape, count in sorted(counts.items(), key=lambda kv: -flops(kv[0]) * kv[1]):
+        timers = {side: make(shape) for side, make in sides.items()}
+        samples: dict[str, list[float]] = {side: [] for side in sides}
+        for _ in range(repeats):
+            for side, burst in timers.items():
+                samples[side].append(time_per_call(burst, calls))
+        row = {"shape": shape, "count": count, "gflop": flops(shape) / 1e9}
+        for side, ts in samples.items():
+            row[f"{side}_s"] = statistics.median(ts)
+        rows.append(row)
+    return rows
+
+
+def floor_seconds(rows: list[dict[str, Any]], side: str) -> float:
+    """The time of a step made of nothing but the timed products, on `side`."""
+    return sum(r[f"{side}_s"] * r["count"] for r in rows)
+
+
 def main(argv):
     del argv
     if min(FLAGS.threads, FLAGS.repeats, FLAGS.calls, FLAGS.batch) < 1:
@@ -180,17 +205,7 @@ def main(argv):
         sides["torch"] = torch_timer
 
     counts = step_products(FLAGS.config.model, FLAGS.batch, train=not FLAGS.eval)
-    rows: list[dict[str, Any]] = []
-    for shape, count in sorted(counts.items(), key=lambda kv: -flops(kv[0]) * kv[1]):
-        timers = {side: make(shape) for side, make in sides.items()}
-        samples: dict[str, list[float]] = {side: [] for side in sides}
-        for _ in range(FLAGS.repeats):  # alternate the sides: both see the same machine
-            for side, burst in timers.items():
-                samples[side].append(time_per_call(burst, FLAGS.calls))
-        row = {"shape": shape, "count": count, "gflop": flops(shape) / 1e9}
-        for side, ts in samples.items():
-            row[f"{side}_s"] = statistics.median(ts)
-        rows.append(row)
+    rows = time_products(counts, sides, FLAGS.repeats, FLAGS.calls)
 
     total_flops = sum(flops(r["shape"]) * r["count"] for r in rows)
     header = f"{'batch x [m,k] x [k,n]':>26} {'count':>5} " + " ".join(
@@ -208,7 +223,7 @@ def main(argv):
     what = "forward" if FLAGS.eval else "step"
     print(f"\nmatmul GFLOP per image ({what}): {summary['gflop_per_image']:.3f}")
     for side in sides:
-        step = sum(r[f"{side}_s"] * r["count"] for r in rows)
+        step = floor_seconds(rows, side)
         summary[side] = {
             "matmul_step_s": step,
             "images_per_sec_ceiling": FLAGS.batch / step,

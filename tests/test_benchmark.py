@@ -11,10 +11,19 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
-_spec = importlib.util.spec_from_file_location("benchmark_script", _PATH)
-benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark)
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    """A script or config file of the repo as a module (scripts/ and configs/ are not packages)."""
+    path = _REPO / name
+    spec = importlib.util.spec_from_file_location(path.stem + "_module", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = _load("scripts/benchmark.py")
 
 
 def test_cost_flops_counts_a_matmul_as_2mnk():
@@ -81,14 +90,6 @@ def test_hugepage_env_gives_mallocs_huge_pages():
         assert _huge_kib(env) == 0
 
 
-def _load(name):
-    path = pathlib.Path(__file__).resolve().parents[1] / name
-    spec = importlib.util.spec_from_file_location(path.stem + "_module", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_matmul_floor_counts_the_recipes_matmul_flops():
     """The products listed for one training step of the recipe's model come to the 0.96 GFLOP per
     training image that the issue quotes for timm's Swin (3x the forward's ~0.32 GFLOP), and stage
@@ -140,8 +141,6 @@ def test_the_benchmarked_step_is_built_without_tensorflow():
         "from swin_flax import build, steps; import configs.strong; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=_PATH.parents[1], capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=_REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
