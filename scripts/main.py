@@ -5,12 +5,11 @@ Any config field can be overridden, e.g. `--config.num_epochs=5`. Several proces
 (e.g. on TPU pods and SLURM jax.distributed finds them itself).
 """
 
-import os
-import sys
+from swin_flax import cli  # standard library and absl only
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+cli.start()
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -31,29 +30,11 @@ flags.DEFINE_string(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with a bad flag or config override (e.g. a misspelt --config.field) as
-    one paragraph and exit status 2 instead of a traceback."""
-    try:
-        return FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-        message = str(e)
-        if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
-            message = message[1:-1] if message[:1] == message[-1:] == "'" else message
-            message = "no such field " + message.replace("\\'", "'").replace("\\n", " ")
-        from swin_flax import cli  # noqa: PLC0415 (standard library only: no JAX yet)
-
-        cli.exit_user_error(
-            f"bad command line ({type(e).__name__}: {' '.join(message.split())}). Every "
-            "--config.FIELD must name a field of swin_flax/config.py with a value of its type; "
-            "see --helpfull."
-        )
-
-
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from swin_flax import cli, distributed  # noqa: PLC0415 (jax is imported after flag parsing)
+    del argv  # parse_flags refused stray arguments
+    import os  # noqa: PLC0415
+
+    from swin_flax import distributed  # noqa: PLC0415 (jax is imported after flag parsing)
 
     try:  # before anything else touches JAX
         distributed.initialize(
@@ -76,5 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    logging.set_verbosity(logging.INFO)
-    sys.exit(app.run(main, flags_parser=parse_flags))
+    cli.run(main)

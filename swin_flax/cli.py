@@ -1,16 +1,26 @@
-"""Shared behaviour of the entry points: known errors become one clear paragraph and an exit status."""
+"""What every entry point shares: flag parsing, a quiet console, and known errors and Ctrl-C turned
+into one short message and an exit status, never a traceback.
+
+A script starts with `cli.start()` (before importing anything heavy) and ends with `cli.run(main)`.
+Standard library and absl only: importing this module costs nothing.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging as py_logging
+import os
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
-from typing import NoReturn
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NoReturn
 
 EXIT_USER_ERROR = 2  # bad config, data, checkpoint or workdir: fix the input and run again
 EXIT_DIVERGED = 3  # NaN/inf loss: the last good checkpoint is kept
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again to resume
+EXIT_INTERRUPTED = 130  # Ctrl-C before training started (128 + SIGINT, as a shell reports it)
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _say(kind: str, message: str) -> None:
@@ -21,6 +31,97 @@ def exit_user_error(message: str) -> NoReturn:
     """Prints `message` as the one-paragraph error and exits with EXIT_USER_ERROR."""
     _say("Error", message)
     sys.exit(EXIT_USER_ERROR)
+
+
+def _exit_interrupted() -> NoReturn:
+    sys.stdout.flush()
+    print("\nInterrupted (Ctrl-C).", file=sys.stderr, flush=True)
+    os._exit(EXIT_INTERRUPTED)  # no atexit work: a second Ctrl-C could interrupt it
+
+
+def _excepthook(kind, value, tb) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        _exit_interrupted()
+    sys.__excepthook__(kind, value, tb)
+
+
+def start() -> None:
+    """Called first by every script: Ctrl-C at any later moment (even during imports) ends with one
+    line and exit status 130, and TensorFlow's C++ start-up messages stay hidden."""
+    sys.excepthook = _excepthook
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
+    """absl's flag parsing, with a bad flag or config override (e.g. a misspelt --config.field) or
+    a stray argument as one paragraph and exit status 2 instead of a traceback or a usage dump;
+    then the console is set up."""
+    from absl import flags  # noqa: PLC0415
+
+    try:
+        rest = flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+        message = str(e)
+        if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
+            message = message[1:-1] if message[:1] == message[-1:] == "'" else message
+            message = "no such field " + message.replace("\\'", "'").replace("\\n", " ")
+        exit_user_error(
+            f"bad command line ({type(e).__name__}: {' '.join(message.split())}). Every "
+            "--config.FIELD must name a field of swin_flax/config.py with a value of its type; "
+            f"see `{os.path.basename(argv[0])} --helpshort`."
+        )
+    if len(rest) > 1 and not takes_arguments:
+        exit_user_error(
+            f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
+            f"`{os.path.basename(argv[0])} --helpshort`)."
+        )
+    quiet_console(explicit_verbosity=flags.FLAGS["verbosity"].present)
+    return rest
+
+
+class _ProjectLines(py_logging.Filter):
+    """Keeps warnings and errors of every library, and INFO lines only from this project's code
+    (the package and the running script)."""
+
+    def __init__(self):
+        super().__init__()
+        self.roots = (_PACKAGE_DIR, os.path.dirname(os.path.abspath(sys.argv[0] or ".")))
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        return record.levelno >= py_logging.WARNING or record.pathname.startswith(self.roots)
+
+
+class _ShortFormat(py_logging.Formatter):
+    """`12:03:45 message`, with the level named when it is a warning or worse."""
+
+    def format(self, record: py_logging.LogRecord) -> str:
+        level = "" if record.levelno < py_logging.WARNING else f"{record.levelname}: "
+        return f"{self.formatTime(record, '%H:%M:%S')} {level}{record.getMessage()}"
+
+
+def quiet_console(explicit_verbosity: bool) -> None:
+    """The project's own INFO lines, short, and every library's warnings; other libraries' INFO
+    lines (orbax's thread joins, JAX's backend probing) only when --verbosity is given (0: INFO,
+    1: DEBUG), which also restores absl's full line format."""
+    from absl import logging  # noqa: PLC0415
+
+    if explicit_verbosity:
+        return
+    logging.set_verbosity(logging.INFO)
+    handler = logging.get_absl_handler()
+    handler.addFilter(_ProjectLines())
+    handler.setFormatter(_ShortFormat())
+
+
+def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None:
+    """absl's app.run with the project's flag parsing (positional arguments refused unless
+    `takes_arguments`); Ctrl-C ends with one line and exit 130."""
+    from absl import app  # noqa: PLC0415
+
+    try:
+        app.run(main, flags_parser=lambda argv: parse_flags(argv, takes_arguments))
+    except KeyboardInterrupt:
+        _exit_interrupted()
 
 
 @contextlib.contextmanager
