@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
 
@@ -27,13 +28,22 @@ def _manager(
     directory: epath.Path, max_to_keep: int, read_only: bool = False
 ) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep,
+        max_to_keep=None if read_only else max_to_keep,
+        save_interval_steps=0 if read_only else 1,
         create=not read_only,
         read_only=read_only,
         enable_async_checkpointing=False,  # a returned save is a finished save
         cleanup_tmp_directories=not read_only,
     )
-    return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+    if not read_only:
+        return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+    # Orbax warns "Given directory is read only" on every read-only open: expected here, not news.
+    level = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+    finally:
+        logging.set_verbosity(level)
 
 
 def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:

@@ -152,6 +152,12 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     )
 
     _require(c.dataset in DATASETS, "dataset", f"{c.dataset!r} is not one of {DATASETS}.")
+    _require(
+        not (c.dataset == "synthetic" and c.archive),
+        "archive",
+        f"{c.archive!r} is set but dataset='synthetic' reads no files: unset --config.archive, or "
+        "set --config.dataset to 'cifar10' or 'cifar100' to read the archive.",
+    )
     for f in (
         "num_epochs",
         "batch_size",

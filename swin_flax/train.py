@@ -8,10 +8,13 @@ resumes from the latest checkpoint when the workdir already has one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
+import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,9 +23,9 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, periodic_actions
+from clu import metric_writers
 from etils import epath
-from flax import jax_utils
+from flax import jax_utils, serialization
 
 from swin_flax import build, checkpoints, steps
 from swin_flax.config import ConfigError, flatten, validate
@@ -124,17 +127,6 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return {**config.model.to_dict(), **layout}
 
 
-def _meta(config, epoch: int, step: int, best: dict[str, Any], **extra) -> dict[str, Any]:
-    return {
-        "epoch": epoch,
-        "step": step,
-        "best_accuracy": best["accuracy"],
-        "best_epoch": best["epoch"],
-        "model": model_identity(config),
-        **extra,
-    }
-
-
 def _summary_values(collection) -> dict[str, float]:
     return {k: float(v) for k, v in collection.compute().items()}
 
@@ -161,25 +153,218 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarra
     )
 
 
+@dataclasses.dataclass
+class RunTotals:
+    """What a run has done over all its sessions (starts), kept in every checkpoint's record so
+    that summary.json describes the whole run however often it was stopped and resumed."""
+
+    sessions: int = 0
+    wall_seconds: float = 0.0  # start to stop of each session, summed
+    train_seconds: float = 0.0  # time in training steps (evaluation and checkpoints excluded)
+    trained_images: int = 0
+
+    def plus(self, wall: float = 0.0, train: float = 0.0, images: int = 0) -> RunTotals:
+        return dataclasses.replace(
+            self,
+            wall_seconds=self.wall_seconds + wall,
+            train_seconds=self.train_seconds + train,
+            trained_images=self.trained_images + images,
+        )
+
+
+def position(step: int, steps_per_epoch: int) -> str:
+    """A global step in the words every message uses: epochs counted from 1, steps within one."""
+    epoch, in_epoch = divmod(step, steps_per_epoch)
+    if in_epoch == 0:
+        return f"global step {step} (the end of epoch {epoch})" if step else "global step 0"
+    return f"global step {step} (step {in_epoch} of epoch {epoch + 1})"
+
+
+def check_num_epochs(saved: dict[str, Any], num_epochs: int, workdir: epath.Path) -> bool:
+    """Whether the run in `workdir` (its latest record `saved`) already trained `num_epochs`
+    epochs; refuses a num_epochs below what it trained."""
+    done_steps, per_epoch = saved["step"], saved.get("steps_per_epoch")
+    target = num_epochs * per_epoch if per_epoch else None
+    beyond = done_steps > target if target is not None else saved["epoch"] > num_epochs
+    if beyond:
+        done = position(done_steps, per_epoch) if per_epoch else f"{saved['epoch']} epochs"
+        raise ConfigError(
+            f"config.num_epochs: {workdir} has already trained to {done}, more than "
+            f"--config.num_epochs={num_epochs}. Pass --config.num_epochs={saved['epoch']} or more "
+            "to see its summary or to train it longer, or a new --workdir to start afresh."
+        )
+    return done_steps == target if target is not None else saved["epoch"] == num_epochs
+
+
+def finished_summary(workdir: epath.Path, saved: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a run that has nothing left to train (summary.json, else its record)."""
+    path = workdir / "summary.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {
+        "best_test_accuracy": saved["best_accuracy"],
+        "best_epoch": saved["best_epoch"],
+        "final_test_accuracy": saved.get("test_accuracy"),
+        "epochs": saved["epoch"],
+        "steps": saved["step"],
+        "checkpoints": str(checkpoints.series_dir(workdir, "latest").parent),
+    }
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The final summary as printed when a run ends or is run again once finished."""
+    lines = [
+        f"best test accuracy {summary['best_test_accuracy']:.4f} at epoch {summary['best_epoch']}"
+        + (
+            f"; final {summary['final_test_accuracy']:.4f} after {summary['epochs']} epochs"
+            if summary.get("final_test_accuracy") is not None
+            else ""
+        )
+    ]
+    if "sessions" in summary:
+        lines.append(
+            f"trained {_duration(summary['train_seconds'])} at {summary['train_images_per_sec']:.0f} "
+            f"images/s, {_duration(summary['total_seconds'])} in all over {summary['sessions']} "
+            f"session{'s' if summary['sessions'] != 1 else ''}"
+        )
+    lines.append(f"checkpoints in {summary['checkpoints']} (best/ and latest/)")
+    return lines
+
+
+def announce(line: str) -> None:
+    """A line the user reads as the result (epoch lines, the summary): on stdout, so that `| tee`
+    and notebooks keep it, and in the log on stderr unless that is the same terminal."""
+    print(line, flush=True)
+    if not _same_terminal():
+        logging.info(line)
+
+
+def _same_terminal() -> bool:
+    try:
+        out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # e.g. captured streams without a descriptor
+        return False
+    return sys.stdout.isatty() and sys.stderr.isatty() and out.st_rdev == err.st_rdev
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class _Progress:
+    """A log line at most every `every_secs` within an epoch: steps/s, images/s, ETA of the epoch
+    and of the run (host clock: over tens of seconds the device queue's depth does not matter)."""
+
+    def __init__(self, every_secs: float, batch_size: int, steps_per_epoch: int, num_steps: int):
+        self.every, self.batch, self.per_epoch, self.num_steps = (
+            every_secs,
+            batch_size,
+            steps_per_epoch,
+            num_steps,
+        )
+        self.last_time, self.last_step = time.time(), None
+
+    def restart(self, step: int) -> None:
+        self.last_time, self.last_step = time.time(), step
+
+    def __call__(self, step: int) -> float | None:
+        """Logs a line when it is time; returns the steps/s it reported (else None)."""
+        now = time.time()
+        if now - self.last_time < self.every or self.last_step is None:
+            return None
+        rate = (step - self.last_step) / (now - self.last_time)
+        epoch, in_epoch = divmod(step, self.per_epoch)
+        logging.info(
+            "epoch %d: step %d/%d  %.2f steps/s  %.0f images/s  ETA epoch %s, run %s",
+            epoch + 1,
+            in_epoch,
+            self.per_epoch,
+            rate,
+            rate * self.batch,
+            _duration((self.per_epoch - in_epoch) / rate),
+            _duration((self.num_steps - step) / rate),
+        )
+        self.restart(step)
+        return rate
+
+
+def _partial_record(metrics, seconds: float, images: int) -> dict[str, Any]:
+    """The unfinished epoch's train metrics and time, as JSON, kept with a mid-epoch checkpoint."""
+    plain = jax.tree.map(lambda x: np.asarray(x).tolist(), serialization.to_state_dict(metrics))
+    return {"metrics": plain, "seconds": seconds, "images": images}
+
+
+def _with_partial(metrics, seconds: float, images: int, partial: dict[str, Any] | None):
+    """(metrics, seconds, images) of this session's part of an epoch, joined with the part trained
+    before a stop in it (`partial`, from the checkpoint's record), so the epoch's figures are whole."""
+    if partial is None:
+        return metrics, seconds, images
+    template = serialization.to_state_dict(metrics)
+    saved = jax.tree.map(
+        lambda t, v: np.asarray(v, np.asarray(t).dtype), template, partial["metrics"]
+    )
+    merged = serialization.from_state_dict(metrics, saved).merge(metrics)
+    return merged, seconds + partial["seconds"], images + partial["images"]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Runs (or resumes) the training described by `config` in `workdir`; returns the summary."""
+    """Runs (or resumes) the training described by `config` in `workdir`; returns the summary.
+
+    Everything that can refuse to start (config, checkpoint of another model, epochs already
+    trained, data) is checked before anything is compiled or written. A run that already trained
+    config.num_epochs prints its summary and returns it without touching the workdir.
+    """
     t_start = time.time()
     workdir = epath.Path(workdir)
     check_workdir(workdir)
     validate(config, num_devices=jax.device_count())
-    # A checkpoint of another model is refused now, before any data is read or anything compiled.
+    # A checkpoint of another model or a finished run is handled now, before anything is read.
     saved = checkpoints.peek_meta(workdir)
     if saved is not None:
         where = str(checkpoints.series_dir(workdir, "latest"))
         checkpoints.check_model_matches(saved, model_identity(config), where)
+        if check_num_epochs(saved, config.num_epochs, workdir):
+            summary = finished_summary(workdir, saved)
+            announce(f"{workdir} has trained all its {config.num_epochs} epochs: nothing to do.")
+            for line in summary_lines(summary):
+                announce(line)
+            announce(
+                "To train it longer, pass a larger --config.num_epochs; to start afresh, a new "
+                "--workdir."
+            )
+            return summary
     n_local = jax.local_device_count()
     is_chief = jax.process_index() == 0
 
     # Data.
     train_images, train_labels = load_split(config, "train")
     test_images, test_labels = load_split(config, "test")
+    if len(train_images) < config.batch_size:
+        raise ConfigError(
+            f"config.batch_size: {config.batch_size} is larger than the {len(train_images)} "
+            "training images, so an epoch has no full batch; choose a batch_size of at most "
+            f"{len(train_images)}."
+        )
     steps_per_epoch = pipeline.steps_per_epoch(len(train_images), config.batch_size)
     num_steps = steps_per_epoch * config.num_epochs
+    logging.info(
+        "data: %s, %d train / %d test images",
+        "synthetic (NOT CIFAR)" if config.dataset == "synthetic" else config.archive or "tfds",
+        len(train_images),
+        len(test_images),
+    )
+    processes = jax.process_count()
+    logging.info(
+        "devices: %d %s%s; batch %d = %d per device, %d steps per epoch",
+        jax.device_count(),
+        jax.devices()[0].platform,
+        f" over {processes} processes" if processes > 1 else "",
+        config.batch_size,
+        config.batch_size // jax.device_count(),
+        steps_per_epoch,
+    )
     common = dict(
         global_batch_size=config.batch_size,
         process_index=jax.process_index(),
@@ -217,6 +402,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # Model and optimiser.
     model = build.create_model(config)
+    m = config.model
+    logging.info(
+        "model: Swin (embed_dim %d, depths %s, heads %s, window %d) on %dx%d images: %s "
+        "parameters, %s",
+        m.embed_dim,
+        tuple(m.depths),
+        tuple(m.num_heads),
+        m.window_size,
+        m.img_size,
+        m.img_size,
+        f"{swin.count_params(swin.param_shapes(model)):,}",
+        config.dtype,
+    )
     learning_rate_fn = build.create_learning_rate_fn(config, steps_per_epoch)
     tx = build.create_optimizer(config, learning_rate_fn)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
@@ -226,26 +424,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # Resume.
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     best = {"accuracy": -1.0, "epoch": -1}
+    totals, partial, test = RunTotals(), None, None
     if saved is not None:  # checked against this model above
         target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
         restored, meta = ckpts.restore("latest", jax.device_get(target))
         state = state.replace(**restored)
         best = {"accuracy": meta["best_accuracy"], "epoch": meta["best_epoch"]}
-        logging.info("Resumed from step %d (epoch %d) in %s.", meta["step"], meta["epoch"], workdir)
+        totals = RunTotals(**meta.get("totals", {}))
+        partial = meta.get("partial_epoch")
+        if meta.get("test_accuracy") is not None:
+            test = {"accuracy": meta["test_accuracy"]}
     elif config.pretrained:  # AdamW's moments start at zero whatever the params: swap them in
         from swin_flax import finetune  # noqa: PLC0415
 
         params, _ = finetune.load_pretrained(config.pretrained, model, state.params)
         state = state.replace(params=params)
+    totals = dataclasses.replace(totals, sessions=totals.sessions + 1)
     start = int(jax.device_get(state.step))
-    write_config(config, workdir) if is_chief else None
-    state = steps.replicate(state)
 
+    logging.info("workdir: %s", os.path.abspath(workdir))
+    if start:
+        logging.info(
+            "resuming at %s; %d epochs (%d steps) in all",
+            position(start, steps_per_epoch),
+            config.num_epochs,
+            num_steps,
+        )
+    else:
+        logging.info("training %d epochs (%d steps) from the start", config.num_epochs, num_steps)
+
+    # The run starts: from here on the workdir is written.
+    state = steps.replicate(state)
     p_train_step = build.pmap_train_step(dropout_key, learning_rate_fn)
     p_eval_step = jax.pmap(
         functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
     )
-
+    step = start
+    epoch = start // steps_per_epoch
+    host_batches = train_batches(epoch, start - epoch * steps_per_epoch)
+    first_batch = next(host_batches)
+    if is_chief:
+        write_config(config, workdir)
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
     if start == 0:
         writer.write_hparams(
@@ -254,22 +473,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 for k, v in flatten(config.to_dict()).items()
             }
         )
-    report = periodic_actions.ReportProgress(
-        num_train_steps=num_steps, writer=writer, every_secs=30
-    )
-    hooks = [report] if is_chief else []
-
-    step = start
-    epoch = start // steps_per_epoch
-    train_time = 0.0
-    trained_images = 0
-    summary: dict[str, Any] = {}
-    host_batches = train_batches(epoch, start - epoch * steps_per_epoch)
-    first_batch = next(host_batches)
-    if is_chief and start == 0:
-        grid = viz.batch_grid(first_batch["image"], config.normalize_mean, config.normalize_std)
-        writer.write_images(0, {"augmented_train_batch": grid[None]})
+        if is_chief:
+            grid = viz.batch_grid(first_batch["image"], config.normalize_mean, config.normalize_std)
+            writer.write_images(0, {"augmented_train_batch": grid[None]})
     device_batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
+    progress = _Progress(30.0, config.batch_size, steps_per_epoch, num_steps)
+
+    def record(epoch: int, step: int, **extra) -> dict[str, Any]:
+        now = totals.plus(wall=time.time() - t_start)
+        return {
+            "epoch": epoch,
+            "step": step,
+            "steps_per_epoch": steps_per_epoch,
+            "best_accuracy": best["accuracy"],
+            "best_epoch": best["epoch"],
+            "model": model_identity(config),
+            "totals": dataclasses.asdict(now),
+            **extra,
+        }
+
     with _StopFlag(sync_every=config.log_every_steps) as stop, _closing(writer, ckpts):
         while epoch < config.num_epochs:
             t_epoch = time.time()
@@ -277,13 +499,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             end = (epoch + 1) * steps_per_epoch
             train_metrics = window = None
             while step < end:
+                if step == start:
+                    logging.info("compiling the train step ...")
+                    t_compile = time.time()
                 state, m, lr = p_train_step(state, next(device_batches))
                 m = steps.unreplicate(m)  # gathered over devices: every copy is the same
+                if step == start:
+                    jax.block_until_ready(m)
+                    logging.info("train step compiled and run in %.1fs", time.time() - t_compile)
+                    progress.restart(step + 1)
                 step += 1
                 train_metrics = m if train_metrics is None else train_metrics.merge(m)
                 window = m if window is None else window.merge(m)
-                for hook in hooks:
-                    hook(step)
+                rate = progress(step) if is_chief else None
+                if rate is not None:
+                    writer.write_scalars(step, {"steps_per_sec": rate})
                 if step % config.log_every_steps == 0:
                     values = _check_finite(window, epoch, ckpts)
                     writer.write_scalars(step, {"train_loss_step": values["loss"]})
@@ -291,12 +521,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if step < end and stop.requested(step):  # at an epoch's end: evaluate first
                     _check_finite(train_metrics, epoch, ckpts)
                     host_state = _finite_host_state(state, epoch, ckpts)
-                    ckpts.save("latest", step, host_state, _meta(config, epoch, step, best))
+                    seconds = time.time() - t_epoch
+                    images = (step - epoch * steps_per_epoch - first) * config.batch_size
+                    totals = totals.plus(train=seconds, images=images)
+                    so_far = _with_partial(train_metrics, seconds, images, partial)
+                    meta = record(
+                        epoch,
+                        step,
+                        partial_epoch=_partial_record(*so_far),
+                        test_accuracy=test["accuracy"] if test else None,
+                    )
+                    ckpts.save("latest", step, host_state, meta)
                     raise Preempted(_preempted_message(step, steps_per_epoch, ckpts))
             epoch_seconds = time.time() - t_epoch
             n_images = (step - epoch * steps_per_epoch - first) * config.batch_size
-            train_time += epoch_seconds
-            trained_images += n_images
+            totals = totals.plus(train=epoch_seconds, images=n_images)
+            train_metrics, epoch_seconds, n_images = _with_partial(
+                train_metrics, epoch_seconds, n_images, partial
+            )
+            partial = None
             train = _check_finite(train_metrics, epoch, ckpts)
             test = evaluate(p_eval_step, state.params, test_batches())
             epoch += 1
@@ -304,6 +547,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if is_best:
                 best = {"accuracy": test["accuracy"], "epoch": epoch}
             scalars = {
+                "epoch": epoch,
                 "train_loss": train["loss"],
                 "train_accuracy": train["accuracy"],
                 "test_loss": test["loss"],
@@ -312,25 +556,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 "epoch_time": epoch_seconds,
                 "images_per_sec": n_images / epoch_seconds,
             }
-            writer.write_scalars(epoch, scalars)
+            writer.write_scalars(step, scalars)
             writer.flush()
-            logging.info(
-                "epoch %d/%d  train loss %.4f acc %.4f | test loss %.4f acc %.4f | lr %.3g | %.1fs "
-                "%.0f img/s%s",
-                epoch,
-                config.num_epochs,
-                train["loss"],
-                train["accuracy"],
-                test["loss"],
-                test["accuracy"],
-                scalars["learning_rate"],
-                epoch_seconds,
-                scalars["images_per_sec"],
-                "  (best)" if is_best else "",
+            announce(
+                f"epoch {epoch}/{config.num_epochs}  train loss {train['loss']:.4f} "
+                f"acc {train['accuracy']:.4f} | test loss {test['loss']:.4f} "
+                f"acc {test['accuracy']:.4f} | lr {scalars['learning_rate']:.3g} | "
+                f"{epoch_seconds:.1f}s {scalars['images_per_sec']:.0f} img/s"
+                f"{'  (best)' if is_best else ''}"
             )
             stopping = epoch < config.num_epochs and stop.requested()
             host_state = None
-            meta = _meta(config, epoch, step, best, test_accuracy=test["accuracy"])
+            meta = record(epoch, step, test_accuracy=test["accuracy"])
             if (
                 epoch % config.checkpoint_every_epochs == 0
                 or epoch == config.num_epochs
@@ -344,23 +581,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 ckpts.save("best", step, host_state, meta)
             if stopping:
                 raise Preempted(_preempted_message(step, steps_per_epoch, ckpts))
-    summary = {"final_test_accuracy": test["accuracy"]} if start < num_steps else {}
-    total = time.time() - t_start
-    summary.update(
-        best_test_accuracy=best["accuracy"],
-        best_epoch=best["epoch"],
-        total_seconds=total,
-        train_images_per_sec=trained_images / train_time if train_time else 0.0,
-        steps=step,
-        start_step=start,
-    )
-    logging.info(
-        "Done: best test accuracy %.4f at epoch %d; %.1fs in total, %.0f training images/s.",
-        summary["best_test_accuracy"],
-        summary["best_epoch"],
-        total,
-        summary["train_images_per_sec"],
-    )
+            progress.restart(step)
+    totals = totals.plus(wall=time.time() - t_start)
+    summary = {
+        "best_test_accuracy": best["accuracy"],
+        "best_epoch": best["epoch"],
+        "final_test_accuracy": test["accuracy"],
+        "epochs": epoch,
+        "steps": step,
+        **dataclasses.asdict(totals),
+        "total_seconds": totals.wall_seconds,
+        "train_images_per_sec": totals.trained_images / max(totals.train_seconds, 1e-9),
+        "start_step": start,
+        "checkpoints": str(ckpts.root),
+    }
+    del summary["wall_seconds"]
+    for line in summary_lines(summary):
+        announce(line)
     if is_chief:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -378,12 +615,8 @@ def _closing(writer: metric_writers.MetricWriter, ckpts: checkpoints.Checkpoints
 
 
 def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints) -> str:
-    epoch, in_epoch = divmod(step, steps_per_epoch)
-    where = (
-        f"the end of epoch {epoch}" if in_epoch == 0 else f"step {in_epoch} of epoch {epoch + 1}"
-    )
     return (
-        f"stopped at global step {step} ({where}) and saved a checkpoint in "
+        f"stopped at {position(step, steps_per_epoch)} and saved a checkpoint in "
         f"{ckpts.root / 'latest'}. Run the same command again to resume from there."
     )
 
