@@ -15,13 +15,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used for this run; the message says why and what to do."""
-
-
-class CheckpointWriteError(OSError):
-    """A save failed (full disk, unwritable folder); the previous checkpoint is untouched."""
+from swin_flax.errors import CheckpointError, CheckpointWriteError
 
 
 def _manager(

@@ -2,7 +2,7 @@
 into one short message and an exit status, never a traceback.
 
 A script starts with `cli.start()` (before importing anything heavy) and ends with `cli.run(main)`.
-Standard library and absl only: importing this module costs nothing.
+Standard library and absl only (plus errors.py): importing this module costs nothing.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
-EXIT_USER_ERROR = 2  # bad config, data, checkpoint or workdir: fix the input and run again
-EXIT_DIVERGED = 3  # NaN/inf loss: the last good checkpoint is kept
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again to resume
-EXIT_INTERRUPTED = 130  # Ctrl-C before training started (128 + SIGINT, as a shell reports it)
+from swin_flax import errors
+from swin_flax.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -127,34 +125,17 @@ def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
     """Turns the project's own errors into a message and an exit status; others propagate as-is."""
-    from swin_flax import train  # noqa: PLC0415
-
     try:
         yield
-    except train.Preempted as e:
+    except errors.Preempted as e:
         _say("Preempted", str(e))
-        sys.exit(EXIT_PREEMPTED)
-    except train.TrainingDiverged as e:
+        sys.exit(errors.EXIT_PREEMPTED)
+    except errors.TrainingDiverged as e:
         _say("Training diverged", str(e))
-        sys.exit(EXIT_DIVERGED)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, OSError) as e:
-        # The project raises ValueError subclasses (ConfigError, DataError, CheckpointError) whose
-        # messages say what to do; OS errors (unwritable or full disk) name the path.
-        if not _is_user_error(e):
-            raise
+        sys.exit(errors.EXIT_DIVERGED)
+    except errors.USER_ERRORS as e:
         _say("Error", str(e))
         sys.exit(EXIT_USER_ERROR)
-
-
-def _is_user_error(e: BaseException) -> bool:
-    from swin_flax import checkpoints, config  # noqa: PLC0415
-    from swin_flax.data import sources  # noqa: PLC0415
-
-    user_errors = (config.ConfigError, checkpoints.CheckpointError, OSError)
-    data_error = getattr(sources, "DataError", None)
-    if data_error is not None:
-        user_errors += (data_error,)
-    return isinstance(e, user_errors)
 
 
 def compilation_cache_dir(flag: str | None, workdir: str, environ: Mapping[str, str]) -> str | None:

@@ -12,6 +12,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from swin_flax.errors import ConfigError
+
 
 def default_config() -> ml_collections.ConfigDict:
     """All fields with the defaults of the PyTorch originals (torch.optim.AdamW, official Swin)."""
@@ -105,10 +107,6 @@ def default_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_epochs = 1
     c.keep_checkpoints = 3
     return c
-
-
-class ConfigError(ValueError):
-    """A config field holds a value that cannot run; the message names the field and the fix."""
 
 
 DATASETS = ("cifar10", "cifar100", "synthetic")

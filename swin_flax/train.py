@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,32 +26,11 @@ from clu import metric_writers
 from etils import epath
 from flax import jax_utils, serialization
 
-from swin_flax import build, checkpoints, steps
-from swin_flax.config import ConfigError, flatten, validate
+from swin_flax import build, checkpoints, rundir, steps
+from swin_flax.config import flatten, validate
 from swin_flax.data import pipeline, sources, viz
+from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
 from swin_flax.models import swin
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or inf; the last good checkpoint is kept."""
-
-
-class Preempted(Exception):
-    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed."""
-
-
-def check_workdir(workdir: epath.Path) -> None:
-    if workdir.exists() and not workdir.is_dir():
-        raise ConfigError(
-            f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
-        )
-
-
-def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
-    """Keeps the config that ran, as readable text and as JSON, so a run can be repeated."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.txt").write_text(str(config))
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 class _StopFlag:
@@ -118,15 +96,6 @@ def _finite_host_state(
     return host
 
 
-def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """What a checkpoint's params depend on: the model's arguments and the block layout (which
-    stages stack their blocks: `scan_blocks` and, when it is on, swin.SCAN_MIN_DEPTH)."""
-    layout = {"scan_blocks": config.scan_blocks}
-    if config.scan_blocks:
-        layout["scan_min_depth"] = swin.SCAN_MIN_DEPTH
-    return {**config.model.to_dict(), **layout}
-
-
 def _summary_values(collection) -> dict[str, float]:
     return {k: float(v) for k, v in collection.compute().items()}
 
@@ -151,106 +120,6 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarra
         synthetic_examples=getattr(config, f"synthetic_{split}_examples"),
         seed=config.seed,
     )
-
-
-@dataclasses.dataclass
-class RunTotals:
-    """What a run has done over all its sessions (starts), kept in every checkpoint's record so
-    that summary.json describes the whole run however often it was stopped and resumed."""
-
-    sessions: int = 0
-    wall_seconds: float = 0.0  # start to stop of each session, summed
-    train_seconds: float = 0.0  # time in training steps (evaluation and checkpoints excluded)
-    trained_images: int = 0
-
-    def plus(self, wall: float = 0.0, train: float = 0.0, images: int = 0) -> RunTotals:
-        return dataclasses.replace(
-            self,
-            wall_seconds=self.wall_seconds + wall,
-            train_seconds=self.train_seconds + train,
-            trained_images=self.trained_images + images,
-        )
-
-
-def position(step: int, steps_per_epoch: int) -> str:
-    """A global step in the words every message uses: epochs counted from 1, steps within one."""
-    epoch, in_epoch = divmod(step, steps_per_epoch)
-    if in_epoch == 0:
-        return f"global step {step} (the end of epoch {epoch})" if step else "global step 0"
-    return f"global step {step} (step {in_epoch} of epoch {epoch + 1})"
-
-
-def check_num_epochs(saved: dict[str, Any], num_epochs: int, workdir: epath.Path) -> bool:
-    """Whether the run in `workdir` (its latest record `saved`) already trained `num_epochs`
-    epochs; refuses a num_epochs below what it trained."""
-    done_steps, per_epoch = saved["step"], saved.get("steps_per_epoch")
-    target = num_epochs * per_epoch if per_epoch else None
-    beyond = done_steps > target if target is not None else saved["epoch"] > num_epochs
-    if beyond:
-        done = position(done_steps, per_epoch) if per_epoch else f"{saved['epoch']} epochs"
-        raise ConfigError(
-            f"config.num_epochs: {workdir} has already trained to {done}, more than "
-            f"--config.num_epochs={num_epochs}. Pass --config.num_epochs={saved['epoch']} or more "
-            "to see its summary or to train it longer, or a new --workdir to start afresh."
-        )
-    return done_steps == target if target is not None else saved["epoch"] == num_epochs
-
-
-def finished_summary(workdir: epath.Path, saved: dict[str, Any]) -> dict[str, Any]:
-    """The summary of a run that has nothing left to train (summary.json, else its record)."""
-    path = workdir / "summary.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    return {
-        "best_test_accuracy": saved["best_accuracy"],
-        "best_epoch": saved["best_epoch"],
-        "final_test_accuracy": saved.get("test_accuracy"),
-        "epochs": saved["epoch"],
-        "steps": saved["step"],
-        "checkpoints": str(checkpoints.series_dir(workdir, "latest").parent),
-    }
-
-
-def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The final summary as printed when a run ends or is run again once finished."""
-    lines = [
-        f"best test accuracy {summary['best_test_accuracy']:.4f} at epoch {summary['best_epoch']}"
-        + (
-            f"; final {summary['final_test_accuracy']:.4f} after {summary['epochs']} epochs"
-            if summary.get("final_test_accuracy") is not None
-            else ""
-        )
-    ]
-    if "sessions" in summary:
-        lines.append(
-            f"trained {_duration(summary['train_seconds'])} at {summary['train_images_per_sec']:.0f} "
-            f"images/s, {_duration(summary['total_seconds'])} in all over {summary['sessions']} "
-            f"session{'s' if summary['sessions'] != 1 else ''}"
-        )
-    lines.append(f"checkpoints in {summary['checkpoints']} (best/ and latest/)")
-    return lines
-
-
-def announce(line: str) -> None:
-    """A line the user reads as the result (epoch lines, the summary): on stdout, so that `| tee`
-    and notebooks keep it, and in the log on stderr unless that is the same terminal."""
-    print(line, flush=True)
-    if not _same_terminal():
-        logging.info(line)
-
-
-def _same_terminal() -> bool:
-    try:
-        out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
-    except (OSError, ValueError, AttributeError):  # e.g. captured streams without a descriptor
-        return False
-    return sys.stdout.isatty() and sys.stderr.isatty() and out.st_rdev == err.st_rdev
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
 class _Progress:
@@ -283,8 +152,8 @@ class _Progress:
             self.per_epoch,
             rate,
             rate * self.batch,
-            _duration((self.per_epoch - in_epoch) / rate),
-            _duration((self.num_steps - step) / rate),
+            rundir.duration((self.per_epoch - in_epoch) / rate),
+            rundir.duration((self.num_steps - step) / rate),
         )
         self.restart(step)
         return rate
@@ -318,23 +187,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     t_start = time.time()
     workdir = epath.Path(workdir)
-    check_workdir(workdir)
     validate(config, num_devices=jax.device_count())
-    # A checkpoint of another model or a finished run is handled now, before anything is read.
-    saved = checkpoints.peek_meta(workdir)
-    if saved is not None:
-        where = str(checkpoints.series_dir(workdir, "latest"))
-        checkpoints.check_model_matches(saved, model_identity(config), where)
-        if check_num_epochs(saved, config.num_epochs, workdir):
-            summary = finished_summary(workdir, saved)
-            announce(f"{workdir} has trained all its {config.num_epochs} epochs: nothing to do.")
-            for line in summary_lines(summary):
-                announce(line)
-            announce(
-                "To train it longer, pass a larger --config.num_epochs; to start afresh, a new "
-                "--workdir."
-            )
-            return summary
+    saved, finished = rundir.inspect(config, workdir)
+    if finished:
+        return rundir.report_finished(workdir, saved, config.num_epochs)
     n_local = jax.local_device_count()
     is_chief = jax.process_index() == 0
 
@@ -424,13 +280,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # Resume.
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     best = {"accuracy": -1.0, "epoch": -1}
-    totals, partial, test = RunTotals(), None, None
+    totals, partial, test = rundir.RunTotals(), None, None
     if saved is not None:  # checked against this model above
         target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
         restored, meta = ckpts.restore("latest", jax.device_get(target))
         state = state.replace(**restored)
         best = {"accuracy": meta["best_accuracy"], "epoch": meta["best_epoch"]}
-        totals = RunTotals(**meta.get("totals", {}))
+        totals = rundir.RunTotals(**meta.get("totals", {}))
         partial = meta.get("partial_epoch")
         if meta.get("test_accuracy") is not None:
             test = {"accuracy": meta["test_accuracy"]}
@@ -446,7 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if start:
         logging.info(
             "resuming at %s; %d epochs (%d steps) in all",
-            position(start, steps_per_epoch),
+            rundir.position(start, steps_per_epoch),
             config.num_epochs,
             num_steps,
         )
@@ -464,7 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     host_batches = train_batches(epoch, start - epoch * steps_per_epoch)
     first_batch = next(host_batches)
     if is_chief:
-        write_config(config, workdir)
+        rundir.write_config(config, workdir)
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
     if start == 0:
         writer.write_hparams(
@@ -487,7 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             "steps_per_epoch": steps_per_epoch,
             "best_accuracy": best["accuracy"],
             "best_epoch": best["epoch"],
-            "model": model_identity(config),
+            "model": rundir.model_identity(config),
             "totals": dataclasses.asdict(now),
             **extra,
         }
@@ -558,7 +414,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             }
             writer.write_scalars(step, scalars)
             writer.flush()
-            announce(
+            rundir.announce(
                 f"epoch {epoch}/{config.num_epochs}  train loss {train['loss']:.4f} "
                 f"acc {train['accuracy']:.4f} | test loss {test['loss']:.4f} "
                 f"acc {test['accuracy']:.4f} | lr {scalars['learning_rate']:.3g} | "
@@ -596,8 +452,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "checkpoints": str(ckpts.root),
     }
     del summary["wall_seconds"]
-    for line in summary_lines(summary):
-        announce(line)
+    for line in rundir.summary_lines(summary):
+        rundir.announce(line)
     if is_chief:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -616,7 +472,7 @@ def _closing(writer: metric_writers.MetricWriter, ckpts: checkpoints.Checkpoints
 
 def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints) -> str:
     return (
-        f"stopped at {position(step, steps_per_epoch)} and saved a checkpoint in "
+        f"stopped at {rundir.position(step, steps_per_epoch)} and saved a checkpoint in "
         f"{ckpts.root / 'latest'}. Run the same command again to resume from there."
     )
 

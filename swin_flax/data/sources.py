@@ -29,6 +29,8 @@ from typing import NamedTuple
 import numpy as np
 from absl import logging
 
+from swin_flax.errors import DataError
+
 DATASETS = ("cifar10", "cifar100", "synthetic")
 SPLITS = ("train", "test")
 IMAGE_SHAPE = (32, 32, 3)
@@ -42,10 +44,6 @@ _TFDS_ARCHIVE = {
     "cifar10": ("cifar-10-binary.tar.gz", 170_052_171, "https://www.cs.toronto.edu/~kriz/"),
     "cifar100": ("cifar-100-binary.tar.gz", 168_513_733, "https://www.cs.toronto.edu/~kriz/"),
 }
-
-
-class DataError(ValueError):
-    """The requested data cannot be read; the message names the file or says how to supply it."""
 
 
 def num_classes(dataset: str) -> int:

@@ -1,0 +1,39 @@
+"""The project's error classes and exit statuses, in one small module that any other may import.
+
+Entry points (`swin_flax/cli.py`) turn these into one paragraph and an exit status; anything else is a
+bug and keeps its traceback.
+"""
+
+EXIT_USER_ERROR = 2  # bad config, data, checkpoint or workdir: fix the input and run again
+EXIT_DIVERGED = 3  # NaN/inf loss: the last good checkpoint is kept
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again to resume
+EXIT_INTERRUPTED = 130  # Ctrl-C before training started (128 + SIGINT, as a shell reports it)
+
+
+class ConfigError(ValueError):
+    """A config field holds a value that cannot run; the message names the field and the fix."""
+
+
+class DataError(ValueError):
+    """The requested data cannot be read; the message names the file or says how to supply it."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used for this run; the message says why and what to do."""
+
+
+class CheckpointWriteError(OSError):
+    """A save failed (full disk, unwritable folder); the previous checkpoint is untouched."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class Preempted(Exception):
+    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed."""
+
+
+# What a user can fix (the message says how): one paragraph and EXIT_USER_ERROR. OSError covers an
+# unwritable or full disk and a missing file, whose messages name the path.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, OSError)
