@@ -3,17 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := constraints.txt
 # glibc's malloc on transparent huge pages: XLA:CPU's per-step buffers fault 512x less (docs/benchmarks.md)
 HUGEPAGES := GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint lock clean
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+# setup.cfg declares ranges; the lock pins the exact set the tests ran with.
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,6 +27,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Re-resolve setup.cfg's ranges into the lock (newest releases inside them), keeping its header;
+# then run make test.
+lock:
+	rm -rf $(VENV)/lock && $(PYTHON) -m venv $(VENV)/lock
+	$(VENV)/lock/bin/pip install -q -e '.[test,pretrained]'
+	{ sed -n '/^#/!q;p' $(LOCK); $(VENV)/lock/bin/pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK) && rm -rf $(VENV)/lock
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
