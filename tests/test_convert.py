@@ -5,14 +5,15 @@ state_dict, an input batch and timm's logits and pooled features. The official l
 written out here from the official code's module tree.
 """
 
-import builtins
 import json
 import pathlib
+import sys
 
 import jax
 import numpy as np
 import pytest
 
+from swin_flax import errors
 from swin_flax.models import convert, swin
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -176,22 +177,13 @@ def test_torch_key_mapping():
     assert key(("patch_embed", "proj", "kernel"), "official") == "patch_embed.proj.weight"
 
 
-def _block_imports(monkeypatch, *names):
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name.split(".")[0] in names:
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
-
-
 def test_load_torch_file_says_what_to_install(monkeypatch, tmp_path):
-    _block_imports(monkeypatch, "torch", "safetensors")
-    with pytest.raises(ImportError, match="pip install torch"):
+    for name in ("torch", "safetensors", "safetensors.numpy"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import torch` fails
+    with pytest.raises(errors.CheckpointError, match="pip install torch"):
         convert.load_torch_file(tmp_path / "swin_tiny_patch4_window7_224.pth")
-    with pytest.raises(ImportError, match="pip install safetensors"):
+    with pytest.raises(errors.CheckpointError, match=r"pip install -e '\.\[pretrained\]'"):
         convert.load_torch_file(tmp_path / "model.safetensors")
+    assert convert.require_package(tmp_path / "model.npz") is None
     with pytest.raises(ValueError, match=r"\.h5"):
         convert.load_torch_file(tmp_path / "model.h5")

@@ -8,6 +8,7 @@ resized by timm's resize_rel_pos_bias_table and by the official load_pretrained'
 
 import json
 import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from swin_flax import finetune, optim
+from swin_flax import cli, finetune, optim
 from swin_flax.config import ConfigError, validate
 from swin_flax.models import swin
 
@@ -170,6 +171,31 @@ def test_unfit_checkpoints_name_the_key(source, tmp_path):
         finetune.load_pretrained(tmp_path / "nope.pth", model, zeros_like_init(model))
     with pytest.raises(ValueError, match="bias_resize"):
         finetune.load_pretrained(timm_state, model, zeros_like_init(model), bias_resize="nearest")
+
+
+@pytest.mark.parametrize(
+    "name, install",
+    [
+        ("swin_tiny_patch4_window7_224.pth", "pip install torch"),
+        ("model.safetensors", "pip install -e '.[pretrained]'"),
+    ],
+)
+def test_a_missing_reader_package_is_a_user_error(
+    source, tmp_path, monkeypatch, capsys, name, install
+):
+    for module in ("torch", "safetensors", "safetensors.numpy"):
+        monkeypatch.setitem(sys.modules, module, None)  # neither is installed
+    _, cfg, timm_state, _ = source
+    model = swin.create_model(cfg)
+    path = tmp_path / name
+    path.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info, cli.friendly_errors():
+        finetune.load_pretrained(path, model, zeros_like_init(model))
+    assert exit_info.value.code == cli.EXIT_USER_ERROR
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("Error: reading ") and f"{name} needs" in err and install in err
+    np.savez(tmp_path / "state.npz", **timm_state)  # an .npz needs neither
+    finetune.load_pretrained(tmp_path / "state.npz", model, zeros_like_init(model))
 
 
 # --------------------------------------------------------------------------------------------------

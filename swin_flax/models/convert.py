@@ -16,10 +16,15 @@ non-persistent and never written.
 
 Both directions work on the canonical (unscanned) params; for a `scan_blocks=True` model use
 `swin.stack_block_params` / `swin.unstack_block_params` around them.
+
+Files: `load_torch_file` / `save_state_dict` read and write .pth/.pt/.bin/.ckpt (needs torch),
+.safetensors (needs safetensors, not torch) and .npz (numpy only); a missing package is a
+CheckpointError saying what to install (`require_package`).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Mapping
@@ -27,10 +32,19 @@ from typing import Any
 
 import numpy as np
 
+from swin_flax.errors import CheckpointError
 from swin_flax.models import swin
 
 LAYOUTS = ("official", "timm")
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+FILE_SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", ".npz")
 _BUFFER_SUFFIXES = ("relative_position_index", "attn_mask")
+_INSTALL = {
+    "torch": "PyTorch: pip install torch (the CPU wheel is enough: "
+    "--index-url https://download.pytorch.org/whl/cpu)",
+    "safetensors.numpy": "the safetensors package: pip install -e '.[pretrained]' "
+    "(or pip install safetensors)",
+}
 
 
 def _as_model(model: swin.SwinTransformer | Mapping[str, Any]) -> swin.SwinTransformer:
@@ -240,30 +254,40 @@ def _unwrap(obj: Any) -> Any:
     return obj
 
 
+def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
+    """The module that reads and writes `path`'s format, imported: torch for .pth/.pt/.bin/.ckpt,
+    safetensors.numpy for .safetensors, None for .npz (numpy). Raises CheckpointError saying what
+    to install when it is missing, so callers can check before any work."""
+    path = os.fspath(path)
+    if path.endswith(".npz"):
+        return None
+    if path.endswith(".safetensors"):
+        name = "safetensors.numpy"
+    elif path.endswith(TORCH_SUFFIXES):
+        name = "torch"
+    else:
+        raise ValueError(f"path {path!r}: expected one of {', '.join(FILE_SUFFIXES)}.")
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise CheckpointError(
+            f"{action} {path} needs {_INSTALL[name]}. An .npz of the state_dict needs neither."
+        ) from None
+
+
 def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[str, np.ndarray]:
-    """A .pth / .pt / .bin (needs torch) or .safetensors (needs safetensors) file -> numpy dict.
+    """A .pth / .pt / .bin / .ckpt (needs torch) or .safetensors (needs safetensors) file -> numpy
+    dict.
 
     Official checkpoints ({'model': ...}) are unwrapped. `weights_only=False` is needed for
     pickles holding other objects (e.g. the official training config); use it on trusted files.
     """
     path = os.fspath(path)
-    if path.endswith(".safetensors"):
-        try:
-            from safetensors.numpy import load_file  # noqa: PLC0415
-        except ImportError:
-            raise ImportError(
-                f"reading {path} needs the safetensors package: pip install safetensors"
-            ) from None
-        return {k: np.asarray(v) for k, v in load_file(path).items()}
-    if not path.endswith((".pth", ".pt", ".bin", ".ckpt")):
+    if path.endswith(".npz"):
         raise ValueError(f"path {path!r}: expected a .pth, .pt, .bin, .ckpt or .safetensors file.")
-    try:
-        import torch  # noqa: PLC0415
-    except ImportError:
-        raise ImportError(
-            f"reading {path} needs PyTorch: pip install torch "
-            "(the CPU wheel is enough: --index-url https://download.pytorch.org/whl/cpu)"
-        ) from None
+    if path.endswith(".safetensors"):
+        return {k: np.asarray(v) for k, v in require_package(path).load_file(path).items()}
+    torch = require_package(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch raises UnpicklingError subclasses that vary by version
@@ -282,3 +306,19 @@ def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[
                 value = value.float()
             out[key] = value.numpy()
     return out
+
+
+def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
+    """Writes a state_dict of numpy arrays to `path`: .npz (np.savez), .safetensors (safetensors'
+    numpy API, no torch) or .pth/.pt/.bin/.ckpt (torch.save of the plain {key: tensor} dict).
+    The package is checked before the file is opened."""
+    path = os.fspath(path)
+    module = require_package(path, "writing")
+    arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    if module is None:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    elif path.endswith(".safetensors"):
+        module.save_file(arrays, path, metadata={"format": "pt"})
+    else:
+        module.save({k: module.from_numpy(v) for k, v in arrays.items()}, path)

@@ -1,0 +1,64 @@
+"""A run's best (or a given) checkpoint as a PyTorch Swin state_dict.
+
+    python scripts/export.py --workdir runs/strong --layout official --out swin.safetensors
+    python scripts/export.py --workdir runs/strong --layout timm --out swin.pth
+
+--layout official loads into microsoft/Swin-Transformer's SwinTransformer, timm into timm's
+swin_* models, both with load_state_dict(strict=True) (the official persistent buffers
+relative_position_index and attn_mask are written too). The format follows --out's suffix: .npz
+and .safetensors (pip install -e '.[pretrained]') are written without PyTorch, .pth needs it. The
+checkpoint is the run's best, else its latest.
+"""
+
+from swin_flax import cli  # standard library and absl only
+
+cli.start()
+
+import os  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and checkpoints/).")
+flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
+flags.DEFINE_string("layout", "official", "State_dict names: 'official' or 'timm'.")
+flags.DEFINE_string("out", None, "The file to write: .safetensors, .npz or .pth.")
+
+SUFFIXES = (".safetensors", ".npz", ".pth")
+
+
+def main(argv):
+    del argv  # parse_flags refused stray arguments
+    if FLAGS.layout not in ("official", "timm"):
+        cli.exit_user_error(f"--layout {FLAGS.layout!r} is not 'official' or 'timm'.")
+    if not FLAGS.out or not FLAGS.out.endswith(SUFFIXES):
+        cli.exit_user_error(
+            f"give --out, the file to write, ending in {', '.join(SUFFIXES)} (got {FLAGS.out!r})."
+        )
+    from swin_flax import build, evaluate  # noqa: PLC0415 (jax, orbax: after the flags)
+    from swin_flax.models import convert, swin  # noqa: PLC0415
+
+    with cli.friendly_errors():
+        convert.require_package(FLAGS.out, "writing")
+        workdir, ckpt = evaluate.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
+        model = build.create_model(evaluate.load_run_config(workdir))
+        if FLAGS.layout == "timm" and (model.ape or not model.patch_norm):
+            cli.exit_user_error(
+                "timm's SwinTransformer has no absolute position embedding and always normalises "
+                f"the patch embedding; this run (ape={model.ape}, patch_norm={model.patch_norm}) "
+                "exports only with --layout official."
+            )
+        params, meta = evaluate.load_params(ckpt)
+        if model.scan_blocks:
+            params = swin.unstack_block_params(params, model)
+        state = convert.flax_to_torch(params, FLAGS.layout, model)
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+        convert.save_state_dict(state, FLAGS.out)
+    print(
+        f"wrote {FLAGS.out}: {FLAGS.layout} layout, {len(state)} tensors, "
+        f"checkpoint {ckpt} (epoch {meta.get('epoch')})"
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)

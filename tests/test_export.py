@@ -1,0 +1,170 @@
+"""Exporting Flax params as PyTorch state_dicts (official and timm layouts) and scripts/export.py.
+
+tests/fixtures/export_keys.json (scripts/make_export_fixtures.py) holds the state_dict keys, shapes
+and dtypes of the official microsoft/Swin-Transformer SwinTransformer and of timm's, at tiny
+configs: what `load_state_dict(strict=True)` requires of an export.
+"""
+
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from swin_flax import build, checkpoints, cli, errors, finetune, rundir
+from swin_flax.config import default_config
+from swin_flax.models import convert, swin
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "export_keys.json"
+LAYOUTS = ("official", "timm")
+
+
+def random_params(model, seed=0):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda s: rng.standard_normal(s.shape).astype(s.dtype), swin.param_shapes(model)
+    )
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return json.loads(FIXTURE.read_text())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_export_has_the_reference_keys_shapes_and_dtypes(reference, layout):
+    expected = reference[layout]
+    model = swin.create_model(expected["config"])
+    state = convert.flax_to_torch(random_params(model), layout, model)
+    got = {k: [list(v.shape), str(v.dtype)] for k, v in state.items()}
+    assert sorted(got) == sorted(expected["state_dict"])
+    assert got == expected["state_dict"]
+
+
+@pytest.mark.parametrize(
+    "suffix, package", [(".npz", None), (".safetensors", "safetensors"), (".pth", "torch")]
+)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_round_trip_through_a_file_is_exact(reference, tmp_path, layout, suffix, package):
+    if package:
+        pytest.importorskip(package)
+    model = swin.create_model(reference[layout]["config"])
+    params = random_params(model, seed=1)
+    path = tmp_path / f"swin{suffix}"
+    convert.save_state_dict(convert.flax_to_torch(params, layout, model), path)
+    zeros = jax.tree.map(np.zeros_like, params)
+    loaded, report = finetune.load_pretrained(path, model, zeros, load_head=True)
+    assert report.layout == layout and report.new == () and report.skipped == ()
+    assert jax.tree.structure(loaded) == jax.tree.structure(params)
+    jax.tree.map(np.testing.assert_array_equal, loaded, params)
+
+
+@pytest.fixture
+def no_packages(monkeypatch):
+    """`import torch` and `import safetensors` fail, as where neither is installed."""
+    for name in ("torch", "safetensors", "safetensors.numpy"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_missing_packages_are_user_errors_and_write_nothing(no_packages, tmp_path):
+    state = {"head.bias": np.zeros(3, np.float32)}
+    with pytest.raises(errors.CheckpointError, match="pip install torch"):
+        convert.save_state_dict(state, tmp_path / "swin.pth")
+    with pytest.raises(errors.CheckpointError, match=r"pip install -e '\.\[pretrained\]'"):
+        convert.save_state_dict(state, tmp_path / "swin.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    convert.save_state_dict(state, tmp_path / "swin.npz")  # numpy alone
+    with np.load(tmp_path / "swin.npz") as f:
+        np.testing.assert_array_equal(f["head.bias"], state["head.bias"])
+
+
+# --------------------------------------------------------------------------------------------------
+# scripts/export.py
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny run as train.py leaves it: config.json, `best` at epoch 2 and `latest` at epoch 3.
+    Two stages (PatchMerging, a shifted block), the first scanned as in a default config."""
+    workdir = tmp_path_factory.mktemp("run")
+    c = default_config()
+    c.dataset = "synthetic"
+    c.model.update(
+        img_size=32, patch_size=4, embed_dim=8, depths=(4, 2), num_heads=(1, 2), window_size=4
+    )
+    model = build.create_model(c)
+    assert model.scan_blocks and swin.scans_stage(4, True)
+    params = {which: random_params(model, seed) for seed, which in enumerate(("best", "latest"))}
+    rundir.write_config(c, workdir)
+    ckpts = checkpoints.Checkpoints(workdir)
+    ckpts.save("best", 20, {"params": params["best"], "step": 20}, {"epoch": 2, "step": 20})
+    ckpts.save("latest", 30, {"params": params["latest"], "step": 30}, {"epoch": 3, "step": 30})
+    ckpts.close()
+    return workdir, model, params["best"]
+
+
+def export(*args):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "export.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_export_script_writes_the_best_checkpoint(run, tmp_path):
+    workdir, model, best = run
+    out = tmp_path / "sub" / "swin.npz"
+    result = export(f"--workdir={workdir}", "--layout=official", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"wrote {out}: official layout, ")
+    assert "(epoch 2)" in result.stdout
+    with np.load(out) as f:
+        state = {k: f[k] for k in f.files}
+    canonical = swin.unstack_block_params(best, model)
+    assert result.stdout.split(", ")[1] == f"{len(state)} tensors"
+    assert set(state) == set(convert.flax_to_torch(canonical, "official", model))
+    jax.tree.map(np.testing.assert_array_equal, convert.torch_to_flax(state, model), canonical)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--layout=torch", "--out={out}"], "--layout 'torch' is not"),
+        (["--layout=timm", "--out={tmp}/swin.h5"], r"ending in .* \(got '.*swin\.h5'\)"),
+        (["--layout=timm"], r"\(got None\)"),
+        (
+            ["--workdir={tmp}/missing", "--out={out}"],
+            "missing (does not exist|holds no checkpoint)",
+        ),
+        pytest.param(
+            ["--out={tmp}/swin.pth"],
+            r"writing .*swin\.pth needs PyTorch: pip install torch",
+            marks=pytest.mark.skipif(bool(importlib.util.find_spec("torch")), reason="has torch"),
+        ),
+    ],
+    ids=["layout", "suffix", "no_out", "no_workdir", "pth_without_torch"],
+)
+def test_export_script_bad_arguments_exit_2_and_write_nothing(run, tmp_path, args, message):
+    workdir, _, _ = run
+    out = tmp_path / "swin.npz"
+    args = [a.format(out=out, tmp=tmp_path) for a in args]
+    if not any(a.startswith("--workdir") for a in args):
+        args.append(f"--workdir={workdir}")
+    result = export(*args)
+    assert result.returncode == cli.EXIT_USER_ERROR, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    paragraph = result.stderr.strip()
+    assert paragraph.startswith("Error: ") and "\n\n" not in paragraph
+    assert re.search(message, " ".join(paragraph.split()))
+    assert list(tmp_path.iterdir()) == []
