@@ -28,29 +28,37 @@ maximum over everything run before it). torch and timm are imported only in the 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import platform
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from typing import Any
 
 _SCRIPT_START = time.time()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from swin_flax import cli  # noqa: E402 (standard library and absl only)
+
+cli.start()
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from typing import Any  # noqa: E402
+
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
-flags.DEFINE_multi_integer("batch", [128, 1024], "Global training batch size(s) to time.")
-flags.DEFINE_integer("eval_batch", 256, "Global eval batch size (0 skips eval).")
-flags.DEFINE_integer("steps", 5, "Timed steps per measurement, after two warm-up steps.")
-flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU threads for both sides.")
+flags.DEFINE_multi_integer(
+    "batch", [128, 1024], "Global training batch size(s) to time.", lower_bound=1
+)
+flags.DEFINE_integer("eval_batch", 256, "Global eval batch size (0 skips eval).", lower_bound=0)
+flags.DEFINE_integer(
+    "steps", 5, "Timed steps per measurement, after two warm-up steps.", lower_bound=1
+)
+flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU threads for both sides.", lower_bound=1)
 flags.DEFINE_bool("torch", False, "Also measure timm's SwinTransformer (needs torch and timm).")
 flags.DEFINE_bool(
     "malloc_hugepages",
@@ -173,9 +181,7 @@ def build_jax(config, batch: int, abstract: bool = False):
 
     from swin_flax import build, steps  # noqa: PLC0415
 
-    n_dev = jax.local_device_count()
-    if batch % n_dev:
-        raise ValueError(f"--batch {batch} is not divisible by the {n_dev} local devices.")
+    n_dev = jax.local_device_count()  # divides `batch`: run_phase checked it
     steps_per_epoch = max(1, 50_000 // config.batch_size)
     model = build.create_model(config)
     learning_rate_fn = build.create_learning_rate_fn(config, steps_per_epoch)
@@ -278,11 +284,11 @@ def import_torch():
         import timm  # noqa: PLC0415
         import torch  # noqa: PLC0415
     except ImportError as e:
-        raise SystemExit(
+        cli.exit_user_error(
             f"--torch needs torch and timm, which swin-flax does not depend on ({e}). Install them, "
             "or run with the reference venv: /work/refvenv/bin/pip install -e . && "
             "/work/refvenv/bin/python scripts/benchmark.py ... --torch"
-        ) from None
+        )
     return torch, timm
 
 
@@ -367,8 +373,14 @@ def run_torch_eval(config, batch: int, num_steps: int, threads: int) -> dict[str
 
 
 def run_phase(phase: str, config, batch: int) -> dict[str, Any]:
-    """One measurement, in this (fresh) process."""
+    """One measurement, in this (fresh) process. The first child (always a JAX one) checks every
+    batch against the local devices before anything is compiled; the torch children never
+    import JAX."""
     limit_threads(FLAGS.threads)
+    if phase.startswith("jax"):
+        import benchmark_matmul as mm  # noqa: PLC0415 (next to this script)
+
+        mm.check_batches([*FLAGS.batch, *([FLAGS.eval_batch] if FLAGS.eval_batch else [])])
     if phase == "jax-train":
         return run_jax_train(config, batch, FLAGS.steps)
     if phase == "jax-eval":
@@ -419,6 +431,8 @@ def spawn(phase: str, batch: int, argv: list[str]) -> dict[str, Any]:
         print(f"[benchmark] {phase} batch {batch} ...", flush=True)
         env = hugepage_env(dict(os.environ)) if FLAGS.malloc_hugepages else None
         proc = subprocess.run(cmd, check=False, env=env)
+        if proc.returncode == cli.EXIT_USER_ERROR:  # the child said why, in one paragraph
+            sys.exit(cli.EXIT_USER_ERROR)
         if proc.returncode:
             raise SystemExit(
                 f"phase {phase} (batch {batch}) failed with exit code {proc.returncode}."
@@ -507,28 +521,25 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main(argv):
-    del argv
+    del argv  # parse_flags refused stray arguments
+    import benchmark_matmul as mm  # noqa: PLC0415 (next to this script)
+
     config = FLAGS.config
-    if FLAGS.threads < 1:
-        raise SystemExit(f"--threads must be >= 1, got {FLAGS.threads}.")
-    if FLAGS.steps < 1:
-        raise SystemExit(f"--steps must be >= 1, got {FLAGS.steps}.")
-    bad = [b for b in FLAGS.batch if b < 1]
-    if bad or FLAGS.eval_batch < 0:
-        raise SystemExit(
-            f"--batch values must be >= 1 and --eval_batch >= 0, got {FLAGS.batch}, "
-            f"{FLAGS.eval_batch}."
-        )
-    if FLAGS.phase:
+    if FLAGS.phase:  # a child: the parent checked the config and the flags
+        if FLAGS.phase_batch is None or FLAGS.phase_out is None:
+            cli.exit_user_error("--phase is internal: it needs --phase_batch and --phase_out.")
         result = run_phase(FLAGS.phase, config, FLAGS.phase_batch)
         with open(FLAGS.phase_out, "w") as f:
             json.dump(result, f)
         return
+    mm.check_json(FLAGS.json)
+    mm.check_config(config)
     if FLAGS.torch:
         import_torch()  # fail early, before minutes of JAX measurements
 
-    # Children get the same config (file and overrides) and options, minus what this process adds.
-    child_argv = [a for a in sys.argv[1:] if not a.startswith(("--json", "--torch", "--notorch"))]
+    # Children get the same command line (config file, overrides, options; --phase makes them
+    # ignore --json and --torch), plus their phase.
+    child_argv = sys.argv[1:]
     batches = list(dict.fromkeys(FLAGS.batch))
     results: dict[str, Any] = {
         "config": {k: config[k] for k in ("dtype", "scan_blocks", "remat")},
@@ -563,4 +574,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -10,25 +10,33 @@ Run variants alternately (A, B, A, B) and compare medians: the machine's speed d
 
 from __future__ import annotations
 
-import functools
-import statistics
-import time
+from swin_flax import cli  # standard library and absl only
 
-from absl import app, flags
+cli.start()
+
+import functools  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+from absl import flags  # noqa: E402
 
 # (dim, grid side, heads) of the recipe's stages at 32x32 with patch 4; window 8 clamps to the grid.
 STAGES = {1: (96, 8, 3), 2: (192, 4, 6), 3: (384, 2, 12)}
 
 flags.DEFINE_integer("stage", 3, "recipe stage (1, 2 or 3) whose block shape to time")
-flags.DEFINE_integer("depth", 0, "blocks in the stack (default: the stage's depth, at most 6)")
-flags.DEFINE_integer("batch", 128, "images per step")
-flags.DEFINE_integer("steps", 10, "timed calls (after one compiling call)")
+flags.register_validator("stage", lambda s: s in STAGES, "--stage must be 1, 2 or 3.")
+flags.DEFINE_integer(
+    "depth", 0, "blocks in the stack (default: the stage's depth, at most 6)", lower_bound=0
+)
+flags.DEFINE_integer("batch", 128, "images per step", lower_bound=1)
+flags.DEFINE_integer("steps", 10, "timed calls (after one compiling call)", lower_bound=1)
 flags.DEFINE_bool("unscanned", False, "a Python loop of blocks instead of nn.scan")
 flags.DEFINE_bool("remat", False, "rematerialise each block (nn.remat)")
 FLAGS = flags.FLAGS
 
 
-def main(_):
+def main(argv):
+    del argv  # parse_flags refused stray arguments
     import jax  # noqa: PLC0415
     import jax.numpy as jnp  # noqa: PLC0415
     from flax import linen as nn  # noqa: PLC0415
@@ -89,4 +97,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

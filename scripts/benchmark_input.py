@@ -12,24 +12,46 @@ Reference (recipe's PyTorch loader on 2 cores): timm's PIL RandAugment + DataLoa
 + timm Mixup, about 6,000 images/s.
 """
 
-import json
-import os
-import platform
-import sys
-import time
+from swin_flax import cli  # standard library and absl only
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+cli.start()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # the pipeline runs on CPUs only
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 flags.DEFINE_float("epochs-worth", 2.0, "Training epochs to time (>= 2 shows the per-epoch cost).")
-flags.DEFINE_integer("devices", 1, "Local devices to shard each batch over ([D, b, ...]).")
+flags.register_validator("epochs-worth", lambda v: v > 0, "--epochs-worth must be > 0.")
+flags.DEFINE_integer(
+    "devices", 1, "Local devices to shard each batch over ([D, b, ...]).", lower_bound=1
+)
 flags.mark_flags_as_required(["config"])
+
+
+def check_flags() -> None:
+    """A --json path in a folder that exists, and the config as scripts/main.py checks it with
+    --devices devices (its batches must split evenly); a config file that failed to load raises
+    OSError at its first access, here."""
+    from swin_flax.config import validate  # noqa: PLC0415
+
+    path = FLAGS.json
+    if path and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path)))):
+        cli.exit_user_error(
+            f"--json {path} is not a file path in a folder that exists: create the folder, or "
+            "give another path."
+        )
+    with cli.friendly_errors():
+        validate(FLAGS.config, num_devices=FLAGS.devices)
 
 
 def load_data(config):
@@ -69,8 +91,8 @@ def time_epoch(ds, num_images_per_batch: int, max_batches: int | None = None) ->
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    del argv  # parse_flags refused stray arguments
+    check_flags()
     import tensorflow as tf  # noqa: PLC0415
 
     from swin_flax.data import pipeline  # noqa: PLC0415
@@ -164,4 +186,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

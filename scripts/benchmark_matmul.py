@@ -18,16 +18,18 @@ make the JAX step 1.5x faster than timm's. Patch embedding (a 4x4 stride-4 conv,
 
 from __future__ import annotations
 
-import collections
-import json
-import os
-import statistics
-import time
-from typing import Any
+from swin_flax import cli  # standard library and absl only
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+cli.start()
 
-from absl import app, flags  # noqa: E402
+import collections  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -38,14 +40,54 @@ def define_flags() -> None:
     config_flags.DEFINE_config_file(
         "config", None, "Path to a config file, e.g. configs/strong.py."
     )
-    flags.DEFINE_integer("batch", 128, "Global training batch size.")
-    flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU threads for both sides.")
-    flags.DEFINE_integer("repeats", 7, "Timed bursts of --calls calls per shape and side (median).")
-    flags.DEFINE_integer("calls", 8, "Back-to-back calls per timed burst.")
+    flags.DEFINE_integer("batch", 128, "Global training batch size.", lower_bound=1)
+    flags.DEFINE_integer(
+        "threads", os.cpu_count() or 1, "CPU threads for both sides.", lower_bound=1
+    )
+    flags.DEFINE_integer(
+        "repeats", 7, "Timed bursts of --calls calls per shape and side (median).", lower_bound=1
+    )
+    flags.DEFINE_integer("calls", 8, "Back-to-back calls per timed burst.", lower_bound=1)
     flags.DEFINE_bool("torch", False, "Also time the same products in PyTorch (needs torch).")
     flags.DEFINE_bool("eval", False, "The forward pass's products only (the eval step's floor).")
     flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
     flags.mark_flags_as_required(["config"])
+
+
+def check_config(config) -> None:
+    """Exit 2 with one paragraph unless `config` passes swin_flax.config.validate (as scripts/main.py
+    runs it, any device count), all but the RandAugment string: parsing that imports TensorFlow,
+    which the benchmarks never use (random tensors stand in for images) and the GPU machine lacks.
+    A config file that failed to load raises OSError at its first access, here."""
+    from swin_flax.config import validate  # noqa: PLC0415
+
+    with cli.friendly_errors():
+        config = config.copy_and_resolve_references()
+        with config.unlocked():
+            config.randaugment = ""
+        validate(config)
+
+
+def check_json(path: str | None) -> None:
+    """Exit 2 unless --json is unset or a file path in a folder that exists: checked before the
+    measurements, not after them."""
+    if path and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path)))):
+        cli.exit_user_error(
+            f"--json {path} is not a file path in a folder that exists: create the folder, or "
+            "give another path."
+        )
+
+
+def check_batches(batches: list[int]) -> None:
+    """Exit 2 unless every batch splits evenly over the local devices (each gets its share)."""
+    import jax  # noqa: PLC0415
+
+    n_dev = jax.local_device_count()
+    if any(b % n_dev for b in batches):
+        cli.exit_user_error(
+            f"batch sizes {batches} must be multiples of the {n_dev} local devices JAX sees "
+            f"(each device takes an equal share); choose multiples of {n_dev}."
+        )
 
 
 # (batch, m, k, n, split): `batch` independent [m, k] x [k, n] products (batch 1: a plain matmul);
@@ -118,9 +160,7 @@ def jax_timer(shape: Shape):
 
     devices = jax.local_devices()
     dims = list(shape[:4])
-    if dims[shape[4]] % len(devices):
-        raise SystemExit(f"{len(devices)} devices do not divide the product {shape[:4]}.")
-    dims[shape[4]] //= len(devices)
+    dims[shape[4]] //= len(devices)  # a multiple of the batch: check_batches made it divide
     b, m, k, n = dims
     lhs = jnp.ones((b, m, k) if b > 1 else (m, k), jnp.float32)
     rhs = jnp.ones((b, k, n) if b > 1 else (k, n), jnp.float32)
@@ -189,18 +229,20 @@ def floor_seconds(rows: list[dict[str, Any]], side: str) -> float:
 
 
 def main(argv):
-    del argv
-    if min(FLAGS.threads, FLAGS.repeats, FLAGS.calls, FLAGS.batch) < 1:
-        raise SystemExit("--threads, --repeats, --calls and --batch must be >= 1.")
+    del argv  # parse_flags refused stray arguments
+    check_json(FLAGS.json)
+    check_config(FLAGS.config)
+    if FLAGS.torch:
+        try:
+            import torch  # noqa: PLC0415
+        except ImportError as e:
+            cli.exit_user_error(f"--torch needs torch ({e}); use the reference venv.")
+    check_batches([FLAGS.batch])
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if cpus and FLAGS.threads < len(cpus):
         os.sched_setaffinity(0, cpus[: FLAGS.threads])
     sides = {"jax": jax_timer}
     if FLAGS.torch:
-        try:
-            import torch  # noqa: PLC0415
-        except ImportError as e:
-            raise SystemExit(f"--torch needs torch ({e}); use the reference venv.") from None
         torch.set_num_threads(FLAGS.threads)
         sides["torch"] = torch_timer
 
@@ -241,4 +283,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -4,15 +4,15 @@
     python scripts/predict.py --checkpoint runs/strong/checkpoints/latest/4880 cat.jpg
 
 Images of any size are resized as the run's config says (model.img_size, bilinear) and normalised
-with its normalize_mean / normalize_std.
+with its normalize_mean / normalize_std. Every file is checked first: the good ones are predicted,
+the others named in one paragraph, and then the exit status is 2.
 """
 
-import os
-import sys
+from swin_flax import cli  # standard library and absl only
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+cli.start()
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and checkpoints/).")
@@ -21,17 +21,27 @@ flags.DEFINE_integer("top_k", 5, "How many classes to print per image.", lower_b
 
 
 def main(argv):
-    images = argv[1:]
-    from swin_flax import cli, predict  # noqa: PLC0415
+    if len(argv) < 2:
+        cli.exit_user_error(
+            "no image given: scripts/predict.py --workdir RUN IMAGE... (PNG, JPEG or anything "
+            "Pillow reads)."
+        )
+    from swin_flax import predict  # noqa: PLC0415 (jax: after the flags)
 
+    images, bad = predict.check_images(argv[1:])
+    problems = (
+        f"{len(bad)} of {len(argv) - 1} files are not images that can be read: {'; '.join(bad)}."
+    )
+    if not images:
+        cli.exit_user_error(f"{problems} Give image files (PNG, JPEG or anything Pillow reads).")
     with cli.friendly_errors():
-        if not images:
-            raise FileNotFoundError("no image given: scripts/predict.py --workdir RUN IMAGE...")
         predictor = predict.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
         predictions = predict.predict_files(predictor, images, FLAGS.top_k)
     print(f"checkpoint: {predictor.checkpoint}")
-    print(predict.format_predictions(predictions))
+    print(predict.format_predictions(predictions), flush=True)
+    if bad:
+        cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main, takes_arguments=True)

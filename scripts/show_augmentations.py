@@ -7,27 +7,50 @@ the same images without augmentation. Uses the config's data if it is readable w
 downloading, else the synthetic set (the script says which).
 """
 
-import os
+from swin_flax import cli  # standard library and absl only
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+cli.start()
 
-from absl import app, flags  # noqa: E402
+import os  # noqa: E402
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # the pipeline runs on CPUs only
+
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
-flags.DEFINE_string("out", "augmentations.png", "PNG file to write.")
-flags.DEFINE_integer("count", 32, "Number of images shown.")
-flags.DEFINE_integer("cols", 8, "Images per row.")
-flags.DEFINE_integer("scale", 4, "Enlargement of each image (nearest neighbour).")
-flags.DEFINE_integer("epoch", 0, "Which epoch's first batch to show.")
+flags.DEFINE_string("out", "augmentations.png", "PNG file to write (its folder must exist).")
+flags.DEFINE_integer(
+    "count", 32, "Number of images shown (at most the config's batch).", lower_bound=1
+)
+flags.DEFINE_integer("cols", 8, "Images per row.", lower_bound=1)
+flags.DEFINE_integer(
+    "scale", 4, "Enlargement of each image (nearest neighbour).", lower_bound=1, upper_bound=32
+)
+flags.DEFINE_integer("epoch", 0, "Which epoch's first batch to show.", lower_bound=0)
 flags.mark_flags_as_required(["config"])
 
 
+def check_out(path: str) -> None:
+    """--out must be a .png file path in a folder that exists (checked before any work)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not path.lower().endswith(".png") or os.path.isdir(path):
+        cli.exit_user_error(f"--out {path} is not a .png file path: give one, e.g. --out grid.png.")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        cli.exit_user_error(
+            f"--out {path}: the folder {folder} does not exist or is not writable; create it or "
+            "give another path."
+        )
+
+
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    del argv  # parse_flags refused stray arguments
+    check_out(FLAGS.out)
+    from swin_flax.config import validate  # noqa: PLC0415
+
+    with cli.friendly_errors():  # a config file that failed to load raises OSError at first use
+        validate(FLAGS.config)  # as scripts/main.py checks it (any device count)
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
@@ -75,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

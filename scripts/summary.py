@@ -2,38 +2,43 @@
 
 Each module to --depth levels, its output shape for a batch of --batch_size, its parameter count,
 and the total. Nothing is compiled (jax.eval_shape). Config overrides work, e.g.
-`--config.model.embed_dim=128`.
+`--config.model.embed_dim=128`; the config is checked as scripts/main.py checks it.
 """
 
-import os
-import sys
+from swin_flax import cli  # standard library and absl only
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+cli.start()
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
-flags.DEFINE_integer("depth", 2, "Module levels to show (1: stages, 2: blocks, 3: block parts).")
-flags.DEFINE_integer("batch_size", 1, "Batch size of the output shapes (torchinfo shows 1).")
+flags.DEFINE_integer(
+    "depth", 2, "Module levels to show (1: stages, 2: blocks, 3: block parts).", lower_bound=1
+)
+flags.DEFINE_integer(
+    "batch_size", 1, "Batch size of the output shapes (torchinfo shows 1).", lower_bound=1
+)
 flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from swin_flax.models import swin  # noqa: PLC0415 (jax is imported after flag parsing)
+    del argv  # parse_flags refused stray arguments
+    from swin_flax.config import validate  # noqa: PLC0415
 
-    config = FLAGS.config
-    try:
-        model = swin.create_model(config.model, dtype=config.get("dtype", "float32"))
-    except ValueError as e:
-        print(f"Error: config.model: {e}", file=sys.stderr)
-        return 2
+    with cli.friendly_errors():  # a config file that failed to load raises OSError at first use
+        # Checked as scripts/main.py checks it (any device count), all but the RandAugment
+        # string: parsing that imports TensorFlow, and no image is augmented here.
+        config = FLAGS.config.copy_and_resolve_references()
+        with config.unlocked():
+            config.randaugment = ""
+        validate(config)
+    from swin_flax.models import swin  # noqa: PLC0415 (jax is imported after the checks)
+
+    model = swin.create_model(config.model, dtype=config.dtype)
     print(swin.summary_table(model, depth=FLAGS.depth, batch_size=FLAGS.batch_size))
-    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping, Sequence
@@ -12,58 +13,176 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from clu import metric_writers
 from etils import epath
 
-from swin_flax import build, checkpoints, steps, train
+from swin_flax import build, checkpoints, steps
 from swin_flax.config import default_config, flatten
-from swin_flax.data import pipeline
+from swin_flax.errors import CheckpointError
 from swin_flax.models import swin
+
+# TensorFlow (through train, pipeline and clu) is imported only to read data or write summaries, so
+# that a wrong --workdir or --checkpoint is reported in seconds.
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What --workdir / --checkpoint name, checked: the run's folder and config, and one checkpoint
+    step folder with its JSON record (its params are read later, by `load_params`)."""
+
+    workdir: epath.Path
+    checkpoint: epath.Path
+    config: ml_collections.ConfigDict
+    meta: dict[str, Any]
+
+
+def open_run(workdir: str | None, checkpoint: str | None) -> Run:
+    """The run and checkpoint that --workdir / --checkpoint name (the given checkpoint, else the
+    run's best, else its latest). Whatever a user can name wrongly raises CheckpointError saying
+    what to give instead, before any params are read; nothing is created."""
+    run, ckpt = resolve_checkpoint(workdir, checkpoint)
+    config = load_run_config(run)
+    meta = read_meta(ckpt)
+    check_model(meta, config, ckpt, run)
+    return Run(run, ckpt, config, meta)
+
+
+def resolve_checkpoint(
+    workdir: str | None, checkpoint: str | None
+) -> tuple[epath.Path, epath.Path]:
+    """(run folder, checkpoint step folder): the given checkpoint, else the run's best, else its
+    latest; CheckpointError naming the flag when one names no run or no checkpoint."""
+    if checkpoint:
+        ckpt = epath.Path(checkpoint)
+        _check_step_folder(ckpt)
+        if workdir:
+            return _check_run_folder(workdir), ckpt
+        run = ckpt.parent.parent.parent  # .../WORKDIR/checkpoints/{latest,best}/STEP
+        if not (run / "config.json").is_file():
+            raise CheckpointError(
+                f"--checkpoint {ckpt} is not inside a run folder ({run} holds no config.json): "
+                "give the folder of the run that wrote it as --workdir too."
+            )
+        return run, ckpt
+    if not workdir:
+        raise CheckpointError(
+            "give --workdir (the folder of a run of scripts/main.py) or --checkpoint (a checkpoint "
+            "step folder such as WORKDIR/checkpoints/best/STEP)."
+        )
+    run = _check_run_folder(workdir)
+    ckpts = checkpoints.Checkpoints(run, read_only=True)
+    try:
+        for which in ("best", "latest"):
+            step = ckpts.latest_step(which)
+            if step is not None:
+                return run, ckpts.root / which / str(step)
+    finally:
+        ckpts.close()
+    raise CheckpointError(
+        f"--workdir {workdir} holds no checkpoint yet (checkpoints/best or checkpoints/latest): "
+        "training writes one every checkpoint_every_epochs epochs; wait for it, or give --checkpoint."
+    )
+
+
+def _check_run_folder(workdir: str) -> epath.Path:
+    run = epath.Path(workdir)
+    if not run.exists():
+        raise CheckpointError(
+            f"--workdir {workdir} does not exist: give the folder of a run (the --workdir that "
+            "scripts/main.py trained in)."
+        )
+    if not run.is_dir():
+        raise CheckpointError(
+            f"--workdir {workdir} is a file: give the folder of a run (the --workdir that "
+            "scripts/main.py trained in)."
+        )
+    if not (run / "config.json").is_file():
+        raise CheckpointError(
+            f"--workdir {workdir} holds no config.json: give the folder of a run (the --workdir "
+            "that scripts/main.py trained in)."
+        )
+    return run
+
+
+def _check_step_folder(ckpt: epath.Path) -> None:
+    """A step folder as Checkpoints.save leaves it holds state/ and meta/; for a series folder
+    (checkpoints/best) the message names its newest step."""
+    if not ckpt.exists():
+        raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
+    if (ckpt / "state").is_dir() and (ckpt / "meta").is_dir():
+        return
+    steps_held = (
+        sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.is_dir() else []
+    )
+    hint = f" (its newest step: --checkpoint {ckpt / str(steps_held[-1])})" if steps_held else ""
+    raise CheckpointError(
+        f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ and "
+        f"meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
+    )
 
 
 def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     """The config a run wrote into its workdir (config.json), over the defaults."""
     path = epath.Path(workdir) / "config.json"
     if not path.exists():
-        raise checkpoints.CheckpointError(
+        raise CheckpointError(
             f"{path} does not exist: is {workdir} the --workdir of a swin-flax run?"
         )
     config = default_config()
-    saved = json.loads(path.read_text())
     config.unlock()
-    config.update_from_flattened_dict(flatten(saved))
+    try:
+        config.update_from_flattened_dict(flatten(json.loads(path.read_text())))
+    except (ValueError, KeyError, AttributeError, TypeError) as e:
+        raise CheckpointError(
+            f"{path} is not a config that scripts/main.py wrote ({type(e).__name__}: {e})."
+        ) from None
     return config
 
 
-def resolve_checkpoint(
-    workdir: str | None, checkpoint: str | None
-) -> tuple[epath.Path, epath.Path]:
-    """(workdir, checkpoint step folder): the given checkpoint, else the run's best, else its latest."""
-    if checkpoint:
-        ckpt = epath.Path(checkpoint)
-        if not ckpt.is_dir():
-            raise checkpoints.CheckpointError(f"--checkpoint {ckpt} is not a checkpoint folder.")
-        if workdir is None:  # .../WORKDIR/checkpoints/{latest,best}/STEP
-            workdir = str(ckpt.parent.parent.parent)
-        return epath.Path(workdir), ckpt
-    if workdir is None:
-        raise checkpoints.CheckpointError("give --workdir (a run's folder) or --checkpoint PATH.")
-    ckpts = checkpoints.Checkpoints(workdir, read_only=True)
-    for which in ("best", "latest"):
-        step = ckpts.latest_step(which)
-        if step is not None:
-            return epath.Path(workdir), ckpts.root / which / str(step)
-    raise checkpoints.CheckpointError(
-        f"{workdir} holds no checkpoint yet (checkpoints/best or latest)."
+def _damaged(checkpoint: epath.Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"the checkpoint {checkpoint} cannot be read ({type(e).__name__}: {e}): it is incomplete "
+        "or damaged. Give another step with --checkpoint (WORKDIR/checkpoints/latest keeps several)."
     )
+
+
+def read_meta(checkpoint: epath.Path) -> dict[str, Any]:
+    """The JSON record of one checkpoint step folder (epoch, step, accuracies, model)."""
+    try:
+        return json.loads((checkpoint / "meta" / "metadata").read_text())
+    except (OSError, ValueError) as e:
+        raise _damaged(checkpoint, e) from None
+
+
+def check_model(
+    meta: Mapping[str, Any],
+    config: ml_collections.ConfigDict,
+    checkpoint: epath.Path,
+    workdir: epath.Path,
+) -> None:
+    """Refuses a checkpoint recorded for another model than the run's config.json (the
+    --checkpoint of one run with the --workdir of another), naming the fields that differ."""
+    saved = meta.get("model") or {}
+    plain = lambda v: json.loads(json.dumps(v))  # tuples as JSON's lists
+    diffs = [
+        f"{k}: checkpoint {saved[k]!r} vs config.json {v!r}"
+        for k, v in config.model.to_dict().items()
+        if k in saved and plain(saved[k]) != plain(v)
+    ]
+    if diffs:
+        raise CheckpointError(
+            f"--checkpoint {checkpoint} was written for another model than {workdir}/config.json "
+            f"({'; '.join(diffs)}): give the --workdir of the run that wrote it, or leave it out."
+        )
 
 
 def load_params(checkpoint: epath.Path) -> tuple[Any, dict[str, Any]]:
     """The params and the JSON record of one checkpoint step folder."""
-    with ocp.StandardCheckpointer() as ckptr:
-        state = ckptr.restore(checkpoint / "state")
-    meta = json.loads((checkpoint / "meta" / "metadata").read_text())
-    return state["params"], meta
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            state = ckptr.restore(checkpoint / "state")
+    except (OSError, ValueError) as e:  # orbax: a missing file, a truncated OCDBT blob
+        raise _damaged(checkpoint, e) from None
+    return state["params"], read_meta(checkpoint)
 
 
 def predict_logits(
@@ -118,6 +237,9 @@ def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[str, Any]:
     """Scores params on the test split that `config` names, every test image counted once."""
+    from swin_flax import train  # noqa: PLC0415
+    from swin_flax.data import pipeline  # noqa: PLC0415
+
     images, labels = train.load_split(config, "test")
     n_dev = jax.local_device_count()
     batch = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
@@ -161,31 +283,53 @@ def confusion_image(
     confusion: np.ndarray, class_names: Sequence[str] | None = None, cell: int | None = None
 ) -> np.ndarray:
     """The row-normalised confusion matrix as a uint8 RGB heat map [H, W, 3] (white 0 -> dark blue
-    1, rows: true class, columns: predicted), with class names on the left and indices on top, and
-    each cell's percentage written in it when there are at most 20 classes."""
-    from PIL import Image, ImageDraw  # noqa: PLC0415
+    1), the grid in the bottom-right corner: "true class" and the class names down the left side,
+    "predicted class" and the names (turned upright) along the top, each cell's percentage written
+    in it. Above 20 classes the cells are small: only every 10th class index is written."""
+    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
 
     confusion = np.asarray(confusion, np.float64)
     n = len(confusion)
-    names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
-    cell = cell or (40 if n <= 20 else max(6, 800 // n))
     fractions = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-    left, top = 8 + 7 * max(len(s) for s in names) if n <= 20 else 4, 18 if n <= 20 else 4
+    few = n <= 20
+    cell = cell or (44 if few else max(6, 800 // n))
+    font = ImageFont.load_default(size=13)
+    if few:
+        names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
+        labels = {i: s if len(s) <= 16 else s[:15] + "~" for i, s in enumerate(names)}
+    else:
+        labels = {i: str(i) for i in range(0, n, 10)}
+    text_w = lambda s: int(np.ceil(font.getlength(s)))  # noqa: E731
+    line, pad = 16, 6  # text line height, margin
+    label_w = max(text_w(s) for s in labels.values())
+    left = top = pad + line + pad + label_w + pad
     img = Image.new("RGB", (left + n * cell + 1, top + n * cell + 1), "white")
     draw = ImageDraw.Draw(img)
+
+    def upright(text: str, x: int, y: int) -> None:  # text turned 90 degrees, read bottom to top
+        tile = Image.new("L", (text_w(text) + 2, line), 0)
+        ImageDraw.Draw(tile).text((1, 0), text, fill=255, font=font)
+        tile = tile.rotate(90, expand=True)
+        img.paste(Image.new("RGB", tile.size, "black"), (x, y - tile.size[1]), tile)
+
     white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
+    grey = (200, 200, 200) if few else None  # small cells: the colour, not the lines
     for t in range(n):
         for p in range(n):
             f = fractions[t, p]
             colour = tuple(int(round(c)) for c in white + f * (blue - white))
             x, y = left + p * cell, top + t * cell
-            draw.rectangle([x, y, x + cell, y + cell], fill=colour, outline=(200, 200, 200))
-            if n <= 20 and confusion[t, p] > 0:
+            draw.rectangle([x, y, x + cell, y + cell], fill=colour, outline=grey)
+            if few and confusion[t, p] > 0:
                 ink = "white" if f > 0.5 else "black"
-                draw.text((x + 3, y + cell // 2 - 5), f"{100 * f:.0f}", fill=ink)
-        if n <= 20:
-            draw.text((4, top + t * cell + cell // 2 - 5), names[t], fill="black")
-            draw.text((left + t * cell + cell // 2 - 3, 4), str(t), fill="black")
+                xy = (x + cell / 2, y + cell / 2)
+                draw.text(xy, f"{100 * f:.0f}", fill=ink, font=font, anchor="mm")
+    centre = lambda i: int(i * cell + cell / 2)  # noqa: E731
+    for i, s in labels.items():
+        draw.text((left - pad, top + centre(i)), s, fill="black", font=font, anchor="rm")
+        upright(s, left + centre(i) - line // 2, top - pad)
+    draw.text((left + n * cell / 2, pad), "predicted class", fill="black", font=font, anchor="mt")
+    upright("true class", pad, top + (n * cell + text_w("true class")) // 2)
     return np.asarray(img, np.uint8)
 
 
@@ -198,6 +342,7 @@ def write_report(
     """Writes the scores of `result` (from `scores`) into `out_dir`: per_class.txt (the table),
     confusion.png, scores.json, and TensorBoard summaries (the confusion image and the accuracy,
     at `step`). Returns the paths written."""
+    from clu import metric_writers  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
     out = epath.Path(out_dir)

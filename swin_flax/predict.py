@@ -45,26 +45,46 @@ class Predictor:
 
 
 def load_predictor(workdir: str | None = None, checkpoint: str | None = None) -> Predictor:
-    """The run's best checkpoint (else its latest, or `checkpoint`) with the run's config."""
-    workdir_path, ckpt = evaluate.resolve_checkpoint(workdir, checkpoint)
-    config = evaluate.load_run_config(workdir_path)
-    params, _ = evaluate.load_params(ckpt)
-    model = build.create_model(config)
-    return Predictor(config, model, params, sources.class_names(config.dataset), str(ckpt))
+    """The run's best checkpoint (else its latest, or `checkpoint`) with the run's config;
+    CheckpointError when the flags name no run or no usable checkpoint."""
+    run = evaluate.open_run(workdir, checkpoint)
+    params, _ = evaluate.load_params(run.checkpoint)
+    model = build.create_model(run.config)
+    names = sources.class_names(run.config.dataset)
+    return Predictor(run.config, model, params, names, str(run.checkpoint))
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> uint8 [H, W, 3] RGB."""
+    """An image file -> uint8 [H, W, 3] RGB. A path that is missing raises FileNotFoundError, one
+    that is a folder or not an image Pillow can decode (or not readable) DataError."""
     from PIL import Image  # noqa: PLC0415
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"image {path} does not exist.")
+    if os.path.isdir(path):
+        raise sources.DataError(f"image {path} is a folder, not an image file.")
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"), np.uint8)
-    except OSError as e:  # Pillow's "cannot identify image file"
-        raise sources.DataError(f"image {path} cannot be read as an image ({e}).") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:  # "cannot identify image file"
+        raise sources.DataError(
+            f"image {path} cannot be read as an image ({type(e).__name__}: {e})."
+        ) from None
+
+
+def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
+    """(the paths that are readable images, one message per other path). Every file is decoded
+    once before a checkpoint is loaded, so that bad ones are named at once and the good ones
+    still get their predictions."""
+    good, bad = [], []
+    for path in paths:
+        try:
+            load_image(path)
+            good.append(os.fspath(path))
+        except (OSError, sources.DataError) as e:
+            bad.append(str(e).rstrip("."))
+    return good, bad
 
 
 def preprocess(
@@ -143,6 +163,7 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
 __all__ = [
     "Prediction",
     "Predictor",
+    "check_images",
     "format_predictions",
     "load_image",
     "load_predictor",

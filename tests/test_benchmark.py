@@ -1,4 +1,5 @@
-"""scripts/benchmark.py: the FLOP count it reads from XLA and the arithmetic of its figures."""
+"""scripts/benchmark*.py: the FLOP count benchmark.py reads from XLA, the arithmetic of its figures,
+and every benchmark script's refusal of bad arguments."""
 
 import importlib.util
 import os
@@ -10,6 +11,8 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
+
+from tests.test_entry_points import fails_cleanly
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -144,3 +147,53 @@ def test_the_benchmarked_step_is_built_without_tensorflow():
     out = subprocess.run([sys.executable, "-c", probe], cwd=_REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+_HAS_TORCH = all(importlib.util.find_spec(m) for m in ("torch", "timm"))
+_CONFIGURED = ("benchmark.py", "benchmark_input.py", "benchmark_matmul.py")  # they take --config
+
+
+@pytest.mark.parametrize(
+    "script, args, expected",
+    [
+        ("benchmark.py", ["--batch=0"], "flag --batch=0: 0 is not a positive integer"),
+        ("benchmark.py", ["--eval_batch=-1"], "flag --eval_batch=-1: -1 is not a non-negative"),
+        ("benchmark.py", ["--steps=0"], "flag --steps=0: 0 is not a positive integer"),
+        ("benchmark.py", ["--threads=0"], "flag --threads=0: 0 is not a positive integer"),
+        ("benchmark.py", ["--json=no_such_folder/r.json"], "not a file path in a folder that"),
+        ("benchmark.py", ["--config.model.embed_dimm=3"], "no such field 'embed_dimm'"),
+        ("benchmark.py", ["--config.model.window_size=3"], "window_size=3 does not divide"),
+        (
+            "benchmark.py",
+            ["--batch=4", "--batch=3"],
+            "sizes [4, 3, 256] must be multiples of the 2",
+        ),
+        ("benchmark.py", ["--torch"], "--torch needs torch and timm"),
+        ("benchmark_input.py", ["--devices=0"], "flag --devices=0: 0 is not a positive integer"),
+        ("benchmark_input.py", ["--epochs-worth=0"], "--epochs-worth must be > 0"),
+        ("benchmark_input.py", ["--devices=3"], "config.batch_size: 128 is not divisible by the 3"),
+        ("benchmark_input.py", ["--json=no_such_folder/r.json"], "not a file path in a folder"),
+        ("benchmark_blocks.py", ["--stage=4"], "flag --stage=4: --stage must be 1, 2 or 3."),
+        ("benchmark_blocks.py", ["--batch=0"], "flag --batch=0: 0 is not a positive integer"),
+        ("benchmark_blocks.py", ["--depth=-1"], "flag --depth=-1: -1 is not a non-negative"),
+        ("benchmark_matmul.py", ["--batch=0"], "flag --batch=0: 0 is not a positive integer"),
+        (
+            "benchmark_matmul.py",
+            ["--batch=3"],
+            "sizes [3] must be multiples of the 2 local devices",
+        ),
+        ("benchmark_matmul.py", ["--json=."], "--json . is not a file path in a folder that"),
+        ("benchmark_matmul.py", ["--torch"], "--torch needs torch"),
+    ],
+)
+def test_benchmarks_refuse_bad_arguments(script, args, expected, tmp_path):
+    """Each bad argument of the benchmark scripts: one paragraph, exit status 2, before anything
+    is measured or compiled (benchmark.py's first child checks the batches against the devices,
+    which only a process that initialises JAX can count), and no --json written."""
+    if "--torch" in args and _HAS_TORCH:
+        pytest.skip("torch and timm are installed here")
+    config = ["--config", str(_REPO / "configs" / "demo.py")] if script in _CONFIGURED else []
+    json_out = ["--json=results.json"] if script != "benchmark_blocks.py" else []
+    message = fails_cleanly(script, *config, *json_out, *args, cwd=tmp_path)
+    assert expected in message
+    assert not any(tmp_path.iterdir())

@@ -12,10 +12,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from swin_flax import build, checkpoints, predict, train
+from swin_flax import build, checkpoints, predict, rundir
 from swin_flax.config import default_config
 from swin_flax.data import sources
 from swin_flax.models import swin
+from tests.test_entry_points import fails_cleanly, run_script, snapshot
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
@@ -43,7 +44,7 @@ def make_run(workdir: pathlib.Path, seed: int = 0):
     params = jax.tree.map(
         lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), swin.param_shapes(model)
     )
-    train.write_config(c, workdir)
+    rundir.write_config(c, workdir)
     ckpts = checkpoints.Checkpoints(workdir)
     ckpts.save("best", 7, {"params": params, "step": 7}, {"epoch": 1, "step": 7})
     ckpts.close()
@@ -130,6 +131,30 @@ def test_top_k_and_bad_input(tmp_path):
         predict.load_image(bad)
     with pytest.raises(FileNotFoundError):
         predict.load_image(tmp_path / "missing.jpg")
+    with pytest.raises(sources.DataError, match="is a folder, not an image file"):
+        predict.load_image(tmp_path)
+
+
+def test_check_images_names_each_bad_file(run, tmp_path):
+    """Every file is decoded before a checkpoint is loaded: the readable ones are kept in order,
+    each other one gets a message naming it and saying what it is."""
+    _, _, _, _, paths = run
+    (tmp_path / "notes.png").write_text("not an image")
+    given = [
+        paths[0],
+        str(tmp_path / "missing.jpg"),
+        str(tmp_path),
+        paths[1],
+        str(tmp_path / "notes.png"),
+    ]
+    good, bad = predict.check_images(given)
+    assert good == [paths[0], paths[1]]
+    assert bad == [
+        f"image {tmp_path / 'missing.jpg'} does not exist",
+        f"image {tmp_path} is a folder, not an image file",
+        f"image {tmp_path / 'notes.png'} cannot be read as an image (UnidentifiedImageError: "
+        f"cannot identify image file '{tmp_path / 'notes.png'}')",
+    ]
 
 
 def test_cli_prints_names_and_probabilities(run):
@@ -154,8 +179,47 @@ def test_cli_prints_names_and_probabilities(run):
     assert lines[2].strip().startswith("1. stripes_") and lines[3].strip().startswith("2. ")
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint"):
+def test_cli_predicts_the_good_files_and_names_the_bad_ones(run, tmp_path):
+    """Good and bad files: the good ones are predicted (stdout as usual), the bad ones named in one
+    paragraph, exit status 2."""
+    workdir, _, _, _, paths = run
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "folder").mkdir()
+    bad = ["missing.jpg", "notes.png", "folder"]
+    before = snapshot(tmp_path)
+    out = run_script(
+        "predict.py", f"--workdir={workdir}", "--top_k=1", paths[0], *bad, cwd=tmp_path
+    )
+    assert snapshot(tmp_path) == before
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert message.startswith("Error: 3 of 4 files are not images that can be read: ")
+    assert "image missing.jpg does not exist" in message
+    assert "image notes.png cannot be read as an image" in message
+    assert "image folder is a folder, not an image file" in message
+    assert message.endswith("The predictions above are for the other 1.")
+    lines = out.stdout.splitlines()
+    assert lines[1] == paths[0] and lines[2].strip().startswith("1. stripes_") and len(lines) == 3
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ([], "no image given"),
+        (["--top_k=0", "cat.png"], "flag --top_k=0: 0 is not a positive integer"),
+        (["missing.jpg", "."], "2 of 2 files are not images that can be read"),
+    ],
+    ids=["no_image", "top_k", "only_bad_files"],
+)
+def test_cli_refuses_before_loading_a_checkpoint(args, expected, tmp_path):
+    """With no image, a bad --top_k or only bad files nothing is loaded: the --workdir given does
+    not even exist, and the message is about the images."""
+    message = fails_cleanly("predict.py", "--workdir=no_such_run", *args, cwd=tmp_path)
+    assert expected in message and "no_such_run" not in message
+
+
+def test_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(checkpoints.CheckpointError, match="holds no config.json"):
         predict.load_predictor(str(tmp_path))
 
 

@@ -1,0 +1,192 @@
+"""Every entry point in scripts/: a bad argument ends with one paragraph saying what to do and exit
+status 2, no traceback and nothing written; Ctrl-C during start-up ends with one line and exit
+status 130. Also the cases of summary.py and show_augmentations.py (docs/errors.md, "Other entry
+points"); those of the other scripts are in test_evaluate.py, test_predict.py and test_benchmark.py.
+
+Every script runs as a subprocess in an empty folder, which must still be empty afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEMO = str(REPO / "configs" / "demo.py")
+
+# A bad argument for each entry point (the scripts that write test fixtures are not entry points).
+BAD_ARGUMENT = {
+    "main.py": ["--config", DEMO, "--workdir", "run", "--config.num_epochs=zero"],
+    "evaluate.py": ["--workdir", "no_such_run", "--json", "scores.json"],
+    "predict.py": ["--workdir", "no_such_run"],  # no image
+    "summary.py": ["--config", DEMO, "--config.model.embed_dimm=3"],
+    "show_augmentations.py": ["--config", DEMO, "--count=0", "--out", "grid.png"],
+    "benchmark.py": ["--config", DEMO, "--batch=0", "--json", "results.json"],
+    "benchmark_input.py": ["--config", DEMO, "--devices=0", "--json", "results.json"],
+    "benchmark_blocks.py": ["--stage=4"],
+    "benchmark_matmul.py": ["--config", DEMO, "--batch=0", "--json", "results.json"],
+    "export.py": ["--workdir", "no_such_run", "--layout=keras", "--out", "swin.npz"],
+}
+
+# Good arguments, with which each script imports JAX or TensorFlow for a few seconds.
+BUSY = {
+    "main.py": ["--config", DEMO, "--workdir", "run"],
+    "evaluate.py": ["--workdir", "run"],
+    "predict.py": ["--workdir", "run", "cat.png"],
+    "summary.py": ["--config", DEMO],
+    "show_augmentations.py": ["--config", DEMO, "--out", "grid.png"],
+    "benchmark.py": ["--config", DEMO, "--json", "results.json"],
+    "benchmark_input.py": ["--config", DEMO],
+    "benchmark_blocks.py": [],
+    "benchmark_matmul.py": ["--config", DEMO],
+    "export.py": ["--workdir", "run", "--out", "swin.npz"],
+}
+
+
+def entry_points() -> list[str]:
+    return sorted(p.name for p in (REPO / "scripts").glob("*.py") if not p.name.startswith("make_"))
+
+
+def script_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "CUDA_VISIBLE_DEVICES": "",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+
+
+def run_script(name: str, *args: str, cwd: pathlib.Path, timeout: float = 180):
+    """`python scripts/NAME ARGS` in `cwd`."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *args],
+        cwd=cwd,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def snapshot(path: pathlib.Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under `path` with its size and mtime."""
+    return {
+        str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(path.rglob("*"))
+    }
+
+
+def clean_failure(out: subprocess.CompletedProcess) -> str:
+    """Asserts exit status 2 and one paragraph ("Error: ...") on stderr, no traceback; returns the
+    paragraph on one line."""
+    err = out.stderr.strip()
+    assert out.returncode == 2, (out.returncode, err[-3000:])
+    assert "Traceback" not in err and err.startswith("Error: ") and "\n\n" not in err, err
+    return " ".join(err.split())
+
+
+def fails_cleanly(name: str, *args: str, cwd: pathlib.Path) -> str:
+    """Runs the script, asserts a clean failure that leaves `cwd` as it was; returns the message."""
+    before = snapshot(cwd)
+    message = clean_failure(run_script(name, *args, cwd=cwd))
+    assert snapshot(cwd) == before
+    return message
+
+
+@pytest.mark.parametrize("name", entry_points())
+def test_every_entry_point_refuses_a_bad_argument(name, tmp_path):
+    """The guard: a script added to scripts/ without a case here fails this test."""
+    assert name in BAD_ARGUMENT, f"add a bad argument for scripts/{name} to BAD_ARGUMENT"
+    fails_cleanly(name, *BAD_ARGUMENT[name], cwd=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def _has_loaded_numpy(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return "numpy" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+@pytest.mark.parametrize("name", entry_points())
+def test_ctrl_c_during_start_up(name, tmp_path):
+    """SIGINT while the script imports its libraries (numpy, which only JAX and TensorFlow bring,
+    is loaded: cli.start() has run) -> "Interrupted (Ctrl-C)." alone, exit status 130."""
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / name), *BUSY[name]],
+        cwd=tmp_path,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not _has_loaded_numpy(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err[-3000:])
+    assert err.strip() == "Interrupted (Ctrl-C).", err[-3000:]
+    assert not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------------------------
+# summary.py and show_augmentations.py
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def typo_config(tmp_path_factory) -> str:
+    """A config file with a misspelt field."""
+    path = tmp_path_factory.mktemp("configs") / "typo.py"
+    path.write_text(
+        "from swin_flax.config import default_config\n\n\ndef get_config():\n"
+        "    c = default_config()\n    c.model.embed_dimm = 3\n    return c\n"
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--config.model.embed_dimm=3"], "no such field 'embed_dimm'"),
+        (["--config", "TYPO"], "unknown config field(s) config.model.embed_dimm"),
+        (["--config", "missing.py"], "No such file or directory: 'missing.py'"),
+        (["--config.model.window_size=3"], "window_size=3 does not divide"),
+        (["--depth=0"], "flag --depth=0: 0 is not a positive integer"),
+        (["--batch_size=-1"], "flag --batch_size=-1: -1 is not a positive integer"),
+    ],
+    ids=["typo_flag", "typo_in_file", "missing_file", "bad_model", "depth", "batch_size"],
+)
+def test_summary_refuses(args, expected, typo_config, tmp_path):
+    args = [typo_config if a == "TYPO" else a for a in args]
+    message = fails_cleanly("summary.py", "--config", DEMO, *args, cwd=tmp_path)
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--count=0"], "flag --count=0: 0 is not a positive integer"),
+        (["--cols=0"], "flag --cols=0: 0 is not a positive integer"),
+        (["--scale=0"], "flag --scale=0: 0 is not an integer in the range [1, 32]"),
+        (["--epoch=-1"], "flag --epoch=-1: -1 is not a non-negative integer"),
+        (["--out=no_such_folder/grid.png"], "does not exist or is not writable"),
+        (["--out=grid.jpg"], "--out grid.jpg is not a .png file path"),
+        (["--config.batch_size=0"], "config.batch_size: must be a positive integer, got 0."),
+        (["--config", "TYPO"], "unknown config field(s) config.model.embed_dimm"),
+    ],
+    ids=["count", "cols", "scale", "epoch", "out_folder", "out_not_png", "config", "typo_in_file"],
+)
+def test_show_augmentations_refuses(args, expected, typo_config, tmp_path):
+    args = [typo_config if a == "TYPO" else a for a in args]
+    message = fails_cleanly("show_augmentations.py", "--config", DEMO, *args, cwd=tmp_path)
+    assert expected in message
