@@ -153,43 +153,57 @@ _HAS_TORCH = all(importlib.util.find_spec(m) for m in ("torch", "timm"))
 _CONFIGURED = ("benchmark.py", "benchmark_input.py", "benchmark_matmul.py")  # they take --config
 
 
-@pytest.mark.parametrize(
-    "script, args, expected",
-    [
-        ("benchmark.py", ["--batch=0"], "flag --batch=0: 0 is not a positive integer"),
-        ("benchmark.py", ["--eval_batch=-1"], "flag --eval_batch=-1: -1 is not a non-negative"),
-        ("benchmark.py", ["--steps=0"], "flag --steps=0: 0 is not a positive integer"),
-        ("benchmark.py", ["--threads=0"], "flag --threads=0: 0 is not a positive integer"),
-        ("benchmark.py", ["--json=no_such_folder/r.json"], "not a file path in a folder that"),
-        ("benchmark.py", ["--config.model.embed_dimm=3"], "no such field 'embed_dimm'"),
-        ("benchmark.py", ["--config.model.window_size=3"], "window_size=3 does not divide"),
-        (
-            "benchmark.py",
-            ["--batch=4", "--batch=3"],
-            "sizes [4, 3, 256] must be multiples of the 2",
-        ),
-        ("benchmark.py", ["--torch"], "--torch needs torch and timm"),
-        ("benchmark_input.py", ["--devices=0"], "flag --devices=0: 0 is not a positive integer"),
-        ("benchmark_input.py", ["--epochs-worth=0"], "--epochs-worth must be > 0"),
-        ("benchmark_input.py", ["--devices=3"], "config.batch_size: 128 is not divisible by the 3"),
-        ("benchmark_input.py", ["--json=no_such_folder/r.json"], "not a file path in a folder"),
-        ("benchmark_blocks.py", ["--stage=4"], "flag --stage=4: --stage must be 1, 2 or 3."),
-        ("benchmark_blocks.py", ["--batch=0"], "flag --batch=0: 0 is not a positive integer"),
-        ("benchmark_blocks.py", ["--depth=-1"], "flag --depth=-1: -1 is not a non-negative"),
-        ("benchmark_matmul.py", ["--batch=0"], "flag --batch=0: 0 is not a positive integer"),
-        (
-            "benchmark_matmul.py",
-            ["--batch=3"],
-            "sizes [3] must be multiples of the 2 local devices",
-        ),
-        ("benchmark_matmul.py", ["--json=."], "--json . is not a file path in a folder that"),
-        ("benchmark_matmul.py", ["--torch"], "--torch needs torch"),
-    ],
-)
-def test_benchmarks_refuse_bad_arguments(script, args, expected, tmp_path):
+# Bad arguments of the benchmark scripts: (script, arguments, the message says).
+BAD_ARGUMENTS = {
+    "benchmark-batch": (
+        "benchmark.py",
+        ["--batch=0"],
+        "flag --batch=0: 0 is not a positive integer",
+    ),
+    "benchmark-eval_batch": ("benchmark.py", ["--eval_batch=-1"], "-1 is not a non-negative"),
+    "benchmark-steps": ("benchmark.py", ["--steps=0"], "flag --steps=0: 0 is not a positive"),
+    "benchmark-threads": ("benchmark.py", ["--threads=0"], "flag --threads=0: 0 is not a positive"),
+    "benchmark-json": ("benchmark.py", ["--json=no/r.json"], "not a file path in a folder that"),
+    "benchmark-config_typo": ("benchmark.py", ["--config.model.embed_dimm=3"], "no such field"),
+    "benchmark-config_model": (
+        "benchmark.py",
+        ["--config.model.window_size=3"],
+        "config.model: window_size=3 does not divide",
+    ),
+    "benchmark-batch_devices": (
+        "benchmark.py",
+        ["--batch=4", "--batch=3"],
+        "batch sizes [4, 3, 256] must be multiples of the 2 local devices",
+    ),
+    "benchmark-torch": ("benchmark.py", ["--torch"], "--torch needs torch and timm"),
+    "input-devices": ("benchmark_input.py", ["--devices=0"], "flag --devices=0: 0 is not a"),
+    "input-epochs_worth": ("benchmark_input.py", ["--epochs-worth=0"], "must be > 0"),
+    "input-batch_devices": (
+        "benchmark_input.py",
+        ["--devices=3"],
+        "config.batch_size: 128 is not divisible by the 3",
+    ),
+    "input-json": ("benchmark_input.py", ["--json=no/r.json"], "not a file path in a folder"),
+    "blocks-stage": ("benchmark_blocks.py", ["--stage=4"], "--stage must be 1, 2 or 3."),
+    "blocks-batch": ("benchmark_blocks.py", ["--batch=0"], "flag --batch=0: 0 is not a positive"),
+    "blocks-depth": ("benchmark_blocks.py", ["--depth=-1"], "-1 is not a non-negative integer"),
+    "matmul-batch": ("benchmark_matmul.py", ["--batch=0"], "flag --batch=0: 0 is not a positive"),
+    "matmul-batch_devices": (
+        "benchmark_matmul.py",
+        ["--batch=3"],
+        "batch sizes [3] must be multiples of the 2 local devices",
+    ),
+    "matmul-json": ("benchmark_matmul.py", ["--json=."], "--json . is not a file path in a folder"),
+    "matmul-torch": ("benchmark_matmul.py", ["--torch"], "--torch needs torch"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS)
+def test_benchmarks_refuse_bad_arguments(case, tmp_path):
     """Each bad argument of the benchmark scripts: one paragraph, exit status 2, before anything
     is measured or compiled (benchmark.py's first child checks the batches against the devices,
     which only a process that initialises JAX can count), and no --json written."""
+    script, args, expected = BAD_ARGUMENTS[case]
     if "--torch" in args and _HAS_TORCH:
         pytest.skip("torch and timm are installed here")
     config = ["--config", str(_REPO / "configs" / "demo.py")] if script in _CONFIGURED else []
