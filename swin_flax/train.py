@@ -30,7 +30,7 @@ from swin_flax import build, checkpoints, rundir, steps
 from swin_flax.config import flatten, validate
 from swin_flax.data import pipeline, sources, viz
 from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
-from swin_flax.models import swin
+from swin_flax.models import convert, swin
 
 
 class _StopFlag:
@@ -191,6 +191,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     saved, finished = rundir.inspect(config, workdir)
     if finished:
         return rundir.report_finished(workdir, saved, config.num_epochs)
+    if config.pretrained and saved is None:  # its reader (torch, safetensors) missing: say so now
+        convert.require_package(config.pretrained)
     n_local = jax.local_device_count()
     is_chief = jax.process_index() == 0
 

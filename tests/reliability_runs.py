@@ -128,6 +128,20 @@ def text(out: subprocess.CompletedProcess) -> str:
     return " ".join(out.stderr.split())
 
 
+def read_scalars(workdir) -> dict[str, dict[int, float]]:
+    """Every scalar TensorBoard event under `workdir` (all sessions' files): {tag: {step: value}}."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    out = {}
+    for path in tf.io.gfile.glob(str(pathlib.Path(workdir) / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                value = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
+                if np.ndim(value) == 0:  # scalars (images and hparams are skipped)
+                    out.setdefault(v.tag, {})[event.step] = float(value)
+    return out
+
+
 def restore_latest(workdir: pathlib.Path, which: str = "latest") -> tuple[dict, dict]:
     """The newest complete checkpoint of a workdir: (state as numpy arrays, meta)."""
     ckpts = checkpoints.Checkpoints(workdir, read_only=True)

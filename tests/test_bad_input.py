@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from swin_flax import checkpoints, cli, train
+from swin_flax import checkpoints, cli, rundir, train
 from swin_flax.config import default_config
 from tests import cifar_files
 from tests import reliability_runs as rr
@@ -161,7 +161,7 @@ def test_checkpoint_of_another_model(archive, tmp_path, capsys):
     other = tiny_config(archive)
     other.model.embed_dim = 32
     ckpts = checkpoints.Checkpoints(workdir)
-    meta = {"epoch": 1, "step": 2, "model": train.model_identity(other)}
+    meta = {"epoch": 1, "step": 2, "model": rundir.model_identity(other)}
     ckpts.save("latest", 2, {"params": {"w": np.zeros(3, np.float32)}}, meta)
     ckpts.close()
     msg = fails_cleanly(tiny_config(archive), workdir, capsys)
@@ -170,7 +170,7 @@ def test_checkpoint_of_another_model(archive, tmp_path, capsys):
 
     # Same model, older block layout (written before stages under SCAN_MIN_DEPTH stopped scanning).
     workdir = tmp_path / "older"
-    older = train.model_identity(tiny_config(archive))
+    older = rundir.model_identity(tiny_config(archive))
     del older["scan_min_depth"]
     ckpts = checkpoints.Checkpoints(workdir)
     ckpts.save("latest", 2, {"params": {"w": np.zeros(3, np.float32)}}, {**meta, "model": older})
@@ -190,3 +190,60 @@ def test_workdir_that_is_a_file(archive, tmp_path):
     assert re.search(r"Error: --workdir \S+run\.txt is a file, not a folder", msg), msg[-2000:]
     assert "Traceback" not in msg
     assert snapshot(workdir) == before
+
+
+def test_archive_given_with_the_synthetic_data_set(archive, tmp_path, capsys):
+    c = tiny_config(archive)
+    c.dataset = "synthetic"
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert "config.archive" in msg and "dataset='synthetic' reads no files" in msg
+
+
+def test_batch_larger_than_the_data_set(archive, tmp_path, capsys):
+    c = tiny_config(archive)
+    c.batch_size = 32  # the archive holds 16 training images
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert "config.batch_size: 32 is larger than the 16 training images" in msg
+    assert "at most 16" in msg
+
+
+def _checkpointed_run(workdir, config, epoch: int, step: int, steps_per_epoch: int) -> None:
+    """A workdir as a run leaves it: config files and a `latest` checkpoint at `step`."""
+    workdir.mkdir(parents=True)
+    (workdir / "config.txt").write_text("the earlier run's config")
+    meta = {
+        "epoch": epoch,
+        "step": step,
+        "steps_per_epoch": steps_per_epoch,
+        "best_accuracy": 0.5,
+        "best_epoch": epoch,
+        "model": rundir.model_identity(config),
+    }
+    ckpts = checkpoints.Checkpoints(workdir)
+    ckpts.save("latest", step, {"params": {"w": np.zeros(3, np.float32)}}, meta)
+    ckpts.close()
+
+
+def test_fewer_epochs_than_already_trained(archive, tmp_path, capsys):
+    """Both numbers named; the workdir (config files included) left exactly as it was."""
+    c = tiny_config(archive)
+    workdir = tmp_path / "run"
+    _checkpointed_run(workdir, c, epoch=3, step=6, steps_per_epoch=2)
+    c.num_epochs = 2
+    msg = fails_cleanly(c, workdir, capsys)
+    assert "config.num_epochs" in msg and "the end of epoch 3" in msg
+    assert "--config.num_epochs=2" in msg and "--config.num_epochs=3 or more" in msg
+
+
+def test_failed_start_leaves_an_existing_run_untouched(archive, tmp_path, capsys):
+    """A start that fails on its data (after the checkpoint checks passed) writes no config file,
+    no events file and no checkpoint into the existing workdir."""
+    broken = tmp_path / "cifar-10-binary.tar.gz"
+    broken.write_bytes(archive.read_bytes()[:5000])
+    c = tiny_config(archive)
+    workdir = tmp_path / "run"
+    _checkpointed_run(workdir, c, epoch=1, step=2, steps_per_epoch=2)
+    c.archive = str(broken)
+    msg = fails_cleanly(c, workdir, capsys)
+    assert "truncated or corrupt" in msg
+    assert not list(workdir.glob("events.out.tfevents.*"))

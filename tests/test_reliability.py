@@ -3,6 +3,7 @@ archive (genuine binary format); an interrupted run must resume to the same para
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -35,7 +36,14 @@ def setup(tmp_path_factory):
     reference = d / "reference"
     out = rr.run(rr.main_args(config, reference), env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    return {"dir": d, "archive": archive, "config": config, "env": env, "reference": reference}
+    return {
+        "dir": d,
+        "archive": archive,
+        "config": config,
+        "env": env,
+        "reference": reference,
+        "output": out,
+    }
 
 
 def _preempted_step(stderr: str) -> int:
@@ -107,8 +115,21 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(setup, tmp_path):
 
     out = rr.run(args, env=setup["env"])
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "Resumed from step 4 " in out.stderr
+    # The stop and the resume name the same position in the same words.
+    assert "resuming at global step 4 (the end of epoch 1);" in out.stderr
     assert _tmp_dirs(workdir) == []  # removed when the managers opened
+
+    # Epoch 1 was trained in two sessions (stopped at step 2): its train loss and accuracy in
+    # TensorBoard still cover all 4 steps, as the uninterrupted run's do (sums in another order).
+    scalars, ref_scalars = rr.read_scalars(workdir), rr.read_scalars(setup["reference"])
+    for tag in ("train_loss", "train_accuracy"):
+        assert scalars[tag][4] == pytest.approx(ref_scalars[tag][4], rel=1e-6), tag
+    # summary.json covers every session that left a checkpoint (the kill -9 one left none, and
+    # its steps were trained again): 3 sessions, each training image counted once.
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["sessions"] == 3
+    assert summary["trained_images"] == 3 * STEPS_PER_EPOCH * rr.TINY["batch_size"]
+    assert summary["best_test_accuracy"] == ref_meta_best(setup)
 
     state, meta = rr.restore_latest(workdir)
     ref_state, ref_meta = rr.restore_latest(setup["reference"])
@@ -116,6 +137,33 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(setup, tmp_path):
     rr.assert_trees_equal(state, ref_state)
     assert meta["test_accuracy"] == ref_meta["test_accuracy"]
     assert meta["best_accuracy"] == ref_meta["best_accuracy"]
+
+
+def ref_meta_best(setup) -> float:
+    return rr.restore_latest(setup["reference"])[1]["best_accuracy"]
+
+
+def test_console_of_a_run_and_of_running_it_again(setup):
+    """A run's stderr holds the project's own lines only (no other library's INFO lines, no
+    traceback); its epoch lines and summary are also on stdout. Running the finished run's command
+    again prints its summary, exits 0, and changes nothing in the workdir."""
+    out = setup["output"]
+    lines = out.stderr.strip().splitlines()
+    assert "Traceback" not in out.stderr and "orbax" not in out.stderr.lower()
+    assert len(lines) < 25, out.stderr
+    for expected in ("data: ", "model: ", "devices: ", "workdir: ", "compiling the train step"):
+        assert any(expected in line for line in lines), expected
+    stdout = out.stdout.splitlines()
+    assert [line.split()[1] for line in stdout[:3]] == ["1/3", "2/3", "3/3"], out.stdout
+    assert any(line.startswith("best test accuracy") for line in stdout), out.stdout
+
+    reference = setup["reference"]
+    before = {p: p.stat().st_mtime_ns for p in reference.rglob("*")}
+    again = rr.run(rr.main_args(setup["config"], reference), env=setup["env"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "has trained all its 3 epochs: nothing to do" in again.stdout
+    assert f"best test accuracy {ref_meta_best(setup):.4f}" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in reference.rglob("*")} == before
 
 
 def test_half_written_checkpoint_is_ignored(tmp_path):

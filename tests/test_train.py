@@ -6,11 +6,12 @@ import json
 import jax
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from swin_flax import checkpoints, evaluate, train
 from swin_flax.config import default_config
 from tests import cifar_files
+from tests.reliability_runs import read_scalars
+from tests.test_bad_input import no_compiles, snapshot
 
 N_TRAIN, N_TEST, BATCH = 64, 40, 16
 
@@ -43,17 +44,6 @@ def tiny_config(archive, epochs=2):
     return c
 
 
-def read_scalars(workdir):
-    out = {}
-    for path in tf.io.gfile.glob(str(workdir / "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for v in event.summary.value:
-                value = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
-                if np.ndim(value) == 0:  # scalars (images and hparams are skipped)
-                    out.setdefault(v.tag, {})[event.step] = float(value)
-    return out
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
     d = tmp_path_factory.mktemp("cifar")
@@ -71,25 +61,36 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
 
     summary = train.train_and_evaluate(tiny_config(archive, epochs=2), "run")
     assert summary["steps"] == 2 * steps_per_epoch and summary["start_step"] == 0
+    assert summary["sessions"] == 1 and summary["trained_images"] == 2 * steps_per_epoch * BATCH
     scalars = read_scalars(workdir)
-    assert set(scalars["test_accuracy"]) == {1, 2}
+    # Every scalar at the global step (flax's convention); the epoch is a scalar of its own.
+    ends = {steps_per_epoch, 2 * steps_per_epoch}
+    assert scalars["epoch"] == {steps_per_epoch: 1.0, 2 * steps_per_epoch: 2.0}
     for tag in (
         "train_loss",
         "train_accuracy",
         "test_loss",
+        "test_accuracy",
         "learning_rate",
         "epoch_time",
         "images_per_sec",
     ):
-        assert set(scalars[tag]) == {1, 2}, tag
+        assert set(scalars[tag]) == ends, tag
     assert set(scalars["train_loss_step"]) == set(range(2, 2 * steps_per_epoch + 1, 2))
     # The test accuracy is a fraction of the 40 test images.
     for acc in scalars["test_accuracy"].values():
         assert abs(acc * N_TEST - round(acc * N_TEST)) < 1e-4
-    np.testing.assert_allclose(
-        scalars["learning_rate"][1], 1e-4, rtol=1e-6
-    )  # epoch 0: warmup_lr_init
-    np.testing.assert_allclose(scalars["learning_rate"][2], 1e-3, rtol=1e-6)  # epoch 1: warmup done
+    lr = scalars["learning_rate"]
+    np.testing.assert_allclose(lr[steps_per_epoch], 1e-4, rtol=1e-6)  # epoch 1: warmup_lr_init
+    np.testing.assert_allclose(lr[2 * steps_per_epoch], 1e-3, rtol=1e-6)  # epoch 2: warmup done
+
+    # The same command again: the finished run's summary, nothing read, compiled or written.
+    before = snapshot(workdir)
+    with no_compiles():
+        again = train.train_and_evaluate(tiny_config(archive, epochs=2), "run")
+    assert snapshot(workdir) == before
+    assert again["best_test_accuracy"] == summary["best_test_accuracy"]
+    assert again["final_test_accuracy"] == summary["final_test_accuracy"]
 
     ckpts = checkpoints.Checkpoints(workdir, read_only=True)
     assert ckpts.latest_step("latest") == 2 * steps_per_epoch
@@ -102,8 +103,11 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     summary = train.train_and_evaluate(tiny_config(archive, epochs=3), "run")
     assert summary["start_step"] == 2 * steps_per_epoch  # resumed after epoch 2
     assert summary["steps"] == 3 * steps_per_epoch
+    # summary.json covers both sessions.
+    assert summary["sessions"] == 2 and summary["trained_images"] == 3 * steps_per_epoch * BATCH
+    assert json.loads((workdir / "summary.json").read_text())["sessions"] == 2
     scalars = read_scalars(workdir)
-    assert 3 in scalars["test_accuracy"]
+    assert scalars["epoch"][3 * steps_per_epoch] == 3.0
 
     # The evaluate entry point scores the best checkpoint on every test image.
     _, best = evaluate.resolve_checkpoint(str(workdir), None)
