@@ -296,7 +296,8 @@ def confusion_image(
     font = ImageFont.load_default(size=13)
     if few:
         names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
-        labels = {i: s if len(s) <= 16 else s[:15] + "~" for i, s in enumerate(names)}
+        # Long names lose their middle, not their ends (which tell similar names apart).
+        labels = {i: s if len(s) <= 24 else s[:10] + ".." + s[-12:] for i, s in enumerate(names)}
     else:
         labels = {i: str(i) for i in range(0, n, 10)}
     text_w = lambda s: int(np.ceil(font.getlength(s)))  # noqa: E731
