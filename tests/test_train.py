@@ -137,3 +137,27 @@ def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch):
     ]
     assert gathered == [False, False]
     assert flag.requested() and len(gathered) == 3  # the epoch's end always compares notes
+
+
+def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog):
+    """Steps at 0.5 s each (fake clock): a line every 30 s of training, with steps/s, images/s and
+    the ETAs computed from them (epoch: 100 steps; run: 1,000 steps; batch 64)."""
+    clock = [1000.0]
+    monkeypatch.setattr(train.time, "time", lambda: clock[0])
+    lines = []
+    monkeypatch.setattr(train.logging, "info", lambda fmt, *args: lines.append(fmt % args))
+    progress = train._Progress(30.0, 64, 100, 1000)
+    progress.restart(0)
+    rates = []
+    for step in range(1, 151):
+        clock[0] += 0.5
+        rate = progress(step)
+        if rate is not None:
+            rates.append((step, rate))
+    assert [s for s, _ in rates] == [60, 120]  # every 30 s
+    assert all(r == pytest.approx(2.0) for _, r in rates)
+    # Step 60: 40 steps left in epoch 1 (20 s), 940 in the run (470 s = 7m50s).
+    assert (
+        lines[0] == "epoch 1: step 60/100  2.00 steps/s  128 images/s  ETA epoch 0m20s, run 7m50s"
+    )
+    assert lines[1].startswith("epoch 2: step 20/100")
