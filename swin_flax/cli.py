@@ -12,6 +12,7 @@ import logging as py_logging
 import os
 import sys
 import textwrap
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
@@ -56,25 +57,70 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     then the console is set up."""
     from absl import flags  # noqa: PLC0415
 
+    program = os.path.basename(argv[0])
     try:
         rest = flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 (a config file runs user code while it loads)
+        where = _config_file_frame(e, argv)
+        if where is not None:
+            exit_user_error(
+                f"the config file {where} failed to load ({type(e).__name__}: "
+                f"{' '.join(str(e).split())}). Fix it, or give another --config, e.g. "
+                "configs/strong.py (a Python file whose get_config() returns the config)."
+            )
+        if not isinstance(e, flags.Error | AttributeError | KeyError | TypeError | ValueError):
+            raise
         message = str(e)
         if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
             message = message[1:-1] if message[:1] == message[-1:] == "'" else message
             message = "no such field " + message.replace("\\'", "'").replace("\\n", " ")
+        about_config = "--config" in message or isinstance(e, KeyError | AttributeError)
         exit_user_error(
-            f"bad command line ({type(e).__name__}: {' '.join(message.split())}). Every "
-            "--config.FIELD must name a field of swin_flax/config.py with a value of its type; "
-            f"see `{os.path.basename(argv[0])} --helpshort`."
+            f"bad command line ({type(e).__name__}: {' '.join(message.split())}). "
+            + (
+                "Every --config.FIELD must name a field of swin_flax/config.py with a value of "
+                "its type; "
+                if about_config
+                else ""
+            )
+            + f"{'see' if about_config else 'See'} `{program} --helpshort`."
         )
+    for name in flags.FLAGS:
+        value = flags.FLAGS[name].value
+        if type(value).__name__ == "_ErrorConfig":  # ml_collections defers a load failure
+            from ml_collections import config_flags  # noqa: PLC0415
+
+            path = config_flags.get_config_filename(flags.FLAGS[name])
+            exit_user_error(
+                f"--{name} {path}: no such config file. Give a Python file whose get_config() "
+                "returns the config, e.g. configs/strong.py."
+                if not os.path.isfile(path)
+                else f"--{name} {path} could not be loaded: {' '.join(str(value._error).split())}"
+            )
     if len(rest) > 1 and not takes_arguments:
         exit_user_error(
             f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
-            f"`{os.path.basename(argv[0])} --helpshort`)."
+            f"`{program} --helpshort`)."
         )
     quiet_console(explicit_verbosity=flags.FLAGS["verbosity"].present)
     return rest
+
+
+def _config_file_frame(e: BaseException, argv: list[str]) -> str | None:
+    """`PATH line N` when `e` was raised by the code of a config file given on the command line
+    (a syntax error, an exception in get_config, no get_config at all), else None."""
+    values = (a.split("=", 1)[-1].split(":", 1)[0] for a in argv[1:])
+    paths = {os.path.abspath(v) for v in values if v.endswith(".py")}
+    if isinstance(e, SyntaxError) and e.filename and os.path.abspath(e.filename) in paths:
+        return f"{e.filename} line {e.lineno}"
+    frames = [
+        f for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) in paths
+    ]
+    if frames:
+        return f"{frames[-1].filename} line {frames[-1].lineno}"
+    if isinstance(e, AttributeError) and "get_config" in str(e) and paths:
+        return ", ".join(sorted(paths)) + " (it defines no get_config())"
+    return None
 
 
 class _ProjectLines(py_logging.Filter):

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from swin_flax import cli
 
 
@@ -43,3 +45,47 @@ def test_ctrl_c_during_imports_is_one_line_and_exit_130(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 130
     assert out.stderr.strip() == "Interrupted (Ctrl-C)." and "Traceback" not in out.stderr
+
+
+SUMMARY = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "summary.py"
+)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("def get_config(:\n    pass\n", "bad.py line 1 failed to load (SyntaxError"),
+        (
+            "def get_config():\n    raise RuntimeError('boom')\n",
+            "bad.py line 2 failed to load (RuntimeError: boom)",
+        ),
+        ("x = 1\n", "(it defines no get_config()) failed to load"),
+        (None, "bad.py: no such config file"),
+    ],
+    ids=["syntax_error", "get_config_raises", "no_get_config", "missing"],
+)
+def test_a_config_file_that_does_not_load_is_one_paragraph(tmp_path, text, expected):
+    config = tmp_path / "bad.py"
+    if text is not None:
+        config.write_text(text)
+    out = subprocess.run(
+        [sys.executable, SUMMARY, f"--config={config}"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    msg = " ".join(out.stderr.split())
+    assert msg.startswith("Error: ") and expected in msg, msg
+    assert "configs/strong.py" in msg
+
+
+def test_flag_errors_name_the_config_fields_only_for_config_flags():
+    out = subprocess.run(
+        [sys.executable, SUMMARY, "--config=configs/demo.py", "--depth=0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.dirname(os.path.dirname(SUMMARY)),
+    )
+    msg = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "flag --depth=0" in msg, msg
+    assert "--config.FIELD" not in msg and "See `summary.py --helpshort`." in msg
