@@ -11,12 +11,14 @@ HUGEPAGES := GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 
 install: $(STAMP)
 
-# setup.cfg declares ranges; the lock pins the exact set the tests ran with.
+# setup.cfg declares ranges; the lock pins the exact set the tests ran with. PYTHONWARNINGS hides the
+# notice setuptools prints on every editable install ("be careful with folders ...").
 $(STAMP): setup.cfg pyproject.toml $(LOCK)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c $(LOCK) -e '.[test,pretrained]'
-	touch $(STAMP)
+	@echo "Installing swin-flax and the pinned dependencies ($(LOCK)) into $(VENV): a few minutes the first time"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -c $(LOCK) -e '.[test,pretrained]'
+	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(HUGEPAGES) $(PY) scripts/main.py --config configs/demo.py --workdir runs/demo

@@ -159,7 +159,7 @@ def typo_config(tmp_path_factory) -> str:
     [
         (["--config.model.embed_dimm=3"], "no such field 'embed_dimm'"),
         (["--config", "TYPO"], "unknown config field(s) config.model.embed_dimm"),
-        (["--config", "missing.py"], "No such file or directory: 'missing.py'"),
+        (["--config", "missing.py"], "--config missing.py: no such config file"),
         (["--config.model.window_size=3"], "window_size=3 does not divide"),
         (["--depth=0"], "flag --depth=0: 0 is not a positive integer"),
         (["--batch_size=-1"], "flag --batch_size=-1: -1 is not a positive integer"),

@@ -88,4 +88,4 @@ def test_make_installs_from_the_lock():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^LOCK\s*:=\s*constraints\.txt$", makefile, re.M)
     assert re.search(r"^\$\(STAMP\):.*\$\(LOCK\)", makefile, re.M)  # the stamp depends on the lock
-    assert re.search(r"pip install .*-c \$\(LOCK\) -e '\.\[test\]'", makefile)
+    assert re.search(r"pip install .*-c \$\(LOCK\) .*-e '\.\[test,pretrained\]'", makefile)
