@@ -64,6 +64,11 @@ class RunTotals:
         )
 
 
+def count(n: int, noun: str) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def position(step: int, steps_per_epoch: int) -> str:
     """A global step in the words every message uses: epochs counted from 1, steps within one."""
     epoch, in_epoch = divmod(step, steps_per_epoch)
@@ -116,8 +121,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if "sessions" in summary:
         lines.append(
             f"trained {duration(summary['train_seconds'])} at {summary['train_images_per_sec']:.0f} "
-            f"images/s, {duration(summary['total_seconds'])} in all over {summary['sessions']} "
-            f"session{'s' if summary['sessions'] != 1 else ''}"
+            f"images/s, {duration(summary['total_seconds'])} in all over "
+            f"{count(summary['sessions'], 'session')}"
         )
     lines.append(f"checkpoints in {summary['checkpoints']} (best/ and latest/)")
     return lines
@@ -164,7 +169,7 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
 def report_finished(workdir: str | os.PathLike, saved: dict[str, Any], num_epochs: int) -> dict:
     """Prints the summary of a run that has nothing left to train, and returns it."""
     summary = finished_summary(epath.Path(workdir), saved)
-    announce(f"{workdir} has trained all its {num_epochs} epochs: nothing to do.")
+    announce(f"{workdir} has trained all its {count(num_epochs, 'epoch')}: nothing to do.")
     for line in summary_lines(summary):
         announce(line)
     announce(

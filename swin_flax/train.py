@@ -207,12 +207,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
     steps_per_epoch = pipeline.steps_per_epoch(len(train_images), config.batch_size)
     num_steps = steps_per_epoch * config.num_epochs
-    logging.info(
-        "data: %s, %d train / %d test images",
-        "synthetic (NOT CIFAR)" if config.dataset == "synthetic" else config.archive or "tfds",
-        len(train_images),
-        len(test_images),
-    )
+    sizes = f"{len(train_images)} train / {len(test_images)} test images"
+    if config.dataset == "synthetic":
+        logging.warning("data: the SYNTHETIC data set (striped patterns, NOT CIFAR), %s", sizes)
+    else:
+        logging.info(
+            "data: %s from %s, %s",
+            sources.pretty_name(config.dataset),
+            f"the archive {config.archive}"
+            if config.archive
+            else f"tensorflow-datasets ({config.data_dir or 'its default data_dir'})",
+            sizes,
+        )
     processes = jax.process_count()
     logging.info(
         "devices: %d %s%s; batch %d = %d per device, %d steps per epoch",
@@ -301,15 +307,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     start = int(jax.device_get(state.step))
 
     logging.info("workdir: %s", os.path.abspath(workdir))
+    length = rundir.count(config.num_epochs, "epoch") + f" ({rundir.count(num_steps, 'step')})"
     if start:
-        logging.info(
-            "resuming at %s; %d epochs (%d steps) in all",
-            rundir.position(start, steps_per_epoch),
-            config.num_epochs,
-            num_steps,
-        )
+        logging.info("resuming at %s; %s in all", rundir.position(start, steps_per_epoch), length)
     else:
-        logging.info("training %d epochs (%d steps) from the start", config.num_epochs, num_steps)
+        logging.info("training %s from the start", length)
 
     # The run starts: from here on the workdir is written.
     state = steps.replicate(state)

