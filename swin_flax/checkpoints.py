@@ -135,6 +135,22 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
         manager.close()
 
 
+def read_step(step_dir: str | os.PathLike, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
+    """(state, record) of one checkpoint step folder `WORKDIR/checkpoints/{best,latest}/STEP`, read
+    through a read-only manager of its series (state None when `meta_only`). Orbax's errors on a
+    missing or truncated file propagate (OSError, ValueError)."""
+    step_dir = epath.Path(os.path.abspath(step_dir))
+    manager = _manager(step_dir.parent, 1, read_only=True)
+    items = {"meta": ocp.args.JsonRestore()}
+    if not meta_only:
+        items["state"] = ocp.args.StandardRestore()
+    try:
+        restored = manager.restore(int(step_dir.name), args=ocp.args.Composite(**items))
+    finally:
+        manager.close()
+    return (None if meta_only else restored["state"]), restored["meta"]
+
+
 def check_model_matches(
     meta: Mapping[str, Any], model_config: Mapping[str, Any], where: str
 ) -> None:

@@ -9,10 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from etils import epath
 
 from swin_flax import build, checkpoints, steps
@@ -148,7 +146,7 @@ def _damaged(checkpoint: epath.Path, e: Exception) -> CheckpointError:
 def read_meta(checkpoint: epath.Path) -> dict[str, Any]:
     """The JSON record of one checkpoint step folder (epoch, step, accuracies, model)."""
     try:
-        return json.loads((checkpoint / "meta" / "metadata").read_text())
+        return checkpoints.read_step(checkpoint, meta_only=True)[1]
     except (OSError, ValueError) as e:
         raise _damaged(checkpoint, e) from None
 
@@ -178,22 +176,20 @@ def check_model(
 def load_params(checkpoint: epath.Path) -> tuple[Any, dict[str, Any]]:
     """The params and the JSON record of one checkpoint step folder."""
     try:
-        with ocp.StandardCheckpointer() as ckptr:
-            state = ckptr.restore(checkpoint / "state")
+        state, meta = checkpoints.read_step(checkpoint)
     except (OSError, ValueError) as e:  # orbax: a missing file, a truncated OCDBT blob
         raise _damaged(checkpoint, e) from None
-    return state["params"], read_meta(checkpoint)
+    return state["params"], meta
 
 
 def predict_logits(
     model: swin.SwinTransformer, params: Any, batches
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, labels) of every real (unpadded) example of the eval batches."""
-
-    @functools.partial(jax.pmap, axis_name="batch")
-    def logits_fn(params, images):
-        return model.apply({"params": params}, images, deterministic=True).astype(jnp.float32)
-
+    """(logits, labels) of every real (unpadded) example of the eval batches (steps.logits,
+    pmapped over the local devices)."""
+    logits_fn = jax.pmap(
+        functools.partial(steps.logits, apply_fn=model.apply), axis_name=steps.AXIS
+    )
     params = steps.replicate(params)
     all_logits, all_labels = [], []
     for batch in batches:

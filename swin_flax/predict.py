@@ -9,6 +9,7 @@ torchvision's Resize on PIL images), then (x / 255 - normalize_mean) / normalize
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from swin_flax import build, evaluate
+from swin_flax import build, evaluate, steps
 from swin_flax.data import sources
 from swin_flax.models import swin
 
@@ -113,7 +114,7 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def logits_of(predictor: Predictor, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Float32 logits [N, classes] of preprocessed inputs [N, S, S, 3] (one device, in chunks)."""
-    apply = jax.jit(lambda p, x: predictor.model.apply({"params": p}, x, deterministic=True))
+    apply = jax.jit(functools.partial(steps.logits, apply_fn=predictor.model.apply))
     out = [
         np.asarray(apply(predictor.params, jnp.asarray(inputs[i : i + batch_size])))
         for i in range(0, len(inputs), batch_size)

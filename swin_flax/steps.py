@@ -143,11 +143,17 @@ def train_step(
     return new_state, step_metrics, learning_rate_fn(state.step)
 
 
+def logits(params: Any, images: jnp.ndarray, *, apply_fn: Callable) -> jnp.ndarray:
+    """Float32 logits of a batch in eval mode (no dropout, no stochastic depth): the one forward pass
+    of the training loop's evaluation, of scripts/evaluate.py and of scripts/predict.py."""
+    return apply_fn({"params": params}, images, deterministic=True).astype(jnp.float32)
+
+
 def eval_step(params: Any, batch: dict[str, jnp.ndarray], *, apply_fn: Callable) -> EvalMetrics:
     """Loss and accuracy on one device's share of a test batch; padded examples (mask 0) ignored."""
-    logits = apply_fn({"params": params}, batch["image"], deterministic=True).astype(jnp.float32)
+    batch_logits = logits(params, batch["image"], apply_fn=apply_fn)
     labels = batch["label"]
-    loss = soft_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
+    loss = soft_cross_entropy(batch_logits, jax.nn.one_hot(labels, batch_logits.shape[-1]))
     return EvalMetrics.gather_from_model_output(
-        axis_name=AXIS, loss=loss, logits=logits, labels=labels, mask=batch["mask"]
+        axis_name=AXIS, loss=loss, logits=batch_logits, labels=labels, mask=batch["mask"]
     )
