@@ -6,6 +6,7 @@ at the entry point, so a bad value fails in seconds with a message naming the fi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -181,6 +182,8 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         _require(len(c[f]) == 3, f, f"needs 3 values (one per RGB channel), got {c[f]!r}.")
     _require(all(s > 0 for s in c.normalize_std), "normalize_std", "values must be > 0.")
 
+    for f in ("learning_rate", "b1", "b2", "eps", "weight_decay", "grad_clip_norm", "lr_min"):
+        _require(math.isfinite(c[f]), f, f"must be a finite number, got {c[f]!r}.")
     _require(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}.")
     _require(
         0 <= c.b1 < 1 and 0 <= c.b2 < 1, "b1", f"b1 and b2 must lie in [0, 1), got {c.b1}, {c.b2}."
@@ -190,6 +193,12 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     _require(c.grad_clip_norm >= 0, "grad_clip_norm", "must be >= 0 (0 turns clipping off).")
     _require(c.schedule in SCHEDULES, "schedule", f"{c.schedule!r} is not one of {SCHEDULES}.")
     _require(c.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {c.warmup_epochs}.")
+    _require(
+        not (c.schedule == "constant" and c.warmup_epochs),
+        "warmup_epochs",
+        f"{c.warmup_epochs} has no effect with schedule='constant': set warmup_epochs=0, or "
+        "schedule='cosine_epoch' / 'cosine_step' for a warmup.",
+    )
     _require(c.cosine_epochs > 0, "cosine_epochs", f"must be > 0, got {c.cosine_epochs}.")
     _require(
         c.lr_min >= 0 and c.warmup_lr_init >= 0, "lr_min", "lr_min and warmup_lr_init must be >= 0."

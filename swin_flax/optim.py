@@ -18,7 +18,6 @@ the plain optax structure); to log it, evaluate the schedule at the step: `learn
 from __future__ import annotations
 
 import math
-import numbers
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -28,50 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-SCHEDULES = ("constant", "cosine_epoch", "cosine_step")
+from swin_flax.config import SCHEDULES
 
 # Parameter names the official Swin excludes from weight decay (its `no_weight_decay` and
 # `no_weight_decay_keywords`), besides every 1-D parameter and every bias.
 NO_WEIGHT_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "bias")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
-def _check_float(name: str, value: Any, minimum: float = 0.0, below: float | None = None) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and value >= minimum and (below is None or value < below)
-    if not ok:
-        bound = f"in [{minimum}, {below})" if below is not None else f">= {minimum}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
-
-
-def _check_schedule_args(
-    schedule: str,
-    learning_rate: float,
-    warmup_epochs: int,
-    warmup_lr_init: float,
-    lr_min: float,
-    cosine_epochs: int,
-    warmup_prefix: bool,
-) -> None:
-    if schedule not in SCHEDULES:
-        valid = ", ".join(repr(s) for s in SCHEDULES)
-        raise ValueError(f"schedule must be one of {valid}, got {schedule!r}.")
-    _check_float("learning_rate", learning_rate)
-    _check_int("warmup_epochs", warmup_epochs, 0)
-    _check_float("warmup_lr_init", warmup_lr_init)
-    _check_float("lr_min", lr_min)
-    _check_int("cosine_epochs", cosine_epochs, 1)
-    if not isinstance(warmup_prefix, bool):
-        raise ValueError(f"warmup_prefix must be True or False, got {warmup_prefix!r}.")
-    if schedule == "constant" and warmup_epochs:
-        raise ValueError(
-            f"warmup_epochs={warmup_epochs} has no effect with schedule='constant': set "
-            "warmup_epochs=0, or schedule='cosine_epoch' / 'cosine_step' for a warmup."
-        )
 
 
 def _cosine_lr(
@@ -126,11 +86,7 @@ def learning_rate_schedule(
     'cosine_epoch' at epoch boundaries. `num_epochs` is only checked: the curve depends on
     `cosine_epochs`, as timm's does (past its end the lr stays at `lr_min`).
     """
-    _check_schedule_args(
-        schedule, learning_rate, warmup_epochs, warmup_lr_init, lr_min, cosine_epochs, warmup_prefix
-    )
-    _check_int("steps_per_epoch", steps_per_epoch, 1)
-    _check_int("num_epochs", num_epochs, 1)
+    assert schedule in SCHEDULES and steps_per_epoch >= 1, (schedule, steps_per_epoch)
     if schedule == "constant":
         return optax.constant_schedule(learning_rate)
 
@@ -152,7 +108,9 @@ def learning_rate_schedule(
 
     # From epoch warmup_epochs + cosine_epochs on, timm's lr stays lr_min, whatever the prefix.
     last = warmup_epochs + cosine_epochs
-    table = _cosine_lr(np.arange(last + 1, dtype=np.float64), xp=np, **curve).astype(np.float32)
+    table = np.array(
+        [epoch_learning_rate(e, schedule=schedule, **curve) for e in range(last + 1)], np.float32
+    )
 
     def per_epoch(step: Any) -> jax.Array:
         epoch = jnp.minimum(jnp.asarray(step) // steps_per_epoch, last)
@@ -177,10 +135,6 @@ def epoch_learning_rate(
     For 'cosine_epoch' and 'constant' this is the lr of every step of the epoch; for 'cosine_step'
     the lr of its first step.
     """
-    _check_schedule_args(
-        schedule, learning_rate, warmup_epochs, warmup_lr_init, lr_min, cosine_epochs, warmup_prefix
-    )
-    _check_int("epoch", epoch, 0)
     if schedule == "constant":
         return float(learning_rate)
     return float(
@@ -315,22 +269,7 @@ def create_optimizer(
     too, as torch param groups with an lr scale) by `layer_decay_scales` for the model's `depths`;
     1.0 (default) leaves the optimiser exactly as without it.
     """
-    _check_float("b1", b1, 0.0, 1.0)
-    _check_float("b2", b2, 0.0, 1.0)
-    _check_float("eps", eps)
-    _check_float("weight_decay", weight_decay)
-    _check_float("grad_clip_norm", grad_clip_norm)
-    if not isinstance(weight_decay_exempt, bool):
-        raise ValueError(f"weight_decay_exempt must be True or False, got {weight_decay_exempt!r}.")
-    if not callable(learning_rate_fn):
-        _check_float("learning_rate_fn", learning_rate_fn)
-    _check_float("layer_decay", layer_decay)
-    if not 0 < layer_decay <= 1:
-        raise ValueError(f"layer_decay must lie in (0, 1] (1.0 turns it off), got {layer_decay!r}.")
-    if layer_decay != 1.0 and not depths:
-        raise ValueError(
-            "layer_decay < 1 needs depths (the model's blocks per stage) to assign layer ids."
-        )
+    assert layer_decay == 1.0 or depths, "layer_decay < 1 needs the model's depths"
 
     adamw = optax.adamw(
         learning_rate=learning_rate_fn,

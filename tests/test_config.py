@@ -88,6 +88,18 @@ def test_strong_numbers():
         ("model.img_size", 30, "img_size"),
         ("model.num_classes", 100, "config.model.num_classes"),
         ("randaugment", "rand-m9-zz3", "config.randaugment"),
+        # Optimiser and schedule fields: checked here only (optim.py trusts its arguments).
+        ("warmup_epochs", -1, "config.warmup_epochs"),
+        ("cosine_epochs", 0, "config.cosine_epochs"),
+        ("lr_min", -1e-5, "config.lr_min"),
+        ("learning_rate", float("nan"), "config.learning_rate"),
+        ("learning_rate", float("inf"), "config.learning_rate"),
+        ("weight_decay", -0.01, "config.weight_decay"),
+        ("b1", 1.0, "config.b1"),
+        ("b2", -0.1, "config.b1"),
+        ("eps", float("inf"), "config.eps"),
+        ("grad_clip_norm", -1.0, "config.grad_clip_norm"),
+        ("layer_decay", 1.5, "config.layer_decay"),
     ],
 )
 def test_bad_values_name_the_field(field, value, needle):
@@ -105,4 +117,11 @@ def test_unknown_field_is_rejected():
     c = default_config()
     c.num_epoch = 5  # a typo of num_epochs
     with pytest.raises(ConfigError, match=r"config\.num_epoch\b"):
+        validate(c)
+
+
+def test_warmup_with_the_constant_schedule_is_refused():
+    c = default_config()
+    c.schedule, c.warmup_epochs = "constant", 5
+    with pytest.raises(ConfigError, match=r"config\.warmup_epochs: 5 has no effect.*'constant'"):
         validate(c)
