@@ -36,12 +36,12 @@ def main(argv):
             f"give --out, the file to write, ending in {', '.join(SUFFIXES)} (got {FLAGS.out!r})."
         )
     from swin_flax import build, evaluate  # noqa: PLC0415 (jax, orbax: after the flags)
-    from swin_flax.models import convert, swin  # noqa: PLC0415
+    from swin_flax.models import convert  # noqa: PLC0415
 
     with cli.friendly_errors():
         convert.require_package(FLAGS.out, "writing")
         workdir, ckpt = evaluate.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
-        model = build.create_model(evaluate.load_run_config(workdir))
+        model = build.model_from_config(evaluate.load_run_config(workdir))
         if FLAGS.layout == "timm" and (model.ape or not model.patch_norm):
             cli.exit_user_error(
                 "timm's SwinTransformer has no absolute position embedding and always normalises "
@@ -50,8 +50,9 @@ def main(argv):
             )
         params, meta = evaluate.load_params(ckpt)
         if model.scan_blocks:
-            params = swin.unstack_block_params(params, model)
-        state = convert.flax_to_torch(params, FLAGS.layout, model)
+            state = convert.flax_to_torch_scanned(params, model, FLAGS.layout)
+        else:
+            state = convert.flax_to_torch(params, FLAGS.layout, model)
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
         convert.save_state_dict(state, FLAGS.out)
     print(

@@ -34,10 +34,10 @@ def main(argv):
         with config.unlocked():
             config.randaugment = ""
         validate(config)
-    from swin_flax.models import swin  # noqa: PLC0415 (jax is imported after the checks)
+    from swin_flax.models import summary, swin  # noqa: PLC0415 (jax after the checks)
 
     model = swin.create_model(config.model, dtype=config.dtype)
-    print(swin.summary_table(model, depth=FLAGS.depth, batch_size=FLAGS.batch_size))
+    print(summary.summary_table(model, depth=FLAGS.depth, batch_size=FLAGS.batch_size))
 
 
 if __name__ == "__main__":

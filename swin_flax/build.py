@@ -18,13 +18,18 @@ from swin_flax import optim, steps
 from swin_flax.models import swin
 
 
-def create_model(config: ml_collections.ConfigDict) -> swin.SwinTransformer:
+def model_from_config(config: ml_collections.ConfigDict) -> swin.SwinTransformer:
+    """The run's SwinTransformer: `config.model`'s official arguments, with its compute dtype,
+    remat and scan_blocks (`swin.create_model` takes the model dict alone)."""
     return swin.create_model(
         config.model,
         dtype=jnp.dtype(config.dtype),
         remat=config.remat,
         scan_blocks=config.scan_blocks,
     )
+
+
+create_model = model_from_config  # the old name, until train/evaluate/predict/benchmark move
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):

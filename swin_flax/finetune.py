@@ -31,8 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from flax import traverse_util
 
-from swin_flax.models import convert, swin
+from swin_flax.models import convert, plan, swin
+from swin_flax.models import layout as scan_layout
 
 BIAS_RESIZE_METHODS = ("bicubic", "geometric")
 _BICUBIC_A = -0.75  # torch's cubic convolution coefficient
@@ -126,18 +128,17 @@ def geometric_matrix(size_in: int, size_out: int) -> np.ndarray:
 
 def resize_bias_table(table: np.ndarray, window: int | Sequence[int], method: str = "bicubic"):
     """A [(2W-1)^2, heads] relative-position-bias table (square source window) -> the table of
-    `window` (int or (h, w)), each head resized on its (2W-1) x (2W-1) offset grid."""
-    if method not in BIAS_RESIZE_METHODS:
-        raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {method!r}.")
+    `window` (int or (h, w)), each head resized on its (2W-1) x (2W-1) offset grid. `method` is
+    one of BIAS_RESIZE_METHODS (`load_pretrained` checks it)."""
     n, heads = table.shape
     side = math.isqrt(n)
     if side * side != n or side % 2 == 0:
         raise ValueError(f"a bias table of {n} rows is not the (2W-1)^2 grid of a square window.")
-    wh, ww = swin.to_2tuple(window)
+    wh, ww = plan.to_2tuple(window)
     out_h, out_w = 2 * wh - 1, 2 * ww - 1
     if (out_h, out_w) == (side, side):
         return np.asarray(table)
-    matrix = bicubic_matrix if method == "bicubic" else geometric_matrix
+    matrix = {"bicubic": bicubic_matrix, "geometric": geometric_matrix}[method]
     my, mx = matrix(side, out_h), matrix(side, out_w)
     grid = np.asarray(table, np.float64).T.reshape(heads, side, side)
     out = np.einsum("ij,hjk,lk->hil", my, grid, mx)
@@ -167,8 +168,18 @@ def _source_stages(state_dict: Mapping[str, Any]) -> int:
     return max(ids) + 1 if ids else 0
 
 
-def _table_window(spec_shape: tuple[int, ...]) -> int:
-    return (math.isqrt(spec_shape[0]) + 1) // 2
+def _read_state_dict(source: str | os.PathLike | Mapping[str, Any], weights_only: bool):
+    """(a name for messages, the state_dict as numpy arrays) of a path or a state_dict."""
+    if isinstance(source, Mapping):
+        return "state_dict", dict(source)
+    name = os.fspath(source)
+    if not os.path.isfile(name):
+        raise FileNotFoundError(
+            f"pretrained checkpoint {name} does not exist: give the path of an official .pth "
+            "(e.g. swin_tiny_patch4_window7_224.pth), a timm .safetensors / .pth file or an .npz "
+            "of the state_dict."
+        )
+    return name, convert.load_torch_file(name, weights_only=weights_only)
 
 
 def load_pretrained(
@@ -192,76 +203,55 @@ def load_pretrained(
     """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
-    if isinstance(source, Mapping):
-        name, state = "state_dict", dict(source)
-    else:
-        name = os.fspath(source)
-        if not os.path.isfile(name):
-            raise FileNotFoundError(
-                f"pretrained checkpoint {name} does not exist: give the path of an official .pth "
-                "(e.g. swin_tiny_patch4_window7_224.pth), a timm .safetensors / .pth file or an .npz "
-                "of the state_dict."
-            )
-        if name.endswith(".npz"):  # a state_dict saved with numpy (no torch needed to read it)
-            with np.load(name) as f:
-                state = {k: f[k] for k in f.files}
-        else:
-            state = convert.load_torch_file(name, weights_only=weights_only)
-    if layout == "auto":
-        layout = convert.detect_layout(state)
-    if layout not in convert.LAYOUTS:
-        raise ValueError(f"layout must be 'auto' or one of {convert.LAYOUTS}, got {layout!r}.")
-    state = {
-        k: v for k, v in state.items() if not k.endswith(("relative_position_index", "attn_mask"))
-    }
-
-    canonical = model.clone(scan_blocks=False, remat=False)
-    init = swin.unstack_block_params(params, model) if model.scan_blocks else params
-    target = convert._flat(init)  # noqa: SLF001 (the converter's own path helper)
+    name, state = _read_state_dict(source, weights_only)
+    layout = convert.resolve_layout(layout, state)
+    init = scan_layout.unstack_block_params(params, model) if model.scan_blocks else params
+    target = traverse_util.flatten_dict(dict(init))
+    pairs, skipped = convert.pair_params(state, target, layout)
     fewer_stages = len(model.depths) < _source_stages(state)
 
     out, loaded, resized, new, errors = {}, [], [], [], []
-    for path, value in target.items():
-        shape = tuple(value.shape)
+    for pair in pairs:
+        path, src, want = pair.path, pair.value, pair.shape
         flax_path = "/".join(path)
-        key = convert.torch_key(path, layout)
-        if key not in state and key.startswith("head.fc."):
-            key = key.replace("head.fc.", "head.", 1)  # timm < 0.9 named the classifier `head`
-        is_head = path[0] == "head"
-        if key not in state or (is_head and not load_head):
-            if is_head or (path[0] == "norm" and fewer_stages):
-                out[path] = value
-                new.append(flax_path)
-            else:
-                errors.append(f"{key}: missing from the checkpoint (the target needs {shape})")
-            continue
-        src = np.asarray(state.pop(key))
-        want = convert._torch_shape(path, shape)  # noqa: SLF001
-        if tuple(src.shape) == want:
-            out[path] = convert._to_flax_value(path, src)  # noqa: SLF001
+        renewable = path[0] == "head" or (path[0] == "norm" and fewer_stages)
+        if pair.fits and (path[0] != "head" or load_head):
+            out[path] = pair.flax_value()
             loaded.append(flax_path)
-        elif path[-1] == "relative_position_bias_table" and src.shape[1:] == want[1:]:
-            out[path] = resize_bias_table(src, _table_window(want), bias_resize)
+        elif (
+            src is not None
+            and path[-1] == "relative_position_bias_table"
+            and (src.shape[1:] == want[1:])
+        ):
+            out[path] = resize_bias_table(src, (math.isqrt(want[0]) + 1) // 2, bias_resize)
             resized.append((flax_path, tuple(src.shape), want))
-        elif path[-1] == "absolute_pos_embed" and src.shape[2:] == want[2:] and src.ndim == 3:
-            img = swin.to_2tuple(model.img_size)
-            grid = (img[0] // model.patch_size, img[1] // model.patch_size)
-            out[path] = resize_pos_embed(src, grid)
+        elif (
+            src is not None
+            and path[-1] == "absolute_pos_embed"
+            and (src.ndim == 3 and src.shape[2:] == want[2:])
+        ):
+            img = plan.to_2tuple(model.img_size)
+            out[path] = resize_pos_embed(
+                src, (img[0] // model.patch_size, img[1] // model.patch_size)
+            )
             resized.append((flax_path, tuple(src.shape), want))
-        elif is_head or (path[0] == "norm" and fewer_stages):
-            out[path] = value
+        elif renewable:  # a fresh init; the source tensor, if any, is reported as skipped
+            out[path] = target[path]
             new.append(flax_path)
-            state[key] = src  # unused: reported as skipped
+            if src is not None:
+                skipped.append(pair.key)
+        elif src is None:
+            errors.append(f"{pair.key}: missing from the checkpoint (the target needs {want})")
         else:
             errors.append(
-                f"{key}: checkpoint shape {tuple(src.shape)} cannot become the target's {want} "
+                f"{pair.key}: checkpoint shape {tuple(src.shape)} cannot become the target's {want} "
                 "(only bias tables and absolute_pos_embed are resized; check embed_dim, depths, "
                 "num_heads, patch_size and mlp_ratio against the checkpoint's model)"
             )
     if errors:
         raise ValueError(
             f"pretrained {name} ({layout} layout) does not fit the model "
-            f"{canonical.official_arguments()}: " + "; ".join(errors)
+            f"{model.official_arguments()}: " + "; ".join(errors)
         )
     report = LoadReport(
         source=name,
@@ -269,15 +259,14 @@ def load_pretrained(
         loaded=tuple(loaded),
         resized=tuple(resized),
         new=tuple(new),
-        skipped=tuple(sorted(state)),
+        skipped=tuple(sorted(skipped)),
     )
     logging.info("%s", report.summary())
-    dtypes = {p: v.dtype for p, v in target.items()}
-    result = convert._nest(  # noqa: SLF001
-        {p: jnp.asarray(np.asarray(v), dtype=dtypes[p]) for p, v in out.items()}
+    result = traverse_util.unflatten_dict(
+        {p: jnp.asarray(np.asarray(v), dtype=target[p].dtype) for p, v in out.items()}
     )
     if model.scan_blocks:
-        result = swin.stack_block_params(result, model)
+        result = scan_layout.stack_block_params(result, model)
     return jax.tree.map(jnp.asarray, result), report
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from swin_flax import errors
-from swin_flax.models import convert, swin
+from swin_flax.models import convert, summary, swin
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 NAMES = ["swin_shifted", "swin_clamped"]
@@ -114,7 +114,7 @@ def test_scanned_variant_round_trip(scan_every_stage):
     model = swin.create_model(cfg, scan_blocks=True)
     stacked = convert.torch_to_flax_scanned(state, model)
     assert stacked["layers_0"]["blocks"]["regular"]["attn"]["qkv"]["kernel"].shape == (1, 32, 96)
-    assert jax.tree.structure(stacked) == jax.tree.structure(swin.param_shapes(model))
+    assert jax.tree.structure(stacked) == jax.tree.structure(summary.param_shapes(model))
     back = convert.flax_to_torch_scanned(stacked, model, "timm")
     assert set(back) == set(state)
     for key, value in state.items():

@@ -19,7 +19,7 @@ import pytest
 
 from swin_flax import build, checkpoints, cli, errors, finetune, rundir
 from swin_flax.config import default_config
-from swin_flax.models import convert, swin
+from swin_flax.models import convert, layout, summary, swin
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "export_keys.json"
@@ -29,7 +29,7 @@ LAYOUTS = ("official", "timm")
 def random_params(model, seed=0):
     rng = np.random.default_rng(seed)
     return jax.tree.map(
-        lambda s: rng.standard_normal(s.shape).astype(s.dtype), swin.param_shapes(model)
+        lambda s: rng.standard_normal(s.shape).astype(s.dtype), summary.param_shapes(model)
     )
 
 
@@ -100,7 +100,7 @@ def run(tmp_path_factory):
     c.model.update(
         img_size=32, patch_size=4, embed_dim=8, depths=(4, 2), num_heads=(1, 2), window_size=4
     )
-    model = build.create_model(c)
+    model = build.model_from_config(c)
     assert model.scan_blocks and swin.scans_stage(4, True)
     params = {which: random_params(model, seed) for seed, which in enumerate(("best", "latest"))}
     rundir.write_config(c, workdir)
@@ -131,7 +131,7 @@ def test_export_script_writes_the_best_checkpoint(run, tmp_path):
     assert "(epoch 2)" in result.stdout
     with np.load(out) as f:
         state = {k: f[k] for k in f.files}
-    canonical = swin.unstack_block_params(best, model)
+    canonical = layout.unstack_block_params(best, model)
     assert result.stdout.split(", ")[1] == f"{len(state)} tensors"
     assert set(state) == set(convert.flax_to_torch(canonical, "official", model))
     jax.tree.map(np.testing.assert_array_equal, convert.torch_to_flax(state, model), canonical)

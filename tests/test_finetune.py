@@ -18,7 +18,7 @@ import pytest
 
 from swin_flax import cli, finetune, optim
 from swin_flax.config import ConfigError, validate
-from swin_flax.models import swin
+from swin_flax.models import layout, plan, summary, swin
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "finetune_source.npz"
 RESIZE_KEYS = (
@@ -41,7 +41,7 @@ def source():
 
 def zeros_like_init(model):
     """Stand-in for a fresh init (values only matter for the params left new)."""
-    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), swin.param_shapes(model))
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), summary.param_shapes(model))
 
 
 def test_same_window_reproduces_timm_features_both_layouts(source):
@@ -148,7 +148,7 @@ def test_scan_blocks_layout(source, scan_every_stage):
     scanned_model = model.clone(scan_blocks=True)
     canonical, _ = finetune.load_pretrained(timm_state, model, zeros_like_init(model))
     scanned, _ = finetune.load_pretrained(timm_state, scanned_model, zeros_like_init(scanned_model))
-    expected = swin.stack_block_params(canonical, scanned_model)
+    expected = layout.stack_block_params(canonical, scanned_model)
     assert jax.tree.structure(scanned) == jax.tree.structure(expected)
     jax.tree.map(np.testing.assert_array_equal, scanned, expected)
 
@@ -259,8 +259,8 @@ def _updates(tx, params, grads, steps=2):
 
 def test_layer_decay_scales_each_update_by_the_official_layer_ids(scan_every_stage):
     model = _tiny_decay_model()
-    params = _random_tree(swin.param_shapes(model), 0)
-    grads = _random_tree(swin.param_shapes(model), 1)
+    params = _random_tree(summary.param_shapes(model), 0)
+    grads = _random_tree(summary.param_shapes(model), 1)
     common = dict(learning_rate_fn=1e-2, weight_decay=0.05, weight_decay_exempt=True)
     # One step: the decayed run's params then differ, so later steps are no longer comparable.
     plain = _updates(optim.create_optimizer(**common), params, grads, steps=1)
@@ -276,9 +276,9 @@ def test_layer_decay_scales_each_update_by_the_official_layer_ids(scan_every_sta
 
     # The scanned layout (pairs in stage 0, a plain scan in stage 1) gets the same per-block scales.
     scanned = model.clone(scan_blocks=True)
-    sp, sg = swin.stack_block_params(params, scanned), swin.stack_block_params(grads, scanned)
+    sp, sg = layout.stack_block_params(params, scanned), layout.stack_block_params(grads, scanned)
     tx = optim.create_optimizer(**common, layer_decay=0.5, depths=model.depths)
-    expected = swin.stack_block_params(decayed, scanned)
+    expected = layout.stack_block_params(decayed, scanned)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), _updates(tx, sp, sg, 1), expected
     )
@@ -286,8 +286,8 @@ def test_layer_decay_scales_each_update_by_the_official_layer_ids(scan_every_sta
 
 def test_layer_decay_one_is_the_existing_optimiser():
     model = _tiny_decay_model()
-    params = _random_tree(swin.param_shapes(model), 2)
-    grads = _random_tree(swin.param_shapes(model), 3)
+    params = _random_tree(summary.param_shapes(model), 2)
+    grads = _random_tree(summary.param_shapes(model), 3)
     common = dict(learning_rate_fn=1e-3, weight_decay=0.05, grad_clip_norm=1.0)
     base = optim.create_optimizer(**common)
     same = optim.create_optimizer(**common, layer_decay=1.0, depths=model.depths)
@@ -328,7 +328,7 @@ def test_finetune_config_validates_with_a_checkpoint(tmp_path, variant, windows)
         (2, 2, 6, 2),
         (3, 6, 12, 24),
     )  # Swin-T, so the official checkpoint loads
-    specs = swin.stage_specs(
+    specs = plan.stage_specs(
         c.model.img_size, 4, 96, c.model.depths, c.model.num_heads, c.model.window_size, 0.0
     )
     assert tuple(s.window_size for s in specs) == windows

@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from swin_flax import steps
-from swin_flax.models import convert, swin
+from swin_flax.models import convert, layout, ops, plan, summary, swin
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
@@ -61,7 +61,7 @@ def random_params(model, seed=0):
         v = rng.normal(0.0, 0.1, s.shape).astype(np.float32)
         return v + 1.0 if path[-1].key == "scale" else v
 
-    return jax.tree_util.tree_map_with_path(fill, swin.param_shapes(model))
+    return jax.tree_util.tree_map_with_path(fill, summary.param_shapes(model))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -70,8 +70,8 @@ def random_params(model, seed=0):
 
 
 def test_recipe_parameter_count_and_parts():
-    shapes = swin.param_shapes(swin.create_model(RECIPE))
-    count = swin.count_params
+    shapes = summary.param_shapes(swin.create_model(RECIPE))
+    count = summary.count_params
     assert count(shapes) == 33_438_100
     assert count(shapes["patch_embed"]["proj"]) == 4_704
     assert count(shapes["patch_embed"]["norm"]) == 192
@@ -96,8 +96,8 @@ def test_recipe_parameter_count_and_parts():
 
 def test_scanned_layout_has_the_same_parameters_stacked():
     model = swin.create_model(RECIPE, scan_blocks=True)
-    shapes = swin.param_shapes(model)
-    assert swin.count_params(shapes) == 33_438_100
+    shapes = summary.param_shapes(model)
+    assert summary.count_params(shapes) == 33_438_100
     # No stage of the recipe shifts (window clamped to each grid): stage 3's 18 blocks stacked;
     # the two-block stages stay unscanned (swin.SCAN_MIN_DEPTH).
     assert shapes["layers_2"]["blocks"]["attn"]["qkv"]["kernel"].shape == (18, 384, 1152)
@@ -105,7 +105,7 @@ def test_scanned_layout_has_the_same_parameters_stacked():
 
 
 def test_summary_table_lists_shapes_and_total():
-    table = swin.summary_table(swin.create_model(RECIPE), depth=2)
+    table = summary.summary_table(swin.create_model(RECIPE), depth=2)
     assert "Total params: 33,438,100" in table
     lines = table.splitlines()
     row = lambda name: next(line for line in lines if line.strip().startswith(name))
@@ -140,7 +140,7 @@ def test_summary_table_lists_shapes_and_total():
 def test_bad_arguments_raise_value_error_naming_them(override, name):
     args = {**RECIPE, **override}
     with pytest.raises(ValueError, match=name):
-        swin.check_arguments(**args)
+        plan.check_arguments(**args)
     with pytest.raises(ValueError, match=name):
         swin.create_model(args)
     with pytest.raises(ValueError, match=name):
@@ -148,7 +148,7 @@ def test_bad_arguments_raise_value_error_naming_them(override, name):
 
 
 def test_recipe_arguments_pass_and_unknown_names_are_refused():
-    swin.check_arguments(**RECIPE)
+    plan.check_arguments(**RECIPE)
     with pytest.raises(ValueError, match="windowsize"):
         swin.create_model({**RECIPE, "windowsize": 8})
 
@@ -182,10 +182,10 @@ def test_official_defaults():
 
 
 def test_window_rule():
-    assert swin.window_rule((8, 8), 8, 4) == (8, 0)  # grid == window: whole grid, no shift
-    assert swin.window_rule((4, 4), 8, 4) == (4, 0)  # grid < window: clamp
-    assert swin.window_rule((16, 16), 4, 2) == (4, 2)
-    assert swin.window_rule((16, 16), 4, 0) == (4, 0)
+    assert plan.window_rule((8, 8), 8, 4) == (8, 0)  # grid == window: whole grid, no shift
+    assert plan.window_rule((4, 4), 8, 4) == (4, 0)  # grid < window: clamp
+    assert plan.window_rule((16, 16), 4, 2) == (4, 2)
+    assert plan.window_rule((16, 16), 4, 0) == (4, 0)
     recipe = [(s.window_size, s.shift_size) for s in swin.create_model(RECIPE).stage_specs()]
     assert recipe == [(8, 0), (4, 0), (2, 0)]  # seed-recipe.md: every stage one window, no shift
 
@@ -199,14 +199,14 @@ def test_index_and_mask_equal_timm_buffers(name):
         for j in range(spec.depth):
             prefix = f"layers.{i}.blocks.{j}"
             index = buffers[f"{prefix}.attn.relative_position_index"]
-            np.testing.assert_array_equal(swin.relative_position_index(spec.window_size), index)
-            window, shift = swin.window_rule(
+            np.testing.assert_array_equal(ops.relative_position_index(spec.window_size), index)
+            window, shift = plan.window_rule(
                 spec.input_resolution, cfg["window_size"], j % 2 * (cfg["window_size"] // 2)
             )
             assert window == spec.window_size
             if f"{prefix}.attn_mask" in buffers:
                 masks += 1
-                mask = swin.shifted_window_mask(spec.input_resolution, window, shift)
+                mask = ops.shifted_window_mask(spec.input_resolution, window, shift)
                 np.testing.assert_array_equal(mask, buffers[f"{prefix}.attn_mask"])
             else:
                 assert shift == 0
@@ -215,16 +215,16 @@ def test_index_and_mask_equal_timm_buffers(name):
 
 def test_window_partition_and_reverse():
     x = np.arange(2 * 8 * 12 * 3).reshape(2, 8, 12, 3)
-    w = swin.window_partition(x, 4)
+    w = ops.window_partition(x, 4)
     assert w.shape == (2 * 2 * 3, 4, 4, 3)
     np.testing.assert_array_equal(w[1], x[0, 0:4, 4:8])  # row-major windows per image
     np.testing.assert_array_equal(w[6 + 3], x[1, 4:8, 0:4])
-    np.testing.assert_array_equal(swin.window_reverse(w, 4, 8, 12), x)
+    np.testing.assert_array_equal(ops.window_reverse(w, 4, 8, 12), x)
 
 
 def test_relative_position_index_formula():
     w = 3
-    index = swin.relative_position_index(w)
+    index = ops.relative_position_index(w)
     for i in range(w * w):
         for j in range(w * w):
             dh, dw = i // w - j // w, i % w - j % w
@@ -245,13 +245,13 @@ def test_drop_path_rates_equal_timm(name):
 
 def test_drop_path_drops_whole_samples_and_rescales_the_rest():
     x = jnp.ones((4000, 3, 2))
-    y = np.asarray(swin.drop_path(x, 0.25, jax.random.key(0)))
+    y = np.asarray(ops.drop_path(x, 0.25, jax.random.key(0)))
     per_sample = y.reshape(4000, -1)
     kept = per_sample[:, 0] != 0
     assert np.all(per_sample == per_sample[:, :1])  # one decision per sample
     np.testing.assert_allclose(per_sample[kept], 1 / 0.75, rtol=1e-6)  # timm scale_by_keep
     assert abs(1 - kept.mean() - 0.25) < 0.03  # 4 sigma
-    assert not np.array_equal(y, np.asarray(swin.drop_path(x, 0.25, jax.random.key(1))))
+    assert not np.array_equal(y, np.asarray(ops.drop_path(x, 0.25, jax.random.key(1))))
 
 
 def test_stochastic_depth_varies_with_key_only_in_training(odd):
@@ -323,7 +323,7 @@ def test_initialisation_statistics(path):
 def test_bfloat16_computes_in_bf16_with_float32_params_and_close_logits():
     d, cfg, state, _ = load_fixture("swin_shifted")
     model = swin.create_model(cfg, dtype="bfloat16")
-    assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(swin.param_shapes(model)))
+    assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(summary.param_shapes(model)))
     params = convert.torch_to_flax(state, model)
     jaxpr = jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(params, d["images"])
     matmuls = [
@@ -347,7 +347,7 @@ def odd():
     plain = swin.create_model(ODD)
     scanned = swin.create_model(ODD, scan_blocks=True, remat=True)
     params = random_params(plain)
-    stacked = swin.stack_block_params(params, plain)
+    stacked = layout.stack_block_params(params, plain)
     images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
     logits_plain = jax.jit(plain.apply)({"params": params}, images)
     scanned_apply = jax.jit(
@@ -370,8 +370,8 @@ def test_scanned_blocks_match_the_plain_model(odd):
     assert set(stacked["layers_0"]["blocks"]) == {"regular", "shifted"}
     assert stacked["layers_1"]["blocks"]["norm1"]["scale"].shape == (3, 32)
     assert set(stacked["layers_2"]) == {"blocks_0", "blocks_1"}
-    assert jax.tree.structure(stacked) == jax.tree.structure(swin.param_shapes(odd["scanned"]))
-    back = swin.unstack_block_params(stacked, odd["plain"])
+    assert jax.tree.structure(stacked) == jax.tree.structure(summary.param_shapes(odd["scanned"]))
+    back = layout.unstack_block_params(stacked, odd["plain"])
     assert jax.tree.structure(back) == jax.tree.structure(params)
     jax.tree.map(np.testing.assert_array_equal, back, params)
     # Same arithmetic, different XLA fusion: equal up to float32 rounding.

@@ -14,8 +14,10 @@ load; `flax_to_torch(..., model=...)` writes them for the official layout, whose
 them as persistent buffers (so `load_state_dict(strict=True)` accepts the result); timm's are
 non-persistent and never written.
 
-Both directions work on the canonical (unscanned) params; for a `scan_blocks=True` model use
-`swin.stack_block_params` / `swin.unstack_block_params` around them.
+Both directions work on the canonical (unscanned) params; for a `scan_blocks=True` model
+`torch_to_flax_scanned` / `flax_to_torch_scanned` wrap them in `layout.stack_block_params` /
+`layout.unstack_block_params`. `pair_params` is the one key-and-shape mapping: `torch_to_flax`
+requires every pair to fit, `finetune.load_pretrained` resizes or renews the ones that do not.
 
 Files: `load_torch_file` / `save_state_dict` read and write .pth/.pt/.bin/.ckpt (needs torch),
 .safetensors (needs safetensors, not torch) and .npz (numpy only); a missing package is a
@@ -24,6 +26,7 @@ CheckpointError saying what to install (`require_package`).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import re
@@ -31,14 +34,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from flax import traverse_util
 
 from swin_flax.errors import CheckpointError
+from swin_flax.models import layout as scan_layout
 from swin_flax.models import swin
+from swin_flax.models.ops import relative_position_index, shifted_window_mask
+from swin_flax.models.summary import param_shapes
 
 LAYOUTS = ("official", "timm")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 FILE_SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", ".npz")
-_BUFFER_SUFFIXES = ("relative_position_index", "attn_mask")
+BUFFER_SUFFIXES = ("relative_position_index", "attn_mask")  # recomputed by the model
 _INSTALL = {
     "torch": "PyTorch: pip install torch (the CPU wheel is enough: "
     "--index-url https://download.pytorch.org/whl/cpu)",
@@ -47,10 +54,9 @@ _INSTALL = {
 }
 
 
-def _as_model(model: swin.SwinTransformer | Mapping[str, Any]) -> swin.SwinTransformer:
-    if isinstance(model, swin.SwinTransformer):
-        return model
-    return swin.create_model(model)
+def _resolve_model(model: swin.SwinTransformer | Mapping[str, Any]) -> swin.SwinTransformer:
+    """`model` itself, or the SwinTransformer its official arguments build."""
+    return model if isinstance(model, swin.SwinTransformer) else swin.create_model(model)
 
 
 def detect_layout(state_dict: Mapping[str, Any]) -> str:
@@ -65,7 +71,16 @@ def detect_layout(state_dict: Mapping[str, Any]) -> str:
     return "official"  # one stage and a plain head: both layouts name everything alike
 
 
-def _module_name(part: str, stage_offset: int) -> str:
+def resolve_layout(layout: str, state_dict: Mapping[str, Any]) -> str:
+    """`layout` checked; 'auto' becomes what `detect_layout` reads from `state_dict`."""
+    if layout == "auto":
+        return detect_layout(state_dict)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}.")
+    return layout
+
+
+def _torch_module_name(part: str, stage_offset: int) -> str:
     """Flax module name -> torch module name: 'layers_3' -> 'layers.{3 + stage_offset}'."""
     m = re.fullmatch(r"(layers|blocks)_(\d+)", part)
     if m:
@@ -75,67 +90,82 @@ def _module_name(part: str, stage_offset: int) -> str:
 
 
 def torch_key(path: tuple[str, ...], layout: str) -> str:
-    """The PyTorch state_dict key of the Flax param at `path` (canonical layout)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
+    """The PyTorch state_dict key of the Flax param at `path` (canonical layout) in `layout`."""
     *modules, leaf = path
-    if "blocks" in modules or "blocks_tail" in modules:
-        raise ValueError(
-            f"param {'/'.join(path)} is in the scanned layout; convert canonical params "
-            "(swin.unstack_block_params(params, model) first)."
-        )
     # timm runs stage i's PatchMerging at the start of stage i + 1.
     offset = 1 if layout == "timm" and "downsample" in modules else 0
-    names = [_module_name(m, offset) for m in modules]
+    names = [_torch_module_name(m, offset) for m in modules]
     if layout == "timm" and names == ["head"]:
         names = ["head", "fc"]
     torch_leaf = {"kernel": "weight", "scale": "weight", "bias": "bias"}.get(leaf, leaf)
     return ".".join([*names, torch_leaf])
 
 
+def _torch_shape(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The PyTorch shape of the Flax param at `path` of `shape` (kernels transposed)."""
+    if path[-1] != "kernel":
+        return tuple(shape)
+    if len(shape) == 4:  # conv HWIO -> OIHW
+        h, w, i, o = shape
+        return (o, i, h, w)
+    return tuple(reversed(shape))  # Dense [in, out] -> Linear [out, in]
+
+
 def _to_torch_value(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
-    if path[-1] == "kernel":
-        if value.ndim == 4:  # conv HWIO -> OIHW
-            return np.transpose(value, (3, 2, 0, 1))
-        return np.transpose(value)  # Dense [in, out] -> Linear [out, in]
-    return value
+    """The Flax param at `path` as its PyTorch tensor (conv HWIO -> OIHW, [in, out] -> [out, in])."""
+    if path[-1] != "kernel":
+        return value
+    return np.transpose(value, (3, 2, 0, 1)) if value.ndim == 4 else np.transpose(value)
 
 
 def _to_flax_value(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
-    if path[-1] == "kernel":
-        if value.ndim == 4:  # conv OIHW -> HWIO
-            return np.transpose(value, (2, 3, 1, 0))
-        return np.transpose(value)
-    return value
+    """Inverse of `_to_torch_value`: a PyTorch tensor as the Flax param at `path`."""
+    if path[-1] != "kernel":
+        return value
+    return np.transpose(value, (2, 3, 1, 0)) if value.ndim == 4 else np.transpose(value)
 
 
-def _torch_shape(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-    if path[-1] == "kernel":
-        if len(shape) == 4:
-            h, w, i, o = shape
-            return (o, i, h, w)
-        return tuple(reversed(shape))
-    return tuple(shape)
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """A target param and its source tensor: the Flax `path`, the PyTorch `key`, the PyTorch
+    `shape` the target needs and the source `value` (None: the state_dict has no such key)."""
+
+    path: tuple[str, ...]
+    key: str
+    shape: tuple[int, ...]
+    value: np.ndarray | None
+
+    @property
+    def fits(self) -> bool:
+        """The source tensor exists and has the shape the target needs."""
+        return self.value is not None and tuple(self.value.shape) == self.shape
+
+    def flax_value(self) -> np.ndarray:
+        """The source tensor in the Flax layout."""
+        return _to_flax_value(self.path, self.value)
 
 
-def _flat(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, (*prefix, k)))
-        else:
-            out[(*prefix, k)] = v
-    return out
+def pair_params(
+    state_dict: Mapping[str, Any], target: Mapping[tuple[str, ...], Any], layout: str
+) -> tuple[list[Pair], list[str]]:
+    """The one mapping between a state_dict and a model's params, for loading.
 
-
-def _nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = out
-        for k in path[:-1]:
-            node = node.setdefault(k, {})
-        node[path[-1]] = value
-    return out
+    `target`: the model's canonical params flattened ({path: array or ShapeDtypeStruct},
+    `traverse_util.flatten_dict`); `layout`: 'official' or 'timm'. Returns a `Pair` per target
+    param (in `target`'s order) and the sorted source keys no param takes (buffers left out, as
+    the model recomputes them). timm < 0.9 named the classifier `head`: read when `head.fc` is
+    absent.
+    """
+    pairs = []
+    for path, leaf in target.items():
+        key = torch_key(path, layout)
+        if key not in state_dict and key.startswith("head.fc."):
+            key = key.replace("head.fc.", "head.", 1)
+        value = np.asarray(state_dict[key]) if key in state_dict else None
+        pairs.append(Pair(path, key, _torch_shape(path, leaf.shape), value))
+    taken = {p.key for p in pairs}
+    unused = sorted(k for k in state_dict if k not in taken and not k.endswith(BUFFER_SUFFIXES))
+    return pairs, unused
 
 
 def torch_to_flax(
@@ -149,42 +179,31 @@ def torch_to_flax(
     `detect_layout`), 'official' or 'timm'. Buffers are skipped. Raises ValueError naming every
     missing, unexpected or mis-shaped key (with expected vs found torch shapes).
     """
-    model = _as_model(model)
-    if layout == "auto":
-        layout = detect_layout(state_dict)
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}.")
+    model = _resolve_model(model)
+    layout = resolve_layout(layout, state_dict)
     canonical = model.clone(scan_blocks=False, remat=False)
-    expected = _flat(swin.param_shapes(canonical))
-    remaining = {k: v for k, v in state_dict.items() if not k.endswith(_BUFFER_SUFFIXES)}
-
-    out, missing, mismatched = {}, [], []
-    for path, struct in expected.items():
-        key = torch_key(path, layout)
-        if key not in remaining and layout == "timm" and key.startswith("head.fc."):
-            key = key.replace("head.fc.", "head.", 1)  # timm < 0.9 named the classifier `head`
-        if key not in remaining:
-            missing.append(f"{key} {_torch_shape(path, struct.shape)}")
-            continue
-        value = np.asarray(remaining.pop(key))
-        want = _torch_shape(path, struct.shape)
-        if tuple(value.shape) != want:
-            mismatched.append(f"{key}: expected shape {want}, found {tuple(value.shape)}")
-            continue
-        out[path] = _to_flax_value(path, value).astype(struct.dtype)
+    target = traverse_util.flatten_dict(param_shapes(canonical))
+    pairs, unused = pair_params(state_dict, target, layout)
+    missing = [f"{p.key} {p.shape}" for p in pairs if p.value is None]
+    mismatched = [
+        f"{p.key}: expected shape {p.shape}, found {tuple(p.value.shape)}"
+        for p in pairs
+        if p.value is not None and not p.fits
+    ]
     problems = []
     if missing:
         problems.append("missing keys: " + ", ".join(missing))
     if mismatched:
         problems.append("mis-shaped keys: " + "; ".join(mismatched))
-    if remaining:
-        problems.append("unexpected keys: " + ", ".join(sorted(remaining)))
+    if unused:
+        problems.append("unexpected keys: " + ", ".join(unused))
     if problems:
         raise ValueError(
             f"state_dict does not fit the model ({layout} layout, "
             f"{model.official_arguments()}): " + " | ".join(problems)
         )
-    return _nest(out)
+    flat = {p.path: p.flax_value().astype(target[p.path].dtype) for p in pairs}
+    return traverse_util.unflatten_dict(flat)
 
 
 def flax_to_torch(
@@ -199,11 +218,18 @@ def flax_to_torch(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
-    out = {}
-    for path, value in _flat(params).items():
-        out[torch_key(path, layout)] = np.array(_to_torch_value(path, np.asarray(value)))
+    flat = traverse_util.flatten_dict(dict(params))
+    scanned = next((p for p in flat if "blocks" in p or "blocks_tail" in p), None)
+    if scanned:
+        raise ValueError(
+            f"param {'/'.join(scanned)} is in the scanned layout; convert canonical params "
+            "(layout.unstack_block_params(params, model) first)."
+        )
+    out = {
+        torch_key(p, layout): np.array(_to_torch_value(p, np.asarray(v))) for p, v in flat.items()
+    }
     if model is not None and layout == "official":
-        out.update(official_buffers(_as_model(model)))
+        out.update(official_buffers(_resolve_model(model)))
     return out
 
 
@@ -212,11 +238,11 @@ def official_buffers(model: swin.SwinTransformer) -> dict[str, np.ndarray]:
     attn_mask (float32, 0 / -100) for every block that shifts."""
     out = {}
     for i, spec in enumerate(model.stage_specs()):
-        index = swin.relative_position_index(spec.window_size).astype(np.int64)
+        index = relative_position_index(spec.window_size).astype(np.int64)
         for j in range(spec.depth):
             out[f"layers.{i}.blocks.{j}.attn.relative_position_index"] = index
             if j % 2 == 1 and spec.shift_size:
-                out[f"layers.{i}.blocks.{j}.attn_mask"] = swin.shifted_window_mask(
+                out[f"layers.{i}.blocks.{j}.attn_mask"] = shifted_window_mask(
                     spec.input_resolution, spec.window_size, spec.shift_size
                 )
     return out
@@ -228,8 +254,8 @@ def torch_to_flax_scanned(
     layout: str = "auto",
 ) -> dict[str, Any]:
     """`torch_to_flax`, then stacked for `model.clone(scan_blocks=True)`."""
-    model = _as_model(model)
-    return swin.stack_block_params(torch_to_flax(state_dict, model, layout), model)
+    model = _resolve_model(model)
+    return scan_layout.stack_block_params(torch_to_flax(state_dict, model, layout), model)
 
 
 def flax_to_torch_scanned(
@@ -238,11 +264,11 @@ def flax_to_torch_scanned(
     layout: str = "official",
 ) -> dict[str, np.ndarray]:
     """`flax_to_torch` for params of a scan_blocks=True model."""
-    model = _as_model(model)
-    return flax_to_torch(swin.unstack_block_params(params, model), layout, model)
+    model = _resolve_model(model)
+    return flax_to_torch(scan_layout.unstack_block_params(params, model), layout, model)
 
 
-def _unwrap(obj: Any) -> Any:
+def _state_dict_of(obj: Any) -> Any:
     """Official checkpoints hold {'model': state_dict, ...}; others {'state_dict': ...}."""
     while isinstance(obj, Mapping):
         for key in ("model", "state_dict", "model_state"):
@@ -276,18 +302,20 @@ def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
 
 
 def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[str, np.ndarray]:
-    """A .pth / .pt / .bin / .ckpt (needs torch) or .safetensors (needs safetensors) file -> numpy
-    dict.
+    """A state_dict file -> numpy dict: .pth / .pt / .bin / .ckpt (needs torch), .safetensors
+    (needs safetensors) or .npz (np.savez of {key: tensor.numpy()}, numpy alone).
 
     Official checkpoints ({'model': ...}) are unwrapped. `weights_only=False` is needed for
     pickles holding other objects (e.g. the official training config); use it on trusted files.
     """
     path = os.fspath(path)
-    if path.endswith(".npz"):
-        raise ValueError(f"path {path!r}: expected a .pth, .pt, .bin, .ckpt or .safetensors file.")
+    module = require_package(path)
+    if module is None:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
     if path.endswith(".safetensors"):
-        return {k: np.asarray(v) for k, v in require_package(path).load_file(path).items()}
-    torch = require_package(path)
+        return {k: np.asarray(v) for k, v in module.load_file(path).items()}
+    torch = module
     try:
         obj = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch raises UnpicklingError subclasses that vary by version
@@ -297,7 +325,7 @@ def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[
                 "pass weights_only=False."
             ) from e
         raise
-    state = _unwrap(obj)
+    state = _state_dict_of(obj)
     out = {}
     for key, value in state.items():
         if isinstance(value, torch.Tensor):

@@ -1,0 +1,105 @@
+"""The pure functions under the Swin modules: PyTorch's initialisers, window partition and reverse,
+the relative position index, the shifted-window mask and stochastic depth.
+
+Window helpers take numpy or jax arrays; the index and the mask are numpy constants (also written as
+the official model's buffers by `convert.official_buffers`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Dtype = Any
+Initializer = Callable[..., Array]
+
+MASK_VALUE = -100.0  # the official mask value between tokens of different shifted-window regions
+
+
+def torch_trunc_normal(std: float = 0.02, a: float = -2.0, b: float = 2.0) -> Initializer:
+    """timm's `trunc_normal_(std=std, a=a, b=b)`: a normal truncated at ABSOLUTE bounds a, b.
+
+    With the official std=.02 the bounds sit at +-100 std, so this is a plain normal; it is
+    sampled as one (then clipped) because inverse-CDF sampling would put rare samples at the bounds.
+    """
+
+    def init(key: Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> Array:
+        lower, upper = a / std, b / std
+        if min(-lower, upper) > 10.0:  # truncation mass < 1e-23: identical in distribution
+            z = jax.random.normal(key, shape, jnp.float32)
+        else:
+            z = jax.random.truncated_normal(key, lower, upper, shape, jnp.float32)
+        return jnp.clip(z * std, a, b).astype(dtype)
+
+    return init
+
+
+def torch_default_uniform(fan_in: int) -> Initializer:
+    """PyTorch's default Conv2d/Linear init (kaiming_uniform a=sqrt(5), and its bias rule):
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for weight and bias alike."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key: Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> Array:
+        return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(dtype)
+
+    return init
+
+
+def window_partition(x, window: int):
+    """[B, H, W, C] -> [B * H/window * W/window, window, window, C], windows in row-major order."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // window, window, w // window, window, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c)
+
+
+def window_reverse(windows, window: int, height: int, width: int):
+    """Inverse of `window_partition`: [B * nW, window, window, C] -> [B, H, W, C]."""
+    c = windows.shape[-1]
+    x = windows.reshape(-1, height // window, width // window, window, window, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)
+
+
+def relative_position_index(window: int) -> np.ndarray:
+    """The official [window^2, window^2] index into the ((2W-1)^2, heads) bias table.
+
+    Entry (i, j) encodes the offset of token i from token j inside a window:
+    (dh + W - 1) * (2W - 1) + (dw + W - 1).
+    """
+    coords = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij"))
+    flat = coords.reshape(2, -1)  # 2, N
+    rel = (flat[:, :, None] - flat[:, None, :]).transpose(1, 2, 0)  # N, N, 2
+    rel = rel + (window - 1)
+    return (rel[..., 0] * (2 * window - 1) + rel[..., 1]).astype(np.int32)
+
+
+def shifted_window_mask(grid: Sequence[int], window: int, shift: int) -> np.ndarray:
+    """The official SW-MSA mask [nW, N, N]: 0 within a region, -100 across regions.
+
+    After the cyclic roll by -shift, windows on the bottom/right edges hold tokens from up to three
+    regions per axis that were not neighbours in the image; they must not attend to each other.
+    """
+    height, width = grid
+    regions = np.zeros((1, height, width, 1), np.float32)
+    bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    count = 0
+    for hs in bands:
+        for ws in bands:
+            regions[:, hs, ws, :] = count
+            count += 1
+    windows = window_partition(regions, window).reshape(-1, window * window)
+    diff = windows[:, None, :] - windows[:, :, None]
+    return np.where(diff != 0, MASK_VALUE, 0.0).astype(np.float32)
+
+
+def drop_path(x: Array, rate: float | Array, key: Array) -> Array:
+    """timm's DropPath: zero whole samples with probability `rate`, scale the kept by 1/(1-rate)."""
+    keep = 1.0 - jnp.asarray(rate, jnp.float32)
+    mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    scale = jnp.where(keep > 0, 1.0 / jnp.maximum(keep, 1e-12), 0.0)
+    return x * (mask * scale).astype(x.dtype)
