@@ -1,5 +1,6 @@
-"""scripts/benchmark*.py: the FLOP count benchmark.py reads from XLA, the arithmetic of its figures,
-and every benchmark script's refusal of bad arguments."""
+"""The benchmarks: the FLOP count benchmark.py reads from XLA and the arithmetic of its figures
+(scripts/bench/measure.py), the matmul floor's products (scripts/bench/matmul.py), and every benchmark
+script's refusal of bad arguments (the scripts themselves, as subprocesses)."""
 
 import importlib.util
 import os
@@ -12,38 +13,28 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from configs import demo, strong
+from scripts.bench import matmul, measure
 from tests.test_entry_points import fails_cleanly
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name):
-    """A script or config file of the repo as a module (scripts/ and configs/ are not packages)."""
-    path = _REPO / name
-    spec = importlib.util.spec_from_file_location(path.stem + "_module", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark = _load("scripts/benchmark.py")
-
-
 def test_cost_flops_counts_a_matmul_as_2mnk():
     m, k, n = 64, 48, 16
     compiled = jax.jit(lambda a, b: a @ b).lower(jnp.ones((m, k)), jnp.ones((k, n))).compile()
-    assert benchmark.cost_flops(compiled) == pytest.approx(2 * m * k * n, rel=0.01)
+    assert measure.cost_flops(compiled) == pytest.approx(2 * m * k * n, rel=0.01)
 
 
 def test_time_steps_warms_up_twice_then_times_each_step():
     calls = []
-    first_done, second, durations = benchmark.time_steps(lambda: calls.append(1), 3)
+    first_done, second, durations = measure.time_steps(lambda: calls.append(1), 3)
     assert len(calls) == 5 and len(durations) == 3 and second >= 0
-    assert first_done > benchmark.process_start_time()
+    assert first_done > measure.process_start_time()
 
 
 def test_summary_uses_the_median_step():
-    out = benchmark.summarise(100, benchmark.process_start_time() + 1.0, 9.0, [1.0, 4.0, 2.0])
+    out = measure.summarise(100, measure.process_start_time() + 1.0, 9.0, [1.0, 4.0, 2.0])
     assert out["images_per_sec"] == pytest.approx(50.0)
     assert out["start_to_first_step_s"] == pytest.approx(1.0, abs=0.05)
     assert out["peak_rss_gib"] > 0
@@ -52,13 +43,13 @@ def test_summary_uses_the_median_step():
 
 def test_hugepage_env_sets_the_tunable_and_keeps_the_others():
     env = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0", "OTHER": "1"}
-    out = benchmark.hugepage_env(env)
+    out = measure.hugepage_env(env)
     assert out == {
         "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1",
         "OTHER": "1",
     }
     assert env["GLIBC_TUNABLES"].endswith("hugetlb=0")  # the caller's dict is left alone
-    assert benchmark.hugepage_env({})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    assert measure.hugepage_env({})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
 
 
 _MALLOC_PROBE = """
@@ -81,15 +72,15 @@ def _huge_kib(env):
     not sys.platform.startswith("linux")
     or platform.libc_ver()[0] != "glibc"
     or tuple(int(v) for v in platform.libc_ver()[1].split(".")[:2]) < (2, 35)
-    or benchmark.transparent_hugepage_mode() not in ("madvise", "always"),
+    or measure.transparent_hugepage_mode() not in ("madvise", "always"),
     reason="needs glibc >= 2.35 and transparent huge pages in madvise or always mode",
 )
 def test_hugepage_env_gives_mallocs_huge_pages():
     """A plain malloc of 64 MiB in a child started with hugepage_env lands on 2 MiB pages; under
     THP `madvise` mode (where the tunable matters) it does not without."""
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    assert _huge_kib(benchmark.hugepage_env(env)) >= 32 << 10
-    if benchmark.transparent_hugepage_mode() == "madvise":
+    assert _huge_kib(measure.hugepage_env(env)) >= 32 << 10
+    if measure.transparent_hugepage_mode() == "madvise":
         assert _huge_kib(env) == 0
 
 
@@ -97,8 +88,7 @@ def test_matmul_floor_counts_the_recipes_matmul_flops():
     """The products listed for one training step of the recipe's model come to the 0.96 GFLOP per
     training image that the issue quotes for timm's Swin (3x the forward's ~0.32 GFLOP), and stage
     3's qkv appears 18 times in each of its three forms."""
-    matmul = _load("scripts/benchmark_matmul.py")
-    model = _load("configs/strong.py").get_config().model
+    model = strong.get_config().model
     counts = matmul.step_products(model, 2)
     gflop = sum(matmul.flops(s) * n for s, n in counts.items()) / 2 / 1e9
     assert gflop == pytest.approx(0.96, abs=0.01)
@@ -109,8 +99,7 @@ def test_matmul_floor_counts_the_recipes_matmul_flops():
 
 
 def test_matmul_floor_of_the_forward_is_a_third_of_the_step():
-    matmul = _load("scripts/benchmark_matmul.py")
-    model = _load("configs/strong.py").get_config().model
+    model = strong.get_config().model
     train = matmul.step_products(model, 2)
     forward = matmul.step_products(model, 2, train=False)
     total = {
@@ -125,11 +114,10 @@ def test_matmul_floor_of_the_forward_is_a_third_of_the_step():
 @pytest.mark.parametrize("train", [True, False])
 def test_xla_flops_per_image_cover_the_models_matmuls(train):
     """The FLOPs the benchmark reads from XLA (step lowered from shapes only) cover the matmul FLOPs
-    counted by hand (benchmark_matmul.step_products), plus a share for the element-wise work; the
+    counted by hand (matmul.step_products), plus a share for the element-wise work; the
     demo model is small enough for that share to be about a quarter."""
-    matmul = _load("scripts/benchmark_matmul.py")
-    config = _load("configs/demo.py").get_config()
-    xla = benchmark.jax_flops_per_image(config, 16, train=train)
+    config = demo.get_config()
+    xla = measure.jax_flops_per_image(config, 16, train=train)
     by_hand = sum(
         matmul.flops(s) * n for s, n in matmul.step_products(config.model, 16, train).items()
     )
@@ -150,7 +138,11 @@ def test_the_benchmarked_step_is_built_without_tensorflow():
 
 
 _HAS_TORCH = all(importlib.util.find_spec(m) for m in ("torch", "timm"))
-_CONFIGURED = ("benchmark.py", "benchmark_input.py", "benchmark_matmul.py")  # they take --config
+_CONFIGURED = (
+    "benchmark.py",
+    "benchmark_input.py",
+    "bench/benchmark_matmul.py",
+)  # they take --config
 
 
 # Bad arguments of the benchmark scripts: (script, arguments, the message says).
@@ -184,17 +176,33 @@ BAD_ARGUMENTS = {
         "config.batch_size: 128 is not divisible by the 3",
     ),
     "input-json": ("benchmark_input.py", ["--json=no/r.json"], "not a file path in a folder"),
-    "blocks-stage": ("benchmark_blocks.py", ["--stage=4"], "--stage must be 1, 2 or 3."),
-    "blocks-batch": ("benchmark_blocks.py", ["--batch=0"], "flag --batch=0: 0 is not a positive"),
-    "blocks-depth": ("benchmark_blocks.py", ["--depth=-1"], "-1 is not a non-negative integer"),
-    "matmul-batch": ("benchmark_matmul.py", ["--batch=0"], "flag --batch=0: 0 is not a positive"),
+    "blocks-stage": ("bench/benchmark_blocks.py", ["--stage=4"], "--stage must be 1, 2 or 3."),
+    "blocks-batch": (
+        "bench/benchmark_blocks.py",
+        ["--batch=0"],
+        "flag --batch=0: 0 is not a positive",
+    ),
+    "blocks-depth": (
+        "bench/benchmark_blocks.py",
+        ["--depth=-1"],
+        "-1 is not a non-negative integer",
+    ),
+    "matmul-batch": (
+        "bench/benchmark_matmul.py",
+        ["--batch=0"],
+        "flag --batch=0: 0 is not a positive",
+    ),
     "matmul-batch_devices": (
-        "benchmark_matmul.py",
+        "bench/benchmark_matmul.py",
         ["--batch=3"],
         "batch sizes [3] must be multiples of the 2 local devices",
     ),
-    "matmul-json": ("benchmark_matmul.py", ["--json=."], "--json . is not a file path in a folder"),
-    "matmul-torch": ("benchmark_matmul.py", ["--torch"], "--torch needs torch"),
+    "matmul-json": (
+        "bench/benchmark_matmul.py",
+        ["--json=."],
+        "--json . is not a file path in a folder",
+    ),
+    "matmul-torch": ("bench/benchmark_matmul.py", ["--torch"], "--torch needs torch"),
 }
 
 
@@ -207,7 +215,7 @@ def test_benchmarks_refuse_bad_arguments(case, tmp_path):
     if "--torch" in args and _HAS_TORCH:
         pytest.skip("torch and timm are installed here")
     config = ["--config", str(_REPO / "configs" / "demo.py")] if script in _CONFIGURED else []
-    json_out = ["--json=results.json"] if script != "benchmark_blocks.py" else []
+    json_out = ["--json=results.json"] if script != "bench/benchmark_blocks.py" else []
     message = fails_cleanly(script, *config, *json_out, *args, cwd=tmp_path)
     assert expected in message
     assert not any(tmp_path.iterdir())

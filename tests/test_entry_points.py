@@ -20,7 +20,8 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO = str(REPO / "configs" / "demo.py")
 
-# A bad argument for each entry point (the scripts that write test fixtures are not entry points).
+# A bad argument for each entry point: scripts/*.py and the commands in scripts/bench/ (the fixture
+# generators in scripts/fixtures/ need torch and are not entry points of the package).
 BAD_ARGUMENT = {
     "main.py": ["--config", DEMO, "--workdir", "run", "--config.num_epochs=zero"],
     "evaluate.py": ["--workdir", "no_such_run", "--json", "scores.json"],
@@ -29,8 +30,8 @@ BAD_ARGUMENT = {
     "show_augmentations.py": ["--config", DEMO, "--count=0", "--out", "grid.png"],
     "benchmark.py": ["--config", DEMO, "--batch=0", "--json", "results.json"],
     "benchmark_input.py": ["--config", DEMO, "--devices=0", "--json", "results.json"],
-    "benchmark_blocks.py": ["--stage=4"],
-    "benchmark_matmul.py": ["--config", DEMO, "--batch=0", "--json", "results.json"],
+    "bench/benchmark_blocks.py": ["--stage=4"],
+    "bench/benchmark_matmul.py": ["--config", DEMO, "--batch=0", "--json", "results.json"],
     "export.py": ["--workdir", "no_such_run", "--layout=keras", "--out", "swin.npz"],
 }
 
@@ -43,14 +44,18 @@ BUSY = {
     "show_augmentations.py": ["--config", DEMO, "--out", "grid.png"],
     "benchmark.py": ["--config", DEMO, "--json", "results.json"],
     "benchmark_input.py": ["--config", DEMO],
-    "benchmark_blocks.py": [],
-    "benchmark_matmul.py": ["--config", DEMO],
+    "bench/benchmark_blocks.py": [],
+    "bench/benchmark_matmul.py": ["--config", DEMO],
     "export.py": ["--workdir", "run", "--out", "swin.npz"],
 }
 
 
 def entry_points() -> list[str]:
-    return sorted(p.name for p in (REPO / "scripts").glob("*.py") if not p.name.startswith("make_"))
+    """Paths under scripts/: every script there and the benchmark_*.py commands of scripts/bench/
+    (its other modules are the commands' helpers)."""
+    scripts = REPO / "scripts"
+    found = [*scripts.glob("*.py"), *scripts.glob("bench/benchmark_*.py")]
+    return sorted(str(p.relative_to(scripts)) for p in found)
 
 
 def script_env() -> dict[str, str]:
@@ -63,7 +68,7 @@ def script_env() -> dict[str, str]:
 
 
 def run_script(name: str, *args: str, cwd: pathlib.Path, timeout: float = 180):
-    """`python scripts/NAME ARGS` in `cwd`."""
+    """`python scripts/NAME ARGS` in `cwd` (NAME: a path under scripts/, e.g. bench/benchmark_blocks.py)."""
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / name), *args],
         cwd=cwd,

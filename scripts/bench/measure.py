@@ -1,0 +1,231 @@
+"""What benchmark.py and bench/benchmark_matmul.py share: the checks of their arguments (before
+anything is measured), timing and memory of a step, the CPU and malloc settings of a measuring
+process, and the JAX step exactly as train.py builds it with XLA's FLOP count of it.
+
+No side effects on import: JAX is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+from swin_flax import cli
+
+_IMPORTED = time.time()
+GIB = 2**30
+
+
+# --------------------------------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------------------------------
+
+
+def check_config(config) -> None:
+    """Exit 2 with one paragraph unless `config` passes swin_flax.config.validate (as scripts/main.py
+    runs it, any device count), all but the RandAugment string: parsing that imports TensorFlow,
+    which the benchmarks never use (random tensors stand in for images) and the GPU machine lacks.
+    A config file that failed to load raises OSError at its first access, here."""
+    from swin_flax.config import validate  # noqa: PLC0415
+
+    with cli.friendly_errors():
+        config = config.copy_and_resolve_references()
+        with config.unlocked():
+            config.randaugment = ""
+        validate(config)
+
+
+def check_json(path: str | None) -> None:
+    """Exit 2 unless --json is unset or a file path in a folder that exists: checked before the
+    measurements, not after them."""
+    if path and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path)))):
+        cli.exit_user_error(
+            f"--json {path} is not a file path in a folder that exists: create the folder, or "
+            "give another path."
+        )
+
+
+def check_batches(batches: list[int]) -> None:
+    """Exit 2 unless every batch splits evenly over the local devices (each gets its share)."""
+    import jax  # noqa: PLC0415
+
+    n_dev = jax.local_device_count()
+    if any(b % n_dev for b in batches):
+        cli.exit_user_error(
+            f"batch sizes {batches} must be multiples of the {n_dev} local devices JAX sees "
+            f"(each device takes an equal share); choose multiples of {n_dev}."
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing, memory and the measuring process
+# --------------------------------------------------------------------------------------------------
+
+
+def process_start_time() -> float:
+    """Wall-clock time at which this process started (Linux /proc), else when this module was
+    imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of stat(5): starttime in clock ticks after boot
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - uptime + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    import resource  # noqa: PLC0415
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def time_steps(step, num_steps: int) -> tuple[float, float, list[float]]:
+    """Runs `step()` (which must block until done) 2 + num_steps times; returns the first call's
+    end time, the second call's duration (a warm-up; a step that compiles again shows here) and
+    the last num_steps durations."""
+    step()
+    first_done = time.time()
+    t = time.perf_counter()
+    step()
+    second = time.perf_counter() - t
+    durations = []
+    for _ in range(num_steps):
+        t = time.perf_counter()
+        step()
+        durations.append(time.perf_counter() - t)
+    return first_done, second, durations
+
+
+def summarise(
+    batch: int, first_done: float, second: float, durations: list[float]
+) -> dict[str, Any]:
+    med = statistics.median(durations)
+    return {
+        "batch": batch,
+        "images_per_sec": batch / med,
+        "step_seconds_median": med,
+        "step_seconds": durations,
+        "second_step_s": second,
+        "start_to_first_step_s": first_done - process_start_time(),
+        "peak_rss_gib": peak_rss_bytes() / GIB,
+    }
+
+
+def limit_threads(threads: int) -> None:
+    """Pins this process to `threads` CPUs when fewer than the machine has (XLA sizes its pools
+    from the CPUs it may use)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if cpus and threads < len(cpus):
+        os.sched_setaffinity(0, cpus[:threads])
+
+
+HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1"
+
+
+def hugepage_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with glibc's malloc told to use transparent huge pages (glibc >= 2.35, Linux).
+
+    XLA:CPU mallocs a fresh buffer of about 1 GB for every training step's temporaries, and glibc
+    maps such blocks with mmap: ~200,000 page faults of 4 KiB per step, and TLB misses (costly in a
+    VM). With the tunable, malloc madvises its blocks to use 2 MiB pages when the kernel's THP mode
+    is `madvise` (as here) or `always`. Must be in the environment when the process starts; older
+    glibc ignores it. Applied to the JAX and the PyTorch children alike.
+    """
+    tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
+    tunables = [t for t in tunables if not t.startswith("glibc.malloc.hugetlb=")]
+    return {**env, "GLIBC_TUNABLES": ":".join([*tunables, HUGETLB_TUNABLE])}
+
+
+def transparent_hugepage_mode() -> str | None:
+    """The kernel's THP mode (`always`, `madvise` or `never`), None where it cannot be read."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return next((w.strip("[]") for w in f.read().split() if w.startswith("[")), None)
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The JAX step as train.py builds it, and XLA's FLOP count of it
+# --------------------------------------------------------------------------------------------------
+
+
+def build_jax(config, batch: int, abstract: bool = False):
+    """The model, replicated state and pmapped steps as train.py builds them, plus a device batch.
+
+    abstract=True: the state and batch as shapes only (jax.eval_shape), enough to lower and compile
+    the steps without initialising anything."""
+    import functools  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    from flax import jax_utils  # noqa: PLC0415
+
+    from swin_flax import build, steps  # noqa: PLC0415
+
+    n_dev = jax.local_device_count()  # divides `batch`: run_phase checked it
+    steps_per_epoch = max(1, 50_000 // config.batch_size)
+    model = build.create_model(config)
+    learning_rate_fn = build.create_learning_rate_fn(config, steps_per_epoch)
+    tx = build.create_optimizer(config, learning_rate_fn)
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    img = config.model.img_size
+    shape = (img, img, config.model.in_chans)
+    if abstract:
+        state = jax.eval_shape(lambda k: steps.create_train_state(k, model, tx, shape), init_key)
+        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((n_dev, *x.shape), x.dtype), state)
+    else:
+        state = steps.replicate(steps.create_train_state(init_key, model, tx, shape))
+    p_train_step = build.pmap_train_step(dropout_key, learning_rate_fn)
+    p_eval_step = jax.pmap(
+        functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
+    )
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, config.model.num_classes, batch).astype(np.int32)
+    host = {
+        "image": rng.random((batch, *shape), np.float32),
+        "label": labels,
+        "target": np.eye(config.model.num_classes, dtype=np.float32)[labels],
+        "mask": np.ones(batch, np.float32),
+    }
+    host = {k: v.reshape(n_dev, batch // n_dev, *v.shape[1:]) for k, v in host.items()}
+    if abstract:
+        device_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in host.items()}
+    else:
+        device_batch = next(jax_utils.prefetch_to_device(iter([host]), 1))
+    return model, state, p_train_step, p_eval_step, device_batch
+
+
+def cost_flops(compiled) -> float:
+    """Total 'flops' of a compiled executable's XLA cost analysis (a dict or a list of dicts)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list | tuple):
+        return float(sum(a.get("flops", 0.0) for a in analysis))
+    return float(analysis.get("flops", 0.0))
+
+
+def jax_flops_per_image(config, batch: int, train: bool) -> float:
+    """XLA's FLOPs per image of the pmapped train (or eval) step, from the UNSCANNED model.
+
+    XLA's cost analysis counts a while loop's body once, so a scanned model would under-count; the
+    unscanned model computes the same thing. Only lowered and compiled from shapes, never run.
+    """
+    import jax  # noqa: PLC0415
+
+    cfg = config.copy_and_resolve_references()
+    cfg.scan_blocks = False
+    cfg.remat = False  # recomputation is overhead, not model FLOPs
+    _, state, p_train_step, p_eval_step, device_batch = build_jax(cfg, batch, abstract=True)
+    if train:
+        compiled = p_train_step.lower(state, device_batch).compile()
+    else:
+        compiled = p_eval_step.lower(state.params, device_batch).compile()
+    return cost_flops(compiled) / (batch / jax.local_device_count())
