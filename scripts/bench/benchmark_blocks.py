@@ -1,9 +1,9 @@
 """Forward + backward time of one stage's blocks in isolation: the A/B benchmark behind the
 session-2 entries of docs/benchmarks.md (small, quick to compile, repeatable on a noisy machine).
 
-    python scripts/benchmark_blocks.py --stage 3            # 6 of the recipe's stage-3 blocks, scanned
-    python scripts/benchmark_blocks.py --stage 1 --unscanned
-    python scripts/benchmark_blocks.py --stage 3 --remat
+    python scripts/bench/benchmark_blocks.py --stage 3            # 6 of the recipe's stage-3 blocks, scanned
+    python scripts/bench/benchmark_blocks.py --stage 1 --unscanned
+    python scripts/bench/benchmark_blocks.py --stage 3 --remat
 
 Run variants alternately (A, B, A, B) and compare medians: the machine's speed drifts.
 """
