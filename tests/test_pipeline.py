@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from swin_flax.data import pipeline, viz
+from swin_flax.errors import ConfigError
 
 K = 10
 BASELINE = dict(normalize_mean=(0.5, 0.5, 0.5), normalize_std=(0.5, 0.5, 0.5))
@@ -81,7 +82,7 @@ def test_epoch_order_is_a_permutation_of_seed_and_epoch_only():
 def test_steps_per_epoch_and_eval_steps():
     assert pipeline.steps_per_epoch(50_000, 1024) == 48  # 848 images dropped each epoch
     assert pipeline.eval_steps(10_000, 1024) == 10
-    with pytest.raises(ValueError, match="larger than the 10 training examples"):
+    with pytest.raises(ConfigError, match="config.batch_size: 16 is larger than the 10 training"):
         pipeline.steps_per_epoch(10, 16)
 
 
@@ -163,13 +164,10 @@ def test_cutmix_in_the_pipeline_mixes_each_host_batch():
 
 
 def test_batch_that_does_not_divide_is_a_clear_error():
+    """An odd host batch with mixing on is a ValueError (a rule on the host layout); a batch that
+    does not split over the devices is config.validate's rule (batch_size against the device
+    count), and here, like a start_step or process_index out of range, an assertion."""
     images, labels = indexed_images(64)
-    with pytest.raises(ValueError, match="global batch size 30 does not split over 1 host.*4"):
-        train(images, labels, global_batch_size=30, local_device_count=4)
-    with pytest.raises(ValueError, match="2 host.*x 4 local device"):
-        pipeline.eval_dataset(
-            images, labels, global_batch_size=12, process_count=2, local_device_count=4
-        )
     with pytest.raises(ValueError, match="needs it even"):
         train(
             images,
@@ -179,9 +177,15 @@ def test_batch_that_does_not_divide_is_a_clear_error():
             process_count=2,
             mix=dict(cutmix_alpha=1.0),
         )
-    with pytest.raises(ValueError, match="start_step=9"):
+    with pytest.raises(AssertionError, match="global batch size 30 does not split over 1 host.*4"):
+        train(images, labels, global_batch_size=30, local_device_count=4)
+    with pytest.raises(AssertionError, match="2 host.*x 4 local device"):
+        pipeline.eval_dataset(
+            images, labels, global_batch_size=12, process_count=2, local_device_count=4
+        )
+    with pytest.raises(AssertionError, match="start_step=9"):
         train(images, labels, start_step=9)
-    with pytest.raises(ValueError, match="process_index=2"):
+    with pytest.raises(AssertionError, match="process_index=2"):
         train(images, labels, process_index=2, process_count=2)
 
 

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+from swin_flax.config import default_config
 from swin_flax.data import sources
 
 # ---------------------------------------------------------------------------------------------
@@ -369,10 +370,24 @@ def test_synthetic_classes_are_learnable_but_not_trivial():
     assert 0.1 < (pred == yt).mean() < 0.5
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="dataset='imagenet'"):
+def test_load_config_split_reads_what_the_config_names(cifar10):
+    c = default_config()
+    c.dataset, c.synthetic_test_examples, c.seed = "synthetic", 30, 3
+    images, labels = sources.load_config_split(c, "test")
+    np.testing.assert_array_equal(images, sources.synthetic_split(30, seed=3, split="test")[0])
+    c.dataset, c.archive = "cifar10", str(cifar10[0] / "cifar-10-binary.tar.gz")
+    check_equal(sources.load_config_split(c, "train"), *cifar10[1])
+    assert sources.describe_source("cifar10", archive=c.archive) == (
+        f"CIFAR-10 from the archive {c.archive}"
+    )
+
+
+def test_bad_arguments_are_programmer_errors():
+    """The dataset name and 'archive only with a CIFAR dataset' are config.validate's rules
+    (tests/test_config.py, tests/test_bad_input.py); here a wrong call is an assertion."""
+    with pytest.raises(AssertionError, match="imagenet"):
         sources.load_split("imagenet", "train")
-    with pytest.raises(ValueError, match="split='val'"):
+    with pytest.raises(AssertionError, match="val"):
         sources.load_split("cifar10", "val")
-    with pytest.raises(ValueError, match="unset --config.archive"):
+    with pytest.raises(AssertionError, match="no archive for synthetic"):
         sources.load_split("synthetic", "train", archive="/x.tar.gz")

@@ -32,43 +32,42 @@ import numpy as np
 import tensorflow as tf
 
 from swin_flax.data import mix as mix_lib
+from swin_flax.data import randaugment as ra
+from swin_flax.data.randaugment_params import parse_config_str
+from swin_flax.errors import ConfigError
 
 _SHUFFLE, _AUGMENT, _MIX = 1, 2, 3  # one random stream per purpose and epoch
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    """Training steps in an epoch: full global batches only (the last partial batch is dropped)."""
-    _check_positive(global_batch_size=global_batch_size)
+    """Training steps in an epoch: full global batches only (the last partial batch is dropped).
+
+    ConfigError when the data set holds less than one batch (a rule on the data's size, which
+    config.validate cannot know)."""
     if num_examples < global_batch_size:
-        raise ValueError(
-            f"global_batch_size={global_batch_size} is larger than the {num_examples} training "
-            "examples, so an epoch has no full batch; lower --config.batch_size."
+        raise ConfigError(
+            f"config.batch_size: {global_batch_size} is larger than the {num_examples} training "
+            "images, so an epoch has no full batch; choose a batch_size of at most "
+            f"{num_examples}."
         )
     return num_examples // global_batch_size
 
 
 def eval_steps(num_examples: int, global_batch_size: int) -> int:
     """Evaluation steps: every example once, the last batch padded (ceil)."""
-    _check_positive(global_batch_size=global_batch_size)
     return -(-num_examples // global_batch_size)
 
 
 def split_batch(
     global_batch_size: int, process_count: int, local_device_count: int
 ) -> tuple[int, int]:
-    """(host batch, per-device batch) of a global batch; ValueError when it does not divide."""
-    _check_positive(
-        global_batch_size=global_batch_size,
-        process_count=process_count,
-        local_device_count=local_device_count,
-    )
+    """(host batch, per-device batch) of a global batch. That it divides over the devices is
+    config.validate's rule (batch_size and eval_batch_size against the device count)."""
     shards = process_count * local_device_count
-    if global_batch_size % shards:
-        raise ValueError(
-            f"global batch size {global_batch_size} does not split over {process_count} host(s) "
-            f"x {local_device_count} local device(s) = {shards} devices; choose a multiple of "
-            f"{shards}."
-        )
+    assert global_batch_size > 0 and global_batch_size % shards == 0, (
+        f"global batch size {global_batch_size} does not split over {process_count} host(s) "
+        f"x {local_device_count} local device(s)"
+    )
     return global_batch_size // process_count, global_batch_size // shards
 
 
@@ -110,23 +109,22 @@ def train_dataset(
     targets: mixed by CutMix/Mixup per `mix` (timm Mixup arguments), else smoothed one-hot).
     randaugment: a timm config string ('rand-m9-mstd0.5') or '' for none.
     """
-    _tf_cpu_only()
-    _check_arrays(images, labels)
+    tf_cpu_only()
     host_bs, dev_bs = split_batch(global_batch_size, process_count, local_device_count)
-    _check_index(process_index, process_count)
-    _check_positive(num_epochs=num_epochs)
     n_steps = steps_per_epoch(len(labels), global_batch_size)
-    if not 0 <= start_step <= n_steps:
-        raise ValueError(f"start_step={start_step} is outside [0, {n_steps}] for this epoch.")
+    _assert_layout(images, labels, process_index, process_count)
+    assert num_epochs > 0 and 0 <= start_step <= n_steps, (
+        f"start_step={start_step}, {n_steps} steps"
+    )
     mix_cfg = mix_lib.mix_config(mix or {}, num_classes)
-    if mix_cfg.enabled and host_bs % 2:
+    if mix_cfg.enabled and host_bs % 2:  # a rule on the host layout, which validate cannot know
         raise ValueError(
             f"CutMix/Mixup mixes each host batch with itself reversed and needs it even (as timm "
             f"asserts); the host batch is {host_bs}: choose an even global_batch_size per host."
         )
     transform = _train_transform(
         images.shape[1:3],
-        _parse_randaugment(randaugment),
+        parse_config_str(randaugment) if randaugment else None,
         tuple(int(v) for v in img_mean),
         float(translate_const),
         int(image_size),
@@ -224,10 +222,9 @@ def eval_dataset(
     Yields dicts: 'image' float32 [D, b, S, S, 3], 'label' int32 [D, b], 'mask' float32 [D, b]
     (1 for a real example, 0 for padding). Every host yields eval_steps(N, global) batches.
     """
-    _tf_cpu_only()
-    _check_arrays(images, labels)
+    tf_cpu_only()
     host_bs, dev_bs = split_batch(global_batch_size, process_count, local_device_count)
-    _check_index(process_index, process_count)
+    _assert_layout(images, labels, process_index, process_count)
     n = len(labels)
     n_steps = eval_steps(n, global_batch_size)
     positions = np.arange(n_steps * global_batch_size, dtype=np.int64)
@@ -291,11 +288,9 @@ def _rand_augment(
 ) -> tf.types.experimental.PolymorphicFunction:
     """Batched RandAugment as its own traced function, shared by every transform that uses it
     (tracing its graph is the slow part of building a pipeline)."""
-    from swin_flax.data import randaugment  # noqa: PLC0415 (TF ops; only when asked for)
-
     h, w = source_hw
     return tf.function(
-        lambda images, seeds: randaugment.rand_augment_batch(
+        lambda images, seeds: ra.rand_augment_batch(
             images, seeds, ra_params, img_mean=img_mean, translate_const=translate_const
         ),
         input_signature=[
@@ -303,15 +298,6 @@ def _rand_augment(
             tf.TensorSpec([None, 2], tf.int64),
         ],
     )
-
-
-def _parse_randaugment(config_str: str):
-    """Parsed RandAugment params for a timm config string, or None for ''."""
-    if not config_str:
-        return None
-    from swin_flax.data import randaugment  # noqa: PLC0415 (TF ops; only when asked for)
-
-    return randaugment.parse_config_str(config_str)
 
 
 def _per_device(x: tf.Tensor, devices: int, per_device: int) -> tf.Tensor:
@@ -326,26 +312,15 @@ def _options() -> tf.data.Options:
     return opts
 
 
-def _tf_cpu_only() -> None:
+def tf_cpu_only() -> None:
     """Keeps TensorFlow off the accelerators, which JAX owns (a no-op once TF has started)."""
     for kind in ("GPU", "TPU"):
         with contextlib.suppress(RuntimeError, ValueError):
             tf.config.set_visible_devices([], kind)
 
 
-def _check_positive(**values: int) -> None:
-    for name, v in values.items():
-        if not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}.")
-
-
-def _check_index(process_index: int, process_count: int) -> None:
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index={process_index} is outside [0, {process_count}).")
-
-
-def _check_arrays(images: np.ndarray, labels: np.ndarray) -> None:
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}.")
-    if labels.shape != (len(images),):
-        raise ValueError(f"labels must be [N] = [{len(images)}], got shape {labels.shape}.")
+def _assert_layout(images: np.ndarray, labels: np.ndarray, index: int, count: int) -> None:
+    """The caller's side of the contract: what sources return, and a host within the count."""
+    assert images.dtype == np.uint8 and images.ndim == 4 and images.shape[-1] == 3, images.shape
+    assert labels.shape == (len(images),), (labels.shape, images.shape)
+    assert 0 <= index < count, f"process_index={index} is outside [0, {count})"

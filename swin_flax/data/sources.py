@@ -4,19 +4,20 @@ Every source returns the same thing, a whole split in memory: `images` uint8 [N,
 RGB) and `labels` int32 [N] (for CIFAR-100 the 100 fine labels). CIFAR is small (150 MB for the
 training split), so reading it once and shuffling/augmenting from memory in tf.data is simplest.
 
-This module imports only numpy at load time (config validation imports it); tensorflow-datasets is
-imported when a tfds split is actually read.
+This module imports no TensorFlow at load time (config validation, evaluate and predict import it);
+tensorflow-datasets is imported when a tfds split is actually read. Inputs are config values that
+config.validate has checked; what it cannot know (files' contents, the network) is checked here.
 """
 
 from __future__ import annotations
 
 import bz2
-import contextlib
 import glob
 import gzip
 import io
 import lzma
 import os
+import pathlib
 import pickle
 import tarfile
 import threading
@@ -26,12 +27,13 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+import ml_collections
 import numpy as np
 from absl import logging
 
+from swin_flax.config import DATASETS
 from swin_flax.errors import DataError
 
-DATASETS = ("cifar10", "cifar100", "synthetic")
 SPLITS = ("train", "test")
 IMAGE_SHAPE = (32, 32, 3)
 _PIXELS = 32 * 32 * 3
@@ -48,7 +50,6 @@ _TFDS_ARCHIVE = {
 
 def num_classes(dataset: str) -> int:
     """Number of classes of `dataset` ('cifar10', 'cifar100' or 'synthetic')."""
-    _check_dataset(dataset)
     return _NUM_CLASSES[dataset]
 
 
@@ -70,8 +71,10 @@ CIFAR100_NAMES = tuple(
 
 def class_names(dataset: str) -> tuple[str, ...]:
     """Names of the classes of `dataset`, indexed by label. Synthetic classes are named for their
-    stripes: orientation and cycles across the image (see `synthetic_split`)."""
-    _check_dataset(dataset)
+    stripes: orientation and cycles across the image (see `synthetic_split`). ValueError for an
+    unknown name: predict reads it from a run's config.json, which no validate has seen."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset={dataset!r} is not one of {DATASETS}.")
     if dataset == "cifar10":
         return CIFAR10_NAMES
     if dataset == "cifar100":
@@ -79,6 +82,21 @@ def class_names(dataset: str) -> tuple[str, ...]:
     return tuple(
         f"stripes_{round(float(np.rad2deg(_ANGLES[c % 5])))}deg_x{int(_FREQS[c // 5])}"
         for c in range(_NUM_CLASSES["synthetic"])
+    )
+
+
+def load_config_split(
+    config: ml_collections.ConfigDict, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The data source a (validated) config names, one split: uint8 images [N, 32, 32, 3] and int32
+    labels [N]. What training and evaluation read."""
+    return load_split(
+        config.dataset,
+        split,
+        data_dir=config.data_dir,
+        archive=config.archive,
+        synthetic_examples=config[f"synthetic_{split}_examples"],
+        seed=config.seed,
     )
 
 
@@ -98,7 +116,7 @@ def load_split(
 
     dataset: 'cifar10' | 'cifar100' | 'synthetic'. split: 'train' | 'test'.
     archive: a local CIFAR archive (python or binary tarball) or a folder with one extracted; when
-      set, tfds is not used and nothing is downloaded.
+      set, tfds is not used and nothing is downloaded (not with 'synthetic': config.validate's rule).
     data_dir: tfds' data directory (None: tfds' default, ~/tensorflow_datasets or $TFDS_DATA_DIR).
     synthetic_examples: size of a synthetic split (None: 50,000 train / 10,000 test, CIFAR's sizes).
     seed: seeds the synthetic set only (train and test are different draws from the same classes).
@@ -106,26 +124,19 @@ def load_split(
     probe_url, probe_timeout_s: the address tried, before tfds downloads anything, to tell quickly
       whether this machine is online (None: the dataset's download URL).
     """
-    _check_dataset(dataset)
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not one of {SPLITS}.")
+    assert dataset in DATASETS and split in SPLITS, (dataset, split)
+    assert not (dataset == "synthetic" and archive), "config.validate: no archive for synthetic"
     if dataset == "synthetic":
-        if archive:
-            raise ValueError(
-                f"archive={archive!r} is set but dataset='synthetic': unset --config.archive, or "
-                "set --config.dataset to 'cifar10' / 'cifar100' to read the archive."
-            )
         default = 50_000 if split == "train" else 10_000
         n = default if synthetic_examples is None else synthetic_examples
         logging.debug("Generating the synthetic %s split (%d images).", split, n)
         return synthetic_split(n, seed=seed, split=split)
     if archive:
         images, labels = read_archive(archive, dataset, split)
-        source = f"archive {archive}"
     else:
         images, labels = _load_tfds(dataset, split, data_dir, download, probe_url, probe_timeout_s)
-        source = f"tensorflow-datasets (data_dir={data_dir or 'default'})"
-    logging.debug("Read %s %s: %d images from %s.", _PRETTY[dataset], split, len(labels), source)
+    where = describe_source(dataset, data_dir=data_dir, archive=archive)
+    logging.debug("Read the %s split of %s: %d images.", split, where, len(labels))
     return images, labels
 
 
@@ -165,18 +176,13 @@ def load_or_synthetic(
 def describe_source(
     dataset: str, *, data_dir: str | None = None, archive: str | None = None
 ) -> str:
-    """One line saying where a run's data comes from, for logs and TensorBoard text."""
-    _check_dataset(dataset)
+    """Where a run's data comes from, in the words of the console's data line (one wording for
+    training's log, the tools and TensorBoard)."""
     if dataset == "synthetic":
-        return "SYNTHETIC striped patterns (10 classes), not CIFAR"
+        return "the SYNTHETIC data set (striped patterns, NOT CIFAR)"
     if archive:
-        return f"{_PRETTY[dataset]} from the local archive {archive}"
-    return f"{_PRETTY[dataset]} from tensorflow-datasets (data_dir={data_dir or 'default'})"
-
-
-def _check_dataset(dataset: str) -> None:
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset={dataset!r} is not one of {DATASETS}.")
+        return f"{_PRETTY[dataset]} from the archive {archive}"
+    return f"{_PRETTY[dataset]} from tensorflow-datasets ({data_dir or 'its default data_dir'})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,11 +199,11 @@ def _load_tfds(
     probe_timeout_s: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     _fail_fast_if_unobtainable(dataset, data_dir, download, probe_url, probe_timeout_s)
-    import tensorflow as tf  # noqa: PLC0415 (heavy; only when tfds is the source)
-    import tensorflow_datasets as tfds  # noqa: PLC0415
+    import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy; only when tfds is the source)
 
-    with contextlib.suppress(RuntimeError, ValueError):  # TF started already
-        tf.config.set_visible_devices([], "GPU")  # tfds starts TF: keep it off JAX's accelerators
+    from swin_flax.data.pipeline import tf_cpu_only  # noqa: PLC0415 (TensorFlow)
+
+    tf_cpu_only()  # tfds starts TF: keep it off JAX's accelerators
     builder = tfds.builder(dataset, data_dir=data_dir)
     if not builder.is_prepared():
         logging.info("Preparing %s with tfds in %s.", dataset, builder.data_dir_root)
@@ -386,16 +392,12 @@ def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.nd
     cifar-100-binary.tar.gz (any tar compression), or a folder holding one of them extracted (the
     folder itself, its parent, or any folder up to two levels above the batch files).
     """
-    if dataset not in _LAYOUTS:
-        raise ValueError(f"dataset={dataset!r} has no archive format; use 'cifar10' or 'cifar100'.")
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not one of {SPLITS}.")
     path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise DataError(f"archive {path} does not exist (--config.archive).")
     if os.path.isdir(path):
         files = dict(_folder_files(path))
-        read = lambda rel: _read_file(os.path.join(path, rel))
+        read = lambda rel: pathlib.Path(path, rel).read_bytes()
         where = lambda rel: os.path.join(path, rel)
     else:
         files = _tar_files(path)
@@ -482,11 +484,6 @@ def _folder_files(root: str, max_depth: int = 2) -> Iterator[tuple[str, None]]:
                 yield (f if rel_dir == "." else os.path.join(rel_dir, f)), None
 
 
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def _chw_to_hwc(rows: np.ndarray) -> np.ndarray:
     """CIFAR rows (1024 R, 1024 G, 1024 B values; row-major 32x32 planes) -> [N, 32, 32, 3]."""
     return np.ascontiguousarray(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
@@ -534,8 +531,6 @@ def synthetic_split(
     A class is an orientation (5) x a frequency (2), with a class-leaning hue; per-image jitter,
     contrast and noise keep it from being solved in a step. Train and test are different draws.
     """
-    if num_examples < 1:
-        raise ValueError(f"synthetic_examples must be >= 1, got {num_examples}.")
     rng = np.random.default_rng([seed, SPLITS.index(split), 0x5717])
     labels = rng.permutation(np.arange(num_examples) % 10).astype(np.int32)
     images = np.empty((num_examples, *IMAGE_SHAPE), np.uint8)

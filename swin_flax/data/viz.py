@@ -20,8 +20,7 @@ def image_grid(images: np.ndarray, *, cols: int = 8, scale: int = 4, pad: int = 
     """Tiles uint8 images [N, H, W, 3] into one uint8 picture, each enlarged `scale` times
     (nearest neighbour, so pixels stay visible) with `pad` white pixels between tiles."""
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(f"images must be uint8 [N, H, W, C], got {images.dtype} {images.shape}.")
+    assert images.dtype == np.uint8 and images.ndim == 4, (images.dtype, images.shape)
     n, h, w, c = images.shape
     cols = max(1, min(cols, n))
     rows = -(-n // cols)
@@ -57,8 +56,7 @@ def before_after_grid(
 ) -> np.ndarray:
     """uint8 images [N, H, W, 3] twice (e.g. plain and augmented), as alternating rows of `cols`:
     each row of originals is followed by the same images transformed."""
-    if before.shape != after.shape:
-        raise ValueError(f"before {before.shape} and after {after.shape} must match.")
+    assert before.shape == after.shape, (before.shape, after.shape)
     blank = np.full((cols, *before.shape[1:]), 255, np.uint8)
     rows = []
     for start in range(0, len(before), cols):

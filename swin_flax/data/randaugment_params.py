@@ -1,0 +1,156 @@
+"""timm's RandAugment config strings ('rand-m9-mstd0.5') and op sets, without TensorFlow.
+
+`parse_config_str` reads a string by timm's rules (`timm/data/auto_augment.py`,
+`rand_augment_transform`) into `RandAugmentParams`, the policy's settings. TensorFlow-free, so that
+`config.validate` can check `--config.randaugment` in milliseconds; the ops and the policy's draws
+are `randaugment.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+LEVEL_DENOM = 10.0  # timm's _LEVEL_DENOM: magnitude m is the fraction m / 10 of an op's range
+
+# timm's NAME_TO_OP without the 3-Augment extras (GaussianBlur, Desaturate): every op implemented.
+OP_NAMES = (
+    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "PosterizeIncreasing", "Solarize",
+    "SolarizeIncreasing", "SolarizeAdd", "Color", "ColorIncreasing", "Contrast",
+    "ContrastIncreasing", "Brightness", "BrightnessIncreasing", "Sharpness", "SharpnessIncreasing",
+    "ShearX", "ShearY", "TranslateX", "TranslateY", "TranslateXRel", "TranslateYRel",
+)  # fmt: skip
+RAND_TRANSFORMS = (
+    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd",
+    "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel",
+    "TranslateYRel",
+)  # fmt: skip
+RAND_INCREASING_TRANSFORMS = (
+    "AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing",
+    "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing",
+    "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
+)  # fmt: skip
+# timm's _RAND_WEIGHTED_0 ('rand-...-tweights'): op -> relative weight, drawn without replacement.
+RAND_WEIGHTED_0 = {
+    "Rotate": 3.0, "ShearX": 2.0, "ShearY": 2.0, "TranslateXRel": 1.0, "TranslateYRel": 1.0,
+    "ColorIncreasing": 0.25, "SharpnessIncreasing": 0.25, "AutoContrast": 0.25,
+    "SolarizeIncreasing": 0.05, "SolarizeAdd": 0.05, "ContrastIncreasing": 0.05,
+    "BrightnessIncreasing": 0.05, "Equalize": 0.05, "PosterizeIncreasing": 0.05, "Invert": 0.05,
+}  # fmt: skip
+_CONFIG_KEYS = ("m", "n", "mstd", "mmax", "inc", "p", "t")
+
+
+@dataclasses.dataclass(frozen=True)
+class RandAugmentParams:
+    """A parsed timm RandAugment config: what `rand_augment` needs besides hparams.
+
+    magnitude_max is the clipping bound itself (timm's `magnitude_max or 10`). magnitude_std > 0
+    samples Normal(magnitude, magnitude_std), `inf` samples Uniform(0, magnitude), <= 0 keeps
+    `magnitude`. choice_weights (normalised) switch to weighted choice without replacement.
+    Public: build one directly for an op set of your own; the checks below are its rules.
+    """
+
+    num_layers: int = 2
+    magnitude: float = 10.0
+    magnitude_std: float = 0.0
+    magnitude_max: float = 10.0
+    prob: float = 0.5
+    increasing: bool = False
+    ops: tuple[str, ...] = RAND_TRANSFORMS
+    choice_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.ops if name not in OP_NAMES]
+        if unknown:
+            raise ValueError(f"ops: unknown op(s) {unknown}; known ops are {sorted(OP_NAMES)}.")
+        if self.num_layers < 0:
+            raise ValueError(f"num_layers must be >= 0, got {self.num_layers}.")
+        if self.num_layers > 0 and not self.ops:
+            raise ValueError("ops is empty; give at least one op name.")
+        if self.choice_weights is None:
+            return
+        if len(self.choice_weights) != len(self.ops):
+            raise ValueError(
+                f"choice_weights has {len(self.choice_weights)} entries for {len(self.ops)} ops; "
+                "give one weight per op."
+            )
+        if self.num_layers > len(self.ops):
+            raise ValueError(
+                f"num_layers={self.num_layers} exceeds the {len(self.ops)} ops: weighted choice "
+                "draws without replacement (as timm's np.random.choice does)."
+            )
+
+
+def parse_config_str(config_str: str) -> RandAugmentParams:
+    """Parse a timm RandAugment string such as 'rand-m9-mstd0.5' by timm's rules.
+
+    Sections after 'rand', separated by '-': m (int magnitude, default 10), n (int layers, 2),
+    mstd (float; > 100 means uniform sampling), mmax (int clipping bound; 0 means 10), inc (0/1:
+    the Increasing op set), p (float apply probability, 0.5), t (op set name: 'weights').
+    As in timm, a repeated mstd, mmax or t keeps its first value and the others their last.
+    Unlike timm (which asserts or silently ignores), bad input raises ValueError: an unknown key,
+    a section without a number (timm drops e.g. 'mstdinf' without a word), a non-integer m, n,
+    mmax or inc, and an unknown op set name. The sets '3a' and '3aw' need GaussianBlur and
+    Desaturate, which are not implemented here.
+    """
+    sections = str(config_str).split("-")
+    if sections[0] != "rand":
+        raise ValueError(
+            f"config_str {config_str!r} must start with 'rand' (timm's RandAugment), "
+            "e.g. 'rand-m9-mstd0.5'."
+        )
+    found: dict[str, float | str] = {}  # key -> value; mstd, mmax and t keep their first
+    for section in filter(None, sections[1:]):  # timm skips empty sections ('rand--m9')
+        key, *value = re.split(r"(\d.*)", section) if section[0] != "t" else ("t", section[1:])
+        if not value:
+            raise ValueError(
+                f"config_str {config_str!r}: section {section!r} has no number (timm would "
+                f"silently ignore it); a section is a key ({', '.join(_CONFIG_KEYS)}) and a "
+                "number, e.g. 'mstd0.5', or 'mstd101' for uniform magnitudes."
+            )
+        if key not in _CONFIG_KEYS:
+            raise ValueError(
+                f"config_str {config_str!r}: unknown key {key!r} in section {section!r}; valid "
+                f"keys are {', '.join(_CONFIG_KEYS)} (e.g. 'rand-m9-n2-mstd0.5-mmax10-inc0')."
+            )
+        kind = {"t": str, "mstd": float, "p": float}.get(key, int)
+        try:
+            parsed = kind(value[0])
+        except ValueError:
+            need = "an integer" if kind is int else "a number"
+            raise ValueError(
+                f"config_str {config_str!r}: '{key}' needs {need}, got {value[0]!r}."
+            ) from None
+        if key not in ("mstd", "mmax", "t") or key not in found:
+            found[key] = parsed
+
+    magnitude, num_layers = found.get("m", 10), found.get("n", 2)
+    increasing, prob = bool(found.get("inc", 0)), found.get("p", 0.5)
+    mstd, mmax = found.get("mstd", 0.0), found.get("mmax", 0)
+    op_set, weights = found.get("t"), None
+    if op_set is None:
+        ops = RAND_INCREASING_TRANSFORMS if increasing else RAND_TRANSFORMS
+    elif op_set == "weights":
+        ops, total = tuple(RAND_WEIGHTED_0), sum(RAND_WEIGHTED_0.values())
+        weights = tuple(w / total for w in RAND_WEIGHTED_0.values())
+    elif op_set in ("3a", "3aw"):
+        raise ValueError(
+            f"config_str {config_str!r}: op set 't{op_set}' needs GaussianBlur and Desaturate, "
+            "which this port does not implement; use the default set or 'tweights'."
+        )
+    else:
+        raise ValueError(
+            f"config_str {config_str!r}: unknown op set 't{op_set}'; the valid one is "
+            "'tweights' (timm would fall back to the default set without a word)."
+        )
+    return RandAugmentParams(
+        num_layers=num_layers,
+        magnitude=float(magnitude),
+        magnitude_std=math.inf if mstd > 100 else mstd,
+        magnitude_max=float(mmax or LEVEL_DENOM),
+        prob=prob,
+        increasing=increasing,
+        ops=ops,
+        choice_weights=weights,
+    )
