@@ -100,7 +100,9 @@ def _summary_values(collection) -> dict[str, float]:
     return {k: float(v) for k, v in collection.compute().items()}
 
 
-def evaluate(p_eval_step, params, batches: Iterator[dict[str, np.ndarray]]) -> dict[str, float]:
+def evaluate_params(
+    p_eval_step, params, batches: Iterator[dict[str, np.ndarray]]
+) -> dict[str, float]:
     """Loss and accuracy over all batches (padding masked out)."""
     total = None
     for batch in batches:
@@ -110,19 +112,7 @@ def evaluate(p_eval_step, params, batches: Iterator[dict[str, np.ndarray]]) -> d
     return {"loss": out["loss"], "accuracy": out["accuracy"]}
 
 
-def load_split(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The config's data source, one split: uint8 images [N, 32, 32, 3] and int32 labels."""
-    return sources.load_split(
-        config.dataset,
-        split,
-        data_dir=config.data_dir,
-        archive=config.archive,
-        synthetic_examples=getattr(config, f"synthetic_{split}_examples"),
-        seed=config.seed,
-    )
-
-
-class _Progress:
+class _Ticker:
     """A log line at most every `every_secs` within an epoch: steps/s, images/s, ETA of the epoch
     and of the run (host clock: over tens of seconds the device queue's depth does not matter)."""
 
@@ -178,6 +168,218 @@ def _with_partial(metrics, seconds: float, images: int, partial: dict[str, Any] 
     return merged, seconds + partial["seconds"], images + partial["images"]
 
 
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Both splits in memory (uint8 images, int32 labels) and the epoch's length in steps."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    steps_per_epoch: int
+
+
+def load_data(config: ml_collections.ConfigDict) -> Data:
+    """Reads the config's data set and says what it holds; refuses a batch larger than the data."""
+    train_images, train_labels = sources.load_config_split(config, "train")
+    test_images, test_labels = sources.load_config_split(config, "test")
+    if len(train_images) < config.batch_size:
+        raise ConfigError(
+            f"config.batch_size: {config.batch_size} is larger than the {len(train_images)} "
+            "training images, so an epoch has no full batch; choose a batch_size of at most "
+            f"{len(train_images)}."
+        )
+    data = Data(
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        pipeline.steps_per_epoch(len(train_images), config.batch_size),
+    )
+    sizes = f"{len(train_images)} train / {len(test_images)} test images"
+    if config.dataset == "synthetic":
+        logging.warning("data: the SYNTHETIC data set (striped patterns, NOT CIFAR), %s", sizes)
+    else:
+        where = (
+            f"the archive {config.archive}"
+            if config.archive
+            else f"tensorflow-datasets ({config.data_dir or 'its default data_dir'})"
+        )
+        logging.info("data: %s from %s, %s", sources.pretty_name(config.dataset), where, sizes)
+    processes = jax.process_count()
+    logging.info(
+        "devices: %d %s%s; batch %d = %d per device, %d steps per epoch",
+        jax.device_count(),
+        jax.devices()[0].platform,
+        f" over {processes} processes" if processes > 1 else "",
+        config.batch_size,
+        config.batch_size // jax.device_count(),
+        data.steps_per_epoch,
+    )
+    return data
+
+
+def _input_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The pipeline arguments shared by the train and test streams of this process."""
+    return dict(
+        global_batch_size=config.batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        local_device_count=jax.local_device_count(),
+        normalize_mean=tuple(config.normalize_mean),
+        normalize_std=tuple(config.normalize_std),
+        image_size=config.model.img_size,
+    )
+
+
+def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> Iterator[dict]:
+    """Every remaining training batch from global step `start` on, as one tf.data stream (its graph
+    is optimised once, not per epoch)."""
+    epoch = start // data.steps_per_epoch
+    ds = pipeline.train_dataset(
+        data.train_images,
+        data.train_labels,
+        num_classes=config.model.num_classes,
+        epoch=epoch,
+        seed=config.seed,
+        randaugment=config.randaugment,
+        img_mean=tuple(config.randaugment_img_mean),
+        translate_const=config.randaugment_translate_const,
+        mix=config.mix.to_dict(),
+        start_step=start - epoch * data.steps_per_epoch,
+        num_epochs=config.num_epochs - epoch,
+        prefetch=config.prefetch_batches,
+        **_input_options(config),
+    )
+    return ds.as_numpy_iterator()
+
+
+def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterator[dict]:
+    """The test split once, in eval batches (the last one padded and masked), on the devices."""
+    options = {**_input_options(config), "global_batch_size": config.eval_batch_size}
+    ds = pipeline.eval_dataset(data.test_images, data.test_labels, **options)
+    return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
+
+
+@dataclasses.dataclass
+class Progress:
+    """What a run carries from epoch to epoch and keeps in every checkpoint's record: the best test
+    accuracy, the totals over sessions, the part of an epoch trained before a stop in it, and the
+    last test accuracy."""
+
+    best_accuracy: float = -1.0
+    best_epoch: int = -1
+    totals: rundir.RunTotals = dataclasses.field(default_factory=rundir.RunTotals)
+    partial_epoch: dict[str, Any] | None = None
+    test_accuracy: float | None = None
+
+    @classmethod
+    def from_record(cls, meta: dict[str, Any]) -> Progress:
+        return cls(
+            meta["best_accuracy"],
+            meta["best_epoch"],
+            rundir.RunTotals(**meta.get("totals", {})),
+            meta.get("partial_epoch"),
+            meta.get("test_accuracy"),
+        )
+
+    def summary(self, epoch: int, step: int, start: int, where: epath.Path, wall: float) -> dict:
+        """summary.json: the whole run over all its sessions (`wall`: this session's seconds)."""
+        totals = self.totals.plus(wall=wall)
+        return {
+            "best_test_accuracy": self.best_accuracy,
+            "best_epoch": self.best_epoch,
+            "final_test_accuracy": self.test_accuracy,
+            "epochs": epoch,
+            "steps": step,
+            "sessions": totals.sessions,
+            "train_seconds": totals.train_seconds,
+            "trained_images": totals.trained_images,
+            "total_seconds": totals.wall_seconds,
+            "train_images_per_sec": totals.trained_images / max(totals.train_seconds, 1e-9),
+            "start_step": start,
+            "checkpoints": str(where),
+        }
+
+    def record(self, config, epoch: int, step: int, steps_per_epoch: int, wall: float) -> dict:
+        """The checkpoint's JSON record at `step` (`wall`: this session's seconds so far)."""
+        return {
+            "epoch": epoch,
+            "step": step,
+            "steps_per_epoch": steps_per_epoch,
+            "best_accuracy": self.best_accuracy,
+            "best_epoch": self.best_epoch,
+            "model": rundir.model_identity(config),
+            "totals": dataclasses.asdict(self.totals.plus(wall=wall)),
+            "partial_epoch": self.partial_epoch,
+            "test_accuracy": self.test_accuracy,
+        }
+
+
+def initial_state(
+    config: ml_collections.ConfigDict,
+    model: swin.SwinTransformer,
+    tx: Any,
+    saved: dict[str, Any] | None,
+    ckpts: checkpoints.Checkpoints,
+    init_key: jax.Array,
+) -> tuple[steps.TrainState, Progress]:
+    """The train state to start from (the latest checkpoint, else pretrained weights, else a fresh
+    initialisation from `init_key`) and the progress its record holds."""
+    img = config.model.img_size
+    state = steps.create_train_state(init_key, model, tx, (img, img, config.model.in_chans))
+    if saved is not None:  # checked against this model by rundir.inspect
+        target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+        restored, meta = ckpts.restore("latest", jax.device_get(target))
+        return state.replace(**restored), Progress.from_record(meta)
+    if config.pretrained:  # AdamW's moments start at zero whatever the params: swap them in
+        from swin_flax import finetune  # noqa: PLC0415
+
+        params, _ = finetune.load_pretrained(config.pretrained, model, state.params)
+        state = state.replace(params=params)
+    return state, Progress()
+
+
+def _log_model_and_plan(config, model, start: int, steps_per_epoch: int, workdir) -> None:
+    m = config.model
+    logging.info(
+        "model: Swin (embed_dim %d, depths %s, heads %s, window %d) on %dx%d images: %s "
+        "parameters, %s",
+        m.embed_dim,
+        tuple(m.depths),
+        tuple(m.num_heads),
+        m.window_size,
+        m.img_size,
+        m.img_size,
+        f"{swin.count_params(swin.param_shapes(model)):,}",
+        config.dtype,
+    )
+    logging.info("workdir: %s", os.path.abspath(workdir))
+    num_steps = config.num_epochs * steps_per_epoch
+    length = rundir.count(config.num_epochs, "epoch") + f" ({rundir.count(num_steps, 'step')})"
+    if start:
+        logging.info("resuming at %s; %s in all", rundir.position(start, steps_per_epoch), length)
+    else:
+        logging.info("training %s from the start", length)
+
+
+def _open_writer(config, workdir: epath.Path, first_batch: dict, is_chief: bool, fresh: bool):
+    """The run's config files and TensorBoard writer (hyper-parameters and an input grid when the
+    run is new): written only now that the run is known to start."""
+    if is_chief:
+        rundir.write_config(config, workdir)
+    writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+    if fresh:
+        flat = flatten(config.to_dict())
+        writer.write_hparams(
+            {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat.items()}
+        )
+        if is_chief:
+            grid = viz.batch_grid(first_batch["image"], config.normalize_mean, config.normalize_std)
+            writer.write_images(0, {"augmented_train_batch": grid[None]})
+    return writer
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs (or resumes) the training described by `config` in `workdir`; returns the summary.
 
@@ -193,125 +395,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return rundir.report_finished(workdir, saved, config.num_epochs)
     if config.pretrained and saved is None:  # its reader (torch, safetensors) missing: say so now
         convert.require_package(config.pretrained)
-    n_local = jax.local_device_count()
     is_chief = jax.process_index() == 0
 
-    # Data.
-    train_images, train_labels = load_split(config, "train")
-    test_images, test_labels = load_split(config, "test")
-    if len(train_images) < config.batch_size:
-        raise ConfigError(
-            f"config.batch_size: {config.batch_size} is larger than the {len(train_images)} "
-            "training images, so an epoch has no full batch; choose a batch_size of at most "
-            f"{len(train_images)}."
-        )
-    steps_per_epoch = pipeline.steps_per_epoch(len(train_images), config.batch_size)
-    num_steps = steps_per_epoch * config.num_epochs
-    sizes = f"{len(train_images)} train / {len(test_images)} test images"
-    if config.dataset == "synthetic":
-        logging.warning("data: the SYNTHETIC data set (striped patterns, NOT CIFAR), %s", sizes)
-    else:
-        logging.info(
-            "data: %s from %s, %s",
-            sources.pretty_name(config.dataset),
-            f"the archive {config.archive}"
-            if config.archive
-            else f"tensorflow-datasets ({config.data_dir or 'its default data_dir'})",
-            sizes,
-        )
-    processes = jax.process_count()
-    logging.info(
-        "devices: %d %s%s; batch %d = %d per device, %d steps per epoch",
-        jax.device_count(),
-        jax.devices()[0].platform,
-        f" over {processes} processes" if processes > 1 else "",
-        config.batch_size,
-        config.batch_size // jax.device_count(),
-        steps_per_epoch,
-    )
-    common = dict(
-        global_batch_size=config.batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        local_device_count=n_local,
-        normalize_mean=tuple(config.normalize_mean),
-        normalize_std=tuple(config.normalize_std),
-        image_size=config.model.img_size,
-    )
-
-    def train_batches(epoch: int, start_step: int) -> Iterator[dict[str, np.ndarray]]:
-        """One dataset for all remaining epochs: tf.data optimises its graph once, not per epoch."""
-        ds = pipeline.train_dataset(
-            train_images,
-            train_labels,
-            num_classes=config.model.num_classes,
-            epoch=epoch,
-            seed=config.seed,
-            randaugment=config.randaugment,
-            img_mean=tuple(config.randaugment_img_mean),
-            translate_const=config.randaugment_translate_const,
-            mix=config.mix.to_dict(),
-            start_step=start_step,
-            num_epochs=config.num_epochs - epoch,
-            prefetch=config.prefetch_batches,
-            **common,
-        )
-        return ds.as_numpy_iterator()
-
-    def test_batches():
-        ds = pipeline.eval_dataset(
-            test_images, test_labels, **{**common, "global_batch_size": config.eval_batch_size}
-        )
-        return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
-
-    # Model and optimiser.
+    data = load_data(config)
+    per_epoch = data.steps_per_epoch
     model = build.create_model(config)
-    m = config.model
-    logging.info(
-        "model: Swin (embed_dim %d, depths %s, heads %s, window %d) on %dx%d images: %s "
-        "parameters, %s",
-        m.embed_dim,
-        tuple(m.depths),
-        tuple(m.num_heads),
-        m.window_size,
-        m.img_size,
-        m.img_size,
-        f"{swin.count_params(swin.param_shapes(model)):,}",
-        config.dtype,
-    )
-    learning_rate_fn = build.create_learning_rate_fn(config, steps_per_epoch)
+    learning_rate_fn = build.create_learning_rate_fn(config, per_epoch)
     tx = build.create_optimizer(config, learning_rate_fn)
-    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-    img = config.model.img_size
-    state = steps.create_train_state(init_key, model, tx, (img, img, config.model.in_chans))
-
-    # Resume.
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
-    best = {"accuracy": -1.0, "epoch": -1}
-    totals, partial, test = rundir.RunTotals(), None, None
-    if saved is not None:  # checked against this model above
-        target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
-        restored, meta = ckpts.restore("latest", jax.device_get(target))
-        state = state.replace(**restored)
-        best = {"accuracy": meta["best_accuracy"], "epoch": meta["best_epoch"]}
-        totals = rundir.RunTotals(**meta.get("totals", {}))
-        partial = meta.get("partial_epoch")
-        if meta.get("test_accuracy") is not None:
-            test = {"accuracy": meta["test_accuracy"]}
-    elif config.pretrained:  # AdamW's moments start at zero whatever the params: swap them in
-        from swin_flax import finetune  # noqa: PLC0415
-
-        params, _ = finetune.load_pretrained(config.pretrained, model, state.params)
-        state = state.replace(params=params)
-    totals = dataclasses.replace(totals, sessions=totals.sessions + 1)
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    state, progress = initial_state(config, model, tx, saved, ckpts, init_key)
+    progress.totals = dataclasses.replace(progress.totals, sessions=progress.totals.sessions + 1)
     start = int(jax.device_get(state.step))
-
-    logging.info("workdir: %s", os.path.abspath(workdir))
-    length = rundir.count(config.num_epochs, "epoch") + f" ({rundir.count(num_steps, 'step')})"
-    if start:
-        logging.info("resuming at %s; %s in all", rundir.position(start, steps_per_epoch), length)
-    else:
-        logging.info("training %s from the start", length)
+    _log_model_and_plan(config, model, start, per_epoch, workdir)
 
     # The run starts: from here on the workdir is written.
     state = steps.replicate(state)
@@ -319,148 +415,146 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     p_eval_step = jax.pmap(
         functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
     )
-    step = start
-    epoch = start // steps_per_epoch
-    host_batches = train_batches(epoch, start - epoch * steps_per_epoch)
+    host_batches = train_batches(config, data, start)
     first_batch = next(host_batches)
-    if is_chief:
-        rundir.write_config(config, workdir)
-    writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
-    if start == 0:
-        writer.write_hparams(
-            {
-                k: v if isinstance(v, int | float | str | bool) else str(v)
-                for k, v in flatten(config.to_dict()).items()
-            }
-        )
-        if is_chief:
-            grid = viz.batch_grid(first_batch["image"], config.normalize_mean, config.normalize_std)
-            writer.write_images(0, {"augmented_train_batch": grid[None]})
-    device_batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
-    progress = _Progress(30.0, config.batch_size, steps_per_epoch, num_steps)
-
-    def record(epoch: int, step: int, **extra) -> dict[str, Any]:
-        now = totals.plus(wall=time.time() - t_start)
-        return {
-            "epoch": epoch,
-            "step": step,
-            "steps_per_epoch": steps_per_epoch,
-            "best_accuracy": best["accuracy"],
-            "best_epoch": best["epoch"],
-            "model": rundir.model_identity(config),
-            "totals": dataclasses.asdict(now),
-            **extra,
-        }
-
+    writer = _open_writer(config, workdir, first_batch, is_chief, fresh=start == 0)
+    batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
+    ticker = _Ticker(30.0, config.batch_size, per_epoch, per_epoch * config.num_epochs)
+    step, epoch = start, start // per_epoch
     with _StopFlag(sync_every=config.log_every_steps) as stop, _closing(writer, ckpts):
         while epoch < config.num_epochs:
             t_epoch = time.time()
-            first = step - epoch * steps_per_epoch
-            end = (epoch + 1) * steps_per_epoch
-            train_metrics = window = None
-            while step < end:
-                if step == start:
-                    logging.info("compiling the train step ...")
-                    t_compile = time.time()
-                state, m, lr = p_train_step(state, next(device_batches))
-                m = steps.unreplicate(m)  # gathered over devices: every copy is the same
-                if step == start:
-                    jax.block_until_ready(m)
-                    logging.info("train step compiled and run in %.1fs", time.time() - t_compile)
-                    progress.restart(step + 1)
-                step += 1
-                train_metrics = m if train_metrics is None else train_metrics.merge(m)
-                window = m if window is None else window.merge(m)
-                rate = progress(step) if is_chief else None
-                if rate is not None:
-                    writer.write_scalars(step, {"steps_per_sec": rate})
-                if step % config.log_every_steps == 0:
-                    values = _check_finite(window, epoch, ckpts)
-                    writer.write_scalars(step, {"train_loss_step": values["loss"]})
-                    window = None
-                if step < end and stop.requested(step):  # at an epoch's end: evaluate first
-                    _check_finite(train_metrics, epoch, ckpts)
-                    host_state = _finite_host_state(state, epoch, ckpts)
-                    seconds = time.time() - t_epoch
-                    images = (step - epoch * steps_per_epoch - first) * config.batch_size
-                    totals = totals.plus(train=seconds, images=images)
-                    so_far = _with_partial(train_metrics, seconds, images, partial)
-                    meta = record(
-                        epoch,
-                        step,
-                        partial_epoch=_partial_record(*so_far),
-                        test_accuracy=test["accuracy"] if test else None,
-                    )
-                    ckpts.save("latest", step, host_state, meta)
-                    raise Preempted(_preempted_message(step, steps_per_epoch, ckpts))
-            epoch_seconds = time.time() - t_epoch
-            n_images = (step - epoch * steps_per_epoch - first) * config.batch_size
-            totals = totals.plus(train=epoch_seconds, images=n_images)
-            train_metrics, epoch_seconds, n_images = _with_partial(
-                train_metrics, epoch_seconds, n_images, partial
+            first = step - epoch * per_epoch
+            state, train_metrics, lr, step = train_epoch(
+                config,
+                state,
+                p_train_step,
+                batches,
+                step,
+                epoch,
+                per_epoch,
+                start=start,
+                stop=stop,
+                writer=writer,
+                ticker=ticker,
+                ckpts=ckpts,
             )
-            partial = None
+            seconds = time.time() - t_epoch
+            images = (step - epoch * per_epoch - first) * config.batch_size
+            progress.totals = progress.totals.plus(train=seconds, images=images)
+            train_metrics, seconds, images = _with_partial(
+                train_metrics, seconds, images, progress.partial_epoch
+            )
+            if step % per_epoch:  # stopped within the epoch: keep its part, save and stop
+                _check_finite(train_metrics, epoch, ckpts)
+                progress.partial_epoch = _partial_record(train_metrics, seconds, images)
+                meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
+                ckpts.save("latest", step, _finite_host_state(state, epoch, ckpts), meta)
+                raise Preempted(_preempted_message(step, per_epoch, ckpts))
+            progress.partial_epoch = None
             train = _check_finite(train_metrics, epoch, ckpts)
-            test = evaluate(p_eval_step, state.params, test_batches())
+            test = evaluate_params(p_eval_step, state.params, eval_batches(config, data))
             epoch += 1
-            is_best = test["accuracy"] > best["accuracy"]
+            is_best = test["accuracy"] > progress.best_accuracy
             if is_best:
-                best = {"accuracy": test["accuracy"], "epoch": epoch}
-            scalars = {
-                "epoch": epoch,
-                "train_loss": train["loss"],
-                "train_accuracy": train["accuracy"],
-                "test_loss": test["loss"],
-                "test_accuracy": test["accuracy"],
-                "learning_rate": float(steps.unreplicate(lr)),
-                "epoch_time": epoch_seconds,
-                "images_per_sec": n_images / epoch_seconds,
-            }
-            writer.write_scalars(step, scalars)
-            writer.flush()
-            rundir.announce(
-                f"epoch {epoch}/{config.num_epochs}  train loss {train['loss']:.4f} "
-                f"acc {train['accuracy']:.4f} | test loss {test['loss']:.4f} "
-                f"acc {test['accuracy']:.4f} | lr {scalars['learning_rate']:.3g} | "
-                f"{epoch_seconds:.1f}s {scalars['images_per_sec']:.0f} img/s"
-                f"{'  (best)' if is_best else ''}"
-            )
+                progress.best_accuracy, progress.best_epoch = test["accuracy"], epoch
+            progress.test_accuracy = test["accuracy"]
+            report_epoch(config, writer, epoch, step, train, test, lr, seconds, images, is_best)
             stopping = epoch < config.num_epochs and stop.requested()
-            host_state = None
-            meta = record(epoch, step, test_accuracy=test["accuracy"])
-            if (
-                epoch % config.checkpoint_every_epochs == 0
-                or epoch == config.num_epochs
-                or stopping
-            ):
-                host_state = _finite_host_state(state, epoch - 1, ckpts)
-                ckpts.save("latest", step, host_state, meta)
-            if is_best:
-                if host_state is None:
-                    host_state = _finite_host_state(state, epoch - 1, ckpts)
-                ckpts.save("best", step, host_state, meta)
+            meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
+            save_checkpoints(config, ckpts, state, epoch, step, meta, is_best, stopping)
             if stopping:
-                raise Preempted(_preempted_message(step, steps_per_epoch, ckpts))
-            progress.restart(step)
-    totals = totals.plus(wall=time.time() - t_start)
-    summary = {
-        "best_test_accuracy": best["accuracy"],
-        "best_epoch": best["epoch"],
-        "final_test_accuracy": test["accuracy"],
-        "epochs": epoch,
-        "steps": step,
-        **dataclasses.asdict(totals),
-        "total_seconds": totals.wall_seconds,
-        "train_images_per_sec": totals.trained_images / max(totals.train_seconds, 1e-9),
-        "start_step": start,
-        "checkpoints": str(ckpts.root),
-    }
-    del summary["wall_seconds"]
+                raise Preempted(_preempted_message(step, per_epoch, ckpts))
+            ticker.restart(step)
+    summary = progress.summary(epoch, step, start, ckpts.root, time.time() - t_start)
     for line in rundir.summary_lines(summary):
         rundir.announce(line)
     if is_chief:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def train_epoch(
+    config,
+    state,
+    p_train_step,
+    batches,
+    step: int,
+    epoch: int,
+    steps_per_epoch: int,
+    *,
+    start: int,
+    stop: _StopFlag,
+    writer,
+    ticker: _Ticker,
+    ckpts: checkpoints.Checkpoints,
+):
+    """Trains from global step `step` to the end of `epoch`, or to an earlier step where a stop was
+    requested; returns (state, the steps' merged train metrics, the last lr, the step reached).
+
+    Logs the first step's compile, a progress line every 30 s, and the train loss every
+    log_every_steps steps (where a NaN is caught: training stops with TrainingDiverged)."""
+    end = (epoch + 1) * steps_per_epoch
+    metrics = loss_window = lr = None
+    while step < end:
+        if step == start:
+            logging.info("compiling the train step ...")
+            t_compile = time.time()
+        state, m, lr = p_train_step(state, next(batches))
+        m = steps.unreplicate(m)  # gathered over devices: every copy is the same
+        if step == start:
+            jax.block_until_ready(m)
+            logging.info("train step compiled and run in %.1fs", time.time() - t_compile)
+            ticker.restart(step + 1)
+        step += 1
+        metrics = m if metrics is None else metrics.merge(m)
+        loss_window = m if loss_window is None else loss_window.merge(m)
+        rate = ticker(step) if jax.process_index() == 0 else None
+        if rate is not None:
+            writer.write_scalars(step, {"steps_per_sec": rate})
+        if step % config.log_every_steps == 0:
+            values = _check_finite(loss_window, epoch, ckpts)
+            writer.write_scalars(step, {"train_loss_step": values["loss"]})
+            loss_window = None
+        if step < end and stop.requested(step):  # at an epoch's end: evaluate first
+            break
+    return state, metrics, lr, step
+
+
+def report_epoch(config, writer, epoch, step, train, test, lr, seconds, images, is_best) -> None:
+    """The epoch's scalars in TensorBoard (at the global step, `epoch` among them) and its line."""
+    scalars = {
+        "epoch": epoch,
+        "train_loss": train["loss"],
+        "train_accuracy": train["accuracy"],
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+        "learning_rate": float(steps.unreplicate(lr)),
+        "epoch_time": seconds,
+        "images_per_sec": images / seconds,
+    }
+    writer.write_scalars(step, scalars)
+    writer.flush()
+    rundir.announce(
+        f"epoch {epoch}/{config.num_epochs}  train loss {train['loss']:.4f} "
+        f"acc {train['accuracy']:.4f} | test loss {test['loss']:.4f} "
+        f"acc {test['accuracy']:.4f} | lr {scalars['learning_rate']:.3g} | "
+        f"{seconds:.1f}s {scalars['images_per_sec']:.0f} img/s"
+        f"{'  (best)' if is_best else ''}"
+    )
+
+
+def save_checkpoints(config, ckpts, state, epoch, step, meta, is_best, stopping) -> None:
+    """At an epoch's end: `latest` every checkpoint_every_epochs epochs, at the last epoch and
+    before a stop; `best` when the test accuracy improved."""
+    host_state = None
+    if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs or stopping:
+        host_state = _finite_host_state(state, epoch - 1, ckpts)
+        ckpts.save("latest", step, host_state, meta)
+    if is_best:
+        if host_state is None:
+            host_state = _finite_host_state(state, epoch - 1, ckpts)
+        ckpts.save("best", step, host_state, meta)
 
 
 @contextlib.contextmanager

@@ -146,7 +146,7 @@ def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog)
     monkeypatch.setattr(train.time, "time", lambda: clock[0])
     lines = []
     monkeypatch.setattr(train.logging, "info", lambda fmt, *args: lines.append(fmt % args))
-    progress = train._Progress(30.0, 64, 100, 1000)
+    progress = train._Ticker(30.0, 64, 100, 1000)
     progress.restart(0)
     rates = []
     for step in range(1, 151):
