@@ -7,7 +7,7 @@ LOCK   := constraints.txt
 # glibc's malloc on transparent huge pages: XLA:CPU's per-step buffers fault 512x less (docs/benchmarks.md)
 HUGEPAGES := GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 
-.PHONY: install demo test lint lock clean
+.PHONY: install demo test test-fast lint lock clean
 
 install: $(STAMP)
 
@@ -23,8 +23,14 @@ $(STAMP): setup.cfg pyproject.toml $(LOCK)
 demo: $(STAMP)
 	$(HUGEPAGES) $(PY) scripts/main.py --config configs/demo.py --workdir runs/demo
 
+# Everything (CI runs this), with the 15 slowest tests named at the end.
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
+
+# The edit loop: leaves out the tests marked slow (scripts run as subprocesses, several processes,
+# training runs; see tests/conftest.py).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,6 @@
 """Test-wide setup: two host CPU devices, so pmap and sharding paths run with more than one device, and
 one persistent XLA compilation cache for the session (runs that rebuild the same step, in this process or
-in subprocesses, compile it once)."""
+in subprocesses, compile it once). Also the `slow` marker of the tests listed in SLOW (below)."""
 
 import os
 import tempfile
@@ -22,3 +22,45 @@ def scan_every_stage(monkeypatch):
     from swin_flax.models import swin  # noqa: PLC0415
 
     monkeypatch.setattr(swin, "SCAN_MIN_DEPTH", 1)
+
+
+# The `slow` tests (registered in pyproject.toml; `make test-fast` = `pytest -m "not slow"` leaves them
+# out, `make test` runs everything): those that run scripts/main.py or another script as a subprocess,
+# start several processes, or train. Marked here for the modules whose own files carry no mark: one
+# explicit list, by module and test name (every parametrisation of a listed test); ALL: the whole module.
+# test_benchmark.py and test_entry_points.py mark their slow tests themselves. A renamed or new slow test
+# belongs in this list.
+ALL = "*"
+SLOW = {
+    "test_reliability.py": {  # scripts/main.py run, killed and resumed as real processes; trains
+        "test_interrupted_runs_resume_to_the_uninterrupted_result",
+        "test_console_of_a_run_and_of_running_it_again",
+        "test_full_disk_while_saving_keeps_previous_checkpoint",
+        "test_nan_loss_stops_with_step_and_epoch",
+        "test_compilation_cache_defaults_to_the_workdir",
+    },
+    "test_multihost.py": ALL,  # two processes of scripts/main.py joined by jax.distributed
+    "test_train.py": {"test_train_then_resume"},  # trains, stops, resumes (train_and_evaluate)
+    "test_bad_input.py": {  # scripts/main.py as a subprocess
+        "test_unknown_config_field_on_the_command_line",
+        "test_workdir_that_is_a_file",
+    },
+    "test_evaluate.py": {"test_cli_refuses_before_evaluating"},  # scripts/evaluate.py, per case
+    "test_predict.py": {  # scripts/predict.py as a subprocess
+        "test_cli_prints_names_and_probabilities",
+        "test_cli_predicts_the_good_files_and_names_the_bad_ones",
+        "test_cli_refuses_before_loading_a_checkpoint",
+    },
+    "test_export.py": {  # scripts/export.py as a subprocess
+        "test_export_script_writes_the_best_checkpoint",
+        "test_export_script_bad_arguments_exit_2_and_write_nothing",
+    },
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Adds the `slow` marker to the tests SLOW lists."""
+    for item in items:
+        names = SLOW.get(item.path.name)
+        if names == ALL or (names and getattr(item, "originalname", item.name) in names):
+            item.add_marker(pytest.mark.slow)

@@ -124,6 +124,7 @@ def test_xla_flops_per_image_cover_the_models_matmuls(train):
     assert by_hand / 16 < xla < 1.35 * by_hand / 16
 
 
+@pytest.mark.slow  # a subprocess that imports benchmark.py, JAX and the model
 def test_the_benchmarked_step_is_built_without_tensorflow():
     """benchmark.py's JAX side (swin_flax.build, steps, the model, the configs) never imports
     TensorFlow, so it runs on accelerator machines that have JAX but no TensorFlow."""
@@ -206,6 +207,7 @@ BAD_ARGUMENTS = {
 }
 
 
+@pytest.mark.slow  # each case runs a benchmark script as a subprocess
 @pytest.mark.parametrize("case", BAD_ARGUMENTS)
 def test_benchmarks_refuse_bad_arguments(case, tmp_path):
     """Each bad argument of the benchmark scripts: one paragraph, exit status 2, before anything

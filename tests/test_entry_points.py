@@ -17,6 +17,9 @@ import time
 
 import pytest
 
+# Every test here starts scripts as subprocesses: all are left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO = str(REPO / "configs" / "demo.py")
 
