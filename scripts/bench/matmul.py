@@ -33,10 +33,10 @@ def batched_products(b: int, m: int, k: int, n: int, train: bool = True) -> list
 def step_products(model_cfg, batch: int, train: bool = True) -> collections.Counter[Shape]:
     """Every matrix product of one training step (or, train=False, one forward pass) of the
     official Swin at `batch` images."""
-    from swin_flax.models import swin  # noqa: PLC0415
+    from swin_flax.models import plan  # noqa: PLC0415
 
     m = model_cfg
-    specs = swin.stage_specs(
+    specs = plan.stage_specs(
         m.img_size, m.patch_size, m.embed_dim, m.depths, m.num_heads, m.window_size, 0.0
     )
     counts: collections.Counter[Shape] = collections.Counter()

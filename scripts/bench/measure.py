@@ -173,7 +173,7 @@ def build_jax(config, batch: int, abstract: bool = False):
 
     n_dev = jax.local_device_count()  # divides `batch`: run_phase checked it
     steps_per_epoch = max(1, 50_000 // config.batch_size)
-    model = build.create_model(config)
+    model = build.model_from_config(config)
     learning_rate_fn = build.create_learning_rate_fn(config, steps_per_epoch)
     tx = build.create_optimizer(config, learning_rate_fn)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
