@@ -113,7 +113,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"best test accuracy {summary['best_test_accuracy']:.4f} at epoch {summary['best_epoch']}"
         + (
-            f"; final {summary['final_test_accuracy']:.4f} after {summary['epochs']} epochs"
+            f"; final {summary['final_test_accuracy']:.4f} after {count(summary['epochs'], 'epoch')}"
             if summary.get("final_test_accuracy") is not None
             else ""
         )

@@ -28,8 +28,8 @@ from flax import jax_utils, serialization
 
 from swin_flax import build, checkpoints, rundir, steps
 from swin_flax.config import flatten, validate
-from swin_flax.data import pipeline, sources, viz
-from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
+from swin_flax.data import inputs, viz
+from swin_flax.errors import Preempted, TrainingDiverged
 from swin_flax.models import convert, swin
 
 
@@ -168,99 +168,6 @@ def _with_partial(metrics, seconds: float, images: int, partial: dict[str, Any] 
     return merged, seconds + partial["seconds"], images + partial["images"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Data:
-    """Both splits in memory (uint8 images, int32 labels) and the epoch's length in steps."""
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    steps_per_epoch: int
-
-
-def load_data(config: ml_collections.ConfigDict) -> Data:
-    """Reads the config's data set and says what it holds; refuses a batch larger than the data."""
-    train_images, train_labels = sources.load_config_split(config, "train")
-    test_images, test_labels = sources.load_config_split(config, "test")
-    if len(train_images) < config.batch_size:
-        raise ConfigError(
-            f"config.batch_size: {config.batch_size} is larger than the {len(train_images)} "
-            "training images, so an epoch has no full batch; choose a batch_size of at most "
-            f"{len(train_images)}."
-        )
-    data = Data(
-        train_images,
-        train_labels,
-        test_images,
-        test_labels,
-        pipeline.steps_per_epoch(len(train_images), config.batch_size),
-    )
-    sizes = f"{len(train_images)} train / {len(test_images)} test images"
-    if config.dataset == "synthetic":
-        logging.warning("data: the SYNTHETIC data set (striped patterns, NOT CIFAR), %s", sizes)
-    else:
-        where = (
-            f"the archive {config.archive}"
-            if config.archive
-            else f"tensorflow-datasets ({config.data_dir or 'its default data_dir'})"
-        )
-        logging.info("data: %s from %s, %s", sources.pretty_name(config.dataset), where, sizes)
-    processes = jax.process_count()
-    logging.info(
-        "devices: %d %s%s; batch %d = %d per device, %d steps per epoch",
-        jax.device_count(),
-        jax.devices()[0].platform,
-        f" over {processes} processes" if processes > 1 else "",
-        config.batch_size,
-        config.batch_size // jax.device_count(),
-        data.steps_per_epoch,
-    )
-    return data
-
-
-def _input_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The pipeline arguments shared by the train and test streams of this process."""
-    return dict(
-        global_batch_size=config.batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        local_device_count=jax.local_device_count(),
-        normalize_mean=tuple(config.normalize_mean),
-        normalize_std=tuple(config.normalize_std),
-        image_size=config.model.img_size,
-    )
-
-
-def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> Iterator[dict]:
-    """Every remaining training batch from global step `start` on, as one tf.data stream (its graph
-    is optimised once, not per epoch)."""
-    epoch = start // data.steps_per_epoch
-    ds = pipeline.train_dataset(
-        data.train_images,
-        data.train_labels,
-        num_classes=config.model.num_classes,
-        epoch=epoch,
-        seed=config.seed,
-        randaugment=config.randaugment,
-        img_mean=tuple(config.randaugment_img_mean),
-        translate_const=config.randaugment_translate_const,
-        mix=config.mix.to_dict(),
-        start_step=start - epoch * data.steps_per_epoch,
-        num_epochs=config.num_epochs - epoch,
-        prefetch=config.prefetch_batches,
-        **_input_options(config),
-    )
-    return ds.as_numpy_iterator()
-
-
-def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterator[dict]:
-    """The test split once, in eval batches (the last one padded and masked), on the devices."""
-    options = {**_input_options(config), "global_batch_size": config.eval_batch_size}
-    ds = pipeline.eval_dataset(data.test_images, data.test_labels, **options)
-    return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
-
-
 @dataclasses.dataclass
 class Progress:
     """What a run carries from epoch to epoch and keeps in every checkpoint's record: the best test
@@ -397,7 +304,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         convert.require_package(config.pretrained)
     is_chief = jax.process_index() == 0
 
-    data = load_data(config)
+    data = inputs.load_data(config)
     per_epoch = data.steps_per_epoch
     model = build.create_model(config)
     learning_rate_fn = build.create_learning_rate_fn(config, per_epoch)
@@ -415,7 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     p_eval_step = jax.pmap(
         functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
     )
-    host_batches = train_batches(config, data, start)
+    host_batches = inputs.train_batches(config, data, start)
     first_batch = next(host_batches)
     writer = _open_writer(config, workdir, first_batch, is_chief, fresh=start == 0)
     batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
@@ -453,7 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             progress.partial_epoch = None
             train = _check_finite(train_metrics, epoch, ckpts)
-            test = evaluate_params(p_eval_step, state.params, eval_batches(config, data))
+            test = evaluate_params(p_eval_step, state.params, inputs.eval_batches(config, data))
             epoch += 1
             is_best = test["accuracy"] > progress.best_accuracy
             if is_best:
