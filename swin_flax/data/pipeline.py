@@ -72,7 +72,8 @@ def split_batch(
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    """Example index at each position of epoch `epoch` (what the training pipeline reads)."""
+    """Example index at each position of epoch `epoch` (what the training pipeline reads). Public:
+    which examples an epoch (or a resumed run's remaining steps) visits, without building it."""
     positions = tf.range(num_examples, dtype=tf.int64)
     return _order(
         positions, num_examples, tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64)

@@ -37,7 +37,9 @@ import tensorflow as tf
 
 from swin_flax.data import pillow_ops as ops
 from swin_flax.data.randaugment_params import LEVEL_DENOM, OP_NAMES, RandAugmentParams
-from swin_flax.data.randaugment_params import parse_config_str as parse_config_str  # the old home
+
+# Re-exported for config.validate's `randaugment.parse_config_str` (its TF-free home is the above).
+from swin_flax.data.randaugment_params import parse_config_str as parse_config_str
 
 # timm's LEVEL_TO_ARG, vectorised: (magnitude, sign, (translate_const, translate_pct)) -> the op's
 # argument; magnitude and sign float64 [N]. The same float64 operations in timm's order.
@@ -269,10 +271,15 @@ def rand_augment_batch(
 
 
 def rand_augment(
-    image: tf.Tensor, seed: tf.Tensor, params: RandAugmentParams, **hparams
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    params: RandAugmentParams,
+    img_mean: Sequence[int] = (124, 116, 104),
+    translate_const: float = 117,
+    translate_pct: float = 0.45,
 ) -> tf.Tensor:
     """`rand_augment_batch` on one uint8 image [H, W, 3] with its seed [2]: the same result as that
     image in any batch. Public: for per-example tf.data maps (batches run faster batched)."""
-    return rand_augment_batch(
-        tf.convert_to_tensor(image)[None], tf.convert_to_tensor(seed)[None], params, **hparams
-    )[0]
+    images, seeds = tf.convert_to_tensor(image)[None], tf.convert_to_tensor(seed)[None]
+    hp = dict(img_mean=img_mean, translate_const=translate_const, translate_pct=translate_pct)
+    return rand_augment_batch(images, seeds, params, **hp)[0]
