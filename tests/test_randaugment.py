@@ -391,12 +391,13 @@ def test_no_layers_or_never_applied_is_identity():
         (dict(image=IMAGES[0][..., :1]), r"images must be uint8 \[B, H, W, 3\]"),
         (dict(seed=np.array([1, 2, 3])), r"seeds must be int32 or int64 \[B, 2\]"),
         (dict(seed=np.array([1.0, 2.0])), "seeds must be int32 or int64"),
+        (dict(img_mean=(124, 116, 300)), "img_mean/fill must be three integers"),
         (dict(params="rand-m9-mstd0.5"), "params must be a RandAugmentParams"),
     ],
 )
 def test_bad_arguments_are_programmer_errors_with_clear_messages(kwargs, match):
-    """Wrong dtypes, shapes or params are caught by assertions naming the argument (a config's
-    values are checked by config.validate; img_mean's length is one of its rules)."""
+    """Wrong dtypes, shapes, fill colours or params are caught by assertions naming the argument
+    (a config's values are checked by config.validate; img_mean's length is one of its rules)."""
     args = dict(image=IMAGES[0], seed=SEEDS[0], params=rp.RandAugmentParams())
     args.update(kwargs)
     with pytest.raises(AssertionError, match=match):

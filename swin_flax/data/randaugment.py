@@ -236,9 +236,12 @@ def rand_augment_batch(
         f"seeds must be int32 or int64 [B, 2] (stateless seeds), got {seeds.dtype.name} "
         f"{seeds.shape}"
     )
+    fill, hp = tuple(int(v) for v in img_mean), (float(translate_const), float(translate_pct))
+    assert len(fill) == 3 and all(0 <= v <= 255 for v in fill), (
+        f"img_mean/fill must be three integers in [0, 255], got {img_mean!r}"
+    )
     if params.num_layers == 0:
         return images
-    fill, hp = tuple(int(v) for v in img_mean), (float(translate_const), float(translate_pct))
     draws = policy_draws(seeds, params)
     num_ops, static_shape = len(params.ops), images.shape
     positions = tf.range(tf.shape(images)[0])
