@@ -36,7 +36,7 @@ def main(argv):
             f"give --out, the file to write, ending in {', '.join(SUFFIXES)} (got {FLAGS.out!r})."
         )
     from swin_flax import build, evaluate  # noqa: PLC0415 (jax, orbax: after the flags)
-    from swin_flax.models import convert  # noqa: PLC0415
+    from swin_flax.models import convert, layout  # noqa: PLC0415
 
     with cli.friendly_errors():
         convert.require_package(FLAGS.out, "writing")
@@ -50,9 +50,8 @@ def main(argv):
             )
         params, meta = evaluate.load_params(ckpt)
         if model.scan_blocks:
-            state = convert.flax_to_torch_scanned(params, model, FLAGS.layout)
-        else:
-            state = convert.flax_to_torch(params, FLAGS.layout, model)
+            params = layout.unstack_block_params(params, model)
+        state = convert.flax_to_torch(params, FLAGS.layout, model)
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
         convert.save_state_dict(state, FLAGS.out)
     print(

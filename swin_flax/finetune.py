@@ -213,34 +213,23 @@ def load_pretrained(
     out, loaded, resized, new, errors = {}, [], [], [], []
     for pair in pairs:
         path, src, want = pair.path, pair.value, pair.shape
-        flax_path = "/".join(path)
+        flax_path, kind, found = "/".join(path), path[-1], src is not None
         renewable = path[0] == "head" or (path[0] == "norm" and fewer_stages)
         if pair.fits and (path[0] != "head" or load_head):
             out[path] = pair.flax_value()
             loaded.append(flax_path)
-        elif (
-            src is not None
-            and path[-1] == "relative_position_bias_table"
-            and (src.shape[1:] == want[1:])
-        ):
+        elif found and kind == "relative_position_bias_table" and src.shape[1:] == want[1:]:
             out[path] = resize_bias_table(src, (math.isqrt(want[0]) + 1) // 2, bias_resize)
             resized.append((flax_path, tuple(src.shape), want))
-        elif (
-            src is not None
-            and path[-1] == "absolute_pos_embed"
-            and (src.ndim == 3 and src.shape[2:] == want[2:])
-        ):
-            img = plan.to_2tuple(model.img_size)
-            out[path] = resize_pos_embed(
-                src, (img[0] // model.patch_size, img[1] // model.patch_size)
-            )
+        elif found and kind == "absolute_pos_embed" and src.ndim == 3 and src.shape[2] == want[2]:
+            out[path] = resize_pos_embed(src, model.stage_specs()[0].input_resolution)
             resized.append((flax_path, tuple(src.shape), want))
         elif renewable:  # a fresh init; the source tensor, if any, is reported as skipped
             out[path] = target[path]
             new.append(flax_path)
-            if src is not None:
+            if found:
                 skipped.append(pair.key)
-        elif src is None:
+        elif not found:
             errors.append(f"{pair.key}: missing from the checkpoint (the target needs {want})")
         else:
             errors.append(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from swin_flax import errors
-from swin_flax.models import convert, summary, swin
+from swin_flax.models import convert, layout, summary, swin
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 NAMES = ["swin_shifted", "swin_clamped"]
@@ -109,13 +109,23 @@ def test_official_buffers_equal_timm_buffers():
     assert_trees_equal(convert.torch_to_flax(official, model), convert.torch_to_flax(state, model))
 
 
+def torch_to_flax_scanned(state_dict, model):
+    """`convert.torch_to_flax`, then stacked for a scan_blocks=True `model`."""
+    return layout.stack_block_params(convert.torch_to_flax(state_dict, model), model)
+
+
+def flax_to_torch_scanned(params, model, layout_name):
+    """Params of a scan_blocks=True `model` -> a state_dict (as scripts/export.py converts)."""
+    return convert.flax_to_torch(layout.unstack_block_params(params, model), layout_name, model)
+
+
 def test_scanned_variant_round_trip(scan_every_stage):
     _, cfg, state, _ = load_fixture("swin_shifted")
     model = swin.create_model(cfg, scan_blocks=True)
-    stacked = convert.torch_to_flax_scanned(state, model)
+    stacked = torch_to_flax_scanned(state, model)
     assert stacked["layers_0"]["blocks"]["regular"]["attn"]["qkv"]["kernel"].shape == (1, 32, 96)
     assert jax.tree.structure(stacked) == jax.tree.structure(summary.param_shapes(model))
-    back = convert.flax_to_torch_scanned(stacked, model, "timm")
+    back = flax_to_torch_scanned(stacked, model, "timm")
     assert set(back) == set(state)
     for key, value in state.items():
         np.testing.assert_array_equal(back[key], value, err_msg=key)

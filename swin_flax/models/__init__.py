@@ -1,15 +1,7 @@
-"""Swin Transformer (flax.linen port of the official model) and PyTorch weight conversion.
-
-  plan.py     the official arguments: checks, defaults, the per-stage plan (window rule); no jax
-  ops.py      initialisers, window partition/reverse, relative position index, mask, drop path
-  swin.py     the linen modules (official names), create_model
-  layout.py   scanned <-> unscanned parameter layouts
-  summary.py  param shapes, counts and the per-layer table, without compiling
-  convert.py  PyTorch state_dicts <-> Flax params (official and timm layouts), checkpoint files
-
-The names below are imported on first use, so `from swin_flax.models import plan` stays free of
-jax (config validation runs before jax is imported).
-"""
+"""The Swin Transformer (flax.linen port of the official model) and PyTorch weight conversion:
+plan.py (arguments, stage plan; no jax), ops.py, swin.py (modules), layout.py (scanned params),
+summary.py (shapes, counts, table), convert.py (PyTorch state_dicts). The names below load on first
+use, so importing plan.py stays free of jax."""
 
 import importlib
 

@@ -14,10 +14,10 @@ load; `flax_to_torch(..., model=...)` writes them for the official layout, whose
 them as persistent buffers (so `load_state_dict(strict=True)` accepts the result); timm's are
 non-persistent and never written.
 
-Both directions work on the canonical (unscanned) params; for a `scan_blocks=True` model
-`torch_to_flax_scanned` / `flax_to_torch_scanned` wrap them in `layout.stack_block_params` /
-`layout.unstack_block_params`. `pair_params` is the one key-and-shape mapping: `torch_to_flax`
-requires every pair to fit, `finetune.load_pretrained` resizes or renews the ones that do not.
+Both directions work on the canonical (unscanned) params; for a `scan_blocks=True` model wrap them
+in `layout.stack_block_params` / `layout.unstack_block_params`. `pair_params` is the one
+key-and-shape mapping: `torch_to_flax` requires every pair to fit, `finetune.load_pretrained`
+resizes or renews the ones that do not.
 
 Files: `load_torch_file` / `save_state_dict` read and write .pth/.pt/.bin/.ckpt (needs torch),
 .safetensors (needs safetensors, not torch) and .npz (numpy only); a missing package is a
@@ -37,7 +37,6 @@ import numpy as np
 from flax import traverse_util
 
 from swin_flax.errors import CheckpointError
-from swin_flax.models import layout as scan_layout
 from swin_flax.models import swin
 from swin_flax.models.ops import relative_position_index, shifted_window_mask
 from swin_flax.models.summary import param_shapes
@@ -101,16 +100,6 @@ def torch_key(path: tuple[str, ...], layout: str) -> str:
     return ".".join([*names, torch_leaf])
 
 
-def _torch_shape(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The PyTorch shape of the Flax param at `path` of `shape` (kernels transposed)."""
-    if path[-1] != "kernel":
-        return tuple(shape)
-    if len(shape) == 4:  # conv HWIO -> OIHW
-        h, w, i, o = shape
-        return (o, i, h, w)
-    return tuple(reversed(shape))  # Dense [in, out] -> Linear [out, in]
-
-
 def _to_torch_value(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
     """The Flax param at `path` as its PyTorch tensor (conv HWIO -> OIHW, [in, out] -> [out, in])."""
     if path[-1] != "kernel":
@@ -123,6 +112,11 @@ def _to_flax_value(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
     if path[-1] != "kernel":
         return value
     return np.transpose(value, (2, 3, 1, 0)) if value.ndim == 4 else np.transpose(value)
+
+
+def _torch_shape(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The PyTorch shape of the Flax param at `path` of `shape` (a view: nothing allocated)."""
+    return tuple(_to_torch_value(path, np.broadcast_to(np.float32(0), shape)).shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,26 +240,6 @@ def official_buffers(model: swin.SwinTransformer) -> dict[str, np.ndarray]:
                     spec.input_resolution, spec.window_size, spec.shift_size
                 )
     return out
-
-
-def torch_to_flax_scanned(
-    state_dict: Mapping[str, np.ndarray],
-    model: swin.SwinTransformer | Mapping[str, Any],
-    layout: str = "auto",
-) -> dict[str, Any]:
-    """`torch_to_flax`, then stacked for `model.clone(scan_blocks=True)`."""
-    model = _resolve_model(model)
-    return scan_layout.stack_block_params(torch_to_flax(state_dict, model, layout), model)
-
-
-def flax_to_torch_scanned(
-    params: Mapping[str, Any],
-    model: swin.SwinTransformer | Mapping[str, Any],
-    layout: str = "official",
-) -> dict[str, np.ndarray]:
-    """`flax_to_torch` for params of a scan_blocks=True model."""
-    model = _resolve_model(model)
-    return flax_to_torch(scan_layout.unstack_block_params(params, model), layout, model)
 
 
 def _state_dict_of(obj: Any) -> Any:

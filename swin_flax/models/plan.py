@@ -8,31 +8,12 @@ that shrinks a window to a grid no larger than it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-# The official constructor arguments, with the official defaults.
-OFFICIAL_DEFAULTS: dict[str, Any] = dict(
-    img_size=224,
-    patch_size=4,
-    in_chans=3,
-    num_classes=1000,
-    embed_dim=96,
-    depths=(2, 2, 6, 2),
-    num_heads=(3, 6, 12, 24),
-    window_size=7,
-    mlp_ratio=4.0,
-    qkv_bias=True,
-    qk_scale=None,
-    drop_rate=0.0,
-    attn_drop_rate=0.0,
-    drop_path_rate=0.1,
-    ape=False,
-    patch_norm=True,
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +60,6 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
-def _require_positive_int(name: str, v: Any) -> None:
-    if not (_is_int(v) and v > 0):
-        raise ValueError(f"{name} must be a positive integer, got {v!r}.")
-
-
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -108,19 +84,13 @@ def check_arguments(
 ) -> None:
     """Raises ValueError naming the first official SwinTransformer argument that cannot build.
 
+    The signature is the official constructor's, defaults included (OFFICIAL_DEFAULTS reads it).
+
     Called at the two boundaries only (`config.validate` and `SwinTransformer`'s constructor);
     everything inside trusts its arguments.
     """
-    if _is_int(img_size):
-        _require_positive_int("img_size", img_size)
-    elif (
-        not (
-            isinstance(img_size, Sequence)
-            and len(img_size) == 2
-            and all(_is_int(v) for v in img_size)
-        )
-        or min(img_size) <= 0
-    ):
+    pair = isinstance(img_size, Sequence) and len(img_size) == 2 and all(map(_is_int, img_size))
+    if not ((_is_int(img_size) or pair) and min(to_2tuple(img_size)) > 0):
         raise ValueError(f"img_size must be a positive int or an (h, w) pair, got {img_size!r}.")
     for name, value in (
         ("patch_size", patch_size),
@@ -128,7 +98,8 @@ def check_arguments(
         ("embed_dim", embed_dim),
         ("window_size", window_size),
     ):
-        _require_positive_int(name, value)
+        if not (_is_int(value) and value > 0):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     if not (_is_int(num_classes) and num_classes >= 0):
         raise ValueError(f"num_classes must be an integer >= 0 (0: no head), got {num_classes!r}.")
     for name, seq in (("depths", depths), ("num_heads", num_heads)):
@@ -164,30 +135,35 @@ def check_arguments(
             f"patch_size={patch_size} does not divide img_size={img_size}; choose a patch_size "
             f"that divides the image (e.g. one of {_divisors(math.gcd(*img))})."
         )
-    grid = (img[0] // patch_size, img[1] // patch_size)
-    for i, heads in enumerate(num_heads):
-        dim = embed_dim * 2**i
+    specs = stage_specs(
+        img_size, patch_size, embed_dim, depths, num_heads, window_size, drop_path_rate
+    )
+    for i, spec in enumerate(specs):
+        (height, width), dim, heads = spec.input_resolution, spec.dim, spec.num_heads
         if dim % heads:
             raise ValueError(
                 f"num_heads[{i}]={heads} does not divide stage-{i} width embed_dim*2^{i}={dim}: "
                 f"choose num_heads[{i}] in {_divisors(dim)} or change embed_dim."
             )
-        window, _ = window_rule(grid, window_size, window_size // 2)
-        if grid[0] % window or grid[1] % window:
+        if height % spec.window_size or width % spec.window_size:
             raise ValueError(
                 f"window_size={window_size} does not divide the stage-{i} token grid "
-                f"{grid[0]}x{grid[1]} (img_size {img_size} / patch_size {patch_size} / 2^{i}); "
-                f"choose a window_size among {_divisors(math.gcd(*grid))} or >= {min(grid)} "
-                "(then the window is the whole grid, as in the official code)."
+                f"{height}x{width} (img_size {img_size} / patch_size {patch_size} / 2^{i}); "
+                f"choose a window_size among {_divisors(math.gcd(height, width))} or >= "
+                f"{min(height, width)} (then the window is the whole grid, as in the official code)."
             )
-        if i < len(depths) - 1:
-            if grid[0] % 2 or grid[1] % 2:
-                raise ValueError(
-                    f"the stage-{i} token grid {grid[0]}x{grid[1]} is odd, so PatchMerging cannot "
-                    f"halve it for stage {i + 1}: use fewer stages (len(depths)={len(depths)}) or "
-                    "an img_size / patch_size giving a grid divisible by 2^(stages-1)."
-                )
-            grid = (grid[0] // 2, grid[1] // 2)
+        if spec.downsample and (height % 2 or width % 2):
+            raise ValueError(
+                f"the stage-{i} token grid {height}x{width} is odd, so PatchMerging cannot "
+                f"halve it for stage {i + 1}: use fewer stages (len(depths)={len(depths)}) or "
+                "an img_size / patch_size giving a grid divisible by 2^(stages-1)."
+            )
+
+
+# The official constructor arguments with the official defaults, read from the one signature.
+OFFICIAL_DEFAULTS: dict[str, Any] = {
+    name: p.default for name, p in inspect.signature(check_arguments).parameters.items()
+}
 
 
 def official_arguments(model_config: Mapping[str, Any]) -> dict[str, Any]:

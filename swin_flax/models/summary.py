@@ -19,15 +19,11 @@ if TYPE_CHECKING:
     from swin_flax.models.swin import SwinTransformer
 
 
-def _init_shapes(model: SwinTransformer, batch_size: int = 1) -> Any:
-    """`model.init` on an image batch under jax.eval_shape: the params as ShapeDtypeStructs."""
+def param_shapes(model: SwinTransformer, batch_size: int = 1) -> Any:
+    """The params tree of `model` (in its own layout) as ShapeDtypeStructs: `model.init` on an
+    image batch under jax.eval_shape."""
     x = jax.ShapeDtypeStruct((batch_size, *to_2tuple(model.img_size), model.in_chans), jnp.float32)
     return jax.eval_shape(lambda x: model.init({"params": jax.random.key(0)}, x), x)["params"]
-
-
-def param_shapes(model: SwinTransformer) -> Any:
-    """The params tree of `model` (in its own layout) as ShapeDtypeStructs."""
-    return _init_shapes(model)
 
 
 def count_params(tree: Any) -> int:
@@ -58,7 +54,7 @@ def summary_table(model: SwinTransformer, depth: int = 2, batch_size: int = 1) -
         return out
 
     with nn.intercept_methods(record):
-        params = _init_shapes(model, batch_size)
+        params = param_shapes(model, batch_size)
     sizes = {p: math.prod(s.shape) for p, s in traverse_util.flatten_dict(params).items()}
 
     lines = []

@@ -17,14 +17,13 @@ stage deeper than two blocks with `nn.scan` (params stacked on a leading axis, s
 recomputes each block in the backward pass to save memory.
 
 Arguments are checked once, by `SwinTransformer`'s constructor (`plan.check_arguments`); the
-modules inside trust what it passes them. The plan of stages lives in `plan.py`, the pure functions
-under the modules in `ops.py`, the scanned parameter layout in `layout.py`, shapes, counts and the
-summary table in `summary.py`.
+modules inside trust what it passes them.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,46 +31,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from swin_flax.models.ops import (
-    drop_path,
-    relative_position_index,
-    shifted_window_mask,
-    torch_default_uniform,
-    torch_trunc_normal,
-    window_partition,
-    window_reverse,
-)
-from swin_flax.models.plan import (
-    OFFICIAL_DEFAULTS,
-    StageSpec,
-    check_arguments,
-    official_arguments,
-    stage_specs,
-    to_2tuple,
-    window_rule,
-)
+from swin_flax.models import ops, plan
 
-# Re-exported for the modules that import them from here (train.py, rundir.py, config.py, the
-# benchmarks); new code imports them from plan.py and summary.py.
-from swin_flax.models.summary import count_params, param_shapes
-
-__all__ = [
-    "SCAN_MIN_DEPTH",
-    "Mlp",
-    "PatchEmbed",
-    "PatchMerging",
-    "SwinBlock",
-    "SwinBlockPair",
-    "SwinStage",
-    "SwinTransformer",
-    "WindowAttention",
-    "check_arguments",
-    "count_params",
-    "create_model",
-    "param_shapes",
-    "scans_stage",
-    "stage_specs",
-]
+# Compatibility re-exports for modules that import these from here (config.py, train.py, the
+# benchmarks, tests of evaluate/predict/steps); their homes are plan.py and summary.py.
+from swin_flax.models.plan import check_arguments as check_arguments
+from swin_flax.models.plan import stage_specs as stage_specs
+from swin_flax.models.summary import count_params as count_params
+from swin_flax.models.summary import param_shapes as param_shapes
 
 Array = jax.Array
 Dtype = Any
@@ -88,7 +55,7 @@ def _linear(
         use_bias=use_bias,
         dtype=dtype,
         param_dtype=param_dtype,
-        kernel_init=torch_trunc_normal(0.02),
+        kernel_init=ops.torch_trunc_normal(0.02),
         bias_init=nn.initializers.zeros,
         name=name,
     )
@@ -118,7 +85,7 @@ class PatchEmbed(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        img = to_2tuple(self.img_size)
+        img = plan.to_2tuple(self.img_size)
         if tuple(x.shape[1:]) != (*img, self.in_chans):
             raise ValueError(
                 f"input of shape {tuple(x.shape)} does not match the model: expected NHWC "
@@ -133,8 +100,8 @@ class PatchEmbed(nn.Module):
             padding="VALID",
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            kernel_init=torch_default_uniform(fan_in),
-            bias_init=torch_default_uniform(fan_in),
+            kernel_init=ops.torch_default_uniform(fan_in),
+            bias_init=ops.torch_default_uniform(fan_in),
             name="proj",
         )(x)
         x = x.reshape(x.shape[0], -1, self.embed_dim)
@@ -201,11 +168,11 @@ class WindowAttention(nn.Module):
 
         table = self.param(
             "relative_position_bias_table",
-            torch_trunc_normal(0.02),
+            ops.torch_trunc_normal(0.02),
             ((2 * w - 1) ** 2, heads),
             self.param_dtype,
         )
-        index = relative_position_index(w).reshape(-1)
+        index = ops.relative_position_index(w).reshape(-1)
         bias = jnp.asarray(table, jnp.float32)[index].reshape(n, n, heads).transpose(2, 0, 1)
         attn = attn + bias[None]
         if mask is not None:
@@ -249,7 +216,7 @@ class SwinBlock(nn.Module):
     ) -> Array:
         height, width = self.input_resolution
         b, length, c = x.shape
-        window, shift = window_rule(self.input_resolution, self.window_size, self.shift_size)
+        window, shift = plan.window_rule(self.input_resolution, self.window_size, self.shift_size)
         rate = self.drop_path if drop_path_rate is None else drop_path_rate
 
         shortcut = x
@@ -257,8 +224,10 @@ class SwinBlock(nn.Module):
         x = x.reshape(b, height, width, c)
         if shift:
             x = jnp.roll(x, (-shift, -shift), axis=(1, 2))
-        windows = window_partition(x, window).reshape(-1, window * window, c)
-        mask = jnp.asarray(shifted_window_mask((height, width), window, shift)) if shift else None
+        windows = ops.window_partition(x, window).reshape(-1, window * window, c)
+        mask = (
+            jnp.asarray(ops.shifted_window_mask((height, width), window, shift)) if shift else None
+        )
         windows = WindowAttention(
             dim=self.dim,
             window_size=window,
@@ -271,7 +240,7 @@ class SwinBlock(nn.Module):
             param_dtype=self.param_dtype,
             name="attn",
         )(windows, mask, deterministic)
-        x = window_reverse(windows.reshape(-1, window, window, c), window, height, width)
+        x = ops.window_reverse(windows.reshape(-1, window, window, c), window, height, width)
         if shift:
             x = jnp.roll(x, (shift, shift), axis=(1, 2))
         x = shortcut + self._drop_path(x.reshape(b, length, c), rate, deterministic)
@@ -290,7 +259,7 @@ class SwinBlock(nn.Module):
     def _drop_path(self, x: Array, rate: float | Array, deterministic: bool) -> Array:
         if deterministic or (isinstance(rate, int | float) and rate == 0.0):
             return x
-        return drop_path(x, rate, self.make_rng("dropout"))
+        return ops.drop_path(x, rate, self.make_rng("dropout"))
 
 
 class SwinBlockPair(nn.Module):
@@ -325,26 +294,21 @@ def _scan_body(module: nn.Module, x: Array, deterministic: bool, rates: Array):
 
 
 class SwinStage(nn.Module):
-    """One stage (official BasicLayer): `depth` blocks, then PatchMerging if `downsample`.
+    """One stage (official BasicLayer): `spec.depth` blocks, then PatchMerging if `spec.downsample`.
 
-    Block j shifts by window_size // 2 when j is odd (subject to `window_rule`). With
-    `scan_blocks` the blocks run under nn.scan: `blocks` holds every block stacked when no block
-    shifts, else `blocks/{regular,shifted}` stacked over depth // 2 pairs plus `blocks_tail` (the
-    last, regular block) when depth is odd. Stages shallower than SCAN_MIN_DEPTH keep `blocks_j`.
+    `spec` is the stage's plan (`plan.stage_specs`: window and shift after the window rule, one
+    drop-path rate per block); odd blocks shift by `spec.shift_size`. With `scan_blocks` the blocks
+    run under nn.scan: `blocks` holds every block stacked when no block shifts, else
+    `blocks/{regular,shifted}` stacked over depth // 2 pairs plus `blocks_tail` (the last, regular
+    block) when depth is odd. Stages shallower than SCAN_MIN_DEPTH keep `blocks_j`.
     """
 
-    dim: int
-    input_resolution: tuple[int, int]
-    depth: int
-    num_heads: int
-    window_size: int = 7
+    spec: plan.StageSpec
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     qk_scale: float | None = None
     drop: float = 0.0
     attn_drop: float = 0.0
-    drop_path: tuple[float, ...] = ()
-    downsample: bool = False
     scan_blocks: bool = False
     remat: bool = False
     dtype: Dtype = jnp.float32
@@ -352,17 +316,17 @@ class SwinStage(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, deterministic: bool = True) -> Array:
-        rates = tuple(self.drop_path) or (0.0,) * self.depth
-        scanned = scans_stage(self.depth, self.scan_blocks)
+        spec, rates = self.spec, self.spec.drop_path
+        scanned = scans_stage(spec.depth, self.scan_blocks)
         block_cls = SwinBlock
         if self.remat:  # deterministic (argument 2, counting self) selects code paths: static
             block_cls = nn.remat(SwinBlock, static_argnums=(2,), prevent_cse=not scanned)
         block = functools.partial(
             block_cls,
-            dim=self.dim,
-            input_resolution=tuple(self.input_resolution),
-            num_heads=self.num_heads,
-            window_size=self.window_size,
+            dim=spec.dim,
+            input_resolution=spec.input_resolution,
+            num_heads=spec.num_heads,
+            window_size=spec.window_size,
             mlp_ratio=self.mlp_ratio,
             qkv_bias=self.qkv_bias,
             qk_scale=self.qk_scale,
@@ -371,14 +335,13 @@ class SwinStage(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
-        shift = self.window_size // 2
-        _, stage_shift = window_rule(self.input_resolution, self.window_size, shift)
 
         if not scanned:
-            for j in range(self.depth):
-                x = block(
-                    shift_size=0 if j % 2 == 0 else shift, drop_path=rates[j], name=f"blocks_{j}"
-                )(x, deterministic)
+            for j in range(spec.depth):
+                shift = spec.shift_size if j % 2 else 0
+                x = block(shift_size=shift, drop_path=rates[j], name=f"blocks_{j}")(
+                    x, deterministic
+                )
                 # Materialise the residual stream (and, in the backward pass, its gradient) between
                 # blocks: without it XLA fuses the residual gradient's chain of adds across blocks
                 # into each consumer and recomputes it, so step time grows faster than depth.
@@ -391,25 +354,22 @@ class SwinStage(nn.Module):
                 in_axes=(nn.broadcast, 0),
             )
             rates_array = jnp.asarray(rates, jnp.float32)
-            if stage_shift == 0:  # every block alike: scan over blocks
-                scanned = scan(_scan_body, length=self.depth)
+            pairs = spec.depth // 2
+            if spec.shift_size == 0:  # every block alike: scan over blocks
+                scanned = scan(_scan_body, length=spec.depth)
                 x, _ = scanned(block(shift_size=0, name="blocks"), x, deterministic, rates_array)
-            else:  # scan over (regular, shifted) pairs
-                pairs = self.depth // 2
-                if pairs:
-                    scanned = scan(_scan_body, length=pairs)
-                    pair = SwinBlockPair(block=block, shift_size=shift, name="blocks")
-                    pair_rates = rates_array[: 2 * pairs].reshape(pairs, 2)
-                    x, _ = scanned(pair, x, deterministic, pair_rates)
-                if self.depth % 2:
-                    x = block(shift_size=0, drop_path=rates[-1], name="blocks_tail")(
-                        x, deterministic
-                    )
+            elif pairs:  # scan over (regular, shifted) pairs
+                scanned = scan(_scan_body, length=pairs)
+                pair = SwinBlockPair(block=block, shift_size=spec.shift_size, name="blocks")
+                pair_rates = rates_array[: 2 * pairs].reshape(pairs, 2)
+                x, _ = scanned(pair, x, deterministic, pair_rates)
+            if spec.shift_size and spec.depth % 2:
+                x = block(shift_size=0, drop_path=rates[-1], name="blocks_tail")(x, deterministic)
 
-        if self.downsample:
+        if spec.downsample:
             x = PatchMerging(
-                input_resolution=tuple(self.input_resolution),
-                dim=self.dim,
+                input_resolution=spec.input_resolution,
+                dim=spec.dim,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 name="downsample",
@@ -473,21 +433,21 @@ class SwinTransformer(nn.Module):
     def __post_init__(self):
         # Fields read directly: a method called here would meet flax's method interceptors
         # (nn.tabulate, summary_table) on a module not yet bound.
-        check_arguments(**{name: getattr(self, name) for name in OFFICIAL_DEFAULTS})
+        plan.check_arguments(**{name: getattr(self, name) for name in plan.OFFICIAL_DEFAULTS})
         super().__post_init__()
 
     def official_arguments(self) -> dict[str, Any]:
         """The official constructor arguments of this model, by name."""
-        return {name: getattr(self, name) for name in OFFICIAL_DEFAULTS}
+        return {name: getattr(self, name) for name in plan.OFFICIAL_DEFAULTS}
 
     @property
     def num_features(self) -> int:
         """Width of the pooled features: embed_dim * 2^(stages - 1)."""
         return self.embed_dim * 2 ** (len(self.depths) - 1)
 
-    def stage_specs(self) -> tuple[StageSpec, ...]:
+    def stage_specs(self) -> tuple[plan.StageSpec, ...]:
         """The per-stage plan (resolution, window after the rule, shift, drop-path rates)."""
-        return stage_specs(
+        return plan.stage_specs(
             self.img_size,
             self.patch_size,
             self.embed_dim,
@@ -508,29 +468,22 @@ class SwinTransformer(nn.Module):
             **kw,
         )
         if self.ape:
-            img = to_2tuple(self.img_size)
-            num_patches = (img[0] // self.patch_size) * (img[1] // self.patch_size)
+            num_patches = math.prod(self.stage_specs()[0].input_resolution)
             self.absolute_pos_embed = self.param(
                 "absolute_pos_embed",
-                torch_trunc_normal(0.02),
+                ops.torch_trunc_normal(0.02),
                 (1, num_patches, self.embed_dim),
                 self.param_dtype,
             )
         self.pos_drop = nn.Dropout(self.drop_rate)
         self.layers = [
             SwinStage(
-                dim=spec.dim,
-                input_resolution=spec.input_resolution,
-                depth=spec.depth,
-                num_heads=spec.num_heads,
-                window_size=self.window_size,
+                spec=spec,
                 mlp_ratio=self.mlp_ratio,
                 qkv_bias=self.qkv_bias,
                 qk_scale=self.qk_scale,
                 drop=self.drop_rate,
                 attn_drop=self.attn_drop_rate,
-                drop_path=spec.drop_path,
-                downsample=spec.downsample,
                 scan_blocks=self.scan_blocks,
                 remat=self.remat,
                 **kw,
@@ -571,7 +524,7 @@ def create_model(
     `create_model` takes them); missing names take the official defaults, unknown names and
     arguments that cannot build raise ValueError."""
     return SwinTransformer(
-        **official_arguments(model_config),
+        **plan.official_arguments(model_config),
         dtype=jnp.dtype(dtype),
         param_dtype=jnp.dtype(param_dtype),
         remat=bool(remat),
