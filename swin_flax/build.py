@@ -29,9 +29,6 @@ def model_from_config(config: ml_collections.ConfigDict) -> swin.SwinTransformer
     )
 
 
-create_model = model_from_config  # the old name, until train/evaluate/predict/benchmark move
-
-
 def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):
     return optim.learning_rate_schedule(
         schedule=config.schedule,

@@ -181,6 +181,11 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     for f in ("normalize_mean", "normalize_std", "randaugment_img_mean"):
         _require(len(c[f]) == 3, f, f"needs 3 values (one per RGB channel), got {c[f]!r}.")
     _require(all(s > 0 for s in c.normalize_std), "normalize_std", "values must be > 0.")
+    _require(
+        all(0 <= v <= 255 for v in c.randaugment_img_mean),
+        "randaugment_img_mean",
+        f"values are pixel values in [0, 255], got {c.randaugment_img_mean!r}.",
+    )
 
     for f in ("learning_rate", "b1", "b2", "eps", "weight_decay", "grad_clip_norm", "lr_min"):
         _require(math.isfinite(c[f]), f, f"must be a finite number, got {c[f]!r}.")
@@ -213,6 +218,12 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         0 <= m.switch_prob <= 1, "mix.switch_prob", f"must lie in [0, 1], got {m.switch_prob}."
     )
     _require(0 <= m.label_smoothing < 1, "mix.label_smoothing", "must lie in [0, 1).")
+    minmax = m.cutmix_minmax
+    _require(
+        minmax is None or (len(minmax) == 2 and 0 <= minmax[0] < minmax[1] <= 1),
+        "mix.cutmix_minmax",
+        f"must be (min, max) with 0 <= min < max <= 1 (or None), got {minmax!r}.",
+    )
 
     from swin_flax.data import sources  # noqa: PLC0415 (lazy: keeps config import light)
 
@@ -224,17 +235,17 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         f"--config.model.num_classes={n_classes}.",
     )
     if c.randaugment:
-        from swin_flax.data import randaugment  # noqa: PLC0415
+        from swin_flax.data import randaugment_params as randaugment  # noqa: PLC0415
 
         try:
             randaugment.parse_config_str(c.randaugment)
         except ValueError as e:
             raise ConfigError(f"config.randaugment: {e}") from None
 
-    from swin_flax.models import swin  # noqa: PLC0415
+    from swin_flax.models import plan  # noqa: PLC0415 (the model's checks, without jax)
 
     try:
-        swin.check_arguments(**c.model.to_dict())
+        plan.check_arguments(**c.model.to_dict())
     except ValueError as e:
         raise ConfigError(f"config.model: {e}") from None
 

@@ -249,7 +249,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[
         normalize_std=tuple(config.normalize_std),
         image_size=config.model.img_size,
     )
-    model = build.create_model(config)
+    model = build.model_from_config(config)
     logits, labels = predict_logits(model, params, ds.as_numpy_iterator())
     return scores(logits, labels, config.model.num_classes)
 

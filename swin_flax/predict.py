@@ -50,7 +50,7 @@ def load_predictor(workdir: str | None = None, checkpoint: str | None = None) ->
     CheckpointError when the flags name no run or no usable checkpoint."""
     run = evaluate.open_run(workdir, checkpoint)
     params, _ = evaluate.load_params(run.checkpoint)
-    model = build.create_model(run.config)
+    model = build.model_from_config(run.config)
     names = sources.class_names(run.config.dataset)
     return Predictor(run.config, model, params, names, str(run.checkpoint))
 

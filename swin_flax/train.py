@@ -31,6 +31,7 @@ from swin_flax.config import flatten, validate
 from swin_flax.data import inputs, viz
 from swin_flax.errors import Preempted, TrainingDiverged
 from swin_flax.models import convert, swin
+from swin_flax.models.summary import count_params, param_shapes
 
 
 class _StopFlag:
@@ -258,7 +259,7 @@ def _log_model_and_plan(config, model, start: int, steps_per_epoch: int, workdir
         m.window_size,
         m.img_size,
         m.img_size,
-        f"{swin.count_params(swin.param_shapes(model)):,}",
+        f"{count_params(param_shapes(model)):,}",
         config.dtype,
     )
     logging.info("workdir: %s", os.path.abspath(workdir))
@@ -306,7 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     data = inputs.load_data(config)
     per_epoch = data.steps_per_epoch
-    model = build.create_model(config)
+    model = build.model_from_config(config)
     learning_rate_fn = build.create_learning_rate_fn(config, per_epoch)
     tx = build.create_optimizer(config, learning_rate_fn)
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)

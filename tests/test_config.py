@@ -100,6 +100,16 @@ def test_strong_numbers():
         ("eps", float("inf"), "config.eps"),
         ("grad_clip_norm", -1.0, "config.grad_clip_norm"),
         ("layer_decay", 1.5, "config.layer_decay"),
+        # Data fields: checked here only (data/ trusts its arguments).
+        ("randaugment_img_mean", (124, 116), "config.randaugment_img_mean"),
+        ("randaugment_img_mean", (124, 116, 300), "config.randaugment_img_mean"),
+        ("mix.prob", 1.5, "config.mix.prob"),
+        ("mix.switch_prob", -0.1, "config.mix.switch_prob"),
+        ("mix.label_smoothing", 1.0, "config.mix.label_smoothing"),
+        ("mix.mixup_alpha", -1.0, "config.mix.mixup_alpha"),
+        ("mix.cutmix_minmax", (0.8, 0.2), "config.mix.cutmix_minmax"),
+        ("mix.cutmix_minmax", (0.1, 0.2, 0.3), "config.mix.cutmix_minmax"),
+        ("synthetic_train_examples", 0, "config.synthetic_train_examples"),
     ],
 )
 def test_bad_values_name_the_field(field, value, needle):
@@ -124,4 +134,15 @@ def test_warmup_with_the_constant_schedule_is_refused():
     c = default_config()
     c.schedule, c.warmup_epochs = "constant", 5
     with pytest.raises(ConfigError, match=r"config\.warmup_epochs: 5 has no effect.*'constant'"):
+        validate(c)
+
+
+def test_unknown_mix_field_and_archive_with_synthetic_data():
+    c = default_config()
+    c.mix.alpha = 1.0
+    with pytest.raises(ConfigError, match=r"config\.mix\.alpha"):
+        validate(c)
+    c = default_config()
+    c.dataset, c.archive, c.model.num_classes = "synthetic", "/x/cifar-10-binary.tar.gz", 10
+    with pytest.raises(ConfigError, match=r"config\.archive: .* dataset='synthetic'"):
         validate(c)

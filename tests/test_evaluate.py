@@ -13,7 +13,7 @@ from swin_flax import build, checkpoints, evaluate, rundir
 from swin_flax.checkpoints import CheckpointError
 from swin_flax.config import default_config
 from swin_flax.data import sources
-from swin_flax.models import swin
+from swin_flax.models import summary
 from tests.test_entry_points import fails_cleanly, snapshot
 
 LABELS = np.array([0, 0, 1, 1, 1, 2, 2, 0])
@@ -124,10 +124,11 @@ def make_run(workdir, embed_dim: int = 8, record_model: bool = False):
         window_size=4,
         num_classes=10,
     )
-    model = build.create_model(c)
+    model = build.model_from_config(c)
     rng = np.random.default_rng(0)
     params = jax.tree.map(
-        lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), swin.param_shapes(model)
+        lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32),
+        summary.param_shapes(model),
     )
     rundir.write_config(c, workdir)
     meta = {"epoch": 1, "step": 3, **({"model": c.model.to_dict()} if record_model else {})}

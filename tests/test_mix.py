@@ -198,13 +198,8 @@ def test_deterministic_in_the_seed():
     assert not np.array_equal(a[0], c[0])
 
 
-def test_cutmix_minmax_is_checked_and_forces_alpha_one():
-    """mix.mode, the alphas and the probabilities are config.validate's rules (tests/test_config.py);
-    the (min, max) box range is mix_config's."""
-    with pytest.raises(ValueError, match="cutmix_minmax"):
-        mix.mix_config({"cutmix_minmax": (0.8, 0.2)}, K)
-    with pytest.raises(ValueError, match="cutmix_minmax"):
-        mix.mix_config({"cutmix_minmax": (0.1, 0.2, 0.3)}, K)
+def test_cutmix_minmax_forces_alpha_one():
+    """As timm; the mix fields' ranges are config.validate's rules (tests/test_config.py)."""
     cfg = mix.mix_config({"cutmix_minmax": (0.3, 0.6)}, K)
     assert cfg.cutmix_alpha == 1.0 and cfg.enabled  # timm forces alpha 1 with minmax
     assert not mix.mix_config({"mixup_alpha": 0.0, "cutmix_alpha": 0.0}, K).enabled

@@ -15,7 +15,7 @@ from PIL import Image
 from swin_flax import build, checkpoints, predict, rundir
 from swin_flax.config import default_config
 from swin_flax.data import sources
-from swin_flax.models import swin
+from swin_flax.models import summary
 from tests.test_entry_points import fails_cleanly, run_script, snapshot
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -38,11 +38,12 @@ def make_run(workdir: pathlib.Path, seed: int = 0):
         window_size=4,
         num_classes=10,
     )
-    model = build.create_model(c)
+    model = build.model_from_config(c)
     # Random params of the model's shapes (no init compile); std 0.3 spreads the logits apart.
     rng = np.random.default_rng(seed)
     params = jax.tree.map(
-        lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), swin.param_shapes(model)
+        lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32),
+        summary.param_shapes(model),
     )
     rundir.write_config(c, workdir)
     ckpts = checkpoints.Checkpoints(workdir)

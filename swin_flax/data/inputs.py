@@ -18,7 +18,6 @@ from absl import logging
 from flax import jax_utils
 
 from swin_flax.data import pipeline, sources
-from swin_flax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,15 +32,10 @@ class Data:
 
 
 def load_data(config: ml_collections.ConfigDict) -> Data:
-    """Reads the config's data set and says what it holds; refuses a batch larger than the data."""
+    """Reads the config's data set and says what it holds (a batch larger than the data is refused
+    by pipeline.steps_per_epoch)."""
     train_images, train_labels = sources.load_config_split(config, "train")
     test_images, test_labels = sources.load_config_split(config, "test")
-    if len(train_images) < config.batch_size:
-        raise ConfigError(
-            f"config.batch_size: {config.batch_size} is larger than the {len(train_images)} "
-            "training images, so an epoch has no full batch; choose a batch_size of at most "
-            f"{len(train_images)}."
-        )
     data = Data(
         train_images,
         train_labels,
@@ -50,15 +44,11 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
         pipeline.steps_per_epoch(len(train_images), config.batch_size),
     )
     sizes = f"{len(train_images)} train / {len(test_images)} test images"
-    if config.dataset == "synthetic":
-        logging.warning("data: the SYNTHETIC data set (striped patterns, NOT CIFAR), %s", sizes)
-    else:
-        where = (
-            f"the archive {config.archive}"
-            if config.archive
-            else f"tensorflow-datasets ({config.data_dir or 'its default data_dir'})"
-        )
-        logging.info("data: %s from %s, %s", sources.pretty_name(config.dataset), where, sizes)
+    source = sources.describe_source(
+        config.dataset, data_dir=config.data_dir, archive=config.archive
+    )
+    log = logging.warning if config.dataset == "synthetic" else logging.info
+    log("data: %s, %s", source, sizes)
     processes = jax.process_count()
     logging.info(
         "devices: %d %s%s; batch %d = %d per device, %d steps per epoch",

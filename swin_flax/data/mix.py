@@ -51,16 +51,13 @@ class MixConfig:
 def mix_config(mix: Mapping[str, Any], num_classes: int) -> MixConfig:
     """A MixConfig from a mapping with timm Mixup's argument names (e.g. `config.mix`).
 
-    As timm, cutmix_minmax forces cutmix_alpha to 1 (lambda then comes from the box); a minmax
-    that is not (min, max) with 0 <= min < max <= 1 raises ValueError naming it.
+    As timm, cutmix_minmax forces cutmix_alpha to 1 (lambda then comes from the box); its bounds
+    are checked by config.validate.
     """
     kw = dict(mix.to_dict() if hasattr(mix, "to_dict") else mix)  # a dict or a ConfigDict
     if kw.get("cutmix_minmax") is not None:
         minmax = tuple(float(v) for v in kw["cutmix_minmax"])
-        if len(minmax) != 2 or not 0 <= minmax[0] < minmax[1] <= 1:
-            raise ValueError(
-                f"mix.cutmix_minmax must be (min, max) with 0 <= min < max <= 1, got {minmax}."
-            )
+        assert len(minmax) == 2 and 0 <= minmax[0] < minmax[1] <= 1, minmax  # config.validate
         kw.update(cutmix_minmax=minmax, cutmix_alpha=1.0)
     return MixConfig(num_classes=int(num_classes), **kw)
 

@@ -128,11 +128,6 @@ def load_split(
     return images, labels
 
 
-def pretty_name(dataset: str) -> str:
-    """'CIFAR-10' for 'cifar10': the name users know."""
-    return _PRETTY.get(dataset, dataset)
-
-
 def load_or_synthetic(
     dataset: str,
     split: str,

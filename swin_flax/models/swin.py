@@ -33,13 +33,6 @@ import jax.numpy as jnp
 
 from swin_flax.models import ops, plan
 
-# Compatibility re-exports for modules that import these from here (config.py, train.py, the
-# benchmarks, tests of evaluate/predict/steps); their homes are plan.py and summary.py.
-from swin_flax.models.plan import check_arguments as check_arguments
-from swin_flax.models.plan import stage_specs as stage_specs
-from swin_flax.models.summary import count_params as count_params
-from swin_flax.models.summary import param_shapes as param_shapes
-
 Array = jax.Array
 Dtype = Any
 
