@@ -17,7 +17,7 @@ and checkpoints as training from scratch.
 
 Variant `configs/finetune.py:64`: 64x64 input (about 12x cheaper per image), window 4: grids
 16/8/4/2 give windows 4, 4, 4 (clamped, no shift) and 2 (clamped). The window rule must divide each
-grid (swin.check_arguments says which windows do); the 7x7-window bias tables are resized to 4x4
+grid (models/plan.py check_arguments says which windows do); the 7x7-window bias tables are resized to 4x4
 (and 2x2 in the last stage) bicubically. (img 96 with window 6 is another valid pair.)
 """
 

@@ -1,6 +1,6 @@
 """PyTorch <-> Flax weight conversion, against timm's SwinTransformer.
 
-tests/fixtures/swin_{shifted,clamped}.npz (scripts/make_model_fixtures.py, timm) hold a timm
+tests/fixtures/swin_{shifted,clamped}.npz (scripts/fixtures/make_model_fixtures.py, timm) hold a timm
 state_dict, an input batch and timm's logits and pooled features. The official layout's names are
 written out here from the official code's module tree.
 """

@@ -1,6 +1,6 @@
 """Exporting Flax params as PyTorch state_dicts (official and timm layouts) and scripts/export.py.
 
-tests/fixtures/export_keys.json (scripts/make_export_fixtures.py) holds the state_dict keys, shapes
+tests/fixtures/export_keys.json (scripts/fixtures/make_export_fixtures.py) holds the state_dict keys, shapes
 and dtypes of the official microsoft/Swin-Transformer SwinTransformer and of timm's, at tiny
 configs: what `load_state_dict(strict=True)` requires of an export.
 """

@@ -1,6 +1,6 @@
 """Loading a pretrained PyTorch Swin for fine-tuning, against timm and the official resize code.
 
-tests/fixtures/finetune_source.npz (scripts/make_finetune_fixtures.py, timm) holds a Swin-T-shaped
+tests/fixtures/finetune_source.npz (scripts/fixtures/make_finetune_fixtures.py, timm) holds a Swin-T-shaped
 timm model (img 224, window 7, four stages, tiny width): its state_dict, the official names of its
 tensors, an input and timm's pooled features, and bias tables / an absolute position embedding
 resized by timm's resize_rel_pos_bias_table and by the official load_pretrained's F.interpolate.

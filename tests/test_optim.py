@@ -1,5 +1,5 @@
 """swin_flax.optim against timm's CosineLRScheduler and torch.optim.AdamW (tests/fixtures/optim.npz,
-written by scripts/make_optim_fixtures.py) and against the published formulas."""
+written by scripts/fixtures/make_optim_fixtures.py) and against the published formulas."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """swin_flax.data.randaugment (with pillow_ops and randaugment_params) against timm's RandAugment on
-PIL (tests/fixtures/randaugment.npz, written by scripts/make_randaugment_fixtures.py), timm's
+PIL (tests/fixtures/randaugment.npz, written by scripts/fixtures/make_randaugment_fixtures.py), timm's
 config-string rules, closed-form image operations and the policy's distributions.
 
 Tolerances: the issue asks for 1 grey level per pixel; every op also has to keep its mean

@@ -2,7 +2,7 @@
 
 References: the recipe's per-part parameter counts (seed-recipe.md, the official model), timm's
 relative_position_index / attn_mask buffers and drop-path rates stored in tests/fixtures/swin_*.npz
-(scripts/make_model_fixtures.py), and PyTorch's init formulas. Logit parity with timm is in
+(scripts/fixtures/make_model_fixtures.py), and PyTorch's init formulas. Logit parity with timm is in
 test_convert.py.
 """
 
