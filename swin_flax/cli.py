@@ -61,11 +61,13 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     try:
         rest = flags.FLAGS(argv)
     except Exception as e:  # noqa: BLE001 (a config file runs user code while it loads)
-        where = _config_file_frame(e, argv)
-        if where is not None:
+        _exit_if_a_config_file_is_missing(flags.FLAGS, argv)  # e.g. overrides of a missing one
+        found = _config_file_frame(e, argv)
+        if found is not None:
+            where, cause = found
             exit_user_error(
-                f"the config file {where} failed to load ({type(e).__name__}: "
-                f"{' '.join(str(e).split())}). Fix it, or give another --config, e.g. "
+                f"the config file {where} failed to load ({type(cause).__name__}: "
+                f"{' '.join(str(cause).split())}). Fix it, or give another --config, e.g. "
                 "configs/strong.py (a Python file whose get_config() returns the config)."
             )
         if not isinstance(e, flags.Error | AttributeError | KeyError | TypeError | ValueError):
@@ -74,7 +76,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
             message = message[1:-1] if message[:1] == message[-1:] == "'" else message
             message = "no such field " + message.replace("\\'", "'").replace("\\n", " ")
-        about_config = "--config" in message or isinstance(e, KeyError | AttributeError)
+        about_config = "--config." in message or isinstance(e, KeyError | AttributeError)
         exit_user_error(
             f"bad command line ({type(e).__name__}: {' '.join(message.split())}). "
             + (
@@ -85,18 +87,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             )
             + f"{'see' if about_config else 'See'} `{program} --helpshort`."
         )
-    for name in flags.FLAGS:
-        value = flags.FLAGS[name].value
-        if type(value).__name__ == "_ErrorConfig":  # ml_collections defers a load failure
-            from ml_collections import config_flags  # noqa: PLC0415
-
-            path = config_flags.get_config_filename(flags.FLAGS[name])
-            exit_user_error(
-                f"--{name} {path}: no such config file. Give a Python file whose get_config() "
-                "returns the config, e.g. configs/strong.py."
-                if not os.path.isfile(path)
-                else f"--{name} {path} could not be loaded: {' '.join(str(value._error).split())}"
-            )
+    _exit_if_a_config_file_failed(flags.FLAGS)
     if len(rest) > 1 and not takes_arguments:
         exit_user_error(
             f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
@@ -106,20 +97,65 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     return rest
 
 
-def _config_file_frame(e: BaseException, argv: list[str]) -> str | None:
-    """`PATH line N` when `e` was raised by the code of a config file given on the command line
-    (a syntax error, an exception in get_config, no get_config at all), else None."""
+def _exit_if_a_config_file_is_missing(flag_values, argv: list[str]) -> None:
+    """A config flag (ml_collections' DEFINE_config_file) naming a file that does not exist."""
+    names = {n for n in flag_values if type(flag_values[n]).__name__ == "_ConfigFlag"}
+    for i, arg in enumerate(argv[1:], start=1):
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name not in names or not arg.startswith("--"):
+            continue
+        value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+        path = value.split(":", 1)[0]
+        if path and not os.path.isfile(path):
+            exit_user_error(
+                f"--{name} {path}: no such config file. Give a Python file whose get_config() "
+                "returns the config, e.g. configs/strong.py."
+            )
+
+
+def _exit_if_a_config_file_failed(flag_values) -> None:
+    """ml_collections keeps a config file it could not find or load as a placeholder that fails
+    on first use: report it here, naming the file."""
+    for name in flag_values:
+        try:
+            value = flag_values[name].value
+        except Exception:  # noqa: BLE001 (a flag whose value cannot be read is reported elsewhere)
+            continue
+        if type(value).__name__ != "_ErrorConfig":
+            continue
+        from ml_collections import config_flags  # noqa: PLC0415
+
+        path = config_flags.get_config_filename(flag_values[name])
+        exit_user_error(
+            f"--{name} {path}: no such config file. Give a Python file whose get_config() "
+            "returns the config, e.g. configs/strong.py."
+            if not os.path.isfile(path)
+            else f"--{name} {path} could not be loaded: {' '.join(str(value._error).split())}"
+        )
+
+
+def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseException] | None:
+    """(`PATH line N`, the exception raised there) when `e`, or an exception it wraps (absl and
+    ml_collections re-raise a config file's errors), came from the code of a config file given on
+    the command line: a syntax error, an exception in get_config, no get_config at all."""
     values = (a.split("=", 1)[-1].split(":", 1)[0] for a in argv[1:])
     paths = {os.path.abspath(v) for v in values if v.endswith(".py")}
-    if isinstance(e, SyntaxError) and e.filename and os.path.abspath(e.filename) in paths:
-        return f"{e.filename} line {e.lineno}"
-    frames = [
-        f for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) in paths
-    ]
-    if frames:
-        return f"{frames[-1].filename} line {frames[-1].lineno}"
+    chain, cause = [], e
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for err in reversed(chain):  # the innermost first: the config file's own exception
+        if isinstance(err, SyntaxError) and err.filename and os.path.abspath(err.filename) in paths:
+            return f"{err.filename} line {err.lineno}", err
+        frames = [
+            f
+            for f in traceback.extract_tb(err.__traceback__)
+            if os.path.abspath(f.filename) in paths
+        ]
+        if frames:
+            return f"{frames[-1].filename} line {frames[-1].lineno}", err
     if isinstance(e, AttributeError) and "get_config" in str(e) and paths:
-        return ", ".join(sorted(paths)) + " (it defines no get_config())"
+        return ", ".join(sorted(paths)) + " (it defines no get_config())", e
     return None
 
 

@@ -8,8 +8,8 @@ finished run answers in seconds.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import stat
 import sys
 from typing import Any
 
@@ -81,31 +81,46 @@ def check_num_epochs(saved: dict[str, Any], num_epochs: int, workdir: epath.Path
     """Whether the run in `workdir` (its latest record `saved`) already trained `num_epochs`
     epochs; refuses a num_epochs below what it trained."""
     done_steps, per_epoch = saved["step"], saved.get("steps_per_epoch")
-    target = num_epochs * per_epoch if per_epoch else None
-    beyond = done_steps > target if target is not None else saved["epoch"] > num_epochs
+    if per_epoch:
+        beyond, finished = done_steps > num_epochs * per_epoch, done_steps == num_epochs * per_epoch
+        done, at_least = position(done_steps, per_epoch), -(-done_steps // per_epoch)
+    else:  # a record written before steps_per_epoch was kept: only epoch ends record a test
+        mid_epoch = saved.get("test_accuracy") is None
+        beyond = saved["epoch"] > num_epochs or (mid_epoch and saved["epoch"] == num_epochs)
+        finished = saved["epoch"] == num_epochs and not mid_epoch
+        done, at_least = count(saved["epoch"], "epoch"), saved["epoch"] + mid_epoch
     if beyond:
-        done = position(done_steps, per_epoch) if per_epoch else f"{saved['epoch']} epochs"
         raise ConfigError(
             f"config.num_epochs: {workdir} has already trained to {done}, more than "
-            f"--config.num_epochs={num_epochs}. Pass --config.num_epochs={saved['epoch']} or more "
-            "to see its summary or to train it longer, or a new --workdir to start afresh."
+            f"--config.num_epochs={num_epochs}. Pass --config.num_epochs={at_least} or more to "
+            "see its summary or to train it longer, or a new --workdir to start afresh."
         )
-    return done_steps == target if target is not None else saved["epoch"] == num_epochs
+    return finished
 
 
-def finished_summary(workdir: epath.Path, saved: dict[str, Any]) -> dict[str, Any]:
-    """The summary of a run that has nothing left to train (summary.json, else its record)."""
-    path = workdir / "summary.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    return {
-        "best_test_accuracy": saved["best_accuracy"],
-        "best_epoch": saved["best_epoch"],
-        "final_test_accuracy": saved.get("test_accuracy"),
-        "epochs": saved["epoch"],
-        "steps": saved["step"],
-        "checkpoints": str(checkpoints.series_dir(workdir, "latest").parent),
+def run_summary(record: dict[str, Any], where: str, start_step: int | None = None) -> dict:
+    """summary.json from a checkpoint's record: the whole run over all its sessions (the totals
+    are there for runs recorded since sessions are counted)."""
+    summary = {
+        "best_test_accuracy": record["best_accuracy"],
+        "best_epoch": record["best_epoch"],
+        "final_test_accuracy": record.get("test_accuracy"),
+        "epochs": record["epoch"],
+        "steps": record["step"],
     }
+    if "totals" in record:
+        totals = RunTotals(**record["totals"])
+        summary.update(
+            sessions=totals.sessions,
+            train_seconds=totals.train_seconds,
+            trained_images=totals.trained_images,
+            total_seconds=totals.wall_seconds,
+            train_images_per_sec=totals.trained_images / max(totals.train_seconds, 1e-9),
+        )
+    if start_step is not None:
+        summary["start_step"] = start_step
+    summary["checkpoints"] = where
+    return summary
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -130,18 +145,22 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 
 def announce(line: str) -> None:
     """A line the user reads as the result (epoch lines, the summary): on stdout, so that `| tee`
-    and notebooks keep it, and in the log on stderr unless that is the same terminal."""
+    and notebooks keep it, and in the log on stderr too unless the user already sees it there."""
     print(line, flush=True)
-    if not _same_terminal():
+    if _log_too():
         logging.info(line)
 
 
-def _same_terminal() -> bool:
+def _log_too() -> bool:
+    """False when stdout and stderr end in the same place (one terminal, or `2>&1`), or when stderr
+    is a terminal and stdout feeds a pipe (`| tee` shows it on that terminal)."""
     try:
         out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
     except (OSError, ValueError, AttributeError):  # e.g. captured streams without a descriptor
+        return True
+    if (out.st_dev, out.st_ino, out.st_rdev) == (err.st_dev, err.st_ino, err.st_rdev):
         return False
-    return sys.stdout.isatty() and sys.stderr.isatty() and out.st_rdev == err.st_rdev
+    return not (sys.stderr.isatty() and (sys.stdout.isatty() or stat.S_ISFIFO(out.st_mode)))
 
 
 def duration(seconds: float) -> str:
@@ -168,7 +187,8 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
 
 def report_finished(workdir: str | os.PathLike, saved: dict[str, Any], num_epochs: int) -> dict:
     """Prints the summary of a run that has nothing left to train, and returns it."""
-    summary = finished_summary(epath.Path(workdir), saved)
+    where = str(checkpoints.series_dir(workdir, "latest").parent)
+    summary = run_summary(saved, where)
     announce(f"{workdir} has trained all its {count(num_epochs, 'epoch')}: nothing to do.")
     for line in summary_lines(summary):
         announce(line)

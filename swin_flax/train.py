@@ -29,7 +29,7 @@ from flax import jax_utils, serialization
 from swin_flax import build, checkpoints, rundir, steps
 from swin_flax.config import flatten, validate
 from swin_flax.data import inputs, viz
-from swin_flax.errors import Preempted, TrainingDiverged
+from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
 from swin_flax.models import convert, swin
 from swin_flax.models.summary import count_params, param_shapes
 
@@ -115,7 +115,9 @@ def evaluate_params(
 
 class _Ticker:
     """A log line at most every `every_secs` within an epoch: steps/s, images/s, ETA of the epoch
-    and of the run (host clock: over tens of seconds the device queue's depth does not matter)."""
+    and of the run (host clock: over tens of seconds the device queue's depth does not matter). The
+    run's ETA adds, per epoch left, the time the last epoch spent outside its steps (evaluation,
+    checkpoints: `between_epochs`)."""
 
     def __init__(self, every_secs: float, batch_size: int, steps_per_epoch: int, num_steps: int):
         self.every, self.batch, self.per_epoch, self.num_steps = (
@@ -125,6 +127,7 @@ class _Ticker:
             num_steps,
         )
         self.last_time, self.last_step = time.time(), None
+        self.between_epochs = 0.0
 
     def restart(self, step: int) -> None:
         self.last_time, self.last_step = time.time(), step
@@ -135,7 +138,9 @@ class _Ticker:
         if now - self.last_time < self.every or self.last_step is None:
             return None
         rate = (step - self.last_step) / (now - self.last_time)
-        epoch, in_epoch = divmod(step, self.per_epoch)
+        epoch, in_epoch = divmod(step - 1, self.per_epoch)  # step counts steps done
+        in_epoch += 1
+        epochs_left = (self.num_steps - step) // self.per_epoch + (in_epoch < self.per_epoch)
         logging.info(
             "epoch %d: step %d/%d  %.2f steps/s  %.0f images/s  ETA epoch %s, run %s",
             epoch + 1,
@@ -144,7 +149,7 @@ class _Ticker:
             rate,
             rate * self.batch,
             rundir.duration((self.per_epoch - in_epoch) / rate),
-            rundir.duration((self.num_steps - step) / rate),
+            rundir.duration((self.num_steps - step) / rate + epochs_left * self.between_epochs),
         )
         self.restart(step)
         return rate
@@ -190,24 +195,6 @@ class Progress:
             meta.get("partial_epoch"),
             meta.get("test_accuracy"),
         )
-
-    def summary(self, epoch: int, step: int, start: int, where: epath.Path, wall: float) -> dict:
-        """summary.json: the whole run over all its sessions (`wall`: this session's seconds)."""
-        totals = self.totals.plus(wall=wall)
-        return {
-            "best_test_accuracy": self.best_accuracy,
-            "best_epoch": self.best_epoch,
-            "final_test_accuracy": self.test_accuracy,
-            "epochs": epoch,
-            "steps": step,
-            "sessions": totals.sessions,
-            "train_seconds": totals.train_seconds,
-            "trained_images": totals.trained_images,
-            "total_seconds": totals.wall_seconds,
-            "train_images_per_sec": totals.trained_images / max(totals.train_seconds, 1e-9),
-            "start_step": start,
-            "checkpoints": str(where),
-        }
 
     def record(self, config, epoch: int, step: int, steps_per_epoch: int, wall: float) -> dict:
         """The checkpoint's JSON record at `step` (`wall`: this session's seconds so far)."""
@@ -307,6 +294,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     data = inputs.load_data(config)
     per_epoch = data.steps_per_epoch
+    if saved is not None and saved.get("steps_per_epoch", per_epoch) != per_epoch:
+        raise ConfigError(
+            f"config.batch_size: the run in {workdir} has {saved['steps_per_epoch']} steps per "
+            f"epoch, this config {per_epoch} (batch_size {config.batch_size}, "
+            f"{len(data.train_labels)} training images). Resume with the batch size and data the "
+            "run started with, or give a new --workdir."
+        )
     model = build.model_from_config(config)
     learning_rate_fn = build.create_learning_rate_fn(config, per_epoch)
     tx = build.create_optimizer(config, learning_rate_fn)
@@ -350,6 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             seconds = time.time() - t_epoch
             images = (step - epoch * per_epoch - first) * config.batch_size
             progress.totals = progress.totals.plus(train=seconds, images=images)
+            t_steps_done = time.time()
             train_metrics, seconds, images = _with_partial(
                 train_metrics, seconds, images, progress.partial_epoch
             )
@@ -373,8 +368,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             save_checkpoints(config, ckpts, state, epoch, step, meta, is_best, stopping)
             if stopping:
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
+            ticker.between_epochs = time.time() - t_steps_done
             ticker.restart(step)
-    summary = progress.summary(epoch, step, start, ckpts.root, time.time() - t_start)
+    record = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
+    summary = rundir.run_summary(record, str(ckpts.root), start_step=start)
     for line in rundir.summary_lines(summary):
         rundir.announce(line)
     if is_chief:

@@ -247,3 +247,12 @@ def test_failed_start_leaves_an_existing_run_untouched(archive, tmp_path, capsys
     msg = fails_cleanly(c, workdir, capsys)
     assert "truncated or corrupt" in msg
     assert not list(workdir.glob("events.out.tfevents.*"))
+
+
+def test_resuming_with_another_batch_size(archive, tmp_path, capsys):
+    """A checkpoint of 3 steps per epoch; this config gives 16 images / batch 8 = 2."""
+    c = tiny_config(archive)
+    workdir = tmp_path / "run"
+    _checkpointed_run(workdir, c, epoch=1, step=3, steps_per_epoch=3)
+    msg = fails_cleanly(c, workdir, capsys)
+    assert "config.batch_size: the run in" in msg and "has 3 steps per epoch, this config 2" in msg

@@ -60,17 +60,34 @@ SUMMARY = os.path.join(
             "def get_config():\n    raise RuntimeError('boom')\n",
             "bad.py line 2 failed to load (RuntimeError: boom)",
         ),
+        # absl and ml_collections wrap a ValueError of get_config: the file's own error is named.
+        (
+            "def get_config():\n    raise ValueError('bad value')\n",
+            "bad.py line 2 failed to load (ValueError: bad value)",
+        ),
         ("x = 1\n", "(it defines no get_config()) failed to load"),
         (None, "bad.py: no such config file"),
+        (None, "bad.py: no such config file"),  # with an override of one of its fields
     ],
-    ids=["syntax_error", "get_config_raises", "no_get_config", "missing"],
+    ids=[
+        "syntax_error",
+        "get_config_raises",
+        "value_error",
+        "no_get_config",
+        "missing",
+        "missing+",
+    ],
 )
-def test_a_config_file_that_does_not_load_is_one_paragraph(tmp_path, text, expected):
+def test_a_config_file_that_does_not_load_is_one_paragraph(tmp_path, request, text, expected):
     config = tmp_path / "bad.py"
     if text is not None:
         config.write_text(text)
+    override = ["--config.model.embed_dim=8"] if request.node.name.endswith("missing+]") else []
     out = subprocess.run(
-        [sys.executable, SUMMARY, f"--config={config}"], capture_output=True, text=True, timeout=120
+        [sys.executable, SUMMARY, "--config", str(config), *override],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     msg = " ".join(out.stderr.split())

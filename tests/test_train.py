@@ -161,3 +161,15 @@ def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog)
         lines[0] == "epoch 1: step 60/100  2.00 steps/s  128 images/s  ETA epoch 0m20s, run 7m50s"
     )
     assert lines[1].startswith("epoch 2: step 20/100")
+    # At an epoch's last step the line still names that epoch; the run's ETA adds, per epoch left,
+    # the time the last epoch spent outside its steps (evaluation, checkpoints).
+    lines.clear()
+    ticker = train._Ticker(30.0, 64, 100, 1000)
+    ticker.between_epochs = 10.0
+    ticker.restart(40)
+    clock[0] += 30.0
+    assert ticker(100) == pytest.approx(2.0)
+    # 900 steps at 2/s (450 s) + 9 epochs left x 10 s = 540 s.
+    assert lines == [
+        "epoch 1: step 100/100  2.00 steps/s  128 images/s  ETA epoch 0m00s, run 9m00s"
+    ]

@@ -1,0 +1,67 @@
+"""swin_flax.rundir: where a run stands, from its latest checkpoint's record, and its summary."""
+
+import pathlib
+
+import pytest
+
+from swin_flax import rundir
+from swin_flax.errors import ConfigError
+
+WORKDIR = pathlib.Path("runs/x")
+
+
+def record(**fields):
+    return {"best_accuracy": 0.5, "best_epoch": 1, **fields}
+
+
+@pytest.mark.parametrize(
+    "saved, num_epochs, finished",
+    [
+        (record(epoch=2, step=200, steps_per_epoch=100, test_accuracy=0.5), 2, True),
+        (record(epoch=2, step=200, steps_per_epoch=100, test_accuracy=0.5), 3, False),
+        (record(epoch=1, step=150, steps_per_epoch=100), 2, False),  # stopped within epoch 2
+        # Records written before steps_per_epoch was kept: only epoch ends hold a test accuracy.
+        (record(epoch=2, step=64, test_accuracy=0.5), 2, True),
+        (record(epoch=2, step=70), 3, False),
+    ],
+)
+def test_finished_or_not(saved, num_epochs, finished):
+    assert rundir.check_num_epochs(saved, num_epochs, WORKDIR) is finished
+
+
+@pytest.mark.parametrize(
+    "saved, num_epochs, done, advice",
+    [
+        (record(epoch=3, step=300, steps_per_epoch=100), 2, "the end of epoch 3", 3),
+        # Stopped within epoch 2: 1 epoch is not enough, 2 are.
+        (record(epoch=1, step=150, steps_per_epoch=100), 1, "step 50 of epoch 2", 2),
+        (record(epoch=3, step=96, test_accuracy=0.5), 2, "3 epochs", 3),
+        (record(epoch=2, step=70), 2, "2 epochs", 3),  # an old record stopped within epoch 3
+    ],
+)
+def test_fewer_epochs_than_trained_is_refused_with_what_to_pass(saved, num_epochs, done, advice):
+    with pytest.raises(ConfigError) as e:
+        rundir.check_num_epochs(saved, num_epochs, WORKDIR)
+    msg = str(e.value)
+    assert f"trained to {done}" in msg or f"trained to global step {saved['step']} ({done})" in msg
+    assert f"--config.num_epochs={num_epochs}." in msg
+    assert f"Pass --config.num_epochs={advice} or more" in msg
+
+
+def test_summary_from_a_record_covers_every_session():
+    totals = {"sessions": 3, "wall_seconds": 100.0, "train_seconds": 80.0, "trained_images": 4000}
+    saved = record(epoch=4, step=40, test_accuracy=0.75, totals=totals)
+    summary = rundir.run_summary(saved, "/w/checkpoints")
+    assert summary["sessions"] == 3 and summary["train_images_per_sec"] == pytest.approx(50.0)
+    assert summary["final_test_accuracy"] == 0.75 and summary["epochs"] == 4
+    lines = rundir.summary_lines(summary)
+    assert lines[0] == "best test accuracy 0.5000 at epoch 1; final 0.7500 after 4 epochs"
+    assert lines[1] == "trained 1m20s at 50 images/s, 1m40s in all over 3 sessions"
+    # A record from before sessions were counted: no totals line, no error.
+    assert len(rundir.summary_lines(rundir.run_summary(record(epoch=1, step=4), "/w"))) == 2
+
+
+def test_position_counts_epochs_from_one():
+    assert rundir.position(0, 4) == "global step 0"
+    assert rundir.position(2, 4) == "global step 2 (step 2 of epoch 1)"
+    assert rundir.position(8, 4) == "global step 8 (the end of epoch 2)"
