@@ -159,7 +159,7 @@ def check_model_matches(
     diffs = [
         f"{k}: checkpoint {saved.get(k)!r} vs config {v!r}"
         for k, v in model_config.items()
-        if _plain(saved.get(k)) != _plain(v)
+        if _as_list(saved.get(k)) != _as_list(v)
     ]
     if diffs:
         raise CheckpointError(
@@ -168,5 +168,6 @@ def check_model_matches(
         )
 
 
-def _plain(v: Any) -> Any:
+def _as_list(v: Any) -> Any:
+    """Tuples as lists, as JSON gives them back from a checkpoint's record."""
     return list(v) if isinstance(v, tuple | list) else v

@@ -86,7 +86,7 @@ def test_hugepage_env_gives_mallocs_huge_pages():
 
 def test_matmul_floor_counts_the_recipes_matmul_flops():
     """The products listed for one training step of the recipe's model come to the 0.96 GFLOP per
-    training image that the issue quotes for timm's Swin (3x the forward's ~0.32 GFLOP), and stage
+    training image counted for timm's Swin (3x the forward's ~0.32 GFLOP), and stage
     3's qkv appears 18 times in each of its three forms."""
     model = strong.get_config().model
     counts = matmul.step_products(model, 2)

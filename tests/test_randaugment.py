@@ -2,7 +2,7 @@
 PIL (tests/fixtures/randaugment.npz, written by scripts/fixtures/make_randaugment_fixtures.py), timm's
 config-string rules, closed-form image operations and the policy's distributions.
 
-Tolerances: the issue asks for 1 grey level per pixel; every op also has to keep its mean
+Tolerances: at most 1 grey level per pixel; every op also has to keep its mean
 |difference| tiny, so that a systematic rounding difference (rounding instead of truncating, a
 half-pixel shift) fails even where it stays within 1 level. Today all ops match Pillow exactly on
 the fixture: the TF ops use PIL's formulas and float64 where PIL uses double (coordinates and
