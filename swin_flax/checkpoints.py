@@ -124,9 +124,12 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
     """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk.
 
     Lets a run refuse a checkpoint of another model before it reads data or compiles anything.
+    Without a step folder no manager is opened: with several processes, one may already be
+    creating the series folder of a new run while another looks, and a manager would join
+    orbax's collective steps out of turn.
     """
     directory = series_dir(workdir, which)
-    if not directory.is_dir():
+    if not directory.is_dir() or not any(p.name.isdigit() for p in directory.iterdir()):
         return None
     manager = _manager(directory, 1, read_only=True)
     try:
