@@ -370,8 +370,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             ticker.between_epochs = time.time() - t_steps_done
             ticker.restart(step)
-    record = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
-    summary = rundir.run_summary(record, str(ckpts.root), start_step=start)
+    # The last checkpoint's record: the summary a later run of the same command prints is this one.
+    summary = rundir.run_summary(meta, str(ckpts.root), start_step=start)
     for line in rundir.summary_lines(summary):
         rundir.announce(line)
     if is_chief:

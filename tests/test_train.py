@@ -89,8 +89,8 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     with no_compiles():
         again = train.train_and_evaluate(tiny_config(archive, epochs=2), "run")
     assert snapshot(workdir) == before
-    assert again["best_test_accuracy"] == summary["best_test_accuracy"]
-    assert again["final_test_accuracy"] == summary["final_test_accuracy"]
+    # It is the summary the run printed when it finished (both from its last checkpoint's record).
+    assert again == {k: v for k, v in summary.items() if k != "start_step"}
 
     ckpts = checkpoints.Checkpoints(workdir, read_only=True)
     assert ckpts.latest_step("latest") == 2 * steps_per_epoch
