@@ -3,6 +3,7 @@ console shows, and Ctrl-C."""
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -42,7 +43,13 @@ def test_ctrl_c_during_imports_is_one_line_and_exit_130(tmp_path):
         "from swin_flax import cli\ncli.start()\nimport os, signal\n"
         "os.kill(os.getpid(), signal.SIGINT)\nimport json\n"
     )
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
     assert out.returncode == 130
     assert out.stderr.strip() == "Interrupted (Ctrl-C)." and "Traceback" not in out.stderr
 

@@ -123,6 +123,12 @@ def _has_loaded_numpy(pid: int) -> bool:
         return False
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT's default action, as in a terminal. A shell without job control
+    starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
 @pytest.mark.parametrize("name", entry_points())
 def test_ctrl_c_during_start_up(name, tmp_path):
@@ -135,6 +141,7 @@ def test_ctrl_c_during_start_up(name, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     while proc.poll() is None and not _has_loaded_numpy(proc.pid) and time.monotonic() < deadline:
