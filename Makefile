@@ -25,12 +25,12 @@ demo: $(STAMP)
 
 # Everything (CI runs this), with the 15 slowest tests named at the end.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 # The edit loop: leaves out the tests marked slow (scripts run as subprocesses, several processes,
 # training runs; see tests/conftest.py).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
