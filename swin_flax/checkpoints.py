@@ -158,17 +158,25 @@ def check_model_matches(
     meta: Mapping[str, Any], model_config: Mapping[str, Any], where: str
 ) -> None:
     """Refuses a checkpoint written for another model, naming the fields that differ."""
-    saved = meta.get("model", {})
-    diffs = [
-        f"{k}: checkpoint {saved.get(k)!r} vs config {v!r}"
-        for k, v in model_config.items()
-        if _as_list(saved.get(k)) != _as_list(v)
-    ]
+    diffs = model_differences(meta, model_config)
     if diffs:
         raise CheckpointError(
             f"the checkpoint in {where} was written for a different model ({'; '.join(diffs)}). "
             "Use the config that wrote it, or a new --workdir to start a fresh run."
         )
+
+
+def model_differences(
+    meta: Mapping[str, Any], model_config: Mapping[str, Any], label: str = "config"
+) -> list[str]:
+    """`field: checkpoint A vs LABEL B` for each field of `model_config` that the checkpoint's
+    record (`meta["model"]`) holds otherwise (a field it lacks counts as None)."""
+    saved = meta.get("model") or {}
+    return [
+        f"{k}: checkpoint {saved.get(k)!r} vs {label} {v!r}"
+        for k, v in model_config.items()
+        if _as_list(saved.get(k)) != _as_list(v)
+    ]
 
 
 def _as_list(v: Any) -> Any:

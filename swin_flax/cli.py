@@ -58,10 +58,10 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     from absl import flags  # noqa: PLC0415
 
     program = os.path.basename(argv[0])
+    _exit_if_a_config_file_is_missing(flags.FLAGS, argv)
     try:
         rest = flags.FLAGS(argv)
     except Exception as e:  # noqa: BLE001 (a config file runs user code while it loads)
-        _exit_if_a_config_file_is_missing(flags.FLAGS, argv)  # e.g. overrides of a missing one
         found = _config_file_frame(e, argv)
         if found is not None:
             where, cause = found
@@ -87,7 +87,6 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             )
             + f"{'see' if about_config else 'See'} `{program} --helpshort`."
         )
-    _exit_if_a_config_file_failed(flags.FLAGS)
     if len(rest) > 1 and not takes_arguments:
         exit_user_error(
             f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
@@ -98,7 +97,9 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
 
 
 def _exit_if_a_config_file_is_missing(flag_values, argv: list[str]) -> None:
-    """A config flag (ml_collections' DEFINE_config_file) naming a file that does not exist."""
+    """A config flag (ml_collections' DEFINE_config_file) naming a file that does not exist: checked
+    before parsing, since ml_collections defers that failure to the config's first use (or to an
+    override of one of its fields, as an OSError)."""
     names = {n for n in flag_values if type(flag_values[n]).__name__ == "_ConfigFlag"}
     for i, arg in enumerate(argv[1:], start=1):
         name, eq, value = arg.lstrip("-").partition("=")
@@ -111,27 +112,6 @@ def _exit_if_a_config_file_is_missing(flag_values, argv: list[str]) -> None:
                 f"--{name} {path}: no such config file. Give a Python file whose get_config() "
                 "returns the config, e.g. configs/strong.py."
             )
-
-
-def _exit_if_a_config_file_failed(flag_values) -> None:
-    """ml_collections keeps a config file it could not find or load as a placeholder that fails
-    on first use: report it here, naming the file."""
-    for name in flag_values:
-        try:
-            value = flag_values[name].value
-        except Exception:  # noqa: BLE001 (a flag whose value cannot be read is reported elsewhere)
-            continue
-        if type(value).__name__ != "_ErrorConfig":
-            continue
-        from ml_collections import config_flags  # noqa: PLC0415
-
-        path = config_flags.get_config_filename(flag_values[name])
-        exit_user_error(
-            f"--{name} {path}: no such config file. Give a Python file whose get_config() "
-            "returns the config, e.g. configs/strong.py."
-            if not os.path.isfile(path)
-            else f"--{name} {path} could not be loaded: {' '.join(str(value._error).split())}"
-        )
 
 
 def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseException] | None:

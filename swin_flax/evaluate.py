@@ -160,12 +160,8 @@ def check_model(
     """Refuses a checkpoint recorded for another model than the run's config.json (the
     --checkpoint of one run with the --workdir of another), naming the fields that differ."""
     saved = meta.get("model") or {}
-    plain = lambda v: json.loads(json.dumps(v))  # tuples as JSON's lists
-    diffs = [
-        f"{k}: checkpoint {saved[k]!r} vs config.json {v!r}"
-        for k, v in config.model.to_dict().items()
-        if k in saved and plain(saved[k]) != plain(v)
-    ]
+    recorded = {k: v for k, v in config.model.to_dict().items() if k in saved}
+    diffs = checkpoints.model_differences(meta, recorded, label="config.json")
     if diffs:
         raise CheckpointError(
             f"--checkpoint {checkpoint} was written for another model than {workdir}/config.json "

@@ -235,6 +235,19 @@ def initial_state(
     return state, Progress()
 
 
+def _log_devices(config: ml_collections.ConfigDict, steps_per_epoch: int) -> None:
+    processes = jax.process_count()
+    logging.info(
+        "devices: %d %s%s; batch %d = %d per device, %d steps per epoch",
+        jax.device_count(),
+        jax.devices()[0].platform,
+        f" over {processes} processes" if processes > 1 else "",
+        config.batch_size,
+        config.batch_size // jax.device_count(),
+        steps_per_epoch,
+    )
+
+
 def _log_model_and_plan(config, model, start: int, steps_per_epoch: int, workdir) -> None:
     m = config.model
     logging.info(
@@ -294,6 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     data = inputs.load_data(config)
     per_epoch = data.steps_per_epoch
+    _log_devices(config, per_epoch)
     if saved is not None and saved.get("steps_per_epoch", per_epoch) != per_epoch:
         raise ConfigError(
             f"config.batch_size: the run in {workdir} has {saved['steps_per_epoch']} steps per "

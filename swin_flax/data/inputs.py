@@ -49,16 +49,6 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
     )
     log = logging.warning if config.dataset == "synthetic" else logging.info
     log("data: %s, %s", source, sizes)
-    processes = jax.process_count()
-    logging.info(
-        "devices: %d %s%s; batch %d = %d per device, %d steps per epoch",
-        jax.device_count(),
-        jax.devices()[0].platform,
-        f" over {processes} processes" if processes > 1 else "",
-        config.batch_size,
-        config.batch_size // jax.device_count(),
-        data.steps_per_epoch,
-    )
     return data
 
 
