@@ -1,22 +1,19 @@
 """Pillow-exact image ops in TensorFlow: timm's RandAugment ops as Pillow computes them.
 
-Every op takes a uint8 batch [N, H, W, 3] and one argument per image [N] (the op's argument, not
-timm's magnitude; geometric ops also the fill colour) and returns uint8 [N, H, W, 3], following
-Pillow's arithmetic: ImageEnhance blends are `Image.blend` (float32, clipped, truncated); grey is
-Pillow's L conversion `(19595 R + 38470 G + 7471 B + 2**15) >> 16`; Sharpness blends with the
-SMOOTH filter and keeps the 1-pixel border; AutoContrast and Equalize are `ImageOps`' per-channel
-LUTs. Geometric ops are Pillow's `Image.transform(AFFINE, BILINEAR, fillcolor=fill)` in float64 in
-Pillow's order of operations. So the ops reproduce Pillow's pixels exactly on the test images
-(tests/fixtures/randaugment.npz), which is what makes this RandAugment timm's.
+Every op maps a uint8 batch [N, H, W, 3] and one argument per image [N] (the op's argument, not
+timm's magnitude; geometric ops also take the fill colour) to uint8 [N, H, W, 3] with Pillow's
+arithmetic: ImageEnhance blends are `Image.blend` (float32, clipped, truncated); grey is PIL's L
+conversion; Sharpness uses the SMOOTH filter and keeps the 1-pixel border; AutoContrast and
+Equalize are `ImageOps`' per-channel LUTs; geometric ops are `Image.transform(AFFINE, BILINEAR)` in
+float64, in Pillow's order of operations. So they reproduce Pillow's pixels exactly on the test
+images (tests/fixtures/randaugment.npz), which is what makes this RandAugment timm's.
 
-Public: `randaugment.py` applies them per layer of the policy; a caller may use them directly on
-batches (one image: `rotate(image[None], [30.0], fill)[0]`). Written for TF's CPU kernels: a
-select (tf.where) or an integer division over whole images costs ~10x an arithmetic op, so
-per-pixel choices are arithmetic on 0/1 masks or LUT gathers.
+Written for TF's CPU kernels: a select (tf.where) or an integer division over whole images costs
+~10x an arithmetic op, so per-pixel choices are arithmetic on 0/1 masks or LUT gathers.
 
-Known differences from Pillow: Posterize with 0 bits (or fewer) gives black, as Pillow < 9 did
-(newer Pillow raises); Rotate rounds cos and sin to 15 decimals in float64, not with Python's
-decimal round(), which can only matter within ~1e-15 of a pixel boundary.
+Known differences from Pillow: Posterize with 0 bits gives black, as Pillow < 9 did (newer Pillow
+raises); Rotate rounds cos and sin to 15 decimals in float64, not with Python's decimal round(),
+which can only matter within ~1e-15 of a pixel boundary.
 """
 
 from __future__ import annotations
@@ -38,15 +35,14 @@ def _to_uint8(x: tf.Tensor) -> tf.Tensor:
 
 
 def _grey(images: tf.Tensor) -> tf.Tensor:
-    """PIL's RGB -> L, float32 [N, H, W, 1]: (19595 R + 38470 G + 7471 B + 2**15) >> 16.
-
-    Exact in float32: every product and partial sum is an integer below 2**24."""
+    """PIL's RGB -> L, float32 [N, H, W, 1]: (19595 R + 38470 G + 7471 B + 2**15) >> 16, exact in
+    float32 (every product and partial sum is an integer below 2**24)."""
     weights = tf.constant([[19595.0], [38470.0], [7471.0]], tf.float32)
     weighted = tf.tensordot(tf.cast(images, tf.float32), weights, axes=1)
     return tf.floor((weighted + 32768.0) / 65536.0)
 
 
-def _blend(degenerate: tf.Tensor, images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+def _blend(degenerate: tf.Tensor | float, images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
     """PIL Image.blend(degenerate, image, factor): d + f * (x - d) in float32, clipped, cast."""
     x = tf.cast(images, tf.float32)
     return _to_uint8(degenerate + _per_image(tf.cast(factor, tf.float32)) * (x - degenerate))
@@ -58,39 +54,28 @@ def color(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
 
 
 def contrast(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
-    """ImageEnhance.Contrast: blend with a flat image at the rounded mean grey level."""
+    """ImageEnhance.Contrast: blend with a flat image at the mean grey level, int(mean + 0.5)."""
     grey = _grey(images)
     count = tf.cast(tf.shape(grey)[1] * tf.shape(grey)[2], tf.float64)
     mean = tf.reduce_sum(tf.cast(grey, tf.float64), axis=[1, 2, 3], keepdims=True) / count
-    return _blend(tf.cast(tf.floor(mean + 0.5), tf.float32), images, factor)  # int(mean + 0.5)
+    return _blend(tf.cast(tf.floor(mean + 0.5), tf.float32), images, factor)
 
 
 def brightness(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
     """ImageEnhance.Brightness: blend with black."""
-    x = tf.cast(images, tf.float32)
-    return _to_uint8(_per_image(tf.cast(factor, tf.float32)) * x)  # blend with black: 0 + f * x
+    return _blend(0.0, images, factor)
 
 
-def _smooth(images: tf.Tensor) -> tf.Tensor:
-    """PIL's ImageFilter.SMOOTH ([[1,1,1],[1,5,1],[1,1,1]] / 13, rounded), float32; the 1-pixel
-    border keeps the input, as PIL's 3x3 filter does. Sums are exact integers in float32 and
+def sharpness(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    """ImageEnhance.Sharpness: blend with PIL's SMOOTH filter ([[1,1,1],[1,5,1],[1,1,1]] / 13,
+    rounded), whose 1-pixel border keeps the input. Sums are exact integers in float32 and
     (s + 6) / 13 never lands on .5, so floor((s + 6) / 13) is PIL's rounding."""
     x = tf.cast(images, tf.float32)
     kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], tf.float32)
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    total = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
-    smoothed = tf.floor((total + 6.0) / 13.0)
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
-    rows = tf.range(h)[:, None]
-    cols = tf.range(w)[None, :]
-    interior = (rows > 0) & (rows < h - 1) & (cols > 0) & (cols < w - 1)
-    interior = tf.cast(interior, tf.float32)[None, :, :, None]
-    return x + interior * (smoothed - x)
-
-
-def sharpness(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
-    """ImageEnhance.Sharpness: blend with the SMOOTH-filtered image (border pixels unchanged)."""
-    return _blend(_smooth(images), images, factor)
+    smoothed = tf.floor((tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID") + 6.0) / 13.0)
+    change = tf.pad(smoothed - x[:, 1:-1, 1:-1], [[0, 0], [1, 1], [1, 1], [0, 0]])
+    return _blend(x + change, images, factor)
 
 
 def invert(images: tf.Tensor, _arg: tf.Tensor | None = None) -> tf.Tensor:
@@ -163,23 +148,22 @@ def equalize(images: tf.Tensor, _arg: tf.Tensor | None = None) -> tf.Tensor:
     return _apply_lut(index, tf.where(identity[..., None], values, lut))
 
 
-def _affine(images: tf.Tensor, matrix: tf.Tensor, fill: Sequence[int], taps: str) -> tf.Tensor:
+def _affine(images: tf.Tensor, coeffs: Sequence, fill: Sequence[int], taps: str) -> tf.Tensor:
     """PIL Image.transform(size, AFFINE, (a, b, c, d, e, f), BILINEAR, fillcolor=fill), batched.
 
-    matrix: float64 [N, 6]. Output pixel (x, y) samples the input at u = a (x+.5) + b (y+.5) + c,
-    v = d (x+.5) + e (y+.5) + f (PIL's coordinates: pixel centres at i + .5). Outside
-    [0, W) x [0, H) it is the fill colour; inside, PIL interpolates at (u - .5, v - .5) between
-    the 4 neighbouring pixels with indices clamped to the image (x first, then y), then
-    truncates. Coordinates, the inside test and the interpolation are float64 in PIL's order of
-    operations (float32 interpolation would truncate values within ~1e-6 of an integer
-    differently: ~1% of pixels for a 13.2-pixel shift), at ~20% more time for these ops.
-    taps: 'x' when only x varies along a row (d=0, e=1, f=0: ShearX, TranslateX), 'y' for
-    columns (a=1, b=0, c=0: ShearY, TranslateY), 'xy' in general (Rotate): the 1-D cases gather
-    2 neighbours instead of 4. Pixels come from the image padded by its edge pixels (which is
-    the clamping) with the fill colour appended, so outside points read the fill exactly.
+    coeffs: the six entries, each a Python number or one value per image [N]. Output pixel (x, y)
+    samples the input at u = a (x+.5) + b (y+.5) + c, v = d (x+.5) + e (y+.5) + f: the fill colour
+    outside [0, W) x [0, H), else PIL's interpolation at (u - .5, v - .5) between the 4 neighbours
+    (indices clamped to the image; x first, then y), truncated. All in float64 in PIL's order of
+    operations (float32 would truncate ~1% of pixels differently for a 13.2-pixel shift).
+    taps: 'x' when only x varies along a row (ShearX, TranslateX), 'y' for columns (ShearY,
+    TranslateY), 'xy' in general (Rotate); the 1-D cases gather 2 neighbours instead of 4. Pixels
+    come from the image padded by its edge pixels (the clamping) with the fill colour appended.
     """
     n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
-    a, b, c, d, e, f = (t[:, None, None] for t in tf.unstack(tf.cast(matrix, tf.float64), 6, 1))
+    a, b, c, d, e, f = (
+        tf.reshape(tf.cast(t, tf.float64), [-1, 1, 1]) if tf.is_tensor(t) else t for t in coeffs
+    )
     xs = (tf.range(w, dtype=tf.float64) + 0.5)[None, None, :]
     ys = (tf.range(h, dtype=tf.float64) + 0.5)[None, :, None]
     # Edge copies around the image (two concats: ~20x faster than tf.pad's SYMMETRIC mode).
@@ -227,64 +211,42 @@ def _affine(images: tf.Tensor, matrix: tf.Tensor, fill: Sequence[int], taps: str
     return tf.cast(out, tf.uint8)  # values in [0, 255]: the cast truncates like PIL's
 
 
-def _matrix(*entries: tf.Tensor) -> tf.Tensor:
-    """Stack per-image affine entries (float64 [N] tensors or Python numbers) into [N, 6]."""
-    ref = next(t for t in entries if isinstance(t, tf.Tensor))
-    return tf.stack(
-        [
-            t if isinstance(t, tf.Tensor) else tf.fill(tf.shape(ref), tf.constant(t, tf.float64))
-            for t in entries
-        ],
-        axis=1,
-    )
-
-
-def _rotate_matrix(degrees: tf.Tensor, h: int, w: int) -> tf.Tensor:
-    """PIL Image.rotate(degrees) as an affine matrix: counter-clockwise about (w/2, h/2), with
+def rotate(images: tf.Tensor, degrees: tf.Tensor, fill: Sequence[int]) -> tf.Tensor:
+    """Image.rotate(degrees, BILINEAR, fillcolor=fill): counter-clockwise about (w/2, h/2), with
     PIL's angle % 360 and cos/sin rounded to 15 decimals (so 90-degree turns are exact)."""
     angle = -tf.math.floormod(tf.cast(degrees, tf.float64), 360.0) * (math.pi / 180.0)
     cos = tf.round(tf.cos(angle) * 1e15) / 1e15
     sin = tf.round(tf.sin(angle) * 1e15) / 1e15
-    cx, cy = w / 2.0, h / 2.0
-    c = cos * -cx + sin * -cy + cx
-    f = -sin * -cx + cos * -cy + cy
-    return tf.stack([cos, sin, c, -sin, cos, f], axis=1)
-
-
-def rotate(images: tf.Tensor, degrees: tf.Tensor, fill: Sequence[int]) -> tf.Tensor:
-    """Image.rotate(degrees, BILINEAR, fillcolor=fill): counter-clockwise about the centre."""
-    return _affine(images, _rotate_matrix(degrees, images.shape[1], images.shape[2]), fill, "xy")
+    cx, cy = images.shape[2] / 2.0, images.shape[1] / 2.0
+    c, f = cos * -cx + sin * -cy + cx, -sin * -cx + cos * -cy + cy
+    return _affine(images, (cos, sin, c, -sin, cos, f), fill, "xy")
 
 
 def shear_x(images: tf.Tensor, factor: tf.Tensor, fill: Sequence[int]) -> tf.Tensor:
     """Affine (1, factor, 0, 0, 1, 0): x_in = x + factor * y, about the top-left corner."""
-    return _affine(images, _matrix(1.0, _f64(factor), 0.0, 0.0, 1.0, 0.0), fill, "x")
+    return _affine(images, (1.0, factor, 0.0, 0.0, 1.0, 0.0), fill, "x")
 
 
 def shear_y(images: tf.Tensor, factor: tf.Tensor, fill: Sequence[int]) -> tf.Tensor:
     """Affine (1, 0, 0, factor, 1, 0): y_in = factor * x + y, about the top-left corner."""
-    return _affine(images, _matrix(1.0, 0.0, 0.0, _f64(factor), 1.0, 0.0), fill, "y")
+    return _affine(images, (1.0, 0.0, 0.0, factor, 1.0, 0.0), fill, "y")
 
 
 def translate_x(images: tf.Tensor, pixels: tf.Tensor, fill: Sequence[int]) -> tf.Tensor:
     """Affine (1, 0, pixels, 0, 1, 0): content moves left by `pixels` (timm's TranslateX)."""
-    return _affine(images, _matrix(1.0, 0.0, _f64(pixels), 0.0, 1.0, 0.0), fill, "x")
+    return _affine(images, (1.0, 0.0, pixels, 0.0, 1.0, 0.0), fill, "x")
 
 
 def translate_y(images: tf.Tensor, pixels: tf.Tensor, fill: Sequence[int]) -> tf.Tensor:
     """Affine (1, 0, 0, 0, 1, pixels): content moves up by `pixels` (timm's TranslateY)."""
-    return _affine(images, _matrix(1.0, 0.0, 0.0, 0.0, 1.0, _f64(pixels)), fill, "y")
+    return _affine(images, (1.0, 0.0, 0.0, 0.0, 1.0, pixels), fill, "y")
 
 
 def translate_x_rel(images: tf.Tensor, pct: tf.Tensor, fill: Sequence[int]) -> tf.Tensor:
     """timm's TranslateXRel: `translate_x` by pct of the width."""
-    return translate_x(images, _f64(pct) * images.shape[2], fill)
+    return translate_x(images, tf.cast(pct, tf.float64) * images.shape[2], fill)
 
 
 def translate_y_rel(images: tf.Tensor, pct: tf.Tensor, fill: Sequence[int]) -> tf.Tensor:
     """timm's TranslateYRel: `translate_y` by pct of the height."""
-    return translate_y(images, _f64(pct) * images.shape[1], fill)
-
-
-def _f64(x: tf.Tensor) -> tf.Tensor:
-    return tf.cast(x, tf.float64)
+    return translate_y(images, tf.cast(pct, tf.float64) * images.shape[1], fill)
