@@ -29,15 +29,28 @@ def _manager(
         enable_async_checkpointing=False,  # a returned save is a finished save
         cleanup_tmp_directories=not read_only,
     )
-    if not read_only:
-        return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
     # Orbax warns "Given directory is read only" on every read-only open: expected here, not news.
     level = logging.get_verbosity()
-    logging.set_verbosity(logging.ERROR)
+    logging.set_verbosity(logging.ERROR if read_only else level)
     try:
         return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
     finally:
         logging.set_verbosity(level)
+
+
+def _restore(
+    manager: ocp.CheckpointManager, step: int | None = None, state: bool = True, target: Any = None
+) -> tuple[Any, dict[str, Any]] | None:
+    """(state, record) of checkpoint `step` (default: the newest complete one), or None when there
+    is none. The state takes the structure of `target` (None: as saved); None when not `state`."""
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        return None
+    items = {"meta": ocp.args.JsonRestore()}
+    if state:
+        items["state"] = ocp.args.StandardRestore(target)
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    return restored.get("state"), restored["meta"]
 
 
 def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:
@@ -46,12 +59,11 @@ def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:
     return epath.Path(os.path.abspath(workdir)) / "checkpoints" / which
 
 
-def _read_meta(manager: ocp.CheckpointManager, step: int | None = None) -> dict[str, Any] | None:
-    """The JSON record of checkpoint `step` (default: the newest complete one), or None."""
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        return None
-    return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+def newest_step(series: epath.Path) -> int | None:
+    """The newest complete step in a series folder, from the folder names alone: no manager is
+    opened, since with several processes one may be creating a new run's series folder while
+    another looks, and a manager would join orbax's collective steps out of turn."""
+    return max(ocp.utils.checkpoint_steps(series), default=None)
 
 
 class Checkpoints:
@@ -96,24 +108,14 @@ class Checkpoints:
     def latest_step(self, which: str = "latest") -> int | None:
         return getattr(self, which).latest_step()
 
-    def restore_meta(self, which: str = "latest", step: int | None = None) -> dict[str, Any] | None:
-        return _read_meta(getattr(self, which), step)
+    def restore_meta(self, which: str = "latest") -> dict[str, Any] | None:
+        restored = _restore(getattr(self, which), state=False)
+        return None if restored is None else restored[1]
 
-    def restore(
-        self, which: str, target: Any, step: int | None = None
-    ) -> tuple[Any, dict[str, Any]] | None:
-        """Restores into the structure of `target`; None when there is no checkpoint yet."""
-        manager = getattr(self, which)
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            return None
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
-            ),
-        )
-        return restored["state"], restored["meta"]
+    def restore(self, which: str, target: Any) -> tuple[Any, dict[str, Any]] | None:
+        """Restores the newest checkpoint into the structure of `target` (None: as saved); None
+        when there is no checkpoint yet."""
+        return _restore(getattr(self, which), target=target)
 
     def close(self) -> None:
         self.latest.close()
@@ -124,18 +126,9 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
     """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk.
 
     Lets a run refuse a checkpoint of another model before it reads data or compiles anything.
-    Without a step folder no manager is opened: with several processes, one may already be
-    creating the series folder of a new run while another looks, and a manager would join
-    orbax's collective steps out of turn.
     """
-    directory = series_dir(workdir, which)
-    if not directory.is_dir() or not any(p.name.isdigit() for p in directory.iterdir()):
-        return None
-    manager = _manager(directory, 1, read_only=True)
-    try:
-        return _read_meta(manager)
-    finally:
-        manager.close()
+    step = newest_step(series_dir(workdir, which))
+    return None if step is None else read_step(series_dir(workdir, which) / str(step), True)[1]
 
 
 def read_step(step_dir: str | os.PathLike, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
@@ -143,15 +136,8 @@ def read_step(step_dir: str | os.PathLike, meta_only: bool = False) -> tuple[Any
     through a read-only manager of its series (state None when `meta_only`). Orbax's errors on a
     missing or truncated file propagate (OSError, ValueError)."""
     step_dir = epath.Path(os.path.abspath(step_dir))
-    manager = _manager(step_dir.parent, 1, read_only=True)
-    items = {"meta": ocp.args.JsonRestore()}
-    if not meta_only:
-        items["state"] = ocp.args.StandardRestore()
-    try:
-        restored = manager.restore(int(step_dir.name), args=ocp.args.Composite(**items))
-    finally:
-        manager.close()
-    return (None if meta_only else restored["state"]), restored["meta"]
+    with _manager(step_dir.parent, 1, read_only=True) as manager:
+        return _restore(manager, int(step_dir.name), state=not meta_only)
 
 
 def check_model_matches(
@@ -170,15 +156,11 @@ def model_differences(
     meta: Mapping[str, Any], model_config: Mapping[str, Any], label: str = "config"
 ) -> list[str]:
     """`field: checkpoint A vs LABEL B` for each field of `model_config` that the checkpoint's
-    record (`meta["model"]`) holds otherwise (a field it lacks counts as None)."""
+    record (`meta["model"]`) holds otherwise (a field it lacks counts as None). The record, read
+    back from JSON, holds lists where the config may hold tuples."""
     saved = meta.get("model") or {}
     return [
         f"{k}: checkpoint {saved.get(k)!r} vs {label} {v!r}"
         for k, v in model_config.items()
-        if _as_list(saved.get(k)) != _as_list(v)
+        if saved.get(k) != (list(v) if isinstance(v, tuple) else v)
     ]
-
-
-def _as_list(v: Any) -> Any:
-    """Tuples as lists, as JSON gives them back from a checkpoint's record."""
-    return list(v) if isinstance(v, tuple | list) else v

@@ -1,4 +1,8 @@
-"""Using a finished run: load its config and a checkpoint's params, and score them on the test split."""
+"""Using a finished run: load its config and a checkpoint's params, and score them on the test split.
+
+TensorFlow (through the data modules and clu) is imported only to read data or write summaries, so that
+a wrong --workdir or --checkpoint is reported in seconds.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +22,10 @@ from swin_flax.config import default_config, flatten
 from swin_flax.errors import CheckpointError
 from swin_flax.models import swin
 
-# TensorFlow (through train, pipeline and clu) is imported only to read data or write summaries, so
-# that a wrong --workdir or --checkpoint is reported in seconds.
-
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """What --workdir / --checkpoint name, checked: the run's folder and config, and one checkpoint
-    step folder with its JSON record (its params are read later, by `load_params`)."""
+    """A run's folder and config, and one checkpoint step folder of it with its JSON record."""
 
     workdir: epath.Path
     checkpoint: epath.Path
@@ -35,12 +35,19 @@ class Run:
 
 def open_run(workdir: str | None, checkpoint: str | None) -> Run:
     """The run and checkpoint that --workdir / --checkpoint name (the given checkpoint, else the
-    run's best, else its latest). Whatever a user can name wrongly raises CheckpointError saying
-    what to give instead, before any params are read; nothing is created."""
+    run's best, else its latest), checked before any params are read: whatever a user can name
+    wrongly raises CheckpointError saying what to give instead. Nothing is created."""
     run, ckpt = resolve_checkpoint(workdir, checkpoint)
     config = load_run_config(run)
-    meta = read_meta(ckpt)
-    check_model(meta, config, ckpt, run)
+    _, meta = _read(ckpt, meta_only=True)
+    saved = meta.get("model") or {}  # a record without a field (an older one) is not refused for it
+    recorded = {k: v for k, v in config.model.to_dict().items() if k in saved}
+    diffs = checkpoints.model_differences(meta, recorded, label="config.json")
+    if diffs:
+        raise CheckpointError(
+            f"--checkpoint {ckpt} was written for another model than {run}/config.json "
+            f"({'; '.join(diffs)}): give the --workdir of the run that wrote it, or leave it out."
+        )
     return Run(run, ckpt, config, meta)
 
 
@@ -51,10 +58,22 @@ def resolve_checkpoint(
     latest; CheckpointError naming the flag when one names no run or no checkpoint."""
     if checkpoint:
         ckpt = epath.Path(checkpoint)
-        _check_step_folder(ckpt)
+        if not ckpt.exists():
+            raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
+        if not ((ckpt / "state").is_dir() and (ckpt / "meta").is_dir()):  # as Checkpoints.save
+            newest = checkpoints.newest_step(ckpt) if ckpt.is_dir() else None  # a series folder
+            hint = (
+                f" (its newest step: --checkpoint {ckpt / str(newest)})"
+                if newest is not None
+                else ""
+            )
+            raise CheckpointError(
+                f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ "
+                f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
+            )
         if workdir:
-            return _check_run_folder(workdir), ckpt
-        run = ckpt.parent.parent.parent  # .../WORKDIR/checkpoints/{latest,best}/STEP
+            return _run_folder(workdir), ckpt
+        run = ckpt.parent.parent.parent  # WORKDIR/checkpoints/{best,latest}/STEP
         if not (run / "config.json").is_file():
             raise CheckpointError(
                 f"--checkpoint {ckpt} is not inside a run folder ({run} holds no config.json): "
@@ -66,65 +85,36 @@ def resolve_checkpoint(
             "give --workdir (the folder of a run of scripts/main.py) or --checkpoint (a checkpoint "
             "step folder such as WORKDIR/checkpoints/best/STEP)."
         )
-    run = _check_run_folder(workdir)
-    ckpts = checkpoints.Checkpoints(run, read_only=True)
-    try:
-        for which in ("best", "latest"):
-            step = ckpts.latest_step(which)
-            if step is not None:
-                return run, ckpts.root / which / str(step)
-    finally:
-        ckpts.close()
+    run = _run_folder(workdir)
+    for which in ("best", "latest"):
+        step = checkpoints.newest_step(checkpoints.series_dir(run, which))
+        if step is not None:
+            return run, checkpoints.series_dir(run, which) / str(step)
     raise CheckpointError(
         f"--workdir {workdir} holds no checkpoint yet (checkpoints/best or checkpoints/latest): "
         "training writes one every checkpoint_every_epochs epochs; wait for it, or give --checkpoint."
     )
 
 
-def _check_run_folder(workdir: str) -> epath.Path:
+def _run_folder(workdir: str) -> epath.Path:
     run = epath.Path(workdir)
     if not run.exists():
-        raise CheckpointError(
-            f"--workdir {workdir} does not exist: give the folder of a run (the --workdir that "
-            "scripts/main.py trained in)."
-        )
-    if not run.is_dir():
-        raise CheckpointError(
-            f"--workdir {workdir} is a file: give the folder of a run (the --workdir that "
-            "scripts/main.py trained in)."
-        )
-    if not (run / "config.json").is_file():
-        raise CheckpointError(
-            f"--workdir {workdir} holds no config.json: give the folder of a run (the --workdir "
-            "that scripts/main.py trained in)."
-        )
-    return run
-
-
-def _check_step_folder(ckpt: epath.Path) -> None:
-    """A step folder as Checkpoints.save leaves it holds state/ and meta/; for a series folder
-    (checkpoints/best) the message names its newest step."""
-    if not ckpt.exists():
-        raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
-    if (ckpt / "state").is_dir() and (ckpt / "meta").is_dir():
-        return
-    steps_held = (
-        sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.is_dir() else []
-    )
-    hint = f" (its newest step: --checkpoint {ckpt / str(steps_held[-1])})" if steps_held else ""
+        problem = "does not exist"
+    elif not run.is_dir():
+        problem = "is a file"
+    elif not (run / "config.json").is_file():
+        problem = "holds no config.json"
+    else:
+        return run
     raise CheckpointError(
-        f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ and "
-        f"meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
+        f"--workdir {workdir} {problem}: give the folder of a run (the --workdir that "
+        "scripts/main.py trained in)."
     )
 
 
 def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     """The config a run wrote into its workdir (config.json), over the defaults."""
     path = epath.Path(workdir) / "config.json"
-    if not path.exists():
-        raise CheckpointError(
-            f"{path} does not exist: is {workdir} the --workdir of a swin-flax run?"
-        )
     config = default_config()
     config.unlock()
     try:
@@ -136,45 +126,20 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     return config
 
 
-def _damaged(checkpoint: epath.Path, e: Exception) -> CheckpointError:
-    return CheckpointError(
-        f"the checkpoint {checkpoint} cannot be read ({type(e).__name__}: {e}): it is incomplete "
-        "or damaged. Give another step with --checkpoint (WORKDIR/checkpoints/latest keeps several)."
-    )
-
-
-def read_meta(checkpoint: epath.Path) -> dict[str, Any]:
-    """The JSON record of one checkpoint step folder (epoch, step, accuracies, model)."""
+def _read(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
     try:
-        return checkpoints.read_step(checkpoint, meta_only=True)[1]
-    except (OSError, ValueError) as e:
-        raise _damaged(checkpoint, e) from None
-
-
-def check_model(
-    meta: Mapping[str, Any],
-    config: ml_collections.ConfigDict,
-    checkpoint: epath.Path,
-    workdir: epath.Path,
-) -> None:
-    """Refuses a checkpoint recorded for another model than the run's config.json (the
-    --checkpoint of one run with the --workdir of another), naming the fields that differ."""
-    saved = meta.get("model") or {}
-    recorded = {k: v for k, v in config.model.to_dict().items() if k in saved}
-    diffs = checkpoints.model_differences(meta, recorded, label="config.json")
-    if diffs:
+        return checkpoints.read_step(checkpoint, meta_only)
+    except (OSError, ValueError) as e:  # orbax: a missing file, a truncated OCDBT blob
         raise CheckpointError(
-            f"--checkpoint {checkpoint} was written for another model than {workdir}/config.json "
-            f"({'; '.join(diffs)}): give the --workdir of the run that wrote it, or leave it out."
-        )
+            f"the checkpoint {checkpoint} cannot be read ({type(e).__name__}: {e}): it is "
+            "incomplete or damaged. Give another step with --checkpoint (WORKDIR/checkpoints/latest "
+            "keeps several)."
+        ) from None
 
 
 def load_params(checkpoint: epath.Path) -> tuple[Any, dict[str, Any]]:
     """The params and the JSON record of one checkpoint step folder."""
-    try:
-        state, meta = checkpoints.read_step(checkpoint)
-    except (OSError, ValueError) as e:  # orbax: a missing file, a truncated OCDBT blob
-        raise _damaged(checkpoint, e) from None
+    state, meta = _read(checkpoint)
     return state["params"], meta
 
 
@@ -199,54 +164,46 @@ def predict_logits(
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [num_classes, num_classes]: entry (t, p) counts examples of true class t predicted p."""
     labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
-    if labels.shape != predictions.shape:
-        raise ValueError(
-            f"labels {labels.shape} and predictions {predictions.shape} differ in size."
-        )
+    assert labels.shape == predictions.shape, (labels.shape, predictions.shape)
     for name, v in (("labels", labels), ("predictions", predictions)):
         if v.size and (v.min() < 0 or v.max() >= num_classes):
             raise ValueError(f"{name} must lie in [0, {num_classes}), got {v.min()}..{v.max()}.")
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
-    return confusion
+    counts = np.bincount(labels * num_classes + predictions, minlength=num_classes**2)
+    return counts.reshape(num_classes, num_classes).astype(np.int64)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """In numpy, at the logits' own precision (float64 for exact figures)."""
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
 def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
     """Accuracy, mean cross-entropy, per-class accuracy and the confusion matrix (rows: true)."""
     pred = logits.argmax(-1)
     confusion = confusion_matrix(labels, pred, num_classes)
-    shifted = logits - logits.max(-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
+    log_probs = log_softmax(logits)
     return {
         "accuracy": float((pred == labels).mean()),
         "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
         "num_examples": int(len(labels)),
-        "per_class_accuracy": per_class.tolist(),
+        "per_class_accuracy": (confusion.diagonal() / np.maximum(confusion.sum(1), 1)).tolist(),
         "confusion": confusion,
     }
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[str, Any]:
-    """Scores params on the test split that `config` names, every test image counted once."""
-    from swin_flax.data import pipeline, sources  # noqa: PLC0415 (TensorFlow: only to read data)
+    """Scores params on the test split that `config` names, every test image counted once. The eval
+    batch is rounded to a multiple of this machine's devices (which may not be the run's)."""
+    from swin_flax.data import inputs, sources  # noqa: PLC0415 (TensorFlow: only to read data)
 
-    images, labels = sources.load_config_split(config, "test")
     n_dev = jax.local_device_count()
-    batch = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
-    ds = pipeline.eval_dataset(
-        images,
-        labels,
-        global_batch_size=batch,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        local_device_count=n_dev,
-        normalize_mean=tuple(config.normalize_mean),
-        normalize_std=tuple(config.normalize_std),
-        image_size=config.model.img_size,
-    )
-    model = build.model_from_config(config)
-    logits, labels = predict_logits(model, params, ds.as_numpy_iterator())
+    config = config.copy_and_resolve_references()
+    config.eval_batch_size = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
+    images, labels = sources.load_config_split(config, "test")
+    test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
+    batches = inputs.eval_batches(config, test_only)
+    logits, labels = predict_logits(build.model_from_config(config), params, batches)
     return scores(logits, labels, config.model.num_classes)
 
 
@@ -291,7 +248,7 @@ def confusion_image(
         labels = {i: s if len(s) <= 24 else s[:10] + ".." + s[-12:] for i, s in enumerate(names)}
     else:
         labels = {i: str(i) for i in range(0, n, 10)}
-    text_w = lambda s: int(np.ceil(font.getlength(s)))  # noqa: E731
+    text_w = lambda s: int(np.ceil(font.getlength(s)))
     line, pad = 16, 6  # text line height, margin
     label_w = max(text_w(s) for s in labels.values())
     left = top = pad + line + pad + label_w + pad
@@ -316,7 +273,7 @@ def confusion_image(
                 ink = "white" if f > 0.5 else "black"
                 xy = (x + cell / 2, y + cell / 2)
                 draw.text(xy, f"{100 * f:.0f}", fill=ink, font=font, anchor="mm")
-    centre = lambda i: int(i * cell + cell / 2)  # noqa: E731
+    centre = lambda i: int(i * cell + cell / 2)
     for i, s in labels.items():
         draw.text((left - pad, top + centre(i)), s, fill="black", font=font, anchor="rm")
         upright(s, left + centre(i) - line // 2, top - pad)
@@ -354,6 +311,5 @@ def write_report(
     writer = metric_writers.SummaryWriter(str(out))
     writer.write_images(step, {"confusion_matrix": image[None]})
     writer.write_scalars(step, {"eval_accuracy": result["accuracy"], "eval_loss": result["loss"]})
-    writer.flush()
     writer.close()
     return paths

@@ -15,13 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from swin_flax import build, evaluate, steps
 from swin_flax.data import sources
-from swin_flax.models import swin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +34,10 @@ class Prediction:
 
 @dataclasses.dataclass(frozen=True)
 class Predictor:
-    """What classifying needs from a run: its config, model, params and class names."""
+    """What classifying needs from a run: its config, and the params of one of its checkpoints."""
 
     config: ml_collections.ConfigDict
-    model: swin.SwinTransformer
     params: Any
-    class_names: tuple[str, ...]
     checkpoint: str
 
 
@@ -50,9 +46,7 @@ def load_predictor(workdir: str | None = None, checkpoint: str | None = None) ->
     CheckpointError when the flags name no run or no usable checkpoint."""
     run = evaluate.open_run(workdir, checkpoint)
     params, _ = evaluate.load_params(run.checkpoint)
-    model = build.model_from_config(run.config)
-    names = sources.class_names(run.config.dataset)
-    return Predictor(run.config, model, params, names, str(run.checkpoint))
+    return Predictor(run.config, params, str(run.checkpoint))
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -101,48 +95,38 @@ def preprocess(
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices [N, k], probabilities [N, k]) of the k largest softmax probabilities per row."""
+    """(indices [N, k], probabilities [N, k]) of the k largest softmax probabilities per row (k at
+    most the number of classes)."""
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"top_k must be a positive integer, got {k!r}.")
-    logits = np.asarray(logits, np.float64)
-    shifted = logits - logits.max(-1, keepdims=True)
-    probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
-    k = min(k, logits.shape[-1])
+    probs = np.exp(evaluate.log_softmax(np.asarray(logits, np.float64)))
     order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
     return order, np.take_along_axis(probs, order, axis=-1)
 
 
-def logits_of(predictor: Predictor, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Float32 logits [N, classes] of preprocessed inputs [N, S, S, 3] (one device, in chunks)."""
-    apply = jax.jit(functools.partial(steps.logits, apply_fn=predictor.model.apply))
-    out = [
-        np.asarray(apply(predictor.params, jnp.asarray(inputs[i : i + batch_size])))
-        for i in range(0, len(inputs), batch_size)
-    ]
-    return np.concatenate(out)
-
-
 def predict_files(
-    predictor: Predictor, paths: Sequence[str | os.PathLike], k: int = 5
+    predictor: Predictor, paths: Sequence[str | os.PathLike], k: int = 5, batch_size: int = 64
 ) -> list[Prediction]:
-    """Top-k predictions for each image file, in the order given."""
-    if not paths:
-        raise ValueError("no image given: pass one or more PNG / JPEG paths.")
+    """Top-k predictions for each image file, in the order given (one device, `batch_size` images
+    at a time)."""
     config = predictor.config
-    inputs = np.stack(
-        [
+    apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
+    logits = []
+    for start in range(0, len(paths), batch_size):
+        inputs = [
             preprocess(
                 load_image(p), config.model.img_size, config.normalize_mean, config.normalize_std
             )
-            for p in paths
+            for p in paths[start : start + batch_size]
         ]
-    )
-    indices, probs = top_k(logits_of(predictor, inputs), k)
+        logits.append(np.asarray(apply(predictor.params, np.stack(inputs))))
+    indices, probs = top_k(np.concatenate(logits), k)
+    names = sources.class_names(config.dataset)
     return [
         Prediction(
             path=os.fspath(path),
             indices=tuple(int(i) for i in idx),
-            names=tuple(predictor.class_names[i] for i in idx),
+            names=tuple(names[i] for i in idx),
             probabilities=tuple(float(p) for p in prob),
         )
         for path, idx, prob in zip(paths, indices, probs)
@@ -159,17 +143,3 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
         ):
             lines.append(f"  {rank}. {name:<20s} ({i:>3d})  {p:.4f}")
     return "\n".join(lines)
-
-
-__all__ = [
-    "Prediction",
-    "Predictor",
-    "check_images",
-    "format_predictions",
-    "load_image",
-    "load_predictor",
-    "logits_of",
-    "predict_files",
-    "preprocess",
-    "top_k",
-]
