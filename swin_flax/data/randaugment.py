@@ -1,36 +1,31 @@
 """RandAugment in TensorFlow ops with timm's semantics (`timm/data/auto_augment.py` on PIL images).
 
-* The settings: `randaugment_params.parse_config_str` reads a timm config string
-  ('rand-m9-mstd0.5') into `RandAugmentParams`.
-* The ops: `pillow_ops.py`, Pillow's pixels exactly; `level_to_arg` is timm's magnitude ->
-  argument mapping (`_LEVEL_DENOM` = 10), with a random sign (p = 0.5) for the signed ops.
-* The policy: `num_layers` ops drawn uniformly with replacement (weighted and without replacement
-  for 'tweights'), each applied with probability `prob`, magnitude ~ Normal(m, mstd) (uniform on
-  [0, m] when mstd is infinite) clipped to [0, mmax] at every application.
-* Randomness: example b's draws are `tf.random.stateless_uniform([k], seeds[b])` (see
-  `policy_draws`), so an example's augmentation depends on its own seed only, never on the batch
-  it sits in or the number of hosts. TF has no op that draws from a batch of seeds at once (its
-  stateless ops take one seed per call, and `tf.vectorized_map` has no rule for them), and
-  `tf.map_fn` over a host batch of 1024 seeds costs ~10x the vectorised draw, so
-  `stateless_uniform_rows` is a vectorised copy of TF's Philox-4x32-10, checked bit for bit
-  against the TF op in the tests. `rand_augment_batch` then runs each op once per layer, on the
-  examples that drew it.
+* Settings: `randaugment_params.parse_config_str` reads a timm config string ('rand-m9-mstd0.5').
+* Ops: `pillow_ops.py`, Pillow's pixels exactly; `level_to_arg` is timm's magnitude -> argument
+  mapping (`_LEVEL_DENOM` = 10), with a random sign (p = 0.5) for the signed ops.
+* Policy: `num_layers` ops drawn uniformly with replacement (weighted and without replacement for
+  'tweights'), each applied with probability `prob`, magnitude ~ Normal(m, mstd) (uniform on [0, m]
+  when mstd is infinite) clipped to [0, mmax] at every application.
+* Randomness: example b's draws are `tf.random.stateless_uniform([k], seeds[b])`, so its
+  augmentation depends on its own seed only, never on its batch or the number of hosts. TF has no
+  op that draws from a batch of seeds at once (`tf.vectorized_map` has no rule for the stateless
+  ops) and `tf.map_fn` over 1024 seeds costs ~10x the vectorised draw, so `stateless_uniform_rows`
+  is a vectorised copy of TF's Philox-4x32-10, checked bit for bit against the TF op in the tests.
 
 Hyper-parameters (timm's `hparams`): `img_mean` (fill colour), `translate_pct` (0.45, for the Rel
-translations, which are the ones in RandAugment's op sets) and `translate_const` (pixels at
-magnitude 10 for the absolute TranslateX/TranslateY ops only; no timm RandAugment config string
-selects those, so the recipe's `translate_const=117` has no effect, in timm as here).
+translations of RandAugment's op sets) and `translate_const` (pixels at magnitude 10 for the
+absolute TranslateX/Y only, which no timm RandAugment string selects: the recipe's
+`translate_const=117` has no effect, in timm as here).
 
-Known differences from timm: (1) timm resamples geometric ops with bilinear or bicubic chosen at
-random per application unless hparams set 'interpolation' (the recipe does not); this port always
-uses bilinear. (2) Config strings that timm would silently accept but misread (e.g. 'mstdinf',
-'tfoo') raise ValueError here. Pillow's own: see `pillow_ops.py`.
+Known differences from timm: (1) timm resamples geometric ops with bilinear or bicubic at random
+unless hparams set 'interpolation' (the recipe does not); this port always uses bilinear.
+(2) Config strings that timm would silently misread (e.g. 'mstdinf', 'tfoo') raise ValueError.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -38,37 +33,29 @@ import tensorflow as tf
 from swin_flax.data import pillow_ops as ops
 from swin_flax.data.randaugment_params import LEVEL_DENOM, OP_NAMES, RandAugmentParams
 
-# Re-exported for config.validate's `randaugment.parse_config_str` (its TF-free home is the above).
-from swin_flax.data.randaugment_params import parse_config_str as parse_config_str
-
-# timm's LEVEL_TO_ARG, vectorised: (magnitude, sign, (translate_const, translate_pct)) -> the op's
-# argument; magnitude and sign float64 [N]. The same float64 operations in timm's order.
-_Level = Callable[[tf.Tensor, tf.Tensor, tuple[float, float]], tf.Tensor]
-_ROTATE: _Level = lambda m, s, hp: m / LEVEL_DENOM * 30.0 * s
-_ENHANCE: _Level = lambda m, s, hp: m / LEVEL_DENOM * 1.8 + 0.1
-_ENHANCE_INC: _Level = lambda m, s, hp: tf.maximum(1.0 + s * (m / LEVEL_DENOM * 0.9), 0.1)
-_POSTERIZE: _Level = lambda m, s, hp: tf.cast(tf.floor(m / LEVEL_DENOM * 4.0), tf.int32)
-_SOLARIZE: _Level = lambda m, s, hp: tf.minimum(
-    256, tf.cast(tf.floor(m / LEVEL_DENOM * 256.0), tf.int32)
-)
-_SOLARIZE_ADD: _Level = lambda m, s, hp: tf.minimum(
-    128, tf.cast(tf.floor(m / LEVEL_DENOM * 110.0), tf.int32)
-)
-_SHEAR: _Level = lambda m, s, hp: m / LEVEL_DENOM * 0.3 * s
-_TRANSLATE: _Level = lambda m, s, hp: m / LEVEL_DENOM * float(hp[0]) * s
-_TRANSLATE_REL: _Level = lambda m, s, hp: m / LEVEL_DENOM * hp[1] * s
-_NONE: _Level = lambda m, s, hp: m
+# timm's LEVEL_TO_ARG, vectorised: (r = magnitude / LEVEL_DENOM, sign, (translate_const,
+# translate_pct)) -> the op's argument; r and sign float64 [N], in timm's operations and order.
+_ROTATE = lambda r, s, hp: r * 30.0 * s
+_ENHANCE = lambda r, s, hp: r * 1.8 + 0.1
+_ENHANCE_INC = lambda r, s, hp: tf.maximum(1.0 + s * (r * 0.9), 0.1)
+_POSTERIZE = lambda r, s, hp: tf.cast(tf.floor(r * 4.0), tf.int32)
+_SOLARIZE = lambda r, s, hp: tf.minimum(256, tf.cast(tf.floor(r * 256.0), tf.int32))
+_SOLARIZE_ADD = lambda r, s, hp: tf.minimum(128, tf.cast(tf.floor(r * 110.0), tf.int32))
+_SHEAR = lambda r, s, hp: r * 0.3 * s
+_TRANSLATE = lambda r, s, hp: r * hp[0] * s
+_TRANSLATE_REL = lambda r, s, hp: r * hp[1] * s
+_NONE = lambda r, s, hp: r  # the op takes no argument
 
 # op name -> (Pillow-exact kernel, level -> argument, takes the fill colour).
-_OPS: dict[str, tuple[Callable[..., tf.Tensor], _Level, bool]] = {
+_OPS = {
     "AutoContrast": (ops.auto_contrast, _NONE, False),
     "Equalize": (ops.equalize, _NONE, False),
     "Invert": (ops.invert, _NONE, False),
     "Rotate": (ops.rotate, _ROTATE, True),
     "Posterize": (ops.posterize, _POSTERIZE, False),
-    "PosterizeIncreasing": (ops.posterize, lambda m, s, hp: 4 - _POSTERIZE(m, s, hp), False),
+    "PosterizeIncreasing": (ops.posterize, lambda r, s, hp: 4 - _POSTERIZE(r, s, hp), False),
     "Solarize": (ops.solarize, _SOLARIZE, False),
-    "SolarizeIncreasing": (ops.solarize, lambda m, s, hp: 256 - _SOLARIZE(m, s, hp), False),
+    "SolarizeIncreasing": (ops.solarize, lambda r, s, hp: 256 - _SOLARIZE(r, s, hp), False),
     "SolarizeAdd": (ops.solarize_add, _SOLARIZE_ADD, False),
     "Color": (ops.color, _ENHANCE, False),
     "ColorIncreasing": (ops.color, _ENHANCE_INC, False),
@@ -95,40 +82,20 @@ def level_to_arg(
     translate_const: float = 117,
     translate_pct: float = 0.45,
 ) -> tf.Tensor:
-    """timm's LEVEL_TO_ARG[name] at `magnitude`, with the sign (+1 or -1) of _randomly_negate for
-    the signed ops (ignored by the others); a scalar or one value per entry of magnitude.
-    Public: what argument a policy's draw gives an op (the tests compare it with timm's)."""
-    m, s = _float64(magnitude), _float64(sign)
-    return _OPS[name][1](m, s, (float(translate_const), float(translate_pct)))
-
-
-def _float64(x: float | tf.Tensor) -> tf.Tensor:
-    """Python floats go straight to float64 (tf.cast would round them through float32 first)."""
-    return tf.cast(x, tf.float64) if tf.is_tensor(x) else tf.constant(x, tf.float64)
+    """timm's LEVEL_TO_ARG[name] at `magnitude` (a scalar or one value per entry), with the sign
+    (+1 or -1) of timm's _randomly_negate for the signed ops. Python floats go straight to float64
+    (tf.cast would round them through float32 first)."""
+    as64 = lambda x: tf.cast(x, tf.float64) if tf.is_tensor(x) else tf.constant(x, tf.float64)
+    hp = (float(translate_const), float(translate_pct))
+    return _OPS[name][1](as64(magnitude) / LEVEL_DENOM, as64(sign), hp)
 
 
 # --------------------------------------------------------------------------------------------
 # Randomness: TF's stateless uniform stream, one seed per example.
 
-
-def num_uniforms(params: RandAugmentParams) -> int:
-    """How many stateless uniforms one example consumes: 4 per layer (op, apply, magnitude, sign),
-    plus one per op for weighted choice."""
-    return 4 * params.num_layers + (len(params.ops) if params.choice_weights is not None else 0)
-
-
-def _u64(value: int) -> tf.Tensor:
-    return tf.constant(value, tf.uint64)
-
-
-def _lo(x: tf.Tensor) -> tf.Tensor:
-    """The low 32-bit word of uint64 x."""
-    return tf.bitwise.bitwise_and(x, _u64(0xFFFFFFFF))
-
-
-def _hi(x: tf.Tensor) -> tf.Tensor:
-    """The high 32-bit word of uint64 x."""
-    return tf.bitwise.right_shift(x, _u64(32))
+_u64 = lambda value: tf.constant(value, tf.uint64)
+_lo = lambda x: tf.bitwise.bitwise_and(x, _u64(0xFFFFFFFF))  # the low 32-bit word of uint64 x
+_hi = lambda x: tf.bitwise.right_shift(x, _u64(32))  # the high 32-bit word
 
 
 def _philox4x32(counter, key):
@@ -150,9 +117,6 @@ def _philox4x32(counter, key):
 def stateless_uniform_rows(seeds: tf.Tensor, num: int) -> tf.Tensor:
     """Row b equals tf.random.stateless_uniform([num], seeds[b]) (float32, CPU Philox), for a whole
     batch of seeds [B, 2] (int32 or int64) at once: TF's seed scrambling, then Philox counters."""
-    seeds = tf.convert_to_tensor(seeds)
-    if num == 0:
-        return tf.zeros([tf.shape(seeds)[0], 0], tf.float32)
     words = tf.cast(tf.cast(seeds, tf.int64), tf.uint64)  # int32 seeds sign-extend, as in TF
     s0, s1 = words[:, 0], words[:, 1]
     init_key = (tf.fill(tf.shape(s0), _u64(k)) for k in (0x3EC8F720, 0x02461E29))
@@ -177,11 +141,12 @@ class PolicyDraws(NamedTuple):
 
 
 def policy_draws(seeds: tf.Tensor, params: RandAugmentParams) -> PolicyDraws:
-    """What `rand_augment_batch` draws for each stateless seed of seeds [B, 2]: example b's draws
-    come from tf.random.stateless_uniform([num_uniforms(params)], seeds[b]). Public: for looking
-    at a policy (which ops, how strong) without running it."""
-    u = tf.cast(stateless_uniform_rows(seeds, num_uniforms(params)), tf.float64)
+    """What `rand_augment_batch` draws for each stateless seed of seeds [B, 2] (num_layers >= 1):
+    example b's come from tf.random.stateless_uniform([k], seeds[b]), 4 uniforms per layer (op,
+    apply, magnitude, sign) and, for weighted choice, one per op. Public: to look at a policy."""
     n, num_ops = params.num_layers, len(params.ops)
+    num = 4 * n + (num_ops if params.choice_weights is not None else 0)
+    u = tf.cast(stateless_uniform_rows(seeds, num), tf.float64)
     layers = tf.reshape(u[:, : 4 * n], [tf.shape(u)[0], n, 4])
     if params.choice_weights is None:
         op = tf.minimum(tf.cast(tf.floor(layers[..., 0] * num_ops), tf.int32), num_ops - 1)
@@ -198,12 +163,11 @@ def policy_draws(seeds: tf.Tensor, params: RandAugmentParams) -> PolicyDraws:
         magnitude = m + mstd * tf.math.ndtri(tf.clip_by_value(layers[..., 2], 1e-12, 1.0 - 1e-12))
     else:
         magnitude = tf.fill(tf.shape(layers[..., 2]), tf.constant(float(m), tf.float64))
-    sign = tf.where(layers[..., 3] < 0.5, 1.0, -1.0)
     return PolicyDraws(
         op=op,
         apply=layers[..., 1] < params.prob,
         magnitude=tf.clip_by_value(magnitude, 0.0, params.magnitude_max),
-        sign=tf.cast(sign, tf.float64),
+        sign=tf.cast(tf.where(layers[..., 3] < 0.5, 1.0, -1.0), tf.float64),
     )
 
 
@@ -221,22 +185,19 @@ def rand_augment_batch(
 ) -> tf.Tensor:
     """timm's RandAugment on each image of a uint8 batch [B, H, W, 3] (H, W static, >= 3), image b
     with all randomness from its own stateless seed seeds[b] ([B, 2] int32/int64): the same seed
-    gives the same image, whatever the rest of the batch, so a caller that derives the seed from
-    (seed, epoch, index) can reproduce any example. Each layer partitions the batch by the drawn
-    op and runs every op once, vectorised, on the images that drew it."""
+    gives the same image whatever the rest of the batch. Each layer partitions the batch by the
+    drawn op and runs every op once, vectorised, on the images that drew it."""
     images, seeds = tf.convert_to_tensor(images), tf.convert_to_tensor(seeds)
+    fill, hp = tuple(int(v) for v in img_mean), (float(translate_const), float(translate_pct))
     assert isinstance(params, RandAugmentParams), f"params must be a RandAugmentParams: {params!r}"
     assert images.dtype == tf.uint8 and images.shape.rank == 4 and images.shape[-1] == 3, (
         f"images must be uint8 [B, H, W, 3], got {images.dtype.name} {images.shape}"
     )
-    assert None not in images.shape[1:3] and min(images.shape[1:3]) >= 3, (
-        f"images need a static height and width of at least 3 pixels, got {images.shape}"
-    )
+    assert None not in images.shape[1:3] and min(images.shape[1:3]) >= 3, images.shape
     assert seeds.dtype in (tf.int32, tf.int64) and seeds.shape.rank == 2 and seeds.shape[1] == 2, (
         f"seeds must be int32 or int64 [B, 2] (stateless seeds), got {seeds.dtype.name} "
         f"{seeds.shape}"
     )
-    fill, hp = tuple(int(v) for v in img_mean), (float(translate_const), float(translate_pct))
     assert len(fill) == 3 and all(0 <= v <= 255 for v in fill), (
         f"img_mean/fill must be three integers in [0, 255], got {img_mean!r}"
     )
@@ -246,19 +207,17 @@ def rand_augment_batch(
     num_ops, static_shape = len(params.ops), images.shape
     positions = tf.range(tf.shape(images)[0])
 
-    def apply_op(name: str, images: tf.Tensor, m: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
-        kernel, level, geometric = _OPS[name]
-        return kernel(images, level(m, s, hp), *([fill] if geometric else []))
-
     def layer_step(layer: tf.Tensor, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         column = lambda t: tf.gather(t, layer, axis=1)
         part = tf.where(column(draws.apply), column(draws.op), num_ops)  # num_ops: not applied
         split = lambda t: tf.dynamic_partition(t, part, num_ops + 1)
         image_parts = split(images)
         m_parts, s_parts = split(column(draws.magnitude)), split(column(draws.sign))
-        outs = [
-            apply_op(op, image_parts[i], m_parts[i], s_parts[i]) for i, op in enumerate(params.ops)
-        ]
+        outs = []
+        for i, name in enumerate(params.ops):
+            kernel, level, geometric = _OPS[name]
+            arg = level(m_parts[i] / LEVEL_DENOM, s_parts[i], hp)
+            outs.append(kernel(image_parts[i], arg, *([fill] if geometric else [])))
         images = tf.dynamic_stitch(split(positions), [*outs, image_parts[num_ops]])
         images.set_shape(static_shape)
         return layer + 1, images
@@ -273,16 +232,8 @@ def rand_augment_batch(
     return images
 
 
-def rand_augment(
-    image: tf.Tensor,
-    seed: tf.Tensor,
-    params: RandAugmentParams,
-    img_mean: Sequence[int] = (124, 116, 104),
-    translate_const: float = 117,
-    translate_pct: float = 0.45,
-) -> tf.Tensor:
+def rand_augment(image: tf.Tensor, seed: tf.Tensor, params: RandAugmentParams, **hparams):
     """`rand_augment_batch` on one uint8 image [H, W, 3] with its seed [2]: the same result as that
-    image in any batch. Public: for per-example tf.data maps (batches run faster batched)."""
+    image in any batch (`hparams`: img_mean, translate_const, translate_pct)."""
     images, seeds = tf.convert_to_tensor(image)[None], tf.convert_to_tensor(seed)[None]
-    hp = dict(img_mean=img_mean, translate_const=translate_const, translate_pct=translate_pct)
-    return rand_augment_batch(images, seeds, params, **hp)[0]
+    return rand_augment_batch(images, seeds, params, **hparams)[0]
