@@ -1,10 +1,5 @@
-"""timm's RandAugment config strings ('rand-m9-mstd0.5') and op sets, without TensorFlow.
-
-`parse_config_str` reads a string by timm's rules (`timm/data/auto_augment.py`,
-`rand_augment_transform`) into `RandAugmentParams`, the policy's settings. TensorFlow-free, so that
-`config.validate` can check `--config.randaugment` in milliseconds; the ops and the policy's draws
-are `randaugment.py`.
-"""
+"""timm's RandAugment config strings ('rand-m9-mstd0.5') and op sets, without TensorFlow, so that
+`config.validate` checks `--config.randaugment` in milliseconds (the ops are `randaugment.py`)."""
 
 from __future__ import annotations
 
@@ -43,13 +38,10 @@ _CONFIG_KEYS = ("m", "n", "mstd", "mmax", "inc", "p", "t")
 
 @dataclasses.dataclass(frozen=True)
 class RandAugmentParams:
-    """A parsed timm RandAugment config: what `rand_augment` needs besides hparams.
-
-    magnitude_max is the clipping bound itself (timm's `magnitude_max or 10`). magnitude_std > 0
-    samples Normal(magnitude, magnitude_std), `inf` samples Uniform(0, magnitude), <= 0 keeps
-    `magnitude`. choice_weights (normalised) switch to weighted choice without replacement.
-    Public: build one directly for an op set of your own; the checks below are its rules.
-    """
+    """A parsed timm RandAugment config. magnitude_max is the clipping bound itself (timm's
+    `magnitude_max or 10`); magnitude_std > 0 samples Normal(magnitude, magnitude_std), `inf`
+    Uniform(0, magnitude), <= 0 keeps `magnitude`; choice_weights (normalised, one per op) switch
+    to weighted choice without replacement."""
 
     num_layers: int = 2
     magnitude: float = 10.0
@@ -61,38 +53,23 @@ class RandAugmentParams:
     choice_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.ops if name not in OP_NAMES]
-        if unknown:
-            raise ValueError(f"ops: unknown op(s) {unknown}; known ops are {sorted(OP_NAMES)}.")
-        if self.num_layers < 0:
-            raise ValueError(f"num_layers must be >= 0, got {self.num_layers}.")
-        if self.num_layers > 0 and not self.ops:
-            raise ValueError("ops is empty; give at least one op name.")
-        if self.choice_weights is None:
-            return
-        if len(self.choice_weights) != len(self.ops):
-            raise ValueError(
-                f"choice_weights has {len(self.choice_weights)} entries for {len(self.ops)} ops; "
-                "give one weight per op."
-            )
-        if self.num_layers > len(self.ops):
-            raise ValueError(
-                f"num_layers={self.num_layers} exceeds the {len(self.ops)} ops: weighted choice "
-                "draws without replacement (as timm's np.random.choice does)."
-            )
+        assert set(self.ops) <= set(OP_NAMES), f"unknown op(s) in {self.ops}"
+        assert self.num_layers >= 0 and (self.ops or not self.num_layers), self
+        weights = self.choice_weights
+        assert weights is None or len(weights) == len(self.ops) >= self.num_layers, self
 
 
 def parse_config_str(config_str: str) -> RandAugmentParams:
-    """Parse a timm RandAugment string such as 'rand-m9-mstd0.5' by timm's rules.
+    """Parse a timm RandAugment string such as 'rand-m9-mstd0.5' by timm's rules
+    (`timm/data/auto_augment.py`, `rand_augment_transform`).
 
     Sections after 'rand', separated by '-': m (int magnitude, default 10), n (int layers, 2),
-    mstd (float; > 100 means uniform sampling), mmax (int clipping bound; 0 means 10), inc (0/1:
-    the Increasing op set), p (float apply probability, 0.5), t (op set name: 'weights').
-    As in timm, a repeated mstd, mmax or t keeps its first value and the others their last.
-    Unlike timm (which asserts or silently ignores), bad input raises ValueError: an unknown key,
-    a section without a number (timm drops e.g. 'mstdinf' without a word), a non-integer m, n,
-    mmax or inc, and an unknown op set name. The sets '3a' and '3aw' need GaussianBlur and
-    Desaturate, which are not implemented here.
+    mstd (float; > 100 means uniform), mmax (int clipping bound; 0 means 10), inc (0/1: the
+    Increasing op set), p (float apply probability, 0.5), t (op set: 'weights'). As in timm, a
+    repeated mstd, mmax or t keeps its first value, the others their last. Where timm asserts or
+    silently ignores, this raises ValueError: an unknown key, a section without a number
+    ('mstdinf'), a non-integer m, n, mmax or inc, an unknown op set; and the sets '3a' and '3aw'
+    (GaussianBlur and Desaturate are not implemented).
     """
     sections = str(config_str).split("-")
     if sections[0] != "rand":
@@ -134,6 +111,11 @@ def parse_config_str(config_str: str) -> RandAugmentParams:
     elif op_set == "weights":
         ops, total = tuple(RAND_WEIGHTED_0), sum(RAND_WEIGHTED_0.values())
         weights = tuple(w / total for w in RAND_WEIGHTED_0.values())
+        if num_layers > len(ops):
+            raise ValueError(
+                f"config_str {config_str!r}: n={num_layers} exceeds the {len(ops)} ops of "
+                "'tweights', which are drawn without replacement (as timm's np.random.choice)."
+            )
     elif op_set in ("3a", "3aw"):
         raise ValueError(
             f"config_str {config_str!r}: op set 't{op_set}' needs GaussianBlur and Desaturate, "
