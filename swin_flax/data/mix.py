@@ -1,19 +1,16 @@
-"""CutMix and Mixup on a batch in TensorFlow ops, with the semantics of timm's `Mixup` (mode batch).
-
-timm (timm/data/mixup.py) draws one lambda per batch and mixes the batch with itself reversed:
-  - with probability `prob` a batch is mixed at all (otherwise lambda = 1: targets are just the
-    smoothed one-hot labels);
+"""CutMix and Mixup on a batch in TensorFlow ops, with the semantics of timm's `Mixup` (mode batch,
+timm/data/mixup.py): one lambda per batch, the batch mixed with itself reversed.
+  - with probability `prob` a batch is mixed at all (else lambda = 1: smoothed one-hot targets);
   - when both alphas are > 0, CutMix is chosen with probability `switch_prob`, else Mixup;
-  - lambda ~ Beta(alpha, alpha) of the chosen method;
+    lambda ~ Beta(alpha, alpha) of the chosen method;
   - Mixup: x <- lam * x + (1 - lam) * flip(x);
   - CutMix: a box of side int(H * sqrt(1 - lam)) x int(W * sqrt(1 - lam)) centred at a uniform
-    integer pixel, clipped to the image (or, with `cutmix_minmax`, a box whose sides are uniform in
-    [min, max) of the image's), is pasted from flip(x); lambda is then corrected to
-    1 - box area / image area (`correct_lam`, always with minmax);
-  - targets = lam * onehot(y) + (1 - lam) * onehot(flip(y)), the one-hots smoothed as
+    pixel, clipped to the image (with `cutmix_minmax`: sides uniform in [min, max) of the image's)
+    is pasted from flip(x); lambda becomes 1 - box area / image area (`correct_lam`, always with
+    minmax);
+  - targets = lam * onehot(y) + (1 - lam) * onehot(flip(y)), one-hots smoothed as
     off = smoothing / K, on = 1 - smoothing + off.
-Randomness is stateless: everything follows from the given seed, so a batch mixes the same way
-every time it is produced (restarts, reruns).
+Randomness is stateless: a batch mixes the same way every time it is produced (restarts, reruns).
 """
 
 from __future__ import annotations
@@ -27,8 +24,8 @@ import tensorflow as tf
 
 @dataclasses.dataclass(frozen=True)
 class MixConfig:
-    """timm Mixup's arguments. Build with `mix_config` from a config's `mix` mapping, whose values
-    config.validate has checked (mode 'batch', alphas >= 0, probabilities in [0, 1])."""
+    """timm Mixup's arguments, as config.validate has checked them (mode 'batch', alphas >= 0,
+    probabilities in [0, 1])."""
 
     num_classes: int
     mixup_alpha: float = 0.0
@@ -49,35 +46,22 @@ class MixConfig:
 
 
 def mix_config(mix: Mapping[str, Any], num_classes: int) -> MixConfig:
-    """A MixConfig from a mapping with timm Mixup's argument names (e.g. `config.mix`).
-
-    As timm, cutmix_minmax forces cutmix_alpha to 1 (lambda then comes from the box); its bounds
-    are checked by config.validate.
-    """
-    kw = dict(mix.to_dict() if hasattr(mix, "to_dict") else mix)  # a dict or a ConfigDict
+    """A MixConfig from a dict with timm Mixup's argument names (`config.mix.to_dict()`). As in
+    timm, cutmix_minmax forces cutmix_alpha to 1 (lambda then comes from the box)."""
+    kw = dict(mix)
     if kw.get("cutmix_minmax") is not None:
-        minmax = tuple(float(v) for v in kw["cutmix_minmax"])
-        assert len(minmax) == 2 and 0 <= minmax[0] < minmax[1] <= 1, minmax  # config.validate
-        kw.update(cutmix_minmax=minmax, cutmix_alpha=1.0)
+        kw.update(cutmix_minmax=tuple(float(v) for v in kw["cutmix_minmax"]), cutmix_alpha=1.0)
     return MixConfig(num_classes=int(num_classes), **kw)
 
 
-def smoothed_one_hot(labels: tf.Tensor, num_classes: int, smoothing: float = 0.0) -> tf.Tensor:
-    """timm's one-hot with label smoothing: off = smoothing / K, on = 1 - smoothing + off."""
-    off = smoothing / num_classes
-    on = 1.0 - smoothing + off
-    return tf.one_hot(labels, num_classes, on_value=on, off_value=off, dtype=tf.float32)
-
-
 def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor]:
-    """timm `_params_per_batch`: (lam float32 scalar before box correction, use_cutmix bool scalar).
-
-    lam is 1 (no mixing) with probability 1 - prob.
-    """
+    """timm `_params_per_batch`: (lam float32 scalar before box correction, use_cutmix bool scalar);
+    lam is 1 (no mixing) with probability 1 - prob."""
     seeds = tf.random.experimental.stateless_split(seed, 4)
-    apply = _uniform(seeds[0]) < cfg.prob
+    uniform = lambda s: tf.random.stateless_uniform([], s, dtype=tf.float64)
+    apply = uniform(seeds[0]) < cfg.prob
     if cfg.mixup_alpha > 0 and cfg.cutmix_alpha > 0:
-        use_cutmix = _uniform(seeds[1]) < cfg.switch_prob
+        use_cutmix = uniform(seeds[1]) < cfg.switch_prob
         alpha = tf.where(use_cutmix, cfg.cutmix_alpha, cfg.mixup_alpha)
     elif cfg.mixup_alpha > 0:
         use_cutmix, alpha = tf.constant(False), tf.constant(cfg.mixup_alpha, tf.float64)
@@ -93,10 +77,8 @@ def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor
 def rand_bbox(
     seed: tf.Tensor, lam: tf.Tensor, height: int, width: int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """timm `rand_bbox`: (y_lo, y_hi, x_lo, x_hi) int32, half-open, clipped to the image.
-
-    Side int(size * sqrt(1 - lam)) (truncated, as timm's int()), centre uniform over the pixels.
-    """
+    """timm `rand_bbox`: (y_lo, y_hi, x_lo, x_hi) int32, half-open, clipped to the image; side
+    int(size * sqrt(1 - lam)) (truncated, as timm's int()), centre uniform over the pixels."""
     ratio = tf.sqrt(1.0 - tf.cast(lam, tf.float64))
     cut_h = tf.cast(tf.math.floor(height * ratio), tf.int32)
     cut_w = tf.cast(tf.math.floor(width * ratio), tf.int32)
@@ -122,12 +104,9 @@ def rand_bbox_minmax(
             "(int(size * min) must be < int(size * max)); widen the range."
         )
     s = tf.random.experimental.stateless_split(seed, 4)
-    cut_h = tf.random.stateless_uniform([], s[0], minval=lo_h, maxval=hi_h, dtype=tf.int32)
-    cut_w = tf.random.stateless_uniform([], s[1], minval=lo_w, maxval=hi_w, dtype=tf.int32)
-    y_lo = tf.random.stateless_uniform(
-        [], s[2], minval=0, maxval=height - cut_h + 1, dtype=tf.int32
-    )
-    x_lo = tf.random.stateless_uniform([], s[3], minval=0, maxval=width - cut_w + 1, dtype=tf.int32)
+    uniform = lambda i, lo, hi: tf.random.stateless_uniform([], s[i], lo, hi, dtype=tf.int32)
+    cut_h, cut_w = uniform(0, lo_h, hi_h), uniform(1, lo_w, hi_w)
+    y_lo, x_lo = uniform(2, 0, height - cut_h + 1), uniform(3, 0, width - cut_w + 1)
     return y_lo, y_lo + cut_h, x_lo, x_lo + cut_w
 
 
@@ -136,64 +115,48 @@ def mix_batch(
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Mixes a batch with itself reversed: (images, soft targets [B, K] float32, lam scalar).
 
-    images: float [B, H, W, C] (any normalisation: mixing is per pixel and affine-invariant).
-    labels: int [B]. seed: int32/int64 [2]. With mixing disabled, returns the images unchanged and
-    the smoothed one-hot targets.
+    images: float [B, H, W, C], H and W static (any normalisation: mixing is per pixel and
+    affine-invariant). labels: int [B]. seed: int32/int64 [2]. With mixing disabled: the images
+    unchanged and the smoothed one-hot targets.
     """
-    y1 = smoothed_one_hot(labels, cfg.num_classes, cfg.label_smoothing)
+    off = cfg.label_smoothing / cfg.num_classes
+    on = 1.0 - cfg.label_smoothing + off
+    y1 = tf.one_hot(labels, cfg.num_classes, on_value=on, off_value=off, dtype=tf.float32)
     if not cfg.enabled:
         return images, y1, tf.constant(1.0)
     height, width = images.shape[1], images.shape[2]
-    assert height is not None and width is not None, "mix_batch needs a static height and width"
     s = tf.random.experimental.stateless_split(seed, 2)
     lam, use_cutmix = sample_lambda(s[0], cfg)
     if cfg.cutmix_minmax is not None:
         y_lo, y_hi, x_lo, x_hi = rand_bbox_minmax(s[1], cfg.cutmix_minmax, height, width)
     else:
         y_lo, y_hi, x_lo, x_hi = rand_bbox(s[1], lam, height, width)
-    rows = tf.range(height)[:, None]
-    cols = tf.range(width)[None, :]
+    rows, cols = tf.range(height)[:, None], tf.range(width)[None, :]
     in_box = (rows >= y_lo) & (rows < y_hi) & (cols >= x_lo) & (cols < x_hi)  # [H, W]
     box_lam = 1.0 - tf.cast((y_hi - y_lo) * (x_hi - x_lo), tf.float32) / float(height * width)
-    if cfg.correct_lam or cfg.cutmix_minmax is not None:
-        cut_lam = box_lam
-    else:
-        cut_lam = lam
-    # timm skips mixing entirely when lam == 1 (no box is pasted then either).
-    do_cut = use_cutmix & (lam < 1.0)
-    # CutMix selects whole pixels (exactly one image or the other); Mixup blends with scalar lam;
-    # lam == 1 leaves the batch as it is. Only the branch taken runs.
-    mixed = tf.cond(
-        do_cut,
-        lambda: _paste(images, in_box),
-        lambda: tf.cond(
-            lam < 1.0,
-            lambda: (
-                images * tf.cast(lam, images.dtype)
-                + tf.reverse(images, [0]) * tf.cast(1.0 - lam, images.dtype)
-            ),
-            lambda: images,
-        ),
-    )
+    cut_lam = box_lam if cfg.correct_lam or cfg.cutmix_minmax is not None else lam
+    do_cut = use_cutmix & (lam < 1.0)  # timm pastes no box when lam == 1
+
+    # CutMix takes whole pixels from the reversed batch; Mixup blends with scalar lam; lam == 1
+    # leaves the batch as it is. Only the branch taken runs.
+    def mixup() -> tf.Tensor:
+        flipped = tf.reverse(images, [0])
+        return images * tf.cast(lam, images.dtype) + flipped * tf.cast(1.0 - lam, images.dtype)
+
+    no_cut = lambda: tf.cond(lam < 1.0, mixup, lambda: images)
+    mixed = tf.cond(do_cut, lambda: _paste(images, in_box), no_cut)
     lam = tf.where(do_cut, cut_lam, lam)
     targets = lam * y1 + (1.0 - lam) * tf.reverse(y1, axis=[0])
     return mixed, targets, lam
 
 
 def _paste(images: tf.Tensor, in_box: tf.Tensor) -> tf.Tensor:
-    """images with the pixels of `in_box` [H, W] taken from the reversed batch.
-
-    Done on [B, H*W*C] rows against a [1, H*W*C] mask: TF's CPU select is several times faster
-    with a row broadcast than with a broadcast over the height/width/channel axes.
-    """
-    channels = images.shape[3]
+    """images with the pixels of `in_box` [H, W] taken from the reversed batch, done on
+    [B, H*W*C] rows against a [1, H*W*C] mask: TF's CPU select is several times faster with a row
+    broadcast than with a broadcast over the height/width/channel axes."""
     flat = tf.reshape(images, [tf.shape(images)[0], -1])
-    mask = tf.reshape(tf.repeat(in_box[:, :, None], channels, axis=2), [1, -1])
+    mask = tf.reshape(tf.repeat(in_box[:, :, None], images.shape[3], axis=2), [1, -1])
     return tf.reshape(tf.where(mask, tf.reverse(flat, [0]), flat), tf.shape(images))
-
-
-def _uniform(seed: tf.Tensor) -> tf.Tensor:
-    return tf.random.stateless_uniform([], seed, dtype=tf.float64)
 
 
 def _beta(seed: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
