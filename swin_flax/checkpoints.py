@@ -21,18 +21,17 @@ from swin_flax.errors import CheckpointError, CheckpointWriteError
 def _manager(
     directory: epath.Path, max_to_keep: int, read_only: bool = False
 ) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=None if read_only else max_to_keep,
-        save_interval_steps=0 if read_only else 1,
-        create=not read_only,
-        read_only=read_only,
-        enable_async_checkpointing=False,  # a returned save is a finished save
-        cleanup_tmp_directories=not read_only,
-    )
-    # Orbax warns "Given directory is read only" on every read-only open: expected here, not news.
+    # Read-only, orbax warns "Given directory is read only" and that it turns off what only writing
+    # uses (max_to_keep, create, cleanup_tmp_directories): expected here, not news.
     level = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR if read_only else level)
     try:
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            read_only=read_only,
+            cleanup_tmp_directories=True,  # what a save that was killed left
+            enable_async_checkpointing=False,  # a returned save is a finished save
+        )
         return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
     finally:
         logging.set_verbosity(level)

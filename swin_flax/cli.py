@@ -22,14 +22,14 @@ from swin_flax.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _say(kind: str, message: str) -> None:
+def _exit_saying(kind: str, message: str, status: int) -> NoReturn:
     print("\n" + textwrap.fill(f"{kind}: {message}", width=100) + "\n", file=sys.stderr, flush=True)
+    sys.exit(status)
 
 
 def exit_user_error(message: str) -> NoReturn:
     """Prints `message` as the one-paragraph error and exits with EXIT_USER_ERROR."""
-    _say("Error", message)
-    sys.exit(EXIT_USER_ERROR)
+    _exit_saying("Error", message, EXIT_USER_ERROR)
 
 
 def _exit_interrupted() -> NoReturn:
@@ -52,9 +52,8 @@ def start() -> None:
 
 
 def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
-    """absl's flag parsing, with a bad flag or config override (e.g. a misspelt --config.field) or
-    a stray argument as one paragraph and exit status 2 instead of a traceback or a usage dump;
-    then the console is set up."""
+    """absl's flag parsing, a bad flag, config override or stray argument ending in one paragraph
+    and exit status 2 instead of a traceback or a usage dump; then the console is set up."""
     from absl import flags  # noqa: PLC0415
 
     program = os.path.basename(argv[0])
@@ -76,16 +75,15 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
             message = message[1:-1] if message[:1] == message[-1:] == "'" else message
             message = "no such field " + message.replace("\\'", "'").replace("\\n", " ")
-        about_config = "--config." in message or isinstance(e, KeyError | AttributeError)
-        exit_user_error(
-            f"bad command line ({type(e).__name__}: {' '.join(message.split())}). "
-            + (
-                "Every --config.FIELD must name a field of swin_flax/config.py with a value of "
-                "its type; "
-                if about_config
-                else ""
+        see = "See"
+        if "--config." in message or isinstance(e, KeyError | AttributeError):
+            see = (
+                "Every --config.FIELD must name a field of swin_flax/config.py with a value of its "
+                "type; see"
             )
-            + f"{'see' if about_config else 'See'} `{program} --helpshort`."
+        exit_user_error(
+            f"bad command line ({type(e).__name__}: {' '.join(message.split())}). {see} "
+            f"`{program} --helpshort`."
         )
     if len(rest) > 1 and not takes_arguments:
         exit_user_error(
@@ -174,8 +172,7 @@ def quiet_console(explicit_verbosity: bool) -> None:
 
 
 def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None:
-    """absl's app.run with the project's flag parsing (positional arguments refused unless
-    `takes_arguments`); Ctrl-C ends with one line and exit 130."""
+    """absl's app.run with the project's flag parsing; Ctrl-C ends with one line and exit 130."""
     from absl import app  # noqa: PLC0415
 
     try:
@@ -190,23 +187,17 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except errors.Preempted as e:
-        _say("Preempted", str(e))
-        sys.exit(errors.EXIT_PREEMPTED)
+        _exit_saying("Preempted", str(e), errors.EXIT_PREEMPTED)
     except errors.TrainingDiverged as e:
-        _say("Training diverged", str(e))
-        sys.exit(errors.EXIT_DIVERGED)
+        _exit_saying("Training diverged", str(e), errors.EXIT_DIVERGED)
     except errors.USER_ERRORS as e:
-        _say("Error", str(e))
-        sys.exit(EXIT_USER_ERROR)
+        _exit_saying("Error", str(e), EXIT_USER_ERROR)
 
 
 def compilation_cache_dir(flag: str | None, workdir: str, environ: Mapping[str, str]) -> str | None:
-    """Where JAX's persistent compilation cache should go, or None to leave JAX's setting alone.
-
-    `flag` (--compilation_cache) wins: a folder, or '' for no cache. Unset, JAX_COMPILATION_CACHE_DIR
-    (read by JAX itself) wins; otherwise WORKDIR/compilation_cache, so that a resumed or restarted
-    run reuses the compiled train step instead of compiling it again.
-    """
+    """Where JAX's persistent compilation cache goes (None: JAX's setting stays): `flag`
+    (--compilation_cache: a folder, '' for none), else JAX_COMPILATION_CACHE_DIR (read by JAX
+    itself), else WORKDIR/compilation_cache, so that a resumed run reuses the compiled step."""
     if flag is not None:
         return flag
     if environ.get("JAX_COMPILATION_CACHE_DIR"):

@@ -7,8 +7,6 @@ import os
 import jax
 from absl import logging
 
-_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-
 
 def initialize(
     *,
@@ -22,11 +20,12 @@ def initialize(
     Flags win over the environment variables JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
     JAX_PROCESS_ID; `auto` lets JAX detect the cluster itself (TPU pods, SLURM, Open MPI).
     """
-    coordinator_address = coordinator_address or os.environ.get(_ENV[0])
-    if num_processes is None and os.environ.get(_ENV[1]):
-        num_processes = int(os.environ[_ENV[1]])
-    if process_id is None and os.environ.get(_ENV[2]):
-        process_id = int(os.environ[_ENV[2]])
+    env = os.environ
+    coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
+    if num_processes is None and env.get("JAX_NUM_PROCESSES"):
+        num_processes = int(env["JAX_NUM_PROCESSES"])
+    if process_id is None and env.get("JAX_PROCESS_ID"):
+        process_id = int(env["JAX_PROCESS_ID"])
     if coordinator_address is None and not auto:
         if num_processes not in (None, 1):
             raise ValueError(
@@ -37,13 +36,8 @@ def initialize(
     if jax.config.jax_platforms in (None, "", "cpu") and not auto:
         # CPU collectives across processes (tests, CPU clusters).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
-    )
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
     logging.info(
-        "jax.distributed: process %d of %d, %d local / %d global devices.",
-        jax.process_index(),
-        jax.process_count(),
-        jax.local_device_count(),
-        jax.device_count(),
+        f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
+        f"{jax.local_device_count()} local / {jax.device_count()} global devices."
     )

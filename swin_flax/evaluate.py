@@ -39,7 +39,7 @@ def open_run(workdir: str | None, checkpoint: str | None) -> Run:
     wrongly raises CheckpointError saying what to give instead. Nothing is created."""
     run, ckpt = resolve_checkpoint(workdir, checkpoint)
     config = load_run_config(run)
-    _, meta = _read(ckpt, meta_only=True)
+    _, meta = load_params(ckpt, meta_only=True)
     saved = meta.get("model") or {}  # a record without a field (an older one) is not refused for it
     recorded = {k: v for k, v in config.model.to_dict().items() if k in saved}
     diffs = checkpoints.model_differences(meta, recorded, label="config.json")
@@ -126,21 +126,17 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     return config
 
 
-def _read(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
+def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The params (None when `meta_only`) and the JSON record of one checkpoint step folder."""
     try:
-        return checkpoints.read_step(checkpoint, meta_only)
+        state, meta = checkpoints.read_step(checkpoint, meta_only)
     except (OSError, ValueError) as e:  # orbax: a missing file, a truncated OCDBT blob
         raise CheckpointError(
             f"the checkpoint {checkpoint} cannot be read ({type(e).__name__}: {e}): it is "
             "incomplete or damaged. Give another step with --checkpoint (WORKDIR/checkpoints/latest "
             "keeps several)."
         ) from None
-
-
-def load_params(checkpoint: epath.Path) -> tuple[Any, dict[str, Any]]:
-    """The params and the JSON record of one checkpoint step folder."""
-    state, meta = _read(checkpoint)
-    return state["params"], meta
+    return (None if meta_only else state["params"]), meta
 
 
 def predict_logits(
@@ -218,9 +214,7 @@ def per_class_table(confusion: np.ndarray, class_names: Sequence[str]) -> str:
     for t, name in enumerate(class_names):
         row = confusion[t]
         total, correct = int(row.sum()), int(row[t])
-        off = row.copy()
-        off[t] = -1
-        worst = int(off.argmax())
+        worst = int(np.argmax(np.where(np.arange(len(row)) == t, -1, row)))  # off the diagonal
         acc = f"{correct / total:.4f}" if total else "-"
         confused = f"{class_names[worst]} ({row[worst]})" if total and row[worst] > 0 else "-"
         lines.append(f"{name:<{width}}  {acc:>8}  {correct:>8}  {total:>6}  {confused}")
@@ -228,7 +222,7 @@ def per_class_table(confusion: np.ndarray, class_names: Sequence[str]) -> str:
 
 
 def confusion_image(
-    confusion: np.ndarray, class_names: Sequence[str] | None = None, cell: int | None = None
+    confusion: np.ndarray, class_names: Sequence[str], cell: int | None = None
 ) -> np.ndarray:
     """The row-normalised confusion matrix as a uint8 RGB heat map [H, W, 3] (white 0 -> dark blue
     1), the grid in the bottom-right corner: "true class" and the class names down the left side,
@@ -242,10 +236,10 @@ def confusion_image(
     few = n <= 20
     cell = cell or (44 if few else max(6, 800 // n))
     font = ImageFont.load_default(size=13)
-    if few:
-        names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
-        # Long names lose their middle, not their ends (which tell similar names apart).
-        labels = {i: s if len(s) <= 24 else s[:10] + ".." + s[-12:] for i, s in enumerate(names)}
+    if few:  # long names lose their middle, not their ends (which tell similar names apart)
+        labels = dict(
+            enumerate(s if len(s) <= 24 else s[:10] + ".." + s[-12:] for s in class_names)
+        )
     else:
         labels = {i: str(i) for i in range(0, n, 10)}
     text_w = lambda s: int(np.ceil(font.getlength(s)))
@@ -283,10 +277,7 @@ def confusion_image(
 
 
 def write_report(
-    result: Mapping[str, Any],
-    class_names: Sequence[str],
-    out_dir: str | epath.Path,
-    step: int = 0,
+    result: Mapping[str, Any], class_names: Sequence[str], out_dir: str | epath.Path, step: int = 0
 ) -> dict[str, epath.Path]:
     """Writes the scores of `result` (from `scores`) into `out_dir`: per_class.txt (the table),
     confusion.png, scores.json, and TensorBoard summaries (the confusion image and the accuracy,
@@ -298,18 +289,14 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     confusion = np.asarray(result["confusion"])
     image = confusion_image(confusion, class_names)
-    paths = {
-        "table": out / "per_class.txt",
-        "confusion_png": out / "confusion.png",
-        "scores": out / "scores.json",
-    }
-    paths["table"].write_text(per_class_table(confusion, class_names) + "\n")
-    with paths["confusion_png"].open("wb") as f:
+    table, png, as_json = out / "per_class.txt", out / "confusion.png", out / "scores.json"
+    table.write_text(per_class_table(confusion, class_names) + "\n")
+    with png.open("wb") as f:
         Image.fromarray(image).save(f, format="PNG")
     plain = {**result, "confusion": confusion.tolist(), "class_names": list(class_names)}
-    paths["scores"].write_text(json.dumps(plain, indent=2))
+    as_json.write_text(json.dumps(plain, indent=2))
     writer = metric_writers.SummaryWriter(str(out))
     writer.write_images(step, {"confusion_matrix": image[None]})
     writer.write_scalars(step, {"eval_accuracy": result["accuracy"], "eval_loss": result["loss"]})
     writer.close()
-    return paths
+    return {"table": table, "confusion_png": png, "scores": as_json}

@@ -138,8 +138,6 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
     lines = []
     for pred in predictions:
         lines.append(pred.path)
-        for rank, (i, name, p) in enumerate(
-            zip(pred.indices, pred.names, pred.probabilities), start=1
-        ):
+        for rank, (i, name, p) in enumerate(zip(pred.indices, pred.names, pred.probabilities), 1):
             lines.append(f"  {rank}. {name:<20s} ({i:>3d})  {p:.4f}")
     return "\n".join(lines)
