@@ -22,13 +22,6 @@ from swin_flax.errors import ConfigError
 from swin_flax.models import swin
 
 
-def check_workdir(workdir: epath.Path) -> None:
-    if workdir.exists() and not workdir.is_dir():
-        raise ConfigError(
-            f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
-        )
-
-
 def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
     """Keeps the config that ran, as readable text and as JSON, so a run can be repeated."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -125,14 +118,10 @@ def run_summary(record: dict[str, Any], where: str, start_step: int | None = Non
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The final summary as printed when a run ends or is run again once finished."""
-    lines = [
-        f"best test accuracy {summary['best_test_accuracy']:.4f} at epoch {summary['best_epoch']}"
-        + (
-            f"; final {summary['final_test_accuracy']:.4f} after {count(summary['epochs'], 'epoch')}"
-            if summary.get("final_test_accuracy") is not None
-            else ""
-        )
-    ]
+    best, final = summary["best_test_accuracy"], summary.get("final_test_accuracy")
+    lines = [f"best test accuracy {best:.4f} at epoch {summary['best_epoch']}"]
+    if final is not None:
+        lines[0] += f"; final {final:.4f} after {count(summary['epochs'], 'epoch')}"
     if "sessions" in summary:
         lines.append(
             f"trained {duration(summary['train_seconds'])} at {summary['train_images_per_sec']:.0f} "
@@ -176,7 +165,10 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
     run has trained, before any data is read or anything compiled; writes nothing.
     """
     workdir = epath.Path(workdir)
-    check_workdir(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(
+            f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
+        )
     saved = checkpoints.peek_meta(workdir)
     if saved is None:
         return None, False
