@@ -1,8 +1,7 @@
-"""The official SwinTransformer's arguments: their checks and the per-stage plan they give.
+"""The official SwinTransformer's arguments: their check and the per-stage plan they give.
 
 Pure Python and numpy, no jax: `config.validate` checks a config's model with `check_arguments`
-before any data is read or anything compiled. `window_rule` is the one place of the official rule
-that shrinks a window to a grid no larger than it.
+before any data is read or anything compiled.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,36 +31,48 @@ class StageSpec:
 
 def to_2tuple(value: int | Sequence[int]) -> tuple[int, int]:
     """An int or an (h, w) pair as an (h, w) tuple (timm's `to_2tuple`)."""
-    if isinstance(value, int | np.integer):
-        return (int(value), int(value))
-    h, w = value
-    return (int(h), int(w))
+    h, w = (value, value) if isinstance(value, int | np.integer) else value
+    return int(h), int(w)
 
 
 def window_rule(grid: Sequence[int], window_size: int, shift_size: int) -> tuple[int, int]:
     """The official rule, in one place: the (window, shift) a block really uses on `grid`.
 
-    If min(grid) <= window_size the window becomes the whole grid (min(grid)) and the shift 0;
-    otherwise the requested window and shift stand.
+    If min(grid) <= window_size the window becomes the whole grid and the shift 0.
     """
     if min(grid) <= window_size:
         return int(min(grid)), 0
     return int(window_size), int(shift_size)
 
 
-def drop_path_rates(drop_path_rate: float, depths: Sequence[int]) -> tuple[tuple[float, ...], ...]:
-    """Stochastic depth rates per stage: linear from 0 to drop_path_rate over all blocks."""
-    rates = np.linspace(0.0, drop_path_rate, int(sum(depths)))
-    bounds = np.cumsum([0, *depths])
-    return tuple(tuple(float(r) for r in rates[s:e]) for s, e in zip(bounds[:-1], bounds[1:]))
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
+def _is_positive_int(v: Any) -> bool:
+    return _is_int(v) and v > 0
+
+
+def _is_positive_ints(seq: Any) -> bool:
+    return (
+        isinstance(seq, Sequence)
+        and not isinstance(seq, str)
+        and len(seq) > 0
+        and all(map(_is_positive_int, seq))
+    )
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
 
 
 def check_arguments(
@@ -85,104 +96,76 @@ def check_arguments(
     """Raises ValueError naming the first official SwinTransformer argument that cannot build.
 
     The signature is the official constructor's, defaults included (OFFICIAL_DEFAULTS reads it).
-
     Called at the two boundaries only (`config.validate` and `SwinTransformer`'s constructor);
     everything inside trusts its arguments.
     """
-    pair = isinstance(img_size, Sequence) and len(img_size) == 2 and all(map(_is_int, img_size))
-    if not ((_is_int(img_size) or pair) and min(to_2tuple(img_size)) > 0):
-        raise ValueError(f"img_size must be a positive int or an (h, w) pair, got {img_size!r}.")
-    for name, value in (
-        ("patch_size", patch_size),
-        ("in_chans", in_chans),
-        ("embed_dim", embed_dim),
-        ("window_size", window_size),
-    ):
-        if not (_is_int(value) and value > 0):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    if not (_is_int(num_classes) and num_classes >= 0):
-        raise ValueError(f"num_classes must be an integer >= 0 (0: no head), got {num_classes!r}.")
-    for name, seq in (("depths", depths), ("num_heads", num_heads)):
-        if isinstance(seq, str | bytes) or not isinstance(seq, Sequence) or len(seq) == 0:
-            raise ValueError(f"{name} must be a non-empty sequence of positive ints, got {seq!r}.")
-        if not all(_is_int(v) and v > 0 for v in seq):
-            raise ValueError(f"{name} must hold positive integers, got {tuple(seq)!r}.")
-    if len(depths) != len(num_heads):
-        raise ValueError(
-            f"depths {tuple(depths)} and num_heads {tuple(num_heads)} must have the same length "
-            "(one entry per stage)."
-        )
-    if not (isinstance(mlp_ratio, int | float) and mlp_ratio > 0 and int(embed_dim * mlp_ratio)):
-        raise ValueError(
-            f"mlp_ratio must be > 0 (hidden width int(dim * ratio)), got {mlp_ratio!r}."
-        )
-    if qk_scale is not None and not (isinstance(qk_scale, int | float) and qk_scale > 0):
-        raise ValueError(f"qk_scale must be None (head_dim ** -0.5) or > 0, got {qk_scale!r}.")
-    for name, rate in (
-        ("drop_rate", drop_rate),
-        ("attn_drop_rate", attn_drop_rate),
-        ("drop_path_rate", drop_path_rate),
-    ):
-        if not (isinstance(rate, int | float) and 0.0 <= rate < 1.0):
-            raise ValueError(f"{name} must lie in [0, 1), got {rate!r}.")
-    for name, flag in (("qkv_bias", qkv_bias), ("ape", ape), ("patch_norm", patch_norm)):
-        if not isinstance(flag, bool | np.bool_):
-            raise ValueError(f"{name} must be a bool, got {flag!r}.")
-
-    img = to_2tuple(img_size)
-    if img[0] % patch_size or img[1] % patch_size:
-        raise ValueError(
-            f"patch_size={patch_size} does not divide img_size={img_size}; choose a patch_size "
-            f"that divides the image (e.g. one of {_divisors(math.gcd(*img))})."
-        )
-    specs = stage_specs(
-        img_size, patch_size, embed_dim, depths, num_heads, window_size, drop_path_rate
+    given = dict(locals())  # the arguments by name, for the messages
+    img = (img_size, img_size) if not isinstance(img_size, Sequence) else tuple(img_size)
+    img_ok = len(img) == 2 and all(map(_is_positive_int, img))
+    hidden_ok = _is_positive_int(embed_dim) and _is_number(mlp_ratio) and mlp_ratio > 0
+    rules = {  # argument: (whether it can build, what it must be), in the signature's order
+        "img_size": (img_ok, "a positive int or an (h, w) pair"),
+        "patch_size": (_is_positive_int(patch_size), "a positive integer"),
+        "in_chans": (_is_positive_int(in_chans), "a positive integer"),
+        "num_classes": (_is_int(num_classes) and num_classes >= 0, "an integer >= 0 (0: no head)"),
+        "embed_dim": (_is_positive_int(embed_dim), "a positive integer"),
+        "depths": (_is_positive_ints(depths), "a non-empty sequence of positive ints"),
+        "num_heads": (_is_positive_ints(num_heads), "a non-empty sequence of positive ints"),
+        "window_size": (_is_positive_int(window_size), "a positive integer"),
+        "mlp_ratio": (
+            hidden_ok and int(embed_dim * mlp_ratio) > 0,
+            "> 0 (hidden width int(dim * ratio) > 0)",
+        ),
+        "qkv_bias": (isinstance(qkv_bias, bool | np.bool_), "a bool"),
+        "qk_scale": (
+            qk_scale is None or (_is_number(qk_scale) and qk_scale > 0),
+            "None (head_dim ** -0.5) or > 0",
+        ),
+        "drop_rate": (_is_number(drop_rate) and 0 <= drop_rate < 1, "in [0, 1)"),
+        "attn_drop_rate": (_is_number(attn_drop_rate) and 0 <= attn_drop_rate < 1, "in [0, 1)"),
+        "drop_path_rate": (_is_number(drop_path_rate) and 0 <= drop_path_rate < 1, "in [0, 1)"),
+        "ape": (isinstance(ape, bool | np.bool_), "a bool"),
+        "patch_norm": (isinstance(patch_norm, bool | np.bool_), "a bool"),
+    }
+    for name, (ok, what) in rules.items():
+        _require(ok, f"{name} must be {what}, got {given[name]!r}.")
+    _require(
+        len(depths) == len(num_heads),
+        f"depths {tuple(depths)} and num_heads {tuple(num_heads)} must have the same length "
+        "(one entry per stage).",
     )
+    _require(
+        img[0] % patch_size == 0 and img[1] % patch_size == 0,
+        f"patch_size={patch_size} does not divide img_size={img_size}; choose a patch_size "
+        f"that divides the image (e.g. one of {_divisors(math.gcd(*img))}).",
+    )
+    specs = stage_specs(img, patch_size, embed_dim, depths, num_heads, window_size, 0.0)
     for i, spec in enumerate(specs):
         (height, width), dim, heads = spec.input_resolution, spec.dim, spec.num_heads
-        if dim % heads:
-            raise ValueError(
-                f"num_heads[{i}]={heads} does not divide stage-{i} width embed_dim*2^{i}={dim}: "
-                f"choose num_heads[{i}] in {_divisors(dim)} or change embed_dim."
-            )
-        if height % spec.window_size or width % spec.window_size:
-            raise ValueError(
-                f"window_size={window_size} does not divide the stage-{i} token grid "
-                f"{height}x{width} (img_size {img_size} / patch_size {patch_size} / 2^{i}); "
-                f"choose a window_size among {_divisors(math.gcd(height, width))} or >= "
-                f"{min(height, width)} (then the window is the whole grid, as in the official code)."
-            )
-        if spec.downsample and (height % 2 or width % 2):
-            raise ValueError(
-                f"the stage-{i} token grid {height}x{width} is odd, so PatchMerging cannot "
-                f"halve it for stage {i + 1}: use fewer stages (len(depths)={len(depths)}) or "
-                "an img_size / patch_size giving a grid divisible by 2^(stages-1)."
-            )
+        _require(
+            dim % heads == 0,
+            f"num_heads[{i}]={heads} does not divide stage-{i} width embed_dim*2^{i}={dim}: "
+            f"choose num_heads[{i}] in {_divisors(dim)} or change embed_dim.",
+        )
+        _require(
+            height % spec.window_size == 0 and width % spec.window_size == 0,
+            f"window_size={window_size} does not divide the stage-{i} token grid "
+            f"{height}x{width} (img_size {img_size} / patch_size {patch_size} / 2^{i}); "
+            f"choose a window_size among {_divisors(math.gcd(height, width))} or >= "
+            f"{min(height, width)} (then the window is the whole grid, as in the official code).",
+        )
+        _require(
+            not spec.downsample or (height % 2 == 0 and width % 2 == 0),
+            f"the stage-{i} token grid {height}x{width} is odd, so PatchMerging cannot "
+            f"halve it for stage {i + 1}: use fewer stages (len(depths)={len(depths)}) or "
+            "an img_size / patch_size giving a grid divisible by 2^(stages-1).",
+        )
 
 
 # The official constructor arguments with the official defaults, read from the one signature.
 OFFICIAL_DEFAULTS: dict[str, Any] = {
     name: p.default for name, p in inspect.signature(check_arguments).parameters.items()
 }
-
-
-def official_arguments(model_config: Mapping[str, Any]) -> dict[str, Any]:
-    """A config's `model` dict as every official argument: missing names take the official
-    defaults, lists become tuples (module fields must hash); unknown names raise ValueError."""
-    args = dict(model_config.items()) if hasattr(model_config, "items") else dict(model_config)
-    unknown = sorted(set(args) - set(OFFICIAL_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"unknown model argument(s) {unknown}; the official SwinTransformer takes "
-            f"{sorted(OFFICIAL_DEFAULTS)}."
-        )
-    args = {**OFFICIAL_DEFAULTS, **args}
-    for name in ("depths", "num_heads"):
-        if isinstance(args[name], Sequence) and not isinstance(args[name], str):
-            args[name] = tuple(args[name])
-    if isinstance(args["img_size"], list):
-        args["img_size"] = tuple(args["img_size"])
-    return args
 
 
 def stage_specs(
@@ -194,13 +177,13 @@ def stage_specs(
     window_size: int,
     drop_path_rate: float,
 ) -> tuple[StageSpec, ...]:
-    """The per-stage plan of the official SwinTransformer (resolutions, windows, shifts, rates)."""
+    """The per-stage plan of the official SwinTransformer: resolutions, windows and shifts after
+    the window rule, stochastic depth rates (linear from 0 to drop_path_rate over all blocks)."""
     img = to_2tuple(img_size)
-    grid0 = (img[0] // patch_size, img[1] // patch_size)
-    rates = drop_path_rates(drop_path_rate, depths)
-    specs = []
+    rates = np.linspace(0.0, drop_path_rate, int(sum(depths))).tolist()
+    specs, start = [], 0
     for i, (depth, heads) in enumerate(zip(depths, num_heads)):
-        grid = (grid0[0] // 2**i, grid0[1] // 2**i)
+        grid = (img[0] // patch_size // 2**i, img[1] // patch_size // 2**i)
         window, shift = window_rule(grid, window_size, window_size // 2)
         specs.append(
             StageSpec(
@@ -211,7 +194,8 @@ def stage_specs(
                 window_size=window,
                 shift_size=shift,
                 downsample=i < len(depths) - 1,
-                drop_path=rates[i],
+                drop_path=tuple(rates[start : start + depth]),
             )
         )
+        start += depth
     return tuple(specs)

@@ -1,23 +1,18 @@
 """Swin Transformer in flax.linen: a port of the official model (microsoft/Swin-Transformer).
 
-The modules carry the official names and layout, so PyTorch checkpoints map one to one (see
-`convert.py`): `patch_embed/{proj,norm}`, `layers_i/blocks_j/{norm1,attn/{qkv,proj,
-relative_position_bias_table},norm2,mlp/{fc1,fc2}}`, `layers_i/downsample/{norm,reduction}` at the
-END of stage i (official layout; timm puts it at the start of stage i+1), `norm`, `head`.
+The modules carry the official names, so PyTorch checkpoints map one to one (`convert.py`):
+`patch_embed/{proj,norm}`, `layers_i/blocks_j/{norm1,attn/{qkv,proj,relative_position_bias_table},
+norm2,mlp/{fc1,fc2}}`, `layers_i/downsample/{norm,reduction}` at the END of stage i (official
+layout; timm puts it at the start of stage i+1), `norm`, `head`.
 
-Numerics follow the official code: exact GELU, LayerNorm eps 1e-5, attention mask -100 between
-shifted-window regions, relative position bias gathered with the official index, per-sample
-stochastic depth with rates linear over all blocks. Tokens travel as [B, L, C] like the official
-code; images come in NHWC. `drop_rate` means what it means in the official code (dropout after the
-patch embedding, after the attention projection and in the MLP), not timm's (before the head).
+Numerics follow the official code: exact GELU, LayerNorm eps 1e-5, mask -100 between shifted-window
+regions, per-sample stochastic depth with rates linear over all blocks. Tokens travel as [B, L, C];
+images come in NHWC. `drop_rate` is the official one (after the patch embedding, the attention
+projection and in the MLP), not timm's (before the head).
 
-Two performance options keep the model numerically identical: `scan_blocks` runs the blocks of each
-stage deeper than two blocks with `nn.scan` (params stacked on a leading axis, see
-`layout.stack_block_params` and `scans_stage`), so compile time stays flat in depth; `remat`
-recomputes each block in the backward pass to save memory.
-
-Arguments are checked once, by `SwinTransformer`'s constructor (`plan.check_arguments`); the
-modules inside trust what it passes them.
+`scan_blocks` (nn.scan over the blocks of deep stages: compile time flat in depth, see
+`scans_stage`) and `remat` (recompute each block in the backward pass) keep the numbers identical.
+Arguments are checked once, by `SwinTransformer`'s constructor (`plan.check_arguments`).
 """
 
 from __future__ import annotations
@@ -184,9 +179,8 @@ class WindowAttention(nn.Module):
 class SwinBlock(nn.Module):
     """One Swin Transformer block (official SwinTransformerBlock) on tokens [B, H*W, C].
 
-    `window_size` / `shift_size` are what the stage asks for; `window_rule` turns them into what
-    the block uses on its `input_resolution`. `drop_path_rate` given at call time overrides the
-    `drop_path` field (nn.scan passes each block's rate that way).
+    `window_rule` turns the requested window and shift into the ones used on `input_resolution`.
+    A `drop_path_rate` given at call time (nn.scan passes each block's so) overrides `drop_path`.
     """
 
     dim: int
@@ -272,13 +266,9 @@ SCAN_MIN_DEPTH = 3
 
 
 def scans_stage(depth: int, scan_blocks: bool) -> bool:
-    """Whether a stage of `depth` blocks runs them under nn.scan (params stacked under `blocks`).
-
-    Only stages of at least SCAN_MIN_DEPTH blocks do: a scan stacks every block's residuals for the
-    backward pass (zero-filled buffers, then a dynamic-update-slice per block), which for one or
-    two blocks costs more than the compile time it saves (the recipe's first stage trains ~17%
-    faster unscanned on a 2-core CPU, docs/benchmarks.md).
-    """
+    """Whether a stage of `depth` blocks runs them under nn.scan. Only stages of SCAN_MIN_DEPTH
+    or more do: a scan stacks every block's residuals for the backward pass, which for one or two
+    blocks costs more than the compile time it saves (docs/benchmarks.md)."""
     return bool(scan_blocks) and depth >= SCAN_MIN_DEPTH
 
 
@@ -287,14 +277,9 @@ def _scan_body(module: nn.Module, x: Array, deterministic: bool, rates: Array):
 
 
 class SwinStage(nn.Module):
-    """One stage (official BasicLayer): `spec.depth` blocks, then PatchMerging if `spec.downsample`.
-
-    `spec` is the stage's plan (`plan.stage_specs`: window and shift after the window rule, one
-    drop-path rate per block); odd blocks shift by `spec.shift_size`. With `scan_blocks` the blocks
-    run under nn.scan: `blocks` holds every block stacked when no block shifts, else
-    `blocks/{regular,shifted}` stacked over depth // 2 pairs plus `blocks_tail` (the last, regular
-    block) when depth is odd. Stages shallower than SCAN_MIN_DEPTH keep `blocks_j`.
-    """
+    """One stage (official BasicLayer): `spec.depth` blocks, odd ones shifted by `spec.shift_size`,
+    then PatchMerging if `spec.downsample`. With `scan_blocks` a stage that `scans_stage` runs its
+    blocks under nn.scan, params in the layout that `layout.py` describes."""
 
     spec: plan.StageSpec
     mlp_ratio: float = 4.0
@@ -433,11 +418,6 @@ class SwinTransformer(nn.Module):
         """The official constructor arguments of this model, by name."""
         return {name: getattr(self, name) for name in plan.OFFICIAL_DEFAULTS}
 
-    @property
-    def num_features(self) -> int:
-        """Width of the pooled features: embed_dim * 2^(stages - 1)."""
-        return self.embed_dim * 2 ** (len(self.depths) - 1)
-
     def stage_specs(self) -> tuple[plan.StageSpec, ...]:
         """The per-stage plan (resolution, window after the rule, shift, drop-path rates)."""
         return plan.stage_specs(
@@ -515,9 +495,16 @@ def create_model(
 ) -> SwinTransformer:
     """SwinTransformer from a config's `model` dict (official argument names, as timm's
     `create_model` takes them); missing names take the official defaults, unknown names and
-    arguments that cannot build raise ValueError."""
+    arguments that cannot build raise ValueError. Lists become tuples (module fields must hash)."""
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_config).items()}
+    unknown = sorted(set(args) - set(plan.OFFICIAL_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"unknown model argument(s) {unknown}; the official SwinTransformer takes "
+            f"{sorted(plan.OFFICIAL_DEFAULTS)}."
+        )
     return SwinTransformer(
-        **plan.official_arguments(model_config),
+        **args,
         dtype=jnp.dtype(dtype),
         param_dtype=jnp.dtype(param_dtype),
         remat=bool(remat),
