@@ -22,20 +22,17 @@ Initializer = Callable[..., Array]
 MASK_VALUE = -100.0  # the official mask value between tokens of different shifted-window regions
 
 
-def torch_trunc_normal(std: float = 0.02, a: float = -2.0, b: float = 2.0) -> Initializer:
-    """timm's `trunc_normal_(std=std, a=a, b=b)`: a normal truncated at ABSOLUTE bounds a, b.
+def torch_trunc_normal(std: float = 0.02) -> Initializer:
+    """timm's `trunc_normal_(std=std)`: a normal truncated at the ABSOLUTE bounds -2, 2.
 
-    With the official std=.02 the bounds sit at +-100 std, so this is a plain normal; it is
-    sampled as one (then clipped) because inverse-CDF sampling would put rare samples at the bounds.
+    With the official std=.02 the bounds sit at +-100 std (truncation mass < 1e-23), so it is
+    sampled as a plain normal, then clipped: inverse-CDF sampling would put rare samples at the
+    bounds.
     """
 
     def init(key: Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> Array:
-        lower, upper = a / std, b / std
-        if min(-lower, upper) > 10.0:  # truncation mass < 1e-23: identical in distribution
-            z = jax.random.normal(key, shape, jnp.float32)
-        else:
-            z = jax.random.truncated_normal(key, lower, upper, shape, jnp.float32)
-        return jnp.clip(z * std, a, b).astype(dtype)
+        z = jax.random.normal(key, shape, jnp.float32)
+        return jnp.clip(z * std, -2.0, 2.0).astype(dtype)
 
     return init
 
@@ -99,7 +96,6 @@ def shifted_window_mask(grid: Sequence[int], window: int, shift: int) -> np.ndar
 
 def drop_path(x: Array, rate: float | Array, key: Array) -> Array:
     """timm's DropPath: zero whole samples with probability `rate`, scale the kept by 1/(1-rate)."""
-    keep = 1.0 - jnp.asarray(rate, jnp.float32)
+    keep = 1.0 - jnp.asarray(rate, jnp.float32)  # > 0: rates lie in [0, 1)
     mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
-    scale = jnp.where(keep > 0, 1.0 / jnp.maximum(keep, 1e-12), 0.0)
-    return x * (mask * scale).astype(x.dtype)
+    return x * (mask / keep).astype(x.dtype)

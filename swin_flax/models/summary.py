@@ -32,14 +32,10 @@ def count_params(tree: Any) -> int:
 
 
 def summary_table(model: SwinTransformer, depth: int = 2, batch_size: int = 1) -> str:
-    """A torchinfo-like table: each module to `depth` levels, its output shape, its param count.
-
-    Shows the canonical (unscanned) layout. `nn.tabulate` cannot print these rows: it has a row
-    per module method call (`stage_specs` too), counts each module's own params only (a stage's
-    row stays empty) and draws boxed cells listing every leaf; torchinfo's rows (one per module,
-    the count of its subtree, the recipe's 33,438,100 on top) are what the README and docs compare
-    with the official model. So an interceptor records each module's first __call__ and its output
-    shape, and a small printer writes the rows.
+    """A torchinfo-like table of the canonical layout: each module to `depth` levels, its output
+    shape, the param count of its subtree, the total (what the docs compare with the official
+    model). Not `nn.tabulate`: that has a row per method call, counts a module's own params only
+    and boxes every leaf; here an interceptor records each module's first __call__ and its output.
     """
     model = model.clone(scan_blocks=False, remat=False)
     rows: dict[tuple[str, ...], list[Any]] = {}  # module path -> [type name, output shape]
