@@ -6,22 +6,12 @@ The two layouts differ only in where PatchMerging sits and how the classifier is
   layers.{i}.downsample.*  (end of i)      layers.{i+1}.downsample.*  (start of i+1)
   head.weight / head.bias                  head.fc.weight / head.fc.bias  (head.* also read)
 
-Everything else maps by name: `layers.i.blocks.j.attn.qkv.weight` <-> params
-`layers_i/blocks_j/attn/qkv/kernel`. Linear weights are transposed ([out, in] -> [in, out]), the
-patch-embedding conv goes OIHW -> HWIO, LayerNorm weight <-> scale. The buffers
-`relative_position_index` and `attn_mask` are recomputed by the model, so they are skipped on
-load; `flax_to_torch(..., model=...)` writes them for the official layout, whose model registers
-them as persistent buffers (so `load_state_dict(strict=True)` accepts the result); timm's are
-non-persistent and never written.
-
-Both directions work on the canonical (unscanned) params; for a `scan_blocks=True` model wrap them
-in `layout.stack_block_params` / `layout.unstack_block_params`. `pair_params` is the one
-key-and-shape mapping: `torch_to_flax` requires every pair to fit, `finetune.load_pretrained`
-resizes or renews the ones that do not.
-
-Files: `load_torch_file` / `save_state_dict` read and write .pth/.pt/.bin/.ckpt (needs torch),
-.safetensors (needs safetensors, not torch) and .npz (numpy only); a missing package is a
-CheckpointError saying what to install (`require_package`).
+Everything else maps by name (`layers.i.blocks.j.attn.qkv.weight` <-> `layers_i/blocks_j/attn/qkv/
+kernel`); Linear weights are transposed, the conv goes OIHW <-> HWIO, LayerNorm weight <-> scale.
+The buffers `relative_position_index` and `attn_mask` are recomputed by the model, so skipped on
+load, and written for the official layout, whose model keeps them persistent (timm's does not).
+Both directions work on canonical (unscanned) params (`layout.py`). Files: .pth/.pt/.bin/.ckpt
+(torch), .safetensors (safetensors, no torch), .npz (numpy).
 """
 
 from __future__ import annotations
@@ -59,15 +49,13 @@ def _resolve_model(model: swin.SwinTransformer | Mapping[str, Any]) -> swin.Swin
 
 
 def detect_layout(state_dict: Mapping[str, Any]) -> str:
-    """'official' or 'timm', from where PatchMerging sits (or, lacking one, the head's name)."""
-    keys = list(state_dict)
-    if any(k.startswith("layers.0.downsample.") for k in keys):
+    """'official' or 'timm', from where PatchMerging sits (or, lacking one, the head's name); one
+    stage and a plain head name everything alike in both layouts: 'official'."""
+    if any(k.startswith("layers.0.downsample.") for k in state_dict):
         return "official"
-    if any(re.match(r"layers\.\d+\.downsample\.", k) for k in keys):
+    if any(re.match(r"layers\.\d+\.downsample\.|head\.fc\.", k) for k in state_dict):
         return "timm"
-    if any(k.startswith("head.fc.") for k in keys):
-        return "timm"
-    return "official"  # one stage and a plain head: both layouts name everything alike
+    return "official"
 
 
 def resolve_layout(layout: str, state_dict: Mapping[str, Any]) -> str:
@@ -79,44 +67,23 @@ def resolve_layout(layout: str, state_dict: Mapping[str, Any]) -> str:
     return layout
 
 
-def _torch_module_name(part: str, stage_offset: int) -> str:
-    """Flax module name -> torch module name: 'layers_3' -> 'layers.{3 + stage_offset}'."""
-    m = re.fullmatch(r"(layers|blocks)_(\d+)", part)
-    if m:
-        offset = stage_offset if m.group(1) == "layers" else 0
-        return f"{m.group(1)}.{int(m.group(2)) + offset}"
-    return part
-
-
 def torch_key(path: tuple[str, ...], layout: str) -> str:
     """The PyTorch state_dict key of the Flax param at `path` (canonical layout) in `layout`."""
     *modules, leaf = path
-    # timm runs stage i's PatchMerging at the start of stage i + 1.
-    offset = 1 if layout == "timm" and "downsample" in modules else 0
-    names = [_torch_module_name(m, offset) for m in modules]
-    if layout == "timm" and names == ["head"]:
-        names = ["head", "fc"]
-    torch_leaf = {"kernel": "weight", "scale": "weight", "bias": "bias"}.get(leaf, leaf)
-    return ".".join([*names, torch_leaf])
+    names = [re.sub(r"^(layers|blocks)_(\d+)$", r"\1.\2", m) for m in modules]
+    if layout == "timm" and "downsample" in modules:  # at the start of the next stage
+        names[0] = f"layers.{int(modules[0].removeprefix('layers_')) + 1}"
+    if layout == "timm" and modules == ["head"]:
+        names.append("fc")
+    return ".".join([*names, {"kernel": "weight", "scale": "weight"}.get(leaf, leaf)])
 
 
-def _to_torch_value(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
-    """The Flax param at `path` as its PyTorch tensor (conv HWIO -> OIHW, [in, out] -> [out, in])."""
+def _torch_axes(path: tuple[str, ...], ndim: int) -> tuple[int, ...]:
+    """The transpose from the Flax param at `path` to its PyTorch tensor: conv HWIO -> OIHW,
+    Dense [in, out] -> [out, in], anything else as it is."""
     if path[-1] != "kernel":
-        return value
-    return np.transpose(value, (3, 2, 0, 1)) if value.ndim == 4 else np.transpose(value)
-
-
-def _to_flax_value(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
-    """Inverse of `_to_torch_value`: a PyTorch tensor as the Flax param at `path`."""
-    if path[-1] != "kernel":
-        return value
-    return np.transpose(value, (2, 3, 1, 0)) if value.ndim == 4 else np.transpose(value)
-
-
-def _torch_shape(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The PyTorch shape of the Flax param at `path` of `shape` (a view: nothing allocated)."""
-    return tuple(_to_torch_value(path, np.broadcast_to(np.float32(0), shape)).shape)
+        return tuple(range(ndim))
+    return (3, 2, 0, 1) if ndim == 4 else (1, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,19 +103,18 @@ class Pair:
 
     def flax_value(self) -> np.ndarray:
         """The source tensor in the Flax layout."""
-        return _to_flax_value(self.path, self.value)
+        return np.transpose(self.value, np.argsort(_torch_axes(self.path, self.value.ndim)))
 
 
 def pair_params(
     state_dict: Mapping[str, Any], target: Mapping[tuple[str, ...], Any], layout: str
 ) -> tuple[list[Pair], list[str]]:
-    """The one mapping between a state_dict and a model's params, for loading.
+    """The one mapping between a state_dict and a model's params, for loading: `torch_to_flax`
+    requires every pair to fit, `finetune.load_pretrained` resizes or renews the ones that do not.
 
-    `target`: the model's canonical params flattened ({path: array or ShapeDtypeStruct},
-    `traverse_util.flatten_dict`); `layout`: 'official' or 'timm'. Returns a `Pair` per target
-    param (in `target`'s order) and the sorted source keys no param takes (buffers left out, as
-    the model recomputes them). timm < 0.9 named the classifier `head`: read when `head.fc` is
-    absent.
+    `target`: the model's canonical params flattened ({path: array or ShapeDtypeStruct}). Returns
+    a `Pair` per target param and the sorted source keys no param takes (buffers left out).
+    timm < 0.9 named the classifier `head`: read when `head.fc` is absent.
     """
     pairs = []
     for path, leaf in target.items():
@@ -156,7 +122,8 @@ def pair_params(
         if key not in state_dict and key.startswith("head.fc."):
             key = key.replace("head.fc.", "head.", 1)
         value = np.asarray(state_dict[key]) if key in state_dict else None
-        pairs.append(Pair(path, key, _torch_shape(path, leaf.shape), value))
+        shape = tuple(leaf.shape[a] for a in _torch_axes(path, len(leaf.shape)))
+        pairs.append(Pair(path, key, shape, value))
     taken = {p.key for p in pairs}
     unused = sorted(k for k in state_dict if k not in taken and not k.endswith(BUFFER_SUFFIXES))
     return pairs, unused
@@ -167,16 +134,12 @@ def torch_to_flax(
     model: swin.SwinTransformer | Mapping[str, Any],
     layout: str = "auto",
 ) -> dict[str, Any]:
-    """A PyTorch Swin state_dict (numpy arrays) -> canonical Flax params for `model`.
-
-    `model` is a SwinTransformer or its official arguments. `layout`: 'auto' (see
-    `detect_layout`), 'official' or 'timm'. Buffers are skipped. Raises ValueError naming every
-    missing, unexpected or mis-shaped key (with expected vs found torch shapes).
-    """
+    """A PyTorch Swin state_dict (numpy arrays) -> canonical Flax params for `model` (a
+    SwinTransformer or its official arguments). `layout`: 'auto', 'official' or 'timm'. Raises
+    ValueError naming every missing, unexpected or mis-shaped key (expected vs found shapes)."""
     model = _resolve_model(model)
     layout = resolve_layout(layout, state_dict)
-    canonical = model.clone(scan_blocks=False, remat=False)
-    target = traverse_util.flatten_dict(param_shapes(canonical))
+    target = traverse_util.flatten_dict(param_shapes(model.clone(scan_blocks=False, remat=False)))
     pairs, unused = pair_params(state_dict, target, layout)
     missing = [f"{p.key} {p.shape}" for p in pairs if p.value is None]
     mismatched = [
@@ -205,11 +168,8 @@ def flax_to_torch(
     layout: str = "official",
     model: swin.SwinTransformer | Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Canonical Flax params -> a PyTorch state_dict (numpy arrays) in `layout`.
-
-    With `model` given and the official layout, also writes the official persistent buffers
-    (`relative_position_index` per block, `attn_mask` per shifted block).
-    """
+    """Canonical Flax params -> a PyTorch state_dict (numpy arrays) in `layout`; with `model`
+    given and the official layout, the official persistent buffers too (`official_buffers`)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
     flat = traverse_util.flatten_dict(dict(params))
@@ -220,7 +180,8 @@ def flax_to_torch(
             "(layout.unstack_block_params(params, model) first)."
         )
     out = {
-        torch_key(p, layout): np.array(_to_torch_value(p, np.asarray(v))) for p, v in flat.items()
+        torch_key(p, layout): np.array(np.transpose(np.asarray(v), _torch_axes(p, np.ndim(v))))
+        for p, v in flat.items()
     }
     if model is not None and layout == "official":
         out.update(official_buffers(_resolve_model(model)))
