@@ -1,25 +1,19 @@
 """Starting a run from a pretrained PyTorch Swin: load what fits, resize what can be, report the rest.
 
-`load_pretrained(source, model, params)` maps an official (microsoft/Swin-Transformer, `{'model': sd}`)
-or timm checkpoint onto the freshly initialised params of `model` through `models/convert.py`:
-
-- tensors whose shapes agree are copied (patch embedding, blocks, PatchMerging, norms);
-- relative-position-bias tables of another window are resized per head on the (2W-1)^2 offset grid:
-  'bicubic' (default) is the official Swin's `load_pretrained` (torch `F.interpolate(mode='bicubic')`,
-  align_corners=False); 'geometric' is timm's `resize_rel_pos_bias_table` (BEiT's geometric offset
-  spacing, linear interpolation), which timm's swin `checkpoint_filter_fn` applies. Both keep the bias
-  of the zero offset; 'geometric' also keeps offsets +-1;
-- `absolute_pos_embed` (ape=True) of another token grid is resized bicubically (official code);
-- the classifier is left at its fresh init (a new head for the target classes) unless `load_head` and
-  the shapes agree; the final norm too when the target has fewer stages than the source (its width
-  differs); source tensors with no place in the target (a 4th stage, the old head) are skipped.
-
-Anything else that does not fit (another embed_dim, patch size or head count; a target deeper than the
-source) is a ValueError naming the key. The report (`LoadReport`) is logged and returned.
+`load_pretrained` maps an official (microsoft/Swin-Transformer) or timm checkpoint onto a model's fresh
+params through `convert.pair_params`. Tensors whose shapes agree are copied. Relative position bias
+tables of another window are resized per head on their (2W-1)^2 offset grid: 'bicubic' as the
+official `load_pretrained` (torch F.interpolate bicubic, align_corners=False), 'geometric' as timm's
+`resize_rel_pos_bias_table` (BEiT's geometric offset spacing, linear interpolation), both keeping the
+zero offset's bias; `absolute_pos_embed` of another grid is resized bicubically (official code). The
+head stays new unless `load_head` and it fits, the final norm too when the target has fewer stages;
+source tensors with no place (a 4th stage, the old head) are skipped. Anything else that does not fit
+(another embed_dim, patch size or head count; a deeper target) is a ValueError naming the key.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
@@ -27,13 +21,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import traverse_util
 
-from swin_flax.models import convert, plan, swin
+from swin_flax.models import convert, swin
 from swin_flax.models import layout as scan_layout
 
 BIAS_RESIZE_METHODS = ("bicubic", "geometric")
@@ -61,11 +54,10 @@ class LoadReport:
         ]
         lines += [f"  resized {p}: {src} -> {dst}" for p, src, dst in self.resized]
         lines += [f"  new (fresh init) {p}" for p in self.new]
-        groups: dict[str, int] = {}
-        for key in self.skipped:
-            m = re.match(r"(layers\.\d+(?:\.downsample)?)\.", key)
-            group = m.group(1) if m else key.split(".")[0]
-            groups[group] = groups.get(group, 0) + 1
+        groups = collections.Counter(
+            m[1] if (m := re.match(r"(layers\.\d+(?:\.downsample)?)\.", key)) else key.split(".")[0]
+            for key in self.skipped
+        )
         lines += [f"  skipped {g}.* ({n} tensors)" for g, n in groups.items()]
         return "\n".join(lines)
 
@@ -100,49 +92,47 @@ def bicubic_matrix(size_in: int, size_out: int) -> np.ndarray:
     return w
 
 
-def _geometric_positions(src: int, dst: int) -> np.ndarray:
-    """BEiT's source offsets: spacing grows geometrically (ratio q) so the table spans dst's range."""
+def geometric_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """[size_out, size_in] matrix of timm's resize_rel_pos_bias_table along one axis: the source
+    offsets spaced geometrically (BEiT: ratio q, so the table spans the target's range), linearly
+    interpolated at the integer target offsets (edge clamp)."""
     left, right = 1.01, 1.5
     while right - left > 1e-6:
         q = (left + right) / 2.0
-        if (1.0 - q ** (src // 2)) / (1.0 - q) > dst // 2:
+        if (1.0 - q ** (size_in // 2)) / (1.0 - q) > size_out // 2:
             right = q
         else:
             left = q
     dis, cur = [], 1.0
-    for i in range(src // 2):
+    for i in range(size_in // 2):
         dis.append(cur)
         cur += q ** (i + 1)
-    return np.array([-d for d in reversed(dis)] + [0.0] + dis)
-
-
-def geometric_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """[size_out, size_in] matrix of timm's resize_rel_pos_bias_table along one axis: linear
-    interpolation from the geometric source offsets to the integer target offsets (edge clamp)."""
-    positions = _geometric_positions(size_in, size_out)
+    positions = np.array([-d for d in reversed(dis)] + [0.0] + dis)
     half = size_out // 2
     targets = np.arange(-half, half + 0.1, 1.0)
     eye = np.eye(size_in)
     return np.stack([np.interp(targets, positions, eye[k]) for k in range(size_in)], axis=1)
 
 
-def resize_bias_table(table: np.ndarray, window: int | Sequence[int], method: str = "bicubic"):
-    """A [(2W-1)^2, heads] relative-position-bias table (square source window) -> the table of
-    `window` (int or (h, w)), each head resized on its (2W-1) x (2W-1) offset grid. `method` is
-    one of BIAS_RESIZE_METHODS (`load_pretrained` checks it)."""
+def _resize_grid(grid: np.ndarray, out: tuple[int, int], matrix) -> np.ndarray:
+    """[h, w, C] -> [out_h, out_w, C] through the separable 1-D resize `matrix(size_in, size_out)`,
+    in float64."""
+    rows, cols = matrix(grid.shape[0], out[0]), matrix(grid.shape[1], out[1])
+    return np.einsum("ij,jkc,lk->ilc", rows, np.asarray(grid, np.float64), cols)
+
+
+def resize_bias_table(table: np.ndarray, window: int, method: str = "bicubic") -> np.ndarray:
+    """A [(2W-1)^2, heads] relative-position-bias table -> the table of `window`, each head
+    resized on its (2W-1) x (2W-1) offset grid. `method`: one of BIAS_RESIZE_METHODS."""
     n, heads = table.shape
     side = math.isqrt(n)
     if side * side != n or side % 2 == 0:
         raise ValueError(f"a bias table of {n} rows is not the (2W-1)^2 grid of a square window.")
-    wh, ww = plan.to_2tuple(window)
-    out_h, out_w = 2 * wh - 1, 2 * ww - 1
-    if (out_h, out_w) == (side, side):
+    if 2 * window - 1 == side:
         return np.asarray(table)
     matrix = {"bicubic": bicubic_matrix, "geometric": geometric_matrix}[method]
-    my, mx = matrix(side, out_h), matrix(side, out_w)
-    grid = np.asarray(table, np.float64).T.reshape(heads, side, side)
-    out = np.einsum("ij,hjk,lk->hil", my, grid, mx)
-    return out.reshape(heads, out_h * out_w).T.astype(table.dtype)
+    resized = _resize_grid(np.reshape(table, (side, side, heads)), (2 * window - 1,) * 2, matrix)
+    return resized.reshape(-1, heads).astype(table.dtype)
 
 
 def resize_pos_embed(embed: np.ndarray, grid: Sequence[int]) -> np.ndarray:
@@ -152,34 +142,13 @@ def resize_pos_embed(embed: np.ndarray, grid: Sequence[int]) -> np.ndarray:
     side = math.isqrt(n)
     if side * side != n:
         raise ValueError(f"absolute_pos_embed of {n} tokens is not a square grid.")
-    h, w = grid
-    x = np.asarray(embed, np.float64).reshape(side, side, c)
-    out = np.einsum("ij,jkc,lk->ilc", bicubic_matrix(side, h), x, bicubic_matrix(side, w))
-    return out.reshape(1, h * w, c).astype(embed.dtype)
+    resized = _resize_grid(np.reshape(embed, (side, side, c)), tuple(grid), bicubic_matrix)
+    return resized.reshape(1, -1, c).astype(embed.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------
-
-
-def _source_stages(state_dict: Mapping[str, Any]) -> int:
-    ids = [int(m.group(1)) for k in state_dict if (m := re.match(r"layers\.(\d+)\.blocks\.", k))]
-    return max(ids) + 1 if ids else 0
-
-
-def _read_state_dict(source: str | os.PathLike | Mapping[str, Any], weights_only: bool):
-    """(a name for messages, the state_dict as numpy arrays) of a path or a state_dict."""
-    if isinstance(source, Mapping):
-        return "state_dict", dict(source)
-    name = os.fspath(source)
-    if not os.path.isfile(name):
-        raise FileNotFoundError(
-            f"pretrained checkpoint {name} does not exist: give the path of an official .pth "
-            "(e.g. swin_tiny_patch4_window7_224.pth), a timm .safetensors / .pth file or an .npz "
-            "of the state_dict."
-        )
-    return name, convert.load_torch_file(name, weights_only=weights_only)
 
 
 def load_pretrained(
@@ -203,12 +172,23 @@ def load_pretrained(
     """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
-    name, state = _read_state_dict(source, weights_only)
+    if isinstance(source, Mapping):
+        name, state = "state_dict", dict(source)
+    else:
+        name = os.fspath(source)
+        if not os.path.isfile(name):
+            raise FileNotFoundError(
+                f"pretrained checkpoint {name} does not exist: give the path of an official .pth "
+                "(e.g. swin_tiny_patch4_window7_224.pth), a timm .safetensors / .pth file or an "
+                ".npz of the state_dict."
+            )
+        state = convert.load_torch_file(name, weights_only=weights_only)
     layout = convert.resolve_layout(layout, state)
     init = scan_layout.unstack_block_params(params, model) if model.scan_blocks else params
     target = traverse_util.flatten_dict(dict(init))
     pairs, skipped = convert.pair_params(state, target, layout)
-    fewer_stages = len(model.depths) < _source_stages(state)
+    stages = [int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.blocks\.", k))]
+    fewer_stages = len(model.depths) < max(stages, default=-1) + 1
 
     out, loaded, resized, new, errors = {}, [], [], [], []
     for pair in pairs:
@@ -256,15 +236,4 @@ def load_pretrained(
     )
     if model.scan_blocks:
         result = scan_layout.stack_block_params(result, model)
-    return jax.tree.map(jnp.asarray, result), report
-
-
-__all__ = [
-    "BIAS_RESIZE_METHODS",
-    "LoadReport",
-    "bicubic_matrix",
-    "geometric_matrix",
-    "load_pretrained",
-    "resize_bias_table",
-    "resize_pos_embed",
-]
+    return result, report
