@@ -36,10 +36,8 @@ def to_2tuple(value: int | Sequence[int]) -> tuple[int, int]:
 
 
 def window_rule(grid: Sequence[int], window_size: int, shift_size: int) -> tuple[int, int]:
-    """The official rule, in one place: the (window, shift) a block really uses on `grid`.
-
-    If min(grid) <= window_size the window becomes the whole grid and the shift 0.
-    """
+    """The official rule, in one place: the (window, shift) a block uses on `grid`; a grid no
+    larger than the window makes the window the whole grid and the shift 0."""
     if min(grid) <= window_size:
         return int(min(grid)), 0
     return int(window_size), int(shift_size)
@@ -54,12 +52,7 @@ def _is_positive_int(v: Any) -> bool:
 
 
 def _is_positive_ints(seq: Any) -> bool:
-    return (
-        isinstance(seq, Sequence)
-        and not isinstance(seq, str)
-        and len(seq) > 0
-        and all(map(_is_positive_int, seq))
-    )
+    return isinstance(seq, tuple | list) and len(seq) > 0 and all(map(_is_positive_int, seq))
 
 
 def _is_number(v: Any) -> bool:
@@ -96,8 +89,7 @@ def check_arguments(
     """Raises ValueError naming the first official SwinTransformer argument that cannot build.
 
     The signature is the official constructor's, defaults included (OFFICIAL_DEFAULTS reads it).
-    Called at the two boundaries only (`config.validate` and `SwinTransformer`'s constructor);
-    everything inside trusts its arguments.
+    Called by `config.validate` and `SwinTransformer`'s constructor; everything inside trusts them.
     """
     given = dict(locals())  # the arguments by name, for the messages
     img = (img_size, img_size) if not isinstance(img_size, Sequence) else tuple(img_size)

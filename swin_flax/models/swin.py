@@ -468,7 +468,7 @@ class SwinTransformer(nn.Module):
             self.head = _linear(self.num_classes, **kw)
 
     def forward_features(self, x: Array, deterministic: bool = True) -> Array:
-        """Images [B, H, W, C] -> pooled features [B, num_features] (official forward_features)."""
+        """Images [B, H, W, C] -> pooled features [B, embed_dim * 2^(stages - 1)] (official)."""
         x = self.patch_embed(x)
         if self.ape:
             x = x + self.absolute_pos_embed.astype(x.dtype)
