@@ -19,8 +19,6 @@ from typing import Any, NoReturn
 from swin_flax import errors
 from swin_flax.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
 
 def _exit_saying(kind: str, message: str, status: int) -> NoReturn:
     print("\n" + textwrap.fill(f"{kind}: {message}", width=100) + "\n", file=sys.stderr, flush=True)
@@ -54,7 +52,7 @@ def start() -> None:
 def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     """absl's flag parsing, a bad flag, config override or stray argument ending in one paragraph
     and exit status 2 instead of a traceback or a usage dump; then the console is set up."""
-    from absl import flags  # noqa: PLC0415
+    from absl import flags, logging  # noqa: PLC0415
 
     program = os.path.basename(argv[0])
     _exit_if_a_config_file_is_missing(flags.FLAGS, argv)
@@ -90,7 +88,13 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
             f"`{program} --helpshort`)."
         )
-    quiet_console(explicit_verbosity=flags.FLAGS["verbosity"].present)
+    if not flags.FLAGS["verbosity"].present:
+        # The project's own INFO lines, short, and every library's warnings; other libraries' INFO
+        # lines (orbax's thread joins, JAX's backend probing) only when --verbosity is given (0: INFO,
+        # 1: DEBUG), which also keeps absl's full line format.
+        logging.set_verbosity(logging.INFO)
+        logging.get_absl_handler().addFilter(_ProjectLines())
+        logging.get_absl_handler().setFormatter(_ShortFormat())
     return rest
 
 
@@ -139,11 +143,9 @@ def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseExce
 
 class _ProjectLines(py_logging.Filter):
     """Keeps warnings and errors of every library, and INFO lines only from this project's code
-    (the package and the running script)."""
+    (the package and the running script, which imports this module first)."""
 
-    def __init__(self):
-        super().__init__()
-        self.roots = (_PACKAGE_DIR, os.path.dirname(os.path.abspath(sys.argv[0] or ".")))
+    roots = tuple(os.path.dirname(os.path.abspath(p)) for p in (__file__, sys.argv[0] or "."))
 
     def filter(self, record: py_logging.LogRecord) -> bool:
         return record.levelno >= py_logging.WARNING or record.pathname.startswith(self.roots)
@@ -155,20 +157,6 @@ class _ShortFormat(py_logging.Formatter):
     def format(self, record: py_logging.LogRecord) -> str:
         level = "" if record.levelno < py_logging.WARNING else f"{record.levelname}: "
         return f"{self.formatTime(record, '%H:%M:%S')} {level}{record.getMessage()}"
-
-
-def quiet_console(explicit_verbosity: bool) -> None:
-    """The project's own INFO lines, short, and every library's warnings; other libraries' INFO
-    lines (orbax's thread joins, JAX's backend probing) only when --verbosity is given (0: INFO,
-    1: DEBUG), which also restores absl's full line format."""
-    from absl import logging  # noqa: PLC0415
-
-    if explicit_verbosity:
-        return
-    logging.set_verbosity(logging.INFO)
-    handler = logging.get_absl_handler()
-    handler.addFilter(_ProjectLines())
-    handler.setFormatter(_ShortFormat())
 
 
 def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None:

@@ -257,16 +257,14 @@ def confusion_image(
 
     white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
     grey = (200, 200, 200) if few else None  # small cells: the colour, not the lines
-    for t in range(n):
-        for p in range(n):
-            f = fractions[t, p]
-            colour = tuple(int(round(c)) for c in white + f * (blue - white))
-            x, y = left + p * cell, top + t * cell
-            draw.rectangle([x, y, x + cell, y + cell], fill=colour, outline=grey)
-            if few and confusion[t, p] > 0:
-                ink = "white" if f > 0.5 else "black"
-                xy = (x + cell / 2, y + cell / 2)
-                draw.text(xy, f"{100 * f:.0f}", fill=ink, font=font, anchor="mm")
+    for (t, p), f in np.ndenumerate(fractions):
+        colour = tuple(int(round(c)) for c in white + f * (blue - white))
+        x, y = left + p * cell, top + t * cell
+        draw.rectangle([x, y, x + cell, y + cell], fill=colour, outline=grey)
+        if few and confusion[t, p] > 0:
+            ink = "white" if f > 0.5 else "black"
+            xy = (x + cell / 2, y + cell / 2)
+            draw.text(xy, f"{100 * f:.0f}", fill=ink, font=font, anchor="mm")
     centre = lambda i: int(i * cell + cell / 2)
     for i, s in labels.items():
         draw.text((left - pad, top + centre(i)), s, fill="black", font=font, anchor="rm")
