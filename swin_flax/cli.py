@@ -129,11 +129,8 @@ def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseExce
     for err in reversed(chain):  # the innermost first: the config file's own exception
         if isinstance(err, SyntaxError) and err.filename and os.path.abspath(err.filename) in paths:
             return f"{err.filename} line {err.lineno}", err
-        frames = [
-            f
-            for f in traceback.extract_tb(err.__traceback__)
-            if os.path.abspath(f.filename) in paths
-        ]
+        frames = traceback.extract_tb(err.__traceback__)
+        frames = [f for f in frames if os.path.abspath(f.filename) in paths]
         if frames:
             return f"{frames[-1].filename} line {frames[-1].lineno}", err
     if isinstance(e, AttributeError) and "get_config" in str(e) and paths:
