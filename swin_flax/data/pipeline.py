@@ -2,23 +2,20 @@
 
 Order and randomness are functions of (seed, epoch, position) only, never of run history:
   - epoch e's order is a permutation keyed by (seed, e) (TF's stateless index_shuffle): position
-    p of the epoch holds example order(p). Global batch s is positions [s*G, (s+1)*G); host h
-    takes the slice [h*G/P, (h+1)*G/P) of it, and local device d the d-th per-device block;
-  - the last partial global batch of an epoch is dropped (training);
-  - the example at position p gets RandAugment seed (key(seed, e), p): the same for any number
-    of hosts;
-  - host h's batch of step s gets CutMix/Mixup seed (key(seed, e), s * P + h): one lambda per
-    host batch;
-  - `start_step` skips the first global batches of the first epoch exactly, so a run resumed
-    mid-epoch sees what an uninterrupted one would.
+    p holds example order(p). Global batch s is positions [s*G, (s+1)*G); host h takes the slice
+    [h*G/P, (h+1)*G/P) of it, local device d the d-th per-device block. The last partial global
+    batch of an epoch is dropped;
+  - the example at position p gets RandAugment seed (key(seed, e), p), for any number of hosts;
+  - host h's batch of step s gets CutMix/Mixup seed (key(seed, e), s * P + h);
+  - `start_step` skips the first global batches of the first epoch exactly (a resumed run sees
+    what an uninterrupted one would).
 Evaluation visits every example once, in order; the last global batch is padded with zero images
 and `mask` 0, so all hosts run the same number of batches.
 
-Transforms (torchvision's order): [RandAugment on uint8] -> float -> [bilinear resize to image_size]
--> /255 -> (x - mean) / std -> [CutMix/Mixup per host batch]. Every map works on a whole host
-batch with vectorised ops. A training dataset may span several epochs (`num_epochs`): building
-one costs a second or two (TF optimises the RandAugment graph for each new dataset), which a
-single dataset for the whole run pays once.
+Transforms (torchvision's order), vectorised over a host batch: [RandAugment on uint8] -> float ->
+[bilinear resize to image_size] -> /255 -> (x - mean) / std -> [CutMix/Mixup per host batch].
+A training dataset may span several epochs (`num_epochs`): TF optimises the RandAugment graph for
+each new dataset (a second or two), which one dataset for the whole run pays once.
 """
 
 from __future__ import annotations
@@ -58,17 +55,15 @@ def eval_steps(num_examples: int, global_batch_size: int) -> int:
     return -(-num_examples // global_batch_size)
 
 
-def split_batch(
-    global_batch_size: int, process_count: int, local_device_count: int
-) -> tuple[int, int]:
-    """(host batch, per-device batch) of a global batch. That it divides over the devices is
-    config.validate's rule (batch_size and eval_batch_size against the device count)."""
-    shards = process_count * local_device_count
-    assert global_batch_size > 0 and global_batch_size % shards == 0, (
-        f"global batch size {global_batch_size} does not split over {process_count} host(s) "
-        f"x {local_device_count} local device(s)"
+def _host_batch(global_bs: int, index: int, count: int, local_devices: int) -> tuple[int, int]:
+    """(host batch, per-device batch). That the batch divides over the devices is config.validate's
+    rule (batch_size and eval_batch_size against the device count)."""
+    assert global_bs > 0 and global_bs % (count * local_devices) == 0, (
+        f"global batch size {global_bs} does not split over {count} host(s) x {local_devices} "
+        "local device(s)"
     )
-    return global_batch_size // process_count, global_batch_size // shards
+    assert 0 <= index < count, f"process_index={index} is outside [0, {count})"
+    return global_bs // count, global_bs // (count * local_devices)
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
@@ -111,9 +106,10 @@ def train_dataset(
     randaugment: a timm config string ('rand-m9-mstd0.5') or '' for none.
     """
     tf_cpu_only()
-    host_bs, dev_bs = split_batch(global_batch_size, process_count, local_device_count)
+    host_bs, dev_bs = _host_batch(
+        global_batch_size, process_index, process_count, local_device_count
+    )
     n_steps = steps_per_epoch(len(labels), global_batch_size)
-    _assert_layout(images, labels, process_index, process_count)
     assert num_epochs > 0 and 0 <= start_step <= n_steps, (
         f"start_step={start_step}, {n_steps} steps"
     )
@@ -146,8 +142,7 @@ def train_dataset(
         return {k: _per_device(v, local_device_count, dev_bs) for k, v in out.items()}
 
     ds = tf.data.Dataset.from_tensor_slices((epochs, steps))
-    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(prefetch).with_options(_options())
+    return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(prefetch)
 
 
 @functools.lru_cache(maxsize=8)
@@ -183,7 +178,9 @@ def _train_transform(
         if ra_params is not None:
             key = _stream_key(seed, epoch, _AUGMENT)
             seeds = tf.stack([tf.fill(tf.shape(positions), key), positions], 1)
-            images = _rand_augment(source_hw, ra_params, img_mean, translate_const)(images, seeds)
+            images = ra.rand_augment_batch(
+                images, seeds, ra_params, img_mean=img_mean, translate_const=translate_const
+            )
         x = to_model_input(images, image_size, mean, std)
         mix_seed = tf.stack([_stream_key(seed, epoch, _MIX), step * process_count + process_index])
         x, target, _ = mix_lib.mix_batch(x, labels, mix_seed, mix_cfg)
@@ -224,8 +221,9 @@ def eval_dataset(
     (1 for a real example, 0 for padding). Every host yields eval_steps(N, global) batches.
     """
     tf_cpu_only()
-    host_bs, dev_bs = split_batch(global_batch_size, process_count, local_device_count)
-    _assert_layout(images, labels, process_index, process_count)
+    host_bs, dev_bs = _host_batch(
+        global_batch_size, process_index, process_count, local_device_count
+    )
     n = len(labels)
     n_steps = eval_steps(n, global_batch_size)
     positions = np.arange(n_steps * global_batch_size, dtype=np.int64)
@@ -235,31 +233,14 @@ def eval_dataset(
     host_images = images[index]  # [steps, host_bs, h, w, 3]
     host_images[~real] = 0
     host_labels = np.where(real, labels[index], 0).astype(np.int32)
-    transform = _eval_transform(
-        images.shape[1:3],
-        int(image_size),
-        tuple(float(v) for v in normalize_mean),
-        tuple(float(v) for v in normalize_std),
-    )
     shard = lambda x: _per_device(x, local_device_count, dev_bs)
 
     def batch(image, label, mask):
-        return {"image": shard(transform(image)), "label": shard(label), "mask": shard(mask)}
+        x = to_model_input(image, image_size, normalize_mean, normalize_std)
+        return {"image": shard(x), "label": shard(label), "mask": shard(mask)}
 
     ds = tf.data.Dataset.from_tensor_slices((host_images, host_labels, real.astype(np.float32)))
-    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(prefetch).with_options(_options())
-
-
-@functools.lru_cache(maxsize=8)
-def _eval_transform(
-    source_hw: tuple[int, int], image_size: int, mean: tuple[float, ...], std: tuple[float, ...]
-) -> tf.types.experimental.PolymorphicFunction:
-    h, w = source_hw
-    return tf.function(
-        lambda images: to_model_input(images, image_size, mean, std),
-        input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)],
-    )
+    return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(prefetch)
 
 
 def to_model_input(
@@ -283,34 +264,8 @@ def to_model_input(
     return x
 
 
-@functools.lru_cache(maxsize=8)
-def _rand_augment(
-    source_hw: tuple[int, int], ra_params, img_mean: tuple[int, ...], translate_const: float
-) -> tf.types.experimental.PolymorphicFunction:
-    """Batched RandAugment as its own traced function, shared by every transform that uses it
-    (tracing its graph is the slow part of building a pipeline)."""
-    h, w = source_hw
-    return tf.function(
-        lambda images, seeds: ra.rand_augment_batch(
-            images, seeds, ra_params, img_mean=img_mean, translate_const=translate_const
-        ),
-        input_signature=[
-            tf.TensorSpec([None, h, w, 3], tf.uint8),
-            tf.TensorSpec([None, 2], tf.int64),
-        ],
-    )
-
-
 def _per_device(x: tf.Tensor, devices: int, per_device: int) -> tf.Tensor:
     return tf.reshape(x, [devices, per_device, *x.shape[1:]])
-
-
-def _options() -> tf.data.Options:
-    opts = tf.data.Options()
-    opts.deterministic = True
-    opts.autotune.enabled = True
-    opts.experimental_optimization.map_parallelization = True
-    return opts
 
 
 def tf_cpu_only() -> None:
@@ -318,10 +273,3 @@ def tf_cpu_only() -> None:
     for kind in ("GPU", "TPU"):
         with contextlib.suppress(RuntimeError, ValueError):
             tf.config.set_visible_devices([], kind)
-
-
-def _assert_layout(images: np.ndarray, labels: np.ndarray, index: int, count: int) -> None:
-    """The caller's side of the contract: what sources return, and a host within the count."""
-    assert images.dtype == np.uint8 and images.ndim == 4 and images.shape[-1] == 3, images.shape
-    assert labels.shape == (len(images),), (labels.shape, images.shape)
-    assert 0 <= index < count, f"process_index={index} is outside [0, {count})"
