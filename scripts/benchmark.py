@@ -104,11 +104,11 @@ def add_floor(out: dict[str, Any], side: str, config, batch: int, train: bool) -
 def run_jax_train(config, batch: int, num_steps: int) -> dict[str, Any]:
     import jax  # noqa: PLC0415
 
-    _, state, p_train_step, _, device_batch = measure.build_jax(config, batch)
+    _, state, p_train_step, _, device_batch, dropout_keys = measure.build_jax(config, batch)
     holder = {"state": state}
 
     def step():
-        holder["state"], metrics, _ = p_train_step(holder["state"], device_batch)
+        holder["state"], metrics = p_train_step(holder["state"], device_batch, dropout_keys)
         jax.block_until_ready((holder["state"].params, metrics))
 
     out = measure.summarise(batch, *measure.time_steps(step, num_steps))
@@ -122,7 +122,7 @@ def run_jax_train(config, batch: int, num_steps: int) -> dict[str, Any]:
 def run_jax_eval(config, batch: int, num_steps: int) -> dict[str, Any]:
     import jax  # noqa: PLC0415
 
-    _, state, _, p_eval_step, device_batch = measure.build_jax(config, batch)
+    _, state, _, p_eval_step, device_batch, _ = measure.build_jax(config, batch)
 
     def step():
         jax.block_until_ready(p_eval_step(state.params, device_batch))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from swin_flax import optim, steps
@@ -29,12 +30,12 @@ def model_from_config(config: ml_collections.ConfigDict) -> swin.SwinTransformer
     )
 
 
-def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):
-    return optim.learning_rate_schedule(
+def learning_rate_table(config: ml_collections.ConfigDict, steps_per_epoch: int):
+    """(table, steps per entry) of the config's schedule: `optim.learning_rate_table`."""
+    return optim.learning_rate_table(
         schedule=config.schedule,
         learning_rate=config.learning_rate,
         steps_per_epoch=steps_per_epoch,
-        num_epochs=config.num_epochs,
         warmup_epochs=config.warmup_epochs,
         warmup_lr_init=config.warmup_lr_init,
         lr_min=config.lr_min,
@@ -43,28 +44,55 @@ def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: 
     )
 
 
+def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):
+    return optim.table_schedule(*learning_rate_table(config, steps_per_epoch))
+
+
 def create_optimizer(
-    config: ml_collections.ConfigDict, learning_rate_fn
+    config: ml_collections.ConfigDict, steps_per_epoch: int, in_state: bool = False
 ) -> optax.GradientTransformation:
-    return optim.create_optimizer(
-        learning_rate_fn=learning_rate_fn,
-        b1=config.b1,
-        b2=config.b2,
-        eps=config.eps,
-        weight_decay=config.weight_decay,
-        weight_decay_exempt=config.weight_decay_exempt,
-        grad_clip_norm=config.grad_clip_norm,
-        layer_decay=config.layer_decay,
-        depths=tuple(config.model.depths),
-    )
+    """The config's AdamW. `in_state`: the schedule's table and the weight decay are arrays in the
+    optimiser state (optax.inject_hyperparams), which a sweep sets per run (`run_hyperparams`)."""
+    table, per_entry = learning_rate_table(config, steps_per_epoch)
+
+    def adamw(lr_table, weight_decay):
+        return optim.create_optimizer(
+            learning_rate_fn=optim.table_schedule(lr_table, per_entry),
+            b1=config.b1,
+            b2=config.b2,
+            eps=config.eps,
+            weight_decay=weight_decay,
+            weight_decay_exempt=config.weight_decay_exempt,
+            grad_clip_norm=config.grad_clip_norm,
+            layer_decay=config.layer_decay,
+            depths=tuple(config.model.depths),
+        )
+
+    if in_state:
+        adamw = optax.inject_hyperparams(adamw)
+    return adamw(table, config.weight_decay)
 
 
-def pmap_train_step(dropout_key: jax.Array, learning_rate_fn) -> Callable:
-    """steps.train_step under jax.pmap over the local devices, the state's buffers donated."""
-    return jax.pmap(
-        functools.partial(
-            steps.train_step, dropout_key=dropout_key, learning_rate_fn=learning_rate_fn
-        ),
-        axis_name=steps.AXIS,
-        donate_argnums=(0,),
-    )
+def run_hyperparams(run_configs, steps_per_epoch: int) -> dict[str, np.ndarray]:
+    """The `in_state` optimiser's hyper-parameters of each run, stacked on a leading run axis."""
+    tables = [learning_rate_table(c, steps_per_epoch)[0] for c in run_configs]
+    decays = [c.weight_decay for c in run_configs]
+    return {"lr_table": np.stack(tables), "weight_decay": np.array(decays, np.float32)}
+
+
+def pmap_train_step(num_runs: int = 1, per_run_data: bool = False) -> Callable:
+    """steps.train_step under jax.pmap over the local devices, the state's buffers donated; the
+    dropout key (one per run) is the same on every device. For several runs it is vmapped over
+    the state's and keys' leading run axis, the batch shared unless `per_run_data`."""
+    step = steps.train_step
+    if num_runs > 1:
+        step = jax.vmap(step, in_axes=(0, 0 if per_run_data else None, 0))
+    return jax.pmap(step, axis_name=steps.AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
+
+
+def pmap_eval_step(apply_fn: Callable, num_runs: int = 1) -> Callable:
+    """steps.eval_step under jax.pmap; for several runs vmapped over the params' run axis."""
+    step = functools.partial(steps.eval_step, apply_fn=apply_fn)
+    if num_runs > 1:
+        step = jax.vmap(step, in_axes=(0, None))
+    return jax.pmap(step, axis_name=steps.AXIS)

@@ -6,6 +6,7 @@ at the entry point, so a bad value fails in seconds with a message naming the fi
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -15,11 +16,24 @@ from ml_collections import config_dict
 
 from swin_flax.errors import ConfigError
 
+SWEEPABLE = ("learning_rate", "weight_decay", "warmup_lr_init", "lr_min")
+
 
 def default_config() -> ml_collections.ConfigDict:
     """All fields with the defaults of the PyTorch originals (torch.optim.AdamW, official Swin)."""
     c = ml_collections.ConfigDict()
-    c.seed = 0
+    c.seed = (
+        0  # model initialisation and dropout / stochastic depth; run k of num_runs uses seed + k
+    )
+    # Data order, RandAugment and mixing draws; None: `seed`. Shared by every run unless per_run_data.
+    c.data_seed = config_dict.placeholder(int)
+
+    # Many runs in one process (vmapped over a leading run axis): num_runs seeds, each crossed with
+    # every combination of the sweep's values. Only the optimiser's numbers can be swept: anything
+    # that changes a shape (model, batch) needs a process of its own.
+    c.num_runs = 1
+    c.sweep = ml_collections.ConfigDict({f: () for f in SWEEPABLE})
+    c.per_run_data = False  # True: run k reads its own stream (data_seed + k): N input pipelines
 
     # Data: source, preprocessing, augmentation.
     c.dataset = "cifar10"  # 'cifar10' | 'cifar100' | 'synthetic'
@@ -115,6 +129,39 @@ SCHEDULES = ("constant", "cosine_epoch", "cosine_step")
 DTYPES = ("float32", "bfloat16")
 
 
+def run_grid(c: ml_collections.ConfigDict) -> list[dict[str, Any]]:
+    """Each run's own field values, in run order: every combination of the swept values (the first
+    swept field varying slowest), each for seeds seed, seed + 1, ... seed + num_runs - 1, with the
+    shared data seed (or, with per_run_data, data seed + k for seed index k)."""
+    swept = [(f, c.sweep[f]) for f in SWEEPABLE if c.sweep[f]]
+    grid = [{}]
+    for field, values in swept:
+        grid = [{**point, field: v} for point in grid for v in values]
+    data = data_seed(c)
+    return [
+        {**point, "seed": c.seed + k, "data_seed": data + k if c.per_run_data else data}
+        for point in grid
+        for k in range(c.num_runs)
+    ]
+
+
+def data_seed(c: ml_collections.ConfigDict) -> int:
+    """The seed of the data order and augmentation draws: config.data_seed, else config.seed."""
+    return c.seed if c.data_seed is None else c.data_seed
+
+
+def single_run(
+    c: ml_collections.ConfigDict, values: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
+    """The config of one run of `c` (`values`: one entry of run_grid) as a process of its own."""
+    single = copy.deepcopy(c)
+    single.update(values)
+    single.num_runs = 1
+    for f in SWEEPABLE:
+        single.sweep[f] = ()
+    return single
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'mix': {'prob': 1.0}} -> {'mix.prob': 1.0}; lists (JSON's tuples) become tuples again."""
     out = {}
@@ -139,6 +186,14 @@ def _require(ok: bool, field: str, message: str) -> None:
 
 def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
     """Raises ConfigError naming the first bad field; cheap, runs before any data or compile."""
+    swept = sorted(k for k in _flat_keys(c) if k.startswith("sweep.") and k[6:] not in SWEEPABLE)
+    _require(
+        not swept,
+        swept[0] if swept else "",
+        f"only {', '.join(SWEEPABLE)} can be swept in one process (they are numbers in the "
+        "optimiser's state); a field that changes the model, the batch or the data needs a run of "
+        "its own (one process per value, each with its own --workdir).",
+    )
     unknown = sorted(_flat_keys(c) - _flat_keys(default_config()))
     if unknown:
         raise ConfigError(
@@ -167,6 +222,7 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         "synthetic_train_examples",
         "synthetic_test_examples",
         "prefetch_batches",
+        "num_runs",
     ):
         v = c[f]
         _require(isinstance(v, int) and v > 0, f, f"must be a positive integer, got {v!r}.")
@@ -224,6 +280,27 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         "mix.cutmix_minmax",
         f"must be (min, max) with 0 <= min < max <= 1 (or None), got {minmax!r}.",
     )
+
+    for f in SWEEPABLE:
+        values = c.sweep[f]
+        _require(
+            isinstance(values, tuple | list)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            and len(set(values)) == len(values),
+            f"sweep.{f}",
+            f"must be a tuple of distinct numbers, e.g. --config.sweep.{f}='(5e-4,1e-3)' (an "
+            f"empty tuple: not swept), got {values!r}.",
+        )
+    if c.num_runs > 1 or any(c.sweep.values()):
+        for values in run_grid(c):  # each run's numbers, checked as a single run's would be
+            try:
+                validate(single_run(c, values), num_devices=num_devices)
+            except ConfigError as e:
+                field, _, reason = str(e).removeprefix("config.").partition(": ")
+                if field not in c.sweep:
+                    raise
+                raise ConfigError(f"config.sweep.{field}: {values[field]!r} {reason}") from None
+        return
 
     from swin_flax.data import sources  # noqa: PLC0415 (lazy: keeps config import light)
 

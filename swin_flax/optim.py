@@ -3,16 +3,15 @@
 The recipe trains with `torch.optim.AdamW` and, in its strong variant, timm's `CosineLRScheduler`
 stepped once per epoch with `scheduler.step(epoch + 1)`. This module reproduces both:
 
-- `learning_rate_schedule` turns the schedule fields into an optax schedule (step -> lr).
-  'cosine_epoch' is timm's curve at whole epochs (the lr is constant within an epoch, as in the
-  recipe); 'cosine_step' is the same curve at fractional epochs (per-step warmup and cosine).
-- `epoch_learning_rate` gives the lr an epoch starts with, for logging.
+- `learning_rate_table` computes a schedule in float64 as a table (per epoch for 'cosine_epoch', per
+  step for 'cosine_step'); `table_schedule` reads it as an optax schedule (step -> lr), and
+  `learning_rate_schedule` does both. `epoch_learning_rate` is timm's curve at one epoch.
 - `create_optimizer` builds AdamW with torch's update rule, an optional weight-decay exemption (the
   official Swin's: norms, biases, relative position bias tables), optional global-norm clipping and
   optional layer-wise lr decay for fine-tuning (`layer_ids`, `scale_by_layer_decay`).
 
-The optimiser state does not carry the learning rate (no `optax.inject_hyperparams`, so the state is
-the plain optax structure); to log it, evaluate the schedule at the step: `learning_rate_fn(step)`.
+A single run's optimiser state is the plain optax structure; a sweep keeps each run's table and
+weight decay in it (`build.create_optimizer(in_state=True)`).
 """
 
 from __future__ import annotations
@@ -34,93 +33,8 @@ from swin_flax.config import SCHEDULES
 NO_WEIGHT_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "bias")
 
 
-def _cosine_lr(
-    t: Any,
-    *,
-    xp: Any,
-    learning_rate: float,
-    warmup_epochs: int,
-    warmup_lr_init: float,
-    lr_min: float,
-    cosine_epochs: int,
-    warmup_prefix: bool,
-) -> Any:
-    """timm's CosineLRScheduler lr at epoch `t` (one cycle, no decay, k=1); `xp` is numpy or jnp.
-
-    Linear warmup from `warmup_lr_init` for `t < warmup_epochs`; then the half cosine from
-    `learning_rate` to `lr_min` over `cosine_epochs` epochs, counted after the warmup when
-    `warmup_prefix` and from epoch 0 otherwise (timm's default, which skips the cosine's start);
-    `lr_min` once the cycle is over. `t` may be fractional.
-    """
-    t_cos = t - warmup_epochs if warmup_prefix else t
-    cosine = lr_min + 0.5 * (learning_rate - lr_min) * (
-        1.0 + xp.cos(math.pi * t_cos / cosine_epochs)
-    )
-    lr = xp.where(t_cos < cosine_epochs, cosine, lr_min)
-    if warmup_epochs > 0:
-        warmup = warmup_lr_init + t * ((learning_rate - warmup_lr_init) / warmup_epochs)
-        lr = xp.where(t < warmup_epochs, warmup, lr)
-    return lr
-
-
-def learning_rate_schedule(
-    *,
-    schedule: str,
-    learning_rate: float,
-    steps_per_epoch: int,
-    num_epochs: int,
-    warmup_epochs: int = 0,
-    warmup_lr_init: float = 0.0,
-    lr_min: float = 0.0,
-    cosine_epochs: int = 300,
-    warmup_prefix: bool = True,
-) -> optax.Schedule:
-    """The optax schedule (optimiser step -> lr) for the config's schedule fields.
-
-    'constant': `learning_rate` throughout. 'cosine_epoch': the lr that timm's
-    `CosineLRScheduler(t_initial=cosine_epochs, lr_min, warmup_t=warmup_epochs, warmup_lr_init,
-    warmup_prefix)` gives epoch `step // steps_per_epoch` when stepped as
-    `scheduler.step(epoch + 1)` after each epoch; computed in float64 once and looked up, so it
-    matches timm to float32 rounding.
-    'cosine_step': the same curve at `t = step / steps_per_epoch` (computed in float32), equal to
-    'cosine_epoch' at epoch boundaries. `num_epochs` is only checked: the curve depends on
-    `cosine_epochs`, as timm's does (past its end the lr stays at `lr_min`).
-    """
-    assert schedule in SCHEDULES and steps_per_epoch >= 1, (schedule, steps_per_epoch)
-    if schedule == "constant":
-        return optax.constant_schedule(learning_rate)
-
-    curve = dict(
-        learning_rate=learning_rate,
-        warmup_epochs=warmup_epochs,
-        warmup_lr_init=warmup_lr_init,
-        lr_min=lr_min,
-        cosine_epochs=cosine_epochs,
-        warmup_prefix=warmup_prefix,
-    )
-    if schedule == "cosine_step":
-
-        def per_step(step: Any) -> jax.Array:
-            t = jnp.asarray(step, jnp.float32) / steps_per_epoch
-            return _cosine_lr(t, xp=jnp, **curve).astype(jnp.float32)
-
-        return per_step
-
-    # From epoch warmup_epochs + cosine_epochs on, timm's lr stays lr_min, whatever the prefix.
-    last = warmup_epochs + cosine_epochs
-    table = np.array(
-        [epoch_learning_rate(e, schedule=schedule, **curve) for e in range(last + 1)], np.float32
-    )
-
-    def per_epoch(step: Any) -> jax.Array:
-        epoch = jnp.minimum(jnp.asarray(step) // steps_per_epoch, last)
-        return jnp.asarray(table)[epoch]
-
-    return per_epoch
-
-
 def epoch_learning_rate(
-    epoch: int,
+    t: float,
     *,
     schedule: str,
     learning_rate: float,
@@ -130,24 +44,65 @@ def epoch_learning_rate(
     cosine_epochs: int = 300,
     warmup_prefix: bool = True,
 ) -> float:
-    """The lr at the start of `epoch` (0-based), as a Python float, for logging.
+    """timm's CosineLRScheduler lr at epoch `t` (may be fractional), in float64; one cycle, k=1.
 
-    For 'cosine_epoch' and 'constant' this is the lr of every step of the epoch; for 'cosine_step'
-    the lr of its first step.
+    Linear warmup from `warmup_lr_init` for `t < warmup_epochs`; then the half cosine from
+    `learning_rate` to `lr_min` over `cosine_epochs` epochs, counted after the warmup when
+    `warmup_prefix` and from epoch 0 otherwise (timm's default, which skips the cosine's start);
+    `lr_min` once the cycle is over. 'constant': `learning_rate` throughout.
     """
     if schedule == "constant":
         return float(learning_rate)
-    return float(
-        _cosine_lr(
-            np.float64(epoch),
-            xp=np,
-            learning_rate=learning_rate,
-            warmup_epochs=warmup_epochs,
-            warmup_lr_init=warmup_lr_init,
-            lr_min=lr_min,
-            cosine_epochs=cosine_epochs,
-            warmup_prefix=warmup_prefix,
-        )
+    if t < warmup_epochs:
+        return warmup_lr_init + t * (learning_rate - warmup_lr_init) / warmup_epochs
+    t_cos = t - warmup_epochs if warmup_prefix else t
+    if t_cos >= cosine_epochs:
+        return float(lr_min)
+    return lr_min + 0.5 * (learning_rate - lr_min) * (
+        1.0 + math.cos(math.pi * t_cos / cosine_epochs)
+    )
+
+
+def learning_rate_table(
+    *, schedule: str, steps_per_epoch: int, **curve: Any
+) -> tuple[np.ndarray, int]:
+    """(float32 lrs, optimiser steps per entry): the whole schedule as a table, computed in float64.
+
+    'constant': one entry. 'cosine_epoch': the lr timm's `CosineLRScheduler(t_initial=cosine_epochs,
+    lr_min, warmup_t=warmup_epochs, warmup_lr_init, warmup_prefix)` gives each epoch when stepped as
+    `scheduler.step(epoch + 1)` after it (constant within the epoch, as in the recipe), one entry per
+    epoch. 'cosine_step': the same curve at every step (t = step / steps_per_epoch). The table ends
+    where the curve reaches lr_min for good (epoch warmup_epochs + cosine_epochs): it depends on
+    `cosine_epochs`, not on the run's length, so a run extended past it stays at lr_min. As a table,
+    a run's schedule is an array that a sweep can hold per run (`create_optimizer`'s `lr_table`).
+    """
+    assert schedule in SCHEDULES and steps_per_epoch >= 1, (schedule, steps_per_epoch)
+    if schedule == "constant":
+        return np.array([curve["learning_rate"]], np.float32), 1
+    per = steps_per_epoch if schedule == "cosine_epoch" else 1
+    last = (
+        (curve.get("warmup_epochs", 0) + curve.get("cosine_epochs", 300)) * steps_per_epoch // per
+    )
+    lrs = [
+        epoch_learning_rate(i * per / steps_per_epoch, schedule=schedule, **curve)
+        for i in range(last + 1)
+    ]
+    return np.array(lrs, np.float32), per
+
+
+def table_schedule(table: Any, steps_per_entry: int) -> optax.Schedule:
+    """The optax schedule (optimiser step -> lr) that reads `table` (numpy or a traced array)."""
+
+    def schedule(step: Any) -> jax.Array:
+        return jnp.asarray(table)[jnp.minimum(jnp.asarray(step) // steps_per_entry, len(table) - 1)]
+
+    return schedule
+
+
+def learning_rate_schedule(*, schedule: str, steps_per_epoch: int, **curve: Any) -> optax.Schedule:
+    """The optax schedule for the config's schedule fields (`learning_rate_table`'s arguments)."""
+    return table_schedule(
+        *learning_rate_table(schedule=schedule, steps_per_epoch=steps_per_epoch, **curve)
     )
 
 

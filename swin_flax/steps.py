@@ -93,33 +93,32 @@ def soft_cross_entropy(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray
 def create_train_state(
     key: jax.Array, model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...]
 ) -> TrainState:
-    """Initialises the params and the optimiser state in one compiled call (default device).
+    """Initialises the params and the optimiser state in one compiled call (default device); a
+    stack of keys [N] gives N runs' states stacked on a leading axis (each as its key alone would).
 
     The params draw from threefry's non-partitionable layout: the same distributions, and an init
     that compiles about twice as fast (its ~50 random leaves dominate the compile; an init on one
     device needs no partitioning). Training itself keeps JAX's default.
     """
 
-    @jax.jit
     def init(key):
         params = model.init({"params": key}, jnp.zeros((1, *input_shape), jnp.float32))["params"]
         return params, tx.init(params)
 
+    num_runs = key.shape[0] if key.shape else None
     with jax.threefry_partitionable(False):
-        params, opt_state = init(key)
-    return TrainState(step=0, apply_fn=model.apply, params=params, tx=tx, opt_state=opt_state)
+        params, opt_state = jax.jit(jax.vmap(init) if num_runs else init)(key)
+    step = 0 if num_runs is None else np.zeros(num_runs, np.int32)
+    return TrainState(step=step, apply_fn=model.apply, params=params, tx=tx, opt_state=opt_state)
 
 
 def train_step(
-    state: TrainState,
-    batch: dict[str, jnp.ndarray],
-    *,
-    dropout_key: jax.Array,
-    learning_rate_fn: Callable[[Any], Any],
-) -> tuple[TrainState, TrainMetrics, jnp.ndarray]:
+    state: TrainState, batch: dict[str, jnp.ndarray], dropout_key: jax.Array
+) -> tuple[TrainState, TrainMetrics]:
     """One AdamW update from one device's share of the global batch; gradients averaged over AXIS.
 
-    Returns the new state, the step's metrics (gathered over devices) and the learning rate used.
+    Returns the new state and the step's metrics (gathered over devices). The learning rate lives in
+    the optimiser (`state.tx`), so many runs vmapped over a leading axis each follow their own.
     """
     key = jax.random.fold_in(jax.random.fold_in(dropout_key, state.step), jax.lax.axis_index(AXIS))
 
@@ -132,7 +131,6 @@ def train_step(
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     if jax.lax.axis_size(AXIS) > 1:  # on one device XLA would still copy all gradients
         grads = jax.lax.pmean(grads, AXIS)
-    new_state = state.apply_gradients(grads=grads)
     step_metrics = TrainMetrics.gather_from_model_output(
         axis_name=AXIS,
         loss=loss,
@@ -140,7 +138,7 @@ def train_step(
         labels=batch["label"],
         step=state.step,
     )
-    return new_state, step_metrics, learning_rate_fn(state.step)
+    return state.apply_gradients(grads=grads), step_metrics
 
 
 def logits(params: Any, images: jnp.ndarray, *, apply_fn: Callable) -> jnp.ndarray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import os
@@ -26,7 +25,7 @@ from clu import metric_writers
 from etils import epath
 from flax import jax_utils, serialization
 
-from swin_flax import build, checkpoints, rundir, steps
+from swin_flax import build, checkpoints, rundir, runs, steps
 from swin_flax.config import flatten, validate
 from swin_flax.data import inputs, viz
 from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
@@ -97,19 +96,23 @@ def _finite_host_state(
     return host
 
 
-def _summary_values(collection) -> dict[str, float]:
-    return {k: float(v) for k, v in collection.compute().items()}
+def _summary_values(collection, num_runs: int) -> dict[str, np.ndarray]:
+    """The collection's values, one per run (a run axis of 1 for a single run)."""
+    values = (jax.vmap(type(collection).compute) if num_runs > 1 else type(collection).compute)(
+        collection
+    )
+    return {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in values.items()}
 
 
 def evaluate_params(
-    p_eval_step, params, batches: Iterator[dict[str, np.ndarray]]
-) -> dict[str, float]:
-    """Loss and accuracy over all batches (padding masked out)."""
+    p_eval_step, params, batches: Iterator[dict[str, np.ndarray]], num_runs: int = 1
+) -> dict[str, np.ndarray]:
+    """Loss and accuracy of each run over all batches (padding masked out)."""
     total = None
     for batch in batches:
         m = steps.unreplicate(p_eval_step(params, batch))  # gathered: all copies equal
         total = m if total is None else total.merge(m)
-    out = _summary_values(total)
+    out = _summary_values(total, num_runs)
     return {"loss": out["loss"], "accuracy": out["accuracy"]}
 
 
@@ -176,53 +179,85 @@ def _with_partial(metrics, seconds: float, images: int, partial: dict[str, Any] 
 
 @dataclasses.dataclass
 class Progress:
-    """What a run carries from epoch to epoch and keeps in every checkpoint's record: the best test
-    accuracy, the totals over sessions, the part of an epoch trained before a stop in it, and the
-    last test accuracy."""
+    """What a run carries from epoch to epoch and keeps in every checkpoint's record: each run's best
+    test accuracy and its epoch, the totals over sessions, the part of an epoch trained before a
+    stop in it, each run's last test accuracy and (several runs) every epoch's test accuracies."""
 
-    best_accuracy: float = -1.0
-    best_epoch: int = -1
+    num_runs: int = 1
+    best_accuracy: list[float] = dataclasses.field(default_factory=list)
+    best_epoch: list[int] = dataclasses.field(default_factory=list)
     totals: rundir.RunTotals = dataclasses.field(default_factory=rundir.RunTotals)
     partial_epoch: dict[str, Any] | None = None
-    test_accuracy: float | None = None
+    test_accuracy: list[float] | None = None
+    history: list[list[float]] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        self.best_accuracy = self.best_accuracy or [-1.0] * self.num_runs
+        self.best_epoch = self.best_epoch or [-1] * self.num_runs
 
     @classmethod
     def from_record(cls, meta: dict[str, Any]) -> Progress:
+        runs_of = lambda v: None if v is None else np.atleast_1d(v).tolist()
+        best = runs_of(meta["best_accuracy"])
         return cls(
-            meta["best_accuracy"],
-            meta["best_epoch"],
+            len(best),
+            best,
+            runs_of(meta["best_epoch"]),
             rundir.RunTotals(**meta.get("totals", {})),
             meta.get("partial_epoch"),
-            meta.get("test_accuracy"),
+            runs_of(meta.get("test_accuracy")),
+            meta.get("history", []),
         )
 
+    def improved(self, accuracy: np.ndarray, epoch: int) -> np.ndarray:
+        """Records `epoch`'s test accuracies; returns which runs beat their best."""
+        better = accuracy > np.asarray(self.best_accuracy)
+        self.best_accuracy = np.where(better, accuracy, self.best_accuracy).tolist()
+        self.best_epoch = np.where(better, epoch, self.best_epoch).tolist()
+        self.test_accuracy = accuracy.tolist()
+        if self.num_runs > 1:
+            self.history.append(self.test_accuracy)
+        return better
+
     def record(self, config, epoch: int, step: int, steps_per_epoch: int, wall: float) -> dict:
-        """The checkpoint's JSON record at `step` (`wall`: this session's seconds so far)."""
+        """The checkpoint's JSON record at `step` (`wall`: this session's seconds so far). A single
+        run's figures are numbers, several runs' lists in run order (`runs` names them)."""
+        one = self.num_runs == 1
+        per_run = lambda v: v[0] if one and v is not None else v
+        several = {} if one else {"runs": runs.run_set(config).names, "history": self.history}
         return {
             "epoch": epoch,
             "step": step,
             "steps_per_epoch": steps_per_epoch,
-            "best_accuracy": self.best_accuracy,
-            "best_epoch": self.best_epoch,
+            "best_accuracy": per_run(self.best_accuracy),
+            "best_epoch": per_run(self.best_epoch),
             "model": rundir.model_identity(config),
             "totals": dataclasses.asdict(self.totals.plus(wall=wall)),
             "partial_epoch": self.partial_epoch,
-            "test_accuracy": self.test_accuracy,
+            "test_accuracy": per_run(self.test_accuracy),
+            **several,
         }
 
 
 def initial_state(
     config: ml_collections.ConfigDict,
+    run_set: runs.RunSet,
     model: swin.SwinTransformer,
-    tx: Any,
+    steps_per_epoch: int,
     saved: dict[str, Any] | None,
     ckpts: checkpoints.Checkpoints,
-    init_key: jax.Array,
 ) -> tuple[steps.TrainState, Progress]:
     """The train state to start from (the latest checkpoint, else pretrained weights, else a fresh
-    initialisation from `init_key`) and the progress its record holds."""
+    initialisation from each run's init key) and the progress its record holds. Several runs stack
+    their states on a leading axis; a sweep's optimiser holds each run's hyper-parameters."""
     img = config.model.img_size
-    state = steps.create_train_state(init_key, model, tx, (img, img, config.model.in_chans))
+    sweep = run_set.count > 1 and bool(run_set.swept)
+    tx = build.create_optimizer(run_set.configs[0], steps_per_epoch, in_state=sweep)
+    init_keys, _ = run_set.keys()
+    state = steps.create_train_state(init_keys, model, tx, (img, img, config.model.in_chans))
+    if sweep:
+        hyperparams = build.run_hyperparams(run_set.configs, steps_per_epoch)
+        state = state.replace(opt_state=state.opt_state._replace(hyperparams=hyperparams))
     if saved is not None:  # checked against this model by rundir.inspect
         target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
         restored, meta = ckpts.restore("latest", jax.device_get(target))
@@ -230,9 +265,16 @@ def initial_state(
     if config.pretrained:  # AdamW's moments start at zero whatever the params: swap them in
         from swin_flax import finetune  # noqa: PLC0415
 
-        params, _ = finetune.load_pretrained(config.pretrained, model, state.params)
+        load = lambda p: finetune.load_pretrained(config.pretrained, model, p)[0]
+        if run_set.count == 1:
+            params = load(state.params)
+        else:  # each run's own head initialisation, the same pretrained body
+            each = [
+                load(jax.tree.map(lambda x, k=k: x[k], state.params)) for k in range(run_set.count)
+            ]
+            params = jax.tree.map(lambda *xs: np.stack(xs), *each)
         state = state.replace(params=params)
-    return state, Progress()
+    return state, Progress(run_set.count)
 
 
 def _log_devices(config: ml_collections.ConfigDict, steps_per_epoch: int) -> None:
@@ -248,7 +290,7 @@ def _log_devices(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Non
     )
 
 
-def _log_model_and_plan(config, model, start: int, steps_per_epoch: int, workdir) -> None:
+def _log_model_and_plan(config, run_set, model, start: int, steps_per_epoch: int, workdir) -> None:
     m = config.model
     logging.info(
         "model: Swin (embed_dim %d, depths %s, heads %s, window %d) on %dx%d images: %s "
@@ -263,6 +305,14 @@ def _log_model_and_plan(config, model, start: int, steps_per_epoch: int, workdir
         config.dtype,
     )
     logging.info("workdir: %s", os.path.abspath(workdir))
+    if run_set.count > 1:
+        data = "each its own data stream" if config.per_run_data else "one shared data stream"
+        logging.info(
+            "runs: %d in one process (%s), %s; TensorBoard curves in runs/",
+            run_set.count,
+            ", ".join(run_set.names),
+            data,
+        )
     num_steps = config.num_epochs * steps_per_epoch
     length = rundir.count(config.num_epochs, "epoch") + f" ({rundir.count(num_steps, 'step')})"
     if start:
@@ -271,21 +321,65 @@ def _log_model_and_plan(config, model, start: int, steps_per_epoch: int, workdir
         logging.info("training %s from the start", length)
 
 
-def _open_writer(config, workdir: epath.Path, first_batch: dict, is_chief: bool, fresh: bool):
-    """The run's config files and TensorBoard writer (hyper-parameters and an input grid when the
+class _Writers:
+    """TensorBoard writers. One run: the workdir's writer, as flax's examples have it. Several runs:
+    the workdir's writer keeps what the process shares (hparams, input grid, speed), each run writes
+    its curves to `runs/<name>/` and `runs/aggregate/` holds their mean, std, min and max, so
+    TensorBoard overlays the runs. Only process 0 writes files."""
+
+    def __init__(self, workdir: epath.Path, names: list[str], is_chief: bool):
+        self.root = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+        self.runs, self.aggregate = [], None
+        if len(names) > 1 and is_chief:
+            self.runs = [metric_writers.SummaryWriter(str(workdir / "runs" / n)) for n in names]
+            self.aggregate = metric_writers.SummaryWriter(str(workdir / "runs" / "aggregate"))
+
+    def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
+        """Scalars with one value per run (arrays in run order)."""
+        if self.aggregate is None and len(next(iter(scalars.values()))) > 1:
+            return  # several runs, a process other than 0
+        if self.aggregate is None:
+            self.root.write_scalars(step, {k: float(v[0]) for k, v in scalars.items()})
+            return
+        for k, writer in enumerate(self.runs):
+            writer.write_scalars(step, {name: float(v[k]) for name, v in scalars.items()})
+        self.aggregate.write_scalars(
+            step,
+            {f"{name}/{s}": x for name, v in scalars.items() for s, x in runs.spread(v).items()},
+        )
+
+    def all(self) -> list[metric_writers.MetricWriter]:
+        return [self.root, *self.runs, *([self.aggregate] if self.aggregate else [])]
+
+    def flush(self) -> None:
+        for writer in self.all():
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self.all():
+            writer.close()
+
+
+def _open_writers(
+    config, run_set, workdir: epath.Path, first_batch: dict, is_chief: bool, fresh: bool
+):
+    """The run's config files and TensorBoard writers (hyper-parameters and an input grid when the
     run is new): written only now that the run is known to start."""
     if is_chief:
         rundir.write_config(config, workdir)
-    writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+    writers = _Writers(workdir, run_set.names, is_chief)
     if fresh:
         flat = flatten(config.to_dict())
-        writer.write_hparams(
+        writers.root.write_hparams(
             {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat.items()}
         )
         if is_chief:
-            grid = viz.batch_grid(first_batch["image"], config.normalize_mean, config.normalize_std)
-            writer.write_images(0, {"augmented_train_batch": grid[None]})
-    return writer
+            images = first_batch["image"]
+            if config.per_run_data and run_set.count > 1:
+                images = images[:, 0]  # run 0's stream
+            grid = viz.batch_grid(images, config.normalize_mean, config.normalize_std)
+            writers.root.write_images(0, {"augmented_train_batch": grid[None]})
+    return writers
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -304,6 +398,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if config.pretrained and saved is None:  # its reader (torch, safetensors) missing: say so now
         convert.require_package(config.pretrained)
     is_chief = jax.process_index() == 0
+    run_set = runs.run_set(config)
 
     data = inputs.load_data(config)
     per_epoch = data.steps_per_epoch
@@ -316,44 +411,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             "run started with, or give a new --workdir."
         )
     model = build.model_from_config(config)
-    learning_rate_fn = build.create_learning_rate_fn(config, per_epoch)
-    tx = build.create_optimizer(config, learning_rate_fn)
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
-    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-    state, progress = initial_state(config, model, tx, saved, ckpts, init_key)
+    state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts)
     progress.totals = dataclasses.replace(progress.totals, sessions=progress.totals.sessions + 1)
-    start = int(jax.device_get(state.step))
-    _log_model_and_plan(config, model, start, per_epoch, workdir)
+    start = int(np.ravel(jax.device_get(state.step))[0])
+    _log_model_and_plan(config, run_set, model, start, per_epoch, workdir)
 
     # The run starts: from here on the workdir is written.
     state = steps.replicate(state)
-    p_train_step = build.pmap_train_step(dropout_key, learning_rate_fn)
-    p_eval_step = jax.pmap(
-        functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
-    )
-    host_batches = inputs.train_batches(config, data, start)
+    best_params = _best_params(ckpts, run_set.count, saved is not None)
+    p_train_step = build.pmap_train_step(run_set.count, config.per_run_data)
+    p_eval_step = build.pmap_eval_step(model.apply, run_set.count)
+    _, dropout_keys = run_set.keys()
+    lr_fns = [build.create_learning_rate_fn(c, per_epoch) for c in run_set.configs]
+    host_batches = _train_batches(config, run_set, data, start)
     first_batch = next(host_batches)
-    writer = _open_writer(config, workdir, first_batch, is_chief, fresh=start == 0)
+    writers = _open_writers(config, run_set, workdir, first_batch, is_chief, fresh=start == 0)
     batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
     ticker = _Ticker(30.0, config.batch_size, per_epoch, per_epoch * config.num_epochs)
     step, epoch = start, start // per_epoch
-    with _StopFlag(sync_every=config.log_every_steps) as stop, _closing(writer, ckpts):
+    with _StopFlag(sync_every=config.log_every_steps) as stop, _closing(writers, ckpts):
         while epoch < config.num_epochs:
             t_epoch = time.time()
             first = step - epoch * per_epoch
-            state, train_metrics, lr, step = train_epoch(
+            state, train_metrics, step = train_epoch(
                 config,
                 state,
                 p_train_step,
                 batches,
+                dropout_keys,
                 step,
                 epoch,
                 per_epoch,
                 start=start,
                 stop=stop,
-                writer=writer,
+                writers=writers,
                 ticker=ticker,
                 ckpts=ckpts,
+                names=run_set.names,
             )
             seconds = time.time() - t_epoch
             images = (step - epoch * per_epoch - first) * config.batch_size
@@ -363,23 +458,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 train_metrics, seconds, images, progress.partial_epoch
             )
             if step % per_epoch:  # stopped within the epoch: keep its part, save and stop
-                _check_finite(train_metrics, epoch, ckpts)
+                _check_finite(train_metrics, epoch, ckpts, run_set.names)
                 progress.partial_epoch = _partial_record(train_metrics, seconds, images)
                 meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
                 ckpts.save("latest", step, _finite_host_state(state, epoch, ckpts), meta)
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             progress.partial_epoch = None
-            train = _check_finite(train_metrics, epoch, ckpts)
-            test = evaluate_params(p_eval_step, state.params, inputs.eval_batches(config, data))
+            train = _check_finite(train_metrics, epoch, ckpts, run_set.names)
+            test = evaluate_params(
+                p_eval_step, state.params, inputs.eval_batches(config, data), run_set.count
+            )
             epoch += 1
-            is_best = test["accuracy"] > progress.best_accuracy
-            if is_best:
-                progress.best_accuracy, progress.best_epoch = test["accuracy"], epoch
-            progress.test_accuracy = test["accuracy"]
-            report_epoch(config, writer, epoch, step, train, test, lr, seconds, images, is_best)
+            improved = progress.improved(test["accuracy"], epoch)
+            lr = np.array([float(fn(step - 1)) for fn in lr_fns])
+            report_epoch(config, writers, epoch, step, train, test, lr, seconds, images, improved)
             stopping = epoch < config.num_epochs and stop.requested()
             meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
-            save_checkpoints(config, ckpts, state, epoch, step, meta, is_best, stopping)
+            host_state = None
+            if (
+                epoch % config.checkpoint_every_epochs == 0
+                or epoch == config.num_epochs
+                or stopping
+            ):
+                host_state = _finite_host_state(state, epoch - 1, ckpts)
+                ckpts.save("latest", step, host_state, meta)
+            if improved.any():
+                params = (host_state or _finite_host_state(state, epoch - 1, ckpts))["params"]
+                best_params = _merge_best(best_params, params, improved)
+                ckpts.save("best", step, {"params": best_params}, meta)
             if stopping:
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             ticker.between_epochs = time.time() - t_steps_done
@@ -393,33 +499,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return summary
 
 
+def _train_batches(config, run_set: runs.RunSet, data: inputs.Data, start: int) -> Iterator[dict]:
+    """The training stream from global step `start`: shared by the runs, or with per_run_data one
+    stream per run (run k's own data seed) stacked on a run axis after the device axis."""
+    if not (config.per_run_data and run_set.count > 1):
+        return inputs.train_batches(run_set.configs[0], data, start)
+    streams = [inputs.train_batches(c, data, start) for c in run_set.configs]
+    return (jax.tree.map(lambda *xs: np.stack(xs, axis=1), *b) for b in zip(*streams))
+
+
+def _best_params(ckpts: checkpoints.Checkpoints, num_runs: int, resuming: bool) -> Any:
+    """Several runs keep each run's best params in one stack: when resuming, the stack saved."""
+    if num_runs == 1 or not resuming or ckpts.best.latest_step() is None:
+        return None
+    state, _ = checkpoints.read_step(ckpts.root / "best" / str(ckpts.best.latest_step()))
+    return state["params"]
+
+
+def _merge_best(best: Any, params: Any, improved: np.ndarray) -> Any:
+    """`params` where a run improved, the kept best elsewhere (one run: `params`)."""
+    if best is None or len(improved) == 1:
+        return params
+    shape = lambda x: improved.reshape((-1,) + (1,) * (np.ndim(x) - 1))
+    return jax.tree.map(lambda new, old: np.where(shape(new), new, old), params, best)
+
+
 def train_epoch(
     config,
     state,
     p_train_step,
     batches,
+    dropout_keys,
     step: int,
     epoch: int,
     steps_per_epoch: int,
     *,
     start: int,
     stop: _StopFlag,
-    writer,
+    writers: _Writers,
     ticker: _Ticker,
     ckpts: checkpoints.Checkpoints,
+    names: list[str],
 ):
     """Trains from global step `step` to the end of `epoch`, or to an earlier step where a stop was
-    requested; returns (state, the steps' merged train metrics, the last lr, the step reached).
+    requested; returns (state, the steps' merged train metrics, the step reached).
 
     Logs the first step's compile, a progress line every 30 s, and the train loss every
     log_every_steps steps (where a NaN is caught: training stops with TrainingDiverged)."""
     end = (epoch + 1) * steps_per_epoch
-    metrics = loss_window = lr = None
+    metrics = loss_window = None
     while step < end:
         if step == start:
             logging.info("compiling the train step ...")
             t_compile = time.time()
-        state, m, lr = p_train_step(state, next(batches))
+        state, m = p_train_step(state, next(batches), dropout_keys)
         m = steps.unreplicate(m)  # gathered over devices: every copy is the same
         if step == start:
             jax.block_until_ready(m)
@@ -430,60 +563,54 @@ def train_epoch(
         loss_window = m if loss_window is None else loss_window.merge(m)
         rate = ticker(step) if jax.process_index() == 0 else None
         if rate is not None:
-            writer.write_scalars(step, {"steps_per_sec": rate})
+            writers.root.write_scalars(step, {"steps_per_sec": rate})
         if step % config.log_every_steps == 0:
-            values = _check_finite(loss_window, epoch, ckpts)
-            writer.write_scalars(step, {"train_loss_step": values["loss"]})
+            values = _check_finite(loss_window, epoch, ckpts, names)
+            writers.per_run(step, {"train_loss_step": values["loss"]})
             loss_window = None
         if step < end and stop.requested(step):  # at an epoch's end: evaluate first
             break
-    return state, metrics, lr, step
+    return state, metrics, step
 
 
-def report_epoch(config, writer, epoch, step, train, test, lr, seconds, images, is_best) -> None:
-    """The epoch's scalars in TensorBoard (at the global step, `epoch` among them) and its line."""
-    scalars = {
-        "epoch": epoch,
+def report_epoch(config, writers, epoch, step, train, test, lr, seconds, images, improved) -> None:
+    """The epoch's scalars in TensorBoard (at the global step, `epoch` among them) and its line:
+    one run's figures, or their spread over several runs."""
+    per_run = {
         "train_loss": train["loss"],
         "train_accuracy": train["accuracy"],
         "test_loss": test["loss"],
         "test_accuracy": test["accuracy"],
-        "learning_rate": float(steps.unreplicate(lr)),
-        "epoch_time": seconds,
-        "images_per_sec": images / seconds,
+        "learning_rate": lr,
     }
-    writer.write_scalars(step, scalars)
-    writer.flush()
-    rundir.announce(
-        f"epoch {epoch}/{config.num_epochs}  train loss {train['loss']:.4f} "
-        f"acc {train['accuracy']:.4f} | test loss {test['loss']:.4f} "
-        f"acc {test['accuracy']:.4f} | lr {scalars['learning_rate']:.3g} | "
-        f"{seconds:.1f}s {scalars['images_per_sec']:.0f} img/s"
-        f"{'  (best)' if is_best else ''}"
-    )
-
-
-def save_checkpoints(config, ckpts, state, epoch, step, meta, is_best, stopping) -> None:
-    """At an epoch's end: `latest` every checkpoint_every_epochs epochs, at the last epoch and
-    before a stop; `best` when the test accuracy improved."""
-    host_state = None
-    if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs or stopping:
-        host_state = _finite_host_state(state, epoch - 1, ckpts)
-        ckpts.save("latest", step, host_state, meta)
-    if is_best:
-        if host_state is None:
-            host_state = _finite_host_state(state, epoch - 1, ckpts)
-        ckpts.save("best", step, host_state, meta)
+    shared = {"epoch": epoch, "epoch_time": seconds, "images_per_sec": images / seconds}
+    writers.per_run(step, per_run)
+    writers.root.write_scalars(step, shared)
+    writers.flush()
+    speed = f"{seconds:.1f}s {shared['images_per_sec']:.0f} img/s"
+    if len(lr) == 1:
+        line = (
+            f"train loss {train['loss'][0]:.4f} acc {train['accuracy'][0]:.4f} | test loss "
+            f"{test['loss'][0]:.4f} acc {test['accuracy'][0]:.4f} | lr {lr[0]:.3g} | {speed}"
+            f"{'  (best)' if improved[0] else ''}"
+        )
+    else:
+        line = (
+            f"test acc {runs.spread_text(test['accuracy'])} | train loss "
+            f"{runs.spread_text(train['loss'])} | {speed} ({len(lr)} runs, {int(improved.sum())} "
+            "improved)"
+        )
+    rundir.announce(f"epoch {epoch}/{config.num_epochs}  {line}")
 
 
 @contextlib.contextmanager
-def _closing(writer: metric_writers.MetricWriter, ckpts: checkpoints.Checkpoints) -> Iterator[None]:
+def _closing(writers: _Writers, ckpts: checkpoints.Checkpoints) -> Iterator[None]:
     """Flushes the summaries and closes the checkpoint managers however the loop ends (finished,
     preempted, diverged), so the events of the steps done are on disk."""
     try:
         yield
     finally:
-        writer.close()
+        writers.close()
         ckpts.close()
 
 
@@ -494,11 +621,18 @@ def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Check
     )
 
 
-def _check_finite(collection, epoch: int, ckpts: checkpoints.Checkpoints) -> dict[str, float]:
-    values = _summary_values(collection)
-    bad = int(values.pop("first_nonfinite_step"))
-    if bad >= 0 or not np.isfinite(values["loss"]):
-        raise TrainingDiverged(_diverged_message(bad + 1, epoch, ckpts, "training loss"))
+def _check_finite(
+    collection, epoch: int, ckpts: checkpoints.Checkpoints, names: list[str]
+) -> dict[str, np.ndarray]:
+    """The collection's values; TrainingDiverged when any run's loss became NaN or inf. With several
+    runs the process stops too, naming the run (its hyper-parameters are the likely cause)."""
+    values = _summary_values(collection, len(names))
+    bad = values.pop("first_nonfinite_step").astype(int)
+    broken = [k for k in range(len(bad)) if bad[k] >= 0 or not np.isfinite(values["loss"][k])]
+    if broken:
+        k = broken[0]
+        run = "" if len(names) == 1 else f"run {names[k]}: "
+        raise TrainingDiverged(run + _diverged_message(bad[k] + 1, epoch, ckpts, "training loss"))
     return values
 
 

@@ -64,7 +64,6 @@ def test_strong_config_schedule_equals_timm_in_every_epoch():
         schedule=c.schedule,
         learning_rate=c.learning_rate,
         steps_per_epoch=49,
-        num_epochs=c.num_epochs,
         warmup_epochs=c.warmup_epochs,
         warmup_lr_init=c.warmup_lr_init,
         lr_min=c.lr_min,
@@ -82,7 +81,6 @@ def test_cosine_epoch_equals_timm(case):
     fn = optim.learning_rate_schedule(
         schedule="cosine_epoch",
         steps_per_epoch=3,
-        num_epochs=spec["epochs"],
         **_schedule_kwargs(spec),
     )
     got = _lr_at_positions(fn, spec["epochs"], 3)
@@ -120,7 +118,6 @@ def test_cosine_step_equals_timm_per_update(case):
     fn = optim.learning_rate_schedule(
         schedule="cosine_step",
         steps_per_epoch=spe,
-        num_epochs=spec["epochs"],
         **_schedule_kwargs(spec),
     )
     got = np.asarray(jax.jit(fn)(jnp.arange(expected.size)), np.float64)
@@ -139,7 +136,6 @@ def test_cosine_step_matches_closed_form_and_epoch_boundaries():
     kwargs = dict(
         learning_rate=1e-3,
         steps_per_epoch=spe,
-        num_epochs=300,
         warmup_epochs=20,
         warmup_lr_init=1e-4,
         lr_min=1e-4,
@@ -166,7 +162,7 @@ def test_cosine_step_matches_closed_form_and_epoch_boundaries():
 
 def test_constant_schedule():
     fn = optim.learning_rate_schedule(
-        schedule="constant", learning_rate=1e-3, steps_per_epoch=49, num_epochs=300
+        schedule="constant", learning_rate=1e-3, steps_per_epoch=49
     )
     for step in (0, 48, 49, 14_699, 10**6):
         assert float(fn(step)) == pytest.approx(1e-3, rel=1e-7)

@@ -56,18 +56,14 @@ def make_batch(n=8, num_classes=5, seed=1):
 def run_steps(state, batch, n_devices, n_steps=2):
     devices = jax.local_devices()[:n_devices]
     p_step = jax.pmap(
-        functools.partial(
-            steps.train_step,
-            dropout_key=jax.random.key(7),
-            learning_rate_fn=optax.constant_schedule(1e-3),
-        ),
+        functools.partial(steps.train_step, dropout_key=jax.random.key(7)),
         axis_name=steps.AXIS,
         devices=devices,
     )
     shard = jax.tree.map(lambda x: x.reshape(n_devices, -1, *x.shape[1:]), batch)
     state = steps.replicate(state, devices)
     for _ in range(n_steps):
-        state, metrics, _ = p_step(state, shard)
+        state, metrics = p_step(state, shard)
     return jax.device_get(steps.unreplicate(state)), steps.unreplicate(metrics).compute()
 
 
@@ -80,15 +76,13 @@ def test_replicated_state_compiles_the_step_once():
 
     def step(state, batch):
         traces.append(1)  # runs once per trace, i.e. per compile
-        return steps.train_step(
-            state, batch, dropout_key=jax.random.key(0), learning_rate_fn=lambda s: 0.1
-        )
+        return steps.train_step(state, batch, dropout_key=jax.random.key(0))
 
     p_step = jax.pmap(step, axis_name=steps.AXIS, devices=devices, donate_argnums=0)
     shard = jax.tree.map(lambda x: x.reshape(2, -1, *x.shape[1:]), make_batch())
     state = steps.replicate(state, devices)
     for _ in range(3):
-        state, _, _ = p_step(state, shard)
+        state, _ = p_step(state, shard)
     assert len(traces) == 1
     assert np.asarray(state.step).tolist() == [3, 3]
 
@@ -99,9 +93,7 @@ def test_gradients_are_all_reduced_only_across_several_devices(num_devices):
     the gradients are averaged by one."""
     _, state = make_state()
     devices = jax.local_devices()[:num_devices]
-    step = functools.partial(
-        steps.train_step, dropout_key=jax.random.key(0), learning_rate_fn=lambda s: 0.1
-    )
+    step = functools.partial(steps.train_step, dropout_key=jax.random.key(0))
     p_step = jax.pmap(step, axis_name=steps.AXIS, devices=devices)
     shard = jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), make_batch())
     hlo = p_step.lower(steps.replicate(state, devices), shard).as_text()

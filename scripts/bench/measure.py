@@ -163,31 +163,27 @@ def build_jax(config, batch: int, abstract: bool = False):
 
     abstract=True: the state and batch as shapes only (jax.eval_shape), enough to lower and compile
     the steps without initialising anything."""
-    import functools  # noqa: PLC0415
-
     import jax  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     from flax import jax_utils  # noqa: PLC0415
 
-    from swin_flax import build, steps  # noqa: PLC0415
+    from swin_flax import build, runs, steps  # noqa: PLC0415
 
     n_dev = jax.local_device_count()  # divides `batch`: run_phase checked it
     steps_per_epoch = max(1, 50_000 // config.batch_size)
     model = build.model_from_config(config)
-    learning_rate_fn = build.create_learning_rate_fn(config, steps_per_epoch)
-    tx = build.create_optimizer(config, learning_rate_fn)
-    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    run_set = runs.run_set(config)
+    tx = build.create_optimizer(run_set.configs[0], steps_per_epoch)
+    init_keys, dropout_keys = run_set.keys()
     img = config.model.img_size
     shape = (img, img, config.model.in_chans)
     if abstract:
-        state = jax.eval_shape(lambda k: steps.create_train_state(k, model, tx, shape), init_key)
+        state = jax.eval_shape(lambda k: steps.create_train_state(k, model, tx, shape), init_keys)
         state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((n_dev, *x.shape), x.dtype), state)
     else:
-        state = steps.replicate(steps.create_train_state(init_key, model, tx, shape))
-    p_train_step = build.pmap_train_step(dropout_key, learning_rate_fn)
-    p_eval_step = jax.pmap(
-        functools.partial(steps.eval_step, apply_fn=model.apply), axis_name=steps.AXIS
-    )
+        state = steps.replicate(steps.create_train_state(init_keys, model, tx, shape))
+    p_train_step = build.pmap_train_step(run_set.count)
+    p_eval_step = build.pmap_eval_step(model.apply, run_set.count)
     rng = np.random.default_rng(0)
     labels = rng.integers(0, config.model.num_classes, batch).astype(np.int32)
     host = {
@@ -201,7 +197,7 @@ def build_jax(config, batch: int, abstract: bool = False):
         device_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in host.items()}
     else:
         device_batch = next(jax_utils.prefetch_to_device(iter([host]), 1))
-    return model, state, p_train_step, p_eval_step, device_batch
+    return model, state, p_train_step, p_eval_step, device_batch, dropout_keys
 
 
 def cost_flops(compiled) -> float:
@@ -223,9 +219,11 @@ def jax_flops_per_image(config, batch: int, train: bool) -> float:
     cfg = config.copy_and_resolve_references()
     cfg.scan_blocks = False
     cfg.remat = False  # recomputation is overhead, not model FLOPs
-    _, state, p_train_step, p_eval_step, device_batch = build_jax(cfg, batch, abstract=True)
+    _, state, p_train_step, p_eval_step, device_batch, dropout_keys = build_jax(
+        cfg, batch, abstract=True
+    )
     if train:
-        compiled = p_train_step.lower(state, device_batch).compile()
+        compiled = p_train_step.lower(state, device_batch, dropout_keys).compile()
     else:
         compiled = p_eval_step.lower(state.params, device_batch).compile()
     return cost_flops(compiled) / (batch / jax.local_device_count())
