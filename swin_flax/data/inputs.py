@@ -1,9 +1,6 @@
-"""The config's data set read and batched for this process: what the training loop consumes.
-
-Reads both splits once (`sources.load_config_split`), refuses a batch larger than the data, and
-hands out the training stream from any global step (resuming mid-epoch included) and the test split
-in eval batches, already on the devices.
-"""
+"""The config's data set read and batched for this process: what the training loop consumes (the
+training stream from any global step, mid-epoch resumes included, and the test split on the
+devices)."""
 
 from __future__ import annotations
 
@@ -32,23 +29,16 @@ class Data:
 
 
 def load_data(config: ml_collections.ConfigDict) -> Data:
-    """Reads the config's data set and says what it holds (a batch larger than the data is refused
-    by pipeline.steps_per_epoch)."""
-    train_images, train_labels = sources.load_config_split(config, "train")
-    test_images, test_labels = sources.load_config_split(config, "test")
-    data = Data(
-        train_images,
-        train_labels,
-        test_images,
-        test_labels,
-        pipeline.steps_per_epoch(len(train_images), config.batch_size),
-    )
-    sizes = f"{len(train_images)} train / {len(test_images)} test images"
+    """Reads both splits once and logs what they hold; a batch larger than the data is refused
+    (pipeline.steps_per_epoch)."""
+    train = sources.load_config_split(config, "train")
+    test = sources.load_config_split(config, "test")
+    data = Data(*train, *test, pipeline.steps_per_epoch(len(train[1]), config.batch_size))
     source = sources.describe_source(
         config.dataset, data_dir=config.data_dir, archive=config.archive
     )
     log = logging.warning if config.dataset == "synthetic" else logging.info
-    log("data: %s, %s", source, sizes)
+    log("data: %s, %d train / %d test images", source, len(train[1]), len(test[1]))
     return data
 
 
