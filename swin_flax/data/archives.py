@@ -1,8 +1,7 @@
 """CIFAR-10/100 read directly from their published archives (the python-pickle and binary tarballs of
 https://www.cs.toronto.edu/~kriz/cifar.html) or an extracted folder: no tfds and no checksums, only
-tarfile, a restricted unpickler and numpy. `read_archive` returns (images uint8 [N, 32, 32, 3],
-labels int32 [N]); what a file holds is checked here (truncation, corruption, the wrong data set).
-"""
+tarfile, a restricted unpickler and numpy. What a file holds is checked here (truncation,
+corruption, the wrong data set)."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ import pathlib
 import pickle
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -28,110 +26,53 @@ _PIXELS = 32 * 32 * 3
 
 
 class _Layout(NamedTuple):
-    """One on-disk CIFAR layout: the files of each split, and how to decode one of them."""
+    """One on-disk CIFAR layout: its files per split and where a file keeps its labels: the key of
+    a python batch, or (label bytes, label index) of a binary record."""
 
     name: str
     folder: str
     train: tuple[str, ...]
     test: tuple[str, ...]
-    decode: Callable[[bytes, str], tuple[np.ndarray, np.ndarray]]
+    labels: bytes | tuple[int, int]
 
 
-def _decode_records(label_bytes: int, label_index: int) -> Callable:
-    record = label_bytes + _PIXELS
-
-    def decode(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
-        if len(data) == 0 or len(data) % record:
-            raise DataError(
-                f"{where} is truncated or corrupt: {len(data):,} bytes is not a whole number of "
-                f"{record}-byte CIFAR records."
-            )
-        rows = np.frombuffer(data, np.uint8).reshape(-1, record)
-        return _chw_to_hwc(rows[:, label_bytes:]), rows[:, label_index].astype(np.int32)
-
-    return decode
-
-
-def _decode_pickle(label_key: bytes) -> Callable:
-    def decode(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            d = _SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
-            pixels = np.asarray(d[b"data"], np.uint8)
-            labels = np.asarray(d[label_key], np.int32)
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
-            raise DataError(
-                f"{where} is truncated or corrupt, or not a CIFAR python batch "
-                f"({type(e).__name__}: {e})."
-            ) from None
-        if pixels.ndim != 2 or pixels.shape[1] != _PIXELS or len(labels) != len(pixels):
-            raise DataError(
-                f"{where} is not a CIFAR python batch: data {pixels.shape}, {len(labels)} labels "
-                f"(expected [N, {_PIXELS}] and N labels)."
-            )
-        return _chw_to_hwc(pixels), labels
-
-    return decode
-
-
+_PY_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))  # CIFAR-10's training files
+_BIN_BATCHES = tuple(f"{name}.bin" for name in _PY_BATCHES)
 _LAYOUTS = {
     "cifar10": (
+        _Layout("cifar-10-python", "cifar-10-batches-py", _PY_BATCHES, ("test_batch",), b"labels"),
         _Layout(
-            "cifar-10-python",
-            "cifar-10-batches-py",
-            tuple(f"data_batch_{i}" for i in range(1, 6)),
-            ("test_batch",),
-            _decode_pickle(b"labels"),
-        ),
-        _Layout(
-            "cifar-10-binary",
-            "cifar-10-batches-bin",
-            tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
-            ("test_batch.bin",),
-            _decode_records(1, 0),
+            "cifar-10-binary", "cifar-10-batches-bin", _BIN_BATCHES, ("test_batch.bin",), (1, 0)
         ),
     ),
     "cifar100": (
-        _Layout(
-            "cifar-100-python",
-            "cifar-100-python",
-            ("train",),
-            ("test",),
-            _decode_pickle(b"fine_labels"),
-        ),
-        _Layout(
-            "cifar-100-binary",
-            "cifar-100-binary",
-            ("train.bin",),
-            ("test.bin",),
-            _decode_records(2, 1),
-        ),
+        _Layout("cifar-100-python", "cifar-100-python", ("train",), ("test",), b"fine_labels"),
+        _Layout("cifar-100-binary", "cifar-100-binary", ("train.bin",), ("test.bin",), (2, 1)),
     ),
 }
+_WANTED_NAMES = {n for layouts in _LAYOUTS.values() for lo in layouts for n in lo.train + lo.test}
 
 
 def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reads `split` of CIFAR-10/100 from a tarball or an extracted folder, without checksums.
-
-    Accepted: cifar-10-python.tar.gz, cifar-10-binary.tar.gz, cifar-100-python.tar.gz,
-    cifar-100-binary.tar.gz (any tar compression), or a folder holding one of them extracted (the
-    folder itself, its parent, or any folder up to two levels above the batch files).
-    """
+    """`split` of CIFAR-10/100 as (images uint8 [N, 32, 32, 3], labels int32 [N]), from any of the
+    four tarballs (any tar compression) or a folder holding one extracted (the folder itself, its
+    parent, or any folder up to two levels above the batch files)."""
     path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise DataError(f"archive {path} does not exist (--config.archive).")
     if os.path.isdir(path):
-        files = dict(_folder_files(path))
+        names = _folder_files(path)
         read = lambda rel: pathlib.Path(path, rel).read_bytes()
         where = lambda rel: os.path.join(path, rel)
     else:
-        files = _tar_files(path)
-        read = lambda rel: files[rel]
+        members = _tar_files(path)
+        names, read = list(members), members.__getitem__
         where = lambda rel: f"{path} (member {rel})"
-    layout, folder = _find_layout(files, path, dataset)
+    layout, folder = _find_layout(names, path, dataset)
     parts = []
     for name in layout.train if split == "train" else layout.test:
-        rel = os.path.join(folder, name) if folder else name
-        parts.append(layout.decode(read(rel), where(rel)))
+        rel = os.path.join(folder, name)
+        parts.append(_decode(read(rel), where(rel), layout.labels))
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     n = NUM_CLASSES[dataset]
@@ -140,19 +81,49 @@ def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.nd
     return images, labels
 
 
-def _find_layout(files, path: str, dataset: str) -> tuple[_Layout, str]:
+def _decode(data: bytes, where: str, labels: bytes | tuple[int, int]):
+    """One batch file: CIFAR rows (1024 R, 1024 G, 1024 B values; row-major 32x32 planes) ->
+    (images [N, 32, 32, 3], labels int32 [N])."""
+    if isinstance(labels, tuple):  # binary records: label bytes, then the pixels
+        label_bytes, label_index = labels
+        record = label_bytes + _PIXELS
+        if len(data) == 0 or len(data) % record:
+            raise DataError(
+                f"{where} is truncated or corrupt: {len(data):,} bytes is not a whole number of "
+                f"{record}-byte CIFAR records."
+            )
+        rows = np.frombuffer(data, np.uint8).reshape(-1, record)
+        pixels, y = rows[:, label_bytes:], rows[:, label_index].astype(np.int32)
+    else:  # a python batch: a pickled dict
+        try:
+            d = _SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
+            pixels, y = np.asarray(d[b"data"], np.uint8), np.asarray(d[labels], np.int32)
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
+            raise DataError(
+                f"{where} is truncated or corrupt, or not a CIFAR python batch "
+                f"({type(e).__name__}: {e})."
+            ) from None
+        if pixels.ndim != 2 or pixels.shape[1] != _PIXELS or len(y) != len(pixels):
+            raise DataError(
+                f"{where} is not a CIFAR python batch: data {pixels.shape}, {len(y)} labels "
+                f"(expected [N, {_PIXELS}] and N labels)."
+            )
+    return np.ascontiguousarray(pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), y
+
+
+def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, str]:
     """The layout and the folder (relative to the archive root) holding all of its files."""
     folders: dict[str, set[str]] = {}
-    for rel in files:
+    for rel in names:
         folders.setdefault(os.path.dirname(rel), set()).add(os.path.basename(rel))
     for layout in _LAYOUTS[dataset]:
         need = set(layout.train) | set(layout.test)
-        for folder, names in sorted(folders.items(), key=lambda kv: kv[0].count(os.sep)):
-            if need <= names:
+        for folder, found in sorted(folders.items(), key=lambda kv: kv[0].count(os.sep)):
+            if need <= found:
                 return layout, folder
     other = "cifar100" if dataset == "cifar10" else "cifar10"
     for layout in _LAYOUTS[other]:
-        if any(set(layout.train) <= names for names in folders.values()):
+        if any(set(layout.train) <= found for found in folders.values()):
             raise DataError(
                 f"{path} holds {layout.name} but dataset={dataset!r}: set --config.dataset={other}."
             )
@@ -167,11 +138,10 @@ def _tar_files(path: str) -> dict[str, bytes]:
     checksum (gzip CRC, bz2/xz checks) catches corruption anywhere, not only in headers."""
     out = {}
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        for magic, decompress in _COMPRESSIONS:
+        raw = pathlib.Path(path).read_bytes()
+        for magic, codec in ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ", lzma)):
             if raw.startswith(magic):
-                raw = decompress(raw)
+                raw = codec.decompress(raw)
                 break
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             for m in tar:
@@ -186,49 +156,27 @@ def _tar_files(path: str) -> dict[str, bytes]:
     return out
 
 
-_COMPRESSIONS = (
-    (b"\x1f\x8b", gzip.decompress),
-    (b"BZh", bz2.decompress),
-    (b"\xfd7zXZ", lzma.decompress),
-)
-
-
-_WANTED_NAMES = {n for layouts in _LAYOUTS.values() for lo in layouts for n in lo.train + lo.test}
-
-
-def _folder_files(root: str, max_depth: int = 2) -> Iterator[tuple[str, None]]:
-    """(relative path, None) for each wanted file at most `max_depth` folders below `root`."""
+def _folder_files(root: str) -> list[str]:
+    """Relative paths of the wanted files at most two folders below `root`."""
+    found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        depth = 0 if rel_dir == "." else rel_dir.count(os.sep) + 1
-        if depth >= max_depth:
-            dirnames[:] = []
-        for f in filenames:
-            if f in _WANTED_NAMES:
-                yield (f if rel_dir == "." else os.path.join(rel_dir, f)), None
-
-
-def _chw_to_hwc(rows: np.ndarray) -> np.ndarray:
-    """CIFAR rows (1024 R, 1024 G, 1024 B values; row-major 32x32 planes) -> [N, 32, 32, 3]."""
-    return np.ascontiguousarray(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        rel = os.path.relpath(dirpath, root)
+        if rel != "." and os.sep in rel:  # two folders down: look no deeper
+            dirnames.clear()
+        found += [os.path.normpath(os.path.join(rel, f)) for f in filenames if f in _WANTED_NAMES]
+    return found
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """Unpickles CIFAR batches (dicts of lists, bytes and numpy arrays) and nothing else.
-
-    A pickle can run arbitrary code when loaded; this refuses every global except the few numpy
-    reconstructors a CIFAR batch needs.
-    """
+    """Unpickles CIFAR batches (dicts of lists, bytes and numpy arrays) and nothing else: a pickle
+    can run arbitrary code when loaded, so every global is refused except the few numpy
+    reconstructors a CIFAR batch needs."""
 
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    }
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }  # fmt: skip
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
