@@ -260,15 +260,11 @@ def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[
                 "pass weights_only=False."
             ) from e
         raise
-    state = _state_dict_of(obj)
-    out = {}
-    for key, value in state.items():
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu()
-            if value.dtype == torch.bfloat16:
-                value = value.float()
-            out[key] = value.numpy()
-    return out
+    return {  # numpy has no bfloat16: such tensors become float32
+        k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()
+        for k, v in _state_dict_of(obj).items()
+        if isinstance(v, torch.Tensor)
+    }
 
 
 def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
