@@ -62,11 +62,7 @@ def resolve_checkpoint(
             raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
         if not ((ckpt / "state").is_dir() and (ckpt / "meta").is_dir()):  # as Checkpoints.save
             newest = checkpoints.newest_step(ckpt) if ckpt.is_dir() else None  # a series folder
-            hint = (
-                f" (its newest step: --checkpoint {ckpt / str(newest)})"
-                if newest is not None
-                else ""
-            )
+            hint = "" if newest is None else f" (its newest step: --checkpoint {ckpt}/{newest})"
             raise CheckpointError(
                 f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ "
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
