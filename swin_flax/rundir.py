@@ -17,7 +17,7 @@ import ml_collections
 from absl import logging
 from etils import epath
 
-from swin_flax import checkpoints
+from swin_flax import checkpoints, runs
 from swin_flax.errors import ConfigError
 from swin_flax.models import swin
 
@@ -35,6 +35,9 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     layout = {"scan_blocks": config.scan_blocks}
     if config.scan_blocks:
         layout["scan_min_depth"] = swin.SCAN_MIN_DEPTH
+    names = runs.run_set(config).names
+    if len(names) > 1:  # several runs stack their params on a leading axis, in this order
+        layout["runs"] = names
     return {**config.model.to_dict(), **layout}
 
 
@@ -94,13 +97,16 @@ def check_num_epochs(saved: dict[str, Any], num_epochs: int, workdir: epath.Path
 def run_summary(record: dict[str, Any], where: str, start_step: int | None = None) -> dict:
     """summary.json from a checkpoint's record: the whole run over all its sessions (the totals
     are there for runs recorded since sessions are counted)."""
-    summary = {
-        "best_test_accuracy": record["best_accuracy"],
-        "best_epoch": record["best_epoch"],
-        "final_test_accuracy": record.get("test_accuracy"),
-        "epochs": record["epoch"],
-        "steps": record["step"],
-    }
+    if "runs" in record:  # several runs in one process: per-run lists
+        final = record.get("test_accuracy") or record["best_accuracy"]
+        summary = runs.summary(record["runs"], record["best_accuracy"], record["best_epoch"], final)
+    else:
+        summary = {
+            "best_test_accuracy": record["best_accuracy"],
+            "best_epoch": record["best_epoch"],
+            "final_test_accuracy": record.get("test_accuracy"),
+        }
+    summary.update(epochs=record["epoch"], steps=record["step"])
     if "totals" in record:
         totals = RunTotals(**record["totals"])
         summary.update(
@@ -119,9 +125,21 @@ def run_summary(record: dict[str, Any], where: str, start_step: int | None = Non
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The final summary as printed when a run ends or is run again once finished."""
     best, final = summary["best_test_accuracy"], summary.get("final_test_accuracy")
-    lines = [f"best test accuracy {best:.4f} at epoch {summary['best_epoch']}"]
-    if final is not None:
-        lines[0] += f"; final {final:.4f} after {count(summary['epochs'], 'epoch')}"
+    epochs = count(summary["epochs"], "epoch")
+    if "runs" in summary:  # several runs: the spread over runs (and over seeds at each value)
+        lines = [
+            f"{summary['num_runs']} runs: best test accuracy {runs.spread_text(best)}",
+            f"final test accuracy {runs.spread_text(final)} after {epochs}",
+        ]
+        for value, figures in summary.get("sweep", {}).items():
+            lines.append(
+                f"  {value}: best {runs.spread_text(figures['best_test_accuracy'])}, final "
+                f"{runs.spread_text(figures['final_test_accuracy'])}"
+            )
+    else:
+        lines = [f"best test accuracy {best:.4f} at epoch {summary['best_epoch']}"]
+        if final is not None:
+            lines[0] += f"; final {final:.4f} after {epochs}"
     if "sessions" in summary:
         lines.append(
             f"trained {duration(summary['train_seconds'])} at {summary['train_images_per_sec']:.0f} "

@@ -101,3 +101,44 @@ def summary(
             for value, rows in groups.items()
         }
     return out
+
+
+def spread_plot(history: Sequence[Sequence[float]], title: str = "test accuracy") -> np.ndarray:
+    """An RGB image [H, W, 3] of per-epoch values of several runs (`history[epoch][run]`): every run
+    as a thin line, the min-max range and mean +- std as bands, the mean as a thick line."""
+    from PIL import Image, ImageDraw  # noqa: PLC0415 (only runs that end draw it)
+
+    v = np.asarray(history, np.float64)  # [epochs, runs]
+    w, h, left, right, top, bottom = 640, 360, 56, 16, 28, 36
+    lo, hi = float(v.min()), float(v.max())
+    pad = max(hi - lo, 1e-3) * 0.08
+    lo, hi = lo - pad, hi + pad
+    epochs = np.arange(1, len(v) + 1)
+    x = lambda e: left + (e - 1) / max(len(v) - 1, 1) * (w - left - right)
+    y = lambda a: top + (hi - a) / (hi - lo) * (h - top - bottom)
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    mean, std = v.mean(1), v.std(1)
+
+    def band(low, high, colour):
+        points = [(x(e), y(a)) for e, a in zip(epochs, high)]
+        points += [(x(e), y(a)) for e, a in zip(epochs[::-1], low[::-1])]
+        draw.polygon(points, fill=colour)
+
+    band(v.min(1), v.max(1), (222, 232, 247))
+    band(mean - std, mean + std, (170, 196, 235))
+    for run in v.T:
+        draw.line([(x(e), y(a)) for e, a in zip(epochs, run)], fill=(150, 150, 150), width=1)
+    draw.line([(x(e), y(a)) for e, a in zip(epochs, mean)], fill=(25, 70, 160), width=3)
+    draw.rectangle([left, top, w - right, h - bottom], outline="black")
+    for a in np.linspace(lo + pad, hi - pad, 5):
+        draw.text((4, y(a) - 6), f"{a:.3f}", fill="black")
+    for e in sorted({1, len(v), *np.linspace(1, len(v), 6).round().astype(int).tolist()}):
+        draw.text((x(e) - 6, h - bottom + 6), str(e), fill="black")
+    draw.text(
+        (left, 8),
+        f"{title} of {v.shape[1]} runs: mean (line), +-std and min-max (bands)",
+        fill="black",
+    )
+    draw.text((w // 2 - 16, h - 16), "epoch", fill="black")
+    return np.asarray(img, np.uint8)

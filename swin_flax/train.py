@@ -329,7 +329,7 @@ class _Writers:
 
     def __init__(self, workdir: epath.Path, names: list[str], is_chief: bool):
         self.root = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
-        self.runs, self.aggregate = [], None
+        self.runs, self.aggregate, self.workdir = [], None, workdir
         if len(names) > 1 and is_chief:
             self.runs = [metric_writers.SummaryWriter(str(workdir / "runs" / n)) for n in names]
             self.aggregate = metric_writers.SummaryWriter(str(workdir / "runs" / "aggregate"))
@@ -347,6 +347,18 @@ class _Writers:
             step,
             {f"{name}/{s}": x for name, v in scalars.items() for s, x in runs.spread(v).items()},
         )
+
+    def spread_plot(self, step: int, history: list[list[float]]) -> None:
+        """Several runs' test accuracy so far as a band plot: runs/test_accuracy.png and an image
+        in runs/aggregate/."""
+        if self.aggregate is None:
+            return
+        from PIL import Image  # noqa: PLC0415
+
+        image = runs.spread_plot(history)
+        self.aggregate.write_images(step, {"test_accuracy_spread": image[None]})
+        with (self.workdir / "runs" / "test_accuracy.png").open("wb") as f:
+            Image.fromarray(image).save(f, format="PNG")
 
     def all(self) -> list[metric_writers.MetricWriter]:
         return [self.root, *self.runs, *([self.aggregate] if self.aggregate else [])]
@@ -472,6 +484,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             improved = progress.improved(test["accuracy"], epoch)
             lr = np.array([float(fn(step - 1)) for fn in lr_fns])
             report_epoch(config, writers, epoch, step, train, test, lr, seconds, images, improved)
+            if progress.history:
+                writers.spread_plot(step, progress.history)
             stopping = epoch < config.num_epochs and stop.requested()
             meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
             host_state = None

@@ -22,6 +22,7 @@ LAYERS = {
     "optim": 2,
     "steps": 3,
     "checkpoints": 3,
+    "runs": 3,
     "distributed": 3,
     "build": 4,
     "finetune": 4,
