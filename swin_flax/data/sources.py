@@ -1,13 +1,11 @@
 """Where the images come from: tensorflow-datasets, a local CIFAR archive (`archives.py`), or a
-synthetic set (`synthetic.py`).
+synthetic set (`synthetic.py`). Every source returns a whole split in memory (CIFAR's training
+split is 150 MB): `images` uint8 [N, 32, 32, 3] (HWC, RGB) and `labels` int32 [N] (CIFAR-100's
+fine labels).
 
-Every source returns the same thing, a whole split in memory: `images` uint8 [N, 32, 32, 3] (HWC,
-RGB) and `labels` int32 [N] (for CIFAR-100 the 100 fine labels). CIFAR is small (150 MB for the
-training split), so reading it once and shuffling/augmenting from memory in tf.data is simplest.
-
-This module imports no TensorFlow at load time (config validation, evaluate and predict import it);
-tensorflow-datasets is imported when a tfds split is actually read. Inputs are config values that
-config.validate has checked; what it cannot know (files' contents, the network) is checked here.
+No TensorFlow at import (config validation, evaluate and predict import this module): tfds is
+imported when a tfds split is read. Inputs are config values that config.validate has checked;
+what it cannot know (files' contents, the network) is checked here.
 """
 
 from __future__ import annotations
@@ -23,26 +21,10 @@ import numpy as np
 from absl import logging
 
 from swin_flax.config import DATASETS
-from swin_flax.data import archives, synthetic
-from swin_flax.data.archives import read_archive
+from swin_flax.data import synthetic
+from swin_flax.data.archives import PRETTY, read_archive
 from swin_flax.data.synthetic import synthetic_split
 from swin_flax.errors import DataError
-
-SPLITS = ("train", "test")
-_NUM_CLASSES = {**archives.NUM_CLASSES, "synthetic": synthetic.NUM_CLASSES}
-_PRETTY = archives.PRETTY
-
-# What tfds downloads (and accepts in its manual directory), with the size it verifies.
-_TFDS_ARCHIVE = {
-    "cifar10": ("cifar-10-binary.tar.gz", 170_052_171, "https://www.cs.toronto.edu/~kriz/"),
-    "cifar100": ("cifar-100-binary.tar.gz", 168_513_733, "https://www.cs.toronto.edu/~kriz/"),
-}
-
-
-def num_classes(dataset: str) -> int:
-    """Number of classes of `dataset` ('cifar10', 'cifar100' or 'synthetic')."""
-    return _NUM_CLASSES[dataset]
-
 
 CIFAR10_NAMES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -58,26 +40,33 @@ CIFAR100_NAMES = tuple(
     spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor
     train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()  # noqa: SIM905
 )
+_CLASS_NAMES = {"cifar10": CIFAR10_NAMES, "cifar100": CIFAR100_NAMES, "synthetic": synthetic.NAMES}
+
+# What tfds downloads (and accepts in its manual directory), with the size it verifies.
+_TFDS_ARCHIVE = {
+    "cifar10": ("cifar-10-binary.tar.gz", 170_052_171),
+    "cifar100": ("cifar-100-binary.tar.gz", 168_513_733),
+}
+_TFDS_URL = "https://www.cs.toronto.edu/~kriz/"
 
 
 def class_names(dataset: str) -> tuple[str, ...]:
-    """Names of the classes of `dataset`, indexed by label. Synthetic classes are named for their
-    stripes: orientation and cycles across the image (see `synthetic_split`). ValueError for an
-    unknown name: predict reads it from a run's config.json, which no validate has seen."""
+    """Names of the classes of `dataset`, indexed by label. ValueError for an unknown name:
+    predict reads it from a run's config.json, which no validate has seen."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset={dataset!r} is not one of {DATASETS}.")
-    if dataset == "cifar10":
-        return CIFAR10_NAMES
-    if dataset == "cifar100":
-        return CIFAR100_NAMES
-    return synthetic.class_names()
+    return _CLASS_NAMES[dataset]
+
+
+def num_classes(dataset: str) -> int:
+    """Number of classes of `dataset` ('cifar10', 'cifar100' or 'synthetic')."""
+    return len(_CLASS_NAMES[dataset])
 
 
 def load_config_split(
     config: ml_collections.ConfigDict, split: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The data source a (validated) config names, one split: uint8 images [N, 32, 32, 3] and int32
-    labels [N]. What training and evaluation read."""
+    """One split of the data a (validated) config names: what training and evaluation read."""
     return load_split(
         config.dataset,
         split,
@@ -100,19 +89,18 @@ def load_split(
     probe_url: str | None = None,
     probe_timeout_s: float = 5.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reads one split whole: (images uint8 [N, 32, 32, 3], labels int32 [N]).
+    """Reads one split ('train' | 'test') of 'cifar10' | 'cifar100' | 'synthetic' whole.
 
-    dataset: 'cifar10' | 'cifar100' | 'synthetic'. split: 'train' | 'test'.
-    archive: a local CIFAR archive (python or binary tarball) or a folder with one extracted; when
-      set, tfds is not used and nothing is downloaded (not with 'synthetic': config.validate's rule).
+    archive: a local CIFAR archive or a folder with one extracted; when set, tfds is not used and
+      nothing is downloaded (not with 'synthetic': config.validate's rule).
     data_dir: tfds' data directory (None: tfds' default, ~/tensorflow_datasets or $TFDS_DATA_DIR).
-    synthetic_examples: size of a synthetic split (None: 50,000 train / 10,000 test, CIFAR's sizes).
+    synthetic_examples: size of a synthetic split (None: 50,000 train / 10,000 test, CIFAR's).
     seed: seeds the synthetic set only (train and test are different draws from the same classes).
     download: let tfds download and prepare the data when it is missing (False: fail at once).
     probe_url, probe_timeout_s: the address tried, before tfds downloads anything, to tell quickly
       whether this machine is online (None: the dataset's download URL).
     """
-    assert dataset in DATASETS and split in SPLITS, (dataset, split)
+    assert dataset in DATASETS and split in ("train", "test"), (dataset, split)
     assert not (dataset == "synthetic" and archive), "config.validate: no archive for synthetic"
     if dataset == "synthetic":
         default = 50_000 if split == "train" else 10_000
@@ -122,7 +110,8 @@ def load_split(
     if archive:
         images, labels = read_archive(archive, dataset, split)
     else:
-        images, labels = _load_tfds(dataset, split, data_dir, download, probe_url, probe_timeout_s)
+        _fail_fast_if_unobtainable(dataset, data_dir, download, probe_url, probe_timeout_s)
+        images, labels = _load_tfds(dataset, split, data_dir)
     where = describe_source(dataset, data_dir=data_dir, archive=archive)
     logging.debug("Read the %s split of %s: %d images.", split, where, len(labels))
     return images, labels
@@ -164,24 +153,11 @@ def describe_source(
     if dataset == "synthetic":
         return "the SYNTHETIC data set (striped patterns, NOT CIFAR)"
     if archive:
-        return f"{_PRETTY[dataset]} from the archive {archive}"
-    return f"{_PRETTY[dataset]} from tensorflow-datasets ({data_dir or 'its default data_dir'})"
+        return f"{PRETTY[dataset]} from the archive {archive}"
+    return f"{PRETTY[dataset]} from tensorflow-datasets ({data_dir or 'its default data_dir'})"
 
 
-# --------------------------------------------------------------------------------------------
-# tensorflow-datasets
-# --------------------------------------------------------------------------------------------
-
-
-def _load_tfds(
-    dataset: str,
-    split: str,
-    data_dir: str | None,
-    download: bool,
-    probe_url: str | None,
-    probe_timeout_s: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    _fail_fast_if_unobtainable(dataset, data_dir, download, probe_url, probe_timeout_s)
+def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy; only when tfds is the source)
 
     from swin_flax.data.pipeline import tf_cpu_only  # noqa: PLC0415 (TensorFlow)
@@ -191,62 +167,62 @@ def _load_tfds(
     if not builder.is_prepared():
         logging.info("Preparing %s with tfds in %s.", dataset, builder.data_dir_root)
         builder.download_and_prepare()
-    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-    images, labels = [], []
-    for x, y in tfds.as_numpy(ds.batch(10_000)):
-        images.append(x)
-        labels.append(y)
-    if not images:
+    # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
+    ds = builder.as_dataset(split=split, as_supervised=True).batch(10_000)
+    batches = list(tfds.as_numpy(ds))
+    if not batches:
         raise DataError(f"tfds {dataset} split {split!r} in {builder.data_dir} is empty.")
-    return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int32)
+    images, labels = (np.concatenate(parts) for parts in zip(*batches))
+    return images.astype(np.uint8), labels.astype(np.int32)
 
 
 def _fail_fast_if_unobtainable(
-    dataset: str,
-    data_dir: str | None,
-    download: bool,
-    probe_url: str | None,
-    probe_timeout_s: float,
+    dataset: str, data_dir: str | None, download: bool, probe_url: str | None, timeout_s: float
 ) -> None:
-    """Raises DataError in seconds when tfds could neither read nor obtain the data.
-
-    tfds itself would retry a download for minutes before failing offline. Runs before tensorflow
-    is imported: the data is obtainable if it is prepared, if the archive sits in tfds' manual
-    directory (<data_dir>/downloads/manual/, where tfds' DownloadManager looks for it by file
-    name) or download cache, or if the download URL answers.
+    """Raises DataError in seconds when tfds could neither read nor obtain the data (tfds itself
+    retries a download for minutes offline). The data is obtainable if it is prepared, if the
+    archive sits in tfds' manual directory (<data_dir>/downloads/manual/, where its
+    DownloadManager looks for it by file name) or download cache, or if the download URL answers.
     """
-    name, size, base_url = _TFDS_ARCHIVE[dataset]
+    name, size = _TFDS_ARCHIVE[dataset]
     default_root = os.environ.get("TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets"))
     root = os.path.expanduser(os.fspath(data_dir or default_root))
-    if glob.glob(os.path.join(glob.escape(root), dataset, "*", "dataset_info.json")):
+    in_root = lambda *parts: glob.glob(os.path.join(glob.escape(root), *parts))
+    if in_root(dataset, "*", "dataset_info.json"):
         return  # prepared (tfds makes the final check)
     manual = os.path.join(root, "downloads", "manual", name)
     if os.path.exists(manual):
-        got = os.path.getsize(manual)
-        if got != size:
+        if os.path.getsize(manual) != size:
             raise DataError(
-                f"{manual} is not the genuine {name} ({got:,} bytes, expected {size:,}); tfds "
-                "verifies the checksum and would reject it. Replace it with the original file, or "
-                f"read it directly, without tfds or checksums: --config.archive={manual}"
+                f"{manual} is not the genuine {name} ({os.path.getsize(manual):,} bytes, expected "
+                f"{size:,}); tfds verifies the checksum and would reject it. Replace it with the "
+                f"original file, or read it directly, without tfds or checksums: "
+                f"--config.archive={manual}"
             )
         return
-    stem = name.split(".")[0]
-    if glob.glob(os.path.join(glob.escape(root), "downloads", f"*{stem}*")):
+    if in_root("downloads", f"*{name.split('.')[0]}*"):
         return  # downloaded earlier into tfds' cache
-    url = probe_url or base_url + name
-    if not download:
-        raise DataError(_missing_message(dataset, root, manual, "downloads are turned off"))
-    reason = _unreachable(url, probe_timeout_s)
-    if reason is not None:
-        why = f"cannot be downloaded: {url} is unreachable ({reason})"
-        raise DataError(_missing_message(dataset, root, manual, why))
+    url = probe_url or _TFDS_URL + name
+    why = "downloads are turned off" if not download else _unreachable(url, timeout_s)
+    if why is None:
+        return
+    raise DataError(
+        f"{PRETTY[dataset]} is not prepared in the tfds data_dir {root} and {why}. "
+        "Supply the data in one of three ways:\n"
+        f"  1. tensorflow-datasets: point --config.data_dir at a directory where {dataset} is "
+        f"already prepared (`tfds build {dataset} --data_dir=DIR` on a machine online), or place "
+        f"the genuine {name} at {manual} and rerun (tfds prepares it offline from there).\n"
+        f"  2. A local archive, read directly: --config.archive=PATH to "
+        f"{name.replace('binary', 'python')}, {name}, or a folder where either is extracted.\n"
+        "  3. Synthetic data (no download; striped patterns, not CIFAR): "
+        "--config.dataset=synthetic."
+    )
 
 
 def _unreachable(url: str, timeout_s: float) -> str | None:
-    """None if `url` answers within `timeout_s` (any HTTP status), else why not.
-
-    Runs in a daemon thread joined with a deadline, since name resolution ignores socket timeouts.
-    """
+    """None if `url` answers within `timeout_s` (any HTTP status), else why it cannot be
+    downloaded. Probes in a daemon thread joined with a deadline: name resolution ignores socket
+    timeouts."""
     result: list[str | None] = []
 
     def probe() -> None:
@@ -261,21 +237,5 @@ def _unreachable(url: str, timeout_s: float) -> str | None:
     t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(timeout_s + 0.5)
-    return result[0] if result else f"no answer within {timeout_s:g} s"
-
-
-def _missing_message(dataset: str, root: str, manual: str, why: str) -> str:
-    pretty = _PRETTY[dataset]
-    name = _TFDS_ARCHIVE[dataset][0]
-    py_name = name.replace("binary", "python")
-    return (
-        f"{pretty} is not prepared in the tfds data_dir {root} and {why}. "
-        "Supply the data in one of three ways:\n"
-        f"  1. tensorflow-datasets: point --config.data_dir at a directory where {dataset} is "
-        f"already prepared (`tfds build {dataset} --data_dir=DIR` on a machine online), or place "
-        f"the genuine {name} at {manual} and rerun (tfds prepares it offline from there).\n"
-        f"  2. A local archive, read directly: --config.archive=PATH to {py_name}, {name}, or a "
-        "folder where either is extracted.\n"
-        "  3. Synthetic data (no download; striped patterns, not CIFAR): "
-        "--config.dataset=synthetic."
-    )
+    reason = result[0] if result else f"no answer within {timeout_s:g} s"
+    return None if reason is None else f"cannot be downloaded: {url} is unreachable ({reason})"

@@ -12,14 +12,11 @@ NUM_CLASSES = 10
 # random shift of the pattern), background colour, contrast and pixel noise.
 _ANGLES = np.deg2rad([0.0, 36.0, 72.0, 108.0, 144.0])
 _FREQS = np.array([2.0, 4.0])
-
-
-def class_names() -> tuple[str, ...]:
-    """The classes named for their stripes: orientation and cycles across the image."""
-    return tuple(
-        f"stripes_{round(float(np.rad2deg(_ANGLES[c % 5])))}deg_x{int(_FREQS[c // 5])}"
-        for c in range(NUM_CLASSES)
-    )
+# The classes named for their stripes: orientation and cycles across the image.
+NAMES = tuple(
+    f"stripes_{round(float(np.rad2deg(_ANGLES[c % 5])))}deg_x{int(_FREQS[c // 5])}"
+    for c in range(NUM_CLASSES)
+)
 
 
 def synthetic_split(
