@@ -1,16 +1,10 @@
-"""CutMix and Mixup on a batch in TensorFlow ops, with the semantics of timm's `Mixup` (mode batch,
-timm/data/mixup.py): one lambda per batch, the batch mixed with itself reversed.
-  - with probability `prob` a batch is mixed at all (else lambda = 1: smoothed one-hot targets);
-  - when both alphas are > 0, CutMix is chosen with probability `switch_prob`, else Mixup;
-    lambda ~ Beta(alpha, alpha) of the chosen method;
-  - Mixup: x <- lam * x + (1 - lam) * flip(x);
-  - CutMix: a box of side int(H * sqrt(1 - lam)) x int(W * sqrt(1 - lam)) centred at a uniform
-    pixel, clipped to the image (with `cutmix_minmax`: sides uniform in [min, max) of the image's)
-    is pasted from flip(x); lambda becomes 1 - box area / image area (`correct_lam`, always with
-    minmax);
-  - targets = lam * onehot(y) + (1 - lam) * onehot(flip(y)), one-hots smoothed as
-    off = smoothing / K, on = 1 - smoothing + off.
-Randomness is stateless: a batch mixes the same way every time it is produced (restarts, reruns).
+"""CutMix and Mixup on a batch in TensorFlow ops, with the semantics of timm's `Mixup` in mode
+'batch' (timm/data/mixup.py): one lambda per batch, the batch mixed with itself reversed. With
+probability `prob` a batch is mixed at all; CutMix is chosen with probability `switch_prob` when
+both alphas are > 0; lambda ~ Beta(alpha, alpha). Mixup blends x with flip(x); CutMix pastes a box
+of flip(x) and corrects lambda to 1 - box area / image area. Targets are lam * onehot(y) +
+(1 - lam) * onehot(flip(y)), label-smoothed. Randomness is stateless: a batch mixes the same way
+every time it is produced (restarts, reruns).
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
-"""Pillow-exact image ops in TensorFlow: timm's RandAugment ops as Pillow computes them.
-
-Every op maps a uint8 batch [N, H, W, 3] and one argument per image [N] (the op's argument, not
-timm's magnitude; geometric ops also take the fill colour) to uint8 [N, H, W, 3] with Pillow's
-arithmetic: ImageEnhance blends are `Image.blend` (float32, clipped, truncated); grey is PIL's L
-conversion; Sharpness uses the SMOOTH filter and keeps the 1-pixel border; AutoContrast and
-Equalize are `ImageOps`' per-channel LUTs; geometric ops are `Image.transform(AFFINE, BILINEAR)` in
-float64, in Pillow's order of operations. So they reproduce Pillow's pixels exactly on the test
-images (tests/fixtures/randaugment.npz), which is what makes this RandAugment timm's.
-
-Written for TF's CPU kernels: a select (tf.where) or an integer division over whole images costs
-~10x an arithmetic op, so per-pixel choices are arithmetic on 0/1 masks or LUT gathers.
+"""timm's RandAugment ops in TensorFlow, computed as Pillow computes them: each maps a uint8 batch
+[N, H, W, 3] and one argument per image [N] (geometric ops also a fill colour) to uint8 [N, H, W, 3]
+with Pillow's arithmetic (blends in float32, clipped and truncated; PIL's L grey; per-channel LUTs;
+affine resampling in float64 in Pillow's order of operations). So they reproduce Pillow's pixels
+exactly on the test images (tests/fixtures/randaugment.npz), which makes this RandAugment timm's.
+Per-pixel choices are arithmetic on 0/1 masks or LUT gathers: on TF's CPU kernels a select or an
+integer division over whole images costs ~10x an arithmetic op.
 
 Known differences from Pillow: Posterize with 0 bits gives black, as Pillow < 9 did (newer Pillow
 raises); Rotate rounds cos and sin to 15 decimals in float64, not with Python's decimal round(),
@@ -149,16 +144,14 @@ def equalize(images: tf.Tensor, _arg: tf.Tensor | None = None) -> tf.Tensor:
 
 
 def _affine(images: tf.Tensor, coeffs: Sequence, fill: Sequence[int], taps: str) -> tf.Tensor:
-    """PIL Image.transform(size, AFFINE, (a, b, c, d, e, f), BILINEAR, fillcolor=fill), batched.
+    """PIL Image.transform(size, AFFINE, (a, b, c, d, e, f), BILINEAR, fillcolor=fill), batched;
+    coeffs: each a Python number or one value per image [N].
 
-    coeffs: the six entries, each a Python number or one value per image [N]. Output pixel (x, y)
-    samples the input at u = a (x+.5) + b (y+.5) + c, v = d (x+.5) + e (y+.5) + f: the fill colour
-    outside [0, W) x [0, H), else PIL's interpolation at (u - .5, v - .5) between the 4 neighbours
-    (indices clamped to the image; x first, then y), truncated. All in float64 in PIL's order of
-    operations (float32 would truncate ~1% of pixels differently for a 13.2-pixel shift).
-    taps: 'x' when only x varies along a row (ShearX, TranslateX), 'y' for columns (ShearY,
-    TranslateY), 'xy' in general (Rotate); the 1-D cases gather 2 neighbours instead of 4. Pixels
-    come from the image padded by its edge pixels (the clamping) with the fill colour appended.
+    Output pixel (x, y) samples u = a (x+.5) + b (y+.5) + c, v = d (x+.5) + e (y+.5) + f: the fill
+    outside [0, W) x [0, H), else PIL's bilinear interpolation at (u - .5, v - .5) with indices
+    clamped to the image (x first, then y), truncated; float64 throughout, as float32 would
+    truncate ~1% of pixels differently. taps 'x' / 'y': only x varies along a row (ShearX,
+    TranslateX) / only y down a column (ShearY, TranslateY), so 2 neighbours are gathered, not 4.
     """
     n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
     a, b, c, d, e, f = (
@@ -166,7 +159,8 @@ def _affine(images: tf.Tensor, coeffs: Sequence, fill: Sequence[int], taps: str)
     )
     xs = (tf.range(w, dtype=tf.float64) + 0.5)[None, None, :]
     ys = (tf.range(h, dtype=tf.float64) + 0.5)[None, :, None]
-    # Edge copies around the image (two concats: ~20x faster than tf.pad's SYMMETRIC mode).
+    # Pixels are read from a table: the images padded by their edge pixels (the clamping; two
+    # concats are ~20x faster than tf.pad's SYMMETRIC mode), then the fill colour.
     padded = tf.concat([images[:, :1], images, images[:, -1:]], axis=1)
     padded = tf.concat([padded[:, :, :1], padded, padded[:, :, -1:]], axis=2)
     table = tf.concat([tf.reshape(padded, [-1, 3]), tf.constant([list(fill)], tf.uint8)], 0)

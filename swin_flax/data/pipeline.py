@@ -55,7 +55,7 @@ def eval_steps(num_examples: int, global_batch_size: int) -> int:
     return -(-num_examples // global_batch_size)
 
 
-def _host_batch(global_bs: int, index: int, count: int, local_devices: int) -> tuple[int, int]:
+def _layout(global_bs: int, index: int, count: int, local_devices: int) -> tuple[int, int]:
     """(host batch, per-device batch). That the batch divides over the devices is config.validate's
     rule (batch_size and eval_batch_size against the device count)."""
     assert global_bs > 0 and global_bs % (count * local_devices) == 0, (
@@ -69,10 +69,8 @@ def _host_batch(global_bs: int, index: int, count: int, local_devices: int) -> t
 def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     """Example index at each position of epoch `epoch` (what the training pipeline reads). Public:
     which examples an epoch (or a resumed run's remaining steps) visits, without building it."""
-    positions = tf.range(num_examples, dtype=tf.int64)
-    return _order(
-        positions, num_examples, tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64)
-    ).numpy()
+    seed, epoch = tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64)
+    return _order(tf.range(num_examples, dtype=tf.int64), num_examples, seed, epoch).numpy()
 
 
 def train_dataset(
@@ -106,9 +104,7 @@ def train_dataset(
     randaugment: a timm config string ('rand-m9-mstd0.5') or '' for none.
     """
     tf_cpu_only()
-    host_bs, dev_bs = _host_batch(
-        global_batch_size, process_index, process_count, local_device_count
-    )
+    host_bs, dev_bs = _layout(global_batch_size, process_index, process_count, local_device_count)
     n_steps = steps_per_epoch(len(labels), global_batch_size)
     assert num_epochs > 0 and 0 <= start_step <= n_steps, (
         f"start_step={start_step}, {n_steps} steps"
@@ -134,11 +130,10 @@ def train_dataset(
     steps = np.tile(np.arange(n_steps, dtype=np.int64), num_epochs)[start_step:]
     all_images = tf.constant(images)
     all_labels = tf.constant(labels.astype(np.int32))
-    const = lambda v: tf.constant(v, tf.int64)
-    layout = (const(seed), const(global_batch_size), const(process_index), const(process_count))
+    layout = tf.constant([host_bs, seed, global_batch_size, process_index, process_count], tf.int64)
 
     def batch(e, s):
-        out = transform(all_images, all_labels, e, s, const(host_bs), *layout)
+        out = transform(all_images, all_labels, e, s, layout)
         return {k: _per_device(v, local_device_count, dev_bs) for k, v in out.items()}
 
     ds = tf.data.Dataset.from_tensor_slices((epochs, steps))
@@ -146,31 +141,17 @@ def train_dataset(
 
 
 @functools.lru_cache(maxsize=8)
-def _train_transform(
-    source_hw: tuple[int, int],
-    ra_params,
-    img_mean: tuple[int, ...],
-    translate_const: float,
-    image_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    mix_cfg: mix_lib.MixConfig,
-) -> tf.types.experimental.PolymorphicFunction:
+def _train_transform(source_hw, ra_params, img_mean, translate_const, size, mean, std, mix_cfg):
     """The training transform of one host batch, traced once per setting (not per epoch, batch
-    size or host layout, which are inputs)."""
+    size or host layout, which are inputs: layout is [host batch, seed, global batch,
+    process_index, process_count])."""
     h, w = source_hw
-    scalar = tf.TensorSpec([], tf.int64)
+    spec = [tf.TensorSpec([None, h, w, 3], tf.uint8), tf.TensorSpec([None], tf.int32)]
+    spec += [tf.TensorSpec(shape, tf.int64) for shape in ([], [], [5])]  # epoch, step, layout
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, h, w, 3], tf.uint8),
-            tf.TensorSpec([None], tf.int32),
-            *[scalar] * 7,
-        ]
-    )
-    def transform(
-        all_images, all_labels, epoch, step, host_bs, seed, global_bs, process_index, process_count
-    ):
+    @tf.function(input_signature=spec)
+    def transform(all_images, all_labels, epoch, step, layout):
+        host_bs, seed, global_bs, process_index, process_count = tf.unstack(layout)
         positions = step * global_bs + process_index * host_bs + tf.range(host_bs, dtype=tf.int64)
         index = _order(positions, tf.shape(all_labels, tf.int64)[0], seed, epoch)
         images = tf.gather(all_images, index)
@@ -181,7 +162,7 @@ def _train_transform(
             images = ra.rand_augment_batch(
                 images, seeds, ra_params, img_mean=img_mean, translate_const=translate_const
             )
-        x = to_model_input(images, image_size, mean, std)
+        x = to_model_input(images, size, mean, std)
         mix_seed = tf.stack([_stream_key(seed, epoch, _MIX), step * process_count + process_index])
         x, target, _ = mix_lib.mix_batch(x, labels, mix_seed, mix_cfg)
         return {"image": x, "label": labels, "target": target}
@@ -221,9 +202,7 @@ def eval_dataset(
     (1 for a real example, 0 for padding). Every host yields eval_steps(N, global) batches.
     """
     tf_cpu_only()
-    host_bs, dev_bs = _host_batch(
-        global_batch_size, process_index, process_count, local_device_count
-    )
+    host_bs, dev_bs = _layout(global_batch_size, process_index, process_count, local_device_count)
     n = len(labels)
     n_steps = eval_steps(n, global_batch_size)
     positions = np.arange(n_steps * global_batch_size, dtype=np.int64)

@@ -1,25 +1,20 @@
-"""RandAugment in TensorFlow ops with timm's semantics (`timm/data/auto_augment.py` on PIL images).
+"""RandAugment in TensorFlow ops with timm's semantics (`timm/data/auto_augment.py` on PIL images):
+`num_layers` ops drawn uniformly with replacement (weighted, without replacement, for 'tweights'),
+each applied with probability `prob` at magnitude ~ Normal(m, mstd) (uniform on [0, m] for an
+infinite mstd) clipped to [0, mmax]; the ops are `pillow_ops.py`, their arguments timm's
+LEVEL_TO_ARG (`level_to_arg`). Hyper-parameters as timm's `hparams`: `img_mean` (fill colour),
+`translate_pct` (the Rel translations of RandAugment's op sets) and `translate_const` (only the
+absolute TranslateX/Y, which no timm RandAugment string selects: the recipe's 117 has no effect).
 
-* Settings: `randaugment_params.parse_config_str` reads a timm config string ('rand-m9-mstd0.5').
-* Ops: `pillow_ops.py`, Pillow's pixels exactly; `level_to_arg` is timm's magnitude -> argument
-  mapping (`_LEVEL_DENOM` = 10), with a random sign (p = 0.5) for the signed ops.
-* Policy: `num_layers` ops drawn uniformly with replacement (weighted and without replacement for
-  'tweights'), each applied with probability `prob`, magnitude ~ Normal(m, mstd) (uniform on [0, m]
-  when mstd is infinite) clipped to [0, mmax] at every application.
-* Randomness: example b's draws are `tf.random.stateless_uniform([k], seeds[b])`, so its
-  augmentation depends on its own seed only, never on its batch or the number of hosts. TF has no
-  op that draws from a batch of seeds at once (`tf.vectorized_map` has no rule for the stateless
-  ops) and `tf.map_fn` over 1024 seeds costs ~10x the vectorised draw, so `stateless_uniform_rows`
-  is a vectorised copy of TF's Philox-4x32-10, checked bit for bit against the TF op in the tests.
+Example b's draws are `tf.random.stateless_uniform([k], seeds[b])`: its augmentation depends on its
+own seed only, never on its batch or the number of hosts. TF has no op that draws from a batch of
+seeds (`tf.vectorized_map` has no rule for the stateless ops; `tf.map_fn` over 1024 seeds costs
+~10x), so `stateless_uniform_rows` is a vectorised copy of TF's Philox-4x32-10, checked bit for bit
+against the TF op in the tests.
 
-Hyper-parameters (timm's `hparams`): `img_mean` (fill colour), `translate_pct` (0.45, for the Rel
-translations of RandAugment's op sets) and `translate_const` (pixels at magnitude 10 for the
-absolute TranslateX/Y only, which no timm RandAugment string selects: the recipe's
-`translate_const=117` has no effect, in timm as here).
-
-Known differences from timm: (1) timm resamples geometric ops with bilinear or bicubic at random
-unless hparams set 'interpolation' (the recipe does not); this port always uses bilinear.
-(2) Config strings that timm would silently misread (e.g. 'mstdinf', 'tfoo') raise ValueError.
+Known differences from timm: geometric ops always resample bilinearly (timm picks bilinear or
+bicubic at random unless hparams set 'interpolation', which the recipe does not); config strings
+that timm would silently misread (e.g. 'mstdinf', 'tfoo') raise ValueError.
 """
 
 from __future__ import annotations
