@@ -179,18 +179,14 @@ def _affine(images: tf.Tensor, coeffs: Sequence, fill: Sequence[int], taps: str)
 
     gather = lambda i: tf.cast(tf.gather(table, i), tf.float64)
     lerp = lambda p, q, t: p + (q - p) * t
-    if taps == "x":  # v == y + .5 exactly
-        u = (a * xs + b * ys) + c  # [N, H, W]
-        keep = tf.cast((u >= 0.0) & (u < w), tf.int32)
-        x0, dx = lower_and_frac(u, keep)
-        i0 = masked(first + tf.range(h)[None, :, None] * stride + x0, keep)
-        out = lerp(gather(i0), gather(i0 + keep), dx)
-    elif taps == "y":  # u == x + .5 exactly
-        v = (d * xs + e * ys) + f
-        keep = tf.cast((v >= 0.0) & (v < h), tf.int32)
-        y0, dy = lower_and_frac(v, keep)
-        i0 = masked(first + y0 * stride + tf.range(w)[None, None, :], keep)
-        out = lerp(gather(i0), gather(i0 + keep * stride), dy)
+    if taps in ("x", "y"):  # the other coordinate is the pixel centre exactly
+        coord = (a * xs + b * ys) + c if taps == "x" else (d * xs + e * ys) + f
+        size, step = (w, 1) if taps == "x" else (h, stride)  # table rows to the next tap
+        across = tf.range(h)[None, :, None] * stride if taps == "x" else tf.range(w)[None, None, :]
+        keep = tf.cast((coord >= 0.0) & (coord < size), tf.int32)
+        lower, frac = lower_and_frac(coord, keep)
+        i0 = masked(first + across + lower * step, keep)
+        out = lerp(gather(i0), gather(i0 + keep * step), frac)
     else:
         u = (a * xs + b * ys) + c
         v = (d * xs + e * ys) + f

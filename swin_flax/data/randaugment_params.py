@@ -71,34 +71,30 @@ def parse_config_str(config_str: str) -> RandAugmentParams:
     ('mstdinf'), a non-integer m, n, mmax or inc, an unknown op set; and the sets '3a' and '3aw'
     (GaussianBlur and Desaturate are not implemented).
     """
+    bad = lambda message: ValueError(f"config_str {config_str!r}: {message}")
     sections = str(config_str).split("-")
     if sections[0] != "rand":
-        raise ValueError(
-            f"config_str {config_str!r} must start with 'rand' (timm's RandAugment), "
-            "e.g. 'rand-m9-mstd0.5'."
-        )
+        raise bad("must start with 'rand' (timm's RandAugment), e.g. 'rand-m9-mstd0.5'.")
     found: dict[str, float | str] = {}  # key -> value; mstd, mmax and t keep their first
     for section in filter(None, sections[1:]):  # timm skips empty sections ('rand--m9')
         key, *value = re.split(r"(\d.*)", section) if section[0] != "t" else ("t", section[1:])
+        keys = ", ".join(_CONFIG_KEYS)
         if not value:
-            raise ValueError(
-                f"config_str {config_str!r}: section {section!r} has no number (timm would "
-                f"silently ignore it); a section is a key ({', '.join(_CONFIG_KEYS)}) and a "
-                "number, e.g. 'mstd0.5', or 'mstd101' for uniform magnitudes."
+            raise bad(
+                f"section {section!r} has no number (timm would silently ignore it); a section is "
+                f"a key ({keys}) and a number, e.g. 'mstd0.5', or 'mstd101' for uniform magnitudes."
             )
         if key not in _CONFIG_KEYS:
-            raise ValueError(
-                f"config_str {config_str!r}: unknown key {key!r} in section {section!r}; valid "
-                f"keys are {', '.join(_CONFIG_KEYS)} (e.g. 'rand-m9-n2-mstd0.5-mmax10-inc0')."
+            raise bad(
+                f"unknown key {key!r} in section {section!r}; valid keys are {keys} "
+                "(e.g. 'rand-m9-n2-mstd0.5-mmax10-inc0')."
             )
         kind = {"t": str, "mstd": float, "p": float}.get(key, int)
         try:
             parsed = kind(value[0])
         except ValueError:
             need = "an integer" if kind is int else "a number"
-            raise ValueError(
-                f"config_str {config_str!r}: '{key}' needs {need}, got {value[0]!r}."
-            ) from None
+            raise bad(f"'{key}' needs {need}, got {value[0]!r}.") from None
         if key not in ("mstd", "mmax", "t") or key not in found:
             found[key] = parsed
 
@@ -112,19 +108,19 @@ def parse_config_str(config_str: str) -> RandAugmentParams:
         ops, total = tuple(RAND_WEIGHTED_0), sum(RAND_WEIGHTED_0.values())
         weights = tuple(w / total for w in RAND_WEIGHTED_0.values())
         if num_layers > len(ops):
-            raise ValueError(
-                f"config_str {config_str!r}: n={num_layers} exceeds the {len(ops)} ops of "
-                "'tweights', which are drawn without replacement (as timm's np.random.choice)."
+            raise bad(
+                f"n={num_layers} exceeds the {len(ops)} ops of 'tweights', which are drawn "
+                "without replacement (as timm's np.random.choice)."
             )
     elif op_set in ("3a", "3aw"):
-        raise ValueError(
-            f"config_str {config_str!r}: op set 't{op_set}' needs GaussianBlur and Desaturate, "
-            "which this port does not implement; use the default set or 'tweights'."
+        raise bad(
+            f"op set 't{op_set}' needs GaussianBlur and Desaturate, which this port does not "
+            "implement; use the default set or 'tweights'."
         )
     else:
-        raise ValueError(
-            f"config_str {config_str!r}: unknown op set 't{op_set}'; the valid one is "
-            "'tweights' (timm would fall back to the default set without a word)."
+        raise bad(
+            f"unknown op set 't{op_set}'; the valid one is 'tweights' (timm would fall back to "
+            "the default set without a word)."
         )
     return RandAugmentParams(
         num_layers=num_layers,

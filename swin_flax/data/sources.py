@@ -89,16 +89,12 @@ def load_split(
     probe_url: str | None = None,
     probe_timeout_s: float = 5.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reads one split ('train' | 'test') of 'cifar10' | 'cifar100' | 'synthetic' whole.
-
-    archive: a local CIFAR archive or a folder with one extracted; when set, tfds is not used and
-      nothing is downloaded (not with 'synthetic': config.validate's rule).
-    data_dir: tfds' data directory (None: tfds' default, ~/tensorflow_datasets or $TFDS_DATA_DIR).
-    synthetic_examples: size of a synthetic split (None: 50,000 train / 10,000 test, CIFAR's).
-    seed: seeds the synthetic set only (train and test are different draws from the same classes).
-    download: let tfds download and prepare the data when it is missing (False: fail at once).
-    probe_url, probe_timeout_s: the address tried, before tfds downloads anything, to tell quickly
-      whether this machine is online (None: the dataset's download URL).
+    """Reads one split ('train' | 'test') of 'cifar10' | 'cifar100' | 'synthetic' whole: from
+    `archive` (a CIFAR tarball or extracted folder; no tfds, no download) if set, else with tfds
+    from `data_dir` (None: ~/tensorflow_datasets or $TFDS_DATA_DIR), downloading when `download`
+    allows and the machine is online (probed at `probe_url`, default the download URL, within
+    `probe_timeout_s`). A synthetic split has `synthetic_examples` images (None: CIFAR's 50,000 /
+    10,000), drawn from `seed` (train and test are different draws of the same classes).
     """
     assert dataset in DATASETS and split in ("train", "test"), (dataset, split)
     assert not (dataset == "synthetic" and archive), "config.validate: no archive for synthetic"

@@ -24,15 +24,12 @@ def image_grid(images: np.ndarray, *, cols: int = 8, scale: int = 4, pad: int = 
     n, h, w, c = images.shape
     cols = max(1, min(cols, n))
     rows = -(-n // cols)
-    big = images.repeat(scale, axis=1).repeat(scale, axis=2)
-    th, tw = h * scale + pad, w * scale + pad
-    grid = np.full((rows * th + pad, cols * tw + pad, c), 255, np.uint8)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        grid[pad + r * th : pad + r * th + h * scale, pad + q * tw : pad + q * tw + w * scale] = (
-            big[i]
-        )
-    return grid
+    # Tiles of the enlarged image and `pad` white pixels after it; the grid has one more margin.
+    tiles = np.full((rows * cols, h * scale + pad, w * scale + pad, c), 255, np.uint8)
+    tiles[:n, : h * scale, : w * scale] = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    th, tw = tiles.shape[1:3]
+    grid = tiles.reshape(rows, cols, th, tw, c).swapaxes(1, 2).reshape(rows * th, cols * tw, c)
+    return np.pad(grid, ((pad, 0), (pad, 0), (0, 0)), constant_values=255)
 
 
 def batch_grid(
