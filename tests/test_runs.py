@@ -1,0 +1,169 @@
+"""Many runs in one process: run k of an N-run process equals the single run `config.single_run` describes.
+
+References: separate single runs of the same code path (`num_runs=1`: no vmap, the unstacked layout), whose
+own correctness the rest of the suite establishes (timm/torch parity, 1 device == 2 devices, exact resume).
+The tolerance is float32 rounding: vmapped products may sum in another order, and AdamW divides by
+sqrt(v), so where a gradient is ~0 a rounding difference can move a parameter by up to ~lr (as in
+test_steps' two-device test): params agree to 1% of the learning rate.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from swin_flax import build, config, errors, runs, steps, train
+from swin_flax.models import summary
+from tests import cifar_files
+from tests.reliability_runs import read_scalars, restore_latest
+from tests.test_train import N_TEST, N_TRAIN, tiny_config
+
+pytestmark = pytest.mark.slow  # trains (train_and_evaluate), several times
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cifar")
+    return cifar_files.cifar10_binary_tarball(
+        d / "cifar-10-binary.tar.gz",
+        cifar_files.random_split(N_TRAIN, seed=1),
+        cifar_files.random_split(N_TEST, seed=2),
+    )
+
+
+def _close(a, b, lr):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=0.01 * lr), a, b)
+
+
+def _slice(tree, k):
+    return jax.tree.map(lambda x: np.asarray(x)[k], tree)
+
+
+def test_run_grid_seeds_sweep_and_names():
+    c = config.default_config()
+    c.seed, c.num_runs = 5, 2
+    c.sweep.learning_rate, c.sweep.weight_decay = (1e-3, 2e-3), (0.05,)
+    grid = config.run_grid(c)
+    assert [(g["learning_rate"], g["weight_decay"], g["seed"]) for g in grid] == [
+        (1e-3, 0.05, 5),
+        (1e-3, 0.05, 6),
+        (2e-3, 0.05, 5),
+        (2e-3, 0.05, 6),
+    ]
+    assert all(g["data_seed"] == 5 for g in grid)  # one shared stream
+    c.per_run_data = True
+    assert [g["data_seed"] for g in config.run_grid(c)] == [5, 6, 5, 6]
+    names = runs.run_set(c).names
+    assert names[1] == "learning_rate=0.001,weight_decay=0.05,seed=6"
+    single = config.single_run(c, config.run_grid(c)[3])
+    assert (single.num_runs, single.seed, single.learning_rate, single.data_seed) == (1, 6, 2e-3, 6)
+    assert not any(single.sweep.values())
+
+
+@pytest.mark.parametrize("per_run_data", [False, True])
+def test_three_runs_step_equals_three_single_steps(archive, per_run_data):
+    """Three runs (three seeds) vmapped inside the step pmapped over 2 devices, 3 AdamW steps, against
+    each run's own single-run state and step on the same batches."""
+    c = tiny_config(archive)
+    c.num_runs, c.per_run_data = 3, per_run_data
+    model = build.model_from_config(c)
+    run_set = runs.run_set(c)
+    rng = np.random.default_rng(0)
+
+    def batch():
+        labels = rng.integers(0, 10, 16).astype(np.int32)
+        return {
+            "image": rng.normal(size=(2, 8, 32, 32, 3)).astype(np.float32),
+            "label": labels.reshape(2, 8),
+            "target": np.eye(10, dtype=np.float32)[labels].reshape(2, 8, 10),
+        }
+
+    batches = [[batch() for _ in range(3)] for _ in range(3 if per_run_data else 1)]
+    state, _ = train.initial_state(c, run_set, model, 4, None, None)
+    step = build.pmap_train_step(3, per_run_data)
+    _, keys = run_set.keys()
+    state = steps.replicate(state)
+    for i in range(3):
+        b = batches[0][i]
+        if per_run_data:  # run axis after the device axis, as train._train_batches stacks it
+            b = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *(bs[i] for bs in batches))
+        state, _ = step(state, b, keys)
+    many = jax.device_get(steps.unreplicate(state.params))
+    for k, single_config in enumerate(run_set.configs):
+        single_set = runs.run_set(single_config)
+        s, _ = train.initial_state(single_config, single_set, model, 4, None, None)
+        s = steps.replicate(s)
+        single_step = build.pmap_train_step()
+        for i in range(3):
+            s, _ = single_step(s, batches[k if per_run_data else 0][i], single_set.keys()[1])
+        _close(_slice(many, k), jax.device_get(steps.unreplicate(s.params)), c.learning_rate)
+    assert not np.allclose(many["head"]["kernel"][0], many["head"]["kernel"][1])  # seeds differ
+
+
+def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive, monkeypatch):
+    """2 learning rates x 2 seeds in one process, stopped mid-epoch (as SIGTERM does) and resumed, against
+    two of its runs trained alone and uninterrupted: params, per-epoch test accuracies, summary."""
+    c = tiny_config(archive, epochs=2)
+    c.num_runs, c.sweep.learning_rate = 2, (1e-3, 3e-3)
+    stop_at = {2}  # step 2 of 4 in epoch 1
+    requested = train._StopFlag.requested
+    monkeypatch.setattr(
+        train._StopFlag,
+        "requested",
+        lambda self, step=None: step in stop_at or requested(self, step),
+    )
+    with pytest.raises(errors.Preempted):
+        train.train_and_evaluate(c, str(tmp_path / "many"))
+    stop_at.clear()
+    result = train.train_and_evaluate(c, str(tmp_path / "many"))
+    many_state, meta = restore_latest(tmp_path / "many")
+    names = runs.run_set(c).names
+    assert meta["runs"] == names and len(meta["history"]) == 2
+    assert result["num_runs"] == 4 and set(result["sweep"]) == {
+        "learning_rate=0.001",
+        "learning_rate=0.003",
+    }
+    for k in (1, 2):  # seed 1 at lr 1e-3, seed 0 at lr 3e-3
+        single = config.single_run(c, config.run_grid(c)[k])
+        alone = train.train_and_evaluate(single, str(tmp_path / f"single{k}"))
+        state, _ = restore_latest(tmp_path / f"single{k}")
+        _close(_slice(many_state["params"], k), state["params"], single.learning_rate)
+        curve = read_scalars(tmp_path / "many" / "runs" / names[k])["test_accuracy"]
+        np.testing.assert_allclose(
+            [curve[s] for s in sorted(curve)],
+            [v for _, v in sorted(read_scalars(tmp_path / f"single{k}")["test_accuracy"].items())],
+            atol=1.01 / N_TEST,  # at most one test image on the other side of a near-tie
+        )
+        row = result["runs"][k]
+        assert row["name"] == names[k]
+        assert abs(row["final_accuracy"] - alone["final_test_accuracy"]) <= 1.01 / N_TEST
+    assert summary.count_params(many_state["params"]) == 4 * summary.count_params(state["params"])
+
+
+def test_a_diverging_run_stops_the_process_naming_it(tmp_path, archive):
+    """The first epoch is warmup, at warmup_lr_init: 1e30 there makes one run's loss inf within steps."""
+    c = tiny_config(archive, epochs=1)
+    c.num_runs, c.sweep.warmup_lr_init = 2, (1e-4, 1e30)
+    with pytest.raises(
+        errors.TrainingDiverged, match=r"run warmup_lr_init=1e\+30,seed=\d: the training"
+    ):
+        train.train_and_evaluate(c, str(tmp_path / "nan"))
+
+
+def test_sweep_refuses_shape_fields_and_names_bad_values():
+    c = config.default_config()
+    c.dataset = "synthetic"
+    with c.unlocked():
+        c.sweep.embed_dim = (96, 128)
+    with pytest.raises(errors.ConfigError, match=r"config\.sweep\.embed_dim: only learning_rate"):
+        config.validate(c)
+    c = config.default_config()
+    c.dataset = "synthetic"
+    c.sweep.weight_decay = (0.05, -1.0)
+    with pytest.raises(
+        errors.ConfigError, match=r"config\.sweep\.weight_decay: -1\.0 must be >= 0"
+    ):
+        config.validate(c)
+    c.sweep.weight_decay = (0.05,)
+    c.num_runs = 0
+    with pytest.raises(errors.ConfigError, match=r"config\.num_runs: must be a positive integer"):
+        config.validate(c)
