@@ -6,6 +6,7 @@ corruption, the wrong data set)."""
 from __future__ import annotations
 
 import bz2
+import collections
 import gzip
 import io
 import lzma
@@ -14,7 +15,6 @@ import pathlib
 import pickle
 import tarfile
 import zlib
-from typing import NamedTuple
 
 import numpy as np
 
@@ -24,18 +24,9 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}  # the names users know
 _PIXELS = 32 * 32 * 3
 
-
-class _Layout(NamedTuple):
-    """One on-disk CIFAR layout: its files per split and where a file keeps its labels: the key of
-    a python batch, or (label bytes, label index) of a binary record."""
-
-    name: str
-    folder: str
-    train: tuple[str, ...]
-    test: tuple[str, ...]
-    labels: bytes | tuple[int, int]
-
-
+# One on-disk CIFAR layout: its files per split and where a file keeps its labels (the key of a
+# python batch, or (label bytes, label index) of a binary record).
+_Layout = collections.namedtuple("_Layout", "name folder train test labels")
 _PY_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))  # CIFAR-10's training files
 _BIN_BATCHES = tuple(f"{name}.bin" for name in _PY_BATCHES)
 _LAYOUTS = {

@@ -1,16 +1,12 @@
 """tf.data input pipelines: per-host batches shaped [local_devices, per_device_batch, H, W, 3].
 
-Order and randomness are functions of (seed, epoch, position) only, never of run history:
-  - epoch e's order is a permutation keyed by (seed, e) (TF's stateless index_shuffle): position
-    p holds example order(p). Global batch s is positions [s*G, (s+1)*G); host h takes the slice
-    [h*G/P, (h+1)*G/P) of it, local device d the d-th per-device block. The last partial global
-    batch of an epoch is dropped;
-  - the example at position p gets RandAugment seed (key(seed, e), p), for any number of hosts;
-  - host h's batch of step s gets CutMix/Mixup seed (key(seed, e), s * P + h);
-  - `start_step` skips the first global batches of the first epoch exactly (a resumed run sees
-    what an uninterrupted one would).
-Evaluation visits every example once, in order; the last global batch is padded with zero images
-and `mask` 0, so all hosts run the same number of batches.
+Order and randomness are functions of (seed, epoch, position) only, never of run history. Epoch
+e's order is a stateless permutation keyed by (seed, e): global batch s is its positions
+[s*G, (s+1)*G), host h takes the slice [h*G/P, (h+1)*G/P), local device d the d-th block; the last
+partial batch is dropped. The example at position p gets RandAugment seed (key(seed, e), p), host
+h's batch of step s CutMix/Mixup seed (key(seed, e), s * P + h): the same for any number of hosts,
+and `start_step` resumes mid-epoch exactly. Evaluation visits every example once, in order; the
+last global batch is padded with zero images and `mask` 0, so all hosts run the same steps.
 
 Transforms (torchvision's order), vectorised over a host batch: [RandAugment on uint8] -> float ->
 [bilinear resize to image_size] -> /255 -> (x - mean) / std -> [CutMix/Mixup per host batch].
@@ -37,15 +33,12 @@ _SHUFFLE, _AUGMENT, _MIX = 1, 2, 3  # one random stream per purpose and epoch
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    """Training steps in an epoch: full global batches only (the last partial batch is dropped).
-
-    ConfigError when the data set holds less than one batch (a rule on the data's size, which
-    config.validate cannot know)."""
+    """Training steps in an epoch: full global batches only. ConfigError when the data holds less
+    than one batch (a rule on the data's size, which config.validate cannot know)."""
     if num_examples < global_batch_size:
         raise ConfigError(
             f"config.batch_size: {global_batch_size} is larger than the {num_examples} training "
-            "images, so an epoch has no full batch; choose a batch_size of at most "
-            f"{num_examples}."
+            f"images, so an epoch has no full batch; choose a batch_size of at most {num_examples}."
         )
     return num_examples // global_batch_size
 
@@ -95,12 +88,10 @@ def train_dataset(
     num_epochs: int = 1,
     prefetch: int = 2,
 ) -> tf.data.Dataset:
-    """This host's training batches of epochs [epoch, epoch + num_epochs), starting at global step
-    `start_step` of the first: num_epochs * steps_per_epoch - start_step batches.
-
-    images uint8 [N, h, w, 3], labels int [N]. Yields dicts: 'image' float32 [D, b, S, S, 3],
-    'label' int32 [D, b] (original labels, for train accuracy), 'target' float32 [D, b, K] (soft
-    targets: mixed by CutMix/Mixup per `mix` (timm Mixup arguments), else smoothed one-hot).
+    """This host's training batches of epochs [epoch, epoch + num_epochs) from global step
+    `start_step` of the first, from images uint8 [N, h, w, 3] and labels int [N]: dicts of 'image'
+    float32 [D, b, S, S, 3], 'label' int32 [D, b] (for train accuracy) and 'target' float32
+    [D, b, K] (mixed by CutMix/Mixup per `mix`, timm Mixup's arguments, else smoothed one-hot).
     randaugment: a timm config string ('rand-m9-mstd0.5') or '' for none.
     """
     tf_cpu_only()
@@ -115,16 +106,10 @@ def train_dataset(
             f"CutMix/Mixup mixes each host batch with itself reversed and needs it even (as timm "
             f"asserts); the host batch is {host_bs}: choose an even global_batch_size per host."
         )
-    transform = _train_transform(
-        images.shape[1:3],
-        parse_config_str(randaugment) if randaugment else None,
-        tuple(int(v) for v in img_mean),
-        float(translate_const),
-        int(image_size),
-        tuple(float(v) for v in normalize_mean),
-        tuple(float(v) for v in normalize_std),
-        mix_cfg,
-    )
+    ra_params = parse_config_str(randaugment) if randaugment else None
+    ra_args = (ra_params, tuple(map(int, img_mean)), float(translate_const))
+    norm = (int(image_size), tuple(map(float, normalize_mean)), tuple(map(float, normalize_std)))
+    transform = _train_transform(images.shape[1:3], *ra_args, *norm, mix_cfg)
     # The table of (epoch, step) to produce; everything else is computed from it in the graph.
     epochs = np.repeat(np.arange(epoch, epoch + num_epochs, dtype=np.int64), n_steps)[start_step:]
     steps = np.tile(np.arange(n_steps, dtype=np.int64), num_epochs)[start_step:]

@@ -2,19 +2,18 @@
 `num_layers` ops drawn uniformly with replacement (weighted, without replacement, for 'tweights'),
 each applied with probability `prob` at magnitude ~ Normal(m, mstd) (uniform on [0, m] for an
 infinite mstd) clipped to [0, mmax]; the ops are `pillow_ops.py`, their arguments timm's
-LEVEL_TO_ARG (`level_to_arg`). Hyper-parameters as timm's `hparams`: `img_mean` (fill colour),
-`translate_pct` (the Rel translations of RandAugment's op sets) and `translate_const` (only the
-absolute TranslateX/Y, which no timm RandAugment string selects: the recipe's 117 has no effect).
+LEVEL_TO_ARG. Hyper-parameters as timm's `hparams`: `img_mean` (fill colour), `translate_pct` and
+`translate_const` (only for TranslateX/Y, which no RandAugment string selects: the recipe's 117
+has no effect, in timm as here).
 
-Example b's draws are `tf.random.stateless_uniform([k], seeds[b])`: its augmentation depends on its
-own seed only, never on its batch or the number of hosts. TF has no op that draws from a batch of
-seeds (`tf.vectorized_map` has no rule for the stateless ops; `tf.map_fn` over 1024 seeds costs
-~10x), so `stateless_uniform_rows` is a vectorised copy of TF's Philox-4x32-10, checked bit for bit
-against the TF op in the tests.
+Example b's draws are `tf.random.stateless_uniform([k], seeds[b])`, whatever its batch or the
+number of hosts. TF has no op that draws from a batch of seeds (`tf.vectorized_map` has no rule for
+the stateless ops; `tf.map_fn` over 1024 seeds costs ~10x), so `stateless_uniform_rows` is a
+vectorised copy of TF's Philox-4x32-10, checked bit for bit against the TF op in the tests.
 
 Known differences from timm: geometric ops always resample bilinearly (timm picks bilinear or
-bicubic at random unless hparams set 'interpolation', which the recipe does not); config strings
-that timm would silently misread (e.g. 'mstdinf', 'tfoo') raise ValueError.
+bicubic at random unless hparams set 'interpolation'); config strings that timm would silently
+misread (e.g. 'mstdinf', 'tfoo') raise ValueError.
 """
 
 from __future__ import annotations
@@ -190,8 +189,7 @@ def rand_augment_batch(
     )
     assert None not in images.shape[1:3] and min(images.shape[1:3]) >= 3, images.shape
     assert seeds.dtype in (tf.int32, tf.int64) and seeds.shape.rank == 2 and seeds.shape[1] == 2, (
-        f"seeds must be int32 or int64 [B, 2] (stateless seeds), got {seeds.dtype.name} "
-        f"{seeds.shape}"
+        f"seeds must be int32 or int64 [B, 2], got {seeds.dtype.name} {seeds.shape}"
     )
     assert len(fill) == 3 and all(0 <= v <= 255 for v in fill), (
         f"img_mean/fill must be three integers in [0, 255], got {img_mean!r}"

@@ -1,11 +1,8 @@
-"""Where the images come from: tensorflow-datasets, a local CIFAR archive (`archives.py`), or a
-synthetic set (`synthetic.py`). Every source returns a whole split in memory (CIFAR's training
-split is 150 MB): `images` uint8 [N, 32, 32, 3] (HWC, RGB) and `labels` int32 [N] (CIFAR-100's
-fine labels).
-
-No TensorFlow at import (config validation, evaluate and predict import this module): tfds is
-imported when a tfds split is read. Inputs are config values that config.validate has checked;
-what it cannot know (files' contents, the network) is checked here.
+"""Where the images come from: tensorflow-datasets, a local CIFAR archive (`archives.py`) or a
+synthetic set (`synthetic.py`), each as a whole split in memory: `images` uint8 [N, 32, 32, 3]
+(HWC, RGB) and `labels` int32 [N] (CIFAR-100's fine labels). No TensorFlow at import (config
+validation, evaluate and predict import this module); what config.validate cannot know (files'
+contents, the network) is checked here.
 """
 
 from __future__ import annotations
@@ -159,15 +156,11 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
     from swin_flax.data.pipeline import tf_cpu_only  # noqa: PLC0415 (TensorFlow)
 
     tf_cpu_only()  # tfds starts TF: keep it off JAX's accelerators
-    builder = tfds.builder(dataset, data_dir=data_dir)
-    if not builder.is_prepared():
-        logging.info("Preparing %s with tfds in %s.", dataset, builder.data_dir_root)
-        builder.download_and_prepare()
+    ds = tfds.load(dataset, split=split, data_dir=data_dir, as_supervised=True)  # prepares it
     # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
-    ds = builder.as_dataset(split=split, as_supervised=True).batch(10_000)
-    batches = list(tfds.as_numpy(ds))
+    batches = list(tfds.as_numpy(ds.batch(10_000)))
     if not batches:
-        raise DataError(f"tfds {dataset} split {split!r} in {builder.data_dir} is empty.")
+        raise DataError(f"tfds {dataset} split {split!r} in {data_dir or 'tfds default'} is empty.")
     images, labels = (np.concatenate(parts) for parts in zip(*batches))
     return images.astype(np.uint8), labels.astype(np.int32)
 

@@ -3,6 +3,8 @@ demos and tests (`--config.dataset=synthetic`). Deterministic in the seed; not C
 
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
 
 NUM_CLASSES = 10
@@ -43,7 +45,8 @@ def synthetic_split(
         ]
         wave = 0.5 + 0.5 * np.sin(arg.astype(np.float32))
         hue = (c / 10.0 + rng.normal(0.0, 0.07, n)) % 1.0
-        fg = _hsv_to_rgb(hue, rng.uniform(0.5, 1.0, n), rng.uniform(0.6, 1.0, n)) * 255.0
+        hsv = zip(hue, rng.uniform(0.5, 1.0, n), rng.uniform(0.6, 1.0, n))
+        fg = np.array([colorsys.hsv_to_rgb(*colour) for colour in hsv]) * 255.0
         bg = rng.uniform(0.0, 255.0, (n, 3))
         contrast = rng.uniform(0.35, 1.0, n)[:, None]
         fg = bg + contrast * (fg - bg)
@@ -52,12 +55,3 @@ def synthetic_split(
         img += 24.0 * rng.standard_normal(img.shape, np.float32)
         images[start : start + n] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return images, labels
-
-
-def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Vectorised HSV (each [n] in [0, 1]) -> RGB [n, 3] in [0, 1]."""
-    i = np.floor(h * 6.0).astype(int) % 6
-    f = h * 6.0 - np.floor(h * 6.0)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    table = np.stack([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)])  # [6,3,n]
-    return table[i, :, np.arange(len(h))]

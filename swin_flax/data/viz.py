@@ -54,9 +54,7 @@ def before_after_grid(
     """uint8 images [N, H, W, 3] twice (e.g. plain and augmented), as alternating rows of `cols`:
     each row of originals is followed by the same images transformed."""
     assert before.shape == after.shape, (before.shape, after.shape)
-    blank = np.full((cols, *before.shape[1:]), 255, np.uint8)
-    rows = []
-    for start in range(0, len(before), cols):
-        for part in (before[start : start + cols], after[start : start + cols]):
-            rows.append(np.concatenate([part, blank[len(part) :]]))
-    return image_grid(np.concatenate(rows), cols=cols, scale=scale)
+    rows = -(-len(before) // cols)
+    white = np.full((rows * cols - len(before), *before.shape[1:]), 255, np.uint8)
+    by_row = [np.concatenate([x, white]).reshape(rows, cols, *x.shape[1:]) for x in (before, after)]
+    return image_grid(np.stack(by_row, 1).reshape(-1, *before.shape[1:]), cols=cols, scale=scale)
