@@ -1,5 +1,4 @@
-"""Input data: sources (tfds, local CIFAR archives, synthetic), RandAugment, CutMix/Mixup and the
-tf.data pipelines that feed pmapped steps. Submodules are imported explicitly (`from swin_flax.data
-import pipeline`); this package imports nothing itself. Without TensorFlow at import: `sources`
-(TF and tfds only when a tfds split is read), `randaugment_params`, `viz`. With it: `pipeline`,
-`randaugment`, `pillow_ops`, `mix`."""
+"""Input data: sources (tfds, CIFAR archives, synthetic), RandAugment, CutMix/Mixup and the tf.data
+pipelines that feed pmapped steps; submodules are imported explicitly. Without TensorFlow at
+import: `sources` (TF only when a tfds split is read), `archives`, `synthetic`,
+`randaugment_params`, `viz`."""

@@ -1,7 +1,6 @@
-"""CIFAR-10/100 read directly from their published archives (the python-pickle and binary tarballs of
-https://www.cs.toronto.edu/~kriz/cifar.html) or an extracted folder: no tfds and no checksums, only
-tarfile, a restricted unpickler and numpy. What a file holds is checked here (truncation,
-corruption, the wrong data set)."""
+"""CIFAR-10/100 read directly from the published python-pickle and binary tarballs
+(https://www.cs.toronto.edu/~kriz/cifar.html) or an extracted folder, with no tfds or checksums;
+what a file holds is checked here (truncation, corruption, the wrong data set)."""
 
 from __future__ import annotations
 
@@ -137,8 +136,7 @@ def _tar_files(path: str) -> dict[str, bytes]:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             for m in tar:
                 if m.isfile() and os.path.basename(m.name) in _WANTED_NAMES:
-                    f = tar.extractfile(m)
-                    out[os.path.normpath(m.name)] = f.read() if f else b""
+                    out[os.path.normpath(m.name)] = tar.extractfile(m).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError) as e:
         raise DataError(
             f"archive {path} is truncated or corrupt ({type(e).__name__}: {e}); download it again "

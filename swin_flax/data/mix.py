@@ -107,12 +107,9 @@ def rand_bbox_minmax(
 def mix_batch(
     images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, cfg: MixConfig
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Mixes a batch with itself reversed: (images, soft targets [B, K] float32, lam scalar).
-
-    images: float [B, H, W, C], H and W static (any normalisation: mixing is per pixel and
-    affine-invariant). labels: int [B]. seed: int32/int64 [2]. With mixing disabled: the images
-    unchanged and the smoothed one-hot targets.
-    """
+    """Mixes float images [B, H, W, C] (H, W static; any normalisation, as mixing is affine) with
+    their reversal: (images, soft targets [B, K] float32, lam scalar); labels int [B], seed [2].
+    With mixing disabled: the images unchanged and the smoothed one-hot targets."""
     off = cfg.label_smoothing / cfg.num_classes
     on = 1.0 - cfg.label_smoothing + off
     y1 = tf.one_hot(labels, cfg.num_classes, on_value=on, off_value=off, dtype=tf.float32)

@@ -1,10 +1,9 @@
 """timm's RandAugment ops in TensorFlow, computed as Pillow computes them: each maps a uint8 batch
 [N, H, W, 3] and one argument per image [N] (geometric ops also a fill colour) to uint8 [N, H, W, 3]
 with Pillow's arithmetic (blends in float32, clipped and truncated; PIL's L grey; per-channel LUTs;
-affine resampling in float64 in Pillow's order of operations). So they reproduce Pillow's pixels
-exactly on the test images (tests/fixtures/randaugment.npz), which makes this RandAugment timm's.
-Per-pixel choices are arithmetic on 0/1 masks or LUT gathers: on TF's CPU kernels a select or an
-integer division over whole images costs ~10x an arithmetic op.
+affine resampling in float64 in Pillow's order of operations), so they reproduce Pillow's pixels
+exactly on the test images (tests/fixtures/randaugment.npz). Per-pixel choices are arithmetic on
+masks or LUT gathers: on TF's CPU kernels a select or an integer division costs ~10x as much.
 
 Known differences from Pillow: Posterize with 0 bits gives black, as Pillow < 9 did (newer Pillow
 raises); Rotate rounds cos and sin to 15 decimals in float64, not with Python's decimal round(),

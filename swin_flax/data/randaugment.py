@@ -177,9 +177,8 @@ def rand_augment_batch(
     translate_const: float = 117,
     translate_pct: float = 0.45,
 ) -> tf.Tensor:
-    """timm's RandAugment on each image of a uint8 batch [B, H, W, 3] (H, W static, >= 3), image b
-    with all randomness from its own stateless seed seeds[b] ([B, 2] int32/int64): the same seed
-    gives the same image whatever the rest of the batch. Each layer partitions the batch by the
+    """timm's RandAugment on a uint8 batch [B, H, W, 3] (H, W static, >= 3), image b drawing from its
+    stateless seed seeds[b] only ([B, 2] int32/int64). Each layer partitions the batch by the
     drawn op and runs every op once, vectorised, on the images that drew it."""
     images, seeds = tf.convert_to_tensor(images), tf.convert_to_tensor(seeds)
     fill, hp = tuple(int(v) for v in img_mean), (float(translate_const), float(translate_pct))

@@ -168,11 +168,9 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
 def _fail_fast_if_unobtainable(
     dataset: str, data_dir: str | None, download: bool, probe_url: str | None, timeout_s: float
 ) -> None:
-    """Raises DataError in seconds when tfds could neither read nor obtain the data (tfds itself
-    retries a download for minutes offline). The data is obtainable if it is prepared, if the
-    archive sits in tfds' manual directory (<data_dir>/downloads/manual/, where its
-    DownloadManager looks for it by file name) or download cache, or if the download URL answers.
-    """
+    """DataError in seconds when tfds could neither read nor obtain the data (offline, tfds retries
+    a download for minutes): it can if the data is prepared, in tfds' manual directory
+    (<data_dir>/downloads/manual/, found by file name) or download cache, or the URL answers."""
     name, size = _TFDS_ARCHIVE[dataset]
     default_root = os.environ.get("TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets"))
     root = os.path.expanduser(os.fspath(data_dir or default_root))

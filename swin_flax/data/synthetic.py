@@ -24,11 +24,8 @@ NAMES = tuple(
 def synthetic_split(
     num_examples: int, *, seed: int = 0, split: str = "train"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic CIFAR-shaped split: 10 classes of noisy coloured stripes, deterministic in seed.
-
-    A class is an orientation (5) x a frequency (2), with a class-leaning hue; per-image jitter,
-    contrast and noise keep it from being solved in a step. Train and test are different draws.
-    """
+    """A CIFAR-shaped split, deterministic in seed (train and test are different draws); per-image
+    jitter, contrast and noise keep it from being solved in a step."""
     rng = np.random.default_rng([seed, ("train", "test").index(split), 0x5717])
     labels = rng.permutation(np.arange(num_examples) % 10).astype(np.int32)
     images = np.empty((num_examples, 32, 32, 3), np.uint8)
