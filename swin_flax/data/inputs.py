@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 from flax import jax_utils
 
+from swin_flax.config import data_seed
 from swin_flax.data import pipeline, sources
 
 
@@ -64,7 +65,7 @@ def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> 
         data.train_labels,
         num_classes=config.model.num_classes,
         epoch=epoch,
-        seed=config.seed,
+        seed=data_seed(config),
         randaugment=config.randaugment,
         img_mean=tuple(config.randaugment_img_mean),
         translate_const=config.randaugment_translate_const,
