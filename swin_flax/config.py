@@ -121,6 +121,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 50
     c.checkpoint_every_epochs = 1
     c.keep_checkpoints = 3
+    # A jax.profiler trace of this many train steps (from the 3rd step of the session on) in
+    # WORKDIR/plugins/profile, for TensorBoard's profile tab; 0 turns it off.
+    c.profile_steps = 0
     return c
 
 
@@ -281,6 +284,11 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         f"must be (min, max) with 0 <= min < max <= 1 (or None), got {minmax!r}.",
     )
 
+    _require(
+        isinstance(c.profile_steps, int) and c.profile_steps >= 0,
+        "profile_steps",
+        f"must be an integer >= 0 (0: no profile), got {c.profile_steps!r}.",
+    )
     for f in SWEEPABLE:
         values = c.sweep[f]
         _require(

@@ -141,9 +141,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         if final is not None:
             lines[0] += f"; final {final:.4f} after {epochs}"
     if "sessions" in summary:
+        runs_each = f" x {summary['num_runs']} runs" if "runs" in summary else ""
         lines.append(
             f"trained {duration(summary['train_seconds'])} at {summary['train_images_per_sec']:.0f} "
-            f"images/s, {duration(summary['total_seconds'])} in all over "
+            f"images/s{runs_each}, {duration(summary['total_seconds'])} in all over "
             f"{count(summary['sessions'], 'session')}"
         )
     lines.append(f"checkpoints in {summary['checkpoints']} (best/ and latest/)")

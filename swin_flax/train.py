@@ -21,7 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers
+from clu import metric_writers, periodic_actions
 from etils import epath
 from flax import jax_utils, serialization
 
@@ -441,6 +441,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writers = _open_writers(config, run_set, workdir, first_batch, is_chief, fresh=start == 0)
     batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
     ticker = _Ticker(30.0, config.batch_size, per_epoch, per_epoch * config.num_epochs)
+    profile = _profiler(config, workdir, start) if is_chief else None
     step, epoch = start, start // per_epoch
     with _StopFlag(sync_every=config.log_every_steps) as stop, _closing(writers, ckpts):
         while epoch < config.num_epochs:
@@ -461,6 +462,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 ticker=ticker,
                 ckpts=ckpts,
                 names=run_set.names,
+                profile=profile,
             )
             seconds = time.time() - t_epoch
             images = (step - epoch * per_epoch - first) * config.batch_size
@@ -513,6 +515,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return summary
 
 
+def _profiler(config, workdir: epath.Path, start: int) -> periodic_actions.Profile | None:
+    """clu's profiler action (as flax's examples use it) for config.profile_steps steps, after the
+    compile and a warm-up step, or None."""
+    if not config.profile_steps:
+        return None
+    first = start + 3
+    logging.info(
+        "profiling steps %d-%d into %s (TensorBoard's profile tab; needs tensorboard-plugin-profile)",
+        first,
+        first + config.profile_steps,
+        workdir / "plugins" / "profile",
+    )
+    return periodic_actions.Profile(
+        logdir=str(workdir),
+        num_profile_steps=config.profile_steps,
+        profile_duration_ms=None,
+        first_profile=first,
+        every_secs=None,
+    )
+
+
 def _train_batches(config, run_set: runs.RunSet, data: inputs.Data, start: int) -> Iterator[dict]:
     """The training stream from global step `start`: shared by the runs, or with per_run_data one
     stream per run (run k's own data seed) stacked on a run axis after the device axis."""
@@ -554,6 +577,7 @@ def train_epoch(
     ticker: _Ticker,
     ckpts: checkpoints.Checkpoints,
     names: list[str],
+    profile: periodic_actions.Profile | None,
 ):
     """Trains from global step `step` to the end of `epoch`, or to an earlier step where a stop was
     requested; returns (state, the steps' merged train metrics, the step reached).
@@ -573,6 +597,8 @@ def train_epoch(
             logging.info("train step compiled and run in %.1fs", time.time() - t_compile)
             ticker.restart(step + 1)
         step += 1
+        if profile is not None:
+            profile(step)
         metrics = m if metrics is None else metrics.merge(m)
         loss_window = m if loss_window is None else loss_window.merge(m)
         rate = ticker(step) if jax.process_index() == 0 else None
@@ -611,7 +637,7 @@ def report_epoch(config, writers, epoch, step, train, test, lr, seconds, images,
     else:
         line = (
             f"test acc {runs.spread_text(test['accuracy'])} | train loss "
-            f"{runs.spread_text(train['loss'])} | {speed} ({len(lr)} runs, {int(improved.sum())} "
+            f"{runs.spread_text(train['loss'])} | {speed} x {len(lr)} runs ({int(improved.sum())} "
             "improved)"
         )
     rundir.announce(f"epoch {epoch}/{config.num_epochs}  {line}")

@@ -28,8 +28,8 @@ def scan_every_stage(monkeypatch):
 # out, `make test` runs everything): those that run scripts/main.py or another script as a subprocess,
 # start several processes, or train. Marked here for the modules whose own files carry no mark: one
 # explicit list, by module and test name (every parametrisation of a listed test); ALL: the whole module.
-# test_benchmark.py and test_entry_points.py mark their slow tests themselves. A renamed or new slow test
-# belongs in this list.
+# test_benchmark.py, test_entry_points.py and test_runs.py mark their slow tests themselves. A renamed or
+# new slow test belongs in this list.
 ALL = "*"
 SLOW = {
     "test_reliability.py": {  # scripts/main.py run, killed and resumed as real processes; trains
@@ -40,7 +40,7 @@ SLOW = {
         "test_compilation_cache_defaults_to_the_workdir",
     },
     "test_multihost.py": ALL,  # two processes of scripts/main.py joined by jax.distributed
-    "test_train.py": {"test_train_then_resume"},  # trains, stops, resumes (train_and_evaluate)
+    "test_train.py": {"test_train_then_resume", "test_profile_steps_writes_one_trace"},  # trains
     "test_bad_input.py": {  # scripts/main.py as a subprocess
         "test_unknown_config_field_on_the_command_line",
         "test_workdir_that_is_a_file",

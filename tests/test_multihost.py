@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 
+import numpy as np
 import pytest
 
 from tests import cifar_files
@@ -33,7 +34,9 @@ def _start(args, env) -> subprocess.Popen:
     )
 
 
-def test_two_processes_equal_one_process_with_two_devices(tmp_path):
+@pytest.mark.parametrize("num_runs", [1, 2])
+def test_two_processes_equal_one_process_with_two_devices(tmp_path, num_runs):
+    """And with two runs vmapped in each process (their params stacked), as one process with two."""
     archive = cifar_files.cifar10_binary_tarball(
         tmp_path / "cifar-10-binary.tar.gz",
         cifar_files.random_split(32, seed=1),
@@ -46,6 +49,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
         "mix.cutmix_alpha": 0.0,
         "model.drop_path_rate": 0.0,
         "num_epochs": 1,
+        "num_runs": num_runs,
     }
     config = rr.write_config(tmp_path / "tiny.py", archive, **fields)
     address = f"127.0.0.1:{_free_port()}"
@@ -87,10 +91,14 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
 
     state, meta = rr.restore_latest(multi)
     ref_state, ref_meta = rr.restore_latest(single)
-    assert int(state["step"]) == int(ref_state["step"]) == 4
+    assert (
+        np.ravel(state["step"]).tolist() == np.ravel(ref_state["step"]).tolist() == [4] * num_runs
+    )
     # Each host read its own half of every batch: otherwise the gradients would differ.
     rr.assert_trees_equal(state, ref_state)
     assert meta["test_accuracy"] == pytest.approx(ref_meta["test_accuracy"])
     # Only process 0 writes summaries and the run's files.
     assert len(list(multi.glob("events.out.tfevents.*"))) == 1
+    # ... and, for two runs, one events file per run folder and the aggregate's.
+    assert len(list(multi.glob("runs/*/events.out.tfevents.*"))) == (3 if num_runs > 1 else 0)
     assert (multi / "summary.json").exists() and (multi / "config.json").exists()

@@ -17,8 +17,6 @@ from tests import cifar_files
 from tests.reliability_runs import read_scalars, restore_latest
 from tests.test_train import N_TEST, N_TRAIN, tiny_config
 
-pytestmark = pytest.mark.slow  # trains (train_and_evaluate), several times
-
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
@@ -59,6 +57,7 @@ def test_run_grid_seeds_sweep_and_names():
     assert not any(single.sweep.values())
 
 
+@pytest.mark.slow  # compiles and trains
 @pytest.mark.parametrize("per_run_data", [False, True])
 def test_three_runs_step_equals_three_single_steps(archive, per_run_data):
     """Three runs (three seeds) vmapped inside the step pmapped over 2 devices, 3 AdamW steps, against
@@ -99,6 +98,7 @@ def test_three_runs_step_equals_three_single_steps(archive, per_run_data):
     assert not np.allclose(many["head"]["kernel"][0], many["head"]["kernel"][1])  # seeds differ
 
 
+@pytest.mark.slow  # compiles and trains
 def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive, monkeypatch):
     """2 learning rates x 2 seeds in one process, stopped mid-epoch (as SIGTERM does) and resumed, against
     two of its runs trained alone and uninterrupted: params, per-epoch test accuracies, summary."""
@@ -139,6 +139,7 @@ def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive,
     assert summary.count_params(many_state["params"]) == 4 * summary.count_params(state["params"])
 
 
+@pytest.mark.slow  # compiles and trains
 def test_a_diverging_run_stops_the_process_naming_it(tmp_path, archive):
     """The first epoch is warmup, at warmup_lr_init: 1e30 there makes one run's loss inf within steps."""
     c = tiny_config(archive, epochs=1)

@@ -173,3 +173,12 @@ def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog)
     assert lines == [
         "epoch 1: step 100/100  2.00 steps/s  128 images/s  ETA epoch 0m00s, run 9m00s"
     ]
+
+
+def test_profile_steps_writes_one_trace(tmp_path, archive):
+    """--config.profile_steps: clu's Profile action leaves one jax.profiler trace in the workdir."""
+    c = tiny_config(archive, epochs=1)
+    c.profile_steps = 1
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+    traces = list((tmp_path / "run" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 0
