@@ -13,19 +13,11 @@ import pytest
 
 from swin_flax import build, config, errors, runs, steps, train
 from swin_flax.models import summary
-from tests import cifar_files
+from tests import test_train
 from tests.reliability_runs import read_scalars, restore_latest
-from tests.test_train import N_TEST, N_TRAIN, tiny_config
+from tests.test_train import N_TEST, tiny_config
 
-
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cifar")
-    return cifar_files.cifar10_binary_tarball(
-        d / "cifar-10-binary.tar.gz",
-        cifar_files.random_split(N_TRAIN, seed=1),
-        cifar_files.random_split(N_TEST, seed=2),
-    )
+archive = test_train.archive  # the tiny CIFAR-10 archive fixture
 
 
 def _close(a, b, lr):
