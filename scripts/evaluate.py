@@ -1,10 +1,17 @@
 """Test accuracy of a run's best (or a given) checkpoint.
 
     python scripts/evaluate.py --workdir runs/strong [--checkpoint runs/strong/checkpoints/latest/4880]
+    python scripts/evaluate.py --workdir runs/seeds [--run 1 | --run seed=1 | --ensemble]
 
 Prints the accuracy, the loss and a per-class accuracy table, and writes into --eval_dir (default
 WORKDIR/eval): per_class.txt, confusion.png (row-normalised confusion matrix), scores.json and
 TensorBoard summaries (the confusion matrix image, the accuracy). --json also writes the scores there.
+
+A checkpoint of several runs (config.num_runs, config.sweep): every run is scored and so is their
+ensemble (the mean of their softmax probabilities; its loss the cross-entropy of that mean), a table
+shows each run's accuracy and loss and the ensemble's, and the report is the ensemble's (scores.json
+holds every run's figures too). --run K scores run K alone (its index or name) as a single run's
+checkpoint is scored; --ensemble the ensemble only.
 """
 
 from swin_flax import cli  # standard library and absl only
@@ -21,6 +28,12 @@ flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and ch
 flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
 flags.DEFINE_string("json", None, "Write the scores (with the confusion matrix) to this JSON file.")
 flags.DEFINE_string("eval_dir", None, "Folder for the report files; default: WORKDIR/eval.")
+flags.DEFINE_string(
+    "run", None, "Of a checkpoint of several runs: score this one alone (its index or name)."
+)
+flags.DEFINE_bool(
+    "ensemble", False, "Of a checkpoint of several runs: score only their ensemble, not each run."
+)
 
 
 def check_outputs(json_path: str | None, eval_dir: str | None) -> None:
@@ -45,13 +58,19 @@ def main(argv):
 
     with cli.friendly_errors():
         run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint)  # checks; reads no params
+        choice = evaluate.choose_runs(run, FLAGS.run, FLAGS.ensemble)  # checks the run flags
         params, meta = evaluate.load_params(run.checkpoint)
-        result = evaluate.evaluate_checkpoint(run.config, params)
+        result = evaluate.evaluate_checkpoint(run.config, params, choice)
     names = sources.class_names(run.config.dataset)
-    print(f"checkpoint: {run.checkpoint} (epoch {meta.get('epoch')}, step {meta.get('step')})")
+    used = f", {choice.describe()}" if choice.names else ""
     print(
-        f"test accuracy: {result['accuracy']:.4f} ({result['num_examples']} images), "
-        f"loss {result['loss']:.4f}"
+        f"checkpoint: {run.checkpoint} (epoch {meta.get('epoch')}, step {meta.get('step')}){used}"
+    )
+    if choice.each_run:
+        print(evaluate.runs_table(result))
+    print(
+        f"{'ensemble ' if 'ensemble' in result else ''}test accuracy: {result['accuracy']:.4f} "
+        f"({result['num_examples']} images), loss {result['loss']:.4f}"
     )
     print(evaluate.per_class_table(result["confusion"], names))
     eval_dir = FLAGS.eval_dir or str(run.workdir / "eval")

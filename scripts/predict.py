@@ -2,10 +2,15 @@
 
     python scripts/predict.py --workdir runs/strong cat.jpg ship.png [--top_k 5]
     python scripts/predict.py --checkpoint runs/strong/checkpoints/latest/4880 cat.jpg
+    python scripts/predict.py --workdir runs/seeds [--run 1 | --run seed=1 | --ensemble] cat.jpg
 
 Images of any size are resized as the run's config says (model.img_size, bilinear) and normalised
 with its normalize_mean / normalize_std. Every file is checked first: the good ones are predicted,
 the others named in one paragraph, and then the exit status is 2.
+
+A checkpoint of several runs (config.num_runs, config.sweep) predicts with their ensemble (the mean
+of their softmax probabilities; --ensemble says so explicitly), or with the one run --run K names
+(its index or name); the header line says which.
 """
 
 from swin_flax import cli  # standard library and absl only
@@ -18,6 +23,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and checkpoints/).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
 flags.DEFINE_integer("top_k", 5, "How many classes to print per image.", lower_bound=1)
+flags.DEFINE_string(
+    "run", None, "Of a checkpoint of several runs: predict with this one (its index or name)."
+)
+flags.DEFINE_bool(
+    "ensemble", False, "Of a checkpoint of several runs: predict with their ensemble (the default)."
+)
 
 
 def main(argv):
@@ -35,9 +46,12 @@ def main(argv):
     if not images:
         cli.exit_user_error(f"{problems} Give image files (PNG, JPEG or anything Pillow reads).")
     with cli.friendly_errors():
-        predictor = predict.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
+        predictor = predict.load_predictor(
+            FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble
+        )
         predictions = predict.predict_files(predictor, images, FLAGS.top_k)
-    print(f"checkpoint: {predictor.checkpoint}")
+    used = f", {predictor.choice.describe()}" if predictor.choice.names else ""
+    print(f"checkpoint: {predictor.checkpoint}{used}")
     print(predict.format_predictions(predictions), flush=True)
     if bad:
         cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")

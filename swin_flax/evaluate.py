@@ -1,5 +1,9 @@
 """Using a finished run: load its config and a checkpoint's params, and score them on the test split.
 
+A checkpoint of several runs (config.num_runs, config.sweep) stacks their params on a leading axis;
+`choose_runs` picks one of them or all of them, which are used together as their ensemble (the mean
+of their softmax probabilities).
+
 TensorFlow (through the data modules and clu) is imported only to read data or write summaries, so that
 a wrong --workdir or --checkpoint is reported in seconds.
 """
@@ -31,6 +35,71 @@ class Run:
     checkpoint: epath.Path
     config: ml_collections.ConfigDict
     meta: dict[str, Any]
+
+    @property
+    def names(self) -> list[str]:
+        """The runs whose params the checkpoint stacks, in stack order (its record's "runs");
+        empty for a single run's checkpoint, whose params are not stacked."""
+        return list(self.meta.get("runs") or [])
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """Which of a checkpoint's runs to use. `names`: the runs it stacks (none for a single run's
+    checkpoint, used as it is); `indices`: the chosen ones, one used alone, several together as
+    their ensemble; `each_run`: each run's own scores are wanted beside the ensemble's."""
+
+    names: tuple[str, ...] = ()
+    indices: tuple[int, ...] = ()
+    each_run: bool = False
+
+    def params(self, params: Any) -> list[Any]:
+        """One params tree per chosen run: a single run's checkpoint's own, else slices of the
+        stack."""
+        if not self.names:
+            return [params]
+        return [jax.tree.map(lambda x, k=k: np.asarray(x)[k], params) for k in self.indices]
+
+    def describe(self) -> str:
+        """What is used, for a header line: '' for a single run's checkpoint."""
+        if not self.names:
+            return ""
+        if len(self.indices) == 1:
+            k = self.indices[0]
+            return f"run {k} of {len(self.names)}, {self.names[k]}"
+        return f"the ensemble of its {len(self.names)} runs (the mean of their probabilities)"
+
+
+def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:
+    """The runs of the checkpoint that --run (`which`: an index or a name) and --ensemble choose:
+    that one run, else all of them as their ensemble (with each run's own scores too, unless
+    `ensemble`). Refuses, before any params are read, both flags at once, either flag with a single
+    run's checkpoint, and a --run that names none of its runs."""
+    names = tuple(run.names)
+    if which is not None and ensemble:
+        raise CheckpointError(
+            f"--run {which} and --ensemble exclude each other: give --run to use that run alone, "
+            "or --ensemble to use the mean of every run's probabilities."
+        )
+    if not names:
+        if which is None and not ensemble:
+            return Choice()
+        flag = "--ensemble" if ensemble else "--run"
+        raise CheckpointError(
+            f"{flag} chooses among the runs of a checkpoint of several (config.num_runs, "
+            f"config.sweep), but {run.checkpoint} holds the params of a single run: leave {flag} "
+            "out."
+        )
+    if which is None:
+        return Choice(names, tuple(range(len(names))), each_run=not ensemble)
+    index = {str(k): k for k in range(len(names))} | {n: k for k, n in enumerate(names)}
+    if which not in index:
+        listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(names))
+        raise CheckpointError(
+            f"--run {which} names none of the {len(names)} runs of the checkpoint "
+            f"{run.checkpoint}: give an index from 0 to {len(names) - 1} or a name ({listing})."
+        )
+    return Choice(names, (index[which],))
 
 
 def open_run(workdir: str | None, checkpoint: str | None) -> Run:
@@ -136,21 +205,22 @@ def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, d
 
 
 def predict_logits(
-    model: swin.SwinTransformer, params: Any, batches
+    model: swin.SwinTransformer, members: Sequence[Any], batches
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, labels) of every real (unpadded) example of the eval batches (steps.logits,
-    pmapped over the local devices)."""
+    """(logits [members, examples, classes], labels [examples]) of every real (unpadded) example
+    of the eval batches under each params tree of `members`, in one pass over the batches
+    (steps.logits, pmapped over the local devices: one compiled function for every member)."""
     logits_fn = jax.pmap(
         functools.partial(steps.logits, apply_fn=model.apply), axis_name=steps.AXIS
     )
-    params = steps.replicate(params)
+    replicated = [steps.replicate(params) for params in members]
     all_logits, all_labels = [], []
     for batch in batches:
-        logits = np.asarray(logits_fn(params, batch["image"]))
         mask = np.asarray(batch["mask"]).reshape(-1) > 0
-        all_logits.append(logits.reshape(-1, logits.shape[-1])[mask])
+        each = [np.asarray(logits_fn(params, batch["image"])) for params in replicated]
+        all_logits.append(np.stack([x.reshape(-1, x.shape[-1])[mask] for x in each]))
         all_labels.append(np.asarray(batch["label"]).reshape(-1)[mask])
-    return np.concatenate(all_logits), np.concatenate(all_labels)
+    return np.concatenate(all_logits, axis=1), np.concatenate(all_labels)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -170,6 +240,18 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
+def combined_logits(logits: np.ndarray) -> np.ndarray:
+    """What members predict together, as logits [examples, classes] of theirs [members, examples,
+    classes]: one member's own logits; several members' ensemble, the log of the mean of their
+    softmax probabilities (float64), whose softmax is that mean and whose cross-entropy is the
+    ensemble's loss."""
+    if len(logits) == 1:
+        return logits[0]
+    log_probs = log_softmax(np.asarray(logits, np.float64))
+    top = log_probs.max(0)
+    return top + np.log(np.exp(log_probs - top).mean(0))
+
+
 def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
     """Accuracy, mean cross-entropy, per-class accuracy and the confusion matrix (rows: true)."""
     pred = logits.argmax(-1)
@@ -184,9 +266,12 @@ def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str
     }
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[str, Any]:
-    """Scores params on the test split that `config` names, every test image counted once. The eval
-    batch is rounded to a multiple of this machine's devices (which may not be the run's)."""
+def eval_logits(
+    config: ml_collections.ConfigDict, members: Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_logits` of each params tree of `members` on the test split that `config` names,
+    every test image counted once. The eval batch is rounded to a multiple of this machine's
+    devices (which may not be the run's)."""
     from swin_flax.data import inputs, sources  # noqa: PLC0415 (TensorFlow: only to read data)
 
     n_dev = jax.local_device_count()
@@ -195,8 +280,42 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, params: Any) -> dict[
     images, labels = sources.load_config_split(config, "test")
     test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
     batches = inputs.eval_batches(config, test_only)
-    logits, labels = predict_logits(build.model_from_config(config), params, batches)
-    return scores(logits, labels, config.model.num_classes)
+    return predict_logits(build.model_from_config(config), members, batches)
+
+
+def evaluate_checkpoint(
+    config: ml_collections.ConfigDict, params: Any, choice: Choice | None = None
+) -> dict[str, Any]:
+    """`scores` of a checkpoint's params (of the runs `choice` names: default, a single run's) on
+    the test split that `config` names. Of several runs: "run" names the one chosen; else the
+    scores are their ensemble's, "ensemble" names the runs and, with choice.each_run, "runs" holds
+    each run's name, accuracy, loss and per-class accuracy."""
+    choice = choice or Choice()
+    logits, labels = eval_logits(config, choice.params(params))
+    num_classes = config.model.num_classes
+    result = scores(combined_logits(logits), labels, num_classes)
+    if len(choice.indices) == 1:
+        result["run"] = choice.names[choice.indices[0]]
+    elif choice.indices:
+        result["ensemble"] = list(choice.names)
+    if choice.each_run:
+        each = [scores(run_logits, labels, num_classes) for run_logits in logits]
+        figures = ("accuracy", "loss", "per_class_accuracy")
+        result["runs"] = [
+            {"name": choice.names[k], **{f: s[f] for f in figures}}
+            for k, s in zip(choice.indices, each)
+        ]
+    return result
+
+
+def runs_table(result: Mapping[str, Any]) -> str:
+    """Text table of each run's test accuracy and loss (`result["runs"]`), then the ensemble's."""
+    rows = [(r["name"], r["accuracy"], r["loss"]) for r in result["runs"]]
+    rows.append(("ensemble", result["accuracy"], result["loss"]))
+    width = max(8, *(len(name) for name, _, _ in rows))
+    lines = [f"{'run':<{width}}  {'accuracy':>8}  {'loss':>8}"]
+    lines += [f"{name:<{width}}  {acc:>8.4f}  {loss:>8.4f}" for name, acc, loss in rows]
+    return "\n".join(lines)
 
 
 def per_class_table(confusion: np.ndarray, class_names: Sequence[str]) -> str:

@@ -3,7 +3,8 @@
 Images (PNG, JPEG, anything Pillow reads; any size, grey or RGBA turned RGB) go through the eval
 transform of the run's config: bilinear resize to model.img_size (antialiased when shrinking, as
 torchvision's Resize on PIL images), then (x / 255 - normalize_mean) / normalize_std
-(`pipeline.to_model_input`, the op the test pipeline uses).
+(`pipeline.to_model_input`, the op the test pipeline uses). A checkpoint of several runs predicts
+with the one chosen, or with their ensemble (the mean of their softmax probabilities).
 """
 
 from __future__ import annotations
@@ -34,19 +35,29 @@ class Prediction:
 
 @dataclasses.dataclass(frozen=True)
 class Predictor:
-    """What classifying needs from a run: its config, and the params of one of its checkpoints."""
+    """What classifying needs from a run: its config, and the params of the chosen runs of one of
+    its checkpoints (one tree per run: one predicts alone, several as their ensemble)."""
 
     config: ml_collections.ConfigDict
-    params: Any
+    params: list[Any]
     checkpoint: str
+    choice: evaluate.Choice
 
 
-def load_predictor(workdir: str | None = None, checkpoint: str | None = None) -> Predictor:
-    """The run's best checkpoint (else its latest, or `checkpoint`) with the run's config;
-    CheckpointError when the flags name no run or no usable checkpoint."""
-    run = evaluate.open_run(workdir, checkpoint)
-    params, _ = evaluate.load_params(run.checkpoint)
-    return Predictor(run.config, params, str(run.checkpoint))
+def load_predictor(
+    workdir: str | None = None,
+    checkpoint: str | None = None,
+    run: str | None = None,
+    ensemble: bool = False,
+) -> Predictor:
+    """The run's best checkpoint (else its latest, or `checkpoint`) with the run's config; of a
+    checkpoint of several runs, the one that `run` names (index or name), else their ensemble.
+    CheckpointError when the flags name no run, no usable checkpoint or none of its runs
+    (`evaluate.choose_runs`)."""
+    opened = evaluate.open_run(workdir, checkpoint)
+    choice = evaluate.choose_runs(opened, run, ensemble)
+    params, _ = evaluate.load_params(opened.checkpoint)
+    return Predictor(opened.config, choice.params(params), str(opened.checkpoint), choice)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -108,7 +119,7 @@ def predict_files(
     predictor: Predictor, paths: Sequence[str | os.PathLike], k: int = 5, batch_size: int = 64
 ) -> list[Prediction]:
     """Top-k predictions for each image file, in the order given (one device, `batch_size` images
-    at a time)."""
+    at a time), of the predictor's run or ensemble (`evaluate.combined_logits`)."""
     config = predictor.config
     apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
     logits = []
@@ -119,8 +130,9 @@ def predict_files(
             )
             for p in paths[start : start + batch_size]
         ]
-        logits.append(np.asarray(apply(predictor.params, np.stack(inputs))))
-    indices, probs = top_k(np.concatenate(logits), k)
+        images = np.stack(inputs)
+        logits.append(np.stack([np.asarray(apply(params, images)) for params in predictor.params]))
+    indices, probs = top_k(evaluate.combined_logits(np.concatenate(logits, axis=1)), k)
     names = sources.class_names(config.dataset)
     return [
         Prediction(

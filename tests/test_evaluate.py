@@ -9,12 +9,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from swin_flax import build, checkpoints, evaluate, rundir
+from swin_flax import build, checkpoints, evaluate, rundir, runs, train
 from swin_flax.checkpoints import CheckpointError
 from swin_flax.config import default_config
 from swin_flax.data import sources
 from swin_flax.models import summary
-from tests.test_entry_points import fails_cleanly, snapshot
+from tests.test_entry_points import fails_cleanly, run_script, snapshot
 
 LABELS = np.array([0, 0, 1, 1, 1, 2, 2, 0])
 PREDS = np.array([0, 1, 1, 1, 2, 2, 0, 0])
@@ -108,12 +108,12 @@ def test_write_report_png_table_and_tensorboard(tmp_path):
     assert tags.get("confusion_matrix") == 12 and tags.get("eval_accuracy") == 12
 
 
-def make_run(workdir, embed_dim: int = 8, record_model: bool = False):
-    """A tiny run with random params as train.py leaves it: config.json and a `best` checkpoint of
-    step 3 (its record names the model when `record_model`, as train.py's do)."""
+def tiny_config(embed_dim: int = 8):
+    """A tiny model on 37 synthetic test images (not a multiple of the batch: the padding must not
+    count)."""
     c = default_config()
     c.dataset = "synthetic"
-    c.synthetic_test_examples = 37  # not a multiple of the batch: the padding must not count
+    c.synthetic_test_examples = 37
     c.eval_batch_size = 16
     c.model.update(
         img_size=32,
@@ -124,16 +124,41 @@ def make_run(workdir, embed_dim: int = 8, record_model: bool = False):
         window_size=4,
         num_classes=10,
     )
-    model = build.model_from_config(c)
-    rng = np.random.default_rng(0)
-    params = jax.tree.map(
+    return c
+
+
+def random_params(config, seed: int = 0):
+    """Random params of the config's model's shapes (no init compile); std 0.3 spreads the logits
+    apart."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
         lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32),
-        summary.param_shapes(model),
+        summary.param_shapes(build.model_from_config(config)),
     )
+
+
+def make_run(workdir, embed_dim: int = 8, record_model: bool = False):
+    """A tiny run with random params as train.py leaves it: config.json and a `best` checkpoint of
+    step 3 (its record names the model when `record_model`, as train.py's do)."""
+    c = tiny_config(embed_dim)
     rundir.write_config(c, workdir)
     meta = {"epoch": 1, "step": 3, **({"model": c.model.to_dict()} if record_model else {})}
     ckpts = checkpoints.Checkpoints(workdir)
-    ckpts.save("best", 3, {"params": params, "step": 3}, meta)
+    ckpts.save("best", 3, {"params": random_params(c), "step": 3}, meta)
+    ckpts.close()
+
+
+def save_runs(workdir, config, each_params, step: int = 3) -> None:
+    """config.json and a `best` checkpoint as train.py writes them for the runs of `config`: one
+    run's params as they are, several stacked on a leading run axis (in run order), the record
+    train.Progress makes (per-run figures, "runs", the model identity)."""
+    n = len(each_params)
+    assert n == runs.run_set(config).count
+    params = each_params[0] if n == 1 else jax.tree.map(lambda *xs: np.stack(xs), *each_params)
+    progress = train.Progress(n, [0.5] * n, [1] * n, test_accuracy=[0.5] * n)
+    rundir.write_config(config, workdir)
+    ckpts = checkpoints.Checkpoints(workdir)
+    ckpts.save("best", step, {"params": params}, progress.record(config, 1, step, step, 0.0))
     ckpts.close()
 
 
@@ -257,3 +282,166 @@ def test_cli_refuses_before_evaluating(args, expected, run, tmp_path):
     message = fails_cleanly("evaluate.py", "--workdir", str(run), *args, cwd=tmp_path)
     assert expected in message
     assert snapshot(run) == before
+
+
+# A checkpoint of several runs: params stacked on a leading run axis, as train.py writes them.
+NAMES_3 = ["seed=0", "seed=1", "seed=2"]
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory):
+    """(folder of a run of 3 seeds with independent random params, each run's params saved as a
+    single run's checkpoint for reference). The references keep the stack's config but one run:
+    the same model and the same test images (synthetic ones follow the data seed)."""
+    c = tiny_config()
+    c.num_runs = 3
+    each = [random_params(c, seed) for seed in (1, 2, 3)]
+    stacked = tmp_path_factory.mktemp("three_runs")
+    save_runs(stacked, c, each)
+    singles = []
+    for k, params in enumerate(each):
+        singles.append(tmp_path_factory.mktemp(f"run_{k}"))
+        save_runs(singles[-1], tiny_config(), [params])
+    return stacked, singles
+
+
+@pytest.fixture(scope="module")
+def single_scores(three_runs):
+    """Each run scored by the single-run path from its own checkpoint: (its scores, its logits,
+    the labels)."""
+    out = []
+    for folder in three_runs[1]:
+        opened = evaluate.open_run(str(folder), None)
+        params, _ = evaluate.load_params(opened.checkpoint)
+        logits, labels = evaluate.eval_logits(opened.config, [params])
+        out.append((evaluate.evaluate_checkpoint(opened.config, params), logits[0], labels))
+    return out
+
+
+def _score_stack(folder, which=None, ensemble=False):
+    opened = evaluate.open_run(str(folder), None)
+    choice = evaluate.choose_runs(opened, which, ensemble)
+    params, _ = evaluate.load_params(opened.checkpoint)
+    return evaluate.evaluate_checkpoint(opened.config, params, choice)
+
+
+def test_every_run_and_their_ensemble(three_runs, single_scores):
+    """Default: each run's figures exactly as its own checkpoint scores them, and the ensemble's
+    from the mean of their softmax probabilities (numpy, float64); --ensemble: the same ensemble
+    without the runs."""
+    result = _score_stack(three_runs[0])
+    assert result["ensemble"] == NAMES_3 and [r["name"] for r in result["runs"]] == NAMES_3
+    figures = ("accuracy", "loss", "per_class_accuracy")
+    for name, row, (single, _, _) in zip(NAMES_3, result["runs"], single_scores):
+        assert row == {"name": name, **{f: single[f] for f in figures}}
+    labels = single_scores[0][2]
+    logits = np.stack([np.asarray(x, np.float64) for _, x, _ in single_scores])
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = (probs / probs.sum(-1, keepdims=True)).mean(0)
+    assert result["num_examples"] == 37 and len(labels) == 37
+    assert result["accuracy"] == (probs.argmax(-1) == labels).mean()
+    np.testing.assert_allclose(result["loss"], -np.log(probs[np.arange(37), labels]).mean(), 1e-10)
+    expected = evaluate.confusion_matrix(labels, probs.argmax(-1), 10)
+    np.testing.assert_array_equal(result["confusion"], expected)
+    only = _score_stack(three_runs[0], ensemble=True)
+    assert "runs" not in only and only["ensemble"] == NAMES_3
+    assert all(np.array_equal(only[f], result[f]) for f in (*figures, "num_examples", "confusion"))
+    table = evaluate.runs_table(result).splitlines()
+    assert [line.split()[0] for line in table] == ["run", *NAMES_3, "ensemble"]
+    assert table[-1].split()[1:] == [f"{result['accuracy']:.4f}", f"{result['loss']:.4f}"]
+
+
+@pytest.mark.parametrize("which, k", [("1", 1), ("seed=2", 2)])
+def test_one_run_is_scored_as_a_single_run(which, k, three_runs, single_scores):
+    """--run K (an index or a name): exactly the scores of run K's params saved as a single run."""
+    result = _score_stack(three_runs[0], which)
+    single = single_scores[k][0]
+    assert result.pop("run") == NAMES_3[k] and result.keys() == single.keys()
+    assert all(np.array_equal(result[f], single[f]) for f in single)
+
+
+def test_choose_runs(three_runs, run):
+    opened = evaluate.open_run(str(three_runs[0]), None)
+    assert opened.names == NAMES_3
+    every = evaluate.choose_runs(opened)
+    assert (every.indices, every.each_run) == ((0, 1, 2), True)
+    assert evaluate.choose_runs(opened, ensemble=True).each_run is False
+    assert evaluate.choose_runs(opened, "seed=1").indices == (1,)
+    assert evaluate.choose_runs(opened, "2").describe() == "run 2 of 3, seed=2"
+    single = evaluate.open_run(str(run), None)
+    assert evaluate.choose_runs(single) == evaluate.Choice() and single.names == []
+
+
+# --run / --ensemble that do not fit the checkpoint (docs/errors.md): refused before any params
+# are read. (checkpoint: "three" or "single", flags, message)
+WRONG_CHOICES = {
+    "run_of_a_single_run": (
+        "single",
+        ("0", False),
+        "--run chooses among the runs of a checkpoint of several (config.num_runs, "
+        "config.sweep), but ",
+    ),
+    "ensemble_of_a_single_run": ("single", (None, True), "holds the params of a single run"),
+    "run_out_of_range": (
+        "three",
+        ("3", False),
+        "--run 3 names none of the 3 runs of the checkpoint ",
+    ),
+    "unknown_run_name": ("three", ("seed=7", False), "give an index from 0 to 2 or a name"),
+    "run_and_ensemble": ("three", ("0", True), "--run 0 and --ensemble exclude each other"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_CHOICES)
+def test_choose_runs_refuses_what_the_checkpoint_does_not_hold(case, three_runs, run):
+    which_checkpoint, (which, ensemble), expected = WRONG_CHOICES[case]
+    opened = evaluate.open_run(str(three_runs[0] if which_checkpoint == "three" else run), None)
+    with pytest.raises(CheckpointError) as e:
+        evaluate.choose_runs(opened, which, ensemble)
+    assert expected in str(e.value)
+    if case == "unknown_run_name":
+        assert str(e.value).endswith("(0 'seed=0', 1 'seed=1', 2 'seed=2').")
+    if case.endswith("single_run"):
+        flag = "--run" if which else "--ensemble"
+        assert str(e.value).endswith(f": leave {flag} out.")
+
+
+@pytest.mark.slow  # scripts/evaluate.py as a subprocess
+def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
+    """The table (a row per run, then the ensemble), and the report files of the ensemble, with
+    every run's figures in scores.json."""
+    result = _score_stack(three_runs[0])
+    out = run_script(
+        "evaluate.py", "--workdir", str(three_runs[0]), "--eval_dir", "eval", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith("the ensemble of its 3 runs (the mean of their probabilities)")
+    assert [line.split()[0] for line in lines[1:6]] == ["run", *NAMES_3, "ensemble"]
+    assert lines[6].startswith(f"ensemble test accuracy: {result['accuracy']:.4f} (37 images)")
+    saved = json.loads((tmp_path / "eval" / "scores.json").read_text())
+    assert saved["ensemble"] == NAMES_3 and saved["runs"] == result["runs"]
+    assert saved["accuracy"] == result["accuracy"]
+    assert saved["confusion"] == result["confusion"].tolist()
+    assert (tmp_path / "eval" / "per_class.txt").is_file()
+    assert (tmp_path / "eval" / "confusion.png").is_file()
+
+
+@pytest.mark.slow  # scripts/evaluate.py as a subprocess
+@pytest.mark.parametrize(
+    "which, args, expected",
+    [
+        ("single", ["--ensemble"], "holds the params of a single run: leave --ensemble out."),
+        ("three", ["--run", "seed=7"], "--run seed=7 names none of the 3 runs"),
+    ],
+    ids=["ensemble_of_a_single_run", "unknown_run_name"],
+)
+def test_cli_refuses_a_run_choice_before_evaluating(
+    which, args, expected, three_runs, run, tmp_path
+):
+    """Exit 2, one paragraph, nothing written (no eval/ folder)."""
+    folder = three_runs[0] if which == "three" else run
+    before = snapshot(folder)
+    message = fails_cleanly("evaluate.py", "--workdir", str(folder), *args, cwd=tmp_path)
+    assert expected in message
+    assert snapshot(folder) == before

@@ -15,15 +15,15 @@ from PIL import Image
 from swin_flax import build, checkpoints, predict, rundir
 from swin_flax.config import default_config
 from swin_flax.data import sources
-from swin_flax.models import summary
 from tests.test_entry_points import fails_cleanly, run_script, snapshot
+from tests.test_evaluate import random_params, save_runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 
 
-def make_run(workdir: pathlib.Path, seed: int = 0):
-    """A tiny initialised run: config.json and a `best` checkpoint, as train.py leaves them."""
+def predict_config():
+    """A tiny model on 32x32 images with its own normalisation."""
     c = default_config()
     c.dataset = "synthetic"
     c.synthetic_test_examples = 40
@@ -38,18 +38,18 @@ def make_run(workdir: pathlib.Path, seed: int = 0):
         window_size=4,
         num_classes=10,
     )
-    model = build.model_from_config(c)
-    # Random params of the model's shapes (no init compile); std 0.3 spreads the logits apart.
-    rng = np.random.default_rng(seed)
-    params = jax.tree.map(
-        lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32),
-        summary.param_shapes(model),
-    )
+    return c
+
+
+def make_run(workdir: pathlib.Path, seed: int = 0):
+    """A tiny initialised run: config.json and a `best` checkpoint, as train.py leaves them."""
+    c = predict_config()
+    params = random_params(c, seed)
     rundir.write_config(c, workdir)
     ckpts = checkpoints.Checkpoints(workdir)
     ckpts.save("best", 7, {"params": params, "step": 7}, {"epoch": 1, "step": 7})
     ckpts.close()
-    return c, model, params
+    return c, build.model_from_config(c), params
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +237,94 @@ def test_class_names():
     assert synthetic[9] == "stripes_144deg_x4"
     with pytest.raises(ValueError):
         sources.class_names("imagenet")
+
+
+# A checkpoint of several runs (here a sweep of two learning rates): params stacked on a run axis.
+SWEPT = ("learning_rate=0.001", "learning_rate=0.002")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """(folder of a run of two swept learning rates with independent random params, each run's
+    params saved as a single run's checkpoint, the single runs' top-10 predictions of the images)."""
+    c = predict_config()
+    c.sweep.learning_rate = (1e-3, 2e-3)
+    each = [random_params(c, seed) for seed in (1, 2)]
+    stacked = tmp_path_factory.mktemp("two_runs")
+    save_runs(stacked, c, each)
+    singles = []
+    for k, params in enumerate(each):
+        singles.append(tmp_path_factory.mktemp(f"run_{k}"))
+        save_runs(singles[-1], predict_config(), [params])
+    return stacked, singles
+
+
+@pytest.fixture(scope="module")
+def single_predictions(two_runs, run):
+    paths = run[-1]
+    return [predict.predict_files(predict.load_predictor(str(d)), paths, k=10) for d in two_runs[1]]
+
+
+def _probabilities(predictions):
+    """[images, classes] probabilities from top-10 predictions (every class listed)."""
+    out = np.zeros((len(predictions), 10))
+    for row, pred in zip(out, predictions):
+        row[list(pred.indices)] = pred.probabilities
+    return out
+
+
+def test_the_ensemble_predicts_the_mean_of_the_runs_probabilities(
+    two_runs, run, single_predictions
+):
+    """By default and with --ensemble: the mean of the runs' softmax probabilities, as each run's
+    own checkpoint gives them."""
+    paths = run[-1]
+    predictor = predict.load_predictor(str(two_runs[0]))
+    assert predictor.choice.indices == (0, 1) and len(predictor.params) == 2
+    assert predictor.choice.describe().startswith("the ensemble of its 2 runs")
+    preds = predict.predict_files(predictor, paths, k=10)
+    expected = np.mean([_probabilities(p) for p in single_predictions], axis=0)
+    np.testing.assert_allclose(_probabilities(preds), expected, rtol=1e-5, atol=1e-7)
+    for pred, p in zip(preds, expected):
+        assert pred.indices[0] == int(np.argmax(p)) and pred.path in paths
+    explicit = predict.load_predictor(str(two_runs[0]), ensemble=True)
+    assert predict.predict_files(explicit, paths, k=10) == preds
+
+
+@pytest.mark.parametrize("which, k", [("0", 0), ("learning_rate=0.002", 1)])
+def test_one_run_predicts_as_a_single_run(which, k, two_runs, run, single_predictions):
+    predictor = predict.load_predictor(str(two_runs[0]), run=which)
+    assert predictor.choice.describe() == f"run {k} of 2, {SWEPT[k]}"
+    assert predict.predict_files(predictor, run[-1], k=10) == single_predictions[k]
+
+
+def test_run_choices_the_checkpoint_does_not_hold(two_runs):
+    with pytest.raises(checkpoints.CheckpointError, match="single run: leave --ensemble out"):
+        predict.load_predictor(str(two_runs[1][0]), ensemble=True)
+    with pytest.raises(checkpoints.CheckpointError, match="--run 2 names none of the 2 runs"):
+        predict.load_predictor(str(two_runs[0]), run="2")
+
+
+@pytest.mark.slow  # scripts/predict.py as a subprocess
+def test_cli_says_it_predicts_with_the_ensemble(two_runs, run, tmp_path):
+    paths = run[-1]
+    out = run_script("predict.py", f"--workdir={two_runs[0]}", "--top_k=1", paths[0], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == (
+        f"checkpoint: {two_runs[0]}/checkpoints/best/3, the ensemble of its 2 runs (the mean of "
+        "their probabilities)"
+    )
+    assert lines[1] == paths[0] and len(lines) == 3
+
+
+@pytest.mark.slow  # scripts/predict.py as a subprocess
+def test_cli_refuses_a_run_it_does_not_hold(two_runs, run, tmp_path):
+    message = fails_cleanly(
+        "predict.py", f"--workdir={two_runs[0]}", "--run=seed=1", run[-1][0], cwd=tmp_path
+    )
+    assert message.startswith("Error: --run seed=1 names none of the 2 runs of the checkpoint ")
+    assert message.endswith(
+        "best/3: give an index from 0 to 1 or a name (0 'learning_rate=0.001', 1 "
+        "'learning_rate=0.002')."
+    )
