@@ -7,7 +7,8 @@
 swin_* models, both with load_state_dict(strict=True) (the official persistent buffers
 relative_position_index and attn_mask are written too). The format follows --out's suffix: .npz
 and .safetensors (pip install -e '.[pretrained]') are written without PyTorch, .pth needs it. The
-checkpoint is the run's best, else its latest.
+checkpoint is the run's best, else its latest. A checkpoint of several runs (config.num_runs,
+config.sweep) exports one of them: --run K (an index or a name such as 'seed=1').
 """
 
 from swin_flax import cli  # standard library and absl only
@@ -23,6 +24,9 @@ flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and ch
 flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
 flags.DEFINE_string("layout", "official", "State_dict names: 'official' or 'timm'.")
 flags.DEFINE_string("out", None, "The file to write: .safetensors, .npz or .pth.")
+flags.DEFINE_string(
+    "run", None, "For a checkpoint of several runs: the one to export (index or name)."
+)
 
 SUFFIXES = (".safetensors", ".npz", ".pth")
 
@@ -40,8 +44,16 @@ def main(argv):
 
     with cli.friendly_errors():
         convert.require_package(FLAGS.out, "writing")
-        workdir, ckpt = evaluate.resolve_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
-        model = build.model_from_config(evaluate.load_run_config(workdir))
+        run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint)
+        choice = evaluate.choose_runs(run, FLAGS.run)
+        if len(choice.indices) > 1:
+            listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(choice.names))
+            cli.exit_user_error(
+                f"{run.checkpoint} holds the params of {len(choice.names)} runs and a state_dict "
+                f"holds one model: choose it with --run, an index or a name ({listing})."
+            )
+        ckpt = run.checkpoint
+        model = build.model_from_config(run.config)
         if FLAGS.layout == "timm" and (model.ape or not model.patch_norm):
             cli.exit_user_error(
                 "timm's SwinTransformer has no absolute position embedding and always normalises "
@@ -49,6 +61,7 @@ def main(argv):
                 "exports only with --layout official."
             )
         params, meta = evaluate.load_params(ckpt)
+        params = choice.params(params)[0]
         if model.scan_blocks:
             params = layout.unstack_block_params(params, model)
         state = convert.flax_to_torch(params, FLAGS.layout, model)

@@ -35,9 +35,8 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     layout = {"scan_blocks": config.scan_blocks}
     if config.scan_blocks:
         layout["scan_min_depth"] = swin.SCAN_MIN_DEPTH
-    names = runs.run_set(config).names
-    if len(names) > 1:  # several runs stack their params on a leading axis, in this order
-        layout["runs"] = names
+    names = runs.run_set(config).names  # several runs stack their params in this order
+    layout["runs"] = names if len(names) > 1 else None
     return {**config.model.to_dict(), **layout}
 
 

@@ -52,6 +52,7 @@ SLOW = {
         "test_cli_refuses_before_loading_a_checkpoint",
     },
     "test_export.py": {  # scripts/export.py as a subprocess
+        "test_export_script_takes_one_run_of_several",
         "test_export_script_writes_the_best_checkpoint",
         "test_export_script_bad_arguments_exit_2_and_write_nothing",
     },

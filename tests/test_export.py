@@ -168,3 +168,29 @@ def test_export_script_bad_arguments_exit_2_and_write_nothing(run, tmp_path, arg
     assert paragraph.startswith("Error: ") and "\n\n" not in paragraph
     assert re.search(message, " ".join(paragraph.split()))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_script_takes_one_run_of_several(tmp_path):
+    """A checkpoint of 2 runs exports the run --run names (by index or name): exactly that slice of
+    the stack; without --run it is refused (a state_dict holds one model), writing nothing."""
+    from tests.test_evaluate import random_params as random_run_params  # noqa: PLC0415
+    from tests.test_evaluate import save_runs, tiny_config  # noqa: PLC0415
+
+    c = tiny_config()
+    c.num_runs = 2
+    each = [random_run_params(c, seed) for seed in (0, 1)]
+    save_runs(tmp_path / "run", c, each)
+    model = build.model_from_config(c)
+    for which in ("1", "seed=1"):
+        out = tmp_path / f"run{which}.npz"
+        result = export(f"--workdir={tmp_path / 'run'}", f"--run={which}", f"--out={out}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        with np.load(out) as f:
+            state = {k: f[k] for k in f.files}
+        canonical = layout.unstack_block_params(each[1], model) if model.scan_blocks else each[1]
+        jax.tree.map(np.testing.assert_array_equal, convert.torch_to_flax(state, model), canonical)
+    result = export(f"--workdir={tmp_path / 'run'}", f"--out={tmp_path / 'all.npz'}")
+    assert result.returncode == cli.EXIT_USER_ERROR
+    paragraph = " ".join(result.stderr.split())
+    assert "holds the params of 2 runs" in paragraph and "(0 'seed=0', 1 'seed=1')" in paragraph
+    assert not (tmp_path / "all.npz").exists()

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from swin_flax import build, config, errors, runs, steps, train
+from swin_flax import build, checkpoints, config, errors, rundir, runs, steps, train
 from swin_flax.models import summary
 from tests import test_train
 from tests.reliability_runs import read_scalars, restore_latest
@@ -160,3 +160,24 @@ def test_sweep_refuses_shape_fields_and_names_bad_values():
     c.num_runs = 0
     with pytest.raises(errors.ConfigError, match=r"config\.num_runs: must be a positive integer"):
         config.validate(c)
+
+
+@pytest.mark.parametrize(
+    "num_runs, expected",
+    [
+        (3, r"runs: checkpoint \['seed=0', 'seed=1'\] vs"),
+        (1, r"runs: checkpoint \[.*\] vs config None"),
+    ],
+)
+def test_resuming_with_other_runs_is_refused(tmp_path, num_runs, expected):
+    """The run set is part of a checkpoint's identity (its params are stacked in that order)."""
+    c = config.default_config()
+    c.dataset, c.num_runs = "synthetic", 2
+    record = train.Progress(2).record(c, 1, 4, 4, 0.0)
+    ckpts = checkpoints.Checkpoints(tmp_path)
+    ckpts.save("latest", 4, {"step": np.zeros(2, np.int32)}, record)
+    ckpts.close()
+    assert rundir.inspect(c, tmp_path)[0]["runs"] == ["seed=0", "seed=1"]  # the same runs resume
+    c.num_runs = num_runs
+    with pytest.raises(errors.CheckpointError, match=expected):
+        rundir.inspect(c, tmp_path)
