@@ -2,7 +2,7 @@
 
 Options: --batch N (repeatable; default 128 and 1024), --eval_batch N (default 256), --steps N (timed
 steps after the warm-up), --threads N (CPU threads of both sides), --torch (also timm's Swin), --json
-PATH (write the results).
+PATH (write the results), --num_runs N (repeatable; default 1: many runs in one process, below).
 
 For the config's model at its image size this measures, on the default JAX backend:
   * training images/s of the FULL step: `steps.train_step` pmapped over the local devices exactly as
@@ -21,9 +21,16 @@ window rule: always_partition=False, strict_img_size=True), torch.set_num_thread
 training step (forward, backward, torch.optim.AdamW with the config's lr / betas / eps / weight decay,
 timm's SoftTargetCrossEntropy) and eval (inference_mode forward), then prints the ratios.
 
-Every (side, phase, batch) runs in its own child process of this script, one after the other, so
-the start-to-first-step time is a real cold start and the peak memory is that phase's own (not the
-maximum over everything run before it). torch and timm are imported only in the torch children.
+With --num_runs N > 1 (repeatable: --num_runs 2 --num_runs 4 ...) it also times the JAX train and
+eval steps of N runs in one process, as train.py builds them for config.num_runs = N (N seeds, no
+sweep): the state stacked on a leading run axis, the steps vmapped over it, the batch shared. For
+each N: step seconds, images/s in total (N x batch per step) and per run, step(N) / step(1),
+step(N) / (N x step(1)) and peak memory (host; the device's too where JAX reports it). One run
+(N = 1) is the plain phase above; for N > 1 the matmul floor and FLOPs are not measured.
+
+Every (side, phase, batch, runs) runs in its own child process of this script, one after the other,
+so the start-to-first-step time is a real cold start and the peak memory is that phase's own (not
+the maximum over everything run before it). torch and timm are imported only in the torch children.
 """
 
 from __future__ import annotations
@@ -64,6 +71,13 @@ flags.DEFINE_bool(
     "hugepage_env): glibc's malloc then asks for transparent huge pages. Off: the system default.",
 )
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+flags.DEFINE_multi_integer(
+    "num_runs",
+    [1],
+    "Runs in one process to time (the JAX steps vmapped over N seeds, the batch shared); "
+    "repeatable. One run is always measured: the base of the ratios.",
+    lower_bound=1,
+)
 flags.DEFINE_enum(
     "phase",
     None,
@@ -71,6 +85,7 @@ flags.DEFINE_enum(
     "Internal: run one measurement in this process and write it to --phase_out.",
 )
 flags.DEFINE_integer("phase_batch", None, "Internal: the batch of --phase.")
+flags.DEFINE_integer("phase_runs", 1, "Internal: the runs of --phase (JAX only).", lower_bound=1)
 flags.DEFINE_string("phase_out", None, "Internal: where --phase writes its JSON.")
 flags.mark_flags_as_required(["config"])
 
@@ -101,9 +116,10 @@ def add_floor(out: dict[str, Any], side: str, config, batch: int, train: bool) -
 # --------------------------------------------------------------------------------------------------
 
 
-def run_jax_train(config, batch: int, num_steps: int) -> dict[str, Any]:
+def run_jax_train(config, batch: int, num_steps: int, num_runs: int = 1) -> dict[str, Any]:
     import jax  # noqa: PLC0415
 
+    config = measure.with_runs(config, num_runs)
     _, state, p_train_step, _, device_batch, dropout_keys = measure.build_jax(config, batch)
     holder = {"state": state}
 
@@ -111,7 +127,10 @@ def run_jax_train(config, batch: int, num_steps: int) -> dict[str, Any]:
         holder["state"], metrics = p_train_step(holder["state"], device_batch, dropout_keys)
         jax.block_until_ready((holder["state"].params, metrics))
 
-    out = measure.summarise(batch, *measure.time_steps(step, num_steps))
+    out = measure.summarise(batch, *measure.time_steps(step, num_steps), num_runs=num_runs)
+    out["peak_device_gib"] = measure.device_peak_gib()
+    if num_runs > 1:
+        return out
     holder.clear()  # frees the trained state before the FLOP-count compile
     add_floor(out, "jax", config, batch, train=True)
     out["flops_per_image"] = measure.jax_flops_per_image(config, batch, train=True)
@@ -119,15 +138,19 @@ def run_jax_train(config, batch: int, num_steps: int) -> dict[str, Any]:
     return out
 
 
-def run_jax_eval(config, batch: int, num_steps: int) -> dict[str, Any]:
+def run_jax_eval(config, batch: int, num_steps: int, num_runs: int = 1) -> dict[str, Any]:
     import jax  # noqa: PLC0415
 
+    config = measure.with_runs(config, num_runs)
     _, state, _, p_eval_step, device_batch, _ = measure.build_jax(config, batch)
 
     def step():
         jax.block_until_ready(p_eval_step(state.params, device_batch))
 
-    out = measure.summarise(batch, *measure.time_steps(step, num_steps))
+    out = measure.summarise(batch, *measure.time_steps(step, num_steps), num_runs=num_runs)
+    out["peak_device_gib"] = measure.device_peak_gib()
+    if num_runs > 1:
+        return out
     add_floor(out, "jax", config, batch, train=False)
     out["flops_per_image"] = measure.jax_flops_per_image(config, batch, train=False)
     out["flops_per_sec"] = out["flops_per_image"] * out["images_per_sec"]
@@ -232,7 +255,7 @@ def run_torch_eval(config, batch: int, num_steps: int, threads: int) -> dict[str
 # --------------------------------------------------------------------------------------------------
 
 
-def run_phase(phase: str, config, batch: int) -> dict[str, Any]:
+def run_phase(phase: str, config, batch: int, num_runs: int) -> dict[str, Any]:
     """One measurement, in this (fresh) process. The first child (always a JAX one) checks every
     batch against the local devices before anything is compiled; the torch children never
     import JAX."""
@@ -240,16 +263,16 @@ def run_phase(phase: str, config, batch: int) -> dict[str, Any]:
     if phase.startswith("jax"):
         measure.check_batches([*FLAGS.batch, *([FLAGS.eval_batch] if FLAGS.eval_batch else [])])
     if phase == "jax-train":
-        return run_jax_train(config, batch, FLAGS.steps)
+        return run_jax_train(config, batch, FLAGS.steps, num_runs)
     if phase == "jax-eval":
-        return run_jax_eval(config, batch, FLAGS.steps)
+        return run_jax_eval(config, batch, FLAGS.steps, num_runs)
     if phase == "torch-train":
         return run_torch_train(config, batch, FLAGS.steps, FLAGS.threads)
     return run_torch_eval(config, batch, FLAGS.steps, FLAGS.threads)
 
 
-def spawn(phase: str, batch: int, argv: list[str]) -> dict[str, Any]:
-    """Runs one phase in a child process of this script and returns its JSON."""
+def spawn(phase: str, batch: int, argv: list[str], num_runs: int = 1) -> dict[str, Any]:
+    """Runs one phase (of `num_runs` runs) in a child process of this script; returns its JSON."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "phase.json")
         cmd = [
@@ -259,15 +282,17 @@ def spawn(phase: str, batch: int, argv: list[str]) -> dict[str, Any]:
             f"--phase={phase}",
             f"--phase_batch={batch}",
             f"--phase_out={out}",
+            f"--phase_runs={num_runs}",
         ]
-        print(f"[benchmark] {phase} batch {batch} ...", flush=True)
+        runs = f", {num_runs} runs" if num_runs > 1 else ""
+        print(f"[benchmark] {phase} batch {batch}{runs} ...", flush=True)
         env = measure.hugepage_env(dict(os.environ)) if FLAGS.malloc_hugepages else None
         proc = subprocess.run(cmd, check=False, env=env)
         if proc.returncode == cli.EXIT_USER_ERROR:  # the child said why, in one paragraph
             sys.exit(cli.EXIT_USER_ERROR)
         if proc.returncode:
             raise SystemExit(
-                f"phase {phase} (batch {batch}) failed with exit code {proc.returncode}."
+                f"phase {phase} (batch {batch}{runs}) failed with exit code {proc.returncode}."
             )
         with open(out) as f:
             return json.load(f)
@@ -352,18 +377,78 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def runs_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (step, N) of the many-runs measurements: N = 1 is the plain phase's result."""
+    rows = []
+    steps = [(f"train_{b}", "train", b) for b in results["batches"]]
+    if "eval" in results["jax"]:
+        steps.append(("eval", "eval", results["eval_batch"]))
+    for key, step, batch in steps:
+        one = results["jax"][key]["step_seconds_median"]
+        for n in results["num_runs"]:
+            r = results["jax"][key if n == 1 else f"{key}_runs_{n}"]
+            sec = r["step_seconds_median"]
+            rows.append(
+                {
+                    "step": step,
+                    "batch": batch,
+                    "num_runs": n,
+                    "step_seconds_median": sec,
+                    "images_per_sec": r["images_per_sec"],
+                    "images_per_sec_per_run": r["images_per_sec_per_run"],
+                    "step_over_one_run": sec / one,
+                    "step_over_n_single_runs": sec / (n * one),
+                    "peak_rss_gib": r["peak_rss_gib"],
+                    "peak_device_gib": r.get("peak_device_gib"),
+                }
+            )
+    return rows
+
+
+def runs_table(rows: list[dict[str, Any]]) -> str:
+    """The many-runs rows as text; the device memory column only where JAX reports it."""
+    device = any(r["peak_device_gib"] is not None for r in rows)
+    cols = [
+        ("step, runs", lambda r: f"{r['step']} {r['batch']}, N={r['num_runs']}"),
+        ("step (s)", lambda r: f"{r['step_seconds_median']:.3f}"),
+        ("images/s", lambda r: f"{r['images_per_sec']:,.1f}"),
+        ("images/s per run", lambda r: f"{r['images_per_sec_per_run']:,.1f}"),
+        ("step(N) / step(1)", lambda r: f"{r['step_over_one_run']:.2f}x"),
+        ("step(N) / (N x step(1))", lambda r: f"{r['step_over_n_single_runs']:.2f}x"),
+        ("peak host GiB", lambda r: f"{r['peak_rss_gib']:.2f}"),
+    ]
+    if device:
+        cols.append(("peak device GiB", lambda r: f"{r['peak_device_gib']:.2f}"))
+    cells = [[c[0] for c in cols]] + [[f(r) for _, f in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in cells
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(["many runs in one process (JAX, N seeds, the batch shared):", *lines])
+
+
 def main(argv):
     del argv  # parse_flags refused stray arguments
     config = FLAGS.config
     if FLAGS.phase:  # a child: the parent checked the config and the flags
         if FLAGS.phase_batch is None or FLAGS.phase_out is None:
             cli.exit_user_error("--phase is internal: it needs --phase_batch and --phase_out.")
-        result = run_phase(FLAGS.phase, config, FLAGS.phase_batch)
+        result = run_phase(FLAGS.phase, config, FLAGS.phase_batch, FLAGS.phase_runs)
         with open(FLAGS.phase_out, "w") as f:
             json.dump(result, f)
         return
     measure.check_json(FLAGS.json)
-    measure.check_config(config)
+    run_counts = sorted({1, *FLAGS.num_runs})
+    for n in run_counts:
+        measure.check_config(measure.with_runs(config, n))
+    if config.num_runs != 1 or any(config.sweep.values()):
+        print(
+            f"[benchmark] config.num_runs={config.num_runs} and config.sweep are not used: each "
+            f"measurement trains --num_runs {run_counts} seeds of one run.",
+            flush=True,
+        )
     if FLAGS.torch:
         import_torch()  # fail early, before minutes of JAX measurements
 
@@ -390,12 +475,20 @@ def main(argv):
         results["jax"][f"train_{b}"] = spawn("jax-train", b, child_argv)
         if FLAGS.torch:
             results["torch"][f"train_{b}"] = spawn("torch-train", b, child_argv)
+        for n in run_counts[1:]:
+            results["jax"][f"train_{b}_runs_{n}"] = spawn("jax-train", b, child_argv, n)
     if FLAGS.eval_batch:
         results["jax"]["eval"] = spawn("jax-eval", FLAGS.eval_batch, child_argv)
         if FLAGS.torch:
             results["torch"]["eval"] = spawn("torch-eval", FLAGS.eval_batch, child_argv)
+        for n in run_counts[1:]:
+            results["jax"][f"eval_runs_{n}"] = spawn("jax-eval", FLAGS.eval_batch, child_argv, n)
     results["machine"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     text = table(results)
+    if len(run_counts) > 1:
+        results["num_runs"] = run_counts
+        results["runs"] = runs_rows(results)
+        text += "\n\n" + runs_table(results["runs"])
     print(text)
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:

@@ -1,8 +1,10 @@
 """The benchmarks: the FLOP count benchmark.py reads from XLA and the arithmetic of its figures
-(scripts/bench/measure.py), the matmul floor's products (scripts/bench/matmul.py), and every benchmark
-script's refusal of bad arguments (the scripts themselves, as subprocesses)."""
+(scripts/bench/measure.py), the matmul floor's products (scripts/bench/matmul.py), benchmark.py's
+many-runs table (a tiny run), and every benchmark script's refusal of bad arguments (the scripts
+themselves, as subprocesses)."""
 
 import importlib.util
+import json
 import os
 import pathlib
 import platform
@@ -15,7 +17,7 @@ import pytest
 
 from configs import demo, strong
 from scripts.bench import matmul, measure
-from tests.test_entry_points import fails_cleanly
+from tests.test_entry_points import fails_cleanly, run_script
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -39,6 +41,17 @@ def test_summary_uses_the_median_step():
     assert out["start_to_first_step_s"] == pytest.approx(1.0, abs=0.05)
     assert out["peak_rss_gib"] > 0
     assert out["second_step_s"] == 9.0
+    runs = measure.summarise(100, 0.0, 9.0, [1.0, 4.0, 2.0], num_runs=4)
+    assert runs["images_per_sec"] == pytest.approx(200.0)  # 4 runs x 100 images per 2 s step
+    assert runs["images_per_sec_per_run"] == pytest.approx(50.0)
+
+
+def test_with_runs_trains_n_seeds_of_one_run():
+    config = demo.get_config()
+    config.sweep.learning_rate = (1e-3, 2e-3)
+    runs = measure.with_runs(config, 3)
+    assert runs.num_runs == 3 and not any(runs.sweep.values())
+    assert config.num_runs == 1 and config.sweep.learning_rate  # the caller's config is left alone
 
 
 def test_hugepage_env_sets_the_tunable_and_keeps_the_others():
@@ -138,6 +151,59 @@ def test_the_benchmarked_step_is_built_without_tensorflow():
     assert out.stdout.strip() == "[]"
 
 
+# The smallest Swin the config allows: one stage of one block, a 4x4 token grid.
+_TINY = [
+    "--config.model.img_size=16",
+    "--config.model.embed_dim=16",
+    "--config.model.depths=(1,)",
+    "--config.model.num_heads=(2,)",
+    "--config.model.mlp_ratio=2.0",
+]
+
+
+@pytest.mark.slow  # benchmark.py and its two measuring children (one run, two runs)
+def test_many_runs_table_and_json(tmp_path):
+    """--num_runs 1 2: a child process per N; the JSON's rows and the printed table agree with the
+    phases' own step times (images/s in total = N x batch / step, per run = batch / step, the
+    ratios to one run's step), each N with its own peak memory; N > 1 skips the floor and FLOPs."""
+    args = ["--config", str(_REPO / "configs" / "demo.py"), *_TINY, "--batch=2", "--eval_batch=0"]
+    args += ["--steps=1", "--num_runs=1", "--num_runs=2", "--json=r.json"]
+    out = run_script("benchmark.py", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["num_runs"] == [1, 2]
+    one, two = results["jax"]["train_2"], results["jax"]["train_2_runs_2"]
+    assert (one["num_runs"], two["num_runs"]) == (1, 2)
+    assert "flops_per_image" in one and "matmul_floor_s" not in two
+    rows = results["runs"]
+    assert [(r["step"], r["batch"], r["num_runs"]) for r in rows] == [
+        ("train", 2, 1),
+        ("train", 2, 2),
+    ]
+    for row, phase in zip(rows, (one, two)):
+        sec, n = phase["step_seconds_median"], row["num_runs"]
+        assert row["step_seconds_median"] == sec
+        assert row["images_per_sec"] == pytest.approx(n * 2 / sec)
+        assert row["images_per_sec_per_run"] == pytest.approx(2 / sec)
+        assert row["step_over_one_run"] == pytest.approx(sec / one["step_seconds_median"])
+        assert row["step_over_n_single_runs"] == pytest.approx(row["step_over_one_run"] / n)
+        assert row["peak_rss_gib"] == phase["peak_rss_gib"] > 0
+        assert row["peak_device_gib"] is None  # CPU: host memory only
+    table = out.stdout[out.stdout.index("many runs in one process") :].splitlines()
+    assert "step(N) / (N x step(1))" in table[1] and "peak host GiB" in table[1]
+    for line, row in zip(table[3:5], rows):
+        cells = line.split()
+        assert cells[:3] == ["train", "2,", f"N={row['num_runs']}"]
+        assert cells[3:] == [
+            f"{row['step_seconds_median']:.3f}",
+            f"{row['images_per_sec']:,.1f}",
+            f"{row['images_per_sec_per_run']:,.1f}",
+            f"{row['step_over_one_run']:.2f}x",
+            f"{row['step_over_n_single_runs']:.2f}x",
+            f"{row['peak_rss_gib']:.2f}",
+        ]
+
+
 _HAS_TORCH = all(importlib.util.find_spec(m) for m in ("torch", "timm"))
 _CONFIGURED = (
     "benchmark.py",
@@ -155,6 +221,11 @@ BAD_ARGUMENTS = {
     ),
     "benchmark-eval_batch": ("benchmark.py", ["--eval_batch=-1"], "-1 is not a non-negative"),
     "benchmark-steps": ("benchmark.py", ["--steps=0"], "flag --steps=0: 0 is not a positive"),
+    "benchmark-num_runs": (
+        "benchmark.py",
+        ["--num_runs=1", "--num_runs=0"],
+        "flag --num_runs=0: 0 is not a positive integer",
+    ),
     "benchmark-threads": ("benchmark.py", ["--threads=0"], "flag --threads=0: 0 is not a positive"),
     "benchmark-json": ("benchmark.py", ["--json=no/r.json"], "not a file path in a folder that"),
     "benchmark-config_typo": ("benchmark.py", ["--config.model.embed_dimm=3"], "no such field"),

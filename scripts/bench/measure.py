@@ -105,18 +105,31 @@ def time_steps(step, num_steps: int) -> tuple[float, float, list[float]]:
 
 
 def summarise(
-    batch: int, first_done: float, second: float, durations: list[float]
+    batch: int, first_done: float, second: float, durations: list[float], num_runs: int = 1
 ) -> dict[str, Any]:
+    """The figures of one measurement; a step of `num_runs` runs (a shared batch) processes
+    num_runs x batch images."""
     med = statistics.median(durations)
     return {
         "batch": batch,
-        "images_per_sec": batch / med,
+        "num_runs": num_runs,
+        "images_per_sec": num_runs * batch / med,
+        "images_per_sec_per_run": batch / med,
         "step_seconds_median": med,
         "step_seconds": durations,
         "second_step_s": second,
         "start_to_first_step_s": first_done - process_start_time(),
         "peak_rss_gib": peak_rss_bytes() / GIB,
     }
+
+
+def device_peak_gib() -> float | None:
+    """Peak memory in use on the busiest local device (an accelerator's allocator statistics); None
+    where JAX does not report it (CPU: use peak_rss_bytes)."""
+    import jax  # noqa: PLC0415
+
+    peaks = [(d.memory_stats() or {}).get("peak_bytes_in_use") for d in jax.local_devices()]
+    return None if None in peaks else max(peaks) / GIB
 
 
 def limit_threads(threads: int) -> None:
@@ -158,8 +171,21 @@ def transparent_hugepage_mode() -> str | None:
 # --------------------------------------------------------------------------------------------------
 
 
+def with_runs(config, num_runs: int):
+    """A copy of `config` that trains `num_runs` seeds of one run in one process (no sweep)."""
+    from swin_flax.config import SWEEPABLE  # noqa: PLC0415
+
+    config = config.copy_and_resolve_references()
+    config.num_runs = num_runs
+    for f in SWEEPABLE:
+        config.sweep[f] = ()
+    return config
+
+
 def build_jax(config, batch: int, abstract: bool = False):
     """The model, replicated state and pmapped steps as train.py builds them, plus a device batch.
+    For config.num_runs > 1 the state stacks the runs and the steps are vmapped over them, the batch
+    shared (the per_run_data and sweep variants are not built here).
 
     abstract=True: the state and batch as shapes only (jax.eval_shape), enough to lower and compile
     the steps without initialising anything."""
