@@ -1,6 +1,15 @@
-"""swin_flax.checkpoints: what a look at a workdir's checkpoints may do."""
+"""swin_flax.checkpoints: what a look at a workdir's checkpoints may do, and asynchronous saves."""
+
+import asyncio
+import errno
+import threading
+
+import numpy as np
+import pytest
+from orbax.checkpoint.type_handlers import NumpyHandler
 
 from swin_flax import checkpoints
+from swin_flax.errors import CheckpointWriteError
 
 
 def test_peek_opens_no_manager_without_a_step_folder(tmp_path, monkeypatch):
@@ -18,3 +27,100 @@ def test_peek_opens_no_manager_without_a_step_folder(tmp_path, monkeypatch):
     assert checkpoints.peek_meta(tmp_path) is None  # an empty series folder
     (latest / "4.orbax-checkpoint-tmp-1").mkdir()
     assert checkpoints.peek_meta(tmp_path) is None  # a save that never finished
+
+
+def _state(step: int) -> dict:
+    return {"w": np.arange(6.0, dtype=np.float32) * step, "step": np.int32(step)}
+
+
+@pytest.fixture
+def held_writes(monkeypatch):
+    """Holds every background array write until the returned event is set (at most 60 s), so a
+    test sees a save while its write is still in flight."""
+    release = threading.Event()
+    write = NumpyHandler._open_and_write
+
+    async def held(self, *args, **kwargs):
+        await asyncio.to_thread(release.wait, 60)
+        return await write(self, *args, **kwargs)
+
+    monkeypatch.setattr(NumpyHandler, "_open_and_write", held)
+    return release
+
+
+def test_a_save_returns_before_its_write_and_close_completes_it(tmp_path, held_writes):
+    """`save` returns while the write is in flight (no step folder yet: orbax renames the tmp folder
+    when complete); a read of the series waits for it; `close` leaves a complete checkpoint that a
+    new reader restores."""
+    ckpts = checkpoints.Checkpoints(tmp_path)
+    latest = checkpoints.series_dir(tmp_path, "latest")
+    ckpts.save("latest", 4, _state(4), {"step": 4})
+    assert checkpoints.newest_step(latest) is None  # returned with the write held
+    threading.Timer(0.2, held_writes.set).start()
+    state, meta = ckpts.restore("latest", None)  # waits for the write in flight
+    assert int(state["step"]) == 4 and meta == {"step": 4}
+
+    held_writes.clear()
+    ckpts.save("latest", 8, _state(8), {"step": 8})
+    ckpts.save("best", 8, {"params": _state(8)["w"]}, {"step": 8})
+    assert checkpoints.newest_step(latest) == 4
+    threading.Timer(0.2, held_writes.set).start()
+    ckpts.close()
+    assert not list(tmp_path.glob("checkpoints/*/*.orbax-checkpoint-tmp*"))
+    reader = checkpoints.Checkpoints(tmp_path, read_only=True)
+    state, meta = reader.restore("latest", None)
+    np.testing.assert_array_equal(state["w"], _state(8)["w"])
+    assert int(state["step"]) == 8 and meta == {"step": 8}
+    assert int(reader.restore("best", None)[1]["step"]) == 8
+    reader.close()
+
+
+# When one array's write fails, orbax ends its event loop while tensorstore still completes the other
+# writes, whose callbacks then find the loop closed (an "unraisable" RuntimeError, orbax's own).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("surfaces_at", ["next save", "close"])
+def test_a_failed_background_write_names_the_previous_checkpoint(
+    tmp_path, monkeypatch, surfaces_at
+):
+    """A write that fails in the background (the disk filling up after `save` returned) raises the
+    same CheckpointWriteError as a failed synchronous save, once, at the next save or at close; it
+    names the checkpoint that is still the newest, which stays restorable."""
+    ckpts = checkpoints.Checkpoints(tmp_path)
+    ckpts.save("latest", 4, _state(4), {"step": 4})
+    assert ckpts.latest_step() == 4  # waits for the write
+    write = NumpyHandler._open_and_write
+
+    async def full_disk(self, *args, **kwargs):
+        await write(self, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(NumpyHandler, "_open_and_write", full_disk)
+    ckpts.save("latest", 8, _state(8), {"step": 8})  # returns: the write fails later
+    with pytest.raises(CheckpointWriteError) as raised:
+        if surfaces_at == "next save":
+            ckpts.save("latest", 12, _state(12), {"step": 12})
+        else:
+            ckpts.close()
+    msg = str(raised.value)
+    assert msg.startswith("could not write the 'latest' checkpoint of step 8 in "), msg
+    assert "No space left on device" in msg and "Free disk space" in msg
+    assert "the previous checkpoint (step 4) is intact" in msg, msg
+    ckpts.close()  # raised once: closing again (or for the first time) is quiet
+    assert checkpoints.newest_step(checkpoints.series_dir(tmp_path, "latest")) == 4
+    state, meta = checkpoints.read_step(checkpoints.series_dir(tmp_path, "latest") / "4")
+    np.testing.assert_array_equal(state["w"], _state(4)["w"])
+
+
+def test_a_step_saved_again_replaces_the_one_on_disk(tmp_path):
+    """A `best` checkpoint can be ahead of `latest` (with checkpoint_every_epochs > 1, an improved
+    epoch that `latest` did not save, then a kill); the resumed run trains that epoch again, and its
+    save of the same step replaces the one on disk instead of failing."""
+    first = checkpoints.Checkpoints(tmp_path)
+    first.save("best", 8, {"params": _state(1)["w"]}, {"step": 8})
+    first.close()
+    again = checkpoints.Checkpoints(tmp_path)
+    again.save("best", 8, {"params": _state(2)["w"]}, {"step": 8, "again": True})
+    again.close()
+    state, meta = checkpoints.read_step(checkpoints.series_dir(tmp_path, "best") / "8")
+    np.testing.assert_array_equal(state["params"], _state(2)["w"])
+    assert meta == {"step": 8, "again": True}
