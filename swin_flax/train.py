@@ -650,8 +650,10 @@ def _closing(writers: _Writers, ckpts: checkpoints.Checkpoints) -> Iterator[None
     try:
         yield
     finally:
-        writers.close()
-        ckpts.close()
+        try:
+            writers.close()
+        finally:
+            ckpts.close()  # waits for the checkpoint writes in flight; raises if one failed
 
 
 def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints) -> str:
