@@ -2,7 +2,9 @@
 
 Options: --batch N (repeatable; default 128 and 1024), --eval_batch N (default 256), --steps N (timed
 steps after the warm-up), --threads N (CPU threads of both sides), --torch (also timm's Swin), --json
-PATH (write the results), --num_runs N (repeatable; default 1: many runs in one process, below).
+PATH (write the results; rewritten after every measurement, so a run cut short keeps what it measured),
+--num_runs N (repeatable; default 1: many runs in one process, below), --nofloor (no matmul floor and
+FLOP count: the steps only), --notorch_tf32 (torch's float32 matmuls in full float32 on a GPU).
 
 For the config's model at its image size this measures, on the default JAX backend:
   * training images/s of the FULL step: `steps.train_step` pmapped over the local devices exactly as
@@ -11,15 +13,22 @@ For the config's model at its image size this measures, on the default JAX backe
   * eval images/s: the pmapped `steps.eval_step` (forward and metrics) at --eval_batch;
   * seconds from process start to the first finished training step (imports, init, compile, step);
   * peak host memory (`ru_maxrss`) of the process;
+  * peak device memory where JAX reports one (an accelerator's allocator; none on the CPU);
   * the matmul floor: the seconds the step's matrix products alone take on that side, each shape
-    timed on its own (scripts/bench/matmul.py), and their share of the measured step;
+    timed on its own in the config's compute dtype on the step's device (scripts/bench/matmul.py),
+    and their share of the measured step;
   * FLOPs per image from XLA's cost analysis of the compiled step (for a scanned model the cost
     analysis counts a loop body once, so the FLOPs are taken from the unscanned model) and the
     achieved FLOP/s.
 With --torch it measures timm's SwinTransformer built with the same official arguments (official
 window rule: always_partition=False, strict_img_size=True), torch.set_num_threads(--threads): a full
 training step (forward, backward, torch.optim.AdamW with the config's lr / betas / eps / weight decay,
-timm's SoftTargetCrossEntropy) and eval (inference_mode forward), then prints the ratios.
+timm's SoftTargetCrossEntropy) and eval (inference_mode forward), then prints the ratios. It runs on
+CUDA when torch sees a GPU (model, batch and optimiser there, every timed step or product burst ending
+in torch.cuda.synchronize(), peak memory from torch.cuda.max_memory_allocated), else on the CPU. With
+--config.dtype=bfloat16 the forward and loss run under torch.autocast(bfloat16) (params and AdamW
+stay float32, as JAX keeps its params float32), on either device. On a GPU, float32 matmuls use TF32
+(--torch_tf32, default) as JAX's default precision does there; torch's own default would not.
 
 With --num_runs N > 1 (repeatable: --num_runs 2 --num_runs 4 ...) it also times the JAX train and
 eval steps of N runs in one process, as train.py builds them for config.num_runs = N (N seeds, no
@@ -46,6 +55,7 @@ import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from absl import flags  # noqa: E402
@@ -64,6 +74,19 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU threads for both sides.", lower_bound=1)
 flags.DEFINE_bool("torch", False, "Also measure timm's SwinTransformer (needs torch and timm).")
+flags.DEFINE_bool(
+    "torch_tf32",
+    True,
+    "On a GPU, let torch's float32 matmuls use TF32 tensor cores "
+    "(torch.set_float32_matmul_precision('high')), as JAX's default precision does on GPUs that "
+    "have them; off: torch's default, full float32. No effect on the CPU or under bfloat16.",
+)
+flags.DEFINE_bool(
+    "floor",
+    True,
+    "Time the matmul floor and count XLA's FLOPs in the one-run phases. Off: the steps only "
+    "(minutes less on a GPU, where each product shape and the FLOP-count step are compiled).",
+)
 flags.DEFINE_bool(
     "malloc_hugepages",
     True,
@@ -97,9 +120,10 @@ flags.mark_flags_as_required(["config"])
 
 def matmul_floor_s(side: str, config, batch: int, train: bool) -> float:
     """Seconds that the step's (train) or forward's (eval) matrix products alone take on `side`,
-    each shape timed on its own (scripts/bench/matmul.py); measured in the same process as the
-    step, so step and floor see the same machine."""
-    sides = {side: matmul.jax_timer if side == "jax" else matmul.torch_timer}
+    each shape timed on its own in the config's compute dtype on the step's device
+    (scripts/bench/matmul.py); measured in the same process as the step, so step and floor see the
+    same machine."""
+    sides = {side: matmul.timer(side, config.dtype)}
     products = matmul.step_products(config.model, batch, train)
     rows = matmul.time_products(products, sides, repeats=3, calls=8)
     return matmul.floor_seconds(rows, side)
@@ -116,7 +140,9 @@ def add_floor(out: dict[str, Any], side: str, config, batch: int, train: bool) -
 # --------------------------------------------------------------------------------------------------
 
 
-def run_jax_train(config, batch: int, num_steps: int, num_runs: int = 1) -> dict[str, Any]:
+def run_jax_train(
+    config, batch: int, num_steps: int, num_runs: int = 1, floor: bool = True
+) -> dict[str, Any]:
     import jax  # noqa: PLC0415
 
     config = measure.with_runs(config, num_runs)
@@ -129,7 +155,8 @@ def run_jax_train(config, batch: int, num_steps: int, num_runs: int = 1) -> dict
 
     out = measure.summarise(batch, *measure.time_steps(step, num_steps), num_runs=num_runs)
     out["peak_device_gib"] = measure.device_peak_gib()
-    if num_runs > 1:
+    out["device"] = measure.jax_device()
+    if num_runs > 1 or not floor:
         return out
     holder.clear()  # frees the trained state before the FLOP-count compile
     add_floor(out, "jax", config, batch, train=True)
@@ -138,7 +165,9 @@ def run_jax_train(config, batch: int, num_steps: int, num_runs: int = 1) -> dict
     return out
 
 
-def run_jax_eval(config, batch: int, num_steps: int, num_runs: int = 1) -> dict[str, Any]:
+def run_jax_eval(
+    config, batch: int, num_steps: int, num_runs: int = 1, floor: bool = True
+) -> dict[str, Any]:
     import jax  # noqa: PLC0415
 
     config = measure.with_runs(config, num_runs)
@@ -149,7 +178,8 @@ def run_jax_eval(config, batch: int, num_steps: int, num_runs: int = 1) -> dict[
 
     out = measure.summarise(batch, *measure.time_steps(step, num_steps), num_runs=num_runs)
     out["peak_device_gib"] = measure.device_peak_gib()
-    if num_runs > 1:
+    out["device"] = measure.jax_device()
+    if num_runs > 1 or not floor:
         return out
     add_floor(out, "jax", config, batch, train=False)
     out["flops_per_image"] = measure.jax_flops_per_image(config, batch, train=False)
@@ -175,44 +205,75 @@ def import_torch():
     return torch, timm
 
 
-def build_torch(config, threads: int):
-    torch, _ = import_torch()
-    from timm.models.swin_transformer import SwinTransformer  # noqa: PLC0415
+class TorchSide:
+    """timm's Swin, its batch and settings for one torch phase: on CUDA when torch sees a GPU, else
+    on the CPU; `autocast()` is the forward's context (bfloat16 under --config.dtype=bfloat16),
+    `sync()` waits for the device's queued work (a no-op on the CPU)."""
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(config.seed)
-    m = config.model
-    model = SwinTransformer(
-        img_size=m.img_size,
-        patch_size=m.patch_size,
-        in_chans=m.in_chans,
-        num_classes=m.num_classes,
-        embed_dim=m.embed_dim,
-        depths=tuple(m.depths),
-        num_heads=tuple(m.num_heads),
-        window_size=m.window_size,
-        mlp_ratio=m.mlp_ratio,
-        qkv_bias=m.qkv_bias,
-        drop_rate=m.drop_rate,
-        attn_drop_rate=m.attn_drop_rate,
-        drop_path_rate=m.drop_path_rate,
-        always_partition=False,  # the official window rule (clamp to the grid, no shift then)
-        strict_img_size=True,
-    )
-    return torch, model
+    def __init__(self, config, batch: int, threads: int, tf32: bool):
+        self.torch, _ = import_torch()
+        from timm.models.swin_transformer import SwinTransformer  # noqa: PLC0415
+
+        torch = self.torch
+        torch.set_num_threads(threads)
+        torch.manual_seed(config.seed)
+        self.device = matmul.torch_device()
+        self.cuda = self.device == "cuda"
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # as timm's train.py (the patch embedding conv)
+            torch.set_float32_matmul_precision("high" if tf32 else "highest")
+            torch.cuda.reset_peak_memory_stats()
+        self.bf16 = config.dtype == "bfloat16"
+        m = config.model
+        self.model = SwinTransformer(
+            img_size=m.img_size,
+            patch_size=m.patch_size,
+            in_chans=m.in_chans,
+            num_classes=m.num_classes,
+            embed_dim=m.embed_dim,
+            depths=tuple(m.depths),
+            num_heads=tuple(m.num_heads),
+            window_size=m.window_size,
+            mlp_ratio=m.mlp_ratio,
+            qkv_bias=m.qkv_bias,
+            drop_rate=m.drop_rate,
+            attn_drop_rate=m.attn_drop_rate,
+            drop_path_rate=m.drop_path_rate,
+            always_partition=False,  # the official window rule (clamp to the grid, no shift then)
+            strict_img_size=True,
+        ).to(self.device)  # parameters stay float32; autocast casts them for the products
+        gen = torch.Generator().manual_seed(0)
+        img, c = m.img_size, m.in_chans
+        self.images = torch.rand(batch, c, img, img, generator=gen).to(self.device)
+        labels = torch.randint(0, m.num_classes, (batch,), generator=gen)
+        targets = torch.nn.functional.one_hot(labels, m.num_classes).float()
+        self.targets = targets.to(self.device)
+
+    def autocast(self):
+        return self.torch.autocast(self.device, dtype=self.torch.bfloat16, enabled=self.bf16)
+
+    def sync(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+
+    def figures(self) -> dict[str, Any]:
+        """Where this phase ran, in what precision, and its peak device memory (None on the CPU)."""
+        torch = self.torch
+        return {
+            "device": torch.cuda.get_device_name() if self.cuda else "cpu",
+            "autocast": "bfloat16" if self.bf16 else None,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "peak_device_gib": torch.cuda.max_memory_allocated() / measure.GIB
+            if self.cuda
+            else None,
+        }
 
 
-def torch_batch(torch, config, batch: int):
-    gen = torch.Generator().manual_seed(0)
-    img, c = config.model.img_size, config.model.in_chans
-    images = torch.rand(batch, c, img, img, generator=gen)
-    labels = torch.randint(0, config.model.num_classes, (batch,), generator=gen)
-    targets = torch.nn.functional.one_hot(labels, config.model.num_classes).float()
-    return images, targets
-
-
-def run_torch_train(config, batch: int, num_steps: int, threads: int) -> dict[str, Any]:
-    torch, model = build_torch(config, threads)
+def run_torch_train(
+    config, batch: int, num_steps: int, threads: int, tf32: bool = True, floor: bool = True
+) -> dict[str, Any]:
+    side = TorchSide(config, batch, threads, tf32)
+    torch, model = side.torch, side.model
     from timm.loss import SoftTargetCrossEntropy  # noqa: PLC0415
 
     model.train()
@@ -224,30 +285,35 @@ def run_torch_train(config, batch: int, num_steps: int, threads: int) -> dict[st
         weight_decay=config.weight_decay,
     )
     loss_fn = SoftTargetCrossEntropy()
-    images, targets = torch_batch(torch, config, batch)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(images), targets)
-        loss.backward()
+        with side.autocast():
+            loss = loss_fn(model(side.images), side.targets)
+        loss.backward()  # outside autocast, as torch's AMP recipe has it
         opt.step()
         loss.item()
+        side.sync()  # the optimiser's kernels too, not only the loss's
 
     out = measure.summarise(batch, *measure.time_steps(step, num_steps))
-    return add_floor(out, "torch", config, batch, train=True)
+    out.update(side.figures())  # peak memory before the floor's operands
+    return add_floor(out, "torch", config, batch, train=True) if floor else out
 
 
-def run_torch_eval(config, batch: int, num_steps: int, threads: int) -> dict[str, Any]:
-    torch, model = build_torch(config, threads)
+def run_torch_eval(
+    config, batch: int, num_steps: int, threads: int, tf32: bool = True, floor: bool = True
+) -> dict[str, Any]:
+    side = TorchSide(config, batch, threads, tf32)
+    torch, model = side.torch, side.model
     model.eval()
-    images, _ = torch_batch(torch, config, batch)
 
     def step():
-        with torch.inference_mode():
-            model(images).sum().item()
+        with torch.inference_mode(), side.autocast():
+            model(side.images).sum().item()
 
     out = measure.summarise(batch, *measure.time_steps(step, num_steps))
-    return add_floor(out, "torch", config, batch, train=False)
+    out.update(side.figures())
+    return add_floor(out, "torch", config, batch, train=False) if floor else out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,16 +329,18 @@ def run_phase(phase: str, config, batch: int, num_runs: int) -> dict[str, Any]:
     if phase.startswith("jax"):
         measure.check_batches([*FLAGS.batch, *([FLAGS.eval_batch] if FLAGS.eval_batch else [])])
     if phase == "jax-train":
-        return run_jax_train(config, batch, FLAGS.steps, num_runs)
+        return run_jax_train(config, batch, FLAGS.steps, num_runs, FLAGS.floor)
     if phase == "jax-eval":
-        return run_jax_eval(config, batch, FLAGS.steps, num_runs)
+        return run_jax_eval(config, batch, FLAGS.steps, num_runs, FLAGS.floor)
+    torch_args = (config, batch, FLAGS.steps, FLAGS.threads, FLAGS.torch_tf32, FLAGS.floor)
     if phase == "torch-train":
-        return run_torch_train(config, batch, FLAGS.steps, FLAGS.threads)
-    return run_torch_eval(config, batch, FLAGS.steps, FLAGS.threads)
+        return run_torch_train(*torch_args)
+    return run_torch_eval(*torch_args)
 
 
 def spawn(phase: str, batch: int, argv: list[str], num_runs: int = 1) -> dict[str, Any]:
-    """Runs one phase (of `num_runs` runs) in a child process of this script; returns its JSON."""
+    """Runs one phase (of `num_runs` runs) in a child process of this script; returns its JSON,
+    with the child's wall seconds (start to exit: what a device command's time limit counts)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "phase.json")
         cmd = [
@@ -287,7 +355,9 @@ def spawn(phase: str, batch: int, argv: list[str], num_runs: int = 1) -> dict[st
         runs = f", {num_runs} runs" if num_runs > 1 else ""
         print(f"[benchmark] {phase} batch {batch}{runs} ...", flush=True)
         env = measure.hugepage_env(dict(os.environ)) if FLAGS.malloc_hugepages else None
+        start = time.perf_counter()
         proc = subprocess.run(cmd, check=False, env=env)
+        seconds = time.perf_counter() - start
         if proc.returncode == cli.EXIT_USER_ERROR:  # the child said why, in one paragraph
             sys.exit(cli.EXIT_USER_ERROR)
         if proc.returncode:
@@ -295,7 +365,10 @@ def spawn(phase: str, batch: int, argv: list[str], num_runs: int = 1) -> dict[st
                 f"phase {phase} (batch {batch}{runs}) failed with exit code {proc.returncode}."
             )
         with open(out) as f:
-            return json.load(f)
+            result = json.load(f)
+        result["child_seconds"] = seconds
+        print(f"[benchmark] {phase} batch {batch}{runs}: {seconds:.0f} s", flush=True)
+        return result
 
 
 def versions(with_torch: bool) -> dict[str, str]:
@@ -323,6 +396,9 @@ def machine() -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
+    """The two sides' figures side by side, after a line saying where each ran and in what dtype.
+    The device-memory rows only where a side reports one; the floor and FLOP rows only where they
+    were measured (not with --nofloor)."""
     rows = [("measurement", "swin-flax (JAX)", "timm (PyTorch)", "ratio")]
 
     def fmt(v, spec):
@@ -334,47 +410,71 @@ def table(results: dict[str, Any]) -> str:
         r = (j / t) if (ratio and j is not None and t) else None
         rows.append((label, fmt(j, spec), fmt(t, spec), fmt(r, ".2f") + ("x" if r else "")))
 
+    def giga(r, key):
+        return {"v": r[key] / 1e9} if r and key in r else None
+
+    def reported(key, *sides):
+        return any(r and r.get(key) is not None for r in sides)
+
+    def step_rows(j, t, labels):
+        """Device memory, the matmul floor and its share, XLA's FLOPs (`labels`: their names)."""
+        memory, floor, share, flops, rate = labels
+        if reported("peak_device_gib", j, t):
+            add(memory, j, t, "peak_device_gib", ".2f", False)
+        if reported("matmul_floor_s", j, t):
+            add(floor, j, t, "matmul_floor_s", ".3f", False)
+            add(share, j, t, "matmul_share", ".0%", False)
+        if reported("flops_per_image", j):
+            add(flops, giga(j, "flops_per_image"), None, "v", ".3f", False)
+            add(rate, giga(j, "flops_per_sec"), None, "v", ",.1f", False)
+
     for b in results["batches"]:
         j, t = results["jax"].get(f"train_{b}"), results["torch"].get(f"train_{b}")
         add(f"train images/s, batch {b}", j, t, "images_per_sec", ",.1f")
         add(f"  start -> first step (s), batch {b}", j, t, "start_to_first_step_s", ".1f", False)
         add(f"  second step (s), batch {b}", j, t, "second_step_s", ".2f", False)
         add(f"  peak host memory (GiB), batch {b}", j, t, "peak_rss_gib", ".2f", False)
-        add(f"  its matmuls alone (s per step), batch {b}", j, t, "matmul_floor_s", ".3f", False)
-        add(f"  matmul share of the step, batch {b}", j, t, "matmul_share", ".0%", False)
-        add(
+        labels = (
+            f"  peak device memory (GiB), batch {b}",
+            f"  its matmuls alone (s per step), batch {b}",
+            f"  matmul share of the step, batch {b}",
             f"  XLA GFLOP per training image, batch {b}",
-            {"v": j["flops_per_image"] / 1e9} if j else None,
-            None,
-            "v",
-            ".3f",
-            False,
-        )
-        add(
             f"  achieved GFLOP/s, batch {b}",
-            {"v": j["flops_per_sec"] / 1e9} if j else None,
-            None,
-            "v",
-            ",.1f",
-            False,
         )
+        step_rows(j, t, labels)
     if "eval" in results["jax"]:
         b = results["eval_batch"]
         j, t = results["jax"]["eval"], results["torch"].get("eval")
         add(f"eval images/s, batch {b}", j, t, "images_per_sec", ",.1f")
-        add("  its matmuls alone (s per batch)", j, t, "matmul_floor_s", ".3f", False)
-        add("  matmul share of the eval step", j, t, "matmul_share", ".0%", False)
-        add(
-            "  XLA GFLOP per eval image", {"v": j["flops_per_image"] / 1e9}, None, "v", ".3f", False
+        labels = (
+            "  peak device memory (GiB), eval",
+            "  its matmuls alone (s per batch)",
+            "  matmul share of the eval step",
+            "  XLA GFLOP per eval image",
+            "  achieved GFLOP/s (eval)",
         )
-        add("  achieved GFLOP/s (eval)", {"v": j["flops_per_sec"] / 1e9}, None, "v", ",.1f", False)
+        step_rows(j, t, labels)
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
         for r in rows
     ]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return "\n".join([where(results), *lines])
+
+
+def where(results: dict[str, Any]) -> str:
+    """One line: the config's compute dtype and the devices each side ran on."""
+    first = {
+        side: next((r for r in results[side].values() if "device" in r), None)
+        for side in ("jax", "torch")
+    }
+    text = f"compute dtype {results['config']['dtype']}; JAX on {first['jax']['device']}"
+    if first["torch"]:
+        t = first["torch"]
+        amp = ", autocast bfloat16" if t["autocast"] else ""
+        text += f"; torch on {t['device']}{amp}, float32 matmuls '{t['float32_matmul_precision']}'"
+    return text
 
 
 def runs_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -466,24 +566,36 @@ def main(argv):
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "malloc_hugepages": FLAGS.malloc_hugepages,
         "transparent_hugepage": measure.transparent_hugepage_mode(),
+        "torch_tf32": FLAGS.torch_tf32,
+        "floor": FLAGS.floor,
         "machine": machine(),
         "versions": versions(FLAGS.torch),
         "jax": {},
         "torch": {},
+        "complete": False,
     }
+
+    def measure_phase(side: str, key: str, phase: str, batch: int, num_runs: int = 1) -> None:
+        """One child's figures into results[side][key]; --json rewritten, so a run stopped
+        part-way (a device command's time limit) keeps what it measured."""
+        results[side][key] = spawn(phase, batch, child_argv, num_runs)
+        if FLAGS.json:
+            save(results, FLAGS.json)
+
     for b in batches:
-        results["jax"][f"train_{b}"] = spawn("jax-train", b, child_argv)
+        measure_phase("jax", f"train_{b}", "jax-train", b)
         if FLAGS.torch:
-            results["torch"][f"train_{b}"] = spawn("torch-train", b, child_argv)
+            measure_phase("torch", f"train_{b}", "torch-train", b)
         for n in run_counts[1:]:
-            results["jax"][f"train_{b}_runs_{n}"] = spawn("jax-train", b, child_argv, n)
+            measure_phase("jax", f"train_{b}_runs_{n}", "jax-train", b, n)
     if FLAGS.eval_batch:
-        results["jax"]["eval"] = spawn("jax-eval", FLAGS.eval_batch, child_argv)
+        measure_phase("jax", "eval", "jax-eval", FLAGS.eval_batch)
         if FLAGS.torch:
-            results["torch"]["eval"] = spawn("torch-eval", FLAGS.eval_batch, child_argv)
+            measure_phase("torch", "eval", "torch-eval", FLAGS.eval_batch)
         for n in run_counts[1:]:
-            results["jax"][f"eval_runs_{n}"] = spawn("jax-eval", FLAGS.eval_batch, child_argv, n)
+            measure_phase("jax", f"eval_runs_{n}", "jax-eval", FLAGS.eval_batch, n)
     results["machine"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    results["complete"] = True
     text = table(results)
     if len(run_counts) > 1:
         results["num_runs"] = run_counts
@@ -491,9 +603,16 @@ def main(argv):
         text += "\n\n" + runs_table(results["runs"])
     print(text)
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(results, f, indent=2)
+        save(results, FLAGS.json)
         print(f"wrote {FLAGS.json}")
+
+
+def save(results: dict[str, Any], path: str) -> None:
+    """Writes `results` to `path` whole or not at all (a temporary file renamed over it)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

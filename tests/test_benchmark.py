@@ -1,7 +1,8 @@
 """The benchmarks: the FLOP count benchmark.py reads from XLA and the arithmetic of its figures
-(scripts/bench/measure.py), the matmul floor's products (scripts/bench/matmul.py), benchmark.py's
-many-runs table (a tiny run), and every benchmark script's refusal of bad arguments (the scripts
-themselves, as subprocesses)."""
+(scripts/bench/measure.py), the matmul floor's products and their dtype (scripts/bench/matmul.py),
+benchmark.py's many-runs table and --nofloor (tiny runs), and every benchmark script's refusal of bad
+arguments (the scripts themselves, as subprocesses). The torch side needs torch and timm, which the
+project's venv lacks: it is not run here."""
 
 import importlib.util
 import json
@@ -124,6 +125,23 @@ def test_matmul_floor_of_the_forward_is_a_third_of_the_step():
     assert set(forward) <= set(train)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_floors_products_use_the_configs_dtype(dtype):
+    """benchmark.py times the floor with matmul.timer(side, config.dtype): the JAX side's products
+    are computed in that dtype (bfloat16 operands under --config.dtype=bfloat16), a plain and a
+    batched one, each device with its share of the images (two CPU devices here: pmapped)."""
+    n_dev = jax.local_device_count()
+    for shape, per_device in (
+        ((1, 8, 16, 4, 1), (8 // n_dev, 4)),  # m grows with the images
+        ((4, 8, 16, 4, 0), (4 // n_dev, 8, 4)),  # batch grows with the images
+    ):
+        out = matmul.timer("jax", dtype)(shape)(2)  # a burst of two products returns the last
+        assert out.dtype == jnp.dtype(dtype)
+        assert out.shape == ((n_dev,) if n_dev > 1 else ()) + per_device
+    torch_timer = matmul.timer("torch", dtype)  # torch is not imported until a timer is made
+    assert torch_timer.func is matmul.torch_timer and torch_timer.keywords == {"dtype": dtype}
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_xla_flops_per_image_cover_the_models_matmuls(train):
     """The FLOPs the benchmark reads from XLA (step lowered from shapes only) cover the matmul FLOPs
@@ -202,6 +220,28 @@ def test_many_runs_table_and_json(tmp_path):
             f"{row['step_over_n_single_runs']:.2f}x",
             f"{row['peak_rss_gib']:.2f}",
         ]
+
+
+@pytest.mark.slow  # benchmark.py and its two measuring children (train, eval)
+def test_nofloor_measures_the_steps_only(tmp_path):
+    """--nofloor: the steps' figures without the matmul floor and FLOP count (in the JSON and the
+    table); the table says where each side ran and in what dtype, no device-memory row on the CPU;
+    the JSON is marked complete and gives each child's seconds."""
+    args = ["--config", str(_REPO / "configs" / "demo.py"), *_TINY, "--batch=2", "--eval_batch=2"]
+    args += ["--steps=1", "--nofloor", "--config.dtype=bfloat16", "--json=r.json"]
+    out = run_script("benchmark.py", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["complete"] and results["floor"] is False
+    for phase in (results["jax"]["train_2"], results["jax"]["eval"]):
+        assert phase["images_per_sec"] > 0 and phase["child_seconds"] > 0
+        assert phase["device"].startswith("cpu: ") and phase["peak_device_gib"] is None
+        assert not {"matmul_floor_s", "matmul_share", "flops_per_image"} & set(phase)
+    assert "compute dtype bfloat16; JAX on cpu: " in out.stdout
+    assert "train images/s, batch 2" in out.stdout and "eval images/s, batch 2" in out.stdout
+    for absent in ("its matmuls alone", "XLA GFLOP", "peak device memory"):
+        assert absent not in out.stdout
+    assert not (tmp_path / "r.json.tmp").exists()
 
 
 _HAS_TORCH = all(importlib.util.find_spec(m) for m in ("torch", "timm"))

@@ -1,6 +1,8 @@
 """The matmul floor: every matrix product of one training step (or forward pass) of the official
-Swin at a batch, and the time each distinct shape takes alone, in XLA or PyTorch. Used by
-bench/benchmark_matmul.py (the command) and by benchmark.py (its matmul-floor rows).
+Swin at a batch, and the time each distinct shape takes alone, in XLA or PyTorch, in a compute dtype
+(float32 or bfloat16 operands) on the device that side runs on (JAX: the default backend; torch: CUDA
+when it sees a GPU). Used by bench/benchmark_matmul.py (the command; float32) and by benchmark.py
+(its matmul-floor rows, in the config's dtype).
 
 No side effects on import: JAX and torch are imported inside the functions that need them.
 """
@@ -8,6 +10,7 @@ No side effects on import: JAX and torch are imported inside the functions that 
 from __future__ import annotations
 
 import collections
+import functools
 import statistics
 import time
 from typing import Any
@@ -74,9 +77,10 @@ def flops(shape: Shape) -> float:
     return 2.0 * b * m * k * n
 
 
-def jax_timer(shape: Shape):
-    """Times the product on all local devices at once, each with its share of the images (as the
-    pmapped step splits them); one device: a plain jit."""
+def jax_timer(shape: Shape, dtype: str = "float32"):
+    """Times the product in `dtype` on all local devices at once, each with its share of the images
+    (as the pmapped step splits them); one device: a plain jit. Each burst blocks until its last
+    product is done and returns it."""
     import jax  # noqa: PLC0415
     import jax.numpy as jnp  # noqa: PLC0415
 
@@ -84,8 +88,8 @@ def jax_timer(shape: Shape):
     dims = list(shape[:4])
     dims[shape[4]] //= len(devices)  # a multiple of the batch: check_batches made it divide
     b, m, k, n = dims
-    lhs = jnp.ones((b, m, k) if b > 1 else (m, k), jnp.float32)
-    rhs = jnp.ones((b, k, n) if b > 1 else (k, n), jnp.float32)
+    lhs = jnp.ones((b, m, k) if b > 1 else (m, k), dtype)
+    rhs = jnp.ones((b, k, n) if b > 1 else (k, n), dtype)
     if len(devices) == 1:
         f = jax.jit(jnp.matmul)
     else:
@@ -94,27 +98,48 @@ def jax_timer(shape: Shape):
         lhs, rhs = place(jnp.stack([lhs] * len(devices))), place(jnp.stack([rhs] * len(devices)))
     jax.block_until_ready(f(lhs, rhs))
 
-    def burst(calls: int) -> None:
+    def burst(calls: int):
         for _ in range(calls):
             out = f(lhs, rhs)
-        jax.block_until_ready(out)
+        return jax.block_until_ready(out)
 
     return burst
 
 
-def torch_timer(shape: Shape):
+def torch_device() -> str:
+    """Where the PyTorch side runs: 'cuda' when torch sees a GPU, else 'cpu'."""
     import torch  # noqa: PLC0415
 
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_timer(shape: Shape, dtype: str = "float32", device: str | None = None):
+    """Times the product in `dtype` on `device` (default: torch_device()). Each burst ends with
+    torch.cuda.synchronize() on a GPU (kernels run asynchronously there) and returns its last
+    product."""
+    import torch  # noqa: PLC0415
+
+    device = device or torch_device()
     b, m, k, n, _ = shape
-    lhs = torch.ones((b, m, k) if b > 1 else (m, k))
-    rhs = torch.ones((b, k, n) if b > 1 else (k, n))
-    torch.matmul(lhs, rhs)
+    lhs = torch.ones((b, m, k) if b > 1 else (m, k), dtype=getattr(torch, dtype), device=device)
+    rhs = torch.ones((b, k, n) if b > 1 else (k, n), dtype=getattr(torch, dtype), device=device)
+    on_gpu = torch.device(device).type == "cuda"
 
-    def burst(calls: int) -> None:
+    def burst(calls: int):
         for _ in range(calls):
-            torch.matmul(lhs, rhs)
+            out = torch.matmul(lhs, rhs)
+        if on_gpu:
+            torch.cuda.synchronize(device)
+        return out
 
+    burst(1)  # warm-up: cuBLAS picks its kernel, CPU threads wake
     return burst
+
+
+def timer(side: str, dtype: str = "float32"):
+    """The timer factory of `side` ('jax' or 'torch') for products in `dtype` (a step's compute
+    dtype: 'float32' or 'bfloat16'), for time_products."""
+    return functools.partial(jax_timer if side == "jax" else torch_timer, dtype=dtype)
 
 
 def time_per_call(burst, calls: int) -> float:

@@ -132,6 +132,14 @@ def device_peak_gib() -> float | None:
     return None if None in peaks else max(peaks) / GIB
 
 
+def jax_device() -> str:
+    """The local devices JAX runs on, in words: platform, kind and count (e.g. 'gpu: NVIDIA H200 x1')."""
+    import jax  # noqa: PLC0415
+
+    devices = jax.local_devices()
+    return f"{devices[0].platform}: {devices[0].device_kind} x{len(devices)}"
+
+
 def limit_threads(threads: int) -> None:
     """Pins this process to `threads` CPUs when fewer than the machine has (XLA sizes its pools
     from the CPUs it may use)."""
