@@ -119,6 +119,11 @@ def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive,
         alone = train.train_and_evaluate(single, str(tmp_path / f"single{k}"))
         state, _ = restore_latest(tmp_path / f"single{k}")
         _close(_slice(many_state["params"], k), state["params"], single.learning_rate)
+        # best/: each run's params at its own best epoch, as the run alone keeps its best
+        many_best, best_meta = restore_latest(tmp_path / "many", "best")
+        alone_best, _ = restore_latest(tmp_path / f"single{k}", "best")
+        assert best_meta["best_epoch"][k] == alone["best_epoch"]
+        _close(_slice(many_best["params"], k), alone_best["params"], single.learning_rate)
         curve = read_scalars(tmp_path / "many" / "runs" / names[k])["test_accuracy"]
         np.testing.assert_allclose(
             [curve[s] for s in sorted(curve)],
