@@ -12,12 +12,13 @@ HUGEPAGES := GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 install: $(STAMP)
 
 # setup.cfg declares ranges; the lock pins the exact set the tests ran with. PYTHONWARNINGS hides the
-# notice setuptools prints on every editable install ("be careful with folders ...").
+# notice setuptools prints on every editable install ("be careful with folders ..."); -qq keeps pip's
+# errors and drops its warnings (a machine-wide pip.conf naming a missing index adds one per package).
 $(STAMP): setup.cfg pyproject.toml $(LOCK)
 	@echo "Installing swin-flax and the pinned dependencies ($(LOCK)) into $(VENV): a few minutes the first time"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --upgrade pip
-	@PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -c $(LOCK) -e '.[test,pretrained]'
+	@$(PY) -m pip install -qq --upgrade pip
+	@PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -qq -c $(LOCK) -e '.[test,pretrained]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
