@@ -161,9 +161,7 @@ def test_cosine_step_matches_closed_form_and_epoch_boundaries():
 
 
 def test_constant_schedule():
-    fn = optim.learning_rate_schedule(
-        schedule="constant", learning_rate=1e-3, steps_per_epoch=49
-    )
+    fn = optim.learning_rate_schedule(schedule="constant", learning_rate=1e-3, steps_per_epoch=49)
     for step in (0, 48, 49, 14_699, 10**6):
         assert float(fn(step)) == pytest.approx(1e-3, rel=1e-7)
 
