@@ -22,9 +22,8 @@ SWEEPABLE = ("learning_rate", "weight_decay", "warmup_lr_init", "lr_min")
 def default_config() -> ml_collections.ConfigDict:
     """All fields with the defaults of the PyTorch originals (torch.optim.AdamW, official Swin)."""
     c = ml_collections.ConfigDict()
-    c.seed = (
-        0  # model initialisation and dropout / stochastic depth; run k of num_runs uses seed + k
-    )
+    # Model initialisation and dropout / stochastic depth; run k of num_runs uses seed + k.
+    c.seed = 0
     # Data order, RandAugment and mixing draws; None: `seed`. Shared by every run unless per_run_data.
     c.data_seed = config_dict.placeholder(int)
 

@@ -35,7 +35,7 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     layout = {"scan_blocks": config.scan_blocks}
     if config.scan_blocks:
         layout["scan_min_depth"] = swin.SCAN_MIN_DEPTH
-    names = runs.run_set(config).names  # several runs stack their params in this order
+    names = runs.names(config)  # several runs stack their params in this order
     layout["runs"] = names if len(names) > 1 else None
     return {**config.model.to_dict(), **layout}
 
@@ -97,8 +97,9 @@ def run_summary(record: dict[str, Any], where: str, start_step: int | None = Non
     """summary.json from a checkpoint's record: the whole run over all its sessions (the totals
     are there for runs recorded since sessions are counted)."""
     if "runs" in record:  # several runs in one process: per-run lists
-        final = record.get("test_accuracy") or record["best_accuracy"]
-        summary = runs.summary(record["runs"], record["best_accuracy"], record["best_epoch"], final)
+        summary = runs.summary(
+            record["runs"], record["best_accuracy"], record["best_epoch"], record["test_accuracy"]
+        )
     else:
         summary = {
             "best_test_accuracy": record["best_accuracy"],

@@ -42,14 +42,21 @@ class RunSet:
         return stacked[:, 0], stacked[:, 1]
 
 
+def _swept(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    return tuple(f for f in SWEEPABLE if config.sweep[f])
+
+
+def names(config: ml_collections.ConfigDict) -> list[str]:
+    """The config's runs in run order, named by what sets them apart: 'seed=1',
+    'learning_rate=0.001', or both ('learning_rate=0.001,seed=1'); a single run is named 'run'."""
+    shown = _swept(config) + (("seed",) if config.num_runs > 1 else ())
+    return [",".join(f"{f}={v[f]:g}" for f in shown) or "run" for v in run_grid(config)]
+
+
 def run_set(config: ml_collections.ConfigDict) -> RunSet:
-    """The config's runs, named by what sets them apart: 'seed=1', 'learning_rate=0.001', or both
-    ('learning_rate=0.001,seed=1'); a single run is named 'run'."""
-    grid = run_grid(config)
-    swept = tuple(f for f in SWEEPABLE if config.sweep[f])
-    shown = swept + (("seed",) if config.num_runs > 1 else ())
-    names = [",".join(f"{f}={values[f]:g}" for f in shown) or "run" for values in grid]
-    return RunSet([single_run(config, v) for v in grid], names, swept)
+    """The config's runs: each one's config as a process of its own, and its name."""
+    configs = [single_run(config, v) for v in run_grid(config)]
+    return RunSet(configs, names(config), _swept(config))
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:

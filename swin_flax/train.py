@@ -224,14 +224,15 @@ class Progress:
         run's figures are numbers, several runs' lists in run order (`runs` names them)."""
         one = self.num_runs == 1
         per_run = lambda v: v[0] if one and v is not None else v
-        several = {} if one else {"runs": runs.run_set(config).names, "history": self.history}
+        identity = rundir.model_identity(config)  # names the runs, in stack order
+        several = {} if one else {"runs": identity["runs"], "history": self.history}
         return {
             "epoch": epoch,
             "step": step,
             "steps_per_epoch": steps_per_epoch,
             "best_accuracy": per_run(self.best_accuracy),
             "best_epoch": per_run(self.best_epoch),
-            "model": rundir.model_identity(config),
+            "model": identity,
             "totals": dataclasses.asdict(self.totals.plus(wall=wall)),
             "partial_epoch": self.partial_epoch,
             "test_accuracy": per_run(self.test_accuracy),
@@ -329,17 +330,17 @@ class _Writers:
 
     def __init__(self, workdir: epath.Path, names: list[str], is_chief: bool):
         self.root = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
-        self.runs, self.aggregate, self.workdir = [], None, workdir
-        if len(names) > 1 and is_chief:
+        self.several, self.runs, self.aggregate, self.workdir = len(names) > 1, [], None, workdir
+        if self.several and is_chief:
             self.runs = [metric_writers.SummaryWriter(str(workdir / "runs" / n)) for n in names]
             self.aggregate = metric_writers.SummaryWriter(str(workdir / "runs" / "aggregate"))
 
     def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
         """Scalars with one value per run (arrays in run order)."""
-        if self.aggregate is None and len(next(iter(scalars.values()))) > 1:
-            return  # several runs, a process other than 0
-        if self.aggregate is None:
+        if not self.several:
             self.root.write_scalars(step, {k: float(v[0]) for k, v in scalars.items()})
+            return
+        if self.aggregate is None:  # a process other than 0
             return
         for k, writer in enumerate(self.runs):
             writer.write_scalars(step, {name: float(v[k]) for name, v in scalars.items()})
@@ -547,10 +548,8 @@ def _train_batches(config, run_set: runs.RunSet, data: inputs.Data, start: int) 
 
 def _best_params(ckpts: checkpoints.Checkpoints, num_runs: int, resuming: bool) -> Any:
     """Several runs keep each run's best params in one stack: when resuming, the stack saved."""
-    if num_runs == 1 or not resuming or ckpts.best.latest_step() is None:
-        return None
-    state, _ = checkpoints.read_step(ckpts.root / "best" / str(ckpts.best.latest_step()))
-    return state["params"]
+    saved = ckpts.restore("best", None) if num_runs > 1 and resuming else None
+    return None if saved is None else saved[0]["params"]
 
 
 def _merge_best(best: Any, params: Any, improved: np.ndarray) -> Any:

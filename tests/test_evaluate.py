@@ -288,6 +288,19 @@ def test_cli_refuses_before_evaluating(args, expected, run, tmp_path):
 NAMES_3 = ["seed=0", "seed=1", "seed=2"]
 
 
+def save_runs_and_singles(tmp_path_factory, config, single_config, seeds):
+    """(folder of `config`'s runs with independent random params, one per seed, and each run's
+    params saved as a single run's checkpoint of `single_config`, for reference)."""
+    each = [random_params(config, seed) for seed in seeds]
+    stacked = tmp_path_factory.mktemp("runs")
+    save_runs(stacked, config, each)
+    singles = []
+    for k, params in enumerate(each):
+        singles.append(tmp_path_factory.mktemp(f"run_{k}"))
+        save_runs(singles[-1], single_config, [params])
+    return stacked, singles
+
+
 @pytest.fixture(scope="module")
 def three_runs(tmp_path_factory):
     """(folder of a run of 3 seeds with independent random params, each run's params saved as a
@@ -295,14 +308,7 @@ def three_runs(tmp_path_factory):
     the same model and the same test images (synthetic ones follow the data seed)."""
     c = tiny_config()
     c.num_runs = 3
-    each = [random_params(c, seed) for seed in (1, 2, 3)]
-    stacked = tmp_path_factory.mktemp("three_runs")
-    save_runs(stacked, c, each)
-    singles = []
-    for k, params in enumerate(each):
-        singles.append(tmp_path_factory.mktemp(f"run_{k}"))
-        save_runs(singles[-1], tiny_config(), [params])
-    return stacked, singles
+    return save_runs_and_singles(tmp_path_factory, c, tiny_config(), (1, 2, 3))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from swin_flax import build, checkpoints, predict, rundir
 from swin_flax.config import default_config
 from swin_flax.data import sources
 from tests.test_entry_points import fails_cleanly, run_script, snapshot
-from tests.test_evaluate import random_params, save_runs
+from tests.test_evaluate import random_params, save_runs_and_singles
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
@@ -249,14 +249,7 @@ def two_runs(tmp_path_factory):
     params saved as a single run's checkpoint, the single runs' top-10 predictions of the images)."""
     c = predict_config()
     c.sweep.learning_rate = (1e-3, 2e-3)
-    each = [random_params(c, seed) for seed in (1, 2)]
-    stacked = tmp_path_factory.mktemp("two_runs")
-    save_runs(stacked, c, each)
-    singles = []
-    for k, params in enumerate(each):
-        singles.append(tmp_path_factory.mktemp(f"run_{k}"))
-        save_runs(singles[-1], predict_config(), [params])
-    return stacked, singles
+    return save_runs_and_singles(tmp_path_factory, c, predict_config(), (1, 2))
 
 
 @pytest.fixture(scope="module")

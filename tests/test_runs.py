@@ -96,7 +96,7 @@ def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive,
     its run seed=1 at lr 3e-3 trained alone and uninterrupted: params, per-epoch test accuracies, summary."""
     c = tiny_config(archive, epochs=2)
     c.num_runs, c.sweep.learning_rate = 2, (1e-3, 3e-3)
-    stop_at = {2}  # step 2 of 4 in epoch 1
+    stop_at = {6}  # step 2 of 4 in epoch 2: best/ of epoch 1 is read back when resuming
     requested = train._StopFlag.requested
     monkeypatch.setattr(
         train._StopFlag,
