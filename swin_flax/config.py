@@ -83,7 +83,10 @@ def default_config() -> ml_collections.ConfigDict:
         )
     )
     c.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
-    c.remat = False  # rematerialise each block in the backward pass (less memory, more compute)
+    # What each block keeps for the backward pass: 'dots' the outputs of its dense layers, the
+    # element-wise ops recomputed (less memory than 'none' and faster here: docs/benchmarks.md);
+    # 'full' only its input (least memory, each block computed twice); 'none' everything.
+    c.remat = "dots"
     c.scan_blocks = True  # nn.scan over the blocks of stages of 3+ blocks: compile flat in depth
 
     # Starting point: None trains from scratch; else a PyTorch Swin checkpoint (.pth / .safetensors,
@@ -328,6 +331,12 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
 
     from swin_flax.models import plan  # noqa: PLC0415 (the model's checks, without jax)
 
+    _require(
+        c.remat in plan.REMAT,
+        "remat",
+        f"{c.remat!r} is not one of {plan.REMAT}: 'dots' (default) keeps each block's dense-layer "
+        "outputs for the backward pass, 'full' only its input (least memory), 'none' everything.",
+    )
     try:
         plan.check_arguments(**c.model.to_dict())
     except ValueError as e:

@@ -81,6 +81,7 @@ def test_strong_numbers():
         ("dataset", "imagenet", "config.dataset"),
         ("schedule", "linear", "config.schedule"),
         ("dtype", "float16", "config.dtype"),
+        ("remat", "True", "config.remat"),  # what --config.remat=True gives the string field
         ("learning_rate", 0.0, "config.learning_rate"),
         ("mix.mode", "elem", "config.mix.mode"),
         ("model.window_size", 5, "window_size"),

@@ -6,6 +6,7 @@ relative_position_index / attn_mask buffers and drop-path rates stored in tests/
 test_convert.py.
 """
 
+import functools
 import json
 import math
 import pathlib
@@ -345,7 +346,7 @@ def test_bfloat16_computes_in_bf16_with_float32_params_and_close_logits():
 def odd():
     """ODD plain and scanned + remat, with the same (random) params; the plain logits."""
     plain = swin.create_model(ODD)
-    scanned = swin.create_model(ODD, scan_blocks=True, remat=True)
+    scanned = swin.create_model(ODD, scan_blocks=True, remat="full")
     params = random_params(plain)
     stacked = layout.stack_block_params(params, plain)
     images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
@@ -377,3 +378,51 @@ def test_scanned_blocks_match_the_plain_model(odd):
     # Same arithmetic, different XLA fusion: equal up to float32 rounding.
     logits_scan = odd["scanned_apply"](jax.random.key(0), True)
     np.testing.assert_allclose(logits_scan, odd["logits_plain"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("remat", ["dots", "full"])
+def test_remat_gives_the_plain_models_gradients(odd, remat):
+    """What a block keeps for the backward pass changes the memory, not the gradients: those of the
+    scanned model under `remat` equal the plain model's (restacked), up to float32 rounding."""
+    images = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
+    model = odd["scanned"].clone(remat=remat)
+
+    def loss(apply, params):
+        return jnp.sum(apply({"params": params}, images, True) ** 2)
+
+    plain = jax.jit(jax.grad(functools.partial(loss, odd["plain"].apply)))(odd["params"])
+    scanned = jax.jit(jax.grad(functools.partial(loss, model.apply)))(odd["stacked"])
+    scanned = layout.unstack_block_params(scanned, odd["plain"])
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(plain))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale), scanned, plain
+    )
+
+
+def test_remat_policies_keep_what_they_name():
+    """The activations one block keeps for its backward pass (the residuals in its vjp, params
+    aside), by policy: "full" only its input; "dots" its input and the outputs of the dense layers
+    the backward pass reads (qkv, proj, fc1; fc2's output only feeds the residual sum); "none"
+    more than that, the attention probabilities among them."""
+    dim, side, heads, batch, window = 32, 4, 2, 3, 2
+    num_windows = (side // window) ** 2
+    x = jax.random.normal(jax.random.key(0), (batch, side * side, dim))
+    kw = dict(dim=dim, input_resolution=(side, side), num_heads=heads, window_size=window)
+    params = swin.SwinBlock(**kw).init(jax.random.key(1), x)
+
+    def kept(remat):
+        block = swin.block_class(remat, scanned=False)(**kw)
+        _, vjp = jax.vjp(lambda x: block.apply(params, x, True), x)
+        leaves = jax.tree.leaves(vjp)
+        return sorted(
+            r.shape for r in leaves if r.ndim and r.shape[0] in (batch, batch * num_windows)
+        )
+
+    tokens, windowed = (batch, side * side), (batch * num_windows, window * window)
+    assert kept("full") == [(*tokens, dim)]
+    assert kept("dots") == sorted(
+        [(*tokens, dim), (*windowed, 3 * dim), (*windowed, dim), (*tokens, 4 * dim)]
+    )
+    probabilities = (batch * num_windows, heads, window * window, window * window)
+    assert probabilities in kept("none")
+    assert sum(map(math.prod, kept("none"))) > sum(map(math.prod, kept("dots")))

@@ -3,7 +3,7 @@ session-2 entries of docs/benchmarks.md (small, quick to compile, repeatable on 
 
     python scripts/bench/benchmark_blocks.py --stage 3            # 6 of the recipe's stage-3 blocks, scanned
     python scripts/bench/benchmark_blocks.py --stage 1 --unscanned
-    python scripts/bench/benchmark_blocks.py --stage 3 --remat
+    python scripts/bench/benchmark_blocks.py --stage 3 --remat dots
 
 Run variants alternately (A, B, A, B) and compare medians: the machine's speed drifts.
 """
@@ -31,7 +31,7 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("batch", 128, "images per step", lower_bound=1)
 flags.DEFINE_integer("steps", 10, "timed calls (after one compiling call)", lower_bound=1)
 flags.DEFINE_bool("unscanned", False, "a Python loop of blocks instead of nn.scan")
-flags.DEFINE_bool("remat", False, "rematerialise each block (nn.remat)")
+flags.DEFINE_enum("remat", "none", ["none", "dots", "full"], "what each block keeps (config.remat)")
 FLAGS = flags.FLAGS
 
 
@@ -45,11 +45,12 @@ def main(argv):
 
     dim, side, heads = STAGES[FLAGS.stage]
     depth = FLAGS.depth or min(6, {1: 2, 2: 2, 3: 18}[FLAGS.stage])
-    block_cls = swin.SwinBlock
-    if FLAGS.remat:
-        block_cls = nn.remat(swin.SwinBlock, static_argnums=(2,), prevent_cse=FLAGS.unscanned)
     block = functools.partial(
-        block_cls, dim=dim, input_resolution=(side, side), num_heads=heads, window_size=8
+        swin.block_class(FLAGS.remat, scanned=not FLAGS.unscanned),
+        dim=dim,
+        input_resolution=(side, side),
+        num_heads=heads,
+        window_size=8,
     )
 
     class Stack(nn.Module):
@@ -90,7 +91,7 @@ def main(argv):
     print(
         f"stage {FLAGS.stage} (dim {dim}, {side}x{side} tokens, {heads} heads), {depth} blocks, "
         f"batch {FLAGS.batch}, {'unscanned' if FLAGS.unscanned else 'scanned'}"
-        f"{', remat' if FLAGS.remat else ''}: fwd+bwd {med * 1e3:.1f} ms median "
+        f"{'' if FLAGS.remat == 'none' else ', remat ' + FLAGS.remat}: fwd+bwd {med * 1e3:.1f} ms median "
         f"({med / depth * 1e3:.1f} ms/block, dense layers at {dense / med / 1e9:.0f} GFLOP/s); "
         f"first call {first:.1f} s"
     )

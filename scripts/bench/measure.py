@@ -252,7 +252,7 @@ def jax_flops_per_image(config, batch: int, train: bool) -> float:
 
     cfg = config.copy_and_resolve_references()
     cfg.scan_blocks = False
-    cfg.remat = False  # recomputation is overhead, not model FLOPs
+    cfg.remat = "none"  # recomputation is overhead, not model FLOPs
     _, state, p_train_step, p_eval_step, device_batch, dropout_keys = build_jax(
         cfg, batch, abstract=True
     )

@@ -139,7 +139,7 @@ def torch_to_flax(
     ValueError naming every missing, unexpected or mis-shaped key (expected vs found shapes)."""
     model = _resolve_model(model)
     layout = resolve_layout(layout, state_dict)
-    target = traverse_util.flatten_dict(param_shapes(model.clone(scan_blocks=False, remat=False)))
+    target = traverse_util.flatten_dict(param_shapes(model.clone(scan_blocks=False, remat="none")))
     pairs, unused = pair_params(state_dict, target, layout)
     missing = [f"{p.key} {p.shape}" for p in pairs if p.value is None]
     mismatched = [

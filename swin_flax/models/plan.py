@@ -14,6 +14,10 @@ from typing import Any
 
 import numpy as np
 
+# What each block keeps for the backward pass (`swin.block_class` maps each to a jax.checkpoint
+# policy): "none" everything, "dots" the outputs of its dense layers, "full" only its input.
+REMAT = ("none", "dots", "full")
+
 
 @dataclasses.dataclass(frozen=True)
 class StageSpec:

@@ -37,7 +37,7 @@ def summary_table(model: SwinTransformer, depth: int = 2, batch_size: int = 1) -
     model). Not `nn.tabulate`: that has a row per method call, counts a module's own params only
     and boxes every leaf; here an interceptor records each module's first __call__ and its output.
     """
-    model = model.clone(scan_blocks=False, remat=False)
+    model = model.clone(scan_blocks=False, remat="none")
     rows: dict[tuple[str, ...], list[Any]] = {}  # module path -> [type name, output shape]
 
     def record(next_fun, args, kwargs, context):
