@@ -35,6 +35,7 @@ BAD_ARGUMENT = {
     "benchmark_input.py": ["--config", DEMO, "--devices=0", "--json", "results.json"],
     "bench/benchmark_blocks.py": ["--stage=4"],
     "bench/benchmark_matmul.py": ["--config", DEMO, "--batch=0", "--json", "results.json"],
+    "bench/benchmark_variants.py": ["--config", DEMO, "--variant", "remat=sometimes"],
     "export.py": ["--workdir", "no_such_run", "--layout=keras", "--out", "swin.npz"],
 }
 
@@ -49,6 +50,7 @@ BUSY = {
     "benchmark_input.py": ["--config", DEMO],
     "bench/benchmark_blocks.py": [],
     "bench/benchmark_matmul.py": ["--config", DEMO],
+    "bench/benchmark_variants.py": ["--config", DEMO, "--variant", "remat=none"],
     "export.py": ["--workdir", "run", "--out", "swin.npz"],
 }
 

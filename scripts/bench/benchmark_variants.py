@@ -1,0 +1,117 @@
+"""The recipe's train step under config variants, alternated in one process: the A/B benchmark
+behind the session-4 entries of docs/benchmarks.md (compile time, XLA's temporary memory of the
+step, step time).
+
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python scripts/bench/benchmark_variants.py \
+        --config configs/strong.py --variant remat=none --variant remat=dots \
+        [--batch 128] [--rounds 6] [--memory_batch 1024]
+
+Each variant is a comma-separated list of config overrides (`field=value`, e.g.
+`remat=none,scan_blocks=False`). The steps run in variant order, then in reverse, round after round,
+so every variant sees the machine's drift alike; medians and their ratio to the first variant are
+printed as a markdown table. `--memory_batch` also compiles (never runs) each step at that batch for
+its temporary memory: the recipe's batch fits this machine's memory only once.
+"""
+
+from __future__ import annotations
+
+from swin_flax import cli  # standard library and absl only
+
+cli.start()
+
+import ast  # noqa: E402
+import functools  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+import measure  # noqa: E402 (next to this script; standard library only until called)
+
+config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
+flags.DEFINE_multi_string("variant", None, "config overrides field=value[,field=value] (repeat)")
+flags.DEFINE_integer("batch", 128, "global batch of the timed steps", lower_bound=1)
+flags.DEFINE_integer(
+    "rounds", 6, "timed steps per variant (after one compiling step)", lower_bound=1
+)
+flags.DEFINE_integer(
+    "memory_batch", 0, "also compile at this batch for memory (0: no)", lower_bound=0
+)
+flags.mark_flags_as_required(["config", "variant"])
+FLAGS = flags.FLAGS
+
+
+def variant_config(base, overrides: str):
+    """`base` with `overrides` ('field=value,...') applied, each value read as the field's type."""
+    from swin_flax.errors import ConfigError  # noqa: PLC0415
+
+    config = base.copy_and_resolve_references()
+    for item in filter(None, overrides.split(",")):
+        field, sep, text = item.partition("=")
+        try:
+            current = functools.reduce(lambda c, k: c[k], field.split("."), config)
+        except (KeyError, AttributeError, TypeError):
+            raise ConfigError(f"--variant {overrides!r}: config has no field {field!r}.") from None
+        if not sep:
+            raise ConfigError(f"--variant {overrides!r}: {item!r} is not field=value.")
+        value = text if isinstance(current, str) else ast.literal_eval(text)
+        config.update_from_flattened_dict({field: value})
+    return config
+
+
+def main(argv):
+    del argv  # parse_flags refused stray arguments
+    from swin_flax import config as config_lib  # noqa: PLC0415
+
+    with cli.friendly_errors():
+        configs = [variant_config(FLAGS.config, v) for v in FLAGS.variant]
+        for c in configs:
+            config_lib.validate(c)
+
+    import jax  # noqa: PLC0415
+
+    measure.check_batches([FLAGS.batch] + ([FLAGS.memory_batch] if FLAGS.memory_batch else []))
+    rows = []
+    for name, cfg in zip(FLAGS.variant, configs, strict=True):
+        row = {"variant": name}
+        if FLAGS.memory_batch:
+            _, state, step, _, batch, keys = measure.build_jax(cfg, FLAGS.memory_batch, True)
+            compiled = step.lower(state, batch, keys).compile()
+            row["memory_temp"] = compiled.memory_analysis().temp_size_in_bytes / 2**30
+        _, state, step, _, batch, keys = measure.build_jax(cfg, FLAGS.batch)
+        t = time.perf_counter()
+        compiled = step.lower(state, batch, keys).compile()
+        row["compile"] = time.perf_counter() - t
+        row["temp"] = compiled.memory_analysis().temp_size_in_bytes / 2**30
+        state, _ = compiled(state, batch, keys)
+        jax.block_until_ready(state)
+        rows.append(dict(row=row, step=compiled, state=state, batch=batch, keys=keys, times=[]))
+        print(f"compiled {name}: {row['compile']:.1f} s", flush=True)
+
+    for r in range(FLAGS.rounds):
+        for v in rows if r % 2 == 0 else rows[::-1]:
+            t = time.perf_counter()
+            v["state"], _ = v["step"](v["state"], v["batch"], v["keys"])
+            jax.block_until_ready(v["state"])
+            v["times"].append(time.perf_counter() - t)
+
+    first = statistics.median(rows[0]["times"])
+    mem = f" | temp GiB, batch {FLAGS.memory_batch}" if FLAGS.memory_batch else ""
+    print(
+        f"\n| variant | step s, batch {FLAGS.batch} (median) | ratio | compile s | temp GiB{mem} |"
+    )
+    print("|---|---:|---:|---:|---:|" + ("---:|" if FLAGS.memory_batch else ""))
+    for v in rows:
+        row, med = v["row"], statistics.median(v["times"])
+        extra = f" | {row['memory_temp']:.2f}" if FLAGS.memory_batch else ""
+        print(
+            f"| {row['variant']} | {med:.3f} | {med / first:.3f} | {row['compile']:.1f} | "
+            f"{row['temp']:.2f}{extra} |"
+        )
+    for v in rows:
+        print(f"{v['row']['variant']}: " + " ".join(f"{t:.3f}" for t in v["times"]))
+
+
+if __name__ == "__main__":
+    cli.run(main)
