@@ -219,3 +219,14 @@ def test_nonfinite_loss_step_is_recorded():
     later = steps.FirstNonFinite.from_model_output(loss=jnp.array(np.inf), step=jnp.array(9))
     assert int(ok.merge(m).merge(later).compute()) == 5
     assert int(ok.compute()) == -1
+
+
+def test_train_state_params_are_those_model_init_draws():
+    """create_train_state initialises through `lazy_init` (the forward pass on shapes only): its
+    params equal flax's `model.init` with the same key and threefry layout, bit for bit."""
+    model = swin.create_model(TINY, scan_blocks=True)
+    state = steps.create_train_state(jax.random.key(3), model, optax.adamw(1e-3), (16, 16, 3))
+    with jax.threefry_partitionable(False):
+        expected = jax.jit(model.init)(jax.random.key(3), jnp.zeros((1, 16, 16, 3)))["params"]
+    assert jax.tree.structure(state.params) == jax.tree.structure(expected)
+    jax.tree.map(np.testing.assert_array_equal, state.params, expected)
