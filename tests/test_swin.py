@@ -389,13 +389,19 @@ def test_remat_gives_the_plain_models_gradients():
 
     def grads(model, params):
         loss = lambda p: jnp.sum(model.apply({"params": p}, images, True) ** 2)  # noqa: E731
-        return jax.jit(jax.grad(loss))(params)
+        return jax.grad(loss)(params)
 
-    expected = grads(plain, params)
+    stacked = layout.stack_block_params(params, plain)
+    policies = ("dots", "full")
+
+    @jax.jit  # one compile for the three
+    def all_grads(params, stacked):
+        scanned = [grads(plain.clone(scan_blocks=True, remat=r), stacked) for r in policies]
+        return grads(plain, params), scanned
+
+    expected, scanned = all_grads(params, stacked)
     scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(expected))
-    for remat in ("dots", "full"):
-        scanned = plain.clone(scan_blocks=True, remat=remat)
-        got = grads(scanned, layout.stack_block_params(params, plain))
+    for got in scanned:
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale),
             layout.unstack_block_params(got, plain),
@@ -416,7 +422,7 @@ def test_remat_policies_keep_what_they_name():
 
     def kept(remat):
         block = swin.block_class(remat, scanned=False)(**kw)
-        _, vjp = jax.vjp(lambda x: block.apply(params, x, True), x)
+        vjp = jax.jit(lambda x: jax.vjp(lambda x: block.apply(params, x, True), x)[1])(x)
         leaves = jax.tree.leaves(vjp)
         return sorted(
             r.shape for r in leaves if r.ndim and r.shape[0] in (batch, batch * num_windows)
