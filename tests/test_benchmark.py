@@ -332,3 +332,27 @@ def test_benchmarks_refuse_bad_arguments(case, tmp_path):
     message = fails_cleanly(script, *config, *json_out, *args, cwd=tmp_path)
     assert expected in message
     assert not any(tmp_path.iterdir())
+
+
+def test_variant_overrides_take_each_fields_type():
+    """benchmark_variants.py's --variant: field=value items, nested fields dotted, values read as
+    the field's type (a tuple's commas stay in its value); the base config is left unchanged."""
+    base = strong.get_config()
+    c = measure.with_overrides(
+        base, "remat=none,scan_blocks=False,model.depths=(2, 2, 6),learning_rate=2e-3"
+    )
+    assert (c.remat, c.scan_blocks, c.model.depths, c.learning_rate) == (
+        "none",
+        False,
+        (2, 2, 6),
+        2e-3,
+    )
+    assert (base.remat, base.model.depths) == ("dots", (2, 2, 18))
+
+
+@pytest.mark.parametrize("bad", ["remat", "no_such_field=1", "model.depths=(2,"])
+def test_variant_overrides_refuse_with_one_paragraph(bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        measure.with_overrides(strong.get_config(), bad)
+    assert e.value.code == 2
+    assert "--variant" in capsys.readouterr().err

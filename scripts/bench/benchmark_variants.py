@@ -19,8 +19,6 @@ from swin_flax import cli  # standard library and absl only
 
 cli.start()
 
-import ast  # noqa: E402
-import functools  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -42,32 +40,11 @@ flags.mark_flags_as_required(["config", "variant"])
 FLAGS = flags.FLAGS
 
 
-def variant_config(base, overrides: str):
-    """`base` with `overrides` ('field=value,...') applied, each value read as the field's type."""
-    from swin_flax.errors import ConfigError  # noqa: PLC0415
-
-    config = base.copy_and_resolve_references()
-    for item in filter(None, overrides.split(",")):
-        field, sep, text = item.partition("=")
-        try:
-            current = functools.reduce(lambda c, k: c[k], field.split("."), config)
-        except (KeyError, AttributeError, TypeError):
-            raise ConfigError(f"--variant {overrides!r}: config has no field {field!r}.") from None
-        if not sep:
-            raise ConfigError(f"--variant {overrides!r}: {item!r} is not field=value.")
-        value = text if isinstance(current, str) else ast.literal_eval(text)
-        config.update_from_flattened_dict({field: value})
-    return config
-
-
 def main(argv):
     del argv  # parse_flags refused stray arguments
-    from swin_flax import config as config_lib  # noqa: PLC0415
-
-    with cli.friendly_errors():
-        configs = [variant_config(FLAGS.config, v) for v in FLAGS.variant]
-        for c in configs:
-            config_lib.validate(c)
+    configs = [measure.with_overrides(FLAGS.config, v) for v in FLAGS.variant]
+    for c in configs:
+        measure.check_config(c)
 
     import jax  # noqa: PLC0415
 

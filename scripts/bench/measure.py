@@ -38,6 +38,39 @@ def check_config(config) -> None:
         validate(config)
 
 
+def with_overrides(config, overrides: str):
+    """A copy of `config` with `overrides` ('field=value,...'; nested fields dotted) applied, each
+    value read as the field's current type (strings as written, the rest as Python literals, so
+    `model.depths=(2, 2, 6)` is a tuple).
+    Exit 2 with one paragraph for a field the config lacks or an item that is not field=value."""
+    import ast  # noqa: PLC0415
+    import functools  # noqa: PLC0415
+
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(overrides + ","):  # commas inside (...) or [...] belong to a value
+        depth += (ch in "([") - (ch in ")]")
+        if ch == "," and depth == 0:
+            items.append(overrides[start:i].strip())
+            start = i + 1
+    if depth:
+        cli.exit_user_error(f"--variant {overrides!r}: its brackets do not balance.")
+    config = config.copy_and_resolve_references()
+    for item in filter(None, items):
+        field, sep, text = item.partition("=")
+        try:
+            current = functools.reduce(lambda c, k: c[k], field.split("."), config)
+        except (KeyError, AttributeError, TypeError):
+            cli.exit_user_error(f"--variant {overrides!r}: the config has no field {field!r}.")
+        if not sep:
+            cli.exit_user_error(f"--variant {overrides!r}: {item!r} is not field=value.")
+        try:
+            value = text if isinstance(current, str) else ast.literal_eval(text)
+            config.update_from_flattened_dict({field: value})
+        except (ValueError, SyntaxError, TypeError) as e:
+            cli.exit_user_error(f"--variant {overrides!r}: {field}={text} does not parse: {e}")
+    return config
+
+
 def check_json(path: str | None) -> None:
     """Exit 2 unless --json is unset or a file path in a folder that exists: checked before the
     measurements, not after them."""
