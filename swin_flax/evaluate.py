@@ -183,7 +183,10 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     config = default_config()
     config.unlock()
     try:
-        config.update_from_flattened_dict(flatten(json.loads(path.read_text())))
+        recorded = flatten(json.loads(path.read_text()))
+        if isinstance(recorded.get("remat"), bool):  # before remat named what a block keeps
+            recorded["remat"] = "full" if recorded["remat"] else "none"
+        config.update_from_flattened_dict(recorded)
     except (ValueError, KeyError, AttributeError, TypeError) as e:
         raise CheckpointError(
             f"{path} is not a config that scripts/main.py wrote ({type(e).__name__}: {e})."

@@ -451,3 +451,13 @@ def test_cli_refuses_a_run_choice_before_evaluating(
     message = fails_cleanly("evaluate.py", "--workdir", str(folder), *args, cwd=tmp_path)
     assert expected in message
     assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("recorded, expected", [(False, "none"), (True, "full")])
+def test_run_config_from_before_remat_named_its_policy(tmp_path, recorded, expected):
+    """A config.json written when `remat` was a bool still loads: False kept everything ("none"),
+    True only each block's input ("full")."""
+    fields = json.loads(default_config().to_json_best_effort())
+    fields["remat"] = recorded
+    (tmp_path / "config.json").write_text(json.dumps(fields))
+    assert evaluate.load_run_config(tmp_path).remat == expected
