@@ -331,12 +331,10 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
 
     from swin_flax.models import plan  # noqa: PLC0415 (the model's checks, without jax)
 
-    _require(
-        c.remat in plan.REMAT,
-        "remat",
-        f"{c.remat!r} is not one of {plan.REMAT}: 'dots' (default) keeps each block's dense-layer "
-        "outputs for the backward pass, 'full' only its input (least memory), 'none' everything.",
-    )
+    try:
+        plan.check_remat(c.remat)
+    except ValueError as e:
+        raise ConfigError(f"config.remat: {e}") from None
     try:
         plan.check_arguments(**c.model.to_dict())
     except ValueError as e:

@@ -178,7 +178,8 @@ def _run_folder(workdir: str) -> epath.Path:
 
 
 def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
-    """The config a run wrote into its workdir (config.json), over the defaults."""
+    """The config a run wrote into its workdir (config.json), over the defaults; a `remat` written
+    as a bool (runs from before it named a policy) reads as "none" (False) or "full" (True)."""
     path = epath.Path(workdir) / "config.json"
     config = default_config()
     config.unlock()

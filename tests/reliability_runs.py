@@ -28,7 +28,7 @@ TINY = {
     "model.window_size": 4,
     "model.mlp_ratio": 2.0,
     "model.drop_path_rate": 0.1,
-    "remat": "none",  # unscanned stages compile faster so (test_swin checks each policy)
+    "remat": "none",  # stages this shallow: 'none' compiles faster (test_swin tests each policy)
     "mix.cutmix_alpha": 1.0,
     "mix.switch_prob": 0.0,
     "schedule": "cosine_epoch",

@@ -436,3 +436,13 @@ def test_remat_policies_keep_what_they_name():
     probabilities = (batch * num_windows, heads, window * window, window * window)
     assert probabilities in kept("none")
     assert sum(map(math.prod, kept("none"))) > sum(map(math.prod, kept("dots")))
+
+
+@pytest.mark.parametrize("remat", [True, False, "dot"])
+def test_remat_outside_its_names_is_refused_by_the_constructor(remat):
+    """A bool (what `remat` was before it named a policy) or a typo fails when the model is built,
+    not later inside a trace."""
+    with pytest.raises(ValueError, match="is not one of"):
+        swin.SwinTransformer(**dict(ODD), remat=remat)
+    with pytest.raises(ValueError, match="is not one of"):
+        swin.create_model(ODD).clone(remat=remat)

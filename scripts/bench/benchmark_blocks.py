@@ -20,6 +20,8 @@ import time  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from swin_flax.models import plan  # noqa: E402 (numpy only, no jax)
+
 # (dim, grid side, heads) of the recipe's stages at 32x32 with patch 4; window 8 clamps to the grid.
 STAGES = {1: (96, 8, 3), 2: (192, 4, 6), 3: (384, 2, 12)}
 
@@ -31,7 +33,7 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("batch", 128, "images per step", lower_bound=1)
 flags.DEFINE_integer("steps", 10, "timed calls (after one compiling call)", lower_bound=1)
 flags.DEFINE_bool("unscanned", False, "a Python loop of blocks instead of nn.scan")
-flags.DEFINE_enum("remat", "none", ["none", "dots", "full"], "what each block keeps (config.remat)")
+flags.DEFINE_enum("remat", "none", list(plan.REMAT), "config.remat: what each block keeps")
 FLAGS = flags.FLAGS
 
 

@@ -10,7 +10,7 @@ Each variant is a comma-separated list of config overrides (`field=value`, e.g.
 `remat=none,scan_blocks=False`). The steps run in variant order, then in reverse, round after round,
 so every variant sees the machine's drift alike; medians and their ratio to the first variant are
 printed as a markdown table. `--memory_batch` also compiles (never runs) each step at that batch for
-its temporary memory: the recipe's batch fits this machine's memory only once.
+its temporary memory: what a batch too large to hold once per variant would need.
 """
 
 from __future__ import annotations
@@ -75,9 +75,8 @@ def main(argv):
 
     first = statistics.median(rows[0]["times"])
     mem = f" | temp GiB, batch {FLAGS.memory_batch}" if FLAGS.memory_batch else ""
-    print(
-        f"\n| variant | step s, batch {FLAGS.batch} (median) | ratio | compile s | temp GiB{mem} |"
-    )
+    head = f"| variant | step s, batch {FLAGS.batch} (median) | ratio | compile s"
+    print(f"\n{head} | temp GiB, batch {FLAGS.batch}{mem} |")
     print("|---|---:|---:|---:|---:|" + ("---:|" if FLAGS.memory_batch else ""))
     for v in rows:
         row, med = v["row"], statistics.median(v["times"])

@@ -49,6 +49,8 @@ def with_overrides(config, overrides: str):
     items, depth, start = [], 0, 0
     for i, ch in enumerate(overrides + ","):  # commas inside (...) or [...] belong to a value
         depth += (ch in "([") - (ch in ")]")
+        if depth < 0:
+            break
         if ch == "," and depth == 0:
             items.append(overrides[start:i].strip())
             start = i + 1
@@ -57,12 +59,12 @@ def with_overrides(config, overrides: str):
     config = config.copy_and_resolve_references()
     for item in filter(None, items):
         field, sep, text = item.partition("=")
+        if not sep:
+            cli.exit_user_error(f"--variant {overrides!r}: {item!r} is not field=value.")
         try:
             current = functools.reduce(lambda c, k: c[k], field.split("."), config)
         except (KeyError, AttributeError, TypeError):
             cli.exit_user_error(f"--variant {overrides!r}: the config has no field {field!r}.")
-        if not sep:
-            cli.exit_user_error(f"--variant {overrides!r}: {item!r} is not field=value.")
         try:
             value = text if isinstance(current, str) else ast.literal_eval(text)
             config.update_from_flattened_dict({field: value})

@@ -19,6 +19,15 @@ import numpy as np
 REMAT = ("none", "dots", "full")
 
 
+def check_remat(remat: Any) -> None:
+    """ValueError unless `remat` is one of REMAT (the model's constructor and config.validate)."""
+    if remat not in REMAT:
+        raise ValueError(
+            f"{remat!r} is not one of {REMAT}: 'dots' keeps each block's dense-layer outputs for "
+            "the backward pass, 'full' only its input (least memory), 'none' everything."
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class StageSpec:
     """What stage i builds: official BasicLayer arguments plus the window the rule leaves it."""
