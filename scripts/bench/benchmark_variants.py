@@ -49,22 +49,22 @@ def main(argv):
     import jax  # noqa: PLC0415
 
     measure.check_batches([FLAGS.batch] + ([FLAGS.memory_batch] if FLAGS.memory_batch else []))
-    rows = []
+    rows = []  # one per variant: its compiled step, state and inputs, and what was measured
     for name, cfg in zip(FLAGS.variant, configs, strict=True):
-        row = {"variant": name}
+        v = {"variant": name, "times": []}
         if FLAGS.memory_batch:
             _, state, step, _, batch, keys = measure.build_jax(cfg, FLAGS.memory_batch, True)
             compiled = step.lower(state, batch, keys).compile()
-            row["memory_temp"] = compiled.memory_analysis().temp_size_in_bytes / 2**30
-        _, state, step, _, batch, keys = measure.build_jax(cfg, FLAGS.batch)
+            v["memory_temp"] = compiled.memory_analysis().temp_size_in_bytes / 2**30
+        _, v["state"], step, _, v["batch"], v["keys"] = measure.build_jax(cfg, FLAGS.batch)
         t = time.perf_counter()
-        compiled = step.lower(state, batch, keys).compile()
-        row["compile"] = time.perf_counter() - t
-        row["temp"] = compiled.memory_analysis().temp_size_in_bytes / 2**30
-        state, _ = compiled(state, batch, keys)
-        jax.block_until_ready(state)
-        rows.append(dict(row=row, step=compiled, state=state, batch=batch, keys=keys, times=[]))
-        print(f"compiled {name}: {row['compile']:.1f} s", flush=True)
+        v["step"] = step.lower(v["state"], v["batch"], v["keys"]).compile()
+        v["compile"] = time.perf_counter() - t
+        v["temp"] = v["step"].memory_analysis().temp_size_in_bytes / 2**30
+        v["state"], _ = v["step"](v["state"], v["batch"], v["keys"])
+        jax.block_until_ready(v["state"])
+        rows.append(v)
+        print(f"compiled {name}: {v['compile']:.1f} s", flush=True)
 
     for r in range(FLAGS.rounds):
         for v in rows if r % 2 == 0 else rows[::-1]:
@@ -79,14 +79,14 @@ def main(argv):
     print(f"\n{head} | temp GiB, batch {FLAGS.batch}{mem} |")
     print("|---|---:|---:|---:|---:|" + ("---:|" if FLAGS.memory_batch else ""))
     for v in rows:
-        row, med = v["row"], statistics.median(v["times"])
-        extra = f" | {row['memory_temp']:.2f}" if FLAGS.memory_batch else ""
+        med = statistics.median(v["times"])
+        extra = f" | {v['memory_temp']:.2f}" if FLAGS.memory_batch else ""
         print(
-            f"| {row['variant']} | {med:.3f} | {med / first:.3f} | {row['compile']:.1f} | "
-            f"{row['temp']:.2f}{extra} |"
+            f"| {v['variant']} | {med:.3f} | {med / first:.3f} | {v['compile']:.1f} | "
+            f"{v['temp']:.2f}{extra} |"
         )
     for v in rows:
-        print(f"{v['row']['variant']}: " + " ".join(f"{t:.3f}" for t in v["times"]))
+        print(f"{v['variant']}: " + " ".join(f"{t:.3f}" for t in v["times"]))
 
 
 if __name__ == "__main__":
