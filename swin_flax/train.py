@@ -465,6 +465,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 names=run_set.names,
                 profile=profile,
             )
+            jax.block_until_ready(train_metrics)  # the time counts its last steps on the device
             seconds = time.time() - t_epoch
             images = (step - epoch * per_epoch - first) * config.batch_size
             progress.totals = progress.totals.plus(train=seconds, images=images)
