@@ -235,7 +235,8 @@ def to_model_input(
 def _batched(ds: tf.data.Dataset, batch: Any, prefetch: int) -> tf.data.Dataset:
     """`ds` mapped by `batch` (one host batch per element, in order) and prefetched.
 
-    Without tf.data's autotuning: the map runs at TF's default parallelism for AUTOTUNE. The
+    Without tf.data's autotuning: the map runs min(16, the host's cores) batches at once, where
+    the autotuner would start (TF's default for AUTOTUNE), and stays there. The
     autotuner's thread took CPU from XLA's steps on a 2-core host (the demo's epochs: 5.0 s without
     it, 5.2-5.8 s with it), and deleting a run's training iterator waited for it: 36 s between a
     run's summary and the end of its process. `batch` is plain TF ops: no autograph (see
