@@ -66,6 +66,17 @@ def test_train_batches_shapes_and_targets():
     np.testing.assert_array_equal(b["target"].reshape(-1, K), np.eye(K)[labels[idx]])
 
 
+def test_streams_run_without_tf_data_autotuning():
+    """Deleting a finished iterator with the autotuner on waited for its thread (36 s at the end
+    of every training run, docs/benchmarks.md): both streams keep it off."""
+    images, labels = indexed_images(40)
+    args = dict(num_classes=K, global_batch_size=16, epoch=0, seed=0, **BASELINE)
+    train_ds = pipeline.train_dataset(images, labels, **args)
+    eval_ds = pipeline.eval_dataset(images, labels, global_batch_size=16, **BASELINE)
+    assert train_ds.options().autotune.enabled is False
+    assert eval_ds.options().autotune.enabled is False
+
+
 def test_epoch_order_is_a_permutation_of_seed_and_epoch_only():
     images, labels = indexed_images(100)
     order = lambda batches: np.concatenate([decode(b["image"]) for b in batches])
