@@ -67,14 +67,40 @@ def test_train_batches_shapes_and_targets():
 
 
 def test_streams_run_without_tf_data_autotuning():
-    """Deleting a finished iterator with the autotuner on waited for its thread (36 s at the end
-    of every training run, docs/benchmarks.md): both streams keep it off."""
+    """Deleting a finished iterator with the autotuner on waited for its thread at the end of
+    every training run (docs/benchmarks.md): both streams keep it off."""
     images, labels = indexed_images(40)
     args = dict(num_classes=K, global_batch_size=16, epoch=0, seed=0, **BASELINE)
     train_ds = pipeline.train_dataset(images, labels, **args)
     eval_ds = pipeline.eval_dataset(images, labels, global_batch_size=16, **BASELINE)
     assert train_ds.options().autotune.enabled is False
     assert eval_ds.options().autotune.enabled is False
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        dict(randaugment="rand-n3-m9-tweights"),
+        dict(randaugment="rand-m7-mstd101-mmax15"),
+        dict(randaugment="rand-m9-inc1-mstd0.5-p0.7"),
+        dict(mix=dict(mixup_alpha=0.8)),
+        dict(mix=dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=0.8, label_smoothing=0.1)),
+        dict(mix=dict(cutmix_minmax=(0.2, 0.8))),
+        dict(mix=dict(cutmix_alpha=1.0, correct_lam=False)),
+        dict(image_size=40),
+    ],
+    ids=str,
+)
+def test_every_transform_option_builds_without_autograph(option):
+    """The transform is traced as plain TF ops, so a branch on a tensor anywhere it calls would
+    fail here, at build time: each option's stream yields batches of the expected shapes whose
+    targets are distributions over the classes."""
+    images, labels = indexed_images(64)
+    size = option.get("image_size", 32)
+    for b in train(images, labels, **option):
+        assert b["image"].shape == (1, 16, size, size, 3) and np.isfinite(b["image"]).all()
+        np.testing.assert_allclose(b["target"].sum(-1), 1.0, atol=1e-6)
+        assert (b["target"] >= 0).all()
 
 
 def test_epoch_order_is_a_permutation_of_seed_and_epoch_only():

@@ -56,7 +56,8 @@ def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor
     apply = uniform(seeds[0]) < cfg.prob
     if cfg.mixup_alpha > 0 and cfg.cutmix_alpha > 0:
         use_cutmix = uniform(seeds[1]) < cfg.switch_prob
-        alpha = tf.where(use_cutmix, cfg.cutmix_alpha, cfg.mixup_alpha)
+        as_f64 = lambda a: tf.constant(a, tf.float64)  # as the other branches: 0.8, not float32's
+        alpha = tf.where(use_cutmix, as_f64(cfg.cutmix_alpha), as_f64(cfg.mixup_alpha))
     elif cfg.mixup_alpha > 0:
         use_cutmix, alpha = tf.constant(False), tf.constant(cfg.mixup_alpha, tf.float64)
     elif cfg.cutmix_alpha > 0:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -122,7 +123,7 @@ def train_dataset(
         return {k: _per_device(v, local_device_count, dev_bs) for k, v in out.items()}
 
     ds = tf.data.Dataset.from_tensor_slices((epochs, steps))
-    return _batched(ds, batch, prefetch)
+    return _mapped(ds, batch, prefetch)
 
 
 @functools.lru_cache(maxsize=8)
@@ -132,8 +133,8 @@ def _train_transform(source_hw, ra_params, img_mean, translate_const, size, mean
     process_index, process_count]).
 
     Traced without autograph: its Python branches are on settings, never on tensors, and
-    autograph's rewriting of the RandAugment and mixing code took 9 of the 11.6 s the strong
-    config's stream needed before its first batch (the same batches bit for bit without it)."""
+    autograph's rewriting of the code it calls was most of the time to build the stream
+    (docs/benchmarks.md)."""
     h, w = source_hw
     spec = [tf.TensorSpec([None, h, w, 3], tf.uint8), tf.TensorSpec([None], tf.int32)]
     spec += [tf.TensorSpec(shape, tf.int64) for shape in ([], [], [5])]  # epoch, step, layout
@@ -208,7 +209,7 @@ def eval_dataset(
         return {"image": shard(x), "label": shard(label), "mask": shard(mask)}
 
     ds = tf.data.Dataset.from_tensor_slices((host_images, host_labels, real.astype(np.float32)))
-    return _batched(ds, batch, prefetch)
+    return _mapped(ds, batch, prefetch)
 
 
 def to_model_input(
@@ -232,19 +233,17 @@ def to_model_input(
     return x
 
 
-def _batched(ds: tf.data.Dataset, batch: Any, prefetch: int) -> tf.data.Dataset:
-    """`ds` mapped by `batch` (one host batch per element, in order) and prefetched.
-
-    Without tf.data's autotuning: the map runs min(16, the host's cores) batches at once, where
-    the autotuner would start (TF's default for AUTOTUNE), and stays there. The
-    autotuner's thread took CPU from XLA's steps on a 2-core host (the demo's epochs: 5.0 s without
-    it, 5.2-5.8 s with it), and deleting a run's training iterator waited for it: 36 s between a
-    run's summary and the end of its process. `batch` is plain TF ops: no autograph (see
-    _train_transform)."""
+def _mapped(ds: tf.data.Dataset, batch: Callable[..., dict], prefetch: int) -> tf.data.Dataset:
+    """`ds` mapped by `batch` (each element to one host batch, in order) and prefetched, with
+    min(16, this host's cores) batches made at once (where tf.data's autotuner would start) and
+    the autotuner off: deleting a finished iterator waited for the autotuner's thread, tens of
+    seconds at the end of every run (docs/benchmarks.md). `batch` is plain TF ops: no autograph
+    (see _train_transform)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     options = tf.data.Options()
     options.autotune.enabled = False
     batch = tf.autograph.experimental.do_not_convert(batch)
-    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(batch, num_parallel_calls=min(16, cores or 1), deterministic=True)
     return ds.prefetch(prefetch).with_options(options)
 
 
