@@ -14,7 +14,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import jax
@@ -105,7 +105,7 @@ def _summary_values(collection, num_runs: int) -> dict[str, np.ndarray]:
 
 
 def evaluate_params(
-    p_eval_step, params, batches: Iterator[dict[str, np.ndarray]], num_runs: int = 1
+    p_eval_step, params, batches: Iterable[dict[str, np.ndarray]], num_runs: int = 1
 ) -> dict[str, np.ndarray]:
     """Loss and accuracy of each run over all batches (padding masked out)."""
     total = None
@@ -437,6 +437,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     p_eval_step = build.pmap_eval_step(model.apply, run_set.count)
     _, dropout_keys = run_set.keys()
     lr_fns = [build.create_learning_rate_fn(c, per_epoch) for c in run_set.configs]
+    eval_batches = inputs.eval_batches(config, data)  # built once, a pass per evaluation
     host_batches = _train_batches(config, run_set, data, start)
     first_batch = next(host_batches)
     writers = _open_writers(config, run_set, workdir, first_batch, is_chief, fresh=start == 0)
@@ -481,9 +482,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             progress.partial_epoch = None
             train = _check_finite(train_metrics, epoch, ckpts, run_set.names)
-            test = evaluate_params(
-                p_eval_step, state.params, inputs.eval_batches(config, data), run_set.count
-            )
+            test = evaluate_params(p_eval_step, state.params, eval_batches, run_set.count)
             epoch += 1
             improved = progress.improved(test["accuracy"], epoch)
             lr = np.array([float(fn(step - 1)) for fn in lr_fns])

@@ -87,14 +87,14 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
     writers = train._Writers(epath.Path(workdir), ["run"], True)
     progress = train.Progress()
     times = []
+    eval_batches = inputs.eval_batches(config, data)  # as train.py: built once
     for epoch in range(FLAGS.epochs):
         time.sleep(FLAGS.train_seconds)  # the epoch's steps, on the device
         step = (epoch + 1) * per_epoch
         t = {"start": time.perf_counter()}
         train_values = train._check_finite(train_metrics, epoch, ckpts, ["run"])
         t["metrics"] = time.perf_counter()
-        batches = inputs.eval_batches(config, data)
-        test = train.evaluate_params(p_eval_step, state.params, batches)
+        test = train.evaluate_params(p_eval_step, state.params, eval_batches)
         t["eval"] = time.perf_counter()
         improved = np.array([True])  # the costliest epoch: both series written
         progress.improved(test["accuracy"], epoch + 1)

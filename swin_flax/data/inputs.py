@@ -5,7 +5,7 @@ devices)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import jax
@@ -78,8 +78,20 @@ def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> 
     return ds.as_numpy_iterator()
 
 
-def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterator[dict]:
-    """The test split once, in eval batches (the last one padded and masked), on the devices."""
+def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterable[dict]:
+    """The test split in eval batches (the last one padded and masked), on the devices: each pass
+    over the returned iterable is a pass over the split. Its tf.data graph is built here, once,
+    not at every epoch's evaluation."""
     options = {**_input_options(config), "global_batch_size": config.eval_batch_size}
-    ds = pipeline.eval_dataset(data.test_images, data.test_labels, **options)
-    return jax_utils.prefetch_to_device(ds.as_numpy_iterator(), 2)
+    return _Passes(pipeline.eval_dataset(data.test_images, data.test_labels, **options))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Passes:
+    """A dataset as an iterable of device batches: a fresh iterator (and device prefetch) per
+    pass."""
+
+    dataset: Any
+
+    def __iter__(self) -> Iterator[dict]:
+        return jax_utils.prefetch_to_device(self.dataset.as_numpy_iterator(), 2)
