@@ -54,17 +54,19 @@ def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor
     seeds = tf.random.experimental.stateless_split(seed, 4)
     uniform = lambda s: tf.random.stateless_uniform([], s, dtype=tf.float64)
     apply = uniform(seeds[0]) < cfg.prob
+    # The alphas as configured (0.8, not float32's 0.800000011920929), for the float64 Beta draw.
+    mixup_alpha = tf.constant(cfg.mixup_alpha, tf.float64)
+    cutmix_alpha = tf.constant(cfg.cutmix_alpha, tf.float64)
     if cfg.mixup_alpha > 0 and cfg.cutmix_alpha > 0:
         use_cutmix = uniform(seeds[1]) < cfg.switch_prob
-        as_f64 = lambda a: tf.constant(a, tf.float64)  # as the other branches: 0.8, not float32's
-        alpha = tf.where(use_cutmix, as_f64(cfg.cutmix_alpha), as_f64(cfg.mixup_alpha))
+        alpha = tf.where(use_cutmix, cutmix_alpha, mixup_alpha)
     elif cfg.mixup_alpha > 0:
-        use_cutmix, alpha = tf.constant(False), tf.constant(cfg.mixup_alpha, tf.float64)
+        use_cutmix, alpha = tf.constant(False), mixup_alpha
     elif cfg.cutmix_alpha > 0:
-        use_cutmix, alpha = tf.constant(True), tf.constant(cfg.cutmix_alpha, tf.float64)
+        use_cutmix, alpha = tf.constant(True), cutmix_alpha
     else:
         return tf.constant(1.0), tf.constant(False)
-    lam = _beta(seeds[2], tf.cast(alpha, tf.float64))
+    lam = _beta(seeds[2], alpha)
     lam = tf.where(apply, tf.cast(lam, tf.float32), 1.0)
     return lam, tf.logical_and(apply, use_cutmix)
 
