@@ -116,21 +116,20 @@ def evaluate_params(
     return {"loss": out["loss"], "accuracy": out["accuracy"]}
 
 
+@dataclasses.dataclass
 class _Ticker:
-    """A log line at most every `every_secs` within an epoch: steps/s, images/s, ETA of the epoch
+    """A log line at most every `every` seconds within an epoch: steps/s, images/s, ETA of the epoch
     and of the run (host clock: over tens of seconds the device queue's depth does not matter). The
     run's ETA adds, per epoch left, the time the last epoch spent outside its steps (evaluation,
     checkpoints: `between_epochs`)."""
 
-    def __init__(self, every_secs: float, batch_size: int, steps_per_epoch: int, num_steps: int):
-        self.every, self.batch, self.per_epoch, self.num_steps = (
-            every_secs,
-            batch_size,
-            steps_per_epoch,
-            num_steps,
-        )
-        self.last_time, self.last_step = time.time(), None
-        self.between_epochs = 0.0
+    every: float
+    batch: int
+    per_epoch: int
+    num_steps: int
+    last_time: float = dataclasses.field(default_factory=time.time)
+    last_step: int | None = None
+    between_epochs: float = 0.0
 
     def restart(self, step: int) -> None:
         self.last_time, self.last_step = time.time(), step
@@ -144,15 +143,13 @@ class _Ticker:
         epoch, in_epoch = divmod(step - 1, self.per_epoch)  # step counts steps done
         in_epoch += 1
         epochs_left = (self.num_steps - step) // self.per_epoch + (in_epoch < self.per_epoch)
+        eta_epoch = rundir.duration((self.per_epoch - in_epoch) / rate)
+        eta_run = rundir.duration(
+            (self.num_steps - step) / rate + epochs_left * self.between_epochs
+        )
         logging.info(
-            "epoch %d: step %d/%d  %.2f steps/s  %.0f images/s  ETA epoch %s, run %s",
-            epoch + 1,
-            in_epoch,
-            self.per_epoch,
-            rate,
-            rate * self.batch,
-            rundir.duration((self.per_epoch - in_epoch) / rate),
-            rundir.duration((self.num_steps - step) / rate + epochs_left * self.between_epochs),
+            f"epoch {epoch + 1}: step {in_epoch}/{self.per_epoch}  {rate:.2f} steps/s  "
+            f"{rate * self.batch:.0f} images/s  ETA epoch {eta_epoch}, run {eta_run}"
         )
         self.restart(step)
         return rate
@@ -279,40 +276,27 @@ def initial_state(
 
 
 def _log_devices(config: ml_collections.ConfigDict, steps_per_epoch: int) -> None:
-    processes = jax.process_count()
+    n, processes = jax.device_count(), jax.process_count()
+    over = f" over {processes} processes" if processes > 1 else ""
     logging.info(
-        "devices: %d %s%s; batch %d = %d per device, %d steps per epoch",
-        jax.device_count(),
-        jax.devices()[0].platform,
-        f" over {processes} processes" if processes > 1 else "",
-        config.batch_size,
-        config.batch_size // jax.device_count(),
-        steps_per_epoch,
+        f"devices: {n} {jax.devices()[0].platform}{over}; batch {config.batch_size} = "
+        f"{config.batch_size // n} per device, {steps_per_epoch} steps per epoch"
     )
 
 
 def _log_model_and_plan(config, run_set, model, start: int, steps_per_epoch: int, workdir) -> None:
     m = config.model
     logging.info(
-        "model: Swin (embed_dim %d, depths %s, heads %s, window %d) on %dx%d images: %s "
-        "parameters, %s",
-        m.embed_dim,
-        tuple(m.depths),
-        tuple(m.num_heads),
-        m.window_size,
-        m.img_size,
-        m.img_size,
-        f"{count_params(param_shapes(model)):,}",
-        config.dtype,
+        f"model: Swin (embed_dim {m.embed_dim}, depths {tuple(m.depths)}, heads "
+        f"{tuple(m.num_heads)}, window {m.window_size}) on {m.img_size}x{m.img_size} images: "
+        f"{count_params(param_shapes(model)):,} parameters, {config.dtype}"
     )
     logging.info("workdir: %s", os.path.abspath(workdir))
     if run_set.count > 1:
         data = "each its own data stream" if config.per_run_data else "one shared data stream"
+        names = ", ".join(run_set.names)
         logging.info(
-            "runs: %d in one process (%s), %s; TensorBoard curves in runs/",
-            run_set.count,
-            ", ".join(run_set.names),
-            data,
+            f"runs: {run_set.count} in one process ({names}), {data}; TensorBoard curves in runs/"
         )
     num_steps = config.num_epochs * steps_per_epoch
     length = rundir.count(config.num_epochs, "epoch") + f" ({rundir.count(num_steps, 'step')})"
