@@ -106,13 +106,6 @@ def learning_rate_schedule(*, schedule: str, steps_per_epoch: int, **curve: Any)
     )
 
 
-def _key_name(key: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
-
-
 def weight_decay_mask(params: Any) -> Any:
     """Pytree of bools like `params`: True where weight decay applies, as the official Swin decides.
 
@@ -124,7 +117,7 @@ def weight_decay_mask(params: Any) -> Any:
     """
 
     def decays(path: tuple, leaf: Any) -> bool:
-        names = {_key_name(k) for k in path}
+        names = {jax.tree_util.keystr((k,), simple=True) for k in path}
         stacked = "blocks" in names  # scan_blocks layout: a leading axis stacks the blocks
         return jnp.ndim(leaf) - stacked > 1 and not names.intersection(NO_WEIGHT_DECAY_NAMES)
 
@@ -133,7 +126,7 @@ def weight_decay_mask(params: Any) -> Any:
 
 def _leaf_layer_id(path: tuple, leaf: Any, depths: Sequence[int]) -> np.ndarray:
     """Layer id of one param (an array [n, 1, ...] for a scanned leaf stacking n blocks)."""
-    names = [_key_name(k) for k in path]
+    names = [jax.tree_util.keystr((k,), simple=True) for k in path]
     top = sum(depths) + 1
     stage = re.fullmatch(r"layers_(\d+)", names[0])
     if names[0] == "patch_embed":
@@ -188,16 +181,11 @@ def scale_by_layer_decay(layer_decay: float, depths: Sequence[int]) -> optax.Gra
     paths and shapes, so it works on the scanned layout and inside pmap)."""
     depths = tuple(int(d) for d in depths)
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates, state, params=None):
-        del params
+    def scale(updates, params=None):
         scales = layer_decay_scales(updates, depths, layer_decay)
-        return jax.tree.map(lambda u, s: u * s.astype(u.dtype), updates, scales), state
+        return jax.tree.map(lambda u, s: u * s.astype(u.dtype), updates, scales)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.stateless(scale)
 
 
 def create_optimizer(
@@ -241,16 +229,3 @@ def create_optimizer(
     if layer_decay != 1.0:
         parts.append(scale_by_layer_decay(layer_decay, depths))
     return parts[0] if len(parts) == 1 else optax.chain(*parts)
-
-
-__all__ = [
-    "NO_WEIGHT_DECAY_NAMES",
-    "SCHEDULES",
-    "create_optimizer",
-    "epoch_learning_rate",
-    "layer_decay_scales",
-    "layer_ids",
-    "learning_rate_schedule",
-    "scale_by_layer_decay",
-    "weight_decay_mask",
-]
