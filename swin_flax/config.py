@@ -37,9 +37,8 @@ def default_config() -> ml_collections.ConfigDict:
     # Data: source, preprocessing, augmentation.
     c.dataset = "cifar10"  # 'cifar10' | 'cifar100' | 'synthetic'
     c.data_dir = config_dict.placeholder(str)  # tfds data directory (None: tfds' default)
-    c.archive = config_dict.placeholder(
-        str
-    )  # local CIFAR archive or folder; when set, tfds is unused
+    # A local CIFAR archive or folder; when set, tfds is unused.
+    c.archive = config_dict.placeholder(str)
     c.synthetic_train_examples = 50_000
     c.synthetic_test_examples = 10_000
     c.normalize_mean = (0.5, 0.5, 0.5)  # applied after /255 (train and test)
@@ -217,18 +216,11 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         f"{c.archive!r} is set but dataset='synthetic' reads no files: unset --config.archive, or "
         "set --config.dataset to 'cifar10' or 'cifar100' to read the archive.",
     )
-    for f in (
-        "num_epochs",
-        "batch_size",
-        "eval_batch_size",
-        "log_every_steps",
-        "checkpoint_every_epochs",
-        "keep_checkpoints",
-        "synthetic_train_examples",
-        "synthetic_test_examples",
-        "prefetch_batches",
-        "num_runs",
-    ):
+    positive = (
+        "num_epochs batch_size eval_batch_size log_every_steps checkpoint_every_epochs "
+        "keep_checkpoints synthetic_train_examples synthetic_test_examples prefetch_batches num_runs"
+    )
+    for f in positive.split():
         v = c[f]
         _require(isinstance(v, int) and v > 0, f, f"must be a positive integer, got {v!r}.")
     if num_devices is not None:

@@ -36,10 +36,8 @@ class RunSet:
         """(init keys, dropout keys): each run's split of jax.random.key(its seed), as a single run
         of that seed splits it; stacked on a leading run axis when there are several runs."""
         pairs = [jax.random.split(jax.random.key(c.seed)) for c in self.configs]
-        if self.count == 1:
-            return pairs[0][0], pairs[0][1]
-        stacked = jax.numpy.stack(pairs)
-        return stacked[:, 0], stacked[:, 1]
+        keys = pairs[0] if self.count == 1 else jax.numpy.stack(pairs, axis=1)
+        return keys[0], keys[1]
 
 
 def _swept(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -62,12 +60,7 @@ def run_set(config: ml_collections.ConfigDict) -> RunSet:
 def spread(values: Sequence[float]) -> dict[str, float]:
     """Mean, standard deviation (population, ddof 0: the runs are all there is), min and max."""
     v = np.asarray(values, np.float64)
-    return {
-        "mean": float(v.mean()),
-        "std": float(v.std()),
-        "min": float(v.min()),
-        "max": float(v.max()),
-    }
+    return {f: float(getattr(v, f)()) for f in ("mean", "std", "min", "max")}
 
 
 def spread_text(spread_or_values: dict[str, float] | Sequence[float]) -> str:
@@ -142,10 +135,7 @@ def spread_plot(history: Sequence[Sequence[float]], title: str = "test accuracy"
         draw.text((4, y(a) - 6), f"{a:.3f}", fill="black")
     for e in sorted({1, len(v), *np.linspace(1, len(v), 6).round().astype(int).tolist()}):
         draw.text((x(e) - 6, h - bottom + 6), str(e), fill="black")
-    draw.text(
-        (left, 8),
-        f"{title} of {v.shape[1]} runs: mean (line), +-std and min-max (bands)",
-        fill="black",
-    )
+    caption = f"{title} of {v.shape[1]} runs: mean (line), +-std and min-max (bands)"
+    draw.text((left, 8), caption, fill="black")
     draw.text((w // 2 - 16, h - 16), "epoch", fill="black")
     return np.asarray(img, np.uint8)
