@@ -70,13 +70,8 @@ class LoadReport:
 def _cubic_weights(t: float) -> np.ndarray:
     """torch's 4 cubic-convolution weights for source pixels x0-1 .. x0+2 at fraction t."""
     a = _BICUBIC_A
-
-    def near(x):  # |x| <= 1
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x):  # 1 < |x| < 2
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # |x| <= 1
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # 1 < |x| < 2
     return np.array([far(t + 1), near(t), near(1 - t), far(2 - t)])
 
 

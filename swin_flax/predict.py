@@ -122,15 +122,11 @@ def predict_files(
     at a time), of the predictor's run or ensemble (`evaluate.combined_logits`)."""
     config = predictor.config
     apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
+    transform = (config.model.img_size, config.normalize_mean, config.normalize_std)
     logits = []
     for start in range(0, len(paths), batch_size):
-        inputs = [
-            preprocess(
-                load_image(p), config.model.img_size, config.normalize_mean, config.normalize_std
-            )
-            for p in paths[start : start + batch_size]
-        ]
-        images = np.stack(inputs)
+        batch = paths[start : start + batch_size]
+        images = np.stack([preprocess(load_image(p), *transform) for p in batch])
         logits.append(np.stack([np.asarray(apply(params, images)) for params in predictor.params]))
     indices, probs = top_k(evaluate.combined_logits(np.concatenate(logits, axis=1)), k)
     names = sources.class_names(config.dataset)
