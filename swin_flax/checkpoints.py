@@ -188,12 +188,9 @@ class Checkpoints:
         if waited > 1.0 and not self._told_slow:
             self._told_slow = True
             logging.info(
-                "checkpoint writes take longer than the epochs between them: the %r save of step "
-                "%d waited %.1fs for the previous write (config.checkpoint_every_epochs sets how "
-                "often they are written)",
-                which,
-                step,
-                waited,
+                f"checkpoint writes take longer than the epochs between them: the {which!r} save of "
+                f"step {step} waited {waited:.1f}s for the previous write "
+                "(config.checkpoint_every_epochs sets how often they are written)"
             )
         if step in manager.all_steps():
             manager.delete(step)
