@@ -23,11 +23,6 @@ def _per_image(x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(x, [-1, 1, 1, 1])
 
 
-def _to_uint8(x: tf.Tensor) -> tf.Tensor:
-    """Clip to [0, 255] and truncate, as PIL's blend does (C casts truncate)."""
-    return tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8)
-
-
 def _grey(images: tf.Tensor) -> tf.Tensor:
     """PIL's RGB -> L, float32 [N, H, W, 1]: (19595 R + 38470 G + 7471 B + 2**15) >> 16, exact in
     float32 (every product and partial sum is an integer below 2**24)."""
@@ -39,7 +34,8 @@ def _grey(images: tf.Tensor) -> tf.Tensor:
 def _blend(degenerate: tf.Tensor | float, images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
     """PIL Image.blend(degenerate, image, factor): d + f * (x - d) in float32, clipped, cast."""
     x = tf.cast(images, tf.float32)
-    return _to_uint8(degenerate + _per_image(tf.cast(factor, tf.float32)) * (x - degenerate))
+    blended = degenerate + _per_image(tf.cast(factor, tf.float32)) * (x - degenerate)
+    return tf.cast(tf.clip_by_value(blended, 0.0, 255.0), tf.uint8)  # truncates, as PIL's C cast
 
 
 def color(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
