@@ -77,16 +77,15 @@ def rand_bbox(
     """timm `rand_bbox`: (y_lo, y_hi, x_lo, x_hi) int32, half-open, clipped to the image; side
     int(size * sqrt(1 - lam)) (truncated, as timm's int()), centre uniform over the pixels."""
     ratio = tf.sqrt(1.0 - tf.cast(lam, tf.float64))
-    cut_h = tf.cast(tf.math.floor(height * ratio), tf.int32)
-    cut_w = tf.cast(tf.math.floor(width * ratio), tf.int32)
     s = tf.random.experimental.stateless_split(seed, 2)
-    cy = tf.random.stateless_uniform([], s[0], minval=0, maxval=height, dtype=tf.int32)
-    cx = tf.random.stateless_uniform([], s[1], minval=0, maxval=width, dtype=tf.int32)
-    y_lo = tf.clip_by_value(cy - cut_h // 2, 0, height)
-    y_hi = tf.clip_by_value(cy + (cut_h + 1) // 2, 0, height)
-    x_lo = tf.clip_by_value(cx - cut_w // 2, 0, width)
-    x_hi = tf.clip_by_value(cx + (cut_w + 1) // 2, 0, width)
-    return y_lo, y_hi, x_lo, x_hi
+
+    def span(seed: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:  # (lo, hi) on one axis
+        cut = tf.cast(tf.math.floor(size * ratio), tf.int32)
+        centre = tf.random.stateless_uniform([], seed, minval=0, maxval=size, dtype=tf.int32)
+        clip = lambda v: tf.clip_by_value(v, 0, size)
+        return clip(centre - cut // 2), clip(centre + (cut + 1) // 2)
+
+    return (*span(s[0], height), *span(s[1], width))
 
 
 def rand_bbox_minmax(
