@@ -59,12 +59,9 @@ def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.nd
         names, read = list(members), members.__getitem__
         where = lambda rel: f"{path} (member {rel})"
     layout, folder = _find_layout(names, path, dataset)
-    parts = []
-    for name in layout.train if split == "train" else layout.test:
-        rel = os.path.join(folder, name)
-        parts.append(_decode(read(rel), where(rel), layout.labels))
-    images = np.concatenate([p[0] for p in parts])
-    labels = np.concatenate([p[1] for p in parts])
+    rels = [os.path.join(folder, f) for f in (layout.train if split == "train" else layout.test)]
+    parts = [_decode(read(rel), where(rel), layout.labels) for rel in rels]
+    images, labels = (np.concatenate(part) for part in zip(*parts))
     n = NUM_CLASSES[dataset]
     if labels.min() < 0 or labels.max() >= n:
         raise DataError(f"{path}: labels outside [0, {n}) for {dataset}; is it the right archive?")
