@@ -35,11 +35,9 @@ def synthetic_split(
         n = len(c)
         theta = _ANGLES[c % 5] + rng.normal(0.0, np.deg2rad(7.0), n)
         freq = _FREQS[c // 5] * rng.uniform(0.85, 1.15, n)
-        phase = rng.uniform(0.0, 2 * np.pi, n)
+        phase = rng.uniform(0.0, 2 * np.pi, n)[:, None, None]
         cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-        arg = (2 * np.pi / 32.0) * freq[:, None, None] * (xx * cos + yy * sin) + phase[
-            :, None, None
-        ]
+        arg = (2 * np.pi / 32.0) * freq[:, None, None] * (xx * cos + yy * sin) + phase
         wave = 0.5 + 0.5 * np.sin(arg.astype(np.float32))
         hue = (c / 10.0 + rng.normal(0.0, 0.07, n)) % 1.0
         hsv = zip(hue, rng.uniform(0.5, 1.0, n), rng.uniform(0.6, 1.0, n))
