@@ -68,11 +68,9 @@ def relative_position_index(window: int) -> np.ndarray:
     Entry (i, j) encodes the offset of token i from token j inside a window:
     (dh + W - 1) * (2W - 1) + (dw + W - 1).
     """
-    coords = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij"))
-    flat = coords.reshape(2, -1)  # 2, N
-    rel = (flat[:, :, None] - flat[:, None, :]).transpose(1, 2, 0)  # N, N, 2
-    rel = rel + (window - 1)
-    return (rel[..., 0] * (2 * window - 1) + rel[..., 1]).astype(np.int32)
+    rows, cols = np.divmod(np.arange(window * window), window)  # each token's (h, w), row-major
+    offset = lambda a: a[:, None] - a[None, :] + (window - 1)  # [N, N]
+    return (offset(rows) * (2 * window - 1) + offset(cols)).astype(np.int32)
 
 
 def shifted_window_mask(grid: Sequence[int], window: int, shift: int) -> np.ndarray:
@@ -84,11 +82,8 @@ def shifted_window_mask(grid: Sequence[int], window: int, shift: int) -> np.ndar
     height, width = grid
     regions = np.zeros((1, height, width, 1), np.float32)
     bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
-    count = 0
-    for hs in bands:
-        for ws in bands:
-            regions[:, hs, ws, :] = count
-            count += 1
+    for count, (hs, ws) in enumerate((h, w) for h in bands for w in bands):
+        regions[:, hs, ws, :] = count
     windows = window_partition(regions, window).reshape(-1, window * window)
     diff = windows[:, None, :] - windows[:, :, None]
     return np.where(diff != 0, MASK_VALUE, 0.0).astype(np.float32)
