@@ -51,11 +51,9 @@ def _resolve_model(model: swin.SwinTransformer | Mapping[str, Any]) -> swin.Swin
 def detect_layout(state_dict: Mapping[str, Any]) -> str:
     """'official' or 'timm', from where PatchMerging sits (or, lacking one, the head's name); one
     stage and a plain head name everything alike in both layouts: 'official'."""
-    if any(k.startswith("layers.0.downsample.") for k in state_dict):
-        return "official"
-    if any(re.match(r"layers\.\d+\.downsample\.|head\.fc\.", k) for k in state_dict):
-        return "timm"
-    return "official"
+    official = any(k.startswith("layers.0.downsample.") for k in state_dict)
+    timm = any(re.match(r"layers\.\d+\.downsample\.|head\.fc\.", k) for k in state_dict)
+    return "timm" if timm and not official else "official"
 
 
 def resolve_layout(layout: str, state_dict: Mapping[str, Any]) -> str:
