@@ -64,15 +64,6 @@ def summary_table(model: SwinTransformer, depth: int = 2, batch_size: int = 1) -
     width = max(40, *(len(a) for a, _, _ in lines)) + 2
     header = f"{'Layer (type)':<{width}}{'Output shape':<22}{'Param #':>14}"
     rule = "=" * len(header)
-    return "\n".join(
-        [
-            rule,
-            header,
-            rule,
-            *(f"{a:<{width}}{b:<22}{c:>14}" for a, b, c in lines),
-            rule,
-            f"Total params: {total:,}",
-            f"Params size (MB, float32): {total * 4 / 1e6:.2f}",
-            rule,
-        ]
-    )
+    body = [f"{a:<{width}}{b:<22}{c:>14}" for a, b, c in lines]
+    footer = [f"Total params: {total:,}", f"Params size (MB, float32): {total * 4 / 1e6:.2f}"]
+    return "\n".join([rule, header, rule, *body, rule, *footer, rule])
