@@ -210,12 +210,11 @@ class SwinBlock(nn.Module):
         shortcut = x
         x = _layer_norm(self.dtype, self.param_dtype, name="norm1")(x)
         x = x.reshape(b, height, width, c)
+        mask = None
         if shift:
             x = jnp.roll(x, (-shift, -shift), axis=(1, 2))
+            mask = jnp.asarray(ops.shifted_window_mask((height, width), window, shift))
         windows = ops.window_partition(x, window).reshape(-1, window * window, c)
-        mask = (
-            jnp.asarray(ops.shifted_window_mask((height, width), window, shift)) if shift else None
-        )
         windows = WindowAttention(
             dim=self.dim,
             window_size=window,
