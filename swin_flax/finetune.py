@@ -8,7 +8,8 @@ official `load_pretrained` (torch F.interpolate bicubic, align_corners=False), '
 zero offset's bias; `absolute_pos_embed` of another grid is resized bicubically (official code). The
 head stays new unless `load_head` and it fits, the final norm too when the target has fewer stages;
 source tensors with no place (a 4th stage, the old head) are skipped. Anything else that does not fit
-(another embed_dim, patch size or head count; a deeper target) is a ValueError naming the key.
+(another embed_dim, patch size or head count; a deeper target) is a CheckpointError naming the keys;
+`check_pretrained` makes that check on the params' shapes alone, before a run initialises anything.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 
+from swin_flax.errors import CheckpointError
 from swin_flax.models import convert, swin
 from swin_flax.models import layout as scan_layout
+from swin_flax.models.summary import param_shapes
 
 BIAS_RESIZE_METHODS = ("bicubic", "geometric")
 _BICUBIC_A = -0.75  # torch's cubic convolution coefficient
@@ -146,6 +149,92 @@ def resize_pos_embed(embed: np.ndarray, grid: Sequence[int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
+def _read(source: str | os.PathLike | Mapping[str, Any], weights_only: bool) -> tuple[str, dict]:
+    """(a name for messages, the state_dict) of a file or of a state_dict given as such."""
+    if isinstance(source, Mapping):
+        return "state_dict", dict(source)
+    name = os.fspath(source)
+    if not os.path.isfile(name):
+        raise FileNotFoundError(
+            f"pretrained checkpoint {name} does not exist: give the path of an official .pth "
+            "(e.g. swin_tiny_patch4_window7_224.pth), a timm .safetensors / .pth file or an "
+            ".npz of the state_dict."
+        )
+    try:
+        return name, convert.load_torch_file(name, weights_only=weights_only)
+    except CheckpointError:  # its reader package missing: the message says what to install
+        raise
+    except Exception as e:  # numpy, safetensors and torch each raise their own on a damaged file
+        raise CheckpointError(
+            f"pretrained {name} cannot be read ({type(e).__name__}: {e}): give a complete "
+            "checkpoint file (download it again if it was cut short)."
+        ) from e
+
+
+def _match(
+    name: str,
+    state: Mapping[str, Any],
+    model: swin.SwinTransformer,
+    target: Mapping[tuple[str, ...], Any],
+    layout: str,
+    bias_resize: str,
+    load_head: bool,
+) -> tuple[dict[tuple[str, ...], Any], LoadReport]:
+    """Each canonical param path of `target` (arrays or ShapeDtypeStructs) -> its value: the
+    source's, resized, or (new) the target's own; CheckpointError naming what does not fit."""
+    pairs, skipped = convert.pair_params(state, target, layout)
+    stages = [int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.blocks\.", k))]
+    fewer_stages = len(model.depths) < max(stages, default=-1) + 1
+    out, loaded, resized, new, errors = {}, [], [], [], []
+    for pair in pairs:
+        path, src, want = pair.path, pair.value, pair.shape
+        flax_path, kind, found = "/".join(path), path[-1], src is not None
+        renewable = path[0] == "head" or (path[0] == "norm" and fewer_stages)
+        if pair.fits and (path[0] != "head" or load_head):
+            out[path] = pair.flax_value()
+            loaded.append(flax_path)
+        elif found and kind == "relative_position_bias_table" and src.shape[1:] == want[1:]:
+            out[path] = resize_bias_table(src, (math.isqrt(want[0]) + 1) // 2, bias_resize)
+            resized.append((flax_path, tuple(src.shape), want))
+        elif found and kind == "absolute_pos_embed" and src.ndim == 3 and src.shape[2] == want[2]:
+            out[path] = resize_pos_embed(src, model.stage_specs()[0].input_resolution)
+            resized.append((flax_path, tuple(src.shape), want))
+        elif renewable:  # a fresh init; the source tensor, if any, is reported as skipped
+            out[path] = target[path]
+            new.append(flax_path)
+            if found:
+                skipped.append(pair.key)
+        elif not found:
+            errors.append(f"{pair.key} missing (the model needs {want})")
+        else:
+            errors.append(f"{pair.key} of shape {tuple(src.shape)} where the model needs {want}")
+    if errors:
+        m = model
+        shown = "; ".join(errors[:4]) + (f"; and {len(errors) - 4} more" if len(errors) > 4 else "")
+        raise CheckpointError(
+            f"pretrained {name} ({layout} layout) does not fit the model of this config (embed_dim "
+            f"{m.embed_dim}, depths {tuple(m.depths)}, num_heads {tuple(m.num_heads)}, patch_size "
+            f"{m.patch_size}, mlp_ratio {m.mlp_ratio}): {len(errors)} params do not fit: {shown}. Only bias "
+            "tables, absolute_pos_embed and the head adapt; set config.model to the checkpoint's "
+            "model (configs/finetune.py holds Swin-T's) or give a checkpoint of this one."
+        )
+    report = LoadReport(
+        name, layout, tuple(loaded), tuple(resized), tuple(new), tuple(sorted(skipped))
+    )
+    return out, report
+
+
+def check_pretrained(
+    source: str | os.PathLike, model: swin.SwinTransformer, layout: str = "auto"
+) -> None:
+    """Reads `source` and refuses it (CheckpointError) unless it fits `model`, on the params'
+    shapes alone: a run checks its pretrained file before it initialises, compiles or writes."""
+    name, state = _read(source, weights_only=True)
+    layout = convert.resolve_layout(layout, state)
+    shapes = param_shapes(model.clone(scan_blocks=False, remat="none"))
+    _match(name, state, model, traverse_util.flatten_dict(shapes), layout, "bicubic", False)
+
+
 def load_pretrained(
     source: str | os.PathLike | Mapping[str, Any],
     model: swin.SwinTransformer,
@@ -167,64 +256,11 @@ def load_pretrained(
     """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
-    if isinstance(source, Mapping):
-        name, state = "state_dict", dict(source)
-    else:
-        name = os.fspath(source)
-        if not os.path.isfile(name):
-            raise FileNotFoundError(
-                f"pretrained checkpoint {name} does not exist: give the path of an official .pth "
-                "(e.g. swin_tiny_patch4_window7_224.pth), a timm .safetensors / .pth file or an "
-                ".npz of the state_dict."
-            )
-        state = convert.load_torch_file(name, weights_only=weights_only)
+    name, state = _read(source, weights_only)
     layout = convert.resolve_layout(layout, state)
     init = scan_layout.unstack_block_params(params, model) if model.scan_blocks else params
     target = traverse_util.flatten_dict(dict(init))
-    pairs, skipped = convert.pair_params(state, target, layout)
-    stages = [int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.blocks\.", k))]
-    fewer_stages = len(model.depths) < max(stages, default=-1) + 1
-
-    out, loaded, resized, new, errors = {}, [], [], [], []
-    for pair in pairs:
-        path, src, want = pair.path, pair.value, pair.shape
-        flax_path, kind, found = "/".join(path), path[-1], src is not None
-        renewable = path[0] == "head" or (path[0] == "norm" and fewer_stages)
-        if pair.fits and (path[0] != "head" or load_head):
-            out[path] = pair.flax_value()
-            loaded.append(flax_path)
-        elif found and kind == "relative_position_bias_table" and src.shape[1:] == want[1:]:
-            out[path] = resize_bias_table(src, (math.isqrt(want[0]) + 1) // 2, bias_resize)
-            resized.append((flax_path, tuple(src.shape), want))
-        elif found and kind == "absolute_pos_embed" and src.ndim == 3 and src.shape[2] == want[2]:
-            out[path] = resize_pos_embed(src, model.stage_specs()[0].input_resolution)
-            resized.append((flax_path, tuple(src.shape), want))
-        elif renewable:  # a fresh init; the source tensor, if any, is reported as skipped
-            out[path] = target[path]
-            new.append(flax_path)
-            if found:
-                skipped.append(pair.key)
-        elif not found:
-            errors.append(f"{pair.key}: missing from the checkpoint (the target needs {want})")
-        else:
-            errors.append(
-                f"{pair.key}: checkpoint shape {tuple(src.shape)} cannot become the target's {want} "
-                "(only bias tables and absolute_pos_embed are resized; check embed_dim, depths, "
-                "num_heads, patch_size and mlp_ratio against the checkpoint's model)"
-            )
-    if errors:
-        raise ValueError(
-            f"pretrained {name} ({layout} layout) does not fit the model "
-            f"{model.official_arguments()}: " + "; ".join(errors)
-        )
-    report = LoadReport(
-        source=name,
-        layout=layout,
-        loaded=tuple(loaded),
-        resized=tuple(resized),
-        new=tuple(new),
-        skipped=tuple(sorted(skipped)),
-    )
+    out, report = _match(name, state, model, target, layout, bias_resize, load_head)
     logging.info("%s", report.summary())
     result = traverse_util.unflatten_dict(
         {p: jnp.asarray(np.asarray(v), dtype=target[p].dtype) for p, v in out.items()}

@@ -29,7 +29,7 @@ from swin_flax import build, checkpoints, rundir, runs, steps
 from swin_flax.config import flatten, validate
 from swin_flax.data import inputs, viz
 from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
-from swin_flax.models import convert, swin
+from swin_flax.models import swin
 from swin_flax.models.summary import count_params, param_shapes
 
 
@@ -392,8 +392,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     saved, finished = rundir.inspect(config, workdir)
     if finished:
         return rundir.report_finished(workdir, saved, config.num_epochs)
-    if config.pretrained and saved is None:  # its reader (torch, safetensors) missing: say so now
-        convert.require_package(config.pretrained)
+    model = build.model_from_config(config)
+    if (
+        config.pretrained and saved is None
+    ):  # unreadable, or another model's: say so before any work
+        from swin_flax import finetune  # noqa: PLC0415
+
+        finetune.check_pretrained(config.pretrained, model)
     is_chief = jax.process_index() == 0
     run_set = runs.run_set(config)
 
@@ -407,7 +412,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"{len(data.train_labels)} training images). Resume with the batch size and data the "
             "run started with, or give a new --workdir."
         )
-    model = build.model_from_config(config)
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts)
     progress.totals = dataclasses.replace(progress.totals, sessions=progress.totals.sessions + 1)

@@ -16,9 +16,11 @@ import numpy as np
 import optax
 import pytest
 
-from swin_flax import cli, finetune, optim
+from swin_flax import build, cli, finetune, optim, runs, train
 from swin_flax.config import ConfigError, validate
-from swin_flax.models import layout, plan, summary, swin
+from swin_flax.errors import CheckpointError
+from swin_flax.models import convert, layout, plan, summary, swin
+from tests.test_train import tiny_config
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "finetune_source.npz"
 RESIZE_KEYS = (
@@ -156,14 +158,14 @@ def test_scan_blocks_layout(source, scan_every_stage):
 def test_unfit_checkpoints_name_the_key(source, tmp_path):
     _, cfg, timm_state, _ = source
     wider = swin.create_model({**cfg, "embed_dim": 16})
-    with pytest.raises(ValueError, match=r"patch_embed\.proj\.weight: checkpoint shape"):
+    with pytest.raises(CheckpointError, match=r"qkv\.weight of shape \(24, 8\) where the model"):
         finetune.load_pretrained(timm_state, wider, zeros_like_init(wider))
     deeper = swin.create_model({**cfg, "depths": (2, 2, 4, 2)})
-    with pytest.raises(ValueError, match=r"layers\.2\.blocks\.2\.attn\.qkv\.weight: missing"):
+    with pytest.raises(CheckpointError, match=r"layers\.2\.blocks\.2\.\S+ missing"):
         finetune.load_pretrained(timm_state, deeper, zeros_like_init(deeper))
     more_heads = swin.create_model({**cfg, "num_heads": (2, 1, 2, 2)})
     with pytest.raises(
-        ValueError, match=r"layers\.0\.blocks\.0\.attn\.relative_position_bias_table"
+        CheckpointError, match=r"layers\.0\.blocks\.0\.attn\.relative_position_bias_table of"
     ):
         finetune.load_pretrained(timm_state, more_heads, zeros_like_init(more_heads))
     model = swin.create_model(cfg)
@@ -171,6 +173,37 @@ def test_unfit_checkpoints_name_the_key(source, tmp_path):
         finetune.load_pretrained(tmp_path / "nope.pth", model, zeros_like_init(model))
     with pytest.raises(ValueError, match="bias_resize"):
         finetune.load_pretrained(timm_state, model, zeros_like_init(model), bias_resize="nearest")
+
+
+def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path):
+    """The run's initial params are the file's but for the head (new, as the official fine-tuning
+    makes it); a file of another width is refused before anything is initialised or written (the
+    workdir is not created), and a damaged file likewise."""
+    c = tiny_config(None, epochs=1)
+    c.archive, c.dataset = None, "synthetic"
+    model = build.model_from_config(c)
+    rng = np.random.default_rng(0)
+    pretrained = jax.tree.map(
+        lambda s: rng.normal(size=s.shape).astype(s.dtype), summary.param_shapes(model)
+    )
+    np.savez(tmp_path / "fits.npz", **convert.flax_to_torch(pretrained, "timm"))
+    c.pretrained = str(tmp_path / "fits.npz")
+    state, _ = train.initial_state(c, runs.run_set(c), model, 4, None, None)
+    for name in pretrained:
+        same = jax.tree.map(np.array_equal, dict(state.params[name]), dict(pretrained[name]))
+        assert all(jax.tree.leaves(same)) == (name != "head"), name
+
+    narrow = swin.create_model({**model.official_arguments(), "embed_dim": 8})
+    np.savez(tmp_path / "narrow.npz", **convert.flax_to_torch(zeros_like_init(narrow), "timm"))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "fits.npz").read_bytes()[:1000])
+    for bad, message in (
+        ("narrow.npz", "does not fit the model of this config"),
+        ("cut.npz", "cannot be read"),
+    ):
+        c.pretrained = str(tmp_path / bad)
+        with pytest.raises(CheckpointError, match=message):
+            train.train_and_evaluate(c, str(tmp_path / "run"))
+        assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
