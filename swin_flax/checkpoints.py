@@ -90,6 +90,12 @@ def _restore(
     return restored.get("state"), restored["meta"]
 
 
+def as_dtype(tree: Any, dtype: str | np.dtype) -> Any:
+    """Every array of `tree` as `dtype`, on the host: best/ params are written in
+    config.best_params_dtype and read back as float32 (the model's parameter dtype)."""
+    return jax.tree.map(lambda x: np.asarray(x, jax.numpy.dtype(dtype)), tree)
+
+
 def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:
     """The folder of one checkpoint series (`latest` or `best`) of `workdir`, absolute (orbax wants
     absolute paths)."""

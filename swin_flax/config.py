@@ -122,6 +122,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 50
     c.checkpoint_every_epochs = 1
     c.keep_checkpoints = 3
+    # best/ holds the best epoch's params (what evaluate, predict and export read, as float32):
+    # 'bfloat16' halves it on disk, each weight rounded to bfloat16; latest/ stays exact.
+    c.best_params_dtype = "float32"
     # A jax.profiler trace of this many train steps (from the 3rd step of the session on) in
     # WORKDIR/plugins/profile, for TensorBoard's profile tab; 0 turns it off.
     c.profile_steps = 0
@@ -262,6 +265,11 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         c.lr_min >= 0 and c.warmup_lr_init >= 0, "lr_min", "lr_min and warmup_lr_init must be >= 0."
     )
     _require(c.dtype in DTYPES, "dtype", f"{c.dtype!r} is not one of {DTYPES}.")
+    _require(
+        c.best_params_dtype in DTYPES,
+        "best_params_dtype",
+        f"{c.best_params_dtype!r} is not one of {DTYPES}.",
+    )
 
     m = c.mix
     _require(m.mode == "batch", "mix.mode", f"only 'batch' is supported, got {m.mode!r}.")

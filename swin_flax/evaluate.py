@@ -196,7 +196,8 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
 
 
 def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
-    """The params (None when `meta_only`) and the JSON record of one checkpoint step folder."""
+    """The params (float32, whatever best_params_dtype wrote; None when `meta_only`) and the JSON
+    record of one checkpoint step folder."""
     try:
         state, meta = checkpoints.read_step(checkpoint, meta_only)
     except (OSError, ValueError) as e:  # orbax: a missing file, a truncated OCDBT blob
@@ -205,7 +206,7 @@ def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, d
             "incomplete or damaged. Give another step with --checkpoint (WORKDIR/checkpoints/latest "
             "keeps several)."
         ) from None
-    return (None if meta_only else state["params"]), meta
+    return (None if meta_only else checkpoints.as_dtype(state["params"], np.float32)), meta
 
 
 def predict_logits(

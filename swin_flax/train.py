@@ -490,7 +490,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if improved.any():
                 params = (host_state or _finite_host_state(state, epoch - 1, ckpts))["params"]
                 best_params = _merge_best(best_params, params, improved)
-                ckpts.save("best", step, {"params": best_params}, meta)
+                best = checkpoints.as_dtype(best_params, config.best_params_dtype)
+                ckpts.save("best", step, {"params": best}, meta)
             if stopping:
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             ticker.between_epochs = time.time() - t_steps_done
@@ -537,7 +538,7 @@ def _train_batches(config, run_set: runs.RunSet, data: inputs.Data, start: int) 
 def _best_params(ckpts: checkpoints.Checkpoints, num_runs: int, resuming: bool) -> Any:
     """Several runs keep each run's best params in one stack: when resuming, the stack saved."""
     saved = ckpts.restore("best", None) if num_runs > 1 and resuming else None
-    return None if saved is None else saved[0]["params"]
+    return None if saved is None else checkpoints.as_dtype(saved[0]["params"], np.float32)
 
 
 def _merge_best(best: Any, params: Any, improved: np.ndarray) -> Any:

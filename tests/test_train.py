@@ -119,6 +119,31 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     assert result["confusion"].sum() == N_TEST
 
 
+def _round_to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 -> the nearest bfloat16 (ties to even), as float32: the top 16 bits of the word."""
+    bits = np.asarray(x, np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & 1)) & np.uint32(0xFFFF0000)
+    return rounded.view(np.float32)
+
+
+def test_best_params_in_bfloat16(tmp_path, archive):
+    """best_params_dtype='bfloat16': best/ holds the params as bfloat16 (half the bytes), which
+    evaluate reads back as float32; latest/ keeps them exact. After one epoch both are its end."""
+    c = tiny_config(archive, epochs=1)
+    c.best_params_dtype = "bfloat16"
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+    step = str(N_TRAIN // BATCH)
+    best, latest = (tmp_path / "run" / "checkpoints" / s / step for s in ("best", "latest"))
+    saved, _ = checkpoints.read_step(best)
+    assert {str(x.dtype) for x in jax.tree.leaves(saved["params"])} == {"bfloat16"}
+    exact, _ = checkpoints.read_step(latest)
+    assert {str(x.dtype) for x in jax.tree.leaves(exact["params"])} == {"float32"}
+    params, _ = evaluate.load_params(best)
+    expected = jax.tree.map(_round_to_bfloat16, exact["params"])
+    jax.tree.map(np.testing.assert_array_equal, params, expected)
+    assert all(x.dtype == np.float32 for x in jax.tree.leaves(params))
+
+
 def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch):
     """With several processes the stop flag all-gathers (a host sync) only at multiples of
     sync_every and at epoch ends; a signal on another host stops this one at the next of those."""
