@@ -9,7 +9,8 @@ zero offset's bias; `absolute_pos_embed` of another grid is resized bicubically 
 head stays new unless `load_head` and it fits, the final norm too when the target has fewer stages;
 source tensors with no place (a 4th stage, the old head) are skipped. Anything else that does not fit
 (another embed_dim, patch size or head count; a deeper target) is a CheckpointError naming the keys;
-`check_pretrained` makes that check on the params' shapes alone, before a run initialises anything.
+`read_pretrained` reads a file and makes that check on the params' shapes alone, before a run
+initialises anything.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import collections
 import dataclasses
 import math
 import os
+import pickle
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -149,10 +152,12 @@ def resize_pos_embed(embed: np.ndarray, grid: Sequence[int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def _read(source: str | os.PathLike | Mapping[str, Any], weights_only: bool) -> tuple[str, dict]:
-    """(a name for messages, the state_dict) of a file or of a state_dict given as such."""
+def _read(
+    source: str | os.PathLike | Mapping[str, Any], name: str | None, weights_only: bool
+) -> tuple[str, dict]:
+    """(a name for messages, the state_dict) of a file, or of a state_dict given as such."""
     if isinstance(source, Mapping):
-        return "state_dict", dict(source)
+        return name or "state_dict", dict(source)
     name = os.fspath(source)
     if not os.path.isfile(name):
         raise FileNotFoundError(
@@ -164,10 +169,12 @@ def _read(source: str | os.PathLike | Mapping[str, Any], weights_only: bool) -> 
         return name, convert.load_torch_file(name, weights_only=weights_only)
     except CheckpointError:  # its reader package missing: the message says what to install
         raise
-    except Exception as e:  # numpy, safetensors and torch each raise their own on a damaged file
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         raise CheckpointError(
-            f"pretrained {name} cannot be read ({type(e).__name__}: {e}): give a complete "
-            "checkpoint file (download it again if it was cut short)."
+            f"pretrained {name} cannot be read ({type(e).__name__}: {e}). A file cut short or "
+            "damaged: download it again; a training checkpoint that holds more than tensors (which "
+            "a safe load refuses): save its weights alone, e.g. torch.save(checkpoint['model'], "
+            "path), or as an .npz of the state_dict."
         ) from e
 
 
@@ -224,15 +231,17 @@ def _match(
     return out, report
 
 
-def check_pretrained(
-    source: str | os.PathLike, model: swin.SwinTransformer, layout: str = "auto"
-) -> None:
-    """Reads `source` and refuses it (CheckpointError) unless it fits `model`, on the params'
-    shapes alone: a run checks its pretrained file before it initialises, compiles or writes."""
-    name, state = _read(source, weights_only=True)
-    layout = convert.resolve_layout(layout, state)
+def read_pretrained(
+    path: str | os.PathLike, model: swin.SwinTransformer, layout: str = "auto"
+) -> dict[str, np.ndarray]:
+    """The state_dict of the file at `path`, refused (CheckpointError) unless it fits `model`, on
+    the params' shapes alone: a run reads and checks its pretrained file once, before it
+    initialises, compiles or writes anything, then loads it with `load_pretrained(state, ...)`."""
+    name, state = _read(path, None, weights_only=True)
     shapes = param_shapes(model.clone(scan_blocks=False, remat="none"))
-    _match(name, state, model, traverse_util.flatten_dict(shapes), layout, "bicubic", False)
+    target = traverse_util.flatten_dict(shapes)
+    _match(name, state, model, target, convert.resolve_layout(layout, state), "bicubic", False)
+    return state
 
 
 def load_pretrained(
@@ -244,6 +253,7 @@ def load_pretrained(
     bias_resize: str = "bicubic",
     load_head: bool = False,
     weights_only: bool = True,
+    name: str | None = None,
 ) -> tuple[dict[str, Any], LoadReport]:
     """Pretrained weights in place of `params` (the fresh init of `model`, in its own layout).
 
@@ -252,11 +262,12 @@ def load_pretrained(
     layout: 'auto', 'official' or 'timm' (see `convert.detect_layout`).
     bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
     load_head: copy the source classifier when its shape fits (default: a new head, fresh init).
+    name: what the report and errors call a state_dict given as such (e.g. the file it came from).
     Returns (params in `model`'s layout, scan_blocks or not, as jax arrays; the report, also logged).
     """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
-    name, state = _read(source, weights_only)
+    name, state = _read(source, name, weights_only)
     layout = convert.resolve_layout(layout, state)
     init = scan_layout.unstack_block_params(params, model) if model.scan_blocks else params
     target = traverse_util.flatten_dict(dict(init))

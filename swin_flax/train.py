@@ -244,10 +244,12 @@ def initial_state(
     steps_per_epoch: int,
     saved: dict[str, Any] | None,
     ckpts: checkpoints.Checkpoints,
+    pretrained: dict[str, np.ndarray] | None = None,
 ) -> tuple[steps.TrainState, Progress]:
-    """The train state to start from (the latest checkpoint, else pretrained weights, else a fresh
-    initialisation from each run's init key) and the progress its record holds. Several runs stack
-    their states on a leading axis; a sweep's optimiser holds each run's hyper-parameters."""
+    """The train state to start from (the latest checkpoint, else the `pretrained` state_dict that
+    finetune.read_pretrained read from config.pretrained, else a fresh initialisation from each
+    run's init key) and the progress its record holds. Several runs stack their states on a
+    leading axis; a sweep's optimiser holds each run's hyper-parameters."""
     img = config.model.img_size
     sweep = run_set.count > 1 and bool(run_set.swept)
     tx = build.create_optimizer(run_set.configs[0], steps_per_epoch, in_state=sweep)
@@ -260,10 +262,10 @@ def initial_state(
         target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
         restored, meta = ckpts.restore("latest", jax.device_get(target))
         return state.replace(**restored), Progress.from_record(meta)
-    if config.pretrained:  # AdamW's moments start at zero whatever the params: swap them in
+    if pretrained is not None:  # AdamW's moments start at zero whatever the params: swap them in
         from swin_flax import finetune  # noqa: PLC0415
 
-        load = lambda p: finetune.load_pretrained(config.pretrained, model, p)[0]
+        load = lambda p: finetune.load_pretrained(pretrained, model, p, name=config.pretrained)[0]
         if run_set.count == 1:
             params = load(state.params)
         else:  # each run's own head initialisation, the same pretrained body
@@ -393,12 +395,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if finished:
         return rundir.report_finished(workdir, saved, config.num_epochs)
     model = build.model_from_config(config)
-    if (
-        config.pretrained and saved is None
-    ):  # unreadable, or another model's: say so before any work
+    pretrained = None
+    if config.pretrained and saved is None:
         from swin_flax import finetune  # noqa: PLC0415
 
-        finetune.check_pretrained(config.pretrained, model)
+        # Read once and checked now: an unreadable file, or another model's, is refused at once.
+        pretrained = finetune.read_pretrained(config.pretrained, model)
     is_chief = jax.process_index() == 0
     run_set = runs.run_set(config)
 
@@ -413,7 +415,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             "run started with, or give a new --workdir."
         )
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
-    state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts)
+    state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts, pretrained)
+    del pretrained  # the params hold it now
     progress.totals = dataclasses.replace(progress.totals, sessions=progress.totals.sessions + 1)
     start = int(np.ravel(jax.device_get(state.step))[0])
     _log_model_and_plan(config, run_set, model, start, per_epoch, workdir)

@@ -144,8 +144,8 @@ def test_fewer_stages_skips_the_last_stage_and_renews_the_norm(source):
         assert "skipped layers.3.*" in report.summary()
 
 
-def test_scan_blocks_layout(source, scan_every_stage):
-    _, cfg, timm_state, _ = source
+def test_scan_blocks_layout(source, scan_every_stage, tmp_path):
+    _, cfg, timm_state, official_state = source
     model = swin.create_model({**cfg, "num_classes": 10})
     scanned_model = model.clone(scan_blocks=True)
     canonical, _ = finetune.load_pretrained(timm_state, model, zeros_like_init(model))
@@ -153,6 +153,11 @@ def test_scan_blocks_layout(source, scan_every_stage):
     expected = layout.stack_block_params(canonical, scanned_model)
     assert jax.tree.structure(scanned) == jax.tree.structure(expected)
     jax.tree.map(np.testing.assert_array_equal, scanned, expected)
+    # The check a run makes before initialising: a file of either layout fits the scanned model.
+    for name, state in (("timm", timm_state), ("official", official_state)):
+        np.savez(tmp_path / f"{name}.npz", **state)
+        read = finetune.read_pretrained(tmp_path / f"{name}.npz", scanned_model)
+        assert sorted(read) == sorted(state), name
 
 
 def test_unfit_checkpoints_name_the_key(source, tmp_path):
@@ -188,7 +193,8 @@ def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path
     )
     np.savez(tmp_path / "fits.npz", **convert.flax_to_torch(pretrained, "timm"))
     c.pretrained = str(tmp_path / "fits.npz")
-    state, _ = train.initial_state(c, runs.run_set(c), model, 4, None, None)
+    read = finetune.read_pretrained(c.pretrained, model)
+    state, _ = train.initial_state(c, runs.run_set(c), model, 4, None, None, read)
     for name in pretrained:
         same = jax.tree.map(np.array_equal, dict(state.params[name]), dict(pretrained[name]))
         assert all(jax.tree.leaves(same)) == (name != "head"), name

@@ -112,7 +112,8 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
         t["wait"] = time.perf_counter()
         ckpts.save("latest", step, host_state, meta)
         t["save_latest"] = time.perf_counter()
-        ckpts.save("best", step, {"params": host_state["params"]}, meta)
+        best = checkpoints.as_dtype(host_state["params"], config.best_params_dtype)
+        ckpts.save("best", step, {"params": best}, meta)
         t["save_best"] = time.perf_counter()
         keys = ["start", *(k for k, _ in ROWS)]
         times.append({b: t[b] - t[a] for a, b in itertools.pairwise(keys)})

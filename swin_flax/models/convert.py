@@ -247,7 +247,12 @@ def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
     if path.endswith(".safetensors"):
-        return {k: np.asarray(v) for k, v in module.load_file(path).items()}
+        from safetensors import SafetensorError  # noqa: PLC0415
+
+        try:
+            return {k: np.asarray(v) for k, v in module.load_file(path).items()}
+        except SafetensorError as e:  # a damaged file: as numpy's and torch's, a ValueError
+            raise ValueError(str(e)) from e
     torch = module
     try:
         obj = torch.load(path, map_location="cpu", weights_only=weights_only)
