@@ -32,7 +32,9 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 flags.DEFINE_float("epochs-worth", 2.0, "Training epochs to time (>= 2 shows the per-epoch cost).")
-flags.register_validator("epochs-worth", lambda v: v > 0, "--epochs-worth must be > 0.")
+flags.register_validator(
+    "epochs-worth", lambda v: 0 < v < float("inf"), "--epochs-worth must be > 0 and finite."
+)
 flags.DEFINE_integer(
     "devices", 1, "Local devices to shard each batch over ([D, b, ...]).", lower_bound=1
 )

@@ -28,6 +28,12 @@ flags.DEFINE_string(
     "if set, else WORKDIR/compilation_cache, so a resumed or restarted run skips compiling the step.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
+flags.register_validator(
+    "workdir",
+    lambda v: v is None or bool(v.strip()),
+    "--workdir is empty (an unset shell variable?): give the folder to train in, e.g. --workdir "
+    "runs/strong.",
+)
 
 
 def main(argv):

@@ -234,6 +234,12 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
                 f"{c[f]} is not divisible by the {num_devices} devices JAX sees; choose a multiple "
                 f"of {num_devices}.",
             )
+    for f, v in (("seed", c.seed), ("data_seed", data_seed(c))):
+        _require(
+            isinstance(v, int) and v >= 0 and v + c.num_runs <= 2**32,
+            f,
+            f"must be an integer in [0, 2**32 - num_runs] (numpy's and JAX's seed range), got {v!r}.",
+        )
     for f in ("normalize_mean", "normalize_std", "randaugment_img_mean"):
         _require(len(c[f]) == 3, f, f"needs 3 values (one per RGB channel), got {c[f]!r}.")
     _require(all(s > 0 for s in c.normalize_std), "normalize_std", "values must be > 0.")
@@ -243,7 +249,10 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         f"values are pixel values in [0, 255], got {c.randaugment_img_mean!r}.",
     )
 
-    for f in ("learning_rate", "b1", "b2", "eps", "weight_decay", "grad_clip_norm", "lr_min"):
+    for f in (
+        "learning_rate", "b1", "b2", "eps", "weight_decay", "grad_clip_norm", "lr_min",
+        "warmup_lr_init", "mix.mixup_alpha", "mix.cutmix_alpha",
+    ):  # fmt: skip
         _require(math.isfinite(c[f]), f, f"must be a finite number, got {c[f]!r}.")
     _require(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}.")
     _require(
@@ -321,6 +330,12 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         f"{c.dataset} has {n_classes} classes but the model has {c.model.num_classes}; set "
         f"--config.model.num_classes={n_classes}.",
     )
+    _require(
+        c.model.in_chans == 3,
+        "model.in_chans",
+        f"{c.dataset} images have 3 channels (RGB) but the model takes {c.model.in_chans}; set "
+        "--config.model.in_chans=3.",
+    )
     if c.randaugment:
         from swin_flax.data import randaugment_params as randaugment  # noqa: PLC0415
 
@@ -354,6 +369,11 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
             "pretrained",
             f"{c.pretrained!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) "
             "or an .npz of a state_dict.",
+        )
+        _require(
+            not os.path.isdir(c.pretrained),
+            "pretrained",
+            f"{c.pretrained} is a folder: give the checkpoint file itself (.pth, .safetensors, .npz).",
         )
         _require(
             os.path.isfile(c.pretrained),

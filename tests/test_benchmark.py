@@ -282,6 +282,7 @@ BAD_ARGUMENTS = {
     "benchmark-torch": ("benchmark.py", ["--torch"], "--torch needs torch and timm"),
     "input-devices": ("benchmark_input.py", ["--devices=0"], "flag --devices=0: 0 is not a"),
     "input-epochs_worth": ("benchmark_input.py", ["--epochs-worth=0"], "must be > 0"),
+    "input-epochs_worth_inf": ("benchmark_input.py", ["--epochs-worth=inf"], "> 0 and finite"),
     "input-batch_devices": (
         "benchmark_input.py",
         ["--devices=3"],

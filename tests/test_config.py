@@ -111,6 +111,14 @@ def test_strong_numbers():
         ("mix.cutmix_minmax", (0.8, 0.2), "config.mix.cutmix_minmax"),
         ("mix.cutmix_minmax", (0.1, 0.2, 0.3), "config.mix.cutmix_minmax"),
         ("synthetic_train_examples", 0, "config.synthetic_train_examples"),
+        # Values that passed once and failed later: in the first step or as a traceback.
+        ("warmup_lr_init", float("inf"), "config.warmup_lr_init: must be a finite number"),
+        ("mix.mixup_alpha", float("inf"), "config.mix.mixup_alpha: must be a finite number"),
+        ("mix.cutmix_alpha", float("nan"), "config.mix.cutmix_alpha: must be a finite number"),
+        ("seed", -1, "config.seed: must be an integer in"),
+        ("seed", 2**64, "config.seed"),
+        ("data_seed", -5, "config.data_seed"),
+        ("model.in_chans", 1, "config.model.in_chans: cifar10 images have 3 channels"),
     ],
 )
 def test_bad_values_name_the_field(field, value, needle):

@@ -117,6 +117,12 @@ def test_every_entry_point_refuses_a_bad_argument(name, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_main_refuses_an_empty_workdir(tmp_path):
+    """--workdir= (an unset shell variable) would train into the current folder: refused."""
+    message = fails_cleanly("main.py", "--config", DEMO, "--workdir=", cwd=tmp_path)
+    assert "--workdir is empty" in message
+
+
 def _has_loaded_numpy(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/maps") as f:

@@ -373,6 +373,10 @@ def test_finetune_config_validates_with_a_checkpoint(tmp_path, variant, windows)
     c.pretrained = str(tmp_path / "missing.pth")
     with pytest.raises(ConfigError, match=r"config\.pretrained: .*missing\.pth does not exist"):
         validate(c, num_devices=2)
+    (tmp_path / "folder.pth").mkdir()
+    c.pretrained = str(tmp_path / "folder.pth")
+    with pytest.raises(ConfigError, match=r"config\.pretrained: .*folder\.pth is a folder"):
+        validate(c, num_devices=2)
     c.pretrained = str(ckpt)
     for layer_decay in (1.5, 0.0):
         c.layer_decay = layer_decay

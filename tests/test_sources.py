@@ -306,6 +306,10 @@ def test_download_off_fails_at_once_and_tools_fall_back_to_synthetic(tmp_path):
         "cifar10", "test", data_dir=str(tmp_path), synthetic_examples=20
     )
     assert images.shape == (20, 32, 32, 3) and "SYNTHETIC" in where and "cifar10" in where
+    # An archive the user named is read or refused, never replaced by synthetic data.
+    (tmp_path / "cut.tar.gz").write_bytes(b"\x1f\x8b not a whole archive")
+    with pytest.raises(sources.DataError, match="truncated or corrupt"):
+        sources.load_or_synthetic("cifar10", "test", archive=str(tmp_path / "cut.tar.gz"))
 
 
 def test_tfds_manual_dir_with_a_non_genuine_archive(cifar10, tmp_path):

@@ -120,7 +120,8 @@ def load_or_synthetic(
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """For tools (benchmarks, pictures), not training: the named data if it can be read without
-    downloading, else a CIFAR-sized synthetic split. Returns (images, labels, where from)."""
+    downloading, else a CIFAR-sized synthetic split. Returns (images, labels, where from). An
+    archive given by name is read or refused (its DataError propagates), never replaced."""
     if dataset != "synthetic":
         try:
             images, labels = load_split(
@@ -128,6 +129,8 @@ def load_or_synthetic(
             )
             return images, labels, describe_source(dataset, data_dir=data_dir, archive=archive)
         except DataError:
+            if archive:
+                raise
             logging.warning(
                 "%s is not available without downloading; using synthetic data.", dataset
             )
