@@ -96,6 +96,26 @@ def as_dtype(tree: Any, dtype: str | np.dtype) -> Any:
     return jax.tree.map(lambda x: np.asarray(x, jax.numpy.dtype(dtype)), tree)
 
 
+# What orbax raises on a step it cannot read: a missing item or file, a truncated blob, a tree that
+# is not the one saved.
+READ_ERRORS = (OSError, ValueError, KeyError)
+_RESUME = (
+    "Move that step folder out of its series to resume from the step before it (latest/ keeps "
+    "config.keep_checkpoints), or give a new --workdir to start afresh."
+)
+
+
+def damaged(step_dir: str | os.PathLike, e: Exception, advice: str) -> CheckpointError:
+    """The paragraph for a checkpoint step that cannot be read, with the cause's first line only
+    (orbax's messages can quote whole storage specs)."""
+    cause = (str(e).strip().splitlines() or [""])[0]
+    cause = cause if len(cause) <= 160 else cause[:160] + " ..."
+    return CheckpointError(
+        f"the checkpoint {step_dir} cannot be read ({type(e).__name__}: {cause}): it is incomplete "
+        f"or damaged. {advice}"
+    )
+
+
 def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:
     """The folder of one checkpoint series (`latest` or `best`) of `workdir`, absolute (orbax wants
     absolute paths)."""
@@ -244,7 +264,11 @@ class Checkpoints:
         """Restores the newest checkpoint into the structure of `target` (None: as saved); None
         when there is no checkpoint yet."""
         self._settle(which)
-        return _restore(getattr(self, which), target=target)
+        manager = getattr(self, which)
+        try:
+            return _restore(manager, target=target)
+        except READ_ERRORS as e:
+            raise damaged(manager.directory / str(manager.latest_step()), e, _RESUME) from None
 
     def close(self) -> None:
         """Waits for the writes in flight (the process must not end before they are complete), closes
@@ -264,7 +288,13 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
     Lets a run refuse a checkpoint of another model before it reads data or compiles anything.
     """
     step = newest_step(series_dir(workdir, which))
-    return None if step is None else read_step(series_dir(workdir, which) / str(step), True)[1]
+    if step is None:
+        return None
+    step_dir = series_dir(workdir, which) / str(step)
+    try:
+        return read_step(step_dir, True)[1]
+    except READ_ERRORS as e:
+        raise damaged(step_dir, e, _RESUME) from None
 
 
 def read_step(step_dir: str | os.PathLike, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:

@@ -200,12 +200,9 @@ def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, d
     record of one checkpoint step folder."""
     try:
         state, meta = checkpoints.read_step(checkpoint, meta_only)
-    except (OSError, ValueError) as e:  # orbax: a missing file, a truncated OCDBT blob
-        raise CheckpointError(
-            f"the checkpoint {checkpoint} cannot be read ({type(e).__name__}: {e}): it is "
-            "incomplete or damaged. Give another step with --checkpoint (WORKDIR/checkpoints/latest "
-            "keeps several)."
-        ) from None
+    except checkpoints.READ_ERRORS as e:
+        advice = "Give another step with --checkpoint (WORKDIR/checkpoints/latest keeps several)."
+        raise checkpoints.damaged(checkpoint, e, advice) from None
     return (None if meta_only else checkpoints.as_dtype(state["params"], np.float32)), meta
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import errno
+import shutil
 import threading
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from orbax.checkpoint.type_handlers import NumpyHandler
 
 from swin_flax import checkpoints
-from swin_flax.errors import CheckpointWriteError
+from swin_flax.errors import CheckpointError, CheckpointWriteError
 
 
 def test_peek_opens_no_manager_without_a_step_folder(tmp_path, monkeypatch):
@@ -124,3 +125,28 @@ def test_a_step_saved_again_replaces_the_one_on_disk(tmp_path):
     state, meta = checkpoints.read_step(checkpoints.series_dir(tmp_path, "best") / "8")
     np.testing.assert_array_equal(state["params"], _state(2)["w"])
     assert meta == {"step": 8, "again": True}
+
+
+@pytest.mark.parametrize("damage", ["meta", "state/_METADATA"])
+def test_a_damaged_step_to_resume_from_is_named(tmp_path, damage):
+    """A latest step whose record or tree description is gone: reading its record (before a run
+    starts) or restoring it (when it resumes) is one paragraph naming the step and what to do, the
+    cause cut to its first line."""
+    state = {"params": {"w": np.ones((2, 3), np.float32)}, "opt_state": (np.zeros(3),), "step": 4}
+    ckpts = checkpoints.Checkpoints(tmp_path)
+    ckpts.save("latest", 4, state, {"epoch": 1})
+    ckpts.close()
+    step_dir = tmp_path / "checkpoints" / "latest" / "4"
+    if damage == "meta":
+        shutil.rmtree(step_dir / damage)
+    else:
+        (step_dir / damage).unlink()
+    expected = (
+        rf"checkpoint {step_dir} cannot be read \(\w+: [^\n]*\): it is incomplete or damaged\."
+    )
+    reader = checkpoints.Checkpoints(tmp_path, read_only=True)
+    with pytest.raises(CheckpointError, match=expected + " Move that step folder"):
+        if damage == "meta":
+            checkpoints.peek_meta(tmp_path)
+        else:
+            reader.restore("latest", state)

@@ -262,6 +262,9 @@ def test_damaged_checkpoint_is_named(run, tmp_path):
     opened = evaluate.open_run(str(copy), None)
     with pytest.raises(CheckpointError, match="cannot be read .* incomplete or damaged"):
         evaluate.load_params(opened.checkpoint)
+    shutil.rmtree(ckpt / "meta")  # its record: orbax raises KeyError
+    with pytest.raises(CheckpointError, match=r"cannot be read \(KeyError: .* --checkpoint"):
+        evaluate.load_params(ckpt)
 
 
 @pytest.mark.parametrize(
