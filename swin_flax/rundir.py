@@ -180,8 +180,9 @@ def duration(seconds: float) -> str:
 def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     """(the latest checkpoint's record or None, whether config.num_epochs are all trained).
 
-    Refuses a workdir that is a file, a checkpoint of another model and a num_epochs below what the
-    run has trained, before any data is read or anything compiled; writes nothing.
+    Refuses a workdir that is a file, a checkpoint of another model, a num_epochs below what the
+    run has trained and (a run that will train) a folder this user cannot write or create, before
+    any data is read or anything compiled; writes nothing.
     """
     workdir = epath.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
@@ -189,11 +190,23 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
             f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
         )
     saved = checkpoints.peek_meta(workdir)
-    if saved is None:
-        return None, False
-    where = str(checkpoints.series_dir(workdir, "latest"))
-    checkpoints.check_model_matches(saved, model_identity(config), where)
-    return saved, check_num_epochs(saved, config.num_epochs, workdir)
+    finished = False
+    if saved is not None:
+        where = str(checkpoints.series_dir(workdir, "latest"))
+        checkpoints.check_model_matches(saved, model_identity(config), where)
+        finished = check_num_epochs(saved, config.num_epochs, workdir)
+    if not finished:  # the run will write: the folder, or the one it is created in, must allow it
+        made_in = next(p for p in (workdir.absolute(), *workdir.absolute().parents) if p.exists())
+        if not made_in.is_dir():
+            raise ConfigError(
+                f"--workdir {workdir} cannot be created: {made_in} is a file. Give a folder path."
+            )
+        if not os.access(made_in, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"--workdir {workdir} cannot be written: {made_in} is not writable by this user. "
+                "Give a folder you can write (it is created if new)."
+            )
+    return saved, finished
 
 
 def report_finished(workdir: str | os.PathLike, saved: dict[str, Any], num_epochs: int) -> dict:

@@ -65,3 +65,25 @@ def test_position_counts_epochs_from_one():
     assert rundir.position(0, 4) == "global step 0"
     assert rundir.position(2, 4) == "global step 2 (step 2 of epoch 1)"
     assert rundir.position(8, 4) == "global step 8 (the end of epoch 2)"
+
+
+def test_a_workdir_that_cannot_be_created_or_written(tmp_path, monkeypatch):
+    """A run that will train needs a folder it can write, or create: refused before any work. A
+    finished run only prints its summary: a read-only folder of one is fine."""
+    from swin_flax import checkpoints
+    from swin_flax.config import default_config
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=r"run cannot be created: \S+afile is a file"):
+        rundir.inspect(default_config(), tmp_path / "afile" / "sub" / "run")
+    # The permission itself (os.access: root, as in CI, may write anywhere).
+    monkeypatch.setattr(rundir.os, "access", lambda path, mode: False)
+    with pytest.raises(ConfigError, match=r"new cannot be written: \S+ is not writable by this"):
+        rundir.inspect(default_config(), tmp_path / "new")
+    c = default_config()
+    c.num_epochs = 1
+    meta = record(epoch=1, step=4, steps_per_epoch=4, test_accuracy=0.5)
+    ckpts = checkpoints.Checkpoints(tmp_path / "done")
+    ckpts.save("latest", 4, {"step": 4}, {**meta, "model": rundir.model_identity(c)})
+    ckpts.close()
+    assert rundir.inspect(c, tmp_path / "done")[1]  # finished: its summary, nothing written
