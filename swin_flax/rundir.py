@@ -8,6 +8,7 @@ finished run answers in seconds.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import stat
 import sys
@@ -175,6 +176,42 @@ def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class Claim:
+    """This process's hold on a workdir while it trains there: an exclusive flock on the folder
+    itself (nothing is written, and the system drops it when the process ends, even by kill -9).
+    Another process about to train in the same folder is refused instead of interleaving its
+    checkpoints with this one's. `take` claims once the folder exists; only process 0 claims."""
+
+    def __init__(self, workdir: str | os.PathLike, active: bool = True):
+        self.workdir, self.active, self._fd = epath.Path(workdir), active, None
+
+    def take(self) -> None:
+        if self._fd is not None or not self.active or not self.workdir.is_dir():
+            return
+        fd = os.open(self.workdir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"--workdir {self.workdir}: another process is training in it. Wait for it to end "
+                "(or stop it: on SIGTERM it saves and exits), or give another --workdir."
+            ) from None
+        except OSError:  # a file system without flock (some network mounts): no claim
+            os.close(fd)
+            return
+        self._fd = fd
+
+    def __enter__(self) -> Claim:
+        self.take()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
 
 
 def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:

@@ -385,7 +385,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Runs (or resumes) the training described by `config` in `workdir`; returns the summary.
 
     Everything that can refuse to start (config, checkpoint of another model, epochs already
-    trained, data) is checked before anything is compiled or written. A run that already trained
+    trained, another process training in the workdir, data) is checked before anything is
+    compiled or written. A run that already trained
     config.num_epochs prints its summary and returns it without touching the workdir.
     """
     t_start = time.time()
@@ -394,6 +395,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     saved, finished = rundir.inspect(config, workdir)
     if finished:
         return rundir.report_finished(workdir, saved, config.num_epochs)
+    with rundir.Claim(workdir, active=jax.process_index() == 0) as claim:
+        return _train(config, workdir, saved, claim, t_start)
+
+
+def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: float) -> dict:
+    """train_and_evaluate's run, once the workdir is known to need training and is claimed (or,
+    if new, claimed as soon as it is created)."""
     model = build.model_from_config(config)
     pretrained = None
     if config.pretrained and saved is None:
@@ -414,6 +422,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"{len(data.train_labels)} training images). Resume with the batch size and data the "
             "run started with, or give a new --workdir."
         )
+    workdir.mkdir(parents=True, exist_ok=True)  # as the checkpoint managers would: claimed now
+    claim.take()
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts, pretrained)
     del pretrained  # the params hold it now

@@ -87,3 +87,35 @@ def test_a_workdir_that_cannot_be_created_or_written(tmp_path, monkeypatch):
     ckpts.save("latest", 4, {"step": 4}, {**meta, "model": rundir.model_identity(c)})
     ckpts.close()
     assert rundir.inspect(c, tmp_path / "done")[1]  # finished: its summary, nothing written
+
+
+def test_a_workdir_another_process_trains_in_is_refused(tmp_path):
+    """A process holding the workdir's lock (as a run of train_and_evaluate does): another run
+    there is refused before anything is written; once it ends, the folder can be claimed."""
+    import subprocess
+    import sys
+
+    from swin_flax import train
+    from tests.test_train import tiny_config
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from swin_flax import rundir; "
+         f"c = rundir.Claim({str(workdir)!r}).__enter__(); print('held', flush=True); "
+         "sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        c = tiny_config(None, epochs=1)
+        c.archive, c.dataset = None, "synthetic"
+        with pytest.raises(ConfigError, match="another process is training in it"):
+            train.train_and_evaluate(c, str(workdir))
+        assert not any(workdir.iterdir())
+    finally:
+        holder.communicate("")  # ends the holder: the system drops its lock
+    with rundir.Claim(workdir), pytest.raises(ConfigError, match="another process"):
+        rundir.Claim(workdir).take()  # a second claim, even from this process, is refused
+    with rundir.Claim(workdir):  # the first was released on leaving its block
+        pass
