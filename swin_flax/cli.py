@@ -70,6 +70,9 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         if not isinstance(e, flags.Error | AttributeError | KeyError | TypeError | ValueError):
             raise
         message = str(e)
+        if "Traceback (most recent call last)" in message:  # ml_collections quotes a whole one
+            head, _, trace = message.partition("Traceback (most recent call last)")
+            message = head + trace.strip().splitlines()[-1]
         if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
             message = message[1:-1] if message[:1] == message[-1:] == "'" else message
             message = "no such field " + message.replace("\\'", "'").replace("\\n", " ")
