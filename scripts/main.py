@@ -9,6 +9,8 @@ from swin_flax import cli  # standard library and absl only
 
 cli.start()
 
+import os  # noqa: E402
+
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
@@ -29,6 +31,11 @@ flags.DEFINE_string(
 )
 flags.mark_flags_as_required(["config", "workdir"])
 flags.register_validator(
+    "compilation_cache",
+    lambda v: not v or not os.path.isfile(v),
+    "--compilation_cache names a file: give a folder (created if new), or '' for no cache.",
+)
+flags.register_validator(
     "workdir",
     lambda v: v is None or bool(v.strip()),
     "--workdir is empty (an unset shell variable?): give the folder to train in, e.g. --workdir "
@@ -38,8 +45,6 @@ flags.register_validator(
 
 def main(argv):
     del argv  # parse_flags refused stray arguments
-    import os  # noqa: PLC0415
-
     from swin_flax import distributed  # noqa: PLC0415 (jax is imported after flag parsing)
 
     try:  # before anything else touches JAX

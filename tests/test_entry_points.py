@@ -117,13 +117,18 @@ def test_every_entry_point_refuses_a_bad_argument(name, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_main_refuses_an_empty_workdir_and_a_config_argument_it_cannot_take(tmp_path):
+def test_main_refuses_an_empty_workdir_a_config_argument_and_a_cache_file(tmp_path):
     """--workdir= (an unset shell variable) would train into the current folder: refused."""
     message = fails_cleanly("main.py", "--config", DEMO, "--workdir=", cwd=tmp_path)
     assert "--workdir is empty" in message
     # A config file given an argument its get_config does not take: the cause, not its traceback.
     message = fails_cleanly("main.py", "--config", DEMO + ":64", "--workdir", "run", cwd=tmp_path)
     assert "TypeError: get_config() takes 0 positional arguments but 1 was given" in message
+    (tmp_path / "cache").write_text("a file")
+    message = fails_cleanly(
+        "main.py", "--config", DEMO, "--workdir", "run", "--compilation_cache=cache", cwd=tmp_path
+    )
+    assert "--compilation_cache names a file: give a folder" in message
 
 
 def _has_loaded_numpy(pid: int) -> bool:
