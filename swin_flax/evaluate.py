@@ -113,9 +113,15 @@ def open_run(workdir: str | None, checkpoint: str | None) -> Run:
     recorded = {k: v for k, v in config.model.to_dict().items() if k in saved}
     diffs = checkpoints.model_differences(meta, recorded, label="config.json")
     if diffs:
+        fix = (
+            "give the --workdir of the run that wrote it, or leave --checkpoint out."
+            if checkpoint
+            else "a run's own config.json and checkpoints disagree only when one of them was "
+            "edited or copied in: restore the run's config.json."
+        )
         raise CheckpointError(
-            f"--checkpoint {ckpt} was written for another model than {run}/config.json "
-            f"({'; '.join(diffs)}): give the --workdir of the run that wrote it, or leave it out."
+            f"the checkpoint {ckpt} was written for another model than {run}/config.json "
+            f"({'; '.join(diffs)}): {fix}"
         )
     return Run(run, ckpt, config, meta)
 

@@ -200,6 +200,13 @@ def _without_checkpoint(run, tmp_path):
     return str(tmp_path), None
 
 
+def _config_edited(run, tmp_path):
+    make_run(tmp_path / "edited", embed_dim=16, record_model=True)
+    path = tmp_path / "edited" / "config.json"
+    path.write_text(path.read_text().replace('"embed_dim": 16', '"embed_dim": 8'))
+    return str(tmp_path / "edited"), None
+
+
 def _not_json(run, tmp_path):
     (_copy(run, tmp_path) / "config.json").write_text("{")
     return str(tmp_path / "copy"), None
@@ -228,6 +235,7 @@ WRONG_RUNS = {
         _other_model,
         "was written for another model than",
     ),
+    "config_edited": (_config_edited, "disagree only when one of them was edited"),
     "config_not_json": (_not_json, "is not a config that scripts/main.py wrote"),
 }
 
