@@ -539,7 +539,7 @@ def main(argv):
         with open(FLAGS.phase_out, "w") as f:
             json.dump(result, f)
         return
-    measure.check_json(FLAGS.json)
+    cli.check_output_file("json", FLAGS.json)
     run_counts = sorted({1, *FLAGS.num_runs})
     for n in run_counts:
         measure.check_config(measure.with_runs(config, n))

@@ -47,12 +47,7 @@ def check_flags() -> None:
     OSError at its first access, here."""
     from swin_flax.config import validate  # noqa: PLC0415
 
-    path = FLAGS.json
-    if path and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path)))):
-        cli.exit_user_error(
-            f"--json {path} is not a file path in a folder that exists: create the folder, or "
-            "give another path."
-        )
+    cli.check_output_file("json", FLAGS.json)
     with cli.friendly_errors():
         validate(FLAGS.config, num_devices=FLAGS.devices)
 

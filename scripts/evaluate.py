@@ -39,13 +39,7 @@ flags.DEFINE_bool(
 def check_outputs(json_path: str | None, eval_dir: str | None) -> None:
     """Checked before the minutes of evaluation: --json must be a file path in a folder that
     exists, --eval_dir a folder (created if new)."""
-    if json_path and (
-        os.path.isdir(json_path) or not os.path.isdir(os.path.dirname(os.path.abspath(json_path)))
-    ):
-        cli.exit_user_error(
-            f"--json {json_path} is not a file path in a folder that exists: create the folder, "
-            "or give another path."
-        )
+    cli.check_output_file("json", json_path)
     if eval_dir and os.path.exists(eval_dir) and not os.path.isdir(eval_dir):
         cli.exit_user_error(f"--eval_dir {eval_dir} is a file: give a folder (created if new).")
 

@@ -30,6 +30,24 @@ def exit_user_error(message: str) -> NoReturn:
     _exit_saying("Error", message, EXIT_USER_ERROR)
 
 
+def check_output_file(flag: str, path: str | None) -> None:
+    """Exit 2 unless `path` (the value of --`flag`) is unset or a file path in a folder that exists
+    and this user can write: checked before the work, not after it."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder):
+        exit_user_error(
+            f"--{flag} {path} is not a file path in a folder that exists: create the folder, or "
+            "give another path."
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        exit_user_error(
+            f"--{flag} {path}: the folder {folder} cannot be written by this user; give another "
+            "path."
+        )
+
+
 def _exit_interrupted() -> NoReturn:
     sys.stdout.flush()
     print("\nInterrupted (Ctrl-C).", file=sys.stderr, flush=True)

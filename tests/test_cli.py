@@ -113,3 +113,23 @@ def test_flag_errors_name_the_config_fields_only_for_config_flags():
     msg = " ".join(out.stderr.split())
     assert out.returncode == 2 and "flag --depth=0" in msg, msg
     assert "--config.FIELD" not in msg and "See `summary.py --helpshort`." in msg
+
+
+def test_an_output_file_is_checked_before_the_work(tmp_path, monkeypatch, capsys):
+    """--json / --markdown of every script: a file path in a folder that exists and can be written
+    (os.access: root, as in CI, may write anywhere, hence the patched permission), else exit 2."""
+    cli.check_output_file("json", None)
+    cli.check_output_file("json", str(tmp_path / "scores.json"))
+    for path, expected in (
+        (tmp_path / "missing" / "scores.json", "is not a file path in a folder that exists"),
+        (tmp_path, "is not a file path in a folder that exists"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            cli.check_output_file("json", str(path))
+        err = " ".join(capsys.readouterr().err.split())
+        assert e.value.code == cli.EXIT_USER_ERROR and expected in err
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    with pytest.raises(SystemExit):
+        cli.check_output_file("markdown", str(tmp_path / "table.md"))
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--markdown {tmp_path / 'table.md'}: the folder {tmp_path} cannot be written" in err

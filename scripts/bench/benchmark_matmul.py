@@ -50,7 +50,7 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
     del argv  # parse_flags refused stray arguments
-    measure.check_json(FLAGS.json)
+    cli.check_output_file("json", FLAGS.json)
     measure.check_config(FLAGS.config)
     if FLAGS.torch:
         try:

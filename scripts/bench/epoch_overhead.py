@@ -204,12 +204,7 @@ def main(argv):
     del argv  # parse_flags refused stray arguments
     import jax  # noqa: PLC0415
 
-    md = FLAGS.markdown
-    if md and (os.path.isdir(md) or not os.path.isdir(os.path.dirname(os.path.abspath(md)))):
-        cli.exit_user_error(
-            f"--markdown {md} is not a file path in a folder that exists: create the folder, or "
-            "give another path."
-        )
+    cli.check_output_file("markdown", FLAGS.markdown)
     config = FLAGS.config
     state, pieces = _pieces(config)
     modes = ["sync", "async"] if FLAGS.mode == "both" else [FLAGS.mode]
@@ -226,8 +221,8 @@ def main(argv):
     )
     text = f"{header}\n\n{_table(results)}\n"
     print(text)
-    if md:
-        with open(md, "w") as f:
+    if FLAGS.markdown:
+        with open(FLAGS.markdown, "w") as f:
             f.write(text)
 
 

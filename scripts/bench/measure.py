@@ -73,16 +73,6 @@ def with_overrides(config, overrides: str):
     return config
 
 
-def check_json(path: str | None) -> None:
-    """Exit 2 unless --json is unset or a file path in a folder that exists: checked before the
-    measurements, not after them."""
-    if path and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path)))):
-        cli.exit_user_error(
-            f"--json {path} is not a file path in a folder that exists: create the folder, or "
-            "give another path."
-        )
-
-
 def check_batches(batches: list[int]) -> None:
     """Exit 2 unless every batch splits evenly over the local devices (each gets its share)."""
     import jax  # noqa: PLC0415
