@@ -23,7 +23,7 @@ from etils import epath
 
 from swin_flax import build, checkpoints, steps
 from swin_flax.config import default_config, flatten
-from swin_flax.errors import CheckpointError
+from swin_flax.errors import CheckpointError, DataError
 from swin_flax.models import swin
 
 
@@ -285,7 +285,13 @@ def eval_logits(
     n_dev = jax.local_device_count()
     config = config.copy_and_resolve_references()
     config.eval_batch_size = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
-    images, labels = sources.load_config_split(config, "test")
+    try:
+        images, labels = sources.load_config_split(config, "test")
+    except DataError as e:  # its advice names --config flags, which evaluate.py does not take
+        raise DataError(
+            f"{e} The run's test data are where its config.json says (dataset, archive, data_dir): "
+            "if they moved, edit those fields of the run's config.json."
+        ) from None
     test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
     batches = inputs.eval_batches(config, test_only)
     return predict_logits(build.model_from_config(config), members, batches)

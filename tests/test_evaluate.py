@@ -13,6 +13,7 @@ from swin_flax import build, checkpoints, evaluate, rundir, runs, train
 from swin_flax.checkpoints import CheckpointError
 from swin_flax.config import default_config
 from swin_flax.data import sources
+from swin_flax.errors import DataError
 from swin_flax.models import summary
 from tests.test_entry_points import fails_cleanly, run_script, snapshot
 
@@ -261,6 +262,19 @@ def test_open_run_finds_the_best_checkpoint_and_its_record(run):
     assert opened.meta["step"] == 3 and opened.config.model.embed_dim == 8
     by_step = evaluate.open_run(None, str(opened.checkpoint))
     assert by_step.workdir == run and by_step.config == opened.config
+
+
+def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path):
+    """The archive a run trained on is gone: evaluate says where the path comes from (the run's
+    config.json, not a --config flag it does not take)."""
+    copy = _copy(run, tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(dataset="cifar10", archive=str(tmp_path / "gone.tar.gz"))
+    (copy / "config.json").write_text(json.dumps(config))
+    opened = evaluate.open_run(str(copy), None)
+    params, _ = evaluate.load_params(opened.checkpoint)
+    with pytest.raises(DataError, match=r"gone\.tar\.gz does not exist.*edit those fields of the"):
+        evaluate.evaluate_checkpoint(opened.config, params)
 
 
 def test_damaged_checkpoint_is_named(run, tmp_path):
