@@ -60,10 +60,21 @@ def _excepthook(kind, value, tb) -> None:
     sys.__excepthook__(kind, value, tb)
 
 
+def _unraisablehook(unraisable) -> None:
+    # A checkpoint read that failed (a damaged file: reported as a CheckpointError) leaves reads in
+    # flight whose completion callbacks find orbax's event loop closed; their errors say nothing new.
+    closed_loop = isinstance(unraisable.exc_value, RuntimeError) and (
+        str(unraisable.exc_value) == "Event loop is closed"
+    )
+    if not (closed_loop and unraisable.object is None):
+        sys.__unraisablehook__(unraisable)
+
+
 def start() -> None:
     """Called first by every script: Ctrl-C at any later moment (even during imports) ends with one
     line and exit status 130, and TensorFlow's C++ start-up messages stay hidden."""
     sys.excepthook = _excepthook
+    sys.unraisablehook = _unraisablehook
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
