@@ -137,7 +137,8 @@ def resolve_checkpoint(
             raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
         if not ((ckpt / "state").is_dir() and (ckpt / "meta").is_dir()):  # as Checkpoints.save
             newest = checkpoints.newest_step(ckpt) if ckpt.is_dir() else None  # a series folder
-            hint = "" if newest is None else f" (its newest step: --checkpoint {ckpt}/{newest})"
+            step_folder = newest is not None and (ckpt / str(newest) / "state").is_dir()
+            hint = f" (its newest step: --checkpoint {ckpt}/{newest})" if step_folder else ""
             raise CheckpointError(
                 f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ "
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."

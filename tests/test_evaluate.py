@@ -231,6 +231,11 @@ WRONG_RUNS = {
         lambda run, tmp: (None, str(run)),
         "is not a checkpoint step folder",
     ),
+    "checkpoint_state_folder": (  # no step folder to suggest inside it (orbax parses process_0)
+        lambda run, tmp: (None, str(run / "checkpoints" / "best" / "3" / "state")),
+        "state is not a checkpoint step folder: give one that holds state/ and meta/, such as "
+        "WORKDIR/checkpoints/best/STEP.",
+    ),
     "checkpoint_outside_a_run": (_outside_a_run, "is not inside a run folder"),
     "checkpoint_of_another_model": (
         _other_model,
