@@ -444,7 +444,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     writers = _open_writers(config, run_set, workdir, first_batch, is_chief, fresh=start == 0)
     batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
     ticker = _Ticker(30.0, config.batch_size, per_epoch, per_epoch * config.num_epochs)
-    profile = _profiler(config, workdir, start) if is_chief else None
+    profile = _profiler(config, workdir, start, per_epoch * config.num_epochs) if is_chief else None
     step, epoch = start, start // per_epoch
     with _StopFlag(sync_every=config.log_every_steps) as stop, _closing(writers, ckpts):
         while epoch < config.num_epochs:
@@ -518,21 +518,26 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     return summary
 
 
-def _profiler(config, workdir: epath.Path, start: int) -> periodic_actions.Profile | None:
+def _profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_actions.Profile | None:
     """clu's profiler action (as flax's examples use it) for config.profile_steps steps, after the
-    compile and a warm-up step, or None."""
+    compile and a warm-up step, cut to the run's last step `end`; or None."""
     if not config.profile_steps:
         return None
     first = start + 3
+    steps = min(config.profile_steps, end - first)
+    if steps <= 0:
+        logging.warning(
+            f"config.profile_steps: the run ends at step {end}, before its profile would start "
+            f"(step {first}, after the compile and a warm-up step): no trace is written"
+        )
+        return None
     logging.info(
-        "profiling steps %d-%d into %s (TensorBoard's profile tab; needs tensorboard-plugin-profile)",
-        first,
-        first + config.profile_steps,
-        workdir / "plugins" / "profile",
+        f"profiling steps {first}-{first + steps} into {workdir / 'plugins' / 'profile'} "
+        "(TensorBoard's profile tab; needs tensorboard-plugin-profile)"
     )
     return periodic_actions.Profile(
         logdir=str(workdir),
-        num_profile_steps=config.profile_steps,
+        num_profile_steps=steps,
         profile_duration_ms=None,
         first_profile=first,
         every_secs=None,

@@ -201,6 +201,24 @@ def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog)
     ]
 
 
+def test_profile_steps_are_cut_to_the_run(monkeypatch, tmp_path):
+    """The profile starts 3 steps into the session and ends by the run's last step; a run too short
+    for it says so instead of naming steps that never come."""
+    lines = []
+    monkeypatch.setattr(train.logging, "info", lambda fmt, *args: lines.append(fmt % args))
+    monkeypatch.setattr(train.logging, "warning", lambda fmt, *args: lines.append(fmt % args))
+    c = default_config()
+    c.profile_steps = 5
+    assert train._profiler(c, tmp_path, 0, 100) is not None and lines[-1].startswith(
+        "profiling steps 3-8 into"
+    )
+    assert train._profiler(c, tmp_path, 0, 6) is not None and lines[-1].startswith(
+        "profiling steps 3-6 into"
+    )
+    assert train._profiler(c, tmp_path, 4, 6) is None
+    assert lines[-1].startswith("config.profile_steps: the run ends at step 6, before its profile")
+
+
 def test_profile_steps_writes_one_trace(tmp_path, archive):
     """--config.profile_steps: clu's Profile action leaves one jax.profiler trace in the workdir."""
     c = tiny_config(archive, epochs=1)
