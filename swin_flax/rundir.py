@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import math
 import os
 import stat
 import sys
@@ -19,6 +20,7 @@ from absl import logging
 from etils import epath
 
 from swin_flax import checkpoints, runs
+from swin_flax.config import SWEEPABLE, data_seed
 from swin_flax.errors import ConfigError
 from swin_flax.models import swin
 
@@ -39,6 +41,36 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     names = runs.names(config)  # several runs stack their params in this order
     layout["runs"] = names if len(names) > 1 else None
     return {**config.model.to_dict(), **layout}
+
+
+def run_set_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What a run set and its random streams are made of beyond the model: the seeds (init,
+    dropout, data order and augmentation) and the runs. A resumed run must continue them all."""
+    several = config.num_runs * math.prod(len(config.sweep[f]) or 1 for f in SWEEPABLE) > 1
+    return {
+        "seed": config.seed,
+        "data_seed": data_seed(config),
+        "num_runs": config.num_runs,
+        "per_run_data": bool(config.per_run_data and several),  # one run: no effect
+        **{f"sweep.{f}": list(config.sweep[f]) for f in SWEEPABLE},
+    }
+
+
+def check_run_set(saved: dict[str, Any], config: ml_collections.ConfigDict, workdir) -> None:
+    """Refuses to resume the runs of `saved` (a checkpoint's record) with other seeds or runs,
+    naming the flags that resume them. Records written before run sets were kept are checked
+    through the model's run names alone."""
+    started, now = saved.get("run_set"), run_set_identity(config)
+    diffs = [k for k in now if started is not None and started.get(k) != now[k]]
+    if diffs:
+        text = lambda v: f"'({','.join(f'{x:g}' for x in v)})'" if isinstance(v, list) else v
+        flags = " ".join(f"--config.{k}={text(started.get(k))}" for k in diffs)
+        ours = ", ".join(f"{k}={text(now[k])}" for k in diffs)
+        raise ConfigError(
+            f"--workdir {workdir} holds runs that started with other seeds or runs than this "
+            f"config's ({ours}). A resumed run continues the seeds, data order and runs it started "
+            f"with: pass {flags} to resume it, or give a new --workdir to start afresh."
+        )
 
 
 @dataclasses.dataclass
@@ -230,6 +262,7 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
     finished = False
     if saved is not None:
         where = str(checkpoints.series_dir(workdir, "latest"))
+        check_run_set(saved, config, workdir)
         checkpoints.check_model_matches(saved, model_identity(config), where)
         finished = check_num_epochs(saved, config.num_epochs, workdir)
     if not finished:  # the run will write: the folder, or the one it is created in, must allow it

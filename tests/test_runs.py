@@ -168,21 +168,36 @@ def test_sweep_refuses_shape_fields_and_names_bad_values():
 
 
 @pytest.mark.parametrize(
-    "num_runs, expected",
+    "runs_before, change, expected",
     [
-        (3, r"runs: checkpoint \['seed=0', 'seed=1'\] vs"),
-        (1, r"runs: checkpoint \[.*\] vs config None"),
+        (2, {"num_runs": 3}, r"\(num_runs=3\)\. .* pass --config\.num_runs=2 to resume"),
+        (2, {"num_runs": 1}, r"\(num_runs=1\)\. .* pass --config\.num_runs=2 to resume"),
+        (
+            2,
+            {"sweep.learning_rate": (5e-4, 1e-3)},
+            r"\(sweep\.learning_rate='\(0\.0005,0\.001\)'\).* --config\.sweep\.learning_rate='\(\)'",
+        ),
+        (2, {"per_run_data": True}, r"pass --config\.per_run_data=False to resume"),
+        # One run: its seed draws the dropout, and (data_seed unset) the data order too.
+        (1, {"seed": 1}, r"\(seed=1, data_seed=1\).* --config\.seed=0 --config\.data_seed=0 "),
+        (1, {"data_seed": 7}, r"\(data_seed=7\).* pass --config\.data_seed=0 to resume"),
     ],
 )
-def test_resuming_with_other_runs_is_refused(tmp_path, num_runs, expected):
-    """The run set is part of a checkpoint's identity (its params are stacked in that order)."""
+def test_resuming_with_other_seeds_or_runs_is_refused(tmp_path, runs_before, change, expected):
+    """A resumed run continues its runs (the params are stacked in their order) and each run's
+    random streams; another run set or seed is refused, naming the flags that resume it."""
     c = config.default_config()
-    c.dataset, c.num_runs = "synthetic", 2
-    record = train.Progress(2).record(c, 1, 4, 4, 0.0)
+    c.dataset, c.num_runs = "synthetic", runs_before
+    record = train.Progress(runs_before).record(c, 1, 4, 4, 0.0)
     ckpts = checkpoints.Checkpoints(tmp_path)
-    ckpts.save("latest", 4, {"step": np.zeros(2, np.int32)}, record)
+    ckpts.save("latest", 4, {"step": np.zeros(runs_before, np.int32)}, record)
     ckpts.close()
-    assert rundir.inspect(c, tmp_path)[0]["runs"] == ["seed=0", "seed=1"]  # the same runs resume
-    c.num_runs = num_runs
-    with pytest.raises(errors.CheckpointError, match=expected):
+    assert rundir.inspect(c, tmp_path)[0]["step"] == 4  # the same config resumes
+    c.per_run_data = True  # no effect on one run: resumes; on several it is refused below
+    if runs_before == 1:
+        assert rundir.inspect(c, tmp_path)[0]["step"] == 4
+    for field, value in change.items():
+        (c.sweep if field.startswith("sweep.") else c)[field.rsplit(".")[-1]] = value
+    c.per_run_data = change.get("per_run_data", False)
+    with pytest.raises(errors.ConfigError, match=expected):
         rundir.inspect(c, tmp_path)
