@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging as py_logging
 import os
+import re
 import sys
 import textwrap
 import traceback
@@ -103,8 +104,14 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             head, _, trace = message.partition("Traceback (most recent call last)")
             message = head + trace.strip().splitlines()[-1]
         if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
-            message = message[1:-1] if message[:1] == message[-1:] == "'" else message
-            message = "no such field " + message.replace("\\'", "'").replace("\\n", " ")
+            text = " ".join(message.replace("\\'", "'").replace("\\n", " ").split())
+            field, _, guess = text.partition(" Did you mean")
+            field, guess = field.strip("\"' "), guess.rstrip("'")
+            if any(re.match(rf"--\w+\.sweep\.{re.escape(field)}\b", a) for a in argv[1:]):
+                from swin_flax.config import NOT_SWEEPABLE  # noqa: PLC0415 (only on this error)
+
+                exit_user_error(f"--config.sweep.{field}: {NOT_SWEEPABLE}")
+            message = f"no such field '{field}'" + (f" (did you mean{guess})" if guess else "")
         see = "See"
         if "--config." in message or isinstance(e, KeyError | AttributeError):
             see = (
@@ -209,6 +216,17 @@ def friendly_errors() -> Iterator[None]:
         _exit_saying("Training diverged", str(e), errors.EXIT_DIVERGED)
     except errors.USER_ERRORS as e:
         _exit_saying("Error", str(e), EXIT_USER_ERROR)
+    except RuntimeError as e:  # JAX's JaxRuntimeError, without importing JAX here
+        if not str(e).startswith("RESOURCE_EXHAUSTED"):
+            raise
+        _exit_saying(
+            "Out of memory",
+            f"the device's memory ran out ({str(e).splitlines()[0]}). Make the work smaller: fewer "
+            "runs in one process (--config.num_runs, --config.sweep), a smaller --config.batch_size "
+            "or --config.eval_batch_size, --config.remat=full or --config.dtype=bfloat16. "
+            "Checkpoints written so far are intact: the same command resumes from the latest.",
+            errors.EXIT_OUT_OF_MEMORY,
+        )
 
 
 def compilation_cache_dir(flag: str | None, workdir: str, environ: Mapping[str, str]) -> str | None:

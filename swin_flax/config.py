@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,11 @@ from ml_collections import config_dict
 from swin_flax.errors import ConfigError
 
 SWEEPABLE = ("learning_rate", "weight_decay", "warmup_lr_init", "lr_min")
+NOT_SWEEPABLE = (
+    f"only {', '.join(SWEEPABLE)} can be swept in one process (they are numbers in the optimiser's "
+    "state); a field that changes the model, the batch or the data needs a run of its own (one "
+    "process per value, each with its own --workdir)."
+)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -186,6 +192,12 @@ def _flat_keys(c: ml_collections.ConfigDict) -> set[str]:
     return keys | {k.rsplit(".", 1)[0] for k in keys if "." in k}
 
 
+def _as_given(values: Any) -> Any:
+    """A command-line tuple that is no Python literal ('(nan,1)') arrives as a 1-tuple of its text."""
+    one_text = isinstance(values, tuple) and len(values) == 1 and isinstance(values[0], str)
+    return values[0] if one_text else values
+
+
 def _require(ok: bool, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config.{field}: {message}")
@@ -194,13 +206,7 @@ def _require(ok: bool, field: str, message: str) -> None:
 def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
     """Raises ConfigError naming the first bad field; cheap, runs before any data or compile."""
     swept = sorted(k for k in _flat_keys(c) if k.startswith("sweep.") and k[6:] not in SWEEPABLE)
-    _require(
-        not swept,
-        swept[0] if swept else "",
-        f"only {', '.join(SWEEPABLE)} can be swept in one process (they are numbers in the "
-        "optimiser's state); a field that changes the model, the batch or the data needs a run of "
-        "its own (one process per value, each with its own --workdir).",
-    )
+    _require(not swept, swept[0] if swept else "", NOT_SWEEPABLE)
     unknown = sorted(_flat_keys(c) - _flat_keys(default_config()))
     if unknown:
         raise ConfigError(
@@ -305,19 +311,23 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         _require(
             isinstance(values, tuple | list)
             and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            and all(math.isfinite(v) for v in values)
             and len(set(values)) == len(values),
             f"sweep.{f}",
-            f"must be a tuple of distinct numbers, e.g. --config.sweep.{f}='(5e-4,1e-3)' (an "
-            f"empty tuple: not swept), got {values!r}.",
+            f"must be a tuple of distinct finite numbers, e.g. --config.sweep.{f}='(5e-4,1e-3)' "
+            f"(an empty tuple: not swept), got {_as_given(values)!r}.",
         )
     if c.num_runs > 1 or any(c.sweep.values()):
-        for values in run_grid(c):  # each run's numbers, checked as a single run's would be
+        # Each sweep point's numbers, checked as a single run's would be (the runs of one point
+        # differ only in seeds, whose range is checked above).
+        for values in run_grid(c)[:: c.num_runs]:
             try:
                 validate(single_run(c, values), num_devices=num_devices)
             except ConfigError as e:
                 field, _, reason = str(e).removeprefix("config.").partition(": ")
                 if field not in c.sweep:
                     raise
+                reason = re.sub(r", got [^,]*\.$", ".", reason)  # the value is named first
                 raise ConfigError(f"config.sweep.{field}: {values[field]!r} {reason}") from None
         return
 

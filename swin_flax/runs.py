@@ -32,6 +32,18 @@ class RunSet:
     def count(self) -> int:
         return len(self.configs)
 
+    def describe(self, per_run_data: bool) -> str | None:
+        """The start-up line of several runs (a few names of many), or of a one-value sweep (the
+        value that trains, not the config's own); None for a plain single run."""
+        names = self.names if self.count <= 6 else [*self.names[:3], "...", self.names[-1]]
+        if self.count > 1:
+            data = "each its own data stream" if per_run_data else "one shared data stream"
+            return (
+                f"runs: {self.count} in one process ({', '.join(names)}), {data}; TensorBoard "
+                "curves in runs/"
+            )
+        return f"run: {names[0]} (config.sweep)" if self.swept else None
+
     def keys(self) -> tuple[jax.Array, jax.Array]:
         """(init keys, dropout keys): each run's split of jax.random.key(its seed), as a single run
         of that seed splits it; stacked on a leading run axis when there are several runs."""

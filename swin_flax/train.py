@@ -295,12 +295,8 @@ def _log_model_and_plan(config, run_set, model, start: int, steps_per_epoch: int
         f"{count_params(param_shapes(model)):,} parameters, {config.dtype}"
     )
     logging.info("workdir: %s", os.path.abspath(workdir))
-    if run_set.count > 1:
-        data = "each its own data stream" if config.per_run_data else "one shared data stream"
-        names = ", ".join(run_set.names)
-        logging.info(
-            f"runs: {run_set.count} in one process ({names}), {data}; TensorBoard curves in runs/"
-        )
+    if line := run_set.describe(config.per_run_data):
+        logging.info(line)
     num_steps = config.num_epochs * steps_per_epoch
     length = rundir.count(config.num_epochs, "epoch") + f" ({rundir.count(num_steps, 'step')})"
     if start:

@@ -152,7 +152,7 @@ def test_unknown_config_field_on_the_command_line(archive, tmp_path):
     assert out.returncode == 2
     msg = rr.text(out)
     assert msg.startswith("Error: bad command line") and "'learning_rat'" in msg, msg
-    assert 'Did you mean "learning_rate"' in msg and "Traceback" not in msg
+    assert '(did you mean "learning_rate"' in msg and "Traceback" not in msg
     assert not workdir.exists()
 
 
@@ -256,3 +256,16 @@ def test_resuming_with_another_batch_size(archive, tmp_path, capsys):
     _checkpointed_run(workdir, c, epoch=1, step=3, steps_per_epoch=3)
     msg = fails_cleanly(c, workdir, capsys)
     assert "config.batch_size: the run in" in msg and "has 3 steps per epoch, this config 2" in msg
+
+
+def test_out_of_memory_is_one_paragraph_naming_what_makes_a_step_smaller(capsys):
+    """A real allocation that JAX cannot make (4 TiB): one paragraph and exit 1, no traceback;
+    other runtime errors keep theirs."""
+    with pytest.raises(SystemExit) as exit_info, cli.friendly_errors():
+        jax.numpy.zeros((2**40,), np.float32).block_until_ready()
+    assert exit_info.value.code == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("Out of memory: the device's memory ran out (RESOURCE_EXHAUSTED: "), err
+    assert "--config.num_runs" in err and "--config.batch_size" in err
+    with pytest.raises(RuntimeError, match="another error"), cli.friendly_errors():
+        raise RuntimeError("another error")

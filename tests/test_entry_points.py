@@ -189,13 +189,27 @@ def typo_config(tmp_path_factory) -> str:
     "args, expected",
     [
         (["--config.model.embed_dimm=3"], "no such field 'embed_dimm'"),
+        (
+            ["--config.learning_rte=1"],
+            "no such field 'learning_rte' (did you mean \"learning_rate\"",
+        ),
+        (["--config.sweep.embed_dim=(96,128)"], "--config.sweep.embed_dim: only learning_rate, "),
         (["--config", "TYPO"], "unknown config field(s) config.model.embed_dimm"),
         (["--config", "missing.py"], "--config missing.py: no such config file"),
         (["--config.model.window_size=3"], "window_size=3 does not divide"),
         (["--depth=0"], "flag --depth=0: 0 is not a positive integer"),
         (["--batch_size=-1"], "flag --batch_size=-1: -1 is not a positive integer"),
     ],
-    ids=["typo_flag", "typo_in_file", "missing_file", "bad_model", "depth", "batch_size"],
+    ids=[
+        "typo_flag",
+        "typo_guess",
+        "sweep_field",
+        "typo_in_file",
+        "missing_file",
+        "bad_model",
+        "depth",
+        "batch_size",
+    ],  # fmt: skip
 )
 def test_summary_refuses(args, expected, typo_config, tmp_path):
     args = [typo_config if a == "TYPO" else a for a in args]

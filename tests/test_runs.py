@@ -7,6 +7,8 @@ sqrt(v), so where a gradient is ~0 a rounding difference can move a parameter by
 test_steps' two-device test): params agree to 1% of the learning rate.
 """
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -47,6 +49,17 @@ def test_run_grid_seeds_sweep_and_names():
     single = config.single_run(c, config.run_grid(c)[3])
     assert (single.num_runs, single.seed, single.learning_rate, single.data_seed) == (1, 6, 2e-3, 6)
     assert not any(single.sweep.values())
+
+
+def test_start_line_names_a_few_of_many_runs_and_a_one_value_sweep():
+    c = config.default_config()
+    assert runs.run_set(c).describe(False) is None  # a plain run: no line
+    c.sweep.learning_rate = (5e-4,)
+    assert runs.run_set(c).describe(False) == "run: learning_rate=0.0005 (config.sweep)"
+    c.sweep.learning_rate, c.num_runs = (), 200
+    line = runs.run_set(c).describe(True)
+    assert line.startswith("runs: 200 in one process (seed=0, seed=1, seed=2, ..., seed=199), ")
+    assert "each its own data stream" in line and len(line) < 150
 
 
 @pytest.mark.slow  # compiles and trains
@@ -158,9 +171,19 @@ def test_sweep_refuses_shape_fields_and_names_bad_values():
     c.dataset = "synthetic"
     c.sweep.weight_decay = (0.05, -1.0)
     with pytest.raises(
-        errors.ConfigError, match=r"config\.sweep\.weight_decay: -1\.0 must be >= 0"
+        errors.ConfigError, match=r"config\.sweep\.weight_decay: -1\.0 must be >= 0\.$"
     ):
         config.validate(c)
+    # No Python literal on the command line ('(nan,1e-3)') arrives as a 1-tuple of its text.
+    for values, shown in [
+        (("(nan,1e-3)",), "'(nan,1e-3)'"),
+        ((float("nan"), 1e-3), "(nan, 0.001)"),
+    ]:
+        c.sweep.weight_decay = values
+        with pytest.raises(
+            errors.ConfigError, match=rf"distinct finite numbers.*got {re.escape(shown)}\.$"
+        ):
+            config.validate(c)
     c.sweep.weight_decay = (0.05,)
     c.num_runs = 0
     with pytest.raises(errors.ConfigError, match=r"config\.num_runs: must be a positive integer"):
