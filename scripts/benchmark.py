@@ -545,8 +545,9 @@ def main(argv):
         measure.check_config(measure.with_runs(config, n))
     if config.num_runs != 1 or any(config.sweep.values()):
         print(
-            f"[benchmark] config.num_runs={config.num_runs} and config.sweep are not used: each "
-            f"measurement trains --num_runs {run_counts} seeds of one run.",
+            f"[benchmark] config.num_runs={config.num_runs} and config.sweep are not used: "
+            f"it times {' and '.join(map(str, run_counts))} seed(s) of one run in one process "
+            "(--num_runs).",
             flush=True,
         )
     if FLAGS.torch:

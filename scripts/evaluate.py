@@ -56,10 +56,7 @@ def main(argv):
         params, meta = evaluate.load_params(run.checkpoint)
         result = evaluate.evaluate_checkpoint(run.config, params, choice)
     names = sources.class_names(run.config.dataset)
-    used = f", {choice.describe()}" if choice.names else ""
-    print(
-        f"checkpoint: {run.checkpoint} (epoch {meta.get('epoch')}, step {meta.get('step')}){used}"
-    )
+    print(f"checkpoint: {evaluate.source(run, choice)}")
     if choice.each_run:
         print(evaluate.runs_table(result))
     print(

@@ -52,7 +52,6 @@ def main(argv):
                 f"{run.checkpoint} holds the params of {len(choice.names)} runs and a state_dict "
                 f"holds one model: choose it with --run, an index or a name ({listing})."
             )
-        ckpt = run.checkpoint
         model = build.model_from_config(run.config)
         if FLAGS.layout == "timm" and (model.ape or not model.patch_norm):
             cli.exit_user_error(
@@ -60,7 +59,7 @@ def main(argv):
                 f"the patch embedding; this run (ape={model.ape}, patch_norm={model.patch_norm}) "
                 "exports only with --layout official."
             )
-        params, meta = evaluate.load_params(ckpt)
+        params, _ = evaluate.load_params(run.checkpoint)
         params = choice.params(params)[0]
         if model.scan_blocks:
             params = layout.unstack_block_params(params, model)
@@ -69,7 +68,7 @@ def main(argv):
         convert.save_state_dict(state, FLAGS.out)
     print(
         f"wrote {FLAGS.out}: {FLAGS.layout} layout, {len(state)} tensors, "
-        f"checkpoint {ckpt} (epoch {meta.get('epoch')})"
+        f"checkpoint {evaluate.source(run, choice)}"
     )
 
 

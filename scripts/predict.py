@@ -50,8 +50,7 @@ def main(argv):
             FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble
         )
         predictions = predict.predict_files(predictor, images, FLAGS.top_k)
-    used = f", {predictor.choice.describe()}" if predictor.choice.names else ""
-    print(f"checkpoint: {predictor.checkpoint}{used}")
+    print(f"checkpoint: {predictor.source}")
     print(predict.format_predictions(predictions), flush=True)
     if bad:
         cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")

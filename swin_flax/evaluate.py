@@ -10,6 +10,7 @@ a wrong --workdir or --checkpoint is reported in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -60,14 +61,29 @@ class Choice:
             return [params]
         return [jax.tree.map(lambda x, k=k: np.asarray(x)[k], params) for k in self.indices]
 
-    def describe(self) -> str:
-        """What is used, for a header line: '' for a single run's checkpoint."""
+    def describe(self, best_epochs: Sequence[int] | None = None) -> str:
+        """What is used, for a header line: '' for a single run's checkpoint. `best_epochs`:
+        each run's best epoch, whose params a best/ checkpoint of several runs holds."""
         if not self.names:
             return ""
+        k = self.indices[0]
         if len(self.indices) == 1:
-            k = self.indices[0]
-            return f"run {k} of {len(self.names)}, {self.names[k]}"
-        return f"the ensemble of its {len(self.names)} runs (the mean of their probabilities)"
+            text = f"run {k} of {len(self.names)}, {self.names[k]}"
+            return text + (f", its best epoch {best_epochs[k]}" if best_epochs else "")
+        text = f"the ensemble of its {len(self.names)} runs (the mean of their probabilities)"
+        epochs = ", ".join(str(best_epochs[k]) for k in self.indices) if best_epochs else ""
+        return text + (f", their best epochs {epochs}" if epochs else "")
+
+
+def source(run: Run, choice: Choice) -> str:
+    """The checkpoint line of the scripts that read one: the checkpoint, its epoch and step and, of
+    several runs, the ones used. A best/ checkpoint of several runs holds each run's params of its
+    own best epoch (its record's best_epoch), not of the epoch it was last written at."""
+    best_epochs = run.meta.get("best_epoch") if run.checkpoint.parent.name == "best" else None
+    if choice.names and isinstance(best_epochs, list):
+        return f"{run.checkpoint}, {choice.describe(best_epochs)}"
+    used = f", {choice.describe()}" if choice.names else ""
+    return f"{run.checkpoint} (epoch {run.meta.get('epoch')}, step {run.meta.get('step')}){used}"
 
 
 def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:
@@ -92,14 +108,27 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
         )
     if which is None:
         return Choice(names, tuple(range(len(names))), each_run=not ensemble)
-    index = {str(k): k for k in range(len(names))} | {n: k for k, n in enumerate(names)}
-    if which not in index:
+    by_name = {_canonical(n): k for k, n in enumerate(names)}
+    k = int(which) if which.isdigit() else by_name.get(_canonical(which), -1)
+    if not 0 <= k < len(names):
         listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(names))
         raise CheckpointError(
             f"--run {which} names none of the {len(names)} runs of the checkpoint "
             f"{run.checkpoint}: give an index from 0 to {len(names) - 1} or a name ({listing})."
         )
-    return Choice(names, (index[which],))
+    return Choice(names, (k,))
+
+
+def _canonical(name: str) -> str:
+    """A run's name as --run is matched against it: its parts in any order, its numbers written in
+    any way ('seed=1,learning_rate=1e-3' names the run 'learning_rate=0.001,seed=1')."""
+    parts = []
+    for part in name.split(","):
+        field, eq, value = (p.strip() for p in part.partition("="))
+        with contextlib.suppress(ValueError):
+            value = f"{float(value):g}"
+        parts.append(field + eq + value)
+    return ",".join(sorted(parts))
 
 
 def open_run(workdir: str | None, checkpoint: str | None) -> Run:

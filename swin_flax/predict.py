@@ -40,7 +40,7 @@ class Predictor:
 
     config: ml_collections.ConfigDict
     params: list[Any]
-    checkpoint: str
+    source: str  # the checkpoint and the runs used, for the header line (evaluate.source)
     choice: evaluate.Choice
 
 
@@ -57,7 +57,7 @@ def load_predictor(
     opened = evaluate.open_run(workdir, checkpoint)
     choice = evaluate.choose_runs(opened, run, ensemble)
     params, _ = evaluate.load_params(opened.checkpoint)
-    return Predictor(opened.config, choice.params(params), str(opened.checkpoint), choice)
+    return Predictor(opened.config, choice.params(params), evaluate.source(opened, choice), choice)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Scoring a checkpoint: the confusion matrix, the per-class table, the PNG and TensorBoard report."""
 
+import dataclasses
 import json
 import shutil
 
@@ -417,6 +418,16 @@ def test_choose_runs(three_runs, run):
     assert evaluate.choose_runs(opened, ensemble=True).each_run is False
     assert evaluate.choose_runs(opened, "seed=1").indices == (1,)
     assert evaluate.choose_runs(opened, "2").describe() == "run 2 of 3, seed=2"
+    assert evaluate.choose_runs(opened, "seed=2.0").indices == (2,)
+    # best/ holds each run's params of its own best epoch: the header names those epochs.
+    bests = dataclasses.replace(opened, meta={**opened.meta, "best_epoch": [4, 9, 7]})
+    assert evaluate.source(bests, evaluate.choose_runs(bests, "1")).endswith(
+        "best/3, run 1 of 3, seed=1, its best epoch 9"
+    )
+    assert evaluate.source(bests, every).endswith(
+        "best/3, the ensemble of its 3 runs (the mean of their probabilities), their best "
+        "epochs 4, 9, 7"
+    )
     single = evaluate.open_run(str(run), None)
     assert evaluate.choose_runs(single) == evaluate.Choice() and single.names == []
 
@@ -465,7 +476,9 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
-    assert lines[0].endswith("the ensemble of its 3 runs (the mean of their probabilities)")
+    assert lines[0].endswith(
+        "the ensemble of its 3 runs (the mean of their probabilities), their best epochs 1, 1, 1"
+    )
     assert [line.split()[0] for line in lines[1:6]] == ["run", *NAMES_3, "ensemble"]
     assert lines[6].startswith(f"ensemble test accuracy: {result['accuracy']:.4f} (37 images)")
     saved = json.loads((tmp_path / "eval" / "scores.json").read_text())

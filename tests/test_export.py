@@ -128,7 +128,7 @@ def test_export_script_writes_the_best_checkpoint(run, tmp_path):
     result = export(f"--workdir={workdir}", "--layout=official", f"--out={out}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"wrote {out}: official layout, ")
-    assert "(epoch 2)" in result.stdout
+    assert "/checkpoints/best/" in result.stdout and "(epoch 2, step " in result.stdout
     with np.load(out) as f:
         state = {k: f[k] for k in f.files}
     canonical = layout.unstack_block_params(best, model)
@@ -185,6 +185,7 @@ def test_export_script_takes_one_run_of_several(tmp_path):
         out = tmp_path / f"run{which}.npz"
         result = export(f"--workdir={tmp_path / 'run'}", f"--run={which}", f"--out={out}")
         assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.rstrip().endswith("run 1 of 2, seed=1, its best epoch 1")
         with np.load(out) as f:
             state = {k: f[k] for k in f.files}
         canonical = layout.unstack_block_params(each[1], model) if model.scan_blocks else each[1]

@@ -86,7 +86,7 @@ def reference_input(path, size):
 def test_top_k_matches_the_models_logits(run):
     workdir, c, model, params, paths = run
     predictor = predict.load_predictor(str(workdir))
-    assert predictor.checkpoint.endswith(os.path.join("best", "7"))
+    assert predictor.source.endswith(f"{os.path.join('best', '7')} (epoch 1, step 7)")
     preds = predict.predict_files(predictor, paths, k=10)
 
     inputs = np.stack([reference_input(p, 32) for p in paths])
@@ -284,10 +284,14 @@ def test_the_ensemble_predicts_the_mean_of_the_runs_probabilities(
     assert predict.predict_files(explicit, paths, k=10) == preds
 
 
-@pytest.mark.parametrize("which, k", [("0", 0), ("learning_rate=0.002", 1)])
+@pytest.mark.parametrize(
+    "which, k", [("0", 0), ("learning_rate=0.002", 1), ("learning_rate = 2e-3", 1)]
+)
 def test_one_run_predicts_as_a_single_run(which, k, two_runs, run, single_predictions):
+    """--run by index or by name (its numbers written in any way)."""
     predictor = predict.load_predictor(str(two_runs[0]), run=which)
     assert predictor.choice.describe() == f"run {k} of 2, {SWEPT[k]}"
+    assert predictor.source.endswith(f"best/3, run {k} of 2, {SWEPT[k]}, its best epoch 1")
     assert predict.predict_files(predictor, run[-1], k=10) == single_predictions[k]
 
 
@@ -306,7 +310,7 @@ def test_cli_says_it_predicts_with_the_ensemble(two_runs, run, tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0] == (
         f"checkpoint: {two_runs[0]}/checkpoints/best/3, the ensemble of its 2 runs (the mean of "
-        "their probabilities)"
+        "their probabilities), their best epochs 1, 1"
     )
     assert lines[1] == paths[0] and len(lines) == 3
 
