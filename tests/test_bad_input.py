@@ -269,3 +269,12 @@ def test_out_of_memory_is_one_paragraph_naming_what_makes_a_step_smaller(capsys)
     assert "--config.num_runs" in err and "--config.batch_size" in err
     with pytest.raises(RuntimeError, match="another error"), cli.friendly_errors():
         raise RuntimeError("another error")
+
+
+def test_more_steps_than_the_step_counter_holds(archive, tmp_path, capsys):
+    """The train state counts steps in int32: a run of 2**31 steps or more is refused."""
+    c = tiny_config(archive)
+    c.num_epochs = 2**31
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert msg.startswith(f"Error: config.num_epochs: {2**31} epochs of ")
+    assert "step counter holds (2**31 - 1); train at most " in msg

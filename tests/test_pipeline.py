@@ -152,6 +152,12 @@ def test_several_epochs_in_one_dataset_equal_the_epochs_one_by_one():
     for o in orders:
         np.testing.assert_array_equal(o, np.arange(64))
     assert len({tuple(pipeline.epoch_order(64, 4, e)) for e in (2, 3, 4)}) == 3
+    # The steps are produced as they are read: a stream of 10**12 epochs starts at once.
+    args = {"num_classes": K, **BASELINE, **kw}
+    endless = pipeline.train_dataset(
+        images, labels, epoch=2, start_step=1, num_epochs=10**12, **args
+    )
+    assert_batches_equal(list(endless.take(len(single)).as_numpy_iterator()), single)
 
 
 @pytest.mark.parametrize("randaugment", ["", "rand-m9-mstd0.5"])

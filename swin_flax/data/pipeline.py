@@ -111,18 +111,16 @@ def train_dataset(
     ra_args = (ra_params, tuple(map(int, img_mean)), float(translate_const))
     norm = (int(image_size), tuple(map(float, normalize_mean)), tuple(map(float, normalize_std)))
     transform = _train_transform(images.shape[1:3], *ra_args, *norm, mix_cfg)
-    # The table of (epoch, step) to produce; everything else is computed from it in the graph.
-    epochs = np.repeat(np.arange(epoch, epoch + num_epochs, dtype=np.int64), n_steps)[start_step:]
-    steps = np.tile(np.arange(n_steps, dtype=np.int64), num_epochs)[start_step:]
     all_images = tf.constant(images)
     all_labels = tf.constant(labels.astype(np.int32))
     layout = tf.constant([host_bs, seed, global_batch_size, process_index, process_count], tf.int64)
 
-    def batch(e, s):
-        out = transform(all_images, all_labels, e, s, layout)
+    def batch(g):  # a global step: everything is computed from its epoch and step in the graph
+        out = transform(all_images, all_labels, g // n_steps, g % n_steps, layout)
         return {k: _per_device(v, local_device_count, dev_bs) for k, v in out.items()}
 
-    ds = tf.data.Dataset.from_tensor_slices((epochs, steps))
+    first = epoch * n_steps + start_step
+    ds = tf.data.Dataset.range(first, (epoch + num_epochs) * n_steps)
     return _mapped(ds, batch, prefetch)
 
 
