@@ -49,15 +49,15 @@ def check_output_file(flag: str, path: str | None) -> None:
         )
 
 
-def _exit_interrupted() -> NoReturn:
+def _exit_interrupted(e: KeyboardInterrupt | None = None) -> NoReturn:
     sys.stdout.flush()
-    print("\nInterrupted (Ctrl-C).", file=sys.stderr, flush=True)
+    print(f"\nInterrupted ({str(e or '') or 'Ctrl-C'}).", file=sys.stderr, flush=True)
     os._exit(EXIT_INTERRUPTED)  # no atexit work: a second Ctrl-C could interrupt it
 
 
 def _excepthook(kind, value, tb) -> None:
     if issubclass(kind, KeyboardInterrupt):
-        _exit_interrupted()
+        _exit_interrupted(value)
     sys.__excepthook__(kind, value, tb)
 
 
@@ -201,8 +201,8 @@ def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None
 
     try:
         app.run(main, flags_parser=lambda argv: parse_flags(argv, takes_arguments))
-    except KeyboardInterrupt:
-        _exit_interrupted()
+    except KeyboardInterrupt as e:
+        _exit_interrupted(e)
 
 
 @contextlib.contextmanager

@@ -55,7 +55,10 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         if self.signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(
+                f"a second {signal.Signals(signum).name} while stopping: the last complete "
+                "checkpoint is kept; run the same command again to resume from it"
+            )
         logging.warning("Received signal %d: stopping after this step and saving.", signum)
         self.signal = signum
 

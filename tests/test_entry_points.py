@@ -169,6 +169,25 @@ def test_ctrl_c_during_start_up(name, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_second_signal_while_stopping_says_which_and_what_is_kept(tmp_path):
+    """A second SIGTERM while the loop stops after the first (it saves): one line that names it
+    (not Ctrl-C) and says the last complete checkpoint is kept, exit 130, no traceback."""
+    code = (
+        "from swin_flax import cli\ncli.start()\nimport os, signal\n"
+        "from swin_flax import train\nwith train._StopFlag():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=script_env(), capture_output=True, text=True
+    )
+    assert out.returncode == 130, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        "Interrupted (a second SIGTERM while stopping: the last complete checkpoint is kept; run "
+        "the same command again to resume from it)."
+    ), out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+
+
 # --------------------------------------------------------------------------------------------------
 # summary.py and show_augmentations.py
 # --------------------------------------------------------------------------------------------------
