@@ -216,15 +216,17 @@ def friendly_errors() -> Iterator[None]:
         _exit_saying("Training diverged", str(e), errors.EXIT_DIVERGED)
     except errors.USER_ERRORS as e:
         _exit_saying("Error", str(e), EXIT_USER_ERROR)
-    except RuntimeError as e:  # JAX's JaxRuntimeError, without importing JAX here
-        if not str(e).startswith("RESOURCE_EXHAUSTED"):
+    except (RuntimeError, MemoryError) as e:  # JAX's JaxRuntimeError (not imported here); numpy's
+        if not isinstance(e, MemoryError) and not str(e).startswith("RESOURCE_EXHAUSTED"):
             raise
+        where = "the host's" if isinstance(e, MemoryError) else "the device's"
         _exit_saying(
             "Out of memory",
-            f"the device's memory ran out ({str(e).splitlines()[0]}). Make the work smaller: fewer "
-            "runs in one process (--config.num_runs, --config.sweep), a smaller --config.batch_size "
-            "or --config.eval_batch_size, --config.remat=full or --config.dtype=bfloat16. "
-            "Checkpoints written so far are intact: the same command resumes from the latest.",
+            f"{where} memory ran out ({str(e).splitlines()[0]}). Make the work smaller: fewer runs "
+            "in one process (--config.num_runs, --config.sweep), a smaller --config.batch_size or "
+            "--config.eval_batch_size, a smaller model or image size, --config.remat=full or "
+            "--config.dtype=bfloat16. Checkpoints written so far are intact: the same command "
+            "resumes from the latest.",
             errors.EXIT_OUT_OF_MEMORY,
         )
 

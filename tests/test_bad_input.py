@@ -267,6 +267,11 @@ def test_out_of_memory_is_one_paragraph_naming_what_makes_a_step_smaller(capsys)
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith("Out of memory: the device's memory ran out (RESOURCE_EXHAUSTED: "), err
     assert "--config.num_runs" in err and "--config.batch_size" in err
+    with pytest.raises(SystemExit) as exit_info, cli.friendly_errors():
+        np.zeros(2**48, np.uint8)  # 256 TiB: beyond any host's address space (huge img_size)
+    assert exit_info.value.code == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("Out of memory: the host's memory ran out (Unable to allocate 256."), err
     with pytest.raises(RuntimeError, match="another error"), cli.friendly_errors():
         raise RuntimeError("another error")
 
