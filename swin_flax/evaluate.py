@@ -23,7 +23,7 @@ import numpy as np
 from etils import epath
 
 from swin_flax import build, checkpoints, steps
-from swin_flax.config import default_config, flatten
+from swin_flax.config import DATASETS, default_config, flatten
 from swin_flax.errors import CheckpointError, DataError
 from swin_flax.models import swin
 
@@ -224,6 +224,10 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
         if isinstance(recorded.get("remat"), bool):  # before remat named what a block keeps
             recorded["remat"] = "full" if recorded["remat"] else "none"
         config.update_from_flattened_dict(recorded)
+        if (
+            config.dataset not in DATASETS
+        ):  # the one field read here that the checkpoint cannot check
+            raise ValueError(f"dataset {config.dataset!r} is not one of {DATASETS}")
     except (ValueError, KeyError, AttributeError, TypeError) as e:
         raise CheckpointError(
             f"{path} is not a config that scripts/main.py wrote ({type(e).__name__}: {e})."

@@ -214,6 +214,12 @@ def _not_json(run, tmp_path):
     return str(tmp_path / "copy"), None
 
 
+def _unknown_dataset(run, tmp_path):
+    path = _copy(run, tmp_path) / "config.json"
+    path.write_text(path.read_text().replace('"dataset": "synthetic"', '"dataset": "imagenet"'))
+    return str(tmp_path / "copy"), None
+
+
 # What --workdir / --checkpoint can name wrongly (docs/errors.md, "Other entry points"): each is
 # refused by evaluate.open_run, before any params are read, saying what to give instead.
 WRONG_RUNS = {
@@ -244,6 +250,11 @@ WRONG_RUNS = {
     ),
     "config_edited": (_config_edited, "disagree only when one of them was edited"),
     "config_not_json": (_not_json, "is not a config that scripts/main.py wrote"),
+    "config_unknown_dataset": (
+        _unknown_dataset,
+        "config.json is not a config that scripts/main.py wrote (ValueError: dataset 'imagenet' is "
+        "not one of ('cifar10', 'cifar100', 'synthetic')).",
+    ),
 }
 
 
