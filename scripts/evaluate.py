@@ -51,13 +51,12 @@ def main(argv):
     from swin_flax.data import sources  # noqa: PLC0415
 
     with cli.friendly_errors():
-        run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint)  # checks; reads no params
-        choice = evaluate.choose_runs(run, FLAGS.run, FLAGS.ensemble)  # checks the run flags
-        params, meta = evaluate.load_params(run.checkpoint)
-        result = evaluate.evaluate_checkpoint(run.config, params, choice)
+        # checks the flags, reads no params
+        run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
+        result = evaluate.evaluate_checkpoint(run.config, run.members(), run.choice)
     names = sources.class_names(run.config.dataset)
-    print(f"checkpoint: {evaluate.source(run, choice)}")
-    if choice.each_run:
+    print(f"checkpoint: {evaluate.source(run, run.choice)}")
+    if run.choice.each_run:
         print(evaluate.runs_table(result))
     print(
         f"{'ensemble ' if 'ensemble' in result else ''}test accuracy: {result['accuracy']:.4f} "
@@ -66,7 +65,7 @@ def main(argv):
     print(evaluate.per_class_table(result["confusion"], names))
     eval_dir = FLAGS.eval_dir or str(run.workdir / "eval")
     with cli.friendly_errors():
-        paths = evaluate.write_report(result, names, eval_dir, step=int(meta.get("step") or 0))
+        paths = evaluate.write_report(result, names, eval_dir, step=int(run.meta.get("step") or 0))
         print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
         if FLAGS.json:
             out = {

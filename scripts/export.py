@@ -44,8 +44,8 @@ def main(argv):
 
     with cli.friendly_errors():
         convert.require_package(FLAGS.out, "writing")
-        run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint)
-        choice = evaluate.choose_runs(run, FLAGS.run)
+        run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run)
+        choice = run.choice
         if len(choice.indices) > 1:
             listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(choice.names))
             cli.exit_user_error(
@@ -59,8 +59,7 @@ def main(argv):
                 f"the patch embedding; this run (ape={model.ape}, patch_norm={model.patch_norm}) "
                 "exports only with --layout official."
             )
-        params, _ = evaluate.load_params(run.checkpoint)
-        params = choice.params(params)[0]
+        params = run.members()[0]
         if model.scan_blocks:
             params = layout.unstack_block_params(params, model)
         state = convert.flax_to_torch(params, FLAGS.layout, model)

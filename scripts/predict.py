@@ -37,7 +37,7 @@ def main(argv):
             "no image given: scripts/predict.py --workdir RUN IMAGE... (PNG, JPEG or anything "
             "Pillow reads)."
         )
-    from swin_flax import predict  # noqa: PLC0415 (jax: after the flags)
+    from swin_flax import evaluate, predict  # noqa: PLC0415 (jax: after the flags)
 
     images, bad = predict.check_images(argv[1:])
     problems = (
@@ -46,11 +46,9 @@ def main(argv):
     if not images:
         cli.exit_user_error(f"{problems} Give image files (PNG, JPEG or anything Pillow reads).")
     with cli.friendly_errors():
-        predictor = predict.load_predictor(
-            FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble
-        )
-        predictions = predict.predict_files(predictor, images, FLAGS.top_k)
-    print(f"checkpoint: {predictor.source}")
+        run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
+        predictions = predict.predict_files(run.config, run.members(), images, FLAGS.top_k)
+    print(f"checkpoint: {evaluate.source(run, run.choice)}")
     print(predict.format_predictions(predictions), flush=True)
     if bad:
         cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")

@@ -25,23 +25,6 @@ from etils import epath
 from swin_flax import build, checkpoints, steps
 from swin_flax.config import DATASETS, default_config, flatten
 from swin_flax.errors import CheckpointError, DataError
-from swin_flax.models import swin
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """A run's folder and config, and one checkpoint step folder of it with its JSON record."""
-
-    workdir: epath.Path
-    checkpoint: epath.Path
-    config: ml_collections.ConfigDict
-    meta: dict[str, Any]
-
-    @property
-    def names(self) -> list[str]:
-        """The runs whose params the checkpoint stacks, in stack order (its record's "runs");
-        empty for a single run's checkpoint, whose params are not stacked."""
-        return list(self.meta.get("runs") or [])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,13 +36,6 @@ class Choice:
     names: tuple[str, ...] = ()
     indices: tuple[int, ...] = ()
     each_run: bool = False
-
-    def params(self, params: Any) -> list[Any]:
-        """One params tree per chosen run: a single run's checkpoint's own, else slices of the
-        stack."""
-        if not self.names:
-            return [params]
-        return [jax.tree.map(lambda x, k=k: np.asarray(x)[k], params) for k in self.indices]
 
     def describe(self, best_epochs: Sequence[int] | None = None) -> str:
         """What is used, for a header line: '' for a single run's checkpoint. `best_epochs`:
@@ -73,6 +49,26 @@ class Choice:
         text = f"the ensemble of its {len(self.names)} runs (the mean of their probabilities)"
         epochs = ", ".join(str(best_epochs[k]) for k in self.indices) if best_epochs else ""
         return text + (f", their best epochs {epochs}" if epochs else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A run's folder and config, one checkpoint step folder of it with its JSON record, and the
+    runs of it chosen (`choose_runs`), whose params `members` reads."""
+
+    workdir: epath.Path
+    checkpoint: epath.Path
+    config: ml_collections.ConfigDict
+    meta: dict[str, Any]
+    choice: Choice = Choice()
+
+    def members(self) -> list[Any]:
+        """One params tree per chosen run, read now: a single run's checkpoint's own, else slices
+        of the stack."""
+        params, _ = load_params(self.checkpoint)
+        if not self.choice.names:
+            return [params]
+        return [jax.tree.map(lambda x, k=k: np.asarray(x)[k], params) for k in self.choice.indices]
 
 
 def source(run: Run, choice: Choice) -> str:
@@ -91,7 +87,7 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
     that one run, else all of them as their ensemble (with each run's own scores too, unless
     `ensemble`). Refuses, before any params are read, both flags at once, either flag with a single
     run's checkpoint, and a --run that names none of its runs."""
-    names = tuple(run.names)
+    names = tuple(run.meta.get("runs") or [])  # the stacked runs: none for a single run's
     if which is not None and ensemble:
         raise CheckpointError(
             f"--run {which} and --ensemble exclude each other: give --run to use that run alone, "
@@ -131,10 +127,13 @@ def _canonical(name: str) -> str:
     return ",".join(sorted(parts))
 
 
-def open_run(workdir: str | None, checkpoint: str | None) -> Run:
+def open_run(
+    workdir: str | None, checkpoint: str | None, which: str | None = None, ensemble: bool = False
+) -> Run:
     """The run and checkpoint that --workdir / --checkpoint name (the given checkpoint, else the
-    run's best, else its latest), checked before any params are read: whatever a user can name
-    wrongly raises CheckpointError saying what to give instead. Nothing is created."""
+    run's best, else its latest) and the runs of it that --run (`which`) and --ensemble choose,
+    checked before any params are read: whatever a user can name wrongly raises CheckpointError
+    saying what to give instead. Nothing is created."""
     run, ckpt = resolve_checkpoint(workdir, checkpoint)
     config = load_run_config(run)
     _, meta = load_params(ckpt, meta_only=True)
@@ -152,7 +151,8 @@ def open_run(workdir: str | None, checkpoint: str | None) -> Run:
             f"the checkpoint {ckpt} was written for another model than {run}/config.json "
             f"({'; '.join(diffs)}): {fix}"
         )
-    return Run(run, ckpt, config, meta)
+    opened = Run(run, ckpt, config, meta)
+    return dataclasses.replace(opened, choice=choose_runs(opened, which, ensemble))
 
 
 def resolve_checkpoint(
@@ -246,25 +246,6 @@ def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, d
     return (None if meta_only else checkpoints.as_dtype(state["params"], np.float32)), meta
 
 
-def predict_logits(
-    model: swin.SwinTransformer, members: Sequence[Any], batches
-) -> tuple[np.ndarray, np.ndarray]:
-    """(logits [members, examples, classes], labels [examples]) of every real (unpadded) example
-    of the eval batches under each params tree of `members`, in one pass over the batches
-    (steps.logits, pmapped over the local devices: one compiled function for every member)."""
-    logits_fn = jax.pmap(
-        functools.partial(steps.logits, apply_fn=model.apply), axis_name=steps.AXIS
-    )
-    replicated = [steps.replicate(params) for params in members]
-    all_logits, all_labels = [], []
-    for batch in batches:
-        mask = np.asarray(batch["mask"]).reshape(-1) > 0
-        each = [np.asarray(logits_fn(params, batch["image"])) for params in replicated]
-        all_logits.append(np.stack([x.reshape(-1, x.shape[-1])[mask] for x in each]))
-        all_labels.append(np.asarray(batch["label"]).reshape(-1)[mask])
-    return np.concatenate(all_logits, axis=1), np.concatenate(all_labels)
-
-
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [num_classes, num_classes]: entry (t, p) counts examples of true class t predicted p."""
     labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
@@ -311,9 +292,11 @@ def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str
 def eval_logits(
     config: ml_collections.ConfigDict, members: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`predict_logits` of each params tree of `members` on the test split that `config` names,
-    every test image counted once. The eval batch is rounded to a multiple of this machine's
-    devices (which may not be the run's)."""
+    """(logits [members, examples, classes], labels [examples]) of each params tree of `members` on
+    the test split that `config` names, every test image counted once, in one pass over the
+    batches (steps.logits, pmapped over the local devices: one compiled function for every
+    member). The eval batch is rounded to a multiple of this machine's devices (which may not be
+    the run's)."""
     from swin_flax.data import inputs, sources  # noqa: PLC0415 (TensorFlow: only to read data)
 
     n_dev = jax.local_device_count()
@@ -328,18 +311,28 @@ def eval_logits(
         ) from None
     test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
     batches = inputs.eval_batches(config, test_only)
-    return predict_logits(build.model_from_config(config), members, batches)
+    logits_fn = jax.pmap(
+        functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply),
+        axis_name=steps.AXIS,
+    )
+    replicated = [steps.replicate(params) for params in members]
+    all_logits, all_labels = [], []
+    for batch in batches:
+        mask = np.asarray(batch["mask"]).reshape(-1) > 0
+        each = [np.asarray(logits_fn(params, batch["image"])) for params in replicated]
+        all_logits.append(np.stack([x.reshape(-1, x.shape[-1])[mask] for x in each]))
+        all_labels.append(np.asarray(batch["label"]).reshape(-1)[mask])
+    return np.concatenate(all_logits, axis=1), np.concatenate(all_labels)
 
 
 def evaluate_checkpoint(
-    config: ml_collections.ConfigDict, params: Any, choice: Choice | None = None
+    config: ml_collections.ConfigDict, members: Sequence[Any], choice: Choice = Choice()
 ) -> dict[str, Any]:
-    """`scores` of a checkpoint's params (of the runs `choice` names: default, a single run's) on
-    the test split that `config` names. Of several runs: "run" names the one chosen; else the
-    scores are their ensemble's, "ensemble" names the runs and, with choice.each_run, "runs" holds
-    each run's name, accuracy, loss and per-class accuracy."""
-    choice = choice or Choice()
-    logits, labels = eval_logits(config, choice.params(params))
+    """`scores` on the test split that `config` names of a checkpoint's params: `members`, one tree
+    per run that `choice` names (`Run.members`; default, a single run's). Of several runs: "run"
+    names the one chosen; else the scores are their ensemble's, "ensemble" names the runs and, with
+    choice.each_run, "runs" holds each run's name, accuracy, loss and per-class accuracy."""
+    logits, labels = eval_logits(config, members)
     num_classes = config.model.num_classes
     result = scores(combined_logits(logits), labels, num_classes)
     if len(choice.indices) == 1:

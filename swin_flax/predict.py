@@ -33,33 +33,6 @@ class Prediction:
     probabilities: tuple[float, ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class Predictor:
-    """What classifying needs from a run: its config, and the params of the chosen runs of one of
-    its checkpoints (one tree per run: one predicts alone, several as their ensemble)."""
-
-    config: ml_collections.ConfigDict
-    params: list[Any]
-    source: str  # the checkpoint and the runs used, for the header line (evaluate.source)
-    choice: evaluate.Choice
-
-
-def load_predictor(
-    workdir: str | None = None,
-    checkpoint: str | None = None,
-    run: str | None = None,
-    ensemble: bool = False,
-) -> Predictor:
-    """The run's best checkpoint (else its latest, or `checkpoint`) with the run's config; of a
-    checkpoint of several runs, the one that `run` names (index or name), else their ensemble.
-    CheckpointError when the flags name no run, no usable checkpoint or none of its runs
-    (`evaluate.choose_runs`)."""
-    opened = evaluate.open_run(workdir, checkpoint)
-    choice = evaluate.choose_runs(opened, run, ensemble)
-    params, _ = evaluate.load_params(opened.checkpoint)
-    return Predictor(opened.config, choice.params(params), evaluate.source(opened, choice), choice)
-
-
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """An image file -> uint8 [H, W, 3] RGB. A path that is missing raises FileNotFoundError, one
     that is a folder or not an image Pillow can decode (or not readable) DataError."""
@@ -116,18 +89,22 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict_files(
-    predictor: Predictor, paths: Sequence[str | os.PathLike], k: int = 5, batch_size: int = 64
+    config: ml_collections.ConfigDict,
+    members: Sequence[Any],
+    paths: Sequence[str | os.PathLike],
+    k: int = 5,
+    batch_size: int = 64,
 ) -> list[Prediction]:
     """Top-k predictions for each image file, in the order given (one device, `batch_size` images
-    at a time), of the predictor's run or ensemble (`evaluate.combined_logits`)."""
-    config = predictor.config
+    at a time), of a run of `config` (`members`: one params tree) or the ensemble of several
+    (`evaluate.combined_logits`); `evaluate.open_run(...).members()` reads a checkpoint's."""
     apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
     transform = (config.model.img_size, config.normalize_mean, config.normalize_std)
     logits = []
     for start in range(0, len(paths), batch_size):
         batch = paths[start : start + batch_size]
         images = np.stack([preprocess(load_image(p), *transform) for p in batch])
-        logits.append(np.stack([np.asarray(apply(params, images)) for params in predictor.params]))
+        logits.append(np.stack([np.asarray(apply(params, images)) for params in members]))
     indices, probs = top_k(evaluate.combined_logits(np.concatenate(logits, axis=1)), k)
     names = sources.class_names(config.dataset)
     return [

@@ -175,7 +175,7 @@ def test_evaluate_checkpoint_counts_every_test_image(run):
     workdir, ckpt = evaluate.resolve_checkpoint(str(run), None)
     config = evaluate.load_run_config(workdir)
     loaded, meta = evaluate.load_params(ckpt)
-    result = evaluate.evaluate_checkpoint(config, loaded)
+    result = evaluate.evaluate_checkpoint(config, [loaded])
     assert meta["step"] == 3 and result["num_examples"] == 37
     _, labels = sources.synthetic_split(37, seed=0, split="test")
     np.testing.assert_array_equal(result["confusion"].sum(1), np.bincount(labels, minlength=10))
@@ -291,7 +291,7 @@ def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path):
     opened = evaluate.open_run(str(copy), None)
     params, _ = evaluate.load_params(opened.checkpoint)
     with pytest.raises(DataError, match=r"gone\.tar\.gz does not exist.*edit those fields of the"):
-        evaluate.evaluate_checkpoint(opened.config, params)
+        evaluate.evaluate_checkpoint(opened.config, [params])
 
 
 def test_damaged_checkpoint_is_named(run, tmp_path):
@@ -375,15 +375,13 @@ def single_scores(three_runs):
         opened = evaluate.open_run(str(folder), None)
         params, _ = evaluate.load_params(opened.checkpoint)
         logits, labels = evaluate.eval_logits(opened.config, [params])
-        out.append((evaluate.evaluate_checkpoint(opened.config, params), logits[0], labels))
+        out.append((evaluate.evaluate_checkpoint(opened.config, [params]), logits[0], labels))
     return out
 
 
 def _score_stack(folder, which=None, ensemble=False):
-    opened = evaluate.open_run(str(folder), None)
-    choice = evaluate.choose_runs(opened, which, ensemble)
-    params, _ = evaluate.load_params(opened.checkpoint)
-    return evaluate.evaluate_checkpoint(opened.config, params, choice)
+    opened = evaluate.open_run(str(folder), None, which, ensemble)
+    return evaluate.evaluate_checkpoint(opened.config, opened.members(), opened.choice)
 
 
 def test_every_run_and_their_ensemble(three_runs, single_scores):
@@ -423,8 +421,8 @@ def test_one_run_is_scored_as_a_single_run(which, k, three_runs, single_scores):
 
 def test_choose_runs(three_runs, run):
     opened = evaluate.open_run(str(three_runs[0]), None)
-    assert opened.names == NAMES_3
     every = evaluate.choose_runs(opened)
+    assert every == opened.choice and every.names == tuple(NAMES_3)
     assert (every.indices, every.each_run) == ((0, 1, 2), True)
     assert evaluate.choose_runs(opened, ensemble=True).each_run is False
     assert evaluate.choose_runs(opened, "seed=1").indices == (1,)
@@ -440,7 +438,7 @@ def test_choose_runs(three_runs, run):
         "epochs 4, 9, 7"
     )
     single = evaluate.open_run(str(run), None)
-    assert evaluate.choose_runs(single) == evaluate.Choice() and single.names == []
+    assert evaluate.choose_runs(single) == evaluate.Choice() == single.choice
 
 
 # --run / --ensemble that do not fit the checkpoint (docs/errors.md): refused before any params

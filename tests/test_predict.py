@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from swin_flax import build, checkpoints, predict, rundir
+from swin_flax import build, checkpoints, evaluate, predict, rundir
 from swin_flax.config import default_config
 from swin_flax.data import sources
 from tests.test_entry_points import fails_cleanly, run_script, snapshot
@@ -85,9 +85,11 @@ def reference_input(path, size):
 
 def test_top_k_matches_the_models_logits(run):
     workdir, c, model, params, paths = run
-    predictor = predict.load_predictor(str(workdir))
-    assert predictor.source.endswith(f"{os.path.join('best', '7')} (epoch 1, step 7)")
-    preds = predict.predict_files(predictor, paths, k=10)
+    opened = evaluate.open_run(str(workdir), None)
+    source = evaluate.source(opened, opened.choice)
+    assert source.endswith(f"{os.path.join('best', '7')} (epoch 1, step 7)")
+    members = opened.members()
+    preds = predict.predict_files(opened.config, members, paths, k=10)
 
     inputs = np.stack([reference_input(p, 32) for p in paths])
     logits = np.asarray(jax.jit(model.apply)({"params": params}, jnp.asarray(inputs)), np.float64)
@@ -101,7 +103,7 @@ def test_top_k_matches_the_models_logits(run):
         assert list(pred.probabilities) == sorted(pred.probabilities, reverse=True)
         assert pred.names == tuple(names[i] for i in pred.indices)
         assert sorted(pred.indices) == list(range(10))
-    three = predict.predict_files(predictor, paths[:1], k=3)[0]
+    three = predict.predict_files(opened.config, members, paths[:1], k=3)[0]
     assert three.indices == preds[0].indices[:3]
 
 
@@ -221,7 +223,7 @@ def test_cli_refuses_before_loading_a_checkpoint(args, expected, tmp_path):
 
 def test_missing_run_is_a_clear_error(tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="holds no config.json"):
-        predict.load_predictor(str(tmp_path))
+        evaluate.open_run(str(tmp_path), None)
 
 
 def test_class_names():
@@ -255,7 +257,11 @@ def two_runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def single_predictions(two_runs, run):
     paths = run[-1]
-    return [predict.predict_files(predict.load_predictor(str(d)), paths, k=10) for d in two_runs[1]]
+    return [_predict(evaluate.open_run(str(d), None), paths) for d in two_runs[1]]
+
+
+def _predict(opened, paths):
+    return predict.predict_files(opened.config, opened.members(), paths, k=10)
 
 
 def _probabilities(predictions):
@@ -272,16 +278,16 @@ def test_the_ensemble_predicts_the_mean_of_the_runs_probabilities(
     """By default and with --ensemble: the mean of the runs' softmax probabilities, as each run's
     own checkpoint gives them."""
     paths = run[-1]
-    predictor = predict.load_predictor(str(two_runs[0]))
-    assert predictor.choice.indices == (0, 1) and len(predictor.params) == 2
-    assert predictor.choice.describe().startswith("the ensemble of its 2 runs")
-    preds = predict.predict_files(predictor, paths, k=10)
+    opened = evaluate.open_run(str(two_runs[0]), None)
+    assert opened.choice.indices == (0, 1) and len(opened.members()) == 2
+    assert opened.choice.describe().startswith("the ensemble of its 2 runs")
+    preds = _predict(opened, paths)
     expected = np.mean([_probabilities(p) for p in single_predictions], axis=0)
     np.testing.assert_allclose(_probabilities(preds), expected, rtol=1e-5, atol=1e-7)
     for pred, p in zip(preds, expected):
         assert pred.indices[0] == int(np.argmax(p)) and pred.path in paths
-    explicit = predict.load_predictor(str(two_runs[0]), ensemble=True)
-    assert predict.predict_files(explicit, paths, k=10) == preds
+    explicit = evaluate.open_run(str(two_runs[0]), None, ensemble=True)
+    assert _predict(explicit, paths) == preds
 
 
 @pytest.mark.parametrize(
@@ -289,17 +295,18 @@ def test_the_ensemble_predicts_the_mean_of_the_runs_probabilities(
 )
 def test_one_run_predicts_as_a_single_run(which, k, two_runs, run, single_predictions):
     """--run by index or by name (its numbers written in any way)."""
-    predictor = predict.load_predictor(str(two_runs[0]), run=which)
-    assert predictor.choice.describe() == f"run {k} of 2, {SWEPT[k]}"
-    assert predictor.source.endswith(f"best/3, run {k} of 2, {SWEPT[k]}, its best epoch 1")
-    assert predict.predict_files(predictor, run[-1], k=10) == single_predictions[k]
+    opened = evaluate.open_run(str(two_runs[0]), None, which)
+    assert opened.choice.describe() == f"run {k} of 2, {SWEPT[k]}"
+    source = evaluate.source(opened, opened.choice)
+    assert source.endswith(f"best/3, run {k} of 2, {SWEPT[k]}, its best epoch 1")
+    assert _predict(opened, run[-1]) == single_predictions[k]
 
 
 def test_run_choices_the_checkpoint_does_not_hold(two_runs):
     with pytest.raises(checkpoints.CheckpointError, match="single run: leave --ensemble out"):
-        predict.load_predictor(str(two_runs[1][0]), ensemble=True)
+        evaluate.open_run(str(two_runs[1][0]), None, ensemble=True)
     with pytest.raises(checkpoints.CheckpointError, match="--run 2 names none of the 2 runs"):
-        predict.load_predictor(str(two_runs[0]), run="2")
+        evaluate.open_run(str(two_runs[0]), None, "2")
 
 
 @pytest.mark.slow  # scripts/predict.py as a subprocess

@@ -113,7 +113,7 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     # The evaluate entry point scores the best checkpoint on every test image.
     _, best = evaluate.resolve_checkpoint(str(workdir), None)
     params, meta = evaluate.load_params(best)
-    result = evaluate.evaluate_checkpoint(evaluate.load_run_config(workdir), params)
+    result = evaluate.evaluate_checkpoint(evaluate.load_run_config(workdir), [params])
     assert result["num_examples"] == N_TEST
     assert result["accuracy"] == pytest.approx(meta["test_accuracy"], abs=1e-6)
     assert result["confusion"].sum() == N_TEST
