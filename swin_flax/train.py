@@ -320,6 +320,8 @@ class _Writers:
         if self.several and is_chief:
             self.runs = [metric_writers.SummaryWriter(str(workdir / "runs" / n)) for n in names]
             self.aggregate = metric_writers.SummaryWriter(str(workdir / "runs" / "aggregate"))
+        every = metric_writers.MultiWriter([self.root, *self.runs, *filter(None, [self.aggregate])])
+        self.flush, self.close = every.flush, every.close  # each writer's, in that order
 
     def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
         """Scalars with one value per run (arrays in run order)."""
@@ -346,17 +348,6 @@ class _Writers:
         self.aggregate.write_images(step, {"test_accuracy_spread": image[None]})
         with (self.workdir / "runs" / "test_accuracy.png").open("wb") as f:
             Image.fromarray(image).save(f, format="PNG")
-
-    def all(self) -> list[metric_writers.MetricWriter]:
-        return [self.root, *self.runs, *([self.aggregate] if self.aggregate else [])]
-
-    def flush(self) -> None:
-        for writer in self.all():
-            writer.flush()
-
-    def close(self) -> None:
-        for writer in self.all():
-            writer.close()
 
 
 def _open_writers(
@@ -452,7 +443,14 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     ticker = _Ticker(30.0, config.batch_size, per_epoch, per_epoch * config.num_epochs)
     profile = _profiler(config, workdir, start, per_epoch * config.num_epochs) if is_chief else None
     step, epoch = start, start // per_epoch
-    with _StopFlag(sync_every=config.log_every_steps) as stop, _closing(writers, ckpts):
+    # However the loop ends (finished, preempted, diverged) the summaries are closed, so the events
+    # of the steps done are on disk, then the checkpoints: that waits for the writes in flight and
+    # raises if one failed.
+    with (
+        _StopFlag(sync_every=config.log_every_steps) as stop,
+        contextlib.closing(ckpts),
+        contextlib.closing(writers),
+    ):
         while epoch < config.num_epochs:
             t_epoch = time.time()
             first = step - epoch * per_epoch
@@ -653,19 +651,6 @@ def report_epoch(config, writers, epoch, step, train, test, lr, seconds, images,
             "improved)"
         )
     rundir.announce(f"epoch {epoch}/{config.num_epochs}  {line}")
-
-
-@contextlib.contextmanager
-def _closing(writers: _Writers, ckpts: checkpoints.Checkpoints) -> Iterator[None]:
-    """Flushes the summaries and closes the checkpoint managers however the loop ends (finished,
-    preempted, diverged), so the events of the steps done are on disk."""
-    try:
-        yield
-    finally:
-        try:
-            writers.close()
-        finally:
-            ckpts.close()  # waits for the checkpoint writes in flight; raises if one failed
 
 
 def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints) -> str:
