@@ -165,7 +165,7 @@ class Checkpoints:
     blocked it 40-110 ms per save on a small machine, starting its threads and preparing each
     array). The thread writes in the order saved, so `best` of a step is complete only after
     `latest` of that step. Before the next save of a series, and before anything reads it
-    (`latest_step`, `restore`, `restore_meta`), its write is waited for; `close` waits for all. A
+    (`latest_step`, `restore`), its write is waited for; `close` waits for all. A
     write that failed raises its CheckpointWriteError at the next `save` or at `close`, whichever
     comes first, naming the checkpoint it left as the newest.
 
@@ -255,11 +255,6 @@ class Checkpoints:
         self._settle(which)
         return getattr(self, which).latest_step()
 
-    def restore_meta(self, which: str = "latest") -> dict[str, Any] | None:
-        self._settle(which)
-        restored = _restore(getattr(self, which), state=False)
-        return None if restored is None else restored[1]
-
     def restore(self, which: str, target: Any) -> tuple[Any, dict[str, Any]] | None:
         """Restores the newest checkpoint into the structure of `target` (None: as saved); None
         when there is no checkpoint yet."""
@@ -287,23 +282,24 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
 
     Lets a run refuse a checkpoint of another model before it reads data or compiles anything.
     """
-    step = newest_step(series_dir(workdir, which))
-    if step is None:
-        return None
-    step_dir = series_dir(workdir, which) / str(step)
-    try:
-        return read_step(step_dir, True)[1]
-    except READ_ERRORS as e:
-        raise damaged(step_dir, e, _RESUME) from None
+    series = series_dir(workdir, which)
+    step = newest_step(series)
+    return None if step is None else read_step(series / str(step), True)[1]
 
 
-def read_step(step_dir: str | os.PathLike, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
+def read_step(
+    step_dir: str | os.PathLike, meta_only: bool = False, advice: str = _RESUME
+) -> tuple[Any, dict[str, Any]]:
     """(state, record) of one checkpoint step folder `WORKDIR/checkpoints/{best,latest}/STEP`, read
-    through a read-only manager of its series (state None when `meta_only`). Orbax's errors on a
-    missing or truncated file propagate (OSError, ValueError)."""
-    step_dir = epath.Path(os.path.abspath(step_dir))
-    with _manager(step_dir.parent, 1, read_only=True) as manager:
-        return _restore(manager, int(step_dir.name), state=not meta_only)
+    through a read-only manager of its series (state None when `meta_only`). A step that cannot be
+    read (a missing or truncated file: READ_ERRORS) raises `damaged`'s CheckpointError, `advice`
+    closing it."""
+    try:
+        path = epath.Path(os.path.abspath(step_dir))
+        with _manager(path.parent, 1, read_only=True) as manager:
+            return _restore(manager, int(path.name), state=not meta_only)
+    except READ_ERRORS as e:
+        raise damaged(step_dir, e, advice) from None
 
 
 def check_model_matches(

@@ -238,11 +238,8 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
 def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
     """The params (float32, whatever best_params_dtype wrote; None when `meta_only`) and the JSON
     record of one checkpoint step folder."""
-    try:
-        state, meta = checkpoints.read_step(checkpoint, meta_only)
-    except checkpoints.READ_ERRORS as e:
-        advice = "Give another step with --checkpoint (WORKDIR/checkpoints/latest keeps several)."
-        raise checkpoints.damaged(checkpoint, e, advice) from None
+    advice = "Give another step with --checkpoint (WORKDIR/checkpoints/latest keeps several)."
+    state, meta = checkpoints.read_step(checkpoint, meta_only, advice)
     return (None if meta_only else checkpoints.as_dtype(state["params"], np.float32)), meta
 
 

@@ -96,7 +96,8 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     ckpts = checkpoints.Checkpoints(workdir, read_only=True)
     assert ckpts.latest_step("latest") == 2 * steps_per_epoch
     assert ckpts.latest_step("best") in (steps_per_epoch, 2 * steps_per_epoch)
-    best_meta = ckpts.restore_meta("best")
+    best = checkpoints.series_dir(workdir, "best") / str(ckpts.latest_step("best"))
+    best_meta = checkpoints.read_step(best, meta_only=True)[1]
     assert best_meta["test_accuracy"] == pytest.approx(max(scalars["test_accuracy"].values()))
     assert (workdir / "config.txt").exists()
     assert json.loads((workdir / "config.json").read_text())["num_epochs"] == 2
