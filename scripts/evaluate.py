@@ -55,7 +55,7 @@ def main(argv):
         run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
         result = evaluate.evaluate_checkpoint(run.config, run.members(), run.choice)
     names = sources.class_names(run.config.dataset)
-    print(f"checkpoint: {evaluate.source(run, run.choice)}")
+    print(f"checkpoint: {run.describe()}")
     if run.choice.each_run:
         print(evaluate.runs_table(result))
     print(

@@ -67,7 +67,7 @@ def main(argv):
         convert.save_state_dict(state, FLAGS.out)
     print(
         f"wrote {FLAGS.out}: {FLAGS.layout} layout, {len(state)} tensors, "
-        f"checkpoint {evaluate.source(run, choice)}"
+        f"checkpoint {run.describe()}"
     )
 
 

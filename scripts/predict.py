@@ -48,7 +48,7 @@ def main(argv):
     with cli.friendly_errors():
         run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
         predictions = predict.predict_files(run.config, run.members(), images, FLAGS.top_k)
-    print(f"checkpoint: {evaluate.source(run, run.choice)}")
+    print(f"checkpoint: {run.describe()}")
     print(predict.format_predictions(predictions), flush=True)
     if bad:
         cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")

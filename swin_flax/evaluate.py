@@ -62,6 +62,17 @@ class Run:
     meta: dict[str, Any]
     choice: Choice = Choice()
 
+    def describe(self) -> str:
+        """The checkpoint line of the scripts that read one: the checkpoint, its epoch and step
+        and, of several runs, the ones used. A best/ checkpoint of several runs holds each run's
+        params of its own best epoch (its record's best_epoch), not the epoch it was written at."""
+        choice, meta = self.choice, self.meta
+        best_epochs = meta.get("best_epoch") if self.checkpoint.parent.name == "best" else None
+        if choice.names and isinstance(best_epochs, list):
+            return f"{self.checkpoint}, {choice.describe(best_epochs)}"
+        used = f", {choice.describe()}" if choice.names else ""
+        return f"{self.checkpoint} (epoch {meta.get('epoch')}, step {meta.get('step')}){used}"
+
     def members(self) -> list[Any]:
         """One params tree per chosen run, read now: a single run's checkpoint's own, else slices
         of the stack."""
@@ -69,17 +80,6 @@ class Run:
         if not self.choice.names:
             return [params]
         return [jax.tree.map(lambda x, k=k: np.asarray(x)[k], params) for k in self.choice.indices]
-
-
-def source(run: Run, choice: Choice) -> str:
-    """The checkpoint line of the scripts that read one: the checkpoint, its epoch and step and, of
-    several runs, the ones used. A best/ checkpoint of several runs holds each run's params of its
-    own best epoch (its record's best_epoch), not of the epoch it was last written at."""
-    best_epochs = run.meta.get("best_epoch") if run.checkpoint.parent.name == "best" else None
-    if choice.names and isinstance(best_epochs, list):
-        return f"{run.checkpoint}, {choice.describe(best_epochs)}"
-    used = f", {choice.describe()}" if choice.names else ""
-    return f"{run.checkpoint} (epoch {run.meta.get('epoch')}, step {run.meta.get('step')}){used}"
 
 
 def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:

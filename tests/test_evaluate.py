@@ -430,10 +430,9 @@ def test_choose_runs(three_runs, run):
     assert evaluate.choose_runs(opened, "seed=2.0").indices == (2,)
     # best/ holds each run's params of its own best epoch: the header names those epochs.
     bests = dataclasses.replace(opened, meta={**opened.meta, "best_epoch": [4, 9, 7]})
-    assert evaluate.source(bests, evaluate.choose_runs(bests, "1")).endswith(
-        "best/3, run 1 of 3, seed=1, its best epoch 9"
-    )
-    assert evaluate.source(bests, every).endswith(
+    one = dataclasses.replace(bests, choice=evaluate.choose_runs(bests, "1"))
+    assert one.describe().endswith("best/3, run 1 of 3, seed=1, its best epoch 9")
+    assert bests.describe().endswith(
         "best/3, the ensemble of its 3 runs (the mean of their probabilities), their best "
         "epochs 4, 9, 7"
     )

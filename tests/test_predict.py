@@ -86,7 +86,7 @@ def reference_input(path, size):
 def test_top_k_matches_the_models_logits(run):
     workdir, c, model, params, paths = run
     opened = evaluate.open_run(str(workdir), None)
-    source = evaluate.source(opened, opened.choice)
+    source = opened.describe()
     assert source.endswith(f"{os.path.join('best', '7')} (epoch 1, step 7)")
     members = opened.members()
     preds = predict.predict_files(opened.config, members, paths, k=10)
@@ -297,7 +297,7 @@ def test_one_run_predicts_as_a_single_run(which, k, two_runs, run, single_predic
     """--run by index or by name (its numbers written in any way)."""
     opened = evaluate.open_run(str(two_runs[0]), None, which)
     assert opened.choice.describe() == f"run {k} of 2, {SWEPT[k]}"
-    source = evaluate.source(opened, opened.choice)
+    source = opened.describe()
     assert source.endswith(f"best/3, run {k} of 2, {SWEPT[k]}, its best epoch 1")
     assert _predict(opened, run[-1]) == single_predictions[k]
 
