@@ -371,24 +371,12 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         "layer_decay",
         f"must lie in (0, 1] (1.0 turns layer-wise lr decay off), got {c.layer_decay!r}.",
     )
-    if c.pretrained:
-        import os  # noqa: PLC0415
-
-        _require(
-            c.pretrained.endswith((".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")),
-            "pretrained",
-            f"{c.pretrained!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) "
-            "or an .npz of a state_dict.",
-        )
-        _require(
-            not os.path.isdir(c.pretrained),
-            "pretrained",
-            f"{c.pretrained} is a folder: give the checkpoint file itself (.pth, .safetensors, .npz).",
-        )
-        _require(
-            os.path.isfile(c.pretrained),
-            "pretrained",
-            f"{c.pretrained} does not exist. Download a Swin checkpoint on a machine with internet "
-            "(e.g. https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"
-            "swin_tiny_patch4_window7_224.pth) and pass its path, or unset it to train from scratch.",
-        )
+    # The file itself is checked where a starting run reads it (finetune.read_pretrained): tools
+    # and resumed runs never read it.
+    _require(
+        not c.pretrained
+        or c.pretrained.endswith((".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")),
+        "pretrained",
+        f"{c.pretrained!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) "
+        "or an .npz of a state_dict.",
+    )

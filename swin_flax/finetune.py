@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 
-from swin_flax.errors import CheckpointError
+from swin_flax.errors import CheckpointError, ConfigError
 from swin_flax.models import convert, swin
 from swin_flax.models import layout as scan_layout
 from swin_flax.models.summary import param_shapes
@@ -236,7 +236,20 @@ def read_pretrained(
 ) -> dict[str, np.ndarray]:
     """The state_dict of the file at `path`, refused (CheckpointError) unless it fits `model`, on
     the params' shapes alone: a run reads and checks its pretrained file once, before it
-    initialises, compiles or writes anything, then loads it with `load_pretrained(state, ...)`."""
+    initialises, compiles or writes anything, then loads it with `load_pretrained(state, ...)`.
+    `path` is config.pretrained, and the errors name it so."""
+    if os.path.isdir(path):
+        raise ConfigError(
+            f"config.pretrained: {path} is a folder: give the checkpoint file itself (.pth, "
+            ".safetensors, .npz)."
+        )
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"config.pretrained: {path} does not exist. Download a Swin checkpoint on a machine "
+            "with internet (e.g. https://github.com/SwinTransformer/storage/releases/download/"
+            "v1.0.0/swin_tiny_patch4_window7_224.pth) and pass its path, or unset it to train "
+            "from scratch."
+        )
     name, state = _read(path, None, weights_only=True)
     shapes = param_shapes(model.clone(scan_blocks=False, remat="none"))
     target = traverse_util.flatten_dict(shapes)

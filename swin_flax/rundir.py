@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import math
 import os
+import shlex
 import stat
 import sys
 from typing import Any
@@ -20,7 +22,7 @@ from absl import logging
 from etils import epath
 
 from swin_flax import checkpoints, runs
-from swin_flax.config import SWEEPABLE, data_seed
+from swin_flax.config import flatten
 from swin_flax.errors import ConfigError
 from swin_flax.models import swin
 
@@ -43,34 +45,67 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return {**config.model.to_dict(), **layout}
 
 
-def run_set_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """What a run set and its random streams are made of beyond the model: the seeds (init,
-    dropout, data order and augmentation) and the runs. A resumed run must continue them all."""
-    several = config.num_runs * math.prod(len(config.sweep[f]) or 1 for f in SWEEPABLE) > 1
-    return {
-        "seed": config.seed,
-        "data_seed": data_seed(config),
-        "num_runs": config.num_runs,
-        "per_run_data": bool(config.per_run_data and several),  # one run: no effect
-        **{f"sweep.{f}": list(config.sweep[f]) for f in SWEEPABLE},
-    }
+# What a resumed run may change: how long it trains, how it logs, saves and finds its data, and
+# what its steps keep for the backward pass, none of which changes what it computes.
+# (`pretrained` is read only when a run starts.)
+RESUME_MAY_CHANGE = frozenset({
+    "num_epochs", "log_every_steps", "checkpoint_every_epochs", "keep_checkpoints",
+    "prefetch_batches", "profile_steps", "eval_batch_size", "best_params_dtype", "remat",
+    "archive", "data_dir", "pretrained",
+})  # fmt: skip
 
 
-def check_run_set(saved: dict[str, Any], config: ml_collections.ConfigDict, workdir) -> None:
-    """Refuses to resume the runs of `saved` (a checkpoint's record) with other seeds or runs,
-    naming the flags that resume them. Records written before run sets were kept are checked
-    through the model's run names alone."""
-    started, now = saved.get("run_set"), run_set_identity(config)
-    diffs = [k for k in now if started is not None and started.get(k) != now[k]]
-    if diffs:
-        text = lambda v: f"'({','.join(f'{x:g}' for x in v)})'" if isinstance(v, list) else v
-        flags = " ".join(f"--config.{k}={text(started.get(k))}" for k in diffs)
-        ours = ", ".join(f"{k}={text(now[k])}" for k in diffs)
-        raise ConfigError(
-            f"--workdir {workdir} holds runs that started with other seeds or runs than this "
-            f"config's ({ours}). A resumed run continues the seeds, data order and runs it started "
-            f"with: pass {flags} to resume it, or give a new --workdir to start afresh."
-        )
+def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flattened config's fields that a resumed run must keep, in the terms that decide what
+    it computes: the data seed as resolved, per_run_data only where there are several runs."""
+    out = {k: v for k, v in flat.items() if k not in RESUME_MAY_CHANGE}
+    if "data_seed" in out and out["data_seed"] is None:
+        out["data_seed"] = out.get("seed")
+    sweeps = [len(v) for k, v in out.items() if k.startswith("sweep.")]
+    if out.get("num_runs", 1) * math.prod(n or 1 for n in sweeps) == 1:
+        out["per_run_data"] = False  # one run: it has no effect
+    return out
+
+
+def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
+    """Refuses to resume the run in `workdir` with other settings than it started with (its
+    config.json), naming the flags that resume it: a changed recipe, seed or run set would
+    continue the run as another one, and its config.json (which evaluate reads) would no longer
+    describe the checkpoints. Only RESUME_MAY_CHANGE's fields may differ."""
+    path = workdir / "config.json"
+    if not path.is_file():  # a run stopped before it wrote one: nothing to compare
+        return
+    try:
+        recorded = flatten(json.loads(path.read_text()))
+    except ValueError:  # not JSON (edited by hand): nothing to compare; this run rewrites it
+        return
+    started, now = _recipe(recorded), _recipe(flatten(config.to_dict()))
+    diffs = sorted(k for k in now if k in started and started[k] != now[k])
+    if not diffs:
+        if config.pretrained and config.pretrained != recorded.get("pretrained"):
+            logging.warning(
+                f"config.pretrained is read only when a run starts: {workdir} resumes from its "
+                "own checkpoint. To fine-tune from another file, give a new --workdir."
+            )
+        return
+
+    def text(v: Any) -> str:
+        if isinstance(v, tuple):
+            return shlex.quote(f"({','.join(map(repr, v))}{',' if len(v) == 1 else ''})")
+        return shlex.quote(v) if isinstance(v, str) else repr(v)
+
+    ours = ", ".join(f"{k}={text(now[k])}" for k in diffs)
+    flags = " ".join(f"--config.{k}={text(started[k])}" for k in diffs if started[k] is not None)
+    unset = [f"config.{k}" for k in diffs if started[k] is None]
+    resume = " and ".join(
+        ([f"pass {flags}"] if flags else [])
+        + ([f"leave {', '.join(unset)} unset"] if unset else [])
+    )
+    raise ConfigError(
+        f"--workdir {workdir} holds a run that started with other settings than this config's "
+        f"({ours}). A resumed run continues the run it started (its recipe, seeds and runs): "
+        f"{resume} to resume it, or give a new --workdir to start afresh."
+    )
 
 
 @dataclasses.dataclass
@@ -262,7 +297,7 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
     finished = False
     if saved is not None:
         where = str(checkpoints.series_dir(workdir, "latest"))
-        check_run_set(saved, config, workdir)
+        check_same_recipe(config, workdir)
         checkpoints.check_model_matches(saved, model_identity(config), where)
         finished = check_num_epochs(saved, config.num_epochs, workdir)
     if not finished:  # the run will write: the folder, or the one it is created in, must allow it

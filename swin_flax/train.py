@@ -233,7 +233,6 @@ class Progress:
             "best_accuracy": per_run(self.best_accuracy),
             "best_epoch": per_run(self.best_epoch),
             "model": identity,
-            "run_set": rundir.run_set_identity(config),
             "totals": dataclasses.asdict(self.totals.plus(wall=wall)),
             "partial_epoch": self.partial_epoch,
             "test_accuracy": per_run(self.test_accuracy),

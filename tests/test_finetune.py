@@ -370,13 +370,17 @@ def test_finetune_config_validates_with_a_checkpoint(tmp_path, variant, windows)
     assert tuple(s.window_size for s in specs) == windows
     assert c.layer_decay < 1 and c.weight_decay_exempt and c.num_epochs <= 30
 
+    # The file is checked where a starting run reads it: tools and resumed runs never read it.
+    model = build.model_from_config(c)
     c.pretrained = str(tmp_path / "missing.pth")
+    validate(c, num_devices=2)
     with pytest.raises(ConfigError, match=r"config\.pretrained: .*missing\.pth does not exist"):
-        validate(c, num_devices=2)
+        finetune.read_pretrained(c.pretrained, model)
     (tmp_path / "folder.pth").mkdir()
     c.pretrained = str(tmp_path / "folder.pth")
+    validate(c, num_devices=2)
     with pytest.raises(ConfigError, match=r"config\.pretrained: .*folder\.pth is a folder"):
-        validate(c, num_devices=2)
+        finetune.read_pretrained(c.pretrained, model)
     c.pretrained = str(ckpt)
     for layer_decay in (1.5, 0.0):
         c.layer_decay = layer_decay

@@ -233,6 +233,11 @@ def test_nan_loss_stops_with_step_and_epoch(setup, tmp_path):
     an error naming the step and epoch and what to check, and the last good checkpoint (step 12)."""
     workdir = tmp_path / "run"
     shutil.copytree(setup["reference"], workdir)
+    # A resumed run keeps its recipe: the run is made to have started with that rate.
+    config_json = workdir / "config.json"
+    config_json.write_text(
+        json.dumps({**json.loads(config_json.read_text()), "learning_rate": 1e38})
+    )
     args = rr.main_args(
         setup["config"], workdir, "--config.num_epochs=4", "--config.learning_rate=1e38"
     )

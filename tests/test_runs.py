@@ -202,11 +202,19 @@ def test_sweep_refuses_shape_fields_and_names_bad_values():
         ),
         (2, {"per_run_data": True}, r"pass --config\.per_run_data=False to resume"),
         # One run: its seed draws the dropout, and (data_seed unset) the data order too.
-        (1, {"seed": 1}, r"\(seed=1, data_seed=1\).* --config\.seed=0 --config\.data_seed=0 "),
+        (1, {"seed": 1}, r"\(data_seed=1, seed=1\).* --config\.data_seed=0 --config\.seed=0 "),
         (1, {"data_seed": 7}, r"\(data_seed=7\).* pass --config\.data_seed=0 to resume"),
+        (1, {"grad_clip_norm": 1.0}, r"\(grad_clip_norm=1\.0\).* --config\.grad_clip_norm=0\.0 to"),
+        (
+            1,
+            {"schedule": "cosine_step", "learning_rate": 2e-3},
+            r"learning_rate=0\.002, schedule=cosine_step",
+        ),
     ],
 )
-def test_resuming_with_other_seeds_or_runs_is_refused(tmp_path, runs_before, change, expected):
+def test_resuming_with_other_seeds_runs_or_recipe_is_refused(
+    tmp_path, runs_before, change, expected
+):
     """A resumed run continues its runs (the params are stacked in their order) and each run's
     random streams; another run set or seed is refused, naming the flags that resume it."""
     c = config.default_config()
@@ -215,6 +223,7 @@ def test_resuming_with_other_seeds_or_runs_is_refused(tmp_path, runs_before, cha
     ckpts = checkpoints.Checkpoints(tmp_path)
     ckpts.save("latest", 4, {"step": np.zeros(runs_before, np.int32)}, record)
     ckpts.close()
+    rundir.write_config(c, tmp_path)  # the config the run started with
     assert rundir.inspect(c, tmp_path)[0]["step"] == 4  # the same config resumes
     c.per_run_data = True  # no effect on one run: resumes; on several it is refused below
     if runs_before == 1:
