@@ -184,6 +184,12 @@ class _ProjectLines(py_logging.Filter):
     roots = tuple(os.path.dirname(os.path.abspath(p)) for p in (__file__, sys.argv[0] or "."))
 
     def filter(self, record: py_logging.LogRecord) -> bool:
+        # A failed checkpoint read (a CheckpointError paragraph) leaves orbax's other reads to fail
+        # later; asyncio logs each as never retrieved. They say nothing the paragraph did not.
+        if record.name == "asyncio" and str(record.msg).startswith(
+            ("Future exception was never retrieved", "Task exception was never retrieved")
+        ):
+            return False
         return record.levelno >= py_logging.WARNING or record.pathname.startswith(self.roots)
 
 

@@ -283,3 +283,18 @@ def test_more_steps_than_the_step_counter_holds(archive, tmp_path, capsys):
     msg = fails_cleanly(c, tmp_path / "run", capsys)
     assert msg.startswith(f"Error: config.num_epochs: {2**31} epochs of ")
     assert "step counter holds (2**31 - 1); train at most " in msg
+
+
+def test_console_drops_asyncios_never_retrieved_reads_of_a_failed_checkpoint_read():
+    """A damaged checkpoint's paragraph is followed by nothing: asyncio's 'never retrieved' lines of
+    orbax's other failed reads are dropped; asyncio's other errors are kept."""
+    import logging  # noqa: PLC0415
+
+    def record(msg):
+        return logging.LogRecord(
+            "asyncio", logging.ERROR, "asyncio/base_events.py", 1, msg, (), None
+        )
+
+    keep = cli._ProjectLines().filter
+    assert not keep(record("Future exception was never retrieved\nfuture: <Future finished>"))
+    assert keep(record("Exception in callback ..."))
