@@ -4,7 +4,9 @@ Entry points (`swin_flax/cli.py`) turn these into one paragraph and an exit stat
 bug and keeps its traceback.
 """
 
-EXIT_OUT_OF_MEMORY = 1  # the device's memory ran out: the message names what makes a step smaller
+EXIT_OUT_OF_MEMORY = (
+    1  # the device's or host's memory ran out: the message says what to make smaller
+)
 EXIT_USER_ERROR = 2  # bad config, data, checkpoint or workdir: fix the input and run again
 EXIT_DIVERGED = 3  # NaN/inf loss: the last good checkpoint is kept
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again to resume

@@ -42,8 +42,8 @@ class Choice:
         each run's best epoch, whose params a best/ checkpoint of several runs holds."""
         if not self.names:
             return ""
-        k = self.indices[0]
         if len(self.indices) == 1:
+            k = self.indices[0]
             text = f"run {k} of {len(self.names)}, {self.names[k]}"
             return text + (f", its best epoch {best_epochs[k]}" if best_epochs else "")
         text = f"the ensemble of its {len(self.names)} runs (the mean of their probabilities)"
@@ -224,9 +224,8 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
         if isinstance(recorded.get("remat"), bool):  # before remat named what a block keeps
             recorded["remat"] = "full" if recorded["remat"] else "none"
         config.update_from_flattened_dict(recorded)
-        if (
-            config.dataset not in DATASETS
-        ):  # the one field read here that the checkpoint cannot check
+        # The one field read here that the checkpoint's record cannot check.
+        if config.dataset not in DATASETS:
             raise ValueError(f"dataset {config.dataset!r} is not one of {DATASETS}")
     except (ValueError, KeyError, AttributeError, TypeError) as e:
         raise CheckpointError(
