@@ -30,18 +30,19 @@ def model_from_config(config: ml_collections.ConfigDict) -> swin.SwinTransformer
     )
 
 
+# The config fields that are, by the same name, `optim.learning_rate_table`'s schedule arguments and
+# `optim.create_optimizer`'s AdamW settings (besides the schedule and the weight decay).
+SCHEDULE_FIELDS = (
+    "schedule", "learning_rate", "warmup_epochs", "warmup_lr_init", "lr_min", "cosine_epochs",
+    "warmup_prefix",
+)  # fmt: skip
+ADAMW_FIELDS = ("b1", "b2", "eps", "weight_decay_exempt", "grad_clip_norm", "layer_decay")
+
+
 def learning_rate_table(config: ml_collections.ConfigDict, steps_per_epoch: int):
     """(table, steps per entry) of the config's schedule: `optim.learning_rate_table`."""
-    return optim.learning_rate_table(
-        schedule=config.schedule,
-        learning_rate=config.learning_rate,
-        steps_per_epoch=steps_per_epoch,
-        warmup_epochs=config.warmup_epochs,
-        warmup_lr_init=config.warmup_lr_init,
-        lr_min=config.lr_min,
-        cosine_epochs=config.cosine_epochs,
-        warmup_prefix=config.warmup_prefix,
-    )
+    schedule = {f: config[f] for f in SCHEDULE_FIELDS}
+    return optim.learning_rate_table(steps_per_epoch=steps_per_epoch, **schedule)
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):
@@ -58,14 +59,9 @@ def create_optimizer(
     def adamw(lr_table, weight_decay):
         return optim.create_optimizer(
             learning_rate_fn=optim.table_schedule(lr_table, per_entry),
-            b1=config.b1,
-            b2=config.b2,
-            eps=config.eps,
             weight_decay=weight_decay,
-            weight_decay_exempt=config.weight_decay_exempt,
-            grad_clip_norm=config.grad_clip_norm,
-            layer_decay=config.layer_decay,
             depths=tuple(config.model.depths),
+            **{f: config[f] for f in ADAMW_FIELDS},
         )
 
     if in_state:
