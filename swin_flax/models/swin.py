@@ -36,27 +36,25 @@ LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default (flax's is 1e-6)
 
 
 def _linear(
-    features: int, dtype: Dtype, param_dtype: Dtype, use_bias: bool = True, name: str | None = None
+    features: int, dtype: Dtype, use_bias: bool = True, name: str | None = None
 ) -> nn.Dense:
     """nn.Linear as the official init leaves it: weight trunc_normal(.02), bias 0."""
     return nn.Dense(
         features,
         use_bias=use_bias,
         dtype=dtype,
-        param_dtype=param_dtype,
         kernel_init=ops.torch_trunc_normal(0.02),
         bias_init=nn.initializers.zeros,
         name=name,
     )
 
 
-def _layer_norm(dtype: Dtype, param_dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
+def _layer_norm(dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
     """nn.LayerNorm as in PyTorch: eps 1e-5, two-pass variance; statistics in float32."""
     return nn.LayerNorm(
         epsilon=LAYER_NORM_EPS,
         use_fast_variance=False,
         dtype=dtype,
-        param_dtype=param_dtype,
         name=name,
     )
 
@@ -70,7 +68,6 @@ class PatchEmbed(nn.Module):
     embed_dim: int = 96
     patch_norm: bool = True
     dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -88,14 +85,13 @@ class PatchEmbed(nn.Module):
             strides=(p, p),
             padding="VALID",
             dtype=self.dtype,
-            param_dtype=self.param_dtype,
             kernel_init=ops.torch_default_uniform(fan_in),
             bias_init=ops.torch_default_uniform(fan_in),
             name="proj",
         )(x)
         x = x.reshape(x.shape[0], -1, self.embed_dim)
         if self.patch_norm:
-            x = _layer_norm(self.dtype, self.param_dtype, name="norm")(x)
+            x = _layer_norm(self.dtype, name="norm")(x)
         return x
 
 
@@ -113,14 +109,13 @@ class Mlp(nn.Module):
     out_features: int
     drop: float = 0.0
     dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, deterministic: bool = True) -> Array:
-        x = _linear(self.hidden_features, self.dtype, self.param_dtype, name="fc1")(x)
+        x = _linear(self.hidden_features, self.dtype, name="fc1")(x)
         x = _gelu(x)
         x = nn.Dropout(self.drop)(x, deterministic)
-        x = _linear(self.out_features, self.dtype, self.param_dtype, name="fc2")(x)
+        x = _linear(self.out_features, self.dtype, name="fc2")(x)
         return nn.Dropout(self.drop)(x, deterministic)
 
 
@@ -139,7 +134,6 @@ class WindowAttention(nn.Module):
     attn_drop: float = 0.0
     proj_drop: float = 0.0
     dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, mask: Array | None = None, deterministic: bool = True) -> Array:
@@ -147,7 +141,7 @@ class WindowAttention(nn.Module):
         heads, w = self.num_heads, self.window_size
         head_dim = c // heads
         scale = self.qk_scale or head_dim**-0.5  # `or`, as the official code
-        qkv = _linear(3 * self.dim, self.dtype, self.param_dtype, self.qkv_bias, name="qkv")(x)
+        qkv = _linear(3 * self.dim, self.dtype, self.qkv_bias, name="qkv")(x)
         # The official permute(2, 0, 3, 1, 4): heads ahead of tokens, so both attention products
         # are plain batched matmuls over (B_, heads) (8% faster on 4-token windows on CPU).
         qkv = qkv.reshape(b, n, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
@@ -159,7 +153,6 @@ class WindowAttention(nn.Module):
             "relative_position_bias_table",
             ops.torch_trunc_normal(0.02),
             ((2 * w - 1) ** 2, heads),
-            self.param_dtype,
         )
         index = ops.relative_position_index(w).reshape(-1)
         bias = jnp.asarray(table, jnp.float32)[index].reshape(n, n, heads).transpose(2, 0, 1)
@@ -173,7 +166,7 @@ class WindowAttention(nn.Module):
 
         x = jnp.einsum("bhnm,bhmd->bhnd", attn, v.astype(self.dtype))
         x = x.transpose(0, 2, 1, 3).reshape(b, n, c)
-        x = _linear(self.dim, self.dtype, self.param_dtype, name="proj")(x)
+        x = _linear(self.dim, self.dtype, name="proj")(x)
         return nn.Dropout(self.proj_drop)(x, deterministic)
 
 
@@ -196,7 +189,6 @@ class SwinBlock(nn.Module):
     attn_drop: float = 0.0
     drop_path: float = 0.0
     dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(
@@ -208,7 +200,7 @@ class SwinBlock(nn.Module):
         rate = self.drop_path if drop_path_rate is None else drop_path_rate
 
         shortcut = x
-        x = _layer_norm(self.dtype, self.param_dtype, name="norm1")(x)
+        x = _layer_norm(self.dtype, name="norm1")(x)
         x = x.reshape(b, height, width, c)
         mask = None
         if shift:
@@ -224,7 +216,6 @@ class SwinBlock(nn.Module):
             attn_drop=self.attn_drop,
             proj_drop=self.drop,
             dtype=self.dtype,
-            param_dtype=self.param_dtype,
             name="attn",
         )(windows, mask, deterministic)
         x = ops.window_reverse(windows.reshape(-1, window, window, c), window, height, width)
@@ -232,13 +223,12 @@ class SwinBlock(nn.Module):
             x = jnp.roll(x, (shift, shift), axis=(1, 2))
         x = shortcut + self._drop_path(x.reshape(b, length, c), rate, deterministic)
 
-        y = _layer_norm(self.dtype, self.param_dtype, name="norm2")(x)
+        y = _layer_norm(self.dtype, name="norm2")(x)
         y = Mlp(
             hidden_features=int(self.dim * self.mlp_ratio),
             out_features=self.dim,
             drop=self.drop,
             dtype=self.dtype,
-            param_dtype=self.param_dtype,
             name="mlp",
         )(y, deterministic)
         return x + self._drop_path(y, rate, deterministic)
@@ -313,7 +303,6 @@ class SwinStage(nn.Module):
     scan_blocks: bool = False
     remat: str = "none"  # plan.REMAT
     dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, deterministic: bool = True) -> Array:
@@ -331,7 +320,6 @@ class SwinStage(nn.Module):
             drop=self.drop,
             attn_drop=self.attn_drop,
             dtype=self.dtype,
-            param_dtype=self.param_dtype,
         )
 
         if not scanned:
@@ -369,7 +357,6 @@ class SwinStage(nn.Module):
                 input_resolution=spec.input_resolution,
                 dim=spec.dim,
                 dtype=self.dtype,
-                param_dtype=self.param_dtype,
                 name="downsample",
             )(x)
         return x
@@ -383,7 +370,6 @@ class PatchMerging(nn.Module):
     input_resolution: tuple[int, int]
     dim: int
     dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -392,17 +378,15 @@ class PatchMerging(nn.Module):
         x = x.reshape(b, height, width, c)
         parts = (x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2])
         x = jnp.concatenate(parts, axis=-1).reshape(b, -1, 4 * c)
-        x = _layer_norm(self.dtype, self.param_dtype, name="norm")(x)
-        return _linear(
-            2 * self.dim, self.dtype, self.param_dtype, use_bias=False, name="reduction"
-        )(x)
+        x = _layer_norm(self.dtype, name="norm")(x)
+        return _linear(2 * self.dim, self.dtype, use_bias=False, name="reduction")(x)
 
 
 class SwinTransformer(nn.Module):
     """The official SwinTransformer: NHWC images [B, H, W, C] -> logits [B, num_classes] (float32).
 
     Fields are the official constructor arguments with the official defaults, plus `dtype` (compute
-    dtype; parameters stay in `param_dtype`), `scan_blocks` and `remat` (see module docstring).
+    dtype; parameters stay float32), `scan_blocks` and `remat` (see module docstring).
     `forward_features` returns the pooled features before the head, in the compute dtype. Dropout,
     attention dropout and stochastic depth draw from the 'dropout' RNG when deterministic=False.
     """
@@ -424,7 +408,6 @@ class SwinTransformer(nn.Module):
     ape: bool = False
     patch_norm: bool = True
     dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
     scan_blocks: bool = False
     remat: str = "none"  # plan.REMAT
 
@@ -452,14 +435,13 @@ class SwinTransformer(nn.Module):
         )
 
     def setup(self):
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         self.patch_embed = PatchEmbed(
             img_size=self.img_size,
             patch_size=self.patch_size,
             in_chans=self.in_chans,
             embed_dim=self.embed_dim,
             patch_norm=self.patch_norm,
-            **kw,
+            dtype=self.dtype,
         )
         if self.ape:
             num_patches = math.prod(self.stage_specs()[0].input_resolution)
@@ -467,7 +449,6 @@ class SwinTransformer(nn.Module):
                 "absolute_pos_embed",
                 ops.torch_trunc_normal(0.02),
                 (1, num_patches, self.embed_dim),
-                self.param_dtype,
             )
         self.pos_drop = nn.Dropout(self.drop_rate)
         self.layers = [
@@ -480,13 +461,13 @@ class SwinTransformer(nn.Module):
                 attn_drop=self.attn_drop_rate,
                 scan_blocks=self.scan_blocks,
                 remat=self.remat,
-                **kw,
+                dtype=self.dtype,
             )
             for spec in self.stage_specs()
         ]
-        self.norm = _layer_norm(**kw)
+        self.norm = _layer_norm(self.dtype)
         if self.num_classes > 0:
-            self.head = _linear(self.num_classes, **kw)
+            self.head = _linear(self.num_classes, self.dtype)
 
     def forward_features(self, x: Array, deterministic: bool = True) -> Array:
         """Images [B, H, W, C] -> pooled features [B, embed_dim * 2^(stages - 1)] (official)."""
@@ -512,7 +493,6 @@ def create_model(
     dtype: Dtype | str = jnp.float32,
     remat: str = "none",
     scan_blocks: bool = False,
-    param_dtype: Dtype | str = jnp.float32,
 ) -> SwinTransformer:
     """SwinTransformer from a config's `model` dict (official argument names, as timm's
     `create_model` takes them); missing names take the official defaults, unknown names and
@@ -527,7 +507,6 @@ def create_model(
     return SwinTransformer(
         **args,
         dtype=jnp.dtype(dtype),
-        param_dtype=jnp.dtype(param_dtype),
         remat=remat,
         scan_blocks=bool(scan_blocks),
     )
