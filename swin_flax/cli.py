@@ -22,8 +22,18 @@ from swin_flax.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 
 def _exit_saying(kind: str, message: str, status: int) -> NoReturn:
-    print("\n" + textwrap.fill(f"{kind}: {message}", width=100) + "\n", file=sys.stderr, flush=True)
+    print(f"\n{_wrapped(f'{kind}: {message}')}\n", file=sys.stderr, flush=True)
     sys.exit(status)
+
+
+def _wrapped(text: str, width: int = 100) -> str:
+    """`text` wrapped at `width` line by line, so that a message's own lines (a numbered list of
+    choices) stay lines; a list item's continuation lines are indented under its text."""
+    lines = []
+    for line in text.splitlines():
+        item = re.match(r"\s*(\d+\.|-)?\s*", line)
+        lines.append(textwrap.fill(line, width, subsequent_indent=" " * item.end()))
+    return "\n".join(lines)
 
 
 def exit_user_error(message: str) -> NoReturn:
@@ -85,6 +95,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     from absl import flags, logging  # noqa: PLC0415
 
     program = os.path.basename(argv[0])
+    argv = [argv[0], *map(_home_expanded, argv[1:])]
     _exit_if_a_config_file_is_missing(flags.FLAGS, argv)
     try:
         rest = flags.FLAGS(argv)
@@ -135,6 +146,15 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         logging.get_absl_handler().addFilter(_ProjectLines())
         logging.get_absl_handler().setFormatter(_ShortFormat())
     return rest
+
+
+def _home_expanded(arg: str) -> str:
+    """`--flag=~/path` with the home folder in place of `~`, as the shell does for `--flag ~/path`
+    but not after an `=`."""
+    name, eq, value = arg.partition("=")
+    if not (arg.startswith("--") and eq and value.startswith("~")):
+        return arg
+    return f"{name}={os.path.expanduser(value)}"
 
 
 def _exit_if_a_config_file_is_missing(flag_values, argv: list[str]) -> None:

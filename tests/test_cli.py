@@ -115,6 +115,22 @@ def test_flag_errors_name_the_config_fields_only_for_config_flags():
     assert "--config.FIELD" not in msg and "See `summary.py --helpshort`." in msg
 
 
+def test_a_flag_value_after_an_equals_sign_may_start_with_the_home_folder(tmp_path):
+    """`--config=~/demo.py` reads $HOME/demo.py (the shell expands `~` only in `--config ~/demo.py`)."""
+    repo = os.path.dirname(os.path.dirname(SUMMARY))
+    with open(os.path.join(repo, "configs", "demo.py")) as f, open(tmp_path / "demo.py", "w") as g:
+        g.write(f.read())
+    out = subprocess.run(
+        [sys.executable, SUMMARY, "--config=~/demo.py"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=repo,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert out.returncode == 0 and "Total params: 136,822" in out.stdout, out.stderr
+
+
 def test_an_output_file_is_checked_before_the_work(tmp_path, monkeypatch, capsys):
     """--json / --markdown of every script: a file path in a folder that exists and can be written
     (os.access: root, as in CI, may write anywhere, hence the patched permission), else exit 2."""
@@ -133,3 +149,19 @@ def test_an_output_file_is_checked_before_the_work(tmp_path, monkeypatch, capsys
         cli.check_output_file("markdown", str(tmp_path / "table.md"))
     err = " ".join(capsys.readouterr().err.split())
     assert f"--markdown {tmp_path / 'table.md'}: the folder {tmp_path} cannot be written" in err
+
+
+def test_an_error_paragraph_keeps_its_own_lines(capsys):
+    """A message with a numbered list of choices (the no-data error) prints one line per choice,
+    each wrapped at 100 characters with its continuation indented under the item's text."""
+    long_item = "  2. " + " ".join(["word"] * 30)
+    with pytest.raises(SystemExit) as e:
+        cli.exit_user_error(
+            "no data. Supply it in one of two ways:\n  1. short choice.\n" + long_item
+        )
+    lines = capsys.readouterr().err.strip("\n").split("\n")
+    assert e.value.code == cli.EXIT_USER_ERROR
+    assert lines[:2] == ["Error: no data. Supply it in one of two ways:", "  1. short choice."]
+    assert lines[2].startswith("  2. word") and len(lines) == 4 and max(map(len, lines)) <= 100
+    assert all(line.startswith("     word") for line in lines[3:])
+    assert " ".join(" ".join(lines[2:]).split()) == "2. " + " ".join(["word"] * 30)
