@@ -49,6 +49,33 @@ def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: 
     return optim.table_schedule(*learning_rate_table(config, steps_per_epoch))
 
 
+def short_run_warning(config: ml_collections.ConfigDict) -> str | None:
+    """Why the run stops early in its own schedule, with the settings that fit the schedule to it,
+    or None: its last epoch is still in the warmup, or the cosine has come less than half way from
+    learning_rate down to lr_min (e.g. --config.num_epochs=10 on the strong recipe)."""
+    n, warmup, peak, lr_min = (
+        config[f] for f in ("num_epochs", "warmup_epochs", "learning_rate", "lr_min")
+    )
+    if config.schedule == "constant" or peak == lr_min:
+        return None
+    last = optim.epoch_learning_rate(n - 1, **{f: config[f] for f in SCHEDULE_FIELDS})
+    if n <= warmup:
+        where = "still in the warmup"
+    elif (peak - last) / (peak - lr_min) < 0.5:
+        where = "the cosine less than half way down to lr_min"
+    else:
+        return None
+    fit_warmup = warmup if 2 * warmup <= n else n // 10
+    fit_cosine = n - fit_warmup if config.warmup_prefix else n
+    return (
+        f"the schedule is laid out for {warmup} warmup + {config.cosine_epochs} cosine epochs and "
+        f"this run trains {n}: its last epoch's learning rate is {last:.3g} ({where}; "
+        f"learning_rate {peak:g}, lr_min {lr_min:g}). To fit the schedule to {n} epoch"
+        f"{'s' * (n != 1)}: "
+        f"--config.warmup_epochs={fit_warmup} --config.cosine_epochs={fit_cosine}."
+    )
+
+
 def create_optimizer(
     config: ml_collections.ConfigDict, steps_per_epoch: int, in_state: bool = False
 ) -> optax.GradientTransformation:

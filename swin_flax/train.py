@@ -305,6 +305,8 @@ def _log_model_and_plan(config, run_set, model, start: int, steps_per_epoch: int
         logging.info("resuming at %s; %s in all", rundir.position(start, steps_per_epoch), length)
     else:
         logging.info("training %s from the start", length)
+        if warning := build.short_run_warning(config):  # a resume cannot change the schedule
+            logging.warning(warning)
 
 
 class _Writers:

@@ -160,6 +160,34 @@ def test_cosine_step_matches_closed_form_and_epoch_boundaries():
     )
 
 
+def test_a_run_shorter_than_its_schedule_is_warned_about_with_the_settings_that_fit_it():
+    """strong.py's schedule: 20 warmup + 300 cosine epochs (lr 1e-3 from 1e-4, down to 1e-4). Its
+    own 300 epochs end near lr_min: no warning. 10 epochs end in the warmup (timm's linear warmup
+    at epoch 9: 1e-4 + 9 * 9e-4 / 20); 100 end with the cosine at 0.5 * (1 - cos(pi * 79 / 300)) =
+    16% of the way down; 200 at 65%, past half: no warning. The suggested settings end the run at
+    the cosine's end."""
+    from swin_flax import build  # noqa: PLC0415
+
+    config = _load_config("strong")
+    assert build.short_run_warning(config) is None
+    config.num_epochs = 10
+    warning = build.short_run_warning(config)
+    assert f"learning rate is {1e-4 + 9 * 9e-4 / 20:.3g} (still in the warmup" in warning
+    assert warning.endswith("--config.warmup_epochs=1 --config.cosine_epochs=9."), warning
+    config.num_epochs = 100
+    warning = build.short_run_warning(config)
+    last = 1e-4 + 0.5 * 9e-4 * (1 + math.cos(math.pi * 79 / 300))
+    assert f"learning rate is {last:.3g} (the cosine less than half way" in warning
+    assert warning.endswith("--config.warmup_epochs=20 --config.cosine_epochs=80."), warning
+    for n, warmup, cosine in ((10, 1, 9), (100, 20, 80)):
+        config.num_epochs, config.warmup_epochs, config.cosine_epochs = n, warmup, cosine
+        assert build.short_run_warning(config) is None
+    config.num_epochs, config.warmup_epochs, config.cosine_epochs = 200, 20, 300
+    assert build.short_run_warning(config) is None
+    config.num_epochs, config.schedule, config.warmup_epochs = 10, "constant", 0
+    assert build.short_run_warning(config) is None
+
+
 def test_constant_schedule():
     fn = optim.learning_rate_schedule(schedule="constant", learning_rate=1e-3, steps_per_epoch=49)
     for step in (0, 48, 49, 14_699, 10**6):
