@@ -11,6 +11,7 @@ import contextlib
 import logging as py_logging
 import os
 import re
+import signal
 import sys
 import textwrap
 import traceback
@@ -65,6 +66,14 @@ def _exit_interrupted(e: KeyboardInterrupt | None = None) -> NoReturn:
     os._exit(EXIT_INTERRUPTED)  # no atexit work: a second Ctrl-C could interrupt it
 
 
+def _exit_terminated(signum, frame) -> NoReturn:
+    """SIGTERM's default action (exit status 128 + 15, as a shell reports it) with one line; the
+    training loop replaces it while it runs, to save first (errors.EXIT_PREEMPTED)."""
+    sys.stdout.flush()
+    print("\nInterrupted (SIGTERM).", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
 def _excepthook(kind, value, tb) -> None:
     if issubclass(kind, KeyboardInterrupt):
         _exit_interrupted(value)
@@ -83,8 +92,10 @@ def _unraisablehook(unraisable) -> None:
 
 def start() -> None:
     """Called first by every script: Ctrl-C at any later moment (even during imports) ends with one
-    line and exit status 130, and TensorFlow's C++ start-up messages stay hidden."""
+    line and exit status 130, SIGTERM with one line and 143 (the training loop saves first), and
+    TensorFlow's C++ start-up messages stay hidden."""
     sys.excepthook = _excepthook
+    signal.signal(signal.SIGTERM, _exit_terminated)
     sys.unraisablehook = _unraisablehook
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -169,6 +169,28 @@ def test_ctrl_c_during_start_up(name, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_sigterm_during_start_up(tmp_path):
+    """SIGTERM while main.py imports its libraries -> "Interrupted (SIGTERM)." alone and exit
+    status 143 (128 + 15, a shell's figure for a process SIGTERM ended), nothing written."""
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "main.py"), *BUSY["main.py"]],
+        cwd=tmp_path,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not _has_loaded_numpy(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (proc.returncode, err[-3000:])
+    assert err.strip() == "Interrupted (SIGTERM).", err[-3000:]
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_second_signal_while_stopping_says_which_and_what_is_kept(tmp_path):
     """A second SIGTERM while the loop stops after the first (it saves): one line that names it
     (not Ctrl-C) and says the last complete checkpoint is kept, exit 130, no traceback."""
