@@ -27,7 +27,6 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from flax import traverse_util
 
 from swin_flax.errors import CheckpointError, ConfigError
@@ -276,7 +275,8 @@ def load_pretrained(
     bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
     load_head: copy the source classifier when its shape fits (default: a new head, fresh init).
     name: what the report and errors call a state_dict given as such (e.g. the file it came from).
-    Returns (params in `model`'s layout, scan_blocks or not, as jax arrays; the report, also logged).
+    Returns (params in `model`'s layout, scan_blocks or not, as jax arrays; the report, whose
+    `summary()` a run logs).
     """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
@@ -285,7 +285,6 @@ def load_pretrained(
     init = scan_layout.unstack_block_params(params, model) if model.scan_blocks else params
     target = traverse_util.flatten_dict(dict(init))
     out, report = _match(name, state, model, target, layout, bias_resize, load_head)
-    logging.info("%s", report.summary())
     result = traverse_util.unflatten_dict(
         {p: jnp.asarray(np.asarray(v), dtype=target[p].dtype) for p, v in out.items()}
     )

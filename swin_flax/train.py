@@ -268,14 +268,14 @@ def initial_state(
     if pretrained is not None:  # AdamW's moments start at zero whatever the params: swap them in
         from swin_flax import finetune  # noqa: PLC0415
 
-        load = lambda p: finetune.load_pretrained(pretrained, model, p, name=config.pretrained)[0]
+        load = lambda p: finetune.load_pretrained(pretrained, model, p, name=config.pretrained)
         if run_set.count == 1:
-            params = load(state.params)
+            params, report = load(state.params)
         else:  # each run's own head initialisation, the same pretrained body
-            each = [
-                load(jax.tree.map(lambda x, k=k: x[k], state.params)) for k in range(run_set.count)
-            ]
-            params = jax.tree.map(lambda *xs: np.stack(xs), *each)
+            inits = [jax.tree.map(lambda x, k=k: x[k], state.params) for k in range(run_set.count)]
+            each, reports = zip(*map(load, inits), strict=True)
+            params, report = jax.tree.map(lambda *xs: np.stack(xs), *each), reports[0]
+        logging.info("%s", report.summary())  # the same for every run
         state = state.replace(params=params)
     return state, Progress(run_set.count)
 

@@ -180,7 +180,7 @@ def test_unfit_checkpoints_name_the_key(source, tmp_path):
         finetune.load_pretrained(timm_state, model, zeros_like_init(model), bias_resize="nearest")
 
 
-def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path):
+def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path, monkeypatch):
     """The run's initial params are the file's but for the head (new, as the official fine-tuning
     makes it); a file of another width is refused before anything is initialised or written (the
     workdir is not created), and a damaged file likewise."""
@@ -198,6 +198,21 @@ def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path
     for name in pretrained:
         same = jax.tree.map(np.array_equal, dict(state.params[name]), dict(pretrained[name]))
         assert all(jax.tree.leaves(same)) == (name != "head"), name
+
+    # Two runs: each its own head initialisation, the same pretrained body, one report line.
+    c.num_runs = 2
+    lines = []
+    monkeypatch.setattr(train.logging, "info", lambda fmt, *args: lines.append(fmt % args))
+    state, _ = train.initial_state(c, runs.run_set(c), model, 4, None, None, read)
+    assert [line.split(" (")[0] for line in lines] == [f"pretrained {c.pretrained}"]
+    for name in pretrained:
+        for k in range(2):
+            same = jax.tree.map(
+                lambda x, y, k=k: np.array_equal(x[k], y), state.params[name], pretrained[name]
+            )
+            assert all(jax.tree.leaves(same)) == (name != "head"), (name, k)
+    assert not np.array_equal(*state.params["head"]["kernel"])
+    c.num_runs = 1
 
     narrow = swin.create_model({**model.official_arguments(), "embed_dim": 8})
     np.savez(tmp_path / "narrow.npz", **convert.flax_to_torch(zeros_like_init(narrow), "timm"))
