@@ -70,6 +70,21 @@ def test_same_window_reproduces_timm_features_both_layouts(source):
     assert "2 left new" in report.summary() and "skipped head" in report.summary()
 
 
+@pytest.mark.parametrize("prefix", ["module.", "model.", "module._orig_mod."])
+def test_a_wrapped_models_file_loads_as_the_model_itself(source, tmp_path, prefix):
+    """A state_dict saved from a wrapper (DistributedDataParallel's `module.`, a training module's
+    `model.`, torch.compile's `_orig_mod.` inside DDP) on every key: read as the plain one."""
+    _, cfg, timm_state, _ = source
+    model = swin.create_model({**cfg, "num_classes": 10})
+    np.savez(tmp_path / "wrapped.npz", **{prefix + k: v for k, v in timm_state.items()})
+    params, report = finetune.load_pretrained(
+        tmp_path / "wrapped.npz", model, zeros_like_init(model)
+    )
+    plain, _ = finetune.load_pretrained(timm_state, model, zeros_like_init(model))
+    assert report.layout == "timm" and len(report.loaded) == len(timm_state) - 2
+    jax.tree.map(np.testing.assert_array_equal, params, plain)
+
+
 def test_load_head_when_it_fits(source):
     _, cfg, timm_state, _ = source
     model = swin.create_model(cfg)  # 5 classes, like the source

@@ -35,6 +35,8 @@ LAYOUTS = ("official", "timm")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 FILE_SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", ".npz")
 BUFFER_SUFFIXES = ("relative_position_index", "attn_mask")  # recomputed by the model
+# Prefixes a wrapper puts on every key: DistributedDataParallel, a training module, torch.compile.
+WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 _INSTALL = {
     "torch": "PyTorch: pip install torch (the CPU wheel is enough: "
     "--index-url https://download.pytorch.org/whl/cpu)",
@@ -238,19 +240,21 @@ def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[
     """A state_dict file -> numpy dict: .pth / .pt / .bin / .ckpt (needs torch), .safetensors
     (needs safetensors) or .npz (np.savez of {key: tensor.numpy()}, numpy alone).
 
-    Official checkpoints ({'model': ...}) are unwrapped. `weights_only=False` is needed for
-    pickles holding other objects (e.g. the official training config); use it on trusted files.
+    Official checkpoints ({'model': ...}) are unwrapped, and so are keys that all carry a wrapper's
+    prefix (`WRAPPER_PREFIXES`: a checkpoint saved from DDP, a training module or torch.compile).
+    `weights_only=False` is needed for pickles holding other objects (e.g. the official training
+    config); use it on trusted files.
     """
     path = os.fspath(path)
     module = require_package(path)
     if module is None:
         with np.load(path) as f:
-            return {k: f[k] for k in f.files}
+            return _unwrapped({k: f[k] for k in f.files})
     if path.endswith(".safetensors"):
         from safetensors import SafetensorError  # noqa: PLC0415
 
         try:
-            return {k: np.asarray(v) for k, v in module.load_file(path).items()}
+            return _unwrapped({k: np.asarray(v) for k, v in module.load_file(path).items()})
         except SafetensorError as e:  # a damaged file: as numpy's and torch's, a ValueError
             raise ValueError(str(e)) from e
     torch = module
@@ -263,11 +267,22 @@ def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[
                 "pass weights_only=False."
             ) from e
         raise
-    return {  # numpy has no bfloat16: such tensors become float32
-        k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()
-        for k, v in _state_dict_of(obj).items()
-        if isinstance(v, torch.Tensor)
-    }
+    return _unwrapped(
+        {  # numpy has no bfloat16: such tensors become float32
+            k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()
+            for k, v in _state_dict_of(obj).items()
+            if isinstance(v, torch.Tensor)
+        }
+    )
+
+
+def _unwrapped(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The state_dict of the model inside a wrapper that put its prefix on every key (a
+    `WRAPPER_PREFIXES` one, or several: DDP around torch.compile), without it."""
+    for prefix in WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            return _unwrapped({k.removeprefix(prefix): v for k, v in state.items()})
+    return state
 
 
 def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
