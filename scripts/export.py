@@ -39,6 +39,7 @@ def main(argv):
         cli.exit_user_error(
             f"give --out, the file to write, ending in {', '.join(SUFFIXES)} (got {FLAGS.out!r})."
         )
+    cli.check_output_file("out", FLAGS.out, create_folder=True)
     from swin_flax import build, evaluate  # noqa: PLC0415 (jax, orbax: after the flags)
     from swin_flax.models import convert, layout  # noqa: PLC0415
 

@@ -42,16 +42,20 @@ def exit_user_error(message: str) -> NoReturn:
     _exit_saying("Error", message, EXIT_USER_ERROR)
 
 
-def check_output_file(flag: str, path: str | None) -> None:
+def check_output_file(flag: str, path: str | None, create_folder: bool = False) -> None:
     """Exit 2 unless `path` (the value of --`flag`) is unset or a file path in a folder that exists
-    and this user can write: checked before the work, not after it."""
+    (or, with `create_folder`, can be created) and this user can write: checked before the work,
+    not after it."""
     if not path:
         return
     folder = os.path.dirname(os.path.abspath(path))
+    while create_folder and not os.path.lexists(folder):  # the folder that would hold the new ones
+        folder = os.path.dirname(folder)
     if os.path.isdir(path) or not os.path.isdir(folder):
         exit_user_error(
-            f"--{flag} {path} is not a file path in a folder that exists: create the folder, or "
-            "give another path."
+            f"--{flag} {path} is not a file path in a folder that exists"
+            f"{' or can be created' if create_folder else ''}: "
+            f"{'create the folder, or ' if not create_folder else ''}give another path."
         )
     if not os.access(folder, os.W_OK | os.X_OK):
         exit_user_error(

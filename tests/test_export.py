@@ -59,6 +59,9 @@ def test_round_trip_through_a_file_is_exact(reference, tmp_path, layout, suffix,
     params = random_params(model, seed=1)
     path = tmp_path / f"swin{suffix}"
     convert.save_state_dict(convert.flax_to_torch(params, layout, model), path)
+    umask = os.umask(0o22)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file: others may read it
     zeros = jax.tree.map(np.zeros_like, params)
     loaded, report = finetune.load_pretrained(path, model, zeros, load_head=True)
     assert report.layout == layout and report.new == () and report.skipped == ()
@@ -152,13 +155,17 @@ def test_export_script_writes_the_best_checkpoint(run, tmp_path):
             r"writing .*swin\.pth needs PyTorch: pip install torch",
             marks=pytest.mark.skipif(bool(importlib.util.find_spec("torch")), reason="has torch"),
         ),
+        (
+            ["--out={workdir}/config.json/swin.npz"],
+            "is not a file path in a folder that exists or can be created",
+        ),
     ],
-    ids=["layout", "suffix", "no_out", "no_workdir", "pth_without_torch"],
+    ids=["layout", "suffix", "no_out", "no_workdir", "pth_without_torch", "under_a_file"],
 )
 def test_export_script_bad_arguments_exit_2_and_write_nothing(run, tmp_path, args, message):
     workdir, _, _ = run
     out = tmp_path / "swin.npz"
-    args = [a.format(out=out, tmp=tmp_path) for a in args]
+    args = [a.format(out=out, tmp=tmp_path, workdir=workdir) for a in args]
     if not any(a.startswith("--workdir") for a in args):
         args.append(f"--workdir={workdir}")
     result = export(*args)

@@ -295,7 +295,10 @@ def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) ->
     if module is None:
         with open(path, "wb") as f:
             np.savez(f, **arrays)
-    elif path.endswith(".safetensors"):
-        module.save_file(arrays, path, metadata={"format": "pt"})
+    elif path.endswith(
+        ".safetensors"
+    ):  # its save_file would create the file readable by no one else
+        with open(path, "wb") as f:
+            f.write(module.save(arrays, metadata={"format": "pt"}))
     else:
         module.save({k: module.from_numpy(v) for k, v in arrays.items()}, path)
