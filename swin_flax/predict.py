@@ -34,8 +34,10 @@ class Prediction:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> uint8 [H, W, 3] RGB. A path that is missing raises FileNotFoundError, one
-    that is a folder or not an image Pillow can decode (or not readable) DataError."""
+    """An image file -> uint8 [H, W, 3] RGB; a 16-bit grey one scaled to 8 bits (Pillow's RGB
+    conversion would clip it at 255). A path that is missing raises FileNotFoundError; one that is
+    a folder, not an image Pillow can decode (or not readable), or a 32-bit one, whose range is
+    unknown, raises DataError."""
     from PIL import Image  # noqa: PLC0415
 
     path = os.fspath(path)
@@ -45,6 +47,15 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise sources.DataError(f"image {path} is a folder, not an image file.")
     try:
         with Image.open(path) as img:
+            if img.mode in ("I", "F"):
+                kind = "integer" if img.mode == "I" else "floating-point"
+                raise sources.DataError(
+                    f"image {path} holds 32-bit {kind} values, whose range is not known: save it "
+                    "with 8 or 16 bits per channel (e.g. as PNG) and pass that file."
+                )
+            if img.mode.startswith("I;16"):
+                grey = (np.asarray(img, np.uint32) * 255 + 32767) // 65535  # rounded to 8 bits
+                return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
             return np.asarray(img.convert("RGB"), np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as e:  # "cannot identify image file"
         raise sources.DataError(

@@ -122,6 +122,21 @@ def test_preprocess_follows_the_config(run):
     assert grey.shape == (45, 37, 3) and (grey[..., 0] == grey[..., 2]).all()
 
 
+def test_a_16_bit_grey_image_is_scaled_and_a_32_bit_one_refused(tmp_path):
+    """16-bit grey PNG values v become round(v * 255 / 65535) in each channel (Pillow's own RGB
+    conversion clips them at 255); 32-bit integer or float images have no known range: refused."""
+    values = np.array([[0, 128, 257, 32768], [40000, 65279, 65534, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "grey16.png")
+    got = predict.load_image(tmp_path / "grey16.png")
+    expected = np.array([[0, 0, 1, 128], [156, 254, 255, 255]], np.uint8)
+    np.testing.assert_array_equal(got, np.stack([expected] * 3, axis=-1))
+    Image.fromarray(np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)).save(tmp_path / "f.tiff")
+    Image.fromarray(np.arange(16, dtype=np.int32).reshape(4, 4)).save(tmp_path / "i.tiff")
+    for name, kind in (("f.tiff", "floating-point"), ("i.tiff", "integer")):
+        with pytest.raises(sources.DataError, match=f"holds 32-bit {kind} values"):
+            predict.load_image(tmp_path / name)
+
+
 def test_top_k_and_bad_input(tmp_path):
     idx, probs = predict.top_k(np.array([[0.0, np.log(3.0)], [2.0, 2.0]]), 5)
     np.testing.assert_array_equal(idx, [[1, 0], [0, 1]])  # k clipped to 2 classes; ties stable
