@@ -54,7 +54,7 @@ def main(argv):
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
-    from swin_flax.data import pipeline, sources, viz  # noqa: PLC0415
+    from swin_flax.data import inputs, pipeline, sources, viz  # noqa: PLC0415
 
     c = FLAGS.config
     images, labels, source = sources.load_or_synthetic(
@@ -66,22 +66,19 @@ def main(argv):
         seed=c.seed,
     )
     print(f"data: {source}")
-    kw = dict(
-        num_classes=c.model.num_classes,
-        global_batch_size=min(c.batch_size, len(labels)),
-        epoch=FLAGS.epoch,
-        seed=c.seed,
-        randaugment=c.randaugment,
-        img_mean=tuple(c.randaugment_img_mean),
-        translate_const=c.randaugment_translate_const,
-        normalize_mean=tuple(c.normalize_mean),
-        normalize_std=tuple(c.normalize_std),
-        mix=c.mix.to_dict(),
-        image_size=c.model.img_size,
-    )
-    aug = next(pipeline.train_dataset(images, labels, **kw).as_numpy_iterator())
-    plain_kw = dict(kw, randaugment="", mix={})  # same order, no augmentation
-    plain = next(pipeline.train_dataset(images, labels, **plain_kw).as_numpy_iterator())
+    batch_size = min(c.batch_size, len(labels))
+    per_epoch = pipeline.steps_per_epoch(len(labels), batch_size)
+    data = inputs.Data(images, labels, images[:0], labels[:0], per_epoch)  # no test split
+
+    def first_batch(augmented: bool) -> dict:
+        """The epoch's first batch of the training stream, or of the same stream unaugmented."""
+        config = c.copy_and_resolve_references()
+        config.update(batch_size=batch_size, num_epochs=FLAGS.epoch + 1)
+        if not augmented:  # the same images in the same order
+            config.randaugment, config.mix.prob = "", 0.0
+        return next(inputs.train_batches(config, data, FLAGS.epoch * per_epoch))
+
+    aug, plain = first_batch(True), first_batch(False)
     n = FLAGS.count
     mean, std = tuple(c.normalize_mean), tuple(c.normalize_std)
     before = viz.to_uint8(plain["image"].reshape(-1, *plain["image"].shape[2:])[:n], mean, std)

@@ -258,6 +258,30 @@ def test_summary_refuses(args, expected, typo_config, tmp_path):
     assert expected in message
 
 
+def test_show_augmentations_draws_with_the_data_seed(tmp_path):
+    """The picture follows config.data_seed (else config.seed), as training's data order and
+    augmentation draws do: seed 1 with data_seed 0 draws what seed 0 alone draws; data_seed 1
+    draws other pictures. On CIFAR files, whose images do not depend on a seed."""
+    from tests import cifar_files  # noqa: PLC0415
+
+    split = cifar_files.random_split(256)
+    archive = cifar_files.cifar10_python_tarball(tmp_path / "c.tar.gz", split, split)
+    pictures = {}
+    for name, seeds in (
+        ("a", ["--config.seed=0"]),
+        ("b", ["--config.seed=1", "--config.data_seed=0"]),
+        ("c", ["--config.data_seed=1"]),
+    ):
+        out = run_script(
+            "show_augmentations.py", "--config", DEMO, f"--config.archive={archive}",
+            "--config.dataset=cifar10", *seeds, "--count=8", f"--out={name}.png", cwd=tmp_path,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.startswith("data: ") and "wrote " + f"{name}.png: 8 images" in out.stdout
+        pictures[name] = (tmp_path / f"{name}.png").read_bytes()
+    assert pictures["a"] == pictures["b"] != pictures["c"]
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
