@@ -12,7 +12,6 @@ raises its CheckpointWriteError there.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import os
 import time
 from collections.abc import Mapping
@@ -129,32 +128,24 @@ def newest_step(series: epath.Path) -> int | None:
     return max(ocp.utils.checkpoint_steps(series), default=None)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Write:
-    """A save whose write may still run: what its error must name. `previous` is the series' newest
-    complete step when it began, the one a failed write leaves as the newest."""
-
-    which: str
-    step: int
-    previous: int | None
-    directory: epath.Path
-
-
-def _write_error(write: _Write, e: BaseException) -> CheckpointWriteError:
-    """The paragraph of a failed save, whether it failed while `save` ran or in the background."""
-    kept = (
-        f"the previous checkpoint (step {write.previous}) is intact and running the same command "
-        "again resumes from it"
-        if write.previous is not None
-        else "there was no earlier checkpoint in this series"
-    )
-    error = CheckpointWriteError(
-        f"could not write the {write.which!r} checkpoint of step {write.step} in "
-        f"{write.directory} ({type(e).__name__}: {e}). Free disk space or make the workdir "
-        f"writable (or choose another --workdir); {kept}."
-    )
-    error.__cause__ = e
-    return error
+def _save(manager: ocp.CheckpointManager, step: int, items: Any, previous: int | None) -> None:
+    """orbax's synchronous save of `items` as `step`, on the calling thread or the writer's. A
+    failure raises the paragraph of a failed save, naming `previous`, the series' newest complete
+    step when the save began, which the failed write leaves as the newest."""
+    try:
+        manager.save(step, args=items, force=True)
+    except Exception as e:  # orbax re-raises OS errors from its writer threads in many forms
+        kept = (
+            f"the previous checkpoint (step {previous}) is intact and running the same command "
+            "again resumes from it"
+            if previous is not None
+            else "there was no earlier checkpoint in this series"
+        )
+        raise CheckpointWriteError(
+            f"could not write the {manager.directory.name!r} checkpoint of step {step} in "
+            f"{manager.directory} ({type(e).__name__}: {e}). Free disk space or make the workdir "
+            f"writable (or choose another --workdir); {kept}."
+        ) from e
 
 
 class Checkpoints:
@@ -191,7 +182,7 @@ class Checkpoints:
             if background
             else None
         )
-        self._in_flight: dict[str, tuple[_Write, concurrent.futures.Future]] = {}
+        self._in_flight: dict[str, concurrent.futures.Future] = {}
         self._failed: CheckpointWriteError | None = None  # the first, until raised
         self._told_slow = False
 
@@ -220,29 +211,25 @@ class Checkpoints:
             )
         if step in manager.all_steps():
             manager.delete(step)
-        write = _Write(which, step, manager.latest_step(), manager.directory)
         items = ocp.args.Composite(
             state=ocp.args.PyTreeSave(_array_leaves(state)), meta=ocp.args.JsonSave(dict(meta))
         )
-        if self._writer is not None:
-            future = self._writer.submit(manager.save, step, args=items, force=True)
-            self._in_flight[which] = (write, future)
-            return
-        try:
-            manager.save(step, args=items, force=True)
-        except Exception as e:  # orbax re-raises OS errors from its writer threads in many forms
-            raise _write_error(write, e) from e
+        write = (manager, step, items, manager.latest_step())
+        if self._writer is None:
+            _save(*write)
+        else:
+            self._in_flight[which] = self._writer.submit(_save, *write)
 
     def _settle(self, which: str) -> float:
         """Waits for the series' write in flight, if any; a failure is kept for `_raise_failed`.
         Returns the seconds waited."""
-        write, future = self._in_flight.pop(which, (None, None))
+        future = self._in_flight.pop(which, None)
         if future is None:
             return 0.0
         start = time.perf_counter()
         error = future.exception()  # waits
-        if isinstance(error, Exception) and self._failed is None:
-            self._failed = _write_error(write, error)
+        if isinstance(error, CheckpointWriteError) and self._failed is None:
+            self._failed = error
         return time.perf_counter() - start
 
     def _raise_failed(self) -> None:
