@@ -27,8 +27,9 @@ LAYERS = {
     "build": 4,
     "finetune": 4,
     "rundir": 4,
-    "train": 5,
+    "reports": 5,
     "evaluate": 5,
+    "train": 6,
     "predict": 6,
     "cli": 7,
 }

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from swin_flax import checkpoints, evaluate, train
+from swin_flax import checkpoints, evaluate, reports, train
 from swin_flax.config import default_config
 from tests import cifar_files
 from tests.reliability_runs import read_scalars
@@ -170,10 +170,10 @@ def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog)
     """Steps at 0.5 s each (fake clock): a line every 30 s of training, with steps/s, images/s and
     the ETAs computed from them (epoch: 100 steps; run: 1,000 steps; batch 64)."""
     clock = [1000.0]
-    monkeypatch.setattr(train.time, "time", lambda: clock[0])
+    monkeypatch.setattr(reports.time, "time", lambda: clock[0])
     lines = []
-    monkeypatch.setattr(train.logging, "info", lambda fmt, *args: lines.append(fmt % args))
-    progress = train._Ticker(30.0, 64, 100, 1000)
+    monkeypatch.setattr(reports.logging, "info", lambda fmt, *args: lines.append(fmt % args))
+    progress = reports.Ticker(30.0, 64, 100, 1000)
     progress.restart(0)
     rates = []
     for step in range(1, 151):
@@ -191,7 +191,7 @@ def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog)
     # At an epoch's last step the line still names that epoch; the run's ETA adds, per epoch left,
     # the time the last epoch spent outside its steps (evaluation, checkpoints).
     lines.clear()
-    ticker = train._Ticker(30.0, 64, 100, 1000)
+    ticker = reports.Ticker(30.0, 64, 100, 1000)
     ticker.between_epochs = 10.0
     ticker.restart(40)
     clock[0] += 30.0
@@ -206,17 +206,17 @@ def test_profile_steps_are_cut_to_the_run(monkeypatch, tmp_path):
     """The profile starts 3 steps into the session and ends by the run's last step; a run too short
     for it says so instead of naming steps that never come."""
     lines = []
-    monkeypatch.setattr(train.logging, "info", lambda fmt, *args: lines.append(fmt % args))
-    monkeypatch.setattr(train.logging, "warning", lambda fmt, *args: lines.append(fmt % args))
+    monkeypatch.setattr(reports.logging, "info", lambda fmt, *args: lines.append(fmt % args))
+    monkeypatch.setattr(reports.logging, "warning", lambda fmt, *args: lines.append(fmt % args))
     c = default_config()
     c.profile_steps = 5
-    assert train._profiler(c, tmp_path, 0, 100) is not None and lines[-1].startswith(
+    assert reports.profiler(c, tmp_path, 0, 100) is not None and lines[-1].startswith(
         "profiling steps 3-8 into"
     )
-    assert train._profiler(c, tmp_path, 0, 6) is not None and lines[-1].startswith(
+    assert reports.profiler(c, tmp_path, 0, 6) is not None and lines[-1].startswith(
         "profiling steps 3-6 into"
     )
-    assert train._profiler(c, tmp_path, 4, 6) is None
+    assert reports.profiler(c, tmp_path, 4, 6) is None
     assert lines[-1].startswith("config.profile_steps: the run ends at step 6, before its profile")
 
 

@@ -79,12 +79,12 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
     import numpy as np  # noqa: PLC0415
     from etils import epath  # noqa: PLC0415
 
-    from swin_flax import checkpoints, train  # noqa: PLC0415
+    from swin_flax import checkpoints, reports, train  # noqa: PLC0415
     from swin_flax.data import inputs  # noqa: PLC0415
 
     p_eval_step, data, train_metrics, per_epoch = pieces
     ckpts = checkpoints.Checkpoints(workdir, config.keep_checkpoints, asynchronous=mode == "async")
-    writers = train._Writers(epath.Path(workdir), ["run"], True)
+    writers = reports.Writers(epath.Path(workdir), ["run"], True)
     progress = train.Progress()
     times = []
     eval_batches = inputs.eval_batches(config, data)  # as train.py: built once
@@ -99,7 +99,7 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
         improved = np.array([True])  # the costliest epoch: both series written
         progress.improved(test["accuracy"], epoch + 1)
         with contextlib.redirect_stdout(io.StringIO()), _quiet():
-            train.report_epoch(
+            reports.report_epoch(
                 config, writers, epoch + 1, step, train_values, test, np.array([1e-3]), 1.0,
                 per_epoch * config.batch_size, improved,
             )  # fmt: skip

@@ -1,0 +1,209 @@
+"""What the training loop tells people: the console's start-up, progress and epoch lines,
+TensorBoard's summaries (one writer per run when there are several, and their spread), and the
+profiler action."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, periodic_actions
+from etils import epath
+
+from swin_flax import build, rundir, runs
+from swin_flax.config import flatten
+from swin_flax.data import viz
+from swin_flax.models.summary import count_params, param_shapes
+
+
+@dataclasses.dataclass
+class Ticker:
+    """A log line at most every `every` seconds within an epoch: steps/s, images/s, ETA of the epoch
+    and of the run (host clock: over tens of seconds the device queue's depth does not matter). The
+    run's ETA adds, per epoch left, the time the last epoch spent outside its steps (evaluation,
+    checkpoints: `between_epochs`)."""
+
+    every: float
+    batch: int
+    per_epoch: int
+    num_steps: int
+    last_time: float = dataclasses.field(default_factory=time.time)
+    last_step: int | None = None
+    between_epochs: float = 0.0
+
+    def restart(self, step: int) -> None:
+        self.last_time, self.last_step = time.time(), step
+
+    def __call__(self, step: int) -> float | None:
+        """Logs a line when it is time; returns the steps/s it reported (else None)."""
+        now = time.time()
+        if now - self.last_time < self.every or self.last_step is None:
+            return None
+        rate = (step - self.last_step) / (now - self.last_time)
+        epoch, in_epoch = divmod(step - 1, self.per_epoch)  # step counts steps done
+        in_epoch += 1
+        epochs_left = (self.num_steps - step) // self.per_epoch + (in_epoch < self.per_epoch)
+        eta_epoch = rundir.duration((self.per_epoch - in_epoch) / rate)
+        eta_run = rundir.duration(
+            (self.num_steps - step) / rate + epochs_left * self.between_epochs
+        )
+        logging.info(
+            f"epoch {epoch + 1}: step {in_epoch}/{self.per_epoch}  {rate:.2f} steps/s  "
+            f"{rate * self.batch:.0f} images/s  ETA epoch {eta_epoch}, run {eta_run}"
+        )
+        self.restart(step)
+        return rate
+
+
+def log_devices(config: ml_collections.ConfigDict, steps_per_epoch: int) -> None:
+    n, processes = jax.device_count(), jax.process_count()
+    over = f" over {processes} processes" if processes > 1 else ""
+    logging.info(
+        f"devices: {n} {jax.devices()[0].platform}{over}; batch {config.batch_size} = "
+        f"{config.batch_size // n} per device, {steps_per_epoch} steps per epoch"
+    )
+
+
+def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir) -> None:
+    m = config.model
+    logging.info(
+        f"model: Swin (embed_dim {m.embed_dim}, depths {tuple(m.depths)}, heads "
+        f"{tuple(m.num_heads)}, window {m.window_size}) on {m.img_size}x{m.img_size} images: "
+        f"{count_params(param_shapes(model)):,} parameters, {config.dtype}"
+    )
+    logging.info("workdir: %s", os.path.abspath(workdir))
+    if line := run_set.describe(config.per_run_data):
+        logging.info(line)
+    num_steps = config.num_epochs * steps_per_epoch
+    length = rundir.count(config.num_epochs, "epoch") + f" ({rundir.count(num_steps, 'step')})"
+    if start:
+        logging.info("resuming at %s; %s in all", rundir.position(start, steps_per_epoch), length)
+    else:
+        logging.info("training %s from the start", length)
+        if warning := build.short_run_warning(config):  # a resume cannot change the schedule
+            logging.warning(warning)
+
+
+class Writers:
+    """TensorBoard writers. One run: the workdir's writer, as flax's examples have it. Several runs:
+    the workdir's writer keeps what the process shares (hparams, input grid, speed), each run writes
+    its curves to `runs/<name>/` and `runs/aggregate/` holds their mean, std, min and max, so
+    TensorBoard overlays the runs. Only process 0 writes files."""
+
+    def __init__(self, workdir: epath.Path, names: list[str], is_chief: bool):
+        self.root = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+        self.several, self.runs, self.aggregate, self.workdir = len(names) > 1, [], None, workdir
+        if self.several and is_chief:
+            self.runs = [metric_writers.SummaryWriter(str(workdir / "runs" / n)) for n in names]
+            self.aggregate = metric_writers.SummaryWriter(str(workdir / "runs" / "aggregate"))
+        every = metric_writers.MultiWriter([self.root, *self.runs, *filter(None, [self.aggregate])])
+        self.flush, self.close = every.flush, every.close  # each writer's, in that order
+
+    def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
+        """Scalars with one value per run (arrays in run order)."""
+        if not self.several:
+            self.root.write_scalars(step, {k: float(v[0]) for k, v in scalars.items()})
+            return
+        if self.aggregate is None:  # a process other than 0
+            return
+        for k, writer in enumerate(self.runs):
+            writer.write_scalars(step, {name: float(v[k]) for name, v in scalars.items()})
+        self.aggregate.write_scalars(
+            step,
+            {f"{name}/{s}": x for name, v in scalars.items() for s, x in runs.spread(v).items()},
+        )
+
+    def spread_plot(self, step: int, history: list[list[float]]) -> None:
+        """Several runs' test accuracy so far as a band plot: runs/test_accuracy.png and an image
+        in runs/aggregate/."""
+        if self.aggregate is None:
+            return
+        from PIL import Image  # noqa: PLC0415
+
+        image = runs.spread_plot(history)
+        self.aggregate.write_images(step, {"test_accuracy_spread": image[None]})
+        with (self.workdir / "runs" / "test_accuracy.png").open("wb") as f:
+            Image.fromarray(image).save(f, format="PNG")
+
+
+def open_writers(
+    config, run_set, workdir: epath.Path, first_batch: dict, is_chief: bool, fresh: bool
+):
+    """The run's config files and TensorBoard writers (hyper-parameters and an input grid when the
+    run is new): written only now that the run is known to start."""
+    if is_chief:
+        rundir.write_config(config, workdir)
+    writers = Writers(workdir, run_set.names, is_chief)
+    if fresh:
+        flat = flatten(config.to_dict())
+        writers.root.write_hparams(
+            {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat.items()}
+        )
+        if is_chief:
+            images = first_batch["image"]
+            if config.per_run_data and run_set.count > 1:
+                images = images[:, 0]  # run 0's stream
+            grid = viz.batch_grid(images, config.normalize_mean, config.normalize_std)
+            writers.root.write_images(0, {"augmented_train_batch": grid[None]})
+    return writers
+
+
+def profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_actions.Profile | None:
+    """clu's profiler action (as flax's examples use it) for config.profile_steps steps, after the
+    compile and a warm-up step, cut to the run's last step `end`; or None."""
+    if not config.profile_steps:
+        return None
+    first = start + 3
+    steps = min(config.profile_steps, end - first)
+    if steps <= 0:
+        logging.warning(
+            f"config.profile_steps: the run ends at step {end}, before its profile would start "
+            f"(step {first}, after the compile and a warm-up step): no trace is written"
+        )
+        return None
+    logging.info(
+        f"profiling steps {first}-{first + steps} into {workdir / 'plugins' / 'profile'} "
+        "(TensorBoard's profile tab; needs tensorboard-plugin-profile)"
+    )
+    return periodic_actions.Profile(
+        logdir=str(workdir),
+        num_profile_steps=steps,
+        profile_duration_ms=None,
+        first_profile=first,
+        every_secs=None,
+    )
+
+
+def report_epoch(config, writers, epoch, step, train, test, lr, seconds, images, improved) -> None:
+    """The epoch's scalars in TensorBoard (at the global step, `epoch` among them) and its line:
+    one run's figures, or their spread over several runs."""
+    per_run = {
+        "train_loss": train["loss"],
+        "train_accuracy": train["accuracy"],
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+        "learning_rate": lr,
+    }
+    shared = {"epoch": epoch, "epoch_time": seconds, "images_per_sec": images / seconds}
+    writers.per_run(step, per_run)
+    writers.root.write_scalars(step, shared)
+    writers.flush()
+    speed = f"{seconds:.1f}s {shared['images_per_sec']:.0f} img/s"
+    if len(lr) == 1:
+        line = (
+            f"train loss {train['loss'][0]:.4f} acc {train['accuracy'][0]:.4f} | test loss "
+            f"{test['loss'][0]:.4f} acc {test['accuracy'][0]:.4f} | lr {lr[0]:.3g} | {speed}"
+            f"{'  (best)' if improved[0] else ''}"
+        )
+    else:
+        line = (
+            f"test acc {runs.spread_text(test['accuracy'])} | train loss "
+            f"{runs.spread_text(train['loss'])} | {speed} x {len(lr)} runs ({int(improved.sum())} "
+            "improved)"
+        )
+    rundir.announce(f"epoch {epoch}/{config.num_epochs}  {line}")
