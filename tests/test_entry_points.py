@@ -150,9 +150,24 @@ def default_sigint() -> None:
 def test_ctrl_c_during_start_up(name, tmp_path):
     """SIGINT while the script imports its libraries (numpy, which only JAX and TensorFlow bring,
     is loaded: cli.start() has run) -> "Interrupted (Ctrl-C)." alone, exit status 130."""
+    status, err = _signalled_during_start_up(name, signal.SIGINT, tmp_path)
+    assert status == 130 and err.strip() == "Interrupted (Ctrl-C).", (status, err[-3000:])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_sigterm_during_start_up(tmp_path):
+    """SIGTERM while main.py imports its libraries -> "Interrupted (SIGTERM)." alone and exit
+    status 143 (128 + 15, a shell's figure for a process SIGTERM ended), nothing written."""
+    status, err = _signalled_during_start_up("main.py", signal.SIGTERM, tmp_path)
+    assert status == 143 and err.strip() == "Interrupted (SIGTERM).", (status, err[-3000:])
+
+
+def _signalled_during_start_up(name: str, signum: int, cwd: pathlib.Path) -> tuple[int, str]:
+    """(exit status, stderr) of scripts/NAME sent `signum` once it has loaded numpy; asserts it
+    wrote nothing."""
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / name), *BUSY[name]],
-        cwd=tmp_path,
+        cwd=cwd,
         env=script_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -162,33 +177,10 @@ def test_ctrl_c_during_start_up(name, tmp_path):
     deadline = time.monotonic() + 60
     while proc.poll() is None and not _has_loaded_numpy(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (proc.returncode, err[-3000:])
-    assert err.strip() == "Interrupted (Ctrl-C).", err[-3000:]
-    assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
-def test_sigterm_during_start_up(tmp_path):
-    """SIGTERM while main.py imports its libraries -> "Interrupted (SIGTERM)." alone and exit
-    status 143 (128 + 15, a shell's figure for a process SIGTERM ended), nothing written."""
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "scripts" / "main.py"), *BUSY["main.py"]],
-        cwd=tmp_path,
-        env=script_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and not _has_loaded_numpy(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, (proc.returncode, err[-3000:])
-    assert err.strip() == "Interrupted (SIGTERM).", err[-3000:]
-    assert not any(tmp_path.iterdir())
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert not any(cwd.iterdir())
+    return proc.returncode, err
 
 
 def test_a_second_signal_while_stopping_says_which_and_what_is_kept(tmp_path):
