@@ -45,5 +45,6 @@ lock:
 	{ sed -n '/^#/!q;p' $(LOCK); $(VENV)/lock/bin/pip freeze --exclude-editable; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK) && rm -rf $(VENV)/lock
 
+# The environment and caches; never runs/, which holds trained runs and their checkpoints.
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

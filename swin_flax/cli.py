@@ -33,7 +33,15 @@ def _wrapped(text: str, width: int = 100) -> str:
     lines = []
     for line in text.splitlines():
         item = re.match(r"\s*(\d+\.|-)?\s*", line)
-        lines.append(textwrap.fill(line, width, subsequent_indent=" " * item.end()))
+        lines.append(
+            textwrap.fill(
+                line,
+                width,
+                subsequent_indent=" " * item.end(),
+                break_on_hyphens=False,  # a path or URL stays whole, to be copied
+                break_long_words=False,
+            )
+        )
     return "\n".join(lines)
 
 

@@ -165,3 +165,8 @@ def test_an_error_paragraph_keeps_its_own_lines(capsys):
     assert lines[2].startswith("  2. word") and len(lines) == 4 and max(map(len, lines)) <= 100
     assert all(line.startswith("     word") for line in lines[3:])
     assert " ".join(" ".join(lines[2:]).split()) == "2. " + " ".join(["word"] * 30)
+    # A path or URL is never split, at a hyphen or anywhere else, even when longer than a line.
+    path = "/runs/a-very-long-folder-name/" + "-".join(["experiment"] * 12)
+    with pytest.raises(SystemExit):
+        cli.exit_user_error(f"the workdir {path} does not exist: " + "give another " * 8)
+    assert path in capsys.readouterr().err.split()
