@@ -102,12 +102,42 @@ def _unraisablehook(unraisable) -> None:
         sys.__unraisablehook__(unraisable)
 
 
+class _Stdout:
+    """sys.stdout that, once its reader has gone (a closed pipe: `| head`, quitting `| less`),
+    sends the rest to os.devnull instead of raising BrokenPipeError: training goes on (its lines
+    then go to the log on stderr, `rundir.announce`) and saves; the tools still write their files."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def _reader_gone(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def start() -> None:
     """Called first by every script: Ctrl-C at any later moment (even during imports) ends with one
     line and exit status 130, SIGTERM with one line and 143 (the training loop saves first), and
-    TensorFlow's C++ start-up messages stay hidden."""
+    TensorFlow's C++ start-up messages stay hidden; stdout closed by its reader (`| head`) is not
+    an error."""
     sys.excepthook = _excepthook
     signal.signal(signal.SIGTERM, _exit_terminated)
+    sys.stdout = _Stdout(sys.stdout)
     sys.unraisablehook = _unraisablehook
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -3,6 +3,7 @@ console shows, and Ctrl-C."""
 
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -170,3 +171,27 @@ def test_an_error_paragraph_keeps_its_own_lines(capsys):
     with pytest.raises(SystemExit):
         cli.exit_user_error(f"the workdir {path} does not exist: " + "give another " * 8)
     assert path in capsys.readouterr().err.split()
+
+
+def test_a_closed_stdout_is_not_an_error(tmp_path):
+    """stdout read by `head -1`, which exits after a line: the script goes on to its end (exit 0,
+    no traceback, what it writes after the pipe closed reaches its files)."""
+    code = (
+        "from swin_flax import cli\ncli.start()\nimport sys, time\n"
+        "print('first', flush=True)\ntime.sleep(0.5)\n"  # head has read its line and exited
+        "for i in range(10000):\n    print('more', i, flush=True)\n"
+        "open('after.txt', 'w').write('written')\n"
+    )
+    out = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"{sys.executable} -c {shlex.quote(code)} | head -1; exit ${{PIPESTATUS[0]}}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout == "first\n", out.stderr[-3000:]
+    assert out.stderr == "" and (tmp_path / "after.txt").read_text() == "written"
