@@ -121,6 +121,16 @@ def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:
     return epath.Path(os.path.abspath(workdir)) / "checkpoints" / which
 
 
+def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
+    """The run folder whose checkpoints/ is `path` or holds it (a series or step folder), else
+    None: a --workdir given one level too deep."""
+    path = epath.Path(os.path.abspath(path))
+    for folder in (path, *path.parents):
+        if folder.name == "checkpoints" and any((folder / s).is_dir() for s in ("latest", "best")):
+            return folder.parent
+    return None
+
+
 def newest_step(series: epath.Path) -> int | None:
     """The newest complete step in a series folder, from the folder names alone: no manager is
     opened, since with several processes one may be creating a new run's series folder while

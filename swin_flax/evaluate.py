@@ -207,9 +207,11 @@ def _run_folder(workdir: str) -> epath.Path:
         problem = "holds no config.json"
     else:
         return run
+    inside = checkpoints.enclosing_run(run)
     raise CheckpointError(
         f"--workdir {workdir} {problem}: give the folder of a run (the --workdir that "
-        "scripts/main.py trained in)."
+        "scripts/main.py trained in)"
+        + (f", here --workdir {inside}." if inside is not None else ".")
     )
 
 

@@ -284,14 +284,19 @@ class Claim:
 def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     """(the latest checkpoint's record or None, whether config.num_epochs are all trained).
 
-    Refuses a workdir that is a file, a checkpoint of another model, a num_epochs below what the
-    run has trained and (a run that will train) a folder this user cannot write or create, before
-    any data is read or anything compiled; writes nothing.
+    Refuses a workdir that is a file or inside a run's checkpoints/, a checkpoint of another model,
+    a num_epochs below what the run has trained and (a run that will train) a folder this user
+    cannot write or create, before any data is read or anything compiled; writes nothing.
     """
     workdir = epath.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(
             f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
+        )
+    if (run := checkpoints.enclosing_run(workdir)) is not None:
+        raise ConfigError(
+            f"--workdir {workdir} is inside the checkpoints of the run in {run}: pass --workdir "
+            f"{run} to resume that run, or another folder to start a new one."
         )
     saved = checkpoints.peek_meta(workdir)
     finished = False

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from swin_flax import rundir
+from swin_flax import errors, rundir
 from swin_flax.errors import ConfigError
 
 WORKDIR = pathlib.Path("runs/x")
@@ -87,6 +87,30 @@ def test_a_workdir_that_cannot_be_created_or_written(tmp_path, monkeypatch):
     ckpts.save("latest", 4, {"step": 4}, {**meta, "model": rundir.model_identity(c)})
     ckpts.close()
     assert rundir.inspect(c, tmp_path / "done")[1]  # finished: its summary, nothing written
+
+
+def test_a_workdir_inside_a_runs_checkpoints_is_refused_naming_the_run(tmp_path):
+    """--workdir RUN/checkpoints (or a series or step folder under it) would start a new run
+    inside the old one's checkpoints: refused, naming RUN; RUN itself resumes."""
+    from swin_flax import checkpoints, evaluate
+    from swin_flax.config import default_config
+
+    c = default_config()
+    c.num_epochs = 2
+    meta = record(epoch=1, step=4, steps_per_epoch=4, test_accuracy=0.5)
+    ckpts = checkpoints.Checkpoints(tmp_path / "run")
+    ckpts.save("latest", 4, {"step": 4}, {**meta, "model": rundir.model_identity(c)})
+    ckpts.close()
+    rundir.write_config(c, tmp_path / "run")
+    for inner in ("checkpoints", "checkpoints/latest", "checkpoints/latest/4", "checkpoints/x"):
+        with pytest.raises(
+            ConfigError,
+            match=r"is inside the checkpoints of the run in \S+/run: pass --workdir \S+/run to resume",
+        ):
+            rundir.inspect(c, tmp_path / "run" / inner)
+        with pytest.raises(errors.CheckpointError, match=r"here --workdir \S+/run\.$"):
+            evaluate.open_run(str(tmp_path / "run" / inner), None)
+    assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
 
 
 def test_a_workdir_another_process_trains_in_is_refused(tmp_path):
