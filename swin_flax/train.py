@@ -39,9 +39,9 @@ class _StopFlag:
     on the devices), so the hosts compare notes only every `sync_every` steps and at epoch ends.
     """
 
-    def __init__(self, sync_every: int = 1):
+    def __init__(self, latest: epath.Path, sync_every: int = 1):
         self.signal: int | None = None
-        self.sync_every = sync_every
+        self.latest, self.sync_every = latest, sync_every  # the series a second signal reports on
         self._previous = {}
 
     def __enter__(self):
@@ -53,9 +53,13 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         if self.signal is not None:  # a second signal: stop now
+            kept = (
+                "the last complete checkpoint is kept; run the same command again to resume from it"
+                if checkpoints.newest_step(self.latest) is not None
+                else "no checkpoint was written yet; the same command starts the run afresh"
+            )
             raise KeyboardInterrupt(
-                f"a second {signal.Signals(signum).name} while stopping: the last complete "
-                "checkpoint is kept; run the same command again to resume from it"
+                f"a second {signal.Signals(signum).name} while stopping: {kept}"
             )
         logging.warning("Received signal %d: stopping after this step and saving.", signum)
         self.signal = signum
@@ -320,7 +324,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     # of the steps done are on disk, then the checkpoints: that waits for the writes in flight and
     # raises if one failed.
     with (
-        _StopFlag(sync_every=config.log_every_steps) as stop,
+        _StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps) as stop,
         contextlib.closing(ckpts),
         contextlib.closing(writers),
     ):
@@ -496,9 +500,13 @@ def _check_finite(
 
 def _diverged_message(step: int, epoch: int, ckpts: checkpoints.Checkpoints, what: str) -> str:
     last = ckpts.latest_step()
+    kept = (
+        f"The last good checkpoint (step {last}) is kept in {ckpts.root / 'latest'}"
+        if last is not None
+        else "No checkpoint was written yet (the same command starts the run afresh)"
+    )
     return (
-        f"the {what} became NaN or inf at step {step} (epoch {epoch + 1}). The last good "
-        f"checkpoint ({'step ' + str(last) if last is not None else 'none yet'}) is kept in "
-        f"{ckpts.root / 'latest'}. Check the learning rate (config.learning_rate, warmup), the "
-        "input normalisation, and try config.grad_clip_norm or dtype='float32'."
+        f"the {what} became NaN or inf at step {step} (epoch {epoch + 1}). {kept}. Check the "
+        "learning rate (config.learning_rate, warmup), the input normalisation, and try "
+        "config.grad_clip_norm or dtype='float32'."
     )

@@ -2,6 +2,7 @@
 events and checkpoints, and a second run with more epochs resumes where the first stopped."""
 
 import json
+import signal
 
 import jax
 import numpy as np
@@ -145,7 +146,7 @@ def test_best_params_in_bfloat16(tmp_path, archive):
     assert all(x.dtype == np.float32 for x in jax.tree.leaves(params))
 
 
-def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch):
+def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch, tmp_path):
     """With several processes the stop flag all-gathers (a host sync) only at multiples of
     sync_every and at epoch ends; a signal on another host stops this one at the next of those."""
     from jax.experimental import multihost_utils
@@ -158,12 +159,29 @@ def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch):
 
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(multihost_utils, "process_allgather", allgather)
-    flag = train._StopFlag(sync_every=4)
+    flag = train._StopFlag(tmp_path, sync_every=4)
     assert [flag.requested(step) for step in range(1, 9)] == [False] * 3 + [True] + [False] * 3 + [
         True
     ]
     assert gathered == [False, False]
     assert flag.requested() and len(gathered) == 3  # the epoch's end always compares notes
+
+
+def test_a_second_signal_says_the_checkpoint_it_keeps(tmp_path):
+    """A second signal while stopping ends at once; its line says the last complete checkpoint is
+    kept when the run has one (here step 4), and that the run starts afresh when it has none."""
+    ckpts = checkpoints.Checkpoints(tmp_path)
+    for saved, expected in (
+        (False, "no checkpoint was written yet"),
+        (True, "the last complete checkpoint is kept"),
+    ):
+        if saved:
+            ckpts.save("latest", 4, {"step": np.int32(4)}, {"step": 4})
+            ckpts.close()
+        flag = train._StopFlag(ckpts.root / "latest")
+        flag._handle(signal.SIGTERM, None)  # the first: stop after this step
+        with pytest.raises(KeyboardInterrupt, match=f"a second SIGTERM while stopping: {expected}"):
+            flag._handle(signal.SIGTERM, None)
 
 
 def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog):
