@@ -245,3 +245,13 @@ def test_profile_steps_writes_one_trace(tmp_path, archive):
     train.train_and_evaluate(c, str(tmp_path / "run"))
     traces = list((tmp_path / "run" / "plugins" / "profile").glob("*/*.xplane.pb"))
     assert len(traces) == 1 and traces[0].stat().st_size > 0
+
+
+def test_a_nan_before_the_first_save_says_no_checkpoint_was_written(tmp_path):
+    ckpts = checkpoints.Checkpoints(tmp_path)
+    message = train._diverged_message(3, 0, ckpts, "training loss")
+    ckpts.close()
+    assert message.startswith(
+        "the training loss became NaN or inf at step 3 (epoch 1). No checkpoint was written yet "
+        "(the same command starts the run afresh). Check the learning rate"
+    )
