@@ -71,7 +71,11 @@ class Run:
         if choice.names and isinstance(best_epochs, list):
             return f"{self.checkpoint}, {choice.describe(best_epochs)}"
         used = f", {choice.describe()}" if choice.names else ""
-        return f"{self.checkpoint} (epoch {meta.get('epoch')}, step {meta.get('step')}){used}"
+        step, per_epoch = meta.get("step"), meta.get("steps_per_epoch")
+        when = f"epoch {meta.get('epoch')}, step {step}"
+        if step and per_epoch and step % per_epoch:  # saved by a stop within an epoch
+            when = f"step {step % per_epoch} of epoch {step // per_epoch + 1}, global step {step}"
+        return f"{self.checkpoint} ({when}){used}"
 
     def members(self) -> list[Any]:
         """One params tree per chosen run, read now: a single run's checkpoint's own, else slices

@@ -438,6 +438,12 @@ def test_choose_runs(three_runs, run):
     )
     single = evaluate.open_run(str(run), None)
     assert evaluate.choose_runs(single) == evaluate.Choice() == single.choice
+    # A checkpoint of a stop within an epoch (record: epoch 7 done, 18 steps of the 8th, 32 an
+    # epoch): named by its place in the 8th epoch, not as the end of the 7th.
+    stopped = dataclasses.replace(single, meta={"epoch": 7, "step": 242, "steps_per_epoch": 32})
+    assert stopped.describe().endswith(" (step 18 of epoch 8, global step 242)")
+    ended = dataclasses.replace(single, meta={"epoch": 7, "step": 224, "steps_per_epoch": 32})
+    assert ended.describe().endswith(" (epoch 7, step 224)")
 
 
 # --run / --ensemble that do not fit the checkpoint (docs/errors.md): refused before any params
