@@ -49,31 +49,46 @@ def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: 
     return optim.table_schedule(*learning_rate_table(config, steps_per_epoch))
 
 
-def short_run_warning(config: ml_collections.ConfigDict) -> str | None:
+def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -> str | None:
     """Why the run stops early in its own schedule, with the settings that fit the schedule to it,
-    or None: its last epoch is still in the warmup, or the cosine has come less than half way from
+    or None: its last step is still in the warmup, or the cosine has come less than half way from
     learning_rate down to lr_min (e.g. --config.num_epochs=10 on the strong recipe)."""
-    n, warmup, peak, lr_min = (
-        config[f] for f in ("num_epochs", "warmup_epochs", "learning_rate", "lr_min")
-    )
-    if config.schedule == "constant" or peak == lr_min:
+    stop = _where_the_run_stops(config, steps_per_epoch)
+    if stop is None:
         return None
-    last = optim.epoch_learning_rate(n - 1, **{f: config[f] for f in SCHEDULE_FIELDS})
-    if n <= warmup:
-        where = "still in the warmup"
-    elif (peak - last) / (peak - lr_min) < 0.5:
-        where = "the cosine less than half way down to lr_min"
-    else:
-        return None
-    fit_warmup = warmup if 2 * warmup <= n else n // 10
-    fit_cosine = n - fit_warmup if config.warmup_prefix else n
+    n, warmup = config.num_epochs, config.warmup_epochs
+    fit = {"warmup_epochs": warmup if 2 * warmup <= n else n // 10}
+    fit["cosine_epochs"] = n - fit["warmup_epochs"] if config.warmup_prefix else n
+    fitted = config.copy_and_resolve_references()
+    fitted.update(fit)
+    if _where_the_run_stops(fitted, steps_per_epoch) is not None:  # 1 cosine epoch, per epoch
+        fit["schedule"] = "cosine_step"
+    flags = " ".join(f"--config.{k}={v}" for k, v in fit.items() if v != config[k])
+    last, where = stop
     return (
         f"the schedule is laid out for {warmup} warmup + {config.cosine_epochs} cosine epochs and "
-        f"this run trains {n}: its last epoch's learning rate is {last:.3g} ({where}; "
-        f"learning_rate {peak:g}, lr_min {lr_min:g}). To fit the schedule to {n} epoch"
-        f"{'s' * (n != 1)}: "
-        f"--config.warmup_epochs={fit_warmup} --config.cosine_epochs={fit_cosine}."
+        f"this run trains {n}: its last step's learning rate is {last:.3g} ({where}; "
+        f"learning_rate {config.learning_rate:g}, lr_min {config.lr_min:g}). To fit the schedule "
+        f"to {n} epoch{'s' * (n != 1)}: {flags}."
     )
+
+
+def _where_the_run_stops(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> tuple[float, str] | None:
+    """(the learning rate of the run's last step, where that is in the schedule) when the run
+    stops in the warmup or in the first half of the cosine, else None."""
+    peak, lr_min = config.learning_rate, config.lr_min
+    if config.schedule == "constant" or peak == lr_min:
+        return None
+    per_epoch = config.schedule == "cosine_epoch"  # its lr is constant within an epoch
+    t = config.num_epochs - (1 if per_epoch else 1 / steps_per_epoch)
+    last = optim.epoch_learning_rate(t, **{f: config[f] for f in SCHEDULE_FIELDS})
+    if t < config.warmup_epochs:
+        return last, "still in the warmup"
+    if (peak - last) / (peak - lr_min) < 0.5:
+        return last, "the cosine less than half way down to lr_min"
+    return None
 
 
 def create_optimizer(

@@ -85,7 +85,9 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
         logging.info("resuming at %s; %s in all", rundir.position(start, steps_per_epoch), length)
     else:
         logging.info("training %s from the start", length)
-        if warning := build.short_run_warning(config):  # a resume cannot change the schedule
+        if warning := build.short_run_warning(
+            config, steps_per_epoch
+        ):  # a resume cannot change the schedule
             logging.warning(warning)
 
 

@@ -161,31 +161,39 @@ def test_cosine_step_matches_closed_form_and_epoch_boundaries():
 
 
 def test_a_run_shorter_than_its_schedule_is_warned_about_with_the_settings_that_fit_it():
-    """strong.py's schedule: 20 warmup + 300 cosine epochs (lr 1e-3 from 1e-4, down to 1e-4). Its
-    own 300 epochs end near lr_min: no warning. 10 epochs end in the warmup (timm's linear warmup
-    at epoch 9: 1e-4 + 9 * 9e-4 / 20); 100 end with the cosine at 0.5 * (1 - cos(pi * 79 / 300)) =
-    16% of the way down; 200 at 65%, past half: no warning. The suggested settings end the run at
-    the cosine's end."""
+    """strong.py's schedule: 20 warmup + 300 cosine epochs (lr 1e-3 from 1e-4, down to 1e-4), per
+    epoch. Its own 300 epochs end near lr_min: no warning. 10 epochs end in the warmup (timm's
+    linear warmup at epoch 9: 1e-4 + 9 * 9e-4 / 20); 100 end with the cosine at
+    0.5 * (1 - cos(pi * 79 / 300)) = 16% of the way down; 200 at 65%, past half: no warning. The
+    suggested settings, never the ones given, end the run at the cosine's end: for 2 epochs with a
+    1-epoch warmup, 1 cosine epoch stepped per epoch stays at its peak, so per step."""
     from swin_flax import build  # noqa: PLC0415
 
     config = _load_config("strong")
-    assert build.short_run_warning(config) is None
+    spe = 49  # 50,000 images in batches of 1,024
+    assert build.short_run_warning(config, spe) is None
     config.num_epochs = 10
-    warning = build.short_run_warning(config)
+    warning = build.short_run_warning(config, spe)
     assert f"learning rate is {1e-4 + 9 * 9e-4 / 20:.3g} (still in the warmup" in warning
     assert warning.endswith("--config.warmup_epochs=1 --config.cosine_epochs=9."), warning
     config.num_epochs = 100
-    warning = build.short_run_warning(config)
+    warning = build.short_run_warning(config, spe)
     last = 1e-4 + 0.5 * 9e-4 * (1 + math.cos(math.pi * 79 / 300))
     assert f"learning rate is {last:.3g} (the cosine less than half way" in warning
-    assert warning.endswith("--config.warmup_epochs=20 --config.cosine_epochs=80."), warning
+    assert warning.endswith(": --config.cosine_epochs=80."), warning  # warmup_epochs stays 20
     for n, warmup, cosine in ((10, 1, 9), (100, 20, 80)):
         config.num_epochs, config.warmup_epochs, config.cosine_epochs = n, warmup, cosine
-        assert build.short_run_warning(config) is None
+        assert build.short_run_warning(config, spe) is None
     config.num_epochs, config.warmup_epochs, config.cosine_epochs = 200, 20, 300
-    assert build.short_run_warning(config) is None
+    assert build.short_run_warning(config, spe) is None
+    config.num_epochs, config.warmup_epochs, config.cosine_epochs = 2, 1, 1
+    warning = build.short_run_warning(config, spe)
+    assert "learning rate is 0.001 (the cosine less than half way" in warning
+    assert warning.endswith("epochs: --config.schedule=cosine_step."), warning
+    config.schedule = "cosine_step"  # its last step: 1/49 of an epoch before lr_min
+    assert build.short_run_warning(config, spe) is None
     config.num_epochs, config.schedule, config.warmup_epochs = 10, "constant", 0
-    assert build.short_run_warning(config) is None
+    assert build.short_run_warning(config, spe) is None
 
 
 def test_constant_schedule():
