@@ -26,12 +26,26 @@ from swin_flax.config import flatten
 from swin_flax.errors import ConfigError
 from swin_flax.models import swin
 
+# The config fields that name files or folders, recorded as absolute paths.
+PATH_FIELDS = ("data_dir", "archive", "pretrained")
+
 
 def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
-    """Keeps the config that ran, as readable text and as JSON, so a run can be repeated."""
+    """Keeps the config that ran, as readable text and as JSON, so a run can be repeated; its
+    paths absolute, so that evaluate finds the data from any folder."""
+    config = located(config)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.txt").write_text(str(config))
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def located(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` whose PATH_FIELDS are absolute (URLs such as gs://... as they are)."""
+    config = config.copy_and_resolve_references()
+    for field in PATH_FIELDS:
+        if config[field] and "://" not in config[field]:
+            config[field] = os.path.abspath(os.path.expanduser(config[field]))
+    return config
 
 
 def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -82,7 +96,7 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
     started, now = _recipe(recorded), _recipe(flatten(config.to_dict()))
     diffs = sorted(k for k in now if k in started and started[k] != now[k])
     if not diffs:
-        if config.pretrained and config.pretrained != recorded.get("pretrained"):
+        if config.pretrained and located(config).pretrained != recorded.get("pretrained"):
             logging.warning(
                 f"config.pretrained is read only when a run starts: {workdir} resumes from its "
                 "own checkpoint. To fine-tune from another file, give a new --workdir."

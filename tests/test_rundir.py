@@ -1,5 +1,6 @@
 """swin_flax.rundir: where a run stands, from its latest checkpoint's record, and its summary."""
 
+import os
 import pathlib
 
 import pytest
@@ -143,3 +144,32 @@ def test_a_workdir_another_process_trains_in_is_refused(tmp_path):
         rundir.Claim(workdir).take()  # a second claim, even from this process, is refused
     with rundir.Claim(workdir):  # the first was released on leaving its block
         pass
+
+
+def test_config_json_records_absolute_paths(tmp_path, monkeypatch):
+    """A relative --config.archive / data_dir / pretrained is recorded as the absolute path it
+    named (evaluate, run from another folder, reads the record); a URL as it is. Resuming with the
+    relative path given again is not a change of pretrained."""
+    import json
+
+    from swin_flax import checkpoints
+    from swin_flax.config import default_config
+
+    monkeypatch.chdir(tmp_path)
+    c = default_config()
+    c.archive, c.data_dir, c.pretrained = "data dir/c.tar.gz", "gs://bucket/tfds", "~/swin.pth"
+    rundir.write_config(c, tmp_path / "run")
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["archive"] == str(tmp_path / "data dir" / "c.tar.gz")
+    assert recorded["data_dir"] == "gs://bucket/tfds"
+    assert recorded["pretrained"] == os.path.join(os.path.expanduser("~"), "swin.pth")
+    assert c.archive == "data dir/c.tar.gz"  # the config itself is left as given
+    ckpts = checkpoints.Checkpoints(tmp_path / "run")
+    meta = record(epoch=1, step=4, steps_per_epoch=4, test_accuracy=0.5)
+    ckpts.save("latest", 4, {"step": 4}, {**meta, "model": rundir.model_identity(c)})
+    ckpts.close()
+    warnings = []
+    monkeypatch.setattr(rundir.logging, "warning", lambda *args: warnings.append(args))
+    c.num_epochs = 2
+    assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
+    assert not [w for w in warnings if "pretrained" in str(w)]
