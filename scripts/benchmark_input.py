@@ -56,7 +56,7 @@ def load_data(config):
     """The config's data if it can be read without downloading, else CIFAR-sized synthetic."""
     from swin_flax.data import sources  # noqa: PLC0415
 
-    kw = dict(data_dir=config.data_dir, archive=config.archive, seed=config.seed)
+    kw = dict(data_dir=config.data_dir, archive=config.archive)
     train_x, train_y, source = sources.load_or_synthetic(
         config.dataset, "train", synthetic_examples=50_000, **kw
     )

@@ -63,7 +63,6 @@ def main(argv):
         data_dir=c.data_dir,
         archive=c.archive,
         synthetic_examples=c.synthetic_train_examples,
-        seed=c.seed,
     )
     print(f"data: {source}")
     batch_size = min(c.batch_size, len(labels))

@@ -70,7 +70,6 @@ def load_config_split(
         data_dir=config.data_dir,
         archive=config.archive,
         synthetic_examples=config[f"synthetic_{split}_examples"],
-        seed=config.seed,
     )
 
 
@@ -81,7 +80,6 @@ def load_split(
     data_dir: str | None = None,
     archive: str | None = None,
     synthetic_examples: int | None = None,
-    seed: int = 0,
     download: bool = True,
     probe_url: str | None = None,
     probe_timeout_s: float = 5.0,
@@ -91,7 +89,8 @@ def load_split(
     from `data_dir` (None: ~/tensorflow_datasets or $TFDS_DATA_DIR), downloading when `download`
     allows and the machine is online (probed at `probe_url`, default the download URL, within
     `probe_timeout_s`). A synthetic split has `synthetic_examples` images (None: CIFAR's 50,000 /
-    10,000), drawn from `seed` (train and test are different draws of the same classes).
+    10,000): one fixed set, as CIFAR is, whatever config.seed (run k of several is then the run
+    a single one with seed k is).
     """
     assert dataset in DATASETS and split in ("train", "test"), (dataset, split)
     assert not (dataset == "synthetic" and archive), "config.validate: no archive for synthetic"
@@ -99,7 +98,7 @@ def load_split(
         default = 50_000 if split == "train" else 10_000
         n = default if synthetic_examples is None else synthetic_examples
         logging.debug("Generating the synthetic %s split (%d images).", split, n)
-        return synthetic_split(n, seed=seed, split=split)
+        return synthetic_split(n, split=split)
     if archive:
         images, labels = read_archive(archive, dataset, split)
     else:
@@ -117,7 +116,6 @@ def load_or_synthetic(
     data_dir: str | None = None,
     archive: str | None = None,
     synthetic_examples: int | None = None,
-    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """For tools (benchmarks, pictures), not training: the named data if it can be read without
     downloading, else a CIFAR-sized synthetic split. Returns (images, labels, where from). An
@@ -134,9 +132,7 @@ def load_or_synthetic(
             logging.warning(
                 "%s is not available without downloading; using synthetic data.", dataset
             )
-    images, labels = load_split(
-        "synthetic", split, synthetic_examples=synthetic_examples, seed=seed
-    )
+    images, labels = load_split("synthetic", split, synthetic_examples=synthetic_examples)
     note = "" if dataset == "synthetic" else f" ({dataset} is not available here)"
     return images, labels, describe_source("synthetic") + note
 

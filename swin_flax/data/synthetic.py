@@ -1,5 +1,6 @@
 """A synthetic stand-in for CIFAR, in its shapes: 10 classes of noisy coloured stripes, for offline
-demos and tests (`--config.dataset=synthetic`). Deterministic in the seed; not CIFAR."""
+demos and tests (`--config.dataset=synthetic`). Deterministic in the seed (training reads seed 0's
+set, whatever config.seed, as it reads the one CIFAR); not CIFAR."""
 
 from __future__ import annotations
 
