@@ -185,6 +185,18 @@ def test_point_ops_closed_forms():
     assert (sharp[1:-1, 1:-1] != image[1:-1, 1:-1]).any()
 
 
+@pytest.mark.parametrize("name", [*POINT_NO_ARG, *POINT_ARG, *GEOMETRIC])
+def test_every_op_takes_an_empty_batch(name):
+    """The batch of the images that drew an op is often empty: its result is [0, 32, 32, 3] as
+    well. (TF's oneDNN depthwise convolution, on by default on recent x86 CPUs, returned an empty
+    input's shape for a VALID convolution's, and Sharpness then failed to add its border.)"""
+    empty = tf.zeros([0, 32, 32, 3], tf.uint8)
+    args = {n: [] for n in POINT_NO_ARG} | {n: [tf.zeros([0], tf.float64)] for n in POINT_ARG}
+    op = {**POINT_NO_ARG, **POINT_ARG, **GEOMETRIC}[name]
+    out = op(empty, *args.get(name, [tf.zeros([0], tf.float64), FILL]))
+    assert out.shape == (0, 32, 32, 3) and out.dtype == tf.uint8
+
+
 # ----------------------------------------------------------------------------- config strings
 
 

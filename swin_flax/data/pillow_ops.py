@@ -59,11 +59,12 @@ def brightness(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
 def sharpness(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
     """ImageEnhance.Sharpness: blend with PIL's SMOOTH filter ([[1,1,1],[1,5,1],[1,1,1]] / 13,
     rounded), whose 1-pixel border keeps the input. Sums are exact integers in float32 and
-    (s + 6) / 13 never lands on .5, so floor((s + 6) / 13) is PIL's rounding."""
+    (s + 6) / 13 never lands on .5, so floor((s + 6) / 13) is PIL's rounding. The 3x3 sum is nine
+    shifted slices, not a convolution: TF's oneDNN depthwise convolution (on by default on recent
+    x86 CPUs) gives an empty batch (no image drew this op) the input's shape, not the output's."""
     x = tf.cast(images, tf.float32)
-    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], tf.float32)
-    kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    smoothed = tf.floor((tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID") + 6.0) / 13.0)
+    shifted = [x[:, i : (i - 2) or None, j : (j - 2) or None] for i in range(3) for j in range(3)]
+    smoothed = tf.floor((tf.add_n(shifted) + 4.0 * shifted[4] + 6.0) / 13.0)
     change = tf.pad(smoothed - x[:, 1:-1, 1:-1], [[0, 0], [1, 1], [1, 1], [0, 0]])
     return _blend(x + change, images, factor)
 
