@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
+from collections.abc import Mapping
 
 import jax
 from absl import logging
+
+# How long the processes wait for each other at start-up (jax.distributed's own default).
+JOIN_TIMEOUT_S = 300
 
 
 def initialize(
@@ -14,18 +20,20 @@ def initialize(
     num_processes: int | None = None,
     process_id: int | None = None,
     auto: bool = False,
+    timeout_s: int = JOIN_TIMEOUT_S,
 ) -> None:
     """Starts jax.distributed when several processes are asked for; a no-op for one process.
 
     Flags win over the environment variables JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
-    JAX_PROCESS_ID; `auto` lets JAX detect the cluster itself (TPU pods, SLURM, Open MPI).
+    JAX_PROCESS_ID; `auto` lets JAX detect the cluster itself (TPU pods, SLURM, Open MPI). Given
+    by hand, the three are checked here (ValueError: a paragraph naming the flag), and a process
+    other than 0 first waits for process 0's port: JAX ends a process that cannot join with a
+    C++ abort and a stack trace, which this turns into a sentence for the commonest cause.
     """
     env = os.environ
     coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
-    if num_processes is None and env.get("JAX_NUM_PROCESSES"):
-        num_processes = int(env["JAX_NUM_PROCESSES"])
-    if process_id is None and env.get("JAX_PROCESS_ID"):
-        process_id = int(env["JAX_PROCESS_ID"])
+    num_processes = _integer(num_processes, "num_processes", env)
+    process_id = _integer(process_id, "process_id", env)
     if coordinator_address is None and not auto:
         if num_processes not in (None, 1):
             raise ValueError(
@@ -33,11 +41,82 @@ def initialize(
                 "address) and --process_id on every process."
             )
         return
+    if not auto:
+        host, port = _check_by_hand(coordinator_address, num_processes, process_id)
+        logging.info(
+            f"jax.distributed: process {process_id} of {num_processes} joining at "
+            f"{coordinator_address}; waiting up to {timeout_s} s for all {num_processes}."
+        )
+        if process_id:
+            _wait_for_coordinator(host, port, timeout_s)
     if jax.config.jax_platforms in (None, "", "cpu") and not auto:
         # CPU collectives across processes (tests, CPU clusters).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    jax.distributed.initialize(
+        coordinator_address, num_processes, process_id, initialization_timeout=timeout_s
+    )
     logging.info(
         f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
         f"{jax.local_device_count()} local / {jax.device_count()} global devices."
+    )
+
+
+def _integer(value: int | None, name: str, env: Mapping[str, str]) -> int | None:
+    """The flag's value, else the environment variable JAX_<NAME>'s, as an int (or None)."""
+    variable = f"JAX_{name.upper()}"
+    if value is not None or not env.get(variable):
+        return value
+    try:
+        return int(env[variable])
+    except ValueError:
+        raise ValueError(
+            f"The environment variable {variable}={env[variable]!r} is not a whole number: set it "
+            f"to one, or unset it and pass --{name}."
+        ) from None
+
+
+def _check_by_hand(
+    address: str, num_processes: int | None, process_id: int | None
+) -> tuple[str, int]:
+    """(host, port) of a coordinator given by hand, after checking the three values agree."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"--coordinator_address={address!r} is not HOST:PORT: give process 0's host name or IP "
+            "and a free port, the same on every process, e.g. --coordinator_address=node0:1234."
+        )
+    if num_processes is None or process_id is None:
+        missing = " and ".join(
+            f"--{n}"
+            for n, v in (("num_processes", num_processes), ("process_id", process_id))
+            if v is None
+        )
+        raise ValueError(
+            f"--coordinator_address needs {missing} as well: the number of processes (the same on "
+            "every one) and this process's index, 0 on the coordinator's host. Under SLURM, Open "
+            "MPI or on a TPU pod, pass --distributed instead and JAX reads them itself."
+        )
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+        raise ValueError(
+            f"--process_id={process_id} with --num_processes={num_processes}: the processes are "
+            f"numbered 0 to num_processes - 1, each with its own --process_id."
+        )
+    return host.strip("[]"), int(port)
+
+
+def _wait_for_coordinator(host: str, port: int, timeout_s: float) -> None:
+    """Returns once process 0's port answers; a ValueError after `timeout_s` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=2.0).close()
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+    raise ValueError(
+        f"Process 0 did not answer at {host}:{port} within {timeout_s} s. Start it there "
+        "(--process_id=0), and check that every process has the same --coordinator_address, naming "
+        "process 0's host, and that the port is open between the machines."
     )

@@ -44,6 +44,7 @@ SLOW = {
     "test_bad_input.py": {  # scripts/main.py as a subprocess
         "test_unknown_config_field_on_the_command_line",
         "test_workdir_that_is_a_file",
+        "test_multi_process_flags_on_the_command_line",
     },
     "test_evaluate.py": {"test_cli_refuses_before_evaluating"},  # scripts/evaluate.py, per case
     "test_predict.py": {  # scripts/predict.py as a subprocess

@@ -298,3 +298,58 @@ def test_console_drops_asyncios_never_retrieved_reads_of_a_failed_checkpoint_rea
     keep = cli._ProjectLines().filter
     assert not keep(record("Future exception was never retrieved\nfuture: <Future finished>"))
     assert keep(record("Exception in callback ..."))
+
+
+@pytest.mark.parametrize(
+    "kwargs, env, expected",
+    [
+        (dict(coordinator_address="node0", num_processes=2, process_id=0), {}, "is not HOST:PORT"),
+        (dict(coordinator_address="node0:99999", num_processes=2, process_id=0), {}, "HOST:PORT"),
+        (dict(coordinator_address="node0:1234", num_processes=2), {}, "needs --process_id as"),
+        (dict(coordinator_address="node0:1234"), {}, "--num_processes and --process_id as well"),
+        (dict(coordinator_address="node0:1234", num_processes=2, process_id=2), {}, "0 to num_"),
+        (dict(process_id=-1), {"JAX_COORDINATOR_ADDRESS": "a:1", "JAX_NUM_PROCESSES": "2"}, "0 to"),
+        (dict(num_processes=2), {}, "needs --coordinator_address=HOST:PORT"),
+        ({}, {"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES='two' is not a whole number"),
+    ],
+)
+def test_multi_process_flags_that_do_not_agree(kwargs, env, expected, monkeypatch):
+    """Refused, naming the flag, before JAX is started (which would abort or wait 300 s)."""
+    from swin_flax import distributed
+
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: pytest.fail("started"))
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        distributed.initialize(**kwargs)
+
+
+def test_process_other_than_0_waits_for_process_0_then_says_so(monkeypatch):
+    """No C++ abort and stack trace when process 0 never answers: a sentence after the timeout; and
+    once process 0's port answers, the wait ends."""
+    import socket
+
+    from swin_flax import distributed
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        port = listening.getsockname()[1]
+        with pytest.raises(
+            ValueError, match=f"Process 0 did not answer at 127.0.0.1:{port} within"
+        ):
+            distributed._wait_for_coordinator("127.0.0.1", port, timeout_s=1)  # not listening yet
+        listening.listen()
+        distributed._wait_for_coordinator("127.0.0.1", port, timeout_s=1)
+
+
+def test_multi_process_flags_on_the_command_line(archive, tmp_path):
+    config = rr.write_config(tmp_path / "tiny.py", archive, **rr.TINY)
+    workdir = tmp_path / "run"
+    args = ("--coordinator_address=127.0.0.1:1234", "--num_processes=2")
+    out = rr.run(rr.main_args(config, workdir, *args), env=rr.env(None))
+    assert out.returncode == 2
+    msg = rr.text(out)
+    assert msg.startswith("Error: --coordinator_address needs --process_id as well"), msg[-2000:]
+    assert "Traceback" not in msg and not workdir.exists()
