@@ -73,6 +73,22 @@ def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -
     )
 
 
+def past_schedule_warning(config: ml_collections.ConfigDict) -> str | None:
+    """The epochs the run trains after its schedule has ended (at lr_min, as timm holds them), or
+    None: e.g. a finished run given a larger num_epochs, whose schedule a resume cannot change."""
+    end = config.cosine_epochs + (config.warmup_epochs if config.warmup_prefix else 0)
+    if config.schedule == "constant" or config.num_epochs <= end:
+        return None
+    n = config.num_epochs
+    cosine = n - (config.warmup_epochs if config.warmup_prefix else 0)
+    after = f"epoch {n} trains" if n == end + 1 else f"epochs {end + 1}-{n} train"
+    return (
+        f"the schedule ends at epoch {end}: {after} at lr_min ({config.lr_min:g}). A schedule "
+        f"over all {n} epochs is a new run's "
+        f"(--config.cosine_epochs={cosine} and a new --workdir)."
+    )
+
+
 def _where_the_run_stops(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> tuple[float, str] | None:

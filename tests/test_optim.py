@@ -196,6 +196,34 @@ def test_a_run_shorter_than_its_schedule_is_warned_about_with_the_settings_that_
     assert build.short_run_warning(config, spe) is None
 
 
+def test_a_run_longer_than_its_schedule_is_told_which_epochs_train_at_lr_min():
+    """strong.py's cosine of 300 epochs is counted after its 20 warmup epochs: the schedule ends at
+    epoch 320, after the run's own 300. 400 epochs (a finished run extended) train 321-400 at
+    lr_min, which optim.epoch_learning_rate confirms. With the cosine counted from epoch 0 (timm's
+    default) it ends at 300. A constant schedule has no end."""
+    from swin_flax import build  # noqa: PLC0415
+
+    config = _load_config("strong")
+    assert build.past_schedule_warning(config) is None
+    config.num_epochs = 400
+    fields = {f: config[f] for f in build.SCHEDULE_FIELDS}
+    assert optim.epoch_learning_rate(320, **fields) == config.lr_min == 1e-4
+    assert optim.epoch_learning_rate(319.5, **fields) > config.lr_min
+    assert build.past_schedule_warning(config) == (
+        "the schedule ends at epoch 320: epochs 321-400 train at lr_min (0.0001). A schedule over "
+        "all 400 epochs is a new run's (--config.cosine_epochs=380 and a new --workdir)."
+    )
+    config.warmup_prefix, config.num_epochs = False, 300
+    assert build.past_schedule_warning(config) is None
+    config.num_epochs = 301
+    assert build.past_schedule_warning(config).startswith(
+        "the schedule ends at epoch 300: epoch 301 trains at lr_min"
+    )
+    assert "--config.cosine_epochs=301 " in build.past_schedule_warning(config)
+    config.schedule = "constant"
+    assert build.past_schedule_warning(config) is None
+
+
 def test_constant_schedule():
     fn = optim.learning_rate_schedule(schedule="constant", learning_rate=1e-3, steps_per_epoch=49)
     for step in (0, 48, 49, 14_699, 10**6):
