@@ -140,6 +140,10 @@ def start() -> None:
     sys.stdout = _Stdout(sys.stdout)
     sys.unraisablehook = _unraisablehook
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's oneDNN kernels, on by default on recent x86 CPUs, announce themselves on stderr
+    # whatever the log level and round by CPU: off, the input pipeline's pixels are the same on
+    # every machine (the reference fixtures' values).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
