@@ -329,9 +329,8 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
         contextlib.closing(writers),
     ):
         while epoch < config.num_epochs:
-            t_epoch = time.time()
-            first = step - epoch * per_epoch
-            state, train_metrics, step = train_epoch(
+            t_epoch, before = time.time(), step
+            state, train_metrics, step, (seconds, done) = train_epoch(
                 config,
                 state,
                 p_train_step,
@@ -348,10 +347,11 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
                 names=run_set.names,
                 profile=profile,
             )
-            jax.block_until_ready(train_metrics)  # the time counts its last steps on the device
-            seconds = time.time() - t_epoch
-            images = (step - epoch * per_epoch - first) * config.batch_size
-            progress.totals = progress.totals.plus(train=seconds, images=images)
+            progress.totals = progress.totals.plus(  # every step, the compile too
+                train=time.time() - t_epoch,
+                images=(step - before) * config.batch_size,
+            )
+            images = done * config.batch_size  # the epoch's speed: its steps' (train_epoch)
             t_steps_done = time.time()
             train_metrics, seconds, images = _with_partial(
                 train_metrics, seconds, images, progress.partial_epoch
@@ -443,22 +443,26 @@ def train_epoch(
     profile: periodic_actions.Profile | None,
 ):
     """Trains from global step `step` to the end of `epoch`, or to an earlier step where a stop was
-    requested; returns (state, the steps' merged train metrics, the step reached).
+    requested; returns (state, the steps' merged train metrics, the step reached, (seconds, steps)
+    timed: the session's first step, which compiles, left out when others follow in the epoch, so
+    the epoch's images/s are the steps').
 
     Logs the first step's compile, a progress line every 30 s, and the train loss every
     log_every_steps steps (where a NaN is caught: training stops with TrainingDiverged)."""
     end = (epoch + 1) * steps_per_epoch
     metrics = loss_window = None
+    t_timed, first_timed = time.time(), step
     while step < end:
         if step == start:
             logging.info("compiling the train step ...")
-            t_compile = time.time()
         state, m = p_train_step(state, next(batches), dropout_keys)
         m = steps.unreplicate(m)  # gathered over devices: every copy is the same
         if step == start:
             jax.block_until_ready(m)
-            logging.info("train step compiled and run in %.1fs", time.time() - t_compile)
+            logging.info("train step compiled and run in %.1fs", time.time() - t_timed)
             ticker.restart(step + 1)
+            if step + 1 < end:
+                t_timed, first_timed = time.time(), step + 1
         step += 1
         if profile is not None:
             profile(step)
@@ -473,7 +477,8 @@ def train_epoch(
             loss_window = None
         if step < end and stop.requested(step):  # at an epoch's end: evaluate first
             break
-    return state, metrics, step
+    jax.block_until_ready(metrics)  # the time counts the last steps on the device
+    return state, metrics, step, (time.time() - t_timed, step - first_timed)
 
 
 def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints) -> str:

@@ -184,6 +184,39 @@ def test_a_second_signal_says_the_checkpoint_it_keeps(tmp_path):
             flag._handle(signal.SIGTERM, None)
 
 
+def test_epoch_time_leaves_out_the_compile(monkeypatch):
+    """Fake clock and step: the session's first step takes 100 s (the compile), the others 2 s
+    each. Its epoch is timed over its 3 other steps (6 s, 3 steps: the images/s the epoch line
+    and TensorBoard show); an epoch whose only step compiles keeps it; later epochs time them all."""
+
+    class Metrics:  # what steps.unreplicate and the loop need of clu's collection
+        def __getitem__(self, _):
+            return self
+
+        def merge(self, _):
+            return self
+
+    clock = [0.0]
+    monkeypatch.setattr(train.time, "time", lambda: clock[0])
+
+    def step_fn(state, batch, keys):
+        clock[0] += 100.0 if state == "fresh" else 2.0
+        return "compiled", Metrics()
+
+    stop = type("NoStop", (), {"requested": lambda self, step=None: False})()
+    ticker = reports.Ticker(1e9, 16, 4, 8)
+    kw = dict(stop=stop, writers=None, ticker=ticker, ckpts=None, names=["run"], profile=None)
+    config = default_config()
+    config.log_every_steps = 1000
+    batches = iter(range(100))
+    out = train.train_epoch(config, "fresh", step_fn, batches, None, 0, 0, 4, start=0, **kw)
+    assert out[2:] == (4, (6.0, 3))
+    out = train.train_epoch(config, "compiled", step_fn, batches, None, 4, 1, 4, start=0, **kw)
+    assert out[2:] == (8, (8.0, 4))
+    out = train.train_epoch(config, "fresh", step_fn, batches, None, 7, 1, 4, start=7, **kw)
+    assert out[2:] == (8, (100.0, 1))  # a resume at the epoch's last step: nothing else to time
+
+
 def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog):
     """Steps at 0.5 s each (fake clock): a line every 30 s of training, with steps/s, images/s and
     the ETAs computed from them (epoch: 100 steps; run: 1,000 steps; batch 64)."""
