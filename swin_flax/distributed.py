@@ -45,7 +45,7 @@ def initialize(
         host, port = _check_by_hand(coordinator_address, num_processes, process_id)
         logging.info(
             f"jax.distributed: process {process_id} of {num_processes} joining at "
-            f"{coordinator_address}; waiting up to {timeout_s} s for all {num_processes}."
+            f"{coordinator_address} (waiting up to {timeout_s} s for the others)"
         )
         if process_id:
             _wait_for_coordinator(host, port, timeout_s)
