@@ -269,12 +269,13 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     _require(c.grad_clip_norm >= 0, "grad_clip_norm", "must be >= 0 (0 turns clipping off).")
     _require(c.schedule in SCHEDULES, "schedule", f"{c.schedule!r} is not one of {SCHEDULES}.")
     _require(c.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {c.warmup_epochs}.")
-    _require(
-        not (c.schedule == "constant" and c.warmup_epochs),
-        "warmup_epochs",
-        f"{c.warmup_epochs} has no effect with schedule='constant': set warmup_epochs=0, or "
-        "schedule='cosine_epoch' / 'cosine_step' for a warmup.",
-    )
+    for f in ("warmup_epochs", "warmup_lr_init", "lr_min") if c.schedule == "constant" else ():
+        _require(
+            not c[f],
+            f,
+            f"{c[f]} has no effect with schedule='constant': set it to 0, or "
+            "schedule='cosine_epoch' / 'cosine_step' for a warmup and a decay.",
+        )
     _require(c.cosine_epochs > 0, "cosine_epochs", f"must be > 0, got {c.cosine_epochs}.")
     _require(
         c.lr_min >= 0 and c.warmup_lr_init >= 0, "lr_min", "lr_min and warmup_lr_init must be >= 0."

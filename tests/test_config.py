@@ -139,10 +139,18 @@ def test_unknown_field_is_rejected():
         validate(c)
 
 
-def test_warmup_with_the_constant_schedule_is_refused():
+def test_warmup_or_decay_settings_with_the_constant_schedule_are_refused():
+    """A constant schedule reads none of them: a value given is a mistake, not a setting."""
+    for field, value in (("warmup_epochs", 5), ("warmup_lr_init", 1e-5), ("lr_min", 1e-6)):
+        c = default_config()
+        c.schedule, c[field] = "constant", value
+        with pytest.raises(
+            ConfigError, match=rf"config\.{field}: {value} has no effect.*'constant'"
+        ):
+            validate(c)
     c = default_config()
-    c.schedule, c.warmup_epochs = "constant", 5
-    with pytest.raises(ConfigError, match=r"config\.warmup_epochs: 5 has no effect.*'constant'"):
+    c.schedule, c.sweep.lr_min = "constant", (0.0, 1e-5)
+    with pytest.raises(ConfigError, match=r"config\.sweep\.lr_min: 1e-05 .*no effect"):
         validate(c)
 
 
