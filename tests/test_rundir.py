@@ -15,6 +15,16 @@ def record(**fields):
     return {"best_accuracy": 0.5, "best_epoch": 1, **fields}
 
 
+def save_epoch_1(workdir, config) -> None:
+    """A checkpoint of `config`'s model at the end of epoch 1 (4 steps) in `workdir`."""
+    from swin_flax import checkpoints
+
+    meta = record(epoch=1, step=4, steps_per_epoch=4, test_accuracy=0.5)
+    ckpts = checkpoints.Checkpoints(workdir)
+    ckpts.save("latest", 4, {"step": 4}, {**meta, "model": rundir.model_identity(config)})
+    ckpts.close()
+
+
 @pytest.mark.parametrize(
     "saved, num_epochs, finished",
     [
@@ -71,7 +81,6 @@ def test_position_counts_epochs_from_one():
 def test_a_workdir_that_cannot_be_created_or_written(tmp_path, monkeypatch):
     """A run that will train needs a folder it can write, or create: refused before any work. A
     finished run only prints its summary: a read-only folder of one is fine."""
-    from swin_flax import checkpoints
     from swin_flax.config import default_config
 
     (tmp_path / "afile").write_text("x")
@@ -83,25 +92,19 @@ def test_a_workdir_that_cannot_be_created_or_written(tmp_path, monkeypatch):
         rundir.inspect(default_config(), tmp_path / "new")
     c = default_config()
     c.num_epochs = 1
-    meta = record(epoch=1, step=4, steps_per_epoch=4, test_accuracy=0.5)
-    ckpts = checkpoints.Checkpoints(tmp_path / "done")
-    ckpts.save("latest", 4, {"step": 4}, {**meta, "model": rundir.model_identity(c)})
-    ckpts.close()
+    save_epoch_1(tmp_path / "done", c)
     assert rundir.inspect(c, tmp_path / "done")[1]  # finished: its summary, nothing written
 
 
 def test_a_workdir_inside_a_runs_checkpoints_is_refused_naming_the_run(tmp_path):
     """--workdir RUN/checkpoints (or a series or step folder under it) would start a new run
     inside the old one's checkpoints: refused, naming RUN; RUN itself resumes."""
-    from swin_flax import checkpoints, evaluate
+    from swin_flax import evaluate
     from swin_flax.config import default_config
 
     c = default_config()
     c.num_epochs = 2
-    meta = record(epoch=1, step=4, steps_per_epoch=4, test_accuracy=0.5)
-    ckpts = checkpoints.Checkpoints(tmp_path / "run")
-    ckpts.save("latest", 4, {"step": 4}, {**meta, "model": rundir.model_identity(c)})
-    ckpts.close()
+    save_epoch_1(tmp_path / "run", c)
     rundir.write_config(c, tmp_path / "run")
     for inner in ("checkpoints", "checkpoints/latest", "checkpoints/latest/4", "checkpoints/x"):
         with pytest.raises(
@@ -152,7 +155,6 @@ def test_config_json_records_absolute_paths(tmp_path, monkeypatch):
     relative path given again is not a change of pretrained."""
     import json
 
-    from swin_flax import checkpoints
     from swin_flax.config import default_config
 
     monkeypatch.chdir(tmp_path)
@@ -164,10 +166,7 @@ def test_config_json_records_absolute_paths(tmp_path, monkeypatch):
     assert recorded["data_dir"] == "gs://bucket/tfds"
     assert recorded["pretrained"] == os.path.join(os.path.expanduser("~"), "swin.pth")
     assert c.archive == "data dir/c.tar.gz"  # the config itself is left as given
-    ckpts = checkpoints.Checkpoints(tmp_path / "run")
-    meta = record(epoch=1, step=4, steps_per_epoch=4, test_accuracy=0.5)
-    ckpts.save("latest", 4, {"step": 4}, {**meta, "model": rundir.model_identity(c)})
-    ckpts.close()
+    save_epoch_1(tmp_path / "run", c)
     warnings = []
     monkeypatch.setattr(rundir.logging, "warning", lambda *args: warnings.append(args))
     c.num_epochs = 2
