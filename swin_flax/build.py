@@ -76,16 +76,17 @@ def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -
 def past_schedule_warning(config: ml_collections.ConfigDict) -> str | None:
     """The epochs the run trains after its schedule has ended (at lr_min, as timm holds them), or
     None: e.g. a finished run given a larger num_epochs, whose schedule a resume cannot change."""
-    end = config.cosine_epochs + (config.warmup_epochs if config.warmup_prefix else 0)
+    warmup, cosine = config.warmup_epochs, config.cosine_epochs
+    end = warmup + cosine if config.warmup_prefix else max(warmup, cosine)
     if config.schedule == "constant" or config.num_epochs <= end:
         return None
     n = config.num_epochs
-    cosine = n - (config.warmup_epochs if config.warmup_prefix else 0)
     after = f"epoch {n} trains" if n == end + 1 else f"epochs {end + 1}-{n} train"
+    lr_min = "each run's lr_min" if config.sweep.lr_min else f"lr_min ({config.lr_min:g})"
+    fit = n - (warmup if config.warmup_prefix else 0)
     return (
-        f"the schedule ends at epoch {end}: {after} at lr_min ({config.lr_min:g}). A schedule "
-        f"over all {n} epochs is a new run's "
-        f"(--config.cosine_epochs={cosine} and a new --workdir)."
+        f"the schedule ends at epoch {end}: {after} at {lr_min}. A schedule over all {n} epochs "
+        f"is a new run's (--config.cosine_epochs={fit} and a new --workdir)."
     )
 
 

@@ -12,6 +12,12 @@ from absl import logging
 
 # How long the processes wait for each other at start-up (jax.distributed's own default).
 JOIN_TIMEOUT_S = 300
+# The environment variables that stand for the flags.
+_VARIABLES = {
+    "coordinator_address": "JAX_COORDINATOR_ADDRESS",
+    "num_processes": "JAX_NUM_PROCESSES",
+    "process_id": "JAX_PROCESS_ID",
+}
 
 
 def initialize(
@@ -31,6 +37,13 @@ def initialize(
     C++ abort and a stack trace, which this turns into a sentence for the commonest cause.
     """
     env = os.environ
+    flags = {
+        "coordinator_address": coordinator_address,
+        "num_processes": num_processes,
+        "process_id": process_id,
+    }
+    # Named in a refusal, which speaks of the flags these stand for.
+    from_env = [f"{v}={env[v]}" for f, v in _VARIABLES.items() if flags[f] is None and env.get(v)]
     coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
     num_processes = _integer(num_processes, "num_processes", env)
     process_id = _integer(process_id, "process_id", env)
@@ -42,13 +55,18 @@ def initialize(
             )
         return
     if not auto:
-        host, port = _check_by_hand(coordinator_address, num_processes, process_id)
+        try:
+            host, port = _check_by_hand(coordinator_address, num_processes, process_id)
+        except ValueError as e:
+            if not from_env:
+                raise
+            raise ValueError(f"{e} (From the environment: {', '.join(from_env)}.)") from None
         logging.info(
             f"jax.distributed: process {process_id} of {num_processes} joining at "
             f"{coordinator_address} (waiting up to {timeout_s} s for the others)"
         )
         if process_id:
-            _wait_for_coordinator(host, port, timeout_s)
+            _wait_for_coordinator(coordinator_address, host, port, timeout_s)
     if jax.config.jax_platforms in (None, "", "cpu") and not auto:
         # CPU collectives across processes (tests, CPU clusters).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -63,7 +81,7 @@ def initialize(
 
 def _integer(value: int | None, name: str, env: Mapping[str, str]) -> int | None:
     """The flag's value, else the environment variable JAX_<NAME>'s, as an int (or None)."""
-    variable = f"JAX_{name.upper()}"
+    variable = _VARIABLES[name]
     if value is not None or not env.get(variable):
         return value
     try:
@@ -104,19 +122,25 @@ def _check_by_hand(
     return host.strip("[]"), int(port)
 
 
-def _wait_for_coordinator(host: str, port: int, timeout_s: float) -> None:
-    """Returns once process 0's port answers; a ValueError after `timeout_s` seconds."""
+def _wait_for_coordinator(address: str, host: str, port: int, timeout_s: float) -> None:
+    """Returns once process 0's port answers; a ValueError after `timeout_s` seconds, or at once
+    for a host name that does not resolve."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             socket.create_connection((host, port), timeout=2.0).close()
             return
+        except socket.gaierror as e:
+            raise ValueError(
+                f"The coordinator's host {host!r} (in {address}) is not known here ({e.strerror}): "
+                "give process 0's host name or IP, the same on every process."
+            ) from None
         except OSError:
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.5)
     raise ValueError(
-        f"Process 0 did not answer at {host}:{port} within {timeout_s} s. Start it there "
+        f"Process 0 did not answer at {address} within {timeout_s} s. Start it there "
         "(--process_id=0), and check that every process has the same --coordinator_address, naming "
         "process 0's host, and that the port is open between the machines."
     )

@@ -43,9 +43,12 @@ def located(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A copy of `config` whose PATH_FIELDS are absolute (URLs such as gs://... as they are)."""
     config = config.copy_and_resolve_references()
     for field in PATH_FIELDS:
-        if config[field] and "://" not in config[field]:
-            config[field] = os.path.abspath(os.path.expanduser(config[field]))
+        config[field] = _absolute(config[field])
     return config
+
+
+def _absolute(path: str | None) -> str | None:
+    return path if not path or "://" in path else os.path.abspath(os.path.expanduser(path))
 
 
 def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -75,6 +78,8 @@ def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in flat.items() if k not in RESUME_MAY_CHANGE}
     if "data_seed" in out and out["data_seed"] is None:
         out["data_seed"] = out.get("seed")
+    for unread in ("warmup_lr_init", "lr_min") if out.get("schedule") == "constant" else ():
+        out.pop(unread, None)  # a run started before config.validate refused a value
     sweeps = [len(v) for k, v in out.items() if k.startswith("sweep.")]
     if out.get("num_runs", 1) * math.prod(n or 1 for n in sweeps) == 1:
         out["per_run_data"] = False  # one run: it has no effect
@@ -96,7 +101,9 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
     started, now = _recipe(recorded), _recipe(flatten(config.to_dict()))
     diffs = sorted(k for k in now if k in started and started[k] != now[k])
     if not diffs:
-        if config.pretrained and located(config).pretrained != recorded.get("pretrained"):
+        if config.pretrained and _absolute(config.pretrained) != _absolute(
+            recorded.get("pretrained")
+        ):
             logging.warning(
                 f"config.pretrained is read only when a run starts: {workdir} resumes from its "
                 "own checkpoint. To fine-tune from another file, give a new --workdir."

@@ -308,7 +308,11 @@ def test_console_drops_asyncios_never_retrieved_reads_of_a_failed_checkpoint_rea
         (dict(coordinator_address="node0:1234", num_processes=2), {}, "needs --process_id as"),
         (dict(coordinator_address="node0:1234"), {}, "--num_processes and --process_id as well"),
         (dict(coordinator_address="node0:1234", num_processes=2, process_id=2), {}, "0 to num_"),
-        (dict(process_id=-1), {"JAX_COORDINATOR_ADDRESS": "a:1", "JAX_NUM_PROCESSES": "2"}, "0 to"),
+        (
+            dict(process_id=-1),
+            {"JAX_COORDINATOR_ADDRESS": "a:1", "JAX_NUM_PROCESSES": "2"},
+            "(From the environment: JAX_COORDINATOR_ADDRESS=a:1, JAX_NUM_PROCESSES=2.)",
+        ),
         (dict(num_processes=2), {}, "needs --coordinator_address=HOST:PORT"),
         ({}, {"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES='two' is not a whole number"),
     ],
@@ -336,12 +340,14 @@ def test_process_other_than_0_waits_for_process_0_then_says_so(monkeypatch):
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         port = listening.getsockname()[1]
-        with pytest.raises(
-            ValueError, match=f"Process 0 did not answer at 127.0.0.1:{port} within"
-        ):
-            distributed._wait_for_coordinator("127.0.0.1", port, timeout_s=1)  # not listening yet
+        address = f"127.0.0.1:{port}"
+        with pytest.raises(ValueError, match=f"Process 0 did not answer at {address} within 1 s"):
+            distributed._wait_for_coordinator(address, "127.0.0.1", port, 1)  # not listening yet
         listening.listen()
-        distributed._wait_for_coordinator("127.0.0.1", port, timeout_s=1)
+        distributed._wait_for_coordinator(address, "127.0.0.1", port, 1)
+    # A host name that does not resolve is said at once.
+    with pytest.raises(ValueError, match=r"host 'no-such-host\.invalid' \(in no-such-host"):
+        distributed._wait_for_coordinator("no-such-host.invalid:1", "no-such-host.invalid", 1, 300)
 
 
 def test_multi_process_flags_on_the_command_line(archive, tmp_path):

@@ -220,6 +220,15 @@ def test_a_run_longer_than_its_schedule_is_told_which_epochs_train_at_lr_min():
         "the schedule ends at epoch 300: epoch 301 trains at lr_min"
     )
     assert "--config.cosine_epochs=301 " in build.past_schedule_warning(config)
+    config.sweep.lr_min = (0.0, 1e-4)
+    assert " at each run's lr_min. " in build.past_schedule_warning(config)
+    # A warmup longer than the cosine, counted from epoch 0: the schedule ends with the warmup.
+    config.warmup_epochs, config.cosine_epochs, config.num_epochs = 5, 3, 5
+    fields = {f: config[f] for f in build.SCHEDULE_FIELDS}
+    assert optim.epoch_learning_rate(4.5, **fields) > optim.epoch_learning_rate(4, **fields)
+    assert build.past_schedule_warning(config) is None
+    config.num_epochs = 6
+    assert build.past_schedule_warning(config).startswith("the schedule ends at epoch 5: epoch 6")
     config.schedule = "constant"
     assert build.past_schedule_warning(config) is None
 

@@ -171,4 +171,25 @@ def test_config_json_records_absolute_paths(tmp_path, monkeypatch):
     monkeypatch.setattr(rundir.logging, "warning", lambda *args: warnings.append(args))
     c.num_epochs = 2
     assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
+    # A config.json that recorded the relative path (as runs before did) is the same file too.
+    path = tmp_path / "run" / "config.json"
+    path.write_text(path.read_text().replace(recorded["pretrained"], "~/swin.pth"))
+    assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
     assert not [w for w in warnings if "pretrained" in str(w)]
+
+
+def test_a_constant_schedule_run_that_recorded_an_unread_lr_min_resumes_with_none(tmp_path):
+    """config.validate refuses lr_min / warmup_lr_init with schedule='constant' (it reads neither);
+    a run whose config.json recorded one resumes with them unset, as the same computation."""
+    from swin_flax.config import default_config
+
+    old = default_config()
+    old.lr_min, old.warmup_lr_init = 1e-5, 1e-6
+    rundir.write_config(old, tmp_path / "run")
+    save_epoch_1(tmp_path / "run", old)
+    c = default_config()
+    c.num_epochs = 2
+    assert c.schedule == "constant" and rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
+    c.schedule = "cosine_epoch"
+    with pytest.raises(ConfigError, match=r"other settings than this config's \(schedule="):
+        rundir.inspect(c, tmp_path / "run")
