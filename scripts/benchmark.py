@@ -198,9 +198,9 @@ def import_torch():
         import torch  # noqa: PLC0415
     except ImportError as e:
         cli.exit_user_error(
-            f"--torch needs torch and timm, which swin-flax does not depend on ({e}). Install them, "
-            "or run with the reference venv: /work/refvenv/bin/pip install -e . && "
-            "/work/refvenv/bin/python scripts/benchmark.py ... --torch"
+            f"--torch needs torch and timm, which swin-flax does not depend on ({e}). Install them "
+            "into this environment (pip install torch timm), or into a separate venv together with "
+            "swin-flax (pip install -e . torch timm) and run this script with that venv's python."
         )
     return torch, timm
 

@@ -269,12 +269,15 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     _require(c.grad_clip_norm >= 0, "grad_clip_norm", "must be >= 0 (0 turns clipping off).")
     _require(c.schedule in SCHEDULES, "schedule", f"{c.schedule!r} is not one of {SCHEDULES}.")
     _require(c.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {c.warmup_epochs}.")
-    for f in ("warmup_epochs", "warmup_lr_init", "lr_min") if c.schedule == "constant" else ():
+    unread = [f for f in ("warmup_epochs", "warmup_lr_init", "lr_min") if c[f]]
+    if c.schedule == "constant" and unread:  # all named at once
+        also = "".join(f"; nor has {f}={c[f]}" for f in unread[1:])
         _require(
-            not c[f],
-            f,
-            f"{c[f]} has no effect with schedule='constant': set it to 0, or "
-            "schedule='cosine_epoch' / 'cosine_step' for a warmup and a decay.",
+            False,
+            unread[0],
+            f"{c[unread[0]]} has no effect with schedule='constant'{also}: set "
+            f"{'them' if also else 'it'} to 0, or schedule='cosine_epoch' / 'cosine_step' for a "
+            "warmup and a decay.",
         )
     _require(c.cosine_epochs > 0, "cosine_epochs", f"must be > 0, got {c.cosine_epochs}.")
     _require(
@@ -329,7 +332,10 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
                 if field not in c.sweep:
                     raise
                 reason = re.sub(r", got [^,]*\.$", ".", reason)  # the value is named first
-                raise ConfigError(f"config.sweep.{field}: {values[field]!r} {reason}") from None
+                value = f"{values[field]!r} "
+                raise ConfigError(
+                    f"config.sweep.{field}: {value}{reason.removeprefix(value)}"
+                ) from None
         return
 
     from swin_flax.data import sources  # noqa: PLC0415 (lazy: keeps config import light)

@@ -149,8 +149,14 @@ def test_warmup_or_decay_settings_with_the_constant_schedule_are_refused():
         ):
             validate(c)
     c = default_config()
+    c.schedule, c.warmup_epochs, c.lr_min = "constant", 5, 1e-6  # named together
+    with pytest.raises(
+        ConfigError, match=r"warmup_epochs: 5 has no effect .*; nor has lr_min=1e-06"
+    ):
+        validate(c)
+    c = default_config()
     c.schedule, c.sweep.lr_min = "constant", (0.0, 1e-5)
-    with pytest.raises(ConfigError, match=r"config\.sweep\.lr_min: 1e-05 .*no effect"):
+    with pytest.raises(ConfigError, match=r"config\.sweep\.lr_min: 1e-05 has no effect"):
         validate(c)
 
 
