@@ -18,6 +18,7 @@ from swin_flax import cli  # standard library and absl only
 cli.start()
 
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
@@ -53,15 +54,23 @@ def check_flags() -> None:
 
 
 def load_data(config):
-    """The config's data if it can be read without downloading, else CIFAR-sized synthetic."""
+    """The config's data if it can be read without downloading, else CIFAR-sized synthetic (the
+    config's own sizes when it names the synthetic set)."""
     from swin_flax.data import sources  # noqa: PLC0415
 
     kw = dict(data_dir=config.data_dir, archive=config.archive)
+    own = config.dataset == "synthetic"
     train_x, train_y, source = sources.load_or_synthetic(
-        config.dataset, "train", synthetic_examples=50_000, **kw
+        config.dataset,
+        "train",
+        synthetic_examples=config.synthetic_train_examples if own else 50_000,
+        **kw,
     )
     test_x, test_y, _ = sources.load_or_synthetic(
-        config.dataset, "test", synthetic_examples=10_000, **kw
+        config.dataset,
+        "test",
+        synthetic_examples=config.synthetic_test_examples if own else 10_000,
+        **kw,
     )
     return (train_x, train_y), (test_x, test_y), source
 
@@ -107,8 +116,7 @@ def main(argv):
 
     steps = pipeline.steps_per_epoch(len(train_y), config.batch_size)
     results = {"command": " ".join(sys.argv), "data": source, "machine": machine}
-    epochs = max(1, int(epochs_worth))
-    extra = round((epochs_worth - int(epochs_worth)) * steps)
+    epochs = max(1, int(epochs_worth))  # the datasets of part 1: whole epochs, at least one
     common = dict(
         num_classes=num_classes,
         global_batch_size=config.batch_size,
@@ -139,9 +147,9 @@ def main(argv):
         )
     # 2. One dataset for all the epochs (num_epochs): that cost is paid once.
     ds = pipeline.train_dataset(
-        train_x, train_y, epoch=0, num_epochs=epochs + (extra > 0), **common
+        train_x, train_y, epoch=0, num_epochs=math.ceil(epochs_worth), **common
     )
-    joined = time_epoch(ds, config.batch_size, epochs * steps + extra)
+    joined = time_epoch(ds, config.batch_size, max(1, round(epochs_worth * steps)))
     print(
         f"train, one dataset for {epochs_worth:g} epochs: {joined['images']} images in "
         f"{joined['seconds']:.2f} s = {joined['images_per_s']:,} images/s (first batch "
