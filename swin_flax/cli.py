@@ -156,6 +156,8 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     _exit_if_a_config_file_is_missing(flags.FLAGS, argv)
     try:
         rest = flags.FLAGS(argv)
+    except SystemExit as e:  # absl's --help / --helpshort / --helpfull print the usage, exit 1
+        sys.exit(0 if e.code == 1 and any(a.startswith(("--help", "-?")) for a in argv) else e.code)
     except Exception as e:  # noqa: BLE001 (a config file runs user code while it loads)
         found = _config_file_frame(e, argv)
         if found is not None:

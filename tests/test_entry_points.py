@@ -117,6 +117,16 @@ def test_every_entry_point_refuses_a_bad_argument(name, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("name", entry_points())
+def test_every_entry_point_answers_help_with_its_usage_and_status_0(name, tmp_path):
+    """--helpshort prints the script's docstring and flags on stdout and exits 0 (absl's own
+    status is 1, which a shell or a make target takes for a failure)."""
+    out = run_script(name, "--helpshort", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--" in out.stdout and "Traceback" not in out.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_main_refuses_an_empty_workdir_a_config_argument_and_a_cache_file(tmp_path):
     """--workdir= (an unset shell variable) would train into the current folder: refused."""
     message = fails_cleanly("main.py", "--config", DEMO, "--workdir=", cwd=tmp_path)
