@@ -182,15 +182,14 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
 
                 exit_user_error(f"--config.sweep.{field}: {NOT_SWEEPABLE}")
             message = f"no such field '{field}'" + (f" (did you mean{guess})" if guess else "")
-        see = "See"
+        see = f"See `{program} --helpshort` for the flags."
         if "--config." in message or isinstance(e, KeyError | AttributeError):
-            see = (
-                "Every --config.FIELD must name a field of swin_flax/config.py with a value of its "
-                "type; see"
+            see = (  # the config's fields are not flags that --helpshort lists
+                "Every --config.FIELD must name a field of swin_flax/config.py (each with its "
+                "default and meaning) with a value of its type."
             )
         exit_user_error(
-            f"bad command line ({type(e).__name__}: {' '.join(message.split())}). {see} "
-            f"`{program} --helpshort`."
+            f"bad command line ({type(e).__name__}: {' '.join(message.split())}). {see}"
         )
     if len(rest) > 1 and not takes_arguments:
         exit_user_error(

@@ -113,7 +113,7 @@ def test_flag_errors_name_the_config_fields_only_for_config_flags():
     )
     msg = " ".join(out.stderr.split())
     assert out.returncode == 2 and "flag --depth=0" in msg, msg
-    assert "--config.FIELD" not in msg and "See `summary.py --helpshort`." in msg
+    assert "--config.FIELD" not in msg and "See `summary.py --helpshort` for the flags." in msg
 
 
 def test_a_flag_value_after_an_equals_sign_may_start_with_the_home_folder(tmp_path):
