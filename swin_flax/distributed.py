@@ -123,24 +123,25 @@ def _check_by_hand(
 
 
 def _wait_for_coordinator(address: str, host: str, port: int, timeout_s: float) -> None:
-    """Returns once process 0's port answers; a ValueError after `timeout_s` seconds, or at once
-    for a host name that does not resolve."""
+    """Returns once process 0's port answers; a ValueError after `timeout_s` seconds. A host name
+    that does not resolve is retried too (a cluster's DNS may name a machine only once it is up)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             socket.create_connection((host, port), timeout=2.0).close()
             return
-        except socket.gaierror as e:
-            raise ValueError(
-                f"The coordinator's host {host!r} (in {address}) is not known here ({e.strerror}): "
-                "give process 0's host name or IP, the same on every process."
-            ) from None
-        except OSError:
+        except OSError as e:
             if time.monotonic() >= deadline:
+                unknown = isinstance(e, socket.gaierror)
                 break
             time.sleep(0.5)
     raise ValueError(
-        f"Process 0 did not answer at {address} within {timeout_s} s. Start it there "
-        "(--process_id=0), and check that every process has the same --coordinator_address, naming "
-        "process 0's host, and that the port is open between the machines."
+        (
+            f"The coordinator's host {host!r} (in {address}) was not known here within {timeout_s} s"
+            if unknown
+            else f"Process 0 did not answer at {address} within {timeout_s} s"
+        )
+        + ". Start it there (--process_id=0), and check that every process has the same "
+        "--coordinator_address, naming process 0's host, and that the port is open between the "
+        "machines."
     )
