@@ -272,12 +272,10 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     unread = [f for f in ("warmup_epochs", "warmup_lr_init", "lr_min") if c[f]]
     if c.schedule == "constant" and unread:  # all named at once
         also = "".join(f"; nor has {f}={c[f]}" for f in unread[1:])
-        _require(
-            False,
-            unread[0],
-            f"{c[unread[0]]} has no effect with schedule='constant'{also}: set "
+        raise ConfigError(
+            f"config.{unread[0]}: {c[unread[0]]} has no effect with schedule='constant'{also}: set "
             f"{'them' if also else 'it'} to 0, or schedule='cosine_epoch' / 'cosine_step' for a "
-            "warmup and a decay.",
+            "warmup and a decay."
         )
     _require(c.cosine_epochs > 0, "cosine_epochs", f"must be > 0, got {c.cosine_epochs}.")
     _require(

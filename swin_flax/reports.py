@@ -83,11 +83,11 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
     length = rundir.count(config.num_epochs, "epoch") + f" ({rundir.count(num_steps, 'step')})"
     if start:
         logging.info("resuming at %s; %s in all", rundir.position(start, steps_per_epoch), length)
-        warning = None  # a resume cannot change the schedule: said when the run started
-    else:
+    else:  # a resume cannot change the schedule: a short one is said when the run starts
         logging.info("training %s from the start", length)
-        warning = build.short_run_warning(config, steps_per_epoch)
-    if warning := warning or build.past_schedule_warning(config):
+        if warning := build.short_run_warning(config, steps_per_epoch):
+            logging.warning(warning)
+    if warning := build.past_schedule_warning(config):  # also on resuming: num_epochs may grow
         logging.warning(warning)
 
 

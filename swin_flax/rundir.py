@@ -33,21 +33,16 @@ PATH_FIELDS = ("data_dir", "archive", "pretrained")
 def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
     """Keeps the config that ran, as readable text and as JSON, so a run can be repeated; its
     paths absolute, so that evaluate finds the data from any folder."""
-    config = located(config)
+    config = config.copy_and_resolve_references()
+    for field in PATH_FIELDS:
+        config[field] = _absolute(config[field])
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.txt").write_text(str(config))
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def located(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy of `config` whose PATH_FIELDS are absolute (URLs such as gs://... as they are)."""
-    config = config.copy_and_resolve_references()
-    for field in PATH_FIELDS:
-        config[field] = _absolute(config[field])
-    return config
-
-
 def _absolute(path: str | None) -> str | None:
+    """`path` made absolute (a URL such as gs://... as it is)."""
     return path if not path or "://" in path else os.path.abspath(os.path.expanduser(path))
 
 
