@@ -93,44 +93,62 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
 
 class Writers:
     """TensorBoard writers. One run: the workdir's writer, as flax's examples have it. Several runs:
-    the workdir's writer keeps what the process shares (hparams, input grid, speed), each run writes
-    its curves to `runs/<name>/` and `runs/aggregate/` holds their mean, std, min and max, so
-    TensorBoard overlays the runs. Only process 0 writes files."""
+    the workdir's writer keeps what the process shares (input grid, speed), each run writes its
+    hyper-parameters and curves to `runs/<name>/` (one row each in the HParams tab) and the runs of
+    one sweep point their mean, std, min and max to `runs/aggregate/` (`runs/aggregate/<point>/` in
+    a sweep with several seeds), so TensorBoard overlays the runs. Only process 0 writes files."""
 
     def __init__(self, workdir: epath.Path, names: list[str], is_chief: bool):
         self.root = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
-        self.several, self.runs, self.aggregate, self.workdir = len(names) > 1, [], None, workdir
+        self.several, self.workdir = len(names) > 1, workdir
+        self.runs, self.aggregates = [], {}
         if self.several and is_chief:
             self.runs = [metric_writers.SummaryWriter(str(workdir / "runs" / n)) for n in names]
-            self.aggregate = metric_writers.SummaryWriter(str(workdir / "runs" / "aggregate"))
-        every = metric_writers.MultiWriter([self.root, *self.runs, *filter(None, [self.aggregate])])
+            for point, members in runs.sweep_points(names).items():
+                if len(members) > 1:  # the seeds of a sweep point (every run when none is swept)
+                    folder = workdir / "runs" / "aggregate"
+                    writer = metric_writers.SummaryWriter(str(folder / point if point else folder))
+                    self.aggregates[point] = (members, writer)
+        aggregates = [w for _, w in self.aggregates.values()]
+        every = metric_writers.MultiWriter([self.root, *self.runs, *aggregates])
         self.flush, self.close = every.flush, every.close  # each writer's, in that order
 
     def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
-        """Scalars with one value per run (arrays in run order)."""
+        """Scalars with one value per run (arrays in run order). The aggregates leave out the
+        learning rate: the same for the seeds of a sweep point."""
         if not self.several:
             self.root.write_scalars(step, {k: float(v[0]) for k, v in scalars.items()})
             return
-        if self.aggregate is None:  # a process other than 0
-            return
-        for k, writer in enumerate(self.runs):
+        for k, writer in enumerate(self.runs):  # none on a process other than 0
             writer.write_scalars(step, {name: float(v[k]) for name, v in scalars.items()})
-        self.aggregate.write_scalars(
-            step,
-            {f"{name}/{s}": x for name, v in scalars.items() for s, x in runs.spread(v).items()},
-        )
+        spread = {name: v for name, v in scalars.items() if name != "learning_rate"}
+        for members, writer in self.aggregates.values() if spread else ():
+            writer.write_scalars(
+                step,
+                {
+                    f"{name}/{s}": x
+                    for name, v in spread.items()
+                    for s, x in runs.spread(v[members]).items()
+                },
+            )
 
     def spread_plot(self, step: int, history: list[list[float]]) -> None:
-        """Several runs' test accuracy so far as a band plot: runs/test_accuracy.png and an image
-        in runs/aggregate/."""
-        if self.aggregate is None:
-            return
+        """Several seeds' test accuracy so far as a band plot, for each sweep point: an image in its
+        aggregate folder and runs/test_accuracy.png (runs/test_accuracy_<point>.png in a sweep)."""
         from PIL import Image  # noqa: PLC0415
 
-        image = runs.spread_plot(history)
-        self.aggregate.write_images(step, {"test_accuracy_spread": image[None]})
-        with (self.workdir / "runs" / "test_accuracy.png").open("wb") as f:
-            Image.fromarray(image).save(f, format="PNG")
+        for point, (members, writer) in self.aggregates.items():
+            image = runs.spread_plot([[row[k] for k in members] for row in history], point)
+            writer.write_images(step, {"test_accuracy_spread": image[None]})
+            name = f"test_accuracy_{point}.png" if point else "test_accuracy.png"
+            with (self.workdir / "runs" / name).open("wb") as f:
+                Image.fromarray(image).save(f, format="PNG")
+
+
+def _hparams(config: ml_collections.ConfigDict) -> dict[str, int | float | str | bool]:
+    """The config's fields for TensorBoard's HParams tab: dotted names, tuples as text."""
+    flat = flatten(config.to_dict())
+    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat.items()}
 
 
 def open_writers(
@@ -142,10 +160,11 @@ def open_writers(
         rundir.write_config(config, workdir)
     writers = Writers(workdir, run_set.names, is_chief)
     if fresh:
-        flat = flatten(config.to_dict())
-        writers.root.write_hparams(
-            {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat.items()}
-        )
+        if writers.runs:  # each run's own config, as a process of its own would write it
+            for writer, run_config in zip(writers.runs, run_set.configs, strict=True):
+                writer.write_hparams(_hparams(run_config))
+        else:
+            writers.root.write_hparams(_hparams(config))
         if is_chief:
             images = first_batch["image"]
             if config.per_run_data and run_set.count > 1:
@@ -181,21 +200,24 @@ def profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_acti
     )
 
 
-def report_epoch(config, writers, epoch, step, train, test, lr, seconds, images, improved) -> None:
-    """The epoch's scalars in TensorBoard (at the global step, `epoch` among them) and its line:
-    one run's figures, or their spread over several runs."""
+def report_epoch(
+    config, writers, epoch, step, train, test, lr, best, improved, timing: dict[str, float]
+) -> None:
+    """The epoch's scalars in TensorBoard (at the global step, `epoch` among them; `best`: each run's
+    best test accuracy so far; `timing`: epoch_time, images_per_sec, steps_per_sec, eval_time) and
+    its line: one run's figures, or their spread over several runs."""
     per_run = {
         "train_loss": train["loss"],
         "train_accuracy": train["accuracy"],
         "test_loss": test["loss"],
         "test_accuracy": test["accuracy"],
+        "best_test_accuracy": best,
         "learning_rate": lr,
     }
-    shared = {"epoch": epoch, "epoch_time": seconds, "images_per_sec": images / seconds}
     writers.per_run(step, per_run)
-    writers.root.write_scalars(step, shared)
+    writers.root.write_scalars(step, {"epoch": epoch, **timing})
     writers.flush()
-    speed = f"{seconds:.1f}s {shared['images_per_sec']:.0f} img/s"
+    speed = f"{timing['epoch_time']:.1f}s {timing['images_per_sec']:.0f} img/s"
     if len(lr) == 1:
         line = (
             f"train loss {train['loss'][0]:.4f} acc {train['accuracy'][0]:.4f} | test loss "

@@ -99,25 +99,32 @@ def summary(
         "final_test_accuracy": spread(final),
         "runs": per_run,
     }
-    groups: dict[str, list[dict]] = {}
-    for row in per_run:
-        swept = ",".join(p for p in row["name"].split(",") if not p.startswith("seed="))
-        if swept:
-            groups.setdefault(swept, []).append(row)
-    if groups:
+    points = sweep_points(names)
+    if "" not in points:
         out["sweep"] = {
-            value: {
-                "best_test_accuracy": spread([r["best_accuracy"] for r in rows]),
-                "final_test_accuracy": spread([r["final_accuracy"] for r in rows]),
+            point: {
+                "best_test_accuracy": spread([best[k] for k in members]),
+                "final_test_accuracy": spread([final[k] for k in members]),
             }
-            for value, rows in groups.items()
+            for point, members in points.items()
         }
     return out
 
 
-def spread_plot(history: Sequence[Sequence[float]], title: str = "test accuracy") -> np.ndarray:
-    """An RGB image [H, W, 3] of per-epoch values of several runs (`history[epoch][run]`): every run
-    as a thin line, the min-max range and mean +- std as bands, the mean as a thick line."""
+def sweep_points(names: Sequence[str]) -> dict[str, list[int]]:
+    """The runs of each sweep point, by index in run order: {'learning_rate=0.001': [0, 1], ...},
+    read from the names; {'': every run} when nothing is swept."""
+    points: dict[str, list[int]] = {}
+    for k, name in enumerate(names):
+        point = ",".join(p for p in name.split(",") if not p.startswith("seed="))
+        points.setdefault(point, []).append(k)
+    return points
+
+
+def spread_plot(history: Sequence[Sequence[float]], where: str = "") -> np.ndarray:
+    """An RGB image [H, W, 3] of the per-epoch test accuracy of several runs (`history[epoch][run]`,
+    `where`: their sweep point, for the caption): every run as a thin line, the min-max range and
+    mean +- std as bands, the mean as a thick line. A single epoch is drawn across the width."""
     from PIL import Image, ImageDraw  # noqa: PLC0415 (only runs that end draw it)
 
     v = np.asarray(history, np.float64)  # [epochs, runs]
@@ -125,8 +132,10 @@ def spread_plot(history: Sequence[Sequence[float]], title: str = "test accuracy"
     lo, hi = float(v.min()), float(v.max())
     pad = max(hi - lo, 1e-3) * 0.08
     lo, hi = lo - pad, hi + pad
-    epochs = np.arange(1, len(v) + 1)
-    x = lambda e: left + (e - 1) / max(len(v) - 1, 1) * (w - left - right)
+    n = len(v)
+    epochs = np.arange(1, n + 1) if n > 1 else np.array([0.5, 1.5])
+    v = v if n > 1 else np.repeat(v, 2, axis=0)  # one epoch: flat bands, epoch 1 in the middle
+    x = lambda e: left + (e - epochs[0]) / (epochs[-1] - epochs[0]) * (w - left - right)
     y = lambda a: top + (hi - a) / (hi - lo) * (h - top - bottom)
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
@@ -145,9 +154,10 @@ def spread_plot(history: Sequence[Sequence[float]], title: str = "test accuracy"
     draw.rectangle([left, top, w - right, h - bottom], outline="black")
     for a in np.linspace(lo + pad, hi - pad, 5):
         draw.text((4, y(a) - 6), f"{a:.3f}", fill="black")
-    for e in sorted({1, len(v), *np.linspace(1, len(v), 6).round().astype(int).tolist()}):
+    for e in sorted({1, n, *np.linspace(1, n, 6).round().astype(int).tolist()}):
         draw.text((x(e) - 6, h - bottom + 6), str(e), fill="black")
-    caption = f"{title} of {v.shape[1]} runs: mean (line), +-std and min-max (bands)"
+    at = f" at {where}" if where else ""
+    caption = f"test accuracy of {v.shape[1]} runs{at}: mean (line), +-std and min-max (bands)"
     draw.text((left, 8), caption, fill="black")
     draw.text((w // 2 - 16, h - 16), "epoch", fill="black")
     return np.asarray(img, np.uint8)

@@ -346,6 +346,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
                 ckpts=ckpts,
                 names=run_set.names,
                 profile=profile,
+                lr_fns=lr_fns,
             )
             progress.totals = progress.totals.plus(  # every step, the compile too
                 train=time.time() - t_epoch,
@@ -364,12 +365,20 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             progress.partial_epoch = None
             train = _check_finite(train_metrics, epoch, ckpts, run_set.names)
+            t_eval = time.time()
             test = evaluate_params(p_eval_step, state.params, eval_batches, run_set.count)
+            timing = {
+                "epoch_time": seconds,
+                "images_per_sec": images / seconds,
+                "steps_per_sec": images / config.batch_size / seconds,
+                "eval_time": time.time() - t_eval,
+            }
             epoch += 1
             improved = progress.improved(test["accuracy"], epoch)
-            lr = np.array([float(fn(step - 1)) for fn in lr_fns])
+            best = np.asarray(progress.best_accuracy)
+            lr = _learning_rates(lr_fns, step)
             reports.report_epoch(
-                config, writers, epoch, step, train, test, lr, seconds, images, improved
+                config, writers, epoch, step, train, test, lr, best, improved, timing
             )
             if progress.history:
                 writers.spread_plot(step, progress.history)
@@ -441,14 +450,16 @@ def train_epoch(
     ckpts: checkpoints.Checkpoints,
     names: list[str],
     profile: periodic_actions.Profile | None,
+    lr_fns: list,
 ):
     """Trains from global step `step` to the end of `epoch`, or to an earlier step where a stop was
     requested; returns (state, the steps' merged train metrics, the step reached, (seconds, steps)
     timed: the session's first step, which compiles, left out when others follow in the epoch, so
     the epoch's images/s are the steps').
 
-    Logs the first step's compile, a progress line every 30 s, and the train loss every
-    log_every_steps steps (where a NaN is caught: training stops with TrainingDiverged)."""
+    Logs the first step's compile and a progress line every 30 s (its steps/s to TensorBoard), and
+    writes the train loss and the learning rate every log_every_steps steps (where a NaN is caught:
+    training stops with TrainingDiverged); report_epoch writes the epoch's last step's."""
     end = (epoch + 1) * steps_per_epoch
     metrics = loss_window = None
     t_timed, first_timed = time.time(), step
@@ -469,16 +480,23 @@ def train_epoch(
         metrics = m if metrics is None else metrics.merge(m)
         loss_window = m if loss_window is None else loss_window.merge(m)
         rate = ticker(step) if jax.process_index() == 0 else None
-        if rate is not None:
+        if rate is not None and step < end:  # the epoch's own figure is written at its end
             writers.root.write_scalars(step, {"steps_per_sec": rate})
         if step % config.log_every_steps == 0:
-            values = _check_finite(loss_window, epoch, ckpts, names)
-            writers.per_run(step, {"train_loss_step": values["loss"]})
+            scalars = {"train_loss_step": _check_finite(loss_window, epoch, ckpts, names)["loss"]}
+            if step < end:
+                scalars["learning_rate"] = _learning_rates(lr_fns, step)
+            writers.per_run(step, scalars)
             loss_window = None
         if step < end and stop.requested(step):  # at an epoch's end: evaluate first
             break
     jax.block_until_ready(metrics)  # the time counts the last steps on the device
     return state, metrics, step, (time.time() - t_timed, step - first_timed)
+
+
+def _learning_rates(lr_fns: list, step: int) -> np.ndarray:
+    """Each run's learning rate in the step that brought the count to `step`."""
+    return np.array([float(fn(step - 1)) for fn in lr_fns])
 
 
 def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints) -> str:

@@ -143,6 +143,26 @@ def read_scalars(workdir) -> dict[str, dict[int, float]]:
     return out
 
 
+def read_hparams(workdir) -> dict[str, object] | None:
+    """The hyper-parameters of TensorBoard's HParams tab written in the folder `workdir` (its
+    session start), or None."""
+    import tensorflow as tf  # noqa: PLC0415
+    from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: PLC0415
+
+    for path in tf.io.gfile.glob(str(pathlib.Path(workdir) / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                if v.tag == "_hparams_/session_start_info":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(
+                        v.metadata.plugin_data.content
+                    )
+                    return {
+                        k: getattr(x, x.WhichOneof("kind"))
+                        for k, x in data.session_start_info.hparams.items()
+                    }
+    return None
+
+
 def restore_latest(workdir: pathlib.Path, which: str = "latest") -> tuple[dict, dict]:
     """The newest complete checkpoint of a workdir: (state as numpy arrays, meta)."""
     ckpts = checkpoints.Checkpoints(workdir, read_only=True)

@@ -16,7 +16,7 @@ import pytest
 from swin_flax import build, checkpoints, config, errors, rundir, runs, steps, train
 from swin_flax.models import summary
 from tests import test_train
-from tests.reliability_runs import read_scalars, restore_latest
+from tests.reliability_runs import read_hparams, read_scalars, restore_latest
 from tests.test_train import N_TEST, tiny_config
 
 archive = test_train.archive  # the tiny CIFAR-10 archive fixture
@@ -60,6 +60,32 @@ def test_start_line_names_a_few_of_many_runs_and_a_one_value_sweep():
     line = runs.run_set(c).describe(True)
     assert line.startswith("runs: 200 in one process (seed=0, seed=1, seed=2, ..., seed=199), ")
     assert "each its own data stream" in line and len(line) < 150
+
+
+def test_spread_summary_and_sweep_points():
+    """mean, population std (the runs are all there is), min, max; summary.json's figures per sweep
+    point over its seeds."""
+    values = [0.5, 0.7, 0.9, 0.3]
+    mean = sum(values) / 4
+    std = (sum((v - mean) ** 2 for v in values) / 4) ** 0.5
+    assert runs.spread(values) == pytest.approx({"mean": 0.6, "std": std, "min": 0.3, "max": 0.9})
+    names = ["lr=1,seed=0", "lr=1,seed=1", "lr=2,seed=0", "lr=2,seed=1"]
+    assert runs.sweep_points(names) == {"lr=1": [0, 1], "lr=2": [2, 3]}
+    assert runs.sweep_points(["seed=0", "seed=1"]) == {"": [0, 1]}
+    out = runs.summary(names, values, [1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4])
+    assert out["sweep"]["lr=2"]["best_test_accuracy"]["mean"] == pytest.approx(0.6)
+    assert out["sweep"]["lr=1"]["final_test_accuracy"]["max"] == pytest.approx(0.2)
+    assert "sweep" not in runs.summary(["seed=0", "seed=1"], values[:2], [1, 2], [0.1, 0.2])
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_band_plot_fills_its_frame_from_the_first_epoch(epochs):
+    """The min-max band spans the plot's width whatever the number of epochs (one epoch: flat)."""
+    history = [[0.2 + 0.1 * e, 0.4 + 0.1 * e, 0.3 + 0.1 * e] for e in range(epochs)]
+    image = runs.spread_plot(history)
+    band = np.all(image == (222, 232, 247), axis=-1)  # the min-max band's colour
+    columns = np.flatnonzero(band.any(axis=0))
+    assert columns.min() < 70 and columns.max() > 610  # the frame: x from 56 to 624
 
 
 @pytest.mark.slow  # compiles and trains
@@ -147,6 +173,37 @@ def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive,
         assert row["name"] == names[k]
         assert abs(row["final_accuracy"] - alone["final_test_accuracy"]) <= 1.01 / N_TEST
     assert summary.count_params(many_state["params"]) == 4 * summary.count_params(state["params"])
+    _check_tensorboard(tmp_path / "many", names)
+
+
+def _check_tensorboard(workdir, names: list[str]) -> None:
+    """2 learning rates x 2 seeds: each run's own hyper-parameters (a row each in the HParams tab,
+    none at the root) and best test accuracy; each learning rate's seeds aggregated on their own,
+    the learning rate (the same for them) left out; a band plot for each."""
+    assert read_hparams(workdir) is None
+    for name in names:
+        hparams = read_hparams(workdir / "runs" / name)
+        lr, seed = (float(part.split("=")[1]) for part in name.split(","))
+        assert hparams["learning_rate"] == pytest.approx(lr) and hparams["seed"] == seed
+        assert hparams["num_runs"] == 1
+    curves = {n: read_scalars(workdir / "runs" / n) for n in names}
+    for curve in curves.values():
+        acc = [curve["test_accuracy"][s] for s in sorted(curve["test_accuracy"])]
+        best = [curve["best_test_accuracy"][s] for s in sorted(curve["best_test_accuracy"])]
+        np.testing.assert_allclose(best, np.maximum.accumulate(acc))
+    assert sorted(p.name for p in (workdir / "runs" / "aggregate").iterdir()) == [
+        "learning_rate=0.001",
+        "learning_rate=0.003",
+    ]
+    for point, members in (("learning_rate=0.001", names[:2]), ("learning_rate=0.003", names[2:])):
+        aggregate = read_scalars(workdir / "runs" / "aggregate" / point)
+        assert not any(tag.startswith("learning_rate/") for tag in aggregate)
+        for step, mean in aggregate["test_accuracy/mean"].items():
+            seeds = [curves[n]["test_accuracy"][step] for n in members]
+            assert mean == pytest.approx(np.mean(seeds))
+            assert aggregate["test_accuracy/max"][step] == pytest.approx(max(seeds))
+        assert (workdir / "runs" / f"test_accuracy_{point}.png").is_file()
+    assert not (workdir / "runs" / "test_accuracy.png").exists()
 
 
 @pytest.mark.slow  # compiles and trains

@@ -73,18 +73,28 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
         "train_accuracy",
         "test_loss",
         "test_accuracy",
-        "learning_rate",
+        "best_test_accuracy",
         "epoch_time",
         "images_per_sec",
+        "steps_per_sec",
+        "eval_time",
     ):
         assert set(scalars[tag]) == ends, tag
-    assert set(scalars["train_loss_step"]) == set(range(2, 2 * steps_per_epoch + 1, 2))
-    # The test accuracy is a fraction of the 40 test images.
+    logged = set(range(2, 2 * steps_per_epoch + 1, 2))  # every log_every_steps
+    assert set(scalars["train_loss_step"]) == logged
+    # The test accuracy is a fraction of the 40 test images; the best is its running maximum.
     for acc in scalars["test_accuracy"].values():
         assert abs(acc * N_TEST - round(acc * N_TEST)) < 1e-4
+    test_acc = [scalars["test_accuracy"][s] for s in sorted(ends)]
+    best = [scalars["best_test_accuracy"][s] for s in sorted(ends)]
+    np.testing.assert_allclose(best, np.maximum.accumulate(test_acc))
+    for s in ends:  # a batch of BATCH images per step
+        assert scalars["images_per_sec"][s] == pytest.approx(BATCH * scalars["steps_per_sec"][s])
+    # The learning rate every log_every_steps and at each epoch's end: the rate of the step just
+    # done, warmup_lr_init through epoch 1 (per-epoch schedule), then learning_rate.
     lr = scalars["learning_rate"]
-    np.testing.assert_allclose(lr[steps_per_epoch], 1e-4, rtol=1e-6)  # epoch 1: warmup_lr_init
-    np.testing.assert_allclose(lr[2 * steps_per_epoch], 1e-3, rtol=1e-6)  # epoch 2: warmup done
+    assert set(lr) == logged | ends
+    np.testing.assert_allclose([lr[s] for s in sorted(lr)], [1e-4, 1e-4, 1e-3, 1e-3], rtol=1e-6)
 
     # The same command again: the finished run's summary, nothing read, compiled or written.
     before = snapshot(workdir)
@@ -206,6 +216,7 @@ def test_epoch_time_leaves_out_the_compile(monkeypatch):
     stop = type("NoStop", (), {"requested": lambda self, step=None: False})()
     ticker = reports.Ticker(1e9, 16, 4, 8)
     kw = dict(stop=stop, writers=None, ticker=ticker, ckpts=None, names=["run"], profile=None)
+    kw["lr_fns"] = []
     config = default_config()
     config.log_every_steps = 1000
     batches = iter(range(100))

@@ -100,8 +100,9 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
         progress.improved(test["accuracy"], epoch + 1)
         with contextlib.redirect_stdout(io.StringIO()), _quiet():
             reports.report_epoch(
-                config, writers, epoch + 1, step, train_values, test, np.array([1e-3]), 1.0,
-                per_epoch * config.batch_size, improved,
+                config, writers, epoch + 1, step, train_values, test, np.array([1e-3]),
+                np.asarray(progress.best_accuracy), improved,
+                {"epoch_time": 1.0, "images_per_sec": 1.0, "steps_per_sec": 1.0, "eval_time": 1.0},
             )  # fmt: skip
         meta = progress.record(config, epoch + 1, step, per_epoch, 1.0)
         t["report"] = time.perf_counter()
