@@ -16,7 +16,7 @@ from clu import metric_writers, periodic_actions
 from etils import epath
 
 from swin_flax import build, rundir, runs
-from swin_flax.config import flatten
+from swin_flax.config import data_seed, flatten
 from swin_flax.data import viz
 from swin_flax.models.summary import count_params, param_shapes
 
@@ -85,8 +85,10 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
         logging.info("resuming at %s; %s in all", rundir.position(start, steps_per_epoch), length)
     else:  # a resume cannot change the schedule: a short one is said when the run starts
         logging.info("training %s from the start", length)
-        if warning := build.short_run_warning(config, steps_per_epoch):
-            logging.warning(warning)
+        if warning := build.short_run_warning(run_set.configs[0], steps_per_epoch):
+            several = run_set.count > 1 and run_set.swept  # the runs' learning rates differ
+            run = f"run {run_set.names[0]} (the first of {run_set.count}): " if several else ""
+            logging.warning(run + warning)
     if warning := build.past_schedule_warning(config):  # also on resuming: num_epochs may grow
         logging.warning(warning)
 
@@ -145,10 +147,43 @@ class Writers:
                 Image.fromarray(image).save(f, format="PNG")
 
 
+# The HParams tab's metric columns (the last value of each run's curve): without this list it
+# would show every scalar tag, timings and the learning rate's last value among them.
+HPARAMS_METRICS = (
+    "test_accuracy",
+    "best_test_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "train_loss",
+)
+
+
 def _hparams(config: ml_collections.ConfigDict) -> dict[str, int | float | str | bool]:
-    """The config's fields for TensorBoard's HParams tab: dotted names, tuples as text."""
-    flat = flatten(config.to_dict())
-    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat.items()}
+    """The config's fields for TensorBoard's HParams tab: dotted names, tuples as text, the data
+    seed as it resolves, unset fields left out."""
+    flat = flatten(config.to_dict()) | {"data_seed": data_seed(config)}
+    return {
+        k: v if isinstance(v, int | float | str | bool) else str(v)
+        for k, v in flat.items()
+        if v is not None
+    }
+
+
+def _write_hparams(writers: Writers, config, run_set) -> None:
+    """Each run's hyper-parameters (a row each in the HParams tab: several runs write theirs in
+    runs/<name>/) and, at the workdir's root, the experiment that names the columns: every config
+    field (TensorBoard sorts them) and HPARAMS_METRICS."""
+    from tensorboard.plugins.hparams import api as hp  # noqa: PLC0415
+
+    if writers.runs:  # each run's own config, as a process of its own would write it
+        for writer, run_config in zip(writers.runs, run_set.configs, strict=True):
+            writer.write_hparams(_hparams(run_config))
+    else:
+        writers.root.write_hparams(_hparams(config))
+    fields = map(hp.HParam, flatten(config.to_dict()))
+    experiment = hp.hparams_config_pb(list(fields), map(hp.Metric, HPARAMS_METRICS))
+    (value,) = experiment.value
+    writers.root.write_summaries(0, {value.tag: np.zeros(())}, {value.tag: value.metadata})
 
 
 def open_writers(
@@ -160,11 +195,7 @@ def open_writers(
         rundir.write_config(config, workdir)
     writers = Writers(workdir, run_set.names, is_chief)
     if fresh:
-        if writers.runs:  # each run's own config, as a process of its own would write it
-            for writer, run_config in zip(writers.runs, run_set.configs, strict=True):
-                writer.write_hparams(_hparams(run_config))
-        else:
-            writers.root.write_hparams(_hparams(config))
+        _write_hparams(writers, config, run_set)
         if is_chief:
             images = first_batch["image"]
             if config.per_run_data and run_set.count > 1:

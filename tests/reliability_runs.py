@@ -146,21 +146,34 @@ def read_scalars(workdir) -> dict[str, dict[int, float]]:
 def read_hparams(workdir) -> dict[str, object] | None:
     """The hyper-parameters of TensorBoard's HParams tab written in the folder `workdir` (its
     session start), or None."""
+    data = _hparams_plugin_data(workdir).get("session_start_info")
+    if data is None:
+        return None
+    return {k: getattr(x, x.WhichOneof("kind")) for k, x in data.hparams.items()}
+
+
+def read_hparams_experiment(workdir) -> tuple[list[str], list[str]] | None:
+    """The HParams tab's columns named in the folder `workdir`: (hparam names, metric tags)."""
+    data = _hparams_plugin_data(workdir).get("experiment")
+    if data is None:
+        return None
+    return [h.name for h in data.hparam_infos], [m.name.tag for m in data.metric_infos]
+
+
+def _hparams_plugin_data(workdir) -> dict:
     import tensorflow as tf  # noqa: PLC0415
     from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: PLC0415
 
+    out = {}
     for path in tf.io.gfile.glob(str(pathlib.Path(workdir) / "events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             for v in event.summary.value:
-                if v.tag == "_hparams_/session_start_info":
+                if v.tag.startswith("_hparams_/"):
                     data = plugin_data_pb2.HParamsPluginData.FromString(
                         v.metadata.plugin_data.content
                     )
-                    return {
-                        k: getattr(x, x.WhichOneof("kind"))
-                        for k, x in data.session_start_info.hparams.items()
-                    }
-    return None
+                    out[v.tag.removeprefix("_hparams_/")] = getattr(data, data.WhichOneof("data"))
+    return out
 
 
 def restore_latest(workdir: pathlib.Path, which: str = "latest") -> tuple[dict, dict]:

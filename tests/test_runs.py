@@ -13,10 +13,15 @@ import jax
 import numpy as np
 import pytest
 
-from swin_flax import build, checkpoints, config, errors, rundir, runs, steps, train
+from swin_flax import build, checkpoints, config, errors, reports, rundir, runs, steps, train
 from swin_flax.models import summary
 from tests import test_train
-from tests.reliability_runs import read_hparams, read_scalars, restore_latest
+from tests.reliability_runs import (
+    read_hparams,
+    read_hparams_experiment,
+    read_scalars,
+    restore_latest,
+)
 from tests.test_train import N_TEST, tiny_config
 
 archive = test_train.archive  # the tiny CIFAR-10 archive fixture
@@ -76,6 +81,23 @@ def test_spread_summary_and_sweep_points():
     assert out["sweep"]["lr=2"]["best_test_accuracy"]["mean"] == pytest.approx(0.6)
     assert out["sweep"]["lr=1"]["final_test_accuracy"]["max"] == pytest.approx(0.2)
     assert "sweep" not in runs.summary(["seed=0", "seed=1"], values[:2], [1, 2], [0.1, 0.2])
+
+
+def test_a_short_sweep_is_warned_of_in_a_run_s_own_learning_rate(monkeypatch):
+    """A sweep that stops in its warmup: the warning quotes a run's learning rate (warmup 2e-4 ->
+    1e-3: the last step of epoch 1 of 5, per epoch, trains at 2e-4), not the config's 2e-3, which
+    no run trains with."""
+    c = config.default_config()
+    c.model.update(embed_dim=16, depths=(2, 1), num_heads=(2, 4), window_size=4)
+    c.update(num_epochs=1, warmup_epochs=5, schedule="cosine_epoch", learning_rate=2e-3)
+    c.warmup_lr_init, c.sweep.learning_rate = 2e-4, (1e-3, 5e-3)
+    warnings = []
+    monkeypatch.setattr(reports.logging, "warning", lambda msg, *a: warnings.append(msg % a))
+    model = build.model_from_config(c)
+    reports.log_start(c, runs.run_set(c), model, 0, 10, "/tmp/unused")
+    (warning,) = warnings
+    assert warning.startswith("run learning_rate=0.001 (the first of 2): the schedule is laid")
+    assert "learning rate is 0.0002 (still in the warmup; learning_rate 0.001," in warning
 
 
 @pytest.mark.parametrize("epochs", [1, 3])
@@ -180,7 +202,9 @@ def _check_tensorboard(workdir, names: list[str]) -> None:
     """2 learning rates x 2 seeds: each run's own hyper-parameters (a row each in the HParams tab,
     none at the root) and best test accuracy; each learning rate's seeds aggregated on their own,
     the learning rate (the same for them) left out; a band plot for each."""
-    assert read_hparams(workdir) is None
+    assert read_hparams(workdir) is None  # the process's own config is no run's row
+    columns, _ = read_hparams_experiment(workdir)  # every field a column, unset ones too
+    assert {"learning_rate", "seed", "pretrained", "sweep.learning_rate"} <= set(columns)
     for name in names:
         hparams = read_hparams(workdir / "runs" / name)
         lr, seed = (float(part.split("=")[1]) for part in name.split(","))

@@ -11,7 +11,7 @@ import pytest
 from swin_flax import checkpoints, evaluate, reports, train
 from swin_flax.config import default_config
 from tests import cifar_files
-from tests.reliability_runs import read_scalars
+from tests.reliability_runs import read_hparams, read_hparams_experiment, read_scalars
 from tests.test_bad_input import no_compiles, snapshot
 
 N_TRAIN, N_TEST, BATCH = 64, 40, 16
@@ -82,6 +82,15 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
         assert set(scalars[tag]) == ends, tag
     logged = set(range(2, 2 * steps_per_epoch + 1, 2))  # every log_every_steps
     assert set(scalars["train_loss_step"]) == logged
+    # TensorBoard's HParams tab: the run's config (unset fields left out, the data seed resolved);
+    # a column for each field and, as metrics, curves the run wrote (not timings, not the lr).
+    hparams = read_hparams(workdir)
+    assert hparams["data_seed"] == hparams["seed"] == 0 and "pretrained" not in hparams
+    assert hparams["model.depths"] == "(2, 1)" and hparams["learning_rate"] == pytest.approx(1e-3)
+    columns, metrics = read_hparams_experiment(workdir)
+    assert set(hparams) <= set(columns)
+    assert {"test_accuracy", "best_test_accuracy"} <= set(metrics) <= set(scalars)
+    assert not {"learning_rate", "epoch_time", "images_per_sec", "train_loss_step"} & set(metrics)
     # The test accuracy is a fraction of the 40 test images; the best is its running maximum.
     for acc in scalars["test_accuracy"].values():
         assert abs(acc * N_TEST - round(acc * N_TEST)) < 1e-4
