@@ -100,20 +100,37 @@ class Writers:
     one sweep point their mean, std, min and max to `runs/aggregate/` (`runs/aggregate/<point>/` in
     a sweep with several seeds), so TensorBoard overlays the runs. Only process 0 writes files."""
 
-    def __init__(self, workdir: epath.Path, names: list[str], is_chief: bool):
+    def __init__(self, workdir: epath.Path, run_set: runs.RunSet, is_chief: bool, fresh: bool):
         self.root = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
-        self.several, self.workdir = len(names) > 1, workdir
+        self.workdir, self.run_set, self.fresh = workdir, run_set, fresh
+        self.several = run_set.count > 1
         self.runs, self.aggregates = [], {}
-        if self.several and is_chief:
-            self.runs = [metric_writers.SummaryWriter(str(workdir / "runs" / n)) for n in names]
-            for point, members in runs.sweep_points(names).items():
-                if len(members) > 1:  # the seeds of a sweep point (every run when none is swept)
-                    folder = workdir / "runs" / "aggregate"
-                    writer = metric_writers.SummaryWriter(str(folder / point if point else folder))
-                    self.aggregates[point] = (members, writer)
-        aggregates = [w for _, w in self.aggregates.values()]
-        every = metric_writers.MultiWriter([self.root, *self.runs, *aggregates])
-        self.flush, self.close = every.flush, every.close  # each writer's, in that order
+        # Made at the first per-run write, after the first steps: a start that fails in its first
+        # step (out of memory with many runs) leaves no folders of runs that never trained.
+        self._runs_pending = self.several and is_chief
+
+    def _open_runs(self) -> None:
+        self._runs_pending = False
+        names, folder = self.run_set.names, self.workdir / "runs"
+        self.runs = [metric_writers.SummaryWriter(str(folder / n)) for n in names]
+        for writer, run_config in zip(self.runs, self.run_set.configs, strict=True):
+            if self.fresh:  # each run's own config, as a process of its own would write it
+                writer.write_hparams(_hparams(run_config))
+        for point, members in runs.sweep_points(names).items():
+            if len(members) > 1:  # the seeds of a sweep point (every run when none is swept)
+                path = folder / "aggregate" / point if point else folder / "aggregate"
+                self.aggregates[point] = (members, metric_writers.SummaryWriter(str(path)))
+
+    def _every(self) -> list:
+        return [self.root, *self.runs, *(w for _, w in self.aggregates.values())]
+
+    def flush(self) -> None:
+        for writer in self._every():
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self._every():
+            writer.close()
 
     def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
         """Scalars with one value per run (arrays in run order). The aggregates leave out the
@@ -121,6 +138,8 @@ class Writers:
         if not self.several:
             self.root.write_scalars(step, {k: float(v[0]) for k, v in scalars.items()})
             return
+        if self._runs_pending:
+            self._open_runs()
         for k, writer in enumerate(self.runs):  # none on a process other than 0
             writer.write_scalars(step, {name: float(v[k]) for name, v in scalars.items()})
         spread = {name: v for name, v in scalars.items() if name != "learning_rate"}
@@ -169,16 +188,13 @@ def _hparams(config: ml_collections.ConfigDict) -> dict[str, int | float | str |
     }
 
 
-def _write_hparams(writers: Writers, config, run_set) -> None:
-    """Each run's hyper-parameters (a row each in the HParams tab: several runs write theirs in
-    runs/<name>/) and, at the workdir's root, the experiment that names the columns: every config
-    field (TensorBoard sorts them) and HPARAMS_METRICS."""
+def _write_hparams(writers: Writers, config) -> None:
+    """At the workdir's root: a single run's hyper-parameters (several runs write theirs in
+    runs/<name>/, a row each in the HParams tab) and the experiment that names the columns: every
+    config field (TensorBoard sorts them) and HPARAMS_METRICS."""
     from tensorboard.plugins.hparams import api as hp  # noqa: PLC0415
 
-    if writers.runs:  # each run's own config, as a process of its own would write it
-        for writer, run_config in zip(writers.runs, run_set.configs, strict=True):
-            writer.write_hparams(_hparams(run_config))
-    else:
+    if not writers.several:
         writers.root.write_hparams(_hparams(config))
     fields = map(hp.HParam, flatten(config.to_dict()))
     experiment = hp.hparams_config_pb(list(fields), map(hp.Metric, HPARAMS_METRICS))
@@ -193,9 +209,9 @@ def open_writers(
     run is new): written only now that the run is known to start."""
     if is_chief:
         rundir.write_config(config, workdir)
-    writers = Writers(workdir, run_set.names, is_chief)
+    writers = Writers(workdir, run_set, is_chief, fresh)
     if fresh:
-        _write_hparams(writers, config, run_set)
+        _write_hparams(writers, config)
         if is_chief:
             images = first_batch["image"]
             if config.per_run_data and run_set.count > 1:

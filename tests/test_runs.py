@@ -230,6 +230,23 @@ def _check_tensorboard(workdir, names: list[str]) -> None:
     assert not (workdir / "runs" / "test_accuracy.png").exists()
 
 
+@pytest.mark.slow  # initialises the runs
+def test_a_start_that_fails_in_its_first_step_leaves_no_run_folders(tmp_path, archive, monkeypatch):
+    """Out of memory in the first step of many runs (a stand-in error): no runs/<name>/ folders of
+    runs that never trained, which TensorBoard would show as rows without curves next to those of
+    the smaller run set started next in the workdir."""
+
+    def failing_step(*args):
+        raise RuntimeError("RESOURCE_EXHAUSTED: a stand-in")
+
+    monkeypatch.setattr(build, "pmap_train_step", lambda *a, **k: failing_step)
+    c = tiny_config(archive, epochs=1)
+    c.num_runs = 3
+    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+        train.train_and_evaluate(c, str(tmp_path / "w"))
+    assert (tmp_path / "w" / "config.json").is_file() and not (tmp_path / "w" / "runs").exists()
+
+
 @pytest.mark.slow  # compiles and trains
 def test_a_diverging_run_stops_the_process_naming_it(tmp_path, archive):
     """The first epoch is warmup, at warmup_lr_init: 1e30 there makes one run's loss inf within steps."""

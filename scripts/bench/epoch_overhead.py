@@ -79,12 +79,12 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
     import numpy as np  # noqa: PLC0415
     from etils import epath  # noqa: PLC0415
 
-    from swin_flax import checkpoints, reports, train  # noqa: PLC0415
+    from swin_flax import checkpoints, reports, runs, train  # noqa: PLC0415
     from swin_flax.data import inputs  # noqa: PLC0415
 
     p_eval_step, data, train_metrics, per_epoch = pieces
     ckpts = checkpoints.Checkpoints(workdir, config.keep_checkpoints, asynchronous=mode == "async")
-    writers = reports.Writers(epath.Path(workdir), ["run"], True)
+    writers = reports.Writers(epath.Path(workdir), runs.run_set(config), True, fresh=False)
     progress = train.Progress()
     times = []
     eval_batches = inputs.eval_batches(config, data)  # as train.py: built once
