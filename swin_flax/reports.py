@@ -112,9 +112,12 @@ class Writers:
     def _open_runs(self) -> None:
         self._runs_pending = False
         names, folder = self.run_set.names, self.workdir / "runs"
+        # Each run's own config, as a process of its own would write it: when the run starts, or
+        # when a session stopped before its first per-run write made no folder.
+        new = [self.fresh or not (folder / n).exists() for n in names]
         self.runs = [metric_writers.SummaryWriter(str(folder / n)) for n in names]
-        for writer, run_config in zip(self.runs, self.run_set.configs, strict=True):
-            if self.fresh:  # each run's own config, as a process of its own would write it
+        for writer, run_config, first in zip(self.runs, self.run_set.configs, new, strict=True):
+            if first:
                 writer.write_hparams(_hparams(run_config))
         for point, members in runs.sweep_points(names).items():
             if len(members) > 1:  # the seeds of a sweep point (every run when none is swept)

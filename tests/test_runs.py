@@ -157,15 +157,18 @@ def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive,
     its run seed=1 at lr 3e-3 trained alone and uninterrupted: params, per-epoch test accuracies, summary."""
     c = tiny_config(archive, epochs=2)
     c.num_runs, c.sweep.learning_rate = 2, (1e-3, 3e-3)
-    stop_at = {6}  # step 2 of 4 in epoch 2: best/ of epoch 1 is read back when resuming
+    # Stops at step 1, before the first per-run write (log_every_steps 2), and at step 6 (step 2
+    # of 4 in epoch 2: best/ of epoch 1 is read back when resuming).
+    stop_at = {1, 6}
     requested = train._StopFlag.requested
     monkeypatch.setattr(
         train._StopFlag,
         "requested",
         lambda self, step=None: step in stop_at or requested(self, step),
     )
-    with pytest.raises(errors.Preempted):
-        train.train_and_evaluate(c, str(tmp_path / "many"))
+    for _ in range(2):
+        with pytest.raises(errors.Preempted):
+            train.train_and_evaluate(c, str(tmp_path / "many"))
     stop_at.clear()
     result = train.train_and_evaluate(c, str(tmp_path / "many"))
     many_state, meta = restore_latest(tmp_path / "many")
