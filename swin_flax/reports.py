@@ -135,6 +135,15 @@ class Writers:
         for writer in self._every():
             writer.close()
 
+    def finish(self) -> None:
+        """Marks each run's row in the HParams tab finished (its Status and End time columns)."""
+        from tensorboard.plugins.hparams import api_pb2  # noqa: PLC0415
+        from tensorboard.plugins.hparams import summary as hparams_summary  # noqa: PLC0415
+
+        end = hparams_summary.session_end_pb(api_pb2.STATUS_SUCCESS)
+        for writer in self.runs if self.several else [self.root]:
+            _write_proto(writer, end)
+
     def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
         """Scalars with one value per run (arrays in run order). The aggregates leave out the
         learning rate: the same for the seeds of a sweep point."""
@@ -200,9 +209,14 @@ def _write_hparams(writers: Writers, config) -> None:
     if not writers.several:
         writers.root.write_hparams(_hparams(config))
     fields = map(hp.HParam, flatten(config.to_dict()))
-    experiment = hp.hparams_config_pb(list(fields), map(hp.Metric, HPARAMS_METRICS))
-    (value,) = experiment.value
-    writers.root.write_summaries(0, {value.tag: np.zeros(())}, {value.tag: value.metadata})
+    _write_proto(writers.root, hp.hparams_config_pb(list(fields), map(hp.Metric, HPARAMS_METRICS)))
+
+
+def _write_proto(writer, summary) -> None:
+    """An HParams record (a summary proto; TensorBoard reads its metadata) through clu's writer,
+    which has no method of its own for the experiment or a session's end."""
+    (value,) = summary.value
+    writer.write_summaries(0, {value.tag: np.zeros(())}, {value.tag: value.metadata})
 
 
 def open_writers(

@@ -401,6 +401,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             ticker.between_epochs = time.time() - t_steps_done
             ticker.restart(step)
+        writers.finish()
     # The last checkpoint's record: the summary a later run of the same command prints is this one.
     summary = rundir.run_summary(meta, str(ckpts.root), start_step=start)
     for line in rundir.summary_lines(summary):

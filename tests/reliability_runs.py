@@ -160,6 +160,15 @@ def read_hparams_experiment(workdir) -> tuple[list[str], list[str]] | None:
     return [h.name for h in data.hparam_infos], [m.name.tag for m in data.metric_infos]
 
 
+def read_session_status(workdir) -> str | None:
+    """The HParams tab's Status of the run written in the folder `workdir` ('STATUS_SUCCESS', ...),
+    or None when no session end was written."""
+    from tensorboard.plugins.hparams import api_pb2  # noqa: PLC0415
+
+    data = _hparams_plugin_data(workdir).get("session_end_info")
+    return None if data is None else api_pb2.Status.Name(data.status)
+
+
 def _hparams_plugin_data(workdir) -> dict:
     import tensorflow as tf  # noqa: PLC0415
     from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: PLC0415

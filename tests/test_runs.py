@@ -20,6 +20,7 @@ from tests.reliability_runs import (
     read_hparams,
     read_hparams_experiment,
     read_scalars,
+    read_session_status,
     restore_latest,
 )
 from tests.test_train import N_TEST, tiny_config
@@ -213,6 +214,7 @@ def _check_tensorboard(workdir, names: list[str]) -> None:
         lr, seed = (float(part.split("=")[1]) for part in name.split(","))
         assert hparams["learning_rate"] == pytest.approx(lr) and hparams["seed"] == seed
         assert hparams["num_runs"] == 1
+        assert read_session_status(workdir / "runs" / name) == "STATUS_SUCCESS"
     curves = {n: read_scalars(workdir / "runs" / n) for n in names}
     for curve in curves.values():
         acc = [curve["test_accuracy"][s] for s in sorted(curve["test_accuracy"])]

@@ -11,7 +11,12 @@ import pytest
 from swin_flax import checkpoints, evaluate, reports, train
 from swin_flax.config import default_config
 from tests import cifar_files
-from tests.reliability_runs import read_hparams, read_hparams_experiment, read_scalars
+from tests.reliability_runs import (
+    read_hparams,
+    read_hparams_experiment,
+    read_scalars,
+    read_session_status,
+)
 from tests.test_bad_input import no_compiles, snapshot
 
 N_TRAIN, N_TEST, BATCH = 64, 40, 16
@@ -87,6 +92,7 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     hparams = read_hparams(workdir)
     assert hparams["data_seed"] == hparams["seed"] == 0 and "pretrained" not in hparams
     assert hparams["model.depths"] == "(2, 1)" and hparams["learning_rate"] == pytest.approx(1e-3)
+    assert read_session_status(workdir) == "STATUS_SUCCESS"  # the run finished its epochs
     columns, metrics = read_hparams_experiment(workdir)
     assert set(hparams) <= set(columns)
     assert {"test_accuracy", "best_test_accuracy"} <= set(metrics) <= set(scalars)
