@@ -86,7 +86,8 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
     else:  # a resume cannot change the schedule: a short one is said when the run starts
         logging.info("training %s from the start", length)
         if warning := build.short_run_warning(run_set.configs[0], steps_per_epoch):
-            several = run_set.count > 1 and run_set.swept  # the runs' learning rates differ
+            quoted = {"learning_rate", "warmup_lr_init", "lr_min"}  # the rates the warning quotes
+            several = run_set.count > 1 and quoted & set(run_set.swept)
             run = f"run {run_set.names[0]} (the first of {run_set.count}): " if several else ""
             logging.warning(run + warning)
     if warning := build.past_schedule_warning(config):  # also on resuming: num_epochs may grow
@@ -109,7 +110,9 @@ class Writers:
         # step (out of memory with many runs) leaves no folders of runs that never trained.
         self._runs_pending = self.several and is_chief
 
-    def _open_runs(self) -> None:
+    def _open_runs_once(self) -> None:
+        if not self._runs_pending:
+            return
         self._runs_pending = False
         names, folder = self.run_set.names, self.workdir / "runs"
         # Each run's own config, as a process of its own would write it: when the run starts, or
@@ -119,6 +122,7 @@ class Writers:
         for writer, run_config, first in zip(self.runs, self.run_set.configs, new, strict=True):
             if first:
                 writer.write_hparams(_hparams(run_config))
+                writer.flush()  # on disk with the folder: a resume sees both or neither
         for point, members in runs.sweep_points(names).items():
             if len(members) > 1:  # the seeds of a sweep point (every run when none is swept)
                 path = folder / "aggregate" / point if point else folder / "aggregate"
@@ -150,43 +154,30 @@ class Writers:
         if not self.several:
             self.root.write_scalars(step, {k: float(v[0]) for k, v in scalars.items()})
             return
-        if self._runs_pending:
-            self._open_runs()
+        self._open_runs_once()
         for k, writer in enumerate(self.runs):  # none on a process other than 0
             writer.write_scalars(step, {name: float(v[k]) for name, v in scalars.items()})
-        spread = {name: v for name, v in scalars.items() if name != "learning_rate"}
-        for members, writer in self.aggregates.values() if spread else ():
-            writer.write_scalars(
-                step,
-                {
-                    f"{name}/{s}": x
-                    for name, v in spread.items()
-                    for s, x in runs.spread(v[members]).items()
-                },
-            )
+        curves = {name: v for name, v in scalars.items() if name != "learning_rate"}
+        for members, writer in self.aggregates.values():
+            spreads = {
+                f"{name}/{s}": x
+                for name, v in curves.items()
+                for s, x in runs.spread(v[members]).items()
+            }
+            writer.write_scalars(step, spreads)
 
     def spread_plot(self, step: int, history: list[list[float]]) -> None:
         """Several seeds' test accuracy so far as a band plot, for each sweep point: an image in its
         aggregate folder and runs/test_accuracy.png (runs/test_accuracy_<point>.png in a sweep)."""
         from PIL import Image  # noqa: PLC0415
 
+        self._open_runs_once()
         for point, (members, writer) in self.aggregates.items():
             image = runs.spread_plot([[row[k] for k in members] for row in history], point)
             writer.write_images(step, {"test_accuracy_spread": image[None]})
             name = f"test_accuracy_{point}.png" if point else "test_accuracy.png"
             with (self.workdir / "runs" / name).open("wb") as f:
                 Image.fromarray(image).save(f, format="PNG")
-
-
-# The HParams tab's metric columns (the last value of each run's curve): without this list it
-# would show every scalar tag, timings and the learning rate's last value among them.
-HPARAMS_METRICS = (
-    "test_accuracy",
-    "best_test_accuracy",
-    "test_loss",
-    "train_accuracy",
-    "train_loss",
-)
 
 
 def _hparams(config: ml_collections.ConfigDict) -> dict[str, int | float | str | bool]:
@@ -200,21 +191,9 @@ def _hparams(config: ml_collections.ConfigDict) -> dict[str, int | float | str |
     }
 
 
-def _write_hparams(writers: Writers, config) -> None:
-    """At the workdir's root: a single run's hyper-parameters (several runs write theirs in
-    runs/<name>/, a row each in the HParams tab) and the experiment that names the columns: every
-    config field (TensorBoard sorts them) and HPARAMS_METRICS."""
-    from tensorboard.plugins.hparams import api as hp  # noqa: PLC0415
-
-    if not writers.several:
-        writers.root.write_hparams(_hparams(config))
-    fields = map(hp.HParam, flatten(config.to_dict()))
-    _write_proto(writers.root, hp.hparams_config_pb(list(fields), map(hp.Metric, HPARAMS_METRICS)))
-
-
 def _write_proto(writer, summary) -> None:
     """An HParams record (a summary proto; TensorBoard reads its metadata) through clu's writer,
-    which has no method of its own for the experiment or a session's end."""
+    which has no method of its own for a session's end."""
     (value,) = summary.value
     writer.write_summaries(0, {value.tag: np.zeros(())}, {value.tag: value.metadata})
 
@@ -228,7 +207,8 @@ def open_writers(
         rundir.write_config(config, workdir)
     writers = Writers(workdir, run_set, is_chief, fresh)
     if fresh:
-        _write_hparams(writers, config)
+        if not writers.several:  # several runs write theirs in runs/<name>/
+            writers.root.write_hparams(_hparams(config))
         if is_chief:
             images = first_batch["image"]
             if config.per_run_data and run_set.count > 1:

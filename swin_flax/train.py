@@ -375,10 +375,10 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
             }
             epoch += 1
             improved = progress.improved(test["accuracy"], epoch)
-            best = np.asarray(progress.best_accuracy)
+            best_accuracy = np.asarray(progress.best_accuracy)
             lr = _learning_rates(lr_fns, step)
             reports.report_epoch(
-                config, writers, epoch, step, train, test, lr, best, improved, timing
+                config, writers, epoch, step, train, test, lr, best_accuracy, improved, timing
             )
             if progress.history:
                 writers.spread_plot(step, progress.history)

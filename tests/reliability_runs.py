@@ -6,6 +6,7 @@ cache so that only the first run of a config pays for compiling it.
 
 from __future__ import annotations
 
+import collections
 import os
 import pathlib
 import subprocess
@@ -152,12 +153,16 @@ def read_hparams(workdir) -> dict[str, object] | None:
     return {k: getattr(x, x.WhichOneof("kind")) for k, x in data.hparams.items()}
 
 
-def read_hparams_experiment(workdir) -> tuple[list[str], list[str]] | None:
-    """The HParams tab's columns named in the folder `workdir`: (hparam names, metric tags)."""
-    data = _hparams_plugin_data(workdir).get("experiment")
-    if data is None:
-        return None
-    return [h.name for h in data.hparam_infos], [m.name.tag for m in data.metric_infos]
+def count_points(workdir) -> collections.Counter:
+    """How many times each (tag, step) was written in the folder `workdir`, over all its events
+    files: hyper-parameters and images included."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    out = collections.Counter()
+    for path in tf.io.gfile.glob(str(pathlib.Path(workdir) / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            out.update((v.tag, event.step) for v in event.summary.value)
+    return out
 
 
 def read_session_status(workdir) -> str | None:
