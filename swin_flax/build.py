@@ -46,7 +46,9 @@ def learning_rate_table(config: ml_collections.ConfigDict, steps_per_epoch: int)
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):
-    return optim.table_schedule(*learning_rate_table(config, steps_per_epoch))
+    """The config's schedule read on the host (step -> lr, numpy), for the reports: the steps'
+    own schedule reads the same table on the device."""
+    return optim.table_schedule(*learning_rate_table(config, steps_per_epoch), xp=np)
 
 
 def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -> str | None:

@@ -90,11 +90,12 @@ def learning_rate_table(
     return np.array(lrs, np.float32), per
 
 
-def table_schedule(table: Any, steps_per_entry: int) -> optax.Schedule:
-    """The optax schedule (optimiser step -> lr) that reads `table` (numpy or a traced array)."""
+def table_schedule(table: Any, steps_per_entry: int, xp: Any = jnp) -> optax.Schedule:
+    """The optax schedule (optimiser step -> lr) that reads `table` (numpy or a traced array);
+    `xp=np`: the same on the host, with no device work (the learning rate the reports show)."""
 
     def schedule(step: Any) -> jax.Array:
-        return jnp.asarray(table)[jnp.minimum(jnp.asarray(step) // steps_per_entry, len(table) - 1)]
+        return xp.asarray(table)[xp.minimum(xp.asarray(step) // steps_per_entry, len(table) - 1)]
 
     return schedule
 
