@@ -228,11 +228,17 @@ def profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_acti
     if steps <= 0:
         logging.warning(
             f"config.profile_steps: the run ends at step {end}, before its profile would start "
-            f"(step {first}, after the compile and a warm-up step): no trace is written"
+            f"(step {first + 1}, after the compile and warm-up steps): no trace is written"
         )
         return None
+    span = f"step {end}" if steps == 1 else f"steps {first + 1}-{first + steps}"
+    cut = (
+        f" (profile_steps={config.profile_steps}: the run ends)"
+        if steps < config.profile_steps
+        else ""
+    )
     logging.info(
-        f"profiling steps {first}-{first + steps} into {workdir / 'plugins' / 'profile'} "
+        f"profiling {span}{cut} into {workdir / 'plugins' / 'profile'} "
         "(TensorBoard's profile tab; needs tensorboard-plugin-profile)"
     )
     return periodic_actions.Profile(

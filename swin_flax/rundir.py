@@ -95,14 +95,9 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
         return
     started, now = _recipe(recorded), _recipe(flatten(config.to_dict()))
     diffs = sorted(k for k in now if k in started and started[k] != now[k])
+    if recorded.get("data_seed") is None and config.data_seed is None and "seed" in diffs:
+        diffs.remove("data_seed")  # it follows the seed: the seed is the one to give
     if not diffs:
-        if config.pretrained and _absolute(config.pretrained) != _absolute(
-            recorded.get("pretrained")
-        ):
-            logging.warning(
-                f"config.pretrained is read only when a run starts: {workdir} resumes from its "
-                "own checkpoint. To fine-tune from another file, give a new --workdir."
-            )
         return
 
     def text(v: Any) -> str:
@@ -122,6 +117,26 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
         f"({ours}). A resumed run continues the run it started (its recipe, seeds and runs): "
         f"{resume} to resume it, or give a new --workdir to start afresh."
     )
+
+
+def resumed_config(
+    config: ml_collections.ConfigDict, workdir: epath.Path
+) -> ml_collections.ConfigDict:
+    """The config of the run resumed in `workdir` as its config.json keeps it: `pretrained` as the
+    run recorded it (the file is read only when a run starts), with a warning when the command
+    names another file."""
+    try:
+        recorded = json.loads((workdir / "config.json").read_text()).get("pretrained")
+    except (OSError, ValueError):  # none, or edited by hand: nothing to keep
+        return config
+    if config.pretrained and _absolute(config.pretrained) != _absolute(recorded):
+        logging.warning(
+            f"config.pretrained is read only when a run starts: {workdir} resumes from its own "
+            "checkpoint. To fine-tune from another file, give a new --workdir."
+        )
+    kept = config.copy_and_resolve_references()
+    kept.pretrained = recorded
+    return kept
 
 
 @dataclasses.dataclass

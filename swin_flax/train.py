@@ -264,6 +264,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: float) -> dict:
     """train_and_evaluate's run, once the workdir is known to need training and is claimed (or,
     if new, claimed as soon as it is created)."""
+    if saved is not None:
+        config = rundir.resumed_config(config, workdir)
     model = build.model_from_config(config)
     pretrained = None
     if config.pretrained and saved is None:

@@ -178,6 +178,34 @@ def test_config_json_records_absolute_paths(tmp_path, monkeypatch):
     assert not [w for w in warnings if "pretrained" in str(w)]
 
 
+def test_a_resume_records_the_pretrained_file_the_run_started_from(tmp_path, monkeypatch):
+    """config.pretrained is read only when a run starts: a resume given another file warns once
+    (inspect, which a script and train_and_evaluate both call, does not) and its config.json keeps
+    the file the run was trained from."""
+    import json
+
+    from swin_flax.config import default_config
+
+    c = default_config()
+    rundir.write_config(c, tmp_path / "run")  # started from scratch: pretrained None
+    save_epoch_1(tmp_path / "run", c)
+    warnings = []  # absl's: orbax's too
+    monkeypatch.setattr(rundir.logging, "warning", lambda *args: warnings.append(str(args)))
+    c.pretrained, c.num_epochs = "/elsewhere/swin.pth", 2
+    for _ in range(2):
+        assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
+    kept = rundir.resumed_config(c, tmp_path / "run")
+    assert [w for w in warnings if "pretrained" in w] == [
+        str((f"config.pretrained is read only when a run starts: {tmp_path / 'run'} resumes from "
+             "its own checkpoint. To fine-tune from another file, give a new --workdir.",))
+    ]  # fmt: skip
+    assert (
+        kept.pretrained is None and kept.num_epochs == 2 and c.pretrained == "/elsewhere/swin.pth"
+    )
+    rundir.write_config(kept, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["pretrained"] is None
+
+
 def test_a_constant_schedule_run_that_recorded_an_unread_lr_min_resumes_with_none(tmp_path):
     """config.validate refuses lr_min / warmup_lr_init with schedule='constant' (it reads neither);
     a run whose config.json recorded one resumes with them unset, as the same computation."""

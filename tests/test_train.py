@@ -291,11 +291,15 @@ def test_profile_steps_are_cut_to_the_run(monkeypatch, tmp_path):
     monkeypatch.setattr(reports.logging, "warning", lambda fmt, *args: lines.append(fmt % args))
     c = default_config()
     c.profile_steps = 5
+    # Steps counted from 1: the session's steps 1-3 compile and warm up, steps 4-8 are traced.
     assert reports.profiler(c, tmp_path, 0, 100) is not None and lines[-1].startswith(
-        "profiling steps 3-8 into"
+        "profiling steps 4-8 into"
     )
     assert reports.profiler(c, tmp_path, 0, 6) is not None and lines[-1].startswith(
-        "profiling steps 3-6 into"
+        "profiling steps 4-6 (profile_steps=5: the run ends) into"
+    )
+    assert reports.profiler(c, tmp_path, 4, 8) is not None and lines[-1].startswith(
+        "profiling step 8 (profile_steps=5: the run ends) into"
     )
     assert reports.profiler(c, tmp_path, 4, 6) is None
     assert lines[-1].startswith("config.profile_steps: the run ends at step 6, before its profile")
