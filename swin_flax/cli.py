@@ -14,6 +14,7 @@ import re
 import signal
 import sys
 import textwrap
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
@@ -93,6 +94,12 @@ def _excepthook(kind, value, tb) -> None:
 
 
 def _unraisablehook(unraisable) -> None:
+    # Ctrl-C that landed in a callback Python cannot raise from (JAX's garbage-collection callback)
+    # would be lost: it is sent again, for the handler to act on where it can.
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        main = threading.main_thread().ident
+        threading.Timer(0.01, signal.pthread_kill, (main, signal.SIGINT)).start()
+        return
     # A checkpoint read that failed (a damaged file: reported as a CheckpointError) leaves reads in
     # flight whose completion callbacks find orbax's event loop closed; their errors say nothing new.
     closed_loop = isinstance(unraisable.exc_value, RuntimeError) and (
@@ -287,6 +294,8 @@ def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None
         app.run(main, flags_parser=lambda argv: parse_flags(argv, takes_arguments))
     except KeyboardInterrupt as e:
         _exit_interrupted(e)
+    finally:  # done, or its error said: Ctrl-C while Python shuts down just ends the process,
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # without a traceback from an exit handler
 
 
 @contextlib.contextmanager

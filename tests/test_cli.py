@@ -55,6 +55,42 @@ def test_ctrl_c_during_imports_is_one_line_and_exit_130(tmp_path):
     assert out.stderr.strip() == "Interrupted (Ctrl-C)." and "Traceback" not in out.stderr
 
 
+def _run_script(tmp_path, code: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "script.py"
+    script.write_text("from swin_flax import cli\ncli.start()\nimport os, signal, time\n" + code)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+
+
+def test_ctrl_c_inside_a_callback_python_cannot_raise_from_still_stops(tmp_path):
+    """A KeyboardInterrupt raised where Python can only report it (here a __del__; in the scripts,
+    JAX's garbage-collection callback) is not lost: the script ends with the Ctrl-C line."""
+    out = _run_script(
+        tmp_path,
+        "class Dropped:\n    def __del__(self):\n        raise KeyboardInterrupt\n"
+        "d = Dropped()\ndel d\ntime.sleep(30)\nprint('went on')\n",
+    )
+    assert out.returncode == 130 and out.stdout == ""
+    assert out.stderr.strip() == "Interrupted (Ctrl-C)."
+
+
+def test_ctrl_c_while_python_shuts_down_ends_it_without_a_traceback(tmp_path):
+    """After the script's work (cli.run has returned), Ctrl-C during the exit handlers (JAX's
+    clean-up) ends the process as SIGINT's default action does: no 'Exception ignored' traceback."""
+    out = _run_script(
+        tmp_path,
+        "import atexit\natexit.register(time.sleep, 2)\n"  # runs last: the signal lands in it
+        "atexit.register(os.kill, os.getpid(), signal.SIGINT)\n"
+        "cli.run(lambda argv: None)\n",
+    )
+    assert out.returncode == -signal.SIGINT and out.stderr == "", out.stderr
+
+
 SUMMARY = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "summary.py"
 )
