@@ -164,8 +164,8 @@ class Checkpoints:
     `save` hands the state to a thread of this object, which writes it with orbax's synchronous
     save, and returns: nothing of the write blocks the loop (orbax's own asynchronous save still
     blocked it 40-110 ms per save on a small machine, starting its threads and preparing each
-    array). The thread writes in the order saved, so `best` of a step is complete only after
-    `latest` of that step. Before the next save of a series, and before anything reads it
+    array). The thread writes in the order saved: the loop saves `best` of a step before its
+    `latest`, whose record names the best. Before the next save of a series, and before anything reads it
     (`latest_step`, `restore`), its write is waited for; `close` waits for all. A
     write that failed raises its CheckpointWriteError at the next `save` or at `close`, whichever
     comes first, naming the checkpoint it left as the newest.

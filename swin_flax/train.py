@@ -41,6 +41,7 @@ class _StopFlag:
 
     def __init__(self, latest: epath.Path, sync_every: int = 1):
         self.signal: int | None = None
+        self.second: int | None = None
         self.latest, self.sync_every = latest, sync_every  # the series a second signal reports on
         self._previous = {}
 
@@ -52,21 +53,25 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        if self.signal is not None:  # a second signal: stop now
+        if self.signal is not None:  # a second signal: stop now (__exit__ says what is kept)
+            self.second = signum
+            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        logging.warning(f"Received {name}: stopping after this step and saving.")
+        self.signal = signum
+
+    def __exit__(self, kind, value, tb):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if self.second is not None and kind is KeyboardInterrupt:
+            # Said now: the checkpoints, closed first, have finished the writes in flight.
             kept = (
                 "the last complete checkpoint is kept; run the same command again to resume from it"
                 if checkpoints.newest_step(self.latest) is not None
                 else "no checkpoint was written yet; the same command starts the run afresh"
             )
-            raise KeyboardInterrupt(
-                f"a second {signal.Signals(signum).name} while stopping: {kept}"
-            )
-        logging.warning("Received signal %d: stopping after this step and saving.", signum)
-        self.signal = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            name = signal.Signals(self.second).name
+            raise KeyboardInterrupt(f"a second {name} while stopping: {kept}") from None
         return False
 
     def requested(self, step: int | None = None) -> bool:
@@ -386,19 +391,21 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
                 writers.spread_plot(step, progress.history)
             stopping = epoch < config.num_epochs and stop.requested()
             meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
-            host_state = None
-            if (
+            save_latest = (
                 epoch % config.checkpoint_every_epochs == 0
                 or epoch == config.num_epochs
                 or stopping
-            ):
+            )
+            if save_latest or improved.any():
                 host_state = _finite_host_state(state, epoch - 1, ckpts)
-                ckpts.save("latest", step, host_state, meta)
+            # best/ first: the writes complete in order, so a record in latest/ never names a
+            # best checkpoint that a kill left unwritten (best/ ahead of latest/ is resumed).
             if improved.any():
-                params = (host_state or _finite_host_state(state, epoch - 1, ckpts))["params"]
-                best_params = _merge_best(best_params, params, improved)
+                best_params = _merge_best(best_params, host_state["params"], improved)
                 best = checkpoints.as_dtype(best_params, config.best_params_dtype)
                 ckpts.save("best", step, {"params": best}, meta)
+            if save_latest:
+                ckpts.save("latest", step, host_state, meta)
             if stopping:
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             ticker.between_epochs = time.time() - t_steps_done

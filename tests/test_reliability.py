@@ -82,8 +82,9 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(setup, tmp_path):
 
     1. SIGTERM during the first epoch: stops after step 2, saves, exit 75 with how to resume.
     2. SIGINT during epoch 1's last step: the epoch's evaluation runs, then it saves at step 4.
-    3. kill -9 while the next save (`latest/8`, after epoch 2's evaluation) is being written: the
-       half-written folder must never be used; the last run resumes from step 4, and orbax removes it.
+    3. kill -9 while the next save (`best/8`: epoch 2 improves, and best/ is written before
+       latest/) is being written: the half-written folder must never be used, and no record names
+       it; the last run resumes from step 4, and orbax removes it.
 
     How the signals of 1 and 2 are timed: the run is the real entry point (scripts/main.py, in a
     subprocess) with nothing changed on the training path; its input pipeline is wrapped (rr.DRIVER)
@@ -110,8 +111,8 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(setup, tmp_path):
     assert _complete_steps(workdir, "best") == [4]  # epoch 1 evaluated before the stop
 
     _kill9_once_saving(args, setup["env"], workdir)
-    assert _tmp_dirs(workdir) == [f"latest/{2 * STEPS_PER_EPOCH}.orbax-checkpoint-tmp"]
-    assert _complete_steps(workdir) == [2, 4]
+    assert _tmp_dirs(workdir) == [f"best/{2 * STEPS_PER_EPOCH}.orbax-checkpoint-tmp"]
+    assert _complete_steps(workdir) == [2, 4] and _complete_steps(workdir, "best") == [4]
 
     out = rr.run(args, env=setup["env"])
     assert out.returncode == 0, out.stderr[-3000:]

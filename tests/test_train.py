@@ -1,6 +1,7 @@
 """End to end: a tiny config on a tiny CIFAR-10 archive (genuine binary format) trains, writes TensorBoard
 events and checkpoints, and a second run with more epochs resumes where the first stopped."""
 
+import contextlib
 import json
 import signal
 
@@ -198,18 +199,23 @@ def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch, tm
 
 def test_a_second_signal_says_the_checkpoint_it_keeps(tmp_path):
     """A second signal while stopping ends at once; its line says the last complete checkpoint is
-    kept when the run has one (here step 4), and that the run starts afresh when it has none."""
-    ckpts = checkpoints.Checkpoints(tmp_path)
+    kept when the run has one, and that the run starts afresh when it has none. It is said once
+    the checkpoints are closed, as the loop closes them: a save still being written when the
+    signal came (here step 4) is the checkpoint kept."""
     for saved, expected in (
         (False, "no checkpoint was written yet"),
         (True, "the last complete checkpoint is kept"),
     ):
-        if saved:
-            ckpts.save("latest", 4, {"step": np.int32(4)}, {"step": 4})
-            ckpts.close()
-        flag = train._StopFlag(ckpts.root / "latest")
-        flag._handle(signal.SIGTERM, None)  # the first: stop after this step
-        with pytest.raises(KeyboardInterrupt, match=f"a second SIGTERM while stopping: {expected}"):
+        ckpts = checkpoints.Checkpoints(tmp_path / str(saved))
+        message = f"a second SIGTERM while stopping: {expected}"
+        with (
+            pytest.raises(KeyboardInterrupt, match=message),
+            train._StopFlag(ckpts.root / "latest") as flag,
+            contextlib.closing(ckpts),
+        ):
+            flag._handle(signal.SIGTERM, None)  # the first: stop after this step, and save
+            if saved:
+                ckpts.save("latest", 4, {"step": np.int32(4)}, {"step": 4})
             flag._handle(signal.SIGTERM, None)
 
 
