@@ -158,17 +158,25 @@ def _save(manager: ocp.CheckpointManager, step: int, items: Any, previous: int |
         ) from e
 
 
+def _save_after(queued: list[concurrent.futures.Future], *write: Any) -> None:
+    """`_save`, unless a write queued before it failed (its error is raised at the next save or
+    at close): `latest` of a step, whose record names the best, is not written after its `best`
+    failed."""
+    if not any(future.exception() for future in queued):  # done: one thread writes in order
+        _save(*write)
+
+
 class Checkpoints:
     """The two checkpoint series of one workdir: `latest` and `best`; one writer per workdir.
 
     `save` hands the state to a thread of this object, which writes it with orbax's synchronous
     save, and returns: nothing of the write blocks the loop (orbax's own asynchronous save still
     blocked it 40-110 ms per save on a small machine, starting its threads and preparing each
-    array). The thread writes in the order saved: the loop saves `best` of a step before its
-    `latest`, whose record names the best. Before the next save of a series, and before anything reads it
-    (`latest_step`, `restore`), its write is waited for; `close` waits for all. A
-    write that failed raises its CheckpointWriteError at the next `save` or at `close`, whichever
-    comes first, naming the checkpoint it left as the newest.
+    array). The thread writes in the order saved, and not after a write that failed: the loop
+    saves `best` of a step before its `latest`, whose record names the best. Before the next save
+    of a series, and before anything reads it (`latest_step`, `restore`), its write is waited for;
+    `close` waits for all. A write that failed raises its CheckpointWriteError at the next `save`
+    or at `close`, whichever comes first, naming the checkpoint it left as the newest.
 
     With several processes the saves stay on the calling thread and return when complete
     (`asynchronous` has no effect): orbax's saves are collective, and their device barriers run
@@ -228,7 +236,8 @@ class Checkpoints:
         if self._writer is None:
             _save(*write)
         else:
-            self._in_flight[which] = self._writer.submit(_save, *write)
+            queued = list(self._in_flight.values())  # written before this one, by the same thread
+            self._in_flight[which] = self._writer.submit(_save_after, queued, *write)
 
     def _settle(self, which: str) -> float:
         """Waits for the series' write in flight, if any; a failure is kept for `_raise_failed`.

@@ -295,7 +295,8 @@ def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None
     except KeyboardInterrupt as e:
         _exit_interrupted(e)
     finally:  # done, or its error said: Ctrl-C while Python shuts down just ends the process,
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # without a traceback from an exit handler
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (not when ignored)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # without an exit handler's traceback
 
 
 @contextlib.contextmanager

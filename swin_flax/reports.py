@@ -231,7 +231,7 @@ def profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_acti
             f"(step {first + 1}, after the compile and warm-up steps): no trace is written"
         )
         return None
-    span = f"step {end}" if steps == 1 else f"steps {first + 1}-{first + steps}"
+    span = f"step {first + 1}" if steps == 1 else f"steps {first + 1}-{first + steps}"
     cut = (
         f" (profile_steps={config.profile_steps}: the run ends)"
         if steps < config.profile_steps

@@ -95,7 +95,7 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
         return
     started, now = _recipe(recorded), _recipe(flatten(config.to_dict()))
     diffs = sorted(k for k in now if k in started and started[k] != now[k])
-    if recorded.get("data_seed") is None and config.data_seed is None and "seed" in diffs:
+    if recorded.get("data_seed") is None and config.data_seed is None and "data_seed" in diffs:
         diffs.remove("data_seed")  # it follows the seed: the seed is the one to give
     if not diffs:
         return
@@ -126,8 +126,8 @@ def resumed_config(
     run recorded it (the file is read only when a run starts), with a warning when the command
     names another file."""
     try:
-        recorded = json.loads((workdir / "config.json").read_text()).get("pretrained")
-    except (OSError, ValueError):  # none, or edited by hand: nothing to keep
+        recorded = dict(json.loads((workdir / "config.json").read_text())).get("pretrained")
+    except (OSError, ValueError, TypeError):  # none, or edited by hand: nothing to keep
         return config
     if config.pretrained and _absolute(config.pretrained) != _absolute(recorded):
         logging.warning(

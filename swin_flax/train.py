@@ -54,7 +54,7 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         if self.signal is not None:  # a second signal: stop now (__exit__ says what is kept)
-            self.second = signum
+            self.second = self.second or signum  # the one sent again (cli) keeps its name
             raise KeyboardInterrupt
         name = signal.Signals(signum).name
         logging.warning(f"Received {name}: stopping after this step and saving.")

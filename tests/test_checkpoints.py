@@ -112,6 +112,30 @@ def test_a_failed_background_write_names_the_previous_checkpoint(
     np.testing.assert_array_equal(state["w"], _state(4)["w"])
 
 
+def test_latest_is_not_written_after_its_best_failed(tmp_path, monkeypatch):
+    """The loop saves best/ of a step, then latest/, whose record names that best: when the best
+    write fails, latest/ is not written (it keeps its previous step: no record names a best that
+    is not on disk) and the best write's error is raised."""
+    ckpts = checkpoints.Checkpoints(tmp_path)
+    ckpts.save("latest", 4, _state(4), {"step": 4})
+    assert ckpts.latest_step() == 4
+    real, tried = checkpoints._save, []
+
+    def save(manager, step, items, previous):  # a full disk for best/ alone
+        tried.append(manager.directory.name)
+        if manager.directory.name == "best":
+            raise CheckpointWriteError("could not write the 'best' checkpoint of step 8")
+        real(manager, step, items, previous)
+
+    monkeypatch.setattr(checkpoints, "_save", save)
+    ckpts.save("best", 8, {"params": _state(8)["w"]}, {"step": 8})
+    ckpts.save("latest", 8, _state(8), {"step": 8})
+    with pytest.raises(CheckpointWriteError, match="'best' checkpoint of step 8"):
+        ckpts.close()
+    assert tried == ["best"]
+    assert checkpoints.newest_step(checkpoints.series_dir(tmp_path, "latest")) == 4
+
+
 def test_a_step_saved_again_replaces_the_one_on_disk(tmp_path):
     """A `best` checkpoint can be ahead of `latest` (with checkpoint_every_epochs > 1, an improved
     epoch that `latest` did not save, then a kill); the resumed run trains that epoch again, and its

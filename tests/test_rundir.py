@@ -206,6 +206,26 @@ def test_a_resume_records_the_pretrained_file_the_run_started_from(tmp_path, mon
     assert json.loads((tmp_path / "run" / "config.json").read_text())["pretrained"] is None
 
 
+def test_a_changed_seed_is_refused_naming_it_alone(tmp_path):
+    """With data_seed unset the data order follows the seed: a changed seed is named alone, also
+    for a config.json of a version that recorded no data_seed."""
+    import json
+
+    from swin_flax.config import default_config
+
+    c = default_config()
+    rundir.write_config(c, tmp_path / "run")
+    save_epoch_1(tmp_path / "run", c)
+    c.seed = 1
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"\(seed=1\)\. .* pass --config\.seed=0 to resume"):
+            rundir.inspect(c, tmp_path / "run")
+        path = tmp_path / "run" / "config.json"
+        path.write_text(
+            json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "data_seed"})
+        )
+
+
 def test_a_constant_schedule_run_that_recorded_an_unread_lr_min_resumes_with_none(tmp_path):
     """config.validate refuses lr_min / warmup_lr_init with schedule='constant' (it reads neither);
     a run whose config.json recorded one resumes with them unset, as the same computation."""

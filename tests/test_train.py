@@ -307,6 +307,11 @@ def test_profile_steps_are_cut_to_the_run(monkeypatch, tmp_path):
     assert reports.profiler(c, tmp_path, 4, 8) is not None and lines[-1].startswith(
         "profiling step 8 (profile_steps=5: the run ends) into"
     )
+    c.profile_steps = 1
+    assert reports.profiler(c, tmp_path, 0, 100) is not None and lines[-1].startswith(
+        "profiling step 4 into"
+    )
+    c.profile_steps = 5
     assert reports.profiler(c, tmp_path, 4, 6) is None
     assert lines[-1].startswith("config.profile_steps: the run ends at step 6, before its profile")
 
