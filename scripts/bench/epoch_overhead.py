@@ -58,8 +58,8 @@ ROWS = [  # (key, label)
     ("report", "report (TensorBoard scalars, flush, epoch line)"),
     ("host_copy", "host copy of the state and its finiteness check"),
     ("wait", "wait for the previous epoch's writes"),
-    ("save_latest", "save `latest` (start its write)"),
     ("save_best", "save `best`, params only (start its write)"),
+    ("save_latest", "save `latest` (start its write)"),
 ]
 
 
@@ -111,11 +111,11 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
         for which in checkpoints.SERIES:  # what `save` would wait for first
             ckpts.latest_step(which)
         t["wait"] = time.perf_counter()
+        best = checkpoints.as_dtype(host_state["params"], config.best_params_dtype)
+        ckpts.save("best", step, {"params": best}, meta)  # best/ first, as the loop saves them
+        t["save_best"] = time.perf_counter()
         ckpts.save("latest", step, host_state, meta)
         t["save_latest"] = time.perf_counter()
-        best = checkpoints.as_dtype(host_state["params"], config.best_params_dtype)
-        ckpts.save("best", step, {"params": best}, meta)
-        t["save_best"] = time.perf_counter()
         keys = ["start", *(k for k, _ in ROWS)]
         times.append({b: t[b] - t[a] for a, b in itertools.pairwise(keys)})
         del host_state
