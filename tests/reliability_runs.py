@@ -130,17 +130,26 @@ def text(out: subprocess.CompletedProcess) -> str:
     return " ".join(out.stderr.split())
 
 
+def _summary_values(workdir):
+    """(step, value) of every summary value in the folder `workdir`'s events files (all
+    sessions')."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    for path in tf.io.gfile.glob(str(pathlib.Path(workdir) / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                yield event.step, v
+
+
 def read_scalars(workdir) -> dict[str, dict[int, float]]:
     """Every scalar TensorBoard event under `workdir` (all sessions' files): {tag: {step: value}}."""
     import tensorflow as tf  # noqa: PLC0415
 
     out = {}
-    for path in tf.io.gfile.glob(str(pathlib.Path(workdir) / "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for v in event.summary.value:
-                value = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
-                if np.ndim(value) == 0:  # scalars (images and hparams are skipped)
-                    out.setdefault(v.tag, {})[event.step] = float(value)
+    for step, v in _summary_values(workdir):
+        value = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
+        if np.ndim(value) == 0:  # scalars (images and hparams are skipped)
+            out.setdefault(v.tag, {})[step] = float(value)
     return out
 
 
@@ -156,13 +165,7 @@ def read_hparams(workdir) -> dict[str, object] | None:
 def count_points(workdir) -> collections.Counter:
     """How many times each (tag, step) was written in the folder `workdir`, over all its events
     files: hyper-parameters and images included."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    out = collections.Counter()
-    for path in tf.io.gfile.glob(str(pathlib.Path(workdir) / "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            out.update((v.tag, event.step) for v in event.summary.value)
-    return out
+    return collections.Counter((v.tag, step) for step, v in _summary_values(workdir))
 
 
 def read_session_status(workdir) -> str | None:
@@ -175,18 +178,13 @@ def read_session_status(workdir) -> str | None:
 
 
 def _hparams_plugin_data(workdir) -> dict:
-    import tensorflow as tf  # noqa: PLC0415
     from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: PLC0415
 
     out = {}
-    for path in tf.io.gfile.glob(str(pathlib.Path(workdir) / "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for v in event.summary.value:
-                if v.tag.startswith("_hparams_/"):
-                    data = plugin_data_pb2.HParamsPluginData.FromString(
-                        v.metadata.plugin_data.content
-                    )
-                    out[v.tag.removeprefix("_hparams_/")] = getattr(data, data.WhichOneof("data"))
+    for _, v in _summary_values(workdir):
+        if v.tag.startswith("_hparams_/"):
+            data = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+            out[v.tag.removeprefix("_hparams_/")] = getattr(data, data.WhichOneof("data"))
     return out
 
 
