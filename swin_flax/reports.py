@@ -208,7 +208,7 @@ def open_writers(
     writers = Writers(workdir, run_set, is_chief, fresh)
     if fresh:
         if not writers.several:  # several runs write theirs in runs/<name>/
-            writers.root.write_hparams(_hparams(config))
+            writers.root.write_hparams(_hparams(run_set.configs[0]))  # a one-value sweep's run
         if is_chief:
             images = first_batch["image"]
             if config.per_run_data and run_set.count > 1:

@@ -68,6 +68,17 @@ def test_start_line_names_a_few_of_many_runs_and_a_one_value_sweep():
     assert "each its own data stream" in line and len(line) < 150
 
 
+def test_a_one_value_sweep_s_hparams_row_is_its_run_s_config(tmp_path):
+    c = config.default_config()
+    c.learning_rate, c.sweep.learning_rate = 1e-3, (5e-4,)
+    batch = {"image": np.zeros((1, 2, 8, 8, 3), np.float32)}
+    reports.open_writers(c, runs.run_set(c), tmp_path, batch, is_chief=True, fresh=True).close()
+    hparams = read_hparams(tmp_path)  # the learning rate the run trains with, no sweep left
+    assert (
+        hparams["learning_rate"] == pytest.approx(5e-4) and hparams["sweep.learning_rate"] == "()"
+    )
+
+
 def test_spread_summary_and_sweep_points():
     """mean, population std (the runs are all there is), min, max; summary.json's figures per sweep
     point over its seeds."""
