@@ -281,20 +281,14 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     _require(
         c.lr_min >= 0 and c.warmup_lr_init >= 0, "lr_min", "lr_min and warmup_lr_init must be >= 0."
     )
-    _require(c.dtype in DTYPES, "dtype", f"{c.dtype!r} is not one of {DTYPES}.")
-    _require(
-        c.best_params_dtype in DTYPES,
-        "best_params_dtype",
-        f"{c.best_params_dtype!r} is not one of {DTYPES}.",
-    )
+    for f in ("dtype", "best_params_dtype"):
+        _require(c[f] in DTYPES, f, f"{c[f]!r} is not one of {DTYPES}.")
 
     m = c.mix
     _require(m.mode == "batch", "mix.mode", f"only 'batch' is supported, got {m.mode!r}.")
     _require(m.mixup_alpha >= 0 and m.cutmix_alpha >= 0, "mix.mixup_alpha", "alphas must be >= 0.")
-    _require(0 <= m.prob <= 1, "mix.prob", f"must lie in [0, 1], got {m.prob}.")
-    _require(
-        0 <= m.switch_prob <= 1, "mix.switch_prob", f"must lie in [0, 1], got {m.switch_prob}."
-    )
+    for f in ("prob", "switch_prob"):
+        _require(0 <= m[f] <= 1, f"mix.{f}", f"must lie in [0, 1], got {m[f]}.")
     _require(0 <= m.label_smoothing < 1, "mix.label_smoothing", "must lie in [0, 1).")
     minmax = m.cutmix_minmax
     _require(

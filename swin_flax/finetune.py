@@ -114,36 +114,33 @@ def geometric_matrix(size_in: int, size_out: int) -> np.ndarray:
     return np.stack([np.interp(targets, positions, eye[k]) for k in range(size_in)], axis=1)
 
 
-def _resize_grid(grid: np.ndarray, out: tuple[int, int], matrix) -> np.ndarray:
-    """[h, w, C] -> [out_h, out_w, C] through the separable 1-D resize `matrix(size_in, size_out)`,
-    in float64."""
-    rows, cols = matrix(grid.shape[0], out[0]), matrix(grid.shape[1], out[1])
-    return np.einsum("ij,jkc,lk->ilc", rows, np.asarray(grid, np.float64), cols)
+def _resize_square(x: np.ndarray, out: Sequence[int], matrix, what: str) -> np.ndarray:
+    """[S*S, C] (a square S x S grid, row-major) -> [out_h * out_w, C] through the separable 1-D
+    resize `matrix(size_in, size_out)`, in float64."""
+    n, c = x.shape
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"{what} of {n} rows is not a square grid.")
+    grid = np.reshape(np.asarray(x, np.float64), (side, side, c))
+    resized = np.einsum("ij,jkc,lk->ilc", matrix(side, out[0]), grid, matrix(side, out[1]))
+    return resized.reshape(-1, c).astype(x.dtype)
 
 
 def resize_bias_table(table: np.ndarray, window: int, method: str = "bicubic") -> np.ndarray:
     """A [(2W-1)^2, heads] relative-position-bias table -> the table of `window`, each head
     resized on its (2W-1) x (2W-1) offset grid. `method`: one of BIAS_RESIZE_METHODS."""
-    n, heads = table.shape
-    side = math.isqrt(n)
-    if side * side != n or side % 2 == 0:
-        raise ValueError(f"a bias table of {n} rows is not the (2W-1)^2 grid of a square window.")
-    if 2 * window - 1 == side:
+    if math.isqrt(len(table)) % 2 == 0:
+        raise ValueError(f"a bias table of {len(table)} rows is not the (2W-1)^2 grid of a window.")
+    if len(table) == (2 * window - 1) ** 2:
         return np.asarray(table)
     matrix = {"bicubic": bicubic_matrix, "geometric": geometric_matrix}[method]
-    resized = _resize_grid(np.reshape(table, (side, side, heads)), (2 * window - 1,) * 2, matrix)
-    return resized.reshape(-1, heads).astype(table.dtype)
+    return _resize_square(table, (2 * window - 1,) * 2, matrix, "a bias table")
 
 
 def resize_pos_embed(embed: np.ndarray, grid: Sequence[int]) -> np.ndarray:
     """[1, S*S, C] absolute position embedding (square source grid) -> [1, h*w, C] for `grid`,
     bicubically as the official load_pretrained (F.interpolate, align_corners=False)."""
-    _, n, c = embed.shape
-    side = math.isqrt(n)
-    if side * side != n:
-        raise ValueError(f"absolute_pos_embed of {n} tokens is not a square grid.")
-    resized = _resize_grid(np.reshape(embed, (side, side, c)), tuple(grid), bicubic_matrix)
-    return resized.reshape(1, -1, c).astype(embed.dtype)
+    return _resize_square(embed[0], grid, bicubic_matrix, "absolute_pos_embed")[None]
 
 
 # --------------------------------------------------------------------------------------------------

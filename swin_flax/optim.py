@@ -1,17 +1,10 @@
 """Optimiser and learning-rate schedules: torch.optim.AdamW on optax, timm's cosine curve.
 
 The recipe trains with `torch.optim.AdamW` and, in its strong variant, timm's `CosineLRScheduler`
-stepped once per epoch with `scheduler.step(epoch + 1)`. This module reproduces both:
-
-- `learning_rate_table` computes a schedule in float64 as a table (per epoch for 'cosine_epoch', per
-  step for 'cosine_step'); `table_schedule` reads it as an optax schedule (step -> lr), and
-  `learning_rate_schedule` does both. `epoch_learning_rate` is timm's curve at one epoch.
-- `create_optimizer` builds AdamW with torch's update rule, an optional weight-decay exemption (the
-  official Swin's: norms, biases, relative position bias tables), optional global-norm clipping and
-  optional layer-wise lr decay for fine-tuning (`layer_ids`, `scale_by_layer_decay`).
-
-A single run's optimiser state is the plain optax structure; a sweep keeps each run's table and
-weight decay in it (`build.create_optimizer(in_state=True)`).
+stepped once per epoch with `scheduler.step(epoch + 1)`. A schedule is a table computed in float64
+(`learning_rate_table`) that an optax schedule reads (`table_schedule`): a single run's optimiser
+state is the plain optax structure; a sweep keeps each run's table and weight decay in it
+(`build.create_optimizer(in_state=True)`).
 """
 
 from __future__ import annotations
@@ -125,15 +118,22 @@ def weight_decay_mask(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def _leaf_layer_id(path: tuple, leaf: Any, depths: Sequence[int]) -> np.ndarray:
-    """Layer id of one param (an array [n, 1, ...] for a scanned leaf stacking n blocks)."""
+def _layer_id(path: tuple, leaf: Any, depths: tuple[int, ...]) -> np.ndarray:
+    """Layer id of one param for layer-wise lr decay, as the official Swin fine-tuning code (SimMIM
+    / Swin-v2 `get_swin_layer`) assigns them, with L = sum(depths):
+
+      patch_embed                         0
+      block j of stage i                  sum(depths[:i]) + j + 1   (1 .. L)
+      stage i's PatchMerging              sum(depths[:i+1])         (its stage's last block)
+      norm, head (and absolute_pos_embed) L + 1
+
+    A scanned leaf (scan_blocks) stacking n blocks gets an int array [n, 1, ...]."""
     names = [jax.tree_util.keystr((k,), simple=True) for k in path]
-    top = sum(depths) + 1
     stage = re.fullmatch(r"layers_(\d+)", names[0])
     if names[0] == "patch_embed":
         return np.array(0)
     if stage is None or len(names) < 2:
-        return np.array(top)  # final norm, head, absolute_pos_embed: the official "else" branch
+        return np.array(sum(depths) + 1)  # final norm, head, absolute_pos_embed: official "else"
     i = int(stage.group(1))
     first = sum(depths[:i])  # blocks before stage i
     block = re.fullmatch(r"blocks_(\d+)", names[1])
@@ -151,42 +151,21 @@ def _leaf_layer_id(path: tuple, leaf: Any, depths: Sequence[int]) -> np.ndarray:
     raise ValueError(f"no layer id for param {'/'.join(names)}: not a Swin param path.")
 
 
-def layer_ids(params: Any, depths: Sequence[int]) -> Any:
-    """Pytree like `params` of each param's layer id for layer-wise lr decay, as the official Swin
-    fine-tuning code (SimMIM / Swin-v2 `get_swin_layer`) assigns them, with L = sum(depths):
-
-      patch_embed                         0
-      block j of stage i                  sum(depths[:i]) + j + 1   (1 .. L)
-      stage i's PatchMerging              sum(depths[:i+1])         (its stage's last block)
-      norm, head (and absolute_pos_embed) L + 1
-
-    Scanned leaves (scan_blocks) get an int array [n, 1, ...] over their stacked blocks.
-    """
-    depths = tuple(int(d) for d in depths)
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: _leaf_layer_id(path, leaf, depths), params
-    )
-
-
-def layer_decay_scales(params: Any, depths: Sequence[int], layer_decay: float) -> Any:
-    """Pytree of lr multipliers layer_decay ** (L + 1 - layer_id): 1 for the head, the smallest for
-    the patch embedding (official Swin: num_layers = L + 2, scale = decay ** (num_layers - 1 - id))."""
-    top = sum(depths) + 1
-    return jax.tree.map(
-        lambda i: np.asarray(layer_decay ** (top - i), np.float32), layer_ids(params, depths)
-    )
-
-
 def scale_by_layer_decay(layer_decay: float, depths: Sequence[int]) -> optax.GradientTransformation:
-    """Multiplies each update by `layer_decay_scales` (stateless; scales follow the updates' own
-    paths and shapes, so it works on the scanned layout and inside pmap)."""
+    """Multiplies each update by layer_decay ** (L + 1 - layer id): 1 for the head, the smallest for
+    the patch embedding (official Swin: num_layers = L + 2, scale = decay ** (num_layers - 1 - id)).
+    Stateless; scales follow the updates' own paths and shapes, so it works on the scanned layout
+    and inside pmap."""
     depths = tuple(int(d) for d in depths)
+    top = sum(depths) + 1
 
-    def scale(updates, params=None):
-        scales = layer_decay_scales(updates, depths, layer_decay)
-        return jax.tree.map(lambda u, s: u * s.astype(u.dtype), updates, scales)
+    def scale(path, u):
+        s = np.asarray(layer_decay ** (top - _layer_id(path, u, depths)), np.float32)
+        return u * s.astype(u.dtype)
 
-    return optax.stateless(scale)
+    return optax.stateless(
+        lambda updates, params=None: jax.tree_util.tree_map_with_path(scale, updates)
+    )
 
 
 def create_optimizer(
@@ -210,8 +189,8 @@ def create_optimizer(
     parameter (the recipe) unless `weight_decay_exempt`, which applies `weight_decay_mask`.
     `grad_clip_norm > 0` rescales gradients whose global norm exceeds it (0 turns clipping off).
     `layer_decay < 1` multiplies each param's whole AdamW step (the scheduled lr, hence the decay term
-    too, as torch param groups with an lr scale) by `layer_decay_scales` for the model's `depths`;
-    1.0 (default) leaves the optimiser exactly as without it.
+    too, as torch param groups with an lr scale) by `scale_by_layer_decay` for the model's
+    `depths`; 1.0 (default) leaves the optimiser exactly as without it.
     """
     assert layer_decay == 1.0 or depths, "layer_decay < 1 needs the model's depths"
 

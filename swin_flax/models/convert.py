@@ -141,19 +141,14 @@ def torch_to_flax(
     layout = resolve_layout(layout, state_dict)
     target = traverse_util.flatten_dict(param_shapes(model.clone(scan_blocks=False, remat="none")))
     pairs, unused = pair_params(state_dict, target, layout)
-    missing = [f"{p.key} {p.shape}" for p in pairs if p.value is None]
-    mismatched = [
+    missing = ", ".join(f"{p.key} {p.shape}" for p in pairs if p.value is None)
+    mismatched = "; ".join(
         f"{p.key}: expected shape {p.shape}, found {tuple(p.value.shape)}"
         for p in pairs
         if p.value is not None and not p.fits
-    ]
-    problems = []
-    if missing:
-        problems.append("missing keys: " + ", ".join(missing))
-    if mismatched:
-        problems.append("mis-shaped keys: " + "; ".join(mismatched))
-    if unused:
-        problems.append("unexpected keys: " + ", ".join(unused))
+    )
+    kinds = (("missing", missing), ("mis-shaped", mismatched), ("unexpected", ", ".join(unused)))
+    problems = [f"{kind} keys: {keys}" for kind, keys in kinds if keys]
     if problems:
         raise ValueError(
             f"state_dict does not fit the model ({layout} layout, "
@@ -295,9 +290,7 @@ def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) ->
     if module is None:
         with open(path, "wb") as f:
             np.savez(f, **arrays)
-    elif path.endswith(
-        ".safetensors"
-    ):  # its save_file would create the file readable by no one else
+    elif path.endswith(".safetensors"):  # its save_file would make a file no one else can read
         with open(path, "wb") as f:
             f.write(module.save(arrays, metadata={"format": "pt"}))
     else:

@@ -35,28 +35,12 @@ Dtype = Any
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default (flax's is 1e-6)
 
 
-def _linear(
-    features: int, dtype: Dtype, use_bias: bool = True, name: str | None = None
-) -> nn.Dense:
-    """nn.Linear as the official init leaves it: weight trunc_normal(.02), bias 0."""
-    return nn.Dense(
-        features,
-        use_bias=use_bias,
-        dtype=dtype,
-        kernel_init=ops.torch_trunc_normal(0.02),
-        bias_init=nn.initializers.zeros,
-        name=name,
-    )
-
-
-def _layer_norm(dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
-    """nn.LayerNorm as in PyTorch: eps 1e-5, two-pass variance; statistics in float32."""
-    return nn.LayerNorm(
-        epsilon=LAYER_NORM_EPS,
-        use_fast_variance=False,
-        dtype=dtype,
-        name=name,
-    )
+# nn.Linear as the official init leaves it (weight trunc_normal(.02), bias 0), and nn.LayerNorm as in
+# PyTorch (eps 1e-5, two-pass variance; statistics in float32).
+_linear = functools.partial(
+    nn.Dense, kernel_init=ops.torch_trunc_normal(0.02), bias_init=nn.initializers.zeros
+)
+_layer_norm = functools.partial(nn.LayerNorm, epsilon=LAYER_NORM_EPS, use_fast_variance=False)
 
 
 class PatchEmbed(nn.Module):
@@ -91,7 +75,7 @@ class PatchEmbed(nn.Module):
         )(x)
         x = x.reshape(x.shape[0], -1, self.embed_dim)
         if self.patch_norm:
-            x = _layer_norm(self.dtype, name="norm")(x)
+            x = _layer_norm(dtype=self.dtype, name="norm")(x)
         return x
 
 
@@ -112,10 +96,10 @@ class Mlp(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, deterministic: bool = True) -> Array:
-        x = _linear(self.hidden_features, self.dtype, name="fc1")(x)
+        x = _linear(self.hidden_features, dtype=self.dtype, name="fc1")(x)
         x = _gelu(x)
         x = nn.Dropout(self.drop)(x, deterministic)
-        x = _linear(self.out_features, self.dtype, name="fc2")(x)
+        x = _linear(self.out_features, dtype=self.dtype, name="fc2")(x)
         return nn.Dropout(self.drop)(x, deterministic)
 
 
@@ -141,7 +125,7 @@ class WindowAttention(nn.Module):
         heads, w = self.num_heads, self.window_size
         head_dim = c // heads
         scale = self.qk_scale or head_dim**-0.5  # `or`, as the official code
-        qkv = _linear(3 * self.dim, self.dtype, self.qkv_bias, name="qkv")(x)
+        qkv = _linear(3 * self.dim, use_bias=self.qkv_bias, dtype=self.dtype, name="qkv")(x)
         # The official permute(2, 0, 3, 1, 4): heads ahead of tokens, so both attention products
         # are plain batched matmuls over (B_, heads) (8% faster on 4-token windows on CPU).
         qkv = qkv.reshape(b, n, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
@@ -166,7 +150,7 @@ class WindowAttention(nn.Module):
 
         x = jnp.einsum("bhnm,bhmd->bhnd", attn, v.astype(self.dtype))
         x = x.transpose(0, 2, 1, 3).reshape(b, n, c)
-        x = _linear(self.dim, self.dtype, name="proj")(x)
+        x = _linear(self.dim, dtype=self.dtype, name="proj")(x)
         return nn.Dropout(self.proj_drop)(x, deterministic)
 
 
@@ -200,7 +184,7 @@ class SwinBlock(nn.Module):
         rate = self.drop_path if drop_path_rate is None else drop_path_rate
 
         shortcut = x
-        x = _layer_norm(self.dtype, name="norm1")(x)
+        x = _layer_norm(dtype=self.dtype, name="norm1")(x)
         x = x.reshape(b, height, width, c)
         mask = None
         if shift:
@@ -223,7 +207,7 @@ class SwinBlock(nn.Module):
             x = jnp.roll(x, (shift, shift), axis=(1, 2))
         x = shortcut + self._drop_path(x.reshape(b, length, c), rate, deterministic)
 
-        y = _layer_norm(self.dtype, name="norm2")(x)
+        y = _layer_norm(dtype=self.dtype, name="norm2")(x)
         y = Mlp(
             hidden_features=int(self.dim * self.mlp_ratio),
             out_features=self.dim,
@@ -262,15 +246,11 @@ _REMAT_POLICIES = {
 
 
 def block_class(remat: str, scanned: bool) -> Callable[..., nn.Module]:
-    """SwinBlock, or its nn.remat for `remat` in plan.REMAT.
-
-    "dots" keeps the outputs of the block's dense layers (products without batch dimensions) and
-    recomputes LayerNorm, the attention's softmax and batched products and GELU in the backward
-    pass: on the recipe at batch 1024, 1.2 GiB less temporary memory than "none" and a faster step
-    (fewer residuals to stack under nn.scan; docs/benchmarks.md). "full" keeps only the block's
-    input (least memory, each block computed twice). `deterministic` (argument 2, counting self)
-    selects code paths: static. Under nn.scan the recomputation cannot be merged with the forward
-    pass (the loop body is its own computation), so CSE needs preventing outside scans only.
+    """SwinBlock, or its nn.remat for `remat` in plan.REMAT ("dots" recomputes LayerNorm, softmax,
+    the attention's batched products and GELU: on the recipe at batch 1024, 1.2 GiB less temporary
+    memory than "none" and a faster step; docs/benchmarks.md). `deterministic` (argument 2, counting
+    self) selects code paths: static. Under nn.scan the recomputation cannot be merged with the
+    forward pass (the loop body is its own computation), so CSE needs preventing outside scans only.
     """
     if remat == "none":
         return SwinBlock
@@ -378,8 +358,8 @@ class PatchMerging(nn.Module):
         x = x.reshape(b, height, width, c)
         parts = (x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2])
         x = jnp.concatenate(parts, axis=-1).reshape(b, -1, 4 * c)
-        x = _layer_norm(self.dtype, name="norm")(x)
-        return _linear(2 * self.dim, self.dtype, use_bias=False, name="reduction")(x)
+        x = _layer_norm(dtype=self.dtype, name="norm")(x)
+        return _linear(2 * self.dim, use_bias=False, dtype=self.dtype, name="reduction")(x)
 
 
 class SwinTransformer(nn.Module):
@@ -424,15 +404,8 @@ class SwinTransformer(nn.Module):
 
     def stage_specs(self) -> tuple[plan.StageSpec, ...]:
         """The per-stage plan (resolution, window after the rule, shift, drop-path rates)."""
-        return plan.stage_specs(
-            self.img_size,
-            self.patch_size,
-            self.embed_dim,
-            self.depths,
-            self.num_heads,
-            self.window_size,
-            self.drop_path_rate,
-        )
+        args = ("img_size", "patch_size", "embed_dim", "depths", "num_heads", "window_size")
+        return plan.stage_specs(*(getattr(self, a) for a in args), self.drop_path_rate)
 
     def setup(self):
         self.patch_embed = PatchEmbed(
@@ -465,9 +438,9 @@ class SwinTransformer(nn.Module):
             )
             for spec in self.stage_specs()
         ]
-        self.norm = _layer_norm(self.dtype)
+        self.norm = _layer_norm(dtype=self.dtype)
         if self.num_classes > 0:
-            self.head = _linear(self.num_classes, self.dtype)
+            self.head = _linear(self.num_classes, dtype=self.dtype)
 
     def forward_features(self, x: Array, deterministic: bool = True) -> Array:
         """Images [B, H, W, C] -> pooled features [B, embed_dim * 2^(stages - 1)] (official)."""
