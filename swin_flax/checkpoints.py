@@ -3,10 +3,6 @@
 Each checkpoint holds the training state (params, optimiser state, step) and a small JSON record (epoch,
 step, accuracies, the model config). Orbax writes into a temporary folder and renames it when complete, so
 a run killed while saving never leaves a checkpoint that a later run would pick up.
-
-Saves are asynchronous: `Checkpoints.save` hands the state to a writer thread and returns; the next
-save of the same series, a read of it, or `close` waits for that write, and a write that failed
-raises its CheckpointWriteError there.
 """
 
 from __future__ import annotations
@@ -158,30 +154,18 @@ def _save(manager: ocp.CheckpointManager, step: int, items: Any, previous: int |
         ) from e
 
 
-def _save_after(queued: list[concurrent.futures.Future], *write: Any) -> None:
-    """`_save`, unless a write queued before it failed (its error is raised at the next save or
-    at close): `latest` of a step, whose record names the best, is not written after its `best`
-    failed."""
-    if not any(future.exception() for future in queued):  # done: one thread writes in order
-        _save(*write)
-
-
 class Checkpoints:
     """The two checkpoint series of one workdir: `latest` and `best`; one writer per workdir.
 
-    `save` hands the state to a thread of this object, which writes it with orbax's synchronous
-    save, and returns: nothing of the write blocks the loop (orbax's own asynchronous save still
-    blocked it 40-110 ms per save on a small machine, starting its threads and preparing each
-    array). The thread writes in the order saved, and not after a write that failed: the loop
-    saves `best` of a step before its `latest`, whose record names the best. Before the next save
-    of a series, and before anything reads it (`latest_step`, `restore`), its write is waited for;
-    `close` waits for all. A write that failed raises its CheckpointWriteError at the next `save`
-    or at `close`, whichever comes first, naming the checkpoint it left as the newest.
+    `save` hands the state to a writer thread (orbax's synchronous save) and returns: orbax's own
+    asynchronous save still blocked the loop 40-110 ms per save on a small machine. The thread
+    writes in the order saved, and not after a write that failed. A series' next save or read
+    (`latest_step`, `restore`) waits for its write in flight, `close` for all; a failed write raises
+    its CheckpointWriteError at the next `save` or at `close`.
 
-    With several processes the saves stay on the calling thread and return when complete
-    (`asynchronous` has no effect): orbax's saves are collective, and their device barriers run
-    from another thread could interleave with the training's collectives in another order on each
-    host.
+    With several processes the saves are synchronous (`asynchronous` has no effect): orbax's saves
+    are collective, and their device barriers, run from another thread, could interleave with the
+    training's collectives in another order on each host.
     """
 
     def __init__(
@@ -207,12 +191,9 @@ class Checkpoints:
     def save(self, which: str, step: int, state: Any, meta: Mapping[str, Any]) -> None:
         """Starts writing `state` (a pytree of host or device arrays) and `meta` (JSON-able).
 
-        Orbax writes into `<step>.orbax-checkpoint-tmp*` and renames it when complete, so a failed or
-        killed save leaves the previous checkpoints as they were; a failure raises
-        CheckpointWriteError saying so, here or (a failure in the background) at the next save or
-        at `close`. Host (NumPy) arrays are written as they are, not copied: leave them unchanged
-        until the write is complete (the next save of the series, or `close`); nothing writes to
-        the arrays of `jax.device_get`.
+        Host (NumPy) arrays are written as they are, not copied: leave them unchanged until the
+        write is complete (the next save of the series, or `close`); nothing writes to the arrays
+        of `jax.device_get`.
 
         A step the series already holds is replaced: a `best` checkpoint can be ahead of `latest`
         (checkpoint_every_epochs > 1, then a kill), and the resumed run trains that epoch again.
@@ -236,8 +217,11 @@ class Checkpoints:
         if self._writer is None:
             _save(*write)
         else:
-            queued = list(self._in_flight.values())  # written before this one, by the same thread
-            self._in_flight[which] = self._writer.submit(_save_after, queued, *write)
+            # Not after a write queued before it failed (done: one thread writes in order): the
+            # loop saves `best` of a step before its `latest`, whose record names the best.
+            queued = list(self._in_flight.values())
+            skip = lambda: any(future.exception() for future in queued)
+            self._in_flight[which] = self._writer.submit(lambda: skip() or _save(*write))
 
     def _settle(self, which: str) -> float:
         """Waits for the series' write in flight, if any; a failure is kept for `_raise_failed`.
@@ -306,18 +290,6 @@ def read_step(
             return _restore(manager, int(path.name), state=not meta_only)
     except READ_ERRORS as e:
         raise damaged(step_dir, e, advice) from None
-
-
-def check_model_matches(
-    meta: Mapping[str, Any], model_config: Mapping[str, Any], where: str
-) -> None:
-    """Refuses a checkpoint written for another model, naming the fields that differ."""
-    diffs = model_differences(meta, model_config)
-    if diffs:
-        raise CheckpointError(
-            f"the checkpoint in {where} was written for a different model ({'; '.join(diffs)}). "
-            "Use the config that wrote it, or a new --workdir to start a fresh run."
-        )
 
 
 def model_differences(

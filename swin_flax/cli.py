@@ -73,18 +73,10 @@ def check_output_file(flag: str, path: str | None, create_folder: bool = False) 
         )
 
 
-def _exit_interrupted(e: KeyboardInterrupt | None = None) -> NoReturn:
+def _exit_interrupted(e: object = None, status: int = EXIT_INTERRUPTED) -> NoReturn:
     sys.stdout.flush()
     print(f"\nInterrupted ({str(e or '') or 'Ctrl-C'}).", file=sys.stderr, flush=True)
-    os._exit(EXIT_INTERRUPTED)  # no atexit work: a second Ctrl-C could interrupt it
-
-
-def _exit_terminated(signum, frame) -> NoReturn:
-    """SIGTERM's default action (exit status 128 + 15, as a shell reports it) with one line; the
-    training loop replaces it while it runs, to save first (errors.EXIT_PREEMPTED)."""
-    sys.stdout.flush()
-    print("\nInterrupted (SIGTERM).", file=sys.stderr, flush=True)
-    os._exit(128 + signum)
+    os._exit(status)  # no atexit work: a second Ctrl-C could interrupt it
 
 
 def _excepthook(kind, value, tb) -> None:
@@ -143,7 +135,9 @@ def start() -> None:
     TensorFlow's C++ start-up messages stay hidden; stdout closed by its reader (`| head`) is not
     an error."""
     sys.excepthook = _excepthook
-    signal.signal(signal.SIGTERM, _exit_terminated)
+    # SIGTERM's default action (exit status 128 + 15, as a shell reports it) with one line; the
+    # training loop replaces it while it runs, to save first (errors.EXIT_PREEMPTED).
+    signal.signal(signal.SIGTERM, lambda signum, _: _exit_interrupted("SIGTERM", 128 + signum))
     sys.stdout = _Stdout(sys.stdout)
     sys.unraisablehook = _unraisablehook
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -5,19 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
 
 import jax
 from absl import logging
 
 # How long the processes wait for each other at start-up (jax.distributed's own default).
 JOIN_TIMEOUT_S = 300
-# The environment variables that stand for the flags.
-_VARIABLES = {
-    "coordinator_address": "JAX_COORDINATOR_ADDRESS",
-    "num_processes": "JAX_NUM_PROCESSES",
-    "process_id": "JAX_PROCESS_ID",
-}
+_FLAGS = ("coordinator_address", "num_processes", "process_id")
 
 
 def initialize(
@@ -36,17 +30,22 @@ def initialize(
     other than 0 first waits for process 0's port: JAX ends a process that cannot join with a
     C++ abort and a stack trace, which this turns into a sentence for the commonest cause.
     """
-    env = os.environ
-    flags = {
-        "coordinator_address": coordinator_address,
-        "num_processes": num_processes,
-        "process_id": process_id,
-    }
-    # Named in a refusal, which speaks of the flags these stand for.
-    from_env = [f"{v}={env[v]}" for f, v in _VARIABLES.items() if flags[f] is None and env.get(v)]
-    coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS")
-    num_processes = _integer(num_processes, "num_processes", env)
-    process_id = _integer(process_id, "process_id", env)
+    values, from_env = [], []  # from_env: named in a refusal, which speaks of the flags
+    for name, value in zip(_FLAGS, (coordinator_address or None, num_processes, process_id)):
+        variable = f"JAX_{name.upper()}"  # the environment variable that stands for the flag
+        if value is None and os.environ.get(variable):
+            value = os.environ[variable]
+            from_env.append(f"{variable}={value}")
+            if name != "coordinator_address":
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise ValueError(
+                        f"The environment variable {variable}={value!r} is not a whole number: "
+                        f"set it to one, or unset it and pass --{name}."
+                    ) from None
+        values.append(value)
+    coordinator_address, num_processes, process_id = values
     if coordinator_address is None and not auto:
         if num_processes not in (None, 1):
             raise ValueError(
@@ -58,18 +57,17 @@ def initialize(
         try:
             host, port = _check_by_hand(coordinator_address, num_processes, process_id)
         except ValueError as e:
-            if not from_env:
-                raise
-            raise ValueError(f"{e} (From the environment: {', '.join(from_env)}.)") from None
+            env_note = f" (From the environment: {', '.join(from_env)}.)" if from_env else ""
+            raise ValueError(f"{e}{env_note}") from None
         logging.info(
             f"jax.distributed: process {process_id} of {num_processes} joining at "
             f"{coordinator_address} (waiting up to {timeout_s} s for the others)"
         )
         if process_id:
             _wait_for_coordinator(coordinator_address, host, port, timeout_s)
-    if jax.config.jax_platforms in (None, "", "cpu") and not auto:
-        # CPU collectives across processes (tests, CPU clusters).
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        if jax.config.jax_platforms in (None, "", "cpu"):
+            # CPU collectives across processes (tests, CPU clusters).
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address, num_processes, process_id, initialization_timeout=timeout_s
     )
@@ -77,20 +75,6 @@ def initialize(
         f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
         f"{jax.local_device_count()} local / {jax.device_count()} global devices."
     )
-
-
-def _integer(value: int | None, name: str, env: Mapping[str, str]) -> int | None:
-    """The flag's value, else the environment variable JAX_<NAME>'s, as an int (or None)."""
-    variable = _VARIABLES[name]
-    if value is not None or not env.get(variable):
-        return value
-    try:
-        return int(env[variable])
-    except ValueError:
-        raise ValueError(
-            f"The environment variable {variable}={env[variable]!r} is not a whole number: set it "
-            f"to one, or unset it and pass --{name}."
-        ) from None
 
 
 def _check_by_hand(
@@ -104,11 +88,8 @@ def _check_by_hand(
             "and a free port, the same on every process, e.g. --coordinator_address=node0:1234."
         )
     if num_processes is None or process_id is None:
-        missing = " and ".join(
-            f"--{n}"
-            for n, v in (("num_processes", num_processes), ("process_id", process_id))
-            if v is None
-        )
+        given = zip(_FLAGS[1:], (num_processes, process_id))
+        missing = " and ".join(f"--{n}" for n, v in given if v is None)
         raise ValueError(
             f"--coordinator_address needs {missing} as well: the number of processes (the same on "
             "every one) and this process's index, 0 on the coordinator's host. Under SLURM, Open "

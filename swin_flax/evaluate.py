@@ -312,14 +312,13 @@ def eval_logits(
             "if they moved, edit those fields of the run's config.json."
         ) from None
     test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
-    batches = inputs.eval_batches(config, test_only)
     logits_fn = jax.pmap(
         functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply),
         axis_name=steps.AXIS,
     )
     replicated = [steps.replicate(params) for params in members]
     all_logits, all_labels = [], []
-    for batch in batches:
+    for batch in inputs.eval_batches(config, test_only):
         mask = np.asarray(batch["mask"]).reshape(-1) > 0
         each = [np.asarray(logits_fn(params, batch["image"])) for params in replicated]
         all_logits.append(np.stack([x.reshape(-1, x.shape[-1])[mask] for x in each]))
@@ -394,12 +393,11 @@ def confusion_image(
     few = n <= 20
     cell = cell or (44 if few else max(6, 800 // n))
     font = ImageFont.load_default(size=13)
-    if few:  # long names lose their middle, not their ends (which tell similar names apart)
-        labels = dict(
-            enumerate(s if len(s) <= 24 else s[:10] + ".." + s[-12:] for s in class_names)
-        )
-    else:
-        labels = {i: str(i) for i in range(0, n, 10)}
+    # Long names lose their middle, not their ends (which tell similar names apart).
+    short = lambda s: s if len(s) <= 24 else s[:10] + ".." + s[-12:]
+    labels = (
+        dict(enumerate(map(short, class_names))) if few else {i: str(i) for i in range(0, n, 10)}
+    )
     text_w = lambda s: int(np.ceil(font.getlength(s)))
     line, pad = 16, 6  # text line height, margin
     label_w = max(text_w(s) for s in labels.values())

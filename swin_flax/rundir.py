@@ -23,7 +23,7 @@ from etils import epath
 
 from swin_flax import checkpoints, runs
 from swin_flax.config import flatten
-from swin_flax.errors import ConfigError
+from swin_flax.errors import CheckpointError, ConfigError
 from swin_flax.models import swin
 
 # The config fields that name files or folders, recorded as absolute paths.
@@ -86,13 +86,10 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
     config.json), naming the flags that resume it: a changed recipe, seed or run set would
     continue the run as another one, and its config.json (which evaluate reads) would no longer
     describe the checkpoints. Only RESUME_MAY_CHANGE's fields may differ."""
-    path = workdir / "config.json"
-    if not path.is_file():  # a run stopped before it wrote one: nothing to compare
-        return
     try:
-        recorded = flatten(json.loads(path.read_text()))
-    except ValueError:  # not JSON (edited by hand): nothing to compare; this run rewrites it
-        return
+        recorded = flatten(json.loads((workdir / "config.json").read_text()))
+    except (OSError, ValueError):  # none (a run stopped before it wrote one), or not JSON (edited
+        return  # by hand): nothing to compare; this run rewrites it
     started, now = _recipe(recorded), _recipe(flatten(config.to_dict()))
     diffs = sorted(k for k in now if k in started and started[k] != now[k])
     if recorded.get("data_seed") is None and config.data_seed is None and "data_seed" in diffs:
@@ -107,10 +104,9 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
 
     ours = ", ".join(f"{k}={text(now[k])}" for k in diffs)
     flags = " ".join(f"--config.{k}={text(started[k])}" for k in diffs if started[k] is not None)
-    unset = [f"config.{k}" for k in diffs if started[k] is None]
+    unset = ", ".join(f"config.{k}" for k in diffs if started[k] is None)
     resume = " and ".join(
-        ([f"pass {flags}"] if flags else [])
-        + ([f"leave {', '.join(unset)} unset"] if unset else [])
+        filter(None, (flags and f"pass {flags}", unset and f"leave {unset} unset"))
     )
     raise ConfigError(
         f"--workdir {workdir} holds a run that started with other settings than this config's "
@@ -334,7 +330,12 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
     if saved is not None:
         where = str(checkpoints.series_dir(workdir, "latest"))
         check_same_recipe(config, workdir)
-        checkpoints.check_model_matches(saved, model_identity(config), where)
+        if diffs := checkpoints.model_differences(saved, model_identity(config)):
+            raise CheckpointError(
+                f"the checkpoint in {where} was written for a different model "
+                f"({'; '.join(diffs)}). Use the config that wrote it, or a new --workdir to start "
+                "a fresh run."
+            )
         finished = check_num_epochs(saved, config.num_epochs, workdir)
     if not finished:  # the run will write: the folder, or the one it is created in, must allow it
         made_in = next(p for p in (workdir.absolute(), *workdir.absolute().parents) if p.exists())
