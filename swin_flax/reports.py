@@ -144,9 +144,11 @@ class Writers:
         from tensorboard.plugins.hparams import api_pb2  # noqa: PLC0415
         from tensorboard.plugins.hparams import summary as hparams_summary  # noqa: PLC0415
 
-        end = hparams_summary.session_end_pb(api_pb2.STATUS_SUCCESS)
+        # An HParams record is a summary proto (TensorBoard reads its metadata); clu's writer has
+        # no method of its own for a session's end.
+        (end,) = hparams_summary.session_end_pb(api_pb2.STATUS_SUCCESS).value
         for writer in self.runs if self.several else [self.root]:
-            _write_proto(writer, end)
+            writer.write_summaries(0, {end.tag: np.zeros(())}, {end.tag: end.metadata})
 
     def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
         """Scalars with one value per run (arrays in run order). The aggregates leave out the
@@ -191,18 +193,10 @@ def _hparams(config: ml_collections.ConfigDict) -> dict[str, int | float | str |
     }
 
 
-def _write_proto(writer, summary) -> None:
-    """An HParams record (a summary proto; TensorBoard reads its metadata) through clu's writer,
-    which has no method of its own for a session's end."""
-    (value,) = summary.value
-    writer.write_summaries(0, {value.tag: np.zeros(())}, {value.tag: value.metadata})
-
-
-def open_writers(
-    config, run_set, workdir: epath.Path, first_batch: dict, is_chief: bool, fresh: bool
-):
+def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, fresh: bool) -> Writers:
     """The run's config files and TensorBoard writers (hyper-parameters and an input grid when the
-    run is new): written only now that the run is known to start."""
+    run is new): written only now that the run is known to start, by process 0."""
+    is_chief = jax.process_index() == 0
     if is_chief:
         rundir.write_config(config, workdir)
     writers = Writers(workdir, run_set, is_chief, fresh)
@@ -220,8 +214,8 @@ def open_writers(
 
 def profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_actions.Profile | None:
     """clu's profiler action (as flax's examples use it) for config.profile_steps steps, after the
-    compile and a warm-up step, cut to the run's last step `end`; or None."""
-    if not config.profile_steps:
+    compile and a warm-up step, cut to the run's last step `end`; or None (and on processes but 0)."""
+    if not config.profile_steps or jax.process_index() != 0:
         return None
     first = start + 3
     steps = min(config.profile_steps, end - first)
@@ -232,11 +226,7 @@ def profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_acti
         )
         return None
     span = f"step {first + 1}" if steps == 1 else f"steps {first + 1}-{first + steps}"
-    cut = (
-        f" (profile_steps={config.profile_steps}: the run ends)"
-        if steps < config.profile_steps
-        else ""
-    )
+    cut = f" (profile_steps={config.profile_steps}: the run ends)" * (steps < config.profile_steps)
     logging.info(
         f"profiling {span}{cut} into {workdir / 'plugins' / 'profile'} "
         "(TensorBoard's profile tab; needs tensorboard-plugin-profile)"

@@ -1,11 +1,6 @@
-"""Many runs in one process: the run set of a config, and the figures that summarise it.
-
-`config.num_runs` seeds crossed with `config.sweep`'s values make a run set (`config.run_grid`). Run k
-is the run a process of its own would train with `config.single_run(config, grid[k])`: its seed
-(config.seed + its seed index) draws its initialisation and dropout; the data stream is shared
-(`data_seed`) unless config.per_run_data. The train state stacks the runs on a leading axis and the
-steps are vmapped over it (`build.pmap_train_step`); one run keeps the plain, unstacked layout.
-"""
+"""Many runs in one process: `config.num_runs` seeds x `config.sweep`'s values (`config.run_grid`),
+run k being what a process of its own trains with `config.single_run(config, grid[k])`; the figures
+that summarise them. Several runs' states stack on a leading axis (one run keeps the plain layout)."""
 
 from __future__ import annotations
 
@@ -82,10 +77,7 @@ def spread_text(spread_or_values: dict[str, float] | Sequence[float]) -> str:
 
 
 def summary(
-    names: Sequence[str],
-    best: Sequence[float],
-    best_epoch: Sequence[int],
-    final: Sequence[float],
+    names: Sequence[str], best: Sequence[float], best_epoch: Sequence[int], final: Sequence[float]
 ) -> dict[str, Any]:
     """summary.json's figures of several runs: every run's best and final test accuracy, their
     spread and, for a sweep, the spread over seeds at each swept value (read from the run names)."""

@@ -20,8 +20,7 @@ AXIS = "batch"  # the pmap axis name
 # No `from __future__ import annotations` here: clu reads the metric classes from __annotations__.
 
 
-class TrainState(train_state.TrainState):
-    """flax's TrainState; `step` counts optimiser updates over the whole run."""
+TrainState = train_state.TrainState  # `step` counts optimiser updates over the whole run
 
 
 @flax.struct.dataclass
@@ -38,7 +37,7 @@ class FirstNonFinite(metrics.Metric):
         a, b = self.step, other.step
         return type(self)(step=jnp.where((a < 0) | ((b >= 0) & (b < a)), b, a))
 
-    def reduce(self) -> "FirstNonFinite":
+    def reduce(self) -> "FirstNonFinite":  # over devices without clu's default scan of merges
         s = jnp.where(self.step < 0, jnp.iinfo(jnp.int32).max, self.step).min()
         return type(self)(step=jnp.where(s == jnp.iinfo(jnp.int32).max, -1, s))
 
@@ -60,13 +59,9 @@ class EvalMetrics(metrics.Collection):
 
 
 def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
-    """One copy of `tree` per device (default: the local devices), laid out exactly as a step
-    pmapped over the same devices lays out its outputs.
-
-    flax's `jax_utils.replicate` puts the copies on a mesh with another axis name, so a pmapped step
-    fed its own output (the train state) would compile a second time at its second call; it also
-    compiles a `stack` for every leaf shape. A pmapped identity has neither cost.
-    """
+    """One copy of `tree` per device (default: the local devices), laid out as a step pmapped over
+    them lays out its outputs: a pmapped identity. flax's `jax_utils.replicate` uses another mesh
+    axis name (a step fed its own output compiles again) and compiles a `stack` per leaf shape."""
     count = jax.local_device_count() if devices is None else len(devices)
     identity = jax.pmap(lambda x, _: x, in_axes=(None, 0), axis_name=AXIS, devices=devices)
     return identity(tree, np.arange(count))
@@ -93,15 +88,10 @@ def soft_cross_entropy(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray
 def create_train_state(
     key: jax.Array, model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...]
 ) -> TrainState:
-    """Initialises the params and the optimiser state in one compiled call (default device); a
-    stack of keys [N] gives N runs' states stacked on a leading axis (each as its key alone would).
-
-    The params draw from threefry's non-partitionable layout: the same distributions, and an init
-    that compiles about twice as fast (its ~50 random leaves dominate the compile; an init on one
-    device needs no partitioning). Training itself keeps JAX's default. `lazy_init` traces the
-    forward pass on shapes only, so the compiled init holds the draws alone: the same params as
-    `init`, 1.7 s sooner for the recipe's model on 2 CPU cores.
-    """
+    """Initialises the params and the optimiser state in one compiled call (default device); keys
+    [N] give N runs' states stacked on a leading axis (each as its key alone would). Threefry's
+    non-partitionable layout (the same distributions; training keeps JAX's default) compiles the
+    ~50 random draws twice as fast, and `lazy_init` traces on shapes only (same params, 1.7 s sooner)."""
 
     def init(key):
         image = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
@@ -118,11 +108,9 @@ def create_train_state(
 def train_step(
     state: TrainState, batch: dict[str, jnp.ndarray], dropout_key: jax.Array
 ) -> tuple[TrainState, TrainMetrics]:
-    """One AdamW update from one device's share of the global batch; gradients averaged over AXIS.
-
-    Returns the new state and the step's metrics (gathered over devices). The learning rate lives in
-    the optimiser (`state.tx`), so many runs vmapped over a leading axis each follow their own.
-    """
+    """One AdamW update from one device's share of the global batch (gradients averaged over AXIS):
+    the new state and the step's metrics, gathered over devices. The learning rate lives in the
+    optimiser (`state.tx`), so runs vmapped over a leading axis each follow their own."""
     key = jax.random.fold_in(jax.random.fold_in(dropout_key, state.step), jax.lax.axis_index(AXIS))
 
     def loss_fn(params):

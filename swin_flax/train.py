@@ -1,9 +1,6 @@
-"""The training loop: config -> data -> model -> pmapped steps -> metrics and checkpoints.
-
-`train_and_evaluate(config, workdir)` trains, evaluates after every epoch, writes TensorBoard summaries
-(process 0 only) and checkpoints (`latest` every epoch and on preemption, `best` by test accuracy), and
-resumes from the latest checkpoint when the workdir already has one.
-"""
+"""The training loop: `train_and_evaluate(config, workdir)` trains, evaluates after every epoch,
+writes TensorBoard summaries (process 0 only) and checkpoints (`latest` to resume from, `best` by test
+accuracy), and resumes from the latest checkpoint when the workdir already has one."""
 
 from __future__ import annotations
 
@@ -32,12 +29,9 @@ from swin_flax.models import swin
 
 
 class _StopFlag:
-    """Records SIGTERM/SIGINT so the loop can stop after the current step and save.
-
-    With several processes every host must stop at the same step, so they agree through an
-    all-gather. That blocks the host until the step before it has run (no more steps queued ahead
-    on the devices), so the hosts compare notes only every `sync_every` steps and at epoch ends.
-    """
+    """Records SIGTERM/SIGINT so the loop can stop after the current step and save. Several hosts
+    agree on that step through an all-gather, which blocks until the steps queued on the devices
+    have run: they compare notes only every `sync_every` steps and at epoch ends."""
 
     def __init__(self, latest: epath.Path, sync_every: int = 1):
         self.signal: int | None = None
@@ -86,21 +80,16 @@ class _StopFlag:
         return flag
 
 
-def _host_state(state: steps.TrainState) -> dict[str, Any]:
-    """The part of the (replicated) state that is saved: device copy 0, on the host."""
-    return jax.device_get(
-        steps.unreplicate(
-            {"params": state.params, "opt_state": state.opt_state, "step": state.step}
-        )
-    )
+def _saved_part(state: steps.TrainState) -> dict[str, Any]:
+    return {"params": state.params, "opt_state": state.opt_state, "step": state.step}
 
 
 def _finite_host_state(
     state: steps.TrainState, epoch: int, ckpts: checkpoints.Checkpoints
 ) -> dict[str, Any]:
-    """The host state to save, refused if the last update made any parameter NaN or inf (its loss,
-    computed before the update, was still finite), so no checkpoint holds non-finite values."""
-    host = _host_state(state)
+    """The part of the state that is saved (device copy 0, on the host), refused if the last update
+    made any parameter NaN or inf (its loss, computed before the update, was still finite)."""
+    host = jax.device_get(steps.unreplicate(_saved_part(state)))
     if not all(np.isfinite(x).all() for x in jax.tree.leaves(host["params"])):
         raise TrainingDiverged(_diverged_message(int(host["step"]), epoch, ckpts, "parameters"))
     return host
@@ -108,9 +97,8 @@ def _finite_host_state(
 
 def _summary_values(collection, num_runs: int) -> dict[str, np.ndarray]:
     """The collection's values, one per run (a run axis of 1 for a single run)."""
-    values = (jax.vmap(type(collection).compute) if num_runs > 1 else type(collection).compute)(
-        collection
-    )
+    compute = type(collection).compute
+    values = (jax.vmap(compute) if num_runs > 1 else compute)(collection)
     return {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in values.items()}
 
 
@@ -122,8 +110,7 @@ def evaluate_params(
     for batch in batches:
         m = steps.unreplicate(p_eval_step(params, batch))  # gathered: all copies equal
         total = m if total is None else total.merge(m)
-    out = _summary_values(total, num_runs)
-    return {"loss": out["loss"], "accuracy": out["accuracy"]}
+    return _summary_values(total, num_runs)
 
 
 def _partial_record(metrics, seconds: float, images: int) -> dict[str, Any]:
@@ -230,8 +217,7 @@ def initial_state(
         hyperparams = build.run_hyperparams(run_set.configs, steps_per_epoch)
         state = state.replace(opt_state=state.opt_state._replace(hyperparams=hyperparams))
     if saved is not None:  # checked against this model by rundir.inspect
-        target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
-        restored, meta = ckpts.restore("latest", jax.device_get(target))
+        restored, meta = ckpts.restore("latest", jax.device_get(_saved_part(state)))
         return state.replace(**restored), Progress.from_record(meta)
     if pretrained is not None:  # AdamW's moments start at zero whatever the params: swap them in
         from swin_flax import finetune  # noqa: PLC0415
@@ -250,12 +236,9 @@ def initial_state(
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs (or resumes) the training described by `config` in `workdir`; returns the summary.
-
-    Everything that can refuse to start (config, checkpoint of another model, epochs already
-    trained, another process training in the workdir, data) is checked before anything is
-    compiled or written. A run that already trained
-    config.num_epochs prints its summary and returns it without touching the workdir.
-    """
+    Whatever can refuse to start (config, checkpoint of another model, epochs already trained, a
+    process training in the workdir, data) is checked before anything is compiled or written; a
+    finished run prints its summary and returns it without touching the workdir."""
     t_start = time.time()
     workdir = epath.Path(workdir)
     validate(config, num_devices=jax.device_count())
@@ -278,7 +261,6 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
 
         # Read once and checked now: an unreadable file, or another model's, is refused at once.
         pretrained = finetune.read_pretrained(config.pretrained, model)
-    is_chief = jax.process_index() == 0
     run_set = runs.run_set(config)
 
     data = inputs.load_data(config)
@@ -316,44 +298,23 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     eval_batches = inputs.eval_batches(config, data)  # built once, a pass per evaluation
     host_batches = _train_batches(config, run_set, data, start)
     first_batch = next(host_batches)
-    writers = reports.open_writers(
-        config, run_set, workdir, first_batch, is_chief, fresh=start == 0
-    )
+    writers = reports.open_writers(config, run_set, workdir, first_batch, fresh=start == 0)
     batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
     ticker = reports.Ticker(30.0, config.batch_size, per_epoch, per_epoch * config.num_epochs)
-    profile = (
-        reports.profiler(config, workdir, start, per_epoch * config.num_epochs)
-        if is_chief
-        else None
-    )
+    profile = reports.profiler(config, workdir, start, per_epoch * config.num_epochs)  # chief only
+    stop = _StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps)
+    # train_epoch's arguments that are the same every epoch
+    loop = dict(start=start, stop=stop, writers=writers, ticker=ticker, ckpts=ckpts, lr_fns=lr_fns)
+    loop.update(names=run_set.names, profile=profile)
     step, epoch = start, start // per_epoch
     # However the loop ends (finished, preempted, diverged) the summaries are closed, so the events
     # of the steps done are on disk, then the checkpoints: that waits for the writes in flight and
     # raises if one failed.
-    with (
-        _StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps) as stop,
-        contextlib.closing(ckpts),
-        contextlib.closing(writers),
-    ):
+    with stop, contextlib.closing(ckpts), contextlib.closing(writers):
         while epoch < config.num_epochs:
             t_epoch, before = time.time(), step
             state, train_metrics, step, (seconds, done) = train_epoch(
-                config,
-                state,
-                p_train_step,
-                batches,
-                dropout_keys,
-                step,
-                epoch,
-                per_epoch,
-                start=start,
-                stop=stop,
-                writers=writers,
-                ticker=ticker,
-                ckpts=ckpts,
-                names=run_set.names,
-                profile=profile,
-                lr_fns=lr_fns,
+                config, state, p_train_step, batches, dropout_keys, step, epoch, per_epoch, **loop
             )
             progress.totals = progress.totals.plus(  # every step, the compile too
                 train=time.time() - t_epoch,
@@ -364,14 +325,13 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
             train_metrics, seconds, images = _with_partial(
                 train_metrics, seconds, images, progress.partial_epoch
             )
+            train = _check_finite(train_metrics, epoch, ckpts, run_set.names)
             if step % per_epoch:  # stopped within the epoch: keep its part, save and stop
-                _check_finite(train_metrics, epoch, ckpts, run_set.names)
                 progress.partial_epoch = _partial_record(train_metrics, seconds, images)
                 meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
                 ckpts.save("latest", step, _finite_host_state(state, epoch, ckpts), meta)
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             progress.partial_epoch = None
-            train = _check_finite(train_metrics, epoch, ckpts, run_set.names)
             t_eval = time.time()
             test = evaluate_params(p_eval_step, state.params, eval_batches, run_set.count)
             timing = {
@@ -415,7 +375,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     summary = rundir.run_summary(meta, str(ckpts.root), start_step=start)
     for line in rundir.summary_lines(summary):
         rundir.announce(line)
-    if is_chief:
+    if jax.process_index() == 0:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -462,14 +422,10 @@ def train_epoch(
     profile: periodic_actions.Profile | None,
     lr_fns: list,
 ):
-    """Trains from global step `step` to the end of `epoch`, or to an earlier step where a stop was
-    requested; returns (state, the steps' merged train metrics, the step reached, (seconds, steps)
-    timed: the session's first step, which compiles, left out when others follow in the epoch, so
-    the epoch's images/s are the steps').
-
-    Logs the first step's compile and a progress line every 30 s (its steps/s to TensorBoard), and
-    writes the train loss and the learning rate every log_every_steps steps (where a NaN is caught:
-    training stops with TrainingDiverged); report_epoch writes the epoch's last step's."""
+    """Trains from global step `step` to the end of `epoch` (or a requested stop); returns (state, the
+    merged train metrics, the step reached, (seconds, steps) timed: the session's first step, which
+    compiles, left out when others follow). Logs the compile and a progress line every 30 s, and
+    writes the train loss (a NaN: TrainingDiverged) and the learning rate every log_every_steps."""
     end = (epoch + 1) * steps_per_epoch
     metrics = loss_window = None
     t_timed, first_timed = time.time(), step
