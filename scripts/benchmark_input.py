@@ -49,8 +49,7 @@ def check_flags() -> None:
     from swin_flax.config import validate  # noqa: PLC0415
 
     cli.check_output_file("json", FLAGS.json)
-    with cli.friendly_errors():
-        validate(FLAGS.config, num_devices=FLAGS.devices)
+    validate(FLAGS.config, num_devices=FLAGS.devices)
 
 
 def load_data(config):

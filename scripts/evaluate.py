@@ -50,10 +50,9 @@ def main(argv):
     from swin_flax import evaluate  # noqa: PLC0415 (jax, orbax: after the flags)
     from swin_flax.data import sources  # noqa: PLC0415
 
-    with cli.friendly_errors():
-        # checks the flags, reads no params
-        run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
-        result = evaluate.evaluate_checkpoint(run.config, run.members(), run.choice)
+    # checks the flags, reads no params
+    run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
+    result = evaluate.evaluate_checkpoint(run.config, run.members(), run.choice)
     names = sources.class_names(run.config.dataset)
     print(f"checkpoint: {run.describe()}")
     if run.choice.each_run:
@@ -64,17 +63,16 @@ def main(argv):
     )
     print(evaluate.per_class_table(result["confusion"], names))
     eval_dir = FLAGS.eval_dir or str(run.workdir / "eval")
-    with cli.friendly_errors():
-        paths = evaluate.write_report(result, names, eval_dir, step=int(run.meta.get("step") or 0))
-        print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
-        if FLAGS.json:
-            out = {
-                **result,
-                "confusion": result["confusion"].tolist(),
-                "checkpoint": str(run.checkpoint),
-            }
-            with open(FLAGS.json, "w") as f:
-                json.dump(out, f, indent=2)
+    paths = evaluate.write_report(result, names, eval_dir, step=int(run.meta.get("step") or 0))
+    print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
+    if FLAGS.json:
+        out = {
+            **result,
+            "confusion": result["confusion"].tolist(),
+            "checkpoint": str(run.checkpoint),
+        }
+        with open(FLAGS.json, "w") as f:
+            json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -43,29 +43,28 @@ def main(argv):
     from swin_flax import build, evaluate  # noqa: PLC0415 (jax, orbax: after the flags)
     from swin_flax.models import convert, layout  # noqa: PLC0415
 
-    with cli.friendly_errors():
-        convert.require_package(FLAGS.out, "writing")
-        run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run)
-        choice = run.choice
-        if len(choice.indices) > 1:
-            listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(choice.names))
-            cli.exit_user_error(
-                f"{run.checkpoint} holds the params of {len(choice.names)} runs and a state_dict "
-                f"holds one model: choose it with --run, an index or a name ({listing})."
-            )
-        model = build.model_from_config(run.config)
-        if FLAGS.layout == "timm" and (model.ape or not model.patch_norm):
-            cli.exit_user_error(
-                "timm's SwinTransformer has no absolute position embedding and always normalises "
-                f"the patch embedding; this run (ape={model.ape}, patch_norm={model.patch_norm}) "
-                "exports only with --layout official."
-            )
-        params = run.members()[0]
-        if model.scan_blocks:
-            params = layout.unstack_block_params(params, model)
-        state = convert.flax_to_torch(params, FLAGS.layout, model)
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-        convert.save_state_dict(state, FLAGS.out)
+    convert.require_package(FLAGS.out, "writing")
+    run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run)
+    choice = run.choice
+    if len(choice.indices) > 1:
+        listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(choice.names))
+        cli.exit_user_error(
+            f"{run.checkpoint} holds the params of {len(choice.names)} runs and a state_dict "
+            f"holds one model: choose it with --run, an index or a name ({listing})."
+        )
+    model = build.model_from_config(run.config)
+    if FLAGS.layout == "timm" and (model.ape or not model.patch_norm):
+        cli.exit_user_error(
+            "timm's SwinTransformer has no absolute position embedding and always normalises "
+            f"the patch embedding; this run (ape={model.ape}, patch_norm={model.patch_norm}) "
+            "exports only with --layout official."
+        )
+    params = run.members()[0]
+    if model.scan_blocks:
+        params = layout.unstack_block_params(params, model)
+    state = convert.flax_to_torch(params, FLAGS.layout, model)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    convert.save_state_dict(state, FLAGS.out)
     print(
         f"wrote {FLAGS.out}: {FLAGS.layout} layout, {len(state)} tensors, "
         f"checkpoint {run.describe()}"

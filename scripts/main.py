@@ -63,15 +63,14 @@ def main(argv):
         jax.config.update("jax_compilation_cache_dir", cache or None)
     from swin_flax import config, rundir  # noqa: PLC0415 (no TensorFlow yet)
 
-    with cli.friendly_errors():
-        config.validate(FLAGS.config, num_devices=jax.device_count())
-        saved, finished = rundir.inspect(FLAGS.config, FLAGS.workdir)
-        if finished:  # answered without importing TensorFlow or reading data
-            rundir.report_finished(FLAGS.workdir, saved, FLAGS.config.num_epochs)
-            return 0
-        from swin_flax import train  # noqa: PLC0415
+    config.validate(FLAGS.config, num_devices=jax.device_count())
+    saved, finished = rundir.inspect(FLAGS.config, FLAGS.workdir)
+    if finished:  # answered without importing TensorFlow or reading data
+        rundir.report_finished(FLAGS.workdir, saved, FLAGS.config.num_epochs)
+        return 0
+    from swin_flax import train  # noqa: PLC0415
 
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     return 0
 
 

@@ -45,9 +45,8 @@ def main(argv):
     )
     if not images:
         cli.exit_user_error(f"{problems} Give image files (PNG, JPEG or anything Pillow reads).")
-    with cli.friendly_errors():
-        run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
-        predictions = predict.predict_files(run.config, run.members(), images, FLAGS.top_k)
+    run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
+    predictions = predict.predict_files(run.config, run.members(), images, FLAGS.top_k)
     print(f"checkpoint: {run.describe()}")
     print(predict.format_predictions(predictions), flush=True)
     if bad:

@@ -49,12 +49,11 @@ def main(argv):
     check_out(FLAGS.out)
     from swin_flax.config import validate  # noqa: PLC0415
 
-    with cli.friendly_errors():  # a config file that failed to load raises OSError at first use
-        validate(FLAGS.config)  # as scripts/main.py checks it (any device count)
+    validate(FLAGS.config)  # as scripts/main.py checks it (any device count)
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
-    from swin_flax.data import inputs, pipeline, sources, viz  # noqa: PLC0415
+    from swin_flax.data import inputs, mix, pipeline, sources, viz  # noqa: PLC0415
 
     c = FLAGS.config
     images, labels, source = sources.load_or_synthetic(
@@ -84,12 +83,13 @@ def main(argv):
     after = viz.to_uint8(aug["image"].reshape(-1, *aug["image"].shape[2:])[:n], mean, std)
     grid = viz.before_after_grid(before, after, cols=FLAGS.cols, scale=FLAGS.scale)
     Image.fromarray(grid).save(FLAGS.out)
-    target = aug["target"].reshape(-1, aug["target"].shape[-1])
-    lam = float(np.max(target[0]))
+    shown = [f"RandAugment {c.randaugment!r}"] if c.randaugment else []
+    if mix.mix_config(c.mix, 1).enabled:
+        lam = float(np.max(aug["target"].reshape(-1, aug["target"].shape[-1])[0]))
+        shown.append(f"CutMix/Mixup as config.mix (the first image's top label weight {lam:.3f})")
     print(
-        f"wrote {FLAGS.out}: {len(before)} images (rows: plain, then as trained), "
-        f"randaugment={c.randaugment!r}, mix={c.mix.to_dict()}; first target's top weight "
-        f"{lam:.3f}"
+        f"wrote {FLAGS.out}: {len(before)} images (rows: plain, then as trained); "
+        f"{' and '.join(shown) or 'the config augments nothing'}"
     )
 
 

@@ -27,13 +27,8 @@ def main(argv):
     del argv  # parse_flags refused stray arguments
     from swin_flax.config import validate  # noqa: PLC0415
 
-    with cli.friendly_errors():  # a config file that failed to load raises OSError at first use
-        # Checked as scripts/main.py checks it (any device count), all but the RandAugment
-        # string: parsing that imports TensorFlow, and no image is augmented here.
-        config = FLAGS.config.copy_and_resolve_references()
-        with config.unlocked():
-            config.randaugment = ""
-        validate(config)
+    config = FLAGS.config
+    validate(config)  # as scripts/main.py checks it (any device count)
     from swin_flax.models import summary, swin  # noqa: PLC0415 (jax after the checks)
 
     model = swin.create_model(config.model, dtype=config.dtype)

@@ -154,7 +154,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
 
     program = os.path.basename(argv[0])
     argv = [argv[0], *map(_home_expanded, argv[1:])]
-    _exit_if_a_config_file_is_missing(flags.FLAGS, argv)
+    _check_config_files(flags.FLAGS, argv)
     try:
         rest = flags.FLAGS(argv)
     except SystemExit as e:  # absl's --help / --helpshort / --helpfull print the usage, exit 1
@@ -216,10 +216,10 @@ def _home_expanded(arg: str) -> str:
     return f"{name}={os.path.expanduser(value)}"
 
 
-def _exit_if_a_config_file_is_missing(flag_values, argv: list[str]) -> None:
-    """A config flag (ml_collections' DEFINE_config_file) naming a file that does not exist: checked
-    before parsing, since ml_collections defers that failure to the config's first use (or to an
-    override of one of its fields, as an OSError)."""
+def _check_config_files(flag_values, argv: list[str]) -> None:
+    """A config flag (ml_collections' DEFINE_config_file) naming a file that does not exist, or no
+    Python file (a run's config.json): checked before parsing, since ml_collections defers that
+    failure to the config's first use (or to an override of one of its fields, as an OSError)."""
     names = {n for n in flag_values if type(flag_values[n]).__name__ == "_ConfigFlag"}
     for i, arg in enumerate(argv[1:], start=1):
         name, eq, value = arg.lstrip("-").partition("=")
@@ -227,10 +227,14 @@ def _exit_if_a_config_file_is_missing(flag_values, argv: list[str]) -> None:
             continue
         value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
         path = value.split(":", 1)[0]
+        give = "Give a Python file whose get_config() returns the config, e.g. configs/strong.py."
         if path and not os.path.isfile(path):
+            exit_user_error(f"--{name} {path}: no such config file. {give}")
+        if path and not path.endswith(".py"):
             exit_user_error(
-                f"--{name} {path}: no such config file. Give a Python file whose get_config() "
-                "returns the config, e.g. configs/strong.py."
+                f"--{name} {path} is not a Python config file. {give} (A run's config.json and "
+                "config.txt record the settings it ran with: resume a run with the config file and "
+                "overrides that started it.)"
             )
 
 
@@ -281,11 +285,16 @@ class _ShortFormat(py_logging.Formatter):
 
 
 def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None:
-    """absl's app.run with the project's flag parsing; Ctrl-C ends with one line and exit 130."""
+    """absl's app.run with the project's flag parsing and `friendly_errors` around `main`; Ctrl-C
+    ends with one line and exit 130."""
     from absl import app  # noqa: PLC0415
 
+    def guarded(argv: list[str]) -> Any:
+        with friendly_errors():  # a config file that failed to load raises OSError at first use
+            return main(argv)
+
     try:
-        app.run(main, flags_parser=lambda argv: parse_flags(argv, takes_arguments))
+        app.run(guarded, flags_parser=lambda argv: parse_flags(argv, takes_arguments))
     except KeyboardInterrupt as e:
         _exit_interrupted(e)
     finally:  # done, or its error said: Ctrl-C while Python shuts down just ends the process,

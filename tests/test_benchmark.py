@@ -289,6 +289,11 @@ BAD_ARGUMENTS = {
         "config.batch_size: 128 is not divisible by the 3",
     ),
     "input-json": ("benchmark_input.py", ["--json=no/r.json"], "not a file path in a folder"),
+    "input-archive": (
+        "benchmark_input.py",
+        ["--config.dataset=cifar10", "--config.archive=nope.tar.gz"],
+        "archive nope.tar.gz does not exist",
+    ),
     "blocks-stage": ("bench/benchmark_blocks.py", ["--stage=4"], "--stage must be 1, 2 or 3."),
     "blocks-batch": (
         "bench/benchmark_blocks.py",

@@ -139,6 +139,21 @@ def test_a_config_file_that_does_not_load_is_one_paragraph(tmp_path, request, te
     assert "configs/strong.py" in msg
 
 
+def test_a_config_file_that_is_not_python_is_one_paragraph(tmp_path):
+    """A run's config.json given as --config (ml_collections would run it as Python)."""
+    config = tmp_path / "config.json"
+    config.write_text('{"seed": null}\n')
+    out = subprocess.run(
+        [sys.executable, SUMMARY, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    msg = " ".join(out.stderr.split())
+    assert msg.startswith(f"Error: --config {config} is not a Python config file."), msg
+
+
 def test_flag_errors_name_the_config_fields_only_for_config_flags():
     out = subprocess.run(
         [sys.executable, SUMMARY, "--config=configs/demo.py", "--depth=0"],

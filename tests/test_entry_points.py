@@ -242,6 +242,7 @@ def typo_config(tmp_path_factory) -> str:
         (["--config.model.window_size=3"], "window_size=3 does not divide"),
         (["--depth=0"], "flag --depth=0: 0 is not a positive integer"),
         (["--batch_size=-1"], "flag --batch_size=-1: -1 is not a positive integer"),
+        (["--config.randaugment=foo"], "config_str 'foo': must start with 'rand'"),
     ],
     ids=[
         "typo_flag",
@@ -252,6 +253,7 @@ def typo_config(tmp_path_factory) -> str:
         "bad_model",
         "depth",
         "batch_size",
+        "randaugment",
     ],  # fmt: skip
 )
 def test_summary_refuses(args, expected, typo_config, tmp_path):
@@ -295,8 +297,22 @@ def test_show_augmentations_draws_with_the_data_seed(tmp_path):
         (["--out=grid.jpg"], "--out grid.jpg is not a .png file path"),
         (["--config.batch_size=0"], "config.batch_size: must be a positive integer, got 0."),
         (["--config", "TYPO"], "unknown config field(s) config.model.embed_dimm"),
+        (
+            ["--config.dataset=cifar10", "--config.archive=nope.tar.gz"],
+            "archive nope.tar.gz does not exist",
+        ),
     ],
-    ids=["count", "cols", "scale", "epoch", "out_folder", "out_not_png", "config", "typo_in_file"],
+    ids=[
+        "count",
+        "cols",
+        "scale",
+        "epoch",
+        "out_folder",
+        "out_not_png",
+        "config",
+        "typo_in_file",
+        "missing_archive",
+    ],
 )
 def test_show_augmentations_refuses(args, expected, typo_config, tmp_path):
     args = [typo_config if a == "TYPO" else a for a in args]

@@ -330,6 +330,14 @@ def test_sweep_refuses_shape_fields_and_names_bad_values():
             {"schedule": "cosine_step", "learning_rate": 2e-3},
             r"learning_rate=0\.002, schedule=cosine_step",
         ),
+        # Another config file: the settings are counted and the first named, not listed as flags.
+        (
+            1,
+            {"seed": 1, "learning_rate": 2e-3, "warmup_epochs": 1, "b1": 0.8, "batch_size": 64},
+            r"another config: 5 settings differ \(b1, batch_size, learning_rate, seed, "
+            r"\.\.\.; .*config\.txt lists the run's\)\. .*give the config file and overrides it "
+            r"started with, or a new --workdir",
+        ),
     ],
 )
 def test_resuming_with_other_seeds_runs_or_recipe_is_refused(

@@ -129,11 +129,8 @@ def load_or_synthetic(
         except DataError:
             if archive:
                 raise
-            logging.warning(
-                "%s is not available without downloading; using synthetic data.", dataset
-            )
     images, labels = load_split("synthetic", split, synthetic_examples=synthetic_examples)
-    note = "" if dataset == "synthetic" else f" ({dataset} is not available here)"
+    note = "" if dataset == "synthetic" else f" ({dataset} cannot be read here without downloading)"
     return images, labels, describe_source("synthetic") + note
 
 
