@@ -5,7 +5,8 @@
 
 Prints the accuracy, the loss and a per-class accuracy table, and writes into --eval_dir (default
 WORKDIR/eval): per_class.txt, confusion.png (row-normalised confusion matrix), scores.json and
-TensorBoard summaries (the confusion matrix image, the accuracy). --json also writes the scores there.
+TensorBoard summaries (the confusion matrix image, the accuracy); scores.json and per_class.txt name
+the checkpoint scored. --json also writes scores.json there.
 
 A checkpoint of several runs (config.num_runs, config.sweep): every run is scored and so is their
 ensemble (the mean of their softmax probabilities; its loss the cross-entropy of that mean), a table
@@ -18,8 +19,8 @@ from swin_flax import cli  # standard library and absl only
 
 cli.start()
 
-import json  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 
 from absl import flags  # noqa: E402
 
@@ -52,7 +53,9 @@ def main(argv):
 
     # checks the flags, reads no params
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
-    result = evaluate.evaluate_checkpoint(run.config, run.members(), run.choice)
+    scored = {k: run.meta.get(k) for k in ("epoch", "step")}  # what the report files name
+    result = {"checkpoint": str(run.checkpoint), **scored}
+    result.update(evaluate.evaluate_checkpoint(run.config, run.members(), run.choice))
     names = sources.class_names(run.config.dataset)
     print(f"checkpoint: {run.describe()}")
     if run.choice.each_run:
@@ -63,16 +66,11 @@ def main(argv):
     )
     print(evaluate.per_class_table(result["confusion"], names))
     eval_dir = FLAGS.eval_dir or str(run.workdir / "eval")
-    paths = evaluate.write_report(result, names, eval_dir, step=int(run.meta.get("step") or 0))
+    step, title = int(run.meta.get("step") or 0), f"checkpoint: {run.describe()}"
+    paths = evaluate.write_report(result, names, eval_dir, step=step, title=title)
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
     if FLAGS.json:
-        out = {
-            **result,
-            "confusion": result["confusion"].tolist(),
-            "checkpoint": str(run.checkpoint),
-        }
-        with open(FLAGS.json, "w") as f:
-            json.dump(out, f, indent=2)
+        shutil.copyfile(paths["scores"], FLAGS.json)
 
 
 if __name__ == "__main__":

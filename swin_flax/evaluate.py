@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -176,8 +177,16 @@ def resolve_checkpoint(
                 f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ "
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
             )
+        owner = checkpoints.enclosing_run(ckpt)
         if workdir:
-            return _run_folder(workdir), ckpt
+            run = _run_folder(workdir)
+            if owner is not None and os.path.abspath(owner) != os.path.abspath(run):
+                raise CheckpointError(  # its scores would be written as this run's
+                    f"--checkpoint {ckpt} belongs to the run in {owner}, not to --workdir "
+                    f"{workdir}: leave --workdir out (the checkpoint's own run is read), or give "
+                    "a checkpoint of that workdir."
+                )
+            return run, ckpt
         run = ckpt.parent.parent.parent  # WORKDIR/checkpoints/{best,latest}/STEP
         if not (run / "config.json").is_file():
             raise CheckpointError(
@@ -383,8 +392,9 @@ def confusion_image(
 ) -> np.ndarray:
     """The row-normalised confusion matrix as a uint8 RGB heat map [H, W, 3] (white 0 -> dark blue
     1), the grid in the bottom-right corner: "true class" and the class names down the left side,
-    "predicted class" and the names (turned upright) along the top, each cell's percentage written
-    in it. Above 20 classes the cells are small: only every 10th class index is written."""
+    "predicted class" and the names (turned upright) along the top, each cell's percentage (of its
+    true class) written in it. Above 20 classes the cells are small: only every 10th class index
+    is written."""
     from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
 
     confusion = np.asarray(confusion, np.float64)
@@ -420,7 +430,7 @@ def confusion_image(
         if few and confusion[t, p] > 0:
             ink = "white" if f > 0.5 else "black"
             xy = (x + cell / 2, y + cell / 2)
-            draw.text(xy, f"{100 * f:.0f}", fill=ink, font=font, anchor="mm")
+            draw.text(xy, f"{100 * f:.0f}%", fill=ink, font=font, anchor="mm")  # not a count
     centre = lambda i: int(i * cell + cell / 2)
     for i, s in labels.items():
         draw.text((left - pad, top + centre(i)), s, fill="black", font=font, anchor="rm")
@@ -431,11 +441,15 @@ def confusion_image(
 
 
 def write_report(
-    result: Mapping[str, Any], class_names: Sequence[str], out_dir: str | epath.Path, step: int = 0
+    result: Mapping[str, Any],
+    class_names: Sequence[str],
+    out_dir: str | epath.Path,
+    step: int = 0,
+    title: str = "",
 ) -> dict[str, epath.Path]:
-    """Writes the scores of `result` (from `scores`) into `out_dir`: per_class.txt (the table),
-    confusion.png, scores.json, and TensorBoard summaries (the confusion image and the accuracy,
-    at `step`). Returns the paths written."""
+    """Writes the scores of `result` (from `scores`) into `out_dir`: per_class.txt (the table, under
+    `title`: which checkpoint), confusion.png, scores.json, and TensorBoard summaries (the confusion
+    image and the accuracy, at `step`). Returns the paths written."""
     from clu import metric_writers  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
@@ -444,7 +458,9 @@ def write_report(
     confusion = np.asarray(result["confusion"])
     image = confusion_image(confusion, class_names)
     table, png, as_json = out / "per_class.txt", out / "confusion.png", out / "scores.json"
-    table.write_text(per_class_table(confusion, class_names) + "\n")
+    table.write_text(
+        "".join(f"{t}\n" for t in (title, per_class_table(confusion, class_names)) if t)
+    )
     with png.open("wb") as f:
         Image.fromarray(image).save(f, format="PNG")
     plain = {**result, "confusion": confusion.tolist(), "class_names": list(class_names)}

@@ -188,7 +188,14 @@ def _copy(run, tmp_path):
 
 
 def _other_model(run, tmp_path):
+    """A checkpoint copied out of its run, given with the --workdir of a run of another model."""
     make_run(tmp_path / "other", embed_dim=16, record_model=True)
+    shutil.copytree(tmp_path / "other" / "checkpoints" / "best" / "3", tmp_path / "saved" / "3")
+    return str(run), str(tmp_path / "saved" / "3")
+
+
+def _other_run(run, tmp_path):
+    make_run(tmp_path / "other")
     return str(run), str(tmp_path / "other" / "checkpoints" / "best" / "3")
 
 
@@ -248,6 +255,7 @@ WRONG_RUNS = {
         _other_model,
         "was written for another model than",
     ),
+    "checkpoint_of_another_run": (_other_run, "/other, not to --workdir "),
     "config_edited": (_config_edited, "disagree only when one of them was edited"),
     "config_not_json": (_not_json, "is not a config that scripts/main.py wrote"),
     "config_unknown_dataset": (
@@ -499,7 +507,13 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
     assert saved["ensemble"] == NAMES_3 and saved["runs"] == result["runs"]
     assert saved["accuracy"] == result["accuracy"]
     assert saved["confusion"] == result["confusion"].tolist()
-    assert (tmp_path / "eval" / "per_class.txt").is_file()
+    # The report files name the checkpoint they score.
+    best = three_runs[0] / "checkpoints" / "best"
+    assert saved["checkpoint"].startswith(f"{best}/") and saved["step"] == int(
+        saved["checkpoint"].rsplit("/", 1)[1]
+    )
+    table = (tmp_path / "eval" / "per_class.txt").read_text().splitlines()
+    assert table[0] == lines[0] and table[1].startswith("class")
     assert (tmp_path / "eval" / "confusion.png").is_file()
 
 
