@@ -149,7 +149,7 @@ class RunTotals:
 
     sessions: int = 0
     wall_seconds: float = 0.0  # start to stop of each session, summed
-    train_seconds: float = 0.0  # time in training steps (evaluation and checkpoints excluded)
+    train_seconds: float = 0.0  # in training steps, compiles included (not evaluation or saves)
     trained_images: int = 0
 
     def plus(self, wall: float = 0.0, train: float = 0.0, images: int = 0) -> RunTotals:
@@ -245,8 +245,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if "sessions" in summary:
         runs_each = f" x {summary['num_runs']} runs" if "runs" in summary else ""
         lines.append(
-            f"trained {duration(summary['train_seconds'])} at {summary['train_images_per_sec']:.0f} "
-            f"images/s{runs_each}, {duration(summary['total_seconds'])} in all over "
+            f"trained {duration(summary['train_seconds'])} (compiles included) at "
+            f"{summary['train_images_per_sec']:.0f} images/s{runs_each}, "
+            f"{duration(summary['total_seconds'])} in all over "
             f"{count(summary['sessions'], 'session')}"
         )
     lines.append(f"checkpoints in {summary['checkpoints']} (best/ and latest/)")

@@ -82,7 +82,7 @@ def summary(
     """summary.json's figures of several runs: every run's best and final test accuracy, their
     spread and, for a sweep, the spread over seeds at each swept value (read from the run names)."""
     per_run = [
-        {"name": n, "best_accuracy": b, "best_epoch": e, "final_accuracy": a}
+        {"name": n, "best_test_accuracy": b, "best_epoch": e, "final_test_accuracy": a}
         for n, b, e, a in zip(names, best, best_epoch, final)
     ]
     out: dict[str, Any] = {

@@ -67,7 +67,9 @@ def test_summary_from_a_record_covers_every_session():
     assert summary["final_test_accuracy"] == 0.75 and summary["epochs"] == 4
     lines = rundir.summary_lines(summary)
     assert lines[0] == "best test accuracy 0.5000 at epoch 1; final 0.7500 after 4 epochs"
-    assert lines[1] == "trained 1m20s at 50 images/s, 1m40s in all over 3 sessions"
+    assert (
+        lines[1] == "trained 1m20s (compiles included) at 50 images/s, 1m40s in all over 3 sessions"
+    )
     # A record from before sessions were counted: no totals line, no error.
     assert len(rundir.summary_lines(rundir.run_summary(record(epoch=1, step=4), "/w"))) == 2
 

@@ -208,7 +208,7 @@ def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive,
         )
         row = result["runs"][k]
         assert row["name"] == names[k]
-        assert abs(row["final_accuracy"] - alone["final_test_accuracy"]) <= 1.01 / N_TEST
+        assert abs(row["final_test_accuracy"] - alone["final_test_accuracy"]) <= 1.01 / N_TEST
     assert summary.count_params(many_state["params"]) == 4 * summary.count_params(state["params"])
     _check_tensorboard(tmp_path / "many", names)
 
