@@ -351,21 +351,9 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
                 writers.spread_plot(step, progress.history)
             stopping = epoch < config.num_epochs and stop.requested()
             meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
-            save_latest = (
-                epoch % config.checkpoint_every_epochs == 0
-                or epoch == config.num_epochs
-                or stopping
+            best_params = _save_epoch(
+                config, ckpts, state, epoch, step, meta, improved, best_params, stopping
             )
-            if save_latest or improved.any():
-                host_state = _finite_host_state(state, epoch - 1, ckpts)
-            # best/ first: the writes complete in order, so a record in latest/ never names a
-            # best checkpoint that a kill left unwritten (best/ ahead of latest/ is resumed).
-            if improved.any():
-                best_params = _merge_best(best_params, host_state["params"], improved)
-                best = checkpoints.as_dtype(best_params, config.best_params_dtype)
-                ckpts.save("best", step, {"params": best}, meta)
-            if save_latest:
-                ckpts.save("latest", step, host_state, meta)
             if stopping:
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             ticker.between_epochs = time.time() - t_steps_done
@@ -393,6 +381,26 @@ def _best_params(ckpts: checkpoints.Checkpoints, num_runs: int, resuming: bool) 
     """Several runs keep each run's best params in one stack: when resuming, the stack saved."""
     saved = ckpts.restore("best", None) if num_runs > 1 and resuming else None
     return None if saved is None else checkpoints.as_dtype(saved[0]["params"], np.float32)
+
+
+def _save_epoch(
+    config, ckpts, state, epoch: int, step: int, meta, improved: np.ndarray, best_params, stopping
+) -> Any:
+    """The checkpoints of the epoch just done (`epoch` counted from 1): best/ where a run improved,
+    latest/ every checkpoint_every_epochs epochs, after the last one and before a stop. best/
+    first: the writes complete in order, so a record in latest/ never names a best checkpoint that
+    a kill left unwritten (best/ ahead of latest/ is resumed). Returns the best params kept."""
+    latest = epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs or stopping
+    if not (latest or improved.any()):
+        return best_params
+    host_state = _finite_host_state(state, epoch - 1, ckpts)
+    if improved.any():
+        best_params = _merge_best(best_params, host_state["params"], improved)
+        best = checkpoints.as_dtype(best_params, config.best_params_dtype)
+        ckpts.save("best", step, {"params": best}, meta)
+    if latest:
+        ckpts.save("latest", step, host_state, meta)
+    return best_params
 
 
 def _merge_best(best: Any, params: Any, improved: np.ndarray) -> Any:
