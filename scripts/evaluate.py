@@ -53,8 +53,8 @@ def main(argv):
 
     # checks the flags, reads no params
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
-    scored = {k: run.meta.get(k) for k in ("epoch", "step")}  # what the report files name
-    result = {"checkpoint": str(run.checkpoint), **scored}
+    # What the report files name: the step folder, and its line (the epoch of each run used).
+    result = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe()}
     result.update(evaluate.evaluate_checkpoint(run.config, run.members(), run.choice))
     names = sources.class_names(run.config.dataset)
     print(f"checkpoint: {run.describe()}")
@@ -69,7 +69,7 @@ def main(argv):
     step, title = int(run.meta.get("step") or 0), f"checkpoint: {run.describe()}"
     paths = evaluate.write_report(result, names, eval_dir, step=step, title=title)
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
-    if FLAGS.json:
+    if FLAGS.json and os.path.realpath(FLAGS.json) != os.path.realpath(paths["scores"]):
         shutil.copyfile(paths["scores"], FLAGS.json)
 
 

@@ -322,8 +322,8 @@ def friendly_errors() -> Iterator[None]:
             f"{where} memory ran out ({str(e).splitlines()[0]}). Make the work smaller: fewer runs "
             "in one process (--config.num_runs, --config.sweep), a smaller --config.batch_size or "
             "--config.eval_batch_size, a smaller model or image size, --config.remat=full or "
-            "--config.dtype=bfloat16. Checkpoints written so far are intact: the same command "
-            "resumes from the latest.",
+            "--config.dtype=bfloat16. A training run's checkpoints written so far are intact: the "
+            "same command resumes from the latest.",
             errors.EXIT_OUT_OF_MEMORY,
         )
 

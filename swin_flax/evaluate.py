@@ -177,10 +177,14 @@ def resolve_checkpoint(
                 f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ "
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
             )
-        owner = checkpoints.enclosing_run(ckpt)
+        owner = checkpoints.enclosing_run(ckpt)  # a run's when it holds a config.json
         if workdir:
             run = _run_folder(workdir)
-            if owner is not None and os.path.abspath(owner) != os.path.abspath(run):
+            if (
+                owner is not None
+                and (owner / "config.json").is_file()
+                and os.path.realpath(owner) != os.path.realpath(run)
+            ):
                 raise CheckpointError(  # its scores would be written as this run's
                     f"--checkpoint {ckpt} belongs to the run in {owner}, not to --workdir "
                     f"{workdir}: leave --workdir out (the checkpoint's own run is read), or give "

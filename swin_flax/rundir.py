@@ -102,12 +102,13 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
             return shlex.quote(f"({','.join(map(repr, v))}{',' if len(v) == 1 else ''})")
         return shlex.quote(v) if isinstance(v, str) else repr(v)
 
-    if len(diffs) > 4:  # another config file altogether: listing each flag would not help
+    if len(diffs) > 6:  # another config file, likely: a line of flags would not help
         raise ConfigError(
-            f"--workdir {workdir} holds a run that started with another config: {len(diffs)} "
-            f"settings differ ({', '.join(diffs[:4])}, ...; {workdir / 'config.txt'} lists the "
-            "run's). A resumed run continues the run it started: give the config file and "
-            "overrides it started with, or a new --workdir to start afresh."
+            f"--workdir {workdir} holds a run that started with other settings than this "
+            f"config's: {len(diffs)} differ ({', '.join(diffs[:4])}, ...; "
+            f"{workdir / 'config.txt'} lists the run's). A resumed run continues the run it "
+            "started: give the config file and overrides it started with, or a new --workdir to "
+            "start afresh."
         )
     ours = ", ".join(f"{k}={text(now[k])}" for k in diffs)
     flags = " ".join(f"--config.{k}={text(started[k])}" for k in diffs if started[k] is not None)

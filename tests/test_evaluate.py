@@ -494,8 +494,9 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
     every run's figures in scores.json."""
     result = _score_stack(three_runs[0])
     out = run_script(
-        "evaluate.py", "--workdir", str(three_runs[0]), "--eval_dir", "eval", cwd=tmp_path
-    )
+        "evaluate.py", "--workdir", str(three_runs[0]), "--eval_dir", "eval", "--json", "s.json",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert lines[0].endswith(
@@ -508,10 +509,9 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
     assert saved["accuracy"] == result["accuracy"]
     assert saved["confusion"] == result["confusion"].tolist()
     # The report files name the checkpoint they score.
-    best = three_runs[0] / "checkpoints" / "best"
-    assert saved["checkpoint"].startswith(f"{best}/") and saved["step"] == int(
-        saved["checkpoint"].rsplit("/", 1)[1]
-    )
+    assert saved["checkpoint"].startswith(f"{three_runs[0] / 'checkpoints' / 'best'}/")
+    assert lines[0] == f"checkpoint: {saved['checkpoint_line']}"  # each run's best epoch
+    assert json.loads((tmp_path / "s.json").read_text()) == saved  # --json: the same scores
     table = (tmp_path / "eval" / "per_class.txt").read_text().splitlines()
     assert table[0] == lines[0] and table[1].startswith("class")
     assert (tmp_path / "eval" / "confusion.png").is_file()

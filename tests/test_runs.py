@@ -330,13 +330,15 @@ def test_sweep_refuses_shape_fields_and_names_bad_values():
             {"schedule": "cosine_step", "learning_rate": 2e-3},
             r"learning_rate=0\.002, schedule=cosine_step",
         ),
-        # Another config file: the settings are counted and the first named, not listed as flags.
+        # Another config file, likely: the settings are counted and the first named, not listed
+        # as flags.
         (
             1,
-            {"seed": 1, "learning_rate": 2e-3, "warmup_epochs": 1, "b1": 0.8, "batch_size": 64},
-            r"another config: 5 settings differ \(b1, batch_size, learning_rate, seed, "
-            r"\.\.\.; .*config\.txt lists the run's\)\. .*give the config file and overrides it "
-            r"started with, or a new --workdir",
+            dict(
+                seed=1, learning_rate=2e-3, warmup_epochs=1, b1=0.8, batch_size=64, b2=0.9, eps=1e-6
+            ),
+            r"this config's: 7 differ \(b1, b2, batch_size, eps, \.\.\.; .*config\.txt lists the "
+            r"run's\)\. .*give the config file and overrides it started with, or a new --workdir",
         ),
     ],
 )
