@@ -67,9 +67,17 @@ def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -
         fit["schedule"] = "cosine_step"
     flags = " ".join(f"--config.{k}={v}" for k, v in fit.items() if v != config[k])
     last, where = stop
+    cosine = config.cosine_epochs
+    end = warmup + cosine if config.warmup_prefix else max(warmup, cosine)
+    why = (
+        f"the schedule is laid out for {warmup} warmup + {cosine} cosine epochs and this run "
+        f"trains {n}"
+        if end > n
+        else f"the schedule's rate changes once an epoch (cosine_epoch), and its cosine has "
+        f"{cosine} epoch{'s' * (cosine != 1)}"  # covered by the run, but in too few steps
+    )
     return (
-        f"the schedule is laid out for {warmup} warmup + {config.cosine_epochs} cosine epochs and "
-        f"this run trains {n}: its last step's learning rate is {last:.3g} ({where}; "
+        f"{why}: its last step's learning rate is {last:.3g} ({where}; "
         f"learning_rate {config.learning_rate:g}, lr_min {config.lr_min:g}). To fit the schedule "
         f"to {n} epoch{'s' * (n != 1)}: {flags}."
     )

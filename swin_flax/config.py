@@ -222,7 +222,7 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     _require(
         not (c.dataset == "synthetic" and c.archive),
         "archive",
-        f"{c.archive!r} is set but dataset='synthetic' reads no files: unset --config.archive, or "
+        f"{c.archive!r} is set but dataset='synthetic' reads no files: unset it (--config.archive=), or "
         "set --config.dataset to 'cifar10' or 'cifar100' to read the archive.",
     )
     positive = (

@@ -243,8 +243,8 @@ def read_pretrained(
         raise ConfigError(
             f"config.pretrained: {path} does not exist. Download a Swin checkpoint on a machine "
             "with internet (e.g. https://github.com/SwinTransformer/storage/releases/download/"
-            "v1.0.0/swin_tiny_patch4_window7_224.pth) and pass its path, or unset it to train "
-            "from scratch."
+            "v1.0.0/swin_tiny_patch4_window7_224.pth) and pass its path, or unset it "
+            "(--config.pretrained=) to train from scratch."
         )
     name, state = _read(path, None, weights_only=True)
     shapes = param_shapes(model.clone(scan_blocks=False, remat="none"))

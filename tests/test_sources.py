@@ -196,7 +196,10 @@ def test_cifar100_fine_labels(tmp_path, writer):
 def test_wrong_dataset_for_archive_says_which(tmp_path):
     train, test = make_data(12, 5, 100, seed=5)
     write_cifar100_python(tmp_path / "c100.tar.gz", train, test)
-    with pytest.raises(sources.DataError, match="cifar-100-python.*--config.dataset=cifar100"):
+    with pytest.raises(  # both flags that read it: its name and its class count
+        sources.DataError,
+        match="cifar-100-python.*--config.dataset=cifar100 --config.model.num_classes=100\\.$",
+    ):
         sources.load_split("cifar10", "train", archive=str(tmp_path / "c100.tar.gz"))
 
 

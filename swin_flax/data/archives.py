@@ -112,7 +112,8 @@ def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, st
     for layout in _LAYOUTS[other]:
         if any(set(layout.train) <= found for found in folders.values()):
             raise DataError(
-                f"{path} holds {layout.name} but dataset={dataset!r}: set --config.dataset={other}."
+                f"{path} holds {layout.name} but dataset={dataset!r}: set --config.dataset={other} "
+                f"--config.model.num_classes={NUM_CLASSES[other]}."
             )
     expected = ", ".join(
         f"{lo.folder}/{{{','.join(lo.train + lo.test)}}}" for lo in _LAYOUTS[dataset]
