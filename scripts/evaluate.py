@@ -12,7 +12,7 @@ A checkpoint of several runs (config.num_runs, config.sweep): every run is score
 ensemble (the mean of their softmax probabilities; its loss the cross-entropy of that mean), a table
 shows each run's accuracy and loss and the ensemble's, and the report is the ensemble's (scores.json
 holds every run's figures too). --run K scores run K alone (its index or name) as a single run's
-checkpoint is scored; --ensemble the ensemble only.
+checkpoint is scored, its report in WORKDIR/eval/<its name>/; --ensemble the ensemble only.
 """
 
 from swin_flax import cli  # standard library and absl only
@@ -66,6 +66,8 @@ def main(argv):
     )
     print(evaluate.per_class_table(result["confusion"], names))
     eval_dir = FLAGS.eval_dir or str(run.workdir / "eval")
+    if not FLAGS.eval_dir and len(run.choice.indices) == 1:  # one run of several: its own folder
+        eval_dir = os.path.join(eval_dir, run.choice.names[run.choice.indices[0]])
     step, title = int(run.meta.get("step") or 0), f"checkpoint: {run.describe()}"
     paths = evaluate.write_report(result, names, eval_dir, step=step, title=title)
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")

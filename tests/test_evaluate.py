@@ -518,6 +518,18 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
 
 
 @pytest.mark.slow  # scripts/evaluate.py as a subprocess
+def test_cli_reports_one_run_of_several_in_a_folder_of_its_own(three_runs, single_scores, tmp_path):
+    """--run: the run's report in WORKDIR/eval/<its name>/, beside (not over) the ensemble's."""
+    run = tmp_path / "run"
+    shutil.copytree(three_runs[0], run)
+    out = run_script("evaluate.py", "--workdir", str(run), "--run", "seed=1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    saved = json.loads((run / "eval" / "seed=1" / "scores.json").read_text())
+    assert saved["accuracy"] == single_scores[1][0]["accuracy"]
+    assert not (run / "eval" / "scores.json").exists()
+
+
+@pytest.mark.slow  # scripts/evaluate.py as a subprocess
 @pytest.mark.parametrize(
     "which, args, expected",
     [
