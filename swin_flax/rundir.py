@@ -230,14 +230,18 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     best, final = summary["best_test_accuracy"], summary.get("final_test_accuracy")
     epochs = count(summary["epochs"], "epoch")
     if "runs" in summary:  # several runs: the spread over runs (and over seeds at each value)
+        points = summary.get("sweep", {})
+        seeds = summary["num_runs"] // max(len(points), 1)  # per sweep point
+        what = " (one per swept value)" if points and seeds == 1 else ""
         lines = [
-            f"{summary['num_runs']} runs: best test accuracy {runs.spread_text(best)}",
+            f"{summary['num_runs']} runs{what}: best test accuracy {runs.spread_text(best)}",
             f"final test accuracy {runs.spread_text(final)} after {epochs}",
         ]
-        for value, figures in summary.get("sweep", {}).items():
+        text = runs.spread_text if seeds > 1 else lambda s: f"{s['mean']:.4f}"  # one seed: its own
+        for value, figures in points.items():
             lines.append(
-                f"  {value}: best {runs.spread_text(figures['best_test_accuracy'])}, final "
-                f"{runs.spread_text(figures['final_test_accuracy'])}"
+                f"  {value}: best {text(figures['best_test_accuracy'])}, final "
+                f"{text(figures['final_test_accuracy'])}"
             )
     else:
         lines = [f"best test accuracy {best:.4f} at epoch {summary['best_epoch']}"]

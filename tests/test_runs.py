@@ -93,6 +93,22 @@ def test_spread_summary_and_sweep_points():
     assert out["sweep"]["lr=2"]["best_test_accuracy"]["mean"] == pytest.approx(0.6)
     assert out["sweep"]["lr=1"]["final_test_accuracy"]["max"] == pytest.approx(0.2)
     assert "sweep" not in runs.summary(["seed=0", "seed=1"], values[:2], [1, 2], [0.1, 0.2])
+    # Printed: each point's spread over its seeds; with one seed a point's own figures.
+    where = {"checkpoints": "/w", "epochs": 4, "steps": 8}
+    lines = rundir.summary_lines({**out, **where})
+    assert lines[0].startswith("4 runs: best test accuracy 0.6000 ± ")
+    assert (
+        lines[2] == "  lr=1: best 0.6000 ± 0.1000 (min 0.5000, max 0.7000), final 0.1500 ± 0.0500 "
+        "(min 0.1000, max 0.2000)"
+    )
+    one_seed = runs.summary(["lr=1", "lr=2"], [0.5, 0.7], [1, 2], [0.1, 0.2])
+    lines = rundir.summary_lines({**one_seed, **where})
+    assert lines[0].startswith("2 runs (one per swept value): best test accuracy 0.6000 ± ")
+    assert lines[2:] == [
+        "  lr=1: best 0.5000, final 0.1000",
+        "  lr=2: best 0.7000, final 0.2000",
+        "checkpoints in /w (best/ and latest/)",
+    ]
 
 
 def test_a_short_sweep_is_warned_of_in_a_run_s_own_learning_rate(monkeypatch):
