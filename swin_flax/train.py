@@ -113,10 +113,23 @@ def evaluate_params(
     return _summary_values(total, num_runs)
 
 
-def _partial_record(metrics, seconds: float, images: int) -> dict[str, Any]:
-    """The unfinished epoch's train metrics and time, as JSON, kept with a mid-epoch checkpoint."""
-    plain = jax.tree.map(lambda x: np.asarray(x).tolist(), serialization.to_state_dict(metrics))
-    return {"metrics": plain, "seconds": seconds, "images": images}
+def _as_json(metrics) -> Any:
+    return jax.tree.map(lambda x: np.asarray(x).tolist(), serialization.to_state_dict(metrics))
+
+
+def _from_json(template, plain: Any):
+    """Metrics saved by `_as_json`, in the structure and dtypes of `template` (exact: float32
+    values survive the round trip through Python floats)."""
+    state = serialization.to_state_dict(template)
+    cast = jax.tree.map(lambda t, v: np.asarray(v, np.asarray(t).dtype), state, plain)
+    return serialization.from_state_dict(template, cast)
+
+
+def _partial_record(metrics, seconds: float, images: int, window) -> dict[str, Any]:
+    """The unfinished epoch's train metrics and time, and the steps since its last
+    train_loss_step point (`window`), as JSON, kept with a mid-epoch checkpoint."""
+    window = None if window is None else _as_json(window)
+    return {"metrics": _as_json(metrics), "seconds": seconds, "images": images, "window": window}
 
 
 def _with_partial(metrics, seconds: float, images: int, partial: dict[str, Any] | None):
@@ -124,11 +137,7 @@ def _with_partial(metrics, seconds: float, images: int, partial: dict[str, Any] 
     before a stop in it (`partial`, from the checkpoint's record), so the epoch's figures are whole."""
     if partial is None:
         return metrics, seconds, images
-    template = serialization.to_state_dict(metrics)
-    saved = jax.tree.map(
-        lambda t, v: np.asarray(v, np.asarray(t).dtype), template, partial["metrics"]
-    )
-    merged = serialization.from_state_dict(metrics, saved).merge(metrics)
+    merged = _from_json(metrics, partial["metrics"]).merge(metrics)
     return merged, seconds + partial["seconds"], images + partial["images"]
 
 
@@ -313,9 +322,11 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     with stop, contextlib.closing(ckpts), contextlib.closing(writers):
         while epoch < config.num_epochs:
             t_epoch, before = time.time(), step
-            state, train_metrics, step, (seconds, done) = train_epoch(
-                config, state, p_train_step, batches, dropout_keys, step, epoch, per_epoch, **loop
-            )
+            window = (progress.partial_epoch or {}).get("window")  # a stop's open window
+            state, train_metrics, step, (seconds, done), window = train_epoch(
+                config, state, p_train_step, batches, dropout_keys, step, epoch, per_epoch,
+                window=window, **loop,
+            )  # fmt: skip
             progress.totals = progress.totals.plus(  # every step, the compile too
                 train=time.time() - t_epoch,
                 images=(step - before) * config.batch_size,
@@ -327,7 +338,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
             )
             train = _check_finite(train_metrics, epoch, ckpts, run_set.names)
             if step % per_epoch:  # stopped within the epoch: keep its part, save and stop
-                progress.partial_epoch = _partial_record(train_metrics, seconds, images)
+                progress.partial_epoch = _partial_record(train_metrics, seconds, images, window)
                 meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
                 ckpts.save("latest", step, _finite_host_state(state, epoch, ckpts), meta)
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
@@ -429,11 +440,14 @@ def train_epoch(
     names: list[str],
     profile: periodic_actions.Profile | None,
     lr_fns: list,
+    window: Any = None,
 ):
     """Trains from global step `step` to the end of `epoch` (or a requested stop); returns (state, the
     merged train metrics, the step reached, (seconds, steps) timed: the session's first step, which
-    compiles, left out when others follow). Logs the compile and a progress line every 30 s, and
-    writes the train loss (a NaN: TrainingDiverged) and the learning rate every log_every_steps."""
+    compiles, left out when others follow, the steps since the last train_loss_step point). Logs
+    the compile and a progress line every 30 s, and writes the train loss (a NaN:
+    TrainingDiverged) and the learning rate every log_every_steps. `window`: the steps a stop in
+    this epoch left since its last point (their metrics as JSON), which the first one joins."""
     end = (epoch + 1) * steps_per_epoch
     metrics = loss_window = None
     t_timed, first_timed = time.time(), step
@@ -452,6 +466,8 @@ def train_epoch(
         if profile is not None:
             profile(step)
         metrics = m if metrics is None else metrics.merge(m)
+        if window is not None:  # what the stopped session trained since its last point
+            loss_window, window = _from_json(m, window), None
         loss_window = m if loss_window is None else loss_window.merge(m)
         rate = ticker(step) if jax.process_index() == 0 else None
         if rate is not None and step < end:  # the epoch's own figure is written at its end
@@ -465,7 +481,7 @@ def train_epoch(
         if step < end and stop.requested(step):  # at an epoch's end: evaluate first
             break
     jax.block_until_ready(metrics)  # the time counts the last steps on the device
-    return state, metrics, step, (time.time() - t_timed, step - first_timed)
+    return state, metrics, step, (time.time() - t_timed, step - first_timed), loss_window
 
 
 def _learning_rates(lr_fns: list, step: int) -> np.ndarray:
