@@ -17,6 +17,7 @@ from swin_flax import cli  # standard library and absl only
 
 cli.start()
 
+import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
@@ -80,20 +81,28 @@ def time_epoch(ds, num_images_per_batch: int, max_batches: int | None = None) ->
     next(it)
     t1 = time.perf_counter()
     n = 1
-    for _ in it:
+    for _ in it if max_batches is None else itertools.islice(it, max_batches - 1):
         n += 1
-        if max_batches is not None and n >= max_batches:
-            break
     t2 = time.perf_counter()
     images = n * num_images_per_batch
     return {
         "batches": n,
         "images": images,
-        "seconds": round(t2 - t0, 3),
+        "seconds": t2 - t0,
         "images_per_s": round(images / (t2 - t0)),
-        "first_batch_s": round(t1 - t0, 3),
+        "first_batch_s": t1 - t0,
         "steady_images_per_s": round((n - 1) * num_images_per_batch / (t2 - t1)) if n > 1 else None,
     }
+
+
+def _rates(r: dict) -> str:
+    """'N images in S s = R images/s (first batch F s, then T images/s)' of a time_epoch result."""
+    then = r["steady_images_per_s"]
+    then = "" if then is None else f", then {then:,} images/s"
+    return (
+        f"{r['images']} images in {r['seconds']:.2f} s = {r['images_per_s']:,} images/s (first "
+        f"batch {r['first_batch_s']:.2f} s{then})"
+    )
 
 
 def main(argv):
@@ -137,23 +146,16 @@ def main(argv):
         ds = pipeline.train_dataset(train_x, train_y, epoch=epoch, **common)
         build = time.perf_counter() - t  # the first also traces the transform (once a process)
         r = time_epoch(ds, config.batch_size)
-        r.update(epoch=epoch, build_s=round(build, 3))
+        r.update(epoch=epoch, build_s=build)
         train_runs.append(r)
-        print(
-            f"train, dataset per epoch, epoch {epoch}: built in {build:.2f} s, {r['images']} "
-            f"images in {r['seconds']:.2f} s = {r['images_per_s']:,} images/s (first batch "
-            f"{r['first_batch_s']:.2f} s, then {r['steady_images_per_s']:,} images/s)"
-        )
+        print(f"train, dataset per epoch, epoch {epoch}: built in {build:.2f} s, {_rates(r)}")
     # 2. One dataset for all the epochs (num_epochs): that cost is paid once.
     ds = pipeline.train_dataset(
         train_x, train_y, epoch=0, num_epochs=math.ceil(epochs_worth), **common
     )
     joined = time_epoch(ds, config.batch_size, max(1, round(epochs_worth * steps)))
-    print(
-        f"train, one dataset for {epochs_worth:g} epochs: {joined['images']} images in "
-        f"{joined['seconds']:.2f} s = {joined['images_per_s']:,} images/s (first batch "
-        f"{joined['first_batch_s']:.2f} s, then {joined['steady_images_per_s']:,} images/s)"
-    )
+    epochs_text = f"{epochs_worth:g} epoch{'s' * (epochs_worth != 1)}"
+    print(f"train, one dataset for {epochs_text}: {_rates(joined)}")
     total_images = sum(r["images"] for r in train_runs)
     total_s = sum(r["seconds"] for r in train_runs)
     ds = pipeline.eval_dataset(

@@ -6,7 +6,7 @@
 Prints the accuracy, the loss and a per-class accuracy table, and writes into --eval_dir (default
 WORKDIR/eval): per_class.txt, confusion.png (row-normalised confusion matrix), scores.json and
 TensorBoard summaries (the confusion matrix image, the accuracy); scores.json and per_class.txt name
-the checkpoint scored. --json also writes scores.json there.
+the checkpoint scored. --json PATH writes a copy of scores.json to PATH.
 
 A checkpoint of several runs (config.num_runs, config.sweep): every run is scored and so is their
 ensemble (the mean of their softmax probabilities; its loss the cross-entropy of that mean), a table
@@ -70,9 +70,9 @@ def main(argv):
         eval_dir = os.path.join(eval_dir, run.choice.names[run.choice.indices[0]])
     step, title = int(run.meta.get("step") or 0), f"checkpoint: {run.describe()}"
     paths = evaluate.write_report(result, names, eval_dir, step=step, title=title)
-    print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
     if FLAGS.json and os.path.realpath(FLAGS.json) != os.path.realpath(paths["scores"]):
-        shutil.copyfile(paths["scores"], FLAGS.json)
+        paths["json"] = shutil.copyfile(paths["scores"], FLAGS.json)
+    print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
 
 
 if __name__ == "__main__":

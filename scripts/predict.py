@@ -27,7 +27,9 @@ flags.DEFINE_string(
     "run", None, "Of a checkpoint of several runs: predict with this one (its index or name)."
 )
 flags.DEFINE_bool(
-    "ensemble", False, "Of a checkpoint of several runs: predict with their ensemble (the default)."
+    "ensemble",
+    False,
+    "Of a checkpoint of several runs: predict with their ensemble, as without --run.",
 )
 
 

@@ -171,6 +171,12 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         if not isinstance(e, flags.Error | AttributeError | KeyError | TypeError | ValueError):
             raise
         message = str(e)
+        if missing := re.match(r"flag --(\w+)=None: Flag --\1 must have a value", message):
+            name = missing[1]  # a required flag left out
+            exit_user_error(
+                f"--{name} is missing: {flags.FLAGS[name].help} See `{program} --helpshort` for "
+                "the flags."
+            )
         if "Traceback (most recent call last)" in message:  # ml_collections quotes a whole one
             head, _, trace = message.partition("Traceback (most recent call last)")
             message = head + trace.strip().splitlines()[-1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,11 +35,12 @@ class Prediction:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> uint8 [H, W, 3] RGB; a 16-bit grey one scaled to 8 bits (Pillow's RGB
-    conversion would clip it at 255). A path that is missing raises FileNotFoundError; one that is
-    a folder, not an image Pillow can decode (or not readable), or a 32-bit one, whose range is
-    unknown, raises DataError."""
-    from PIL import Image  # noqa: PLC0415
+    """An image file -> uint8 [H, W, 3] RGB, upright as viewers show it (a photo's EXIF
+    orientation applied); a 16-bit grey one scaled to 8 bits (Pillow's RGB conversion would clip
+    it at 255). A path that is missing raises FileNotFoundError; one that is a folder, not an image
+    Pillow can decode (or not readable), or a 32-bit one, whose range is unknown, raises DataError.
+    Pillow's warning about very large images is not shown: the user chose the file."""
+    from PIL import Image, ImageOps  # noqa: PLC0415
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -46,7 +48,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if os.path.isdir(path):
         raise sources.DataError(f"image {path} is a folder, not an image file.")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings(), Image.open(path) as opened:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = ImageOps.exif_transpose(opened)
             if img.mode in ("I", "F"):
                 kind = "integer" if img.mode == "I" else "floating-point"
                 raise sources.DataError(
@@ -57,6 +61,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 grey = (np.asarray(img, np.uint32) * 255 + 32767) // 65535  # rounded to 8 bits
                 return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
             return np.asarray(img.convert("RGB"), np.uint8)
+    except sources.DataError:
+        raise
     except (OSError, ValueError, Image.DecompressionBombError) as e:  # "cannot identify image file"
         raise sources.DataError(
             f"image {path} cannot be read as an image ({type(e).__name__}: {e})."

@@ -139,6 +139,13 @@ def test_a_config_file_that_does_not_load_is_one_paragraph(tmp_path, request, te
     assert "configs/strong.py" in msg
 
 
+def test_a_required_flag_left_out_is_named_with_its_help():
+    out = subprocess.run([sys.executable, SUMMARY], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    msg = " ".join(out.stderr.split())
+    assert msg.startswith("Error: --config is missing: Path to a config file, e.g. configs/"), msg
+
+
 def test_a_config_file_that_is_not_python_is_one_paragraph(tmp_path):
     """A run's config.json given as --config (ml_collections would run it as Python)."""
     config = tmp_path / "config.json"

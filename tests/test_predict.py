@@ -133,8 +133,20 @@ def test_a_16_bit_grey_image_is_scaled_and_a_32_bit_one_refused(tmp_path):
     Image.fromarray(np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)).save(tmp_path / "f.tiff")
     Image.fromarray(np.arange(16, dtype=np.int32).reshape(4, 4)).save(tmp_path / "i.tiff")
     for name, kind in (("f.tiff", "floating-point"), ("i.tiff", "integer")):
-        with pytest.raises(sources.DataError, match=f"holds 32-bit {kind} values"):
-            predict.load_image(tmp_path / name)
+        with pytest.raises(sources.DataError, match=rf"^image \S+ holds 32-bit {kind} values"):
+            predict.load_image(tmp_path / name)  # said once, not wrapped in a second message
+
+
+def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path):
+    """EXIF orientation 6 (the camera turned: viewers rotate the stored pixels 90 degrees
+    clockwise): the image read is the stored one rotated clockwise, as numpy's rot90(k=-1)."""
+    stored = np.zeros((20, 60, 3), np.uint8)
+    stored[:, :10] = 255  # a white band on the left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
+    got = predict.load_image(tmp_path / "photo.png")
+    np.testing.assert_array_equal(got, np.rot90(stored, k=-1))  # 60 x 20, the band on top
 
 
 def test_top_k_and_bad_input(tmp_path):
