@@ -81,6 +81,7 @@ class _StopFlag:
 
 
 def _saved_part(state: steps.TrainState) -> dict[str, Any]:
+    """What a checkpoint holds of the train state (not its functions: apply_fn, tx)."""
     return {"params": state.params, "opt_state": state.opt_state, "step": state.step}
 
 
@@ -114,6 +115,7 @@ def evaluate_params(
 
 
 def _as_json(metrics) -> Any:
+    """A metrics collection's state as JSON-able lists (for a checkpoint's record)."""
     return jax.tree.map(lambda x: np.asarray(x).tolist(), serialization.to_state_dict(metrics))
 
 
