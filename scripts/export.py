@@ -69,6 +69,36 @@ def main(argv):
         f"wrote {FLAGS.out}: {FLAGS.layout} layout, {len(state)} tensors, "
         f"checkpoint {run.describe()}"
     )
+    print(f"load it with strict=True into {constructor(model, FLAGS.layout)}")
+
+
+# The official arguments a state_dict's shapes depend on (the dropout rates do not).
+SHAPE_ARGUMENTS = (
+    "img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depths", "num_heads",
+    "window_size", "mlp_ratio", "qkv_bias",
+)  # fmt: skip
+
+
+def constructor(model, layout: str) -> str:
+    """The PyTorch model an export of `model` loads into: the official SwinTransformer with its
+    arguments (ape and patch_norm when not the defaults), or timm's, which clamps the window to a
+    smaller grid as the official code does only with always_partition=False and builds its masks
+    for img_size once (as the official code) with strict_img_size=True."""
+    from swin_flax.models import plan  # noqa: PLC0415
+
+    given = model.official_arguments()
+    args = {k: given[k] for k in SHAPE_ARGUMENTS}
+    if layout == "official":
+        name, source = (
+            "SwinTransformer",
+            " (microsoft/Swin-Transformer, models/swin_transformer.py)",
+        )
+        kept = ("ape", "patch_norm")  # only when not the defaults
+        args |= {k: given[k] for k in kept if given[k] != plan.OFFICIAL_DEFAULTS[k]}
+    else:
+        name, source = "timm.models.swin_transformer.SwinTransformer", ""
+        args |= {"always_partition": False, "strict_img_size": True}
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in args.items())}){source}"
 
 
 if __name__ == "__main__":

@@ -132,6 +132,20 @@ def test_export_script_writes_the_best_checkpoint(run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"wrote {out}: official layout, ")
     assert "/checkpoints/best/" in result.stdout and "(epoch 2, step " in result.stdout
+    # The model it loads into: the run's config, in the official constructor's names.
+    assert result.stdout.splitlines()[1] == (
+        "load it with strict=True into SwinTransformer(img_size=32, patch_size=4, in_chans=3, "
+        "num_classes=10, embed_dim=8, depths=(4, 2), num_heads=(1, 2), window_size=4, "
+        "mlp_ratio=4.0, qkv_bias=True) (microsoft/Swin-Transformer, models/swin_transformer.py)"
+    )
+    # timm's, with the options that give the official window rule and masks (as the fixture
+    # generator builds it: scripts/fixtures/_common.py, timm_swin).
+    timm = export(f"--workdir={workdir}", "--layout=timm", f"--out={tmp_path / 'timm.npz'}")
+    assert timm.stdout.splitlines()[1] == (
+        "load it with strict=True into timm.models.swin_transformer.SwinTransformer(img_size=32, "
+        "patch_size=4, in_chans=3, num_classes=10, embed_dim=8, depths=(4, 2), num_heads=(1, 2), "
+        "window_size=4, mlp_ratio=4.0, qkv_bias=True, always_partition=False, strict_img_size=True)"
+    )
     with np.load(out) as f:
         state = {k: f[k] for k in f.files}
     canonical = layout.unstack_block_params(best, model)
@@ -192,7 +206,7 @@ def test_export_script_takes_one_run_of_several(tmp_path):
         out = tmp_path / f"run{which}.npz"
         result = export(f"--workdir={tmp_path / 'run'}", f"--run={which}", f"--out={out}")
         assert result.returncode == 0, result.stderr[-2000:]
-        assert result.stdout.rstrip().endswith("run 1 of 2, seed=1, its best epoch 1")
+        assert result.stdout.splitlines()[0].endswith("run 1 of 2, seed=1, its best epoch 1")
         with np.load(out) as f:
             state = {k: f[k] for k in f.files}
         canonical = layout.unstack_block_params(each[1], model) if model.scan_blocks else each[1]
