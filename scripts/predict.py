@@ -6,7 +6,8 @@
 
 Images of any size are resized as the run's config says (model.img_size, bilinear) and normalised
 with its normalize_mean / normalize_std. Every file is checked first: the good ones are predicted,
-the others named in one paragraph, and then the exit status is 2.
+the others named in one paragraph, and then the exit status is 2. --json PATH also writes the
+predictions (each file's class indices, names and probabilities) and the checkpoint to PATH.
 
 A checkpoint of several runs (config.num_runs, config.sweep) predicts with their ensemble (the mean
 of their softmax probabilities; --ensemble says so explicitly), or with the one run --run K names
@@ -17,12 +18,16 @@ from swin_flax import cli  # standard library and absl only
 
 cli.start()
 
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+
 from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and checkpoints/).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
 flags.DEFINE_integer("top_k", 5, "How many classes to print per image.", lower_bound=1)
+flags.DEFINE_string("json", None, "Also write the predictions to this JSON file.")
 flags.DEFINE_string(
     "run", None, "Of a checkpoint of several runs: predict with this one (its index or name)."
 )
@@ -39,6 +44,7 @@ def main(argv):
             "no image given: scripts/predict.py --workdir RUN IMAGE... (PNG, JPEG or anything "
             "Pillow reads)."
         )
+    cli.check_output_file("json", FLAGS.json)
     from swin_flax import evaluate, predict  # noqa: PLC0415 (jax: after the flags)
 
     images, bad = predict.check_images(argv[1:])
@@ -51,6 +57,11 @@ def main(argv):
     predictions = predict.predict_files(run.config, run.members(), images, FLAGS.top_k)
     print(f"checkpoint: {run.describe()}")
     print(predict.format_predictions(predictions), flush=True)
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            plain = [dataclasses.asdict(p) for p in predictions]
+            out = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe()}
+            json.dump({**out, "predictions": plain}, f, indent=2)
     if bad:
         cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")
 

@@ -1,5 +1,6 @@
 """Classifying image files with a run's checkpoint: preprocessing as the config says, top-k, CLI."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -187,7 +188,7 @@ def test_check_images_names_each_bad_file(run, tmp_path):
     ]
 
 
-def test_cli_prints_names_and_probabilities(run):
+def test_cli_prints_names_and_probabilities(run, tmp_path):
     workdir, _, _, _, paths = run
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     out = subprocess.run(
@@ -196,6 +197,7 @@ def test_cli_prints_names_and_probabilities(run):
             str(ROOT / "scripts" / "predict.py"),
             f"--workdir={workdir}",
             "--top_k=2",
+            f"--json={tmp_path / 'p.json'}",
             *paths[:2],
         ],
         capture_output=True,
@@ -207,6 +209,15 @@ def test_cli_prints_names_and_probabilities(run):
     lines = out.stdout.splitlines()
     assert lines[1] == paths[0] and lines[4] == paths[1]
     assert lines[2].strip().startswith("1. stripes_") and lines[3].strip().startswith("2. ")
+    # --json: the same predictions, per file, and the checkpoint of the header line
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert lines[0] == f"checkpoint: {saved['checkpoint_line']}"
+    assert [p["path"] for p in saved["predictions"]] == list(paths[:2])
+    for p, printed in zip(saved["predictions"], (lines[2:4], lines[5:7]), strict=True):
+        shown = [f"  {r}. {n:<20s} ({i:>3d})  {q:.4f}" for r, (n, i, q) in enumerate(
+            zip(p["names"], p["indices"], p["probabilities"], strict=True), 1
+        )]  # fmt: skip
+        assert shown == printed
 
 
 def test_cli_predicts_the_good_files_and_names_the_bad_ones(run, tmp_path):
