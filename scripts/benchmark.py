@@ -90,8 +90,8 @@ flags.DEFINE_bool(
 flags.DEFINE_bool(
     "malloc_hugepages",
     True,
-    "Run both sides' measurements with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see "
-    "hugepage_env): glibc's malloc then asks for transparent huge pages. Off: the system default.",
+    "Run both sides' measurements with GLIBC_TUNABLES=glibc.malloc.hugetlb=1: glibc's malloc "
+    "then asks for transparent huge pages (fewer page faults per step). Off: the system default.",
 )
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 flags.DEFINE_multi_integer(
@@ -101,15 +101,7 @@ flags.DEFINE_multi_integer(
     "repeatable. One run is always measured: the base of the ratios.",
     lower_bound=1,
 )
-flags.DEFINE_enum(
-    "phase",
-    None,
-    ["jax-train", "jax-eval", "torch-train", "torch-eval"],
-    "Internal: run one measurement in this process and write it to --phase_out.",
-)
-flags.DEFINE_integer("phase_batch", None, "Internal: the batch of --phase.")
-flags.DEFINE_integer("phase_runs", 1, "Internal: the runs of --phase (JAX only).", lower_bound=1)
-flags.DEFINE_string("phase_out", None, "Internal: where --phase writes its JSON.")
+measure.define_phase_flags()  # how the parent starts each measurement: --helpfull lists them
 flags.mark_flags_as_required(["config"])
 
 

@@ -24,6 +24,24 @@ GIB = 2**30
 # --------------------------------------------------------------------------------------------------
 
 
+def define_phase_flags() -> None:
+    """benchmark.py's internal flags, with which it starts each measurement in a process of its
+    own. Defined here, so that its --helpshort lists only the user's flags."""
+    from absl import flags  # noqa: PLC0415
+
+    flags.DEFINE_enum(
+        "phase",
+        None,
+        ["jax-train", "jax-eval", "torch-train", "torch-eval"],
+        "Internal: run one measurement in this process and write it to --phase_out.",
+    )
+    flags.DEFINE_integer("phase_batch", None, "Internal: the batch of --phase.")
+    flags.DEFINE_integer(
+        "phase_runs", 1, "Internal: the runs of --phase (JAX only).", lower_bound=1
+    )
+    flags.DEFINE_string("phase_out", None, "Internal: where --phase writes its JSON.")
+
+
 def check_config(config) -> None:
     """swin_flax.config.validate as scripts/main.py runs it (any device count): its ConfigError is
     one paragraph and exit 2 (cli.run). Imports no TensorFlow, which the GPU machine lacks."""
