@@ -12,7 +12,8 @@ A checkpoint of several runs (config.num_runs, config.sweep): every run is score
 ensemble (the mean of their softmax probabilities; its loss the cross-entropy of that mean), a table
 shows each run's accuracy and loss and the ensemble's, and the report is the ensemble's (scores.json
 holds every run's figures too). --run K scores run K alone (its index or name) as a single run's
-checkpoint is scored, its report in WORKDIR/eval/<its name>/; --ensemble the ensemble only.
+checkpoint is scored, its report in WORKDIR/eval/<its name>/ (or --eval_dir as given); --ensemble
+the ensemble only.
 """
 
 from swin_flax import cli  # standard library and absl only
@@ -28,7 +29,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and checkpoints/).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
 flags.DEFINE_string("json", None, "Write the scores (with the confusion matrix) to this JSON file.")
-flags.DEFINE_string("eval_dir", None, "Folder for the report files; default: WORKDIR/eval.")
+flags.DEFINE_string(
+    "eval_dir",
+    None,
+    "Folder for the report files; default: WORKDIR/eval (with --run: /<its name>).",
+)
 flags.DEFINE_string(
     "run", None, "Of a checkpoint of several runs: score this one alone (its index or name)."
 )

@@ -53,11 +53,11 @@ def main(argv):
             f"holds one model: choose it with --run, an index or a name ({listing})."
         )
     model = build.model_from_config(run.config)
-    if FLAGS.layout == "timm" and (model.ape or not model.patch_norm):
+    if FLAGS.layout == "timm" and (model.ape or not model.patch_norm or model.qk_scale):
         cli.exit_user_error(
-            "timm's SwinTransformer has no absolute position embedding and always normalises "
-            f"the patch embedding; this run (ape={model.ape}, patch_norm={model.patch_norm}) "
-            "exports only with --layout official."
+            "timm's SwinTransformer has no absolute position embedding or qk_scale and always "
+            f"normalises the patch embedding; this run (ape={model.ape}, patch_norm="
+            f"{model.patch_norm}, qk_scale={model.qk_scale}) exports only with --layout official."
         )
     params = run.members()[0]
     if model.scan_blocks:
@@ -81,7 +81,8 @@ SHAPE_ARGUMENTS = (
 
 def constructor(model, layout: str) -> str:
     """The PyTorch model an export of `model` loads into: the official SwinTransformer with its
-    arguments (ape and patch_norm when not the defaults), or timm's, which clamps the window to a
+    arguments (qk_scale, ape and patch_norm when not the defaults: qk_scale changes no shape,
+    but the model's outputs), or timm's, which clamps the window to a
     smaller grid as the official code does only with always_partition=False and builds its masks
     for img_size once (as the official code) with strict_img_size=True."""
     from swin_flax.models import plan  # noqa: PLC0415
@@ -93,7 +94,7 @@ def constructor(model, layout: str) -> str:
             "SwinTransformer",
             " (microsoft/Swin-Transformer, models/swin_transformer.py)",
         )
-        kept = ("ape", "patch_norm")  # only when not the defaults
+        kept = ("qk_scale", "ape", "patch_norm")  # only when not the defaults
         args |= {k: given[k] for k in kept if given[k] != plan.OFFICIAL_DEFAULTS[k]}
     else:
         name, source = "timm.models.swin_transformer.SwinTransformer", ""

@@ -7,7 +7,8 @@
 Images of any size are resized as the run's config says (model.img_size, bilinear) and normalised
 with its normalize_mean / normalize_std. Every file is checked first: the good ones are predicted,
 the others named in one paragraph, and then the exit status is 2. --json PATH also writes the
-predictions (each file's class indices, names and probabilities) and the checkpoint to PATH.
+predictions (each file's class indices, names and probabilities), the checkpoint and the files
+that could not be read to PATH.
 
 A checkpoint of several runs (config.num_runs, config.sweep) predicts with their ensemble (the mean
 of their softmax probabilities; --ensemble says so explicitly), or with the one run --run K names
@@ -61,7 +62,7 @@ def main(argv):
         with open(FLAGS.json, "w") as f:
             plain = [dataclasses.asdict(p) for p in predictions]
             out = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe()}
-            json.dump({**out, "predictions": plain}, f, indent=2)
+            json.dump({**out, "predictions": plain, "unreadable": bad}, f, indent=2)
     if bad:
         cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")
 

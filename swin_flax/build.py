@@ -69,13 +69,17 @@ def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -
     last, where = stop
     cosine = config.cosine_epochs
     end = warmup + cosine if config.warmup_prefix else max(warmup, cosine)
-    why = (
-        f"the schedule is laid out for {warmup} warmup + {cosine} cosine epochs and this run "
-        f"trains {n}"
-        if end > n
-        else f"the schedule's rate changes once an epoch (cosine_epoch), and its cosine has "
-        f"{cosine} epoch{'s' * (cosine != 1)}"  # covered by the run, but in too few steps
+    laid_out = (
+        f"{warmup} warmup + {cosine} cosine epochs"
+        if config.warmup_prefix
+        else f"a {warmup}-epoch warmup within a {cosine}-epoch cosine"
     )
+    why = f"the schedule is laid out for {laid_out} and this run trains {n}"
+    if end <= n and config.schedule == "cosine_epoch" and warmup <= n - 1:  # covered, too coarse
+        why = (
+            f"the schedule's rate changes once an epoch (cosine_epoch), and its cosine has "
+            f"{cosine} epoch{'s' * (cosine != 1)}"
+        )
     return (
         f"{why}: its last step's learning rate is {last:.3g} ({where}; "
         f"learning_rate {config.learning_rate:g}, lr_min {config.lr_min:g}). To fit the schedule "

@@ -171,11 +171,11 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         if not isinstance(e, flags.Error | AttributeError | KeyError | TypeError | ValueError):
             raise
         message = str(e)
-        if missing := re.match(r"flag --(\w+)=None: Flag --\1 must have a value", message):
-            name = missing[1]  # a required flag left out
-            exit_user_error(
-                f"--{name} is missing: {flags.FLAGS[name].help} See `{program} --helpshort` for "
-                "the flags."
+        if missing := re.findall(r"^flag --(\w+)=None: Flag --\1 must have a value", message, re.M):
+            said = [f"--{name} ({flags.FLAGS[name].help.rstrip('.')})" for name in missing]
+            exit_user_error(  # required flags left out: absl names each on a line of its own
+                f"{' and '.join(said)} {'is' if len(said) == 1 else 'are'} missing. See "
+                f"`{program} --helpshort` for the flags."
             )
         if "Traceback (most recent call last)" in message:  # ml_collections quotes a whole one
             head, _, trace = message.partition("Traceback (most recent call last)")

@@ -48,19 +48,21 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if os.path.isdir(path):
         raise sources.DataError(f"image {path} is a folder, not an image file.")
     try:
-        with warnings.catch_warnings(), Image.open(path) as opened:
+        with warnings.catch_warnings():  # set before Image.open, which warns of large images
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = ImageOps.exif_transpose(opened)
-            if img.mode in ("I", "F"):
-                kind = "integer" if img.mode == "I" else "floating-point"
-                raise sources.DataError(
-                    f"image {path} holds 32-bit {kind} values, whose range is not known: save it "
-                    "with 8 or 16 bits per channel (e.g. as PNG) and pass that file."
-                )
-            if img.mode.startswith("I;16"):
-                grey = (np.asarray(img, np.uint32) * 255 + 32767) // 65535  # rounded to 8 bits
-                return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
-            return np.asarray(img.convert("RGB"), np.uint8)
+            warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)  # still read
+            with Image.open(path) as opened:
+                img = ImageOps.exif_transpose(opened)
+                if img.mode in ("I", "F"):
+                    kind = "integer" if img.mode == "I" else "floating-point"
+                    raise sources.DataError(
+                        f"image {path} holds 32-bit {kind} values, whose range is not known: save it "
+                        "with 8 or 16 bits per channel (e.g. as PNG) and pass that file."
+                    )
+                if img.mode.startswith("I;16"):
+                    grey = (np.asarray(img, np.uint32) * 255 + 32767) // 65535  # rounded to 8 bits
+                    return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
+                return np.asarray(img.convert("RGB"), np.uint8)
     except sources.DataError:
         raise
     except (OSError, ValueError, Image.DecompressionBombError) as e:  # "cannot identify image file"

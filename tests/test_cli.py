@@ -143,7 +143,14 @@ def test_a_required_flag_left_out_is_named_with_its_help():
     out = subprocess.run([sys.executable, SUMMARY], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     msg = " ".join(out.stderr.split())
-    assert msg.startswith("Error: --config is missing: Path to a config file, e.g. configs/"), msg
+    assert msg.startswith("Error: --config (Path to a config file, e.g. configs/strong.py) is "), (
+        msg
+    )
+    main = os.path.join(os.path.dirname(SUMMARY), "main.py")
+    out = subprocess.run([sys.executable, main], capture_output=True, text=True, timeout=120)
+    msg = " ".join(out.stderr.split())  # both of main.py's, in one paragraph
+    assert msg.startswith("Error: --config (") and ") and --workdir (Folder for " in msg, msg
+    assert ") are missing. See `main.py --helpshort` for the flags." in msg, msg
 
 
 def test_a_config_file_that_is_not_python_is_one_paragraph(tmp_path):

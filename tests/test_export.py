@@ -154,6 +154,34 @@ def test_export_script_writes_the_best_checkpoint(run, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, convert.torch_to_flax(state, model), canonical)
 
 
+def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
+    """qk_scale, ape and patch_norm off: the official constructor call names them (qk_scale
+    changes no shape, only the outputs); timm's SwinTransformer has none of them: refused."""
+    c = default_config()
+    c.dataset = "synthetic"
+    c.model.update(img_size=16, patch_size=4, embed_dim=8, depths=(2,), num_heads=(1,))
+    c.model.update(window_size=4, qk_scale=0.5, ape=True, patch_norm=False)
+    workdir = tmp_path / "run"
+    rundir.write_config(c, workdir)
+    ckpts = checkpoints.Checkpoints(workdir)
+    params = random_params(build.model_from_config(c))
+    ckpts.save("best", 2, {"params": params, "step": 2}, {"epoch": 1, "step": 2})
+    ckpts.close()
+    official = export(f"--workdir={workdir}", f"--out={tmp_path / 'official.npz'}")
+    assert official.returncode == 0, official.stderr[-2000:]
+    assert official.stdout.splitlines()[1].endswith(
+        "qkv_bias=True, qk_scale=0.5, ape=True, patch_norm=False) (microsoft/Swin-Transformer, "
+        "models/swin_transformer.py)"
+    )
+    timm = export(f"--workdir={workdir}", "--layout=timm", f"--out={tmp_path / 'timm.npz'}")
+    message = " ".join(timm.stderr.split())
+    assert (
+        timm.returncode == 2
+        and "(ape=True, patch_norm=False, qk_scale=0.5) exports only" in message
+    )
+    assert not (tmp_path / "timm.npz").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

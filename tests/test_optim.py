@@ -193,6 +193,20 @@ def test_a_run_shorter_than_its_schedule_is_warned_about_with_the_settings_that_
     assert warning.endswith("epochs: --config.schedule=cosine_step."), warning
     config.schedule = "cosine_step"  # its last step: 1/49 of an epoch before lr_min
     assert build.short_run_warning(config, spe) is None
+    # timm's default layout (warmup_prefix False: the cosine counts from epoch 0): a 5-epoch
+    # warmup within a 3-epoch cosine, over 5 epochs, ends in the warmup whatever the stepping.
+    config.warmup_prefix, config.num_epochs, config.warmup_epochs, config.cosine_epochs = (
+        False, 5, 5, 3
+    )  # fmt: skip
+    for config.schedule in ("cosine_epoch", "cosine_step"):
+        warning = build.short_run_warning(config, spe)
+        assert (
+            warning.startswith(
+                "the schedule is laid out for a 5-epoch warmup within a 3-epoch cosine and this run "
+                "trains 5: its last step's learning rate is "
+            )
+            and "(still in the warmup;" in warning
+        ), warning
     config.num_epochs, config.schedule, config.warmup_epochs = 10, "constant", 0
     assert build.short_run_warning(config, spe) is None
 

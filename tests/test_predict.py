@@ -138,6 +138,15 @@ def test_a_16_bit_grey_image_is_scaled_and_a_32_bit_one_refused(tmp_path):
             predict.load_image(tmp_path / name)  # said once, not wrapped in a second message
 
 
+def test_a_large_image_is_read_without_pillow_s_warning(tmp_path, monkeypatch, recwarn):
+    """Pillow warns of an image over Image.MAX_IMAGE_PIXELS (a decompression bomb, for a server);
+    the user chose this file. Here the limit is lowered under a 100 x 100 image."""
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)
+    assert predict.load_image(tmp_path / "big.png").shape == (100, 100, 3)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
 def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path):
     """EXIF orientation 6 (the camera turned: viewers rotate the stored pixels 90 degrees
     clockwise): the image read is the stored one rotated clockwise, as numpy's rot90(k=-1)."""
@@ -212,7 +221,9 @@ def test_cli_prints_names_and_probabilities(run, tmp_path):
     # --json: the same predictions, per file, and the checkpoint of the header line
     saved = json.loads((tmp_path / "p.json").read_text())
     assert lines[0] == f"checkpoint: {saved['checkpoint_line']}"
-    assert [p["path"] for p in saved["predictions"]] == list(paths[:2])
+    assert [p["path"] for p in saved["predictions"]] == list(paths[:2]) and saved[
+        "unreadable"
+    ] == []
     for p, printed in zip(saved["predictions"], (lines[2:4], lines[5:7]), strict=True):
         shown = [f"  {r}. {n:<20s} ({i:>3d})  {q:.4f}" for r, (n, i, q) in enumerate(
             zip(p["names"], p["indices"], p["probabilities"], strict=True), 1
