@@ -75,7 +75,7 @@ def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -
         else f"a {warmup}-epoch warmup within a {cosine}-epoch cosine"
     )
     why = f"the schedule is laid out for {laid_out} and this run trains {n}"
-    if end <= n and config.schedule == "cosine_epoch" and warmup <= n - 1:  # covered, too coarse
+    if end <= n and config.schedule == "cosine_epoch" and where != _IN_WARMUP:  # too coarse
         why = (
             f"the schedule's rate changes once an epoch (cosine_epoch), and its cosine has "
             f"{cosine} epoch{'s' * (cosine != 1)}"
@@ -104,6 +104,9 @@ def past_schedule_warning(config: ml_collections.ConfigDict) -> str | None:
     )
 
 
+_IN_WARMUP = "still in the warmup"  # where a run stops that ends before its warmup does
+
+
 def _where_the_run_stops(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> tuple[float, str] | None:
@@ -116,7 +119,7 @@ def _where_the_run_stops(
     t = config.num_epochs - (1 if per_epoch else 1 / steps_per_epoch)
     last = optim.epoch_learning_rate(t, **{f: config[f] for f in SCHEDULE_FIELDS})
     if t < config.warmup_epochs:
-        return last, "still in the warmup"
+        return last, _IN_WARMUP
     if (peak - last) / (peak - lr_min) < 0.5:
         return last, "the cosine less than half way down to lr_min"
     return None

@@ -177,10 +177,9 @@ def resolve_checkpoint(
                 f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ "
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
             )
-        owner = checkpoints.enclosing_run(ckpt)  # a run's when it holds a config.json
         if workdir:
-            run = _run_folder(workdir)
-            if (
+            run, owner = _run_folder(workdir), checkpoints.enclosing_run(ckpt)
+            if (  # inside a run (a folder with a config.json) other than --workdir's
                 owner is not None
                 and (owner / "config.json").is_file()
                 and os.path.realpath(owner) != os.path.realpath(run)
