@@ -85,21 +85,17 @@ def summary(
         {"name": n, "best_test_accuracy": b, "best_epoch": e, "final_test_accuracy": a}
         for n, b, e, a in zip(names, best, best_epoch, final)
     ]
-    out: dict[str, Any] = {
-        "num_runs": len(per_run),
-        "best_test_accuracy": spread(best),
-        "final_test_accuracy": spread(final),
-        "runs": per_run,
-    }
+
+    def spreads(members: Sequence[int]) -> dict[str, dict[str, float]]:  # of these runs
+        return {
+            "best_test_accuracy": spread([best[k] for k in members]),
+            "final_test_accuracy": spread([final[k] for k in members]),
+        }
+
+    out = {"num_runs": len(per_run), **spreads(range(len(per_run))), "runs": per_run}
     points = sweep_points(names)
     if "" not in points:
-        out["sweep"] = {
-            point: {
-                "best_test_accuracy": spread([best[k] for k in members]),
-                "final_test_accuracy": spread([final[k] for k in members]),
-            }
-            for point, members in points.items()
-        }
+        out["sweep"] = {point: spreads(members) for point, members in points.items()}
     return out
 
 
@@ -133,16 +129,12 @@ def spread_plot(history: Sequence[Sequence[float]], where: str = "") -> np.ndarr
     draw = ImageDraw.Draw(img)
     mean, std = v.mean(1), v.std(1)
 
-    def band(low, high, colour):
-        points = [(x(e), y(a)) for e, a in zip(epochs, high)]
-        points += [(x(e), y(a)) for e, a in zip(epochs[::-1], low[::-1])]
-        draw.polygon(points, fill=colour)
-
-    band(v.min(1), v.max(1), (222, 232, 247))
-    band(mean - std, mean + std, (170, 196, 235))
+    xy = lambda curve: [(x(e), y(a)) for e, a in zip(epochs, curve)]  # a curve's points
+    draw.polygon(xy(v.max(1)) + xy(v.min(1))[::-1], fill=(222, 232, 247))  # min-max band
+    draw.polygon(xy(mean + std) + xy(mean - std)[::-1], fill=(170, 196, 235))  # mean +- std
     for run in v.T:
-        draw.line([(x(e), y(a)) for e, a in zip(epochs, run)], fill=(150, 150, 150), width=1)
-    draw.line([(x(e), y(a)) for e, a in zip(epochs, mean)], fill=(25, 70, 160), width=3)
+        draw.line(xy(run), fill=(150, 150, 150), width=1)
+    draw.line(xy(mean), fill=(25, 70, 160), width=3)
     draw.rectangle([left, top, w - right, h - bottom], outline="black")
     for a in np.linspace(lo + pad, hi - pad, 5):
         draw.text((4, y(a) - 6), f"{a:.3f}", fill="black")

@@ -116,18 +116,14 @@ def train_step(
     def loss_fn(params):
         logits = state.apply_fn(
             {"params": params}, batch["image"], deterministic=False, rngs={"dropout": key}
-        )
+        ).astype(jnp.float32)
         return soft_cross_entropy(logits, batch["target"]).mean(), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     if jax.lax.axis_size(AXIS) > 1:  # on one device XLA would still copy all gradients
         grads = jax.lax.pmean(grads, AXIS)
     step_metrics = TrainMetrics.gather_from_model_output(
-        axis_name=AXIS,
-        loss=loss,
-        logits=logits.astype(jnp.float32),
-        labels=batch["label"],
-        step=state.step,
+        axis_name=AXIS, loss=loss, logits=logits, labels=batch["label"], step=state.step
     )
     return state.apply_gradients(grads=grads), step_metrics
 
@@ -141,8 +137,7 @@ def logits(params: Any, images: jnp.ndarray, *, apply_fn: Callable) -> jnp.ndarr
 def eval_step(params: Any, batch: dict[str, jnp.ndarray], *, apply_fn: Callable) -> EvalMetrics:
     """Loss and accuracy on one device's share of a test batch; padded examples (mask 0) ignored."""
     batch_logits = logits(params, batch["image"], apply_fn=apply_fn)
-    labels = batch["label"]
-    loss = soft_cross_entropy(batch_logits, jax.nn.one_hot(labels, batch_logits.shape[-1]))
+    loss = soft_cross_entropy(batch_logits, jax.nn.one_hot(batch["label"], batch_logits.shape[-1]))
     return EvalMetrics.gather_from_model_output(
-        axis_name=AXIS, loss=loss, logits=batch_logits, labels=labels, mask=batch["mask"]
+        axis_name=AXIS, loss=loss, logits=batch_logits, labels=batch["label"], mask=batch["mask"]
     )

@@ -130,8 +130,7 @@ def _from_json(template, plain: Any):
 def _partial_record(metrics, seconds: float, images: int, window) -> dict[str, Any]:
     """The unfinished epoch's train metrics and time, and the steps since its last
     train_loss_step point (`window`), as JSON, kept with a mid-epoch checkpoint."""
-    window = None if window is None else _as_json(window)
-    return {"metrics": _as_json(metrics), "seconds": seconds, "images": images, "window": window}
+    return dict(metrics=_as_json(metrics), seconds=seconds, images=images, window=_as_json(window))
 
 
 def _with_partial(metrics, seconds: float, images: int, partial: dict[str, Any] | None):
@@ -505,11 +504,10 @@ def _check_finite(
     runs the process stops too, naming the run (its hyper-parameters are the likely cause)."""
     values = _summary_values(collection, len(names))
     bad = values.pop("first_nonfinite_step").astype(int)
-    broken = [k for k in range(len(bad)) if bad[k] >= 0 or not np.isfinite(values["loss"][k])]
-    if broken:
-        k = broken[0]
-        run = "" if len(names) == 1 else f"run {names[k]}: "
-        raise TrainingDiverged(run + _diverged_message(bad[k] + 1, epoch, ckpts, "training loss"))
+    for k, step in enumerate(bad):  # the first step whose loss was not finite, or -1
+        if step >= 0 or not np.isfinite(values["loss"][k]):
+            run = "" if len(names) == 1 else f"run {names[k]}: "
+            raise TrainingDiverged(run + _diverged_message(step + 1, epoch, ckpts, "training loss"))
     return values
 
 
