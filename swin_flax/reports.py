@@ -86,8 +86,7 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
     else:  # a resume cannot change the schedule: a short one is said when the run starts
         logging.info("training %s from the start", length)
         if warning := build.short_run_warning(run_set.configs[0], steps_per_epoch):
-            quoted = {"learning_rate", "warmup_lr_init", "lr_min"}  # the rates the warning quotes
-            several = run_set.count > 1 and quoted & set(run_set.swept)
+            several = run_set.count > 1 and set(run_set.swept) - {"weight_decay"}  # rates it quotes
             run = f"run {run_set.names[0]} (the first of {run_set.count}): " if several else ""
             logging.warning(run + warning)
     if warning := build.past_schedule_warning(config):  # also on resuming: num_epochs may grow
@@ -128,16 +127,15 @@ class Writers:
                 path = folder / "aggregate" / point if point else folder / "aggregate"
                 self.aggregates[point] = (members, metric_writers.SummaryWriter(str(path)))
 
-    def _every(self) -> list:
-        return [self.root, *self.runs, *(w for _, w in self.aggregates.values())]
+    def _every(self) -> metric_writers.MultiWriter:
+        aggregates = (w for _, w in self.aggregates.values())
+        return metric_writers.MultiWriter([self.root, *self.runs, *aggregates])
 
     def flush(self) -> None:
-        for writer in self._every():
-            writer.flush()
+        self._every().flush()
 
     def close(self) -> None:
-        for writer in self._every():
-            writer.close()
+        self._every().close()
 
     def finish(self) -> None:
         """Marks each run's row in the HParams tab finished (its Status and End time columns)."""
