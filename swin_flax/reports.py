@@ -1,6 +1,5 @@
 """What the training loop tells people: the console's start-up, progress and epoch lines,
-TensorBoard's summaries (one writer per run when there are several, and their spread), and the
-profiler action."""
+TensorBoard's summaries (a writer per run when several, and their spread) and the profiler."""
 
 from __future__ import annotations
 
@@ -49,9 +48,8 @@ class Ticker:
         in_epoch += 1
         epochs_left = (self.num_steps - step) // self.per_epoch + (in_epoch < self.per_epoch)
         eta_epoch = rundir.duration((self.per_epoch - in_epoch) / rate)
-        eta_run = rundir.duration(
-            (self.num_steps - step) / rate + epochs_left * self.between_epochs
-        )
+        seconds_left = (self.num_steps - step) / rate + epochs_left * self.between_epochs
+        eta_run = rundir.duration(seconds_left)
         logging.info(
             f"epoch {epoch + 1}: step {in_epoch}/{self.per_epoch}  {rate:.2f} steps/s  "
             f"{rate * self.batch:.0f} images/s  ETA epoch {eta_epoch}, run {eta_run}"

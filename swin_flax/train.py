@@ -120,8 +120,7 @@ def _as_json(metrics) -> Any:
 
 
 def _from_json(template, plain: Any):
-    """Metrics saved by `_as_json`, in the structure and dtypes of `template` (exact: float32
-    values survive the round trip through Python floats)."""
+    """Metrics saved by `_as_json`, in `template`'s structure and dtypes (float32 comes back exact)."""
     state = serialization.to_state_dict(template)
     cast = jax.tree.map(lambda t, v: np.asarray(v, np.asarray(t).dtype), state, plain)
     return serialization.from_state_dict(template, cast)
@@ -260,8 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: float) -> dict:
-    """train_and_evaluate's run, once the workdir is known to need training and is claimed (or,
-    if new, claimed as soon as it is created)."""
+    """train_and_evaluate's run in a workdir that needs training, claimed (a new one once made)."""
     if saved is not None:
         config = rundir.resumed_config(config, workdir)
     model = build.model_from_config(config)
