@@ -214,10 +214,9 @@ def _match(
 def read_pretrained(
     path: str | os.PathLike, model: swin.SwinTransformer, layout: str = "auto"
 ) -> dict[str, np.ndarray]:
-    """The state_dict of the file at `path`, refused (CheckpointError) unless it fits `model`, on
-    the params' shapes alone: a run reads and checks its pretrained file once, before it
-    initialises, compiles or writes anything, then loads it with `load_pretrained(state, ...)`.
-    `path` is config.pretrained, and the errors name it so."""
+    """The state_dict of the file `path` (config.pretrained, as the errors name it), refused unless
+    it fits `model` by shape alone: a run checks it once before it initialises, compiles or writes
+    anything, then loads it with `load_pretrained(state, ...)`."""
     if os.path.isdir(path):
         raise ConfigError(
             f"config.pretrained: {path} is a folder: give the checkpoint file itself (.pth, "
@@ -249,14 +248,12 @@ def load_pretrained(
 ) -> tuple[dict[str, Any], LoadReport]:
     """Pretrained weights in place of `params` (the fresh init of `model`, in its own layout).
 
-    source: a .pth / .safetensors path (see `convert.load_torch_file`), an .npz of the state_dict's
-      arrays (np.savez of {key: tensor.numpy()}; read without torch) or a state_dict of arrays.
+    source: a state_dict file (see `convert.load_torch_file`) or a state_dict of arrays.
     layout: 'auto', 'official' or 'timm' (see `convert.detect_layout`).
     bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
     load_head: copy the source classifier when its shape fits (default: a new head, fresh init).
     name: what the report and errors call a state_dict given as such (e.g. the file it came from).
-    Returns (params in `model`'s layout, scan_blocks or not, as jax arrays; the report, whose
-    `summary()` a run logs).
+    Returns (params in `model`'s layout, as jax arrays; the report, whose `summary()` a run logs).
     """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
