@@ -281,10 +281,9 @@ def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str
     """Accuracy, mean cross-entropy, per-class accuracy and the confusion matrix (rows: true)."""
     pred = logits.argmax(-1)
     confusion = confusion_matrix(labels, pred, num_classes)
-    log_probs = log_softmax(logits)
     return {
         "accuracy": float((pred == labels).mean()),
-        "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+        "loss": float(-log_softmax(logits)[np.arange(len(labels)), labels].mean()),
         "num_examples": int(len(labels)),
         "per_class_accuracy": (confusion.diagonal() / np.maximum(confusion.sum(1), 1)).tolist(),
         "confusion": confusion,
