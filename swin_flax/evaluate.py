@@ -1,11 +1,9 @@
 """Using a finished run: load its config and a checkpoint's params, and score them on the test split.
 
-A checkpoint of several runs (config.num_runs, config.sweep) stacks their params on a leading axis;
-`choose_runs` picks one of them or all of them, which are used together as their ensemble (the mean
-of their softmax probabilities).
-
-TensorFlow (through the data modules and clu) is imported only to read data or write summaries, so that
-a wrong --workdir or --checkpoint is reported in seconds.
+A checkpoint of several runs (config.num_runs, config.sweep) stacks their params: `choose_runs`
+picks one, or all as their ensemble (the mean of their softmax probabilities). TensorFlow is
+imported only to read data or write summaries: a wrong --workdir or --checkpoint is reported in
+seconds.
 """
 
 from __future__ import annotations
@@ -30,17 +28,16 @@ from swin_flax.errors import CheckpointError, DataError
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """Which of a checkpoint's runs to use. `names`: the runs it stacks (none for a single run's
-    checkpoint, used as it is); `indices`: the chosen ones, one used alone, several together as
-    their ensemble; `each_run`: each run's own scores are wanted beside the ensemble's."""
+    """Which of a checkpoint's runs to use: `names`, the runs it stacks (none for a single run's);
+    `indices`, the chosen ones (several: their ensemble); `each_run`, each one's scores wanted."""
 
     names: tuple[str, ...] = ()
     indices: tuple[int, ...] = ()
     each_run: bool = False
 
     def describe(self, best_epochs: Sequence[int] | None = None) -> str:
-        """What is used, for a header line: '' for a single run's checkpoint. `best_epochs`:
-        each run's best epoch, whose params a best/ checkpoint of several runs holds."""
+        """What is used, for a header line ('' for a single run's), with each run's `best_epochs`
+        (those whose params a best/ checkpoint of several runs holds) if given."""
         if not self.names:
             return ""
         if len(self.indices) == 1:
@@ -54,8 +51,7 @@ class Choice:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """A run's folder and config, one checkpoint step folder of it with its JSON record, and the
-    runs of it chosen (`choose_runs`), whose params `members` reads."""
+    """A run's folder and config, a checkpoint step folder with its record, and the runs chosen."""
 
     workdir: epath.Path
     checkpoint: epath.Path
@@ -64,9 +60,8 @@ class Run:
     choice: Choice = Choice()
 
     def describe(self) -> str:
-        """The checkpoint line of the scripts that read one: the checkpoint, its epoch and step
-        and, of several runs, the ones used. A best/ checkpoint of several runs holds each run's
-        params of its own best epoch (its record's best_epoch), not the epoch it was written at."""
+        """The scripts' checkpoint line: the checkpoint, its epoch and step, the runs used; of a
+        best/ checkpoint of several runs, each run's best epoch (whose params it holds) instead."""
         choice, meta = self.choice, self.meta
         best_epochs = meta.get("best_epoch") if self.checkpoint.parent.name == "best" else None
         if choice.names and isinstance(best_epochs, list):
@@ -79,8 +74,7 @@ class Run:
         return f"{self.checkpoint} ({when}){used}"
 
     def members(self) -> list[Any]:
-        """One params tree per chosen run, read now: a single run's checkpoint's own, else slices
-        of the stack."""
+        """One params tree per chosen run, read now (of several runs: slices of the stack)."""
         params, _ = load_params(self.checkpoint)
         if not self.choice.names:
             return [params]
@@ -88,10 +82,9 @@ class Run:
 
 
 def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:
-    """The runs of the checkpoint that --run (`which`: an index or a name) and --ensemble choose:
-    that one run, else all of them as their ensemble (with each run's own scores too, unless
-    `ensemble`). Refuses, before any params are read, both flags at once, either flag with a single
-    run's checkpoint, and a --run that names none of its runs."""
+    """The runs that --run (`which`: an index or a name) and --ensemble choose: that run, else all
+    as their ensemble (each run's scores too, unless `ensemble`). Refuses both flags at once, either
+    with a single run's checkpoint, and a --run that names none of its runs."""
     names = tuple(run.meta.get("runs") or [])  # the stacked runs: none for a single run's
     if which is not None and ensemble:
         raise CheckpointError(
@@ -135,10 +128,8 @@ def _canonical(name: str) -> str:
 def open_run(
     workdir: str | None, checkpoint: str | None, which: str | None = None, ensemble: bool = False
 ) -> Run:
-    """The run and checkpoint that --workdir / --checkpoint name (the given checkpoint, else the
-    run's best, else its latest) and the runs of it that --run (`which`) and --ensemble choose,
-    checked before any params are read: whatever a user can name wrongly raises CheckpointError
-    saying what to give instead. Nothing is created."""
+    """The run, checkpoint (`resolve_checkpoint`) and runs (`choose_runs`) that the flags name,
+    checked before any params are read: CheckpointError says what to give instead."""
     run, ckpt = resolve_checkpoint(workdir, checkpoint)
     config = load_run_config(run)
     _, meta = load_params(ckpt, meta_only=True)
@@ -263,7 +254,6 @@ def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, d
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [num_classes, num_classes]: entry (t, p) counts examples of true class t predicted p."""
     labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
-    assert labels.shape == predictions.shape, (labels.shape, predictions.shape)
     for name, v in (("labels", labels), ("predictions", predictions)):
         if v.size and (v.min() < 0 or v.max() >= num_classes):
             raise ValueError(f"{name} must lie in [0, {num_classes}), got {v.min()}..{v.max()}.")
@@ -278,25 +268,22 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def combined_logits(logits: np.ndarray) -> np.ndarray:
-    """What members predict together, as logits [examples, classes] of theirs [members, examples,
-    classes]: one member's own logits; several members' ensemble, the log of the mean of their
-    softmax probabilities (float64), whose softmax is that mean and whose cross-entropy is the
-    ensemble's loss."""
+    """Members' logits [members, examples, classes] -> what they predict together [examples,
+    classes]: one member's own; several members' the log of the mean of their softmax
+    probabilities (float64), whose cross-entropy is the ensemble's loss."""
     if len(logits) == 1:
         return logits[0]
     log_probs = log_softmax(np.asarray(logits, np.float64))
-    top = log_probs.max(0)
-    return top + np.log(np.exp(log_probs - top).mean(0))
+    return np.logaddexp.reduce(log_probs, axis=0) - np.log(len(logits))
 
 
 def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
     """Accuracy, mean cross-entropy, per-class accuracy and the confusion matrix (rows: true)."""
     pred = logits.argmax(-1)
     confusion = confusion_matrix(labels, pred, num_classes)
-    log_probs = log_softmax(logits)
     return {
         "accuracy": float((pred == labels).mean()),
-        "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+        "loss": float(-log_softmax(logits)[np.arange(len(labels)), labels].mean()),
         "num_examples": int(len(labels)),
         "per_class_accuracy": (confusion.diagonal() / np.maximum(confusion.sum(1), 1)).tolist(),
         "confusion": confusion,
@@ -306,11 +293,9 @@ def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str
 def eval_logits(
     config: ml_collections.ConfigDict, members: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits [members, examples, classes], labels [examples]) of each params tree of `members` on
-    the test split that `config` names, every test image counted once, in one pass over the
-    batches (steps.logits, pmapped over the local devices: one compiled function for every
-    member). The eval batch is rounded to a multiple of this machine's devices (which may not be
-    the run's)."""
+    """(logits [members, examples, classes], labels [examples]) on the test split of `config`, each
+    image once, in one pass pmapped over this machine's devices (the eval batch rounded to a
+    multiple of them)."""
     from swin_flax.data import inputs, sources  # noqa: PLC0415 (TensorFlow: only to read data)
 
     n_dev = jax.local_device_count()
@@ -324,10 +309,8 @@ def eval_logits(
             "if they moved, edit those fields of the run's config.json."
         ) from None
     test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
-    logits_fn = jax.pmap(
-        functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply),
-        axis_name=steps.AXIS,
-    )
+    apply_fn = build.model_from_config(config).apply
+    logits_fn = jax.pmap(functools.partial(steps.logits, apply_fn=apply_fn), axis_name=steps.AXIS)
     replicated = [steps.replicate(params) for params in members]
     all_logits, all_labels = [], []
     for batch in inputs.eval_batches(config, test_only):
@@ -341,9 +324,8 @@ def eval_logits(
 def evaluate_checkpoint(
     config: ml_collections.ConfigDict, members: Sequence[Any], choice: Choice = Choice()
 ) -> dict[str, Any]:
-    """`scores` on the test split that `config` names of a checkpoint's params: `members`, one tree
-    per run that `choice` names (`Run.members`; default, a single run's). Of several runs: "run"
-    names the one chosen; else the scores are their ensemble's, "ensemble" names the runs and, with
+    """`scores` on the test split of `members` (`Run.members`, the runs `choice` names): of several,
+    "run" names the one chosen, else "ensemble" the runs whose ensemble was scored and, with
     choice.each_run, "runs" holds each run's name, accuracy, loss and per-class accuracy."""
     logits, labels = eval_logits(config, members)
     num_classes = config.model.num_classes
@@ -373,8 +355,7 @@ def runs_table(result: Mapping[str, Any]) -> str:
 
 
 def per_class_table(confusion: np.ndarray, class_names: Sequence[str]) -> str:
-    """Text table: per class its accuracy (recall), correct / total, and the class it is most
-    often mistaken for."""
+    """Text table: per class its accuracy (recall), correct, total, and its most common mistake."""
     confusion = np.asarray(confusion)
     width = max(8, *(len(n) for n in class_names))
     lines = [
@@ -394,10 +375,8 @@ def confusion_image(
     confusion: np.ndarray, class_names: Sequence[str], cell: int | None = None
 ) -> np.ndarray:
     """The row-normalised confusion matrix as a uint8 RGB heat map [H, W, 3] (white 0 -> dark blue
-    1), the grid in the bottom-right corner: "true class" and the class names down the left side,
-    "predicted class" and the names (turned upright) along the top, each cell's percentage (of its
-    true class) written in it. Above 20 classes the cells are small: only every 10th class index
-    is written."""
+    1): class names down the left and (upright) along the top, each cell's percentage in it; above
+    20 classes only every 10th class index is written."""
     from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
 
     confusion = np.asarray(confusion, np.float64)
@@ -450,9 +429,8 @@ def write_report(
     step: int = 0,
     title: str = "",
 ) -> dict[str, epath.Path]:
-    """Writes the scores of `result` (from `scores`) into `out_dir`: per_class.txt (the table, under
-    `title`: which checkpoint), confusion.png, scores.json, and TensorBoard summaries (the confusion
-    image and the accuracy, at `step`). Returns the paths written."""
+    """Writes `result` (from `scores`) into `out_dir`: per_class.txt (under `title`), confusion.png,
+    scores.json and TensorBoard summaries at `step`. Returns the paths written."""
     from clu import metric_writers  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 

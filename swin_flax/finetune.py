@@ -1,16 +1,12 @@
 """Starting a run from a pretrained PyTorch Swin: load what fits, resize what can be, report the rest.
 
 `load_pretrained` maps an official (microsoft/Swin-Transformer) or timm checkpoint onto a model's fresh
-params through `convert.pair_params`. Tensors whose shapes agree are copied. Relative position bias
-tables of another window are resized per head on their (2W-1)^2 offset grid: 'bicubic' as the
-official `load_pretrained` (torch F.interpolate bicubic, align_corners=False), 'geometric' as timm's
-`resize_rel_pos_bias_table` (BEiT's geometric offset spacing, linear interpolation), both keeping the
-zero offset's bias; `absolute_pos_embed` of another grid is resized bicubically (official code). The
-head stays new unless `load_head` and it fits, the final norm too when the target has fewer stages;
-source tensors with no place (a 4th stage, the old head) are skipped. Anything else that does not fit
-(another embed_dim, patch size or head count; a deeper target) is a CheckpointError naming the keys;
-`read_pretrained` reads a file and makes that check on the params' shapes alone, before a run
-initialises anything.
+params through `convert.pair_params`: tensors whose shapes agree are copied; bias tables of another
+window are resized per head on their offset grid, 'bicubic' as the official code or 'geometric' as
+timm's; `absolute_pos_embed` of another grid bicubically. The head stays new unless `load_head` and
+it fits, the final norm too when the target has fewer stages; source tensors with no place are
+skipped. Anything else that does not fit is a CheckpointError naming the keys, which
+`read_pretrained` raises from the shapes alone, before a run initialises anything.
 """
 
 from __future__ import annotations
@@ -35,7 +31,6 @@ from swin_flax.models import layout as scan_layout
 from swin_flax.models.summary import param_shapes
 
 BIAS_RESIZE_METHODS = ("bicubic", "geometric")
-_BICUBIC_A = -0.75  # torch's cubic convolution coefficient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,22 +67,17 @@ class LoadReport:
 # --------------------------------------------------------------------------------------------------
 
 
-def _cubic_weights(t: float) -> np.ndarray:
-    """torch's 4 cubic-convolution weights for source pixels x0-1 .. x0+2 at fraction t."""
-    a = _BICUBIC_A
-    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # |x| <= 1
-    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # 1 < |x| < 2
-    return np.array([far(t + 1), near(t), near(1 - t), far(2 - t)])
-
-
 def bicubic_matrix(size_in: int, size_out: int) -> np.ndarray:
     """[size_out, size_in] matrix of torch's 1-D bicubic resize (align_corners=False, edge clamp)."""
+    a = -0.75  # torch's cubic convolution coefficient
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # |x| <= 1
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # 1 < |x| < 2
     w = np.zeros((size_out, size_in), np.float64)
-    scale = size_in / size_out
     for i in range(size_out):
-        src = scale * (i + 0.5) - 0.5
+        src = size_in / size_out * (i + 0.5) - 0.5
         x0 = math.floor(src)
-        for k, weight in enumerate(_cubic_weights(src - x0)):
+        t = src - x0  # weights of source pixels x0-1 .. x0+2
+        for k, weight in enumerate((far(t + 1), near(t), near(1 - t), far(2 - t))):
             w[i, min(max(x0 - 1 + k, 0), size_in - 1)] += weight
     return w
 
@@ -103,15 +93,11 @@ def geometric_matrix(size_in: int, size_out: int) -> np.ndarray:
             right = q
         else:
             left = q
-    dis, cur = [], 1.0
-    for i in range(size_in // 2):
-        dis.append(cur)
-        cur += q ** (i + 1)
-    positions = np.array([-d for d in reversed(dis)] + [0.0] + dis)
+    dis = np.cumsum(q ** np.arange(size_in // 2))  # 1, 1 + q, 1 + q + q^2, ...
+    positions = np.concatenate([-dis[::-1], [0.0], dis])
     half = size_out // 2
     targets = np.arange(-half, half + 0.1, 1.0)
-    eye = np.eye(size_in)
-    return np.stack([np.interp(targets, positions, eye[k]) for k in range(size_in)], axis=1)
+    return np.stack([np.interp(targets, positions, row) for row in np.eye(size_in)], axis=1)
 
 
 def _resize_square(x: np.ndarray, out: Sequence[int], matrix, what: str) -> np.ndarray:
@@ -221,19 +207,16 @@ def _match(
             "tables, absolute_pos_embed and the head adapt; set config.model to the checkpoint's "
             "model (configs/finetune.py holds Swin-T's) or give a checkpoint of this one."
         )
-    report = LoadReport(
-        name, layout, tuple(loaded), tuple(resized), tuple(new), tuple(sorted(skipped))
-    )
-    return out, report
+    skipped = tuple(sorted(skipped))
+    return out, LoadReport(name, layout, tuple(loaded), tuple(resized), tuple(new), skipped)
 
 
 def read_pretrained(
     path: str | os.PathLike, model: swin.SwinTransformer, layout: str = "auto"
 ) -> dict[str, np.ndarray]:
-    """The state_dict of the file at `path`, refused (CheckpointError) unless it fits `model`, on
-    the params' shapes alone: a run reads and checks its pretrained file once, before it
-    initialises, compiles or writes anything, then loads it with `load_pretrained(state, ...)`.
-    `path` is config.pretrained, and the errors name it so."""
+    """The state_dict of the file `path` (config.pretrained, as the errors name it), refused unless
+    it fits `model` by shape alone: a run checks it once before it initialises, compiles or writes
+    anything, then loads it with `load_pretrained(state, ...)`."""
     if os.path.isdir(path):
         raise ConfigError(
             f"config.pretrained: {path} is a folder: give the checkpoint file itself (.pth, "
@@ -247,8 +230,7 @@ def read_pretrained(
             "(--config.pretrained=) to train from scratch."
         )
     name, state = _read(path, None, weights_only=True)
-    shapes = param_shapes(model.clone(scan_blocks=False, remat="none"))
-    target = traverse_util.flatten_dict(shapes)
+    target = traverse_util.flatten_dict(param_shapes(model.clone(scan_blocks=False, remat="none")))
     _match(name, state, model, target, convert.resolve_layout(layout, state), "bicubic", False)
     return state
 
@@ -266,14 +248,12 @@ def load_pretrained(
 ) -> tuple[dict[str, Any], LoadReport]:
     """Pretrained weights in place of `params` (the fresh init of `model`, in its own layout).
 
-    source: a .pth / .safetensors path (see `convert.load_torch_file`), an .npz of the state_dict's
-      arrays (np.savez of {key: tensor.numpy()}; read without torch) or a state_dict of arrays.
+    source: a state_dict file (see `convert.load_torch_file`) or a state_dict of arrays.
     layout: 'auto', 'official' or 'timm' (see `convert.detect_layout`).
     bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
     load_head: copy the source classifier when its shape fits (default: a new head, fresh init).
     name: what the report and errors call a state_dict given as such (e.g. the file it came from).
-    Returns (params in `model`'s layout, scan_blocks or not, as jax arrays; the report, whose
-    `summary()` a run logs).
+    Returns (params in `model`'s layout, as jax arrays; the report, whose `summary()` a run logs).
     """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")

@@ -1,10 +1,9 @@
 """Classifying image files with a trained run: top-k classes with probabilities and names.
 
-Images (PNG, JPEG, anything Pillow reads; any size, grey or RGBA turned RGB) go through the eval
-transform of the run's config: bilinear resize to model.img_size (antialiased when shrinking, as
-torchvision's Resize on PIL images), then (x / 255 - normalize_mean) / normalize_std
-(`pipeline.to_model_input`, the op the test pipeline uses). A checkpoint of several runs predicts
-with the one chosen, or with their ensemble (the mean of their softmax probabilities).
+Images (anything Pillow reads, any size, turned RGB) go through the test pipeline's transform of the
+run's config (`pipeline.to_model_input`): antialiased bilinear resize to model.img_size, then
+(x / 255 - normalize_mean) / normalize_std. A checkpoint of several runs predicts with the one
+chosen, or with their ensemble.
 """
 
 from __future__ import annotations
@@ -35,11 +34,10 @@ class Prediction:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> uint8 [H, W, 3] RGB, upright as viewers show it (a photo's EXIF
-    orientation applied); a 16-bit grey one scaled to 8 bits (Pillow's RGB conversion would clip
-    it at 255). A path that is missing raises FileNotFoundError; one that is a folder, not an image
-    Pillow can decode (or not readable), or a 32-bit one, whose range is unknown, raises DataError.
-    Pillow's warning about very large images is not shown: the user chose the file."""
+    """An image file -> uint8 [H, W, 3] RGB, upright (EXIF orientation applied), 16-bit grey scaled
+    to 8 bits (Pillow's RGB conversion would clip it). FileNotFoundError for a missing path,
+    DataError for a folder, an undecodable file or a 32-bit one (its range unknown). Pillow's
+    large-image warning is not shown: the user chose the file."""
     from PIL import Image, ImageOps  # noqa: PLC0415
 
     path = os.fspath(path)
@@ -72,9 +70,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
-    """(the paths that are readable images, one message per other path). Every file is decoded
-    once before a checkpoint is loaded, so that bad ones are named at once and the good ones
-    still get their predictions."""
+    """(readable image paths, one message per other path), decoded before a checkpoint is loaded
+    so that bad files are named at once and the good ones still get their predictions."""
     good, bad = [], []
     for path in paths:
         try:
@@ -98,8 +95,7 @@ def preprocess(
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices [N, k], probabilities [N, k]) of the k largest softmax probabilities per row (k at
-    most the number of classes)."""
+    """(indices [N, k], probabilities [N, k]): each row's k (at most all) largest probabilities."""
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"top_k must be a positive integer, got {k!r}.")
     probs = np.exp(evaluate.log_softmax(np.asarray(logits, np.float64)))
@@ -114,9 +110,8 @@ def predict_files(
     k: int = 5,
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Top-k predictions for each image file, in the order given (one device, `batch_size` images
-    at a time), of a run of `config` (`members`: one params tree) or the ensemble of several
-    (`evaluate.combined_logits`); `evaluate.open_run(...).members()` reads a checkpoint's."""
+    """Top-k predictions for each image file in order (one device, `batch_size` at a time) of
+    `members` (`evaluate.open_run(...).members()`), one params tree or an ensemble."""
     apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
     transform = (config.model.img_size, config.normalize_mean, config.normalize_std)
     logits = []
@@ -128,10 +123,7 @@ def predict_files(
     names = sources.class_names(config.dataset)
     return [
         Prediction(
-            path=os.fspath(path),
-            indices=tuple(int(i) for i in idx),
-            names=tuple(names[i] for i in idx),
-            probabilities=tuple(float(p) for p in prob),
+            os.fspath(path), tuple(idx.tolist()), tuple(names[i] for i in idx), tuple(prob.tolist())
         )
         for path, idx, prob in zip(paths, indices, probs)
     ]

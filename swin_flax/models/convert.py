@@ -109,13 +109,9 @@ class Pair:
 def pair_params(
     state_dict: Mapping[str, Any], target: Mapping[tuple[str, ...], Any], layout: str
 ) -> tuple[list[Pair], list[str]]:
-    """The one mapping between a state_dict and a model's params, for loading: `torch_to_flax`
-    requires every pair to fit, `finetune.load_pretrained` resizes or renews the ones that do not.
-
-    `target`: the model's canonical params flattened ({path: array or ShapeDtypeStruct}). Returns
-    a `Pair` per target param and the sorted source keys no param takes (buffers left out).
-    timm < 0.9 named the classifier `head`: read when `head.fc` is absent.
-    """
+    """A `Pair` per param of `target` (canonical, flattened: {path: array or ShapeDtypeStruct}) and
+    the sorted source keys none takes (buffers left out): the mapping `torch_to_flax` and
+    `finetune.load_pretrained` share. timm < 0.9's `head` is read when `head.fc` is absent."""
     pairs = []
     for path, leaf in target.items():
         key = torch_key(path, layout)
@@ -200,13 +196,9 @@ def official_buffers(model: swin.SwinTransformer) -> dict[str, np.ndarray]:
 
 def _state_dict_of(obj: Any) -> Any:
     """Official checkpoints hold {'model': state_dict, ...}; others {'state_dict': ...}."""
-    while isinstance(obj, Mapping):
-        for key in ("model", "state_dict", "model_state"):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-        else:
-            return obj
+    for key in ("model", "state_dict", "model_state"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            return _state_dict_of(obj[key])
     return obj
 
 
@@ -232,14 +224,10 @@ def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
 
 
 def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[str, np.ndarray]:
-    """A state_dict file -> numpy dict: .pth / .pt / .bin / .ckpt (needs torch), .safetensors
-    (needs safetensors) or .npz (np.savez of {key: tensor.numpy()}, numpy alone).
-
-    Official checkpoints ({'model': ...}) are unwrapped, and so are keys that all carry a wrapper's
-    prefix (`WRAPPER_PREFIXES`: a checkpoint saved from DDP, a training module or torch.compile).
-    `weights_only=False` is needed for pickles holding other objects (e.g. the official training
-    config); use it on trusted files.
-    """
+    """A state_dict file (.pth / .pt / .bin / .ckpt with torch, .safetensors with safetensors, .npz
+    with numpy alone) -> numpy dict, unwrapped from {'model': ...} and from `WRAPPER_PREFIXES`.
+    `weights_only=False` reads pickles holding other objects (the official training config): for
+    trusted files only."""
     path = os.fspath(path)
     module = require_package(path)
     if module is None:
