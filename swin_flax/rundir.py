@@ -31,8 +31,7 @@ def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None
     """Keeps the config that ran, as readable text and as JSON, so a run can be repeated; its
     paths absolute, so that evaluate finds the data from any folder."""
     config = config.copy_and_resolve_references()
-    for field in PATH_FIELDS:
-        config[field] = _absolute(config[field])
+    config.update({field: _absolute(config[field]) for field in PATH_FIELDS})
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.txt").write_text(str(config))
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
