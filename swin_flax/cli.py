@@ -31,18 +31,12 @@ def _exit_saying(kind: str, message: str, status: int) -> NoReturn:
 def _wrapped(text: str, width: int = 100) -> str:
     """`text` wrapped at `width` line by line, so that a message's own lines (a numbered list of
     choices) stay lines; a list item's continuation lines are indented under its text."""
+    # Neither at hyphens nor within words: a path or URL stays whole, to be copied.
+    wrapper = textwrap.TextWrapper(width, break_on_hyphens=False, break_long_words=False)
     lines = []
     for line in text.splitlines():
-        item = re.match(r"\s*(\d+\.|-)?\s*", line)
-        lines.append(
-            textwrap.fill(
-                line,
-                width,
-                subsequent_indent=" " * item.end(),
-                break_on_hyphens=False,  # a path or URL stays whole, to be copied
-                break_long_words=False,
-            )
-        )
+        wrapper.subsequent_indent = " " * re.match(r"\s*(\d+\.|-)?\s*", line).end()
+        lines.append(wrapper.fill(line))
     return "\n".join(lines)
 
 
@@ -88,15 +82,14 @@ def _excepthook(kind, value, tb) -> None:
 def _unraisablehook(unraisable) -> None:
     # Ctrl-C that landed in a callback Python cannot raise from (JAX's garbage-collection callback)
     # would be lost: it is sent again, for the handler to act on where it can.
-    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+    error = unraisable.exc_value
+    if isinstance(error, KeyboardInterrupt):
         main = threading.main_thread().ident
         threading.Timer(0.01, signal.pthread_kill, (main, signal.SIGINT)).start()
         return
     # A checkpoint read that failed (a damaged file: reported as a CheckpointError) leaves reads in
     # flight whose completion callbacks find orbax's event loop closed; their errors say nothing new.
-    closed_loop = isinstance(unraisable.exc_value, RuntimeError) and (
-        str(unraisable.exc_value) == "Event loop is closed"
-    )
+    closed_loop = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
     if not (closed_loop and unraisable.object is None):
         sys.__unraisablehook__(unraisable)
 
@@ -160,8 +153,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     except SystemExit as e:  # absl's --help / --helpshort / --helpfull print the usage, exit 1
         sys.exit(0 if e.code == 1 and any(a.startswith(("--help", "-?")) for a in argv) else e.code)
     except Exception as e:  # noqa: BLE001 (a config file runs user code while it loads)
-        found = _config_file_frame(e, argv)
-        if found is not None:
+        if found := _config_file_frame(e, argv):
             where, cause = found
             exit_user_error(
                 f"the config file {where} failed to load ({type(cause).__name__}: "
@@ -216,10 +208,8 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
 def _home_expanded(arg: str) -> str:
     """`--flag=~/path` with the home folder in place of `~`, as the shell does for `--flag ~/path`
     but not after an `=`."""
-    name, eq, value = arg.partition("=")
-    if not (arg.startswith("--") and eq and value.startswith("~")):
-        return arg
-    return f"{name}={os.path.expanduser(value)}"
+    name, eq, value = arg.partition("=")  # expanduser changes only a value that starts with `~`
+    return f"{name}={os.path.expanduser(value)}" if arg.startswith("--") and eq else arg
 
 
 def _check_config_files(flag_values, argv: list[str]) -> None:

@@ -7,6 +7,7 @@ at the entry point, so a bad value fails in seconds with a message naming the fi
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -146,10 +147,8 @@ def run_grid(c: ml_collections.ConfigDict) -> list[dict[str, Any]]:
     """Each run's own field values, in run order: every combination of the swept values (the first
     swept field varying slowest), each for seeds seed, seed + 1, ... seed + num_runs - 1, with the
     shared data seed (or, with per_run_data, data seed + k for seed index k)."""
-    swept = [(f, c.sweep[f]) for f in SWEEPABLE if c.sweep[f]]
-    grid = [{}]
-    for field, values in swept:
-        grid = [{**point, field: v} for point in grid for v in values]
+    swept = [f for f in SWEEPABLE if c.sweep[f]]
+    grid = [dict(zip(swept, v)) for v in itertools.product(*(c.sweep[f] for f in swept))]
     data = data_seed(c)
     return [
         {**point, "seed": c.seed + k, "data_seed": data + k if c.per_run_data else data}
@@ -168,10 +167,7 @@ def single_run(
 ) -> ml_collections.ConfigDict:
     """The config of one run of `c` (`values`: one entry of run_grid) as a process of its own."""
     single = copy.deepcopy(c)
-    single.update(values)
-    single.num_runs = 1
-    for f in SWEEPABLE:
-        single.sweep[f] = ()
+    single.update(values, num_runs=1, sweep={f: () for f in SWEEPABLE})
     return single
 
 
@@ -192,12 +188,6 @@ def _flat_keys(c: ml_collections.ConfigDict) -> set[str]:
     return keys | {k.rsplit(".", 1)[0] for k in keys if "." in k}
 
 
-def _as_given(values: Any) -> Any:
-    """A command-line tuple that is no Python literal ('(nan,1)') arrives as a 1-tuple of its text."""
-    one_text = isinstance(values, tuple) and len(values) == 1 and isinstance(values[0], str)
-    return values[0] if one_text else values
-
-
 def _require(ok: bool, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config.{field}: {message}")
@@ -205,18 +195,16 @@ def _require(ok: bool, field: str, message: str) -> None:
 
 def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
     """Raises ConfigError naming the first bad field; cheap, runs before any data or compile."""
-    swept = sorted(k for k in _flat_keys(c) if k.startswith("sweep.") and k[6:] not in SWEEPABLE)
-    _require(not swept, swept[0] if swept else "", NOT_SWEEPABLE)
-    unknown = sorted(_flat_keys(c) - _flat_keys(default_config()))
-    if unknown:
+    keys, known = _flat_keys(c), _flat_keys(default_config())
+    if swept := sorted(k for k in keys if k.startswith("sweep.") and k[6:] not in SWEEPABLE):
+        raise ConfigError(f"config.{swept[0]}: {NOT_SWEEPABLE}")
+    if unknown := sorted(keys - known):
         raise ConfigError(
             f"unknown config field(s) {', '.join('config.' + k for k in unknown)}: check the spelling "
             "against swin_flax/config.py, which lists every field."
         )
-    missing = sorted(_flat_keys(default_config()) - _flat_keys(c))
-    _require(
-        not missing, missing[0] if missing else "", "missing; start configs from default_config()."
-    )
+    if missing := sorted(known - keys):
+        raise ConfigError(f"config.{missing[0]}: missing; start configs from default_config().")
 
     _require(c.dataset in DATASETS, "dataset", f"{c.dataset!r} is not one of {DATASETS}.")
     _require(
@@ -304,6 +292,8 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     )
     for f in SWEEPABLE:
         values = c.sweep[f]
+        # A command-line tuple that is no Python literal ('(nan,1)') arrives as a 1-tuple of its text.
+        one_text = isinstance(values, tuple) and len(values) == 1 and isinstance(values[0], str)
         _require(
             isinstance(values, tuple | list)
             and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
@@ -311,7 +301,7 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
             and len(set(values)) == len(values),
             f"sweep.{f}",
             f"must be a tuple of distinct finite numbers, e.g. --config.sweep.{f}='(5e-4,1e-3)' "
-            f"(an empty tuple: not swept), got {_as_given(values)!r}.",
+            f"(an empty tuple: not swept), got {values[0] if one_text else values!r}.",
         )
     if c.num_runs > 1 or any(c.sweep.values()):
         # Each sweep point's numbers, checked as a single run's would be (the runs of one point

@@ -1,9 +1,6 @@
-"""A run's folder (--workdir): what it holds and what it says about the run.
-
-Reads the latest checkpoint's record to tell where a run stands (new, to resume, finished), writes the
-config that ran, and words positions and summaries the same way in every message. No TensorFlow: a
-finished run answers in seconds.
-"""
+"""A run's folder (--workdir): where the run stands (new, to resume, finished) by its latest
+checkpoint's record, the config that ran, and positions and summaries worded alike in every message.
+No TensorFlow: a finished run answers in seconds."""
 
 from __future__ import annotations
 
@@ -34,8 +31,7 @@ def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None
     """Keeps the config that ran, as readable text and as JSON, so a run can be repeated; its
     paths absolute, so that evaluate finds the data from any folder."""
     config = config.copy_and_resolve_references()
-    for field in PATH_FIELDS:
-        config[field] = _absolute(config[field])
+    config.update({field: _absolute(config[field]) for field in PATH_FIELDS})
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.txt").write_text(str(config))
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -67,6 +63,15 @@ RESUME_MAY_CHANGE = frozenset({
 })  # fmt: skip
 
 
+def _recorded(workdir: epath.Path) -> dict[str, Any]:
+    """The config.json of the run in `workdir`; {} when there is none (a run stopped before it
+    wrote one) or it is no JSON object (edited by hand)."""
+    try:
+        return dict(json.loads((workdir / "config.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
 def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
     """A flattened config's fields that a resumed run must keep, in the terms that decide what
     it computes: the data seed as resolved, per_run_data only where there are several runs."""
@@ -86,11 +91,9 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
     config.json), naming the flags that resume it: a changed recipe, seed or run set would
     continue the run as another one, and its config.json (which evaluate reads) would no longer
     describe the checkpoints. Only RESUME_MAY_CHANGE's fields may differ."""
-    try:
-        recorded = flatten(json.loads((workdir / "config.json").read_text()))
-    except (OSError, ValueError):  # none (a run stopped before it wrote one), or not JSON (edited
-        return  # by hand): nothing to compare; this run rewrites it
-    started, now = _recipe(recorded), _recipe(flatten(config.to_dict()))
+    if not (recorded := _recorded(workdir)):
+        return  # nothing to compare: this run rewrites it
+    started, now = _recipe(flatten(recorded)), _recipe(flatten(config.to_dict()))
     diffs = sorted(k for k in now if k in started and started[k] != now[k])
     if recorded.get("data_seed") is None and config.data_seed is None and "data_seed" in diffs:
         diffs.remove("data_seed")  # it follows the seed: the seed is the one to give
@@ -129,17 +132,15 @@ def resumed_config(
     """The config of the run resumed in `workdir` as its config.json keeps it: `pretrained` as the
     run recorded it (the file is read only when a run starts), with a warning when the command
     names another file."""
-    try:
-        recorded = dict(json.loads((workdir / "config.json").read_text())).get("pretrained")
-    except (OSError, ValueError, TypeError):  # none, or edited by hand: nothing to keep
+    if not (recorded := _recorded(workdir)):
         return config
-    if config.pretrained and _absolute(config.pretrained) != _absolute(recorded):
+    if config.pretrained and _absolute(config.pretrained) != _absolute(recorded.get("pretrained")):
         logging.warning(
             f"config.pretrained is read only when a run starts: {workdir} resumes from its own "
             "checkpoint. To fine-tune from another file, give a new --workdir."
         )
     kept = config.copy_and_resolve_references()
-    kept.pretrained = recorded
+    kept.pretrained = recorded.get("pretrained")
     return kept
 
 
@@ -286,10 +287,10 @@ def duration(seconds: float) -> str:
 
 
 class Claim:
-    """This process's hold on a workdir while it trains there: an exclusive flock on the folder
-    itself (nothing is written, and the system drops it when the process ends, even by kill -9).
-    Another process about to train in the same folder is refused instead of interleaving its
-    checkpoints with this one's. `take` claims once the folder exists; only process 0 claims."""
+    """This process's hold on a workdir while it trains there: an exclusive flock on the folder (no
+    file; the system drops it when the process ends, even by kill -9), so that another process is
+    refused, not interleaving its checkpoints. `take` claims once the folder exists; only process 0
+    claims."""
 
     def __init__(self, workdir: str | os.PathLike, active: bool = True):
         self.workdir, self.active, self._fd = epath.Path(workdir), active, None
@@ -300,15 +301,14 @@ class Claim:
         fd = os.open(self.workdir, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as e:
             os.close(fd)
-            raise ConfigError(
-                f"--workdir {self.workdir}: another process is training in it. Wait for it to end "
-                "(or stop it: on SIGTERM it saves and exits), or give another --workdir."
-            ) from None
-        except OSError:  # a file system without flock (some network mounts): no claim
-            os.close(fd)
-            return
+            if isinstance(e, BlockingIOError):
+                raise ConfigError(
+                    f"--workdir {self.workdir}: another process is training in it. Wait for it to "
+                    "end (or stop it: on SIGTERM it saves and exits), or give another --workdir."
+                ) from None
+            return  # a file system without flock (some network mounts): no claim
         self._fd = fd
 
     def __enter__(self) -> Claim:
@@ -326,8 +326,7 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
 
     Refuses a workdir that is a file or inside a run's checkpoints/, a checkpoint of another model,
     a num_epochs below what the run has trained and (a run that will train) a folder this user
-    cannot write or create, before any data is read or anything compiled; writes nothing.
-    """
+    cannot write or create, before any data is read or anything compiled; writes nothing."""
     workdir = epath.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(
@@ -341,13 +340,12 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
     saved = checkpoints.peek_meta(workdir)
     finished = False
     if saved is not None:
-        where = str(checkpoints.series_dir(workdir, "latest"))
         check_same_recipe(config, workdir)
         if diffs := checkpoints.model_differences(saved, model_identity(config)):
             raise CheckpointError(
-                f"the checkpoint in {where} was written for a different model "
-                f"({'; '.join(diffs)}). Use the config that wrote it, or a new --workdir to start "
-                "a fresh run."
+                f"the checkpoint in {checkpoints.series_dir(workdir, 'latest')} was written for a "
+                f"different model ({'; '.join(diffs)}). Use the config that wrote it, or a new "
+                "--workdir to start a fresh run."
             )
         finished = check_num_epochs(saved, config.num_epochs, workdir)
     if not finished:  # the run will write: the folder, or the one it is created in, must allow it
@@ -366,8 +364,7 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
 
 def report_finished(workdir: str | os.PathLike, saved: dict[str, Any], num_epochs: int) -> dict:
     """Prints the summary of a run that has nothing left to train, and returns it."""
-    where = str(checkpoints.series_dir(workdir, "latest").parent)
-    summary = run_summary(saved, where)
+    summary = run_summary(saved, str(checkpoints.series_dir(workdir, "latest").parent))
     announce(f"{workdir} has trained all its {count(num_epochs, 'epoch')}: nothing to do.")
     for line in summary_lines(summary):
         announce(line)
