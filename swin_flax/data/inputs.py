@@ -88,8 +88,7 @@ def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterable[dict
 
 @dataclasses.dataclass(frozen=True)
 class _Passes:
-    """A dataset as an iterable of device batches: a fresh iterator (and device prefetch) per
-    pass."""
+    """A dataset as an iterable of device batches: a fresh iterator (and device prefetch) per pass."""
 
     dataset: Any
 
