@@ -133,13 +133,10 @@ def _layer_id(path: tuple, leaf: Any, depths: tuple[int, ...]) -> np.ndarray:
         return np.array(sum(depths) + 1)  # final norm, head, absolute_pos_embed: official "else"
     i = int(stage.group(1))
     first = sum(depths[:i])  # blocks before stage i
-    block = re.fullmatch(r"blocks_(\d+)", names[1])
-    if block:
+    if block := re.fullmatch(r"blocks_(\d+)", names[1]):
         return np.array(first + int(block.group(1)) + 1)
-    if names[1] == "downsample":  # official: layers.i.downsample.{reduction,norm}
-        return np.array(sum(depths[: i + 1]))
-    if names[1] == "blocks_tail":
-        return np.array(first + depths[i])
+    if names[1] in ("downsample", "blocks_tail"):  # official: layers.i.downsample.{reduction,norm}
+        return np.array(first + depths[i])  # the stage's last block
     if names[1] == "blocks":  # nn.scan layout: the leading axis indexes blocks (or pairs)
         k = np.arange(np.shape(leaf)[0])
         if len(names) > 2 and names[2] in ("regular", "shifted"):
