@@ -74,10 +74,8 @@ def learning_rate_table(
     per = steps_per_epoch if schedule == "cosine_epoch" else 1
     epochs = curve.get("warmup_epochs", 0) + curve.get("cosine_epochs", 300)
     last = epochs * steps_per_epoch // per
-    lrs = [
-        epoch_learning_rate(i * per / steps_per_epoch, schedule=schedule, **curve)
-        for i in range(last + 1)
-    ]
+    epochs_at = (i * per / steps_per_epoch for i in range(last + 1))  # each entry's epoch t
+    lrs = [epoch_learning_rate(t, schedule=schedule, **curve) for t in epochs_at]
     return np.array(lrs, np.float32), per
 
 
