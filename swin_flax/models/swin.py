@@ -298,11 +298,9 @@ class SwinStage(nn.Module):
         )
 
         if not scanned:
-            for j in range(spec.depth):
+            for j, rate in enumerate(rates):
                 shift = spec.shift_size if j % 2 else 0
-                x = block(shift_size=shift, drop_path=rates[j], name=f"blocks_{j}")(
-                    x, deterministic
-                )
+                x = block(shift_size=shift, drop_path=rate, name=f"blocks_{j}")(x, deterministic)
                 # Materialise the residual stream (and, in the backward pass, its gradient) between
                 # blocks: without it XLA fuses the residual gradient's chain of adds across blocks
                 # into each consumer and recomputes it, so step time grows faster than depth.
