@@ -51,9 +51,8 @@ def epoch_learning_rate(
     t_cos = t - warmup_epochs if warmup_prefix else t
     if t_cos >= cosine_epochs:
         return float(lr_min)
-    return lr_min + 0.5 * (learning_rate - lr_min) * (
-        1.0 + math.cos(math.pi * t_cos / cosine_epochs)
-    )
+    cosine = 1.0 + math.cos(math.pi * t_cos / cosine_epochs)
+    return lr_min + 0.5 * (learning_rate - lr_min) * cosine
 
 
 def learning_rate_table(
@@ -73,13 +72,10 @@ def learning_rate_table(
     if schedule == "constant":
         return np.array([curve["learning_rate"]], np.float32), 1
     per = steps_per_epoch if schedule == "cosine_epoch" else 1
-    last = (
-        (curve.get("warmup_epochs", 0) + curve.get("cosine_epochs", 300)) * steps_per_epoch // per
-    )
-    lrs = [
-        epoch_learning_rate(i * per / steps_per_epoch, schedule=schedule, **curve)
-        for i in range(last + 1)
-    ]
+    epochs = curve.get("warmup_epochs", 0) + curve.get("cosine_epochs", 300)
+    last = epochs * steps_per_epoch // per
+    epochs_at = (i * per / steps_per_epoch for i in range(last + 1))  # each entry's epoch t
+    lrs = [epoch_learning_rate(t, schedule=schedule, **curve) for t in epochs_at]
     return np.array(lrs, np.float32), per
 
 
@@ -104,18 +100,17 @@ def weight_decay_mask(params: Any) -> Any:
     """Pytree of bools like `params`: True where weight decay applies, as the official Swin decides.
 
     Exempt: every parameter with at most one dimension (LayerNorm scale and bias, biases) and every
-    parameter whose path has a key in NO_WEIGHT_DECAY_NAMES ('relative_position_bias_table',
-    'absolute_pos_embed', 'bias'). Uses the leaves' own shapes: call it on unreplicated params
-    (inside pmap the per-device shapes are the unreplicated ones). Leaves under a `blocks` key
-    (the scan_blocks layout) carry a leading block axis, which is not counted.
+    parameter whose path has a key in NO_WEIGHT_DECAY_NAMES. Uses the leaves' own shapes: call it on
+    unreplicated params (inside pmap the per-device shapes are the unreplicated ones). Leaves under
+    a `blocks` key (the scan_blocks layout) carry a leading block axis, which is not counted.
     """
 
     def decays(path: tuple, leaf: Any) -> bool:
         names = {jax.tree_util.keystr((k,), simple=True) for k in path}
-        stacked = "blocks" in names  # scan_blocks layout: a leading axis stacks the blocks
+        stacked = "blocks" in names
         return jnp.ndim(leaf) - stacked > 1 and not names.intersection(NO_WEIGHT_DECAY_NAMES)
 
-    return jax.tree_util.tree_map_with_path(decays, params)
+    return jax.tree.map_with_path(decays, params)
 
 
 def _layer_id(path: tuple, leaf: Any, depths: tuple[int, ...]) -> np.ndarray:
@@ -136,13 +131,10 @@ def _layer_id(path: tuple, leaf: Any, depths: tuple[int, ...]) -> np.ndarray:
         return np.array(sum(depths) + 1)  # final norm, head, absolute_pos_embed: official "else"
     i = int(stage.group(1))
     first = sum(depths[:i])  # blocks before stage i
-    block = re.fullmatch(r"blocks_(\d+)", names[1])
-    if block:
+    if block := re.fullmatch(r"blocks_(\d+)", names[1]):
         return np.array(first + int(block.group(1)) + 1)
-    if names[1] == "downsample":  # official: layers.i.downsample.{reduction,norm}
-        return np.array(sum(depths[: i + 1]))
-    if names[1] == "blocks_tail":
-        return np.array(first + depths[i])
+    if names[1] in ("downsample", "blocks_tail"):  # official: layers.i.downsample.{reduction,norm}
+        return np.array(first + depths[i])  # the stage's last block
     if names[1] == "blocks":  # nn.scan layout: the leading axis indexes blocks (or pairs)
         k = np.arange(np.shape(leaf)[0])
         if len(names) > 2 and names[2] in ("regular", "shifted"):
@@ -163,9 +155,7 @@ def scale_by_layer_decay(layer_decay: float, depths: Sequence[int]) -> optax.Gra
         s = np.asarray(layer_decay ** (top - _layer_id(path, u, depths)), np.float32)
         return u * s.astype(u.dtype)
 
-    return optax.stateless(
-        lambda updates, params=None: jax.tree_util.tree_map_with_path(scale, updates)
-    )
+    return optax.stateless(lambda updates, params=None: jax.tree.map_with_path(scale, updates))
 
 
 def create_optimizer(
@@ -194,14 +184,9 @@ def create_optimizer(
     """
     assert layer_decay == 1.0 or depths, "layer_decay < 1 needs the model's depths"
 
+    mask = weight_decay_mask if weight_decay_exempt else None
     adamw = optax.adamw(
-        learning_rate=learning_rate_fn,
-        b1=b1,
-        b2=b2,
-        eps=eps,
-        eps_root=0.0,
-        weight_decay=weight_decay,
-        mask=weight_decay_mask if weight_decay_exempt else None,
+        learning_rate_fn, b1=b1, b2=b2, eps=eps, eps_root=0.0, weight_decay=weight_decay, mask=mask
     )
     parts = [adamw]
     if grad_clip_norm > 0:

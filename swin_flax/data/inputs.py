@@ -60,7 +60,7 @@ def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> 
     """Every remaining training batch from global step `start` on, as one tf.data stream (its graph
     is optimised once, not per epoch)."""
     epoch = start // data.steps_per_epoch
-    ds = pipeline.train_dataset(
+    return pipeline.train_dataset(
         data.train_images,
         data.train_labels,
         num_classes=config.model.num_classes,
@@ -74,8 +74,7 @@ def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> 
         num_epochs=config.num_epochs - epoch,
         prefetch=config.prefetch_batches,
         **_input_options(config),
-    )
-    return ds.as_numpy_iterator()
+    ).as_numpy_iterator()
 
 
 def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterable[dict]:
@@ -88,8 +87,7 @@ def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterable[dict
 
 @dataclasses.dataclass(frozen=True)
 class _Passes:
-    """A dataset as an iterable of device batches: a fresh iterator (and device prefetch) per
-    pass."""
+    """A dataset as an iterable of device batches: a fresh iterator (and device prefetch) per pass."""
 
     dataset: Any
 

@@ -66,8 +66,7 @@ def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor
         use_cutmix, alpha = tf.constant(True), cutmix_alpha
     else:
         return tf.constant(1.0), tf.constant(False)
-    lam = _beta(seeds[2], alpha)
-    lam = tf.where(apply, tf.cast(lam, tf.float32), 1.0)
+    lam = tf.where(apply, tf.cast(_beta(seeds[2], alpha), tf.float32), 1.0)
     return lam, tf.logical_and(apply, use_cutmix)
 
 

@@ -170,9 +170,7 @@ def _affine(images: tf.Tensor, coeffs: Sequence, fill: Sequence[int], taps: str)
         frac = (t - lower) * tf.cast(keep, tf.float64)  # 0 outside: the fill pixel reads exactly
         return tf.cast(lower, tf.int32), frac[..., None]
 
-    def masked(at: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
-        return fill_index + keep * (at - fill_index)
-
+    masked = lambda at, keep: fill_index + keep * (at - fill_index)  # keep 0: the fill pixel
     gather = lambda i: tf.cast(tf.gather(table, i), tf.float64)
     lerp = lambda p, q, t: p + (q - p) * t
     if taps in ("x", "y"):  # the other coordinate is the pixel centre exactly

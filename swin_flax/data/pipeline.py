@@ -119,20 +119,17 @@ def train_dataset(
         out = transform(all_images, all_labels, g // n_steps, g % n_steps, layout)
         return {k: _per_device(v, local_device_count, dev_bs) for k, v in out.items()}
 
-    first = epoch * n_steps + start_step
-    ds = tf.data.Dataset.range(first, (epoch + num_epochs) * n_steps)
+    ds = tf.data.Dataset.range(epoch * n_steps + start_step, (epoch + num_epochs) * n_steps)
     return _mapped(ds, batch, prefetch)
 
 
 @functools.lru_cache(maxsize=8)
 def _train_transform(source_hw, ra_params, img_mean, translate_const, size, mean, std, mix_cfg):
-    """The training transform of one host batch, traced once per setting (not per epoch, batch
-    size or host layout, which are inputs: layout is [host batch, seed, global batch,
-    process_index, process_count]).
-
-    Traced without autograph: its Python branches are on settings, never on tensors, and
-    autograph's rewriting of the code it calls was most of the time to build the stream
-    (docs/benchmarks.md)."""
+    """The training transform of one host batch, traced once per setting (not per epoch, batch size
+    or host layout, which are inputs: layout is [host batch, seed, global batch, process_index,
+    process_count]). Traced without autograph: its Python branches are on settings, never on
+    tensors, and autograph's rewriting of the code it calls was most of the time to build the
+    stream (docs/benchmarks.md)."""
     h, w = source_hw
     spec = [tf.TensorSpec([None, h, w, 3], tf.uint8), tf.TensorSpec([None], tf.int32)]
     spec += [tf.TensorSpec(shape, tf.int64) for shape in ([], [], [5])]  # epoch, step, layout

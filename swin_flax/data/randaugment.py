@@ -215,11 +215,9 @@ def rand_augment_batch(
         return layer + 1, images
 
     # A loop, not unrolled layers: half the graph, so tf.data instantiates the function faster.
+    n = params.num_layers
     _, images = tf.while_loop(
-        lambda layer, _: layer < params.num_layers,
-        layer_step,
-        (tf.constant(0), images),
-        maximum_iterations=params.num_layers,
+        lambda layer, _: layer < n, layer_step, (tf.constant(0), images), maximum_iterations=n
     )
     return images
 

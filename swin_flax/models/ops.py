@@ -23,12 +23,9 @@ MASK_VALUE = -100.0  # the official mask value between tokens of different shift
 
 
 def torch_trunc_normal(std: float = 0.02) -> Initializer:
-    """timm's `trunc_normal_(std=std)`: a normal truncated at the ABSOLUTE bounds -2, 2.
-
-    With the official std=.02 the bounds sit at +-100 std (truncation mass < 1e-23), so it is
-    sampled as a plain normal, then clipped: inverse-CDF sampling would put rare samples at the
-    bounds.
-    """
+    """timm's `trunc_normal_(std=std)`: a normal truncated at the ABSOLUTE bounds -2, 2, which for
+    the official std=.02 sit at +-100 std (truncation mass < 1e-23): sampled as a plain normal, then
+    clipped, as inverse-CDF sampling would put rare samples at the bounds."""
 
     def init(key: Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> Array:
         z = jax.random.normal(key, shape, jnp.float32)
@@ -63,22 +60,17 @@ def window_reverse(windows, window: int, height: int, width: int):
 
 
 def relative_position_index(window: int) -> np.ndarray:
-    """The official [window^2, window^2] index into the ((2W-1)^2, heads) bias table.
-
-    Entry (i, j) encodes the offset of token i from token j inside a window:
-    (dh + W - 1) * (2W - 1) + (dw + W - 1).
-    """
+    """The official [window^2, window^2] index into the ((2W-1)^2, heads) bias table: entry (i, j)
+    encodes the offset of token i from token j, (dh + W - 1) * (2W - 1) + (dw + W - 1)."""
     rows, cols = np.divmod(np.arange(window * window), window)  # each token's (h, w), row-major
     offset = lambda a: a[:, None] - a[None, :] + (window - 1)  # [N, N]
     return (offset(rows) * (2 * window - 1) + offset(cols)).astype(np.int32)
 
 
 def shifted_window_mask(grid: Sequence[int], window: int, shift: int) -> np.ndarray:
-    """The official SW-MSA mask [nW, N, N]: 0 within a region, -100 across regions.
-
-    After the cyclic roll by -shift, windows on the bottom/right edges hold tokens from up to three
-    regions per axis that were not neighbours in the image; they must not attend to each other.
-    """
+    """The official SW-MSA mask [nW, N, N]: 0 within a region, -100 across regions. After the cyclic
+    roll by -shift, windows on the bottom/right edges hold tokens from up to three regions per axis
+    that were not neighbours in the image; they must not attend to each other."""
     height, width = grid
     regions = np.zeros((1, height, width, 1), np.float32)
     bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -107,7 +108,9 @@ def check_arguments(
     given = dict(locals())  # the arguments by name, for the messages
     img = (img_size, img_size) if not isinstance(img_size, Sequence) else tuple(img_size)
     img_ok = len(img) == 2 and all(map(_is_positive_int, img))
-    hidden_ok = _is_positive_int(embed_dim) and _is_number(mlp_ratio) and mlp_ratio > 0
+    widths_ok = _is_positive_int(embed_dim) and _is_number(mlp_ratio) and mlp_ratio > 0
+    hidden = int(embed_dim * mlp_ratio) if widths_ok else 0  # the MLP's hidden width
+    scale_ok = qk_scale is None or (_is_number(qk_scale) and qk_scale > 0)
     rules = {  # argument: (whether it can build, what it must be), in the signature's order
         "img_size": (img_ok, "a positive int or an (h, w) pair"),
         "patch_size": (_is_positive_int(patch_size), "a positive integer"),
@@ -117,15 +120,9 @@ def check_arguments(
         "depths": (_is_positive_ints(depths), "a non-empty sequence of positive ints"),
         "num_heads": (_is_positive_ints(num_heads), "a non-empty sequence of positive ints"),
         "window_size": (_is_positive_int(window_size), "a positive integer"),
-        "mlp_ratio": (
-            hidden_ok and int(embed_dim * mlp_ratio) > 0,
-            "> 0 (hidden width int(dim * ratio) > 0)",
-        ),
+        "mlp_ratio": (hidden > 0, "> 0 (hidden width int(dim * ratio) > 0)"),
         "qkv_bias": (isinstance(qkv_bias, bool | np.bool_), "a bool"),
-        "qk_scale": (
-            qk_scale is None or (_is_number(qk_scale) and qk_scale > 0),
-            "None (head_dim ** -0.5) or > 0",
-        ),
+        "qk_scale": (scale_ok, "None (head_dim ** -0.5) or > 0"),
         "drop_rate": (_is_number(drop_rate) and 0 <= drop_rate < 1, "in [0, 1)"),
         "attn_drop_rate": (_is_number(attn_drop_rate) and 0 <= attn_drop_rate < 1, "in [0, 1)"),
         "drop_path_rate": (_is_number(drop_path_rate) and 0 <= drop_path_rate < 1, "in [0, 1)"),
@@ -185,8 +182,8 @@ def stage_specs(
     """The per-stage plan of the official SwinTransformer: resolutions, windows and shifts after
     the window rule, stochastic depth rates (linear from 0 to drop_path_rate over all blocks)."""
     img = to_2tuple(img_size)
-    rates = np.linspace(0.0, drop_path_rate, int(sum(depths))).tolist()
-    specs, start = [], 0
+    rates = iter(np.linspace(0.0, drop_path_rate, int(sum(depths))).tolist())  # taken per stage
+    specs = []
     for i, (depth, heads) in enumerate(zip(depths, num_heads)):
         grid = (img[0] // patch_size // 2**i, img[1] // patch_size // 2**i)
         window, shift = window_rule(grid, window_size, window_size // 2)
@@ -199,8 +196,7 @@ def stage_specs(
                 window_size=window,
                 shift_size=shift,
                 downsample=i < len(depths) - 1,
-                drop_path=tuple(rates[start : start + depth]),
+                drop_path=tuple(itertools.islice(rates, depth)),
             )
         )
-        start += depth
     return tuple(specs)

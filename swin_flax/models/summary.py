@@ -41,9 +41,9 @@ def summary_table(model: SwinTransformer, depth: int = 2, batch_size: int = 1) -
     rows: dict[tuple[str, ...], list[Any]] = {}  # module path -> [type name, output shape]
 
     def record(next_fun, args, kwargs, context):
-        if context.method_name != "__call__" or tuple(context.module.path) in rows:
-            return next_fun(*args, **kwargs)
         path = tuple(context.module.path)
+        if context.method_name != "__call__" or path in rows or len(path) > depth:
+            return next_fun(*args, **kwargs)
         rows[path] = [type(context.module).__name__, None]
         out = next_fun(*args, **kwargs)
         rows[path][1] = tuple(out.shape)
@@ -55,8 +55,6 @@ def summary_table(model: SwinTransformer, depth: int = 2, batch_size: int = 1) -
 
     lines = []
     for path, (type_name, shape) in rows.items():
-        if len(path) > depth:
-            continue
         count = sum(n for p, n in sizes.items() if p[: len(path)] == path)
         label = type_name if not path else f"{'  ' * len(path)}{path[-1]} ({type_name})"
         lines.append((label, str(list(shape or ())), f"{count:,}"))

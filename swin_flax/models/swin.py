@@ -35,11 +35,10 @@ Dtype = Any
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default (flax's is 1e-6)
 
 
-# nn.Linear as the official init leaves it (weight trunc_normal(.02), bias 0), and nn.LayerNorm as in
-# PyTorch (eps 1e-5, two-pass variance; statistics in float32).
-_linear = functools.partial(
-    nn.Dense, kernel_init=ops.torch_trunc_normal(0.02), bias_init=nn.initializers.zeros
-)
+# The official init of Linear weights (bias 0), the bias table and absolute_pos_embed; nn.LayerNorm
+# as in PyTorch (eps 1e-5, two-pass variance; statistics in float32).
+_trunc_normal = ops.torch_trunc_normal(0.02)
+_linear = functools.partial(nn.Dense, kernel_init=_trunc_normal, bias_init=nn.initializers.zeros)
 _layer_norm = functools.partial(nn.LayerNorm, epsilon=LAYER_NORM_EPS, use_fast_variance=False)
 
 
@@ -133,11 +132,7 @@ class WindowAttention(nn.Module):
         q = q * jnp.asarray(scale, q.dtype)
         attn = jnp.einsum("bhnd,bhmd->bhnm", q, k).astype(jnp.float32)
 
-        table = self.param(
-            "relative_position_bias_table",
-            ops.torch_trunc_normal(0.02),
-            ((2 * w - 1) ** 2, heads),
-        )
+        table = self.param("relative_position_bias_table", _trunc_normal, ((2 * w - 1) ** 2, heads))
         index = ops.relative_position_index(w).reshape(-1)
         bias = jnp.asarray(table, jnp.float32)[index].reshape(n, n, heads).transpose(2, 0, 1)
         attn = attn + bias[None]
@@ -303,42 +298,34 @@ class SwinStage(nn.Module):
         )
 
         if not scanned:
-            for j in range(spec.depth):
+            for j, rate in enumerate(rates):
                 shift = spec.shift_size if j % 2 else 0
-                x = block(shift_size=shift, drop_path=rates[j], name=f"blocks_{j}")(
-                    x, deterministic
-                )
+                x = block(shift_size=shift, drop_path=rate, name=f"blocks_{j}")(x, deterministic)
                 # Materialise the residual stream (and, in the backward pass, its gradient) between
                 # blocks: without it XLA fuses the residual gradient's chain of adds across blocks
                 # into each consumer and recomputes it, so step time grows faster than depth.
                 x = jax.lax.optimization_barrier(x)
         else:
-            scan = functools.partial(
-                nn.scan,
+            unit_rates = jnp.asarray(rates, jnp.float32)
+            if spec.shift_size == 0:  # every block alike: scan over blocks
+                unit, length = block(shift_size=0, name="blocks"), spec.depth
+            else:  # scan over the depth // 2 (regular, shifted) pairs, one at least (SCAN_MIN_DEPTH)
+                length = spec.depth // 2
+                unit = SwinBlockPair(block=block, shift_size=spec.shift_size, name="blocks")
+                unit_rates = unit_rates[: 2 * length].reshape(length, 2)
+            scanned = nn.scan(
+                _scan_body,
                 variable_axes={"params": 0},
                 split_rngs={"params": True, "dropout": True},
                 in_axes=(nn.broadcast, 0),
+                length=length,
             )
-            rates_array = jnp.asarray(rates, jnp.float32)
-            pairs = spec.depth // 2
-            if spec.shift_size == 0:  # every block alike: scan over blocks
-                scanned = scan(_scan_body, length=spec.depth)
-                x, _ = scanned(block(shift_size=0, name="blocks"), x, deterministic, rates_array)
-            elif pairs:  # scan over (regular, shifted) pairs
-                scanned = scan(_scan_body, length=pairs)
-                pair = SwinBlockPair(block=block, shift_size=spec.shift_size, name="blocks")
-                pair_rates = rates_array[: 2 * pairs].reshape(pairs, 2)
-                x, _ = scanned(pair, x, deterministic, pair_rates)
+            x, _ = scanned(unit, x, deterministic, unit_rates)
             if spec.shift_size and spec.depth % 2:
                 x = block(shift_size=0, drop_path=rates[-1], name="blocks_tail")(x, deterministic)
 
         if spec.downsample:
-            x = PatchMerging(
-                input_resolution=spec.input_resolution,
-                dim=spec.dim,
-                dtype=self.dtype,
-                name="downsample",
-            )(x)
+            x = PatchMerging(spec.input_resolution, spec.dim, self.dtype, name="downsample")(x)
         return x
 
 
@@ -417,12 +404,8 @@ class SwinTransformer(nn.Module):
             dtype=self.dtype,
         )
         if self.ape:
-            num_patches = math.prod(self.stage_specs()[0].input_resolution)
-            self.absolute_pos_embed = self.param(
-                "absolute_pos_embed",
-                ops.torch_trunc_normal(0.02),
-                (1, num_patches, self.embed_dim),
-            )
+            shape = (1, math.prod(self.stage_specs()[0].input_resolution), self.embed_dim)
+            self.absolute_pos_embed = self.param("absolute_pos_embed", _trunc_normal, shape)
         self.pos_drop = nn.Dropout(self.drop_rate)
         self.layers = [
             SwinStage(
@@ -471,15 +454,11 @@ def create_model(
     `create_model` takes them); missing names take the official defaults, unknown names and
     arguments that cannot build raise ValueError. Lists become tuples (module fields must hash)."""
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_config).items()}
-    unknown = sorted(set(args) - set(plan.OFFICIAL_DEFAULTS))
-    if unknown:
+    if unknown := sorted(set(args) - set(plan.OFFICIAL_DEFAULTS)):
         raise ValueError(
             f"unknown model argument(s) {unknown}; the official SwinTransformer takes "
             f"{sorted(plan.OFFICIAL_DEFAULTS)}."
         )
     return SwinTransformer(
-        **args,
-        dtype=jnp.dtype(dtype),
-        remat=remat,
-        scan_blocks=bool(scan_blocks),
+        **args, dtype=jnp.dtype(dtype), remat=remat, scan_blocks=bool(scan_blocks)
     )
