@@ -133,6 +133,8 @@ def test_summary_table_lists_shapes_and_total():
         (dict(img_size=24, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24)), "odd"),  # 6->3->1.5
         (dict(drop_path_rate=1.5), "drop_path_rate"),
         (dict(mlp_ratio=-1.0), "mlp_ratio"),
+        (dict(mlp_ratio=float("inf")), "mlp_ratio"),  # int(dim * inf) would overflow
+        (dict(qk_scale=float("nan")), "qk_scale"),
         (dict(num_classes=-1), "num_classes"),
         (dict(qk_scale=0.0), "qk_scale"),
     ],

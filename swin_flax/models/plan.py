@@ -70,7 +70,7 @@ def _is_positive_ints(seq: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _divisors(n: int) -> list[int]:
@@ -120,9 +120,9 @@ def check_arguments(
         "depths": (_is_positive_ints(depths), "a non-empty sequence of positive ints"),
         "num_heads": (_is_positive_ints(num_heads), "a non-empty sequence of positive ints"),
         "window_size": (_is_positive_int(window_size), "a positive integer"),
-        "mlp_ratio": (hidden > 0, "> 0 (hidden width int(dim * ratio) > 0)"),
+        "mlp_ratio": (hidden > 0, "a finite number > 0 (hidden width int(dim * ratio) > 0)"),
         "qkv_bias": (isinstance(qkv_bias, bool | np.bool_), "a bool"),
-        "qk_scale": (scale_ok, "None (head_dim ** -0.5) or > 0"),
+        "qk_scale": (scale_ok, "None (head_dim ** -0.5) or a finite number > 0"),
         "drop_rate": (_is_number(drop_rate) and 0 <= drop_rate < 1, "in [0, 1)"),
         "attn_drop_rate": (_is_number(attn_drop_rate) and 0 <= attn_drop_rate < 1, "in [0, 1)"),
         "drop_path_rate": (_is_number(drop_path_rate) and 0 <= drop_path_rate < 1, "in [0, 1)"),
