@@ -301,7 +301,7 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
             and len(set(values)) == len(values),
             f"sweep.{f}",
             f"must be a tuple of distinct finite numbers, e.g. --config.sweep.{f}='(5e-4,1e-3)' "
-            f"(an empty tuple: not swept), got {values[0] if one_text else values!r}.",
+            f"(an empty tuple: not swept), got {(values[0] if one_text else values)!r}.",
         )
     if c.num_runs > 1 or any(c.sweep.values()):
         # Each sweep point's numbers, checked as a single run's would be (the runs of one point

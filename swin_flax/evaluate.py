@@ -84,7 +84,8 @@ class Run:
 def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:
     """The runs that --run (`which`: an index or a name) and --ensemble choose: that run, else all
     as their ensemble (each run's scores too, unless `ensemble`). Refuses both flags at once, either
-    with a single run's checkpoint, and a --run that names none of its runs."""
+    with a single run's checkpoint, and a --run that names none of its runs, before any params are
+    read."""
     names = tuple(run.meta.get("runs") or [])  # the stacked runs: none for a single run's
     if which is not None and ensemble:
         raise CheckpointError(
@@ -254,6 +255,7 @@ def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, d
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [num_classes, num_classes]: entry (t, p) counts examples of true class t predicted p."""
     labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
+    assert labels.shape == predictions.shape, (labels.shape, predictions.shape)
     for name, v in (("labels", labels), ("predictions", predictions)):
         if v.size and (v.min() < 0 or v.max() >= num_classes):
             raise ValueError(f"{name} must lie in [0, {num_classes}), got {v.min()}..{v.max()}.")
@@ -270,7 +272,8 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def combined_logits(logits: np.ndarray) -> np.ndarray:
     """Members' logits [members, examples, classes] -> what they predict together [examples,
     classes]: one member's own; several members' the log of the mean of their softmax
-    probabilities (float64), whose cross-entropy is the ensemble's loss."""
+    probabilities (float64, by log-sum-exp), whose softmax is that mean and whose cross-entropy is
+    the ensemble's loss."""
     if len(logits) == 1:
         return logits[0]
     log_probs = log_softmax(np.asarray(logits, np.float64))

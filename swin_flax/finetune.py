@@ -1,12 +1,13 @@
 """Starting a run from a pretrained PyTorch Swin: load what fits, resize what can be, report the rest.
 
-`load_pretrained` maps an official (microsoft/Swin-Transformer) or timm checkpoint onto a model's fresh
-params through `convert.pair_params`: tensors whose shapes agree are copied; bias tables of another
-window are resized per head on their offset grid, 'bicubic' as the official code or 'geometric' as
-timm's; `absolute_pos_embed` of another grid bicubically. The head stays new unless `load_head` and
-it fits, the final norm too when the target has fewer stages; source tensors with no place are
-skipped. Anything else that does not fit is a CheckpointError naming the keys, which
-`read_pretrained` raises from the shapes alone, before a run initialises anything.
+`load_pretrained` maps an official (microsoft/Swin-Transformer) or timm checkpoint onto a model's
+fresh params through `convert.pair_params`: tensors whose shapes agree are copied; bias tables of
+another window are resized per head on their offset grid, 'bicubic' as the official code or
+'geometric' as timm's, both keeping the zero offset's bias; `absolute_pos_embed` of another grid
+bicubically. The head stays new unless `load_head` and it fits, the final norm too when the target
+has fewer stages; source tensors with no place are skipped. Anything else that does not fit is a
+CheckpointError naming the keys, which `read_pretrained` raises from the shapes alone, before a run
+initialises anything.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def geometric_matrix(size_in: int, size_out: int) -> np.ndarray:
             right = q
         else:
             left = q
-    dis = np.cumsum(q ** np.arange(size_in // 2))  # 1, 1 + q, 1 + q + q^2, ...
+    dis = np.cumsum([q**i for i in range(size_in // 2)])  # 1, 1 + q, 1 + q + q^2, ...
     positions = np.concatenate([-dis[::-1], [0.0], dis])
     half = size_out // 2
     targets = np.arange(-half, half + 0.1, 1.0)

@@ -133,8 +133,9 @@ def _layer_id(path: tuple, leaf: Any, depths: tuple[int, ...]) -> np.ndarray:
     first = sum(depths[:i])  # blocks before stage i
     if block := re.fullmatch(r"blocks_(\d+)", names[1]):
         return np.array(first + int(block.group(1)) + 1)
-    if names[1] in ("downsample", "blocks_tail"):  # official: layers.i.downsample.{reduction,norm}
-        return np.array(first + depths[i])  # the stage's last block
+    # layers.i.downsample (official), or a scanned stage's unpaired last block: the stage's last id
+    if names[1] in ("downsample", "blocks_tail"):
+        return np.array(first + depths[i])
     if names[1] == "blocks":  # nn.scan layout: the leading axis indexes blocks (or pairs)
         k = np.arange(np.shape(leaf)[0])
         if len(names) > 2 and names[2] in ("regular", "shifted"):

@@ -84,7 +84,8 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
     else:  # a resume cannot change the schedule: a short one is said when the run starts
         logging.info("training %s from the start", length)
         if warning := build.short_run_warning(run_set.configs[0], steps_per_epoch):
-            several = run_set.count > 1 and set(run_set.swept) - {"weight_decay"}  # rates it quotes
+            quoted = {"learning_rate", "warmup_lr_init", "lr_min"}  # the rates the warning quotes
+            several = run_set.count > 1 and quoted & set(run_set.swept)
             run = f"run {run_set.names[0]} (the first of {run_set.count}): " if several else ""
             logging.warning(run + warning)
     if warning := build.past_schedule_warning(config):  # also on resuming: num_epochs may grow

@@ -63,13 +63,14 @@ RESUME_MAY_CHANGE = frozenset({
 })  # fmt: skip
 
 
-def _recorded(workdir: epath.Path) -> dict[str, Any]:
-    """The config.json of the run in `workdir`; {} when there is none (a run stopped before it
-    wrote one) or it is no JSON object (edited by hand)."""
+def _recorded(workdir: epath.Path) -> dict[str, Any] | None:
+    """The config.json of the run in `workdir`; None when there is none (a run stopped before it
+    wrote one) or it is no JSON object (edited by hand): nothing to compare or keep."""
     try:
-        return dict(json.loads((workdir / "config.json").read_text()))
-    except (OSError, ValueError, TypeError):
-        return {}
+        recorded = json.loads((workdir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
     config.json), naming the flags that resume it: a changed recipe, seed or run set would
     continue the run as another one, and its config.json (which evaluate reads) would no longer
     describe the checkpoints. Only RESUME_MAY_CHANGE's fields may differ."""
-    if not (recorded := _recorded(workdir)):
+    if (recorded := _recorded(workdir)) is None:
         return  # nothing to compare: this run rewrites it
     started, now = _recipe(flatten(recorded)), _recipe(flatten(config.to_dict()))
     diffs = sorted(k for k in now if k in started and started[k] != now[k])
@@ -132,7 +133,7 @@ def resumed_config(
     """The config of the run resumed in `workdir` as its config.json keeps it: `pretrained` as the
     run recorded it (the file is read only when a run starts), with a warning when the command
     names another file."""
-    if not (recorded := _recorded(workdir)):
+    if (recorded := _recorded(workdir)) is None:
         return config
     if config.pretrained and _absolute(config.pretrained) != _absolute(recorded.get("pretrained")):
         logging.warning(

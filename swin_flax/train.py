@@ -115,7 +115,7 @@ def evaluate_params(
 
 
 def _as_json(metrics) -> Any:
-    """A metrics collection's state as JSON-able lists (for a checkpoint's record)."""
+    """A metrics collection's state as JSON-able lists (for a checkpoint's record); None stays None."""
     return jax.tree.map(lambda x: np.asarray(x).tolist(), serialization.to_state_dict(metrics))
 
 
@@ -259,7 +259,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: float) -> dict:
-    """train_and_evaluate's run in a workdir that needs training, claimed (a new one once made)."""
+    """train_and_evaluate's run in a workdir that needs training; `claim` is taken once the
+    workdir exists (a new one: as soon as it is created)."""
     if saved is not None:
         config = rundir.resumed_config(config, workdir)
     model = build.model_from_config(config)

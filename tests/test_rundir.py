@@ -243,3 +243,17 @@ def test_a_constant_schedule_run_that_recorded_an_unread_lr_min_resumes_with_non
     c.schedule = "cosine_epoch"
     with pytest.raises(ConfigError, match=r"other settings than this config's \(schedule="):
         rundir.inspect(c, tmp_path / "run")
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", "null"])
+def test_a_config_json_that_is_no_object_is_nothing_to_compare(tmp_path, text):
+    """A config.json edited by hand into something other than a JSON object: resuming compares
+    nothing and keeps the command's config (this run rewrites the file), with no traceback."""
+    from swin_flax.config import default_config
+
+    c = default_config()
+    save_epoch_1(tmp_path / "run", c)
+    (tmp_path / "run" / "config.json").write_text(text)
+    c.num_epochs, c.seed = 2, 7  # a changed seed is refused only against a readable record
+    assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
+    assert rundir.resumed_config(c, tmp_path / "run") is c

@@ -134,6 +134,8 @@ def test_summary_table_lists_shapes_and_total():
         (dict(drop_path_rate=1.5), "drop_path_rate"),
         (dict(mlp_ratio=-1.0), "mlp_ratio"),
         (dict(mlp_ratio=float("inf")), "mlp_ratio"),  # int(dim * inf) would overflow
+        (dict(mlp_ratio=1e308), "mlp_ratio"),  # finite, but dim * ratio is not
+        (dict(drop_rate=10**400), "drop_rate"),  # an int too large for a float
         (dict(qk_scale=float("nan")), "qk_scale"),
         (dict(num_classes=-1), "num_classes"),
         (dict(qk_scale=0.0), "qk_scale"),

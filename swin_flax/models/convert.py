@@ -225,9 +225,9 @@ def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
 
 def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[str, np.ndarray]:
     """A state_dict file (.pth / .pt / .bin / .ckpt with torch, .safetensors with safetensors, .npz
-    with numpy alone) -> numpy dict, unwrapped from {'model': ...} and from `WRAPPER_PREFIXES`.
-    `weights_only=False` reads pickles holding other objects (the official training config): for
-    trusted files only."""
+    with numpy alone: np.savez of {key: tensor.numpy()}) -> numpy dict, unwrapped from
+    {'model': ...} and from `WRAPPER_PREFIXES`. `weights_only=False` reads pickles holding other
+    objects (the official training config): for trusted files only."""
     path = os.fspath(path)
     module = require_package(path)
     if module is None:

@@ -70,7 +70,10 @@ def _is_positive_ints(seq: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    """An int or a finite float (not a bool)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    return isinstance(v, int) or math.isfinite(v)
 
 
 def _divisors(n: int) -> list[int]:
@@ -109,7 +112,7 @@ def check_arguments(
     img = (img_size, img_size) if not isinstance(img_size, Sequence) else tuple(img_size)
     img_ok = len(img) == 2 and all(map(_is_positive_int, img))
     widths_ok = _is_positive_int(embed_dim) and _is_number(mlp_ratio) and mlp_ratio > 0
-    hidden = int(embed_dim * mlp_ratio) if widths_ok else 0  # the MLP's hidden width
+    width = embed_dim * mlp_ratio if widths_ok else 0  # the MLP's hidden width, before int()
     scale_ok = qk_scale is None or (_is_number(qk_scale) and qk_scale > 0)
     rules = {  # argument: (whether it can build, what it must be), in the signature's order
         "img_size": (img_ok, "a positive int or an (h, w) pair"),
@@ -120,7 +123,10 @@ def check_arguments(
         "depths": (_is_positive_ints(depths), "a non-empty sequence of positive ints"),
         "num_heads": (_is_positive_ints(num_heads), "a non-empty sequence of positive ints"),
         "window_size": (_is_positive_int(window_size), "a positive integer"),
-        "mlp_ratio": (hidden > 0, "a finite number > 0 (hidden width int(dim * ratio) > 0)"),
+        "mlp_ratio": (
+            _is_number(width) and int(width) > 0,
+            "> 0, with a finite hidden width int(dim * ratio) > 0",
+        ),
         "qkv_bias": (isinstance(qkv_bias, bool | np.bool_), "a bool"),
         "qk_scale": (scale_ok, "None (head_dim ** -0.5) or a finite number > 0"),
         "drop_rate": (_is_number(drop_rate) and 0 <= drop_rate < 1, "in [0, 1)"),

@@ -325,7 +325,10 @@ class SwinStage(nn.Module):
                 x = block(shift_size=0, drop_path=rates[-1], name="blocks_tail")(x, deterministic)
 
         if spec.downsample:
-            x = PatchMerging(spec.input_resolution, spec.dim, self.dtype, name="downsample")(x)
+            merge = PatchMerging(
+                spec.input_resolution, spec.dim, dtype=self.dtype, name="downsample"
+            )
+            x = merge(x)
         return x
 
 
