@@ -261,12 +261,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def announce(line: str) -> None:
-    """A line the user reads as the result (epoch lines, the summary): on stdout, so that `| tee`
-    and notebooks keep it, and in the log on stderr too unless the user already sees it there."""
-    print(line, flush=True)
-    if _log_too():
-        logging.info(line)
+def announce(*lines: str) -> None:
+    """Lines the user reads as the result (epoch lines, the summary): on stdout, so that `| tee`
+    and notebooks keep them, and in the log on stderr too unless the user already sees them there."""
+    for line in lines:
+        print(line, flush=True)
+        if _log_too():
+            logging.info(line)
 
 
 def _log_too() -> bool:
@@ -366,10 +367,9 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
 def report_finished(workdir: str | os.PathLike, saved: dict[str, Any], num_epochs: int) -> dict:
     """Prints the summary of a run that has nothing left to train, and returns it."""
     summary = run_summary(saved, str(checkpoints.series_dir(workdir, "latest").parent))
-    announce(f"{workdir} has trained all its {count(num_epochs, 'epoch')}: nothing to do.")
-    for line in summary_lines(summary):
-        announce(line)
     announce(
-        "To train it longer, pass a larger --config.num_epochs; to start afresh, a new --workdir."
+        f"{workdir} has trained all its {count(num_epochs, 'epoch')}: nothing to do.",
+        *summary_lines(summary),
+        "To train it longer, pass a larger --config.num_epochs; to start afresh, a new --workdir.",
     )
     return summary

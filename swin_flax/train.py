@@ -372,8 +372,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
         writers.finish()
     # The last checkpoint's record: the summary a later run of the same command prints is this one.
     summary = rundir.run_summary(meta, str(ckpts.root), start_step=start)
-    for line in rundir.summary_lines(summary):
-        rundir.announce(line)
+    rundir.announce(*rundir.summary_lines(summary))
     if jax.process_index() == 0:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
