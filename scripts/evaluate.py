@@ -1,4 +1,4 @@
-"""Test accuracy of a run's best (or a given) checkpoint.
+"""Test accuracy of a run's best (else its latest, or a given) checkpoint.
 
     python scripts/evaluate.py --workdir runs/strong [--checkpoint runs/strong/checkpoints/latest/4880]
     python scripts/evaluate.py --workdir runs/seeds [--run 1 | --run seed=1 | --ensemble]
@@ -27,7 +27,9 @@ from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and checkpoints/).")
-flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
+flags.DEFINE_string(
+    "checkpoint", None, "A checkpoint step folder; default: the run's best, else its latest."
+)
 flags.DEFINE_string("json", None, "Write the scores (with the confusion matrix) to this JSON file.")
 flags.DEFINE_string(
     "eval_dir",

@@ -21,12 +21,15 @@ from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and checkpoints/).")
-flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
+flags.DEFINE_string(
+    "checkpoint", None, "A checkpoint step folder; default: the run's best, else its latest."
+)
 flags.DEFINE_string("layout", "official", "State_dict names: 'official' or 'timm'.")
 flags.DEFINE_string("out", None, "The file to write: .safetensors, .npz or .pth.")
 flags.DEFINE_string(
     "run", None, "For a checkpoint of several runs: the one to export (index or name)."
 )
+flags.mark_flags_as_required(["out"])
 
 SUFFIXES = (".safetensors", ".npz", ".pth")
 
@@ -35,7 +38,7 @@ def main(argv):
     del argv  # parse_flags refused stray arguments
     if FLAGS.layout not in ("official", "timm"):
         cli.exit_user_error(f"--layout {FLAGS.layout!r} is not 'official' or 'timm'.")
-    if not FLAGS.out or not FLAGS.out.endswith(SUFFIXES):
+    if not FLAGS.out.endswith(SUFFIXES):
         cli.exit_user_error(
             f"give --out, the file to write, ending in {', '.join(SUFFIXES)} (got {FLAGS.out!r})."
         )

@@ -1,4 +1,4 @@
-"""Top-k classes of image files with a trained run's best (or a given) checkpoint.
+"""Top-k classes of image files with a trained run's best (else its latest, or a given) checkpoint.
 
     python scripts/predict.py --workdir runs/strong cat.jpg ship.png [--top_k 5]
     python scripts/predict.py --checkpoint runs/strong/checkpoints/latest/4880 cat.jpg
@@ -26,7 +26,9 @@ from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's folder (holds config.json and checkpoints/).")
-flags.DEFINE_string("checkpoint", None, "A checkpoint step folder; default: the run's best.")
+flags.DEFINE_string(
+    "checkpoint", None, "A checkpoint step folder; default: the run's best, else its latest."
+)
 flags.DEFINE_integer("top_k", 5, "How many classes to print per image.", lower_bound=1)
 flags.DEFINE_string("json", None, "Also write the predictions to this JSON file.")
 flags.DEFINE_string(
@@ -49,9 +51,9 @@ def main(argv):
     from swin_flax import evaluate, predict  # noqa: PLC0415 (jax: after the flags)
 
     images, bad = predict.check_images(argv[1:])
-    problems = (
-        f"{len(bad)} of {len(argv) - 1} files are not images that can be read: {'; '.join(bad)}."
-    )
+    n = len(argv) - 1
+    count = f"{len(bad)} of {n} files are not images that can be read: " if n > 1 else ""
+    problems = f"{count}{'; '.join(bad)}."
     if not images:
         cli.exit_user_error(f"{problems} Give image files (PNG, JPEG or anything Pillow reads).")
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
@@ -63,6 +65,7 @@ def main(argv):
             plain = [dataclasses.asdict(p) for p in predictions]
             out = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe()}
             json.dump({**out, "predictions": plain, "unreadable": bad}, f, indent=2)
+        print(f"wrote {FLAGS.json}")
     if bad:
         cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")
 

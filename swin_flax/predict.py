@@ -134,6 +134,7 @@ def format_predictions(predictions: Sequence[Prediction]) -> str:
     lines = []
     for pred in predictions:
         lines.append(pred.path)
+        w = len(str(len(pred.indices)))  # rank 10's dot under rank 9's
         for rank, (i, name, p) in enumerate(zip(pred.indices, pred.names, pred.probabilities), 1):
-            lines.append(f"  {rank}. {name:<20s} ({i:>3d})  {p:.4f}")
+            lines.append(f"  {rank:>{w}}. {name:<20s} ({i:>3d})  {p:.4f}")
     return "\n".join(lines)

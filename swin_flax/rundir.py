@@ -351,7 +351,13 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
             )
         finished = check_num_epochs(saved, config.num_epochs, workdir)
     if not finished:  # the run will write: the folder, or the one it is created in, must allow it
-        made_in = next(p for p in (workdir.absolute(), *workdir.absolute().parents) if p.exists())
+        path = (workdir.absolute(), *workdir.absolute().parents)
+        made_in = next(p for p in path if p.exists())
+        if link := next((p for p in path[: path.index(made_in)] if os.path.islink(p)), None):
+            raise ConfigError(  # e.g. a link to a disk that is not mounted
+                f"--workdir {workdir} cannot be created: {link} is a link to {os.readlink(link)}, "
+                "which does not exist. Create (or mount) its target, or give another folder."
+            )
         if not made_in.is_dir():
             raise ConfigError(
                 f"--workdir {workdir} cannot be created: {made_in} is a file. Give a folder path."

@@ -288,7 +288,10 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
             f"{len(data.train_labels)} training images). Resume with the batch size and data the "
             "run started with, or give a new --workdir."
         )
-    workdir.mkdir(parents=True, exist_ok=True)  # as the checkpoint managers would: claimed now
+    try:  # as the checkpoint managers would: claimed now
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system such as /proc)
+        raise ConfigError(f"--workdir {workdir} cannot be created ({e.strerror}).") from None
     claim.take()
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts, pretrained)

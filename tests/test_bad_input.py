@@ -45,7 +45,7 @@ def snapshot(path) -> dict[str, tuple[int, int]] | None:
     if not os.path.lexists(path):
         return None
     if not os.path.isdir(path):
-        st = os.stat(path)
+        st = os.lstat(path)  # a link: itself, its target may not exist
         return {".": (st.st_size, st.st_mtime_ns)}
     out = {}
     for root, dirs, files in os.walk(path):
@@ -177,6 +177,28 @@ def test_checkpoint_of_another_model(archive, tmp_path, capsys):
     ckpts.close()
     msg = fails_cleanly(tiny_config(archive), workdir, capsys)
     assert "(scan_min_depth: checkpoint None vs config 3)" in msg
+
+
+def test_workdir_behind_a_link_to_nothing(archive, tmp_path, capsys):
+    """A workdir that is (or lies under) a link whose target does not exist, such as a disk not
+    mounted: named before any data is read, not as "File exists"."""
+    os.symlink(tmp_path / "not_mounted" / "runs", tmp_path / "runs")
+    for workdir in (tmp_path / "runs", tmp_path / "runs" / "demo"):
+        msg = fails_cleanly(tiny_config(archive), workdir, capsys)
+        assert f"{tmp_path / 'runs'} is a link to {tmp_path / 'not_mounted' / 'runs'}" in msg, msg
+        assert "Create (or mount) its target, or give another folder." in msg
+        assert "data:" not in msg
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_workdir_that_cannot_be_created(archive, capsys):
+    """A folder the checks before any work cannot foresee (a pseudo file system): one paragraph
+    naming --workdir, not the bare OS error."""
+    msg = fails_cleanly(tiny_config(archive), "/proc/swin_flax_test_run", capsys)
+    assert (
+        msg
+        == "Error: --workdir /proc/swin_flax_test_run cannot be created (No such file or directory)."
+    ), msg
 
 
 def test_workdir_that_is_a_file(archive, tmp_path):

@@ -187,7 +187,7 @@ def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
     [
         (["--layout=torch", "--out={out}"], "--layout 'torch' is not"),
         (["--layout=timm", "--out={tmp}/swin.h5"], r"ending in .* \(got '.*swin\.h5'\)"),
-        (["--layout=timm"], r"\(got None\)"),
+        (["--layout=timm"], r"--out \(The file to write: .*\) is missing"),
         (
             ["--workdir={tmp}/missing", "--out={out}"],
             "missing (does not exist|holds no checkpoint)",

@@ -229,6 +229,16 @@ def test_cli_prints_names_and_probabilities(run, tmp_path):
             zip(p["names"], p["indices"], p["probabilities"], strict=True), 1
         )]  # fmt: skip
         assert shown == printed
+    assert lines[7:] == [f"wrote {tmp_path / 'p.json'}"]  # said, as evaluate.py says its files
+
+
+def test_ten_ranks_line_up():
+    """Rank 10's dot sits under rank 9's (--top_k 10 on CIFAR-10)."""
+    ten = predict.Prediction("a.png", tuple(range(10)), ("cat",) * 10, (0.1,) * 10)
+    lines = predict.format_predictions([ten]).splitlines()
+    assert lines[0] == "a.png" and len(lines) == 11
+    assert lines[1] == "   1. cat                  (  0)  0.1000"
+    assert lines[10] == "  10. cat                  (  9)  0.1000"
 
 
 def test_cli_predicts_the_good_files_and_names_the_bad_ones(run, tmp_path):
@@ -260,8 +270,9 @@ def test_cli_predicts_the_good_files_and_names_the_bad_ones(run, tmp_path):
         ([], "no image given"),
         (["--top_k=0", "cat.png"], "flag --top_k=0: 0 is not a positive integer"),
         (["missing.jpg", "."], "2 of 2 files are not images that can be read"),
+        (["missing.jpg"], "Error: image missing.jpg does not exist. Give image files"),  # no count
     ],
-    ids=["no_image", "top_k", "only_bad_files"],
+    ids=["no_image", "top_k", "only_bad_files", "one_bad_file"],
 )
 def test_cli_refuses_before_loading_a_checkpoint(args, expected, tmp_path):
     """With no image, a bad --top_k or only bad files nothing is loaded: the --workdir given does

@@ -222,6 +222,17 @@ def test_corrupt_tarball_names_the_file(cifar10, tmp_path):
         sources.load_split("cifar10", "train", archive=str(bad))
 
 
+@pytest.mark.parametrize("content", [b"notes, not an archive\n" * 40, bytes(range(256)) * 4])
+def test_a_file_that_is_no_tar_archive_is_called_so(tmp_path, content):
+    """A file that is neither compressed nor a tar (no "ustar" at byte 257 of its first header) is
+    not called truncated, whose advice (download it again) would not help."""
+    bad = tmp_path / "notes.txt"
+    bad.write_bytes(content)
+    with pytest.raises(sources.DataError, match=f"archive {bad} is not a tar archive") as e:
+        sources.load_split("cifar10", "test", archive=str(bad))
+    assert "truncated" not in str(e.value)
+
+
 def test_truncated_extracted_files_name_the_file(cifar10, tmp_path):
     d = cifar10[0]
     for name in ("cifar-10-binary.tar.gz", "cifar-10-python.tar.gz"):

@@ -121,13 +121,16 @@ def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, st
     raise DataError(f"{path} holds no {PRETTY[dataset]} batches; expected {expected}.")
 
 
+_COMPRESSIONS = ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ", lzma))  # magic bytes, codec
+
+
 def _tar_files(path: str) -> dict[str, bytes]:
     """The wanted members of a tarball. The whole compressed stream is decompressed first, so its
     checksum (gzip CRC, bz2/xz checks) catches corruption anywhere, not only in headers."""
-    out = {}
+    out, raw = {}, b""
     try:
         raw = pathlib.Path(path).read_bytes()
-        for magic, codec in ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ", lzma)):
+        for magic, codec in _COMPRESSIONS:
             if raw.startswith(magic):
                 raw = codec.decompress(raw)
                 break
@@ -136,6 +139,16 @@ def _tar_files(path: str) -> dict[str, bytes]:
                 if m.isfile() and os.path.basename(m.name) in _WANTED_NAMES:
                     out[os.path.normpath(m.name)] = tar.extractfile(m).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError) as e:
+        if (
+            raw
+            and not raw.startswith(tuple(m for m, _ in _COMPRESSIONS))
+            and raw[257:262] != b"ustar"
+        ):
+            raise DataError(  # neither compressed nor a tar header's magic: another kind of file
+                f"archive {path} is not a tar archive (compressed with gzip, bz2 or xz, or plain): "
+                "give the CIFAR archive as downloaded (e.g. cifar-10-python.tar.gz), or point "
+                "--config.archive at an extracted folder."
+            ) from None
         raise DataError(
             f"archive {path} is truncated or corrupt ({type(e).__name__}: {e}); download it again "
             "or point --config.archive at an extracted folder."
