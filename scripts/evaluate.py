@@ -20,6 +20,8 @@ from swin_flax import cli  # standard library and absl only
 
 cli.start()
 
+import contextlib  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 
@@ -76,10 +78,16 @@ def main(argv):
     if not FLAGS.eval_dir and len(run.choice.indices) == 1:  # one run of several: its own folder
         eval_dir = os.path.join(eval_dir, run.choice.names[run.choice.indices[0]])
     step, title = int(run.meta.get("step") or 0), f"checkpoint: {run.describe()}"
+    before = None  # the checkpoint (and runs) of a report already in eval_dir
+    report = os.path.join(eval_dir, "scores.json")
+    with contextlib.suppress(OSError, ValueError, AttributeError), open(report) as f:
+        before = json.load(f).get("checkpoint_line")
     paths = evaluate.write_report(result, names, eval_dir, step=step, title=title)
     if FLAGS.json and os.path.realpath(FLAGS.json) != os.path.realpath(paths["scores"]):
         paths["json"] = shutil.copyfile(paths["scores"], FLAGS.json)
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
+    if before and before != run.describe():
+        print(f"(in place of the report of {before}: --eval_dir keeps reports apart)")
 
 
 if __name__ == "__main__":

@@ -527,6 +527,15 @@ def test_cli_reports_one_run_of_several_in_a_folder_of_its_own(three_runs, singl
     saved = json.loads((run / "eval" / "seed=1" / "scores.json").read_text())
     assert saved["accuracy"] == single_scores[1][0]["accuracy"]
     assert not (run / "eval" / "scores.json").exists()
+    # Another checkpoint or run reported into the same folder says whose report it replaced.
+    again = ["--workdir", str(run), "--eval_dir", str(run / "eval" / "seed=1")]
+    out = run_script("evaluate.py", *again, "--run", "seed=2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == (
+        f"(in place of the report of {saved['checkpoint_line']}: --eval_dir keeps reports apart)"
+    )
+    out = run_script("evaluate.py", *again, "--run", "seed=2", cwd=tmp_path)  # the same: not said
+    assert out.stdout.splitlines()[-1].startswith("wrote "), out.stdout
 
 
 @pytest.mark.slow  # scripts/evaluate.py as a subprocess
