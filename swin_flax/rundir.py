@@ -289,10 +289,10 @@ def duration(seconds: float) -> str:
 
 
 class Claim:
-    """This process's hold on a workdir while it trains there: an exclusive flock on the folder (no
-    file; the system drops it when the process ends, even by kill -9), so that another process is
-    refused, not interleaving its checkpoints. `take` claims once the folder exists; only process 0
-    claims."""
+    """This process's hold on a workdir while it trains there: an exclusive flock on the folder
+    itself (nothing is written, and the system drops it when the process ends, even by kill -9).
+    Another process about to train in the same folder is refused instead of interleaving its
+    checkpoints with this one's. `take` claims once the folder exists; only process 0 claims."""
 
     def __init__(self, workdir: str | os.PathLike, active: bool = True):
         self.workdir, self.active, self._fd = epath.Path(workdir), active, None
@@ -303,14 +303,15 @@ class Claim:
         fd = os.open(self.workdir, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
+        except BlockingIOError:
             os.close(fd)
-            if isinstance(e, BlockingIOError):
-                raise ConfigError(
-                    f"--workdir {self.workdir}: another process is training in it. Wait for it to "
-                    "end (or stop it: on SIGTERM it saves and exits), or give another --workdir."
-                ) from None
-            return  # a file system without flock (some network mounts): no claim
+            raise ConfigError(
+                f"--workdir {self.workdir}: another process is training in it. Wait for it to end "
+                "(or stop it: on SIGTERM it saves and exits), or give another --workdir."
+            ) from None
+        except OSError:  # a file system without flock (some network mounts): no claim
+            os.close(fd)
+            return
         self._fd = fd
 
     def __enter__(self) -> Claim:
