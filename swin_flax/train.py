@@ -507,20 +507,28 @@ def _check_finite(
     bad = values.pop("first_nonfinite_step").astype(int)
     for k, step in enumerate(bad):  # the first step whose loss was not finite, or -1
         if step >= 0 or not np.isfinite(values["loss"][k]):
-            run = "" if len(names) == 1 else f"run {names[k]}: "
-            raise TrainingDiverged(run + _diverged_message(step + 1, epoch, ckpts, "training loss"))
+            message = _diverged_message(step + 1, epoch, ckpts, "training loss", len(names) > 1)
+            raise TrainingDiverged(message if len(names) == 1 else f"run {names[k]}: {message}")
     return values
 
 
-def _diverged_message(step: int, epoch: int, ckpts: checkpoints.Checkpoints, what: str) -> str:
+def _diverged_message(
+    step: int, epoch: int, ckpts: checkpoints.Checkpoints, what: str, several: bool = False
+) -> str:
+    """What broke where, the checkpoint kept, and what to change: of several runs, the one named
+    (the same command would diverge again, and a resumed run keeps its runs)."""
     last = ckpts.latest_step()
     kept = (
         f"The last good checkpoint (step {last}) is kept in {ckpts.root / 'latest'}"
         if last is not None
-        else "No checkpoint was written yet (the same command starts the run afresh)"
+        else "No checkpoint was written yet"
+        + ("" if several else " (the same command starts the run afresh)")
     )
-    return (
-        f"the {what} became NaN or inf at step {step} (epoch {epoch + 1}). {kept}. Check the "
-        "learning rate (config.learning_rate, warmup), the input normalisation, and try "
-        "config.grad_clip_norm or dtype='float32'."
+    fix = (
+        "Drop or lower that run's value in config.sweep (with seeds alone: check the learning "
+        "rate) and start again with a new --workdir, as a resumed run keeps its runs."
+        if several
+        else "Check the learning rate (config.learning_rate, warmup), the input normalisation, and "
+        "try config.grad_clip_norm, or dtype='float32' for a bfloat16 run."
     )
+    return f"the {what} became NaN or inf at step {step} (epoch {epoch + 1}). {kept}. {fix}"

@@ -291,8 +291,13 @@ def test_a_diverging_run_stops_the_process_naming_it(tmp_path, archive):
     c.num_runs, c.sweep.warmup_lr_init = 2, (1e-4, 1e30)
     with pytest.raises(
         errors.TrainingDiverged, match=r"run warmup_lr_init=1e\+30,seed=\d: the training"
-    ):
+    ) as e:
         train.train_and_evaluate(c, str(tmp_path / "nan"))
+    assert str(e.value).endswith(  # not "the same command": it would diverge again
+        "No checkpoint was written yet. Drop or lower that run's value in config.sweep (with seeds "
+        "alone: check the learning rate) and start again with a new --workdir, as a resumed run "
+        "keeps its runs."
+    )
 
 
 def test_sweep_refuses_shape_fields_and_names_bad_values():
