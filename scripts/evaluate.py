@@ -36,7 +36,7 @@ flags.DEFINE_string("json", None, "Write the scores (with the confusion matrix) 
 flags.DEFINE_string(
     "eval_dir",
     None,
-    "Folder for the report files; default: WORKDIR/eval (with --run: /<its name>).",
+    "Folder for the report files; default: WORKDIR/eval (with --run: WORKDIR/eval/<its name>).",
 )
 flags.DEFINE_string(
     "run", None, "Of a checkpoint of several runs: score this one alone (its index or name)."

@@ -201,10 +201,11 @@ def _match(
     if errors:
         m = model
         shown = "; ".join(errors[:4]) + (f"; and {len(errors) - 4} more" if len(errors) > 4 else "")
+        count = f"{len(errors)} params do" if len(errors) > 1 else "1 param does"
         raise CheckpointError(
             f"pretrained {name} ({layout} layout) does not fit the model of this config (embed_dim "
             f"{m.embed_dim}, depths {tuple(m.depths)}, num_heads {tuple(m.num_heads)}, patch_size "
-            f"{m.patch_size}, mlp_ratio {m.mlp_ratio}): {len(errors)} params do not fit: {shown}. Only bias "
+            f"{m.patch_size}, mlp_ratio {m.mlp_ratio}): {count} not fit: {shown}. Only bias "
             "tables, absolute_pos_embed and the head adapt; set config.model to the checkpoint's "
             "model (configs/finetune.py holds Swin-T's) or give a checkpoint of this one."
         )

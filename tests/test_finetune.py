@@ -189,6 +189,12 @@ def test_unfit_checkpoints_name_the_key(source, tmp_path):
     ):
         finetune.load_pretrained(timm_state, more_heads, zeros_like_init(more_heads))
     model = swin.create_model(cfg)
+    one_off = dict(timm_state)
+    one_off["norm.bias"] = np.zeros(3, np.float32)  # the one tensor that does not fit
+    with pytest.raises(
+        CheckpointError, match=r"\): 1 param does not fit: norm\.bias of shape \(3,\)"
+    ):
+        finetune.load_pretrained(one_off, model, zeros_like_init(model))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         finetune.load_pretrained(tmp_path / "nope.pth", model, zeros_like_init(model))
     with pytest.raises(ValueError, match="bias_resize"):
