@@ -1,5 +1,6 @@
-"""Forward + backward time of one stage's blocks in isolation: the A/B benchmark behind the
-session-2 entries of docs/benchmarks.md (small, quick to compile, repeatable on a noisy machine).
+"""Forward + backward time of one stage's blocks in isolation: the A/B benchmark behind "What was
+changed for the 15:51/16:31 figures and what it did" and "What was changed for the 18:42 figures and
+what it did" in docs/benchmarks.md (small, quick to compile, repeatable on a noisy machine).
 
     python scripts/bench/benchmark_blocks.py --stage 3            # 6 of the recipe's stage-3 blocks, scanned
     python scripts/bench/benchmark_blocks.py --stage 1 --unscanned

@@ -1,7 +1,11 @@
 """The matmul floor of one training step: how fast could a step be if only its matmuls took time?
 (--eval: of one forward pass.)
 
-    ../refvenv/bin/python scripts/bench/benchmark_matmul.py --config configs/strong.py --batch 128 --torch
+    python scripts/bench/benchmark_matmul.py --config configs/strong.py --batch 128 --torch
+
+--torch needs torch, which swin-flax does not depend on: install it beside swin-flax (`pip install
+torch`), or run this script with the python of an environment that has both (the one with swin-flax,
+torch and timm that "Commands" in docs/benchmarks.md sets up for benchmark.py --torch will do).
 
 Lists every matrix product of one training step of the config's model (forward, and the two
 products of each in the backward pass: dX = dY W^T and dW = X^T dY) with its shape and how often it
@@ -42,7 +46,9 @@ flags.DEFINE_integer(
     "repeats", 7, "Timed bursts of --calls calls per shape and side (median).", lower_bound=1
 )
 flags.DEFINE_integer("calls", 8, "Back-to-back calls per timed burst.", lower_bound=1)
-flags.DEFINE_bool("torch", False, "Also time the same products in PyTorch (needs torch).")
+flags.DEFINE_bool(
+    "torch", False, "Also time the same products in PyTorch (needs torch: pip install torch)."
+)
 flags.DEFINE_bool("eval", False, "The forward pass's products only (the eval step's floor).")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 flags.mark_flags_as_required(["config"])
@@ -56,7 +62,11 @@ def main(argv):
         try:
             import torch  # noqa: PLC0415
         except ImportError as e:
-            cli.exit_user_error(f"--torch needs torch ({e}); use the reference venv.")
+            cli.exit_user_error(
+                f"--torch needs torch ({e}): install it beside swin-flax (pip install torch), "
+                "or run this script with the python of a venv that has swin-flax and torch "
+                "(see 'Commands' in docs/benchmarks.md)."
+            )
     measure.check_batches([FLAGS.batch])
     measure.limit_threads(FLAGS.threads)
     sides = {"jax": matmul.jax_timer}

@@ -1,6 +1,6 @@
-"""The recipe's train step under config variants, alternated in one process: the A/B benchmark
-behind the session-4 entries of docs/benchmarks.md (compile time, XLA's temporary memory of the
-step, step time).
+r"""The recipe's train step under config variants, alternated in one process: the A/B benchmark
+behind "What was changed on 2026-11-30 and what it did (paired A/B)" and "Later on 2026-11-30" in
+docs/benchmarks.md (compile time, XLA's temporary memory of the step, step time).
 
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python scripts/bench/benchmark_variants.py \
         --config configs/strong.py --variant remat=none --variant remat=dots \
