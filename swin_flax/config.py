@@ -98,6 +98,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Starting point: None trains from scratch; else a PyTorch Swin checkpoint (.pth / .safetensors,
     # official or timm layout) loaded into the model, the head and mismatched tables handled.
     c.pretrained = config_dict.placeholder(str)
+    c.pretrained_head = False  # True: keep its classifier where it fits (as many classes)
 
     # Optimiser: torch.optim.AdamW semantics.
     c.learning_rate = 1e-3

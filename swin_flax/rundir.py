@@ -55,11 +55,11 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 # What a resumed run may change: how long it trains, how it logs, saves and finds its data, and
 # what its steps keep for the backward pass, none of which changes what it computes.
-# (`pretrained` is read only when a run starts.)
+# (`pretrained` and `pretrained_head` are read only when a run starts.)
 RESUME_MAY_CHANGE = frozenset({
     "num_epochs", "log_every_steps", "checkpoint_every_epochs", "keep_checkpoints",
     "prefetch_batches", "profile_steps", "eval_batch_size", "best_params_dtype", "remat",
-    "archive", "data_dir", "pretrained",
+    "archive", "data_dir", "pretrained", "pretrained_head",
 })  # fmt: skip
 
 

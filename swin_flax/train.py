@@ -231,7 +231,9 @@ def initial_state(
     if pretrained is not None:  # AdamW's moments start at zero whatever the params: swap them in
         from swin_flax import finetune  # noqa: PLC0415
 
-        load = lambda p: finetune.load_pretrained(pretrained, model, p, name=config.pretrained)
+        load = lambda p: finetune.load_pretrained(
+            pretrained, model, p, name=config.pretrained, load_head=config.pretrained_head
+        )
         if run_set.count == 1:
             params, report = load(state.params)
         else:  # each run's own head initialisation, the same pretrained body

@@ -202,9 +202,10 @@ def test_unfit_checkpoints_name_the_key(source, tmp_path):
 
 
 def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path, monkeypatch):
-    """The run's initial params are the file's but for the head (new, as the official fine-tuning
-    makes it); a file of another width is refused before anything is initialised or written (the
-    workdir is not created), and a damaged file likewise."""
+    """The run's initial params are the file's but for the head (new, as the official fine-tuning makes
+    it, unless config.pretrained_head and it fits); a file of another width is refused before
+    anything is initialised or written (the workdir is not created), and a damaged file
+    likewise."""
     c = tiny_config(None, epochs=1)
     c.archive, c.dataset = None, "synthetic"
     model = build.model_from_config(c)
@@ -219,6 +220,11 @@ def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path
     for name in pretrained:
         same = jax.tree.map(np.array_equal, dict(state.params[name]), dict(pretrained[name]))
         assert all(jax.tree.leaves(same)) == (name != "head"), name
+    c.pretrained_head = True  # as many classes: the file's head too
+    state, _ = train.initial_state(c, runs.run_set(c), model, 4, None, None, read)
+    same = jax.tree.map(np.array_equal, dict(state.params), dict(pretrained))
+    assert all(jax.tree.leaves(same))
+    c.pretrained_head = False
 
     # Two runs: each its own head initialisation, the same pretrained body, one report line.
     c.num_runs = 2
