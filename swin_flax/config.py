@@ -133,8 +133,8 @@ def default_config() -> ml_collections.ConfigDict:
     # best/ holds the best epoch's params (what evaluate, predict and export read, as float32):
     # 'bfloat16' halves it on disk, each weight rounded to bfloat16; latest/ stays exact.
     c.best_params_dtype = "float32"
-    # A jax.profiler trace of this many train steps (from the 3rd step of the session on) in
-    # WORKDIR/plugins/profile, for TensorBoard's profile tab; 0 turns it off.
+    # A jax.profiler trace of this many train steps (those after the process's first three, which
+    # compile and warm up) in WORKDIR/plugins/profile, for TensorBoard's profile tab; 0: none.
     c.profile_steps = 0
     return c
 
