@@ -39,7 +39,10 @@ flags.DEFINE_string(
     "Folder for the report files; default: WORKDIR/eval (with --run: WORKDIR/eval/<its name>).",
 )
 flags.DEFINE_string(
-    "run", None, "Of a checkpoint of several runs: score this one alone (its index or name)."
+    "run",
+    None,
+    "Of a checkpoint of several runs: score this one alone (its index or name), or the runs a part of"
+    " a name holds (a swept value: its seeds) as their ensemble.",
 )
 flags.DEFINE_bool(
     "ensemble", False, "Of a checkpoint of several runs: score only their ensemble, not each run."
@@ -75,8 +78,8 @@ def main(argv):
     )
     print(evaluate.per_class_table(result["confusion"], names))
     eval_dir = FLAGS.eval_dir or str(run.workdir / "eval")
-    if not FLAGS.eval_dir and len(run.choice.indices) == 1:  # one run of several: its own folder
-        eval_dir = os.path.join(eval_dir, run.choice.names[run.choice.indices[0]])
+    if not FLAGS.eval_dir and run.choice.label():  # some runs of several: a folder of their own
+        eval_dir = os.path.join(eval_dir, run.choice.label())
     step, title = int(run.meta.get("step") or 0), f"checkpoint: {run.describe()}"
     before = None  # the checkpoint (and runs) of a report already in eval_dir
     report = os.path.join(eval_dir, "scores.json")

@@ -50,10 +50,13 @@ def main(argv):
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run)
     choice = run.choice
     if len(choice.indices) > 1:
-        listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(choice.names))
+        listing = ", ".join(f"{k} {choice.names[k]!r}" for k in choice.indices)
+        held = f"{len(choice.names)} runs" + (
+            f" ({len(choice.indices)} match --run {FLAGS.run})" if FLAGS.run else ""
+        )
         cli.exit_user_error(
-            f"{run.checkpoint} holds the params of {len(choice.names)} runs and a state_dict "
-            f"holds one model: choose it with --run, an index or a name ({listing})."
+            f"{run.checkpoint} holds the params of {held} and a state_dict holds one model: "
+            f"choose it with --run, an index or a whole name ({listing})."
         )
     model = build.model_from_config(run.config)
     if FLAGS.layout == "timm" and (model.ape or not model.patch_norm or model.qk_scale):

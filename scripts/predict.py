@@ -32,7 +32,10 @@ flags.DEFINE_string(
 flags.DEFINE_integer("top_k", 5, "How many classes to print per image.", lower_bound=1)
 flags.DEFINE_string("json", None, "Also write the predictions to this JSON file.")
 flags.DEFINE_string(
-    "run", None, "Of a checkpoint of several runs: predict with this one (its index or name)."
+    "run",
+    None,
+    "Of a checkpoint of several runs: predict with this one (its index or name), or the ensemble of"
+    " the runs a part of a name holds (a swept value: its seeds).",
 )
 flags.DEFINE_bool(
     "ensemble",

@@ -44,9 +44,23 @@ class Choice:
             k = self.indices[0]
             text = f"run {k} of {len(self.names)}, {self.names[k]}"
             return text + (f", its best epoch {best_epochs[k]}" if best_epochs else "")
-        text = f"the ensemble of its {len(self.names)} runs (the mean of their probabilities)"
+        if self.label():  # some of the runs: a sweep point's seeds
+            text = (
+                f"the ensemble of {len(self.indices)} of its {len(self.names)} runs, {self.label()}"
+            )
+            text += " (the mean of their probabilities)"
+        else:
+            text = f"the ensemble of its {len(self.names)} runs (the mean of their probabilities)"
         epochs = ", ".join(str(best_epochs[k]) for k in self.indices) if best_epochs else ""
         return text + (f", their best epochs {epochs}" if epochs else "")
+
+    def label(self) -> str:
+        """The name parts the chosen runs share ('learning_rate=0.001' of a sweep point's seeds; a
+        run's whole name); '' for all of them (or a single run's checkpoint)."""
+        if len(self.indices) == len(self.names):
+            return ""
+        chosen = [self.names[k].split(",") for k in self.indices]
+        return ",".join(p for p in chosen[0] if all(p in parts for parts in chosen))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +96,11 @@ class Run:
 
 
 def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:
-    """The runs that --run (`which`: an index or a name) and --ensemble choose: that run, else all
-    as their ensemble (each run's scores too, unless `ensemble`). Refuses both flags at once, either
-    with a single run's checkpoint, and a --run that names none of its runs, before any params are
-    read."""
+    """The runs that --run (`which`: an index, a name, or part of a name such as a sweep value)
+    and --ensemble choose: that run, or the runs whose names hold every part given, else all; several
+    are used as their ensemble (each run's scores too, unless `ensemble`). Refuses both flags at
+    once, either with a single run's checkpoint, and a --run that names none of its runs, before
+    any params are read."""
     names = tuple(run.meta.get("runs") or [])  # the stacked runs: none for a single run's
     if which is not None and ensemble:
         raise CheckpointError(
@@ -103,15 +118,19 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
         )
     if which is None:
         return Choice(names, tuple(range(len(names))), each_run=not ensemble)
-    by_name = {_canonical(n): k for k, n in enumerate(names)}
-    k = int(which) if which.isdigit() else by_name.get(_canonical(which), -1)
-    if not 0 <= k < len(names):
+    if which.isdigit():
+        chosen = (int(which),) if int(which) < len(names) else ()
+    else:  # the runs whose names hold every part given
+        wanted = set(_canonical(which).split(","))
+        chosen = tuple(k for k, n in enumerate(names) if wanted <= set(_canonical(n).split(",")))
+    if not chosen:
         listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(names))
         raise CheckpointError(
             f"--run {which} names none of the {len(names)} runs of the checkpoint "
-            f"{run.checkpoint}: give an index from 0 to {len(names) - 1} or a name ({listing})."
+            f"{run.checkpoint}: give an index from 0 to {len(names) - 1}, a name ({listing}) or "
+            "part of one (a swept value: its runs together)."
         )
-    return Choice(names, (k,))
+    return Choice(names, chosen, each_run=len(chosen) > 1)
 
 
 def _canonical(name: str) -> str:
@@ -336,7 +355,7 @@ def evaluate_checkpoint(
     if len(choice.indices) == 1:
         result["run"] = choice.names[choice.indices[0]]
     elif choice.indices:
-        result["ensemble"] = list(choice.names)
+        result["ensemble"] = [choice.names[k] for k in choice.indices]
     if choice.each_run:
         each = [scores(run_logits, labels, num_classes) for run_logits in logits]
         figures = ("accuracy", "loss", "per_class_accuracy")

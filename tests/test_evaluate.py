@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 import tensorflow as tf
+from etils import epath
 from PIL import Image
 
 from swin_flax import build, checkpoints, evaluate, rundir, runs, train
@@ -418,6 +419,47 @@ def test_every_run_and_their_ensemble(three_runs, single_scores):
     assert table[-1].split()[1:] == [f"{result['accuracy']:.4f}", f"{result['loss']:.4f}"]
 
 
+def test_some_runs_are_scored_as_their_ensemble(three_runs, single_scores):
+    """Runs 0 and 2 of three: their ensemble from the mean of those two runs' softmax
+    probabilities, each of them scored as its own checkpoint scores it."""
+    opened = evaluate.open_run(str(three_runs[0]), None)
+    choice = evaluate.Choice(opened.choice.names, (0, 2), each_run=True)
+    result = evaluate.evaluate_checkpoint(
+        opened.config, dataclasses.replace(opened, choice=choice).members(), choice
+    )
+    assert result["ensemble"] == [NAMES_3[0], NAMES_3[2]]
+    assert [r["accuracy"] for r in result["runs"]] == [
+        single_scores[k][0]["accuracy"] for k in (0, 2)
+    ]
+    labels = single_scores[0][2]
+    logits = np.stack([np.asarray(single_scores[k][1], np.float64) for k in (0, 2)])
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = (probs / probs.sum(-1, keepdims=True)).mean(0)
+    assert result["accuracy"] == (probs.argmax(-1) == labels).mean()
+    np.testing.assert_allclose(result["loss"], -np.log(probs[np.arange(37), labels]).mean(), 1e-10)
+
+
+def test_part_of_a_name_chooses_a_sweep_points_runs():
+    """--run with part of a name (a swept value, in any spelling) chooses every run whose name
+    holds it; a whole name or an index one run; the header and the report folder say which."""
+    names = [f"learning_rate={lr},seed={s}" for lr in ("0.001", "0.002") for s in (0, 1)]
+    sweep = evaluate.Run(
+        epath.Path("w"), epath.Path("w/checkpoints/latest/8"), default_config(), {"runs": names}
+    )
+    point = evaluate.choose_runs(sweep, "learning_rate=2e-3")
+    assert (point.indices, point.each_run, point.label()) == ((2, 3), True, "learning_rate=0.002")
+    assert point.describe() == (
+        "the ensemble of 2 of its 4 runs, learning_rate=0.002 (the mean of their probabilities)"
+    )
+    assert evaluate.choose_runs(sweep, "seed=1").indices == (1, 3)
+    one = evaluate.choose_runs(sweep, "seed=1,learning_rate=1e-3")
+    assert (one.indices, one.each_run, one.label()) == ((1,), False, names[1])
+    assert evaluate.choose_runs(sweep, "3").label() == names[3]
+    assert evaluate.choose_runs(sweep).label() == ""  # all: WORKDIR/eval itself
+    with pytest.raises(CheckpointError, match="names none of the 4 runs"):
+        evaluate.choose_runs(sweep, "learning_rate=3e-3")
+
+
 @pytest.mark.parametrize("which, k", [("1", 1), ("seed=2", 2)])
 def test_one_run_is_scored_as_a_single_run(which, k, three_runs, single_scores):
     """--run K (an index or a name): exactly the scores of run K's params saved as a single run."""
@@ -469,7 +511,7 @@ WRONG_CHOICES = {
         ("3", False),
         "--run 3 names none of the 3 runs of the checkpoint ",
     ),
-    "unknown_run_name": ("three", ("seed=7", False), "give an index from 0 to 2 or a name"),
+    "unknown_run_name": ("three", ("seed=7", False), "give an index from 0 to 2, a name"),
     "run_and_ensemble": ("three", ("0", True), "--run 0 and --ensemble exclude each other"),
 }
 
@@ -482,7 +524,9 @@ def test_choose_runs_refuses_what_the_checkpoint_does_not_hold(case, three_runs,
         evaluate.choose_runs(opened, which, ensemble)
     assert expected in str(e.value)
     if case == "unknown_run_name":
-        assert str(e.value).endswith("(0 'seed=0', 1 'seed=1', 2 'seed=2').")
+        assert str(e.value).endswith(
+            "(0 'seed=0', 1 'seed=1', 2 'seed=2') or part of one (a swept value: its runs together)."
+        )
     if case.endswith("single_run"):
         flag = "--run" if which else "--ensemble"
         assert str(e.value).endswith(f": leave {flag} out.")
