@@ -81,16 +81,17 @@ def main(argv):
     if not FLAGS.eval_dir and run.choice.label():  # some runs of several: a folder of their own
         eval_dir = os.path.join(eval_dir, run.choice.label())
     step, title = int(run.meta.get("step") or 0), f"checkpoint: {run.describe()}"
-    before = None  # the checkpoint (and runs) of a report already in eval_dir
+    before = {}  # a report already in eval_dir
     report = os.path.join(eval_dir, "scores.json")
-    with contextlib.suppress(OSError, ValueError, AttributeError), open(report) as f:
-        before = json.load(f).get("checkpoint_line")
+    with contextlib.suppress(OSError, ValueError), open(report) as f:
+        before = json.load(f)
+    used = lambda r: (os.path.realpath(str(r.get("checkpoint"))), r.get("run"), r.get("ensemble"))
     paths = evaluate.write_report(result, names, eval_dir, step=step, title=title)
     if FLAGS.json and os.path.realpath(FLAGS.json) != os.path.realpath(paths["scores"]):
         paths["json"] = shutil.copyfile(paths["scores"], FLAGS.json)
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
-    if before and before != run.describe():
-        print(f"(in place of the report of {before}: --eval_dir keeps reports apart)")
+    if isinstance(before, dict) and before.get("checkpoint_line") and used(before) != used(result):
+        print(f"replaced the report of {before['checkpoint_line']}; give --eval_dir to keep both")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A run's best (or a given) checkpoint as a PyTorch Swin state_dict.
+"""A run's best (else its latest, or a given) checkpoint as a PyTorch Swin state_dict.
 
     python scripts/export.py --workdir runs/strong --layout official --out swin.safetensors
     python scripts/export.py --workdir runs/strong --layout timm --out swin.pth

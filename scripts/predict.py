@@ -55,7 +55,8 @@ def main(argv):
 
     images, bad = predict.check_images(argv[1:])
     n = len(argv) - 1
-    count = f"{len(bad)} of {n} files are not images that can be read: " if n > 1 else ""
+    are = "is not an image" if len(bad) == 1 else "are not images"
+    count = f"{len(bad)} of {n} files {are} that can be read: " if n > 1 else ""
     problems = f"{count}{'; '.join(bad)}."
     if not images:
         cli.exit_user_error(f"{problems} Give image files (PNG, JPEG or anything Pillow reads).")

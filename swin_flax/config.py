@@ -98,7 +98,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Starting point: None trains from scratch; else a PyTorch Swin checkpoint (.pth / .safetensors,
     # official or timm layout) loaded into the model, the head and mismatched tables handled.
     c.pretrained = config_dict.placeholder(str)
-    c.pretrained_head = False  # True: keep its classifier where it fits (as many classes)
+    c.pretrained_head = False  # True: keep its classifier too (it must fit: as many classes)
 
     # Optimiser: torch.optim.AdamW semantics.
     c.learning_rate = 1e-3
@@ -369,4 +369,10 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         "pretrained",
         f"{c.pretrained!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) "
         "or an .npz of a state_dict.",
+    )
+    _require(
+        c.pretrained or not c.pretrained_head,
+        "pretrained_head",
+        "keeps the classifier of config.pretrained, which is not set: set both, or leave "
+        "pretrained_head out.",
     )

@@ -179,7 +179,7 @@ def _match(
     for pair in pairs:
         path, src, want = pair.path, pair.value, pair.shape
         flax_path, kind, found = "/".join(path), path[-1], src is not None
-        renewable = path[0] == "head" or (path[0] == "norm" and fewer_stages)
+        renewable = (path[0] == "head" and not load_head) or (path[0] == "norm" and fewer_stages)
         if pair.fits and (path[0] != "head" or load_head):
             out[path] = pair.flax_value()
             loaded.append(flax_path)
@@ -206,15 +206,19 @@ def _match(
             f"pretrained {name} ({layout} layout) does not fit the model of this config (embed_dim "
             f"{m.embed_dim}, depths {tuple(m.depths)}, num_heads {tuple(m.num_heads)}, patch_size "
             f"{m.patch_size}, mlp_ratio {m.mlp_ratio}): {count} not fit: {shown}. Only bias "
-            "tables, absolute_pos_embed and the head adapt; set config.model to the checkpoint's "
-            "model (configs/finetune.py holds Swin-T's) or give a checkpoint of this one."
+            "tables, absolute_pos_embed and the head (unless config.pretrained_head) adapt; set "
+            "config.model to the checkpoint's model (configs/finetune.py holds Swin-T's) or give a "
+            "checkpoint of this one."
         )
     skipped = tuple(sorted(skipped))
     return out, LoadReport(name, layout, tuple(loaded), tuple(resized), tuple(new), skipped)
 
 
 def read_pretrained(
-    path: str | os.PathLike, model: swin.SwinTransformer, layout: str = "auto"
+    path: str | os.PathLike,
+    model: swin.SwinTransformer,
+    layout: str = "auto",
+    load_head: bool = False,
 ) -> dict[str, np.ndarray]:
     """The state_dict of the file `path` (config.pretrained, as the errors name it), refused unless
     it fits `model` by shape alone: a run checks it once before it initialises, compiles or writes
@@ -233,7 +237,7 @@ def read_pretrained(
         )
     name, state = _read(path, None, weights_only=True)
     target = traverse_util.flatten_dict(param_shapes(model.clone(scan_blocks=False, remat="none")))
-    _match(name, state, model, target, convert.resolve_layout(layout, state), "bicubic", False)
+    _match(name, state, model, target, convert.resolve_layout(layout, state), "bicubic", load_head)
     return state
 
 
@@ -253,7 +257,7 @@ def load_pretrained(
     source: a state_dict file (see `convert.load_torch_file`) or a state_dict of arrays.
     layout: 'auto', 'official' or 'timm' (see `convert.detect_layout`).
     bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
-    load_head: copy the source classifier when its shape fits (default: a new head, fresh init).
+    load_head: copy the source classifier, which must fit (default: a new head, fresh init).
     name: what the report and errors call a state_dict given as such (e.g. the file it came from).
     Returns (params in `model`'s layout, as jax arrays; the report, whose `summary()` a run logs).
     """

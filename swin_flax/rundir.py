@@ -142,6 +142,7 @@ def resumed_config(
         )
     kept = config.copy_and_resolve_references()
     kept.pretrained = recorded.get("pretrained")
+    kept.pretrained_head = recorded.get("pretrained_head", False)
     return kept
 
 
@@ -352,12 +353,17 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
             )
         finished = check_num_epochs(saved, config.num_epochs, workdir)
     if not finished:  # the run will write: the folder, or the one it is created in, must allow it
-        path = (workdir.absolute(), *workdir.absolute().parents)
-        made_in = next(p for p in path if p.exists())
-        if link := next((p for p in path[: path.index(made_in)] if os.path.islink(p)), None):
+        # The folders that mkdir would create, up to the one it creates them in, unnormalised: a
+        # `..` after a link goes through the link, as mkdir does.
+        missing = [os.path.join(os.getcwd(), workdir)]
+        while not os.path.exists(missing[-1]):
+            missing.append(os.path.dirname(missing[-1]))
+        made_in = epath.Path(missing.pop())
+        if link := next((p for p in missing if os.path.islink(p)), None):
+            target = os.path.join(os.path.dirname(link), os.readlink(link))
             raise ConfigError(  # e.g. a link to a disk that is not mounted
-                f"--workdir {workdir} cannot be created: {link} is a link to {os.readlink(link)}, "
-                "which does not exist. Create (or mount) its target, or give another folder."
+                f"--workdir {workdir} cannot be created: {link} is a link to {target}, which does "
+                "not exist (or loops). Create (or mount) its target, or give another folder."
             )
         if not made_in.is_dir():
             raise ConfigError(

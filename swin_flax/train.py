@@ -236,7 +236,7 @@ def initial_state(
         )
         if run_set.count == 1:
             params, report = load(state.params)
-        else:  # each run's own head initialisation, the same pretrained body
+        else:  # the same pretrained body; each run's own head init unless pretrained_head
             inits = [jax.tree.map(lambda x, k=k: x[k], state.params) for k in range(run_set.count)]
             each, reports = zip(*map(load, inits), strict=True)
             params, report = jax.tree.map(lambda *xs: np.stack(xs), *each), reports[0]
@@ -271,7 +271,9 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
         from swin_flax import finetune  # noqa: PLC0415
 
         # Read once and checked now: an unreadable file, or another model's, is refused at once.
-        pretrained = finetune.read_pretrained(config.pretrained, model)
+        pretrained = finetune.read_pretrained(
+            config.pretrained, model, load_head=config.pretrained_head
+        )
     run_set = runs.run_set(config)
 
     data = inputs.load_data(config)
@@ -293,7 +295,9 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     try:  # as the checkpoint managers would: claimed now
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system such as /proc)
-        raise ConfigError(f"--workdir {workdir} cannot be created ({e.strerror}).") from None
+        raise ConfigError(
+            f"--workdir {workdir} cannot be created ({e.strerror or e}): give a folder you can create."
+        ) from None
     claim.take()
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts, pretrained)
@@ -527,8 +531,9 @@ def _diverged_message(
         + ("" if several else " (the same command starts the run afresh)")
     )
     fix = (
-        "Drop or lower that run's value in config.sweep (with seeds alone: check the learning "
-        "rate) and start again with a new --workdir, as a resumed run keeps its runs."
+        "Drop or lower the swept value that run names (config.sweep), or with seeds alone lower "
+        "config.learning_rate or try config.grad_clip_norm; then start again with a new "
+        "--workdir, as a resumed run keeps its runs."
         if several
         else "Check the learning rate (config.learning_rate, warmup), the input normalisation, and "
         "try config.grad_clip_norm, or dtype='float32' for a bfloat16 run."

@@ -101,6 +101,11 @@ def test_strong_numbers():
         ("eps", float("inf"), "config.eps"),
         ("grad_clip_norm", -1.0, "config.grad_clip_norm"),
         ("layer_decay", 1.5, "config.layer_decay"),
+        (
+            "pretrained_head",
+            True,
+            "config.pretrained_head: keeps the classifier of config.pretrained",
+        ),
         # Data fields: checked here only (data/ trusts its arguments).
         ("randaugment_img_mean", (124, 116), "config.randaugment_img_mean"),
         ("randaugment_img_mean", (124, 116, 300), "config.randaugment_img_mean"),

@@ -188,6 +188,14 @@ def test_unfit_checkpoints_name_the_key(source, tmp_path):
         CheckpointError, match=r"layers\.0\.blocks\.0\.attn\.relative_position_bias_table of"
     ):
         finetune.load_pretrained(timm_state, more_heads, zeros_like_init(more_heads))
+    other_classes = swin.create_model({**cfg, "num_classes": 7})
+    with pytest.raises(
+        CheckpointError,
+        match=r"head\.fc\.weight of shape \(5, 64\) where the model needs \(7, 64\)",
+    ):
+        finetune.load_pretrained(
+            timm_state, other_classes, zeros_like_init(other_classes), load_head=True
+        )  # asked for, the head must fit (without load_head it is new: test_load_head_when_it_fits)
     model = swin.create_model(cfg)
     one_off = dict(timm_state)
     one_off["norm.bias"] = np.zeros(3, np.float32)  # the one tensor that does not fit

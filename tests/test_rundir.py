@@ -193,7 +193,7 @@ def test_a_resume_records_the_pretrained_file_the_run_started_from(tmp_path, mon
     save_epoch_1(tmp_path / "run", c)
     warnings = []  # absl's: orbax's too
     monkeypatch.setattr(rundir.logging, "warning", lambda *args: warnings.append(str(args)))
-    c.pretrained, c.num_epochs = "/elsewhere/swin.pth", 2
+    c.pretrained, c.pretrained_head, c.num_epochs = "/elsewhere/swin.pth", True, 2
     for _ in range(2):
         assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
     kept = rundir.resumed_config(c, tmp_path / "run")
@@ -204,6 +204,7 @@ def test_a_resume_records_the_pretrained_file_the_run_started_from(tmp_path, mon
     assert (
         kept.pretrained is None and kept.num_epochs == 2 and c.pretrained == "/elsewhere/swin.pth"
     )
+    assert kept.pretrained_head is False  # as recorded: read only when a run starts
     rundir.write_config(kept, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "config.json").read_text())["pretrained"] is None
 

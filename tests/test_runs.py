@@ -294,9 +294,9 @@ def test_a_diverging_run_stops_the_process_naming_it(tmp_path, archive):
     ) as e:
         train.train_and_evaluate(c, str(tmp_path / "nan"))
     assert str(e.value).endswith(  # not "the same command": it would diverge again
-        "No checkpoint was written yet. Drop or lower that run's value in config.sweep (with seeds "
-        "alone: check the learning rate) and start again with a new --workdir, as a resumed run "
-        "keeps its runs."
+        "No checkpoint was written yet. Drop or lower the swept value that run names (config.sweep), "
+        "or with seeds alone lower config.learning_rate or try config.grad_clip_norm; then start "
+        "again with a new --workdir, as a resumed run keeps its runs."
     )
 
 
