@@ -389,6 +389,6 @@ def test_cli_refuses_a_run_it_does_not_hold(two_runs, run, tmp_path):
     )
     assert message.startswith("Error: --run seed=1 names none of the 2 runs of the checkpoint ")
     assert message.endswith(
-        "best/3: give an index from 0 to 1 or a name (0 'learning_rate=0.001', 1 "
-        "'learning_rate=0.002')."
+        "best/3: give an index from 0 to 1, a name (0 'learning_rate=0.001', 1 "
+        "'learning_rate=0.002') or part of one (a swept value: its runs together)."
     )
