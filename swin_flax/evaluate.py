@@ -44,13 +44,10 @@ class Choice:
             k = self.indices[0]
             text = f"run {k} of {len(self.names)}, {self.names[k]}"
             return text + (f", its best epoch {best_epochs[k]}" if best_epochs else "")
-        if self.label():  # some of the runs: a sweep point's seeds
-            text = (
-                f"the ensemble of {len(self.indices)} of its {len(self.names)} runs, {self.label()}"
-            )
-            text += " (the mean of their probabilities)"
-        else:
-            text = f"the ensemble of its {len(self.names)} runs (the mean of their probabilities)"
+        runs = f"its {len(self.names)} runs"
+        if self.label():  # some of them: a sweep point's seeds
+            runs = f"{len(self.indices)} of {runs}, {self.label()}"
+        text = f"the ensemble of {runs} (the mean of their probabilities)"
         epochs = ", ".join(str(best_epochs[k]) for k in self.indices) if best_epochs else ""
         return text + (f", their best epochs {epochs}" if epochs else "")
 
