@@ -12,8 +12,9 @@ A checkpoint of several runs (config.num_runs, config.sweep): every run is score
 ensemble (the mean of their softmax probabilities; its loss the cross-entropy of that mean), a table
 shows each run's accuracy and loss and the ensemble's, and the report is the ensemble's (scores.json
 holds every run's figures too). --run K scores run K alone (its index or name) as a single run's
-checkpoint is scored, its report in WORKDIR/eval/<its name>/ (or --eval_dir as given); --ensemble
-the ensemble only.
+checkpoint is scored, its report in WORKDIR/eval/<its name>/ (or --eval_dir as given); --run with
+part of a name (e.g. a swept value, learning_rate=1e-3) scores the runs that hold it and their
+ensemble, the report in WORKDIR/eval/<that part>/; --ensemble the ensemble of all, only.
 """
 
 from swin_flax import cli  # standard library and absl only
@@ -36,13 +37,13 @@ flags.DEFINE_string("json", None, "Write the scores (with the confusion matrix) 
 flags.DEFINE_string(
     "eval_dir",
     None,
-    "Folder for the report files; default: WORKDIR/eval (with --run: WORKDIR/eval/<its name>).",
+    "Folder for the report files; default: WORKDIR/eval (with --run: WORKDIR/eval/<what it names>).",
 )
 flags.DEFINE_string(
     "run",
     None,
-    "Of a checkpoint of several runs: score this one alone (its index or name), or the runs a part of"
-    " a name holds (a swept value: its seeds) as their ensemble.",
+    "Of a checkpoint of several runs: score this one alone (its index or name), or the runs that"
+    " hold a part of a name (e.g. a swept value: its seeds) and their ensemble.",
 )
 flags.DEFINE_bool(
     "ensemble", False, "Of a checkpoint of several runs: score only their ensemble, not each run."
@@ -55,6 +56,14 @@ def check_outputs(json_path: str | None, eval_dir: str | None) -> None:
     cli.check_output_file("json", json_path)
     if eval_dir and os.path.exists(eval_dir) and not os.path.isdir(eval_dir):
         cli.exit_user_error(f"--eval_dir {eval_dir} is a file: give a folder (created if new).")
+
+
+def _scored(report: object) -> tuple | None:
+    """What a scores.json scored (its checkpoint's real path, the runs used); None for a file
+    that is not one (missing, edited, or of an older version)."""
+    if not (isinstance(report, dict) and {"checkpoint", "checkpoint_line"} <= report.keys()):
+        return None
+    return os.path.realpath(report["checkpoint"]), report.get("run"), report.get("ensemble")
 
 
 def main(argv):
@@ -82,15 +91,13 @@ def main(argv):
         eval_dir = os.path.join(eval_dir, run.choice.label())
     step, title = int(run.meta.get("step") or 0), f"checkpoint: {run.describe()}"
     before = {}  # a report already in eval_dir
-    report = os.path.join(eval_dir, "scores.json")
-    with contextlib.suppress(OSError, ValueError), open(report) as f:
+    with contextlib.suppress(OSError, ValueError), open(os.path.join(eval_dir, "scores.json")) as f:
         before = json.load(f)
-    used = lambda r: (os.path.realpath(str(r.get("checkpoint"))), r.get("run"), r.get("ensemble"))
     paths = evaluate.write_report(result, names, eval_dir, step=step, title=title)
     if FLAGS.json and os.path.realpath(FLAGS.json) != os.path.realpath(paths["scores"]):
         paths["json"] = shutil.copyfile(paths["scores"], FLAGS.json)
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
-    if isinstance(before, dict) and before.get("checkpoint_line") and used(before) != used(result):
+    if _scored(before) not in (None, _scored(result)):
         print(f"replaced the report of {before['checkpoint_line']}; give --eval_dir to keep both")
 
 

@@ -1,9 +1,9 @@
 """Using a finished run: load its config and a checkpoint's params, and score them on the test split.
 
 A checkpoint of several runs (config.num_runs, config.sweep) stacks their params: `choose_runs`
-picks one, or all as their ensemble (the mean of their softmax probabilities). TensorFlow is
-imported only to read data or write summaries: a wrong --workdir or --checkpoint is reported in
-seconds.
+picks one, or several (all by default) as their ensemble (the mean of their softmax
+probabilities). TensorFlow is imported only to read data or write summaries: a wrong --workdir or
+--checkpoint is reported in seconds.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Choice:
             text = f"run {k} of {len(self.names)}, {self.names[k]}"
             return text + (f", its best epoch {best_epochs[k]}" if best_epochs else "")
         runs = f"its {len(self.names)} runs"
-        if self.label():  # some of them: a sweep point's seeds
+        if len(self.indices) < len(self.names):  # some of them: a sweep point's seeds
             runs = f"{len(self.indices)} of {runs}, {self.label()}"
         text = f"the ensemble of {runs} (the mean of their probabilities)"
         epochs = ", ".join(str(best_epochs[k]) for k in self.indices) if best_epochs else ""
@@ -115,7 +115,7 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
         )
     if which is None:
         return Choice(names, tuple(range(len(names))), each_run=not ensemble)
-    if which.isdigit():
+    if which.isdecimal():
         chosen = (int(which),) if int(which) < len(names) else ()
     else:  # the runs whose names hold every part given
         wanted = set(_canonical(which).split(","))

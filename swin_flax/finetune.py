@@ -175,7 +175,7 @@ def _match(
     pairs, skipped = convert.pair_params(state, target, layout)
     stages = [int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.blocks\.", k))]
     fewer_stages = len(model.depths) < max(stages, default=-1) + 1
-    out, loaded, resized, new, errors = {}, [], [], [], []
+    out, loaded, resized, new, unfit = {}, [], [], [], []  # unfit: (top-level name, what)
     for pair in pairs:
         path, src, want = pair.path, pair.value, pair.shape
         flax_path, kind, found = "/".join(path), path[-1], src is not None
@@ -195,9 +195,17 @@ def _match(
             if found:
                 skipped.append(pair.key)
         elif not found:
-            errors.append(f"{pair.key} missing (the model needs {want})")
+            unfit.append((path[0], f"{pair.key} missing (the model needs {want})"))
         else:
-            errors.append(f"{pair.key} of shape {tuple(src.shape)} where the model needs {want}")
+            shape = tuple(src.shape)
+            unfit.append((path[0], f"{pair.key} of shape {shape} where the model needs {want}"))
+    errors = [what for _, what in unfit]
+    if unfit and all(top == "head" for top, _ in unfit):  # the head alone, asked for (load_head)
+        raise CheckpointError(
+            f"config.pretrained_head: the head of pretrained {name} does not fit this model's "
+            f"{model.num_classes} classes ({'; '.join(errors)}). Leave pretrained_head out for a "
+            f"new head, or give a file of a model with {model.num_classes} classes."
+        )
     if errors:
         m = model
         shown = "; ".join(errors[:4]) + (f"; and {len(errors) - 4} more" if len(errors) > 4 else "")

@@ -3,7 +3,7 @@
 Images (anything Pillow reads, any size, turned RGB) go through the test pipeline's transform of the
 run's config (`pipeline.to_model_input`): antialiased bilinear resize to model.img_size, then
 (x / 255 - normalize_mean) / normalize_std. A checkpoint of several runs predicts with the one
-chosen, or with their ensemble.
+chosen, or with the ensemble of those chosen (all by default).
 """
 
 from __future__ import annotations

@@ -352,7 +352,8 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
                 "--workdir to start a fresh run."
             )
         finished = check_num_epochs(saved, config.num_epochs, workdir)
-    if not finished:  # the run will write: the folder, or the one it is created in, must allow it
+    if not finished and "://" not in os.fspath(workdir):  # a local folder the run will write in,
+        # or create: it, or the folder it is created in, must allow it (a bucket's are its own)
         # The folders that mkdir would create, up to the one it creates them in, unnormalised: a
         # `..` after a link goes through the link, as mkdir does.
         missing = [os.path.join(os.getcwd(), workdir)]

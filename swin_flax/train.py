@@ -513,29 +513,34 @@ def _check_finite(
     bad = values.pop("first_nonfinite_step").astype(int)
     for k, step in enumerate(bad):  # the first step whose loss was not finite, or -1
         if step >= 0 or not np.isfinite(values["loss"][k]):
-            message = _diverged_message(step + 1, epoch, ckpts, "training loss", len(names) > 1)
-            raise TrainingDiverged(message if len(names) == 1 else f"run {names[k]}: {message}")
+            run = names[k] if len(names) > 1 else ""
+            raise TrainingDiverged(_diverged_message(step + 1, epoch, ckpts, "training loss", run))
     return values
 
 
 def _diverged_message(
-    step: int, epoch: int, ckpts: checkpoints.Checkpoints, what: str, several: bool = False
+    step: int, epoch: int, ckpts: checkpoints.Checkpoints, what: str, run: str = ""
 ) -> str:
-    """What broke where, the checkpoint kept, and what to change: of several runs, the one named
-    (the same command would diverge again, and a resumed run keeps its runs)."""
+    """What broke where, the checkpoint kept, and what to change. `run`: of several runs, the name
+    of the one that broke (its swept values, its seed): the same command would diverge again, and
+    a resumed run keeps its runs, so the fix is a new run set in a new workdir."""
     last = ckpts.latest_step()
     kept = (
         f"The last good checkpoint (step {last}) is kept in {ckpts.root / 'latest'}"
         if last is not None
         else "No checkpoint was written yet"
-        + ("" if several else " (the same command starts the run afresh)")
+        + ("" if run else " (the same command starts the run afresh)")
     )
     fix = (
-        "Drop or lower the swept value that run names (config.sweep), or with seeds alone lower "
-        "config.learning_rate or try config.grad_clip_norm; then start again with a new "
-        "--workdir, as a resumed run keeps its runs."
-        if several
-        else "Check the learning rate (config.learning_rate, warmup), the input normalisation, and "
-        "try config.grad_clip_norm, or dtype='float32' for a bfloat16 run."
+        "Check the learning rate (config.learning_rate, warmup), the input normalisation, and try "
+        "config.grad_clip_norm, or dtype='float32' for a bfloat16 run."
     )
-    return f"the {what} became NaN or inf at step {step} (epoch {epoch + 1}). {kept}. {fix}"
+    if run:
+        swept = any(not part.startswith("seed=") for part in run.split(","))
+        fix = (
+            "Drop or lower the swept value that run names (config.sweep)"
+            if swept
+            else "Lower config.learning_rate, or try config.grad_clip_norm"
+        ) + "; then start again with a new --workdir, as a resumed run keeps its runs."
+    message = f"the {what} became NaN or inf at step {step} (epoch {epoch + 1}). {kept}. {fix}"
+    return f"run {run}: {message}" if run else message

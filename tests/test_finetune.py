@@ -191,7 +191,10 @@ def test_unfit_checkpoints_name_the_key(source, tmp_path):
     other_classes = swin.create_model({**cfg, "num_classes": 7})
     with pytest.raises(
         CheckpointError,
-        match=r"head\.fc\.weight of shape \(5, 64\) where the model needs \(7, 64\)",
+        match=r"^config\.pretrained_head: the head of pretrained state_dict does not fit this "
+        r"model's 7 classes \(.*head\.fc\.weight of shape \(5, 64\) where the model needs "
+        r"\(7, 64\)\)\. Leave pretrained_head out for a new head, or give a file of a model "
+        r"with 7 classes\.$",
     ):
         finetune.load_pretrained(
             timm_state, other_classes, zeros_like_init(other_classes), load_head=True

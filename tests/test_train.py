@@ -347,8 +347,14 @@ def test_profile_steps_writes_one_trace(tmp_path, archive):
 def test_a_nan_before_the_first_save_says_no_checkpoint_was_written(tmp_path):
     ckpts = checkpoints.Checkpoints(tmp_path)
     message = train._diverged_message(3, 0, ckpts, "training loss")
+    seeds = train._diverged_message(3, 0, ckpts, "training loss", run="seed=2")  # of several
     ckpts.close()
     assert message.startswith(
         "the training loss became NaN or inf at step 3 (epoch 1). No checkpoint was written yet "
         "(the same command starts the run afresh). Check the learning rate"
+    )
+    assert seeds == (
+        "run seed=2: the training loss became NaN or inf at step 3 (epoch 1). No checkpoint was "
+        "written yet. Lower config.learning_rate, or try config.grad_clip_norm; then start again "
+        "with a new --workdir, as a resumed run keeps its runs."
     )
