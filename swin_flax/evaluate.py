@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from swin_flax import build, checkpoints, steps
+from swin_flax import build, checkpoints, runs, steps
 from swin_flax.config import DATASETS, default_config, flatten
 from swin_flax.errors import CheckpointError, DataError
 
@@ -137,7 +137,7 @@ def _canonical(name: str) -> str:
     for part in name.split(","):
         field, eq, value = (p.strip() for p in part.partition("="))
         with contextlib.suppress(ValueError):
-            value = f"{float(value):g}"
+            value = runs.number_text(float(value))
         parts.append(field + eq + value)
     return ",".join(sorted(parts))
 

@@ -51,11 +51,18 @@ def _swept(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     return tuple(f for f in SWEEPABLE if config.sweep[f])
 
 
+def number_text(x: float) -> str:
+    """A number as run names write it: short (`:g`, 6 digits) unless that loses digits, then the
+    shortest exact form, so that distinct values have distinct names."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(x)
+
+
 def names(config: ml_collections.ConfigDict) -> list[str]:
     """The config's runs in run order, named by what sets them apart: 'seed=1',
     'learning_rate=0.001', or both ('learning_rate=0.001,seed=1'); a single run is named 'run'."""
     shown = _swept(config) + (("seed",) if config.num_runs > 1 else ())
-    return [",".join(f"{f}={v[f]:g}" for f in shown) or "run" for v in run_grid(config)]
+    return [",".join(f"{f}={number_text(v[f])}" for f in shown) or "run" for v in run_grid(config)]
 
 
 def run_set(config: ml_collections.ConfigDict) -> RunSet:

@@ -458,6 +458,10 @@ def test_part_of_a_name_chooses_a_sweep_points_runs():
     assert evaluate.choose_runs(sweep).label() == ""  # all: WORKDIR/eval itself
     with pytest.raises(CheckpointError, match="names none of the 4 runs"):
         evaluate.choose_runs(sweep, "learning_rate=3e-3")
+    # Seeds that six digits would not tell apart (runs.names writes them exactly).
+    big = dataclasses.replace(sweep, meta={"runs": ["seed=1e+06", "seed=1000001"]})
+    assert evaluate.choose_runs(big, "seed=1000001").indices == (1,)
+    assert evaluate.choose_runs(big, "seed=1000000").indices == (0,)
 
 
 @pytest.mark.parametrize("which, k", [("1", 1), ("seed=2", 2)])

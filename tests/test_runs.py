@@ -55,6 +55,14 @@ def test_run_grid_seeds_sweep_and_names():
     single = config.single_run(c, config.run_grid(c)[3])
     assert (single.num_runs, single.seed, single.learning_rate, single.data_seed) == (1, 6, 2e-3, 6)
     assert not any(single.sweep.values())
+    # Distinct values, distinct names, where six digits would not tell them apart.
+    c.seed, c.sweep.learning_rate, c.sweep.weight_decay = 10**6, (1e-3, 1.0000001e-3), ()
+    assert runs.run_set(c).names == [
+        "learning_rate=0.001,seed=1e+06",
+        "learning_rate=0.001,seed=1000001",
+        "learning_rate=0.0010000001,seed=1e+06",
+        "learning_rate=0.0010000001,seed=1000001",
+    ]
 
 
 def test_start_line_names_a_few_of_many_runs_and_a_one_value_sweep():
