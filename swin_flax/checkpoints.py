@@ -217,11 +217,14 @@ class Checkpoints:
         if self._writer is None:
             _save(*write)
         else:
-            # Not after a write queued before it failed (done: one thread writes in order): the
-            # loop saves `best` of a step before its `latest`, whose record names the best.
-            queued = list(self._in_flight.values())
-            skip = lambda: any(future.exception() for future in queued)
-            self._in_flight[which] = self._writer.submit(lambda: skip() or _save(*write))
+            queued = list(self._in_flight.values())  # done by then: one thread writes in order
+
+            def write_unless_an_earlier_failed() -> None:
+                # The loop saves `best` of a step before its `latest`, whose record names the best.
+                if not any(future.exception() for future in queued):
+                    _save(*write)
+
+            self._in_flight[which] = self._writer.submit(write_unless_an_earlier_failed)
 
     def _settle(self, which: str) -> float:
         """Waits for the series' write in flight, if any; a failure is kept for `_raise_failed`.

@@ -44,10 +44,10 @@ class Choice:
             k = self.indices[0]
             text = f"run {k} of {len(self.names)}, {self.names[k]}"
             return text + (f", its best epoch {best_epochs[k]}" if best_epochs else "")
-        runs = f"its {len(self.names)} runs"
+        used = f"its {len(self.names)} runs"
         if len(self.indices) < len(self.names):  # some of them: a sweep point's seeds
-            runs = f"{len(self.indices)} of {runs}, {self.label()}"
-        text = f"the ensemble of {runs} (the mean of their probabilities)"
+            used = f"{len(self.indices)} of {used}, {self.label()}"
+        text = f"the ensemble of {used} (the mean of their probabilities)"
         epochs = ", ".join(str(best_epochs[k]) for k in self.indices) if best_epochs else ""
         return text + (f", their best epochs {epochs}" if epochs else "")
 
@@ -118,8 +118,8 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
     if which.isdecimal():
         chosen = (int(which),) if int(which) < len(names) else ()
     else:  # the runs whose names hold every part given
-        wanted = set(_canonical(which).split(","))
-        chosen = tuple(k for k, n in enumerate(names) if wanted <= set(_canonical(n).split(",")))
+        wanted = _name_parts(which)
+        chosen = tuple(k for k, n in enumerate(names) if wanted <= _name_parts(n))
     if not chosen:
         listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(names))
         raise CheckpointError(
@@ -130,16 +130,16 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
     return Choice(names, chosen, each_run=len(chosen) > 1)
 
 
-def _canonical(name: str) -> str:
+def _name_parts(name: str) -> set[str]:
     """A run's name as --run is matched against it: its parts in any order, its numbers written in
     any way ('seed=1,learning_rate=1e-3' names the run 'learning_rate=0.001,seed=1')."""
-    parts = []
+    parts = set()
     for part in name.split(","):
         field, eq, value = (p.strip() for p in part.partition("="))
         with contextlib.suppress(ValueError):
             value = runs.number_text(float(value))
-        parts.append(field + eq + value)
-    return ",".join(sorted(parts))
+        parts.add(field + eq + value)
+    return parts
 
 
 def open_run(

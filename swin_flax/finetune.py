@@ -4,8 +4,8 @@
 fresh params through `convert.pair_params`: tensors whose shapes agree are copied; bias tables of
 another window are resized per head on their offset grid, 'bicubic' as the official code or
 'geometric' as timm's, both keeping the zero offset's bias; `absolute_pos_embed` of another grid
-bicubically. The head stays new unless `load_head` and it fits, the final norm too when the target
-has fewer stages; source tensors with no place are skipped. Anything else that does not fit is a
+bicubically. The head stays new unless `load_head` (then it must fit), the final norm too when the
+target has fewer stages; source tensors with no place are skipped. Anything else that does not fit is a
 CheckpointError naming the keys, which `read_pretrained` raises from the shapes alone, before a run
 initialises anything.
 """

@@ -352,10 +352,10 @@ def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tu
                 "--workdir to start a fresh run."
             )
         finished = check_num_epochs(saved, config.num_epochs, workdir)
-    if not finished and "://" not in os.fspath(workdir):  # a local folder the run will write in,
-        # or create: it, or the folder it is created in, must allow it (a bucket's are its own)
-        # The folders that mkdir would create, up to the one it creates them in, unnormalised: a
-        # `..` after a link goes through the link, as mkdir does.
+    # A local folder the run will write in, or create: it, or the folder it is created in, must
+    # allow that (a bucket's permissions are its own). The folders mkdir would create are walked
+    # unnormalised, up to the one it creates them in: a `..` after a link goes through the link.
+    if not finished and "://" not in os.fspath(workdir):
         missing = [os.path.join(os.getcwd(), workdir)]
         while not os.path.exists(missing[-1]):
             missing.append(os.path.dirname(missing[-1]))

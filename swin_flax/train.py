@@ -536,7 +536,7 @@ def _diverged_message(
         "config.grad_clip_norm, or dtype='float32' for a bfloat16 run."
     )
     if run:
-        swept = any(not part.startswith("seed=") for part in run.split(","))
+        swept = "" not in runs.sweep_points([run])  # its name holds a swept value
         fix = (
             "Drop or lower the swept value that run names (config.sweep)"
             if swept

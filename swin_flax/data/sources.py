@@ -122,8 +122,10 @@ def load_or_synthetic(
     archive given by name is read or refused (its DataError propagates), never replaced."""
     if dataset != "synthetic":
         try:
-            found = load_split(dataset, split, data_dir=data_dir, archive=archive, download=False)
-            return *found, describe_source(dataset, data_dir=data_dir, archive=archive)
+            images, labels = load_split(
+                dataset, split, data_dir=data_dir, archive=archive, download=False
+            )
+            return images, labels, describe_source(dataset, data_dir=data_dir, archive=archive)
         except DataError:
             if archive:
                 raise
