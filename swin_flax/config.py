@@ -10,6 +10,7 @@ import copy
 import itertools
 import math
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -298,7 +299,7 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         _require(
             isinstance(values, tuple | list)
             and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-            and all(math.isfinite(v) for v in values)
+            and all(abs(v) <= sys.float_info.max for v in values)  # finite; no float overflow
             and len(set(values)) == len(values),
             f"sweep.{f}",
             f"must be a tuple of distinct finite numbers, e.g. --config.sweep.{f}='(5e-4,1e-3)' "

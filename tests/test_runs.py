@@ -325,6 +325,7 @@ def test_sweep_refuses_shape_fields_and_names_bad_values():
     for values, shown in [
         (("(nan,1e-3)",), "'(nan,1e-3)'"),
         ((float("nan"), 1e-3), "(nan, 0.001)"),
+        ((10**400, 1e-3), f"({10**400}, 0.001)"),  # no float holds it (was an OverflowError)
     ]:
         c.sweep.weight_decay = values
         with pytest.raises(
