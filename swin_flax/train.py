@@ -86,13 +86,17 @@ def _saved_part(state: steps.TrainState) -> dict[str, Any]:
 
 
 def _finite_host_state(
-    state: steps.TrainState, epoch: int, ckpts: checkpoints.Checkpoints
+    state: steps.TrainState, step: int, epoch: int, ckpts: checkpoints.Checkpoints, names: list[str]
 ) -> dict[str, Any]:
     """The part of the state that is saved (device copy 0, on the host), refused if the last update
-    made any parameter NaN or inf (its loss, computed before the update, was still finite)."""
+    made any parameter NaN or inf (its loss, computed before the update, was still finite); of
+    several runs (`names`: a leading run axis), naming the first that broke."""
     host = jax.device_get(steps.unreplicate(_saved_part(state)))
-    if not all(np.isfinite(x).all() for x in jax.tree.leaves(host["params"])):
-        raise TrainingDiverged(_diverged_message(int(host["step"]), epoch, ckpts, "parameters"))
+    leaves = jax.tree.leaves(host["params"])
+    finite = np.all([np.isfinite(x).reshape(len(names), -1).all(1) for x in leaves], axis=0)
+    if not finite.all():
+        run = names[int(np.argmin(finite))] if len(names) > 1 else ""
+        raise TrainingDiverged(_diverged_message(step, epoch, ckpts, "parameters", run))
     return host
 
 
@@ -349,7 +353,12 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
             if step % per_epoch:  # stopped within the epoch: keep its part, save and stop
                 progress.partial_epoch = _partial_record(train_metrics, seconds, images, window)
                 meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
-                ckpts.save("latest", step, _finite_host_state(state, epoch, ckpts), meta)
+                ckpts.save(
+                    "latest",
+                    step,
+                    _finite_host_state(state, step, epoch, ckpts, run_set.names),
+                    meta,
+                )
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
             progress.partial_epoch = None
             t_eval = time.time()
@@ -372,7 +381,16 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
             stopping = epoch < config.num_epochs and stop.requested()
             meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
             best_params = _save_epoch(
-                config, ckpts, state, epoch, step, meta, improved, best_params, stopping
+                config,
+                ckpts,
+                state,
+                epoch,
+                step,
+                meta,
+                improved,
+                best_params,
+                stopping,
+                run_set.names,
             )
             if stopping:
                 raise Preempted(_preempted_message(step, per_epoch, ckpts))
@@ -403,7 +421,16 @@ def _best_params(ckpts: checkpoints.Checkpoints, num_runs: int, resuming: bool) 
 
 
 def _save_epoch(
-    config, ckpts, state, epoch: int, step: int, meta, improved: np.ndarray, best_params, stopping
+    config,
+    ckpts,
+    state,
+    epoch: int,
+    step: int,
+    meta,
+    improved: np.ndarray,
+    best_params,
+    stopping,
+    names: list[str],
 ) -> Any:
     """The checkpoints of the epoch just done (`epoch` counted from 1): best/ where a run improved,
     latest/ every checkpoint_every_epochs epochs, after the last one and before a stop. best/
@@ -412,7 +439,7 @@ def _save_epoch(
     latest = epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs or stopping
     if not (latest or improved.any()):
         return best_params
-    host_state = _finite_host_state(state, epoch - 1, ckpts)
+    host_state = _finite_host_state(state, step, epoch - 1, ckpts, names)
     if improved.any():
         best_params = _merge_best(best_params, host_state["params"], improved)
         best = checkpoints.as_dtype(best_params, config.best_params_dtype)

@@ -4,6 +4,7 @@ events and checkpoints, and a second run with more epochs resumes where the firs
 import contextlib
 import json
 import signal
+import types
 
 import jax
 import numpy as np
@@ -333,6 +334,31 @@ def test_profile_steps_are_cut_to_the_run(monkeypatch, tmp_path):
     c.profile_steps = 5
     assert reports.profiler(c, tmp_path, 4, 6) is None
     assert lines[-1].startswith("config.profile_steps: the run ends at step 6, before its profile")
+
+
+def test_parameters_broken_by_the_last_update_name_their_run(tmp_path):
+    """An update can make params NaN while its loss, computed before it, was finite: the save
+    refuses them, naming the run of several whose params broke (run axis after the device axis)."""
+    w = np.ones((1, 3, 2, 2), np.float32)  # device, run, kernel
+    state = types.SimpleNamespace(
+        params={"w": w, "b": np.zeros((1, 3, 2))}, opt_state=(), step=np.array([7])
+    )
+    ckpts = checkpoints.Checkpoints(tmp_path)
+    names = ["seed=0", "seed=1", "seed=2"]
+    assert train._finite_host_state(state, 7, 1, ckpts, names)["params"]["w"].shape == (3, 2, 2)
+    w[0, 2, 1, 0] = np.nan
+    with pytest.raises(errors.TrainingDiverged) as several:
+        train._finite_host_state(state, 7, 1, ckpts, names)
+    one = types.SimpleNamespace(params={"w": w[:, 2]}, opt_state=(), step=np.array([7]))
+    with pytest.raises(errors.TrainingDiverged) as single:
+        train._finite_host_state(one, 7, 1, ckpts, ["seed=0"])
+    ckpts.close()
+    assert str(several.value) == (
+        "run seed=2: the parameters became NaN or inf at step 7 (epoch 2). No checkpoint was "
+        "written yet. Lower config.learning_rate, or try config.grad_clip_norm; then start again "
+        "with a new --workdir, as a resumed run keeps its runs."
+    )
+    assert str(single.value).startswith("the parameters became NaN or inf at step 7 (epoch 2). ")
 
 
 def test_profile_steps_writes_one_trace(tmp_path, archive):

@@ -106,7 +106,7 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
             )  # fmt: skip
         meta = progress.record(config, epoch + 1, step, per_epoch, 1.0)
         t["report"] = time.perf_counter()
-        host_state = train._finite_host_state(state, epoch, ckpts)
+        host_state = train._finite_host_state(state, step, epoch, ckpts, [""])  # one run
         t["host_copy"] = time.perf_counter()
         for which in checkpoints.SERIES:  # what `save` would wait for first
             ckpts.latest_step(which)
