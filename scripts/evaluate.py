@@ -14,7 +14,8 @@ shows each run's accuracy and loss and the ensemble's, and the report is the ens
 holds every run's figures too). --run K scores run K alone (its index or name) as a single run's
 checkpoint is scored, its report in WORKDIR/eval/<its name>/ (or --eval_dir as given); --run with
 part of a name (e.g. a swept value, learning_rate=1e-3) scores the runs that hold it and their
-ensemble, the report in WORKDIR/eval/<that part>/; --ensemble the ensemble of all, only.
+ensemble, the report in WORKDIR/eval/<that part>/; --ensemble scores the ensemble alone (of all, or
+of the runs --run chooses by part of a name).
 """
 
 from swin_flax import cli  # standard library and absl only
@@ -46,7 +47,10 @@ flags.DEFINE_string(
     " hold a part of a name (e.g. a swept value: its seeds) and their ensemble.",
 )
 flags.DEFINE_bool(
-    "ensemble", False, "Of a checkpoint of several runs: score only their ensemble, not each run."
+    "ensemble",
+    False,
+    "Of a checkpoint of several runs: score only their ensemble (of all, or of those --run chooses),"
+    " not each run.",
 )
 
 

@@ -41,7 +41,8 @@ flags.DEFINE_string(
 flags.DEFINE_bool(
     "ensemble",
     False,
-    "Of a checkpoint of several runs: predict with their ensemble, as without --run.",
+    "Of a checkpoint of several runs: predict with their ensemble (of all, or of those --run"
+    " chooses by part of a name), as without it.",
 )
 
 

@@ -95,15 +95,10 @@ class Run:
 def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:
     """The runs that --run (`which`: an index, a name, or part of a name such as a sweep value)
     and --ensemble choose: that run, or the runs whose names hold every part given, else all; several
-    are used as their ensemble (each run's scores too, unless `ensemble`). Refuses both flags at
-    once, either with a single run's checkpoint, and a --run that names none of its runs, before
-    any params are read."""
+    are used as their ensemble (each run's scores too, unless `ensemble`). Refuses either flag with
+    a single run's checkpoint, a --run that names none of its runs, and --ensemble with a --run
+    that chooses one, before any params are read."""
     names = tuple(run.meta.get("runs") or [])  # the stacked runs: none for a single run's
-    if which is not None and ensemble:
-        raise CheckpointError(
-            f"--run {which} and --ensemble exclude each other: give --run to use that run alone, "
-            "or --ensemble to use the mean of every run's probabilities."
-        )
     if not names:
         if which is None and not ensemble:
             return Choice()
@@ -127,7 +122,13 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
             f"{run.checkpoint}: give an index from 0 to {len(names) - 1}, a name ({listing}) or "
             "part of one (a swept value: its runs together)."
         )
-    return Choice(names, chosen, each_run=len(chosen) > 1)
+    if ensemble and len(chosen) == 1:
+        raise CheckpointError(
+            f"--run {which} chooses one run and --ensemble the mean of several: leave --ensemble "
+            "out to use that run alone, or give --run a part of a name that several runs hold (a "
+            "swept value) for their ensemble alone."
+        )
+    return Choice(names, chosen, each_run=len(chosen) > 1 and not ensemble)
 
 
 def _name_parts(name: str) -> set[str]:

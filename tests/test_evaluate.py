@@ -448,6 +448,8 @@ def test_part_of_a_name_chooses_a_sweep_points_runs():
     )
     point = evaluate.choose_runs(sweep, "learning_rate=2e-3")
     assert (point.indices, point.each_run, point.label()) == ((2, 3), True, "learning_rate=0.002")
+    alone = evaluate.choose_runs(sweep, "learning_rate=2e-3", ensemble=True)  # their ensemble only
+    assert (alone.indices, alone.each_run, alone.label()) == ((2, 3), False, "learning_rate=0.002")
     assert point.describe() == (
         "the ensemble of 2 of its 4 runs, learning_rate=0.002 (the mean of their probabilities)"
     )
@@ -516,7 +518,7 @@ WRONG_CHOICES = {
         "--run 3 names none of the 3 runs of the checkpoint ",
     ),
     "unknown_run_name": ("three", ("seed=7", False), "give an index from 0 to 2, a name"),
-    "run_and_ensemble": ("three", ("0", True), "--run 0 and --ensemble exclude each other"),
+    "one_run_and_ensemble": ("three", ("0", True), "--run 0 chooses one run and --ensemble the"),
 }
 
 
