@@ -130,15 +130,25 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
 def resumed_config(
     config: ml_collections.ConfigDict, workdir: epath.Path
 ) -> ml_collections.ConfigDict:
-    """The config of the run resumed in `workdir` as its config.json keeps it: `pretrained` as the
-    run recorded it (the file is read only when a run starts), with a warning when the command
-    names another file."""
+    """The config of the run resumed in `workdir` as its config.json keeps it: `pretrained` and
+    `pretrained_head` as the run recorded them (read only when a run starts), with a warning when
+    the command gives others."""
     if (recorded := _recorded(workdir)) is None:
         return config
-    if config.pretrained and _absolute(config.pretrained) != _absolute(recorded.get("pretrained")):
+    changed = [
+        f"config.{f}"
+        for f, same in [
+            ("pretrained", _absolute(config.pretrained) == _absolute(recorded.get("pretrained"))),
+            ("pretrained_head", config.pretrained_head == recorded.get("pretrained_head", False)),
+        ]
+        if config[f] and not same
+    ]
+    if changed:
+        how = "with its head" if changed == ["config.pretrained_head"] else "from another file"
         logging.warning(
-            f"config.pretrained is read only when a run starts: {workdir} resumes from its own "
-            "checkpoint. To fine-tune from another file, give a new --workdir."
+            f"{' and '.join(changed)} {'are' if len(changed) > 1 else 'is'} read only when a run "
+            f"starts: {workdir} resumes from its own checkpoint. To fine-tune {how}, give a new "
+            "--workdir."
         )
     kept = config.copy_and_resolve_references()
     kept.pretrained = recorded.get("pretrained")

@@ -198,9 +198,16 @@ def test_a_resume_records_the_pretrained_file_the_run_started_from(tmp_path, mon
         assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
     kept = rundir.resumed_config(c, tmp_path / "run")
     assert [w for w in warnings if "pretrained" in w] == [
-        str((f"config.pretrained is read only when a run starts: {tmp_path / 'run'} resumes from "
-             "its own checkpoint. To fine-tune from another file, give a new --workdir.",))
+        str((f"config.pretrained and config.pretrained_head are read only when a run starts: "
+             f"{tmp_path / 'run'} resumes from its own checkpoint. To fine-tune from another file, "
+             "give a new --workdir.",))
     ]  # fmt: skip
+    c.pretrained, warnings[:] = None, []  # the head alone
+    assert rundir.resumed_config(c, tmp_path / "run").pretrained_head is False
+    assert warnings == [str((f"config.pretrained_head is read only when a run starts: {tmp_path / 'run'} "
+                             "resumes from its own checkpoint. To fine-tune with its head, give a new "
+                             "--workdir.",))]  # fmt: skip
+    c.pretrained = "/elsewhere/swin.pth"
     assert (
         kept.pretrained is None and kept.num_epochs == 2 and c.pretrained == "/elsewhere/swin.pth"
     )
