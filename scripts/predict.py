@@ -70,6 +70,7 @@ def main(argv):
         with open(FLAGS.json, "w") as f:
             plain = [dataclasses.asdict(p) for p in predictions]
             out = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe()}
+            out |= run.choice.used()  # "run" or "ensemble", as in evaluate.py's scores.json
             json.dump({**out, "predictions": plain, "unreadable": bad}, f, indent=2)
         print(f"wrote {FLAGS.json}")
     if bad:

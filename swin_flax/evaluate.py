@@ -51,6 +51,13 @@ class Choice:
         epochs = ", ".join(str(best_epochs[k]) for k in self.indices) if best_epochs else ""
         return text + (f", their best epochs {epochs}" if epochs else "")
 
+    def used(self) -> dict[str, Any]:
+        """For a report file: {"run": its name} or {"ensemble": their names}; {} for a single
+        run's checkpoint."""
+        if len(self.indices) == 1:
+            return {"run": self.names[self.indices[0]]}
+        return {"ensemble": [self.names[k] for k in self.indices]} if self.indices else {}
+
     def label(self) -> str:
         """The name parts the chosen runs share ('learning_rate=0.001' of a sweep point's seeds; a
         run's whole name); '' for all of them (or a single run's checkpoint)."""
@@ -349,11 +356,7 @@ def evaluate_checkpoint(
     choice.each_run, "runs" holds each run's name, accuracy, loss and per-class accuracy."""
     logits, labels = eval_logits(config, members)
     num_classes = config.model.num_classes
-    result = scores(combined_logits(logits), labels, num_classes)
-    if len(choice.indices) == 1:
-        result["run"] = choice.names[choice.indices[0]]
-    elif choice.indices:
-        result["ensemble"] = [choice.names[k] for k in choice.indices]
+    result = scores(combined_logits(logits), labels, num_classes) | choice.used()
     if choice.each_run:
         each = [scores(run_logits, labels, num_classes) for run_logits in logits]
         figures = ("accuracy", "loss", "per_class_accuracy")

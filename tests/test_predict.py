@@ -372,14 +372,24 @@ def test_run_choices_the_checkpoint_does_not_hold(two_runs):
 @pytest.mark.slow  # scripts/predict.py as a subprocess
 def test_cli_says_it_predicts_with_the_ensemble(two_runs, run, tmp_path):
     paths = run[-1]
-    out = run_script("predict.py", f"--workdir={two_runs[0]}", "--top_k=1", paths[0], cwd=tmp_path)
+    out = run_script(
+        "predict.py",
+        f"--workdir={two_runs[0]}",
+        "--top_k=1",
+        "--json=p.json",
+        paths[0],
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert lines[0] == (
         f"checkpoint: {two_runs[0]}/checkpoints/best/3, the ensemble of its 2 runs (the mean of "
         "their probabilities), their best epochs 1, 1"
     )
-    assert lines[1] == paths[0] and len(lines) == 3
+    assert lines[1] == paths[0] and len(lines) == 4
+    # --json names the runs used, as evaluate.py's scores.json does
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert saved["ensemble"] == ["learning_rate=0.001", "learning_rate=0.002"]
 
 
 @pytest.mark.slow  # scripts/predict.py as a subprocess
