@@ -121,7 +121,7 @@ def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, st
     raise DataError(f"{path} holds no {PRETTY[dataset]} batches; expected {expected}.")
 
 
-_COMPRESSIONS = ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ", lzma))  # magic bytes, codec
+_COMPRESSIONS = {b"\x1f\x8b": gzip, b"BZh": bz2, b"\xfd7zXZ": lzma}  # magic bytes: codec
 
 
 def _tar_files(path: str) -> dict[str, bytes]:
@@ -130,7 +130,7 @@ def _tar_files(path: str) -> dict[str, bytes]:
     out, raw = {}, b""
     try:
         raw = pathlib.Path(path).read_bytes()
-        for magic, codec in _COMPRESSIONS:
+        for magic, codec in _COMPRESSIONS.items():
             if raw.startswith(magic):
                 raw = codec.decompress(raw)
                 break
@@ -139,11 +139,7 @@ def _tar_files(path: str) -> dict[str, bytes]:
                 if m.isfile() and os.path.basename(m.name) in _WANTED_NAMES:
                     out[os.path.normpath(m.name)] = tar.extractfile(m).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError) as e:
-        if (
-            raw
-            and not raw.startswith(tuple(m for m, _ in _COMPRESSIONS))
-            and raw[257:262] != b"ustar"
-        ):
+        if raw and not raw.startswith(tuple(_COMPRESSIONS)) and raw[257:262] != b"ustar":
             raise DataError(  # neither compressed nor a tar header's magic: another kind of file
                 f"archive {path} is not a tar archive (compressed with gzip, bz2 or xz, or plain): "
                 "give the CIFAR archive as downloaded (e.g. cifar-10-python.tar.gz), or point "

@@ -59,7 +59,7 @@ def _input_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> Iterator[dict]:
     """Every remaining training batch from global step `start` on, as one tf.data stream (its graph
     is optimised once, not per epoch)."""
-    epoch = start // data.steps_per_epoch
+    epoch, start_step = divmod(start, data.steps_per_epoch)
     return pipeline.train_dataset(
         data.train_images,
         data.train_labels,
@@ -70,7 +70,7 @@ def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> 
         img_mean=tuple(config.randaugment_img_mean),
         translate_const=config.randaugment_translate_const,
         mix=config.mix.to_dict(),
-        start_step=start - epoch * data.steps_per_epoch,
+        start_step=start_step,
         num_epochs=config.num_epochs - epoch,
         prefetch=config.prefetch_batches,
         **_input_options(config),

@@ -54,18 +54,13 @@ def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor
     seeds = tf.random.experimental.stateless_split(seed, 4)
     uniform = lambda s: tf.random.stateless_uniform([], s, dtype=tf.float64)
     apply = uniform(seeds[0]) < cfg.prob
-    # The alphas as configured (0.8, not float32's 0.800000011920929), for the float64 Beta draw.
-    mixup_alpha = tf.constant(cfg.mixup_alpha, tf.float64)
-    cutmix_alpha = tf.constant(cfg.cutmix_alpha, tf.float64)
-    if cfg.mixup_alpha > 0 and cfg.cutmix_alpha > 0:
-        use_cutmix = uniform(seeds[1]) < cfg.switch_prob
-        alpha = tf.where(use_cutmix, cutmix_alpha, mixup_alpha)
-    elif cfg.mixup_alpha > 0:
-        use_cutmix, alpha = tf.constant(False), mixup_alpha
-    elif cfg.cutmix_alpha > 0:
-        use_cutmix, alpha = tf.constant(True), cutmix_alpha
-    else:
+    if cfg.mixup_alpha <= 0 and cfg.cutmix_alpha <= 0:
         return tf.constant(1.0), tf.constant(False)
+    both = cfg.mixup_alpha > 0 and cfg.cutmix_alpha > 0  # else the one alpha > 0 says which
+    use_cutmix = uniform(seeds[1]) < cfg.switch_prob if both else tf.constant(cfg.cutmix_alpha > 0)
+    # The alphas as configured (0.8, not float32's 0.800000011920929), for the float64 Beta draw.
+    f64 = lambda a: tf.constant(a, tf.float64)
+    alpha = tf.where(use_cutmix, f64(cfg.cutmix_alpha), f64(cfg.mixup_alpha))
     lam = tf.where(apply, tf.cast(_beta(seeds[2], alpha), tf.float32), 1.0)
     return lam, tf.logical_and(apply, use_cutmix)
 

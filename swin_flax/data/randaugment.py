@@ -181,7 +181,7 @@ def rand_augment_batch(
     stateless seed seeds[b] only ([B, 2] int32/int64). Each layer partitions the batch by the
     drawn op and runs every op once, vectorised, on the images that drew it."""
     images, seeds = tf.convert_to_tensor(images), tf.convert_to_tensor(seeds)
-    fill, hp = tuple(int(v) for v in img_mean), (float(translate_const), float(translate_pct))
+    fill = tuple(int(v) for v in img_mean)
     assert isinstance(params, RandAugmentParams), f"params must be a RandAugmentParams: {params!r}"
     assert images.dtype == tf.uint8 and images.shape.rank == 4 and images.shape[-1] == 3, (
         f"images must be uint8 [B, H, W, 3], got {images.dtype.name} {images.shape}"
@@ -207,8 +207,8 @@ def rand_augment_batch(
         m_parts, s_parts = split(column(draws.magnitude)), split(column(draws.sign))
         outs = []
         for i, name in enumerate(params.ops):
-            kernel, level, geometric = _OPS[name]
-            arg = level(m_parts[i] / LEVEL_DENOM, s_parts[i], hp)
+            kernel, _, geometric = _OPS[name]
+            arg = level_to_arg(name, m_parts[i], s_parts[i], translate_const, translate_pct)
             outs.append(kernel(image_parts[i], arg, *([fill] if geometric else [])))
         images = tf.dynamic_stitch(split(positions), [*outs, image_parts[num_ops]])
         images.set_shape(static_shape)

@@ -32,14 +32,11 @@ from swin_flax.models import ops, plan
 Array = jax.Array
 Dtype = Any
 
-LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default (flax's is 1e-6)
-
-
 # The official init of Linear weights (bias 0), the bias table and absolute_pos_embed; nn.LayerNorm
-# as in PyTorch (eps 1e-5, two-pass variance; statistics in float32).
+# as in PyTorch (eps 1e-5, flax's is 1e-6; two-pass variance; statistics in float32).
 _trunc_normal = ops.torch_trunc_normal(0.02)
 _linear = functools.partial(nn.Dense, kernel_init=_trunc_normal, bias_init=nn.initializers.zeros)
-_layer_norm = functools.partial(nn.LayerNorm, epsilon=LAYER_NORM_EPS, use_fast_variance=False)
+_layer_norm = functools.partial(nn.LayerNorm, epsilon=1e-5, use_fast_variance=False)
 
 
 class PatchEmbed(nn.Module):
@@ -325,10 +322,7 @@ class SwinStage(nn.Module):
                 x = block(shift_size=0, drop_path=rates[-1], name="blocks_tail")(x, deterministic)
 
         if spec.downsample:
-            merge = PatchMerging(
-                spec.input_resolution, spec.dim, dtype=self.dtype, name="downsample"
-            )
-            x = merge(x)
+            x = PatchMerging(spec.input_resolution, spec.dim, self.dtype, name="downsample")(x)
         return x
 
 
