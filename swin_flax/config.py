@@ -355,6 +355,13 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         plan.check_arguments(**c.model.to_dict())
     except ValueError as e:
         raise ConfigError(f"config.model: {e}") from None
+    size = c.model.img_size  # CutMix cuts the resized images
+    _require(
+        minmax is None or int(size * minmax[0]) < int(size * minmax[1]),
+        "mix.cutmix_minmax",
+        f"{tuple(minmax or ())} leaves no box size for a {size}x{size} image (int(size * min) "
+        "must be < int(size * max)); widen the range.",
+    )
 
     # Fine-tuning from a pretrained checkpoint.
     _require(

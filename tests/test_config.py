@@ -137,6 +137,21 @@ def test_bad_values_name_the_field(field, value, needle):
         validate(c, num_devices=2)
 
 
+def test_a_cutmix_range_without_a_box_size_is_refused():
+    """timm draws box sides in [int(size * min), int(size * max)): empty for (0.5, 0.51) at 32
+    pixels (16, 16). It was a traceback from the pipeline, after the workdir was made."""
+    c = default_config()
+    c.mix.cutmix_minmax = (0.5, 0.51)
+    with pytest.raises(ConfigError) as e:
+        validate(c, num_devices=2)
+    assert str(e.value) == (
+        "config.mix.cutmix_minmax: (0.5, 0.51) leaves no box size for a 32x32 image (int(size * "
+        "min) must be < int(size * max)); widen the range."
+    )
+    c.mix.cutmix_minmax = (0.5, 0.54)  # sides of 16 pixels: int(32 * 0.54) == 17
+    validate(c, num_devices=2)
+
+
 def test_unknown_field_is_rejected():
     c = default_config()
     c.num_epoch = 5  # a typo of num_epochs

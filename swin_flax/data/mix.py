@@ -88,11 +88,7 @@ def rand_bbox_minmax(
     """timm `rand_bbox_minmax`: sides uniform in [int(size*min), int(size*max)), placed inside."""
     lo_h, hi_h = int(height * minmax[0]), int(height * minmax[1])
     lo_w, hi_w = int(width * minmax[0]), int(width * minmax[1])
-    if lo_h >= hi_h or lo_w >= hi_w:
-        raise ValueError(
-            f"mix.cutmix_minmax={minmax} leaves no box size for a {height}x{width} image "
-            "(int(size * min) must be < int(size * max)); widen the range."
-        )
+    assert lo_h < hi_h and lo_w < hi_w, f"no box size in {minmax} (config.validate refuses it)"
     s = tf.random.experimental.stateless_split(seed, 4)
     uniform = lambda i, lo, hi: tf.random.stateless_uniform([], s[i], lo, hi, dtype=tf.int32)
     cut_h, cut_w = uniform(0, lo_h, hi_h), uniform(1, lo_w, hi_w)
