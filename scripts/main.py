@@ -63,7 +63,7 @@ def main(argv):
         jax.config.update("jax_compilation_cache_dir", cache or None)
     from swin_flax import config, rundir  # noqa: PLC0415 (no TensorFlow yet)
 
-    config.validate(FLAGS.config, num_devices=jax.device_count())
+    config.validate(FLAGS.config, num_devices=jax.device_count(), num_hosts=jax.process_count())
     saved, finished = rundir.inspect(FLAGS.config, FLAGS.workdir)
     if finished:  # answered without importing TensorFlow or reading data
         rundir.report_finished(FLAGS.workdir, saved, FLAGS.config.num_epochs)

@@ -195,8 +195,19 @@ def _require(ok: bool, field: str, message: str) -> None:
         raise ConfigError(f"config.{field}: {message}")
 
 
-def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
-    """Raises ConfigError naming the first bad field; cheap, runs before any data or compile."""
+def mixes(mix: Any) -> bool:
+    """Whether batches are mixed at all (timm's Mixup: an alpha > 0 or a cutmix_minmax, and
+    prob > 0); `mix`: config.mix or a data.mix.MixConfig."""
+    return mix.prob > 0 and (
+        mix.mixup_alpha > 0 or mix.cutmix_alpha > 0 or mix.cutmix_minmax is not None
+    )
+
+
+def validate(
+    c: ml_collections.ConfigDict, *, num_devices: int | None = None, num_hosts: int = 1
+) -> None:
+    """Raises ConfigError naming the first bad field; cheap, runs before any data or compile.
+    `num_devices`, `num_hosts`: of the process group that trains (None: any device count)."""
     keys, known = _flat_keys(c), _flat_keys(default_config())
     if swept := sorted(k for k in keys if k.startswith("sweep.") and k[6:] not in SWEEPABLE):
         raise ConfigError(f"config.{swept[0]}: {NOT_SWEEPABLE}")
@@ -286,6 +297,18 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         "mix.cutmix_minmax",
         f"must be (min, max) with 0 <= min < max <= 1 (or None), got {minmax!r}.",
     )
+    host_batch = c.batch_size // num_hosts
+    _require(
+        not mixes(m) or host_batch % 2 == 0,
+        "batch_size",
+        (
+            f"{c.batch_size} gives each of the {num_hosts} hosts {host_batch} images"
+            if num_hosts > 1
+            else f"{c.batch_size} is odd"
+        )  # fmt: skip
+        + ", and CutMix/Mixup mix each host's batch with itself reversed (timm's Mixup asserts an "
+        "even batch): choose an even batch per host, or leave mixing off (config.mix).",
+    )
 
     _require(
         isinstance(c.profile_steps, int) and c.profile_steps >= 0,
@@ -310,7 +333,7 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
         # differ only in seeds, whose range is checked above).
         for values in run_grid(c)[:: c.num_runs]:
             try:
-                validate(single_run(c, values), num_devices=num_devices)
+                validate(single_run(c, values), num_devices=num_devices, num_hosts=num_hosts)
             except ConfigError as e:
                 field, _, reason = str(e).removeprefix("config.").partition(": ")
                 if field not in c.sweep:

@@ -256,7 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     finished run prints its summary and returns it without touching the workdir."""
     t_start = time.time()
     workdir = epath.Path(workdir)
-    validate(config, num_devices=jax.device_count())
+    validate(config, num_devices=jax.device_count(), num_hosts=jax.process_count())
     saved, finished = rundir.inspect(config, workdir)
     if finished:
         return rundir.report_finished(workdir, saved, config.num_epochs)

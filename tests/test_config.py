@@ -152,6 +152,22 @@ def test_a_cutmix_range_without_a_box_size_is_refused():
     validate(c, num_devices=2)
 
 
+def test_mixing_needs_an_even_batch_per_host():
+    """CutMix/Mixup mix a host's batch with itself reversed (timm asserts an even batch): an odd
+    one was a traceback from the pipeline, after the workdir was made."""
+    c = default_config()
+    c.mix.cutmix_alpha, c.batch_size = 1.0, 66
+    validate(c, num_devices=2)
+    with pytest.raises(ConfigError) as e:
+        validate(c, num_devices=2, num_hosts=2)
+    assert str(e.value).startswith("config.batch_size: 66 gives each of the 2 hosts 33 images, and")
+    c.batch_size = 33
+    with pytest.raises(ConfigError, match=r"^config\.batch_size: 33 is odd, and CutMix/Mixup mix"):
+        validate(c)
+    c.mix.prob = 0.0  # no mixing: any batch
+    validate(c)
+
+
 def test_unknown_field_is_rejected():
     c = default_config()
     c.num_epoch = 5  # a typo of num_epochs

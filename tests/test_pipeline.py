@@ -207,11 +207,11 @@ def test_cutmix_in_the_pipeline_mixes_each_host_batch():
 
 
 def test_batch_that_does_not_divide_is_a_clear_error():
-    """An odd host batch with mixing on is a ValueError (a rule on the host layout); a batch that
-    does not split over the devices is config.validate's rule (batch_size against the device
-    count), and here, like a start_step or process_index out of range, an assertion."""
+    """An odd host batch with mixing on and a batch that does not split over the devices are
+    config.validate's rules (test_config), and here, like a start_step or process_index out of
+    range, assertions."""
     images, labels = indexed_images(64)
-    with pytest.raises(ValueError, match="needs it even"):
+    with pytest.raises(AssertionError, match="odd host batch 3"):
         train(
             images,
             labels,

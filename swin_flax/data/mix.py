@@ -15,6 +15,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from swin_flax import config
+
 
 @dataclasses.dataclass(frozen=True)
 class MixConfig:
@@ -33,10 +35,8 @@ class MixConfig:
 
     @property
     def enabled(self) -> bool:
-        """True when batches are mixed at all (timm: an alpha > 0 or minmax set; and prob > 0)."""
-        return self.prob > 0 and (
-            self.mixup_alpha > 0 or self.cutmix_alpha > 0 or self.cutmix_minmax is not None
-        )
+        """True when batches are mixed at all (`config.mixes`)."""
+        return config.mixes(self)
 
 
 def mix_config(mix: Mapping[str, Any], num_classes: int) -> MixConfig:

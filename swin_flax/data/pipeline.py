@@ -102,11 +102,7 @@ def train_dataset(
         f"start_step={start_step}, {n_steps} steps"
     )
     mix_cfg = mix_lib.mix_config(mix or {}, num_classes)
-    if mix_cfg.enabled and host_bs % 2:  # a rule on the host layout, which validate cannot know
-        raise ValueError(
-            f"CutMix/Mixup mixes each host batch with itself reversed and needs it even (as timm "
-            f"asserts); the host batch is {host_bs}: choose an even global_batch_size per host."
-        )
+    assert not (mix_cfg.enabled and host_bs % 2), f"odd host batch {host_bs} (config.validate)"
     ra_params = parse_config_str(randaugment) if randaugment else None
     ra_args = (ra_params, tuple(map(int, img_mean)), float(translate_const))
     norm = (int(image_size), tuple(map(float, normalize_mean)), tuple(map(float, normalize_std)))
