@@ -67,14 +67,10 @@ def _array_leaves(state: Any) -> Any:
 
 
 def _restore(
-    manager: ocp.CheckpointManager, step: int | None = None, state: bool = True, target: Any = None
-) -> tuple[Any, dict[str, Any]] | None:
-    """(state, record) of checkpoint `step` (default: the newest complete one), or None when there
-    is none. The state takes the structure and dtypes of `target` (None: as saved); None when not
-    `state`."""
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        return None
+    manager: ocp.CheckpointManager, step: int, state: bool = True, target: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """(state, record) of checkpoint `step`, the state in the structure and dtypes of `target`
+    (None: as saved); None when not `state`."""
     items = {"meta": ocp.args.JsonRestore()}
     if state:
         restore_args = (
@@ -253,10 +249,12 @@ class Checkpoints:
         when there is no checkpoint yet."""
         self._settle(which)
         manager = getattr(self, which)
+        if (step := manager.latest_step()) is None:
+            return None
         try:
-            return _restore(manager, target=target)
+            return _restore(manager, step, target=target)
         except READ_ERRORS as e:
-            raise damaged(manager.directory / str(manager.latest_step()), e, _RESUME) from None
+            raise damaged(manager.directory / str(step), e, _RESUME) from None
 
     def close(self) -> None:
         """Waits for the writes in flight (the process must not end before they are complete), closes

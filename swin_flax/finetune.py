@@ -135,9 +135,7 @@ def resize_pos_embed(embed: np.ndarray, grid: Sequence[int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def _read(
-    source: str | os.PathLike | Mapping[str, Any], name: str | None, weights_only: bool
-) -> tuple[str, dict]:
+def _read(source: str | os.PathLike | Mapping[str, Any], name: str | None) -> tuple[str, dict]:
     """(a name for messages, the state_dict) of a file, or of a state_dict given as such."""
     if isinstance(source, Mapping):
         return name or "state_dict", dict(source)
@@ -149,7 +147,7 @@ def _read(
             ".npz of the state_dict."
         )
     try:
-        return name, convert.load_torch_file(name, weights_only=weights_only)
+        return name, convert.load_torch_file(name)
     except CheckpointError:  # its reader package missing: the message says what to install
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
@@ -166,12 +164,12 @@ def _match(
     state: Mapping[str, Any],
     model: swin.SwinTransformer,
     target: Mapping[tuple[str, ...], Any],
-    layout: str,
     bias_resize: str,
     load_head: bool,
 ) -> tuple[dict[tuple[str, ...], Any], LoadReport]:
     """Each canonical param path of `target` (arrays or ShapeDtypeStructs) -> its value: the
     source's, resized, or (new) the target's own; CheckpointError naming what does not fit."""
+    layout = convert.detect_layout(state)
     pairs, skipped = convert.pair_params(state, target, layout)
     stages = [int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.blocks\.", k))]
     fewer_stages = len(model.depths) < max(stages, default=-1) + 1
@@ -223,10 +221,7 @@ def _match(
 
 
 def read_pretrained(
-    path: str | os.PathLike,
-    model: swin.SwinTransformer,
-    layout: str = "auto",
-    load_head: bool = False,
+    path: str | os.PathLike, model: swin.SwinTransformer, load_head: bool = False
 ) -> dict[str, np.ndarray]:
     """The state_dict of the file `path` (config.pretrained, as the errors name it), refused unless
     it fits `model` by shape alone: a run checks it once before it initialises, compiles or writes
@@ -243,9 +238,9 @@ def read_pretrained(
             "v1.0.0/swin_tiny_patch4_window7_224.pth) and pass its path, or unset it "
             "(--config.pretrained=) to train from scratch."
         )
-    name, state = _read(path, None, weights_only=True)
+    name, state = _read(path, None)
     target = traverse_util.flatten_dict(param_shapes(model.clone(scan_blocks=False, remat="none")))
-    _match(name, state, model, target, convert.resolve_layout(layout, state), "bicubic", load_head)
+    _match(name, state, model, target, "bicubic", load_head)
     return state
 
 
@@ -254,16 +249,14 @@ def load_pretrained(
     model: swin.SwinTransformer,
     params: Any,
     *,
-    layout: str = "auto",
     bias_resize: str = "bicubic",
     load_head: bool = False,
-    weights_only: bool = True,
     name: str | None = None,
 ) -> tuple[dict[str, Any], LoadReport]:
     """Pretrained weights in place of `params` (the fresh init of `model`, in its own layout).
 
-    source: a state_dict file (see `convert.load_torch_file`) or a state_dict of arrays.
-    layout: 'auto', 'official' or 'timm' (see `convert.detect_layout`).
+    source: a state_dict file (see `convert.load_torch_file`) or a state_dict of arrays, of either
+    layout (`convert.detect_layout`).
     bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
     load_head: copy the source classifier, which must fit (default: a new head, fresh init).
     name: what the report and errors call a state_dict given as such (e.g. the file it came from).
@@ -271,11 +264,10 @@ def load_pretrained(
     """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
-    name, state = _read(source, name, weights_only)
-    layout = convert.resolve_layout(layout, state)
+    name, state = _read(source, name)
     init = scan_layout.unstack_block_params(params, model) if model.scan_blocks else params
     target = traverse_util.flatten_dict(dict(init))
-    out, report = _match(name, state, model, target, layout, bias_resize, load_head)
+    out, report = _match(name, state, model, target, bias_resize, load_head)
     result = traverse_util.unflatten_dict(
         {p: jnp.asarray(np.asarray(v), dtype=target[p].dtype) for p, v in out.items()}
     )

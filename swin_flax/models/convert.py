@@ -58,15 +58,6 @@ def detect_layout(state_dict: Mapping[str, Any]) -> str:
     return "timm" if timm and not official else "official"
 
 
-def resolve_layout(layout: str, state_dict: Mapping[str, Any]) -> str:
-    """`layout` checked; 'auto' becomes what `detect_layout` reads from `state_dict`."""
-    if layout == "auto":
-        return detect_layout(state_dict)
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}.")
-    return layout
-
-
 def torch_key(path: tuple[str, ...], layout: str) -> str:
     """The PyTorch state_dict key of the Flax param at `path` (canonical layout) in `layout`."""
     *modules, leaf = path
@@ -134,7 +125,9 @@ def torch_to_flax(
     SwinTransformer or its official arguments). `layout`: 'auto', 'official' or 'timm'. Raises
     ValueError naming every missing, unexpected or mis-shaped key (expected vs found shapes)."""
     model = _resolve_model(model)
-    layout = resolve_layout(layout, state_dict)
+    if layout not in ("auto", *LAYOUTS):
+        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}.")
+    layout = detect_layout(state_dict) if layout == "auto" else layout
     target = traverse_util.flatten_dict(param_shapes(model.clone(scan_blocks=False, remat="none")))
     pairs, unused = pair_params(state_dict, target, layout)
     missing = ", ".join(f"{p.key} {p.shape}" for p in pairs if p.value is None)
