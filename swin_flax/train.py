@@ -21,7 +21,7 @@ from clu import periodic_actions
 from etils import epath
 from flax import jax_utils, serialization
 
-from swin_flax import build, checkpoints, reports, rundir, runs, steps
+from swin_flax import build, checkpoints, finetune, reports, rundir, runs, steps
 from swin_flax.config import validate
 from swin_flax.data import inputs
 from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
@@ -233,8 +233,6 @@ def initial_state(
         restored, meta = ckpts.restore("latest", jax.device_get(_saved_part(state)))
         return state.replace(**restored), Progress.from_record(meta)
     if pretrained is not None:  # AdamW's moments start at zero whatever the params: swap them in
-        from swin_flax import finetune  # noqa: PLC0415
-
         load = lambda p: finetune.load_pretrained(
             pretrained, model, p, name=config.pretrained, load_head=config.pretrained_head
         )
@@ -272,8 +270,6 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     model = build.model_from_config(config)
     pretrained = None
     if config.pretrained and saved is None:
-        from swin_flax import finetune  # noqa: PLC0415
-
         # Read once and checked now: an unreadable file, or another model's, is refused at once.
         pretrained = finetune.read_pretrained(
             config.pretrained, model, load_head=config.pretrained_head
