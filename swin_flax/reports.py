@@ -22,10 +22,8 @@ from swin_flax.models.summary import count_params, param_shapes
 
 @dataclasses.dataclass
 class Ticker:
-    """A log line at most every `every` seconds within an epoch: steps/s, images/s, ETA of the epoch
-    and of the run (host clock: over tens of seconds the device queue's depth does not matter). The
-    run's ETA adds, per epoch left, the time the last epoch spent outside its steps (evaluation,
-    checkpoints: `between_epochs`)."""
+    """A progress line at most every `every` seconds: steps/s, images/s and the ETAs of the epoch and
+    of the run (host clock; the run's adds `between_epochs`, evaluation and saves, per epoch left)."""
 
     every: float
     batch: int
@@ -150,11 +148,8 @@ class Writers:
     def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
         """Scalars with one value per run (arrays in run order). The aggregates leave out the
         learning rate: the same for the seeds of a sweep point."""
-        if not self.several:
-            self.root.write_scalars(step, {k: float(v[0]) for k, v in scalars.items()})
-            return
-        self._open_runs_once()
-        for k, writer in enumerate(self.runs):  # none on a process other than 0
+        self._open_runs_once()  # several runs: no writers off process 0
+        for k, writer in enumerate(self.runs if self.several else [self.root]):
             writer.write_scalars(step, {name: float(v[k]) for name, v in scalars.items()})
         curves = {name: v for name, v in scalars.items() if name != "learning_rate"}
         for members, writer in self.aggregates.values():
@@ -244,9 +239,8 @@ def profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_acti
 def report_epoch(
     config, writers, epoch, step, train, test, lr, best, improved, timing: dict[str, float]
 ) -> None:
-    """The epoch's scalars in TensorBoard (at the global step, `epoch` among them; `best`: each run's
-    best test accuracy so far; `timing`: epoch_time, images_per_sec, steps_per_sec, eval_time) and
-    its line: one run's figures, or their spread over several runs."""
+    """The epoch's scalars in TensorBoard (at the global step; `best`: each run's best test accuracy
+    so far) and its line: one run's figures, or their spread over several runs."""
     per_run = {
         "train_loss": train["loss"],
         "train_accuracy": train["accuracy"],
