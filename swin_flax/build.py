@@ -20,8 +20,7 @@ from swin_flax.models import swin
 
 
 def model_from_config(config: ml_collections.ConfigDict) -> swin.SwinTransformer:
-    """The run's SwinTransformer: `config.model`'s official arguments, with its compute dtype,
-    remat and scan_blocks (`swin.create_model` takes the model dict alone)."""
+    """The run's SwinTransformer: `config.model` with the config's dtype, remat and scan_blocks."""
     return swin.create_model(
         config.model,
         dtype=jnp.dtype(config.dtype),
