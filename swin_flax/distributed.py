@@ -22,14 +22,11 @@ def initialize(
     auto: bool = False,
     timeout_s: int = JOIN_TIMEOUT_S,
 ) -> None:
-    """Starts jax.distributed when several processes are asked for; a no-op for one process.
-
-    Flags win over the environment variables JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
-    JAX_PROCESS_ID; `auto` lets JAX detect the cluster itself (TPU pods, SLURM, Open MPI). Given
-    by hand, the three are checked here (ValueError: a paragraph naming the flag), and a process
-    other than 0 first waits for process 0's port: JAX ends a process that cannot join with a
-    C++ abort and a stack trace, which this turns into a sentence for the commonest cause.
-    """
+    """Starts jax.distributed when several processes are asked for (a no-op for one): by the flags,
+    else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, or with `auto` as JAX detects
+    the cluster (TPU pods, SLURM, Open MPI). Given by hand, the three are checked (ValueError naming
+    the flag) and a process other than 0 waits for process 0's port, which JAX would not: a process
+    that cannot join ends in a C++ abort and a stack trace."""
     values, from_env = [], []  # from_env: named in a refusal, which speaks of the flags
     for name, value in zip(_FLAGS, (coordinator_address or None, num_processes, process_id)):
         variable = f"JAX_{name.upper()}"  # the environment variable that stands for the flag
@@ -116,13 +113,13 @@ def _wait_for_coordinator(address: str, host: str, port: int, timeout_s: float) 
                 unknown = isinstance(e, socket.gaierror)
                 break
             time.sleep(0.5)
+    what = (
+        f"The coordinator's host {host!r} (in {address}) was not known here"
+        if unknown
+        else f"Process 0 did not answer at {address}"
+    )
     raise ValueError(
-        (
-            f"The coordinator's host {host!r} (in {address}) was not known here within {timeout_s} s"
-            if unknown
-            else f"Process 0 did not answer at {address} within {timeout_s} s"
-        )
-        + ". Start it there (--process_id=0), and check that every process has the same "
-        "--coordinator_address, naming process 0's host, and that the port is open between the "
-        "machines."
+        f"{what} within {timeout_s} s. Start it there (--process_id=0), and check that every "
+        "process has the same --coordinator_address, naming process 0's host, and that the port is "
+        "open between the machines."
     )
