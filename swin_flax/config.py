@@ -10,7 +10,7 @@ import copy
 import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ml_collections
@@ -194,6 +194,14 @@ def _require(ok: bool, field: str, message: str) -> None:
         raise ConfigError(f"config.{field}: {message}")
 
 
+def _check(field: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """`check(*args, **kwargs)`, a ValueError it raises as a ConfigError naming `field`."""
+    try:
+        check(*args, **kwargs)
+    except ValueError as e:
+        raise ConfigError(f"config.{field}: {e}") from None
+
+
 def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
     """Raises ConfigError naming the first bad field; cheap, runs before any data or compile."""
     keys, known = _flat_keys(c), _flat_keys(default_config())
@@ -339,21 +347,12 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int | None = None) ->
     if c.randaugment:
         from swin_flax.data import randaugment_params as randaugment  # noqa: PLC0415
 
-        try:
-            randaugment.parse_config_str(c.randaugment)
-        except ValueError as e:
-            raise ConfigError(f"config.randaugment: {e}") from None
+        _check("randaugment", randaugment.parse_config_str, c.randaugment)
 
     from swin_flax.models import plan  # noqa: PLC0415 (the model's checks, without jax)
 
-    try:
-        plan.check_remat(c.remat)
-    except ValueError as e:
-        raise ConfigError(f"config.remat: {e}") from None
-    try:
-        plan.check_arguments(**c.model.to_dict())
-    except ValueError as e:
-        raise ConfigError(f"config.model: {e}") from None
+    _check("remat", plan.check_remat, c.remat)
+    _check("model", plan.check_arguments, **c.model.to_dict())
 
     # Fine-tuning from a pretrained checkpoint.
     _require(
