@@ -20,7 +20,6 @@ def initialize(
     num_processes: int | None = None,
     process_id: int | None = None,
     auto: bool = False,
-    timeout_s: int = JOIN_TIMEOUT_S,
 ) -> None:
     """Starts jax.distributed when several processes are asked for (a no-op for one): by the flags,
     else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, or with `auto` as JAX detects
@@ -58,15 +57,15 @@ def initialize(
             raise ValueError(f"{e}{env_note}") from None
         logging.info(
             f"jax.distributed: process {process_id} of {num_processes} joining at "
-            f"{coordinator_address} (waiting up to {timeout_s} s for the others)"
+            f"{coordinator_address} (waiting up to {JOIN_TIMEOUT_S} s for the others)"
         )
         if process_id:
-            _wait_for_coordinator(coordinator_address, host, port, timeout_s)
+            _wait_for_coordinator(coordinator_address, host, port, JOIN_TIMEOUT_S)
         if jax.config.jax_platforms in (None, "", "cpu"):
             # CPU collectives across processes (tests, CPU clusters).
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        coordinator_address, num_processes, process_id, initialization_timeout=timeout_s
+        coordinator_address, num_processes, process_id, initialization_timeout=JOIN_TIMEOUT_S
     )
     logging.info(
         f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
