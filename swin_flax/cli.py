@@ -102,21 +102,18 @@ class _Stdout:
     def __init__(self, stream: Any):
         self._stream = stream
 
-    def _reader_gone(self) -> None:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
-
     def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            self._reader_gone()
-            return len(text)
+        self._unless_gone(self._stream.write, text)
+        return len(text)  # as a text stream's write returns, whole or to os.devnull
 
     def flush(self) -> None:
+        self._unless_gone(self._stream.flush)
+
+    def _unless_gone(self, call: Callable[..., Any], *args: Any) -> None:
         try:
-            self._stream.flush()
+            call(*args)
         except BrokenPipeError:
-            self._reader_gone()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
