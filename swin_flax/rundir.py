@@ -88,10 +88,9 @@ def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
-    """Refuses to resume the run in `workdir` with other settings than it started with (its
-    config.json), naming the flags that resume it: a changed recipe, seed or run set would
-    continue the run as another one, and its config.json (which evaluate reads) would no longer
-    describe the checkpoints. Only RESUME_MAY_CHANGE's fields may differ."""
+    """Refuses to resume the run in `workdir` with other settings than its config.json records
+    (only RESUME_MAY_CHANGE's may differ), naming the flags that resume it: another recipe, seed or
+    run set would make it another run than its config.json (read by evaluate) describes."""
     if (recorded := _recorded(workdir)) is None:
         return  # nothing to compare: this run rewrites it
     started, now = _recipe(flatten(recorded)), _recipe(flatten(config.to_dict()))
