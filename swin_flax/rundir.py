@@ -277,7 +277,7 @@ def _log_too() -> bool:
         out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
     except (OSError, ValueError, AttributeError):  # e.g. captured streams without a descriptor
         return True
-    if (out.st_dev, out.st_ino, out.st_rdev) == (err.st_dev, err.st_ino, err.st_rdev):
+    if os.path.samestat(out, err):
         return False
     return not (sys.stderr.isatty() and (sys.stdout.isatty() or stat.S_ISFIFO(out.st_mode)))
 
