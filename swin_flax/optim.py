@@ -53,8 +53,8 @@ def learning_rate_table(
     """(float32 lrs, optimiser steps per entry): the schedule as a table, computed in float64.
 
     'constant': one entry; 'cosine_epoch': one per epoch (timm's lr for the epoch, constant within
-    it); 'cosine_step': one per step. It ends where the curve reaches lr_min for good (epoch
-    warmup_epochs + cosine_epochs), whatever the run's length: a longer run stays at lr_min.
+    it); 'cosine_step': one per step. It ends at epoch warmup_epochs + cosine_epochs, when the curve
+    has reached lr_min for good, whatever the run's length: a longer run stays at lr_min.
     """
     assert schedule in SCHEDULES and steps_per_epoch >= 1, (schedule, steps_per_epoch)
     if schedule == "constant":
