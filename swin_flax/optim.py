@@ -1,6 +1,6 @@
 """torch.optim.AdamW on optax, and timm's CosineLRScheduler (stepped once per epoch, as the recipe
-does) as a float64-computed table that an optax schedule reads: a sweep keeps each run's table in
-the optimiser state (`build.create_optimizer(in_state=True)`)."""
+does) as a float64-computed table that an optax schedule reads: a sweep keeps each run's table and
+weight decay in the optimiser state (`build.create_optimizer(in_state=True)`), one run plain optax's."""
 
 from __future__ import annotations
 
