@@ -282,10 +282,7 @@ def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None
     ends with one line and exit 130."""
     from absl import app  # noqa: PLC0415
 
-    def guarded(argv: list[str]) -> Any:
-        with friendly_errors():  # a config file that failed to load raises OSError at first use
-            return main(argv)
-
+    guarded = friendly_errors()(main)  # a config file that failed to load: OSError at first use
     try:
         app.run(guarded, flags_parser=lambda argv: parse_flags(argv, takes_arguments))
     except KeyboardInterrupt as e:
