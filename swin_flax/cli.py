@@ -102,21 +102,18 @@ class _Stdout:
     def __init__(self, stream: Any):
         self._stream = stream
 
-    def _reader_gone(self) -> None:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
-
     def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            self._reader_gone()
-            return len(text)
+        self._unless_gone(self._stream.write, text)
+        return len(text)  # as a text stream's write returns, whole or to os.devnull
 
     def flush(self) -> None:
+        self._unless_gone(self._stream.flush)
+
+    def _unless_gone(self, call: Callable[..., Any], *args: Any) -> None:
         try:
-            self._stream.flush()
+            call(*args)
         except BrokenPipeError:
-            self._reader_gone()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -285,10 +282,7 @@ def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None
     ends with one line and exit 130."""
     from absl import app  # noqa: PLC0415
 
-    def guarded(argv: list[str]) -> Any:
-        with friendly_errors():  # a config file that failed to load raises OSError at first use
-            return main(argv)
-
+    guarded = friendly_errors()(main)  # a config file that failed to load: OSError at first use
     try:
         app.run(guarded, flags_parser=lambda argv: parse_flags(argv, takes_arguments))
     except KeyboardInterrupt as e:

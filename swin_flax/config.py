@@ -11,7 +11,7 @@ import itertools
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ml_collections
@@ -203,6 +203,14 @@ def mixes(mix: Any) -> bool:
     )
 
 
+def _check(field: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """`check(*args, **kwargs)`, a ValueError it raises as a ConfigError naming `field`."""
+    try:
+        check(*args, **kwargs)
+    except ValueError as e:
+        raise ConfigError(f"config.{field}: {e}") from None
+
+
 def validate(
     c: ml_collections.ConfigDict, *, num_devices: int | None = None, num_hosts: int = 1
 ) -> None:
@@ -363,21 +371,12 @@ def validate(
     if c.randaugment:
         from swin_flax.data import randaugment_params as randaugment  # noqa: PLC0415
 
-        try:
-            randaugment.parse_config_str(c.randaugment)
-        except ValueError as e:
-            raise ConfigError(f"config.randaugment: {e}") from None
+        _check("randaugment", randaugment.parse_config_str, c.randaugment)
 
     from swin_flax.models import plan  # noqa: PLC0415 (the model's checks, without jax)
 
-    try:
-        plan.check_remat(c.remat)
-    except ValueError as e:
-        raise ConfigError(f"config.remat: {e}") from None
-    try:
-        plan.check_arguments(**c.model.to_dict())
-    except ValueError as e:
-        raise ConfigError(f"config.model: {e}") from None
+    _check("remat", plan.check_remat, c.remat)
+    _check("model", plan.check_arguments, **c.model.to_dict())
     size = c.model.img_size  # CutMix cuts the resized images
     _require(
         minmax is None or int(size * minmax[0]) < int(size * minmax[1]),

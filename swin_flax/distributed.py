@@ -20,16 +20,12 @@ def initialize(
     num_processes: int | None = None,
     process_id: int | None = None,
     auto: bool = False,
-    timeout_s: int = JOIN_TIMEOUT_S,
 ) -> None:
-    """Starts jax.distributed when several processes are asked for; a no-op for one process.
-
-    Flags win over the environment variables JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
-    JAX_PROCESS_ID; `auto` lets JAX detect the cluster itself (TPU pods, SLURM, Open MPI). Given
-    by hand, the three are checked here (ValueError: a paragraph naming the flag), and a process
-    other than 0 first waits for process 0's port: JAX ends a process that cannot join with a
-    C++ abort and a stack trace, which this turns into a sentence for the commonest cause.
-    """
+    """Starts jax.distributed when several processes are asked for (a no-op for one): by the flags,
+    else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, or with `auto` as JAX detects
+    the cluster (TPU pods, SLURM, Open MPI). Given by hand, the three are checked (ValueError naming
+    the flag) and a process other than 0 waits for process 0's port, which JAX would not: a process
+    that cannot join ends in a C++ abort and a stack trace."""
     values, from_env = [], []  # from_env: named in a refusal, which speaks of the flags
     for name, value in zip(_FLAGS, (coordinator_address or None, num_processes, process_id)):
         variable = f"JAX_{name.upper()}"  # the environment variable that stands for the flag
@@ -61,15 +57,15 @@ def initialize(
             raise ValueError(f"{e}{env_note}") from None
         logging.info(
             f"jax.distributed: process {process_id} of {num_processes} joining at "
-            f"{coordinator_address} (waiting up to {timeout_s} s for the others)"
+            f"{coordinator_address} (waiting up to {JOIN_TIMEOUT_S} s for the others)"
         )
         if process_id:
-            _wait_for_coordinator(coordinator_address, host, port, timeout_s)
+            _wait_for_coordinator(coordinator_address, host, port, JOIN_TIMEOUT_S)
         if jax.config.jax_platforms in (None, "", "cpu"):
             # CPU collectives across processes (tests, CPU clusters).
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        coordinator_address, num_processes, process_id, initialization_timeout=timeout_s
+        coordinator_address, num_processes, process_id, initialization_timeout=JOIN_TIMEOUT_S
     )
     logging.info(
         f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
@@ -116,13 +112,13 @@ def _wait_for_coordinator(address: str, host: str, port: int, timeout_s: float) 
                 unknown = isinstance(e, socket.gaierror)
                 break
             time.sleep(0.5)
+    what = (
+        f"The coordinator's host {host!r} (in {address}) was not known here"
+        if unknown
+        else f"Process 0 did not answer at {address}"
+    )
     raise ValueError(
-        (
-            f"The coordinator's host {host!r} (in {address}) was not known here within {timeout_s} s"
-            if unknown
-            else f"Process 0 did not answer at {address} within {timeout_s} s"
-        )
-        + ". Start it there (--process_id=0), and check that every process has the same "
-        "--coordinator_address, naming process 0's host, and that the port is open between the "
-        "machines."
+        f"{what} within {timeout_s} s. Start it there (--process_id=0), and check that every "
+        "process has the same --coordinator_address, naming process 0's host, and that the port is "
+        "open between the machines."
     )

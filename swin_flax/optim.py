@@ -1,11 +1,6 @@
-"""Optimiser and learning-rate schedules: torch.optim.AdamW on optax, timm's cosine curve.
-
-The recipe trains with `torch.optim.AdamW` and, in its strong variant, timm's `CosineLRScheduler`
-stepped once per epoch with `scheduler.step(epoch + 1)`. A schedule is a table computed in float64
-(`learning_rate_table`) that an optax schedule reads (`table_schedule`): a single run's optimiser
-state is the plain optax structure; a sweep keeps each run's table and weight decay in it
-(`build.create_optimizer(in_state=True)`).
-"""
+"""torch.optim.AdamW on optax, and timm's CosineLRScheduler (stepped once per epoch, as the recipe
+does) as a float64-computed table that an optax schedule reads: a sweep keeps each run's table and
+weight decay in the optimiser state (`build.create_optimizer(in_state=True)`), one run plain optax's."""
 
 from __future__ import annotations
 
@@ -37,13 +32,10 @@ def epoch_learning_rate(
     cosine_epochs: int = 300,
     warmup_prefix: bool = True,
 ) -> float:
-    """timm's CosineLRScheduler lr at epoch `t` (may be fractional), in float64; one cycle, k=1.
-
-    Linear warmup from `warmup_lr_init` for `t < warmup_epochs`; then the half cosine from
-    `learning_rate` to `lr_min` over `cosine_epochs` epochs, counted after the warmup when
-    `warmup_prefix` and from epoch 0 otherwise (timm's default, which skips the cosine's start);
-    `lr_min` once the cycle is over. 'constant': `learning_rate` throughout.
-    """
+    """The lr of timm's CosineLRScheduler(t_initial=cosine_epochs, warmup_t=warmup_epochs, ...) at
+    epoch `t` (may be fractional), in float64, one cycle: a linear warmup, then the half cosine down
+    to `lr_min`, counted after the warmup when `warmup_prefix` and from epoch 0 otherwise (timm's
+    default, which skips the cosine's start)."""
     if schedule == "constant":
         return float(learning_rate)
     if t < warmup_epochs:
@@ -58,15 +50,11 @@ def epoch_learning_rate(
 def learning_rate_table(
     *, schedule: str, steps_per_epoch: int, **curve: Any
 ) -> tuple[np.ndarray, int]:
-    """(float32 lrs, optimiser steps per entry): the whole schedule as a table, computed in float64.
+    """(float32 lrs, optimiser steps per entry): the schedule as a table, computed in float64.
 
-    'constant': one entry. 'cosine_epoch': the lr timm's `CosineLRScheduler(t_initial=cosine_epochs,
-    lr_min, warmup_t=warmup_epochs, warmup_lr_init, warmup_prefix)` gives each epoch when stepped as
-    `scheduler.step(epoch + 1)` after it (constant within the epoch, as in the recipe), one entry per
-    epoch. 'cosine_step': the same curve at every step (t = step / steps_per_epoch). The table ends
-    where the curve reaches lr_min for good (epoch warmup_epochs + cosine_epochs): it depends on
-    `cosine_epochs`, not on the run's length, so a run extended past it stays at lr_min. As a table,
-    a run's schedule is an array that a sweep can hold per run (`create_optimizer`'s `lr_table`).
+    'constant': one entry; 'cosine_epoch': one per epoch (timm's lr for the epoch, constant within
+    it); 'cosine_step': one per step. It ends at epoch warmup_epochs + cosine_epochs, when the curve
+    has reached lr_min for good, whatever the run's length: a longer run stays at lr_min.
     """
     assert schedule in SCHEDULES and steps_per_epoch >= 1, (schedule, steps_per_epoch)
     if schedule == "constant":
@@ -89,21 +77,15 @@ def table_schedule(table: Any, steps_per_entry: int, xp: Any = jnp) -> optax.Sch
     return schedule
 
 
-def learning_rate_schedule(*, schedule: str, steps_per_epoch: int, **curve: Any) -> optax.Schedule:
-    """The optax schedule for the config's schedule fields (`learning_rate_table`'s arguments)."""
-    return table_schedule(
-        *learning_rate_table(schedule=schedule, steps_per_epoch=steps_per_epoch, **curve)
-    )
+def learning_rate_schedule(**table_args: Any) -> optax.Schedule:
+    """The optax schedule of `learning_rate_table(**table_args)` (the config's schedule fields)."""
+    return table_schedule(*learning_rate_table(**table_args))
 
 
 def weight_decay_mask(params: Any) -> Any:
-    """Pytree of bools like `params`: True where weight decay applies, as the official Swin decides.
-
-    Exempt: every parameter with at most one dimension (LayerNorm scale and bias, biases) and every
-    parameter whose path has a key in NO_WEIGHT_DECAY_NAMES. Uses the leaves' own shapes: call it on
-    unreplicated params (inside pmap the per-device shapes are the unreplicated ones). Leaves under
-    a `blocks` key (the scan_blocks layout) carry a leading block axis, which is not counted.
-    """
+    """True where weight decay applies, as the official Swin decides: not on parameters of at most
+    one dimension (a scanned `blocks` leaf's block axis not counted; call it on unreplicated params)
+    nor on those whose path has a key in NO_WEIGHT_DECAY_NAMES."""
 
     def decays(path: tuple, leaf: Any) -> bool:
         names = {jax.tree_util.keystr((k,), simple=True) for k in path}
@@ -145,10 +127,8 @@ def _layer_id(path: tuple, leaf: Any, depths: tuple[int, ...]) -> np.ndarray:
 
 
 def scale_by_layer_decay(layer_decay: float, depths: Sequence[int]) -> optax.GradientTransformation:
-    """Multiplies each update by layer_decay ** (L + 1 - layer id): 1 for the head, the smallest for
-    the patch embedding (official Swin: num_layers = L + 2, scale = decay ** (num_layers - 1 - id)).
-    Stateless; scales follow the updates' own paths and shapes, so it works on the scanned layout
-    and inside pmap."""
+    """Multiplies each update by layer_decay ** (L + 1 - layer id) (official Swin): 1 for the head,
+    the smallest for the patch embedding; from the updates' own paths and shapes (scanned, pmapped)."""
     depths = tuple(int(d) for d in depths)
     top = sum(depths) + 1
 
@@ -171,17 +151,11 @@ def create_optimizer(
     layer_decay: float = 1.0,
     depths: Sequence[int] | None = None,
 ) -> optax.GradientTransformation:
-    """AdamW with `torch.optim.AdamW`'s update rule, optionally after global-norm gradient clipping.
-
-    Per step t with lr = learning_rate_fn(t - 1): m, v are the bias-corrected Adam moments and
-    param -= lr * (m / (sqrt(v) + eps) + weight_decay * param), i.e. torch's decoupled decay
-    `param *= 1 - lr * weight_decay` with the scheduled lr, and eps outside the square root.
-    `weight_decay` has no default on purpose: torch's is 0.01, optax's 1e-4. Decay applies to every
-    parameter (the recipe) unless `weight_decay_exempt`, which applies `weight_decay_mask`.
-    `grad_clip_norm > 0` rescales gradients whose global norm exceeds it (0 turns clipping off).
-    `layer_decay < 1` multiplies each param's whole AdamW step (the scheduled lr, hence the decay term
-    too, as torch param groups with an lr scale) by `scale_by_layer_decay` for the model's
-    `depths`; 1.0 (default) leaves the optimiser exactly as without it.
+    """AdamW with torch's update rule: param -= lr * (m / (sqrt(v) + eps) + weight_decay * param),
+    lr = learning_rate_fn(t - 1), m and v bias-corrected. `weight_decay` has no default on purpose
+    (torch's is 0.01, optax's 1e-4); `weight_decay_exempt` applies `weight_decay_mask`. Optionally
+    after global-norm gradient clipping (0: off) and before `scale_by_layer_decay`, which scales the
+    whole step, decay term included, as torch param groups with an lr scale (1.0: off, exactly).
     """
     assert layer_decay == 1.0 or depths, "layer_decay < 1 needs the model's depths"
 

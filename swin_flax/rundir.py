@@ -88,10 +88,9 @@ def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
-    """Refuses to resume the run in `workdir` with other settings than it started with (its
-    config.json), naming the flags that resume it: a changed recipe, seed or run set would
-    continue the run as another one, and its config.json (which evaluate reads) would no longer
-    describe the checkpoints. Only RESUME_MAY_CHANGE's fields may differ."""
+    """Refuses to resume the run in `workdir` with other settings than its config.json records
+    (only RESUME_MAY_CHANGE's may differ), naming the flags that resume it: another recipe, seed or
+    run set would make it another run than its config.json (read by evaluate) describes."""
     if (recorded := _recorded(workdir)) is None:
         return  # nothing to compare: this run rewrites it
     started, now = _recipe(flatten(recorded)), _recipe(flatten(config.to_dict()))
@@ -288,7 +287,7 @@ def _log_too() -> bool:
         out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
     except (OSError, ValueError, AttributeError):  # e.g. captured streams without a descriptor
         return True
-    if (out.st_dev, out.st_ino, out.st_rdev) == (err.st_dev, err.st_ino, err.st_rdev):
+    if os.path.samestat(out, err):
         return False
     return not (sys.stderr.isatty() and (sys.stdout.isatty() or stat.S_ISFIFO(out.st_mode)))
 
