@@ -216,7 +216,7 @@ def _check_config_files(flag_values, argv: list[str]) -> None:
     names = {n for n in flag_values if type(flag_values[n]).__name__ == "_ConfigFlag"}
     for i, arg in enumerate(argv[1:], start=1):
         name, eq, value = arg.lstrip("-").partition("=")
-        if name not in names or not arg.startswith("--"):
+        if name not in names or not arg.startswith("-"):  # absl takes -flag as --flag
             continue
         value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
         path = value.split(":", 1)[0]

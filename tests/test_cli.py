@@ -112,6 +112,7 @@ SUMMARY = os.path.join(
         ("x = 1\n", "(it defines no get_config()) failed to load"),
         (None, "bad.py: no such config file"),
         (None, "bad.py: no such config file"),  # with an override of one of its fields
+        (None, "bad.py: no such config file"),  # as -config=FILE (absl takes one dash too)
     ],
     ids=[
         "syntax_error",
@@ -120,6 +121,7 @@ SUMMARY = os.path.join(
         "no_get_config",
         "missing",
         "missing+",
+        "missing-",
     ],
 )
 def test_a_config_file_that_does_not_load_is_one_paragraph(tmp_path, request, text, expected):
@@ -127,8 +129,13 @@ def test_a_config_file_that_does_not_load_is_one_paragraph(tmp_path, request, te
     if text is not None:
         config.write_text(text)
     override = ["--config.model.embed_dim=8"] if request.node.name.endswith("missing+]") else []
+    flag = (
+        [f"-config={config}"]
+        if request.node.name.endswith("missing-]")
+        else ["--config", str(config)]
+    )
     out = subprocess.run(
-        [sys.executable, SUMMARY, "--config", str(config), *override],
+        [sys.executable, SUMMARY, *flag, *override],
         capture_output=True,
         text=True,
         timeout=120,
