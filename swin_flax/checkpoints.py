@@ -107,16 +107,22 @@ def damaged(step_dir: str | os.PathLike, e: Exception, advice: str) -> Checkpoin
     )
 
 
+def absolute(path: str | os.PathLike) -> epath.Path:
+    """`path` made absolute, as orbax wants; a URL (gs://...) as it is (os.path.abspath would make
+    it a local folder 'gs:')."""
+    text = os.fspath(path)
+    return epath.Path(text if "://" in text else os.path.abspath(text))
+
+
 def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:
-    """The folder of one checkpoint series (`latest` or `best`) of `workdir`, absolute (orbax wants
-    absolute paths)."""
-    return epath.Path(os.path.abspath(workdir)) / "checkpoints" / which
+    """The folder of one checkpoint series (`latest` or `best`) of `workdir`, absolute."""
+    return absolute(workdir) / "checkpoints" / which
 
 
 def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
     """The run folder whose checkpoints/ is `path` or holds it (a series or step folder), else
     None: a --workdir given one level too deep."""
-    path = epath.Path(os.path.abspath(path))
+    path = absolute(path)
     for folder in (path, *path.parents):
         if folder.name == "checkpoints" and any((folder / s).is_dir() for s in ("latest", "best")):
             return folder.parent
@@ -286,7 +292,7 @@ def read_step(
     read (a missing or truncated file: READ_ERRORS) raises `damaged`'s CheckpointError, `advice`
     closing it."""
     try:
-        path = epath.Path(os.path.abspath(step_dir))
+        path = absolute(step_dir)
         with _manager(path.parent, 1, read_only=True) as manager:
             return _restore(manager, int(path.name), state=not meta_only)
     except READ_ERRORS as e:

@@ -310,7 +310,10 @@ class Claim:
     def take(self) -> None:
         if self._fd is not None or not self.active or not self.workdir.is_dir():
             return
-        fd = os.open(self.workdir, os.O_RDONLY)
+        try:
+            fd = os.open(self.workdir, os.O_RDONLY)
+        except OSError:  # no local folder (a gs:// workdir): no claim
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -174,3 +174,13 @@ def test_a_damaged_step_to_resume_from_is_named(tmp_path, damage):
             checkpoints.peek_meta(tmp_path)
         else:
             reader.restore("latest", state)
+
+
+def test_a_bucket_workdir_keeps_its_url(tmp_path, monkeypatch):
+    """orbax wants absolute paths: a local workdir is made absolute, a gs:// one (README's
+    multi-host runs) kept as it is (os.path.abspath made it a local folder named 'gs:')."""
+    monkeypatch.chdir(tmp_path)
+    assert (
+        str(checkpoints.series_dir("gs://bucket/run", "best")) == "gs://bucket/run/checkpoints/best"
+    )
+    assert str(checkpoints.series_dir("run", "latest")) == f"{tmp_path}/run/checkpoints/latest"
