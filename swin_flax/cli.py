@@ -304,12 +304,15 @@ def friendly_errors() -> Iterator[None]:
     except errors.USER_ERRORS as e:
         _exit_saying("Error", str(e), EXIT_USER_ERROR)
     except (RuntimeError, MemoryError) as e:  # JAX's JaxRuntimeError (not imported here); numpy's
-        if not isinstance(e, MemoryError) and not str(e).startswith("RESOURCE_EXHAUSTED"):
+        first = str(e).partition("\n")[0]  # XLA:CPU says some as "INTERNAL: ... Out of memory"
+        if not isinstance(e, MemoryError) and not (
+            first.startswith("RESOURCE_EXHAUSTED") or "Out of memory allocating" in first
+        ):
             raise
         where = "the host's" if isinstance(e, MemoryError) else "the device's"
         _exit_saying(
             "Out of memory",
-            f"{where} memory ran out ({str(e).splitlines()[0]}). Make the work smaller: fewer runs "
+            f"{where} memory ran out ({first}). Make the work smaller: fewer runs "
             "in one process (--config.num_runs, --config.sweep), a smaller --config.batch_size or "
             "--config.eval_batch_size, a smaller model or image size, --config.remat=full or "
             "--config.dtype=bfloat16. A training run's checkpoints written so far are intact: the "

@@ -293,6 +293,14 @@ def test_out_of_memory_is_one_paragraph_naming_what_makes_a_step_smaller(capsys)
     assert exit_info.value.code == 1
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith("Out of memory: the host's memory ran out (Unable to allocate 256."), err
+    with pytest.raises(SystemExit) as exit_info, cli.friendly_errors():  # as a pmapped step's
+        raise RuntimeError(
+            "INTERNAL: Error dispatching computation: %pmap: Out of memory allocating 2560000000000 "
+            "bytes.\nmore lines"
+        )
+    assert exit_info.value.code == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("Out of memory: the device's memory ran out (INTERNAL: Error dispatch")
     with pytest.raises(RuntimeError, match="another error"), cli.friendly_errors():
         raise RuntimeError("another error")
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from swin_flax.data import pipeline, viz
+from swin_flax.config import default_config
+from swin_flax.data import inputs, pipeline, viz
 from swin_flax.errors import ConfigError
 
 K = 10
@@ -345,3 +346,14 @@ def test_before_after_grid_alternates_rows():
     np.testing.assert_array_equal(tile(2, 1), before[4])
     np.testing.assert_array_equal(tile(3, 1), after[4])
     assert (tile(3, 2) == 255).all()
+
+
+def test_an_eval_batch_larger_than_the_test_split_shrinks_to_it():
+    """eval_batch_size 4096 over 37 test images: one batch of 38 (2 devices), not 4096 of which
+    4059 are padding (a huge eval_batch_size ran out of memory)."""
+    c = default_config()
+    c.eval_batch_size = 4096
+    images, labels = indexed_images(37)
+    batches = list(inputs.eval_batches(c, inputs.Data(images, labels, images, labels, 1)))
+    assert [b["image"].shape for b in batches] == [(2, 19, 32, 32, 3)]
+    assert float(np.sum(batches[0]["mask"])) == 37.0

@@ -80,8 +80,11 @@ def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> 
 def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterable[dict]:
     """The test split in eval batches (the last one padded and masked), on the devices: each pass
     over the returned iterable is a pass over the split. Its tf.data graph is built here, once,
-    not at every epoch's evaluation."""
-    options = {**_input_options(config), "global_batch_size": config.eval_batch_size}
+    not at every epoch's evaluation. A batch larger than the split shrinks to it (rounded up to
+    the devices): its padding would only cost memory."""
+    d = jax.device_count()
+    batch = min(config.eval_batch_size, -(-len(data.test_labels) // d) * d)
+    options = {**_input_options(config), "global_batch_size": batch}
     return _Passes(pipeline.eval_dataset(data.test_images, data.test_labels, **options))
 
 
