@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from swin_flax import optim, steps
+from swin_flax.errors import ConfigError
 from swin_flax.models import swin
 
 
@@ -42,6 +43,31 @@ def learning_rate_table(config: ml_collections.ConfigDict, steps_per_epoch: int)
     """(table, steps per entry) of the config's schedule: `optim.learning_rate_table`."""
     schedule = {f: config[f] for f in SCHEDULE_FIELDS}
     return optim.learning_rate_table(steps_per_epoch=steps_per_epoch, **schedule)
+
+
+def check_run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> None:
+    """ConfigError when the run has more steps than the train state's step counter holds, or its
+    schedule more learning rates than a table may (optim.MAX_TABLE): rules on the data's steps per
+    epoch, checked once the data are read, before anything is built or written."""
+    if config.num_epochs * steps_per_epoch >= 2**31:
+        raise ConfigError(
+            f"config.num_epochs: {config.num_epochs} epochs of {steps_per_epoch} steps are more "
+            "steps than the train state's step counter holds (2**31 - 1); train at most "
+            f"{(2**31 - 1) // steps_per_epoch} epochs."
+        )
+    schedule = {f: config[f] for f in SCHEDULE_FIELDS}
+    entries, per = optim.table_size(steps_per_epoch=steps_per_epoch, **schedule)
+    if entries > optim.MAX_TABLE:
+        field = max(("warmup_epochs", "cosine_epochs"), key=lambda f: config[f])
+        most = (optim.MAX_TABLE - 1) * per // steps_per_epoch
+        each = "epoch" if per > 1 else f"step, {steps_per_epoch} an epoch"
+        raise ConfigError(
+            f"config.{field}: a schedule of {config.warmup_epochs} + {config.cosine_epochs} "
+            f"epochs (warmup_epochs + cosine_epochs) holds {entries:,} learning rates, one per "
+            f"{each}: more than its table may ({optim.MAX_TABLE:,}). Make the two at most "
+            f"{most:,} epochs together"
+            + (", or give schedule='cosine_epoch' (one per epoch)." if per == 1 else ".")
+        )
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):

@@ -59,12 +59,23 @@ def learning_rate_table(
     assert schedule in SCHEDULES and steps_per_epoch >= 1, (schedule, steps_per_epoch)
     if schedule == "constant":
         return np.array([curve["learning_rate"]], np.float32), 1
-    per = steps_per_epoch if schedule == "cosine_epoch" else 1
-    epochs = curve.get("warmup_epochs", 0) + curve.get("cosine_epochs", 300)
-    last = epochs * steps_per_epoch // per
-    epochs_at = (i * per / steps_per_epoch for i in range(last + 1))  # each entry's epoch t
+    entries, per = table_size(schedule=schedule, steps_per_epoch=steps_per_epoch, **curve)
+    epochs_at = (i * per / steps_per_epoch for i in range(entries))  # each entry's epoch t
     lrs = [epoch_learning_rate(t, schedule=schedule, **curve) for t in epochs_at]
     return np.array(lrs, np.float32), per
+
+
+MAX_TABLE = 2**22  # learning rates a schedule's table may hold: 16 MiB of float32, built in seconds
+
+
+def table_size(
+    *, schedule: str, steps_per_epoch: int, warmup_epochs: int = 0, cosine_epochs: int = 300, **_
+) -> tuple[int, int]:
+    """(entries, optimiser steps per entry) of `learning_rate_table`'s table."""
+    if schedule == "constant":
+        return 1, 1
+    per = steps_per_epoch if schedule == "cosine_epoch" else 1
+    return (warmup_epochs + cosine_epochs) * steps_per_epoch // per + 1, per
 
 
 def table_schedule(table: Any, steps_per_entry: int, xp: Any = jnp) -> optax.Schedule:

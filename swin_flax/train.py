@@ -279,12 +279,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     data = inputs.load_data(config)
     per_epoch = data.steps_per_epoch
     reports.log_devices(config, per_epoch)
-    if config.num_epochs * per_epoch >= 2**31:
-        raise ConfigError(
-            f"config.num_epochs: {config.num_epochs} epochs of {per_epoch} steps are more steps "
-            f"than the train state's step counter holds (2**31 - 1); train at most "
-            f"{(2**31 - 1) // per_epoch} epochs."
-        )
+    build.check_run_length(config, per_epoch)
     if saved is not None and saved.get("steps_per_epoch", per_epoch) != per_epoch:
         raise ConfigError(
             f"config.batch_size: the run in {workdir} has {saved['steps_per_epoch']} steps per "

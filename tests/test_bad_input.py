@@ -314,6 +314,27 @@ def test_more_steps_than_the_step_counter_holds(archive, tmp_path, capsys):
     assert "step counter holds (2**31 - 1); train at most " in msg
 
 
+def test_a_schedule_longer_than_its_table_may_hold(archive, tmp_path, capsys):
+    """The schedule is a table of learning rates: 10**12 warmup epochs (a typo) filled memory for
+    minutes while the table was built; refused before anything is built, naming the bound."""
+    c = tiny_config(archive)
+    c.warmup_epochs = 10**12
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert msg == (
+        f"Error: config.warmup_epochs: a schedule of {10**12} + 10 epochs (warmup_epochs + "
+        f"cosine_epochs) holds {10**12 + 11:,} learning rates, one per epoch: more than its table "
+        f"may ({2**22:,}). Make the two at most {2**22 - 1:,} epochs together."
+    )
+    c.warmup_epochs, c.schedule = 1, "cosine_step"  # one per step: 2 steps of 8 of the 16 images
+    c.cosine_epochs = 2**21
+    msg = fails_cleanly(c, tmp_path / "run", capsys)
+    assert msg.startswith(f"Error: config.cosine_epochs: a schedule of 1 + {2**21} epochs ")
+    assert msg.endswith(
+        f"one per step, 2 an epoch: more than its table may ({2**22:,}). Make the two at most "
+        f"{(2**22 - 1) // 2:,} epochs together, or give schedule='cosine_epoch' (one per epoch)."
+    )
+
+
 def test_console_drops_asyncios_never_retrieved_reads_of_a_failed_checkpoint_read():
     """A damaged checkpoint's paragraph is followed by nothing: asyncio's 'never retrieved' lines of
     orbax's other failed reads are dropped; asyncio's other errors are kept."""
