@@ -145,6 +145,8 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     program = os.path.basename(argv[0])
     argv = [argv[0], *map(_home_expanded, argv[1:])]
     _check_config_files(flags.FLAGS, argv)
+    # ml_collections' warning of a get_config() that returned None: the paragraph below says it.
+    logging.get_absl_logger().addFilter(lambda r: "returned None, did" not in r.getMessage())
     try:
         rest = flags.FLAGS(argv)
     except SystemExit as e:  # absl's --help / --helpshort / --helpfull print the usage, exit 1
@@ -161,6 +163,14 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             raise
         message = str(e)
         if missing := re.findall(r"^flag --(\w+)=None: Flag --\1 must have a value", message, re.M):
+            for name in missing:  # a config file given whose get_config() returned None
+                flag = flags.FLAGS[name]
+                if flag.present and (path := getattr(flag, "config_filename", None)):
+                    exit_user_error(
+                        f"the config file {path}: get_config() returned None. Make it return the "
+                        "config (a ConfigDict, e.g. default_config() with its changes), as "
+                        "configs/strong.py does."
+                    )
             said = [f"--{name} ({flags.FLAGS[name].help.rstrip('.')})" for name in missing]
             exit_user_error(  # required flags left out: absl names each on a line of its own
                 f"{' and '.join(said)} {'is' if len(said) == 1 else 'are'} missing. See "

@@ -110,6 +110,7 @@ SUMMARY = os.path.join(
             "bad.py line 2 failed to load (ValueError: bad value)",
         ),
         ("x = 1\n", "(it defines no get_config()) failed to load"),
+        ("def get_config():\n    pass\n", "bad.py: get_config() returned None. Make it return"),
         (None, "bad.py: no such config file"),
         (None, "bad.py: no such config file"),  # with an override of one of its fields
         (None, "bad.py: no such config file"),  # as -config=FILE (absl takes one dash too)
@@ -119,6 +120,7 @@ SUMMARY = os.path.join(
         "get_config_raises",
         "value_error",
         "no_get_config",
+        "returns_none",
         "missing",
         "missing+",
         "missing-",
@@ -142,7 +144,7 @@ def test_a_config_file_that_does_not_load_is_one_paragraph(tmp_path, request, te
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     msg = " ".join(out.stderr.split())
-    assert msg.startswith("Error: ") and expected in msg, msg
+    assert out.stderr.lstrip().startswith("Error: ") and expected in msg, msg  # no absl lines first
     assert "configs/strong.py" in msg
 
 
