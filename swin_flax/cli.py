@@ -161,6 +161,15 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             )
         if not isinstance(e, flags.Error | AttributeError | KeyError | TypeError | ValueError):
             raise
+        if isinstance(e, flags.UnrecognizedFlagError) and "config" in flags.FLAGS:
+            from swin_flax.config import default_config, flatten  # noqa: PLC0415 (on this error)
+
+            if e.flagname in flatten(default_config().to_dict()):  # --config. left out
+                given = e.flagvalue.lstrip("-") + ("" if "=" in e.flagvalue else " VALUE")
+                exit_user_error(
+                    f"--{e.flagname} is a config field, not a flag of {program}: set it as "
+                    f"--config.{given}."
+                )
         message = str(e)
         if missing := re.findall(r"^flag --(\w+)=None: Flag --\1 must have a value", message, re.M):
             for name in missing:  # a config file given whose get_config() returned None

@@ -269,3 +269,25 @@ def test_a_closed_stdout_is_not_an_error(tmp_path):
     )
     assert out.returncode == 0 and out.stdout == "first\n", out.stderr[-3000:]
     assert out.stderr == "" and (tmp_path / "after.txt").read_text() == "written"
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        (["--num_epochs=2"], "--num_epochs is a config field, not a flag of summary.py: set it as "
+         "--config.num_epochs=2."),
+        (["--model.embed_dim", "8"], "set it as --config.model.embed_dim VALUE."),
+    ],
+)  # fmt: skip
+def test_a_config_field_given_as_a_flag_says_how_to_set_it(given, expected):
+    """`--config.` left out: absl's 'did you mean' offered --num_processes for --num_epochs."""
+    config = os.path.join(os.path.dirname(SUMMARY), os.pardir, "configs", "demo.py")
+    out = subprocess.run(
+        [sys.executable, SUMMARY, "--config", config, *given],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    msg = " ".join(out.stderr.split())
+    assert msg.startswith("Error: --") and msg.endswith(expected), msg
