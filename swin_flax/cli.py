@@ -193,9 +193,9 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             field, _, guess = text.partition(" Did you mean")
             field, guess = field.strip("\"' "), guess.rstrip("'")
             if any(re.match(rf"--\w+\.sweep\.{re.escape(field)}\b", a) for a in argv[1:]):
-                from swin_flax.config import NOT_SWEEPABLE  # noqa: PLC0415 (only on this error)
+                from swin_flax.config import not_sweepable  # noqa: PLC0415 (only on this error)
 
-                exit_user_error(f"--config.sweep.{field}: {NOT_SWEEPABLE}")
+                exit_user_error(f"--config.sweep.{field}: {not_sweepable(field)}")
             message = f"no such field '{field}'" + (f" (did you mean{guess})" if guess else "")
         see = f"See `{program} --helpshort` for the flags."
         if "--config." in message or isinstance(e, KeyError | AttributeError):

@@ -7,6 +7,7 @@ at the entry point, so a bad value fails in seconds with a message naming the fi
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import math
 import re
@@ -20,11 +21,22 @@ from ml_collections import config_dict
 from swin_flax.errors import ConfigError
 
 SWEEPABLE = ("learning_rate", "weight_decay", "warmup_lr_init", "lr_min")
-NOT_SWEEPABLE = (
-    f"only {', '.join(SWEEPABLE)} can be swept in one process (they are numbers in the optimiser's "
-    "state); a field that changes the model, the batch or the data needs a run of its own (one "
-    "process per value, each with its own --workdir)."
-)
+
+
+def not_sweepable(field: str) -> str:
+    """Why config.sweep.<field> is refused, and what to give instead."""
+    if field == "seed":
+        return (
+            "seeds are not swept: --config.num_runs=N trains N runs of seeds seed, seed + 1, ... "
+            "(with a sweep, N for each value)."
+        )
+    close = difflib.get_close_matches(field, SWEEPABLE, n=1)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    return (
+        f"only {', '.join(SWEEPABLE)} can be swept in one process{guess}: each run's value lives in "
+        "the optimiser's state. Any other field needs a run of its own (one process per value, "
+        "each with its own --workdir)."
+    )
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -218,7 +230,7 @@ def validate(
     `num_devices`, `num_hosts`: of the process group that trains (None: any device count)."""
     keys, known = _flat_keys(c), _flat_keys(default_config())
     if swept := sorted(k for k in keys if k.startswith("sweep.") and k[6:] not in SWEEPABLE):
-        raise ConfigError(f"config.{swept[0]}: {NOT_SWEEPABLE}")
+        raise ConfigError(f"config.{swept[0]}: {not_sweepable(swept[0][6:])}")
     if unknown := sorted(keys - known):
         raise ConfigError(
             f"unknown config field(s) {', '.join('config.' + k for k in unknown)}: check the spelling "
