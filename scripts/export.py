@@ -69,7 +69,10 @@ def main(argv):
     if model.scan_blocks:
         params = layout.unstack_block_params(params, model)
     state = convert.flax_to_torch(params, FLAGS.layout, model)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    except OSError as e:  # a folder the system will not make (/proc/x), which root may "write"
+        cli.exit_user_error(f"--out {FLAGS.out}: its folder cannot be created ({e.strerror}).")
     convert.save_state_dict(state, FLAGS.out)
     print(
         f"wrote {FLAGS.out}: {FLAGS.layout} layout, {len(state)} tensors, "

@@ -54,7 +54,9 @@ def check_output_file(flag: str, path: str | None, create_folder: bool = False) 
     folder = os.path.dirname(os.path.abspath(path))
     while create_folder and not os.path.lexists(folder):  # the folder that would hold the new ones
         folder = os.path.dirname(folder)
-    if os.path.isdir(path) or not os.path.isdir(folder):
+    if os.path.isdir(path):
+        exit_user_error(f"--{flag} {path} is a folder: give a file path in it, or another path.")
+    if not os.path.isdir(folder):
         exit_user_error(
             f"--{flag} {path} is not a file path in a folder that exists"
             f"{' or can be created' if create_folder else ''}: "

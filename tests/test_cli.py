@@ -213,7 +213,7 @@ def test_an_output_file_is_checked_before_the_work(tmp_path, monkeypatch, capsys
     cli.check_output_file("json", str(tmp_path / "scores.json"))
     for path, expected in (
         (tmp_path / "missing" / "scores.json", "is not a file path in a folder that exists"),
-        (tmp_path, "is not a file path in a folder that exists"),
+        (tmp_path, f"--json {tmp_path} is a folder: give a file path in it, or another path."),
     ):
         with pytest.raises(SystemExit) as e:
             cli.check_output_file("json", str(path))

@@ -332,7 +332,7 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
     "args, expected",
     [
         (["--json", "no_such_folder/scores.json"], "is not a file path in a folder that exists"),
-        (["--json", "."], "--json . is not a file path in a folder that exists"),
+        (["--json", "."], "--json . is a folder: give a file path in it, or another path."),
         (["--eval_dir", "RUN/config.json"], "config.json is a file: give a folder"),
         (["--checkpoint", "RUN/checkpoints/best"], "is not a checkpoint step folder"),
     ],

@@ -201,8 +201,18 @@ def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
             ["--out={workdir}/config.json/swin.npz"],
             "is not a file path in a folder that exists or can be created",
         ),
+        # A folder the system will not make (root may write /proc: no earlier check sees it).
+        (["--out=/proc/swin_flax_x/swin.npz"], r"its folder cannot be created \(No such file"),
     ],
-    ids=["layout", "suffix", "no_out", "no_workdir", "pth_without_torch", "under_a_file"],
+    ids=[
+        "layout",
+        "suffix",
+        "no_out",
+        "no_workdir",
+        "pth_without_torch",
+        "under_a_file",
+        "uncreatable_folder",
+    ],  # fmt: skip
 )
 def test_export_script_bad_arguments_exit_2_and_write_nothing(run, tmp_path, args, message):
     workdir, _, _ = run
