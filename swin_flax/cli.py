@@ -243,7 +243,10 @@ def _check_config_files(flag_values, argv: list[str]) -> None:
         path = value.split(":", 1)[0]
         give = "Give a Python file whose get_config() returns the config, e.g. configs/strong.py."
         if path and not os.path.isfile(path):
-            exit_user_error(f"--{name} {path}: no such config file. {give}")
+            what = (
+                "is a folder, not a config file" if os.path.isdir(path) else "no such config file"
+            )
+            exit_user_error(f"--{name} {path}: {what}. {give}")
         if path and not path.endswith(".py"):
             exit_user_error(
                 f"--{name} {path} is not a Python config file. {give} (A run's config.json and "

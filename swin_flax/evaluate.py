@@ -106,6 +106,7 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
     a single run's checkpoint, a --run that names none of its runs, and --ensemble with a --run
     that chooses one, before any params are read."""
     names = tuple(run.meta.get("runs") or [])  # the stacked runs: none for a single run's
+    which = which or None  # --run= (empty): not given
     if not names:
         if which is None and not ensemble:
             return Choice()
@@ -208,9 +209,14 @@ def resolve_checkpoint(
             return run, ckpt
         run = ckpt.parent.parent.parent  # WORKDIR/checkpoints/{best,latest}/STEP
         if not (run / "config.json").is_file():
+            where = (
+                f"{run} holds no config.json"
+                if ckpt.parent.parent.name == "checkpoints"
+                else "not in a run's checkpoints/best or checkpoints/latest"
+            )
             raise CheckpointError(
-                f"--checkpoint {ckpt} is not inside a run folder ({run} holds no config.json): "
-                "give the folder of the run that wrote it as --workdir too."
+                f"--checkpoint {ckpt} is not inside a run folder ({where}): give the folder of "
+                "the run that wrote it as --workdir too."
             )
         return run, ckpt
     if not workdir:

@@ -251,7 +251,10 @@ WRONG_RUNS = {
         "state is not a checkpoint step folder: give one that holds state/ and meta/, such as "
         "WORKDIR/checkpoints/best/STEP.",
     ),
-    "checkpoint_outside_a_run": (_outside_a_run, "is not inside a run folder"),
+    "checkpoint_outside_a_run": (
+        _outside_a_run,
+        "is not inside a run folder (not in a run's checkpoints/best or checkpoints/latest): give",
+    ),
     "checkpoint_of_another_model": (
         _other_model,
         "was written for another model than",
@@ -484,6 +487,7 @@ def test_choose_runs(three_runs, run):
     assert evaluate.choose_runs(opened, "seed=1").indices == (1,)
     assert evaluate.choose_runs(opened, "2").describe() == "run 2 of 3, seed=2"
     assert evaluate.choose_runs(opened, "seed=2.0").indices == (2,)
+    assert evaluate.choose_runs(opened, "") == every  # --run= (empty): not given
     # best/ holds each run's params of its own best epoch: the header names those epochs.
     bests = dataclasses.replace(opened, meta={**opened.meta, "best_epoch": [4, 9, 7]})
     one = dataclasses.replace(bests, choice=evaluate.choose_runs(bests, "1"))
