@@ -47,7 +47,7 @@ def check_out(path: str) -> None:
 def main(argv):
     del argv  # parse_flags refused stray arguments
     check_out(FLAGS.out)
-    from swin_flax.config import validate  # noqa: PLC0415
+    from swin_flax.config import mixes, validate  # noqa: PLC0415
 
     validate(FLAGS.config)  # as scripts/main.py checks it (any device count)
     import numpy as np  # noqa: PLC0415
@@ -65,6 +65,8 @@ def main(argv):
     )
     print(f"data: {source}")
     batch_size = min(c.batch_size, len(labels))
+    if mixes(c.mix):  # a batch is mixed with itself reversed: an even one (config.validate's rule)
+        batch_size -= batch_size % 2
     per_epoch = pipeline.steps_per_epoch(len(labels), batch_size)
     data = inputs.Data(images, labels, images[:0], labels[:0], per_epoch)  # no test split
 

@@ -60,13 +60,14 @@ def check_run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) ->
     if entries > optim.MAX_TABLE:
         field = max(("warmup_epochs", "cosine_epochs"), key=lambda f: config[f])
         most = (optim.MAX_TABLE - 1) * per // steps_per_epoch
-        each = "epoch" if per > 1 else f"step, {steps_per_epoch} an epoch"
+        per_step = config.schedule == "cosine_step"
+        each = f"step, {steps_per_epoch} an epoch" if per_step else "epoch"
         raise ConfigError(
             f"config.{field}: a schedule of {config.warmup_epochs} + {config.cosine_epochs} "
             f"epochs (warmup_epochs + cosine_epochs) holds {entries:,} learning rates, one per "
             f"{each}: more than its table may ({optim.MAX_TABLE:,}). Make the two at most "
             f"{most:,} epochs together"
-            + (", or give schedule='cosine_epoch' (one per epoch)." if per == 1 else ".")
+            + (", or give schedule='cosine_epoch' (one per epoch)." if per_step else ".")
         )
 
 

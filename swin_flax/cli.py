@@ -194,7 +194,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             text = " ".join(message.replace("\\'", "'").replace("\\n", " ").split())
             field, _, guess = text.partition(" Did you mean")
             field, guess = field.strip("\"' "), guess.rstrip("'")
-            if any(re.match(rf"--\w+\.sweep\.{re.escape(field)}\b", a) for a in argv[1:]):
+            if any(re.match(rf"--?\w+\.sweep\.{re.escape(field)}\b", a) for a in argv[1:]):
                 from swin_flax.config import not_sweepable  # noqa: PLC0415 (only on this error)
 
                 exit_user_error(f"--config.sweep.{field}: {not_sweepable(field)}")

@@ -30,8 +30,9 @@ def not_sweepable(field: str) -> str:
             "seeds are not swept: --config.num_runs=N trains N runs of seeds seed, seed + 1, ... "
             "(with a sweep, N for each value)."
         )
-    close = difflib.get_close_matches(field, SWEEPABLE, n=1)
-    guess = f" (did you mean {close[0]}?)" if close else ""
+    close = difflib.get_close_matches(field, SWEEPABLE, n=1)  # for a field there is none of
+    known = field in flatten(default_config().to_dict())
+    guess = f" (did you mean {close[0]}?)" if close and not known else ""
     return (
         f"only {', '.join(SWEEPABLE)} can be swept in one process{guess}: each run's value lives in "
         "the optimiser's state. Any other field needs a run of its own (one process per value, "
@@ -391,7 +392,7 @@ def validate(
     _check("model", plan.check_arguments, **c.model.to_dict())
     size = c.model.img_size  # CutMix cuts the resized images
     _require(
-        minmax is None or int(size * minmax[0]) < int(size * minmax[1]),
+        minmax is None or not mixes(c.mix) or int(size * minmax[0]) < int(size * minmax[1]),
         "mix.cutmix_minmax",
         f"{tuple(minmax or ())} leaves no box size for a {size}x{size} image (int(size * min) "
         "must be < int(size * max)); widen the range.",

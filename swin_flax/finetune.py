@@ -221,7 +221,7 @@ def _match(
 
 
 def read_pretrained(
-    path: str | os.PathLike, model: swin.SwinTransformer, load_head: bool = False
+    path: str | os.PathLike, model: swin.SwinTransformer, *, load_head: bool = False
 ) -> dict[str, np.ndarray]:
     """The state_dict of the file `path` (config.pretrained, as the errors name it), refused unless
     it fits `model` by shape alone: a run checks it once before it initialises, compiles or writes

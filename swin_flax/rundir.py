@@ -38,8 +38,8 @@ def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None
 
 
 def _absolute(path: str | None) -> str | None:
-    """`path` made absolute (a URL such as gs://... as it is)."""
-    return path if not path or "://" in path else os.path.abspath(os.path.expanduser(path))
+    """`path` made absolute, `~` expanded (a URL such as gs://... as it is)."""
+    return path and str(checkpoints.absolute(os.path.expanduser(path)))
 
 
 def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -15,8 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-from swin_flax import checkpoints, cli, rundir, train
+from swin_flax import build, checkpoints, cli, rundir, train
 from swin_flax.config import default_config
+from swin_flax.errors import ConfigError
 from tests import cifar_files
 from tests import reliability_runs as rr
 
@@ -332,6 +333,13 @@ def test_a_schedule_longer_than_its_table_may_hold(archive, tmp_path, capsys):
     assert msg.endswith(
         f"one per step, 2 an epoch: more than its table may ({2**22:,}). Make the two at most "
         f"{(2**22 - 1) // 2:,} epochs together, or give schedule='cosine_epoch' (one per epoch)."
+    )
+    c.schedule, c.cosine_epochs = "cosine_epoch", 2**22  # one step an epoch: still one per epoch
+    with pytest.raises(ConfigError) as e:
+        build.check_run_length(c, 1)
+    assert str(e.value).endswith(
+        f"one per epoch: more than its table may ({2**22:,}). Make the two at most {2**22 - 1:,} "
+        "epochs together."
     )
 
 

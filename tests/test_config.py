@@ -150,6 +150,8 @@ def test_a_cutmix_range_without_a_box_size_is_refused():
     )
     c.mix.cutmix_minmax = (0.5, 0.54)  # sides of 16 pixels: int(32 * 0.54) == 17
     validate(c, num_devices=2)
+    c.mix.cutmix_minmax, c.mix.prob = (0.5, 0.51), 0.0  # never mixed: no box is drawn
+    validate(c, num_devices=2)
 
 
 def test_mixing_needs_an_even_batch_per_host():

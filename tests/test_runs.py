@@ -314,6 +314,9 @@ def test_sweep_refuses_shape_fields_and_names_bad_values():
         c.sweep.embed_dim = (96, 128)
     with pytest.raises(errors.ConfigError, match=r"config\.sweep\.embed_dim: only learning_rate"):
         config.validate(c)
+    # A near miss of a sweepable name gets a guess; a real field that is not sweepable does not.
+    assert "(did you mean weight_decay?)" in config.not_sweepable("weightdecay")
+    assert "did you mean" not in config.not_sweepable("layer_decay")
     c = config.default_config()
     c.dataset = "synthetic"
     c.sweep.weight_decay = (0.05, -1.0)

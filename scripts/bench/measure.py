@@ -43,11 +43,19 @@ def define_phase_flags() -> None:
 
 
 def check_config(config) -> None:
-    """swin_flax.config.validate as scripts/main.py runs it (any device count): its ConfigError is
-    one paragraph and exit 2 (cli.run). Imports no TensorFlow, which the GPU machine lacks."""
+    """swin_flax.config.validate as scripts/main.py runs it (any device count), and the run-length
+    rules at the benchmark's steps per epoch: a ConfigError is one paragraph and exit 2 (cli.run).
+    Imports no TensorFlow, which the GPU machine lacks."""
+    from swin_flax import build  # noqa: PLC0415
     from swin_flax.config import validate  # noqa: PLC0415
 
     validate(config)
+    build.check_run_length(config, steps_per_epoch(config))
+
+
+def steps_per_epoch(config) -> int:
+    """The benchmark's epoch: CIFAR's 50,000 training images at the config's batch."""
+    return max(1, 50_000 // config.batch_size)
 
 
 def with_overrides(config, overrides: str):
@@ -241,10 +249,9 @@ def build_jax(config, batch: int, abstract: bool = False):
     from swin_flax import build, runs, steps  # noqa: PLC0415
 
     n_dev = jax.local_device_count()  # divides `batch`: run_phase checked it
-    steps_per_epoch = max(1, 50_000 // config.batch_size)
     model = build.model_from_config(config)
     run_set = runs.run_set(config)
-    tx = build.create_optimizer(run_set.configs[0], steps_per_epoch)
+    tx = build.create_optimizer(run_set.configs[0], steps_per_epoch(config))
     init_keys, dropout_keys = run_set.keys()
     img = config.model.img_size
     shape = (img, img, config.model.in_chans)
