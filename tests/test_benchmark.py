@@ -318,7 +318,7 @@ BAD_ARGUMENTS = {
     "matmul-json": (
         "bench/benchmark_matmul.py",
         ["--json=."],
-        "--json . is not a file path in a folder",
+        "--json . is a folder: give a file path in it",
     ),
     "matmul-torch": ("bench/benchmark_matmul.py", ["--torch"], "--torch needs torch"),
 }
