@@ -236,6 +236,27 @@ def test_a_changed_seed_is_refused_naming_it_alone(tmp_path):
         )
 
 
+def test_a_field_the_record_lacks_is_compared_with_its_default(tmp_path):
+    """A config.json of a version before a field existed: the run ran as the field's default does,
+    so a resume with another value is refused (it was taken, and config.json rewritten with it)."""
+    import json
+
+    from swin_flax.config import default_config
+
+    c = default_config()
+    rundir.write_config(c, tmp_path / "run")
+    save_epoch_1(tmp_path / "run", c)
+    path = tmp_path / "run" / "config.json"
+    old = json.loads(path.read_text())
+    del old["mix"]["label_smoothing"]
+    path.write_text(json.dumps(old))
+    c.num_epochs = 2
+    assert rundir.inspect(c, tmp_path / "run")[1] is False  # the default: resumes
+    c.mix.label_smoothing = 0.3
+    with pytest.raises(ConfigError, match=r"\(mix\.label_smoothing=0\.3\)\. .* pass --config\.mix"):
+        rundir.inspect(c, tmp_path / "run")
+
+
 def test_a_constant_schedule_run_that_recorded_an_unread_lr_min_resumes_with_none(tmp_path):
     """config.validate refuses lr_min / warmup_lr_init with schedule='constant' (it reads neither);
     a run whose config.json recorded one resumes with them unset, as the same computation."""
