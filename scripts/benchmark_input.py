@@ -110,13 +110,12 @@ def main(argv):
     check_flags()
     import tensorflow as tf  # noqa: PLC0415
 
-    from swin_flax.data import pipeline  # noqa: PLC0415
+    from swin_flax.data import inputs, pipeline  # noqa: PLC0415
 
     config = FLAGS.config
     epochs_worth = FLAGS["epochs-worth"].value
     devices = FLAGS.devices
     (train_x, train_y), (test_x, test_y), source = load_data(config)
-    num_classes = config.model.num_classes
     print(f"data: {source}")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     machine = f"{platform.processor() or platform.machine()}, {cpus} CPU cores available"
@@ -125,20 +124,8 @@ def main(argv):
     steps = pipeline.steps_per_epoch(len(train_y), config.batch_size)
     results = {"command": " ".join(sys.argv), "data": source, "machine": machine}
     epochs = max(1, int(epochs_worth))  # the datasets of part 1: whole epochs, at least one
-    common = dict(
-        num_classes=num_classes,
-        global_batch_size=config.batch_size,
-        seed=config.seed,
-        local_device_count=devices,
-        randaugment=config.randaugment,
-        img_mean=tuple(config.randaugment_img_mean),
-        translate_const=config.randaugment_translate_const,
-        normalize_mean=tuple(config.normalize_mean),
-        normalize_std=tuple(config.normalize_std),
-        mix=config.mix.to_dict(),
-        image_size=config.model.img_size,
-        prefetch=config.prefetch_batches,
-    )
+    # The training stream's arguments as a run takes them (inputs.train_options), on --devices.
+    common = {**inputs.train_options(config), "local_device_count": devices}
     # 1. One dataset per epoch (each new dataset pays TF's graph optimisation once).
     train_runs = []
     for epoch in range(epochs):

@@ -411,3 +411,13 @@ def test_bad_arguments_are_programmer_errors():
         sources.load_split("cifar10", "val")
     with pytest.raises(AssertionError, match="no archive for synthetic"):
         sources.load_split("synthetic", "train", archive="/x.tar.gz")
+
+
+def test_a_dataset_without_a_known_archive_is_left_to_tfds(tmp_path):
+    """A dataset added as docs/architecture.md says (its name and class names) that has no entry
+    in the offline check's archive table: tfds downloads or refuses it itself (it was a KeyError
+    traceback), and the data line names it as tfds does."""
+    sources._fail_fast_if_unobtainable("svhn_cropped", str(tmp_path), False, None, 1.0)
+    assert sources.describe_source("svhn_cropped", data_dir=None, archive=None) == (
+        "svhn_cropped from tensorflow-datasets (its default data_dir)"
+    )

@@ -56,6 +56,21 @@ def _input_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
     )
 
 
+def train_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """`pipeline.train_dataset`'s arguments from the config, for this process (all but the data
+    and where the stream starts and ends)."""
+    return dict(
+        num_classes=config.model.num_classes,
+        seed=data_seed(config),
+        randaugment=config.randaugment,
+        img_mean=tuple(config.randaugment_img_mean),
+        translate_const=config.randaugment_translate_const,
+        mix=config.mix.to_dict(),
+        prefetch=config.prefetch_batches,
+        **_input_options(config),
+    )
+
+
 def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> Iterator[dict]:
     """Every remaining training batch from global step `start` on, as one tf.data stream (its graph
     is optimised once, not per epoch)."""
@@ -63,17 +78,10 @@ def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> 
     return pipeline.train_dataset(
         data.train_images,
         data.train_labels,
-        num_classes=config.model.num_classes,
         epoch=epoch,
-        seed=data_seed(config),
-        randaugment=config.randaugment,
-        img_mean=tuple(config.randaugment_img_mean),
-        translate_const=config.randaugment_translate_const,
-        mix=config.mix.to_dict(),
         start_step=start_step,
         num_epochs=config.num_epochs - epoch,
-        prefetch=config.prefetch_batches,
-        **_input_options(config),
+        **train_options(config),
     ).as_numpy_iterator()
 
 

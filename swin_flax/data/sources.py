@@ -143,7 +143,8 @@ def describe_source(
         return "the SYNTHETIC data set (striped patterns, NOT CIFAR)"
     if archive:
         return f"{PRETTY[dataset]} from the archive {archive}"
-    return f"{PRETTY[dataset]} from tensorflow-datasets ({data_dir or 'its default data_dir'})"
+    name = PRETTY.get(dataset, dataset)  # a tfds name as it is
+    return f"{name} from tensorflow-datasets ({data_dir or 'its default data_dir'})"
 
 
 def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +167,10 @@ def _fail_fast_if_unobtainable(
 ) -> None:
     """DataError in seconds when tfds could neither read nor obtain the data (offline, tfds retries
     a download for minutes): it can if the data is prepared, in tfds' manual directory
-    (<data_dir>/downloads/manual/, found by file name) or download cache, or the URL answers."""
+    (<data_dir>/downloads/manual/, found by file name) or download cache, or the URL answers. A
+    dataset without an archive in _TFDS_ARCHIVE is left to tfds' own download and errors."""
+    if dataset not in _TFDS_ARCHIVE:
+        return
     name, size = _TFDS_ARCHIVE[dataset]
     default_root = os.environ.get("TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets"))
     root = os.path.expanduser(os.fspath(data_dir or default_root))
