@@ -92,7 +92,9 @@ class Run:
         return f"{self.checkpoint} ({when}){used}"
 
     def members(self) -> list[Any]:
-        """One params tree per chosen run, read now (of several runs: slices of the stack)."""
+        """One params tree per chosen run, read now (of several runs: slices of the stack), in the
+        model's own layout: scanned stages stack their blocks (`models.layout.unstack_block_params`
+        gives the canonical tree that `convert` takes)."""
         params, _ = load_params(self.checkpoint)
         if not self.choice.names:
             return [params]
@@ -152,7 +154,10 @@ def _name_parts(name: str) -> set[str]:
 
 
 def open_run(
-    workdir: str | None, checkpoint: str | None, which: str | None = None, ensemble: bool = False
+    workdir: str | None,
+    checkpoint: str | None = None,
+    which: str | None = None,
+    ensemble: bool = False,
 ) -> Run:
     """The run, checkpoint (`resolve_checkpoint`) and runs (`choose_runs`) that the flags name,
     checked before any params are read: CheckpointError says what to give instead."""
