@@ -159,6 +159,17 @@ def test_fewer_stages_skips_the_last_stage_and_renews_the_norm(source):
         assert "skipped layers.3.*" in report.summary()
 
 
+def test_an_absolute_position_embedding_the_source_lacks_starts_fresh(source):
+    """ape=True from a checkpoint without it (timm's and the official Swin-T have none): the
+    official load_pretrained (strict=False) leaves it at its init, and so does this one."""
+    d, cfg, timm_state, _ = source
+    model = swin.create_model({**cfg, "ape": True, "num_classes": 10})
+    init = jax.tree.map(lambda s: np.full(s.shape, 0.5, s.dtype), summary.param_shapes(model))
+    params, report = finetune.load_pretrained(timm_state, model, init)
+    assert set(report.new) == {"head/kernel", "head/bias", "absolute_pos_embed"}
+    np.testing.assert_array_equal(params["absolute_pos_embed"], init["absolute_pos_embed"])
+
+
 def test_scan_blocks_layout(source, scan_every_stage, tmp_path):
     _, cfg, timm_state, official_state = source
     model = swin.create_model({**cfg, "num_classes": 10})
