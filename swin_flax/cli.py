@@ -123,20 +123,15 @@ class _Stdout:
 
 def start() -> None:
     """Called first by every script: Ctrl-C at any later moment (even during imports) ends with one
-    line and exit status 130, SIGTERM with one line and 143 (the training loop saves first), and
-    TensorFlow's C++ start-up messages stay hidden; stdout closed by its reader (`| head`) is not
-    an error."""
+    line and exit status 130, SIGTERM with one line and 143 (the training loop saves first);
+    stdout closed by its reader (`| head`) is not an error. (TensorFlow's settings: swin_flax's
+    __init__.)"""
     sys.excepthook = _excepthook
     # SIGTERM's default action (exit status 128 + 15, as a shell reports it) with one line; the
     # training loop replaces it while it runs, to save first (errors.EXIT_PREEMPTED).
     signal.signal(signal.SIGTERM, lambda signum, _: _exit_interrupted("SIGTERM", 128 + signum))
     sys.stdout = _Stdout(sys.stdout)
     sys.unraisablehook = _unraisablehook
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # TensorFlow's oneDNN kernels, on by default on recent x86 CPUs, announce themselves on stderr
-    # whatever the log level and round by CPU: off, the input pipeline's pixels are the same on
-    # every machine (the reference fixtures' values).
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:

@@ -291,3 +291,19 @@ def test_a_config_field_given_as_a_flag_says_how_to_set_it(given, expected):
     assert out.returncode == 2, out.stderr
     msg = " ".join(out.stderr.split())
     assert msg.startswith("Error: --") and msg.endswith(expected), msg
+
+
+def test_importing_the_package_in_python_prints_nothing():
+    """A notebook's `import swin_flax.train` (TensorFlow loads): no C++ start-up or oneDNN lines,
+    and oneDNN off (the pipeline's pixels then do not depend on the CPU); a value set before wins."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    code = "import os, swin_flax.train; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, "0\n", ""), out.stderr
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.stdout == "1\n"
