@@ -208,14 +208,25 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
             f"`{program} --helpshort`)."
         )
-    if not flags.FLAGS["verbosity"].present:
-        # The project's own INFO lines, short, and every library's warnings; other libraries' INFO
-        # lines (orbax's thread joins, JAX's backend probing) only when --verbosity is given (0: INFO,
-        # 1: DEBUG), which also keeps absl's full line format.
-        logging.set_verbosity(logging.INFO)
-        logging.get_absl_handler().addFilter(_ProjectLines())
-        logging.get_absl_handler().setFormatter(_ShortFormat())
+    if not flags.FLAGS["verbosity"].present:  # --verbosity (0: INFO, 1: DEBUG): absl's own lines
+        project_console()
     return rest
+
+
+def project_console() -> None:
+    """The scripts' console, also for a notebook: the project's own INFO lines, short, and every
+    library's warnings; other libraries' INFO lines (orbax's thread joins, JAX's backend probing)
+    left out."""
+    from absl import flags, logging  # noqa: PLC0415
+
+    if (
+        not flags.FLAGS.is_parsed()
+    ):  # a notebook: absl's defaults (else a "before flag parsing" line)
+        flags.FLAGS.mark_as_parsed()
+    logging.use_absl_handler()  # as absl's app.run does (outside a script, Python's own handler)
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_ProjectLines())
+    logging.get_absl_handler().setFormatter(_ShortFormat())
 
 
 def _home_expanded(arg: str) -> str:

@@ -3,6 +3,7 @@ console shows, and Ctrl-C."""
 
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -307,3 +308,28 @@ def test_importing_the_package_in_python_prints_nothing():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
     assert out.stdout == "1\n"
+
+
+def test_project_console_in_python_keeps_the_projects_lines(tmp_path):
+    """cli.project_console() outside a script (a notebook): the project's INFO lines, short, and no
+    library's INFO lines (orbax's save lines here); absl's default shows neither."""
+    code = (
+        "import numpy as np\n"
+        "from swin_flax import checkpoints, cli, rundir\n"
+        "cli.project_console()\n"
+        "rundir.announce('own line')\n"
+        f"c = checkpoints.Checkpoints({str(tmp_path / 'w')!r})\n"
+        "c.save('latest', 1, {'x': np.zeros(2)}, {})\n"
+        "c.close()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "own line\n"
+    assert re.fullmatch(r"\d\d:\d\d:\d\d own line\n", out.stderr), out.stderr  # no orbax lines
