@@ -124,14 +124,15 @@ class _Stdout:
 def start() -> None:
     """Called first by every script: Ctrl-C at any later moment (even during imports) ends with one
     line and exit status 130, SIGTERM with one line and 143 (the training loop saves first);
-    stdout closed by its reader (`| head`) is not an error. (TensorFlow's settings: swin_flax's
-    __init__.)"""
+    TensorFlow's C++ start-up lines stay hidden; stdout closed by its reader (`| head`) is not an
+    error."""
     sys.excepthook = _excepthook
     # SIGTERM's default action (exit status 128 + 15, as a shell reports it) with one line; the
     # training loop replaces it while it runs, to save first (errors.EXIT_PREEMPTED).
     signal.signal(signal.SIGTERM, lambda signum, _: _exit_interrupted("SIGTERM", 128 + signum))
     sys.stdout = _Stdout(sys.stdout)
     sys.unraisablehook = _unraisablehook
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
@@ -209,14 +210,14 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             f"`{program} --helpshort`)."
         )
     if not flags.FLAGS["verbosity"].present:  # --verbosity (0: INFO, 1: DEBUG): absl's own lines
-        project_console()
+        project_console(script=argv[0])
     return rest
 
 
-def project_console() -> None:
-    """The scripts' console, also for a notebook: the project's own INFO lines, short, and every
-    library's warnings; other libraries' INFO lines (orbax's thread joins, JAX's backend probing)
-    left out."""
+def project_console(script: str | None = None) -> None:
+    """The scripts' console, also for a notebook: the project's own INFO lines (the package's, and
+    the running `script`'s folder's), short, and every library's warnings; other libraries' INFO
+    lines (orbax's thread joins, JAX's backend probing) left out."""
     from absl import flags, logging  # noqa: PLC0415
 
     if (
@@ -225,7 +226,7 @@ def project_console() -> None:
         flags.FLAGS.mark_as_parsed()
     logging.use_absl_handler()  # as absl's app.run does (outside a script, Python's own handler)
     logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(_ProjectLines())
+    logging.get_absl_handler().addFilter(_ProjectLines(script))
     logging.get_absl_handler().setFormatter(_ShortFormat())
 
 
@@ -284,10 +285,13 @@ def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseExce
 
 
 class _ProjectLines(py_logging.Filter):
-    """Keeps warnings and errors of every library, and INFO lines only from this project's code
-    (the package and the running script, which imports this module first)."""
+    """Keeps warnings and errors of every library, and INFO lines only from this project's code:
+    the package and, given, the folder of the running `script` (scripts/)."""
 
-    roots = tuple(os.path.dirname(os.path.abspath(p)) for p in (__file__, sys.argv[0] or "."))
+    def __init__(self, script: str | None = None):
+        super().__init__()
+        folders = (__file__, *([script] if script else []))
+        self.roots = tuple(os.path.dirname(os.path.abspath(p)) + os.sep for p in folders)
 
     def filter(self, record: py_logging.LogRecord) -> bool:
         # A failed checkpoint read (a CheckpointError paragraph) leaves orbax's other reads to fail

@@ -197,6 +197,16 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def from_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config.json, flattened over the defaults: a field it lacks (written by a version
+    before the field) ran as its default does; a boolean `remat` (before it named a policy) reads
+    as "full" (True) or "none" (False)."""
+    flat = {**flatten(default_config().to_dict()), **flatten(recorded)}
+    if isinstance(flat["remat"], bool):
+        flat["remat"] = "full" if flat["remat"] else "none"
+    return flat
+
+
 def _flat_keys(c: ml_collections.ConfigDict) -> set[str]:
     """Every field's dotted name, sub-dicts included ('mix' and 'mix.prob')."""
     keys = set(flatten(c.to_dict()))

@@ -22,7 +22,7 @@ import numpy as np
 from etils import epath
 
 from swin_flax import build, checkpoints, runs, steps
-from swin_flax.config import DATASETS, default_config, flatten
+from swin_flax.config import DATASETS, default_config, from_record
 from swin_flax.errors import CheckpointError, DataError
 
 
@@ -259,16 +259,13 @@ def _run_folder(workdir: str) -> epath.Path:
 
 
 def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
-    """The config a run wrote into its workdir (config.json), over the defaults; a `remat` written
-    as a bool (runs from before it named a policy) reads as "none" (False) or "full" (True)."""
+    """The config a run wrote into its workdir (config.json), over the defaults
+    (`config.from_record`)."""
     path = epath.Path(workdir) / "config.json"
     config = default_config()
     config.unlock()
     try:
-        recorded = flatten(json.loads(path.read_text()))
-        if isinstance(recorded.get("remat"), bool):  # before remat named what a block keeps
-            recorded["remat"] = "full" if recorded["remat"] else "none"
-        config.update_from_flattened_dict(recorded)
+        config.update_from_flattened_dict(from_record(json.loads(path.read_text())))
         # The one field read here that the checkpoint's record cannot check.
         if config.dataset not in DATASETS:
             raise ValueError(f"dataset {config.dataset!r} is not one of {DATASETS}")

@@ -19,7 +19,7 @@ from absl import logging
 from etils import epath
 
 from swin_flax import checkpoints, runs
-from swin_flax.config import default_config, flatten
+from swin_flax.config import flatten, from_record
 from swin_flax.errors import CheckpointError, ConfigError
 from swin_flax.models import swin
 
@@ -93,8 +93,7 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
     run set would make it another run than its config.json (read by evaluate) describes."""
     if (recorded := _recorded(workdir)) is None:
         return  # nothing to compare: this run rewrites it
-    # A field the record lacks (a run of a version before it) ran as its default does.
-    started = _recipe({**flatten(default_config().to_dict()), **flatten(recorded)})
+    started = _recipe(from_record(recorded))  # a field it lacks: its default
     now = _recipe(flatten(config.to_dict()))
     diffs = sorted(k for k in now if k in started and started[k] != now[k])
     if recorded.get("data_seed") is None and config.data_seed is None and "data_seed" in diffs:

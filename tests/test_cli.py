@@ -294,15 +294,15 @@ def test_a_config_field_given_as_a_flag_says_how_to_set_it(given, expected):
     assert msg.startswith("Error: --") and msg.endswith(expected), msg
 
 
-def test_importing_the_package_in_python_prints_nothing():
-    """A notebook's `import swin_flax.train` (TensorFlow loads): no C++ start-up or oneDNN lines,
-    and oneDNN off (the pipeline's pixels then do not depend on the CPU); a value set before wins."""
+def test_importing_the_package_in_python_turns_onednn_off():
+    """A notebook's `import swin_flax.train` (TensorFlow loads): oneDNN off, so the pipeline's
+    pixels do not depend on the CPU (and its notice is not printed); a value set before wins."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     code = "import os, swin_flax.train; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
-    assert (out.returncode, out.stdout, out.stderr) == (0, "0\n", ""), out.stderr
+    assert (out.returncode, out.stdout) == (0, "0\n") and "oneDNN" not in out.stderr, out.stderr
     env["TF_ENABLE_ONEDNN_OPTS"] = "1"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
@@ -322,14 +322,16 @@ def test_project_console_in_python_keeps_the_projects_lines(tmp_path):
         "c.save('latest', 1, {'x': np.zeros(2)}, {})\n"
         "c.close()\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == "own line\n"
-    assert re.fullmatch(r"\d\d:\d\d:\d\d own line\n", out.stderr), out.stderr  # no orbax lines
+    repo = os.path.dirname(os.path.dirname(cli.__file__))  # holds .venv: its libraries are not ours
+    for cwd in (tmp_path, repo):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "own line\n"
+        assert re.fullmatch(r"\d\d:\d\d:\d\d own line\n", out.stderr), out.stderr  # no orbax

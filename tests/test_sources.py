@@ -415,8 +415,16 @@ def test_bad_arguments_are_programmer_errors():
 
 def test_a_dataset_without_a_known_archive_is_left_to_tfds(tmp_path):
     """A dataset added as docs/architecture.md says (its name and class names) that has no entry
-    in the offline check's archive table: tfds downloads or refuses it itself (it was a KeyError
-    traceback), and the data line names it as tfds does."""
+    in the offline check's archive table: tfds downloads it itself (it was a KeyError traceback);
+    with downloads off, unless prepared, it is refused at once; the data line names it as tfds
+    does."""
+    sources._fail_fast_if_unobtainable("svhn_cropped", str(tmp_path), True, None, 1.0)
+    with pytest.raises(
+        sources.DataError, match="svhn_cropped is not prepared in the tfds data_dir"
+    ):
+        sources._fail_fast_if_unobtainable("svhn_cropped", str(tmp_path), False, None, 1.0)
+    (tmp_path / "svhn_cropped" / "3.1.0").mkdir(parents=True)
+    (tmp_path / "svhn_cropped" / "3.1.0" / "dataset_info.json").write_text("{}")
     sources._fail_fast_if_unobtainable("svhn_cropped", str(tmp_path), False, None, 1.0)
     assert sources.describe_source("svhn_cropped", data_dir=None, archive=None) == (
         "svhn_cropped from tensorflow-datasets (its default data_dir)"

@@ -44,21 +44,27 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
 
 
 def _input_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The pipeline arguments shared by the train and test streams of this process."""
+    """The pipeline arguments the config gives the train and test streams alike."""
     return dict(
         global_batch_size=config.batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        local_device_count=jax.local_device_count(),
         normalize_mean=tuple(config.normalize_mean),
         normalize_std=tuple(config.normalize_std),
         image_size=config.model.img_size,
     )
 
 
+def _process_options() -> dict[str, int]:
+    """This process's place among the hosts and its devices (JAX's backend starts here)."""
+    return dict(
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        local_device_count=jax.local_device_count(),
+    )
+
+
 def train_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """`pipeline.train_dataset`'s arguments from the config, for this process (all but the data
-    and where the stream starts and ends)."""
+    """`pipeline.train_dataset`'s arguments from the config (all but the data, where the stream
+    starts and ends, and the process's devices)."""
     return dict(
         num_classes=config.model.num_classes,
         seed=data_seed(config),
@@ -82,6 +88,7 @@ def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> 
         start_step=start_step,
         num_epochs=config.num_epochs - epoch,
         **train_options(config),
+        **_process_options(),
     ).as_numpy_iterator()
 
 
@@ -92,7 +99,7 @@ def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterable[dict
     the devices): its padding would only cost memory."""
     d = jax.device_count()
     batch = min(config.eval_batch_size, -(-len(data.test_labels) // d) * d)
-    options = {**_input_options(config), "global_batch_size": batch}
+    options = {**_input_options(config), **_process_options(), "global_batch_size": batch}
     return _Passes(pipeline.eval_dataset(data.test_images, data.test_labels, **options))
 
 

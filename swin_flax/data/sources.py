@@ -168,15 +168,22 @@ def _fail_fast_if_unobtainable(
     """DataError in seconds when tfds could neither read nor obtain the data (offline, tfds retries
     a download for minutes): it can if the data is prepared, in tfds' manual directory
     (<data_dir>/downloads/manual/, found by file name) or download cache, or the URL answers. A
-    dataset without an archive in _TFDS_ARCHIVE is left to tfds' own download and errors."""
-    if dataset not in _TFDS_ARCHIVE:
-        return
-    name, size = _TFDS_ARCHIVE[dataset]
+    dataset without an archive in _TFDS_ARCHIVE is, unless prepared, left to tfds' own download
+    (refused when downloads are off)."""
     default_root = os.environ.get("TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets"))
     root = os.path.expanduser(os.fspath(data_dir or default_root))
     in_root = lambda *parts: glob.glob(os.path.join(glob.escape(root), *parts))
     if in_root(dataset, "*", "dataset_info.json"):
         return  # prepared (tfds makes the final check)
+    if dataset not in _TFDS_ARCHIVE:
+        if download:
+            return
+        raise DataError(
+            f"{dataset} is not prepared in the tfds data_dir {root} and downloads are turned off: "
+            f"point --config.data_dir at a directory where it is prepared (`tfds build {dataset} "
+            "--data_dir=DIR` on a machine online)."
+        )
+    name, size = _TFDS_ARCHIVE[dataset]
     manual = os.path.join(root, "downloads", "manual", name)
     if os.path.exists(manual):
         if os.path.getsize(manual) != size:
