@@ -220,9 +220,7 @@ def project_console(script: str | None = None) -> None:
     lines (orbax's thread joins, JAX's backend probing) left out."""
     from absl import flags, logging  # noqa: PLC0415
 
-    if (
-        not flags.FLAGS.is_parsed()
-    ):  # a notebook: absl's defaults (else a "before flag parsing" line)
+    if not flags.FLAGS.is_parsed():  # a notebook: absl's defaults (no "before flag parsing" line)
         flags.FLAGS.mark_as_parsed()
     logging.use_absl_handler()  # as absl's app.run does (outside a script, Python's own handler)
     logging.set_verbosity(logging.INFO)
