@@ -345,7 +345,7 @@ def spawn(phase: str, batch: int, argv: list[str], num_runs: int = 1) -> dict[st
             f"--phase_runs={num_runs}",
         ]
         runs = f", {num_runs} runs" if num_runs > 1 else ""
-        print(f"[benchmark] {phase} batch {batch}{runs} ...", flush=True)
+        print(f"[benchmark] {phase} batch {batch}{runs} ...", file=sys.stderr, flush=True)
         env = measure.hugepage_env(dict(os.environ)) if FLAGS.malloc_hugepages else None
         start = time.perf_counter()
         proc = subprocess.run(cmd, check=False, env=env)
@@ -359,7 +359,9 @@ def spawn(phase: str, batch: int, argv: list[str], num_runs: int = 1) -> dict[st
         with open(out) as f:
             result = json.load(f)
         result["child_seconds"] = seconds
-        print(f"[benchmark] {phase} batch {batch}{runs}: {seconds:.0f} s", flush=True)
+        print(
+            f"[benchmark] {phase} batch {batch}{runs}: {seconds:.0f} s", file=sys.stderr, flush=True
+        )
         return result
 
 
@@ -388,9 +390,9 @@ def machine() -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The two sides' figures side by side, after a line saying where each ran and in what dtype.
-    The device-memory rows only where a side reports one; the floor and FLOP rows only where they
-    were measured (not with --nofloor)."""
+    """The two sides' figures side by side, after a line saying where each ran and in what dtype
+    (without --torch, swin-flax's alone). The device-memory rows only where a side reports one; the
+    floor and FLOP rows only where they were measured (not with --nofloor)."""
     rows = [("measurement", "swin-flax (JAX)", "timm (PyTorch)", "ratio")]
 
     def fmt(v, spec):
@@ -446,7 +448,9 @@ def table(results: dict[str, Any]) -> str:
             "  achieved GFLOP/s (eval)",
         )
         step_rows(j, t, labels)
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    columns = 4 if results["torch"] else 2  # no timm columns of '-' without --torch
+    rows = [r[:columns] for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(columns)]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
         for r in rows
@@ -540,6 +544,7 @@ def main(argv):
             f"[benchmark] config.num_runs={config.num_runs} and config.sweep are not used: "
             f"it times {' and '.join(map(str, run_counts))} seed(s) of one run in one process "
             "(--num_runs).",
+            file=sys.stderr,
             flush=True,
         )
     if FLAGS.torch:
