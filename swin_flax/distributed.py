@@ -84,12 +84,19 @@ def _check_by_hand(
             "and a free port, the same on every process, e.g. --coordinator_address=node0:1234."
         )
     if num_processes is None or process_id is None:
-        given = zip(_FLAGS[1:], (num_processes, process_id))
-        missing = " and ".join(f"--{n}" for n, v in given if v is None)
+        meanings = (
+            "the number of processes (the same on every one)",
+            "this process's index, 0 on the coordinator's host",
+        )
+        given = [
+            (n, m)
+            for n, m, v in zip(_FLAGS[1:], meanings, (num_processes, process_id))
+            if v is None
+        ]
         raise ValueError(
-            f"--coordinator_address needs {missing} as well: the number of processes (the same on "
-            "every one) and this process's index, 0 on the coordinator's host. Under SLURM, Open "
-            "MPI or on a TPU pod, pass --distributed instead and JAX reads them itself."
+            f"--coordinator_address needs {' and '.join(f'--{n}' for n, _ in given)} as well: "
+            f"{' and '.join(m for _, m in given)}. Under SLURM, Open MPI or on a TPU pod, pass "
+            "--distributed instead and JAX reads them itself."
         )
     if num_processes < 1 or not 0 <= process_id < num_processes:
         raise ValueError(

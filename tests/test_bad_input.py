@@ -363,7 +363,11 @@ def test_console_drops_asyncios_never_retrieved_reads_of_a_failed_checkpoint_rea
     [
         (dict(coordinator_address="node0", num_processes=2, process_id=0), {}, "is not HOST:PORT"),
         (dict(coordinator_address="node0:99999", num_processes=2, process_id=0), {}, "HOST:PORT"),
-        (dict(coordinator_address="node0:1234", num_processes=2), {}, "needs --process_id as"),
+        (  # the one missing, alone explained
+            dict(coordinator_address="node0:1234", num_processes=2),
+            {},
+            "needs --process_id as well: this process's index, 0 on the coordinator's host. Under",
+        ),
         (dict(coordinator_address="node0:1234"), {}, "--num_processes and --process_id as well"),
         (dict(coordinator_address="node0:1234", num_processes=2, process_id=2), {}, "0 to num_"),
         (
