@@ -345,7 +345,7 @@ def spawn(phase: str, batch: int, argv: list[str], num_runs: int = 1) -> dict[st
             f"--phase_runs={num_runs}",
         ]
         runs = f", {num_runs} runs" if num_runs > 1 else ""
-        print(f"[benchmark] {phase} batch {batch}{runs} ...", file=sys.stderr, flush=True)
+        print(f"[benchmark] {phase} batch {batch}{runs} ...", flush=True)
         env = measure.hugepage_env(dict(os.environ)) if FLAGS.malloc_hugepages else None
         start = time.perf_counter()
         proc = subprocess.run(cmd, check=False, env=env)
@@ -359,9 +359,7 @@ def spawn(phase: str, batch: int, argv: list[str], num_runs: int = 1) -> dict[st
         with open(out) as f:
             result = json.load(f)
         result["child_seconds"] = seconds
-        print(
-            f"[benchmark] {phase} batch {batch}{runs}: {seconds:.0f} s", file=sys.stderr, flush=True
-        )
+        print(f"[benchmark] {phase} batch {batch}{runs}: {seconds:.0f} s", flush=True)
         return result
 
 
@@ -544,7 +542,6 @@ def main(argv):
             f"[benchmark] config.num_runs={config.num_runs} and config.sweep are not used: "
             f"it times {' and '.join(map(str, run_counts))} seed(s) of one run in one process "
             "(--num_runs).",
-            file=sys.stderr,
             flush=True,
         )
     if FLAGS.torch:

@@ -241,9 +241,7 @@ def test_nofloor_measures_the_steps_only(tmp_path):
     assert "train images/s, batch 2" in out.stdout and "eval images/s, batch 2" in out.stdout
     for absent in ("its matmuls alone", "XLA GFLOP", "peak device memory"):
         assert absent not in out.stdout
-    # Without --torch no timm columns; the progress lines go to stderr, the table alone to stdout.
-    assert "timm" not in out.stdout and "[benchmark]" not in out.stdout
-    assert "[benchmark] jax-train batch 2 ..." in out.stderr
+    assert "timm" not in out.stdout  # without --torch no timm columns of '-'
     assert not (tmp_path / "r.json.tmp").exists()
 
 
