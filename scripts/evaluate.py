@@ -102,7 +102,8 @@ def main(argv):
         paths["json"] = shutil.copyfile(paths["scores"], FLAGS.json)
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
     if _scored(before) not in (None, _scored(result)):
-        print(f"replaced the report of {before['checkpoint_line']}; give --eval_dir to keep both")
+        other = "another --eval_dir" if FLAGS.eval_dir else "--eval_dir"
+        print(f"replaced the report of {before['checkpoint_line']}; give {other} to keep both")
 
 
 if __name__ == "__main__":

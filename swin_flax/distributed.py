@@ -43,10 +43,17 @@ def initialize(
         values.append(value)
     coordinator_address, num_processes, process_id = values
     if coordinator_address is None and not auto:
+        env_note = f" (From the environment: {', '.join(from_env)}.)" if from_env else ""
         if num_processes not in (None, 1):
             raise ValueError(
                 f"num_processes={num_processes} needs --coordinator_address=HOST:PORT (process 0's "
-                "address) and --process_id on every process."
+                f"address) and --process_id on every process.{env_note}"
+            )
+        if process_id:  # a node of several started without the others' address: not a run alone
+            raise ValueError(
+                f"process_id={process_id} needs --coordinator_address=HOST:PORT (process 0's "
+                f"address) and --num_processes as well; a single process has no --process_id."
+                f"{env_note}"
             )
         return
     if not auto:

@@ -376,6 +376,8 @@ def test_console_drops_asyncios_never_retrieved_reads_of_a_failed_checkpoint_rea
             "(From the environment: JAX_COORDINATOR_ADDRESS=a:1, JAX_NUM_PROCESSES=2.)",
         ),
         (dict(num_processes=2), {}, "needs --coordinator_address=HOST:PORT"),
+        (dict(process_id=1), {}, "process_id=1 needs --coordinator_address=HOST:PORT"),  # was a run
+        ({}, {"JAX_NUM_PROCESSES": "2"}, "(From the environment: JAX_NUM_PROCESSES=2.)"),
         ({}, {"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES='two' is not a whole number"),
     ],
 )

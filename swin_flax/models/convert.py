@@ -212,7 +212,7 @@ def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
         return importlib.import_module(name)
     except ImportError:
         raise CheckpointError(
-            f"{action} {path} needs {_INSTALL[name]}. An .npz of the state_dict needs neither."
+            f"{action} {path} needs {_INSTALL[name]}. An .npz of the state_dict needs nothing more."
         ) from None
 
 
