@@ -590,8 +590,8 @@ def test_cli_reports_one_run_of_several_in_a_folder_of_its_own(three_runs, singl
     out = run_script("evaluate.py", *again, "--run", "seed=2", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[-1] == (
-        f"replaced the report of {saved['checkpoint_line']}; give --eval_dir to keep both"
-    )
+        f"replaced the report of {saved['checkpoint_line']}; give another --eval_dir to keep both"
+    )  # --eval_dir was given: another one
     again[1] = "run"  # the same checkpoint, spelled relative to cwd: not said
     out = run_script("evaluate.py", *again, "--run", "seed=2", cwd=tmp_path)
     assert out.stdout.splitlines()[-1].startswith("wrote "), out.stdout
