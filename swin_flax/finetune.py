@@ -177,12 +177,12 @@ def _match(
     for pair in pairs:
         path, src, want = pair.path, pair.value, pair.shape
         flax_path, kind, found = "/".join(path), path[-1], src is not None
+        # A fresh init: the head unless asked for, the norm of a shorter model, an
+        # absolute_pos_embed the source lacks (ape added: as the official strict=False leaves it).
         renewable = (
             (path[0] == "head" and not load_head)
             or (path[0] == "norm" and fewer_stages)
-            or (
-                kind == "absolute_pos_embed" and not found
-            )  # ape added: as the official strict=False
+            or (kind == "absolute_pos_embed" and not found)
         )
         if pair.fits and (path[0] != "head" or load_head):
             out[path] = pair.flax_value()

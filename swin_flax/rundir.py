@@ -135,11 +135,12 @@ def resumed_config(
     the command gives others."""
     if (recorded := _recorded(workdir)) is None:
         return config
+    started = from_record(recorded)  # a field it lacks: its default
     changed = [
         f"config.{f}"
         for f, same in [
-            ("pretrained", _absolute(config.pretrained) == _absolute(recorded.get("pretrained"))),
-            ("pretrained_head", config.pretrained_head == recorded.get("pretrained_head", False)),
+            ("pretrained", _absolute(config.pretrained) == _absolute(started["pretrained"])),
+            ("pretrained_head", config.pretrained_head == started["pretrained_head"]),
         ]
         if config[f] and not same
     ]
@@ -151,8 +152,7 @@ def resumed_config(
             "--workdir."
         )
     kept = config.copy_and_resolve_references()
-    kept.pretrained = recorded.get("pretrained")
-    kept.pretrained_head = recorded.get("pretrained_head", False)
+    kept.pretrained, kept.pretrained_head = started["pretrained"], started["pretrained_head"]
     return kept
 
 
