@@ -48,21 +48,31 @@ def main(argv):
     from swin_flax import distributed  # noqa: PLC0415 (jax is imported after flag parsing)
 
     try:  # before anything else touches JAX
-        distributed.initialize(
+        told = distributed.initialize(
             coordinator_address=FLAGS.coordinator_address,
             num_processes=FLAGS.num_processes,
             process_id=FLAGS.process_id,
             auto=FLAGS.distributed,
         )
     except ValueError as e:
-        cli.exit_user_error(str(e))
+        cli.exit_user_error(str(e), now=True)
     import jax  # noqa: PLC0415
 
-    cache = cli.compilation_cache_dir(FLAGS.compilation_cache, FLAGS.workdir, os.environ)
-    if cache is not None:
-        jax.config.update("jax_compilation_cache_dir", cache or None)
-    from swin_flax import config, rundir  # noqa: PLC0415 (no TensorFlow yet)
+    from swin_flax import checkpoints, config, rundir  # noqa: PLC0415 (no TensorFlow yet)
 
+    try:  # the first collective of several processes; a no-op for one
+        distributed.check_same_settings(
+            {
+                **{f"config.{k}": v for k, v in config.flatten(FLAGS.config.to_dict()).items()},
+                "--workdir": str(checkpoints.absolute(FLAGS.workdir)),
+                "--num_processes": told,
+            }
+        )
+    except ValueError as e:
+        cli.exit_user_error(str(e))
+    cache = cli.compilation_cache_dir(FLAGS.compilation_cache, FLAGS.workdir, os.environ)
+    if cache is not None:  # set after that check, so that a refused run leaves no folder
+        jax.config.update("jax_compilation_cache_dir", cache or None)
     config.validate(FLAGS.config, num_devices=jax.device_count(), num_hosts=jax.process_count())
     saved, finished = rundir.inspect(FLAGS.config, FLAGS.workdir)
     if finished:  # answered without importing TensorFlow or reading data

@@ -23,8 +23,11 @@ from swin_flax import errors
 from swin_flax.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 
-def _exit_saying(kind: str, message: str, status: int) -> NoReturn:
+def _exit_saying(kind: str, message: str, status: int, now: bool = False) -> NoReturn:
     print(f"\n{_wrapped(f'{kind}: {message}')}\n", file=sys.stderr, flush=True)
+    if now:
+        sys.stdout.flush()
+        os._exit(status)
     sys.exit(status)
 
 
@@ -40,9 +43,10 @@ def _wrapped(text: str, width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def exit_user_error(message: str) -> NoReturn:
-    """Prints `message` as the one-paragraph error and exits with EXIT_USER_ERROR."""
-    _exit_saying("Error", message, EXIT_USER_ERROR)
+def exit_user_error(message: str, now: bool = False) -> NoReturn:
+    """Prints `message` as the one-paragraph error and exits with EXIT_USER_ERROR; `now`: without
+    Python's shutdown, where a half-started jax.distributed would log its teardown in C++."""
+    _exit_saying("Error", message, EXIT_USER_ERROR, now)
 
 
 def check_output_file(flag: str, path: str | None, create_folder: bool = False) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import threading
 import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
+import numpy as np
 from absl import logging
 
 # How long the processes wait for each other at start-up (jax.distributed's own default).
-JOIN_TIMEOUT_S = 300
+JOIN_TIMEOUT_S = int(__import__("os").environ.get("T", 300))
 _FLAGS = ("coordinator_address", "num_processes", "process_id")
 
 
@@ -20,12 +25,13 @@ def initialize(
     num_processes: int | None = None,
     process_id: int | None = None,
     auto: bool = False,
-) -> None:
+) -> int | None:
     """Starts jax.distributed when several processes are asked for (a no-op for one): by the flags,
     else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, or with `auto` as JAX detects
     the cluster (TPU pods, SLURM, Open MPI). Given by hand, the three are checked (ValueError naming
     the flag) and a process other than 0 waits for process 0's port, which JAX would not: a process
-    that cannot join ends in a C++ abort and a stack trace."""
+    that cannot join ends in a C++ abort and a stack trace. Returns the number of processes this
+    one was told (None: a single process, or `auto`), for `check_same_settings`."""
     values, from_env = [], []  # from_env: named in a refusal, which speaks of the flags
     for name, value in zip(_FLAGS, (coordinator_address or None, num_processes, process_id)):
         variable = f"JAX_{name.upper()}"  # the environment variable that stands for the flag
@@ -55,7 +61,7 @@ def initialize(
                 f"address) and --num_processes as well; a single process has no --process_id."
                 f"{env_note}"
             )
-        return
+        return None
     if not auto:
         try:
             host, port = _check_by_hand(coordinator_address, num_processes, process_id)
@@ -71,13 +77,87 @@ def initialize(
         if jax.config.jax_platforms in (None, "", "cpu"):
             # CPU collectives across processes (tests, CPU clusters).
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address, num_processes, process_id, initialization_timeout=JOIN_TIMEOUT_S
-    )
+    try:
+        _join(
+            lambda: jax.distributed.initialize(
+                coordinator_address,
+                num_processes,
+                process_id,
+                initialization_timeout=JOIN_TIMEOUT_S + 60,  # its C++ abort: never reached
+            ),
+            JOIN_TIMEOUT_S,
+        )
+    except ValueError as e:
+        if not auto:
+            raise
+        raise ValueError(  # JAX's own words: 'coordinator_address should be defined.'
+            f"--distributed found no cluster to join ({e}). It reads SLURM's, Open MPI's or a TPU "
+            "pod's settings: run it there, or give --coordinator_address, --num_processes and "
+            "--process_id, or leave --distributed out to train in this one process."
+        ) from None
     logging.info(
         f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
         f"{jax.local_device_count()} local / {jax.device_count()} global devices."
     )
+    return num_processes
+
+
+def _join(initialize: Callable[[], None], timeout_s: float) -> None:
+    """Runs `initialize` (jax.distributed's, which blocks in C++ until every process has joined)
+    in a thread, so that Ctrl-C and SIGTERM still end this process while it waits, and a process
+    that never joins ends it after `timeout_s` with a ValueError instead of JAX's C++ abort."""
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            initialize()
+        except Exception as e:  # noqa: BLE001 (raised again in the caller's thread)
+            failed.append(e)
+
+    thread = threading.Thread(target=target, name="jax.distributed join", daemon=True)
+    thread.start()
+    thread.join(timeout_s)  # wakes for signals: their handlers run in this, the main, thread
+    if failed:
+        raise failed[0]
+    if thread.is_alive():
+        raise ValueError(
+            f"Not every process joined within {timeout_s} s. Start all of them, each with the same "
+            "--coordinator_address and --num_processes and its own --process_id from 0 to "
+            "num_processes - 1, and check that the port is open between the machines."
+        )
+
+
+def check_same_settings(settings: Mapping[str, Any]) -> None:
+    """Refuses (ValueError naming what differs) a multi-process run whose processes were started
+    with different `settings` (name -> JSON value: the config's fields, --workdir, ...): each would
+    train its own way, or wait at a collective the others never reach. A no-op for one process;
+    run before anything else is compiled, read or written."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+
+    mine = np.frombuffer(json.dumps(settings, sort_keys=True, default=str).encode(), np.uint8)
+    sizes = np.ravel(multihost_utils.process_allgather(np.array(mine.size)))
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: mine.size] = mine
+    rows = multihost_utils.process_allgather(padded)
+    every = [json.loads(bytes(row[:n])) for row, n in zip(rows, sizes, strict=True)]
+    differ = []
+    for name in sorted(set().union(*every)):
+        values = [json.dumps(s.get(name)) for s in every]  # None: a field this process lacks
+        other = next((i for i, v in enumerate(values) if v != values[0]), None)
+        if other is not None:
+            differ.append(
+                f"{name} is {values[0]} on process 0 but {values[other]} on process {other}"
+            )
+    if differ:
+        more = f"; and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise ValueError(
+            f"The {len(every)} processes were started with different settings: "
+            f"{'; '.join(differ[:3])}{more}. Start every process of a run with the same --config "
+            "file and --config.* overrides, the same --workdir and --num_processes; only "
+            "--process_id differs."
+        )
 
 
 def _check_by_hand(

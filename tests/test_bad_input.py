@@ -425,3 +425,16 @@ def test_multi_process_flags_on_the_command_line(archive, tmp_path):
     msg = rr.text(out)
     assert msg.startswith("Error: --coordinator_address needs --process_id as well"), msg[-2000:]
     assert "Traceback" not in msg and not workdir.exists()
+
+
+def test_distributed_without_a_cluster_says_what_it_reads(tmp_path):
+    """--distributed lets JAX find the cluster; outside one, JAX's bare 'coordinator_address should
+    be defined.' becomes a paragraph that names the ways to run."""
+    config = rr.write_config(tmp_path / "tiny.py", None, **{**rr.TINY, "dataset": "synthetic"})
+    workdir = tmp_path / "run"
+    out = rr.run(rr.main_args(config, workdir, "--distributed"), env=rr.env(None))
+    assert out.returncode == 2
+    msg = rr.text(out)
+    assert msg.startswith("Error: --distributed found no cluster to join"), msg[-2000:]
+    assert "give --coordinator_address, --num_processes and --process_id" in msg
+    assert "Traceback" not in msg and not workdir.exists()

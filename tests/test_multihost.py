@@ -7,12 +7,15 @@ differ legitimately) and drop_path 0. Process 0 gets the flags, process 1 the en
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
+import time
 
 import numpy as np
 import pytest
 
+from swin_flax import distributed
 from tests import cifar_files
 from tests import reliability_runs as rr
 
@@ -54,6 +57,9 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, num_runs):
     config = rr.write_config(tmp_path / "tiny.py", archive, **fields)
     address = f"127.0.0.1:{_free_port()}"
     multi, single = tmp_path / "multi", tmp_path / "single"
+    # Process 0 keeps its compilation cache in the workdir (the default without this variable).
+    own_cache = rr.env(None, devices=1, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    del own_cache["JAX_COMPILATION_CACHE_DIR"]
     procs = [
         _start(
             rr.main_args(
@@ -63,7 +69,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, num_runs):
                 "--num_processes=2",
                 "--process_id=0",
             ),
-            rr.env(None, devices=1),
+            own_cache,
         ),
         _start(
             rr.main_args(config, multi),
@@ -102,3 +108,75 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, num_runs):
     # ... and, for two runs, one events file per run folder and the aggregate's.
     assert len(list(multi.glob("runs/*/events.out.tfevents.*"))) == (3 if num_runs > 1 else 0)
     assert (multi / "summary.json").exists() and (multi / "config.json").exists()
+    # The settings check compiled a gather before the cache was set: the step still goes into it.
+    entries = [e.name for e in (multi / "compilation_cache").iterdir()]
+    assert any(e.startswith("jit_") and e.endswith("-cache") for e in entries), entries
+
+
+def test_processes_started_with_different_settings_are_refused(tmp_path):
+    """Two processes of one run given a different learning rate and --workdir: each would train its
+    own way. Both refuse before anything is compiled or written, naming what differs."""
+    config = rr.write_config(tmp_path / "tiny.py", None, **{**rr.TINY, "dataset": "synthetic"})
+    address = f"127.0.0.1:{_free_port()}"
+    cluster = (f"--coordinator_address={address}", "--num_processes=2")
+    procs = [
+        _start(rr.main_args(config, tmp_path / "a", *cluster, "--process_id=0"), rr.env(None)),
+        _start(
+            rr.main_args(
+                config, tmp_path / "b", *cluster, "--process_id=1", "--config.learning_rate=0.1"
+            ),
+            rr.env(None),
+        ),
+    ]
+    try:
+        logs = [" ".join(p.communicate(timeout=120)[0].split()) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, log in zip(procs, logs, strict=True):
+        assert p.returncode == 2, log[-3000:]
+        assert "The 2 processes were started with different settings:" in log, log[-3000:]
+        assert (
+            f'--workdir is "{tmp_path / "a"}" on process 0 but "{tmp_path / "b"}" on process 1'
+            in log
+        )
+        assert "config.learning_rate is 0.001 on process 0 but 0.1 on process 1" in log
+        assert "Traceback" not in log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.py"]  # no workdir, no cache
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_waiting_for_the_other_processes_ends_at_a_signal(tmp_path, signum):
+    """Process 0 of two, alone: JAX waits in C++ for the other to join, deaf to Ctrl-C and SIGTERM
+    until its own abort. Here the signal ends the wait at once, in one line."""
+    config = rr.write_config(tmp_path / "tiny.py", None, **{**rr.TINY, "dataset": "synthetic"})
+    address = f"127.0.0.1:{_free_port()}"
+    cluster = (f"--coordinator_address={address}", "--num_processes=2", "--process_id=0")
+    proc = _start(rr.main_args(config, tmp_path / "run", *cluster), rr.env(None))
+    try:
+        line = ""
+        while "waiting up to" not in line:  # the joining line: then JAX's wait begins
+            line = proc.stdout.readline()
+            assert line, "the process ended before joining"
+        time.sleep(1.0)
+        proc.send_signal(signum)
+        rest = proc.communicate(timeout=20)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, rest
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert rest.strip() == f"Interrupted ({name}).", rest
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_process_that_never_joins_ends_the_wait_with_a_paragraph():
+    """`_join` with a stand-in for jax.distributed.initialize: one that blocks past the time given
+    (JAX's would end in a C++ abort) and one that fails (its error is raised in the caller)."""
+    with pytest.raises(ValueError, match=r"Not every process joined within 0.2 s\. Start all"):
+        distributed._join(lambda: time.sleep(5), 0.2)
+
+    def refused():
+        raise RuntimeError("task 2 is not in the cluster")
+
+    with pytest.raises(RuntimeError, match="task 2 is not in the cluster"):
+        distributed._join(refused, 5)
