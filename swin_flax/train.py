@@ -36,6 +36,7 @@ class _StopFlag:
     def __init__(self, latest: epath.Path, sync_every: int = 1):
         self.signal: int | None = None
         self.second: int | None = None
+        self.cause = ""  # another process's signal that stops this one
         self.latest, self.sync_every = latest, sync_every  # the series a second signal reports on
         self._previous = {}
 
@@ -69,15 +70,20 @@ class _StopFlag:
         return False
 
     def requested(self, step: int | None = None) -> bool:
-        """Whether to stop after `step` (None: at an epoch's end, where every host checks)."""
-        flag = self.signal is not None
-        if jax.process_count() > 1:  # every host must stop at the same step
-            if step is not None and step % self.sync_every:
-                return False
-            from jax.experimental import multihost_utils  # noqa: PLC0415
+        """Whether to stop after `step` (None: at an epoch's end, where every host checks). A host
+        stopped by another's signal records which in `cause`, for its log and its message."""
+        if jax.process_count() == 1:
+            return self.signal is not None
+        if step is not None and step % self.sync_every:  # every host must stop at the same step
+            return False
+        from jax.experimental import multihost_utils  # noqa: PLC0415
 
-            flag = bool(multihost_utils.process_allgather(np.array(flag)).any())
-        return flag
+        signals = np.ravel(multihost_utils.process_allgather(np.array(self.signal or 0)))
+        if self.signal is None and signals.any() and not self.cause:
+            first = int(np.flatnonzero(signals)[0])
+            self.cause = f"process {first} received {signal.Signals(signals[first]).name}"
+            logging.warning(f"P{self.cause[1:]}: stopping after this step and saving.")
+        return bool(signals.any())
 
 
 def _saved_part(state: steps.TrainState) -> dict[str, Any]:
@@ -350,7 +356,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
                     _finite_host_state(state, step, epoch, ckpts, run_set.names),
                     meta,
                 )
-                raise Preempted(_preempted_message(step, per_epoch, ckpts))
+                raise Preempted(_preempted_message(step, per_epoch, ckpts, stop.cause))
             progress.partial_epoch = None
             t_eval = time.time()
             test = evaluate_params(p_eval_step, state.params, eval_batches, run_set.count)
@@ -384,7 +390,7 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
                 run_set.names,
             )
             if stopping:
-                raise Preempted(_preempted_message(step, per_epoch, ckpts))
+                raise Preempted(_preempted_message(step, per_epoch, ckpts, stop.cause))
             ticker.between_epochs = time.time() - t_steps_done
             ticker.restart(step)
         writers.finish()
@@ -515,10 +521,18 @@ def _learning_rates(lr_fns: list, step: int) -> np.ndarray:
     return np.array([float(fn(step - 1)) for fn in lr_fns])
 
 
-def _preempted_message(step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints) -> str:
+def _preempted_message(
+    step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints, cause: str
+) -> str:
+    """The stop's paragraph; `cause`: another process's signal, when that stopped this one."""
+    again = (
+        "the same command again"
+        if jax.process_count() == 1
+        else "the same commands again, on every process,"
+    )
     return (
-        f"stopped at {rundir.position(step, steps_per_epoch)} and saved a checkpoint in "
-        f"{ckpts.root / 'latest'}. Run the same command again to resume from there."
+        f"{f'{cause}: ' if cause else ''}stopped at {rundir.position(step, steps_per_epoch)} and "
+        f"saved a checkpoint in {ckpts.root / 'latest'}. Run {again} to resume from there."
     )
 
 

@@ -7,6 +7,7 @@ differ legitimately) and drop_path 0. Process 0 gets the flags, process 1 the en
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -26,9 +27,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(args, env) -> subprocess.Popen:
+def _start(args, env, kill_at: int = -1) -> subprocess.Popen:
     return subprocess.Popen(
-        rr.command(args),
+        rr.command(args, kill_at),
         cwd=rr.REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -111,6 +112,45 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, num_runs):
     # The settings check compiled a gather before the cache was set: the step still goes into it.
     entries = [e.name for e in (multi / "compilation_cache").iterdir()]
     assert any(e.startswith("jit_") and e.endswith("-cache") for e in entries), entries
+
+
+def test_a_signal_to_one_process_stops_all_at_one_step_and_says_whose(tmp_path):
+    """SIGTERM reaches process 1 only (a preempted node): both save at the same step and exit 75,
+    and process 0, whose log is the run's, says that process 1 received it."""
+    config = rr.write_config(
+        tmp_path / "tiny.py",
+        None,
+        **{
+            **rr.TINY,
+            "dataset": "synthetic",
+            "synthetic_train_examples": 64,
+            "synthetic_test_examples": 16,
+            "model.depths": (1,),
+            "model.num_heads": (2,),
+        },
+    )
+    address = f"127.0.0.1:{_free_port()}"
+    cluster = (f"--coordinator_address={address}", "--num_processes=2")
+    workdir = tmp_path / "run"
+    procs = [
+        _start(rr.main_args(config, workdir, *cluster, f"--process_id={i}"), rr.env(None), kill)
+        for i, kill in ((0, -1), (1, 2))
+    ]
+    try:
+        logs = [" ".join(p.communicate(timeout=240)[0].split()) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [75, 75], logs
+    assert "WARNING: Process 1 received SIGTERM: stopping after this step and saving." in logs[0]
+    said = re.search(
+        r"Preempted: process 1 received SIGTERM: stopped at global step (\d+)", logs[0]
+    )
+    assert said, logs[0][-3000:]
+    assert f"Preempted: stopped at global step {said.group(1)} " in logs[1], logs[1][-3000:]
+    assert "Run the same commands again, on every process, to resume from there." in logs[0]
+    state, _ = rr.restore_latest(workdir)
+    assert np.ravel(state["step"]).tolist() == [int(said.group(1))]
 
 
 def test_processes_started_with_different_settings_are_refused(tmp_path):
