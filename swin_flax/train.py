@@ -101,8 +101,8 @@ def _finite_host_state(
     leaves = jax.tree.leaves(host["params"])
     finite = np.all([np.isfinite(x).reshape(len(names), -1).all(1) for x in leaves], axis=0)
     if not finite.all():
-        run = names[int(np.argmin(finite))] if len(names) > 1 else ""
-        raise TrainingDiverged(_diverged_message(step, epoch, ckpts, "parameters", run))
+        broken = int(np.argmin(finite))
+        raise TrainingDiverged(_diverged_message(step, epoch, ckpts, "parameters", names, broken))
     return host
 
 
@@ -545,17 +545,18 @@ def _check_finite(
     bad = values.pop("first_nonfinite_step").astype(int)
     for k, step in enumerate(bad):  # the first step whose loss was not finite, or -1
         if step >= 0 or not np.isfinite(values["loss"][k]):
-            run = names[k] if len(names) > 1 else ""
-            raise TrainingDiverged(_diverged_message(step + 1, epoch, ckpts, "training loss", run))
+            message = _diverged_message(step + 1, epoch, ckpts, "training loss", names, k)
+            raise TrainingDiverged(message)
     return values
 
 
 def _diverged_message(
-    step: int, epoch: int, ckpts: checkpoints.Checkpoints, what: str, run: str = ""
+    step: int, epoch: int, ckpts: checkpoints.Checkpoints, what: str, names: list[str], k: int
 ) -> str:
-    """What broke where, the checkpoint kept, and what to change. `run`: of several runs, the name
-    of the one that broke (its swept values, its seed): the same command would diverge again, and
-    a resumed run keeps its runs, so the fix is a new run set in a new workdir."""
+    """What broke where, the checkpoint kept, and what to change. Of several runs (`names`), run
+    `k` is named (its swept values, its seed): the same command would diverge again, and a resumed
+    run keeps its runs, so the fix is a new run set in a new workdir."""
+    run = names[k] if len(names) > 1 else ""
     last = ckpts.latest_step()
     kept = (
         f"The last good checkpoint (step {last}) is kept in {ckpts.root / 'latest'}"

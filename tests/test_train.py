@@ -372,8 +372,8 @@ def test_profile_steps_writes_one_trace(tmp_path, archive):
 
 def test_a_nan_before_the_first_save_says_no_checkpoint_was_written(tmp_path):
     ckpts = checkpoints.Checkpoints(tmp_path)
-    message = train._diverged_message(3, 0, ckpts, "training loss")
-    seeds = train._diverged_message(3, 0, ckpts, "training loss", run="seed=2")  # of several
+    message = train._diverged_message(3, 0, ckpts, "training loss", [""], 0)
+    seeds = train._diverged_message(3, 0, ckpts, "training loss", ["seed=1", "seed=2"], 1)
     ckpts.close()
     assert message.startswith(
         "the training loss became NaN or inf at step 3 (epoch 1). No checkpoint was written yet "
