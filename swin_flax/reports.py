@@ -21,13 +21,15 @@ from swin_flax.models.summary import count_params, param_shapes
 
 @dataclasses.dataclass
 class Ticker:
-    """A progress line at most every `every` seconds: steps/s, images/s and the ETAs of the epoch and
-    of the run (host clock; the run's adds `between_epochs`, evaluation and saves, per epoch left)."""
+    """A progress line at most every `every` seconds: steps/s, images/s (each of `num_runs` runs
+    sees `batch` images a step) and the ETAs of the epoch and of the run (host clock; the run's adds
+    `between_epochs`, evaluation and saves, per epoch left)."""
 
     every: float
     batch: int
     per_epoch: int
     num_steps: int
+    num_runs: int = 1
     last_time: float = dataclasses.field(default_factory=time.time)
     last_step: int | None = None
     between_epochs: float = 0.0
@@ -47,9 +49,10 @@ class Ticker:
         eta_epoch = rundir.duration((self.per_epoch - in_epoch) / rate)
         seconds_left = (self.num_steps - step) / rate + epochs_left * self.between_epochs
         eta_run = rundir.duration(seconds_left)
+        runs_each = f" x {self.num_runs} runs" if self.num_runs > 1 else ""
         logging.info(
             f"epoch {epoch + 1}: step {in_epoch}/{self.per_epoch}  {rate:.2f} steps/s  "
-            f"{rate * self.batch:.0f} images/s  ETA epoch {eta_epoch}, run {eta_run}"
+            f"{rate * self.batch:.0f} images/s{runs_each}  ETA epoch {eta_epoch}, run {eta_run}"
         )
         self.restart(step)
         return rate

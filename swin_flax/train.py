@@ -319,8 +319,9 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
     first_batch = next(host_batches)
     writers = reports.open_writers(config, run_set, workdir, first_batch, fresh=start == 0)
     batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
-    ticker = reports.Ticker(30.0, config.batch_size, per_epoch, per_epoch * config.num_epochs)
-    profile = reports.profiler(config, workdir, start, per_epoch * config.num_epochs)  # chief only
+    num_steps = per_epoch * config.num_epochs
+    ticker = reports.Ticker(30.0, config.batch_size, per_epoch, num_steps, run_set.count)
+    profile = reports.profiler(config, workdir, start, num_steps)  # chief only
     stop = _StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps)
     # train_epoch's arguments that are the same every epoch
     loop = dict(start=start, stop=stop, writers=writers, ticker=ticker, ckpts=ckpts, lr_fns=lr_fns)

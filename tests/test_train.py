@@ -307,6 +307,15 @@ def test_progress_line_every_30_seconds_with_rates_and_etas(monkeypatch, caplog)
     assert lines == [
         "epoch 1: step 100/100  2.00 steps/s  128 images/s  ETA epoch 0m00s, run 9m00s"
     ]
+    # Several runs in one process: each sees the batch, as the summary's 'images/s x 3 runs'.
+    lines.clear()
+    runs = reports.Ticker(30.0, 64, 100, 1000, num_runs=3)
+    runs.restart(40)
+    clock[0] += 30.0
+    runs(100)
+    assert lines == [
+        "epoch 1: step 100/100  2.00 steps/s  128 images/s x 3 runs  ETA epoch 0m00s, run 7m30s"
+    ]
 
 
 def test_profile_steps_are_cut_to_the_run(monkeypatch, tmp_path):
