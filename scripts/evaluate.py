@@ -93,7 +93,7 @@ def main(argv):
     eval_dir = FLAGS.eval_dir or str(run.workdir / "eval")
     if not FLAGS.eval_dir and run.choice.label():  # some runs of several: a folder of their own
         eval_dir = os.path.join(eval_dir, run.choice.label())
-    step, title = int(run.meta.get("step") or 0), f"checkpoint: {run.describe()}"
+    step, title = run.step(), f"checkpoint: {run.describe()}"
     before = {}  # a report already in eval_dir
     with contextlib.suppress(OSError, ValueError), open(os.path.join(eval_dir, "scores.json")) as f:
         before = json.load(f)

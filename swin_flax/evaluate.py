@@ -91,6 +91,16 @@ class Run:
             when = f"step {step % per_epoch} of epoch {step // per_epoch + 1}, global step {step}"
         return f"{self.checkpoint} ({when}){used}"
 
+    def step(self) -> int:
+        """The global step the scores belong to (their TensorBoard point): the checkpoint's; of one
+        run chosen from a best/ checkpoint of several, the end of that run's best epoch, whose
+        params it holds (the checkpoint's step is the last epoch any run improved)."""
+        best_epochs, per_epoch = self.meta.get("best_epoch"), self.meta.get("steps_per_epoch")
+        one = len(self.choice.indices) == 1 and isinstance(best_epochs, list) and per_epoch
+        if one and self.checkpoint.parent.name == "best":
+            return int(best_epochs[self.choice.indices[0]]) * int(per_epoch)
+        return int(self.meta.get("step") or 0)
+
     def members(self) -> list[Any]:
         """One params tree per chosen run, read now (of several runs: slices of the stack), in the
         model's own layout: scanned stages stack their blocks (`models.layout.unstack_block_params`

@@ -496,6 +496,9 @@ def test_choose_runs(three_runs, run):
     bests = dataclasses.replace(opened, meta={**opened.meta, "best_epoch": [4, 9, 7]})
     one = dataclasses.replace(bests, choice=evaluate.choose_runs(bests, "1"))
     assert one.describe().endswith("best/3, run 1 of 3, seed=1, its best epoch 9")
+    # Its TensorBoard point: the end of that run's best epoch; the ensemble's, the folder's step.
+    assert one.step() == 9 * opened.meta["steps_per_epoch"]
+    assert bests.step() == opened.meta["step"] == 3
     assert bests.describe().endswith(
         "best/3, the ensemble of its 3 runs (the mean of their probabilities), their best "
         "epochs 4, 9, 7"
@@ -506,6 +509,7 @@ def test_choose_runs(three_runs, run):
     # epoch): named by its place in the 8th epoch, not as the end of the 7th.
     stopped = dataclasses.replace(single, meta={"epoch": 7, "step": 242, "steps_per_epoch": 32})
     assert stopped.describe().endswith(" (step 18 of epoch 8, global step 242)")
+    assert stopped.step() == 242
     ended = dataclasses.replace(single, meta={"epoch": 7, "step": 224, "steps_per_epoch": 32})
     assert ended.describe().endswith(" (epoch 7, step 224)")
 
