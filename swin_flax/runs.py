@@ -120,7 +120,7 @@ def spread_plot(history: Sequence[Sequence[float]], where: str = "") -> np.ndarr
     """An RGB image [H, W, 3] of the per-epoch test accuracy of several runs (`history[epoch][run]`,
     `where`: their sweep point, for the caption): every run as a thin line, the min-max range and
     mean +- std as bands, the mean as a thick line. A single epoch is drawn across the width."""
-    from PIL import Image, ImageDraw  # noqa: PLC0415 (only runs that end draw it)
+    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415 (only runs that end draw it)
 
     v = np.asarray(history, np.float64)  # [epochs, runs]
     w, h, left, right, top, bottom = 640, 360, 56, 16, 28, 36
@@ -134,6 +134,7 @@ def spread_plot(history: Sequence[Sequence[float]], where: str = "") -> np.ndarr
     y = lambda a: top + (hi - a) / (hi - lo) * (h - top - bottom)
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
+    draw.font = ImageFont.load_default(size=13)  # Pillow's default size runs words together
     mean, std = v.mean(1), v.std(1)
 
     xy = lambda curve: [(x(e), y(a)) for e, a in zip(epochs, curve)]  # a curve's points
