@@ -555,8 +555,9 @@ def _diverged_message(
     step: int, epoch: int, ckpts: checkpoints.Checkpoints, what: str, names: list[str], k: int
 ) -> str:
     """What broke where, the checkpoint kept, and what to change. Of several runs (`names`), run
-    `k` is named (its swept values, its seed): the same command would diverge again, and a resumed
-    run keeps its runs, so the fix is a new run set in a new workdir."""
+    `k` is named (its swept values, its seed). The same command would diverge again, and a run
+    with a checkpoint resumes only with the settings it started with (its runs, its learning rate),
+    so the fix goes into a new workdir."""
     run = names[k] if len(names) > 1 else ""
     last = ckpts.latest_step()
     kept = (
@@ -567,7 +568,12 @@ def _diverged_message(
     )
     fix = (
         "Check the learning rate (config.learning_rate, warmup), the input normalisation, and try "
-        "config.grad_clip_norm, or dtype='float32' for a bfloat16 run."
+        "config.grad_clip_norm, or dtype='float32' for a bfloat16 run"
+    )
+    fix += (
+        "; then start again with a new --workdir, as a resumed run keeps its settings."
+        if last is not None
+        else "."
     )
     if run:
         swept = "" not in runs.sweep_points([run])  # its name holds a swept value

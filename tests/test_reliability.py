@@ -250,6 +250,10 @@ def test_nan_loss_stops_with_step_and_epoch(setup, tmp_path):
     )
     assert m and 13 <= int(m.group(1)) <= 16, msg[-2000:]
     assert "last good checkpoint (step 12)" in msg and "learning rate" in msg
+    # Another learning rate would be refused in this workdir (its checkpoint keeps the settings).
+    assert msg.endswith(
+        "then start again with a new --workdir, as a resumed run keeps its settings."
+    )
     assert _complete_steps(workdir) == [4, 8, 12]
 
 
