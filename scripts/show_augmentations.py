@@ -74,9 +74,7 @@ def main(argv):
         """The epoch's first batch of the training stream, or of the same stream unaugmented."""
         config = c.copy_and_resolve_references()
         config.update(batch_size=batch_size, num_epochs=FLAGS.epoch + 1)
-        if not augmented:  # the same images in the same order
-            config.randaugment, config.mix.prob = "", 0.0
-        return next(inputs.train_batches(config, data, FLAGS.epoch * per_epoch))
+        return next(inputs.train_batches(config, data, FLAGS.epoch * per_epoch, augmented))
 
     aug, plain = first_batch(True), first_batch(False)
     n = FLAGS.count

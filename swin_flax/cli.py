@@ -146,7 +146,10 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
 
     program = os.path.basename(argv[0])
     argv = [argv[0], *map(_home_expanded, argv[1:])]
-    _check_config_files(flags.FLAGS, argv)
+    for path in _check_config_files(flags.FLAGS, argv):
+        # Its folder importable as a package, as in flax's examples (`from configs import base`).
+        if (parent := os.path.dirname(os.path.dirname(os.path.abspath(path)))) not in sys.path:
+            sys.path.append(parent)
     # ml_collections' warning of a get_config() that returned None: the paragraph below says it.
     logging.get_absl_logger().addFilter(lambda r: "returned None, did" not in r.getMessage())
     try:
@@ -239,11 +242,13 @@ def _home_expanded(arg: str) -> str:
     return f"{name}={os.path.expanduser(value)}" if arg.startswith("--") and eq else arg
 
 
-def _check_config_files(flag_values, argv: list[str]) -> None:
-    """A config flag (ml_collections' DEFINE_config_file) naming a file that does not exist, or no
-    Python file (a run's config.json): checked before parsing, since ml_collections defers that
-    failure to the config's first use (or to an override of one of its fields, as an OSError)."""
+def _check_config_files(flag_values, argv: list[str]) -> list[str]:
+    """The files the config flags (ml_collections' DEFINE_config_file) name, after refusing one that
+    does not exist or is no Python file (a run's config.json): checked before parsing, since
+    ml_collections defers that failure to the config's first use (or to an override of one of its
+    fields, as an OSError)."""
     names = {n for n in flag_values if type(flag_values[n]).__name__ == "_ConfigFlag"}
+    paths = []
     for i, arg in enumerate(argv[1:], start=1):
         name, eq, value = arg.lstrip("-").partition("=")
         if name not in names or not arg.startswith("-"):  # absl takes -flag as --flag
@@ -262,6 +267,8 @@ def _check_config_files(flag_values, argv: list[str]) -> None:
                 "config.txt record the settings it ran with: resume a run with the config file and "
                 "overrides that started it.)"
             )
+        paths += [path] if path else []
+    return paths
 
 
 def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseException] | None:

@@ -73,8 +73,8 @@ class Run:
 
     workdir: epath.Path
     checkpoint: epath.Path
-    config: ml_collections.ConfigDict
-    meta: dict[str, Any]
+    config: ml_collections.ConfigDict = dataclasses.field(repr=False)  # a notebook shows the rest
+    meta: dict[str, Any] = dataclasses.field(repr=False)
     choice: Choice = Choice()
 
     def describe(self) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -292,6 +294,23 @@ def test_show_augmentations_draws_with_the_data_seed(tmp_path):
         assert out.stdout.startswith("data: ") and "wrote " + f"{name}.png: 8 images" in out.stdout
         pictures[name] = (tmp_path / f"{name}.png").read_bytes()
     assert pictures["a"] == pictures["b"] != pictures["c"]
+
+
+def test_a_config_file_imports_another_from_its_folder(tmp_path):
+    """As in flax's examples (`from configs import default`): a config file's folder is importable
+    as a package, from any working directory."""
+    folder = tmp_path / "myconfigs"
+    folder.mkdir()
+    shutil.copy(DEMO, folder / "base.py")
+    (folder / "wide.py").write_text(
+        "from myconfigs import base\n\n\ndef get_config():\n    c = base.get_config()\n"
+        "    c.model.embed_dim = 48\n    return c\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = run_script("summary.py", "--config", str(folder / "wide.py"), cwd=elsewhere)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"patch_embed \(PatchEmbed\) +\[1, 64, 48\]", out.stdout), out.stdout[:2000]
 
 
 @pytest.mark.parametrize(

@@ -62,24 +62,27 @@ def _process_options() -> dict[str, int]:
     )
 
 
-def train_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def train_options(config: ml_collections.ConfigDict, augmented: bool = True) -> dict[str, Any]:
     """`pipeline.train_dataset`'s arguments from the config (all but the data, where the stream
-    starts and ends, and the process's devices)."""
+    starts and ends, and the process's devices); not `augmented`: the same images in the same order
+    with every augmentation off (the plain row of scripts/show_augmentations.py)."""
     return dict(
         num_classes=config.model.num_classes,
         seed=data_seed(config),
-        randaugment=config.randaugment,
+        randaugment=config.randaugment if augmented else "",
         img_mean=tuple(config.randaugment_img_mean),
         translate_const=config.randaugment_translate_const,
-        mix=config.mix.to_dict(),
+        mix={**config.mix.to_dict(), **({} if augmented else {"prob": 0.0})},
         prefetch=config.prefetch_batches,
         **_input_options(config),
     )
 
 
-def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> Iterator[dict]:
+def train_batches(
+    config: ml_collections.ConfigDict, data: Data, start: int, augmented: bool = True
+) -> Iterator[dict]:
     """Every remaining training batch from global step `start` on, as one tf.data stream (its graph
-    is optimised once, not per epoch)."""
+    is optimised once, not per epoch); `augmented`: as `train_options`."""
     epoch, start_step = divmod(start, data.steps_per_epoch)
     return pipeline.train_dataset(
         data.train_images,
@@ -87,7 +90,7 @@ def train_batches(config: ml_collections.ConfigDict, data: Data, start: int) -> 
         epoch=epoch,
         start_step=start_step,
         num_epochs=config.num_epochs - epoch,
-        **train_options(config),
+        **train_options(config, augmented),
         **_process_options(),
     ).as_numpy_iterator()
 
