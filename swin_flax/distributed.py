@@ -15,7 +15,7 @@ import numpy as np
 from absl import logging
 
 # How long the processes wait for each other at start-up (jax.distributed's own default).
-JOIN_TIMEOUT_S = int(__import__("os").environ.get("T", 300))
+JOIN_TIMEOUT_S = 300
 _FLAGS = ("coordinator_address", "num_processes", "process_id")
 
 
