@@ -73,11 +73,12 @@ def main(argv):
     cache = cli.compilation_cache_dir(FLAGS.compilation_cache, FLAGS.workdir, os.environ)
     if cache is not None:  # set after that check, so that a refused run leaves no folder
         jax.config.update("jax_compilation_cache_dir", cache or None)
-    config.validate(FLAGS.config, num_devices=jax.device_count(), num_hosts=jax.process_count())
-    saved, finished = rundir.inspect(FLAGS.config, FLAGS.workdir)
-    if finished:  # answered without importing TensorFlow or reading data
-        rundir.report_finished(FLAGS.workdir, saved, FLAGS.config.num_epochs)
-        return 0
+    if jax.process_count() == 1:  # several: train_and_evaluate checks, as they all agree
+        config.validate(FLAGS.config, num_devices=jax.device_count(), num_hosts=1)
+        saved, finished = rundir.inspect(FLAGS.config, FLAGS.workdir)
+        if finished:  # answered without importing TensorFlow or reading data
+            rundir.report_finished(FLAGS.workdir, saved, FLAGS.config.num_epochs)
+            return 0
     from swin_flax import train  # noqa: PLC0415
 
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from swin_flax import errors
+
 # How long the processes wait for each other at start-up (jax.distributed's own default).
 JOIN_TIMEOUT_S = 300
 _FLAGS = ("coordinator_address", "num_processes", "process_id")
@@ -127,21 +129,26 @@ def _join(initialize: Callable[[], None], timeout_s: float) -> None:
         )
 
 
+def gather(value: Any) -> list[Any]:
+    """Every process's JSON-able `value`, in process order ([value] for one process)."""
+    if jax.process_count() == 1:
+        return [value]
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+
+    mine = np.frombuffer(json.dumps(value, sort_keys=True, default=str).encode(), np.uint8)
+    sizes = np.ravel(multihost_utils.process_allgather(np.array(mine.size)))
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: mine.size] = mine
+    rows = multihost_utils.process_allgather(padded)
+    return [json.loads(bytes(row[:n])) for row, n in zip(rows, sizes, strict=True)]
+
+
 def check_same_settings(settings: Mapping[str, Any]) -> None:
     """Refuses (ValueError naming what differs) a multi-process run whose processes were started
     with different `settings` (name -> JSON value: the config's fields, --workdir, ...): each would
     train its own way, or wait at a collective the others never reach. A no-op for one process;
     run before anything else is compiled, read or written."""
-    if jax.process_count() == 1:
-        return
-    from jax.experimental import multihost_utils  # noqa: PLC0415
-
-    mine = np.frombuffer(json.dumps(settings, sort_keys=True, default=str).encode(), np.uint8)
-    sizes = np.ravel(multihost_utils.process_allgather(np.array(mine.size)))
-    padded = np.zeros(int(sizes.max()), np.uint8)
-    padded[: mine.size] = mine
-    rows = multihost_utils.process_allgather(padded)
-    every = [json.loads(bytes(row[:n])) for row, n in zip(rows, sizes, strict=True)]
+    every = gather(dict(settings))
     differ = []
     for name in sorted(set().union(*every)):
         values = [json.dumps(s.get(name)) for s in every]  # None: a field this process lacks
@@ -158,6 +165,43 @@ def check_same_settings(settings: Mapping[str, Any]) -> None:
             "file and --config.* overrides, the same --workdir and --num_processes; only "
             "--process_id differs."
         )
+
+
+class StartUp:
+    """The processes of a run start together. Each says once how its start-up ended (`ready`:
+    what it will do; an exception: its refusal) and goes on only if every process will do the same;
+    else each stops with the first refusal (or the difference). Without it, a process refused
+    alone (a workdir another run holds, data missing on its host) would leave the others waiting
+    for it in their first collective. A no-op for one process."""
+
+    def __init__(self) -> None:
+        self.said = False
+
+    def __enter__(self) -> StartUp:
+        return self
+
+    def ready(self, outcome: str) -> None:
+        """Says `outcome` (e.g. 'train from step 0'); returns once every process said the same."""
+        self.said = True
+        every = gather(outcome)
+        refused = [(i, o) for i, o in enumerate(every) if o.startswith("refused: ")]
+        if refused:
+            i, said = refused[0]
+            raise errors.ConfigError(
+                f"process {i} could not start: {said.removeprefix('refused: ')}"
+            )
+        if any(o != every[0] for o in every):
+            where = "; ".join(f"process {i}: {o}" for i, o in enumerate(every))
+            raise errors.ConfigError(
+                f"The processes do not agree on where the run stands ({where}). Their --workdir "
+                "must be one folder that every process sees: a shared file system or a bucket."
+            )
+
+    def __exit__(self, kind, error, tb) -> None:
+        if isinstance(error, Exception) and not self.said and jax.process_count() > 1:
+            self.said = True
+            why = str(error) if isinstance(error, errors.USER_ERRORS) else repr(error)
+            gather(f"refused: {why}")  # the others' `ready` raises it; this process, its own
 
 
 def _check_by_hand(

@@ -21,7 +21,7 @@ from clu import periodic_actions
 from etils import epath
 from flax import jax_utils, serialization
 
-from swin_flax import build, checkpoints, finetune, reports, rundir, runs, steps
+from swin_flax import build, checkpoints, distributed, finetune, reports, rundir, runs, steps
 from swin_flax.config import validate
 from swin_flax.data import inputs
 from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
@@ -260,17 +260,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     finished run prints its summary and returns it without touching the workdir."""
     t_start = time.time()
     workdir = epath.Path(workdir)
-    validate(config, num_devices=jax.device_count(), num_hosts=jax.process_count())
-    saved, finished = rundir.inspect(config, workdir)
-    if finished:
-        return rundir.report_finished(workdir, saved, config.num_epochs)
-    with rundir.Claim(workdir, active=jax.process_index() == 0) as claim:
-        return _train(config, workdir, saved, claim, t_start)
+    with distributed.StartUp() as start_up:  # several processes: all start, or none does
+        validate(config, num_devices=jax.device_count(), num_hosts=jax.process_count())
+        saved, finished = rundir.inspect(config, workdir)
+        if finished:
+            start_up.ready("finished")
+            return rundir.report_finished(workdir, saved, config.num_epochs)
+        with rundir.Claim(workdir, active=jax.process_index() == 0) as claim:
+            return _train(config, workdir, saved, claim, start_up, t_start)
 
 
-def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: float) -> dict:
+def _train(
+    config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_start: float
+) -> dict:
     """train_and_evaluate's run in a workdir that needs training; `claim` is taken once the
-    workdir exists (a new one: as soon as it is created)."""
+    workdir exists (a new one: as soon as it is created); `start_up` is ready once the data is read
+    and the workdir claimed."""
     if saved is not None:
         config = rundir.resumed_config(config, workdir)
     model = build.model_from_config(config)
@@ -300,6 +305,8 @@ def _train(config, workdir: epath.Path, saved, claim: rundir.Claim, t_start: flo
             f"--workdir {workdir} cannot be created ({e.strerror or e}): give a folder you can create."
         ) from None
     claim.take()
+    # Before orbax's first barrier: from here on the processes' collectives must match.
+    start_up.ready("start afresh" if saved is None else f"resume at step {saved.get('step')}")
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts, pretrained)
     del pretrained  # the params hold it now

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from swin_flax import distributed
+from swin_flax import distributed, rundir
 from tests import cifar_files
 from tests import reliability_runs as rr
 
@@ -185,6 +185,33 @@ def test_processes_started_with_different_settings_are_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.py"]  # no workdir, no cache
 
 
+def test_a_process_refused_alone_stops_the_others(tmp_path):
+    """Process 0 alone claims the workdir; here another training holds it (the same command started
+    twice), so only process 0 is refused. Process 1 would wait for it in its first collective
+    forever; instead it stops too, with process 0's reason, and both end at once."""
+    config = rr.write_config(tmp_path / "tiny.py", None, **{**rr.TINY, "dataset": "synthetic"})
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    address = f"127.0.0.1:{_free_port()}"
+    cluster = (f"--coordinator_address={address}", "--num_processes=2")
+    with rundir.Claim(workdir):  # the other training
+        procs = [
+            _start(rr.main_args(config, workdir, *cluster, f"--process_id={i}"), rr.env(None))
+            for i in (0, 1)
+        ]
+        try:
+            logs = [" ".join(p.communicate(timeout=120)[0].split()) for p in procs]
+        finally:
+            for p in procs:
+                p.kill()
+    assert [p.returncode for p in procs] == [2, 2], logs
+    reason = f"--workdir {workdir}: another process is training in it."
+    assert f"Error: {reason}" in logs[0], logs[0][-3000:]
+    assert f"Error: process 0 could not start: {reason}" in logs[1], logs[1][-3000:]
+    assert not any("Traceback" in log for log in logs)
+    assert sorted(p.name for p in workdir.iterdir()) == []  # nothing written
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_waiting_for_the_other_processes_ends_at_a_signal(tmp_path, signum):
     """Process 0 of two, alone: JAX waits in C++ for the other to join, deaf to Ctrl-C and SIGTERM
@@ -220,3 +247,15 @@ def test_a_process_that_never_joins_ends_the_wait_with_a_paragraph():
 
     with pytest.raises(RuntimeError, match="task 2 is not in the cluster"):
         distributed._join(refused, 5)
+
+
+def test_processes_that_see_different_runs_do_not_start(monkeypatch):
+    """A workdir that is not one shared folder: process 0 finds a checkpoint, process 1 none.
+    `StartUp.ready` with the others' answers standing in for the gather."""
+    answers = ["resume at step 8", "start afresh"]
+    monkeypatch.setattr(distributed, "gather", lambda mine: answers)
+    with pytest.raises(ValueError, match=r"do not agree on where the run stands \(process 0: "):
+        distributed.StartUp().ready(answers[0])
+    answers[1] = "refused: config.archive: no such file"
+    with pytest.raises(ValueError, match="^process 1 could not start: config.archive: no such"):
+        distributed.StartUp().ready(answers[0])
