@@ -260,6 +260,8 @@ def _check_config_files(flag_values, argv: list[str]) -> list[str]:
             what = (
                 "is a folder, not a config file" if os.path.isdir(path) else "no such config file"
             )
+            if os.path.isfile(f"{path}.py"):
+                give = f"Did you mean --{name} {path}.py?"
             exit_user_error(f"--{name} {path}: {what}. {give}")
         if path and not path.endswith(".py"):
             exit_user_error(

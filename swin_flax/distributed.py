@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -76,9 +77,12 @@ def initialize(
         )
         if process_id:
             _wait_for_coordinator(coordinator_address, host, port, JOIN_TIMEOUT_S)
+        else:
+            _check_port_free(port)
         if jax.config.jax_platforms in (None, "", "cpu"):
             # CPU collectives across processes (tests, CPU clusters).
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    handler = signal.getsignal(signal.SIGTERM)
     try:
         _join(
             lambda: jax.distributed.initialize(
@@ -92,11 +96,14 @@ def initialize(
     except ValueError as e:
         if not auto:
             raise
-        raise ValueError(  # JAX's own words: 'coordinator_address should be defined.'
-            f"--distributed found no cluster to join ({e}). It reads SLURM's, Open MPI's or a TPU "
-            "pod's settings: run it there, or give --coordinator_address, --num_processes and "
-            "--process_id, or leave --distributed out to train in this one process."
+        jax_said = str(e).rstrip(".")  # JAX's words: 'coordinator_address should be defined.'
+        raise ValueError(
+            f"--distributed found no cluster to join ({jax_said}). It reads SLURM's, Open MPI's or "
+            "a TPU pod's settings: run it there, or give --coordinator_address, --num_processes "
+            "and --process_id, or leave --distributed out to train in this one process."
         ) from None
+    if handler is not None:  # JAX's preemption notifier took SIGTERM over (in C++): given back
+        signal.signal(signal.SIGTERM, handler)
     logging.info(
         f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
         f"{jax.local_device_count()} local / {jax.device_count()} global devices."
@@ -210,9 +217,10 @@ def _check_by_hand(
     """(host, port) of a coordinator given by hand, after checking the three values agree."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        what = "its port is not 1 to 65535" if host and port.isdigit() else "it is not HOST:PORT"
         raise ValueError(
-            f"--coordinator_address={address!r} is not HOST:PORT: give process 0's host name or IP "
-            "and a free port, the same on every process, e.g. --coordinator_address=node0:1234."
+            f"--coordinator_address={address!r}: {what}. Give process 0's host name or IP and a "
+            "free port, the same on every process, e.g. --coordinator_address=node0:1234."
         )
     if num_processes is None or process_id is None:
         meanings = (
@@ -229,12 +237,26 @@ def _check_by_hand(
             f"{' and '.join(m for _, m in given)}. Under SLURM, Open MPI or on a TPU pod, pass "
             "--distributed instead and JAX reads them itself."
         )
-    if num_processes < 1 or not 0 <= process_id < num_processes:
+    if num_processes < 1:
+        raise ValueError(f"--num_processes={num_processes}: a run has at least 1 process.")
+    if not 0 <= process_id < num_processes:
         raise ValueError(
             f"--process_id={process_id} with --num_processes={num_processes}: the processes are "
             f"numbered 0 to num_processes - 1, each with its own --process_id."
         )
     return host.strip("[]"), int(port)
+
+
+def _check_port_free(port: int) -> None:
+    """Refuses a coordinator port something on this machine listens on already (another run's
+    process 0, say), where JAX's coordinator would end in a segmentation fault."""
+    try:
+        socket.create_server(("", port), family=socket.AF_INET).close()
+    except OSError as e:
+        raise ValueError(
+            f"Port {port} is in use on this machine ({e.strerror or e}; another run's process 0?): "
+            "give another port in --coordinator_address, the same on every process."
+        ) from None
 
 
 def _wait_for_coordinator(address: str, host: str, port: int, timeout_s: float) -> None:

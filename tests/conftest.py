@@ -2,13 +2,17 @@
 one persistent XLA compilation cache for the session (runs that rebuild the same step, in this process or
 in subprocesses, compile it once). Also the `slow` marker of the tests listed in SLOW (below)."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the scripts have it (cli.start)
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="swin_flax_xla_cache_"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # made here; pytest-xdist's workers inherit it
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="swin_flax_xla_cache_")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 

@@ -362,7 +362,8 @@ def test_console_drops_asyncios_never_retrieved_reads_of_a_failed_checkpoint_rea
     "kwargs, env, expected",
     [
         (dict(coordinator_address="node0", num_processes=2, process_id=0), {}, "is not HOST:PORT"),
-        (dict(coordinator_address="node0:99999", num_processes=2, process_id=0), {}, "HOST:PORT"),
+        (dict(coordinator_address="n:1", num_processes=0, process_id=0), {}, "at least 1 process"),
+        (dict(coordinator_address="node0:99999", num_processes=2, process_id=0), {}, "1 to 65535"),
         (  # the one missing, alone explained
             dict(coordinator_address="node0:1234", num_processes=2),
             {},
@@ -392,6 +393,22 @@ def test_multi_process_flags_that_do_not_agree(kwargs, env, expected, monkeypatc
     monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: pytest.fail("started"))
     with pytest.raises(ValueError, match=re.escape(expected)):
         distributed.initialize(**kwargs)
+
+
+def test_a_coordinator_port_in_use_is_refused(monkeypatch):
+    """Process 0's port taken by another program: JAX's coordinator would end in a segmentation
+    fault; refused before it starts."""
+    import socket
+
+    from swin_flax import distributed
+
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: pytest.fail("started"))
+    with socket.create_server(("", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=f"Port {port} is in use on this machine"):
+            distributed.initialize(
+                coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=0
+            )
 
 
 def test_process_other_than_0_waits_for_process_0_then_says_so(monkeypatch):

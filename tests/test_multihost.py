@@ -259,3 +259,25 @@ def test_processes_that_see_different_runs_do_not_start(monkeypatch):
     answers[1] = "refused: config.archive: no such file"
     with pytest.raises(ValueError, match="^process 1 could not start: config.archive: no such"):
         distributed.StartUp().ready(answers[0])
+
+
+def test_sigterm_after_joining_still_stops_the_process(tmp_path):
+    """jax.distributed's preemption notifier takes SIGTERM over in C++ (it would be lost until the
+    training loop's own handler): after joining, a SIGTERM still ends the process at once (143,
+    one line) or, in the loop, after saving (75). One process of one, given by hand."""
+    config = rr.write_config(tmp_path / "tiny.py", None, **{**rr.TINY, "dataset": "synthetic"})
+    cluster = (f"--coordinator_address=127.0.0.1:{_free_port()}", "--num_processes=1")
+    args = rr.main_args(
+        config, tmp_path / "run", *cluster, "--process_id=0", "--config.num_epochs=50"
+    )
+    proc = _start(args, rr.env(None))
+    try:
+        line = ""
+        while "data: " not in line:  # joined, and reading the data
+            line = proc.stdout.readline()
+            assert line, "the process ended before joining"
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode in (143, 75), rest[-3000:]
