@@ -58,6 +58,8 @@ def main(argv):
         cli.exit_user_error(str(e), now=True)
     import jax  # noqa: PLC0415
 
+    if jax.process_count() > 1:
+        cli.native_stdout_to_stderr()
     from swin_flax import checkpoints, config, rundir  # noqa: PLC0415 (no TensorFlow yet)
 
     try:  # the first collective of several processes; a no-op for one

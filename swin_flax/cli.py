@@ -139,6 +139,19 @@ def start() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def native_stdout_to_stderr() -> None:
+    """Sends what C++ libraries print on the process's stdout (gloo's `[Gloo] Rank 0 is connected
+    to 1 peer ranks ...` at every new communicator of a multi-process CPU run) to stderr, the log;
+    Python's stdout (the epoch lines and the summary that a `| tee` keeps) stays where it was."""
+    sys.stdout.flush()
+    ours = os.dup(1)
+    os.dup2(2, 1)
+    stream = sys.stdout._stream if isinstance(sys.stdout, _Stdout) else sys.stdout
+    sys.stdout = _Stdout(
+        open(ours, "w", encoding=stream.encoding, errors=stream.errors, buffering=1)  # noqa: SIM115
+    )
+
+
 def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     """absl's flag parsing, a bad flag, config override or stray argument ending in one paragraph
     and exit status 2 instead of a traceback or a usage dump; then the console is set up."""

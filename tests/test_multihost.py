@@ -27,13 +27,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(args, env, kill_at: int = -1) -> subprocess.Popen:
+def _start(args, env, kill_at: int = -1, stderr: int = subprocess.STDOUT) -> subprocess.Popen:
     return subprocess.Popen(
         rr.command(args, kill_at),
         cwd=rr.REPO,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=stderr,
         text=True,
     )
 
@@ -71,6 +71,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, num_runs):
                 "--process_id=0",
             ),
             own_cache,
+            stderr=subprocess.PIPE,  # its stdout alone: what `| tee` keeps
         ),
         _start(
             rr.main_args(config, multi),
@@ -84,15 +85,18 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, num_runs):
         ),
         _start(rr.main_args(config, single), rr.env(None, devices=2)),
     ]
-    logs = []
+    outs = []
     try:
         for p in procs:
-            logs.append(p.communicate(timeout=300)[0])
+            outs.append(p.communicate(timeout=300))
     finally:
         for p in procs:
             p.kill()
+    logs = [out + (err or "") for out, err in outs]
     for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, log[-3000:]
+    # Process 0's stdout: the epoch line and the summary, not gloo's connection lines (stderr).
+    assert outs[0][0].startswith("epoch 1/1 ") and "[Gloo]" not in outs[0][0], outs[0][0]
     assert "jax.distributed: process 0 of 2, 1 local / 2 global devices" in logs[0]
     assert "jax.distributed: process 1 of 2, 1 local / 2 global devices" in logs[1]
 
