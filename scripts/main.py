@@ -59,7 +59,7 @@ def main(argv):
     import jax  # noqa: PLC0415
 
     if jax.process_count() > 1:
-        cli.native_stdout_to_stderr()
+        cli.multi_process_console(jax.process_index())
     from swin_flax import checkpoints, config, rundir  # noqa: PLC0415 (no TensorFlow yet)
 
     try:  # the first collective of several processes; a no-op for one

@@ -139,17 +139,25 @@ def start() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def native_stdout_to_stderr() -> None:
-    """Sends what C++ libraries print on the process's stdout (gloo's `[Gloo] Rank 0 is connected
-    to 1 peer ranks ...` at every new communicator of a multi-process CPU run) to stderr, the log;
-    Python's stdout (the epoch lines and the summary that a `| tee` keeps) stays where it was."""
+def multi_process_console(process_index: int) -> None:
+    """The console of one process of several. What C++ libraries print on the process's stdout
+    (gloo's `[Gloo] Rank 0 is connected to 1 peer ranks ...` at every new communicator of a CPU
+    run) goes to stderr, the log; Python's stdout (the epoch lines and the summary that a `| tee`
+    keeps) stays where it was. A process other than 0 says only warnings and errors: its other
+    lines would repeat process 0's, interleaved with them."""
+    from absl import logging  # noqa: PLC0415
+
     sys.stdout.flush()
     ours = os.dup(1)
     os.dup2(2, 1)
     stream = sys.stdout._stream if isinstance(sys.stdout, _Stdout) else sys.stdout
+    kept = (ours, "w") if process_index == 0 else (os.devnull, "w")
     sys.stdout = _Stdout(
-        open(ours, "w", encoding=stream.encoding, errors=stream.errors, buffering=1)  # noqa: SIM115
+        open(*kept, encoding=stream.encoding, errors=stream.errors, buffering=1)  # noqa: SIM115
     )
+    if process_index:
+        os.close(ours)
+        logging.set_verbosity(logging.WARNING)
 
 
 def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:

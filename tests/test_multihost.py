@@ -99,6 +99,8 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, num_runs):
     assert outs[0][0].startswith("epoch 1/1 ") and "[Gloo]" not in outs[0][0], outs[0][0]
     assert "jax.distributed: process 0 of 2, 1 local / 2 global devices" in logs[0]
     assert "jax.distributed: process 1 of 2, 1 local / 2 global devices" in logs[1]
+    # Process 1 says only warnings and errors after joining: its lines would repeat process 0's.
+    assert "devices: " not in logs[1] and "epoch 1/1" not in logs[1], logs[1][-3000:]
 
     state, meta = rr.restore_latest(multi)
     ref_state, ref_meta = rr.restore_latest(single)
