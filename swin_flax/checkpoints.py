@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from swin_flax import errors
 from swin_flax.errors import CheckpointError, CheckpointWriteError
 
 SERIES = ("latest", "best")
@@ -143,6 +144,8 @@ def _save(manager: ocp.CheckpointManager, step: int, items: Any, previous: int |
     try:
         manager.save(step, args=items, force=True)
     except Exception as e:  # orbax re-raises OS errors from its writer threads in many forms
+        if errors.lost_peer(e):  # orbax's barrier with the other processes, not the disk
+            raise errors.ProcessLost(f"a checkpoint save's barrier failed ({e})") from e
         kept = (
             f"the previous checkpoint (step {previous}) is intact and running the same command "
             "again resumes from it"

@@ -371,6 +371,15 @@ def friendly_errors() -> Iterator[None]:
         _exit_saying("Error", str(e), EXIT_USER_ERROR)
     except (RuntimeError, MemoryError) as e:  # JAX's JaxRuntimeError (not imported here); numpy's
         first = str(e).partition("\n")[0]  # XLA:CPU says some as "INTERNAL: ... Out of memory"
+        if errors.lost_peer(e):  # before JAX's shutdown barrier waits for it, then aborts
+            _exit_saying(
+                "Process lost",
+                f"another process of this run stopped answering (it crashed, was killed, or its "
+                f"machine went away): {first[:300]}. This one stops too. Run the same commands "
+                "again, on every process, to resume from the last checkpoint.",
+                errors.EXIT_PREEMPTED,
+                now=True,
+            )
         if not isinstance(e, MemoryError) and not (
             first.startswith("RESOURCE_EXHAUSTED") or "Out of memory allocating" in first
         ):

@@ -9,7 +9,9 @@ EXIT_OUT_OF_MEMORY = (
 )
 EXIT_USER_ERROR = 2  # bad config, data, checkpoint or workdir: fix the input and run again
 EXIT_DIVERGED = 3  # NaN/inf loss: the last good checkpoint is kept
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again to resume
+EXIT_PREEMPTED = (
+    75  # EX_TEMPFAIL: stopped by a signal after saving, or by a lost process; run again
+)
 EXIT_INTERRUPTED = 130  # Ctrl-C before training started (128 + SIGINT, as a shell reports it)
 
 
@@ -31,6 +33,22 @@ class CheckpointWriteError(OSError):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class ProcessLost(RuntimeError):
+    """Another process of a multi-process run stopped answering in a collective (it crashed, was
+    killed, or its machine went away): this one cannot go on alone."""
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether `error` (or one it wraps) is a collective that failed because a peer process went
+    away: gloo's `Gloo AllReduce failed ... Connection closed by peer` on CPU hosts."""
+    while error is not None:
+        text = str(error)
+        if "Gloo " in text or "closed by peer" in text or "reset by peer" in text:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class Preempted(Exception):

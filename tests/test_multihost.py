@@ -287,3 +287,39 @@ def test_sigterm_after_joining_still_stops_the_process(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode in (143, 75), rest[-3000:]
+
+
+def test_a_process_that_dies_stops_the_others_in_one_paragraph(tmp_path):
+    """kill -9 on process 1 mid-epoch: process 0's next collective fails. It says so in one
+    paragraph and exits 75 (run again to resume) at once, not after a traceback and, a minute
+    later, JAX's C++ abort at its shutdown barrier."""
+    config = rr.write_config(
+        tmp_path / "tiny.py",
+        None,
+        **{**rr.TINY, "dataset": "synthetic", "synthetic_train_examples": 64},
+    )
+    address = f"127.0.0.1:{_free_port()}"
+    cluster = (f"--coordinator_address={address}", "--num_processes=2")
+    workdir = tmp_path / "run"
+    procs = [
+        _start(rr.main_args(config, workdir, *cluster, "--process_id=0"), rr.env(None)),
+        subprocess.Popen(
+            rr.command(rr.main_args(config, workdir, *cluster, "--process_id=1"), 3, 9),
+            cwd=rr.REPO,
+            env=rr.env(None),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        started = time.monotonic()
+        log = " ".join(procs[0].communicate(timeout=120)[0].split())
+        took = time.monotonic() - started
+    finally:
+        for p in procs:
+            p.kill()
+    assert procs[1].wait() == -9
+    assert procs[0].returncode == 75, log[-3000:]
+    assert "Process lost: another process of this run stopped answering" in log, log[-3000:]
+    assert "Traceback" not in log and "Check failure" not in log
+    assert took < 60  # JAX's own ending: its heartbeat's abort, later
