@@ -239,7 +239,7 @@ class Checkpoints:
             return 0.0
         start = time.perf_counter()
         error = future.exception()  # waits
-        if isinstance(error, CheckpointWriteError) and self._failed is None:
+        if error is not None and self._failed is None:
             self._failed = error
         return time.perf_counter() - start
 

@@ -94,7 +94,7 @@ def initialize(
             JOIN_TIMEOUT_S,
         )
     except ValueError as e:
-        if not auto:
+        if not auto or isinstance(e, JoinTimeout):
             raise
         jax_said = str(e).rstrip(".")  # JAX's words: 'coordinator_address should be defined.'
         raise ValueError(
@@ -109,6 +109,10 @@ def initialize(
         f"{jax.local_device_count()} local / {jax.device_count()} global devices."
     )
     return num_processes
+
+
+class JoinTimeout(ValueError):
+    """Not every process joined in time."""
 
 
 def _join(initialize: Callable[[], None], timeout_s: float) -> None:
@@ -129,10 +133,11 @@ def _join(initialize: Callable[[], None], timeout_s: float) -> None:
     if failed:
         raise failed[0]
     if thread.is_alive():
-        raise ValueError(
-            f"Not every process joined within {timeout_s} s. Start all of them, each with the same "
-            "--coordinator_address and --num_processes and its own --process_id from 0 to "
-            "num_processes - 1, and check that the port is open between the machines."
+        raise JoinTimeout(
+            f"Not every process joined within {timeout_s} s. Start all of them (given by hand: "
+            "each with the same --coordinator_address and --num_processes and its own "
+            "--process_id from 0 to num_processes - 1), and check that the port is open between "
+            "the machines."
         )
 
 
@@ -144,7 +149,9 @@ def gather(value: Any) -> list[Any]:
 
     mine = np.frombuffer(json.dumps(value, sort_keys=True, default=str).encode(), np.uint8)
     sizes = np.ravel(multihost_utils.process_allgather(np.array(mine.size)))
-    padded = np.zeros(int(sizes.max()), np.uint8)
+    # Padded to whole 4 KiB: the gathers of a start-up then share one compiled program, so none
+    # compiles after the scripts set the compilation cache (which creates its folder).
+    padded = np.zeros(-(-int(sizes.max()) // 4096) * 4096, np.uint8)
     padded[: mine.size] = mine
     rows = multihost_utils.process_allgather(padded)
     return [json.loads(bytes(row[:n])) for row, n in zip(rows, sizes, strict=True)]

@@ -4,6 +4,8 @@ Entry points (`swin_flax/cli.py`) turn these into one paragraph and an exit stat
 bug and keeps its traceback.
 """
 
+import re
+
 EXIT_OUT_OF_MEMORY = (
     1  # the device's or host's memory ran out: the message says what to make smaller
 )
@@ -42,10 +44,11 @@ class ProcessLost(RuntimeError):
 
 def lost_peer(error: BaseException) -> bool:
     """Whether `error` (or one it wraps) is a collective that failed because a peer process went
-    away: gloo's `Gloo AllReduce failed ... Connection closed by peer` on CPU hosts."""
+    away: gloo's `Gloo AllGather failed: ... Connection closed by peer` (CPU hosts; a single
+    process has no gloo collectives)."""
     while error is not None:
         text = str(error)
-        if "Gloo " in text or "closed by peer" in text or "reset by peer" in text:
+        if re.search(r"Gloo \w+ failed", text) and re.search(r"(closed|reset) by peer", text):
             return True
         error = error.__cause__ or error.__context__
     return False

@@ -298,6 +298,7 @@ def _train(
             f"{len(data.train_labels)} training images). Resume with the batch size and data the "
             "run started with, or give a new --workdir."
         )
+    created = not workdir.exists()
     try:  # as the checkpoint managers would: claimed now
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system such as /proc)
@@ -306,7 +307,12 @@ def _train(
         ) from None
     claim.take()
     # Before orbax's first barrier: from here on the processes' collectives must match.
-    start_up.ready("start afresh" if saved is None else f"resume at step {saved.get('step')}")
+    try:
+        start_up.ready("start afresh" if saved is None else f"resume at step {saved.get('step')}")
+    except ConfigError:  # another process refused: a folder made for this run goes again
+        if created:
+            workdir.rmdir()
+        raise
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts, pretrained)
     del pretrained  # the params hold it now

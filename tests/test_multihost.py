@@ -200,9 +200,11 @@ def test_a_process_refused_alone_stops_the_others(tmp_path):
     workdir.mkdir()
     address = f"127.0.0.1:{_free_port()}"
     cluster = (f"--coordinator_address={address}", "--num_processes=2")
+    env = rr.env(None)
+    del env["JAX_COMPILATION_CACHE_DIR"]  # the scripts' default: WORKDIR/compilation_cache
     with rundir.Claim(workdir):  # the other training
         procs = [
-            _start(rr.main_args(config, workdir, *cluster, f"--process_id={i}"), rr.env(None))
+            _start(rr.main_args(config, workdir, *cluster, f"--process_id={i}"), env)
             for i in (0, 1)
         ]
         try:
@@ -215,7 +217,41 @@ def test_a_process_refused_alone_stops_the_others(tmp_path):
     assert f"Error: {reason}" in logs[0], logs[0][-3000:]
     assert f"Error: process 0 could not start: {reason}" in logs[1], logs[1][-3000:]
     assert not any("Traceback" in log for log in logs)
-    assert sorted(p.name for p in workdir.iterdir()) == []  # nothing written
+    assert sorted(p.name for p in workdir.iterdir()) == []  # nothing written, not even a cache
+
+
+def test_a_process_without_the_data_stops_the_others(tmp_path):
+    """The archive is a relative path found only in process 0's folder (data missing on one host):
+    process 1 is refused reading it, process 0 stops with that reason once it has read its own,
+    and the workdir it had made for the run is gone."""
+    split = cifar_files.random_split(32, seed=1)
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir(), there.mkdir()
+    cifar_files.cifar10_binary_tarball(here / "c.tar.gz", split, split)
+    config = rr.write_config(tmp_path / "tiny.py", "c.tar.gz", **rr.TINY)
+    workdir = tmp_path / "run"
+    cluster = (f"--coordinator_address=127.0.0.1:{_free_port()}", "--num_processes=2")
+    procs = [
+        subprocess.Popen(
+            rr.command(rr.main_args(config, workdir, *cluster, f"--process_id={i}")),
+            cwd=cwd,
+            env=rr.env(None),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i, cwd in ((0, here), (1, there))
+    ]
+    try:
+        logs = [" ".join(p.communicate(timeout=120)[0].split()) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [2, 2], logs
+    said = logs[1].rpartition("Error: ")[2]
+    assert said.startswith("archive c.tar.gz does not exist"), logs[1][-3000:]
+    assert f"Error: process 1 could not start: {said}" in logs[0], logs[0][-3000:]
+    assert not workdir.exists()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
