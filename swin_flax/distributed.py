@@ -212,10 +212,14 @@ class StartUp:
             )
 
     def __exit__(self, kind, error, tb) -> None:
-        if isinstance(error, Exception) and not self.said and jax.process_count() > 1:
-            self.said = True
+        if error is None or self.said or jax.process_count() == 1:
+            return
+        self.said = True
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C: this process ends with its one line
+            why = "interrupted (Ctrl-C)"
+        else:
             why = str(error) if isinstance(error, errors.USER_ERRORS) else repr(error)
-            gather(f"refused: {why}")  # the others' `ready` raises it; this process, its own
+        gather(f"refused: {why}")  # the others' `ready` raises it; this process, its own
 
 
 def _check_by_hand(

@@ -81,8 +81,7 @@ class Run:
         """The scripts' checkpoint line: the checkpoint, its epoch and step, the runs used; of a
         best/ checkpoint of several runs, each run's best epoch (whose params it holds) instead."""
         choice, meta = self.choice, self.meta
-        best_epochs = meta.get("best_epoch") if self.checkpoint.parent.name == "best" else None
-        if choice.names and isinstance(best_epochs, list):
+        if best_epochs := self._best_epochs():
             return f"{self.checkpoint}, {choice.describe(best_epochs)}"
         used = f", {choice.describe()}" if choice.names else ""
         step, per_epoch = meta.get("step"), meta.get("steps_per_epoch")
@@ -95,11 +94,16 @@ class Run:
         """The global step the scores belong to (their TensorBoard point): the checkpoint's; of one
         run chosen from a best/ checkpoint of several, the end of that run's best epoch, whose
         params it holds (the checkpoint's step is the last epoch any run improved)."""
-        best_epochs, per_epoch = self.meta.get("best_epoch"), self.meta.get("steps_per_epoch")
-        one = len(self.choice.indices) == 1 and isinstance(best_epochs, list) and per_epoch
-        if one and self.checkpoint.parent.name == "best":
+        best_epochs, per_epoch = self._best_epochs(), self.meta.get("steps_per_epoch")
+        if best_epochs and len(self.choice.indices) == 1 and per_epoch:
             return int(best_epochs[self.choice.indices[0]]) * int(per_epoch)
         return int(self.meta.get("step") or 0)
+
+    def _best_epochs(self) -> list[int] | None:
+        """Each run's best epoch, whose params a best/ checkpoint of several runs holds."""
+        best_epochs = self.meta.get("best_epoch")
+        best = self.checkpoint.parent.name == "best" and self.choice.names
+        return best_epochs if best and isinstance(best_epochs, list) else None
 
     def members(self) -> list[Any]:
         """One params tree per chosen run, read now (of several runs: slices of the stack), in the

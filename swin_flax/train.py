@@ -61,7 +61,7 @@ class _StopFlag:
         if self.second is not None and kind is KeyboardInterrupt:
             # Said now: the checkpoints, closed first, have finished the writes in flight.
             kept = (
-                "the last complete checkpoint is kept; run the same command again to resume from it"
+                f"the last complete checkpoint is kept; run {_again()} to resume from it"
                 if checkpoints.newest_step(self.latest) is not None
                 else "no checkpoint was written yet; the same command starts the run afresh"
             )
@@ -81,8 +81,9 @@ class _StopFlag:
         signals = np.ravel(multihost_utils.process_allgather(np.array(self.signal or 0)))
         if self.signal is None and signals.any() and not self.cause:
             first = int(np.flatnonzero(signals)[0])
-            self.cause = f"process {first} received {signal.Signals(signals[first]).name}"
-            logging.warning(f"P{self.cause[1:]}: stopping after this step and saving.")
+            got = f"{first} received {signal.Signals(signals[first]).name}"
+            logging.warning(f"Process {got}: stopping after this step and saving.")
+            self.cause = f"process {got}"
         return bool(signals.any())
 
 
@@ -539,15 +540,17 @@ def _preempted_message(
     step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints, cause: str
 ) -> str:
     """The stop's paragraph; `cause`: another process's signal, when that stopped this one."""
-    again = (
-        "the same command again"
-        if jax.process_count() == 1
-        else "the same commands again, on every process,"
-    )
     return (
         f"{f'{cause}: ' if cause else ''}stopped at {rundir.position(step, steps_per_epoch)} and "
-        f"saved a checkpoint in {ckpts.root / 'latest'}. Run {again} to resume from there."
+        f"saved a checkpoint in {ckpts.root / 'latest'}. Run {_again()} to resume from there."
     )
+
+
+def _again() -> str:
+    """How a stopped run is resumed: by its command, or by the commands of all its processes."""
+    if jax.process_count() == 1:
+        return "the same command again"
+    return "the same commands again, on every process,"
 
 
 def _check_finite(
@@ -579,21 +582,18 @@ def _diverged_message(
         else "No checkpoint was written yet"
         + ("" if run else " (the same command starts the run afresh)")
     )
-    fix = (
-        "Check the learning rate (config.learning_rate, warmup), the input normalisation, and try "
-        "config.grad_clip_norm, or dtype='float32' for a bfloat16 run"
-    )
-    fix += (
-        "; then start again with a new --workdir, as a resumed run keeps its settings."
-        if last is not None
-        else "."
-    )
+    anew = "; then start again with a new --workdir, as a resumed run keeps its {}."
     if run:
         swept = "" not in runs.sweep_points([run])  # its name holds a swept value
         fix = (
             "Drop or lower the swept value that run names (config.sweep)"
             if swept
             else "Lower config.learning_rate, or try config.grad_clip_norm"
-        ) + "; then start again with a new --workdir, as a resumed run keeps its runs."
+        ) + anew.format("runs")
+    else:
+        fix = (
+            "Check the learning rate (config.learning_rate, warmup), the input normalisation, and "
+            "try config.grad_clip_norm, or dtype='float32' for a bfloat16 run"
+        ) + (anew.format("settings") if last is not None else ".")
     message = f"the {what} became NaN or inf at step {step} (epoch {epoch + 1}). {kept}. {fix}"
     return f"run {run}: {message}" if run else message
