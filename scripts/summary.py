@@ -1,4 +1,5 @@
-"""Prints a torchinfo-like model table: `python scripts/summary.py --config configs/strong.py`.
+"""Prints a torchinfo-like model table: `python scripts/summary.py --config configs/strong.py`
+(or `--workdir runs/strong`: a trained run's model, from its config.json).
 
 Each module to --depth levels, its output shape for a batch of --batch_size, its parameter count,
 and the total. Nothing is compiled (jax.eval_shape). Config overrides work, e.g.
@@ -20,14 +21,24 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "batch_size", 1, "Batch size of the output shapes (torchinfo shows 1).", lower_bound=1
 )
-flags.mark_flags_as_required(["config"])
+flags.DEFINE_string("workdir", None, "A run's folder: its model, instead of --config's.")
 
 
 def main(argv):
     del argv  # parse_flags refused stray arguments
     from swin_flax.config import validate  # noqa: PLC0415
 
-    config = FLAGS.config
+    if (FLAGS.config is None) == (FLAGS.workdir is None):
+        cli.exit_user_error(
+            "give --config FILE (a config's model, e.g. configs/strong.py) or --workdir DIR (a "
+            "trained run's model, from its config.json): one of the two."
+        )
+    if FLAGS.workdir:
+        from swin_flax import evaluate  # noqa: PLC0415 (orbax: only for a run)
+
+        config = evaluate.load_run_config(evaluate.open_run(FLAGS.workdir).workdir)
+    else:
+        config = FLAGS.config
     validate(config)  # as scripts/main.py checks it (any device count)
     from swin_flax.models import summary, swin  # noqa: PLC0415 (jax after the checks)
 

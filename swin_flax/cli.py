@@ -16,7 +16,7 @@ import sys
 import textwrap
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 
 from swin_flax import errors
@@ -198,14 +198,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
                 )
         message = str(e)
         if missing := re.findall(r"^flag --(\w+)=None: Flag --\1 must have a value", message, re.M):
-            for name in missing:  # a config file given whose get_config() returned None
-                flag = flags.FLAGS[name]
-                if flag.present and (path := getattr(flag, "config_filename", None)):
-                    exit_user_error(
-                        f"the config file {path}: get_config() returned None. Make it return the "
-                        "config (a ConfigDict, e.g. default_config() with its changes), as "
-                        "configs/strong.py does."
-                    )
+            _refuse_a_config_of_none(flags.FLAGS, missing)  # a required config flag
             said = [f"--{name} ({flags.FLAGS[name].help.rstrip('.')})" for name in missing]
             exit_user_error(  # required flags left out: absl names each on a line of its own
                 f"{' and '.join(said)} {'is' if len(said) == 1 else 'are'} missing. See "
@@ -232,6 +225,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         exit_user_error(
             f"bad command line ({type(e).__name__}: {' '.join(message.split())}). {see}"
         )
+    _refuse_a_config_of_none(flags.FLAGS, _config_flags(flags.FLAGS))  # one not required
     if len(rest) > 1 and not takes_arguments:
         exit_user_error(
             f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
@@ -263,12 +257,29 @@ def _home_expanded(arg: str) -> str:
     return f"{name}={os.path.expanduser(value)}" if arg.startswith("--") and eq else arg
 
 
+def _config_flags(flag_values) -> set[str]:
+    """The names of the config flags (ml_collections' DEFINE_config_file)."""
+    return {n for n in flag_values if type(flag_values[n]).__name__ == "_ConfigFlag"}
+
+
+def _refuse_a_config_of_none(flag_values, names: Iterable[str]) -> None:
+    """Exit 2 when one of the config flags `names` was given a file whose get_config() returned
+    None (ml_collections only warns)."""
+    for name in names:
+        flag = flag_values[name]  # config_filename: only once parsed
+        if flag.present and flag.value is None and (path := getattr(flag, "config_filename", "")):
+            exit_user_error(
+                f"the config file {path}: get_config() returned None. Make it return the config "
+                "(a ConfigDict, e.g. default_config() with its changes), as configs/strong.py does."
+            )
+
+
 def _check_config_files(flag_values, argv: list[str]) -> list[str]:
     """The files the config flags (ml_collections' DEFINE_config_file) name, after refusing one that
     does not exist or is no Python file (a run's config.json): checked before parsing, since
     ml_collections defers that failure to the config's first use (or to an override of one of its
     fields, as an OSError)."""
-    names = {n for n in flag_values if type(flag_values[n]).__name__ == "_ConfigFlag"}
+    names = _config_flags(flag_values)
     paths = []
     for i, arg in enumerate(argv[1:], start=1):
         name, eq, value = arg.lstrip("-").partition("=")

@@ -629,3 +629,18 @@ def test_run_config_from_before_remat_named_its_policy(tmp_path, recorded, expec
     fields["remat"] = recorded
     (tmp_path / "config.json").write_text(json.dumps(fields))
     assert evaluate.load_run_config(tmp_path).remat == expected
+
+
+@pytest.mark.slow  # scripts/summary.py as a subprocess
+def test_summary_of_a_trained_run(run, tmp_path):
+    """summary.py --workdir: the table of the run's model (its config.json), whose total is its
+    checkpoint's parameter count; with --config as well, or neither, one paragraph."""
+    params, _ = evaluate.load_params(evaluate.open_run(str(run)).checkpoint)
+    count = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+    out = run_script("summary.py", "--workdir", str(run), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"Total params: {count:,}" in out.stdout, out.stdout[-1500:]
+    message = fails_cleanly("summary.py", cwd=tmp_path)
+    assert (
+        "give --config FILE (a config's model, e.g. configs/strong.py) or --workdir DIR" in message
+    )
