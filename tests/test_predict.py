@@ -281,6 +281,17 @@ def test_cli_refuses_before_loading_a_checkpoint(args, expected, tmp_path):
     assert expected in message and "no_such_run" not in message
 
 
+def test_a_run_given_as_an_image_is_named(tmp_path):
+    """`predict.py runs/demo cat.png`, --workdir left out: the run folder is named as such."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    message = fails_cleanly("predict.py", "run", "cat.png", cwd=tmp_path)
+    assert (
+        message
+        == "Error: run is a run's folder, not an image: give it as --workdir run, then the images."
+    )
+
+
 def test_missing_run_is_a_clear_error(tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="holds no config.json"):
         evaluate.open_run(str(tmp_path), None)
