@@ -475,12 +475,16 @@ def write_report(
     title: str = "",
 ) -> dict[str, epath.Path]:
     """Writes `result` (from `scores`) into `out_dir`: per_class.txt (under `title`), confusion.png,
-    scores.json and TensorBoard summaries at `step`. Returns the paths written."""
+    scores.json and TensorBoard summaries at `step` (a report already in `out_dir` is replaced,
+    its TensorBoard events with it). Returns the paths written."""
     from clu import metric_writers  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
     out = epath.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "scores.json").exists():  # a report written here before: it is replaced, events too
+        for old in out.glob("events.out.tfevents.*"):
+            old.unlink()
     confusion = np.asarray(result["confusion"])
     image = confusion_image(confusion, class_names)
     table, png, as_json = out / "per_class.txt", out / "confusion.png", out / "scores.json"

@@ -599,6 +599,8 @@ def test_cli_reports_one_run_of_several_in_a_folder_of_its_own(three_runs, singl
     again[1] = "run"  # the same checkpoint, spelled relative to cwd: not said
     out = run_script("evaluate.py", *again, "--run", "seed=2", cwd=tmp_path)
     assert out.stdout.splitlines()[-1].startswith("wrote "), out.stdout
+    # Three reports in the folder, the last one's TensorBoard events only (no repeated points).
+    assert len(list((run / "eval" / "seed=1").glob("events.out.tfevents.*"))) == 1
 
 
 @pytest.mark.slow  # scripts/evaluate.py as a subprocess
