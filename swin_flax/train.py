@@ -211,6 +211,7 @@ class Progress:
             "totals": dataclasses.asdict(self.totals.plus(wall=wall)),
             "partial_epoch": self.partial_epoch,
             "test_accuracy": per_run(self.test_accuracy),
+            "devices": [jax.device_count(), jax.process_count()],  # the draws follow them
             **several,
         }
 
@@ -292,6 +293,14 @@ def _train(
     per_epoch = data.steps_per_epoch
     reports.log_devices(config, per_epoch)
     build.check_run_length(config, per_epoch)
+    now = [jax.device_count(), jax.process_count()]  # what the record's "devices" holds
+    if saved is not None and saved.get("devices", now) != now:
+        logging.warning(
+            f"{workdir} trained on {_devices(*saved['devices'])} and resumes on {_devices(*now)}: "
+            "dropout's draws (and CutMix's pairs, made within each process's share of a batch) "
+            "follow the devices, so the rest of the run differs from an uninterrupted one's (on "
+            "the same devices it would be the same, bit for bit)."
+        )
     if saved is not None and saved.get("steps_per_epoch", per_epoch) != per_epoch:
         raise ConfigError(
             f"config.batch_size: the run in {workdir} has {saved['steps_per_epoch']} steps per "
@@ -544,6 +553,11 @@ def _preempted_message(
         f"{f'{cause}: ' if cause else ''}stopped at {rundir.position(step, steps_per_epoch)} and "
         f"saved a checkpoint in {ckpts.root / 'latest'}. Run {_again()} to resume from there."
     )
+
+
+def _devices(devices: int, processes: int) -> str:
+    over = f" over {processes} processes" if processes > 1 else ""
+    return rundir.count(devices, "device") + over
 
 
 def _again() -> str:

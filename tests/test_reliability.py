@@ -257,6 +257,21 @@ def test_nan_loss_stops_with_step_and_epoch(setup, tmp_path):
     assert _complete_steps(workdir) == [4, 8, 12]
 
 
+def test_a_resume_on_other_devices_says_it_is_not_bit_exact(setup, tmp_path):
+    """The reference trained on 2 devices; resumed on 1, the run goes on (the same global batch)
+    but its dropout draws follow the devices: a warning says so. Resumed on 1 again, none."""
+    workdir = tmp_path / "run"
+    shutil.copytree(setup["reference"], workdir)
+    one_device = {**setup["env"], **rr.env(None, devices=1)}
+    out = rr.run(rr.main_args(setup["config"], workdir, "--config.num_epochs=4"), env=one_device)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"WARNING: {workdir} trained on 2 devices and resumes on 1 device: dropout's" in (
+        rr.text(out)
+    )
+    out = rr.run(rr.main_args(setup["config"], workdir, "--config.num_epochs=5"), env=one_device)
+    assert out.returncode == 0 and "resumes on" not in out.stderr, out.stderr[-3000:]
+
+
 def test_compilation_cache_defaults_to_the_workdir(setup, tmp_path):
     """Without JAX_COMPILATION_CACHE_DIR or --compilation_cache, a run keeps JAX's persistent
     compilation cache in WORKDIR/compilation_cache, so resuming it reuses the compiled step."""
