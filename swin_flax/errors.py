@@ -55,7 +55,12 @@ def lost_peer(error: BaseException) -> bool:
 
 
 class Preempted(Exception):
-    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed."""
+    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed. `by_user`: Ctrl-C
+    (SIGINT) in this process, said as an interruption rather than a preemption."""
+
+    def __init__(self, message: str, by_user: bool = False):
+        super().__init__(message)
+        self.by_user = by_user
 
 
 # What a user can fix (the message says how): one paragraph and EXIT_USER_ERROR. OSError covers an

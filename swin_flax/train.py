@@ -69,6 +69,11 @@ class _StopFlag:
             raise KeyboardInterrupt(f"a second {name} while stopping: {kept}") from None
         return False
 
+    @property
+    def by_user(self) -> bool:
+        """Whether this process was stopped by Ctrl-C (SIGINT), not preempted."""
+        return self.signal == signal.SIGINT
+
     def requested(self, step: int | None = None) -> bool:
         """Whether to stop after `step` (None: at an epoch's end, where every host checks). A host
         stopped by another's signal records which in `cause`, for its log and its message."""
@@ -380,7 +385,9 @@ def _train(
                     _finite_host_state(state, step, epoch, ckpts, run_set.names),
                     meta,
                 )
-                raise Preempted(_preempted_message(step, per_epoch, ckpts, stop.cause))
+                raise Preempted(
+                    _preempted_message(step, per_epoch, ckpts, stop.cause), stop.by_user
+                )
             progress.partial_epoch = None
             t_eval = time.time()
             test = evaluate_params(p_eval_step, state.params, eval_batches, run_set.count)
@@ -414,7 +421,9 @@ def _train(
                 run_set.names,
             )
             if stopping:
-                raise Preempted(_preempted_message(step, per_epoch, ckpts, stop.cause))
+                raise Preempted(
+                    _preempted_message(step, per_epoch, ckpts, stop.cause), stop.by_user
+                )
             ticker.between_epochs = time.time() - t_steps_done
             ticker.restart(step)
         writers.finish()
