@@ -27,6 +27,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
+    """Each process's output, whitespace collapsed, once all have ended (killed after `timeout`)."""
+    try:
+        return [" ".join(p.communicate(timeout=timeout)[0].split()) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+
+
 def _start(args, env, kill_at: int = -1, stderr: int = subprocess.STDOUT) -> subprocess.Popen:
     return subprocess.Popen(
         rr.command(args, kill_at),
@@ -142,11 +151,7 @@ def test_a_signal_to_one_process_stops_all_at_one_step_and_says_whose(tmp_path):
         _start(rr.main_args(config, workdir, *cluster, f"--process_id={i}"), rr.env(None), kill)
         for i, kill in ((0, -1), (1, 2))
     ]
-    try:
-        logs = [" ".join(p.communicate(timeout=240)[0].split()) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
+    logs = _finish(procs, 240)
     assert [p.returncode for p in procs] == [75, 75], logs
     assert "WARNING: Process 1 received SIGTERM: stopping after this step and saving." in logs[0]
     said = re.search(
@@ -174,11 +179,7 @@ def test_processes_started_with_different_settings_are_refused(tmp_path):
             rr.env(None),
         ),
     ]
-    try:
-        logs = [" ".join(p.communicate(timeout=120)[0].split()) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
+    logs = _finish(procs, 120)
     for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 2, log[-3000:]
         assert "The 2 processes were started with different settings:" in log, log[-3000:]
@@ -207,11 +208,7 @@ def test_a_process_refused_alone_stops_the_others(tmp_path):
             _start(rr.main_args(config, workdir, *cluster, f"--process_id={i}"), env)
             for i in (0, 1)
         ]
-        try:
-            logs = [" ".join(p.communicate(timeout=120)[0].split()) for p in procs]
-        finally:
-            for p in procs:
-                p.kill()
+        logs = _finish(procs, 120)
     assert [p.returncode for p in procs] == [2, 2], logs
     reason = f"--workdir {workdir}: another process is training in it."
     assert f"Error: {reason}" in logs[0], logs[0][-3000:]
@@ -242,11 +239,7 @@ def test_a_process_without_the_data_stops_the_others(tmp_path):
         )
         for i, cwd in ((0, here), (1, there))
     ]
-    try:
-        logs = [" ".join(p.communicate(timeout=120)[0].split()) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
+    logs = _finish(procs, 120)
     assert [p.returncode for p in procs] == [2, 2], logs
     said = logs[1].rpartition("Error: ")[2]
     assert said.startswith("archive c.tar.gz does not exist"), logs[1][-3000:]
