@@ -22,7 +22,6 @@ cli.start()
 
 import dataclasses  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 
 from absl import flags  # noqa: E402
 
@@ -54,13 +53,14 @@ def main(argv):
             "Pillow reads)."
         )
     cli.check_output_file("json", FLAGS.json)
-    run_folders = [a for a in argv[1:] if os.path.isfile(os.path.join(a, "config.json"))]
+    from swin_flax import evaluate, predict  # noqa: PLC0415 (jax: after the flags)
+
+    run_folders = [a for a in argv[1:] if evaluate.is_run_folder(a)]
     if run_folders and not (FLAGS.workdir or FLAGS.checkpoint):  # the run given as an argument
         cli.exit_user_error(
             f"{run_folders[0]} is a run's folder, not an image: give it as --workdir "
             f"{run_folders[0]}, then the images."
         )
-    from swin_flax import evaluate, predict  # noqa: PLC0415 (jax: after the flags)
 
     images, bad = predict.check_images(argv[1:])
     n = len(argv) - 1

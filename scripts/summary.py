@@ -1,5 +1,5 @@
 """Prints a torchinfo-like model table: `python scripts/summary.py --config configs/strong.py`
-(or `--workdir runs/strong`: a trained run's model, from its config.json).
+(or `--workdir runs/strong`: a trained run's model, from its config.json, as it is).
 
 Each module to --depth levels, its output shape for a batch of --batch_size, its parameter count,
 and the total. Nothing is compiled (jax.eval_shape). Config overrides work, e.g.
@@ -28,15 +28,16 @@ def main(argv):
     del argv  # parse_flags refused stray arguments
     from swin_flax.config import validate  # noqa: PLC0415
 
-    if (FLAGS.config is None) == (FLAGS.workdir is None):
+    if (FLAGS.config is None) == (not FLAGS.workdir):
         cli.exit_user_error(
-            "give --config FILE (a config's model, e.g. configs/strong.py) or --workdir DIR (a "
-            "trained run's model, from its config.json): one of the two."
+            "give --config FILE (a config's model, e.g. configs/strong.py, with any --config.* "
+            "overrides) or --workdir DIR (a trained run's model, from its config.json): one of "
+            "the two."
         )
     if FLAGS.workdir:
         from swin_flax import evaluate  # noqa: PLC0415 (orbax: only for a run)
 
-        config = evaluate.load_run_config(evaluate.open_run(FLAGS.workdir).workdir)
+        config = evaluate.load_run_config(evaluate.run_folder(FLAGS.workdir))
     else:
         config = FLAGS.config
     validate(config)  # as scripts/main.py checks it (any device count)

@@ -375,7 +375,7 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except errors.Preempted as e:
-        _exit_saying("Interrupted" if e.by_user else "Preempted", str(e), errors.EXIT_PREEMPTED)
+        _exit_saying("Ctrl-C" if e.by_user else "Preempted", str(e), errors.EXIT_PREEMPTED)
     except errors.TrainingDiverged as e:
         _exit_saying("Training diverged", str(e), errors.EXIT_DIVERGED)
     except errors.USER_ERRORS as e:

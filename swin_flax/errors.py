@@ -55,8 +55,8 @@ def lost_peer(error: BaseException) -> bool:
 
 
 class Preempted(Exception):
-    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed. `by_user`: Ctrl-C
-    (SIGINT) in this process, said as an interruption rather than a preemption."""
+    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed. `by_user`: the stop
+    came from Ctrl-C (SIGINT), said as such rather than as a preemption."""
 
     def __init__(self, message: str, by_user: bool = False):
         super().__init__(message)

@@ -214,10 +214,10 @@ def resolve_checkpoint(
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
             )
         if workdir:
-            run, owner = _run_folder(workdir), checkpoints.enclosing_run(ckpt)
+            run, owner = run_folder(workdir), checkpoints.enclosing_run(ckpt)
             if (  # inside a run (a folder with a config.json) other than --workdir's
                 owner is not None
-                and (owner / "config.json").is_file()
+                and is_run_folder(owner)
                 and os.path.realpath(owner) != os.path.realpath(run)
             ):
                 raise CheckpointError(  # its scores would be written as this run's
@@ -227,7 +227,7 @@ def resolve_checkpoint(
                 )
             return run, ckpt
         run = ckpt.parent.parent.parent  # WORKDIR/checkpoints/{best,latest}/STEP
-        if not (run / "config.json").is_file():
+        if not is_run_folder(run):
             where = (
                 f"{run} holds no config.json"
                 if ckpt.parent.parent.name == "checkpoints"
@@ -243,7 +243,7 @@ def resolve_checkpoint(
             "give --workdir (the folder of a run of scripts/main.py) or --checkpoint (a checkpoint "
             "step folder such as WORKDIR/checkpoints/best/STEP)."
         )
-    run = _run_folder(workdir)
+    run = run_folder(workdir)
     for which in ("best", "latest"):
         step = checkpoints.newest_step(checkpoints.series_dir(run, which))
         if step is not None:
@@ -254,13 +254,19 @@ def resolve_checkpoint(
     )
 
 
-def _run_folder(workdir: str) -> epath.Path:
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is the folder of a run of scripts/main.py (it holds the run's config.json)."""
+    return (epath.Path(path) / "config.json").is_file()
+
+
+def run_folder(workdir: str) -> epath.Path:
+    """`workdir` as a run's folder, or a CheckpointError that says what it is instead."""
     run = epath.Path(workdir)
     if not run.exists():
         problem = "does not exist"
     elif not run.is_dir():
         problem = "is a file"
-    elif not (run / "config.json").is_file():
+    elif not is_run_folder(run):
         problem = "holds no config.json"
     else:
         return run
@@ -482,8 +488,8 @@ def write_report(
 
     out = epath.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "scores.json").exists():  # a report written here before: it is replaced, events too
-        for old in out.glob("events.out.tfevents.*"):
+    if (out / "scores.json").exists() and not is_run_folder(out):  # a report written here before
+        for old in out.glob("events.out.tfevents.*"):  # (not a run's own, which --eval_dir may be)
             old.unlink()
     confusion = np.asarray(result["confusion"])
     image = confusion_image(confusion, class_names)

@@ -37,6 +37,7 @@ class _StopFlag:
         self.signal: int | None = None
         self.second: int | None = None
         self.cause = ""  # another process's signal that stops this one
+        self.peer_signal: int | None = None
         self.latest, self.sync_every = latest, sync_every  # the series a second signal reports on
         self._previous = {}
 
@@ -71,8 +72,8 @@ class _StopFlag:
 
     @property
     def by_user(self) -> bool:
-        """Whether this process was stopped by Ctrl-C (SIGINT), not preempted."""
-        return self.signal == signal.SIGINT
+        """Whether the stop came from Ctrl-C (SIGINT), in this process or another, not SIGTERM."""
+        return (self.signal or self.peer_signal) == signal.SIGINT
 
     def requested(self, step: int | None = None) -> bool:
         """Whether to stop after `step` (None: at an epoch's end, where every host checks). A host
@@ -86,7 +87,8 @@ class _StopFlag:
         signals = np.ravel(multihost_utils.process_allgather(np.array(self.signal or 0)))
         if self.signal is None and signals.any() and not self.cause:
             first = int(np.flatnonzero(signals)[0])
-            got = f"{first} received {signal.Signals(signals[first]).name}"
+            self.peer_signal = int(signals[first])
+            got = f"{first} received {signal.Signals(self.peer_signal).name}"
             logging.warning(f"Process {got}: stopping after this step and saving.")
             self.cause = f"process {got}"
         return bool(signals.any())
@@ -298,20 +300,20 @@ def _train(
     per_epoch = data.steps_per_epoch
     reports.log_devices(config, per_epoch)
     build.check_run_length(config, per_epoch)
-    now = [jax.device_count(), jax.process_count()]  # what the record's "devices" holds
-    if saved is not None and saved.get("devices", now) != now:
-        logging.warning(
-            f"{workdir} trained on {_devices(*saved['devices'])} and resumes on {_devices(*now)}: "
-            "dropout's draws (and CutMix's pairs, made within each process's share of a batch) "
-            "follow the devices, so the rest of the run differs from an uninterrupted one's (on "
-            "the same devices it would be the same, bit for bit)."
-        )
     if saved is not None and saved.get("steps_per_epoch", per_epoch) != per_epoch:
         raise ConfigError(
             f"config.batch_size: the run in {workdir} has {saved['steps_per_epoch']} steps per "
             f"epoch, this config {per_epoch} (batch_size {config.batch_size}, "
             f"{len(data.train_labels)} training images). Resume with the batch size and data the "
             "run started with, or give a new --workdir."
+        )
+    now = [jax.device_count(), jax.process_count()]  # what the record's "devices" holds
+    if saved is not None and saved.get("devices", now) != now and jax.process_index() == 0:
+        logging.warning(
+            f"{workdir} trained on {_devices(*saved['devices'])} and resumes on {_devices(*now)}: "
+            "dropout's draws (and CutMix's pairs, made within each process's share of a batch) "
+            "follow the devices, so the rest of the run differs from an uninterrupted one's (on "
+            "the same devices it would be the same, bit for bit)."
         )
     created = not workdir.exists()
     try:  # as the checkpoint managers would: claimed now
@@ -565,6 +567,7 @@ def _preempted_message(
 
 
 def _devices(devices: int, processes: int) -> str:
+    """'2 devices over 2 processes', '1 device'."""
     over = f" over {processes} processes" if processes > 1 else ""
     return rundir.count(devices, "device") + over
 

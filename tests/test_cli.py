@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -157,6 +158,12 @@ def test_a_required_flag_left_out_is_named_with_its_help():
     assert msg.startswith("Error: --config (Path to a config file, e.g. configs/strong.py) is "), (
         msg
     )
+    # A required config flag given a file whose get_config() returns None: said as such.
+    none = os.path.join(tempfile.mkdtemp(), "none.py")
+    with open(none, "w") as f:
+        f.write("def get_config():\n    return None\n")
+    out = subprocess.run([sys.executable, show, "--config", none], capture_output=True, text=True)
+    assert "none.py: get_config() returned None. Make it return" in " ".join(out.stderr.split())
     main = os.path.join(os.path.dirname(SUMMARY), "main.py")
     out = subprocess.run([sys.executable, main], capture_output=True, text=True, timeout=120)
     msg = " ".join(out.stderr.split())  # both of main.py's, in one paragraph

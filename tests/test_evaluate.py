@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import pathlib
 import shutil
 
 import jax
@@ -642,7 +643,23 @@ def test_summary_of_a_trained_run(run, tmp_path):
     out = run_script("summary.py", "--workdir", str(run), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"Total params: {count:,}" in out.stdout, out.stdout[-1500:]
-    message = fails_cleanly("summary.py", cwd=tmp_path)
-    assert (
-        "give --config FILE (a config's model, e.g. configs/strong.py) or --workdir DIR" in message
-    )
+    demo = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "demo.py")
+    for args in ([], ["--workdir", str(run), "--config", demo]):
+        message = fails_cleanly("summary.py", *args, cwd=tmp_path)
+        assert "give --config FILE (a config's model, e.g. configs/strong.py, with" in message
+
+
+def test_a_replaced_report_takes_its_events_but_never_a_runs(tmp_path):
+    """A report written where one was: the old report's TensorBoard events go. Written into a run's
+    own folder (--eval_dir WORKDIR), the training's events stay."""
+    result = evaluate.scores(np.eye(3), np.array([0, 1, 2]), 3)
+    for folder, kept in ((tmp_path / "eval", False), (tmp_path / "run", True)):
+        folder.mkdir()
+        if kept:
+            (folder / "config.json").write_text("{}")
+        (folder / "scores.json").write_text("{}")
+        old = folder / "events.out.tfevents.1.old"
+        old.write_bytes(b"")
+        evaluate.write_report(result, ["a", "b", "c"], folder, step=1)
+        assert old.exists() == kept
+        assert len(list(folder.glob("events.out.tfevents.*"))) == 1 + kept

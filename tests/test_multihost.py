@@ -28,12 +28,18 @@ def _free_port() -> int:
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
-    """Each process's output, whitespace collapsed, once all have ended (killed after `timeout`)."""
+    """Each process's output, whitespace collapsed, once all have ended (all killed `timeout`
+    seconds after the call)."""
+    deadline = time.monotonic() + timeout
     try:
-        return [" ".join(p.communicate(timeout=timeout)[0].split()) for p in procs]
+        return [
+            " ".join(p.communicate(timeout=max(deadline - time.monotonic(), 1))[0].split())
+            for p in procs
+        ]
     finally:
         for p in procs:
             p.kill()
+            p.wait()
 
 
 def _start(args, env, kill_at: int = -1, stderr: int = subprocess.STDOUT) -> subprocess.Popen:

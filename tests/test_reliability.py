@@ -47,7 +47,7 @@ def setup(tmp_path_factory):
 
 
 def _preempted_step(stderr: str) -> int:
-    m = re.search(r"(?:Preempted|Interrupted): stopped at global step (\d+)", stderr)
+    m = re.search(r"(?:Preempted|Ctrl-C): stopped at global step (\d+)", stderr)
     assert m, stderr[-3000:]
     return int(m.group(1))
 
@@ -105,7 +105,7 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(setup, tmp_path):
         assert _preempted_step(out.stderr) == step
         msg = rr.text(out)
         assert where in msg and "Run the same command again to resume" in msg, msg[-2000:]
-        said = "Interrupted" if signum == signal.SIGINT else "Preempted"  # Ctrl-C: the user's
+        said = "Ctrl-C" if signum == signal.SIGINT else "Preempted"  # Ctrl-C: the user's stop
         assert f"{said}: stopped at global step {step} " in msg
         state, meta = rr.restore_latest(workdir)
         assert int(state["step"]) == step and meta["step"] == step
