@@ -49,10 +49,10 @@ class Ticker:
         eta_epoch = rundir.duration((self.per_epoch - in_epoch) / rate)
         seconds_left = (self.num_steps - step) / rate + epochs_left * self.between_epochs
         eta_run = rundir.duration(seconds_left)
-        runs_each = f" x {self.num_runs} runs" if self.num_runs > 1 else ""
         logging.info(
             f"epoch {epoch + 1}: step {in_epoch}/{self.per_epoch}  {rate:.2f} steps/s  "
-            f"{rate * self.batch:.0f} images/s{runs_each}  ETA epoch {eta_epoch}, run {eta_run}"
+            f"{rate * self.batch:.0f} images/s{rundir.times_runs(self.num_runs)}  ETA epoch "
+            f"{eta_epoch}, run {eta_run}"
         )
         self.restart(step)
         return rate
@@ -264,7 +264,7 @@ def report_epoch(
     else:
         line = (
             f"test acc {runs.spread_text(test['accuracy'])} | train loss "
-            f"{runs.spread_text(train['loss'])} | {speed} x {len(lr)} runs ({int(improved.sum())} "
-            "improved)"
+            f"{runs.spread_text(train['loss'])} | {speed}{rundir.times_runs(len(lr))} "
+            f"({int(improved.sum())} improved)"
         )
     rundir.announce(f"epoch {epoch}/{config.num_epochs}  {line}")

@@ -175,6 +175,11 @@ class RunTotals:
         )
 
 
+def times_runs(n: int) -> str:
+    """' x 3 runs' after a figure each of n runs reaches; '' for one run."""
+    return f" x {n} runs" if n > 1 else ""
+
+
 def count(n: int, noun: str) -> str:
     """'1 epoch', '3 epochs'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
@@ -261,7 +266,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         if final is not None:
             lines[0] += f"; final {final:.4f} after {epochs}"
     if "sessions" in summary:
-        runs_each = f" x {summary['num_runs']} runs" if "runs" in summary else ""
+        runs_each = times_runs(summary.get("num_runs", 1))
         lines.append(
             f"trained {duration(summary['train_seconds'])} (compiles included) at "
             f"{summary['train_images_per_sec']:.0f} images/s{runs_each}, "
