@@ -387,8 +387,8 @@ def friendly_errors() -> Iterator[None]:
                 "Process lost",
                 f"another process of this run stopped answering (it crashed, was killed, or its "
                 f"machine went away): {textwrap.shorten(first.rstrip('.'), 300)}. This one stops "
-                "too. Run the same commands "
-                "again, on every process, to resume from the last checkpoint.",
+                "too. Run the same commands again, on every process, to resume from the last "
+                "checkpoint.",
                 errors.EXIT_PREEMPTED,
                 now=True,
             )

@@ -36,8 +36,7 @@ class _StopFlag:
     def __init__(self, latest: epath.Path, sync_every: int = 1):
         self.signal: int | None = None
         self.second: int | None = None
-        self.cause = ""  # another process's signal that stops this one
-        self.peer_signal: int | None = None
+        self.peer: tuple[int, int] | None = None  # (process, signal) that stops this one
         self.latest, self.sync_every = latest, sync_every  # the series a second signal reports on
         self._previous = {}
 
@@ -73,7 +72,14 @@ class _StopFlag:
     @property
     def by_user(self) -> bool:
         """Whether the stop came from Ctrl-C (SIGINT), in this process or another, not SIGTERM."""
-        return (self.signal or self.peer_signal) == signal.SIGINT
+        return (self.signal or (self.peer and self.peer[1])) == signal.SIGINT
+
+    @property
+    def cause(self) -> str:
+        """'process 1 received SIGTERM' when another process's signal stops this one, else ''."""
+        if self.peer is None:
+            return ""
+        return f"process {self.peer[0]} received {signal.Signals(self.peer[1]).name}"
 
     def requested(self, step: int | None = None) -> bool:
         """Whether to stop after `step` (None: at an epoch's end, where every host checks). A host
@@ -85,12 +91,11 @@ class _StopFlag:
         from jax.experimental import multihost_utils  # noqa: PLC0415
 
         signals = np.ravel(multihost_utils.process_allgather(np.array(self.signal or 0)))
-        if self.signal is None and signals.any() and not self.cause:
+        if self.signal is None and signals.any() and self.peer is None:
             first = int(np.flatnonzero(signals)[0])
-            self.peer_signal = int(signals[first])
-            got = f"{first} received {signal.Signals(self.peer_signal).name}"
-            logging.warning(f"Process {got}: stopping after this step and saving.")
-            self.cause = f"process {got}"
+            self.peer = (first, int(signals[first]))
+            cause = self.cause
+            logging.warning(f"{cause[0].upper()}{cause[1:]}: stopping after this step and saving.")
         return bool(signals.any())
 
 
@@ -218,7 +223,7 @@ class Progress:
             "totals": dataclasses.asdict(self.totals.plus(wall=wall)),
             "partial_epoch": self.partial_epoch,
             "test_accuracy": per_run(self.test_accuracy),
-            "devices": [jax.device_count(), jax.process_count()],  # the draws follow them
+            "devices": _device_layout(),
             **several,
         }
 
@@ -307,7 +312,7 @@ def _train(
             f"{len(data.train_labels)} training images). Resume with the batch size and data the "
             "run started with, or give a new --workdir."
         )
-    now = [jax.device_count(), jax.process_count()]  # what the record's "devices" holds
+    now = _device_layout()
     if saved is not None and saved.get("devices", now) != now and jax.process_index() == 0:
         logging.warning(
             f"{workdir} trained on {_devices(*saved['devices'])} and resumes on {_devices(*now)}: "
@@ -564,6 +569,12 @@ def _preempted_message(
         f"{f'{cause}: ' if cause else ''}stopped at {rundir.position(step, steps_per_epoch)} and "
         f"saved a checkpoint in {ckpts.root / 'latest'}. Run {_again()} to resume from there."
     )
+
+
+def _device_layout() -> list[int]:
+    """[devices, processes]: what dropout's draws and CutMix's pairs follow; a checkpoint's record
+    keeps it, so that a resume on others can say the run is no longer bit for bit the same."""
+    return [jax.device_count(), jax.process_count()]
 
 
 def _devices(devices: int, processes: int) -> str:
