@@ -88,11 +88,6 @@ def table_schedule(table: Any, steps_per_entry: int, xp: Any = jnp) -> optax.Sch
     return schedule
 
 
-def learning_rate_schedule(**table_args: Any) -> optax.Schedule:
-    """The optax schedule of `learning_rate_table(**table_args)` (the config's schedule fields)."""
-    return table_schedule(*learning_rate_table(**table_args))
-
-
 def weight_decay_mask(params: Any) -> Any:
     """True where weight decay applies, as the official Swin decides: not on parameters of at most
     one dimension (a scanned `blocks` leaf's block axis not counted; call it on unreplicated params)

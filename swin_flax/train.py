@@ -10,7 +10,7 @@ import itertools
 import json
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jax
@@ -149,21 +149,6 @@ def _from_json(template, plain: Any):
     return serialization.from_state_dict(template, cast)
 
 
-def _partial_record(metrics, seconds: float, images: int, window) -> dict[str, Any]:
-    """The unfinished epoch's train metrics and time, and the steps since its last
-    train_loss_step point (`window`), as JSON, kept with a mid-epoch checkpoint."""
-    return dict(metrics=_as_json(metrics), seconds=seconds, images=images, window=_as_json(window))
-
-
-def _with_partial(metrics, seconds: float, images: int, partial: dict[str, Any] | None):
-    """(metrics, seconds, images) of this session's part of an epoch, joined with the part trained
-    before a stop in it (`partial`, from the checkpoint's record), so the epoch's figures are whole."""
-    if partial is None:
-        return metrics, seconds, images
-    merged = _from_json(metrics, partial["metrics"]).merge(metrics)
-    return merged, seconds + partial["seconds"], images + partial["images"]
-
-
 @dataclasses.dataclass
 class Progress:
     """What a run carries from epoch to epoch and keeps in every checkpoint's record: each run's best
@@ -184,16 +169,14 @@ class Progress:
 
     @classmethod
     def from_record(cls, meta: dict[str, Any]) -> Progress:
-        runs_of = lambda v: None if v is None else np.atleast_1d(v).tolist()
-        best = runs_of(meta["best_accuracy"])
+        per_run = ("best_accuracy", "best_epoch", "test_accuracy")  # one run's are numbers
+        lists = {k: np.atleast_1d(meta[k]).tolist() for k in per_run if meta.get(k) is not None}
         return cls(
-            len(best),
-            best,
-            runs_of(meta["best_epoch"]),
-            rundir.RunTotals(**meta.get("totals", {})),
-            meta.get("partial_epoch"),
-            runs_of(meta.get("test_accuracy")),
-            meta.get("history", []),
+            len(lists["best_accuracy"]),
+            totals=rundir.RunTotals(**meta.get("totals", {})),
+            partial_epoch=meta.get("partial_epoch"),
+            history=meta.get("history", []),
+            **lists,
         )
 
     def improved(self, accuracy: np.ndarray, epoch: int) -> np.ndarray:
@@ -284,6 +267,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             return _train(config, workdir, saved, claim, start_up, t_start)
 
 
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """What the loop holds fixed from a session's first step (`start`) to its end or stop."""
+
+    config: ml_collections.ConfigDict
+    per_epoch: int  # steps
+    start: int
+    names: list[str]  # the runs'
+    p_train_step: Callable
+    dropout_keys: jax.Array
+    lr_fns: list[Callable]
+    ckpts: checkpoints.Checkpoints
+    writers: reports.Writers
+    ticker: reports.Ticker
+    profile: periodic_actions.Profile | None
+    stop: _StopFlag
+
+
 def _train(
     config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_start: float
 ) -> dict:
@@ -345,56 +346,56 @@ def _train(
     # The run starts: from here on the workdir is written.
     state = steps.replicate(state)
     best_params = _best_params(ckpts, run_set.count, saved is not None)
-    p_train_step = build.pmap_train_step(run_set.count, config.per_run_data)
     p_eval_step = build.pmap_eval_step(model.apply, run_set.count)
-    _, dropout_keys = run_set.keys()
-    lr_fns = [build.create_learning_rate_fn(c, per_epoch) for c in run_set.configs]
     eval_batches = inputs.eval_batches(config, data)  # built once, a pass per evaluation
     host_batches = _train_batches(config, run_set, data, start)
     first_batch = next(host_batches)
-    writers = reports.open_writers(config, run_set, workdir, first_batch, fresh=start == 0)
-    batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
     num_steps = per_epoch * config.num_epochs
-    ticker = reports.Ticker(30.0, config.batch_size, per_epoch, num_steps, run_set.count)
-    profile = reports.profiler(config, workdir, start, num_steps)  # chief only
-    stop = _StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps)
-    # train_epoch's arguments that are the same every epoch
-    loop = dict(start=start, stop=stop, writers=writers, ticker=ticker, ckpts=ckpts, lr_fns=lr_fns)
-    loop.update(names=run_set.names, profile=profile)
+    loop = Session(
+        config=config,
+        per_epoch=per_epoch,
+        start=start,
+        names=run_set.names,
+        p_train_step=build.pmap_train_step(run_set.count, config.per_run_data),
+        dropout_keys=run_set.keys()[1],
+        lr_fns=[build.create_learning_rate_fn(c, per_epoch) for c in run_set.configs],
+        ckpts=ckpts,
+        writers=reports.open_writers(config, run_set, workdir, first_batch, fresh=start == 0),
+        ticker=reports.Ticker(30.0, config.batch_size, per_epoch, num_steps, run_set.count),
+        profile=reports.profiler(config, workdir, start, num_steps),  # chief only
+        stop=_StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps),
+    )
+    batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
     step, epoch = start, start // per_epoch
     # However the loop ends (finished, preempted, diverged) the summaries are closed, so the events
     # of the steps done are on disk, then the checkpoints: that waits for the writes in flight and
     # raises if one failed.
-    with stop, contextlib.closing(ckpts), contextlib.closing(writers):
+    with loop.stop, contextlib.closing(ckpts), contextlib.closing(loop.writers):
         while epoch < config.num_epochs:
             t_epoch, before = time.time(), step
             window = (progress.partial_epoch or {}).get("window")  # a stop's open window
             state, train_metrics, step, (seconds, done), window = train_epoch(
-                config, state, p_train_step, batches, dropout_keys, step, epoch, per_epoch,
-                window=window, **loop,
-            )  # fmt: skip
+                loop, state, batches, step, epoch, window
+            )
             progress.totals = progress.totals.plus(  # every step, the compile too
                 train=time.time() - t_epoch,
                 images=(step - before) * config.batch_size,
             )
             images = done * config.batch_size  # the epoch's speed: its steps' (train_epoch)
             t_steps_done = time.time()
-            train_metrics, seconds, images = _with_partial(
-                train_metrics, seconds, images, progress.partial_epoch
-            )
+            if (part := progress.partial_epoch) is not None:  # trained before a stop in this epoch
+                train_metrics = _from_json(train_metrics, part["metrics"]).merge(train_metrics)
+                seconds, images = seconds + part["seconds"], images + part["images"]
             train = _check_finite(train_metrics, epoch, ckpts, run_set.names)
             if step % per_epoch:  # stopped within the epoch: keep its part, save and stop
-                progress.partial_epoch = _partial_record(train_metrics, seconds, images, window)
+                window = _as_json(window)  # the steps since its last train_loss_step point
+                progress.partial_epoch = dict(
+                    metrics=_as_json(train_metrics), seconds=seconds, images=images, window=window
+                )
                 meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
-                ckpts.save(
-                    "latest",
-                    step,
-                    _finite_host_state(state, step, epoch, ckpts, run_set.names),
-                    meta,
-                )
-                raise Preempted(
-                    _preempted_message(step, per_epoch, ckpts, stop.cause), stop.by_user
-                )
+                host_state = _finite_host_state(state, step, epoch, ckpts, run_set.names)
+                ckpts.save("latest", step, host_state, meta)
+                raise _preempted(loop, step)
             progress.partial_epoch = None
             t_eval = time.time()
             test = evaluate_params(p_eval_step, state.params, eval_batches, run_set.count)
@@ -407,33 +408,22 @@ def _train(
             epoch += 1
             improved = progress.improved(test["accuracy"], epoch)
             best_accuracy = np.asarray(progress.best_accuracy)
-            lr = _learning_rates(lr_fns, step)
+            lr = _learning_rates(loop.lr_fns, step)
             reports.report_epoch(
-                config, writers, epoch, step, train, test, lr, best_accuracy, improved, timing
+                config, loop.writers, epoch, step, train, test, lr, best_accuracy, improved, timing
             )
             if progress.history:
-                writers.spread_plot(step, progress.history)
-            stopping = epoch < config.num_epochs and stop.requested()
+                loop.writers.spread_plot(step, progress.history)
+            stopping = epoch < config.num_epochs and loop.stop.requested()
             meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
             best_params = _save_epoch(
-                config,
-                ckpts,
-                state,
-                epoch,
-                step,
-                meta,
-                improved,
-                best_params,
-                stopping,
-                run_set.names,
+                loop, state, epoch, step, meta, improved, best_params, stopping
             )
             if stopping:
-                raise Preempted(
-                    _preempted_message(step, per_epoch, ckpts, stop.cause), stop.by_user
-                )
-            ticker.between_epochs = time.time() - t_steps_done
-            ticker.restart(step)
-        writers.finish()
+                raise _preempted(loop, step)
+            loop.ticker.between_epochs = time.time() - t_steps_done
+            loop.ticker.restart(step)
+        loop.writers.finish()
     # The last checkpoint's record: the summary a later run of the same command prints is this one.
     summary = rundir.run_summary(meta, str(ckpts.root), start_step=start)
     rundir.announce(*rundir.summary_lines(summary))
@@ -458,25 +448,17 @@ def _best_params(ckpts: checkpoints.Checkpoints, num_runs: int, resuming: bool) 
 
 
 def _save_epoch(
-    config,
-    ckpts,
-    state,
-    epoch: int,
-    step: int,
-    meta,
-    improved: np.ndarray,
-    best_params,
-    stopping,
-    names: list[str],
+    loop: Session, state, epoch: int, step: int, meta, improved: np.ndarray, best_params, stopping
 ) -> Any:
     """The checkpoints of the epoch just done (`epoch` counted from 1): best/ where a run improved,
     latest/ every checkpoint_every_epochs epochs, after the last one and before a stop. best/
     first: the writes complete in order, so a record in latest/ never names a best checkpoint that
     a kill left unwritten (best/ ahead of latest/ is resumed). Returns the best params kept."""
+    config, ckpts = loop.config, loop.ckpts
     latest = epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs or stopping
     if not (latest or improved.any()):
         return best_params
-    host_state = _finite_host_state(state, step, epoch - 1, ckpts, names)
+    host_state = _finite_host_state(state, step, epoch - 1, ckpts, loop.names)
     if improved.any():
         best_params = _merge_best(best_params, host_state["params"], improved)
         best = checkpoints.as_dtype(best_params, config.best_params_dtype)
@@ -494,63 +476,45 @@ def _merge_best(best: Any, params: Any, improved: np.ndarray) -> Any:
     return jax.tree.map(lambda new, old: np.where(shape(new), new, old), params, best)
 
 
-def train_epoch(
-    config,
-    state,
-    p_train_step,
-    batches,
-    dropout_keys,
-    step: int,
-    epoch: int,
-    steps_per_epoch: int,
-    *,
-    start: int,
-    stop: _StopFlag,
-    writers: reports.Writers,
-    ticker: reports.Ticker,
-    ckpts: checkpoints.Checkpoints,
-    names: list[str],
-    profile: periodic_actions.Profile | None,
-    lr_fns: list,
-    window: Any = None,
-):
+def train_epoch(loop: Session, state, batches, step: int, epoch: int, window: Any = None):
     """Trains from global step `step` to the end of `epoch` (or a requested stop); returns (state, the
     merged train metrics, the step reached, (seconds, steps) timed: the session's first step, which
     compiles, left out when others follow, the steps since the last train_loss_step point). Logs
     the compile and a progress line every 30 s, and writes the train loss (a NaN:
     TrainingDiverged) and the learning rate every log_every_steps. `window`: the steps a stop in
     this epoch left since its last point (their metrics as JSON), which the first one joins."""
-    end = (epoch + 1) * steps_per_epoch
+    end, ticker = (epoch + 1) * loop.per_epoch, loop.ticker
     metrics = loss_window = None
     t_timed, first_timed = time.time(), step
     while step < end:
-        if step == start:
+        if step == loop.start:
             logging.info("compiling the train step ...")
-        state, m = p_train_step(state, next(batches), dropout_keys)
+        state, m = loop.p_train_step(state, next(batches), loop.dropout_keys)
         m = steps.unreplicate(m)  # gathered over devices: every copy is the same
-        if step == start:
+        if step == loop.start:
             jax.block_until_ready(m)
             logging.info("train step compiled and run in %.1fs", time.time() - t_timed)
             ticker.restart(step + 1)
             if step + 1 < end:
                 t_timed, first_timed = time.time(), step + 1
         step += 1
-        if profile is not None:
-            profile(step)
+        if loop.profile is not None:
+            loop.profile(step)
         metrics = m if metrics is None else metrics.merge(m)
         if window is not None:  # what the stopped session trained since its last point
             loss_window, window = _from_json(m, window), None
         loss_window = m if loss_window is None else loss_window.merge(m)
         rate = ticker(step) if jax.process_index() == 0 else None
         if rate is not None and step < end:  # the epoch's own figure is written at its end
-            writers.root.write_scalars(step, {"steps_per_sec": rate})
-        if step % config.log_every_steps == 0:
-            scalars = {"train_loss_step": _check_finite(loss_window, epoch, ckpts, names)["loss"]}
+            loop.writers.root.write_scalars(step, {"steps_per_sec": rate})
+        if step % loop.config.log_every_steps == 0:
+            loss = _check_finite(loss_window, epoch, loop.ckpts, loop.names)["loss"]
+            scalars = {"train_loss_step": loss}
             if step < end:
-                scalars["learning_rate"] = _learning_rates(lr_fns, step)
-            writers.per_run(step, scalars)
+                scalars["learning_rate"] = _learning_rates(loop.lr_fns, step)
+            loop.writers.per_run(step, scalars)
             loss_window = None
-        if step < end and stop.requested(step):  # at an epoch's end: evaluate first
+        if step < end and loop.stop.requested(step):  # at an epoch's end: evaluate first
             break
     jax.block_until_ready(metrics)  # the time counts the last steps on the device
     return state, metrics, step, (time.time() - t_timed, step - first_timed), loss_window
@@ -561,13 +525,13 @@ def _learning_rates(lr_fns: list, step: int) -> np.ndarray:
     return np.array([float(fn(step - 1)) for fn in lr_fns])
 
 
-def _preempted_message(
-    step: int, steps_per_epoch: int, ckpts: checkpoints.Checkpoints, cause: str
-) -> str:
-    """The stop's paragraph; `cause`: another process's signal, when that stopped this one."""
-    return (
-        f"{f'{cause}: ' if cause else ''}stopped at {rundir.position(step, steps_per_epoch)} and "
-        f"saved a checkpoint in {ckpts.root / 'latest'}. Run {_again()} to resume from there."
+def _preempted(loop: Session, step: int) -> Preempted:
+    """The stop, its paragraph first naming another process's signal when that stopped this one."""
+    cause = f"{loop.stop.cause}: " if loop.stop.cause else ""
+    return Preempted(
+        f"{cause}stopped at {rundir.position(step, loop.per_epoch)} and saved a checkpoint in "
+        f"{loop.ckpts.root / 'latest'}. Run {_again()} to resume from there.",
+        loop.stop.by_user,
     )
 
 

@@ -30,6 +30,11 @@ def _load_config(name: str):
     return module.get_config()
 
 
+def learning_rate_schedule(**table_args) -> optax.Schedule:
+    """The optax schedule of `optim.learning_rate_table(**table_args)`, as the optimiser reads it."""
+    return optim.table_schedule(*optim.learning_rate_table(**table_args))
+
+
 def _schedule_kwargs(case: dict) -> dict:
     """A fixture case (timm's argument names) as learning_rate_schedule's keyword arguments."""
     return dict(
@@ -60,7 +65,7 @@ def test_strong_config_schedule_equals_timm_in_every_epoch():
     assert expected.shape == (c.num_epochs,) == (300,)
     # The fixture is the recipe's description: 1e-4 at epoch 0, linear to 1e-3 at epoch 20.
     np.testing.assert_allclose(expected[[0, 10, 20]], [1e-4, 5.5e-4, 1e-3], rtol=1e-12)
-    fn = optim.learning_rate_schedule(
+    fn = learning_rate_schedule(
         schedule=c.schedule,
         learning_rate=c.learning_rate,
         steps_per_epoch=49,
@@ -78,7 +83,7 @@ def test_strong_config_schedule_equals_timm_in_every_epoch():
 def test_cosine_epoch_equals_timm(case):
     spec = META["epoch_cases"][case]
     expected = FIXTURE[f"sched.{case}"]
-    fn = optim.learning_rate_schedule(
+    fn = learning_rate_schedule(
         schedule="cosine_epoch",
         steps_per_epoch=3,
         **_schedule_kwargs(spec),
@@ -115,7 +120,7 @@ def test_cosine_step_equals_timm_per_update(case):
     spec = META["step_cases"][case]
     spe = spec["steps_per_epoch"]
     expected = FIXTURE[f"sched.{case}"]
-    fn = optim.learning_rate_schedule(
+    fn = learning_rate_schedule(
         schedule="cosine_step",
         steps_per_epoch=spe,
         **_schedule_kwargs(spec),
@@ -142,8 +147,8 @@ def test_cosine_step_matches_closed_form_and_epoch_boundaries():
         cosine_epochs=300,
         warmup_prefix=True,
     )
-    per_step = optim.learning_rate_schedule(schedule="cosine_step", **kwargs)
-    per_epoch = optim.learning_rate_schedule(schedule="cosine_epoch", **kwargs)
+    per_step = learning_rate_schedule(schedule="cosine_step", **kwargs)
+    per_epoch = learning_rate_schedule(schedule="cosine_epoch", **kwargs)
     steps = np.array([0, 1, 24, 48, 49, 500, 979, 980, 981, 5000, 5001, 9999, 14_699])
     got = np.asarray(jax.jit(per_step)(jnp.asarray(steps)), np.float64)
     expected = [_closed_form(s / spe) for s in steps]
@@ -249,7 +254,7 @@ def test_a_run_longer_than_its_schedule_is_told_which_epochs_train_at_lr_min():
 
 
 def test_constant_schedule():
-    fn = optim.learning_rate_schedule(schedule="constant", learning_rate=1e-3, steps_per_epoch=49)
+    fn = learning_rate_schedule(schedule="constant", learning_rate=1e-3, steps_per_epoch=49)
     for step in (0, 48, 49, 14_699, 10**6):
         assert float(fn(step)) == pytest.approx(1e-3, rel=1e-7)
 

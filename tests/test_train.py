@@ -2,6 +2,7 @@
 events and checkpoints, and a second run with more epochs resumes where the first stopped."""
 
 import contextlib
+import dataclasses
 import json
 import signal
 import types
@@ -260,16 +261,28 @@ def test_epoch_time_leaves_out_the_compile(monkeypatch):
 
     stop = type("NoStop", (), {"requested": lambda self, step=None: False})()
     ticker = reports.Ticker(1e9, 16, 4, 8)
-    kw = dict(stop=stop, writers=None, ticker=ticker, ckpts=None, names=["run"], profile=None)
-    kw["lr_fns"] = []
     config = default_config()
     config.log_every_steps = 1000
+    loop = train.Session(
+        config=config,
+        per_epoch=4,
+        start=0,
+        names=["run"],
+        p_train_step=step_fn,
+        dropout_keys=None,
+        lr_fns=[],
+        ckpts=None,
+        writers=None,
+        ticker=ticker,
+        profile=None,
+        stop=stop,
+    )
     batches = iter(range(100))
-    out = train.train_epoch(config, "fresh", step_fn, batches, None, 0, 0, 4, start=0, **kw)
+    out = train.train_epoch(loop, "fresh", batches, 0, 0)
     assert out[2:4] == (4, (6.0, 3))
-    out = train.train_epoch(config, "compiled", step_fn, batches, None, 4, 1, 4, start=0, **kw)
+    out = train.train_epoch(loop, "compiled", batches, 4, 1)
     assert out[2:4] == (8, (8.0, 4))
-    out = train.train_epoch(config, "fresh", step_fn, batches, None, 7, 1, 4, start=7, **kw)
+    out = train.train_epoch(dataclasses.replace(loop, start=7), "fresh", batches, 7, 1)
     assert out[2:4] == (8, (100.0, 1))  # a resume at the epoch's last step: nothing else to time
 
 
