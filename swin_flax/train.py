@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import signal
@@ -130,11 +131,8 @@ def evaluate_params(
     p_eval_step, params, batches: Iterable[dict[str, np.ndarray]], num_runs: int = 1
 ) -> dict[str, np.ndarray]:
     """Loss and accuracy of each run over all batches (padding masked out)."""
-    total = None
-    for batch in batches:
-        m = steps.unreplicate(p_eval_step(params, batch))  # gathered: all copies equal
-        total = m if total is None else total.merge(m)
-    return _summary_values(total, num_runs)
+    gathered = (steps.unreplicate(p_eval_step(params, b)) for b in batches)  # all copies equal
+    return _summary_values(functools.reduce(lambda a, b: a.merge(b), gathered), num_runs)
 
 
 def _as_json(metrics) -> Any:
