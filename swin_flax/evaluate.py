@@ -172,8 +172,7 @@ def open_run(
     _, meta = load_params(ckpt, meta_only=True)
     saved = meta.get("model") or {}  # a record without a field (an older one) is not refused for it
     recorded = {k: v for k, v in config.model.to_dict().items() if k in saved}
-    diffs = checkpoints.model_differences(meta, recorded, label="config.json")
-    if diffs:
+    if diffs := checkpoints.model_differences(meta, recorded, label="config.json"):
         fix = (
             "give the --workdir of the run that wrote it, or leave --checkpoint out."
             if checkpoint
