@@ -472,12 +472,12 @@ def write_report(
 
     out = epath.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "scores.json").exists() and not is_run_folder(out):  # a report written here before
+    table, png, as_json = out / "per_class.txt", out / "confusion.png", out / "scores.json"
+    if as_json.exists() and not is_run_folder(out):  # a report written here before
         for old in out.glob("events.out.tfevents.*"):  # (not a run's own, which --eval_dir may be)
             old.unlink()
     confusion = np.asarray(result["confusion"])
     image = confusion_image(confusion, class_names)
-    table, png, as_json = out / "per_class.txt", out / "confusion.png", out / "scores.json"
     table.write_text(
         "".join(f"{t}\n" for t in (title, per_class_table(confusion, class_names)) if t)
     )

@@ -153,8 +153,7 @@ def flax_to_torch(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
     flat = traverse_util.flatten_dict(dict(params))
-    scanned = next((p for p in flat if "blocks" in p or "blocks_tail" in p), None)
-    if scanned:
+    if scanned := next((p for p in flat if "blocks" in p or "blocks_tail" in p), None):
         raise ValueError(
             f"param {'/'.join(scanned)} is in the scanned layout; convert canonical params "
             "(layout.unstack_block_params(params, model) first)."
