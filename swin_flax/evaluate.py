@@ -36,8 +36,7 @@ class Choice:
     each_run: bool = False
 
     def describe(self, best_epochs: Sequence[int] | None = None) -> str:
-        """What is used, for a header line ('' for a single run's), with each run's `best_epochs`
-        (those whose params a best/ checkpoint of several runs holds) if given."""
+        """The runs used, for a header line ('' for a single run's), with their `best_epochs`."""
         if not self.names:
             return ""
         if len(self.indices) == 1:
@@ -52,15 +51,13 @@ class Choice:
         return text + (f", their best epochs {epochs}" if epochs else "")
 
     def used(self) -> dict[str, Any]:
-        """For a report file: {"run": its name} or {"ensemble": their names}; {} for a single
-        run's checkpoint."""
+        """For a report file: {"run": its name}, {"ensemble": their names}, or {} (a single run's)."""
         if len(self.indices) == 1:
             return {"run": self.names[self.indices[0]]}
         return {"ensemble": [self.names[k] for k in self.indices]} if self.indices else {}
 
     def label(self) -> str:
-        """The name parts the chosen runs share ('learning_rate=0.001' of a sweep point's seeds; a
-        run's whole name); '' for all of them (or a single run's checkpoint)."""
+        """The name parts the chosen runs share (a sweep point's 'learning_rate=0.001'); '' for all."""
         if len(self.indices) == len(self.names):
             return ""
         chosen = [self.names[k].split(",") for k in self.indices]
@@ -80,20 +77,18 @@ class Run:
     def describe(self) -> str:
         """The scripts' checkpoint line: the checkpoint, its epoch and step, the runs used; of a
         best/ checkpoint of several runs, each run's best epoch (whose params it holds) instead."""
-        choice, meta = self.choice, self.meta
         if best_epochs := self._best_epochs():
-            return f"{self.checkpoint}, {choice.describe(best_epochs)}"
-        used = f", {choice.describe()}" if choice.names else ""
-        step, per_epoch = meta.get("step"), meta.get("steps_per_epoch")
-        when = f"epoch {meta.get('epoch')}, step {step}"
+            return f"{self.checkpoint}, {self.choice.describe(best_epochs)}"
+        used = f", {self.choice.describe()}" if self.choice.names else ""
+        step, per_epoch = self.meta.get("step"), self.meta.get("steps_per_epoch")
+        when = f"epoch {self.meta.get('epoch')}, step {step}"
         if step and per_epoch and step % per_epoch:  # saved by a stop within an epoch
             when = f"step {step % per_epoch} of epoch {step // per_epoch + 1}, global step {step}"
         return f"{self.checkpoint} ({when}){used}"
 
     def step(self) -> int:
-        """The global step the scores belong to (their TensorBoard point): the checkpoint's; of one
-        run chosen from a best/ checkpoint of several, the end of that run's best epoch, whose
-        params it holds (the checkpoint's step is the last epoch any run improved)."""
+        """The scores' TensorBoard step: the checkpoint's; of one run of a best/ checkpoint of several,
+        the end of its best epoch (the checkpoint's step is the last epoch any run improved)."""
         best_epochs, per_epoch = self._best_epochs(), self.meta.get("steps_per_epoch")
         if best_epochs and len(self.choice.indices) == 1 and per_epoch:
             return int(best_epochs[self.choice.indices[0]]) * int(per_epoch)
@@ -106,9 +101,8 @@ class Run:
         return best_epochs if best and isinstance(best_epochs, list) else None
 
     def members(self) -> list[Any]:
-        """One params tree per chosen run, read now (of several runs: slices of the stack), in the
-        model's own layout: scanned stages stack their blocks (`models.layout.unstack_block_params`
-        gives the canonical tree that `convert` takes)."""
+        """One params tree per chosen run, read now, in the model's own layout (`convert` takes
+        `models.layout.unstack_block_params`'s canonical tree)."""
         params, _ = load_params(self.checkpoint)
         if not self.choice.names:
             return [params]
@@ -117,10 +111,8 @@ class Run:
 
 def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:
     """The runs that --run (`which`: an index, a name, or part of a name such as a sweep value)
-    and --ensemble choose: that run, or the runs whose names hold every part given, else all; several
-    are used as their ensemble (each run's scores too, unless `ensemble`). Refuses either flag with
-    a single run's checkpoint, a --run that names none of its runs, and --ensemble with a --run
-    that chooses one, before any params are read."""
+    and --ensemble choose (all by default); several are used as their ensemble (each run's scores
+    too, unless `ensemble`). CheckpointError, before any params are read, for a choice that cannot be."""
     names = tuple(run.meta.get("runs") or [])  # the stacked runs: none for a single run's
     which = which or None  # --run= (empty): not given
     if not names:
@@ -180,8 +172,7 @@ def open_run(
     _, meta = load_params(ckpt, meta_only=True)
     saved = meta.get("model") or {}  # a record without a field (an older one) is not refused for it
     recorded = {k: v for k, v in config.model.to_dict().items() if k in saved}
-    diffs = checkpoints.model_differences(meta, recorded, label="config.json")
-    if diffs:
+    if diffs := checkpoints.model_differences(meta, recorded, label="config.json"):
         fix = (
             "give the --workdir of the run that wrote it, or leave --checkpoint out."
             if checkpoint
@@ -215,11 +206,8 @@ def resolve_checkpoint(
             )
         if workdir:
             run, owner = run_folder(workdir), checkpoints.enclosing_run(ckpt)
-            if (  # inside a run (a folder with a config.json) other than --workdir's
-                owner is not None
-                and is_run_folder(owner)
-                and os.path.realpath(owner) != os.path.realpath(run)
-            ):
+            # inside a run (a folder with a config.json) other than --workdir's
+            if owner is not None and is_run_folder(owner) and not os.path.samefile(owner, run):
                 raise CheckpointError(  # its scores would be written as this run's
                     f"--checkpoint {ckpt} belongs to the run in {owner}, not to --workdir "
                     f"{workdir}: leave --workdir out (the checkpoint's own run is read), or give "
@@ -244,10 +232,9 @@ def resolve_checkpoint(
             "step folder such as WORKDIR/checkpoints/best/STEP)."
         )
     run = run_folder(workdir)
-    for which in ("best", "latest"):
-        step = checkpoints.newest_step(checkpoints.series_dir(run, which))
-        if step is not None:
-            return run, checkpoints.series_dir(run, which) / str(step)
+    for series in (checkpoints.series_dir(run, which) for which in ("best", "latest")):
+        if (step := checkpoints.newest_step(series)) is not None:
+            return run, series / str(step)
     raise CheckpointError(
         f"--workdir {workdir} holds no checkpoint yet (checkpoints/best or checkpoints/latest): "
         "training writes one every checkpoint_every_epochs epochs; wait for it, or give --checkpoint."
@@ -279,8 +266,7 @@ def run_folder(workdir: str) -> epath.Path:
 
 
 def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
-    """The config a run wrote into its workdir (config.json), over the defaults
-    (`config.from_record`)."""
+    """The config a run wrote into its workdir (config.json), over the defaults."""
     path = epath.Path(workdir) / "config.json"
     config = default_config()
     config.unlock()
@@ -322,10 +308,9 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def combined_logits(logits: np.ndarray) -> np.ndarray:
-    """Members' logits [members, examples, classes] -> what they predict together [examples,
-    classes]: one member's own; several members' the log of the mean of their softmax
-    probabilities (float64, by log-sum-exp), whose softmax is that mean and whose cross-entropy is
-    the ensemble's loss."""
+    """Members' logits [members, examples, classes] -> their joint [examples, classes]: one's own;
+    several's the log of the mean of their softmax probabilities (float64, by log-sum-exp), whose
+    softmax is that mean and whose cross-entropy is the ensemble's loss."""
     if len(logits) == 1:
         return logits[0]
     log_probs = log_softmax(np.asarray(logits, np.float64))
@@ -348,9 +333,8 @@ def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str
 def eval_logits(
     config: ml_collections.ConfigDict, members: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits [members, examples, classes], labels [examples]) on the test split of `config`, each
-    image once, in one pass pmapped over this machine's devices (the eval batch rounded to a
-    multiple of them)."""
+    """(logits [members, examples, classes], labels [examples]) on the test split, each image once,
+    pmapped over this machine's devices (the eval batch rounded to a multiple of them)."""
     from swin_flax.data import inputs, sources  # noqa: PLC0415 (TensorFlow: only to read data)
 
     n_dev = jax.local_device_count()
@@ -488,12 +472,12 @@ def write_report(
 
     out = epath.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "scores.json").exists() and not is_run_folder(out):  # a report written here before
+    table, png, as_json = out / "per_class.txt", out / "confusion.png", out / "scores.json"
+    if as_json.exists() and not is_run_folder(out):  # a report written here before
         for old in out.glob("events.out.tfevents.*"):  # (not a run's own, which --eval_dir may be)
             old.unlink()
     confusion = np.asarray(result["confusion"])
     image = confusion_image(confusion, class_names)
-    table, png, as_json = out / "per_class.txt", out / "confusion.png", out / "scores.json"
     table.write_text(
         "".join(f"{t}\n" for t in (title, per_class_table(confusion, class_names)) if t)
     )

@@ -220,13 +220,10 @@ def profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_acti
         )
         return None
     span = f"step {first + 1}" if steps == 1 else f"steps {first + 1}-{first + steps}"
-    cut = (
-        f" (profile_steps={config.profile_steps}: the run ends)"
-        if steps < config.profile_steps
-        else ""
-    )
+    if steps < config.profile_steps:
+        span += f" (profile_steps={config.profile_steps}: the run ends)"
     logging.info(
-        f"profiling {span}{cut} into {workdir / 'plugins' / 'profile'} "
+        f"profiling {span} into {workdir / 'plugins' / 'profile'} "
         "(TensorBoard's profile tab; needs tensorboard-plugin-profile)"
     )
     return periodic_actions.Profile(

@@ -70,8 +70,7 @@ def torch_key(path: tuple[str, ...], layout: str) -> str:
 
 
 def _torch_axes(path: tuple[str, ...], ndim: int) -> tuple[int, ...]:
-    """The transpose from the Flax param at `path` to its PyTorch tensor: conv HWIO -> OIHW,
-    Dense [in, out] -> [out, in], anything else as it is."""
+    """The transpose from the Flax param at `path` to its PyTorch tensor (HWIO -> OIHW, Dense's)."""
     if path[-1] != "kernel":
         return tuple(range(ndim))
     return (3, 2, 0, 1) if ndim == 4 else (1, 0)
@@ -89,11 +88,9 @@ class Pair:
 
     @property
     def fits(self) -> bool:
-        """The source tensor exists and has the shape the target needs."""
         return self.value is not None and tuple(self.value.shape) == self.shape
 
     def flax_value(self) -> np.ndarray:
-        """The source tensor in the Flax layout."""
         return np.transpose(self.value, np.argsort(_torch_axes(self.path, self.value.ndim)))
 
 
@@ -122,8 +119,7 @@ def torch_to_flax(
     layout: str = "auto",
 ) -> dict[str, Any]:
     """A PyTorch Swin state_dict (numpy arrays) -> canonical Flax params for `model` (a
-    SwinTransformer or its official arguments). `layout`: 'auto', 'official' or 'timm'. Raises
-    ValueError naming every missing, unexpected or mis-shaped key (expected vs found shapes)."""
+    SwinTransformer or its official arguments); ValueError naming every key that does not fit."""
     model = _resolve_model(model)
     if layout not in ("auto", *LAYOUTS):
         raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}.")
@@ -157,8 +153,7 @@ def flax_to_torch(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
     flat = traverse_util.flatten_dict(dict(params))
-    scanned = next((p for p in flat if "blocks" in p or "blocks_tail" in p), None)
-    if scanned:
+    if scanned := next((p for p in flat if "blocks" in p or "blocks_tail" in p), None):
         raise ValueError(
             f"param {'/'.join(scanned)} is in the scanned layout; convert canonical params "
             "(layout.unstack_block_params(params, model) first)."
@@ -196,9 +191,8 @@ def _state_dict_of(obj: Any) -> Any:
 
 
 def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
-    """The module that reads and writes `path`'s format, imported: torch for .pth/.pt/.bin/.ckpt,
-    safetensors.numpy for .safetensors, None for .npz (numpy). Raises CheckpointError saying what
-    to install when it is missing, so callers can check before any work."""
+    """The module that reads and writes `path`'s format, imported (None: .npz, numpy alone), or a
+    CheckpointError saying what to install, so that callers can check before any work."""
     path = os.fspath(path)
     if path.endswith(".npz"):
         return None
@@ -262,9 +256,8 @@ def _unwrapped(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Writes a state_dict of numpy arrays to `path`: .npz (np.savez), .safetensors (safetensors'
-    numpy API, no torch) or .pth/.pt/.bin/.ckpt (torch.save of the plain {key: tensor} dict).
-    The package is checked before the file is opened."""
+    """Writes a state_dict of numpy arrays to `path` in the format of its suffix (torch's: the plain
+    {key: tensor} dict), its package checked before the file is opened."""
     path = os.fspath(path)
     module = require_package(path, "writing")
     arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
