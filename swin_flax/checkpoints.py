@@ -7,10 +7,10 @@ a run killed while saving never leaves a checkpoint that a later run would pick 
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import time
 from collections.abc import Mapping
+from concurrent import futures
 from typing import Any
 
 import jax
@@ -74,10 +74,8 @@ def _restore(
     (None: as saved); None when not `state`."""
     items = {"meta": ocp.args.JsonRestore()}
     if state:
-        restore_args = (
-            None if target is None else ocp.checkpoint_utils.construct_restore_args(target)
-        )
-        items["state"] = ocp.args.PyTreeRestore(target, restore_args=restore_args)
+        args = None if target is None else ocp.checkpoint_utils.construct_restore_args(target)
+        items["state"] = ocp.args.PyTreeRestore(target, restore_args=args)
     restored = manager.restore(step, args=ocp.args.Composite(**items))
     return restored.get("state"), restored["meta"]
 
@@ -183,13 +181,10 @@ class Checkpoints:
         self.root = series_dir(workdir, "latest").parent
         self.latest = _manager(series_dir(workdir, "latest"), keep, read_only)
         self.best = _manager(series_dir(workdir, "best"), 1, read_only)
-        background = asynchronous and not read_only and jax.process_count() == 1
-        self._writer = (
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="checkpoint_writer")
-            if background
-            else None
-        )
-        self._in_flight: dict[str, concurrent.futures.Future] = {}
+        self._writer = None
+        if asynchronous and not read_only and jax.process_count() == 1:
+            self._writer = futures.ThreadPoolExecutor(1, thread_name_prefix="checkpoint_writer")
+        self._in_flight: dict[str, futures.Future] = {}
         self._failed: CheckpointWriteError | None = None  # the first, until raised
         self._told_slow = False
 
@@ -278,10 +273,8 @@ class Checkpoints:
 
 
 def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, Any] | None:
-    """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk.
-
-    Lets a run refuse a checkpoint of another model before it reads data or compiles anything.
-    """
+    """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk, so
+    that a run refuses a checkpoint of another model before it reads data or compiles anything."""
     series = series_dir(workdir, which)
     step = newest_step(series)
     return None if step is None else read_step(series / str(step), True)[1]
