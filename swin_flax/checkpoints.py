@@ -233,9 +233,8 @@ class Checkpoints:
         if future is None:
             return 0.0
         start = time.perf_counter()
-        error = future.exception()  # waits
-        if error is not None and self._failed is None:
-            self._failed = error
+        error = future.exception()  # waits, even when an earlier write failed
+        self._failed = self._failed or error  # the first failure, until raised
         return time.perf_counter() - start
 
     def _raise_failed(self) -> None:

@@ -319,18 +319,16 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
         "mix.cutmix_minmax",
         f"must be (min, max) with 0 <= min < max <= 1 (or None), got {minmax!r}.",
     )
-    host_batch = c.batch_size // num_hosts
-    _require(
-        not mixes(m) or host_batch % 2 == 0,
-        "batch_size",
-        (
-            f"{c.batch_size} gives each of the {num_hosts} hosts {host_batch} images"
-            if num_hosts > 1
-            else f"{c.batch_size} is odd"
-        )  # fmt: skip
-        + ", and CutMix/Mixup mix each host's batch with itself reversed (timm's Mixup asserts an "
-        "even batch): choose an even batch per host, or leave mixing off (config.mix).",
-    )
+    per_host = c.batch_size // num_hosts
+    if mixes(m) and per_host % 2:
+        what = (
+            f"gives each of the {num_hosts} hosts {per_host} images" if num_hosts > 1 else "is odd"
+        )
+        raise ConfigError(
+            f"config.batch_size: {c.batch_size} {what}, and CutMix/Mixup mix each host's batch with "
+            "itself reversed (timm's Mixup asserts an even batch): choose an even batch per host, or "
+            "leave mixing off (config.mix)."
+        )
 
     _require(
         isinstance(c.profile_steps, int) and c.profile_steps >= 0,
