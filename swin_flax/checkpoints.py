@@ -282,10 +282,9 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
 def read_step(
     step_dir: str | os.PathLike, meta_only: bool = False, advice: str = _RESUME
 ) -> tuple[Any, dict[str, Any]]:
-    """(state, record) of one checkpoint step folder `WORKDIR/checkpoints/{best,latest}/STEP`, read
-    through a read-only manager of its series (state None when `meta_only`). A step that cannot be
-    read (a missing or truncated file: READ_ERRORS) raises `damaged`'s CheckpointError, `advice`
-    closing it."""
+    """(state, record) of one checkpoint step folder `WORKDIR/checkpoints/{best,latest}/STEP` (state
+    None when `meta_only`). A step that cannot be read (a missing or truncated file: READ_ERRORS)
+    raises `damaged`'s CheckpointError, `advice` closing it."""
     try:
         path = absolute(step_dir)
         with _manager(path.parent, 1, read_only=True) as manager:

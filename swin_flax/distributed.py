@@ -16,6 +16,7 @@ import numpy as np
 from absl import logging
 
 from swin_flax import errors
+from swin_flax.errors import ConfigError
 
 # How long the processes wait for each other at start-up (jax.distributed's own default).
 JOIN_TIMEOUT_S = 300
@@ -191,15 +192,12 @@ class StartUp:
         """Says `outcome` (e.g. 'train from step 0'); returns once every process said the same."""
         self.said = True
         every = gather(outcome)
-        refused = [(i, o) for i, o in enumerate(every) if o.startswith("refused: ")]
-        if refused:
-            i, said = refused[0]
-            raise errors.ConfigError(
-                f"process {i} could not start: {said.removeprefix('refused: ')}"
-            )
+        for i, said in enumerate(every):
+            if said.startswith("refused: "):
+                raise ConfigError(f"process {i} could not start: {said.removeprefix('refused: ')}")
         if any(o != every[0] for o in every):
             where = "; ".join(f"process {i}: {o}" for i, o in enumerate(every))
-            raise errors.ConfigError(
+            raise ConfigError(
                 f"The processes do not agree on where the run stands ({where}). Their --workdir "
                 "must be one folder that every process sees: a shared file system or a bucket."
             )
