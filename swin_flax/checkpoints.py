@@ -7,10 +7,10 @@ a run killed while saving never leaves a checkpoint that a later run would pick 
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import time
 from collections.abc import Mapping
+from concurrent import futures
 from typing import Any
 
 import jax
@@ -74,10 +74,8 @@ def _restore(
     (None: as saved); None when not `state`."""
     items = {"meta": ocp.args.JsonRestore()}
     if state:
-        restore_args = (
-            None if target is None else ocp.checkpoint_utils.construct_restore_args(target)
-        )
-        items["state"] = ocp.args.PyTreeRestore(target, restore_args=restore_args)
+        args = None if target is None else ocp.checkpoint_utils.construct_restore_args(target)
+        items["state"] = ocp.args.PyTreeRestore(target, restore_args=args)
     restored = manager.restore(step, args=ocp.args.Composite(**items))
     return restored.get("state"), restored["meta"]
 
@@ -183,13 +181,10 @@ class Checkpoints:
         self.root = series_dir(workdir, "latest").parent
         self.latest = _manager(series_dir(workdir, "latest"), keep, read_only)
         self.best = _manager(series_dir(workdir, "best"), 1, read_only)
-        background = asynchronous and not read_only and jax.process_count() == 1
-        self._writer = (
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="checkpoint_writer")
-            if background
-            else None
-        )
-        self._in_flight: dict[str, concurrent.futures.Future] = {}
+        self._writer = None
+        if asynchronous and not read_only and jax.process_count() == 1:
+            self._writer = futures.ThreadPoolExecutor(1, thread_name_prefix="checkpoint_writer")
+        self._in_flight: dict[str, futures.Future] = {}
         self._failed: CheckpointWriteError | None = None  # the first, until raised
         self._told_slow = False
 
@@ -238,9 +233,8 @@ class Checkpoints:
         if future is None:
             return 0.0
         start = time.perf_counter()
-        error = future.exception()  # waits
-        if error is not None and self._failed is None:
-            self._failed = error
+        error = future.exception()  # waits, even when an earlier write failed
+        self._failed = self._failed or error  # the first failure, until raised
         return time.perf_counter() - start
 
     def _raise_failed(self) -> None:
@@ -278,10 +272,8 @@ class Checkpoints:
 
 
 def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, Any] | None:
-    """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk.
-
-    Lets a run refuse a checkpoint of another model before it reads data or compiles anything.
-    """
+    """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk, so
+    that a run refuses a checkpoint of another model before it reads data or compiles anything."""
     series = series_dir(workdir, which)
     step = newest_step(series)
     return None if step is None else read_step(series / str(step), True)[1]
@@ -290,10 +282,9 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
 def read_step(
     step_dir: str | os.PathLike, meta_only: bool = False, advice: str = _RESUME
 ) -> tuple[Any, dict[str, Any]]:
-    """(state, record) of one checkpoint step folder `WORKDIR/checkpoints/{best,latest}/STEP`, read
-    through a read-only manager of its series (state None when `meta_only`). A step that cannot be
-    read (a missing or truncated file: READ_ERRORS) raises `damaged`'s CheckpointError, `advice`
-    closing it."""
+    """(state, record) of one checkpoint step folder `WORKDIR/checkpoints/{best,latest}/STEP` (state
+    None when `meta_only`). A step that cannot be read (a missing or truncated file: READ_ERRORS)
+    raises `damaged`'s CheckpointError, `advice` closing it."""
     try:
         path = absolute(step_dir)
         with _manager(path.parent, 1, read_only=True) as manager:

@@ -50,9 +50,8 @@ def exit_user_error(message: str, now: bool = False) -> NoReturn:
 
 
 def check_output_file(flag: str, path: str | None, create_folder: bool = False) -> None:
-    """Exit 2 unless `path` (the value of --`flag`) is unset or a file path in a folder that exists
-    (or, with `create_folder`, can be created) and this user can write: checked before the work,
-    not after it."""
+    """Exit 2 unless `path` (of --`flag`) is unset or a file path this user can write, in a folder
+    that exists (or, with `create_folder`, can be created): checked before the work, not after it."""
     if not path:
         return
     folder = os.path.dirname(os.path.abspath(path))
@@ -166,6 +165,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     from absl import flags, logging  # noqa: PLC0415
 
     program = os.path.basename(argv[0])
+    see = f"See `{program} --helpshort` for the flags."
     argv = [argv[0], *map(_home_expanded, argv[1:])]
     for path in _check_config_files(flags.FLAGS, argv):
         # Its folder importable as a package, as in flax's examples (`from configs import base`).
@@ -201,8 +201,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             _refuse_a_config_of_none(flags.FLAGS, missing)  # a required config flag
             said = [f"--{name} ({flags.FLAGS[name].help.rstrip('.')})" for name in missing]
             exit_user_error(  # required flags left out: absl names each on a line of its own
-                f"{' and '.join(said)} {'is' if len(said) == 1 else 'are'} missing. See "
-                f"`{program} --helpshort` for the flags."
+                f"{' and '.join(said)} {'is' if len(said) == 1 else 'are'} missing. {see}"
             )
         if "Traceback (most recent call last)" in message:  # ml_collections quotes a whole one
             head, _, trace = message.partition("Traceback (most recent call last)")
@@ -216,7 +215,6 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
 
                 exit_user_error(f"--config.sweep.{field}: {not_sweepable(field)}")
             message = f"no such field '{field}'" + (f" (did you mean{guess})" if guess else "")
-        see = f"See `{program} --helpshort` for the flags."
         if "--config." in message or isinstance(e, KeyError | AttributeError):
             see = (  # the config's fields are not flags that --helpshort lists
                 "Every --config.FIELD must name a field of swin_flax/config.py (each with its "

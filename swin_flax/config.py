@@ -15,8 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import ml_collections
-from ml_collections import config_dict
+from ml_collections import ConfigDict, config_dict
 
 from swin_flax.errors import ConfigError
 
@@ -40,9 +39,9 @@ def not_sweepable(field: str) -> str:
     )
 
 
-def default_config() -> ml_collections.ConfigDict:
+def default_config() -> ConfigDict:
     """All fields with the defaults of the PyTorch originals (torch.optim.AdamW, official Swin)."""
-    c = ml_collections.ConfigDict()
+    c = ConfigDict()
     # Model initialisation and dropout / stochastic depth; run k of num_runs uses seed + k.
     c.seed = 0
     # Data order, RandAugment and mixing draws; None: `seed`. Shared by every run unless per_run_data.
@@ -52,7 +51,7 @@ def default_config() -> ml_collections.ConfigDict:
     # every combination of the sweep's values. Only the optimiser's numbers can be swept: anything
     # that changes a shape (model, batch) needs a process of its own.
     c.num_runs = 1
-    c.sweep = ml_collections.ConfigDict({f: () for f in SWEEPABLE})
+    c.sweep = ConfigDict({f: () for f in SWEEPABLE})
     c.per_run_data = False  # True: run k reads its own stream (data_seed + k): N input pipelines
 
     # Data: source, preprocessing, augmentation.
@@ -69,38 +68,34 @@ def default_config() -> ml_collections.ConfigDict:
     # timm hparams translate_const: pixels of TranslateX/Y at magnitude 10. The default op set uses
     # TranslateX/YRel (translate_pct 0.45) instead, so, as in timm, it changes nothing there.
     c.randaugment_translate_const = 117
-    c.mix = ml_collections.ConfigDict(
-        dict(
-            mixup_alpha=0.0,  # timm Mixup arguments; mixing is on when either alpha is > 0
-            cutmix_alpha=0.0,
-            cutmix_minmax=config_dict.placeholder(tuple),
-            prob=1.0,
-            switch_prob=0.5,
-            mode="batch",
-            label_smoothing=0.0,  # also applied to the one-hot targets when mixing is off
-        )
+    c.mix = config_dict.create(
+        mixup_alpha=0.0,  # timm Mixup arguments; mixing is on when either alpha is > 0
+        cutmix_alpha=0.0,
+        cutmix_minmax=config_dict.placeholder(tuple),
+        prob=1.0,
+        switch_prob=0.5,
+        mode="batch",
+        label_smoothing=0.0,  # also applied to the one-hot targets when mixing is off
     )
 
     # Model: the official SwinTransformer's constructor arguments, by name.
-    c.model = ml_collections.ConfigDict(
-        dict(
-            img_size=32,
-            patch_size=4,
-            in_chans=3,
-            num_classes=10,
-            embed_dim=96,
-            depths=(2, 2, 18),
-            num_heads=(3, 6, 12),
-            window_size=8,
-            mlp_ratio=4.0,
-            qkv_bias=True,
-            qk_scale=config_dict.placeholder(float),
-            drop_rate=0.0,
-            attn_drop_rate=0.0,
-            drop_path_rate=0.1,
-            ape=False,
-            patch_norm=True,
-        )
+    c.model = config_dict.create(
+        img_size=32,
+        patch_size=4,
+        in_chans=3,
+        num_classes=10,
+        embed_dim=96,
+        depths=(2, 2, 18),
+        num_heads=(3, 6, 12),
+        window_size=8,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        qk_scale=config_dict.placeholder(float),
+        drop_rate=0.0,
+        attn_drop_rate=0.0,
+        drop_path_rate=0.1,
+        ape=False,
+        patch_norm=True,
     )
     c.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
     # What each block keeps for the backward pass: 'dots' the outputs of its dense layers, the
@@ -158,7 +153,7 @@ SCHEDULES = ("constant", "cosine_epoch", "cosine_step")
 DTYPES = ("float32", "bfloat16")
 
 
-def run_grid(c: ml_collections.ConfigDict) -> list[dict[str, Any]]:
+def run_grid(c: ConfigDict) -> list[dict[str, Any]]:
     """Each run's own field values, in run order: every combination of the swept values (the first
     swept field varying slowest), each for seeds seed, seed + 1, ... seed + num_runs - 1, with the
     shared data seed (or, with per_run_data, data seed + k for seed index k)."""
@@ -172,14 +167,12 @@ def run_grid(c: ml_collections.ConfigDict) -> list[dict[str, Any]]:
     ]
 
 
-def data_seed(c: ml_collections.ConfigDict) -> int:
+def data_seed(c: ConfigDict) -> int:
     """The seed of the data order and augmentation draws: config.data_seed, else config.seed."""
     return c.seed if c.data_seed is None else c.data_seed
 
 
-def single_run(
-    c: ml_collections.ConfigDict, values: Mapping[str, Any]
-) -> ml_collections.ConfigDict:
+def single_run(c: ConfigDict, values: Mapping[str, Any]) -> ConfigDict:
     """The config of one run of `c` (`values`: one entry of run_grid) as a process of its own."""
     single = copy.deepcopy(c)
     single.update(values, num_runs=1, sweep={f: () for f in SWEEPABLE})
@@ -207,7 +200,7 @@ def from_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _flat_keys(c: ml_collections.ConfigDict) -> set[str]:
+def _flat_keys(c: ConfigDict) -> set[str]:
     """Every field's dotted name, sub-dicts included ('mix' and 'mix.prob')."""
     keys = set(flatten(c.to_dict()))
     return keys | {k.rsplit(".", 1)[0] for k in keys if "." in k}
@@ -234,9 +227,7 @@ def _check(field: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> 
         raise ConfigError(f"config.{field}: {e}") from None
 
 
-def validate(
-    c: ml_collections.ConfigDict, *, num_devices: int | None = None, num_hosts: int = 1
-) -> None:
+def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 1) -> None:
     """Raises ConfigError naming the first bad field; cheap, runs before any data or compile.
     `num_devices`, `num_hosts`: of the process group that trains (None: any device count)."""
     keys, known = _flat_keys(c), _flat_keys(default_config())
@@ -328,18 +319,16 @@ def validate(
         "mix.cutmix_minmax",
         f"must be (min, max) with 0 <= min < max <= 1 (or None), got {minmax!r}.",
     )
-    host_batch = c.batch_size // num_hosts
-    _require(
-        not mixes(m) or host_batch % 2 == 0,
-        "batch_size",
-        (
-            f"{c.batch_size} gives each of the {num_hosts} hosts {host_batch} images"
-            if num_hosts > 1
-            else f"{c.batch_size} is odd"
-        )  # fmt: skip
-        + ", and CutMix/Mixup mix each host's batch with itself reversed (timm's Mixup asserts an "
-        "even batch): choose an even batch per host, or leave mixing off (config.mix).",
-    )
+    per_host = c.batch_size // num_hosts
+    if mixes(m) and per_host % 2:
+        what = (
+            f"gives each of the {num_hosts} hosts {per_host} images" if num_hosts > 1 else "is odd"
+        )
+        raise ConfigError(
+            f"config.batch_size: {c.batch_size} {what}, and CutMix/Mixup mix each host's batch with "
+            "itself reversed (timm's Mixup asserts an even batch): choose an even batch per host, or "
+            "leave mixing off (config.mix)."
+        )
 
     _require(
         isinstance(c.profile_steps, int) and c.profile_steps >= 0,

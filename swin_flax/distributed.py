@@ -16,6 +16,7 @@ import numpy as np
 from absl import logging
 
 from swin_flax import errors
+from swin_flax.errors import ConfigError
 
 # How long the processes wait for each other at start-up (jax.distributed's own default).
 JOIN_TIMEOUT_S = 300
@@ -51,8 +52,8 @@ def initialize(
                     ) from None
         values.append(value)
     coordinator_address, num_processes, process_id = values
+    env_note = f" (From the environment: {', '.join(from_env)}.)" if from_env else ""
     if coordinator_address is None and not auto:
-        env_note = f" (From the environment: {', '.join(from_env)}.)" if from_env else ""
         if num_processes not in (None, 1):
             raise ValueError(
                 f"num_processes={num_processes} needs --coordinator_address=HOST:PORT (process 0's "
@@ -69,7 +70,6 @@ def initialize(
         try:
             host, port = _check_by_hand(coordinator_address, num_processes, process_id)
         except ValueError as e:
-            env_note = f" (From the environment: {', '.join(from_env)}.)" if from_env else ""
             raise ValueError(f"{e}{env_note}") from None
         logging.info(
             f"jax.distributed: process {process_id} of {num_processes} joining at "
@@ -83,15 +83,9 @@ def initialize(
             # CPU collectives across processes (tests, CPU clusters).
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
     handler = signal.getsignal(signal.SIGTERM)
-    try:
+    try:  # JAX's own timeout (a C++ abort) is never reached
         _join(
-            lambda: jax.distributed.initialize(
-                coordinator_address,
-                num_processes,
-                process_id,
-                initialization_timeout=JOIN_TIMEOUT_S + 60,  # its C++ abort: never reached
-            ),
-            JOIN_TIMEOUT_S,
+            lambda: jax.distributed.initialize(*values, initialization_timeout=JOIN_TIMEOUT_S + 60)
         )
     except ValueError as e:
         if not auto or isinstance(e, JoinTimeout):
@@ -115,7 +109,7 @@ class JoinTimeout(ValueError):
     """Not every process joined in time."""
 
 
-def _join(initialize: Callable[[], None], timeout_s: float) -> None:
+def _join(initialize: Callable[[], None], timeout_s: float = JOIN_TIMEOUT_S) -> None:
     """Runs `initialize` (jax.distributed's, which blocks in C++ until every process has joined)
     in a thread, so that Ctrl-C and SIGTERM still end this process while it waits, and a process
     that never joins ends it after `timeout_s` with a ValueError instead of JAX's C++ abort."""
@@ -198,15 +192,12 @@ class StartUp:
         """Says `outcome` (e.g. 'train from step 0'); returns once every process said the same."""
         self.said = True
         every = gather(outcome)
-        refused = [(i, o) for i, o in enumerate(every) if o.startswith("refused: ")]
-        if refused:
-            i, said = refused[0]
-            raise errors.ConfigError(
-                f"process {i} could not start: {said.removeprefix('refused: ')}"
-            )
+        for i, said in enumerate(every):
+            if said.startswith("refused: "):
+                raise ConfigError(f"process {i} could not start: {said.removeprefix('refused: ')}")
         if any(o != every[0] for o in every):
             where = "; ".join(f"process {i}: {o}" for i, o in enumerate(every))
-            raise errors.ConfigError(
+            raise ConfigError(
                 f"The processes do not agree on where the run stands ({where}). Their --workdir "
                 "must be one folder that every process sees: a shared file system or a bucket."
             )
@@ -233,19 +224,14 @@ def _check_by_hand(
             f"--coordinator_address={address!r}: {what}. Give process 0's host name or IP and a "
             "free port, the same on every process, e.g. --coordinator_address=node0:1234."
         )
-    if num_processes is None or process_id is None:
-        meanings = (
-            "the number of processes (the same on every one)",
-            "this process's index, 0 on the coordinator's host",
-        )
-        given = [
-            (n, m)
-            for n, m, v in zip(_FLAGS[1:], meanings, (num_processes, process_id))
-            if v is None
-        ]
+    meanings = {
+        "num_processes": (num_processes, "the number of processes (the same on every one)"),
+        "process_id": (process_id, "this process's index, 0 on the coordinator's host"),
+    }
+    if missing := {f"--{name}": meaning for name, (v, meaning) in meanings.items() if v is None}:
         raise ValueError(
-            f"--coordinator_address needs {' and '.join(f'--{n}' for n, _ in given)} as well: "
-            f"{' and '.join(m for _, m in given)}. Under SLURM, Open MPI or on a TPU pod, pass "
+            f"--coordinator_address needs {' and '.join(missing)} as well: "
+            f"{' and '.join(missing.values())}. Under SLURM, Open MPI or on a TPU pod, pass "
             "--distributed instead and JAX reads them itself."
         )
     if num_processes < 1:
@@ -279,17 +265,16 @@ def _wait_for_coordinator(address: str, host: str, port: int, timeout_s: float) 
             socket.create_connection((host, port), timeout=2.0).close()
             return
         except OSError as e:
-            if time.monotonic() >= deadline:
-                unknown = isinstance(e, socket.gaierror)
-                break
-            time.sleep(0.5)
-    what = (
-        f"The coordinator's host {host!r} (in {address}) was not known here"
-        if unknown
-        else f"Process 0 did not answer at {address}"
-    )
-    raise ValueError(
-        f"{what} within {timeout_s} s. Start it there (--process_id=0), and check that every "
-        "process has the same --coordinator_address, naming process 0's host, and that the port is "
-        "open between the machines."
-    )
+            if time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
+            what = (
+                f"The coordinator's host {host!r} (in {address}) was not known here"
+                if isinstance(e, socket.gaierror)
+                else f"Process 0 did not answer at {address}"
+            )
+            raise ValueError(
+                f"{what} within {timeout_s} s. Start it there (--process_id=0), and check that "
+                "every process has the same --coordinator_address, naming process 0's host, and "
+                "that the port is open between the machines."
+            ) from None

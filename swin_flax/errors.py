@@ -6,14 +6,10 @@ bug and keeps its traceback.
 
 import re
 
-EXIT_OUT_OF_MEMORY = (
-    1  # the device's or host's memory ran out: the message says what to make smaller
-)
+EXIT_OUT_OF_MEMORY = 1  # device or host memory ran out: the message says what to make smaller
 EXIT_USER_ERROR = 2  # bad config, data, checkpoint or workdir: fix the input and run again
 EXIT_DIVERGED = 3  # NaN/inf loss: the last good checkpoint is kept
-EXIT_PREEMPTED = (
-    75  # EX_TEMPFAIL: stopped by a signal after saving, or by a lost process; run again
-)
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal (after saving) or a lost process; run again
 EXIT_INTERRUPTED = 130  # Ctrl-C before training started (128 + SIGINT, as a shell reports it)
 
 

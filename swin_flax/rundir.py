@@ -14,9 +14,9 @@ import stat
 import sys
 from typing import Any
 
-import ml_collections
 from absl import logging
 from etils import epath
+from ml_collections import ConfigDict
 
 from swin_flax import checkpoints, runs
 from swin_flax.config import flatten, from_record
@@ -27,7 +27,7 @@ from swin_flax.models import swin
 PATH_FIELDS = ("data_dir", "archive", "pretrained")
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
+def write_config(config: ConfigDict, workdir: epath.Path) -> None:
     """Keeps the config that ran, as readable text and as JSON, so a run can be repeated; its
     paths absolute, so that evaluate finds the data from any folder."""
     config = config.copy_and_resolve_references()
@@ -42,7 +42,7 @@ def _absolute(path: str | None) -> str | None:
     return path and str(checkpoints.absolute(os.path.expanduser(path)))
 
 
-def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def model_identity(config: ConfigDict) -> dict[str, Any]:
     """What a checkpoint's params depend on: the model's arguments and the block layout (which
     stages stack their blocks: `scan_blocks` and, when it is on, swin.SCAN_MIN_DEPTH)."""
     layout = {"scan_blocks": config.scan_blocks}
@@ -87,7 +87,7 @@ def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
+def check_same_recipe(config: ConfigDict, workdir: epath.Path) -> None:
     """Refuses to resume the run in `workdir` with other settings than its config.json records
     (only RESUME_MAY_CHANGE's may differ), naming the flags that resume it: another recipe, seed or
     run set would make it another run than its config.json (read by evaluate) describes."""
@@ -127,23 +127,18 @@ def check_same_recipe(config: ml_collections.ConfigDict, workdir: epath.Path) ->
     )
 
 
-def resumed_config(
-    config: ml_collections.ConfigDict, workdir: epath.Path
-) -> ml_collections.ConfigDict:
+def resumed_config(config: ConfigDict, workdir: epath.Path) -> ConfigDict:
     """The config of the run resumed in `workdir` as its config.json keeps it: `pretrained` and
     `pretrained_head` as the run recorded them (read only when a run starts), with a warning when
     the command gives others."""
     if (recorded := _recorded(workdir)) is None:
         return config
     started = from_record(recorded)  # a field it lacks: its default
-    changed = [
-        f"config.{f}"
-        for f, same in [
-            ("pretrained", _absolute(config.pretrained) == _absolute(started["pretrained"])),
-            ("pretrained_head", config.pretrained_head == started["pretrained_head"]),
-        ]
-        if config[f] and not same
-    ]
+    changed = []
+    if config.pretrained and _absolute(config.pretrained) != _absolute(started["pretrained"]):
+        changed.append("config.pretrained")
+    if config.pretrained_head and config.pretrained_head != started["pretrained_head"]:
+        changed.append("config.pretrained_head")
     if changed:
         how = "with its head" if changed == ["config.pretrained_head"] else "from another file"
         logging.warning(
@@ -343,7 +338,7 @@ class Claim:
             self._fd = None
 
 
-def inspect(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
+def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     """(the latest checkpoint's record or None, whether config.num_epochs are all trained).
 
     Refuses a workdir that is a file or inside a run's checkpoints/, a checkpoint of another model,
