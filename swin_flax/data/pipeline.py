@@ -177,11 +177,9 @@ def eval_dataset(
     image_size: int = 32,
     prefetch: int = 2,
 ) -> tf.data.Dataset:
-    """Every example exactly once, in order, for this host; the last global batch padded.
-
-    Yields dicts: 'image' float32 [D, b, S, S, 3], 'label' int32 [D, b], 'mask' float32 [D, b]
-    (1 for a real example, 0 for padding). Every host yields eval_steps(N, global) batches.
-    """
+    """Every example exactly once, in order, for this host; the last global batch padded. Yields
+    dicts: 'image' float32 [D, b, S, S, 3], 'label' int32 [D, b], 'mask' float32 [D, b] (1 for a
+    real example, 0 for padding). Every host yields eval_steps(N, global) batches."""
     tf_cpu_only()
     host_bs, dev_bs = _layout(global_batch_size, process_index, process_count, local_device_count)
     n = len(labels)

@@ -1,7 +1,5 @@
-"""What a model holds, without compiling: its params as shapes, their count, a per-layer table.
-
-Everything runs under `jax.eval_shape`: nothing is compiled or allocated.
-"""
+"""What a model holds, under `jax.eval_shape` (nothing compiled or allocated): its params as
+shapes, their count, a per-layer table."""
 
 from __future__ import annotations
 
