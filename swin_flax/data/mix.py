@@ -4,8 +4,7 @@ probability `prob` a batch is mixed at all; CutMix is chosen with probability `s
 both alphas are > 0; lambda ~ Beta(alpha, alpha). Mixup blends x with flip(x); CutMix pastes a box
 of flip(x) and corrects lambda to 1 - box area / image area. Targets are lam * onehot(y) +
 (1 - lam) * onehot(flip(y)), label-smoothed. Randomness is stateless: a batch mixes the same way
-every time it is produced (restarts, reruns).
-"""
+every time it is produced (restarts, reruns)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ masks or LUT gathers: on TF's CPU kernels a select or an integer division costs 
 
 Known differences from Pillow: Posterize with 0 bits gives black, as Pillow < 9 did (newer Pillow
 raises); Rotate rounds cos and sin to 15 decimals in float64, not with Python's decimal round(),
-which can only matter within ~1e-15 of a pixel boundary.
-"""
+which can only matter within ~1e-15 of a pixel boundary."""
 
 from __future__ import annotations
 
@@ -147,8 +146,7 @@ def _affine(images: tf.Tensor, coeffs: Sequence, fill: Sequence[int], taps: str)
     outside [0, W) x [0, H), else PIL's bilinear interpolation at (u - .5, v - .5) with indices
     clamped to the image (x first, then y), truncated; float64 throughout, as float32 would
     truncate ~1% of pixels differently. taps 'x' / 'y': only x varies along a row (ShearX,
-    TranslateX) / only y down a column (ShearY, TranslateY), so 2 neighbours are gathered, not 4.
-    """
+    TranslateX) / only y down a column (ShearY, TranslateY), so 2 neighbours are gathered, not 4."""
     n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
     a, b, c, d, e, f = (
         tf.reshape(tf.cast(t, tf.float64), [-1, 1, 1]) if tf.is_tensor(t) else t for t in coeffs

@@ -11,8 +11,7 @@ last global batch is padded with zero images and `mask` 0, so all hosts run the 
 Transforms (torchvision's order), vectorised over a host batch: [RandAugment on uint8] -> float ->
 [bilinear resize to image_size] -> /255 -> (x - mean) / std -> [CutMix/Mixup per host batch].
 A training dataset may span several epochs (`num_epochs`): TF optimises the RandAugment graph for
-each new dataset (a second or two), which one dataset for the whole run pays once.
-"""
+each new dataset (a second or two), which one dataset for the whole run pays once."""
 
 from __future__ import annotations
 
@@ -93,8 +92,7 @@ def train_dataset(
     `start_step` of the first, from images uint8 [N, h, w, 3] and labels int [N]: dicts of 'image'
     float32 [D, b, S, S, 3], 'label' int32 [D, b] (for train accuracy) and 'target' float32
     [D, b, K] (mixed by CutMix/Mixup per `mix`, timm Mixup's arguments, else smoothed one-hot).
-    randaugment: a timm config string ('rand-m9-mstd0.5') or '' for none.
-    """
+    randaugment: a timm config string ('rand-m9-mstd0.5') or '' for none."""
     tf_cpu_only()
     host_bs, dev_bs = _layout(global_batch_size, process_index, process_count, local_device_count)
     n_steps = steps_per_epoch(len(labels), global_batch_size)
@@ -177,11 +175,9 @@ def eval_dataset(
     image_size: int = 32,
     prefetch: int = 2,
 ) -> tf.data.Dataset:
-    """Every example exactly once, in order, for this host; the last global batch padded.
-
-    Yields dicts: 'image' float32 [D, b, S, S, 3], 'label' int32 [D, b], 'mask' float32 [D, b]
-    (1 for a real example, 0 for padding). Every host yields eval_steps(N, global) batches.
-    """
+    """Every example exactly once, in order, for this host; the last global batch padded. Yields
+    dicts: 'image' float32 [D, b, S, S, 3], 'label' int32 [D, b], 'mask' float32 [D, b] (1 for a
+    real example, 0 for padding). Every host yields eval_steps(N, global) batches."""
     tf_cpu_only()
     host_bs, dev_bs = _layout(global_batch_size, process_index, process_count, local_device_count)
     n = len(labels)

@@ -13,8 +13,7 @@ vectorised copy of TF's Philox-4x32-10, checked bit for bit against the TF op in
 
 Known differences from timm: geometric ops always resample bilinearly (timm picks bilinear or
 bicubic at random unless hparams set 'interpolation'); config strings that timm would silently
-misread (e.g. 'mstdinf', 'tfoo') raise ValueError.
-"""
+misread (e.g. 'mstdinf', 'tfoo') raise ValueError."""
 
 from __future__ import annotations
 

@@ -21,11 +21,10 @@ RAND_TRANSFORMS = (
     "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel",
     "TranslateYRel",
 )  # fmt: skip
-RAND_INCREASING_TRANSFORMS = (
-    "AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing",
-    "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing",
-    "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
-)  # fmt: skip
+# timm's _RAND_INCREASING_TRANSFORMS: the same ops, each in its Increasing form where it has one.
+RAND_INCREASING_TRANSFORMS = tuple(
+    f"{op}Increasing" if f"{op}Increasing" in OP_NAMES else op for op in RAND_TRANSFORMS
+)
 # timm's _RAND_WEIGHTED_0 ('rand-...-tweights'): op -> relative weight, drawn without replacement.
 RAND_WEIGHTED_0 = {
     "Rotate": 3.0, "ShearX": 2.0, "ShearY": 2.0, "TranslateXRel": 1.0, "TranslateYRel": 1.0,
@@ -61,16 +60,13 @@ class RandAugmentParams:
 
 def parse_config_str(config_str: str) -> RandAugmentParams:
     """Parse a timm RandAugment string such as 'rand-m9-mstd0.5' by timm's rules
-    (`timm/data/auto_augment.py`, `rand_augment_transform`).
-
-    Sections after 'rand', separated by '-': m (int magnitude, default 10), n (int layers, 2),
-    mstd (float; > 100 means uniform), mmax (int clipping bound; 0 means 10), inc (0/1: the
-    Increasing op set), p (float apply probability, 0.5), t (op set: 'weights'). As in timm, a
-    repeated mstd, mmax or t keeps its first value, the others their last. Where timm asserts or
-    silently ignores, this raises ValueError: an unknown key, a section without a number
-    ('mstdinf'), a non-integer m, n, mmax or inc, an unknown op set; and the sets '3a' and '3aw'
-    (GaussianBlur and Desaturate are not implemented).
-    """
+    (`timm/data/auto_augment.py`, `rand_augment_transform`). Sections after 'rand', separated by
+    '-': m (int magnitude, default 10), n (int layers, 2), mstd (float; > 100 means uniform), mmax
+    (int clipping bound; 0 means 10), inc (0/1: the Increasing op set), p (float apply probability,
+    0.5), t (op set: 'weights'). As in timm, a repeated mstd, mmax or t keeps its first value, the
+    others their last. Where timm asserts or silently ignores, this raises ValueError: an unknown
+    key, a section without a number ('mstdinf'), a non-integer m, n, mmax or inc, an unknown op set;
+    and the sets '3a' and '3aw' (GaussianBlur and Desaturate are not implemented)."""
     bad = lambda message: ValueError(f"config_str {config_str!r}: {message}")
     sections = str(config_str).split("-")
     if sections[0] != "rand":
@@ -98,9 +94,7 @@ def parse_config_str(config_str: str) -> RandAugmentParams:
         if key not in ("mstd", "mmax", "t") or key not in found:
             found[key] = parsed
 
-    magnitude, num_layers = found.get("m", 10), found.get("n", 2)
-    increasing, prob = bool(found.get("inc", 0)), found.get("p", 0.5)
-    mstd, mmax = found.get("mstd", 0.0), found.get("mmax", 0)
+    num_layers, increasing = found.get("n", 2), bool(found.get("inc", 0))
     op_set, weights = found.get("t"), None
     if op_set is None:
         ops = RAND_INCREASING_TRANSFORMS if increasing else RAND_TRANSFORMS
@@ -122,12 +116,13 @@ def parse_config_str(config_str: str) -> RandAugmentParams:
             f"unknown op set 't{op_set}'; the valid one is 'tweights' (timm would fall back to "
             "the default set without a word)."
         )
+    mstd = found.get("mstd", 0.0)
     return RandAugmentParams(
         num_layers=num_layers,
-        magnitude=float(magnitude),
+        magnitude=float(found.get("m", 10)),
         magnitude_std=math.inf if mstd > 100 else mstd,
-        magnitude_max=float(mmax or LEVEL_DENOM),
-        prob=prob,
+        magnitude_max=float(found.get("mmax", 0) or LEVEL_DENOM),
+        prob=found.get("p", 0.5),
         increasing=increasing,
         ops=ops,
         choice_weights=weights,

@@ -2,8 +2,7 @@
 synthetic set (`synthetic.py`), each as a whole split in memory: `images` uint8 [N, 32, 32, 3]
 (HWC, RGB) and `labels` int32 [N] (CIFAR-100's fine labels). No TensorFlow at import (config
 validation, evaluate and predict import this module); what config.validate cannot know (files'
-contents, the network) is checked here.
-"""
+contents, the network) is checked here."""
 
 from __future__ import annotations
 
@@ -90,8 +89,7 @@ def load_split(
     allows and the machine is online (probed at `probe_url`, default the download URL, within
     `probe_timeout_s`). A synthetic split has `synthetic_examples` images (None: CIFAR's 50,000 /
     10,000): one fixed set, as CIFAR is, whatever config.seed (run k of several is then the run
-    a single one with seed k is).
-    """
+    a single one with seed k is)."""
     assert dataset in DATASETS and split in ("train", "test"), (dataset, split)
     assert not (dataset == "synthetic" and archive), "config.validate: no archive for synthetic"
     if dataset == "synthetic":

@@ -4,8 +4,7 @@ The canonical layout keeps one subtree per block (`layers_i/blocks_j`), as the o
 In a `scan_blocks=True` model each stage that `swin.scans_stage` scans stacks its blocks on a
 leading axis: under `blocks` when no block shifts, else under `blocks/{regular,shifted}` over the
 depth // 2 (regular, shifted) pairs, plus `blocks_tail` (the last, regular block) when depth is
-odd. Conversion and checkpoints work on the canonical layout.
-"""
+odd. Conversion and checkpoints work on the canonical layout."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 the relative position index, the shifted-window mask and stochastic depth.
 
 Window helpers take numpy or jax arrays; the index and the mask are numpy constants (also written as
-the official model's buffers by `convert.official_buffers`).
-"""
+the official model's buffers by `convert.official_buffers`)."""
 
 from __future__ import annotations
 

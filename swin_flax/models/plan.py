@@ -1,8 +1,5 @@
-"""The official SwinTransformer's arguments: their check and the per-stage plan they give.
-
-Pure Python and numpy, no jax: `config.validate` checks a config's model with `check_arguments`
-before any data is read or anything compiled.
-"""
+"""The official SwinTransformer's arguments: their check and the per-stage plan they give. No jax:
+`config.validate` runs `check_arguments` before any data is read or anything compiled."""
 
 from __future__ import annotations
 

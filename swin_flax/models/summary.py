@@ -1,7 +1,5 @@
-"""What a model holds, without compiling: its params as shapes, their count, a per-layer table.
-
-Everything runs under `jax.eval_shape`: nothing is compiled or allocated.
-"""
+"""What a model holds, under `jax.eval_shape` (nothing compiled or allocated): its params as
+shapes, their count, a per-layer table."""
 
 from __future__ import annotations
 
@@ -20,8 +18,7 @@ if TYPE_CHECKING:
 
 
 def param_shapes(model: SwinTransformer, batch_size: int = 1) -> Any:
-    """The params tree of `model` (in its own layout) as ShapeDtypeStructs: `model.init` on an
-    image batch under jax.eval_shape."""
+    """The params tree of `model` (in its own layout) as ShapeDtypeStructs."""
     x = jax.ShapeDtypeStruct((batch_size, *to_2tuple(model.img_size), model.in_chans), jnp.float32)
     return jax.eval_shape(lambda x: model.init({"params": jax.random.key(0)}, x), x)["params"]
 

@@ -12,9 +12,7 @@ projection and in the MLP), not timm's (before the head).
 
 `scan_blocks` (nn.scan over the blocks of deep stages: compile time flat in depth, see
 `scans_stage`) and `remat` (what each block keeps for the backward pass, `block_class`) keep the
-numbers identical.
-Arguments are checked once, by `SwinTransformer`'s constructor (`plan.check_arguments`).
-"""
+numbers identical. Arguments are checked once, by `SwinTransformer`'s constructor."""
 
 from __future__ import annotations
 
@@ -100,11 +98,9 @@ class Mlp(nn.Module):
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with the official relative position bias.
-
-    Input [B * nW, N, C] with N = window^2; `mask` [nW, N, N] (0 / -100) for shifted windows.
-    Logits, bias, mask and softmax are computed in float32 whatever the compute dtype.
-    """
+    """Multi-head self-attention inside windows with the official relative position bias, on
+    [B * nW, N, C] with N = window^2; `mask` [nW, N, N] (0 / -100) for shifted windows. Logits,
+    bias, mask and softmax are computed in float32 whatever the compute dtype."""
 
     dim: int
     window_size: int
@@ -147,11 +143,9 @@ class WindowAttention(nn.Module):
 
 
 class SwinBlock(nn.Module):
-    """One Swin Transformer block (official SwinTransformerBlock) on tokens [B, H*W, C].
-
-    `window_rule` turns the requested window and shift into the ones used on `input_resolution`.
-    A `drop_path_rate` given at call time (nn.scan passes each block's so) overrides `drop_path`.
-    """
+    """One Swin Transformer block (official SwinTransformerBlock) on tokens [B, H*W, C], with the
+    window and shift `window_rule` leaves it on `input_resolution`. A `drop_path_rate` given at
+    call time (nn.scan passes each block's so) overrides `drop_path`."""
 
     dim: int
     input_resolution: tuple[int, int]
@@ -327,9 +321,8 @@ class SwinStage(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """[B, H*W, C] -> [B, H/2*W/2, 2C]: concat the 2x2 neighbours in the official order
-    (x0=[0::2,0::2], x1=[1::2,0::2], x2=[0::2,1::2], x3=[1::2,1::2]), LayerNorm(4C), Linear(4C->2C)
-    without bias."""
+    """[B, H*W, C] -> [B, H/2*W/2, 2C]: the 2x2 neighbours concatenated in the official order,
+    LayerNorm(4C), Linear(4C->2C) without bias."""
 
     input_resolution: tuple[int, int]
     dim: int
@@ -352,8 +345,7 @@ class SwinTransformer(nn.Module):
     Fields are the official constructor arguments with the official defaults, plus `dtype` (compute
     dtype; parameters stay float32), `scan_blocks` and `remat` (see module docstring).
     `forward_features` returns the pooled features before the head, in the compute dtype. Dropout,
-    attention dropout and stochastic depth draw from the 'dropout' RNG when deterministic=False.
-    """
+    attention dropout and stochastic depth draw from the 'dropout' RNG when deterministic=False."""
 
     img_size: int | tuple[int, int] = 224
     patch_size: int = 4
