@@ -309,11 +309,7 @@ def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseExce
     the command line: a syntax error, an exception in get_config, no get_config at all."""
     values = (a.split("=", 1)[-1].split(":", 1)[0] for a in argv[1:])
     paths = {os.path.abspath(v) for v in values if v.endswith(".py")}
-    chain, cause = [], e
-    while cause is not None and cause not in chain:
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    for err in reversed(chain):  # the innermost first: the config file's own exception
+    for err in reversed(errors.chain(e)):  # the innermost first: the config file's own exception
         if isinstance(err, SyntaxError) and err.filename and os.path.abspath(err.filename) in paths:
             return f"{err.filename} line {err.lineno}", err
         frames = traceback.extract_tb(err.__traceback__)

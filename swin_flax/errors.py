@@ -42,12 +42,19 @@ def lost_peer(error: BaseException) -> bool:
     """Whether `error` (or one it wraps) is a collective that failed because a peer process went
     away: gloo's `Gloo AllGather failed: ... Connection closed by peer` (CPU hosts; a single
     process has no gloo collectives)."""
-    while error is not None:
-        text = str(error)
-        if re.search(r"Gloo \w+ failed", text) and re.search(r"(closed|reset) by peer", text):
-            return True
+    return any(
+        re.search(r"Gloo \w+ failed", str(e)) and re.search(r"(closed|reset) by peer", str(e))
+        for e in chain(error)
+    )
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """`error` and the exceptions it wraps (its cause, else its context), outermost first."""
+    found = []
+    while error is not None and error not in found:  # a chain may loop back
+        found.append(error)
         error = error.__cause__ or error.__context__
-    return False
+    return found
 
 
 class Preempted(Exception):

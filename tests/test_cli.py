@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 
-from swin_flax import cli
+from swin_flax import cli, errors
 
 
 def test_compilation_cache_flag_wins_then_jax_environment_then_workdir():
@@ -343,3 +343,16 @@ def test_project_console_in_python_keeps_the_projects_lines(tmp_path):
         assert out.returncode == 0, out.stderr
         assert out.stdout == "own line\n"
         assert re.fullmatch(r"\d\d:\d\d:\d\d own line\n", out.stderr), out.stderr  # no orbax
+
+
+def test_a_lost_peer_is_found_in_the_wrapped_errors_and_a_looping_chain_ends():
+    gloo = RuntimeError("Gloo AllGather failed: [..] Connection closed by peer [10.0.0.2]:4321")
+    wrapper = ValueError("orbax: barrier failed")
+    wrapper.__cause__ = gloo
+    assert errors.lost_peer(wrapper) and errors.lost_peer(gloo)
+    # A collective that failed for another reason, or a peer closing a socket outside gloo, is not.
+    assert not errors.lost_peer(RuntimeError("Gloo AllGather failed: timeout after 30s"))
+    assert not errors.lost_peer(OSError("Connection reset by peer"))
+    a, b = ValueError("a"), KeyError("b")  # each the other's context: the walk still ends
+    a.__context__, b.__context__ = b, a
+    assert not errors.lost_peer(a)
