@@ -210,7 +210,10 @@ class StartUp:
             why = "interrupted (Ctrl-C)"
         else:
             why = str(error) if isinstance(error, errors.USER_ERRORS) else repr(error)
-        gather(f"refused: {why}")  # the others' `ready` raises it; this process, its own
+        try:
+            gather(f"refused: {why}")  # the others' `ready` raises it; this process, its own
+        except RuntimeError as e:  # another process is gone already: this refusal is the news
+            logging.warning(f"The other processes could not be told: {str(e).splitlines()[0]}")
 
 
 def _check_by_hand(

@@ -13,10 +13,12 @@ import socket
 import subprocess
 import time
 
+import jax
 import numpy as np
 import pytest
 
 from swin_flax import distributed, rundir
+from swin_flax.errors import ConfigError
 from tests import cifar_files
 from tests import reliability_runs as rr
 
@@ -300,6 +302,19 @@ def test_processes_that_see_different_runs_do_not_start(monkeypatch):
     answers[1] = "refused: config.archive: no such file"
     with pytest.raises(ValueError, match="^process 1 could not start: config.archive: no such"):
         distributed.StartUp().ready(answers[0])
+
+
+def test_a_refusal_the_others_cannot_hear_keeps_its_own_paragraph(monkeypatch):
+    """A process refused at start-up tells the others through a gather; when that fails (another
+    process is gone already), the refusal itself still ends this process, not the gather's error."""
+
+    def gone(mine):
+        raise RuntimeError("Gloo AllGather failed: Connection closed by peer\nmore")
+
+    monkeypatch.setattr(distributed, "gather", gone)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ConfigError, match="^config.archive: no such file$"), distributed.StartUp():
+        raise ConfigError("config.archive: no such file")
 
 
 def test_sigterm_after_joining_still_stops_the_process(tmp_path):
