@@ -341,8 +341,9 @@ def test_sigterm_after_joining_still_stops_the_process(tmp_path):
 
 def test_a_process_that_dies_stops_the_others_in_one_paragraph(tmp_path):
     """kill -9 on process 1 mid-epoch: process 0's next collective fails. It says so in one
-    paragraph and exits 75 (run again to resume) at once, not after a traceback and, a minute
-    later, JAX's C++ abort at its shutdown barrier."""
+    paragraph and exits 75 (run again to resume), not after a traceback and, a minute later,
+    JAX's C++ abort at its shutdown barrier (which would exit by SIGABRT, not 75). No time limit
+    beyond the communicate's: on a loaded machine the start-up alone takes most of a minute."""
     config = rr.write_config(
         tmp_path / "tiny.py",
         None,
@@ -362,9 +363,7 @@ def test_a_process_that_dies_stops_the_others_in_one_paragraph(tmp_path):
         ),
     ]
     try:
-        started = time.monotonic()
         log = " ".join(procs[0].communicate(timeout=120)[0].split())
-        took = time.monotonic() - started
     finally:
         for p in procs:
             p.kill()
@@ -372,4 +371,3 @@ def test_a_process_that_dies_stops_the_others_in_one_paragraph(tmp_path):
     assert procs[0].returncode == 75, log[-3000:]
     assert "Process lost: another process of this run stopped answering" in log, log[-3000:]
     assert "Traceback" not in log and "Check failure" not in log
-    assert took < 60  # JAX's own ending: its heartbeat's abort, later
