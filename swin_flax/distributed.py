@@ -85,7 +85,8 @@ def initialize(
     handler = signal.getsignal(signal.SIGTERM)
     try:  # JAX's own timeout (a C++ abort) is never reached
         _join(
-            lambda: jax.distributed.initialize(*values, initialization_timeout=JOIN_TIMEOUT_S + 60)
+            lambda: jax.distributed.initialize(*values, initialization_timeout=JOIN_TIMEOUT_S + 60),
+            JOIN_TIMEOUT_S,
         )
     except ValueError as e:
         if not auto or isinstance(e, JoinTimeout):
@@ -109,7 +110,7 @@ class JoinTimeout(ValueError):
     """Not every process joined in time."""
 
 
-def _join(initialize: Callable[[], None], timeout_s: float = JOIN_TIMEOUT_S) -> None:
+def _join(initialize: Callable[[], None], timeout_s: float) -> None:
     """Runs `initialize` (jax.distributed's, which blocks in C++ until every process has joined)
     in a thread, so that Ctrl-C and SIGTERM still end this process while it waits, and a process
     that never joins ends it after `timeout_s` with a ValueError instead of JAX's C++ abort."""
@@ -213,7 +214,8 @@ class StartUp:
         try:
             gather(f"refused: {why}")  # the others' `ready` raises it; this process, its own
         except RuntimeError as e:  # another process is gone already: this refusal is the news
-            logging.warning(f"The other processes could not be told: {str(e).splitlines()[0]}")
+            first = str(e).partition("\n")[0] or repr(e)
+            logging.warning(f"The other processes could not be told: {first}")
 
 
 def _check_by_hand(

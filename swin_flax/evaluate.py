@@ -206,8 +206,11 @@ def resolve_checkpoint(
             )
         if workdir:
             run, owner = run_folder(workdir), checkpoints.enclosing_run(ckpt)
-            # inside a run (a folder with a config.json) other than --workdir's
-            if owner is not None and is_run_folder(owner) and not os.path.samefile(owner, run):
+            if (  # inside a run (a folder with a config.json) other than --workdir's
+                owner is not None
+                and is_run_folder(owner)
+                and os.path.realpath(owner) != os.path.realpath(run)  # a URL: compared as text
+            ):
                 raise CheckpointError(  # its scores would be written as this run's
                     f"--checkpoint {ckpt} belongs to the run in {owner}, not to --workdir "
                     f"{workdir}: leave --workdir out (the checkpoint's own run is read), or give "

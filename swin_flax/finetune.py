@@ -259,10 +259,15 @@ def load_pretrained(
     load_head: bool = False,
     name: str | None = None,
 ) -> tuple[dict[str, Any], LoadReport]:
-    """Pretrained weights in place of `params` (the fresh init of `model`, in its own layout) from
-    `source`, a state_dict file (`convert.load_torch_file`) or a state_dict of arrays, of either
-    layout; `name`: what the report and errors call a state_dict given as such. Returns (params in
-    `model`'s layout, as jax arrays; the report, whose `summary()` a run logs)."""
+    """Pretrained weights in place of `params` (the fresh init of `model`, in its own layout).
+
+    source: a state_dict file (see `convert.load_torch_file`) or a state_dict of arrays, of either
+    layout (`convert.detect_layout`).
+    bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
+    load_head: copy the source classifier, which must fit (default: a new head, fresh init).
+    name: what the report and errors call a state_dict given as such (e.g. the file it came from).
+    Returns (params in `model`'s layout, as jax arrays; the report, whose `summary()` a run logs).
+    """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
     name, state = _read(source, name)

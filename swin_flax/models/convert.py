@@ -119,7 +119,8 @@ def torch_to_flax(
     layout: str = "auto",
 ) -> dict[str, Any]:
     """A PyTorch Swin state_dict (numpy arrays) -> canonical Flax params for `model` (a
-    SwinTransformer or its official arguments); ValueError naming every key that does not fit."""
+    SwinTransformer or its official arguments). `layout`: 'auto', 'official' or 'timm'. Raises
+    ValueError naming every missing, unexpected or mis-shaped key (expected vs found shapes)."""
     model = _resolve_model(model)
     if layout not in ("auto", *LAYOUTS):
         raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}.")
@@ -191,8 +192,9 @@ def _state_dict_of(obj: Any) -> Any:
 
 
 def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
-    """The module that reads and writes `path`'s format, imported (None: .npz, numpy alone), or a
-    CheckpointError saying what to install, so that callers can check before any work."""
+    """The module that reads and writes `path`'s format, imported: torch for .pth/.pt/.bin/.ckpt,
+    safetensors.numpy for .safetensors, None for .npz (numpy). Raises CheckpointError saying what
+    to install when it is missing, so callers can check before any work."""
     path = os.fspath(path)
     if path.endswith(".npz"):
         return None
@@ -256,8 +258,9 @@ def _unwrapped(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Writes a state_dict of numpy arrays to `path` in the format of its suffix (torch's: the plain
-    {key: tensor} dict), its package checked before the file is opened."""
+    """Writes a state_dict of numpy arrays to `path`: .npz (np.savez), .safetensors (safetensors'
+    numpy API, no torch) or .pth/.pt/.bin/.ckpt (torch.save of the plain {key: tensor} dict).
+    The package is checked before the file is opened."""
     path = os.fspath(path)
     module = require_package(path, "writing")
     arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
