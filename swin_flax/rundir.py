@@ -282,12 +282,13 @@ def announce(*lines: str) -> None:
 
 
 def _log_too() -> bool:
-    """False when stdout and stderr end in the same place (one terminal, or `2>&1`), or when stderr
-    is a terminal and stdout feeds a pipe (`| tee` shows it on that terminal)."""
+    """False when stdout and stderr end in the same place (one terminal, `2>&1`, a notebook's cell,
+    whose streams have no descriptor), or when stderr is a terminal and stdout feeds a pipe (`| tee`
+    shows it on that terminal)."""
     try:
         out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
-    except (OSError, ValueError, AttributeError):  # e.g. captured streams without a descriptor
-        return True
+    except (OSError, ValueError, AttributeError):
+        return False
     if os.path.samestat(out, err):
         return False
     return not (sys.stderr.isatty() and (sys.stdout.isatty() or stat.S_ISFIFO(out.st_mode)))

@@ -1,7 +1,9 @@
 """swin_flax.rundir: where a run stands, from its latest checkpoint's record, and its summary."""
 
+import io
 import os
 import pathlib
+import sys
 
 import pytest
 
@@ -286,3 +288,16 @@ def test_a_config_json_that_is_no_object_is_nothing_to_compare(tmp_path, text):
     c.num_epochs, c.seed = 2, 7  # a changed seed is refused only against a readable record
     assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
     assert rundir.resumed_config(c, tmp_path / "run") is c
+
+
+def test_result_lines_in_a_notebook_are_printed_once(monkeypatch):
+    """Streams without a descriptor (a notebook's cell shows stdout and stderr together): the
+    epoch and summary lines go to stdout only, not to the log on stderr too."""
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    logged = []
+    monkeypatch.setattr(rundir.logging, "info", lambda *a: logged.append(a))
+    rundir.announce("epoch 1/5  train loss 2.17", "best test accuracy 0.79")
+    assert out.getvalue() == "epoch 1/5  train loss 2.17\nbest test accuracy 0.79\n"
+    assert logged == [] and err.getvalue() == ""
