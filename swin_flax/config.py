@@ -234,9 +234,14 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
     if swept := sorted(k for k in keys if k.startswith("sweep.") and k[6:] not in SWEEPABLE):
         raise ConfigError(f"config.{swept[0]}: {not_sweepable(swept[0][6:])}")
     if unknown := sorted(keys - known):
+        guesses = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        named = ", ".join(
+            f"config.{k}" + "".join(f" (did you mean config.{g}?)" for g in guesses[k])
+            for k in unknown
+        )
         raise ConfigError(
-            f"unknown config field(s) {', '.join('config.' + k for k in unknown)}: check the spelling "
-            "against swin_flax/config.py, which lists every field."
+            f"unknown config field(s) {named}: check the spelling against "
+            "swin_flax/config.py, which lists every field."
         )
     if missing := sorted(known - keys):
         raise ConfigError(f"config.{missing[0]}: missing; start configs from default_config().")

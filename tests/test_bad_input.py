@@ -143,7 +143,7 @@ def test_unknown_config_field_in_a_config_file(archive, tmp_path, capsys):
     c = tiny_config(archive)
     c.learning_rat = 0.1  # a typo in a config file adds a field: it must not pass silently
     msg = fails_cleanly(c, tmp_path / "run", capsys)
-    assert "unknown config field(s) config.learning_rat" in msg
+    assert "unknown config field(s) config.learning_rat (did you mean config.learning_rate?)" in msg
 
 
 def test_unknown_config_field_on_the_command_line(archive, tmp_path):
