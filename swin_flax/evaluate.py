@@ -240,7 +240,9 @@ def resolve_checkpoint(
             return run, series / str(step)
     raise CheckpointError(
         f"--workdir {workdir} holds no checkpoint yet (checkpoints/best or checkpoints/latest): "
-        "training writes one every checkpoint_every_epochs epochs; wait for it, or give --checkpoint."
+        "a run writes one every checkpoint_every_epochs epochs and when it is stopped. Still "
+        "training: wait for its first. Stopped before one: run its command again (it starts "
+        "afresh). Or give --checkpoint."
     )
 
 
