@@ -146,6 +146,8 @@ def _where_the_run_stops(
     last = optim.epoch_learning_rate(t, **{f: config[f] for f in SCHEDULE_FIELDS})
     if t < config.warmup_epochs:
         return last, _IN_WARMUP
+    if np.isclose(last, peak, rtol=1e-9, atol=0):  # a cosine stepped per epoch, at its first epoch
+        return last, "at the peak: the cosine has not begun"
     if (peak - last) / (peak - lr_min) < 0.5:
         return last, "the cosine less than half way down to lr_min"
     return None

@@ -194,7 +194,10 @@ def test_a_run_shorter_than_its_schedule_is_warned_about_with_the_settings_that_
     config.num_epochs, config.warmup_epochs, config.cosine_epochs = 2, 1, 1
     warning = build.short_run_warning(config, spe)
     assert warning.startswith("the schedule's rate changes once an epoch (cosine_epoch), and its")
-    assert "cosine has 1 epoch: its last step's learning rate is 0.001 (the cosine less" in warning
+    assert (
+        "cosine has 1 epoch: its last step's learning rate is 0.001 (at the peak: the cosine "
+        in warning
+    )
     assert warning.endswith("epochs: --config.schedule=cosine_step."), warning
     config.schedule = "cosine_step"  # its last step: 1/49 of an epoch before lr_min
     assert build.short_run_warning(config, spe) is None
