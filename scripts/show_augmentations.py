@@ -86,7 +86,10 @@ def main(argv):
     shown = [f"RandAugment {c.randaugment!r}"] if c.randaugment else []
     if mix.mix_config(c.mix, 1).enabled:
         lam = float(np.max(aug["target"].reshape(-1, aug["target"].shape[-1])[0]))
-        shown.append(f"CutMix/Mixup as config.mix (the first image's soft target puts {lam:.3f} on its main class)")
+        shown.append(
+            f"CutMix/Mixup as config.mix (the first image's soft target puts {lam:.3f} on its main "
+            "class)"
+        )
     print(
         f"wrote {FLAGS.out}: {len(before)} images (rows: plain, then as trained); "
         f"{' and '.join(shown) or 'the config augments nothing'}"
