@@ -45,13 +45,17 @@ class LoadReport:
     resized: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (path, from, to)
     new: tuple[str, ...]
     skipped: tuple[str, ...]
+    buffers: int = (
+        0  # the source's relative_position_index and attn_mask: the model recomputes them
+    )
 
     def summary(self) -> str:
         """A few readable lines: counts, then each resize, each new param, skipped groups."""
         lines = [
             f"pretrained {self.source} ({self.layout} layout): {len(self.loaded)} tensors loaded as "
             f"they are, {len(self.resized)} resized, {len(self.new)} left new, "
-            f"{len(self.skipped)} source tensors skipped."
+            f"{len(self.skipped)} source tensors skipped"
+            + (f", {self.buffers} buffers recomputed by the model." if self.buffers else ".")
         ]
         lines += [f"  resized {p}: {src} -> {dst}" for p, src, dst in self.resized]
         lines += [f"  new (fresh init) {p}" for p in self.new]
@@ -223,7 +227,9 @@ def _match(
             "checkpoint of this one."
         )
     skipped = tuple(sorted(skipped))
-    return out, LoadReport(name, layout, tuple(loaded), tuple(resized), tuple(new), skipped)
+    buffers = sum(k.endswith(convert.BUFFER_SUFFIXES) for k in state)
+    report = LoadReport(name, layout, tuple(loaded), tuple(resized), tuple(new), skipped, buffers)
+    return out, report
 
 
 def read_pretrained(

@@ -68,6 +68,15 @@ def test_same_window_reproduces_timm_features_both_layouts(source):
     assert len(report.loaded) == len(timm_state) - 2
     np.testing.assert_array_equal(params["head"]["kernel"], 0.0)  # left at the given init
     assert "2 left new" in report.summary() and "skipped head" in report.summary()
+    # Every source tensor is accounted for; an official checkpoint's buffers (as the official
+    # code's state_dict() holds them) are said recomputed.
+    with_buffers = {**official_state, **convert.official_buffers(swin.create_model(cfg))}
+    _, report_buf = finetune.load_pretrained(with_buffers, model, init)
+    buffers = [k for k in with_buffers if k.endswith(("relative_position_index", "attn_mask"))]
+    assert report_buf.buffers == len(buffers) > 0 and report.buffers == 0
+    for state, rep in ((timm_state, report), (with_buffers, report_buf)):
+        assert len(rep.loaded) + len(rep.skipped) + rep.buffers == len(state)
+    assert f"skipped, {len(buffers)} buffers recomputed by the model." in report_buf.summary()
 
 
 @pytest.mark.parametrize("prefix", ["module.", "model.", "module._orig_mod."])
