@@ -209,7 +209,7 @@ def check_num_epochs(saved: dict[str, Any], num_epochs: int, workdir: epath.Path
     return finished
 
 
-def run_summary(record: dict[str, Any], where: str, start_step: int | None = None) -> dict:
+def run_summary(record: dict[str, Any], where: str) -> dict:
     """summary.json from a checkpoint's record: the whole run over all its sessions (the totals
     are there for runs recorded since sessions are counted)."""
     if "runs" in record:  # several runs in one process: per-run lists
@@ -232,8 +232,6 @@ def run_summary(record: dict[str, Any], where: str, start_step: int | None = Non
             total_seconds=totals.wall_seconds,
             train_images_per_sec=totals.trained_images / max(totals.train_seconds, 1e-9),
         )
-    if start_step is not None:
-        summary["start_step"] = start_step
     summary["checkpoints"] = where
     return summary
 

@@ -422,8 +422,11 @@ def _train(
             loop.ticker.between_epochs = time.time() - t_steps_done
             loop.ticker.restart(step)
         loop.writers.finish()
+    if loop.stop.signal is not None:  # after the last step where the processes could stop together
+        name = signal.Signals(loop.stop.signal).name
+        logging.warning(f"{name} came in the run's last steps: it finished instead of stopping.")
     # The last checkpoint's record: the summary a later run of the same command prints is this one.
-    summary = rundir.run_summary(meta, str(ckpts.root), start_step=start)
+    summary = rundir.run_summary(meta, str(ckpts.root))
     rundir.announce(*rundir.summary_lines(summary))
     if jax.process_index() == 0:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))

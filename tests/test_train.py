@@ -4,6 +4,7 @@ events and checkpoints, and a second run with more epochs resumes where the firs
 import contextlib
 import dataclasses
 import json
+import os
 import signal
 import types
 
@@ -70,7 +71,7 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     steps_per_epoch = N_TRAIN // BATCH
 
     summary = train.train_and_evaluate(tiny_config(archive, epochs=2), "run")
-    assert summary["steps"] == 2 * steps_per_epoch and summary["start_step"] == 0
+    assert summary["steps"] == 2 * steps_per_epoch
     assert summary["sessions"] == 1 and summary["trained_images"] == 2 * steps_per_epoch * BATCH
     scalars = read_scalars(workdir)
     # Every scalar at the global step (flax's convention); the epoch is a scalar of its own.
@@ -124,7 +125,7 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
         again = train.train_and_evaluate(tiny_config(archive, epochs=2), "run")
     assert snapshot(workdir) == before
     # It is the summary the run printed when it finished (both from its last checkpoint's record).
-    assert again == {k: v for k, v in summary.items() if k != "start_step"}
+    assert again == summary
 
     ckpts = checkpoints.Checkpoints(workdir, read_only=True)
     assert ckpts.latest_step("latest") == 2 * steps_per_epoch
@@ -136,7 +137,6 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     assert json.loads((workdir / "config.json").read_text())["num_epochs"] == 2
 
     summary = train.train_and_evaluate(tiny_config(archive, epochs=3), "run")
-    assert summary["start_step"] == 2 * steps_per_epoch  # resumed after epoch 2
     assert summary["steps"] == 3 * steps_per_epoch
     # summary.json covers both sessions.
     assert summary["sessions"] == 2 and summary["trained_images"] == 3 * steps_per_epoch * BATCH
@@ -195,6 +195,31 @@ def test_a_stop_between_two_loss_points_keeps_the_steps_before_it(tmp_path, arch
     train.train_and_evaluate(tiny_config(archive, epochs=1), str(tmp_path / "run"))
     ref, run = (read_scalars(tmp_path / d)["train_loss_step"] for d in ("ref", "run"))
     assert ref == run and set(run) == {2, 4}
+
+
+def test_a_signal_after_the_last_step_lets_the_run_finish_and_says_so(
+    tmp_path, archive, monkeypatch
+):
+    """SIGTERM during the last epoch's evaluation, after the run's last step: nothing is left to
+    stop, so the run finishes (its summary, its final checkpoint) and a warning says the signal
+    did not stop it, instead of the 'stopping after this step and saving' line alone."""
+    evaluate_params, calls = train.evaluate_params, []
+
+    def evaluate_then_signal(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 2:  # the second (last) epoch's evaluation
+            os.kill(os.getpid(), signal.SIGTERM)  # the loop's handler takes it
+        return evaluate_params(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_params", evaluate_then_signal)
+    warnings = []
+    monkeypatch.setattr(train.logging, "warning", lambda msg, *a: warnings.append(msg % a))
+    summary = train.train_and_evaluate(tiny_config(archive, epochs=2), str(tmp_path / "run"))
+    assert summary["epochs"] == 2 and summary["steps"] == 2 * (N_TRAIN // BATCH)
+    assert [w for w in warnings if "SIGTERM" in w] == [
+        "Received SIGTERM: stopping after this step and saving.",
+        "SIGTERM came in the run's last steps: it finished instead of stopping.",
+    ]
 
 
 def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch, tmp_path):
