@@ -226,8 +226,11 @@ def _match(
             "config.model to the checkpoint's model (configs/finetune.py holds Swin-T's) or give a "
             "checkpoint of this one."
         )
-    skipped = tuple(sorted(skipped))
-    buffers = sum(k.endswith(convert.BUFFER_SUFFIXES) for k in state)
+    # The source's buffers that this model has too are recomputed; those of blocks it lacks, skipped.
+    ours = convert.official_buffers(model)
+    theirs = [k for k in state if k.endswith(convert.BUFFER_SUFFIXES)]
+    buffers = sum(k in ours for k in theirs)
+    skipped = tuple(sorted(skipped + [k for k in theirs if k not in ours]))
     report = LoadReport(name, layout, tuple(loaded), tuple(resized), tuple(new), skipped, buffers)
     return out, report
 

@@ -148,9 +148,11 @@ def test_fewer_stages_skips_the_last_stage_and_renews_the_norm(source):
     d, cfg, timm_state, official_state = source
     target = {**cfg, "img_size": 64, "window_size": 4, "depths": (2, 2, 2), "num_heads": (1, 1, 2)}
     model = swin.create_model({**target, "num_classes": 10})
+    with_buffers = {**official_state, **convert.official_buffers(swin.create_model(cfg))}
     for state, downsample in (
         (timm_state, "layers.3.downsample"),
         (official_state, "layers.2.downsample"),
+        (with_buffers, "layers.2.downsample"),
     ):
         params, report = finetune.load_pretrained(
             state, model, zeros_like_init(model), bias_resize="geometric"
@@ -166,6 +168,15 @@ def test_fewer_stages_skips_the_last_stage_and_renews_the_norm(source):
         table = params["layers_2"]["blocks_1"]["attn"]["relative_position_bias_table"]
         np.testing.assert_allclose(table, d[f"resize/geometric/4/{RESIZE_KEYS[1]}"], atol=1e-5)
         assert "skipped layers.3.*" in report.summary()
+        # Every source tensor accounted for: the buffers this model has (its official state_dict's)
+        # are recomputed, the others skipped (the stage left out; an attn_mask of a block that no
+        # longer shifts, its window now the whole grid).
+        counted = len(report.loaded) + len(report.resized) + len(report.skipped) + report.buffers
+        assert counted == len(state)
+        buffers = {k for k in state if k.endswith(("relative_position_index", "attn_mask"))}
+        ours = buffers & set(convert.official_buffers(model))
+        assert report.buffers == len(ours) and buffers - ours <= skipped
+        assert not any(k.startswith("layers.3.") for k in ours)
 
 
 def test_an_absolute_position_embedding_the_source_lacks_starts_fresh(source):
