@@ -280,16 +280,25 @@ def announce(*lines: str) -> None:
 
 
 def _log_too() -> bool:
-    """False when stdout and stderr end in the same place (one terminal, `2>&1`, a notebook's cell,
-    whose streams have no descriptor), or when stderr is a terminal and stdout feeds a pipe (`| tee`
-    shows it on that terminal)."""
-    try:
-        out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
-    except (OSError, ValueError, AttributeError):
+    """False when stdout and stderr end in the same place (one terminal, `2>&1`, a notebook's cell:
+    Jupyter's streams, or two without a descriptor), or when stderr is a terminal and stdout feeds a
+    pipe (`| tee` shows it on that terminal)."""
+    if all(type(s).__module__.startswith("ipykernel.") for s in (sys.stdout, sys.stderr)):
         return False
+    out, err = _stat(sys.stdout), _stat(sys.stderr)
+    if out is None or err is None:  # logged too, unless neither has a descriptor (a notebook's)
+        return out is not None or err is not None
     if os.path.samestat(out, err):
         return False
     return not (sys.stderr.isatty() and (sys.stdout.isatty() or stat.S_ISFIFO(out.st_mode)))
+
+
+def _stat(stream) -> os.stat_result | None:
+    """What the stream's descriptor points to; None for a stream without one (or None itself)."""
+    try:
+        return os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def duration(seconds: float) -> str:

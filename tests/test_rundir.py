@@ -290,14 +290,36 @@ def test_a_config_json_that_is_no_object_is_nothing_to_compare(tmp_path, text):
     assert rundir.resumed_config(c, tmp_path / "run") is c
 
 
-def test_result_lines_in_a_notebook_are_printed_once(monkeypatch):
-    """Streams without a descriptor (a notebook's cell shows stdout and stderr together): the
-    epoch and summary lines go to stdout only, not to the log on stderr too."""
-    out, err = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(sys, "stdout", out)
-    monkeypatch.setattr(sys, "stderr", err)
-    logged = []
-    monkeypatch.setattr(rundir.logging, "info", lambda *a: logged.append(a))
-    rundir.announce("epoch 1/5  train loss 2.17", "best test accuracy 0.79")
-    assert out.getvalue() == "epoch 1/5  train loss 2.17\nbest test accuracy 0.79\n"
-    assert logged == [] and err.getvalue() == ""
+def test_result_lines_in_a_notebook_are_printed_once(monkeypatch, tmp_path):
+    """A notebook's cell shows stdout and stderr together: the epoch and summary lines go to stdout
+    only, not to the log on stderr too, whether its streams are Jupyter's (descriptors of two
+    pipes) or have no descriptor; stdout captured alone (no descriptor) still leaves them in the
+    log, whose stderr is a file."""
+
+    class KernelStream(io.StringIO):  # as ipykernel's OutStream: a descriptor of its own pipe
+        __module__ = "ipykernel.iostream"
+
+        def __init__(self):
+            super().__init__()
+            self.read_end, self.fd = os.pipe()
+
+        def fileno(self):
+            return self.fd
+
+    log_file = (tmp_path / "log").open("w")
+    cases = [  # (stdout, stderr, whether logged too)
+        (KernelStream(), KernelStream(), False),
+        (io.StringIO(), io.StringIO(), False),
+        (io.StringIO(), log_file, True),
+    ]
+    for out, err, logged_too in cases:
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "stderr", err)
+        logged = []
+        monkeypatch.setattr(rundir.logging, "info", lambda *a, logged=logged: logged.append(a))
+        rundir.announce("epoch 1/5  train loss 2.17", "best test accuracy 0.79")
+        assert out.getvalue() == "epoch 1/5  train loss 2.17\nbest test accuracy 0.79\n"
+        assert len(logged) == (2 if logged_too else 0), (type(out), type(err))
+    log_file.close()
+    for stream in cases[0][:2]:
+        os.close(stream.read_end), os.close(stream.fd)
