@@ -206,6 +206,16 @@ def _flat_keys(c: ConfigDict) -> set[str]:
     return keys | {k.rsplit(".", 1)[0] for k in keys if "." in k}
 
 
+def _did_you_mean(field: str, fields: set[str]) -> str:
+    """' (did you mean config.mix.mixup_alpha?)' for the field whose last name is closest to
+    `field`'s ('mixup', 'mixup_alpha' at the top level; of two, the shallower), else whose whole
+    name is; '' for none."""
+    by_name = {f.rpartition(".")[2]: f for f in sorted(fields, key=lambda f: -f.count("."))}
+    close = difflib.get_close_matches(field.rpartition(".")[2], by_name, n=1)
+    close = [by_name[c] for c in close] or difflib.get_close_matches(field, fields, n=1)
+    return f" (did you mean config.{close[0]}?)" if close else ""
+
+
 def _require(ok: bool, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config.{field}: {message}")
@@ -233,10 +243,11 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
     keys, known = _flat_keys(c), _flat_keys(default_config())
     if swept := sorted(k for k in keys if k.startswith("sweep.") and k[6:] not in SWEEPABLE):
         raise ConfigError(f"config.{swept[0]}: {not_sweepable(swept[0][6:])}")
-    if unknown := sorted(keys - known):
-        guesses = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+    # A misspelt sub-dict is named once, not with each of its fields.
+    if unknown := sorted(k for k in keys - known if k.rpartition(".")[0] not in keys - known):
+        leaves, known_leaves = set(flatten(c.to_dict())), set(flatten(default_config().to_dict()))
         named = ", ".join(
-            f"config.{k}" + "".join(f" (did you mean config.{g}?)" for g in guesses[k])
+            f"config.{k}{_did_you_mean(k, known_leaves if k in leaves else known - known_leaves)}"
             for k in unknown
         )
         raise ConfigError(

@@ -170,11 +170,26 @@ def test_mixing_needs_an_even_batch_per_host():
     validate(c)
 
 
-def test_unknown_field_is_rejected():
-    c = default_config()
-    c.num_epoch = 5  # a typo of num_epochs
-    with pytest.raises(ConfigError, match=r"config\.num_epoch\b"):
-        validate(c)
+def test_unknown_field_is_rejected_naming_the_field_it_likely_means():
+    """The closest field by its last name (any depth; of two, the shallower), a sub-dict for a
+    sub-dict, a misspelt sub-dict once (not each of its fields), nothing when none is close."""
+    cases = {
+        "c.num_epoch = 5": "config.num_epoch (did you mean config.num_epochs?)",
+        "c.learning_rat = 0.1": "config.learning_rat (did you mean config.learning_rate?)",
+        "c.mixup = 0.8": "config.mixup (did you mean config.mix.mixup_alpha?)",
+        "c.model.embed_dimm = 3": "config.model.embed_dimm (did you mean config.model.embed_dim?)",
+        "c.modl = c.model.to_dict()": "config.modl (did you mean config.model?)",
+        "c.zzzz = 1": "config.zzzz",
+    }
+    for setup, named in cases.items():
+        c = default_config()
+        exec(setup)  # noqa: S102
+        with pytest.raises(ConfigError) as e:
+            validate(c)
+        assert str(e.value) == (
+            f"unknown config field(s) {named}: check the spelling against swin_flax/config.py, "
+            "which lists every field."
+        ), setup
 
 
 def test_warmup_or_decay_settings_with_the_constant_schedule_are_refused():
