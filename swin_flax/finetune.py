@@ -45,9 +45,8 @@ class LoadReport:
     resized: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (path, from, to)
     new: tuple[str, ...]
     skipped: tuple[str, ...]
-    buffers: int = (
-        0  # the source's relative_position_index and attn_mask: the model recomputes them
-    )
+    # The source's relative_position_index and attn_mask of blocks the model has (it makes its own).
+    buffers: int = 0
 
     def summary(self) -> str:
         """A few readable lines: counts, then each resize, each new param, skipped groups."""
@@ -55,7 +54,11 @@ class LoadReport:
             f"pretrained {self.source} ({self.layout} layout): {len(self.loaded)} tensors loaded as "
             f"they are, {len(self.resized)} resized, {len(self.new)} left new, "
             f"{len(self.skipped)} source tensors skipped"
-            + (f", {self.buffers} buffers recomputed by the model." if self.buffers else ".")
+            + (
+                f", {self.buffers} buffers not needed (the model makes its own)."
+                if self.buffers
+                else "."
+            )
         ]
         lines += [f"  resized {p}: {src} -> {dst}" for p, src, dst in self.resized]
         lines += [f"  new (fresh init) {p}" for p in self.new]
@@ -226,11 +229,12 @@ def _match(
             "config.model to the checkpoint's model (configs/finetune.py holds Swin-T's) or give a "
             "checkpoint of this one."
         )
-    # The source's buffers that this model has too are recomputed; those of blocks it lacks, skipped.
-    ours = convert.official_buffers(model)
+    # The source's buffers: of a block this model has, not needed (it computes its own); of a
+    # block it lacks (a stage left out), skipped with the rest of that block.
+    ours = {f"layers.{i}.blocks.{j}." for i, depth in enumerate(model.depths) for j in range(depth)}
     theirs = [k for k in state if k.endswith(convert.BUFFER_SUFFIXES)]
-    buffers = sum(k in ours for k in theirs)
-    skipped = tuple(sorted(skipped + [k for k in theirs if k not in ours]))
+    buffers = sum(k.rpartition("attn")[0] in ours for k in theirs)
+    skipped = tuple(sorted(skipped + [k for k in theirs if k.rpartition("attn")[0] not in ours]))
     report = LoadReport(name, layout, tuple(loaded), tuple(resized), tuple(new), skipped, buffers)
     return out, report
 
