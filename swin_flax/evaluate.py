@@ -240,9 +240,8 @@ def resolve_checkpoint(
             return run, series / str(step)
     raise CheckpointError(
         f"--workdir {workdir} holds no checkpoint yet (checkpoints/best or checkpoints/latest): "
-        "a run writes one every checkpoint_every_epochs epochs and when it is stopped. Still "
-        "training: wait for its first. Stopped before one: run its command again (it starts "
-        "afresh). Or give --checkpoint."
+        "a run writes best/ after its first epoch. Still training: wait for that epoch's end. "
+        "Ended before it (killed, or a second Ctrl-C): run its command again. Or give --checkpoint."
     )
 
 

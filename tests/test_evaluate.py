@@ -235,7 +235,11 @@ WRONG_RUNS = {
     "workdir_missing": (lambda run, tmp: (str(tmp / "nope"), None), "nope does not exist"),
     "workdir_a_file": (lambda run, tmp: (str(run / "config.json"), None), "json is a file"),
     "workdir_not_a_run": (lambda run, tmp: (str(tmp), None), "holds no config.json"),
-    "no_checkpoint_yet": (_without_checkpoint, "holds no checkpoint yet"),
+    "no_checkpoint_yet": (
+        _without_checkpoint,
+        "holds no checkpoint yet (checkpoints/best or checkpoints/latest): a run writes best/ after "
+        "its first epoch.",
+    ),
     "neither_flag": (lambda run, tmp: (None, None), "give --workdir"),
     "checkpoint_missing": (lambda run, tmp: (None, str(tmp / "9")), "9 does not exist"),
     "checkpoint_series_folder": (
