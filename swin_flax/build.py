@@ -92,6 +92,8 @@ def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -
     if _where_the_run_stops(fitted, steps_per_epoch) is not None:  # 1 cosine epoch, per epoch
         fit["schedule"] = "cosine_step"
     flags = " ".join(f"--config.{k}={v}" for k, v in fit.items() if v != config[k])
+    if not flags:  # already the best fit (a run of a step or two): nothing to suggest
+        return None
     last, where = stop
     cosine = config.cosine_epochs
     end = warmup + cosine if config.warmup_prefix else max(warmup, cosine)

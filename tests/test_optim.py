@@ -201,6 +201,8 @@ def test_a_run_shorter_than_its_schedule_is_warned_about_with_the_settings_that_
     assert warning.endswith("epochs: --config.schedule=cosine_step."), warning
     config.schedule = "cosine_step"  # its last step: 1/49 of an epoch before lr_min
     assert build.short_run_warning(config, spe) is None
+    config.num_epochs, config.warmup_epochs, config.cosine_epochs = 1, 0, 1
+    assert build.short_run_warning(config, 1) is None  # one step: no schedule fits it better
     # timm's default layout (warmup_prefix False: the cosine counts from epoch 0): a 5-epoch
     # warmup within a 3-epoch cosine, over 5 epochs, ends in the warmup whatever the stepping.
     config.warmup_prefix, config.num_epochs, config.warmup_epochs, config.cosine_epochs = (
