@@ -1,6 +1,7 @@
 """Top-k classes of image files with a trained run's best (else its latest, or a given) checkpoint.
 
     python scripts/predict.py --workdir runs/strong cat.jpg ship.png [--top_k 5]
+    python scripts/predict.py --workdir runs/strong my_photos/      # its image files
     python scripts/predict.py --checkpoint runs/strong/checkpoints/latest/4880 cat.jpg
     python scripts/predict.py --workdir runs/seeds [--run 1 | --run seed=1 | --ensemble] cat.jpg
 
@@ -63,7 +64,7 @@ def main(argv):
         )
 
     images, bad = predict.check_images(argv[1:])
-    n = len(argv) - 1
+    n = len(images) + len(bad)
     are = "is not an image" if len(bad) == 1 else "are not images"
     count = f"{len(bad)} of {n} files {are} that can be read: " if n > 1 else ""
     problems = f"{count}{'; '.join(bad)}."

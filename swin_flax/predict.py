@@ -71,14 +71,28 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
     """(readable image paths, one message per other path), decoded before a checkpoint is loaded
-    so that bad files are named at once and the good ones still get their predictions."""
+    so that bad files are named at once and the good ones still get their predictions. A folder
+    stands for the files in it whose suffix Pillow reads, in name order."""
+    from PIL import Image  # noqa: PLC0415
+
     good, bad = [], []
-    for path in paths:
-        try:
-            load_image(path)
-            good.append(os.fspath(path))
-        except (OSError, sources.DataError) as e:
-            bad.append(str(e).rstrip("."))
+    suffixes = tuple(Image.registered_extensions())
+    for given in map(os.fspath, paths):
+        files = [given]
+        if os.path.isdir(given):
+            files = sorted(
+                e.path
+                for e in os.scandir(given)
+                if e.is_file() and e.name.lower().endswith(suffixes)
+            )
+            if not files:
+                bad.append(f"the folder {given} holds no image file (PNG, JPEG, ...)")
+        for path in files:
+            try:
+                load_image(path)
+                good.append(path)
+            except (OSError, sources.DataError) as e:
+                bad.append(str(e).rstrip("."))
     return good, bad
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -177,21 +178,22 @@ def test_top_k_and_bad_input(tmp_path):
 
 def test_check_images_names_each_bad_file(run, tmp_path):
     """Every file is decoded before a checkpoint is loaded: the readable ones are kept in order,
-    each other one gets a message naming it and saying what it is."""
+    each other one gets a message naming it and saying what it is. A folder stands for its image
+    files (by suffix, in name order: not its other files, nor its subfolders)."""
     _, _, _, _, paths = run
     (tmp_path / "notes.png").write_text("not an image")
-    given = [
-        paths[0],
-        str(tmp_path / "missing.jpg"),
-        str(tmp_path),
-        paths[1],
-        str(tmp_path / "notes.png"),
-    ]
+    photos, empty = tmp_path / "photos", tmp_path / "empty"
+    (photos / "sub.png").mkdir(parents=True)
+    empty.mkdir()
+    shutil.copy(paths[1], photos / "b.JPG")
+    shutil.copy(paths[0], photos / "a.png")
+    (photos / "readme.txt").write_text("holiday")
+    given = [paths[0], str(tmp_path / "missing.jpg"), photos, empty, str(tmp_path / "notes.png")]
     good, bad = predict.check_images(given)
-    assert good == [paths[0], paths[1]]
+    assert good == [paths[0], str(photos / "a.png"), str(photos / "b.JPG")]
     assert bad == [
         f"image {tmp_path / 'missing.jpg'} does not exist",
-        f"image {tmp_path} is a folder, not an image file",
+        f"the folder {empty} holds no image file (PNG, JPEG, ...)",
         f"image {tmp_path / 'notes.png'} cannot be read as an image (UnidentifiedImageError: "
         f"cannot identify image file '{tmp_path / 'notes.png'}')",
     ]
@@ -246,22 +248,25 @@ def test_cli_predicts_the_good_files_and_names_the_bad_ones(run, tmp_path):
     paragraph, exit status 2."""
     workdir, _, _, _, paths = run
     (tmp_path / "notes.png").write_text("not an image")
-    (tmp_path / "folder").mkdir()
-    bad = ["missing.jpg", "notes.png", "folder"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "photos").mkdir()
+    shutil.copy(paths[1], tmp_path / "photos")
+    bad = ["missing.jpg", "notes.png", "empty"]
     before = snapshot(tmp_path)
     out = run_script(
-        "predict.py", f"--workdir={workdir}", "--top_k=1", paths[0], *bad, cwd=tmp_path
+        "predict.py", f"--workdir={workdir}", "--top_k=1", paths[0], *bad, "photos", cwd=tmp_path
     )
     assert snapshot(tmp_path) == before
     message = " ".join(out.stderr.split())
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert message.startswith("Error: 3 of 4 files are not images that can be read: ")
+    assert message.startswith("Error: 3 of 5 files are not images that can be read: ")
     assert "image missing.jpg does not exist" in message
     assert "image notes.png cannot be read as an image" in message
-    assert "image folder is a folder, not an image file" in message
-    assert message.endswith("The predictions above are for the other 1.")
+    assert "the folder empty holds no image file (PNG, JPEG, ...)" in message
+    assert message.endswith("The predictions above are for the other 2.")
     lines = out.stdout.splitlines()
-    assert lines[1] == paths[0] and lines[2].strip().startswith("1. stripes_") and len(lines) == 3
+    assert lines[1] == paths[0] and lines[2].strip().startswith("1. stripes_") and len(lines) == 5
+    assert lines[3] == os.path.join("photos", os.path.basename(paths[1]))  # the folder's image
 
 
 @pytest.mark.parametrize(
