@@ -1,8 +1,8 @@
 """Trains (or resumes) a Swin Transformer: `python scripts/main.py --config configs/strong.py --workdir DIR`.
 
 Any config field can be overridden, e.g. `--config.num_epochs=5`. Several processes (multi-host): pass
---coordinator_address, --num_processes and --process_id, or set the usual environment variables
-(e.g. on TPU pods and SLURM jax.distributed finds them itself).
+--coordinator_address, --num_processes and --process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+JAX_PROCESS_ID); on TPU pods, SLURM and Open MPI pass --distributed and JAX finds them itself.
 """
 
 from swin_flax import cli  # standard library and absl only
