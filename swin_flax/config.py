@@ -200,10 +200,9 @@ def from_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _flat_keys(c: ConfigDict) -> set[str]:
-    """Every field's dotted name, sub-dicts included ('mix' and 'mix.prob')."""
-    keys = set(flatten(c.to_dict()))
-    return keys | {k.rsplit(".", 1)[0] for k in keys if "." in k}
+def _with_sub_dicts(fields: set[str]) -> set[str]:
+    """Dotted field names with their sub-dicts' names added ('mix.prob': 'mix' too)."""
+    return fields | {k.rsplit(".", 1)[0] for k in fields if "." in k}
 
 
 def _did_you_mean(field: str, fields: set[str]) -> str:
@@ -240,12 +239,12 @@ def _check(field: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 1) -> None:
     """Raises ConfigError naming the first bad field; cheap, runs before any data or compile.
     `num_devices`, `num_hosts`: of the process group that trains (None: any device count)."""
-    keys, known = _flat_keys(c), _flat_keys(default_config())
+    leaves, known_leaves = set(flatten(c.to_dict())), set(flatten(default_config().to_dict()))
+    keys, known = _with_sub_dicts(leaves), _with_sub_dicts(known_leaves)
     if swept := sorted(k for k in keys if k.startswith("sweep.") and k[6:] not in SWEEPABLE):
         raise ConfigError(f"config.{swept[0]}: {not_sweepable(swept[0][6:])}")
     # A misspelt sub-dict is named once, not with each of its fields.
     if unknown := sorted(k for k in keys - known if k.rpartition(".")[0] not in keys - known):
-        leaves, known_leaves = set(flatten(c.to_dict())), set(flatten(default_config().to_dict()))
         named = ", ".join(
             f"config.{k}{_did_you_mean(k, known_leaves if k in leaves else known - known_leaves)}"
             for k in unknown
