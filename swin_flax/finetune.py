@@ -233,8 +233,9 @@ def _match(
     # block it lacks (a stage left out), skipped with the rest of that block.
     ours = {f"layers.{i}.blocks.{j}." for i, depth in enumerate(model.depths) for j in range(depth)}
     theirs = [k for k in state if k.endswith(convert.BUFFER_SUFFIXES)]
-    buffers = sum(k.rpartition("attn")[0] in ours for k in theirs)
-    skipped = tuple(sorted(skipped + [k for k in theirs if k.rpartition("attn")[0] not in ours]))
+    lacking = [k for k in theirs if k.rpartition("attn")[0] not in ours]  # 'layers.0.blocks.1.'
+    skipped = tuple(sorted(skipped + lacking))
+    buffers = len(theirs) - len(lacking)
     report = LoadReport(name, layout, tuple(loaded), tuple(resized), tuple(new), skipped, buffers)
     return out, report
 
