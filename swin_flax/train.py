@@ -20,84 +20,15 @@ import numpy as np
 from absl import logging
 from clu import periodic_actions
 from etils import epath
-from flax import jax_utils, serialization
+from flax import jax_utils
 
 from swin_flax import build, checkpoints, distributed, finetune, reports, rundir, runs, steps
 from swin_flax.config import validate
 from swin_flax.data import inputs
 from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
 from swin_flax.models import swin
-
-
-class _StopFlag:
-    """Records SIGTERM/SIGINT so the loop can stop after the current step and save. Several hosts
-    agree on that step through an all-gather, which blocks until the steps queued on the devices
-    have run: they compare notes only every `sync_every` steps and at epoch ends."""
-
-    def __init__(self, latest: epath.Path, sync_every: int = 1):
-        self.signal: int | None = None
-        self.second: int | None = None
-        self.peer: tuple[int, int] | None = None  # (process, signal) that stops this one
-        self.latest, self.sync_every = latest, sync_every  # the series a second signal reports on
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            # Outside the main thread no handler can be set: then no graceful preemption.
-            with contextlib.suppress(ValueError):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None:  # a second signal: stop now (__exit__ says what is kept)
-            self.second = self.second or signum  # the one sent again (cli) keeps its name
-            raise KeyboardInterrupt
-        name = signal.Signals(signum).name
-        logging.warning(f"Received {name}: stopping after this step and saving.")
-        self.signal = signum
-
-    def __exit__(self, kind, value, tb):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        if self.second is not None and kind is KeyboardInterrupt:
-            # Said now: the checkpoints, closed first, have finished the writes in flight.
-            kept = (
-                f"the last complete checkpoint is kept; run {_again()} to resume from it"
-                if checkpoints.newest_step(self.latest) is not None
-                else "no checkpoint was written yet; the same command starts the run afresh"
-            )
-            name = signal.Signals(self.second).name
-            raise KeyboardInterrupt(f"a second {name} while stopping: {kept}") from None
-        return False
-
-    @property
-    def by_user(self) -> bool:
-        """Whether the stop came from Ctrl-C (SIGINT), in this process or another, not SIGTERM."""
-        return (self.signal or (self.peer and self.peer[1])) == signal.SIGINT
-
-    @property
-    def cause(self) -> str:
-        """'process 1 received SIGTERM' when another process's signal stops this one, else ''."""
-        if self.peer is None:
-            return ""
-        return f"process {self.peer[0]} received {signal.Signals(self.peer[1]).name}"
-
-    def requested(self, step: int | None = None) -> bool:
-        """Whether to stop after `step` (None: at an epoch's end, where every host checks). A host
-        stopped by another's signal records which in `cause`, for its log and its message."""
-        if jax.process_count() == 1:
-            return self.signal is not None
-        if step is not None and step % self.sync_every:  # every host must stop at the same step
-            return False
-        from jax.experimental import multihost_utils  # noqa: PLC0415
-
-        signals = np.ravel(multihost_utils.process_allgather(np.array(self.signal or 0)))
-        if self.signal is None and signals.any() and self.peer is None:
-            first = int(np.flatnonzero(signals)[0])
-            self.peer = (first, int(signals[first]))
-            cause = self.cause
-            logging.warning(f"{cause[0].upper()}{cause[1:]}: stopping after this step and saving.")
-        return bool(signals.any())
+from swin_flax.progress import Progress, as_json, device_layout, from_json
+from swin_flax.stop import StopFlag, again
 
 
 def _saved_part(state: steps.TrainState) -> dict[str, Any]:
@@ -133,80 +64,6 @@ def evaluate_params(
     """Loss and accuracy of each run over all batches (padding masked out)."""
     gathered = (steps.unreplicate(p_eval_step(params, b)) for b in batches)  # all copies equal
     return _summary_values(functools.reduce(lambda a, b: a.merge(b), gathered), num_runs)
-
-
-def _as_json(metrics) -> Any:
-    """A metrics collection's state as JSON-able lists (for a checkpoint's record); None stays None."""
-    return jax.tree.map(lambda x: np.asarray(x).tolist(), serialization.to_state_dict(metrics))
-
-
-def _from_json(template, plain: Any):
-    """Metrics saved by `_as_json`, in `template`'s structure and dtypes (float32 comes back exact)."""
-    state = serialization.to_state_dict(template)
-    cast = jax.tree.map(lambda t, v: np.asarray(v, np.asarray(t).dtype), state, plain)
-    return serialization.from_state_dict(template, cast)
-
-
-@dataclasses.dataclass
-class Progress:
-    """What a run carries from epoch to epoch and keeps in every checkpoint's record: each run's best
-    test accuracy and its epoch, the totals over sessions, the part of an epoch trained before a
-    stop in it, each run's last test accuracy and (several runs) every epoch's test accuracies."""
-
-    num_runs: int = 1
-    best_accuracy: list[float] = dataclasses.field(default_factory=list)
-    best_epoch: list[int] = dataclasses.field(default_factory=list)
-    totals: rundir.RunTotals = dataclasses.field(default_factory=rundir.RunTotals)
-    partial_epoch: dict[str, Any] | None = None
-    test_accuracy: list[float] | None = None
-    history: list[list[float]] = dataclasses.field(default_factory=list)
-
-    def __post_init__(self):
-        self.best_accuracy = self.best_accuracy or [-1.0] * self.num_runs
-        self.best_epoch = self.best_epoch or [-1] * self.num_runs
-
-    @classmethod
-    def from_record(cls, meta: dict[str, Any]) -> Progress:
-        per_run = ("best_accuracy", "best_epoch", "test_accuracy")  # one run's are numbers
-        lists = {k: np.atleast_1d(meta[k]).tolist() for k in per_run if meta.get(k) is not None}
-        return cls(
-            len(lists["best_accuracy"]),
-            totals=rundir.RunTotals(**meta.get("totals", {})),
-            partial_epoch=meta.get("partial_epoch"),
-            history=meta.get("history", []),
-            **lists,
-        )
-
-    def improved(self, accuracy: np.ndarray, epoch: int) -> np.ndarray:
-        """Records `epoch`'s test accuracies; returns which runs beat their best."""
-        better = accuracy > np.asarray(self.best_accuracy)
-        self.best_accuracy = np.where(better, accuracy, self.best_accuracy).tolist()
-        self.best_epoch = np.where(better, epoch, self.best_epoch).tolist()
-        self.test_accuracy = accuracy.tolist()
-        if self.num_runs > 1:
-            self.history.append(self.test_accuracy)
-        return better
-
-    def record(self, config, epoch: int, step: int, steps_per_epoch: int, wall: float) -> dict:
-        """The checkpoint's JSON record at `step` (`wall`: this session's seconds so far). A single
-        run's figures are numbers, several runs' lists in run order (`runs` names them)."""
-        one = self.num_runs == 1
-        per_run = lambda v: v[0] if one and v is not None else v
-        identity = rundir.model_identity(config)  # names the runs, in stack order
-        several = {} if one else {"runs": identity["runs"], "history": self.history}
-        return {
-            "epoch": epoch,
-            "step": step,
-            "steps_per_epoch": steps_per_epoch,
-            "best_accuracy": per_run(self.best_accuracy),
-            "best_epoch": per_run(self.best_epoch),
-            "model": identity,
-            "totals": dataclasses.asdict(self.totals.plus(wall=wall)),
-            "partial_epoch": self.partial_epoch,
-            "test_accuracy": per_run(self.test_accuracy),
-            "devices": _device_layout(),
-            **several,
-        }
 
 
 def initial_state(
@@ -270,25 +127,64 @@ class Session:
     """What the loop holds fixed from a session's first step (`start`) to its end or stop."""
 
     config: ml_collections.ConfigDict
+    workdir: epath.Path
+    t_start: float  # the session's start (time.time())
     per_epoch: int  # steps
     start: int
     names: list[str]  # the runs'
     p_train_step: Callable
     dropout_keys: jax.Array
     lr_fns: list[Callable]
+    p_eval_step: Callable
+    eval_batches: Iterable[dict[str, np.ndarray]]
     ckpts: checkpoints.Checkpoints
     writers: reports.Writers
     ticker: reports.Ticker
     profile: periodic_actions.Profile | None
-    stop: _StopFlag
+    stop: StopFlag
 
 
 def _train(
     config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_start: float
 ) -> dict:
-    """train_and_evaluate's run in a workdir that needs training; `claim` is taken once the
-    workdir exists (a new one: as soon as it is created); `start_up` is ready once the data is read
-    and the workdir claimed."""
+    """train_and_evaluate's run in a workdir that needs training: each epoch is trained, evaluated,
+    reported and saved; a stop saves and raises Preempted."""
+    loop, state, progress, batches, best_params = _start(
+        config, workdir, saved, claim, start_up, t_start
+    )
+    config, step, per_epoch = loop.config, loop.start, loop.per_epoch  # a resumed run's config
+    # However the loop ends (finished, preempted, diverged) the summaries are closed, so the events
+    # of the steps done are on disk, then the checkpoints: that waits for the writes in flight and
+    # raises if one failed.
+    with loop.stop, contextlib.closing(loop.ckpts), contextlib.closing(loop.writers):
+        for epoch in range(step // per_epoch, config.num_epochs):  # counted from 0
+            state, step, train, timing = _train_whole_epoch(
+                loop, state, progress, batches, step, epoch
+            )
+            t_steps_done = time.time()
+            test = evaluate_params(
+                loop.p_eval_step, state.params, loop.eval_batches, len(loop.names)
+            )
+            timing["eval_time"] = time.time() - t_steps_done
+            improved = progress.improved(test["accuracy"], epoch + 1)
+            _report_epoch(loop, progress, epoch + 1, step, train, test, improved, timing)
+            stopping = epoch + 1 < config.num_epochs and loop.stop.requested()
+            record = progress.record(config, epoch + 1, step, per_epoch, time.time() - t_start)
+            best_params = _save_epoch(
+                loop, state, epoch + 1, step, record, improved, best_params, stopping
+            )
+            if stopping:
+                raise _preempted(loop, step)
+            loop.ticker.between_epochs = time.time() - t_steps_done
+            loop.ticker.restart(step)
+        loop.writers.finish()
+    return _finish(loop, record)
+
+
+def _start(config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_start: float):
+    """Everything before the first step: the model, a pretrained file and the data read and checked,
+    the workdir created and claimed, the processes agreed (`start_up`), the train state (restored,
+    pretrained or fresh) and the writers. Returns (Session, state, progress, batches, best params)."""
     if saved is not None:
         config = rundir.resumed_config(config, workdir)
     model = build.model_from_config(config)
@@ -304,36 +200,8 @@ def _train(
     per_epoch = data.steps_per_epoch
     reports.log_devices(config, per_epoch)
     build.check_run_length(config, per_epoch)
-    if saved is not None and saved.get("steps_per_epoch", per_epoch) != per_epoch:
-        raise ConfigError(
-            f"config.batch_size: the run in {workdir} has {saved['steps_per_epoch']} steps per "
-            f"epoch, this config {per_epoch} (batch_size {config.batch_size}, "
-            f"{len(data.train_labels)} training images). Resume with the batch size and data the "
-            "run started with, or give a new --workdir."
-        )
-    now = _device_layout()
-    if saved is not None and saved.get("devices", now) != now and jax.process_index() == 0:
-        logging.warning(
-            f"{workdir} trained on {_devices(*saved['devices'])} and resumes on {_devices(*now)}: "
-            "dropout's draws (and CutMix's pairs, made within each process's share of a batch) "
-            "follow the devices, so the rest of the run differs from an uninterrupted one's (on "
-            "the same devices it would be the same, bit for bit)."
-        )
-    created = not workdir.exists()
-    try:  # as the checkpoint managers would: claimed now
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system such as /proc)
-        raise ConfigError(
-            f"--workdir {workdir} cannot be created ({e.strerror or e}): give a folder you can create."
-        ) from None
-    claim.take()
-    # Before orbax's first barrier: from here on the processes' collectives must match.
-    try:
-        start_up.ready("start afresh" if saved is None else f"resume at step {saved.get('step')}")
-    except ConfigError:  # another process refused: a folder made for this run goes again
-        if created:
-            workdir.rmdir()
-        raise
+    _check_resume(config, workdir, saved, per_epoch, len(data.train_labels))
+    _create_workdir(workdir, saved, claim, start_up)
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
     state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts, pretrained)
     del pretrained  # the params hold it now
@@ -351,85 +219,124 @@ def _train(
     num_steps = per_epoch * config.num_epochs
     loop = Session(
         config=config,
+        workdir=workdir,
+        t_start=t_start,
         per_epoch=per_epoch,
         start=start,
         names=run_set.names,
         p_train_step=build.pmap_train_step(run_set.count, config.per_run_data),
         dropout_keys=run_set.keys()[1],
         lr_fns=[build.create_learning_rate_fn(c, per_epoch) for c in run_set.configs],
+        p_eval_step=p_eval_step,
+        eval_batches=eval_batches,
         ckpts=ckpts,
         writers=reports.open_writers(config, run_set, workdir, first_batch, fresh=start == 0),
         ticker=reports.Ticker(30.0, config.batch_size, per_epoch, num_steps, run_set.count),
         profile=reports.profiler(config, workdir, start, num_steps),  # chief only
-        stop=_StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps),
+        stop=StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps),
     )
     batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
-    step, epoch = start, start // per_epoch
-    # However the loop ends (finished, preempted, diverged) the summaries are closed, so the events
-    # of the steps done are on disk, then the checkpoints: that waits for the writes in flight and
-    # raises if one failed.
-    with loop.stop, contextlib.closing(ckpts), contextlib.closing(loop.writers):
-        while epoch < config.num_epochs:
-            t_epoch, before = time.time(), step
-            window = (progress.partial_epoch or {}).get("window")  # a stop's open window
-            state, train_metrics, step, (seconds, done), window = train_epoch(
-                loop, state, batches, step, epoch, window
-            )
-            progress.totals = progress.totals.plus(  # every step, the compile too
-                train=time.time() - t_epoch,
-                images=(step - before) * config.batch_size,
-            )
-            images = done * config.batch_size  # the epoch's speed: its steps' (train_epoch)
-            t_steps_done = time.time()
-            if (part := progress.partial_epoch) is not None:  # trained before a stop in this epoch
-                train_metrics = _from_json(train_metrics, part["metrics"]).merge(train_metrics)
-                seconds, images = seconds + part["seconds"], images + part["images"]
-            train = _check_finite(train_metrics, epoch, ckpts, run_set.names)
-            if step % per_epoch:  # stopped within the epoch: keep its part, save and stop
-                window = _as_json(window)  # the steps since its last train_loss_step point
-                progress.partial_epoch = dict(
-                    metrics=_as_json(train_metrics), seconds=seconds, images=images, window=window
-                )
-                meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
-                host_state = _finite_host_state(state, step, epoch, ckpts, run_set.names)
-                ckpts.save("latest", step, host_state, meta)
-                raise _preempted(loop, step)
-            progress.partial_epoch = None
-            t_eval = time.time()
-            test = evaluate_params(p_eval_step, state.params, eval_batches, run_set.count)
-            timing = {
-                "epoch_time": seconds,
-                "images_per_sec": images / seconds,
-                "steps_per_sec": images / config.batch_size / seconds,
-                "eval_time": time.time() - t_eval,
-            }
-            epoch += 1
-            improved = progress.improved(test["accuracy"], epoch)
-            best_accuracy = np.asarray(progress.best_accuracy)
-            lr = _learning_rates(loop.lr_fns, step)
-            reports.report_epoch(
-                config, loop.writers, epoch, step, train, test, lr, best_accuracy, improved, timing
-            )
-            if progress.history:
-                loop.writers.spread_plot(step, progress.history)
-            stopping = epoch < config.num_epochs and loop.stop.requested()
-            meta = progress.record(config, epoch, step, per_epoch, time.time() - t_start)
-            best_params = _save_epoch(
-                loop, state, epoch, step, meta, improved, best_params, stopping
-            )
-            if stopping:
-                raise _preempted(loop, step)
-            loop.ticker.between_epochs = time.time() - t_steps_done
-            loop.ticker.restart(step)
-        loop.writers.finish()
+    return loop, state, progress, batches, best_params
+
+
+def _check_resume(config, workdir: epath.Path, saved, per_epoch: int, num_images: int) -> None:
+    """A resumed run must keep its steps per epoch (refused otherwise); other devices are allowed,
+    with a warning that the rest of the run is no longer bit for bit an uninterrupted one's."""
+    if saved is None:
+        return
+    if saved.get("steps_per_epoch", per_epoch) != per_epoch:
+        raise ConfigError(
+            f"config.batch_size: the run in {workdir} has {saved['steps_per_epoch']} steps per "
+            f"epoch, this config {per_epoch} (batch_size {config.batch_size}, "
+            f"{num_images} training images). Resume with the batch size and data the "
+            "run started with, or give a new --workdir."
+        )
+    now = device_layout()
+    if saved.get("devices", now) != now and jax.process_index() == 0:
+        logging.warning(
+            f"{workdir} trained on {_devices(*saved['devices'])} and resumes on {_devices(*now)}: "
+            "dropout's draws (and CutMix's pairs, made within each process's share of a batch) "
+            "follow the devices, so the rest of the run differs from an uninterrupted one's (on "
+            "the same devices it would be the same, bit for bit)."
+        )
+
+
+def _create_workdir(workdir: epath.Path, saved, claim: rundir.Claim, start_up) -> None:
+    """Creates the workdir (as the checkpoint managers would), claims it, and waits for every
+    process to be ready: before orbax's first barrier, as from here on the processes' collectives
+    must match. A folder made for a start that another process refused is removed."""
+    created = not workdir.exists()
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system such as /proc)
+        raise ConfigError(
+            f"--workdir {workdir} cannot be created ({e.strerror or e}): give a folder you can create."
+        ) from None
+    claim.take()
+    try:
+        start_up.ready("start afresh" if saved is None else f"resume at step {saved.get('step')}")
+    except ConfigError:
+        if created:
+            workdir.rmdir()
+        raise
+
+
+def _train_whole_epoch(loop: Session, state, progress, batches, step: int, epoch: int):
+    """Trains epoch `epoch` (counted from 0) to its end, joined to the part a stop within it saved;
+    returns (state, step, the train figures, the epoch's speed). A stop requested within the epoch
+    saves that part (its metrics, time, and the steps since the last train_loss_step point) in
+    latest/ and raises Preempted; a non-finite loss raises TrainingDiverged."""
+    config, t_epoch, before = loop.config, time.time(), step
+    window = (progress.partial_epoch or {}).get("window")  # a stop's open window
+    state, metrics, step, (seconds, done), window = train_epoch(
+        loop, state, batches, step, epoch, window
+    )
+    progress.totals = progress.totals.plus(  # every step, the compile too
+        train=time.time() - t_epoch, images=(step - before) * config.batch_size
+    )
+    images = done * config.batch_size  # the epoch's speed: its steps' (train_epoch)
+    if (part := progress.partial_epoch) is not None:  # trained before a stop in this epoch
+        metrics = from_json(metrics, part["metrics"]).merge(metrics)
+        seconds, images = seconds + part["seconds"], images + part["images"]
+    train = _check_finite(metrics, epoch, loop.ckpts, loop.names)
+    if step % loop.per_epoch:  # stopped within the epoch: keep its part, save and stop
+        progress.partial_epoch = dict(
+            metrics=as_json(metrics), seconds=seconds, images=images, window=as_json(window)
+        )
+        record = progress.record(config, epoch, step, loop.per_epoch, time.time() - loop.t_start)
+        host_state = _finite_host_state(state, step, epoch, loop.ckpts, loop.names)
+        loop.ckpts.save("latest", step, host_state, record)
+        raise _preempted(loop, step)
+    progress.partial_epoch = None
+    speed = {
+        "epoch_time": seconds,
+        "images_per_sec": images / seconds,
+        "steps_per_sec": images / config.batch_size / seconds,
+    }
+    return state, step, train, speed
+
+
+def _report_epoch(loop: Session, progress, epoch: int, step: int, train, test, improved, timing):
+    """The epoch's line on the console and its TensorBoard scalars (several runs: their spread)."""
+    lr = _learning_rates(loop.lr_fns, step)
+    best_accuracy = np.asarray(progress.best_accuracy)
+    reports.report_epoch(
+        loop.config, loop.writers, epoch, step, train, test, lr, best_accuracy, improved, timing
+    )
+    if progress.history:
+        loop.writers.spread_plot(step, progress.history)
+
+
+def _finish(loop: Session, record: dict) -> dict:
+    """The run's summary, from the last checkpoint's record (so that running the same command
+    again prints this one): announced, written to summary.json (process 0) and returned."""
     if loop.stop.signal is not None:  # after the last step where the processes could stop together
         name = signal.Signals(loop.stop.signal).name
         logging.warning(f"{name} came in the run's last steps: it finished instead of stopping.")
-    # The last checkpoint's record: the summary a later run of the same command prints is this one.
-    summary = rundir.run_summary(meta, str(ckpts.root))
+    summary = rundir.run_summary(record, str(loop.ckpts.root))
     rundir.announce(*rundir.summary_lines(summary))
     if jax.process_index() == 0:
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+        (loop.workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -503,7 +410,7 @@ def train_epoch(loop: Session, state, batches, step: int, epoch: int, window: An
             loop.profile(step)
         metrics = m if metrics is None else metrics.merge(m)
         if window is not None:  # what the stopped session trained since its last point
-            loss_window, window = _from_json(m, window), None
+            loss_window, window = from_json(m, window), None
         loss_window = m if loss_window is None else loss_window.merge(m)
         rate = ticker(step) if jax.process_index() == 0 else None
         if rate is not None and step < end:  # the epoch's own figure is written at its end
@@ -531,28 +438,15 @@ def _preempted(loop: Session, step: int) -> Preempted:
     cause = f"{loop.stop.cause}: " if loop.stop.cause else ""
     return Preempted(
         f"{cause}stopped at {rundir.position(step, loop.per_epoch)} and saved a checkpoint in "
-        f"{loop.ckpts.root / 'latest'}. Run {_again()} to resume from there.",
+        f"{loop.ckpts.root / 'latest'}. Run {again()} to resume from there.",
         loop.stop.by_user,
     )
-
-
-def _device_layout() -> list[int]:
-    """[devices, processes]: what dropout's draws and CutMix's pairs follow; a checkpoint's record
-    keeps it, so that a resume on others can say the run is no longer bit for bit the same."""
-    return [jax.device_count(), jax.process_count()]
 
 
 def _devices(devices: int, processes: int) -> str:
     """'2 devices over 2 processes', '1 device'."""
     over = f" over {processes} processes" if processes > 1 else ""
     return rundir.count(devices, "device") + over
-
-
-def _again() -> str:
-    """How a stopped run is resumed: by its command, or by the commands of all its processes."""
-    if jax.process_count() == 1:
-        return "the same command again"
-    return "the same commands again, on every process,"
 
 
 def _check_finite(

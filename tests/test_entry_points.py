@@ -200,7 +200,7 @@ def test_a_second_signal_while_stopping_says_which(tmp_path):
     (not Ctrl-C) and says what is kept (here: no checkpoint yet), exit 130, no traceback."""
     code = (
         "from swin_flax import cli\ncli.start()\nimport os, signal\nfrom etils import epath\n"
-        "from swin_flax import train\nwith train._StopFlag(epath.Path('latest').absolute()):\n"
+        "from swin_flax import stop\nwith stop.StopFlag(epath.Path('latest').absolute()):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n    os.kill(os.getpid(), signal.SIGTERM)\n"
     )
     out = subprocess.run(

@@ -12,7 +12,7 @@ import tensorflow as tf
 from etils import epath
 from PIL import Image
 
-from swin_flax import build, checkpoints, evaluate, rundir, runs, train
+from swin_flax import build, checkpoints, evaluate, progress, rundir, runs
 from swin_flax.checkpoints import CheckpointError
 from swin_flax.config import default_config
 from swin_flax.data import sources
@@ -155,14 +155,14 @@ def make_run(workdir, embed_dim: int = 8, record_model: bool = False):
 def save_runs(workdir, config, each_params, step: int = 3) -> None:
     """config.json and a `best` checkpoint as train.py writes them for the runs of `config`: one
     run's params as they are, several stacked on a leading run axis (in run order), the record
-    train.Progress makes (per-run figures, "runs", the model identity)."""
+    progress.Progress makes (per-run figures, "runs", the model identity)."""
     n = len(each_params)
     assert n == runs.run_set(config).count
     params = each_params[0] if n == 1 else jax.tree.map(lambda *xs: np.stack(xs), *each_params)
-    progress = train.Progress(n, [0.5] * n, [1] * n, test_accuracy=[0.5] * n)
+    done = progress.Progress(n, [0.5] * n, [1] * n, test_accuracy=[0.5] * n)
     rundir.write_config(config, workdir)
     ckpts = checkpoints.Checkpoints(workdir)
-    ckpts.save("best", step, {"params": params}, progress.record(config, 1, step, step, 0.0))
+    ckpts.save("best", step, {"params": params}, done.record(config, 1, step, step, 0.0))
     ckpts.close()
 
 

@@ -13,7 +13,19 @@ import jax
 import numpy as np
 import pytest
 
-from swin_flax import build, checkpoints, config, errors, reports, rundir, runs, steps, train
+from swin_flax import (
+    build,
+    checkpoints,
+    config,
+    errors,
+    progress,
+    reports,
+    rundir,
+    runs,
+    steps,
+    stop,
+    train,
+)
 from swin_flax.models import summary
 from tests import test_train
 from tests.reliability_runs import (
@@ -196,9 +208,9 @@ def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive,
     # Stops at step 1, before the first per-run write (log_every_steps 2), and at step 6 (step 2
     # of 4 in epoch 2: best/ of epoch 1 is read back when resuming).
     stop_at = {1, 6}
-    requested = train._StopFlag.requested
+    requested = stop.StopFlag.requested
     monkeypatch.setattr(
-        train._StopFlag,
+        stop.StopFlag,
         "requested",
         lambda self, step=None: step in stop_at or requested(self, step),
     )
@@ -381,7 +393,7 @@ def test_resuming_with_other_seeds_runs_or_recipe_is_refused(
     random streams; another run set or seed is refused, naming the flags that resume it."""
     c = config.default_config()
     c.dataset, c.num_runs = "synthetic", runs_before
-    record = train.Progress(runs_before).record(c, 1, 4, 4, 0.0)
+    record = progress.Progress(runs_before).record(c, 1, 4, 4, 0.0)
     ckpts = checkpoints.Checkpoints(tmp_path)
     ckpts.save("latest", 4, {"step": np.zeros(runs_before, np.int32)}, record)
     ckpts.close()

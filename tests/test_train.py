@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from swin_flax import checkpoints, errors, evaluate, reports, train
+from swin_flax import checkpoints, errors, evaluate, reports, stop, train
 from swin_flax.config import default_config
 from tests import cifar_files
 from tests.reliability_runs import (
@@ -182,10 +182,10 @@ def test_a_stop_between_two_loss_points_keeps_the_steps_before_it(tmp_path, arch
     """Stopped after step 3 (train_loss_step is written every 2 steps) and resumed: the point at
     step 4 averages steps 3 and 4 as the uninterrupted run's does, bit for bit (CPU)."""
     train.train_and_evaluate(tiny_config(archive, epochs=1), str(tmp_path / "ref"))
-    requested = train._StopFlag.requested
+    requested = stop.StopFlag.requested
     stop_at = {3}
     monkeypatch.setattr(
-        train._StopFlag,
+        stop.StopFlag,
         "requested",
         lambda self, step=None: step in stop_at or requested(self, step),
     )
@@ -235,7 +235,7 @@ def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch, tm
 
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(multihost_utils, "process_allgather", allgather)
-    flag = train._StopFlag(tmp_path, sync_every=4)
+    flag = stop.StopFlag(tmp_path, sync_every=4)
     assert [flag.requested(step) for step in range(1, 9)] == [False] * 3 + [True] + [False] * 3 + [
         True
     ]
@@ -256,7 +256,7 @@ def test_a_second_signal_says_the_checkpoint_it_keeps(tmp_path):
         message = f"a second SIGTERM while stopping: {expected}"
         with (
             pytest.raises(KeyboardInterrupt, match=message),
-            train._StopFlag(ckpts.root / "latest") as flag,
+            stop.StopFlag(ckpts.root / "latest") as flag,
             contextlib.closing(ckpts),
         ):
             flag._handle(signal.SIGTERM, None)  # the first: stop after this step, and save
@@ -284,23 +284,27 @@ def test_epoch_time_leaves_out_the_compile(monkeypatch):
         clock[0] += 100.0 if state == "fresh" else 2.0
         return "compiled", Metrics()
 
-    stop = type("NoStop", (), {"requested": lambda self, step=None: False})()
+    no_stop = type("NoStop", (), {"requested": lambda self, step=None: False})()
     ticker = reports.Ticker(1e9, 16, 4, 8)
     config = default_config()
     config.log_every_steps = 1000
     loop = train.Session(
         config=config,
+        workdir=None,
+        t_start=0.0,
         per_epoch=4,
         start=0,
         names=["run"],
         p_train_step=step_fn,
         dropout_keys=None,
         lr_fns=[],
+        p_eval_step=None,
+        eval_batches=None,
         ckpts=None,
         writers=None,
         ticker=ticker,
         profile=None,
-        stop=stop,
+        stop=no_stop,
     )
     batches = iter(range(100))
     out = train.train_epoch(loop, "fresh", batches, 0, 0)

@@ -79,13 +79,13 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
     import numpy as np  # noqa: PLC0415
     from etils import epath  # noqa: PLC0415
 
-    from swin_flax import checkpoints, reports, runs, train  # noqa: PLC0415
+    from swin_flax import checkpoints, progress, reports, runs, train  # noqa: PLC0415
     from swin_flax.data import inputs  # noqa: PLC0415
 
     p_eval_step, data, train_metrics, per_epoch = pieces
     ckpts = checkpoints.Checkpoints(workdir, config.keep_checkpoints, asynchronous=mode == "async")
     writers = reports.Writers(epath.Path(workdir), runs.run_set(config), True, fresh=False)
-    progress = train.Progress()
+    done = progress.Progress()
     times = []
     eval_batches = inputs.eval_batches(config, data)  # as train.py: built once
     for epoch in range(FLAGS.epochs):
@@ -97,14 +97,14 @@ def _epochs(config, mode: str, workdir: str, state, pieces) -> tuple[list[dict],
         test = train.evaluate_params(p_eval_step, state.params, eval_batches)
         t["eval"] = time.perf_counter()
         improved = np.array([True])  # the costliest epoch: both series written
-        progress.improved(test["accuracy"], epoch + 1)
+        done.improved(test["accuracy"], epoch + 1)
         with contextlib.redirect_stdout(io.StringIO()), _quiet():
             reports.report_epoch(
                 config, writers, epoch + 1, step, train_values, test, np.array([1e-3]),
-                np.asarray(progress.best_accuracy), improved,
+                np.asarray(done.best_accuracy), improved,
                 {"epoch_time": 1.0, "images_per_sec": 1.0, "steps_per_sec": 1.0, "eval_time": 1.0},
             )  # fmt: skip
-        meta = progress.record(config, epoch + 1, step, per_epoch, 1.0)
+        meta = done.record(config, epoch + 1, step, per_epoch, 1.0)
         t["report"] = time.perf_counter()
         host_state = train._finite_host_state(state, step, epoch, ckpts, [""])  # one run
         t["host_copy"] = time.perf_counter()
