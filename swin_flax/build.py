@@ -107,8 +107,7 @@ def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -
 
 
 def past_schedule_warning(config: ml_collections.ConfigDict) -> str | None:
-    """The epochs the run trains at lr_min after its schedule has ended (a finished run given more
-    num_epochs: a resume cannot change its schedule), or None."""
+    """The epochs trained at lr_min after the schedule ends (a resume cannot change it), or None."""
     warmup, cosine = config.warmup_epochs, config.cosine_epochs
     end = warmup + cosine if config.warmup_prefix else max(warmup, cosine)
     if config.schedule == "constant" or config.num_epochs <= end:
@@ -129,8 +128,8 @@ _IN_WARMUP = "still in the warmup"  # where a run stops that ends before its war
 def _where_the_run_stops(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> tuple[float, str] | None:
-    """(the learning rate of the run's last step, where that is in the schedule) when the run
-    stops in the warmup or in the first half of the cosine, else None."""
+    """(the last step's learning rate, where it is) if the run stops in the warmup or first half of
+    the cosine, else None."""
     peak, lr_min = config.learning_rate, config.lr_min
     if config.schedule == "constant" or peak == lr_min:
         return None

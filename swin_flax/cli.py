@@ -249,8 +249,7 @@ def _config_flags(flag_values) -> set[str]:
 
 
 def _refuse_a_config_of_none(flag_values, names: Iterable[str]) -> None:
-    """Exit 2 when one of the config flags `names` was given a file whose get_config() returned
-    None (ml_collections only warns)."""
+    """Exit 2 if a config flag of `names` loaded None (ml_collections only warns)."""
     for name in names:
         flag = flag_values[name]  # config_filename: only once parsed
         if flag.present and flag.value is None and (path := getattr(flag, "config_filename", "")):
@@ -333,8 +332,7 @@ class _ShortFormat(py_logging.Formatter):
 
 
 def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None:
-    """absl's app.run with the project's flag parsing and `friendly_errors` around `main`; Ctrl-C
-    ends with one line and exit 130."""
+    """absl's app.run with `parse_flags` and `friendly_errors`; Ctrl-C: one line, exit 130."""
     from absl import app  # noqa: PLC0415
 
     guarded = friendly_errors()(main)  # a config file that failed to load: OSError at first use

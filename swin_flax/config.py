@@ -201,8 +201,7 @@ def _with_sub_dicts(fields: set[str]) -> set[str]:
 
 
 def _did_you_mean(field: str, fields: set[str]) -> str:
-    """' (did you mean config.X?)' for the field whose last name is closest to `field`'s (of two,
-    the shallower), else whose whole name is; '' for none."""
+    """' (did you mean config.X?)': closest last name (of two, the shallower), else whole name."""
     by_name = {f.rpartition(".")[2]: f for f in sorted(fields, key=lambda f: -f.count("."))}
     close = difflib.get_close_matches(field.rpartition(".")[2], by_name, n=1)
     close = [by_name[c] for c in close] or difflib.get_close_matches(field, fields, n=1)

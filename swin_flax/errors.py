@@ -35,8 +35,7 @@ class ProcessLost(RuntimeError):
 
 
 def lost_peer(error: BaseException) -> bool:
-    """Whether `error` (or one it wraps) is a gloo collective that failed because a peer went away
-    (`Gloo AllGather failed: ... Connection closed by peer`)."""
+    """Whether `error` (or one it wraps) is a gloo collective that failed as a peer went away."""
     return any(
         re.search(r"Gloo \w+ failed", str(e)) and re.search(r"(closed|reset) by peer", str(e))
         for e in chain(error)
@@ -53,8 +52,7 @@ def chain(error: BaseException) -> list[BaseException]:
 
 
 class Preempted(Exception):
-    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed. `by_user`: Ctrl-C,
-    said as such rather than as a preemption."""
+    """SIGTERM/SIGINT arrived and the state was saved; `by_user`: Ctrl-C, not a preemption."""
 
     def __init__(self, message: str, by_user: bool = False):
         super().__init__(message)
