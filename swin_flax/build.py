@@ -128,8 +128,7 @@ _IN_WARMUP = "still in the warmup"  # where a run stops that ends before its war
 def _where_the_run_stops(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> tuple[float, str] | None:
-    """(the last step's learning rate, where it is) if the run stops in the warmup or first half of
-    the cosine, else None."""
+    """(last step's rate, where) if the run stops in the warmup or the cosine's first half."""
     peak, lr_min = config.learning_rate, config.lr_min
     if config.schedule == "constant" or peak == lr_min:
         return None

@@ -1,6 +1,5 @@
-"""What every entry point shares: flag parsing, a quiet console, and known errors and Ctrl-C as one
-short message and an exit status, never a traceback. A script calls `cli.start()` first (before
-anything heavy) and `cli.run(main)` last. Standard library and absl only: a free import."""
+"""What every entry point shares (`cli.start()` first, `cli.run(main)` last): flag parsing, a quiet
+console, known errors and Ctrl-C as one message and exit status. Standard library and absl only."""
 
 from __future__ import annotations
 
@@ -96,8 +95,7 @@ def _unraisablehook(unraisable) -> None:
 
 
 class _Stdout:
-    """sys.stdout that, once its reader has gone (`| head`), sends the rest to os.devnull instead of
-    raising BrokenPipeError: training goes on and saves, the tools still write their files."""
+    """sys.stdout that writes to os.devnull once its reader has gone (`| head`): work goes on."""
 
     def __init__(self, stream: Any):
         self._stream = stream
