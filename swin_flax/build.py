@@ -1,8 +1,5 @@
-"""From a config to the model, its learning-rate schedule, the optimiser and the pmapped train step.
-
-Everything `train.py` builds except the data, without importing TensorFlow: the benchmarks and
-`evaluate` / `predict` build the same objects on machines where only JAX is installed.
-"""
+"""From a config to the model, its schedule, the optimiser and the pmapped steps: all `train.py`
+builds but the data, without TensorFlow (the benchmarks, `evaluate` and `predict` need only JAX)."""
 
 from __future__ import annotations
 
@@ -46,9 +43,8 @@ def learning_rate_table(config: ml_collections.ConfigDict, steps_per_epoch: int)
 
 
 def check_run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> None:
-    """ConfigError when the run has more steps than the train state's step counter holds, or its
-    schedule more learning rates than a table may (optim.MAX_TABLE): rules on the data's steps per
-    epoch, checked once the data are read, before anything is built or written."""
+    """ConfigError when the run has more steps than the step counter holds, or its schedule more
+    learning rates than a table may (optim.MAX_TABLE): checked once the data are read."""
     if config.num_epochs * steps_per_epoch >= 2**31:
         raise ConfigError(
             f"config.num_epochs: {config.num_epochs} epochs of {steps_per_epoch} steps are more "
@@ -72,19 +68,17 @@ def check_run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) ->
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):
-    """The config's schedule read on the host (step -> lr, numpy), for the reports: the steps'
-    own schedule reads the same table on the device."""
+    """The config's schedule on the host (step -> lr, numpy; the steps' own table), for reports."""
     return optim.table_schedule(*learning_rate_table(config, steps_per_epoch), xp=np)
 
 
 def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -> str | None:
-    """Why the run stops early in its own schedule, with the settings that fit the schedule to it,
-    or None: its last step is still in the warmup, or the cosine has come less than half way from
-    learning_rate down to lr_min (e.g. --config.num_epochs=10 on the strong recipe)."""
+    """Why the run stops early in its schedule (in the warmup, or not half way down the cosine: e.g.
+    --config.num_epochs=10 on the strong recipe) with the settings that fit it, else None."""
     stop = _where_the_run_stops(config, steps_per_epoch)
     if stop is None:
         return None
-    n, warmup = config.num_epochs, config.warmup_epochs
+    n, warmup, cosine = config.num_epochs, config.warmup_epochs, config.cosine_epochs
     fit = {"warmup_epochs": warmup if 2 * warmup <= n else n // 10}
     fit["cosine_epochs"] = n - fit["warmup_epochs"] if config.warmup_prefix else n
     fitted = config.copy_and_resolve_references()
@@ -95,13 +89,10 @@ def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -
     if not flags:  # already the best fit (a run of a step or two): nothing to suggest
         return None
     last, where = stop
-    cosine = config.cosine_epochs
     end = warmup + cosine if config.warmup_prefix else max(warmup, cosine)
-    laid_out = (
-        f"{warmup} warmup + {cosine} cosine epochs"
-        if config.warmup_prefix
-        else f"a {warmup}-epoch warmup within a {cosine}-epoch cosine"
-    )
+    laid_out = f"{warmup} warmup + {cosine} cosine epochs"
+    if not config.warmup_prefix:
+        laid_out = f"a {warmup}-epoch warmup within a {cosine}-epoch cosine"
     why = f"the schedule is laid out for {laid_out} and this run trains {n}"
     if end <= n and config.schedule == "cosine_epoch" and where != _IN_WARMUP:  # too coarse
         why = (
@@ -116,8 +107,7 @@ def short_run_warning(config: ml_collections.ConfigDict, steps_per_epoch: int) -
 
 
 def past_schedule_warning(config: ml_collections.ConfigDict) -> str | None:
-    """The epochs the run trains after its schedule has ended (at lr_min, as timm holds them), or
-    None: e.g. a finished run given a larger num_epochs, whose schedule a resume cannot change."""
+    """The epochs trained at lr_min after the schedule ends (a resume cannot change it), or None."""
     warmup, cosine = config.warmup_epochs, config.cosine_epochs
     end = warmup + cosine if config.warmup_prefix else max(warmup, cosine)
     if config.schedule == "constant" or config.num_epochs <= end:
@@ -138,8 +128,7 @@ _IN_WARMUP = "still in the warmup"  # where a run stops that ends before its war
 def _where_the_run_stops(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> tuple[float, str] | None:
-    """(the learning rate of the run's last step, where that is in the schedule) when the run
-    stops in the warmup or in the first half of the cosine, else None."""
+    """(last step's rate, where) if the run stops in the warmup or the cosine's first half."""
     peak, lr_min = config.learning_rate, config.lr_min
     if config.schedule == "constant" or peak == lr_min:
         return None
@@ -183,9 +172,8 @@ def run_hyperparams(run_configs, steps_per_epoch: int) -> dict[str, np.ndarray]:
 
 
 def pmap_train_step(num_runs: int = 1, per_run_data: bool = False) -> Callable:
-    """steps.train_step under jax.pmap over the local devices, the state's buffers donated; the
-    dropout key (one per run) is the same on every device. For several runs it is vmapped over
-    the state's and keys' leading run axis, the batch shared unless `per_run_data`."""
+    """steps.train_step pmapped, the state donated and the dropout key (one per run) replicated;
+    for several runs vmapped over the state's and keys' run axis (the batch's if `per_run_data`)."""
     step = steps.train_step
     if num_runs > 1:
         step = jax.vmap(step, in_axes=(0, 0 if per_run_data else None, 0))

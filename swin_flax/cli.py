@@ -1,9 +1,5 @@
-"""What every entry point shares: flag parsing, a quiet console, and known errors and Ctrl-C turned
-into one short message and an exit status, never a traceback.
-
-A script starts with `cli.start()` (before importing anything heavy) and ends with `cli.run(main)`.
-Standard library and absl only (plus errors.py): importing this module costs nothing.
-"""
+"""What every entry point shares (`cli.start()` first, `cli.run(main)` last): flag parsing, a quiet
+console, known errors and Ctrl-C as one message and exit status. Standard library and absl only."""
 
 from __future__ import annotations
 
@@ -32,8 +28,7 @@ def _exit_saying(kind: str, message: str, status: int, now: bool = False) -> NoR
 
 
 def _wrapped(text: str, width: int = 100) -> str:
-    """`text` wrapped at `width` line by line, so that a message's own lines (a numbered list of
-    choices) stay lines; a list item's continuation lines are indented under its text."""
+    """`text` wrapped line by line (its own lines stay), a list item's next lines under its text."""
     # Neither at hyphens nor within words: a path or URL stays whole, to be copied.
     wrapper = textwrap.TextWrapper(width, break_on_hyphens=False, break_long_words=False)
     lines = []
@@ -100,9 +95,7 @@ def _unraisablehook(unraisable) -> None:
 
 
 class _Stdout:
-    """sys.stdout that, once its reader has gone (a closed pipe: `| head`, quitting `| less`),
-    sends the rest to os.devnull instead of raising BrokenPipeError: training goes on (its lines
-    then go to the log on stderr, `rundir.announce`) and saves; the tools still write their files."""
+    """sys.stdout that writes to os.devnull once its reader has gone (`| head`): work goes on."""
 
     def __init__(self, stream: Any):
         self._stream = stream
@@ -125,10 +118,8 @@ class _Stdout:
 
 
 def start() -> None:
-    """Called first by every script: Ctrl-C at any later moment (even during imports) ends with one
-    line and exit status 130, SIGTERM with one line and 143 (the training loop saves first);
-    TensorFlow's C++ start-up lines stay hidden; stdout closed by its reader (`| head`) is not an
-    error."""
+    """Called first by every script: Ctrl-C from then on (even in imports) ends with one line and
+    exit 130, SIGTERM with 143; TensorFlow's C++ start-up lines hidden; a closed stdout no error."""
     sys.excepthook = _excepthook
     # SIGTERM's default action (exit status 128 + 15, as a shell reports it) with one line; the
     # training loop replaces it while it runs, to save first (errors.EXIT_PREEMPTED).
@@ -139,11 +130,9 @@ def start() -> None:
 
 
 def multi_process_console(process_index: int) -> None:
-    """The console of one process of several. What C++ libraries print on the process's stdout
-    (gloo's `[Gloo] Rank 0 is connected to 1 peer ranks ...` at every new communicator of a CPU
-    run) goes to stderr, the log; Python's stdout (the epoch lines and the summary that a `| tee`
-    keeps) stays where it was. A process other than 0 says only warnings and errors: its other
-    lines would repeat process 0's, interleaved with them."""
+    """The console of one process of several: C++ libraries' stdout (gloo's `[Gloo] Rank 0 is
+    connected ...` lines) goes to stderr, Python's (what a `| tee` keeps) stays; a process other
+    than 0 says only warnings and errors, which would otherwise repeat process 0's."""
     from absl import logging  # noqa: PLC0415
 
     sys.stdout.flush()
@@ -196,16 +185,15 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
                     f"--{e.flagname} is a config field, not a flag of {program}: set it as "
                     f"--config.{given}."
                 )
-        message = str(e)
-        if missing := re.findall(r"^flag --(\w+)=None: Flag --\1 must have a value", message, re.M):
+        if missing := re.findall(r"^flag --(\w+)=None: Flag --\1 must have a value", str(e), re.M):
             _refuse_a_config_of_none(flags.FLAGS, missing)  # a required config flag
             said = [f"--{name} ({flags.FLAGS[name].help.rstrip('.')})" for name in missing]
             exit_user_error(  # required flags left out: absl names each on a line of its own
                 f"{' and '.join(said)} {'is' if len(said) == 1 else 'are'} missing. {see}"
             )
-        if "Traceback (most recent call last)" in message:  # ml_collections quotes a whole one
-            head, _, trace = message.partition("Traceback (most recent call last)")
-            message = head + trace.strip().splitlines()[-1]
+        # ml_collections quotes a whole traceback: its last line says it.
+        head, quoted, trace = str(e).partition("Traceback (most recent call last)")
+        message = head + trace.strip().splitlines()[-1] if quoted else head
         if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
             text = " ".join(message.replace("\\'", "'").replace("\\n", " ").split())
             field, _, guess = text.partition(" Did you mean")
@@ -235,9 +223,8 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
 
 
 def project_console(script: str | None = None) -> None:
-    """The scripts' console, also for a notebook: the project's own INFO lines (the package's, and
-    the running `script`'s folder's), short, and every library's warnings; other libraries' INFO
-    lines (orbax's thread joins, JAX's backend probing) left out."""
+    """The scripts' console, also for a notebook: the INFO lines of the package and of the running
+    `script`'s folder, short, and every library's warnings (not its INFO lines)."""
     from absl import flags, logging  # noqa: PLC0415
 
     if not flags.FLAGS.is_parsed():  # a notebook: absl's defaults (no "before flag parsing" line)
@@ -249,8 +236,7 @@ def project_console(script: str | None = None) -> None:
 
 
 def _home_expanded(arg: str) -> str:
-    """`--flag=~/path` with the home folder in place of `~`, as the shell does for `--flag ~/path`
-    but not after an `=`."""
+    """`--flag=~/path` with `~` expanded, as the shell does for `--flag ~/path` (not after `=`)."""
     name, eq, value = arg.partition("=")  # expanduser changes only a value that starts with `~`
     return f"{name}={os.path.expanduser(value)}" if arg.startswith("--") and eq else arg
 
@@ -261,8 +247,7 @@ def _config_flags(flag_values) -> set[str]:
 
 
 def _refuse_a_config_of_none(flag_values, names: Iterable[str]) -> None:
-    """Exit 2 when one of the config flags `names` was given a file whose get_config() returned
-    None (ml_collections only warns)."""
+    """Exit 2 if a config flag of `names` loaded None (ml_collections only warns)."""
     for name in names:
         flag = flag_values[name]  # config_filename: only once parsed
         if flag.present and flag.value is None and (path := getattr(flag, "config_filename", "")):
@@ -273,10 +258,8 @@ def _refuse_a_config_of_none(flag_values, names: Iterable[str]) -> None:
 
 
 def _check_config_files(flag_values, argv: list[str]) -> list[str]:
-    """The files the config flags (ml_collections' DEFINE_config_file) name, after refusing one that
-    does not exist or is no Python file (a run's config.json): checked before parsing, since
-    ml_collections defers that failure to the config's first use (or to an override of one of its
-    fields, as an OSError)."""
+    """The files the config flags name, after refusing one missing or no Python file (a run's
+    config.json): now, as ml_collections defers that failure to the config's first use."""
     names = _config_flags(flag_values)
     paths = []
     for i, arg in enumerate(argv[1:], start=1):
@@ -304,9 +287,8 @@ def _check_config_files(flag_values, argv: list[str]) -> list[str]:
 
 
 def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseException] | None:
-    """(`PATH line N`, the exception raised there) when `e`, or an exception it wraps (absl and
-    ml_collections re-raise a config file's errors), came from the code of a config file given on
-    the command line: a syntax error, an exception in get_config, no get_config at all."""
+    """(`PATH line N`, the exception raised there) when `e` or one it wraps (absl and ml_collections
+    re-raise) came from a config file on the command line, or it defines no get_config()."""
     values = (a.split("=", 1)[-1].split(":", 1)[0] for a in argv[1:])
     paths = {os.path.abspath(v) for v in values if v.endswith(".py")}
     for err in reversed(errors.chain(e)):  # the innermost first: the config file's own exception
@@ -322,8 +304,7 @@ def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseExce
 
 
 class _ProjectLines(py_logging.Filter):
-    """Keeps warnings and errors of every library, and INFO lines only from this project's code:
-    the package and, given, the folder of the running `script` (scripts/)."""
+    """Every library's warnings and errors; INFO lines only of the package and `script`'s folder."""
 
     def __init__(self, script: str | None = None):
         super().__init__()
@@ -349,8 +330,7 @@ class _ShortFormat(py_logging.Formatter):
 
 
 def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None:
-    """absl's app.run with the project's flag parsing and `friendly_errors` around `main`; Ctrl-C
-    ends with one line and exit 130."""
+    """absl's app.run with `parse_flags` and `friendly_errors`; Ctrl-C: one line, exit 130."""
     from absl import app  # noqa: PLC0415
 
     guarded = friendly_errors()(main)  # a config file that failed to load: OSError at first use
@@ -403,11 +383,8 @@ def friendly_errors() -> Iterator[None]:
 
 
 def compilation_cache_dir(flag: str | None, workdir: str, environ: Mapping[str, str]) -> str | None:
-    """Where JAX's persistent compilation cache goes (None: JAX's setting stays): `flag`
-    (--compilation_cache: a folder, '' for none), else JAX_COMPILATION_CACHE_DIR (read by JAX
-    itself), else WORKDIR/compilation_cache, so that a resumed run reuses the compiled step."""
-    if flag is not None:
-        return flag
-    if environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return None
+    """Where JAX's persistent compilation cache goes: `flag` ('' for none), else (None) JAX's own
+    JAX_COMPILATION_CACHE_DIR, else WORKDIR/compilation_cache, so that a resume reuses the step."""
+    if flag is not None or environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return flag  # None when JAX reads its variable itself
     return workdir.rstrip("/") + "/compilation_cache"

@@ -1,8 +1,5 @@
-"""The schema of a swin-flax run: every field, its default, and the checks made before any work.
-
-Config files in `configs/` start from `default_config()` and override fields; `validate()` runs once,
-at the entry point, so a bad value fails in seconds with a message naming the field.
-"""
+"""The schema of a swin-flax run: every field and its default (`configs/` override them), and
+`validate()`, run once at the entry point so that a bad value fails in seconds naming the field."""
 
 from __future__ import annotations
 
@@ -155,8 +152,7 @@ DTYPES = ("float32", "bfloat16")
 
 def run_grid(c: ConfigDict) -> list[dict[str, Any]]:
     """Each run's own field values, in run order: every combination of the swept values (the first
-    swept field varying slowest), each for seeds seed, seed + 1, ... seed + num_runs - 1, with the
-    shared data seed (or, with per_run_data, data seed + k for seed index k)."""
+    slowest), each for seeds seed + k, k < num_runs, with the data seed (+ k with per_run_data)."""
     swept = [f for f in SWEEPABLE if c.sweep[f]]
     grid = [dict(zip(swept, v)) for v in itertools.product(*(c.sweep[f] for f in swept))]
     data = data_seed(c)
@@ -191,9 +187,8 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def from_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's config.json, flattened over the defaults: a field it lacks (written by a version
-    before the field) ran as its default does; a boolean `remat` (before it named a policy) reads
-    as "full" (True) or "none" (False)."""
+    """A run's config.json flattened over the defaults (an older run's missing field ran as its
+    default); a boolean `remat`, from before it named a policy, reads as "full" / "none"."""
     flat = {**flatten(default_config().to_dict()), **flatten(recorded)}
     if isinstance(flat["remat"], bool):
         flat["remat"] = "full" if flat["remat"] else "none"
@@ -206,9 +201,7 @@ def _with_sub_dicts(fields: set[str]) -> set[str]:
 
 
 def _did_you_mean(field: str, fields: set[str]) -> str:
-    """' (did you mean config.mix.mixup_alpha?)' for the field whose last name is closest to
-    `field`'s ('mixup', 'mixup_alpha' at the top level; of two, the shallower), else whose whole
-    name is; '' for none."""
+    """' (did you mean config.X?)': closest last name (of two, the shallower), else whole name."""
     by_name = {f.rpartition(".")[2]: f for f in sorted(fields, key=lambda f: -f.count("."))}
     close = difflib.get_close_matches(field.rpartition(".")[2], by_name, n=1)
     close = [by_name[c] for c in close] or difflib.get_close_matches(field, fields, n=1)
@@ -221,8 +214,7 @@ def _require(ok: bool, field: str, message: str) -> None:
 
 
 def mixes(mix: Any) -> bool:
-    """Whether batches are mixed at all (timm's Mixup: an alpha > 0 or a cutmix_minmax, and
-    prob > 0); `mix`: config.mix or a data.mix.MixConfig."""
+    """Whether timm's Mixup mixes batches at all; `mix`: config.mix or a data.mix.MixConfig."""
     return mix.prob > 0 and (
         mix.mixup_alpha > 0 or mix.cutmix_alpha > 0 or mix.cutmix_minmax is not None
     )
@@ -237,8 +229,8 @@ def _check(field: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
 
 def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 1) -> None:
-    """Raises ConfigError naming the first bad field; cheap, runs before any data or compile.
-    `num_devices`, `num_hosts`: of the process group that trains (None: any device count)."""
+    """ConfigError naming the first bad field, before any data or compile; `num_devices`,
+    `num_hosts`: of the process group that trains (None: any device count)."""
     leaves, known_leaves = set(flatten(c.to_dict())), set(flatten(default_config().to_dict()))
     keys, known = _with_sub_dicts(leaves), _with_sub_dicts(known_leaves)
     if swept := sorted(k for k in keys if k.startswith("sweep.") and k[6:] not in SWEEPABLE):

@@ -1,8 +1,5 @@
-"""The project's error classes and exit statuses, in one small module that any other may import.
-
-Entry points (`swin_flax/cli.py`) turn these into one paragraph and an exit status; anything else is a
-bug and keeps its traceback.
-"""
+"""The project's error classes and exit statuses: entry points (`cli.py`) turn these into one
+paragraph and an exit status; anything else is a bug and keeps its traceback."""
 
 import re
 
@@ -34,14 +31,11 @@ class TrainingDiverged(RuntimeError):
 
 
 class ProcessLost(RuntimeError):
-    """Another process of a multi-process run stopped answering in a collective (it crashed, was
-    killed, or its machine went away): this one cannot go on alone."""
+    """Another process of a multi-process run stopped answering: this one cannot go on alone."""
 
 
 def lost_peer(error: BaseException) -> bool:
-    """Whether `error` (or one it wraps) is a collective that failed because a peer process went
-    away: gloo's `Gloo AllGather failed: ... Connection closed by peer` (CPU hosts; a single
-    process has no gloo collectives)."""
+    """Whether `error` (or one it wraps) is a gloo collective that failed as a peer went away."""
     return any(
         re.search(r"Gloo \w+ failed", str(e)) and re.search(r"(closed|reset) by peer", str(e))
         for e in chain(error)
@@ -58,8 +52,7 @@ def chain(error: BaseException) -> list[BaseException]:
 
 
 class Preempted(Exception):
-    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed. `by_user`: the stop
-    came from Ctrl-C (SIGINT), said as such rather than as a preemption."""
+    """SIGTERM/SIGINT arrived and the state was saved; `by_user`: Ctrl-C, not a preemption."""
 
     def __init__(self, message: str, by_user: bool = False):
         super().__init__(message)
