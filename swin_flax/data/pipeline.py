@@ -59,13 +59,6 @@ def _layout(global_bs: int, index: int, count: int, local_devices: int) -> tuple
     return global_bs // count, global_bs // (count * local_devices)
 
 
-def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    """Example index at each position of epoch `epoch` (what the training pipeline reads). Public:
-    which examples an epoch (or a resumed run's remaining steps) visits, without building it."""
-    seed, epoch = tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64)
-    return _order(tf.range(num_examples, dtype=tf.int64), num_examples, seed, epoch).numpy()
-
-
 def train_dataset(
     images: np.ndarray,
     labels: np.ndarray,

@@ -219,10 +219,3 @@ def rand_augment_batch(
         lambda layer, _: layer < n, layer_step, (tf.constant(0), images), maximum_iterations=n
     )
     return images
-
-
-def rand_augment(image: tf.Tensor, seed: tf.Tensor, params: RandAugmentParams, **hparams):
-    """`rand_augment_batch` on one uint8 image [H, W, 3] with its seed [2]: the same result as that
-    image in any batch (`hparams`: img_mean, translate_const, translate_pct)."""
-    images, seeds = tf.convert_to_tensor(image)[None], tf.convert_to_tensor(seed)[None]
-    return rand_augment_batch(images, seeds, params, **hparams)[0]
