@@ -50,8 +50,6 @@ def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor
     seeds = tf.random.experimental.stateless_split(seed, 4)
     uniform = lambda s: tf.random.stateless_uniform([], s, dtype=tf.float64)
     apply = uniform(seeds[0]) < cfg.prob
-    if cfg.mixup_alpha <= 0 and cfg.cutmix_alpha <= 0:
-        return tf.constant(1.0), tf.constant(False)
     both = cfg.mixup_alpha > 0 and cfg.cutmix_alpha > 0  # else the one alpha > 0 says which
     use_cutmix = uniform(seeds[1]) < cfg.switch_prob if both else tf.constant(cfg.cutmix_alpha > 0)
     # The alphas as configured (0.8, not float32's 0.800000011920929), for the float64 Beta draw.

@@ -1,7 +1,6 @@
-"""RandAugment in TensorFlow ops with timm's semantics (`timm/data/auto_augment.py` on PIL images):
-`num_layers` ops drawn uniformly with replacement (weighted, without replacement, for 'tweights'),
-each applied with probability `prob` at magnitude ~ Normal(m, mstd) (uniform on [0, m] for an
-infinite mstd) clipped to [0, mmax]; the ops are `pillow_ops.py`, their arguments timm's
+"""timm's RandAugment (`timm/data/auto_augment.py`, on PIL images) in TensorFlow ops: `num_layers`
+ops drawn with replacement (weighted, without, for 'tweights'), each applied with probability `prob`
+at a magnitude drawn as RandAugmentParams says; the ops are `pillow_ops.py`, their arguments timm's
 LEVEL_TO_ARG (translate_const only moves TranslateX/Y, which no RandAugment string selects).
 
 Example b draws `tf.random.stateless_uniform([k], seeds[b])`, whatever its batch or host count. TF
