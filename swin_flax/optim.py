@@ -156,9 +156,8 @@ def create_optimizer(
     adamw = optax.adamw(
         learning_rate_fn, b1=b1, b2=b2, eps=eps, eps_root=0.0, weight_decay=weight_decay, mask=mask
     )
-    parts = [adamw]
-    if grad_clip_norm > 0:
-        parts.insert(0, optax.clip_by_global_norm(grad_clip_norm))
+    parts = [optax.clip_by_global_norm(grad_clip_norm)] if grad_clip_norm > 0 else []
+    parts.append(adamw)
     if layer_decay != 1.0:
         parts.append(scale_by_layer_decay(layer_decay, depths))
     return parts[0] if len(parts) == 1 else optax.chain(*parts)
