@@ -5,7 +5,8 @@ is a stateless permutation keyed by (seed, e); global batch s is positions [s*G,
 takes its h-th slice, device d the d-th block (the last partial batch is dropped). Example p's
 RandAugment seed is (key(seed, e), p), host h's CutMix/Mixup seed at step s (key(seed, e), s*P + h):
 any number of hosts gives the same batches, and `start_step` resumes mid-epoch exactly. Evaluation
-visits every example once, in order; the last global batch is padded (zero images, `mask` 0).
+visits every example once, in order, the last batch padded (zero images, `mask` 0) so that all
+hosts run the same steps.
 
 Transforms (torchvision's order): [RandAugment on uint8] -> float -> [bilinear resize] -> /255 ->
 (x - mean) / std -> [CutMix/Mixup per host batch]."""
