@@ -14,8 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from swin_flax.config import SCHEDULES
-
 # Parameter names the official Swin excludes from weight decay (its `no_weight_decay` and
 # `no_weight_decay_keywords`), besides every 1-D parameter and every bias.
 NO_WEIGHT_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "bias")
@@ -32,10 +30,9 @@ def epoch_learning_rate(
     cosine_epochs: int = 300,
     warmup_prefix: bool = True,
 ) -> float:
-    """The lr of timm's CosineLRScheduler(t_initial=cosine_epochs, warmup_t=warmup_epochs, ...) at
-    epoch `t` (may be fractional), in float64, one cycle: a linear warmup, then the half cosine down
-    to `lr_min`, counted after the warmup when `warmup_prefix` and from epoch 0 otherwise (timm's
-    default, which skips the cosine's start)."""
+    """timm's CosineLRScheduler(t_initial=cosine_epochs, warmup_t=warmup_epochs, ...) at epoch `t`
+    (fractional too), in float64: a linear warmup, then one half cosine down to `lr_min`, counted
+    from the warmup's end when `warmup_prefix`, else from epoch 0 (timm's default)."""
     if schedule == "constant":
         return float(learning_rate)
     if t < warmup_epochs:
@@ -50,15 +47,9 @@ def epoch_learning_rate(
 def learning_rate_table(
     *, schedule: str, steps_per_epoch: int, **curve: Any
 ) -> tuple[np.ndarray, int]:
-    """(float32 lrs, optimiser steps per entry): the schedule as a table, computed in float64.
-
-    'constant': one entry; 'cosine_epoch': one per epoch (timm's lr for the epoch, constant within
-    it); 'cosine_step': one per step. It ends at epoch warmup_epochs + cosine_epochs, when the curve
-    has reached lr_min for good, whatever the run's length: a longer run stays at lr_min.
-    """
-    assert schedule in SCHEDULES and steps_per_epoch >= 1, (schedule, steps_per_epoch)
-    if schedule == "constant":
-        return np.array([curve["learning_rate"]], np.float32), 1
+    """(float32 lrs, optimiser steps per entry), computed in float64: one entry for 'constant', one
+    per epoch for 'cosine_epoch', one per step for 'cosine_step'. It ends at epoch warmup_epochs +
+    cosine_epochs, where the curve stays at lr_min, whatever the run's length."""
     entries, per = table_size(schedule=schedule, steps_per_epoch=steps_per_epoch, **curve)
     epochs_at = (i * per / steps_per_epoch for i in range(entries))  # each entry's epoch t
     lrs = [epoch_learning_rate(t, schedule=schedule, **curve) for t in epochs_at]
@@ -79,8 +70,7 @@ def table_size(
 
 
 def table_schedule(table: Any, steps_per_entry: int, xp: Any = jnp) -> optax.Schedule:
-    """The optax schedule (optimiser step -> lr) that reads `table` (numpy or a traced array);
-    `xp=np`: the same on the host, with no device work (the learning rate the reports show)."""
+    """The optax schedule (step -> lr) reading `table`; `xp=np`: on the host, for the reports."""
 
     def schedule(step: Any) -> jax.Array:
         return xp.asarray(table)[xp.minimum(xp.asarray(step) // steps_per_entry, len(table) - 1)]
@@ -89,9 +79,8 @@ def table_schedule(table: Any, steps_per_entry: int, xp: Any = jnp) -> optax.Sch
 
 
 def weight_decay_mask(params: Any) -> Any:
-    """True where weight decay applies, as the official Swin decides: not on parameters of at most
-    one dimension (a scanned `blocks` leaf's block axis not counted; call it on unreplicated params)
-    nor on those whose path has a key in NO_WEIGHT_DECAY_NAMES."""
+    """True where weight decay applies (official Swin): not on params of at most one dimension (a
+    scanned `blocks` leaf's block axis not counted; unreplicated params) nor NO_WEIGHT_DECAY_NAMES."""
 
     def decays(path: tuple, leaf: Any) -> bool:
         names = {jax.tree_util.keystr((k,), simple=True) for k in path}
@@ -133,8 +122,8 @@ def _layer_id(path: tuple, leaf: Any, depths: tuple[int, ...]) -> np.ndarray:
 
 
 def scale_by_layer_decay(layer_decay: float, depths: Sequence[int]) -> optax.GradientTransformation:
-    """Multiplies each update by layer_decay ** (L + 1 - layer id) (official Swin): 1 for the head,
-    the smallest for the patch embedding; from the updates' own paths and shapes (scanned, pmapped)."""
+    """Scales each update by layer_decay ** (L + 1 - layer id) (official Swin), from the updates'
+    own paths and shapes (scanned, pmapped): 1 for the head, the smallest for the patch embedding."""
     depths = tuple(int(d) for d in depths)
     top = sum(depths) + 1
 
@@ -161,17 +150,14 @@ def create_optimizer(
     lr = learning_rate_fn(t - 1), m and v bias-corrected. `weight_decay` has no default on purpose
     (torch's is 0.01, optax's 1e-4); `weight_decay_exempt` applies `weight_decay_mask`. Optionally
     after global-norm gradient clipping (0: off) and before `scale_by_layer_decay`, which scales the
-    whole step, decay term included, as torch param groups with an lr scale (1.0: off, exactly).
-    """
+    whole step, decay term included, as torch param groups with an lr scale (1.0: off, exactly)."""
     assert layer_decay == 1.0 or depths, "layer_decay < 1 needs the model's depths"
-
     mask = weight_decay_mask if weight_decay_exempt else None
     adamw = optax.adamw(
         learning_rate_fn, b1=b1, b2=b2, eps=eps, eps_root=0.0, weight_decay=weight_decay, mask=mask
     )
-    parts = [adamw]
-    if grad_clip_norm > 0:
-        parts.insert(0, optax.clip_by_global_norm(grad_clip_norm))
+    parts = [optax.clip_by_global_norm(grad_clip_norm)] if grad_clip_norm > 0 else []
+    parts.append(adamw)
     if layer_decay != 1.0:
         parts.append(scale_by_layer_decay(layer_decay, depths))
     return parts[0] if len(parts) == 1 else optax.chain(*parts)

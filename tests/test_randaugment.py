@@ -350,6 +350,12 @@ BATCH = np.concatenate([IMAGES] * 5)[:18]  # 18 images: the 4 fixture images, re
 SEEDS = _seeds(18, start=100)
 
 
+def rand_augment(image, seed, params: rp.RandAugmentParams, **hparams) -> tf.Tensor:
+    """`rand_augment_batch` on one image [H, W, 3] with its seed [2] (`hparams`: its keywords)."""
+    images, seeds = tf.convert_to_tensor(image)[None], tf.convert_to_tensor(seed)[None]
+    return ra.rand_augment_batch(images, seeds, params, **hparams)[0]
+
+
 def _by_hand(image: np.ndarray, seed: np.ndarray, params: rp.RandAugmentParams) -> np.ndarray:
     """The policy by hand: policy_draws' choices, level_to_arg and the per-image op functions."""
     draws = ra.policy_draws(seed[None], params)
@@ -367,7 +373,7 @@ def test_rand_augment_applies_the_drawn_ops_and_batch_form_agrees(config_str):
     """Per example, rand_augment is its draws applied by hand; rand_augment_batch equals mapping
     rand_augment over the batch; same seed, same image; different seeds, different images."""
     params = rp.parse_config_str(config_str)
-    single = np.stack([ra.rand_augment(x, s, params).numpy() for x, s in zip(BATCH, SEEDS)])
+    single = np.stack([rand_augment(x, s, params).numpy() for x, s in zip(BATCH, SEEDS)])
     by_hand = np.stack([_by_hand(x, s, params) for x, s in zip(BATCH, SEEDS)])
     np.testing.assert_array_equal(single, by_hand)
     batch = ra.rand_augment_batch(BATCH, SEEDS, params).numpy()
@@ -383,7 +389,7 @@ def test_graph_mode_in_tf_data_matches_eager():
     params = rp.parse_config_str("rand-m9-mstd0.5")
     expected = ra.rand_augment_batch(BATCH, SEEDS, params).numpy()
     ds = tf.data.Dataset.from_tensor_slices((BATCH, SEEDS))
-    per_example = ds.map(lambda x, s: ra.rand_augment(x, s, params)).batch(18)
+    per_example = ds.map(lambda x, s: rand_augment(x, s, params)).batch(18)
     batched = ds.batch(6).map(lambda x, s: ra.rand_augment_batch(x, s, params)).unbatch().batch(18)
     np.testing.assert_array_equal(next(iter(per_example)).numpy(), expected)
     np.testing.assert_array_equal(next(iter(batched)).numpy(), expected)
@@ -393,7 +399,7 @@ def test_no_layers_or_never_applied_is_identity():
     for config_str in ("rand-n0", "rand-m9-p0"):
         params = rp.parse_config_str(config_str)
         np.testing.assert_array_equal(ra.rand_augment_batch(BATCH, SEEDS, params).numpy(), BATCH)
-        np.testing.assert_array_equal(ra.rand_augment(BATCH[0], SEEDS[0], params).numpy(), BATCH[0])
+        np.testing.assert_array_equal(rand_augment(BATCH[0], SEEDS[0], params).numpy(), BATCH[0])
 
 
 @pytest.mark.parametrize(
@@ -413,4 +419,4 @@ def test_bad_arguments_are_programmer_errors_with_clear_messages(kwargs, match):
     args = dict(image=IMAGES[0], seed=SEEDS[0], params=rp.RandAugmentParams())
     args.update(kwargs)
     with pytest.raises(AssertionError, match=match):
-        ra.rand_augment(**args)
+        rand_augment(**args)

@@ -45,8 +45,7 @@ _WANTED_NAMES = {n for layouts in _LAYOUTS.values() for lo in layouts for n in l
 
 def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """`split` of CIFAR-10/100 as (images uint8 [N, 32, 32, 3], labels int32 [N]), from any of the
-    four tarballs (any tar compression) or a folder holding one extracted (the folder itself, its
-    parent, or any folder up to two levels above the batch files)."""
+    four tarballs or a folder up to two levels above the extracted batch files."""
     path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise DataError(f"archive {path} does not exist (--config.archive).")
@@ -69,8 +68,7 @@ def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.nd
 
 
 def _decode(data: bytes, where: str, labels: bytes | tuple[int, int]):
-    """One batch file: CIFAR rows (1024 R, 1024 G, 1024 B values; row-major 32x32 planes) ->
-    (images [N, 32, 32, 3], labels int32 [N])."""
+    """One batch file (rows of R, G, B 32x32 planes) -> (images [N, 32, 32, 3], labels int32 [N])."""
     if isinstance(labels, tuple):  # binary records: label bytes, then the pixels
         label_bytes, label_index = labels
         record = label_bytes + _PIXELS
@@ -125,8 +123,8 @@ _COMPRESSIONS = {b"\x1f\x8b": gzip, b"BZh": bz2, b"\xfd7zXZ": lzma}  # magic byt
 
 
 def _tar_files(path: str) -> dict[str, bytes]:
-    """The wanted members of a tarball. The whole compressed stream is decompressed first, so its
-    checksum (gzip CRC, bz2/xz checks) catches corruption anywhere, not only in headers."""
+    """The wanted members of a tarball, decompressed whole first so that the codec's checksum
+    catches corruption anywhere, not only in headers."""
     out, raw = {}, b""
     try:
         raw = pathlib.Path(path).read_bytes()
@@ -164,9 +162,8 @@ def _folder_files(root: str) -> list[str]:
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """Unpickles CIFAR batches (dicts of lists, bytes and numpy arrays) and nothing else: a pickle
-    can run arbitrary code when loaded, so every global is refused except the few numpy
-    reconstructors a CIFAR batch needs."""
+    """Unpickles CIFAR batches and nothing else: a pickle can run arbitrary code, so every global
+    is refused but the few numpy reconstructors a CIFAR batch needs."""
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),

@@ -1,6 +1,5 @@
-"""The config's data set read and batched for this process: what the training loop consumes (the
-training stream from any global step, mid-epoch resumes included, and the test split on the
-devices)."""
+"""The config's data, read and batched for this process: the training stream from any global step
+and the test split on the devices."""
 
 from __future__ import annotations
 
@@ -30,8 +29,7 @@ class Data:
 
 
 def load_data(config: ml_collections.ConfigDict) -> Data:
-    """Reads both splits once and logs what they hold; a batch larger than the data is refused
-    (pipeline.steps_per_epoch)."""
+    """Both splits, read once and logged; a batch larger than the data is refused."""
     train = sources.load_config_split(config, "train")
     test = sources.load_config_split(config, "test")
     data = Data(*train, *test, pipeline.steps_per_epoch(len(train[1]), config.batch_size))
@@ -44,7 +42,6 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
 
 
 def _input_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The pipeline arguments the config gives the train and test streams alike."""
     return dict(
         global_batch_size=config.batch_size,
         normalize_mean=tuple(config.normalize_mean),
@@ -54,7 +51,7 @@ def _input_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def _process_options() -> dict[str, int]:
-    """This process's place among the hosts and its devices (JAX's backend starts here)."""
+    # JAX's backend starts here.
     return dict(
         process_index=jax.process_index(),
         process_count=jax.process_count(),
@@ -63,9 +60,8 @@ def _process_options() -> dict[str, int]:
 
 
 def train_options(config: ml_collections.ConfigDict, augmented: bool = True) -> dict[str, Any]:
-    """`pipeline.train_dataset`'s arguments from the config (all but the data, where the stream
-    starts and ends, and the process's devices); not `augmented`: the same images in the same order
-    with every augmentation off (the plain row of scripts/show_augmentations.py)."""
+    """`pipeline.train_dataset`'s arguments from the config, but the data, span and devices; not
+    `augmented`: the same images in the same order, augmentation off (show_augmentations.py)."""
     return dict(
         num_classes=config.model.num_classes,
         seed=data_seed(config),
@@ -81,8 +77,8 @@ def train_options(config: ml_collections.ConfigDict, augmented: bool = True) -> 
 def train_batches(
     config: ml_collections.ConfigDict, data: Data, start: int, augmented: bool = True
 ) -> Iterator[dict]:
-    """Every remaining training batch from global step `start` on, as one tf.data stream (its graph
-    is optimised once, not per epoch); `augmented`: as `train_options`."""
+    """Every training batch from global step `start` on, as one tf.data stream (its graph is
+    optimised once, not per epoch); `augmented`: as `train_options`."""
     epoch, start_step = divmod(start, data.steps_per_epoch)
     return pipeline.train_dataset(
         data.train_images,
@@ -96,10 +92,9 @@ def train_batches(
 
 
 def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterable[dict]:
-    """The test split in eval batches (the last one padded and masked), on the devices: each pass
-    over the returned iterable is a pass over the split. Its tf.data graph is built here, once,
-    not at every epoch's evaluation. A batch larger than the split shrinks to it (rounded up to
-    the devices): its padding would only cost memory."""
+    """The test split in eval batches on the devices, the last padded and masked; each pass over
+    the iterable is one over the split, its graph built once. A batch larger than the split
+    shrinks to it (rounded up to the devices): its padding would only cost memory."""
     d = jax.device_count()
     batch = min(config.eval_batch_size, -(-len(data.test_labels) // d) * d)
     options = {**_input_options(config), **_process_options(), "global_batch_size": batch}
@@ -108,7 +103,7 @@ def eval_batches(config: ml_collections.ConfigDict, data: Data) -> Iterable[dict
 
 @dataclasses.dataclass(frozen=True)
 class _Passes:
-    """A dataset as an iterable of device batches: a fresh iterator (and device prefetch) per pass."""
+    """A dataset as an iterable of device batches, a fresh iterator per pass."""
 
     dataset: Any
 

@@ -1,10 +1,7 @@
-"""CutMix and Mixup on a batch in TensorFlow ops, with the semantics of timm's `Mixup` in mode
-'batch' (timm/data/mixup.py): one lambda per batch, the batch mixed with itself reversed. With
-probability `prob` a batch is mixed at all; CutMix is chosen with probability `switch_prob` when
-both alphas are > 0; lambda ~ Beta(alpha, alpha). Mixup blends x with flip(x); CutMix pastes a box
-of flip(x) and corrects lambda to 1 - box area / image area. Targets are lam * onehot(y) +
-(1 - lam) * onehot(flip(y)), label-smoothed. Randomness is stateless: a batch mixes the same way
-every time it is produced (restarts, reruns)."""
+"""CutMix and Mixup in TensorFlow ops with the semantics of timm's `Mixup` in mode 'batch'
+(timm/data/mixup.py): one lambda ~ Beta(alpha, alpha) per batch, the batch mixed with its reversal,
+targets lam * onehot(y) + (1 - lam) * onehot(flip(y)), label-smoothed. Randomness is stateless: a
+batch mixes the same way every time it is produced (restarts, reruns)."""
 
 from __future__ import annotations
 
@@ -16,11 +13,12 @@ import tensorflow as tf
 
 from swin_flax import config
 
+Box = tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]  # (y_lo, y_hi, x_lo, x_hi), half-open
+
 
 @dataclasses.dataclass(frozen=True)
 class MixConfig:
-    """timm Mixup's arguments, as config.validate has checked them (mode 'batch', alphas >= 0,
-    probabilities in [0, 1])."""
+    """timm Mixup's arguments, as config.validate has checked them."""
 
     num_classes: int
     mixup_alpha: float = 0.0
@@ -34,13 +32,12 @@ class MixConfig:
 
     @property
     def enabled(self) -> bool:
-        """True when batches are mixed at all (`config.mixes`)."""
         return config.mixes(self)
 
 
 def mix_config(mix: Mapping[str, Any], num_classes: int) -> MixConfig:
-    """A MixConfig from a dict with timm Mixup's argument names (`config.mix.to_dict()`). As in
-    timm, cutmix_minmax forces cutmix_alpha to 1 (lambda then comes from the box)."""
+    """A MixConfig from timm Mixup's arguments (`config.mix.to_dict()`). As in timm, cutmix_minmax
+    forces cutmix_alpha to 1 (lambda then comes from the box)."""
     kw = dict(mix)
     if kw.get("cutmix_minmax") is not None:
         kw.update(cutmix_minmax=tuple(float(v) for v in kw["cutmix_minmax"]), cutmix_alpha=1.0)
@@ -53,8 +50,6 @@ def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor
     seeds = tf.random.experimental.stateless_split(seed, 4)
     uniform = lambda s: tf.random.stateless_uniform([], s, dtype=tf.float64)
     apply = uniform(seeds[0]) < cfg.prob
-    if cfg.mixup_alpha <= 0 and cfg.cutmix_alpha <= 0:
-        return tf.constant(1.0), tf.constant(False)
     both = cfg.mixup_alpha > 0 and cfg.cutmix_alpha > 0  # else the one alpha > 0 says which
     use_cutmix = uniform(seeds[1]) < cfg.switch_prob if both else tf.constant(cfg.cutmix_alpha > 0)
     # The alphas as configured (0.8, not float32's 0.800000011920929), for the float64 Beta draw.
@@ -64,11 +59,9 @@ def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor
     return lam, tf.logical_and(apply, use_cutmix)
 
 
-def rand_bbox(
-    seed: tf.Tensor, lam: tf.Tensor, height: int, width: int
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+def rand_bbox(seed: tf.Tensor, lam: tf.Tensor, height: int, width: int) -> Box:
     """timm `rand_bbox`: (y_lo, y_hi, x_lo, x_hi) int32, half-open, clipped to the image; side
-    int(size * sqrt(1 - lam)) (truncated, as timm's int()), centre uniform over the pixels."""
+    int(size * sqrt(1 - lam)), centre uniform over the pixels."""
     ratio = tf.sqrt(1.0 - tf.cast(lam, tf.float64))
     s = tf.random.experimental.stateless_split(seed, 2)
 
@@ -81,13 +74,10 @@ def rand_bbox(
     return (*span(s[0], height), *span(s[1], width))
 
 
-def rand_bbox_minmax(
-    seed: tf.Tensor, minmax: tuple[float, float], height: int, width: int
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+def rand_bbox_minmax(seed: tf.Tensor, minmax: tuple[float, float], height: int, width: int) -> Box:
     """timm `rand_bbox_minmax`: sides uniform in [int(size*min), int(size*max)), placed inside."""
     lo_h, hi_h = int(height * minmax[0]), int(height * minmax[1])
     lo_w, hi_w = int(width * minmax[0]), int(width * minmax[1])
-    assert lo_h < hi_h and lo_w < hi_w, f"no box size in {minmax} (config.validate refuses it)"
     s = tf.random.experimental.stateless_split(seed, 4)
     uniform = lambda i, lo, hi: tf.random.stateless_uniform([], s[i], lo, hi, dtype=tf.int32)
     cut_h, cut_w = uniform(0, lo_h, hi_h), uniform(1, lo_w, hi_w)
@@ -98,9 +88,8 @@ def rand_bbox_minmax(
 def mix_batch(
     images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, cfg: MixConfig
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Mixes float images [B, H, W, C] (H, W static; any normalisation, as mixing is affine) with
-    their reversal: (images, soft targets [B, K] float32, lam scalar); labels int [B], seed [2].
-    With mixing disabled: the images unchanged and the smoothed one-hot targets."""
+    """Float images [B, H, W, C] (H, W static; any normalisation: mixing is affine) mixed with their
+    reversal: (images, soft targets [B, K] float32, lam scalar); labels int [B], seed [2]."""
     off = cfg.label_smoothing / cfg.num_classes
     on = 1.0 - cfg.label_smoothing + off
     y1 = tf.one_hot(labels, cfg.num_classes, on_value=on, off_value=off, dtype=tf.float32)
@@ -133,9 +122,8 @@ def mix_batch(
 
 
 def _paste(images: tf.Tensor, in_box: tf.Tensor) -> tf.Tensor:
-    """images with the pixels of `in_box` [H, W] taken from the reversed batch, done on
-    [B, H*W*C] rows against a [1, H*W*C] mask: TF's CPU select is several times faster with a row
-    broadcast than with a broadcast over the height/width/channel axes."""
+    """images with the pixels of `in_box` [H, W] from the reversed batch, as [B, H*W*C] rows against
+    a [1, H*W*C] mask: TF's CPU select is several times faster with a row broadcast."""
     flat = tf.reshape(images, [tf.shape(images)[0], -1])
     mask = tf.reshape(tf.repeat(in_box[:, :, None], images.shape[3], axis=2), [1, -1])
     return tf.reshape(tf.where(mask, tf.reverse(flat, [0]), flat), tf.shape(images))

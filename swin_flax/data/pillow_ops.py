@@ -1,13 +1,11 @@
-"""timm's RandAugment ops in TensorFlow, computed as Pillow computes them: each maps a uint8 batch
-[N, H, W, 3] and one argument per image [N] (geometric ops also a fill colour) to uint8 [N, H, W, 3]
-with Pillow's arithmetic (blends in float32, clipped and truncated; PIL's L grey; per-channel LUTs;
-affine resampling in float64 in Pillow's order of operations), so they reproduce Pillow's pixels
-exactly on the test images (tests/fixtures/randaugment.npz). Per-pixel choices are arithmetic on
-masks or LUT gathers: on TF's CPU kernels a select or an integer division costs ~10x as much.
+"""timm's RandAugment ops in TensorFlow, computed as Pillow computes them so that they reproduce its
+pixels exactly (tests/fixtures/randaugment.npz): uint8 [N, H, W, 3] and one argument per image [N]
+(geometric ops also a fill colour) -> uint8, with Pillow's arithmetic (float32 blends, clipped and
+truncated; PIL's L grey; per-channel LUTs; affine resampling in float64 in Pillow's order). Per-pixel
+choices are arithmetic on masks or LUT gathers: on TF's CPU a select or integer division costs ~10x.
 
 Known differences from Pillow: Posterize with 0 bits gives black, as Pillow < 9 did (newer Pillow
-raises); Rotate rounds cos and sin to 15 decimals in float64, not with Python's decimal round(),
-which can only matter within ~1e-15 of a pixel boundary."""
+raises); Rotate rounds cos and sin to 15 decimals in float64, not with Python's decimal round()."""
 
 from __future__ import annotations
 

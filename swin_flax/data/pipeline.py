@@ -1,17 +1,15 @@
 """tf.data input pipelines: per-host batches shaped [local_devices, per_device_batch, H, W, 3].
 
-Order and randomness are functions of (seed, epoch, position) only, never of run history. Epoch
-e's order is a stateless permutation keyed by (seed, e): global batch s is its positions
-[s*G, (s+1)*G), host h takes the slice [h*G/P, (h+1)*G/P), local device d the d-th block; the last
-partial batch is dropped. The example at position p gets RandAugment seed (key(seed, e), p), host
-h's batch of step s CutMix/Mixup seed (key(seed, e), s * P + h): the same for any number of hosts,
-and `start_step` resumes mid-epoch exactly. Evaluation visits every example once, in order; the
-last global batch is padded with zero images and `mask` 0, so all hosts run the same steps.
+Order and randomness depend on (seed, epoch, position) only, never on run history: epoch e's order
+is a stateless permutation keyed by (seed, e); global batch s is positions [s*G, (s+1)*G), host h
+takes its h-th slice, device d the d-th block (the last partial batch is dropped). Example p's
+RandAugment seed is (key(seed, e), p), host h's CutMix/Mixup seed at step s (key(seed, e), s*P + h):
+any number of hosts gives the same batches, and `start_step` resumes mid-epoch exactly. Evaluation
+visits every example once, in order, the last batch padded (zero images, `mask` 0) so that all
+hosts run the same steps.
 
-Transforms (torchvision's order), vectorised over a host batch: [RandAugment on uint8] -> float ->
-[bilinear resize to image_size] -> /255 -> (x - mean) / std -> [CutMix/Mixup per host batch].
-A training dataset may span several epochs (`num_epochs`): TF optimises the RandAugment graph for
-each new dataset (a second or two), which one dataset for the whole run pays once."""
+Transforms (torchvision's order): [RandAugment on uint8] -> float -> [bilinear resize] -> /255 ->
+(x - mean) / std -> [CutMix/Mixup per host batch]."""
 
 from __future__ import annotations
 
@@ -33,8 +31,7 @@ _SHUFFLE, _AUGMENT, _MIX = 1, 2, 3  # one random stream per purpose and epoch
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    """Training steps in an epoch: full global batches only. ConfigError when the data holds less
-    than one batch (a rule on the data's size, which config.validate cannot know)."""
+    """Full global batches per epoch; ConfigError for none (validate cannot know the data's size)."""
     if num_examples < global_batch_size:
         raise ConfigError(
             f"config.batch_size: {global_batch_size} is larger than the {num_examples} training "
@@ -49,21 +46,13 @@ def eval_steps(num_examples: int, global_batch_size: int) -> int:
 
 
 def _layout(global_bs: int, index: int, count: int, local_devices: int) -> tuple[int, int]:
-    """(host batch, per-device batch). That the batch divides over the devices is config.validate's
-    rule (batch_size and eval_batch_size against the device count)."""
+    """(host batch, per-device batch); that they divide evenly is config.validate's rule."""
     assert global_bs > 0 and global_bs % (count * local_devices) == 0, (
         f"global batch size {global_bs} does not split over {count} host(s) x {local_devices} "
         "local device(s)"
     )
     assert 0 <= index < count, f"process_index={index} is outside [0, {count})"
     return global_bs // count, global_bs // (count * local_devices)
-
-
-def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    """Example index at each position of epoch `epoch` (what the training pipeline reads). Public:
-    which examples an epoch (or a resumed run's remaining steps) visits, without building it."""
-    seed, epoch = tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64)
-    return _order(tf.range(num_examples, dtype=tf.int64), num_examples, seed, epoch).numpy()
 
 
 def train_dataset(
@@ -88,11 +77,11 @@ def train_dataset(
     num_epochs: int = 1,
     prefetch: int = 2,
 ) -> tf.data.Dataset:
-    """This host's training batches of epochs [epoch, epoch + num_epochs) from global step
-    `start_step` of the first, from images uint8 [N, h, w, 3] and labels int [N]: dicts of 'image'
-    float32 [D, b, S, S, 3], 'label' int32 [D, b] (for train accuracy) and 'target' float32
-    [D, b, K] (mixed by CutMix/Mixup per `mix`, timm Mixup's arguments, else smoothed one-hot).
-    randaugment: a timm config string ('rand-m9-mstd0.5') or '' for none."""
+    """This host's batches of epochs [epoch, epoch + num_epochs), from step `start_step` of the
+    first, of images uint8 [N, h, w, 3] and labels int [N]: dicts of 'image' float32 [D, b, S, S, 3],
+    'label' int32 [D, b] and 'target' float32 [D, b, K] (CutMix/Mixup per `mix`, timm Mixup's
+    arguments, else smoothed one-hot). randaugment: a timm string ('rand-m9-mstd0.5') or ''. One
+    dataset for many epochs: TF optimises its RandAugment graph (a second or two) once."""
     tf_cpu_only()
     host_bs, dev_bs = _layout(global_batch_size, process_index, process_count, local_device_count)
     n_steps = steps_per_epoch(len(labels), global_batch_size)
@@ -119,11 +108,9 @@ def train_dataset(
 
 @functools.lru_cache(maxsize=8)
 def _train_transform(source_hw, ra_params, img_mean, translate_const, size, mean, std, mix_cfg):
-    """The training transform of one host batch, traced once per setting (not per epoch, batch size
-    or host layout, which are inputs: layout is [host batch, seed, global batch, process_index,
-    process_count]). Traced without autograph: its Python branches are on settings, never on
-    tensors, and autograph's rewriting of the code it calls was most of the time to build the
-    stream (docs/benchmarks.md)."""
+    """One host batch's training transform, traced once per setting: epoch, step and layout [host
+    batch, seed, global batch, process_index, process_count] are inputs. No autograph: its branches
+    are on settings, and autograph was most of the stream's build time (docs/benchmarks.md)."""
     h, w = source_hw
     spec = [tf.TensorSpec([None, h, w, 3], tf.uint8), tf.TensorSpec([None], tf.int32)]
     spec += [tf.TensorSpec(shape, tf.int64) for shape in ([], [], [5])]  # epoch, step, layout
@@ -175,9 +162,8 @@ def eval_dataset(
     image_size: int = 32,
     prefetch: int = 2,
 ) -> tf.data.Dataset:
-    """Every example exactly once, in order, for this host; the last global batch padded. Yields
-    dicts: 'image' float32 [D, b, S, S, 3], 'label' int32 [D, b], 'mask' float32 [D, b] (1 for a
-    real example, 0 for padding). Every host yields eval_steps(N, global) batches."""
+    """This host's share of every example once, in order, in eval_steps(N, global) batches: dicts
+    of 'image' float32 [D, b, S, S, 3], 'label' int32 [D, b], 'mask' float32 [D, b] (0: padding)."""
     tf_cpu_only()
     host_bs, dev_bs = _layout(global_batch_size, process_index, process_count, local_device_count)
     n = len(labels)
@@ -221,11 +207,9 @@ def to_model_input(
 
 
 def _mapped(ds: tf.data.Dataset, batch: Callable[..., dict], prefetch: int) -> tf.data.Dataset:
-    """`ds` mapped by `batch` (each element to one host batch, in order) and prefetched, with
-    min(16, this host's cores) batches made at once (where tf.data's autotuner would start) and
-    the autotuner off: deleting a finished iterator waited for the autotuner's thread, tens of
-    seconds at the end of every run (docs/benchmarks.md). `batch` is plain TF ops: no autograph
-    (see _train_transform)."""
+    """`ds` mapped in order by `batch` (plain TF ops: no autograph), min(16, cores) at once, and
+    prefetched. The autotuner is off: deleting a finished iterator waited for its thread, tens of
+    seconds at the end of every run (docs/benchmarks.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     options = tf.data.Options()
     options.autotune.enabled = False

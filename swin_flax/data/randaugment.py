@@ -1,19 +1,15 @@
-"""RandAugment in TensorFlow ops with timm's semantics (`timm/data/auto_augment.py` on PIL images):
-`num_layers` ops drawn uniformly with replacement (weighted, without replacement, for 'tweights'),
-each applied with probability `prob` at magnitude ~ Normal(m, mstd) (uniform on [0, m] for an
-infinite mstd) clipped to [0, mmax]; the ops are `pillow_ops.py`, their arguments timm's
-LEVEL_TO_ARG. Hyper-parameters as timm's `hparams`: `img_mean` (fill colour), `translate_pct` and
-`translate_const` (only for TranslateX/Y, which no RandAugment string selects: the recipe's 117
-has no effect, in timm as here).
+"""timm's RandAugment (`timm/data/auto_augment.py`, on PIL images) in TensorFlow ops: `num_layers`
+ops drawn with replacement (weighted, without, for 'tweights'), each applied with probability `prob`
+at a magnitude drawn as RandAugmentParams says; the ops are `pillow_ops.py`, their arguments timm's
+LEVEL_TO_ARG (translate_const only moves TranslateX/Y, which no RandAugment string selects).
 
-Example b's draws are `tf.random.stateless_uniform([k], seeds[b])`, whatever its batch or the
-number of hosts. TF has no op that draws from a batch of seeds (`tf.vectorized_map` has no rule for
-the stateless ops; `tf.map_fn` over 1024 seeds costs ~10x), so `stateless_uniform_rows` is a
-vectorised copy of TF's Philox-4x32-10, checked bit for bit against the TF op in the tests.
+Example b draws `tf.random.stateless_uniform([k], seeds[b])`, whatever its batch or host count. TF
+has no op drawing from a batch of seeds (`tf.map_fn` over 1024 seeds costs ~10x), so
+`stateless_uniform_rows` is a vectorised copy of TF's Philox-4x32-10, checked bit for bit.
 
 Known differences from timm: geometric ops always resample bilinearly (timm picks bilinear or
-bicubic at random unless hparams set 'interpolation'); config strings that timm would silently
-misread (e.g. 'mstdinf', 'tfoo') raise ValueError."""
+bicubic at random); config strings timm would silently misread ('mstdinf', 'tfoo') raise ValueError.
+"""
 
 from __future__ import annotations
 
@@ -75,9 +71,8 @@ def level_to_arg(
     translate_const: float = 117,
     translate_pct: float = 0.45,
 ) -> tf.Tensor:
-    """timm's LEVEL_TO_ARG[name] at `magnitude` (a scalar or one value per entry), with the sign
-    (+1 or -1) of timm's _randomly_negate for the signed ops. Python floats go straight to float64
-    (tf.cast would round them through float32 first)."""
+    """timm's LEVEL_TO_ARG[name] at `magnitude` (scalar or [N]), `sign` (+1/-1) as timm's
+    _randomly_negate. Python floats go straight to float64 (tf.cast would round via float32)."""
     as64 = lambda x: tf.cast(x, tf.float64) if tf.is_tensor(x) else tf.constant(x, tf.float64)
     hp = (float(translate_const), float(translate_pct))
     return _OPS[name][1](as64(magnitude) / LEVEL_DENOM, as64(sign), hp)
@@ -108,8 +103,8 @@ def _philox4x32(counter, key):
 
 
 def stateless_uniform_rows(seeds: tf.Tensor, num: int) -> tf.Tensor:
-    """Row b equals tf.random.stateless_uniform([num], seeds[b]) (float32, CPU Philox), for a whole
-    batch of seeds [B, 2] (int32 or int64) at once: TF's seed scrambling, then Philox counters."""
+    """Row b equals tf.random.stateless_uniform([num], seeds[b]) (float32, CPU Philox), for seeds
+    [B, 2] int32/int64 at once: TF's seed scrambling, then Philox counters."""
     words = tf.cast(tf.cast(seeds, tf.int64), tf.uint64)  # int32 seeds sign-extend, as in TF
     s0, s1 = words[:, 0], words[:, 1]
     init_key = (tf.fill(tf.shape(s0), _u64(k)) for k in (0x3EC8F720, 0x02461E29))
@@ -125,7 +120,7 @@ def stateless_uniform_rows(seeds: tf.Tensor, num: int) -> tf.Tensor:
 
 
 class PolicyDraws(NamedTuple):
-    """The random choices of the policy for each example and layer ([B, num_layers] each)."""
+    """The policy's random choices, [B, num_layers] each."""
 
     op: tf.Tensor  # int32: index into params.ops
     apply: tf.Tensor  # bool: the layer is applied (probability params.prob)
@@ -134,9 +129,8 @@ class PolicyDraws(NamedTuple):
 
 
 def policy_draws(seeds: tf.Tensor, params: RandAugmentParams) -> PolicyDraws:
-    """What `rand_augment_batch` draws for each stateless seed of seeds [B, 2] (num_layers >= 1):
-    example b's come from tf.random.stateless_uniform([k], seeds[b]), 4 uniforms per layer (op,
-    apply, magnitude, sign) and, for weighted choice, one per op. Public: to look at a policy."""
+    """What `rand_augment_batch` draws from seeds [B, 2] (num_layers >= 1): per example, 4 uniforms
+    per layer (op, apply, magnitude, sign), then one per op for weighted choice."""
     n, num_ops = params.num_layers, len(params.ops)
     num = 4 * n + (num_ops if params.choice_weights is not None else 0)
     u = tf.cast(stateless_uniform_rows(seeds, num), tf.float64)
@@ -176,9 +170,8 @@ def rand_augment_batch(
     translate_const: float = 117,
     translate_pct: float = 0.45,
 ) -> tf.Tensor:
-    """timm's RandAugment on a uint8 batch [B, H, W, 3] (H, W static, >= 3), image b drawing from its
-    stateless seed seeds[b] only ([B, 2] int32/int64). Each layer partitions the batch by the
-    drawn op and runs every op once, vectorised, on the images that drew it."""
+    """timm's RandAugment on uint8 [B, H, W, 3] (H, W static, >= 3), image b drawing from seeds[b]
+    only ([B, 2] int32/int64). Each layer runs every op once, on the images that drew it."""
     images, seeds = tf.convert_to_tensor(images), tf.convert_to_tensor(seeds)
     fill = tuple(int(v) for v in img_mean)
     assert isinstance(params, RandAugmentParams), f"params must be a RandAugmentParams: {params!r}"
@@ -219,10 +212,3 @@ def rand_augment_batch(
         lambda layer, _: layer < n, layer_step, (tf.constant(0), images), maximum_iterations=n
     )
     return images
-
-
-def rand_augment(image: tf.Tensor, seed: tf.Tensor, params: RandAugmentParams, **hparams):
-    """`rand_augment_batch` on one uint8 image [H, W, 3] with its seed [2]: the same result as that
-    image in any batch (`hparams`: img_mean, translate_const, translate_pct)."""
-    images, seeds = tf.convert_to_tensor(image)[None], tf.convert_to_tensor(seed)[None]
-    return rand_augment_batch(images, seeds, params, **hparams)[0]

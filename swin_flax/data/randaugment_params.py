@@ -37,10 +37,9 @@ _CONFIG_KEYS = ("m", "n", "mstd", "mmax", "inc", "p", "t")
 
 @dataclasses.dataclass(frozen=True)
 class RandAugmentParams:
-    """A parsed timm RandAugment config. magnitude_max is the clipping bound itself (timm's
-    `magnitude_max or 10`); magnitude_std > 0 samples Normal(magnitude, magnitude_std), `inf`
-    Uniform(0, magnitude), <= 0 keeps `magnitude`; choice_weights (normalised, one per op) switch
-    to weighted choice without replacement."""
+    """A parsed timm RandAugment config. magnitude_max: the clipping bound (timm's `mmax or 10`);
+    magnitude_std > 0: Normal(magnitude, std), `inf`: Uniform(0, magnitude), <= 0: `magnitude`;
+    choice_weights (normalised, one per op): weighted choice without replacement."""
 
     num_layers: int = 2
     magnitude: float = 10.0
@@ -51,22 +50,12 @@ class RandAugmentParams:
     ops: tuple[str, ...] = RAND_TRANSFORMS
     choice_weights: tuple[float, ...] | None = None
 
-    def __post_init__(self) -> None:
-        assert set(self.ops) <= set(OP_NAMES), f"unknown op(s) in {self.ops}"
-        assert self.num_layers >= 0 and (self.ops or not self.num_layers), self
-        weights = self.choice_weights
-        assert weights is None or len(weights) == len(self.ops) >= self.num_layers, self
-
 
 def parse_config_str(config_str: str) -> RandAugmentParams:
-    """Parse a timm RandAugment string such as 'rand-m9-mstd0.5' by timm's rules
-    (`timm/data/auto_augment.py`, `rand_augment_transform`). Sections after 'rand', separated by
-    '-': m (int magnitude, default 10), n (int layers, 2), mstd (float; > 100 means uniform), mmax
-    (int clipping bound; 0 means 10), inc (0/1: the Increasing op set), p (float apply probability,
-    0.5), t (op set: 'weights'). As in timm, a repeated mstd, mmax or t keeps its first value, the
-    others their last. Where timm asserts or silently ignores, this raises ValueError: an unknown
-    key, a section without a number ('mstdinf'), a non-integer m, n, mmax or inc, an unknown op set;
-    and the sets '3a' and '3aw' (GaussianBlur and Desaturate are not implemented)."""
+    """A timm RandAugment string ('rand-m9-mstd0.5') parsed by timm's `rand_augment_transform`
+    rules: sections m (magnitude, 10), n (layers, 2), mstd (> 100: uniform), mmax (0: 10), inc
+    (0/1), p (probability, 0.5), t (op set 'weights'); a repeated mstd, mmax or t keeps its first
+    value. Where timm asserts or silently ignores, this raises ValueError."""
     bad = lambda message: ValueError(f"config_str {config_str!r}: {message}")
     sections = str(config_str).split("-")
     if sections[0] != "rand":

@@ -1,8 +1,7 @@
-"""Where the images come from: tensorflow-datasets, a local CIFAR archive (`archives.py`) or a
-synthetic set (`synthetic.py`), each as a whole split in memory: `images` uint8 [N, 32, 32, 3]
-(HWC, RGB) and `labels` int32 [N] (CIFAR-100's fine labels). No TensorFlow at import (config
-validation, evaluate and predict import this module); what config.validate cannot know (files'
-contents, the network) is checked here."""
+"""Where the images come from: tensorflow-datasets, a CIFAR archive (`archives.py`) or a synthetic
+set (`synthetic.py`), each a whole split in memory: images uint8 [N, 32, 32, 3] (RGB), labels int32
+[N] (CIFAR-100's fine labels). No TensorFlow at import: config validation, evaluate and predict
+import this module."""
 
 from __future__ import annotations
 
@@ -47,22 +46,20 @@ _TFDS_URL = "https://www.cs.toronto.edu/~kriz/"
 
 
 def class_names(dataset: str) -> tuple[str, ...]:
-    """Names of the classes of `dataset`, indexed by label. ValueError for an unknown name:
-    predict reads it from a run's config.json, which no validate has seen."""
+    """The class names of `dataset` by label; ValueError for an unknown one (predict reads it from
+    a run's config.json, which no validate has seen)."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset={dataset!r} is not one of {DATASETS}.")
     return _CLASS_NAMES[dataset]
 
 
 def num_classes(dataset: str) -> int:
-    """Number of classes of `dataset` ('cifar10', 'cifar100' or 'synthetic')."""
     return len(_CLASS_NAMES[dataset])
 
 
 def load_config_split(
     config: ml_collections.ConfigDict, split: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One split of the data a (validated) config names: what training and evaluation read."""
     return load_split(
         config.dataset,
         split,
@@ -83,13 +80,10 @@ def load_split(
     probe_url: str | None = None,
     probe_timeout_s: float = 5.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reads one split ('train' | 'test') of 'cifar10' | 'cifar100' | 'synthetic' whole: from
-    `archive` (a CIFAR tarball or extracted folder; no tfds, no download) if set, else with tfds
-    from `data_dir` (None: ~/tensorflow_datasets or $TFDS_DATA_DIR), downloading when `download`
-    allows and the machine is online (probed at `probe_url`, default the download URL, within
-    `probe_timeout_s`). A synthetic split has `synthetic_examples` images (None: CIFAR's 50,000 /
-    10,000): one fixed set, as CIFAR is, whatever config.seed (run k of several is then the run
-    a single one with seed k is)."""
+    """One whole split ('train' | 'test'): from `archive` (a CIFAR tarball or folder) if set, else
+    with tfds from `data_dir`, downloading if `download` and online (probed at `probe_url`, default
+    the download URL). Synthetic: `synthetic_examples` images (None: CIFAR's 50,000 / 10,000), one
+    fixed set whatever config.seed, as CIFAR is."""
     assert dataset in DATASETS and split in ("train", "test"), (dataset, split)
     assert not (dataset == "synthetic" and archive), "config.validate: no archive for synthetic"
     if dataset == "synthetic":
@@ -115,9 +109,8 @@ def load_or_synthetic(
     archive: str | None = None,
     synthetic_examples: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """For tools (benchmarks, pictures), not training: the named data if it can be read without
-    downloading, else a CIFAR-sized synthetic split. Returns (images, labels, where from). An
-    archive given by name is read or refused (its DataError propagates), never replaced."""
+    """For tools, not training: (images, labels, where from) of the named data if readable without
+    downloading, else a synthetic split. A named archive is read or refused, never replaced."""
     if dataset != "synthetic":
         try:
             images, labels = load_split(
@@ -135,8 +128,7 @@ def load_or_synthetic(
 def describe_source(
     dataset: str, *, data_dir: str | None = None, archive: str | None = None
 ) -> str:
-    """Where a run's data comes from, in the words of the console's data line (one wording for
-    training's log, the tools and TensorBoard)."""
+    """Where a run's data comes from: one wording for the training log, the tools and TensorBoard."""
     if dataset == "synthetic":
         return "the SYNTHETIC data set (striped patterns, NOT CIFAR)"
     if archive:
@@ -163,11 +155,8 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
 def _fail_fast_if_unobtainable(
     dataset: str, data_dir: str | None, download: bool, probe_url: str | None, timeout_s: float
 ) -> None:
-    """DataError in seconds when tfds could neither read nor obtain the data (offline, tfds retries
-    a download for minutes): it can if the data is prepared, in tfds' manual directory
-    (<data_dir>/downloads/manual/, found by file name) or download cache, or the URL answers. A
-    dataset without an archive in _TFDS_ARCHIVE is, unless prepared, left to tfds' own download
-    (refused when downloads are off)."""
+    """DataError in seconds, not after tfds' minutes of download retries, when the data is neither
+    prepared, in tfds' manual directory or download cache, nor downloadable (the URL answers)."""
     default_root = os.environ.get("TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets"))
     root = os.path.expanduser(os.fspath(data_dir or default_root))
     in_root = lambda *parts: glob.glob(os.path.join(glob.escape(root), *parts))
@@ -212,9 +201,8 @@ def _fail_fast_if_unobtainable(
 
 
 def _unreachable(url: str, timeout_s: float) -> str | None:
-    """None if `url` answers within `timeout_s` (any HTTP status), else why it cannot be
-    downloaded. Probes in a daemon thread joined with a deadline: name resolution ignores socket
-    timeouts."""
+    """None if `url` answers (any HTTP status) within `timeout_s`, else why not. A daemon thread
+    with a deadline, as name resolution ignores socket timeouts."""
     result: list[str | None] = []
 
     def probe() -> None:
