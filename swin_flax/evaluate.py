@@ -166,12 +166,10 @@ def open_run(
     saved = meta.get("model") or {}  # a record without a field (an older one) is not refused for it
     recorded = {k: v for k, v in config.model.to_dict().items() if k in saved}
     if diffs := checkpoints.model_differences(meta, recorded, label="config.json"):
-        fix = (
-            "give the --workdir of the run that wrote it, or leave --checkpoint out."
-            if checkpoint
-            else "a run's own config.json and checkpoints disagree only when one of them was "
-            "edited or copied in: restore the run's config.json."
-        )
+        fix = "give the --workdir of the run that wrote it, or leave --checkpoint out."
+        if not checkpoint:
+            fix = "a run's own config.json and checkpoints disagree only when one of them was "
+            fix += "edited or copied in: restore the run's config.json."
         raise CheckpointError(
             f"the checkpoint {ckpt} was written for another model than {run}/config.json "
             f"({'; '.join(diffs)}): {fix}"
@@ -323,8 +321,7 @@ def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str
 def eval_logits(
     config: ml_collections.ConfigDict, members: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits [members, examples, classes], labels [examples]) on the test split, each image once,
-    pmapped over this machine's devices (the eval batch rounded to a multiple of them)."""
+    """(logits [members, examples, classes], labels [examples]) of the test split, each image once."""
     from swin_flax.data import inputs, sources  # noqa: PLC0415 (TensorFlow: only to read data)
 
     n_dev = jax.local_device_count()
