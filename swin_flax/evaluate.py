@@ -1,10 +1,6 @@
-"""Using a finished run: load its config and a checkpoint's params, and score them on the test split.
-
-A checkpoint of several runs (config.num_runs, config.sweep) stacks their params: `choose_runs`
-picks one, or several (all by default) as their ensemble (the mean of their softmax
-probabilities). TensorFlow is imported only to read data or write summaries: a wrong --workdir or
---checkpoint is reported in seconds.
-"""
+"""A finished run's config and checkpoint, scored on the test split: one run, or several stacked
+runs' ensemble (the mean of their softmax probabilities). TensorFlow is imported only to read data
+or write summaries, so that a wrong --workdir or --checkpoint is reported in seconds."""
 
 from __future__ import annotations
 
@@ -28,8 +24,8 @@ from swin_flax.errors import CheckpointError, DataError
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """Which of a checkpoint's runs to use: `names`, the runs it stacks (none for a single run's);
-    `indices`, the chosen ones (several: their ensemble); `each_run`, each one's scores wanted."""
+    """Of a checkpoint's stacked runs `names` (none for a single run's), the `indices` used (several:
+    their ensemble); `each_run`: each one's scores wanted too."""
 
     names: tuple[str, ...] = ()
     indices: tuple[int, ...] = ()
@@ -51,7 +47,7 @@ class Choice:
         return text + (f", their best epochs {epochs}" if epochs else "")
 
     def used(self) -> dict[str, Any]:
-        """For a report file: {"run": its name}, {"ensemble": their names}, or {} (a single run's)."""
+        """For a report file: {"run": name}, {"ensemble": names}, or {} (a single run's)."""
         if len(self.indices) == 1:
             return {"run": self.names[self.indices[0]]}
         return {"ensemble": [self.names[k] for k in self.indices]} if self.indices else {}
@@ -66,7 +62,7 @@ class Choice:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """A run's folder and config, a checkpoint step folder with its record, and the runs chosen."""
+    """A run's folder and config, a checkpoint step folder with its record (`meta`), the runs used."""
 
     workdir: epath.Path
     checkpoint: epath.Path
@@ -75,8 +71,8 @@ class Run:
     choice: Choice = Choice()
 
     def describe(self) -> str:
-        """The scripts' checkpoint line: the checkpoint, its epoch and step, the runs used; of a
-        best/ checkpoint of several runs, each run's best epoch (whose params it holds) instead."""
+        """The scripts' checkpoint line: its epoch and step and the runs used (of a best/ checkpoint
+        of several runs, each one's best epoch, whose params it holds)."""
         if best_epochs := self._best_epochs():
             return f"{self.checkpoint}, {self.choice.describe(best_epochs)}"
         used = f", {self.choice.describe()}" if self.choice.names else ""
@@ -101,8 +97,7 @@ class Run:
         return best_epochs if best and isinstance(best_epochs, list) else None
 
     def members(self) -> list[Any]:
-        """One params tree per chosen run, read now, in the model's own layout (`convert` takes
-        `models.layout.unstack_block_params`'s canonical tree)."""
+        """One params tree per chosen run, read now, in the model's own layout."""
         params, _ = load_params(self.checkpoint)
         if not self.choice.names:
             return [params]
@@ -110,9 +105,8 @@ class Run:
 
 
 def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:
-    """The runs that --run (`which`: an index, a name, or part of a name such as a sweep value)
-    and --ensemble choose (all by default); several are used as their ensemble (each run's scores
-    too, unless `ensemble`). CheckpointError, before any params are read, for a choice that cannot be."""
+    """The runs that --run (`which`: an index, a name, or part of one such as a swept value) and
+    --ensemble choose (all by default); CheckpointError, before any params are read, if none."""
     names = tuple(run.meta.get("runs") or [])  # the stacked runs: none for a single run's
     which = which or None  # --run= (empty): not given
     if not names:
@@ -165,20 +159,17 @@ def open_run(
     which: str | None = None,
     ensemble: bool = False,
 ) -> Run:
-    """The run, checkpoint (`resolve_checkpoint`) and runs (`choose_runs`) that the flags name,
-    checked before any params are read: CheckpointError says what to give instead."""
+    """The run, checkpoint and runs the flags name, checked before any params are read."""
     run, ckpt = resolve_checkpoint(workdir, checkpoint)
     config = load_run_config(run)
     _, meta = load_params(ckpt, meta_only=True)
     saved = meta.get("model") or {}  # a record without a field (an older one) is not refused for it
     recorded = {k: v for k, v in config.model.to_dict().items() if k in saved}
     if diffs := checkpoints.model_differences(meta, recorded, label="config.json"):
-        fix = (
-            "give the --workdir of the run that wrote it, or leave --checkpoint out."
-            if checkpoint
-            else "a run's own config.json and checkpoints disagree only when one of them was "
-            "edited or copied in: restore the run's config.json."
-        )
+        fix = "give the --workdir of the run that wrote it, or leave --checkpoint out."
+        if not checkpoint:
+            fix = "a run's own config.json and checkpoints disagree only when one of them was "
+            fix += "edited or copied in: restore the run's config.json."
         raise CheckpointError(
             f"the checkpoint {ckpt} was written for another model than {run}/config.json "
             f"({'; '.join(diffs)}): {fix}"
@@ -206,11 +197,8 @@ def resolve_checkpoint(
             )
         if workdir:
             run, owner = run_folder(workdir), checkpoints.enclosing_run(ckpt)
-            if (  # inside a run (a folder with a config.json) other than --workdir's
-                owner is not None
-                and is_run_folder(owner)
-                and os.path.realpath(owner) != os.path.realpath(run)  # a URL: compared as text
-            ):
+            in_a_run = owner is not None and is_run_folder(owner)  # (a folder with a config.json)
+            if in_a_run and os.path.realpath(owner) != os.path.realpath(run):  # URLs: as text
                 raise CheckpointError(  # its scores would be written as this run's
                     f"--checkpoint {ckpt} belongs to the run in {owner}, not to --workdir "
                     f"{workdir}: leave --workdir out (the checkpoint's own run is read), or give "
@@ -219,11 +207,9 @@ def resolve_checkpoint(
             return run, ckpt
         run = ckpt.parent.parent.parent  # WORKDIR/checkpoints/{best,latest}/STEP
         if not is_run_folder(run):
-            where = (
-                f"{run} holds no config.json"
-                if ckpt.parent.parent.name == "checkpoints"
-                else "not in a run's checkpoints/best or checkpoints/latest"
-            )
+            where = "not in a run's checkpoints/best or checkpoints/latest"
+            if ckpt.parent.parent.name == "checkpoints":
+                where = f"{run} holds no config.json"
             raise CheckpointError(
                 f"--checkpoint {ckpt} is not inside a run folder ({where}): give the folder of "
                 "the run that wrote it as --workdir too."
@@ -287,8 +273,8 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
 
 
 def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
-    """The params (float32, whatever best_params_dtype wrote; None when `meta_only`) and the JSON
-    record of one checkpoint step folder."""
+    """(params as float32, whatever best_params_dtype wrote, or None when `meta_only`; JSON record)
+    of one checkpoint step folder."""
     advice = "Give another step with --checkpoint (WORKDIR/checkpoints/latest keeps several)."
     state, meta = checkpoints.read_step(checkpoint, meta_only, advice)
     return (None if meta_only else checkpoints.as_dtype(state["params"], np.float32)), meta
@@ -297,7 +283,6 @@ def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, d
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [num_classes, num_classes]: entry (t, p) counts examples of true class t predicted p."""
     labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
-    assert labels.shape == predictions.shape, (labels.shape, predictions.shape)
     for name, v in (("labels", labels), ("predictions", predictions)):
         if v.size and (v.min() < 0 or v.max() >= num_classes):
             raise ValueError(f"{name} must lie in [0, {num_classes}), got {v.min()}..{v.max()}.")
@@ -312,9 +297,8 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def combined_logits(logits: np.ndarray) -> np.ndarray:
-    """Members' logits [members, examples, classes] -> their joint [examples, classes]: one's own;
-    several's the log of the mean of their softmax probabilities (float64, by log-sum-exp), whose
-    softmax is that mean and whose cross-entropy is the ensemble's loss."""
+    """[members, examples, classes] -> [examples, classes]: the log of the members' mean softmax
+    probability (float64), whose cross-entropy is the ensemble's loss; a single member's own."""
     if len(logits) == 1:
         return logits[0]
     log_probs = log_softmax(np.asarray(logits, np.float64))
@@ -337,8 +321,7 @@ def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str
 def eval_logits(
     config: ml_collections.ConfigDict, members: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits [members, examples, classes], labels [examples]) on the test split, each image once,
-    pmapped over this machine's devices (the eval batch rounded to a multiple of them)."""
+    """(logits [members, examples, classes], labels [examples]) of the test split, each image once."""
     from swin_flax.data import inputs, sources  # noqa: PLC0415 (TensorFlow: only to read data)
 
     n_dev = jax.local_device_count()
@@ -367,19 +350,17 @@ def eval_logits(
 def evaluate_checkpoint(
     config: ml_collections.ConfigDict, members: Sequence[Any], choice: Choice = Choice()
 ) -> dict[str, Any]:
-    """`scores` on the test split of `members` (`Run.members`, the runs `choice` names): of several,
-    "run" names the one chosen, else "ensemble" the runs whose ensemble was scored and, with
-    choice.each_run, "runs" holds each run's name, accuracy, loss and per-class accuracy."""
+    """`scores` of `members` (`Run.members`) on the test split, with `choice.used()` and, with
+    choice.each_run, "runs": each run's name, accuracy, loss and per-class accuracy."""
     logits, labels = eval_logits(config, members)
     num_classes = config.model.num_classes
     result = scores(combined_logits(logits), labels, num_classes) | choice.used()
     if choice.each_run:
-        each = [scores(run_logits, labels, num_classes) for run_logits in logits]
         figures = ("accuracy", "loss", "per_class_accuracy")
-        result["runs"] = [
-            {"name": choice.names[k], **{f: s[f] for f in figures}}
-            for k, s in zip(choice.indices, each)
-        ]
+        result["runs"] = []
+        for k, run_logits in zip(choice.indices, logits):
+            each = scores(run_logits, labels, num_classes)
+            result["runs"].append({"name": choice.names[k]} | {f: each[f] for f in figures})
     return result
 
 
@@ -413,9 +394,8 @@ def per_class_table(confusion: np.ndarray, class_names: Sequence[str]) -> str:
 def confusion_image(
     confusion: np.ndarray, class_names: Sequence[str], cell: int | None = None
 ) -> np.ndarray:
-    """The row-normalised confusion matrix as a uint8 RGB heat map [H, W, 3] (white 0 -> dark blue
-    1): class names down the left and (upright) along the top, each cell's percentage in it; above
-    20 classes only every 10th class index is written."""
+    """The row-normalised confusion matrix as a uint8 RGB heat map (white 0 -> dark blue 1), class
+    names on both axes and percentages in the cells; above 20 classes, every 10th class index."""
     from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
 
     confusion = np.asarray(confusion, np.float64)
@@ -468,9 +448,8 @@ def write_report(
     step: int = 0,
     title: str = "",
 ) -> dict[str, epath.Path]:
-    """Writes `result` (from `scores`) into `out_dir`: per_class.txt (under `title`), confusion.png,
-    scores.json and TensorBoard summaries at `step` (a report already in `out_dir` is replaced,
-    its TensorBoard events with it). Returns the paths written."""
+    """Writes `result` (`scores`) into `out_dir` as per_class.txt (under `title`), confusion.png,
+    scores.json and TensorBoard summaries at `step`, replacing a report there; returns the paths."""
     from clu import metric_writers  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 

@@ -93,11 +93,9 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
 
 
 class Writers:
-    """TensorBoard writers. One run: the workdir's writer, as flax's examples have it. Several runs:
-    the workdir's writer keeps what the process shares (input grid, speed), each run writes its
-    hyper-parameters and curves to `runs/<name>/` (one row each in the HParams tab) and the runs of
-    one sweep point their mean, std, min and max to `runs/aggregate/` (`runs/aggregate/<point>/` in
-    a sweep with several seeds), so TensorBoard overlays the runs. Only process 0 writes files."""
+    """TensorBoard writers: the workdir's holds a single run's all, or what several runs share
+    (input grid, speed); each of several writes to `runs/<name>/` (a row in the HParams tab) and a
+    sweep point's seeds their spread to `runs/aggregate[/<point>]/`. Only process 0 writes files."""
 
     def __init__(self, workdir: epath.Path, run_set: runs.RunSet, is_chief: bool, fresh: bool):
         self.root = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
@@ -148,8 +146,8 @@ class Writers:
             writer.write_summaries(0, {end.tag: np.zeros(())}, {end.tag: end.metadata})
 
     def per_run(self, step: int, scalars: dict[str, np.ndarray]) -> None:
-        """Scalars with one value per run (arrays in run order). The aggregates leave out the
-        learning rate: the same for the seeds of a sweep point."""
+        """Scalars with one value per run (arrays in run order); the aggregates leave out the
+        learning rate, the same for a sweep point's seeds."""
         self._open_runs_once()  # several runs: no writers off process 0
         for k, writer in enumerate(self.runs if self.several else [self.root]):
             writer.write_scalars(step, {name: float(v[k]) for name, v in scalars.items()})
@@ -177,8 +175,7 @@ class Writers:
 
 
 def _hparams(config: ml_collections.ConfigDict) -> dict[str, int | float | str | bool]:
-    """The config's fields for TensorBoard's HParams tab: dotted names, tuples as text, the data
-    seed as it resolves, unset fields left out."""
+    """The config's set fields for TensorBoard's HParams tab, with the data seed as it resolves."""
     flat = flatten(config.to_dict()) | {"data_seed": data_seed(config)}
     return {
         k: v if isinstance(v, int | float | str | bool) else str(v)
@@ -188,8 +185,8 @@ def _hparams(config: ml_collections.ConfigDict) -> dict[str, int | float | str |
 
 
 def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, fresh: bool) -> Writers:
-    """The run's config files and TensorBoard writers (hyper-parameters and an input grid when the
-    run is new): written only now that the run is known to start, by process 0."""
+    """The run's config files and TensorBoard writers (with hyper-parameters and an input grid when
+    the run is new), written only now that the run is known to start."""
     is_chief = jax.process_index() == 0
     if is_chief:
         rundir.write_config(config, workdir)
@@ -238,17 +235,11 @@ def profiler(config, workdir: epath.Path, start: int, end: int) -> periodic_acti
 def report_epoch(
     config, writers, epoch, step, train, test, lr, best, improved, timing: dict[str, float]
 ) -> None:
-    """The epoch's scalars in TensorBoard (at the global step; `best`: each run's best test accuracy
-    so far) and its line: one run's figures, or their spread over several runs."""
-    per_run = {
-        "train_loss": train["loss"],
-        "train_accuracy": train["accuracy"],
-        "test_loss": test["loss"],
-        "test_accuracy": test["accuracy"],
-        "best_test_accuracy": best,
-        "learning_rate": lr,
-    }
-    writers.per_run(step, per_run)
+    """The epoch's scalars in TensorBoard at the global step (`best`: each run's best test accuracy
+    so far) and its line: one run's figures, or their spread."""
+    splits = {"train": train, "test": test}
+    per_run = {f"{s}_{k}": d[k] for s, d in splits.items() for k in ("loss", "accuracy")}
+    writers.per_run(step, per_run | {"best_test_accuracy": best, "learning_rate": lr})
     writers.root.write_scalars(step, {"epoch": epoch, **timing})
     writers.flush()
     speed = f"{timing['epoch_time']:.1f}s {timing['images_per_sec']:.0f} img/s"
