@@ -1,5 +1,10 @@
-"""Classifying image files with a trained run (one, or an ensemble): top-k classes with names and
-probabilities, the images transformed as the run's test split (`pipeline.to_model_input`)."""
+"""Classifying image files with a trained run: top-k classes with probabilities and names.
+
+Images (anything Pillow reads, any size, turned RGB) go through the test pipeline's transform of the
+run's config (`pipeline.to_model_input`): antialiased bilinear resize to model.img_size, then
+(x / 255 - normalize_mean) / normalize_std. A checkpoint of several runs predicts with the one
+chosen, or with the ensemble of those chosen (all by default).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import dataclasses
 import functools
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -16,8 +21,6 @@ import numpy as np
 
 from swin_flax import build, evaluate, steps
 from swin_flax.data import sources
-
-Decoded = tuple[str, np.ndarray]  # an image file's path and its decoded pixels (`load_image`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +34,10 @@ class Prediction:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> uint8 [H, W, 3] RGB, upright (EXIF orientation), 16-bit grey scaled to 8
-    bits (Pillow's RGB conversion would clip it); a 32-bit one (its range unknown) refused."""
+    """An image file -> uint8 [H, W, 3] RGB, upright (EXIF orientation applied), 16-bit grey scaled
+    to 8 bits (Pillow's RGB conversion would clip it). FileNotFoundError for a missing path,
+    DataError for a folder, an undecodable file or a 32-bit one (its range unknown). Pillow's
+    large-image warning is not shown: the user chose the file."""
     from PIL import Image, ImageOps  # noqa: PLC0415
 
     path = os.fspath(path)
@@ -64,10 +69,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         ) from None
 
 
-def check_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Decoded], list[str]]:
-    """([(path, `load_image`'s array)] of the readable images, [a message per other path]): decoded
-    before a checkpoint is loaded, so bad files are named at once. A folder stands for its files
-    of a suffix Pillow reads, in name order."""
+def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
+    """(readable image paths, one message per other path), decoded before a checkpoint is loaded
+    so that bad files are named at once and the good ones still get their predictions. A folder
+    stands for the files in it whose suffix Pillow reads, in name order."""
     from PIL import Image  # noqa: PLC0415
 
     good, bad = [], []
@@ -84,7 +89,8 @@ def check_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Decoded], lis
                 bad.append(f"the folder {given} holds no image file (PNG, JPEG, ...)")
         for path in files:
             try:
-                good.append((path, load_image(path)))
+                load_image(path)
+                good.append(path)
             except (OSError, sources.DataError) as e:
                 bad.append(str(e).rstrip("."))
     return good, bad
@@ -93,7 +99,7 @@ def check_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Decoded], lis
 def preprocess(
     image: np.ndarray, image_size: int, mean: Sequence[float], std: Sequence[float]
 ) -> np.ndarray:
-    """uint8 [H, W, 3] -> float32 [image_size, image_size, 3], the test split's transform."""
+    """uint8 [H, W, 3] -> float32 [image_size, image_size, 3], the config's eval transform."""
     import tensorflow as tf  # noqa: PLC0415
 
     from swin_flax.data import pipeline  # noqa: PLC0415 (TF: only when classifying)
@@ -114,27 +120,25 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def predict_files(
     config: ml_collections.ConfigDict,
     members: Sequence[Any],
-    images: Sequence[str | os.PathLike | Decoded],
+    paths: Sequence[str | os.PathLike],
     k: int = 5,
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Top-k predictions of `members` (`Run.members`: one, or an ensemble) for each image, in order,
-    `batch_size` at a time on one device. `images`: files, or `check_images`' (path, array) pairs."""
+    """Top-k predictions for each image file in order (one device, `batch_size` at a time) of
+    `members` (`evaluate.open_run(...).members()`), one params tree or an ensemble."""
     apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
     transform = (config.model.img_size, config.normalize_mean, config.normalize_std)
-    paths, logits = [], []
-    for start in range(0, len(images), batch_size):
-        batch = [
-            x if isinstance(x, tuple) else (x, load_image(x))
-            for x in images[start : start + batch_size]
-        ]
-        paths += [os.fspath(path) for path, _ in batch]
-        inputs = np.stack([preprocess(image, *transform) for _, image in batch])
-        logits.append(np.stack([np.asarray(apply(params, inputs)) for params in members]))
+    logits = []
+    for start in range(0, len(paths), batch_size):
+        batch = paths[start : start + batch_size]
+        images = np.stack([preprocess(load_image(p), *transform) for p in batch])
+        logits.append(np.stack([np.asarray(apply(params, images)) for params in members]))
     indices, probs = top_k(evaluate.combined_logits(np.concatenate(logits, axis=1)), k)
     names = sources.class_names(config.dataset)
     return [
-        Prediction(path, tuple(idx.tolist()), tuple(names[i] for i in idx), tuple(prob.tolist()))
+        Prediction(
+            os.fspath(path), tuple(idx.tolist()), tuple(names[i] for i in idx), tuple(prob.tolist())
+        )
         for path, idx, prob in zip(paths, indices, probs)
     ]
 
