@@ -239,37 +239,17 @@ def scans_stage(depth: int, scan_blocks: bool) -> bool:
 
 class SwinStage(nn.Module):
     """The official BasicLayer: `spec.depth` blocks, odd ones shifted, then PatchMerging if
-    `spec.downsample`; blocks under nn.scan if `scans_stage` (params as `layout.py` says)."""
+    `spec.downsample`; blocks under nn.scan if `scanned` (params as `layout.py` says)."""
 
     spec: plan.StageSpec
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    qk_scale: float | None = None
-    drop: float = 0.0
-    attn_drop: float = 0.0
-    scan_blocks: bool = False
-    remat: str = "none"  # plan.REMAT
+    block: Callable[..., nn.Module]  # block_class(remat, scanned) with the stage's arguments bound
+    scanned: bool = False  # scans_stage
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, deterministic: bool = True) -> Array:
-        spec, rates = self.spec, self.spec.drop_path
-        scanned = scans_stage(spec.depth, self.scan_blocks)
-        block = functools.partial(
-            block_class(self.remat, scanned),
-            dim=spec.dim,
-            input_resolution=spec.input_resolution,
-            num_heads=spec.num_heads,
-            window_size=spec.window_size,
-            mlp_ratio=self.mlp_ratio,
-            qkv_bias=self.qkv_bias,
-            qk_scale=self.qk_scale,
-            drop=self.drop,
-            attn_drop=self.attn_drop,
-            dtype=self.dtype,
-        )
-
-        if not scanned:
+        spec, rates, block = self.spec, self.spec.drop_path, self.block
+        if not self.scanned:
             for j, rate in enumerate(rates):
                 shift = spec.shift_size if j % 2 else 0
                 x = block(shift_size=shift, drop_path=rate, name=f"blocks_{j}")(x, deterministic)
@@ -373,20 +353,24 @@ class SwinTransformer(nn.Module):
             shape = (1, math.prod(self.stage_specs()[0].input_resolution), self.embed_dim)
             self.absolute_pos_embed = self.param("absolute_pos_embed", _trunc_normal, shape)
         self.pos_drop = nn.Dropout(self.drop_rate)
-        self.layers = [
-            SwinStage(
-                spec=spec,
+        layers = []
+        for spec in self.stage_specs():
+            scanned = scans_stage(spec.depth, self.scan_blocks)
+            block = functools.partial(
+                block_class(self.remat, scanned),
+                dim=spec.dim,
+                input_resolution=spec.input_resolution,
+                num_heads=spec.num_heads,
+                window_size=spec.window_size,
                 mlp_ratio=self.mlp_ratio,
                 qkv_bias=self.qkv_bias,
                 qk_scale=self.qk_scale,
                 drop=self.drop_rate,
                 attn_drop=self.attn_drop_rate,
-                scan_blocks=self.scan_blocks,
-                remat=self.remat,
                 dtype=self.dtype,
             )
-            for spec in self.stage_specs()
-        ]
+            layers.append(SwinStage(spec, block, scanned, self.dtype))
+        self.layers = layers
         self.norm = _layer_norm(dtype=self.dtype)
         if self.num_classes > 0:
             self.head = _linear(self.num_classes, dtype=self.dtype)
