@@ -1,14 +1,9 @@
 """Starting a run from a pretrained PyTorch Swin: load what fits, resize what can be, report the rest.
 
-`load_pretrained` maps an official (microsoft/Swin-Transformer) or timm checkpoint onto a model's
-fresh params through `convert.pair_params`: tensors whose shapes agree are copied; bias tables of
-another window are resized per head on their offset grid, 'bicubic' as the official code or
-'geometric' as timm's, both keeping the zero offset's bias; `absolute_pos_embed` of another grid
-bicubically. The head stays new unless `load_head` (then it must fit), the final norm too when the
-target has fewer stages; source tensors with no place are skipped. Anything else that does not fit is a
-CheckpointError naming the keys, which `read_pretrained` raises from the shapes alone, before a run
-initialises anything.
-"""
+Bias tables of another window are resized per head on their offset grid ('bicubic' as the official
+code, 'geometric' as timm's), `absolute_pos_embed` of another grid bicubically. The head stays new
+unless `load_head`, the final norm too for fewer stages. Anything else that does not fit is a
+CheckpointError, which `read_pretrained` raises from the shapes alone, before a run builds anything."""
 
 from __future__ import annotations
 
@@ -49,16 +44,12 @@ class LoadReport:
     buffers: int = 0
 
     def summary(self) -> str:
-        """A few readable lines: counts, then each resize, each new param, skipped groups."""
+        """Counts, then each resize, each new param, skipped groups."""
+        buffers = f", {self.buffers} buffers not needed (the model makes its own)"
         lines = [
             f"pretrained {self.source} ({self.layout} layout): {len(self.loaded)} tensors loaded as "
             f"they are, {len(self.resized)} resized, {len(self.new)} left new, "
-            f"{len(self.skipped)} source tensors skipped"
-            + (
-                f", {self.buffers} buffers not needed (the model makes its own)."
-                if self.buffers
-                else "."
-            )
+            f"{len(self.skipped)} source tensors skipped{buffers if self.buffers else ''}."
         ]
         lines += [f"  resized {p}: {src} -> {dst}" for p, src, dst in self.resized]
         lines += [f"  new (fresh init) {p}" for p in self.new]
@@ -109,8 +100,7 @@ def geometric_matrix(size_in: int, size_out: int) -> np.ndarray:
 
 
 def _resize_square(x: np.ndarray, out: Sequence[int], matrix, what: str) -> np.ndarray:
-    """[S*S, C] (a square S x S grid, row-major) -> [out_h * out_w, C] through the separable 1-D
-    resize `matrix(size_in, size_out)`, in float64."""
+    """[S*S, C] (a square grid, row-major) -> [out_h * out_w, C] by `matrix`, in float64."""
     n, c = x.shape
     side = math.isqrt(n)
     if side * side != n:
@@ -121,8 +111,7 @@ def _resize_square(x: np.ndarray, out: Sequence[int], matrix, what: str) -> np.n
 
 
 def resize_bias_table(table: np.ndarray, window: int, method: str = "bicubic") -> np.ndarray:
-    """A [(2W-1)^2, heads] relative-position-bias table -> the table of `window`, each head
-    resized on its (2W-1) x (2W-1) offset grid. `method`: one of BIAS_RESIZE_METHODS."""
+    """A [(2W-1)^2, heads] bias table -> that of `window`, each head resized on its offset grid."""
     if math.isqrt(len(table)) % 2 == 0:
         raise ValueError(f"a bias table of {len(table)} rows is not the (2W-1)^2 grid of a window.")
     if len(table) == (2 * window - 1) ** 2:
@@ -132,8 +121,7 @@ def resize_bias_table(table: np.ndarray, window: int, method: str = "bicubic") -
 
 
 def resize_pos_embed(embed: np.ndarray, grid: Sequence[int]) -> np.ndarray:
-    """[1, S*S, C] absolute position embedding (square source grid) -> [1, h*w, C] for `grid`,
-    bicubically as the official load_pretrained (F.interpolate, align_corners=False)."""
+    """[1, S*S, C] absolute position embedding -> [1, h*w, C], as the official load_pretrained."""
     return _resize_square(embed[0], grid, bicubic_matrix, "absolute_pos_embed")[None]
 
 
@@ -174,8 +162,7 @@ def _match(
     bias_resize: str,
     load_head: bool,
 ) -> tuple[dict[tuple[str, ...], Any], LoadReport]:
-    """Each canonical param path of `target` (arrays or ShapeDtypeStructs) -> its value: the
-    source's, resized, or (new) the target's own; CheckpointError naming what does not fit."""
+    """Each canonical path of `target` -> the source's value, resized, or (new) the target's own."""
     layout = convert.detect_layout(state)
     pairs, skipped = convert.pair_params(state, target, layout)
     stages = [int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.blocks\.", k))]
@@ -243,9 +230,8 @@ def _match(
 def read_pretrained(
     path: str | os.PathLike, model: swin.SwinTransformer, *, load_head: bool = False
 ) -> dict[str, np.ndarray]:
-    """The state_dict of the file `path` (config.pretrained, as the errors name it), refused unless
-    it fits `model` by shape alone: a run checks it once before it initialises, compiles or writes
-    anything, then loads it with `load_pretrained(state, ...)`."""
+    """The state_dict of config.pretrained's file, refused unless it fits `model` by shape alone:
+    a run checks it before it builds anything, then passes it to `load_pretrained`."""
     if os.path.isdir(path):
         raise ConfigError(
             f"config.pretrained: {path} is a folder: give the checkpoint file itself (.pth, "
@@ -273,15 +259,9 @@ def load_pretrained(
     load_head: bool = False,
     name: str | None = None,
 ) -> tuple[dict[str, Any], LoadReport]:
-    """Pretrained weights in place of `params` (the fresh init of `model`, in its own layout).
-
-    source: a state_dict file (see `convert.load_torch_file`) or a state_dict of arrays, of either
-    layout (`convert.detect_layout`).
-    bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
-    load_head: copy the source classifier, which must fit (default: a new head, fresh init).
-    name: what the report and errors call a state_dict given as such (e.g. the file it came from).
-    Returns (params in `model`'s layout, as jax arrays; the report, whose `summary()` a run logs).
-    """
+    """(Pretrained weights in place of `params`, the fresh init of `model`, in its layout; report).
+    source: a state_dict file or dict of either layout. bias_resize: 'bicubic' (official) or
+    'geometric' (timm). load_head: copy the head, which must fit. name: what messages call a dict."""
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
     name, state = _read(source, name)

@@ -1,18 +1,13 @@
-"""PyTorch Swin state_dicts <-> Flax params, in the official and in timm's layout.
-
-The two layouts differ only in where PatchMerging sits and how the classifier is named:
+"""PyTorch Swin state_dicts <-> canonical Flax params (`layout.py`), official or timm layout:
 
   official (microsoft/Swin-Transformer)    timm (>= 0.9)
   layers.{i}.downsample.*  (end of i)      layers.{i+1}.downsample.*  (start of i+1)
   head.weight / head.bias                  head.fc.weight / head.fc.bias  (head.* also read)
 
-Everything else maps by name (`layers.i.blocks.j.attn.qkv.weight` <-> `layers_i/blocks_j/attn/qkv/
-kernel`); Linear weights are transposed, the conv goes OIHW <-> HWIO, LayerNorm weight <-> scale.
-The buffers `relative_position_index` and `attn_mask` are recomputed by the model, so skipped on
-load, and written for the official layout, whose model keeps them persistent (timm's does not).
-Both directions work on canonical (unscanned) params (`layout.py`). Files: .pth/.pt/.bin/.ckpt
-(torch), .safetensors (safetensors, no torch), .npz (numpy).
-"""
+Everything else maps by name; Linear weights are transposed, the conv goes OIHW <-> HWIO. The model
+recomputes the buffers (relative_position_index, attn_mask): skipped on load, written for the
+official layout, whose model keeps them persistent. Files: .pth/.pt/.bin/.ckpt (torch),
+.safetensors (no torch), .npz (numpy)."""
 
 from __future__ import annotations
 
@@ -51,8 +46,8 @@ def _resolve_model(model: swin.SwinTransformer | Mapping[str, Any]) -> swin.Swin
 
 
 def detect_layout(state_dict: Mapping[str, Any]) -> str:
-    """'official' or 'timm', from where PatchMerging sits (or, lacking one, the head's name); one
-    stage and a plain head name everything alike in both layouts: 'official'."""
+    """'official' or 'timm', from where PatchMerging sits or else the head's name; 'official' when
+    both read the same (one stage, a plain head)."""
     official = any(k.startswith("layers.0.downsample.") for k in state_dict)
     timm = any(re.match(r"layers\.\d+\.downsample\.|head\.fc\.", k) for k in state_dict)
     return "timm" if timm and not official else "official"
@@ -78,8 +73,7 @@ def _torch_axes(path: tuple[str, ...], ndim: int) -> tuple[int, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-    """A target param and its source tensor: the Flax `path`, the PyTorch `key`, the PyTorch
-    `shape` the target needs and the source `value` (None: the state_dict has no such key)."""
+    """A target param's Flax `path`, PyTorch `key` and `shape`, and the source `value` or None."""
 
     path: tuple[str, ...]
     key: str
@@ -97,9 +91,8 @@ class Pair:
 def pair_params(
     state_dict: Mapping[str, Any], target: Mapping[tuple[str, ...], Any], layout: str
 ) -> tuple[list[Pair], list[str]]:
-    """A `Pair` per param of `target` (canonical, flattened: {path: array or ShapeDtypeStruct}) and
-    the sorted source keys none takes (buffers left out): the mapping `torch_to_flax` and
-    `finetune.load_pretrained` share. timm < 0.9's `head` is read when `head.fc` is absent."""
+    """A `Pair` per param of flattened canonical `target` ({path: array or ShapeDtypeStruct}), and
+    the sorted source keys none takes (buffers left out). timm < 0.9's `head` read for `head.fc`."""
     pairs = []
     for path, leaf in target.items():
         key = torch_key(path, layout)
@@ -118,9 +111,8 @@ def torch_to_flax(
     model: swin.SwinTransformer | Mapping[str, Any],
     layout: str = "auto",
 ) -> dict[str, Any]:
-    """A PyTorch Swin state_dict (numpy arrays) -> canonical Flax params for `model` (a
-    SwinTransformer or its official arguments). `layout`: 'auto', 'official' or 'timm'. Raises
-    ValueError naming every missing, unexpected or mis-shaped key (expected vs found shapes)."""
+    """A PyTorch Swin state_dict -> canonical Flax params for `model` (or its official arguments).
+    `layout`: 'auto', 'official' or 'timm'. ValueError naming every key that does not fit."""
     model = _resolve_model(model)
     if layout not in ("auto", *LAYOUTS):
         raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}.")
@@ -192,18 +184,14 @@ def _state_dict_of(obj: Any) -> Any:
 
 
 def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
-    """The module that reads and writes `path`'s format, imported: torch for .pth/.pt/.bin/.ckpt,
-    safetensors.numpy for .safetensors, None for .npz (numpy). Raises CheckpointError saying what
-    to install when it is missing, so callers can check before any work."""
+    """The module that reads and writes `path`'s format, imported (None for .npz: numpy), or a
+    CheckpointError saying what to install, so callers can check before any work."""
     path = os.fspath(path)
+    if not path.endswith(FILE_SUFFIXES):
+        raise ValueError(f"path {path!r}: expected one of {', '.join(FILE_SUFFIXES)}.")
     if path.endswith(".npz"):
         return None
-    if path.endswith(".safetensors"):
-        name = "safetensors.numpy"
-    elif path.endswith(TORCH_SUFFIXES):
-        name = "torch"
-    else:
-        raise ValueError(f"path {path!r}: expected one of {', '.join(FILE_SUFFIXES)}.")
+    name = "safetensors.numpy" if path.endswith(".safetensors") else "torch"
     try:
         return importlib.import_module(name)
     except ImportError:
@@ -213,10 +201,8 @@ def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
 
 
 def load_torch_file(path: str | os.PathLike, weights_only: bool = True) -> dict[str, np.ndarray]:
-    """A state_dict file (.pth / .pt / .bin / .ckpt with torch, .safetensors with safetensors, .npz
-    with numpy alone: np.savez of {key: tensor.numpy()}) -> numpy dict, unwrapped from
-    {'model': ...} and from `WRAPPER_PREFIXES`. `weights_only=False` reads pickles holding other
-    objects (the official training config): for trusted files only."""
+    """A state_dict file (.npz: np.savez of {key: tensor.numpy()}) -> numpy dict, unwrapped from
+    {'model': ...} and `WRAPPER_PREFIXES`. `weights_only=False`: for trusted files only."""
     path = os.fspath(path)
     module = require_package(path)
     if module is None:
@@ -258,9 +244,8 @@ def _unwrapped(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Writes a state_dict of numpy arrays to `path`: .npz (np.savez), .safetensors (safetensors'
-    numpy API, no torch) or .pth/.pt/.bin/.ckpt (torch.save of the plain {key: tensor} dict).
-    The package is checked before the file is opened."""
+    """Writes a state_dict of numpy arrays to `path` (.pth etc.: torch.save of {key: tensor}),
+    its package checked before the file is opened."""
     path = os.fspath(path)
     module = require_package(path, "writing")
     arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}

@@ -1,10 +1,7 @@
-"""Scanned <-> unscanned parameter layouts of a SwinTransformer.
-
-The canonical layout keeps one subtree per block (`layers_i/blocks_j`), as the official names do.
-In a `scan_blocks=True` model each stage that `swin.scans_stage` scans stacks its blocks on a
+"""Scanned <-> canonical parameter layouts. The canonical one (checkpoints, conversion) has one
+subtree per block, `layers_i/blocks_j`. A stage that `swin.scans_stage` scans stacks its blocks on a
 leading axis: under `blocks` when no block shifts, else under `blocks/{regular,shifted}` over the
-depth // 2 (regular, shifted) pairs, plus `blocks_tail` (the last, regular block) when depth is
-odd. Conversion and checkpoints work on the canonical layout."""
+depth // 2 pairs, plus `blocks_tail` (the last, regular block) when depth is odd."""
 
 from __future__ import annotations
 
@@ -18,8 +15,7 @@ from swin_flax.models import plan, swin
 
 
 def _slots(spec: plan.StageSpec) -> list[tuple[tuple[str, ...], int | None]]:
-    """Where each block of a scanned stage lives: its subtree's keys under `layers_i` and its
-    index on the stacked axis (None: not stacked)."""
+    """Each block's (keys under `layers_i`, index on the stacked axis or None) in a scanned stage."""
     if spec.shift_size == 0:
         return [(("blocks",), j) for j in range(spec.depth)]
     pairs = [

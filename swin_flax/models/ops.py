@@ -1,8 +1,6 @@
-"""The pure functions under the Swin modules: PyTorch's initialisers, window partition and reverse,
-the relative position index, the shifted-window mask and stochastic depth.
-
-Window helpers take numpy or jax arrays; the index and the mask are numpy constants (also written as
-the official model's buffers by `convert.official_buffers`)."""
+"""The pure functions under the Swin modules: PyTorch's initialisers, windows (numpy or jax), the
+relative position index and shifted-window mask (numpy constants, also the official buffers) and
+stochastic depth."""
 
 from __future__ import annotations
 
@@ -34,8 +32,7 @@ def torch_trunc_normal(std: float = 0.02) -> Initializer:
 
 
 def torch_default_uniform(fan_in: int) -> Initializer:
-    """PyTorch's default Conv2d/Linear init (kaiming_uniform a=sqrt(5), and its bias rule):
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for weight and bias alike."""
+    """PyTorch's default Conv2d/Linear init, weight and bias alike: U(+-1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in)
 
     def init(key: Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> Array:
@@ -67,9 +64,8 @@ def relative_position_index(window: int) -> np.ndarray:
 
 
 def shifted_window_mask(grid: Sequence[int], window: int, shift: int) -> np.ndarray:
-    """The official SW-MSA mask [nW, N, N]: 0 within a region, -100 across regions. After the cyclic
-    roll by -shift, windows on the bottom/right edges hold tokens from up to three regions per axis
-    that were not neighbours in the image; they must not attend to each other."""
+    """The official SW-MSA mask [nW, N, N]: -100 between tokens the roll by -shift put in one window
+    that were not neighbours in the image (up to three regions per axis), else 0."""
     height, width = grid
     regions = np.zeros((1, height, width, 1), np.float32)
     bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))

@@ -47,8 +47,8 @@ def to_2tuple(value: int | Sequence[int]) -> tuple[int, int]:
 
 
 def window_rule(grid: Sequence[int], window_size: int, shift_size: int) -> tuple[int, int]:
-    """The official rule, in one place: the (window, shift) a block uses on `grid`; a grid no
-    larger than the window makes the window the whole grid and the shift 0."""
+    """The official (window, shift) of a block on `grid`: a grid no larger than the window makes the
+    window the whole grid and the shift 0."""
     if min(grid) <= window_size:
         return int(min(grid)), 0
     return int(window_size), int(shift_size)
@@ -100,11 +100,8 @@ def check_arguments(
     ape: bool = False,
     patch_norm: bool = True,
 ) -> None:
-    """Raises ValueError naming the first official SwinTransformer argument that cannot build.
-
-    The signature is the official constructor's, defaults included (OFFICIAL_DEFAULTS reads it).
-    Called by `config.validate` and `SwinTransformer`'s constructor; everything inside trusts them.
-    """
+    """ValueError naming the first official argument that cannot build. The signature is the
+    official constructor's, defaults included (OFFICIAL_DEFAULTS reads it)."""
     given = dict(locals())  # the arguments by name, for the messages
     img = (img_size, img_size) if not isinstance(img_size, Sequence) else tuple(img_size)
     img_ok = len(img) == 2 and all(map(_is_positive_int, img))
@@ -182,8 +179,7 @@ def stage_specs(
     window_size: int,
     drop_path_rate: float,
 ) -> tuple[StageSpec, ...]:
-    """The per-stage plan of the official SwinTransformer: resolutions, windows and shifts after
-    the window rule, stochastic depth rates (linear from 0 to drop_path_rate over all blocks)."""
+    """The official per-stage plan; stochastic depth rates linear from 0 over all blocks."""
     img = to_2tuple(img_size)
     rates = iter(np.linspace(0.0, drop_path_rate, int(sum(depths))).tolist())  # taken per stage
     specs = []

@@ -29,11 +29,9 @@ def count_params(tree: Any) -> int:
 
 
 def summary_table(model: SwinTransformer, depth: int = 2, batch_size: int = 1) -> str:
-    """A torchinfo-like table of the canonical layout: each module to `depth` levels, its output
-    shape, the param count of its subtree, the total (what the docs compare with the official
-    model). Not `nn.tabulate`: that has a row per method call, counts a module's own params only
-    and boxes every leaf; here an interceptor records each module's first __call__ and its output.
-    """
+    """A torchinfo-like table: each module to `depth` levels, its output shape and its subtree's
+    param count, then the total. Not `nn.tabulate`, which has a row per method call and counts a
+    module's own params only."""
     model = model.clone(scan_blocks=False, remat="none")
     rows: dict[tuple[str, ...], list[Any]] = {}  # module path -> [type name, output shape]
 

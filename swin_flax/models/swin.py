@@ -1,18 +1,10 @@
 """Swin Transformer in flax.linen: a port of the official model (microsoft/Swin-Transformer).
 
-The modules carry the official names, so PyTorch checkpoints map one to one (`convert.py`):
-`patch_embed/{proj,norm}`, `layers_i/blocks_j/{norm1,attn/{qkv,proj,relative_position_bias_table},
-norm2,mlp/{fc1,fc2}}`, `layers_i/downsample/{norm,reduction}` at the END of stage i (official
-layout; timm puts it at the start of stage i+1), `norm`, `head`.
-
-Numerics follow the official code: exact GELU, LayerNorm eps 1e-5, mask -100 between shifted-window
-regions, per-sample stochastic depth with rates linear over all blocks. Tokens travel as [B, L, C];
-images come in NHWC. `drop_rate` is the official one (after the patch embedding, the attention
-projection and in the MLP), not timm's (before the head).
-
-`scan_blocks` (nn.scan over the blocks of deep stages: compile time flat in depth, see
-`scans_stage`) and `remat` (what each block keeps for the backward pass, `block_class`) keep the
-numbers identical. Arguments are checked once, by `SwinTransformer`'s constructor."""
+Modules carry the official names, so PyTorch checkpoints map one to one (`convert.py`); PatchMerging
+is `layers_i/downsample`, at the END of stage i (timm puts it at the start of stage i+1). Numerics
+and `drop_rate` are the official ones (exact GELU, LayerNorm eps 1e-5, mask -100). Tokens travel as
+[B, L, C], images come in NHWC. `scan_blocks` and `remat` keep the numbers identical. Arguments are
+checked once, by `SwinTransformer`'s constructor."""
 
 from __future__ import annotations
 
@@ -98,9 +90,8 @@ class Mlp(nn.Module):
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with the official relative position bias, on
-    [B * nW, N, C] with N = window^2; `mask` [nW, N, N] (0 / -100) for shifted windows. Logits,
-    bias, mask and softmax are computed in float32 whatever the compute dtype."""
+    """Window attention with the official relative position bias on [B * nW, window^2, C]; `mask`
+    [nW, N, N] for shifted windows. Logits, bias, mask and softmax in float32 whatever the dtype."""
 
     dim: int
     window_size: int
@@ -143,9 +134,8 @@ class WindowAttention(nn.Module):
 
 
 class SwinBlock(nn.Module):
-    """One Swin Transformer block (official SwinTransformerBlock) on tokens [B, H*W, C], with the
-    window and shift `window_rule` leaves it on `input_resolution`. A `drop_path_rate` given at
-    call time (nn.scan passes each block's so) overrides `drop_path`."""
+    """The official SwinTransformerBlock on [B, H*W, C]. A `drop_path_rate` given at call time
+    (nn.scan passes each block's so) overrides `drop_path`."""
 
     dim: int
     input_resolution: tuple[int, int]
@@ -232,12 +222,9 @@ _REMAT_POLICIES = {
 
 
 def block_class(remat: str, scanned: bool) -> Callable[..., nn.Module]:
-    """SwinBlock, or its nn.remat for `remat` in plan.REMAT ("dots" recomputes LayerNorm, softmax,
-    the attention's batched products and GELU: on the recipe at batch 1024, 1.2 GiB less temporary
-    memory than "none" and a faster step; docs/benchmarks.md). `deterministic` (argument 2, counting
-    self) selects code paths: static. Under nn.scan the recomputation cannot be merged with the
-    forward pass (the loop body is its own computation), so CSE needs preventing outside scans only.
-    """
+    """SwinBlock, or its nn.remat for `remat` in plan.REMAT (docs/benchmarks.md). `deterministic`
+    (argument 2, counting self) selects code paths: static. Under nn.scan the recomputation cannot
+    merge with the forward pass (the loop body is its own computation): CSE is prevented outside."""
     if remat == "none":
         return SwinBlock
     policy = _REMAT_POLICIES[remat]
@@ -245,50 +232,24 @@ def block_class(remat: str, scanned: bool) -> Callable[..., nn.Module]:
 
 
 def scans_stage(depth: int, scan_blocks: bool) -> bool:
-    """Whether a stage of `depth` blocks runs them under nn.scan. Only stages of SCAN_MIN_DEPTH
-    or more do: a scan stacks every block's residuals for the backward pass, which for one or two
-    blocks costs more than the compile time it saves (docs/benchmarks.md)."""
+    """Whether a stage of `depth` blocks scans them: from SCAN_MIN_DEPTH on, as a scan stacks every
+    block's residuals, which for one or two blocks costs more than the compile time it saves."""
     return bool(scan_blocks) and depth >= SCAN_MIN_DEPTH
 
 
-def _scan_body(module: nn.Module, x: Array, deterministic: bool, rates: Array):
-    return module(x, deterministic, rates), None
-
-
 class SwinStage(nn.Module):
-    """One stage (official BasicLayer): `spec.depth` blocks, odd ones shifted by `spec.shift_size`,
-    then PatchMerging if `spec.downsample`. With `scan_blocks` a stage that `scans_stage` runs its
-    blocks under nn.scan, params in the layout that `layout.py` describes."""
+    """The official BasicLayer: `spec.depth` blocks, odd ones shifted, then PatchMerging if
+    `spec.downsample`; blocks under nn.scan if `scanned` (params as `layout.py` says)."""
 
     spec: plan.StageSpec
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    qk_scale: float | None = None
-    drop: float = 0.0
-    attn_drop: float = 0.0
-    scan_blocks: bool = False
-    remat: str = "none"  # plan.REMAT
+    block: Callable[..., nn.Module]  # block_class(remat, scanned) with the stage's arguments bound
+    scanned: bool = False  # scans_stage
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, deterministic: bool = True) -> Array:
-        spec, rates = self.spec, self.spec.drop_path
-        scanned = scans_stage(spec.depth, self.scan_blocks)
-        block = functools.partial(
-            block_class(self.remat, scanned),
-            dim=spec.dim,
-            input_resolution=spec.input_resolution,
-            num_heads=spec.num_heads,
-            window_size=spec.window_size,
-            mlp_ratio=self.mlp_ratio,
-            qkv_bias=self.qkv_bias,
-            qk_scale=self.qk_scale,
-            drop=self.drop,
-            attn_drop=self.attn_drop,
-            dtype=self.dtype,
-        )
-
-        if not scanned:
+        spec, rates, block = self.spec, self.spec.drop_path, self.block
+        if not self.scanned:
             for j, rate in enumerate(rates):
                 shift = spec.shift_size if j % 2 else 0
                 x = block(shift_size=shift, drop_path=rate, name=f"blocks_{j}")(x, deterministic)
@@ -304,14 +265,14 @@ class SwinStage(nn.Module):
                 length = spec.depth // 2
                 unit = SwinBlockPair(block=block, shift_size=spec.shift_size, name="blocks")
                 unit_rates = unit_rates[: 2 * length].reshape(length, 2)
-            scanned = nn.scan(
-                _scan_body,
+            scan = nn.scan(
+                lambda module, x, deterministic, rates: (module(x, deterministic, rates), None),
                 variable_axes={"params": 0},
                 split_rngs={"params": True, "dropout": True},
                 in_axes=(nn.broadcast, 0),
                 length=length,
             )
-            x, _ = scanned(unit, x, deterministic, unit_rates)
+            x, _ = scan(unit, x, deterministic, unit_rates)
             if spec.shift_size and spec.depth % 2:
                 x = block(shift_size=0, drop_path=rates[-1], name="blocks_tail")(x, deterministic)
 
@@ -340,12 +301,8 @@ class PatchMerging(nn.Module):
 
 
 class SwinTransformer(nn.Module):
-    """The official SwinTransformer: NHWC images [B, H, W, C] -> logits [B, num_classes] (float32).
-
-    Fields are the official constructor arguments with the official defaults, plus `dtype` (compute
-    dtype; parameters stay float32), `scan_blocks` and `remat` (see module docstring).
-    `forward_features` returns the pooled features before the head, in the compute dtype. Dropout,
-    attention dropout and stochastic depth draw from the 'dropout' RNG when deterministic=False."""
+    """The official SwinTransformer, official arguments and defaults, plus `dtype` (of compute;
+    params stay float32), `scan_blocks` and `remat`. Dropouts draw from the 'dropout' RNG."""
 
     img_size: int | tuple[int, int] = 224
     patch_size: int = 4
@@ -396,20 +353,24 @@ class SwinTransformer(nn.Module):
             shape = (1, math.prod(self.stage_specs()[0].input_resolution), self.embed_dim)
             self.absolute_pos_embed = self.param("absolute_pos_embed", _trunc_normal, shape)
         self.pos_drop = nn.Dropout(self.drop_rate)
-        self.layers = [
-            SwinStage(
-                spec=spec,
+        layers = []
+        for spec in self.stage_specs():
+            scanned = scans_stage(spec.depth, self.scan_blocks)
+            block = functools.partial(
+                block_class(self.remat, scanned),
+                dim=spec.dim,
+                input_resolution=spec.input_resolution,
+                num_heads=spec.num_heads,
+                window_size=spec.window_size,
                 mlp_ratio=self.mlp_ratio,
                 qkv_bias=self.qkv_bias,
                 qk_scale=self.qk_scale,
                 drop=self.drop_rate,
                 attn_drop=self.attn_drop_rate,
-                scan_blocks=self.scan_blocks,
-                remat=self.remat,
                 dtype=self.dtype,
             )
-            for spec in self.stage_specs()
-        ]
+            layers.append(SwinStage(spec, block, scanned, self.dtype))
+        self.layers = layers
         self.norm = _layer_norm(dtype=self.dtype)
         if self.num_classes > 0:
             self.head = _linear(self.num_classes, dtype=self.dtype)
@@ -439,9 +400,8 @@ def create_model(
     remat: str = "none",
     scan_blocks: bool = False,
 ) -> SwinTransformer:
-    """SwinTransformer from a config's `model` dict (official argument names, as timm's
-    `create_model` takes them); missing names take the official defaults, unknown names and
-    arguments that cannot build raise ValueError. Lists become tuples (module fields must hash)."""
+    """SwinTransformer from a config's `model` dict of official arguments (defaults for those
+    missing); ValueError for unknown ones. Lists become tuples (module fields must hash)."""
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_config).items()}
     if unknown := sorted(set(args) - set(plan.OFFICIAL_DEFAULTS)):
         raise ValueError(
