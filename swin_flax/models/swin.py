@@ -1,10 +1,18 @@
 """Swin Transformer in flax.linen: a port of the official model (microsoft/Swin-Transformer).
 
-Modules carry the official names, so PyTorch checkpoints map one to one (`convert.py`); PatchMerging
-is `layers_i/downsample`, at the END of stage i (timm puts it at the start of stage i+1). Numerics
-and `drop_rate` are the official ones (exact GELU, LayerNorm eps 1e-5, mask -100). Tokens travel as
-[B, L, C], images come in NHWC. `scan_blocks` and `remat` keep the numbers identical. Arguments are
-checked once, by `SwinTransformer`'s constructor."""
+The modules carry the official names, so PyTorch checkpoints map one to one (`convert.py`):
+`patch_embed/{proj,norm}`, `layers_i/blocks_j/{norm1,attn/{qkv,proj,relative_position_bias_table},
+norm2,mlp/{fc1,fc2}}`, `layers_i/downsample/{norm,reduction}` at the END of stage i (official
+layout; timm puts it at the start of stage i+1), `norm`, `head`.
+
+Numerics follow the official code: exact GELU, LayerNorm eps 1e-5, mask -100 between shifted-window
+regions, per-sample stochastic depth with rates linear over all blocks. Tokens travel as [B, L, C];
+images come in NHWC. `drop_rate` is the official one (after the patch embedding, the attention
+projection and in the MLP), not timm's (before the head).
+
+`scan_blocks` (nn.scan over the blocks of deep stages: compile time flat in depth, see
+`scans_stage`) and `remat` (what each block keeps for the backward pass, `block_class`) keep the
+numbers identical. Arguments are checked once, by `SwinTransformer`'s constructor."""
 
 from __future__ import annotations
 
