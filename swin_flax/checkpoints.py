@@ -34,9 +34,7 @@ def _state_handler() -> ocp.PyTreeCheckpointHandler:
     return ocp.PyTreeCheckpointHandler(type_handler_registry=registry, use_compression=False)
 
 
-def _manager(
-    directory: epath.Path, max_to_keep: int, read_only: bool = False
-) -> ocp.CheckpointManager:
+def _manager(directory: epath.Path, max_to_keep: int, read_only: bool) -> ocp.CheckpointManager:
     # Read-only, orbax warns "Given directory is read only" and that it turns off what only writing
     # uses (max_to_keep, create, cleanup_tmp_directories): expected here, not news.
     level = logging.get_verbosity()
@@ -202,12 +200,9 @@ class Checkpoints:
 
     def _settle(self, which: str) -> float:
         """Waits for the series' write in flight, keeping a failure; returns the seconds waited."""
-        future = self._in_flight.pop(which, None)
-        if future is None:
-            return 0.0
         start = time.perf_counter()
-        error = future.exception()  # waits, even when an earlier write failed
-        self._failed = self._failed or error  # the first failure, until raised
+        if future := self._in_flight.pop(which, None):  # waits, even when an earlier write failed
+            self._failed = self._failed or future.exception()  # the first failure, until raised
         return time.perf_counter() - start
 
     def _raise_failed(self) -> None:

@@ -174,8 +174,7 @@ class StartUp:
     only if all will do the same, so that a process refused alone does not leave the others waiting
     in their first collective."""
 
-    def __init__(self) -> None:
-        self.said = False
+    said = False  # set on the instance once this process has said how its start-up ended
 
     def __enter__(self) -> StartUp:
         return self
