@@ -1,9 +1,6 @@
-"""Orbax checkpoints of a run: `latest/` for resuming (a few kept) and `best/` by test accuracy.
-
-Each checkpoint holds the training state (params, optimiser state, step) and a small JSON record (epoch,
-step, accuracies, the model config). Orbax writes into a temporary folder and renames it when complete, so
-a run killed while saving never leaves a checkpoint that a later run would pick up.
-"""
+"""Orbax checkpoints of a run: `latest/` for resuming (a few kept) and `best/` by test accuracy,
+each the training state and a JSON record. Orbax renames a step's folder once it is complete, so a
+run killed while saving leaves no checkpoint that a later run would pick up."""
 
 from __future__ import annotations
 
@@ -26,11 +23,9 @@ SERIES = ("latest", "best")
 
 
 def _state_handler() -> ocp.PyTreeCheckpointHandler:
-    """The state's handler: the one orbax's StandardSave uses, with two changes for the recipe's 383
-    MiB. Host arrays are written from the caller's arrays, not from a deep copy (0.3 s on a small
-    machine; `Checkpoints.save` says what that asks of the caller). No compression: trained float32
-    weights shrink by under 10%, and compressing them doubles the write's CPU time, which the input
-    pipeline needs."""
+    """orbax's StandardSave handler, but host arrays are written without a deep copy (0.3 s for the
+    recipe's 383 MiB; see `Checkpoints.save`) and uncompressed (float32 weights shrink under 10%
+    for twice the write's CPU time, which the input pipeline needs)."""
     th = ocp.type_handlers
     kept = [(t, th.get_type_handler(t)) for t in (int, float, bytes, np.number, jax.Array, str)]
     registry = th.create_type_handler_registry(
@@ -39,9 +34,7 @@ def _state_handler() -> ocp.PyTreeCheckpointHandler:
     return ocp.PyTreeCheckpointHandler(type_handler_registry=registry, use_compression=False)
 
 
-def _manager(
-    directory: epath.Path, max_to_keep: int, read_only: bool = False
-) -> ocp.CheckpointManager:
+def _manager(directory: epath.Path, max_to_keep: int, read_only: bool) -> ocp.CheckpointManager:
     # Read-only, orbax warns "Given directory is read only" and that it turns off what only writing
     # uses (max_to_keep, create, cleanup_tmp_directories): expected here, not news.
     level = logging.get_verbosity()
@@ -70,8 +63,7 @@ def _array_leaves(state: Any) -> Any:
 def _restore(
     manager: ocp.CheckpointManager, step: int, state: bool = True, target: Any = None
 ) -> tuple[Any, dict[str, Any]]:
-    """(state, record) of checkpoint `step`, the state in the structure and dtypes of `target`
-    (None: as saved); None when not `state`."""
+    """(state or None, record) of checkpoint `step`, the state shaped as `target` (None: as saved)."""
     items = {"meta": ocp.args.JsonRestore()}
     if state:
         args = None if target is None else ocp.checkpoint_utils.construct_restore_args(target)
@@ -81,8 +73,7 @@ def _restore(
 
 
 def as_dtype(tree: Any, dtype: str | np.dtype) -> Any:
-    """Every array of `tree` as `dtype`, on the host: best/ params are written in
-    config.best_params_dtype and read back as float32 (the model's parameter dtype)."""
+    """Every array of `tree` as `dtype`, on the host (best/ params: config.best_params_dtype)."""
     return jax.tree.map(lambda x: np.asarray(x, jax.numpy.dtype(dtype)), tree)
 
 
@@ -96,8 +87,7 @@ _RESUME = (
 
 
 def damaged(step_dir: str | os.PathLike, e: Exception, advice: str) -> CheckpointError:
-    """The paragraph for a checkpoint step that cannot be read, with the cause's first line only
-    (orbax's messages can quote whole storage specs)."""
+    """The error for an unreadable step, quoting the cause's first line (orbax's can be long)."""
     cause = (str(e).strip().splitlines() or [""])[0]
     cause = cause if len(cause) <= 160 else cause[:160] + " ..."
     return CheckpointError(
@@ -107,20 +97,18 @@ def damaged(step_dir: str | os.PathLike, e: Exception, advice: str) -> Checkpoin
 
 
 def absolute(path: str | os.PathLike) -> epath.Path:
-    """`path` made absolute, as orbax wants; a URL (gs://...) as it is (os.path.abspath would make
-    it a local folder 'gs:')."""
+    """`path` made absolute, as orbax wants; a URL (gs://...) as it is."""
     text = os.fspath(path)
     return epath.Path(text if "://" in text else os.path.abspath(text))
 
 
 def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:
-    """The folder of one checkpoint series (`latest` or `best`) of `workdir`, absolute."""
+    """The absolute folder of series `which` (`latest` or `best`) of `workdir`."""
     return absolute(workdir) / "checkpoints" / which
 
 
 def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
-    """The run folder whose checkpoints/ is `path` or holds it (a series or step folder), else
-    None: a --workdir given one level too deep."""
+    """The run folder whose checkpoints/ is or holds `path` (a --workdir given too deep), else None."""
     path = absolute(path)
     for folder in (path, *path.parents):
         if folder.name == "checkpoints" and any((folder / s).is_dir() for s in ("latest", "best")):
@@ -129,16 +117,13 @@ def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
 
 
 def newest_step(series: epath.Path) -> int | None:
-    """The newest complete step in a series folder, from the folder names alone: no manager is
-    opened, since with several processes one may be creating a new run's series folder while
-    another looks, and a manager would join orbax's collective steps out of turn."""
+    """The newest complete step of a series, from the folder names alone: with several processes,
+    a manager would join orbax's collective steps out of turn."""
     return max(ocp.utils.checkpoint_steps(series), default=None)
 
 
 def _save(manager: ocp.CheckpointManager, step: int, items: Any, previous: int | None) -> None:
-    """orbax's synchronous save of `items` as `step`, on the calling thread or the writer's. A
-    failure raises the paragraph of a failed save, naming `previous`, the series' newest complete
-    step when the save began, which the failed write leaves as the newest."""
+    """orbax's synchronous save; a failure's error names `previous`, the step it leaves newest."""
     try:
         manager.save(step, args=items, force=True)
     except Exception as e:  # orbax re-raises OS errors from its writer threads in many forms
@@ -158,18 +143,11 @@ def _save(manager: ocp.CheckpointManager, step: int, items: Any, previous: int |
 
 
 class Checkpoints:
-    """The two checkpoint series of one workdir: `latest` and `best`; one writer per workdir.
-
-    `save` hands the state to a writer thread (orbax's synchronous save) and returns: orbax's own
-    asynchronous save still blocked the loop 40-110 ms per save on a small machine. The thread
-    writes in the order saved, and not after a write that failed. A series' next save or read
-    (`latest_step`, `restore`) waits for its write in flight, `close` for all; a failed write raises
-    its CheckpointWriteError at the next `save` or at `close`.
-
-    With several processes the saves are synchronous (`asynchronous` has no effect): orbax's saves
-    are collective, and their device barriers, run from another thread, could interleave with the
-    training's collectives in another order on each host.
-    """
+    """The `latest` and `best` series of one workdir. `save` hands the write to one thread (orbax's
+    async save blocked the loop 40-110 ms), in order and none after one that failed; a series'
+    next save or read waits for its write, `close` for all; a failure raises at the next `save` or
+    at `close`. With several processes saves are synchronous: orbax's collective barriers, run from
+    another thread, could interleave with the training's in another order on each host."""
 
     def __init__(
         self,
@@ -189,15 +167,9 @@ class Checkpoints:
         self._told_slow = False
 
     def save(self, which: str, step: int, state: Any, meta: Mapping[str, Any]) -> None:
-        """Starts writing `state` (a pytree of host or device arrays) and `meta` (JSON-able).
-
-        Host (NumPy) arrays are written as they are, not copied: leave them unchanged until the
-        write is complete (the next save of the series, or `close`); nothing writes to the arrays
-        of `jax.device_get`.
-
-        A step the series already holds is replaced: a `best` checkpoint can be ahead of `latest`
-        (checkpoint_every_epochs > 1, then a kill), and the resumed run trains that epoch again.
-        """
+        """Starts writing `state` and `meta` (JSON-able). Host arrays are not copied: leave them
+        unchanged until the series' next save or `close`. A step already saved is replaced (a
+        `best` can be ahead of `latest` after a kill; the resumed run trains that epoch again)."""
         manager = getattr(self, which)
         waited = self._settle(which)
         self._raise_failed()
@@ -227,14 +199,10 @@ class Checkpoints:
             self._in_flight[which] = self._writer.submit(write_unless_an_earlier_failed)
 
     def _settle(self, which: str) -> float:
-        """Waits for the series' write in flight, if any; a failure is kept for `_raise_failed`.
-        Returns the seconds waited."""
-        future = self._in_flight.pop(which, None)
-        if future is None:
-            return 0.0
+        """Waits for the series' write in flight, keeping a failure; returns the seconds waited."""
         start = time.perf_counter()
-        error = future.exception()  # waits, even when an earlier write failed
-        self._failed = self._failed or error  # the first failure, until raised
+        if future := self._in_flight.pop(which, None):  # waits, even when an earlier write failed
+            self._failed = self._failed or future.exception()  # the first failure, until raised
         return time.perf_counter() - start
 
     def _raise_failed(self) -> None:
@@ -248,8 +216,7 @@ class Checkpoints:
         return getattr(self, which).latest_step()
 
     def restore(self, which: str, target: Any) -> tuple[Any, dict[str, Any]] | None:
-        """Restores the newest checkpoint into the structure of `target` (None: as saved); None
-        when there is no checkpoint yet."""
+        """The newest checkpoint, shaped as `target` (None: as saved); None when there is none."""
         self._settle(which)
         manager = getattr(self, which)
         if (step := manager.latest_step()) is None:
@@ -260,8 +227,8 @@ class Checkpoints:
             raise damaged(manager.directory / str(step), e, _RESUME) from None
 
     def close(self) -> None:
-        """Waits for the writes in flight (the process must not end before they are complete), closes
-        the managers, then raises CheckpointWriteError if a write failed."""
+        """Waits for the writes in flight (the process must not end before), closes the managers,
+        then raises a write's failure."""
         for which in SERIES:
             self._settle(which)
         if self._writer is not None:
@@ -272,8 +239,7 @@ class Checkpoints:
 
 
 def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, Any] | None:
-    """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk, so
-    that a run refuses a checkpoint of another model before it reads data or compiles anything."""
+    """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk."""
     series = series_dir(workdir, which)
     step = newest_step(series)
     return None if step is None else read_step(series / str(step), True)[1]
@@ -282,9 +248,8 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
 def read_step(
     step_dir: str | os.PathLike, meta_only: bool = False, advice: str = _RESUME
 ) -> tuple[Any, dict[str, Any]]:
-    """(state, record) of one checkpoint step folder `WORKDIR/checkpoints/{best,latest}/STEP` (state
-    None when `meta_only`). A step that cannot be read (a missing or truncated file: READ_ERRORS)
-    raises `damaged`'s CheckpointError, `advice` closing it."""
+    """(state, record) of a step folder `WORKDIR/checkpoints/SERIES/STEP` (state None when
+    `meta_only`); an unreadable one raises `damaged`'s error, `advice` closing it."""
     try:
         path = absolute(step_dir)
         with _manager(path.parent, 1, read_only=True) as manager:
@@ -296,9 +261,8 @@ def read_step(
 def model_differences(
     meta: Mapping[str, Any], model_config: Mapping[str, Any], label: str = "config"
 ) -> list[str]:
-    """`field: checkpoint A vs LABEL B` for each field of `model_config` that the checkpoint's
-    record (`meta["model"]`) holds otherwise (a field it lacks counts as None). The record, read
-    back from JSON, holds lists where the config may hold tuples."""
+    """`field: checkpoint A vs LABEL B` for each field of `model_config` that `meta["model"]`
+    holds otherwise (lacks: None; its JSON lists match tuples)."""
     saved = meta.get("model") or {}
     return [
         f"{k}: checkpoint {saved.get(k)!r} vs {label} {v!r}"

@@ -30,12 +30,9 @@ def initialize(
     process_id: int | None = None,
     auto: bool = False,
 ) -> int | None:
-    """Starts jax.distributed when several processes are asked for (a no-op for one): by the flags,
-    else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, or with `auto` as JAX detects
-    the cluster (TPU pods, SLURM, Open MPI). Given by hand, the three are checked (ValueError naming
-    the flag) and a process other than 0 waits for process 0's port, which JAX would not: a process
-    that cannot join ends in a C++ abort and a stack trace. Returns the number of processes this
-    one was told (None: a single process, or `auto`), for `check_same_settings`."""
+    """Starts jax.distributed for several processes: by the flags, else the JAX_* variables, or
+    with `auto` as JAX detects the cluster. Given by hand, they are checked first (JAX would end in
+    a C++ abort). Returns the number of processes given (None: one process, or `auto`)."""
     values, from_env = [], []  # from_env: named in a refusal, which speaks of the flags
     for name, value in zip(_FLAGS, (coordinator_address or None, num_processes, process_id)):
         variable = f"JAX_{name.upper()}"  # the environment variable that stands for the flag
@@ -111,9 +108,8 @@ class JoinTimeout(ValueError):
 
 
 def _join(initialize: Callable[[], None], timeout_s: float) -> None:
-    """Runs `initialize` (jax.distributed's, which blocks in C++ until every process has joined)
-    in a thread, so that Ctrl-C and SIGTERM still end this process while it waits, and a process
-    that never joins ends it after `timeout_s` with a ValueError instead of JAX's C++ abort."""
+    """Runs `initialize` (blocking in C++) in a thread, so that signals still end this process
+    while it waits, and a process that never joins ends it after `timeout_s`, not in a C++ abort."""
     failed: list[BaseException] = []
 
     def target() -> None:
@@ -153,16 +149,13 @@ def gather(value: Any) -> list[Any]:
 
 
 def check_same_settings(settings: Mapping[str, Any]) -> None:
-    """Refuses (ValueError naming what differs) a multi-process run whose processes were started
-    with different `settings` (name -> JSON value: the config's fields, --workdir, ...): each would
-    train its own way, or wait at a collective the others never reach. A no-op for one process;
-    run before anything else is compiled, read or written."""
+    """Refuses processes started with different `settings` (name -> JSON value), which would
+    train each its own way or wait at a collective the others never reach."""
     every = gather(dict(settings))
     differ = []
     for name in sorted(set().union(*every)):
         values = [json.dumps(s.get(name)) for s in every]  # None: a field this process lacks
-        other = next((i for i, v in enumerate(values) if v != values[0]), None)
-        if other is not None:
+        if (other := next((i for i, v in enumerate(values) if v != values[0]), None)) is not None:
             differ.append(
                 f"{name} is {values[0]} on process 0 but {values[other]} on process {other}"
             )
@@ -177,20 +170,17 @@ def check_same_settings(settings: Mapping[str, Any]) -> None:
 
 
 class StartUp:
-    """The processes of a run start together. Each says once how its start-up ended (`ready`:
-    what it will do; an exception: its refusal) and goes on only if every process will do the same;
-    else each stops with the first refusal (or the difference). Without it, a process refused
-    alone (a workdir another run holds, data missing on its host) would leave the others waiting
-    for it in their first collective. A no-op for one process."""
+    """Each process says once how its start-up ended (`ready`, or a refusal on leaving) and goes on
+    only if all will do the same, so that a process refused alone does not leave the others waiting
+    in their first collective."""
 
-    def __init__(self) -> None:
-        self.said = False
+    said = False  # set on the instance once this process has said how its start-up ended
 
     def __enter__(self) -> StartUp:
         return self
 
     def ready(self, outcome: str) -> None:
-        """Says `outcome` (e.g. 'train from step 0'); returns once every process said the same."""
+        """Says `outcome` ('train from step 0'); returns once every process said the same."""
         self.said = True
         every = gather(outcome)
         for i, said in enumerate(every):
@@ -250,8 +240,7 @@ def _check_by_hand(
 
 
 def _check_port_free(port: int) -> None:
-    """Refuses a coordinator port something on this machine listens on already (another run's
-    process 0, say), where JAX's coordinator would end in a segmentation fault."""
+    """Refuses a port in use on this machine, where JAX's coordinator would end in a segfault."""
     try:
         socket.create_server(("", port), family=socket.AF_INET).close()
     except OSError as e:
@@ -262,8 +251,8 @@ def _check_port_free(port: int) -> None:
 
 
 def _wait_for_coordinator(address: str, host: str, port: int, timeout_s: float) -> None:
-    """Returns once process 0's port answers; a ValueError after `timeout_s` seconds. A host name
-    that does not resolve is retried too (a cluster's DNS may name a machine only once it is up)."""
+    """Returns once process 0's port answers, else a ValueError after `timeout_s`; an unknown host
+    is retried too (a cluster's DNS may name a machine only once it is up)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:

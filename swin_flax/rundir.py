@@ -1,6 +1,5 @@
-"""A run's folder (--workdir): where the run stands (new, to resume, finished) by its latest
-checkpoint's record, the config that ran, and positions and summaries worded alike in every message.
-No TensorFlow: a finished run answers in seconds."""
+"""A run's folder (--workdir): where it stands by its latest checkpoint's record, the config that
+ran, and the wording of positions and summaries. No TensorFlow: a finished run answers in seconds."""
 
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ PATH_FIELDS = ("data_dir", "archive", "pretrained")
 
 
 def write_config(config: ConfigDict, workdir: epath.Path) -> None:
-    """Keeps the config that ran, as readable text and as JSON, so a run can be repeated; its
-    paths absolute, so that evaluate finds the data from any folder."""
+    """Keeps the config that ran as text and JSON, its paths absolute (evaluate runs anywhere)."""
     config = config.copy_and_resolve_references()
     config.update({field: _absolute(config[field]) for field in PATH_FIELDS})
     workdir.mkdir(parents=True, exist_ok=True)
@@ -43,8 +41,7 @@ def _absolute(path: str | None) -> str | None:
 
 
 def model_identity(config: ConfigDict) -> dict[str, Any]:
-    """What a checkpoint's params depend on: the model's arguments and the block layout (which
-    stages stack their blocks: `scan_blocks` and, when it is on, swin.SCAN_MIN_DEPTH)."""
+    """What a checkpoint's params depend on: the model's arguments and the block layout."""
     layout = {"scan_blocks": config.scan_blocks}
     if config.scan_blocks:
         layout["scan_min_depth"] = swin.SCAN_MIN_DEPTH
@@ -64,8 +61,7 @@ RESUME_MAY_CHANGE = frozenset({
 
 
 def _recorded(workdir: epath.Path) -> dict[str, Any] | None:
-    """The config.json of the run in `workdir`; None when there is none (a run stopped before it
-    wrote one) or it is no JSON object (edited by hand): nothing to compare or keep."""
+    """The run's config.json; None when it is missing or no JSON object (edited by hand)."""
     try:
         recorded = json.loads((workdir / "config.json").read_text())
     except (OSError, ValueError):
@@ -74,8 +70,7 @@ def _recorded(workdir: epath.Path) -> dict[str, Any] | None:
 
 
 def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
-    """A flattened config's fields that a resumed run must keep, in the terms that decide what
-    it computes: the data seed as resolved, per_run_data only where there are several runs."""
+    """A flattened config's fields that a resumed run must keep, as they decide what it computes."""
     out = {k: v for k, v in flat.items() if k not in RESUME_MAY_CHANGE}
     if "data_seed" in out and out["data_seed"] is None:
         out["data_seed"] = out.get("seed")
@@ -88,9 +83,8 @@ def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_same_recipe(config: ConfigDict, workdir: epath.Path) -> None:
-    """Refuses to resume the run in `workdir` with other settings than its config.json records
-    (only RESUME_MAY_CHANGE's may differ), naming the flags that resume it: another recipe, seed or
-    run set would make it another run than its config.json (read by evaluate) describes."""
+    """Refuses to resume the run in `workdir` with settings (but RESUME_MAY_CHANGE's) other than
+    its config.json, which evaluate reads, records; names the flags that resume it."""
     if (recorded := _recorded(workdir)) is None:
         return  # nothing to compare: this run rewrites it
     started = _recipe(from_record(recorded))  # a field it lacks: its default
@@ -128,9 +122,8 @@ def check_same_recipe(config: ConfigDict, workdir: epath.Path) -> None:
 
 
 def resumed_config(config: ConfigDict, workdir: epath.Path) -> ConfigDict:
-    """The config of the run resumed in `workdir` as its config.json keeps it: `pretrained` and
-    `pretrained_head` as the run recorded them (read only when a run starts), with a warning when
-    the command gives others."""
+    """`config` with `pretrained` and `pretrained_head` as the run in `workdir` recorded them (read
+    only when a run starts); warns when the command gives others."""
     if (recorded := _recorded(workdir)) is None:
         return config
     started = from_record(recorded)  # a field it lacks: its default
@@ -153,8 +146,7 @@ def resumed_config(config: ConfigDict, workdir: epath.Path) -> ConfigDict:
 
 @dataclasses.dataclass
 class RunTotals:
-    """What a run has done over all its sessions (starts), kept in every checkpoint's record so
-    that summary.json describes the whole run however often it was stopped and resumed."""
+    """What a run has done over all its sessions (starts), kept in every checkpoint's record."""
 
     sessions: int = 0
     wall_seconds: float = 0.0  # start to stop of each session, summed
@@ -189,8 +181,7 @@ def position(step: int, steps_per_epoch: int) -> str:
 
 
 def check_num_epochs(saved: dict[str, Any], num_epochs: int, workdir: epath.Path) -> bool:
-    """Whether the run in `workdir` (its latest record `saved`) already trained `num_epochs`
-    epochs; refuses a num_epochs below what it trained."""
+    """Whether the run (latest record `saved`) trained all `num_epochs`; refuses fewer."""
     done_steps, per_epoch = saved["step"], saved.get("steps_per_epoch")
     if per_epoch:
         beyond, finished = done_steps > num_epochs * per_epoch, done_steps == num_epochs * per_epoch
@@ -210,8 +201,7 @@ def check_num_epochs(saved: dict[str, Any], num_epochs: int, workdir: epath.Path
 
 
 def run_summary(record: dict[str, Any], where: str) -> dict:
-    """summary.json from a checkpoint's record: the whole run over all its sessions (the totals
-    are there for runs recorded since sessions are counted)."""
+    """summary.json from a checkpoint's record: the whole run over all its sessions."""
     if "runs" in record:  # several runs in one process: per-run lists
         summary = runs.summary(
             record["runs"], record["best_accuracy"], record["best_epoch"], record["test_accuracy"]
@@ -271,8 +261,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def announce(*lines: str) -> None:
-    """Lines the user reads as the result (epoch lines, the summary): on stdout, so that `| tee`
-    and notebooks keep them, and in the log on stderr too unless the user already sees them there."""
+    """Result lines on stdout (`| tee` and notebooks keep them), and in the log on stderr too
+    unless the user already sees them there."""
     for line in lines:
         print(line, flush=True)
         if _log_too():
@@ -280,9 +270,8 @@ def announce(*lines: str) -> None:
 
 
 def _log_too() -> bool:
-    """False when stdout and stderr end in the same place (one terminal, `2>&1`, a notebook's cell:
-    Jupyter's streams, or two without a descriptor), or when stderr is a terminal and stdout feeds a
-    pipe (`| tee` shows it on that terminal)."""
+    """False when stdout and stderr end in the same place (a terminal, `2>&1`, a notebook's cell),
+    or when stderr is a terminal and stdout feeds a pipe (`| tee` shows it on that terminal)."""
     if all(type(s).__module__.startswith("ipykernel.") for s in (sys.stdout, sys.stderr)):
         return False
     out, err = _stat(sys.stdout), _stat(sys.stderr)
@@ -294,7 +283,7 @@ def _log_too() -> bool:
 
 
 def _stat(stream) -> os.stat_result | None:
-    """What the stream's descriptor points to; None for a stream without one (or None itself)."""
+    """What the stream's descriptor points to; None for a stream without one."""
     try:
         return os.fstat(stream.fileno())
     except (OSError, ValueError, AttributeError):
@@ -308,10 +297,9 @@ def duration(seconds: float) -> str:
 
 
 class Claim:
-    """This process's hold on a workdir while it trains there: an exclusive flock on the folder
-    itself (nothing is written, and the system drops it when the process ends, even by kill -9).
-    Another process about to train in the same folder is refused instead of interleaving its
-    checkpoints with this one's. `take` claims once the folder exists; only process 0 claims."""
+    """An exclusive flock on the workdir while this process trains there, so that another process
+    cannot interleave its checkpoints (the system drops it at exit, even by kill -9). `take` claims
+    once the folder exists; only process 0 claims."""
 
     def __init__(self, workdir: str | os.PathLike, active: bool = True):
         self.workdir, self.active, self._fd = epath.Path(workdir), active, None
@@ -348,10 +336,7 @@ class Claim:
 
 def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     """(the latest checkpoint's record or None, whether config.num_epochs are all trained).
-
-    Refuses a workdir that is a file or inside a run's checkpoints/, a checkpoint of another model,
-    a num_epochs below what the run has trained and (a run that will train) a folder this user
-    cannot write or create, before any data is read or anything compiled; writes nothing."""
+    Refuses a workdir the run cannot use before any data is read or anything compiled."""
     workdir = epath.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(

@@ -1,6 +1,5 @@
-"""Many runs in one process: `config.num_runs` seeds x `config.sweep`'s values (`config.run_grid`),
-run k being what a process of its own trains with `config.single_run(config, grid[k])`; the figures
-that summarise them. Several runs' states stack on a leading axis (one run keeps the plain layout)."""
+"""Many runs in one process (`config.num_runs` seeds x `config.sweep`'s values), run k training as
+a process of its own would with `config.single_run(config, grid[k])`; their summary figures."""
 
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ class RunSet:
         return len(self.configs)
 
     def describe(self, per_run_data: bool) -> str | None:
-        """The start-up line of several runs (a few names of many), or of a one-value sweep (the
-        value that trains, not the config's own); None for a plain single run."""
+        """The start-up line of several runs or of a one-value sweep; None for a plain run."""
         names = self.names if self.count <= 6 else [*self.names[:3], "...", self.names[-1]]
         if self.count > 1:
             data = "each its own data stream" if per_run_data else "one shared data stream"
@@ -40,8 +38,8 @@ class RunSet:
         return f"run: {names[0]} (config.sweep)" if self.swept else None
 
     def keys(self) -> tuple[jax.Array, jax.Array]:
-        """(init keys, dropout keys): each run's split of jax.random.key(its seed), as a single run
-        of that seed splits it; stacked on a leading run axis when there are several runs."""
+        """(init keys, dropout keys), each run's as a single run of its seed splits them; stacked
+        on a leading axis for several runs."""
         pairs = [jax.random.split(jax.random.key(c.seed)) for c in self.configs]
         keys = pairs[0] if self.count == 1 else jax.numpy.stack(pairs, axis=1)
         return keys[0], keys[1]
@@ -52,27 +50,24 @@ def _swept(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def number_text(x: float) -> str:
-    """A number as run names write it: short (`:g`, 6 digits) unless that loses digits, then the
-    shortest exact form, so that distinct values have distinct names."""
+    """`:g` unless that loses digits (distinct values, distinct names), else the exact form."""
     short = f"{x:g}"
     return short if float(short) == x else repr(x)
 
 
 def names(config: ml_collections.ConfigDict) -> list[str]:
-    """The config's runs in run order, named by what sets them apart: 'seed=1',
-    'learning_rate=0.001', or both ('learning_rate=0.001,seed=1'); a single run is named 'run'."""
+    """The runs' names by what sets them apart ('learning_rate=0.001,seed=1'); one run: 'run'."""
     shown = _swept(config) + (("seed",) if config.num_runs > 1 else ())
     return [",".join(f"{f}={number_text(v[f])}" for f in shown) or "run" for v in run_grid(config)]
 
 
 def run_set(config: ml_collections.ConfigDict) -> RunSet:
-    """The config's runs: each one's config as a process of its own, and its name."""
     configs = [single_run(config, v) for v in run_grid(config)]
     return RunSet(configs, names(config), _swept(config))
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
-    """Mean, standard deviation (population, ddof 0: the runs are all there is), min and max."""
+    """Mean, population std (the runs are all there is), min and max."""
     v = np.asarray(values, np.float64)
     return {f: float(getattr(v, f)()) for f in ("mean", "std", "min", "max")}
 
@@ -86,8 +81,7 @@ def spread_text(spread_or_values: dict[str, float] | Sequence[float]) -> str:
 def summary(
     names: Sequence[str], best: Sequence[float], best_epoch: Sequence[int], final: Sequence[float]
 ) -> dict[str, Any]:
-    """summary.json's figures of several runs: every run's best and final test accuracy, their
-    spread and, for a sweep, the spread over seeds at each swept value (read from the run names)."""
+    """summary.json's figures of several runs: each run's, their spread and each sweep point's."""
     per_run = [
         {"name": n, "best_test_accuracy": b, "best_epoch": e, "final_test_accuracy": a}
         for n, b, e, a in zip(names, best, best_epoch, final)
@@ -107,8 +101,7 @@ def summary(
 
 
 def sweep_points(names: Sequence[str]) -> dict[str, list[int]]:
-    """The runs of each sweep point, by index in run order: {'learning_rate=0.001': [0, 1], ...},
-    read from the names; {'': every run} when nothing is swept."""
+    """{'learning_rate=0.001': [0, 1], ...} from the run names; {'': every run} without a sweep."""
     points: dict[str, list[int]] = {}
     for k, name in enumerate(names):
         point = ",".join(p for p in name.split(",") if not p.startswith("seed="))
@@ -117,9 +110,8 @@ def sweep_points(names: Sequence[str]) -> dict[str, list[int]]:
 
 
 def spread_plot(history: Sequence[Sequence[float]], where: str = "") -> np.ndarray:
-    """An RGB image [H, W, 3] of the per-epoch test accuracy of several runs (`history[epoch][run]`,
-    `where`: their sweep point, for the caption): every run as a thin line, the min-max range and
-    mean +- std as bands, the mean as a thick line. A single epoch is drawn across the width."""
+    """An RGB image of several runs' test accuracy per epoch (`history[epoch][run]`; `where`: their
+    sweep point): every run, mean, +-std and min-max bands."""
     from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415 (only runs that end draw it)
 
     v = np.asarray(history, np.float64)  # [epochs, runs]
