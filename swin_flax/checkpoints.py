@@ -168,8 +168,9 @@ class Checkpoints:
 
     def save(self, which: str, step: int, state: Any, meta: Mapping[str, Any]) -> None:
         """Starts writing `state` and `meta` (JSON-able). Host arrays are not copied: leave them
-        unchanged until the series' next save or `close`. A step already saved is replaced (a
-        `best` can be ahead of `latest` after a kill; the resumed run trains that epoch again)."""
+        unchanged until the series' next save or `close` (nothing writes to jax.device_get's). A
+        step already saved is replaced (a `best` can be ahead of `latest` after a kill; the
+        resumed run trains that epoch again)."""
         manager = getattr(self, which)
         waited = self._settle(which)
         self._raise_failed()
@@ -239,7 +240,8 @@ class Checkpoints:
 
 
 def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, Any] | None:
-    """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk."""
+    """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk, so
+    that a run refuses a checkpoint of another model before it reads data or compiles anything."""
     series = series_dir(workdir, which)
     step = newest_step(series)
     return None if step is None else read_step(series / str(step), True)[1]
@@ -262,7 +264,7 @@ def model_differences(
     meta: Mapping[str, Any], model_config: Mapping[str, Any], label: str = "config"
 ) -> list[str]:
     """`field: checkpoint A vs LABEL B` for each field of `model_config` that `meta["model"]`
-    holds otherwise (lacks: None; its JSON lists match tuples)."""
+    holds otherwise (a field it lacks counts as None; its JSON lists match tuples)."""
     saved = meta.get("model") or {}
     return [
         f"{k}: checkpoint {saved.get(k)!r} vs {label} {v!r}"

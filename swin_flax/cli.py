@@ -119,7 +119,8 @@ class _Stdout:
 
 def start() -> None:
     """Called first by every script: Ctrl-C from then on (even in imports) ends with one line and
-    exit 130, SIGTERM with 143; TensorFlow's C++ start-up lines hidden; a closed stdout no error."""
+    exit 130, SIGTERM with 143; TensorFlow's C++ start-up lines are hidden; a stdout closed by its
+    reader (`| head`) is not an error."""
     sys.excepthook = _excepthook
     # SIGTERM's default action (exit status 128 + 15, as a shell reports it) with one line; the
     # training loop replaces it while it runs, to save first (errors.EXIT_PREEMPTED).

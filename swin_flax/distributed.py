@@ -150,7 +150,8 @@ def gather(value: Any) -> list[Any]:
 
 def check_same_settings(settings: Mapping[str, Any]) -> None:
     """Refuses processes started with different `settings` (name -> JSON value), which would
-    train each its own way or wait at a collective the others never reach."""
+    train each its own way or wait at a collective the others never reach. A no-op for one
+    process; run before anything is compiled, read or written."""
     every = gather(dict(settings))
     differ = []
     for name in sorted(set().union(*every)):

@@ -283,6 +283,7 @@ def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, d
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [num_classes, num_classes]: entry (t, p) counts examples of true class t predicted p."""
     labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
+    assert labels.shape == predictions.shape, (labels.shape, predictions.shape)
     for name, v in (("labels", labels), ("predictions", predictions)):
         if v.size and (v.min() < 0 or v.max() >= num_classes):
             raise ValueError(f"{name} must lie in [0, {num_classes}), got {v.min()}..{v.max()}.")

@@ -2,8 +2,9 @@
 
 Bias tables of another window are resized per head on their offset grid ('bicubic' as the official
 code, 'geometric' as timm's), `absolute_pos_embed` of another grid bicubically. The head stays new
-unless `load_head`, the final norm too for fewer stages. Anything else that does not fit is a
-CheckpointError, which `read_pretrained` raises from the shapes alone, before a run builds anything."""
+unless `load_head`, the final norm too for fewer stages. Both resize methods keep the zero offset's
+bias. Anything else that does not fit is a CheckpointError, which `read_pretrained` raises from the
+shapes alone, before a run builds anything."""
 
 from __future__ import annotations
 
@@ -259,9 +260,14 @@ def load_pretrained(
     load_head: bool = False,
     name: str | None = None,
 ) -> tuple[dict[str, Any], LoadReport]:
-    """(Pretrained weights in place of `params`, the fresh init of `model`, in its layout; report).
-    source: a state_dict file or dict of either layout. bias_resize: 'bicubic' (official) or
-    'geometric' (timm). load_head: copy the head, which must fit. name: what messages call a dict."""
+    """Pretrained weights in place of `params` (the fresh init of `model`, in its own layout).
+
+    source: a state_dict file (`convert.load_torch_file`) or dict, of either layout.
+    bias_resize: 'bicubic' (official Swin) or 'geometric' (timm), for bias tables of another window.
+    load_head: copy the source classifier, which must fit (default: a new head, fresh init).
+    name: what the report and errors call a state_dict given as such.
+    Returns (params in `model`'s layout, as jax arrays; the report, whose `summary()` a run logs).
+    """
     if bias_resize not in BIAS_RESIZE_METHODS:
         raise ValueError(f"bias_resize must be one of {BIAS_RESIZE_METHODS}, got {bias_resize!r}.")
     name, state = _read(source, name)

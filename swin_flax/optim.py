@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from swin_flax.config import SCHEDULES
+
 # Parameter names the official Swin excludes from weight decay (its `no_weight_decay` and
 # `no_weight_decay_keywords`), besides every 1-D parameter and every bias.
 NO_WEIGHT_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "bias")
@@ -50,6 +52,7 @@ def learning_rate_table(
     """(float32 lrs, optimiser steps per entry), computed in float64: one entry for 'constant', one
     per epoch for 'cosine_epoch', one per step for 'cosine_step'. It ends at epoch warmup_epochs +
     cosine_epochs, where the curve stays at lr_min, whatever the run's length."""
+    assert schedule in SCHEDULES and steps_per_epoch >= 1, (schedule, steps_per_epoch)
     entries, per = table_size(schedule=schedule, steps_per_epoch=steps_per_epoch, **curve)
     epochs_at = (i * per / steps_per_epoch for i in range(entries))  # each entry's epoch t
     lrs = [epoch_learning_rate(t, schedule=schedule, **curve) for t in epochs_at]
@@ -80,7 +83,8 @@ def table_schedule(table: Any, steps_per_entry: int, xp: Any = jnp) -> optax.Sch
 
 def weight_decay_mask(params: Any) -> Any:
     """True where weight decay applies (official Swin): not on params of at most one dimension (a
-    scanned `blocks` leaf's block axis not counted; unreplicated params) nor NO_WEIGHT_DECAY_NAMES."""
+    scanned `blocks` leaf's block axis not counted; call it on unreplicated params) nor on those
+    whose path has a key in NO_WEIGHT_DECAY_NAMES."""
 
     def decays(path: tuple, leaf: Any) -> bool:
         names = {jax.tree_util.keystr((k,), simple=True) for k in path}

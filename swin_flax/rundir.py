@@ -83,8 +83,9 @@ def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_same_recipe(config: ConfigDict, workdir: epath.Path) -> None:
-    """Refuses to resume the run in `workdir` with settings (but RESUME_MAY_CHANGE's) other than
-    its config.json, which evaluate reads, records; names the flags that resume it."""
+    """Refuses to resume the run in `workdir` with settings other than those its config.json
+    records (only RESUME_MAY_CHANGE's may differ: evaluate reads that file); names the flags that
+    resume it."""
     if (recorded := _recorded(workdir)) is None:
         return  # nothing to compare: this run rewrites it
     started = _recipe(from_record(recorded))  # a field it lacks: its default
@@ -336,7 +337,8 @@ class Claim:
 
 def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     """(the latest checkpoint's record or None, whether config.num_epochs are all trained).
-    Refuses a workdir the run cannot use before any data is read or anything compiled."""
+    Refuses a workdir the run cannot use before any data is read or anything compiled; writes
+    nothing."""
     workdir = epath.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(

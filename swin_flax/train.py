@@ -1,6 +1,10 @@
 """The training loop: `train_and_evaluate(config, workdir)` trains, evaluates after every epoch,
 writes TensorBoard summaries (process 0 only) and checkpoints (`latest` to resume from, `best` by test
-accuracy), and resumes from the latest checkpoint when the workdir already has one."""
+accuracy), and resumes from the latest checkpoint when the workdir already has one.
+
+Read top down from `_train`: `_start` (everything before the first step), then per epoch
+`_train_whole_epoch` (`train_epoch`'s steps), `evaluate_params`, `_report_epoch`, `_save_epoch`;
+then `_finish` (the summary)."""
 
 from __future__ import annotations
 

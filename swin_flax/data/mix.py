@@ -47,6 +47,8 @@ def mix_config(mix: Mapping[str, Any], num_classes: int) -> MixConfig:
 def sample_lambda(seed: tf.Tensor, cfg: MixConfig) -> tuple[tf.Tensor, tf.Tensor]:
     """timm `_params_per_batch`: (lam float32 scalar before box correction, use_cutmix bool scalar);
     lam is 1 (no mixing) with probability 1 - prob."""
+    if cfg.mixup_alpha <= 0 and cfg.cutmix_alpha <= 0:
+        return tf.constant(1.0), tf.constant(False)
     seeds = tf.random.experimental.stateless_split(seed, 4)
     uniform = lambda s: tf.random.stateless_uniform([], s, dtype=tf.float64)
     apply = uniform(seeds[0]) < cfg.prob
@@ -78,6 +80,7 @@ def rand_bbox_minmax(seed: tf.Tensor, minmax: tuple[float, float], height: int, 
     """timm `rand_bbox_minmax`: sides uniform in [int(size*min), int(size*max)), placed inside."""
     lo_h, hi_h = int(height * minmax[0]), int(height * minmax[1])
     lo_w, hi_w = int(width * minmax[0]), int(width * minmax[1])
+    assert lo_h < hi_h and lo_w < hi_w, f"no box size in {minmax} (config.validate refuses it)"
     s = tf.random.experimental.stateless_split(seed, 4)
     uniform = lambda i, lo, hi: tf.random.stateless_uniform([], s[i], lo, hi, dtype=tf.int32)
     cut_h, cut_w = uniform(0, lo_h, hi_h), uniform(1, lo_w, hi_w)

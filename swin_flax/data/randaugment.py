@@ -1,11 +1,13 @@
 """timm's RandAugment (`timm/data/auto_augment.py`, on PIL images) in TensorFlow ops: `num_layers`
-ops drawn with replacement (weighted, without, for 'tweights'), each applied with probability `prob`
-at a magnitude drawn as RandAugmentParams says; the ops are `pillow_ops.py`, their arguments timm's
-LEVEL_TO_ARG (translate_const only moves TranslateX/Y, which no RandAugment string selects).
+ops drawn with replacement (for 'tweights': weighted, without replacement), each applied with
+probability `prob` at a magnitude drawn as RandAugmentParams says; the ops are `pillow_ops.py`, their
+arguments timm's LEVEL_TO_ARG (translate_const only moves TranslateX/Y, which no RandAugment string
+selects).
 
 Example b draws `tf.random.stateless_uniform([k], seeds[b])`, whatever its batch or host count. TF
-has no op drawing from a batch of seeds (`tf.map_fn` over 1024 seeds costs ~10x), so
-`stateless_uniform_rows` is a vectorised copy of TF's Philox-4x32-10, checked bit for bit.
+has no op drawing from a batch of seeds (`tf.vectorized_map` has no rule for the stateless ops;
+`tf.map_fn` over 1024 seeds costs ~10x), so `stateless_uniform_rows` is a vectorised copy of TF's
+Philox-4x32-10, checked bit for bit.
 
 Known differences from timm: geometric ops always resample bilinearly (timm picks bilinear or
 bicubic at random); config strings timm would silently misread ('mstdinf', 'tfoo') raise ValueError.

@@ -50,6 +50,12 @@ class RandAugmentParams:
     ops: tuple[str, ...] = RAND_TRANSFORMS
     choice_weights: tuple[float, ...] | None = None
 
+    def __post_init__(self) -> None:
+        assert set(self.ops) <= set(OP_NAMES), f"unknown op(s) in {self.ops}"
+        assert self.num_layers >= 0 and (self.ops or not self.num_layers), self
+        weights = self.choice_weights
+        assert weights is None or len(weights) == len(self.ops) >= self.num_layers, self
+
 
 def parse_config_str(config_str: str) -> RandAugmentParams:
     """A timm RandAugment string ('rand-m9-mstd0.5') parsed by timm's `rand_augment_transform`

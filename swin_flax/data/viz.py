@@ -19,6 +19,8 @@ def to_uint8(
 def image_grid(images: np.ndarray, *, cols: int = 8, scale: int = 4, pad: int = 2) -> np.ndarray:
     """Tiles uint8 images [N, H, W, 3] into one uint8 picture, each enlarged `scale` times
     (nearest neighbour, so pixels stay visible) with `pad` white pixels between tiles."""
+    images = np.asarray(images)
+    assert images.dtype == np.uint8 and images.ndim == 4, (images.dtype, images.shape)
     n, h, w, c = images.shape
     cols = max(1, min(cols, n))
     rows = -(-n // cols)

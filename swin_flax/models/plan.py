@@ -101,7 +101,8 @@ def check_arguments(
     patch_norm: bool = True,
 ) -> None:
     """ValueError naming the first official argument that cannot build. The signature is the
-    official constructor's, defaults included (OFFICIAL_DEFAULTS reads it)."""
+    official constructor's, defaults included (OFFICIAL_DEFAULTS reads it). Called by
+    `config.validate` and `SwinTransformer`'s constructor; everything inside trusts them."""
     given = dict(locals())  # the arguments by name, for the messages
     img = (img_size, img_size) if not isinstance(img_size, Sequence) else tuple(img_size)
     img_ok = len(img) == 2 and all(map(_is_positive_int, img))

@@ -232,7 +232,7 @@ _REMAT_POLICIES = {
 def block_class(remat: str, scanned: bool) -> Callable[..., nn.Module]:
     """SwinBlock, or its nn.remat for `remat` in plan.REMAT (docs/benchmarks.md). `deterministic`
     (argument 2, counting self) selects code paths: static. Under nn.scan the recomputation cannot
-    merge with the forward pass (the loop body is its own computation): CSE is prevented outside."""
+    merge with the forward pass (the loop body is its own computation): prevent_cse only outside."""
     if remat == "none":
         return SwinBlock
     policy = _REMAT_POLICIES[remat]
@@ -309,8 +309,10 @@ class PatchMerging(nn.Module):
 
 
 class SwinTransformer(nn.Module):
-    """The official SwinTransformer, official arguments and defaults, plus `dtype` (of compute;
-    params stay float32), `scan_blocks` and `remat`. Dropouts draw from the 'dropout' RNG."""
+    """The official SwinTransformer: NHWC images [B, H, W, C] -> logits [B, num_classes] (float32).
+    Fields: the official arguments and defaults, plus `dtype` (of compute; params stay float32),
+    `scan_blocks` and `remat`. Dropouts and stochastic depth draw from the 'dropout' RNG when
+    deterministic=False."""
 
     img_size: int | tuple[int, int] = 224
     patch_size: int = 4
@@ -409,7 +411,8 @@ def create_model(
     scan_blocks: bool = False,
 ) -> SwinTransformer:
     """SwinTransformer from a config's `model` dict of official arguments (defaults for those
-    missing); ValueError for unknown ones. Lists become tuples (module fields must hash)."""
+    missing); ValueError for unknown ones and for arguments that cannot build. Lists become tuples
+    (module fields must hash)."""
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_config).items()}
     if unknown := sorted(set(args) - set(plan.OFFICIAL_DEFAULTS)):
         raise ValueError(
