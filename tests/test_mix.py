@@ -203,3 +203,12 @@ def test_cutmix_minmax_forces_alpha_one():
     cfg = mix.mix_config({"cutmix_minmax": (0.3, 0.6)}, K)
     assert cfg.cutmix_alpha == 1.0 and cfg.enabled  # timm forces alpha 1 with minmax
     assert not mix.mix_config({"mixup_alpha": 0.0, "cutmix_alpha": 0.0}, K).enabled
+
+
+def test_no_alpha_draws_no_mix_even_with_a_box_range():
+    """A MixConfig made directly (not by mix_config, which sets cutmix_alpha 1 for a box range) with
+    both alphas 0 draws lambda 1 and no CutMix at every seed: there is no Beta to draw from."""
+    cfg = mix.MixConfig(num_classes=K, cutmix_minmax=(0.2, 0.8))
+    for seed in ([0, 1], [5, 9]):
+        lam, cut = mix.sample_lambda(tf.constant(seed, tf.int64), cfg)
+        assert float(lam) == 1.0 and not bool(cut)
