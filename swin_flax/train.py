@@ -291,9 +291,11 @@ def _train_whole_epoch(loop: Session, state, progress, batches, step: int, epoch
     saves that part (its metrics, time, and the steps since the last train_loss_step point) in
     latest/ and raises Preempted; a non-finite loss raises TrainingDiverged."""
     config, t_epoch, before = loop.config, time.time(), step
-    window = (progress.partial_epoch or {}).get("window")  # a stop's open window
-    state, metrics, step, (seconds, done), window = train_epoch(
-        loop, state, batches, step, epoch, window
+    # The steps a stop in this epoch left since their last train_loss_step point ("window": the
+    # record's key since the first version that kept them).
+    unlogged = (progress.partial_epoch or {}).get("window")
+    state, metrics, step, (seconds, done), unlogged = train_epoch(
+        loop, state, batches, step, epoch, unlogged
     )
     progress.totals = progress.totals.plus(  # every step, the compile too
         train=time.time() - t_epoch, images=(step - before) * config.batch_size
@@ -305,7 +307,7 @@ def _train_whole_epoch(loop: Session, state, progress, batches, step: int, epoch
     train = _check_finite(metrics, epoch, loop.ckpts, loop.names)
     if step % loop.per_epoch:  # stopped within the epoch: keep its part, save and stop
         progress.partial_epoch = dict(
-            metrics=as_json(metrics), seconds=seconds, images=images, window=as_json(window)
+            metrics=as_json(metrics), seconds=seconds, images=images, window=as_json(unlogged)
         )
         record = progress.record(config, epoch, step, loop.per_epoch, time.time() - loop.t_start)
         host_state = _finite_host_state(state, step, epoch, loop.ckpts, loop.names)
@@ -388,15 +390,15 @@ def _merge_best(best: Any, params: Any, improved: np.ndarray) -> Any:
     return jax.tree.map(lambda new, old: np.where(shape(new), new, old), params, best)
 
 
-def train_epoch(loop: Session, state, batches, step: int, epoch: int, window: Any = None):
+def train_epoch(loop: Session, state, batches, step: int, epoch: int, unlogged: Any = None):
     """Trains from global step `step` to the end of `epoch` (or a requested stop); returns (state, the
     merged train metrics, the step reached, (seconds, steps) timed: the session's first step, which
     compiles, left out when others follow, the steps since the last train_loss_step point). Logs
     the compile and a progress line every 30 s, and writes the train loss (a NaN:
-    TrainingDiverged) and the learning rate every log_every_steps. `window`: the steps a stop in
+    TrainingDiverged) and the learning rate every log_every_steps. `unlogged`: the steps a stop in
     this epoch left since its last point (their metrics as JSON), which the first one joins."""
     end, ticker = (epoch + 1) * loop.per_epoch, loop.ticker
-    metrics = loss_window = None
+    metrics = since_point = None  # the epoch's metrics; those since the last loss point
     t_timed, first_timed = time.time(), step
     while step < end:
         if step == loop.start:
@@ -413,23 +415,23 @@ def train_epoch(loop: Session, state, batches, step: int, epoch: int, window: An
         if loop.profile is not None:
             loop.profile(step)
         metrics = m if metrics is None else metrics.merge(m)
-        if window is not None:  # what the stopped session trained since its last point
-            loss_window, window = from_json(m, window), None
-        loss_window = m if loss_window is None else loss_window.merge(m)
+        if unlogged is not None:  # what the stopped session trained since its last point
+            since_point, unlogged = from_json(m, unlogged), None
+        since_point = m if since_point is None else since_point.merge(m)
         rate = ticker(step) if jax.process_index() == 0 else None
         if rate is not None and step < end:  # the epoch's own figure is written at its end
             loop.writers.root.write_scalars(step, {"steps_per_sec": rate})
         if step % loop.config.log_every_steps == 0:
-            loss = _check_finite(loss_window, epoch, loop.ckpts, loop.names)["loss"]
+            loss = _check_finite(since_point, epoch, loop.ckpts, loop.names)["loss"]
             scalars = {"train_loss_step": loss}
             if step < end:
                 scalars["learning_rate"] = _learning_rates(loop.lr_fns, step)
             loop.writers.per_run(step, scalars)
-            loss_window = None
+            since_point = None
         if step < end and loop.stop.requested(step):  # at an epoch's end: evaluate first
             break
     jax.block_until_ready(metrics)  # the time counts the last steps on the device
-    return state, metrics, step, (time.time() - t_timed, step - first_timed), loss_window
+    return state, metrics, step, (time.time() - t_timed, step - first_timed), since_point
 
 
 def _learning_rates(lr_fns: list, step: int) -> np.ndarray:
