@@ -43,6 +43,7 @@ class LoadReport:
     skipped: tuple[str, ...]
     # The source's relative_position_index and attn_mask of blocks the model has (it makes its own).
     buffers: int = 0
+    bias_resize: str = "bicubic"  # how bias tables were resized (absolute_pos_embed: bicubic)
 
     def summary(self) -> str:
         """Counts, then each resize, each new param, skipped groups."""
@@ -52,7 +53,8 @@ class LoadReport:
             f"they are, {len(self.resized)} resized, {len(self.new)} left new, "
             f"{len(self.skipped)} source tensors skipped{buffers if self.buffers else ''}."
         ]
-        lines += [f"  resized {p}: {src} -> {dst}" for p, src, dst in self.resized]
+        method = lambda p: self.bias_resize if p.endswith("bias_table") else "bicubic"
+        lines += [f"  resized {p}: {src} -> {dst} ({method(p)})" for p, src, dst in self.resized]
         lines += [f"  new (fresh init) {p}" for p in self.new]
         groups = collections.Counter(
             m[1] if (m := re.match(r"(layers\.\d+(?:\.downsample)?)\.", key)) else key.split(".")[0]
@@ -224,8 +226,8 @@ def _match(
     lacking = [k for k in theirs if k.rpartition("attn")[0] not in ours]  # 'layers.0.blocks.1.'
     skipped = tuple(sorted(skipped + lacking))
     buffers = len(theirs) - len(lacking)
-    report = LoadReport(name, layout, tuple(loaded), tuple(resized), tuple(new), skipped, buffers)
-    return out, report
+    done = tuple(loaded), tuple(resized), tuple(new)
+    return out, LoadReport(name, layout, *done, skipped, buffers, bias_resize)
 
 
 def read_pretrained(

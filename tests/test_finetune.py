@@ -123,6 +123,10 @@ def test_window_change_resizes_tables_like_the_references(source, method):
     assert len(resized) == 8 + 1  # every block's table and the position embedding
     assert resized["absolute_pos_embed"] == ((1, 56 * 56, 8), (1, 64 * 64, 8))
     assert resized["layers_1/blocks_0/attn/relative_position_bias_table"] == ((169, 1), (225, 1))
+    lines = report.summary().splitlines()  # the log names each resize's method
+    assert "  resized absolute_pos_embed: (1, 3136, 8) -> (1, 4096, 8) (bicubic)" in lines
+    table = "layers_1/blocks_0/attn/relative_position_bias_table: (169, 1) -> (225, 1)"
+    assert f"  resized {table} ({method})" in lines
 
 
 def test_resize_keeps_the_bias_of_unchanged_offsets(source):
