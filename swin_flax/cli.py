@@ -73,6 +73,12 @@ def _exit_interrupted(e: object = None, status: int = EXIT_INTERRUPTED) -> NoRet
     os._exit(status)  # no atexit work: a second Ctrl-C could interrupt it
 
 
+def _flushed_exit(status: int) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def _excepthook(kind, value, tb) -> None:
     if issubclass(kind, KeyboardInterrupt):
         _exit_interrupted(value)
@@ -339,6 +345,14 @@ def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None
         app.run(guarded, flags_parser=lambda argv: parse_flags(argv, takes_arguments))
     except KeyboardInterrupt as e:
         _exit_interrupted(e)
+    except SystemExit as e:  # main is done, or its error said
+        # SIGTERM while Python shuts down (JAX's and orbax's teardown take seconds) ends the
+        # process at once with that status and no line: the work is done (a scheduler's SIGTERM
+        # after the summary is not a killed job). Ctrl-C still ends it as SIGINT's default action
+        # (below), so that a shell script of several commands stops.
+        status = e.code if isinstance(e.code, int) else int(e.code is not None)
+        signal.signal(signal.SIGTERM, lambda *_: _flushed_exit(status))
+        raise
     finally:  # done, or its error said: Ctrl-C while Python shuts down just ends the process,
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (not when ignored)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # without an exit handler's traceback

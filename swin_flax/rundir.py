@@ -335,6 +335,31 @@ class Claim:
             self._fd = None
 
 
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is the folder of a run of scripts/main.py (it holds the run's config.json)."""
+    return (epath.Path(path) / "config.json").is_file()
+
+
+def _check_new_run_folder(workdir: epath.Path) -> None:
+    """Refuses a --workdir given one level off for a new run: a run's evaluation reports (RUN/eval,
+    where scripts/evaluate.py writes), or a folder that holds other runs (their parent)."""
+    path = checkpoints.absolute(workdir)  # `cd RUN; --workdir eval` too
+    for folder in (path, *path.parents):
+        if folder.name == "eval" and is_run_folder(folder.parent):
+            raise ConfigError(
+                f"--workdir {workdir} is in the evaluation reports of the run in {folder.parent} "
+                "(scripts/evaluate.py writes them there): give another folder for a new run."
+            )
+    if workdir.is_dir() and not is_run_folder(workdir):
+        runs = sorted(str(f) for f in workdir.iterdir() if f.is_dir() and is_run_folder(f))
+        if runs:
+            shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+            raise ConfigError(
+                f"--workdir {workdir} holds other runs ({shown}): each run has a folder of its "
+                f"own. Give a new one, such as {workdir / 'NAME'}, or one of those to resume it."
+            )
+
+
 def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     """(the latest checkpoint's record or None, whether config.num_epochs are all trained).
     Refuses a workdir the run cannot use before any data is read or anything compiled; writes
@@ -350,6 +375,8 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
             f"{run} to resume that run, or another folder to start a new one."
         )
     saved = checkpoints.peek_meta(workdir)
+    if saved is None:
+        _check_new_run_folder(workdir)
     finished = False
     if saved is not None:
         check_same_recipe(config, workdir)

@@ -93,6 +93,23 @@ def test_ctrl_c_while_python_shuts_down_ends_it_without_a_traceback(tmp_path):
     assert out.returncode == -signal.SIGINT and out.stderr == "", out.stderr
 
 
+@pytest.mark.parametrize("end, status", [("return None", 0), ("raise errors.ConfigError('x')", 2)])
+def test_sigterm_while_python_shuts_down_keeps_the_scripts_status(tmp_path, end, status):
+    """SIGTERM after the script's work (a scheduler's, as the summary appears) during the exit
+    handlers (JAX's clean-up) ends the process with the status it was exiting with, quietly: not
+    143 and 'Interrupted (SIGTERM).' as before the work was done."""
+    out = _run_script(
+        tmp_path,
+        "import atexit\nfrom swin_flax import errors\n"
+        "atexit.register(time.sleep, 5)\n"  # runs last: the signal lands in it
+        "atexit.register(os.kill, os.getpid(), signal.SIGTERM)\n"
+        f"def main(argv):\n    print('done')\n    {end}\n"
+        "cli.run(main)\n",
+    )
+    assert out.returncode == status and out.stdout == "done\n", (out.returncode, out.stderr)
+    assert "Interrupted" not in out.stderr
+
+
 SUMMARY = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "summary.py"
 )

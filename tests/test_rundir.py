@@ -121,6 +121,40 @@ def test_a_workdir_inside_a_runs_checkpoints_is_refused_naming_the_run(tmp_path)
     assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
 
 
+def test_a_new_run_one_level_off_is_refused(tmp_path, monkeypatch):
+    """A new run in a run's evaluation reports (RUN/eval, or a folder in it; also given relative
+    from inside RUN), or in the folder that holds runs, is refused naming what is there; a new
+    folder beside the runs, and the runs themselves, are fine."""
+    from swin_flax.config import default_config
+
+    c = default_config()
+    c.num_epochs = 2
+    for name in ("a", "b", "c", "d"):
+        save_epoch_1(tmp_path / "runs" / name, c)
+        rundir.write_config(c, tmp_path / "runs" / name)
+    (tmp_path / "runs" / "a" / "eval" / "best_4").mkdir(parents=True)
+    for inner in ("eval", "eval/best_4", "eval/new"):
+        with pytest.raises(ConfigError) as e:
+            rundir.inspect(c, tmp_path / "runs" / "a" / inner)
+        assert str(e.value) == (
+            f"--workdir {tmp_path}/runs/a/{inner} is in the evaluation reports of the run in "
+            f"{tmp_path}/runs/a (scripts/evaluate.py writes them there): give another folder for "
+            "a new run."
+        )
+    monkeypatch.chdir(tmp_path / "runs" / "a")
+    with pytest.raises(ConfigError, match="is in the evaluation reports of the run in"):
+        rundir.inspect(c, "eval")
+    with pytest.raises(ConfigError) as e:
+        rundir.inspect(c, tmp_path / "runs")
+    runs = tmp_path / "runs"
+    assert str(e.value) == (
+        f"--workdir {runs} holds other runs ({runs}/a, {runs}/b, {runs}/c and 1 more): each run "
+        f"has a folder of its own. Give a new one, such as {runs}/NAME, or one of those to resume it."
+    )
+    assert rundir.inspect(c, runs / "e") == (None, False)
+    assert rundir.inspect(c, runs / "b")[0]["step"] == 4
+
+
 def test_a_workdir_another_process_trains_in_is_refused(tmp_path):
     """A process holding the workdir's lock (as a run of train_and_evaluate does): another run
     there is refused before anything is written; once it ends, the folder can be claimed."""
