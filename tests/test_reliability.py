@@ -119,7 +119,7 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(setup, tmp_path):
     out = rr.run(args, env=setup["env"])
     assert out.returncode == 0, out.stderr[-3000:]
     # The stop and the resume name the same position in the same words.
-    assert "resuming at global step 4 (the end of epoch 1);" in out.stderr
+    assert "resuming after global step 4 (the end of epoch 1);" in out.stderr
     assert _tmp_dirs(workdir) == []  # removed when the managers opened
 
     # Epoch 1 was trained in two sessions (stopped at step 2): its train loss and accuracy in
