@@ -37,7 +37,7 @@ class Choice:
             return ""
         if len(self.indices) == 1:
             k = self.indices[0]
-            text = f"run {k} of {len(self.names)}, {self.names[k]}"
+            text = f"run {k} (of 0-{len(self.names) - 1}), {self.names[k]}"
             return text + (f", its best epoch {best_epochs[k]}" if best_epochs else "")
         used = f"its {len(self.names)} runs"
         if len(self.indices) < len(self.names):  # some of them: a sweep point's seeds

@@ -494,13 +494,13 @@ def test_choose_runs(three_runs, run):
     assert (every.indices, every.each_run) == ((0, 1, 2), True)
     assert evaluate.choose_runs(opened, ensemble=True).each_run is False
     assert evaluate.choose_runs(opened, "seed=1").indices == (1,)
-    assert evaluate.choose_runs(opened, "2").describe() == "run 2 of 3, seed=2"
+    assert evaluate.choose_runs(opened, "2").describe() == "run 2 (of 0-2), seed=2"
     assert evaluate.choose_runs(opened, "seed=2.0").indices == (2,)
     assert evaluate.choose_runs(opened, "") == every  # --run= (empty): not given
     # best/ holds each run's params of its own best epoch: the header names those epochs.
     bests = dataclasses.replace(opened, meta={**opened.meta, "best_epoch": [4, 9, 7]})
     one = dataclasses.replace(bests, choice=evaluate.choose_runs(bests, "1"))
-    assert one.describe().endswith("best/3, run 1 of 3, seed=1, its best epoch 9")
+    assert one.describe().endswith("best/3, run 1 (of 0-2), seed=1, its best epoch 9")
     # Its TensorBoard point: the end of that run's best epoch; the ensemble's, the folder's step.
     assert one.step() == 9 * opened.meta["steps_per_epoch"]
     assert bests.step() == opened.meta["step"] == 3
