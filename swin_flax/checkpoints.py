@@ -116,10 +116,15 @@ def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
     return None
 
 
+def steps_held(series: epath.Path) -> list[int]:
+    """The complete steps of a series, from the folder names alone: with several processes, a
+    manager would join orbax's collective steps out of turn."""
+    return ocp.utils.checkpoint_steps(series)
+
+
 def newest_step(series: epath.Path) -> int | None:
-    """The newest complete step of a series, from the folder names alone: with several processes,
-    a manager would join orbax's collective steps out of turn."""
-    return max(ocp.utils.checkpoint_steps(series), default=None)
+    """The newest complete step of a series (see `steps_held`)."""
+    return max(steps_held(series), default=None)
 
 
 def _save(manager: ocp.CheckpointManager, step: int, items: Any, previous: int | None) -> None:

@@ -7,6 +7,7 @@ import copy
 import difflib
 import itertools
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -213,6 +214,30 @@ def _require(ok: bool, field: str, message: str) -> None:
         raise ConfigError(f"config.{field}: {message}")
 
 
+def _not_a_state_dict(path: str) -> str:
+    """Why config.pretrained's `path` is refused: of a run of scripts/main.py (its folder, or
+    anything in its checkpoints/), what to export first."""
+    from swin_flax import checkpoints  # noqa: PLC0415 (orbax: only for this message)
+
+    owner = checkpoints.enclosing_run(path)
+    if owner is not None and (owner / "config.json").is_file():  # in its checkpoints/
+        local = "://" not in path and not os.path.isabs(path)
+        run = os.path.relpath(owner) if local else str(owner)  # as given: relative or not
+        what = f"a checkpoint of the run {run}"
+    elif (checkpoints.absolute(path) / "config.json").is_file():
+        run, what = path.rstrip("/") or path, "a run"
+    else:
+        return (
+            f"{path!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) or an "
+            ".npz of a state_dict."
+        )
+    return (
+        f"{path} is {what} of scripts/main.py, not a state_dict file: "
+        f"export its weights first (python scripts/export.py --workdir {run} --out "
+        f"{run}.safetensors) and give that file."
+    )
+
+
 def mixes(mix: Any) -> bool:
     """Whether timm's Mixup mixes batches at all; `mix`: config.mix or a data.mix.MixConfig."""
     return mix.prob > 0 and (
@@ -412,13 +437,10 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
     )
     # The file itself is checked where a starting run reads it (finetune.read_pretrained): tools
     # and resumed runs never read it.
-    _require(
-        not c.pretrained
-        or c.pretrained.endswith((".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")),
-        "pretrained",
-        f"{c.pretrained!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) "
-        "or an .npz of a state_dict.",
-    )
+    if c.pretrained and not c.pretrained.endswith(
+        (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")
+    ):
+        raise ConfigError(f"config.pretrained: {_not_a_state_dict(c.pretrained)}")
     _require(
         c.pretrained or not c.pretrained_head,
         "pretrained_head",

@@ -37,7 +37,7 @@ class Choice:
             return ""
         if len(self.indices) == 1:
             k = self.indices[0]
-            text = f"run {k} of {len(self.names)}, {self.names[k]}"
+            text = f"run {k} (of 0-{len(self.names) - 1}), {self.names[k]}"
             return text + (f", its best epoch {best_epochs[k]}" if best_epochs else "")
         used = f"its {len(self.names)} runs"
         if len(self.indices) < len(self.names):  # some of them: a sweep point's seeds
@@ -186,8 +186,24 @@ def resolve_checkpoint(
     if checkpoint:
         ckpt = epath.Path(checkpoint)
         if not ckpt.exists():
-            raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
-        if not ((ckpt / "state").is_dir() and (ckpt / "meta").is_dir()):  # as Checkpoints.save
+            series = ckpt.parent  # a step's series, if it holds step folders
+            held = sorted(
+                s for s in checkpoints.steps_held(series) if _is_step_folder(series / str(s))
+            )
+            if not held:
+                raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
+            many = len(held) > 1
+            listing = f"steps {', '.join(map(str, held[:-1]))} and " if many else "step "
+            raise CheckpointError(  # a step its series no longer (or never) held
+                f"--checkpoint {ckpt} does not exist; {series} holds {listing}{held[-1]}: give "
+                f"{'one of them, such as ' if many else ''}--checkpoint {series / str(held[-1])}."
+            )
+        if not _is_step_folder(ckpt):
+            if inside := next((p for p in ckpt.parents if _is_step_folder(p)), None):
+                raise CheckpointError(  # its state/ or meta/, or deeper
+                    f"--checkpoint {ckpt} is not a checkpoint step folder but lies inside one: "
+                    f"give that folder, --checkpoint {inside}."
+                )
             newest = checkpoints.newest_step(ckpt) if ckpt.is_dir() else None  # a series folder
             step_folder = newest is not None and (ckpt / str(newest) / "state").is_dir()
             hint = f" (its newest step: --checkpoint {ckpt}/{newest})" if step_folder else ""
@@ -229,6 +245,12 @@ def resolve_checkpoint(
         "a run writes best/ after its first epoch. Still training: wait for that epoch's end. "
         "Ended before it (killed, or a second Ctrl-C): run its command again. Or give --checkpoint."
     )
+
+
+def _is_step_folder(path: epath.Path) -> bool:
+    """Whether `path` is a checkpoint step folder: it holds state/ and meta/, as Checkpoints.save
+    writes them."""
+    return (path / "state").is_dir() and (path / "meta").is_dir()
 
 
 def is_run_folder(path: str | os.PathLike) -> bool:

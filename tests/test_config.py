@@ -137,6 +137,41 @@ def test_bad_values_name_the_field(field, value, needle):
         validate(c, num_devices=2)
 
 
+def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
+    """A run of scripts/main.py (its folder, or anything in its checkpoints/) is not a state_dict
+    file: the message names the run and the export that makes one; any other folder or file is
+    not a PyTorch checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    step = tmp_path / "runs" / "demo" / "checkpoints" / "best" / "160"
+    (step / "state").mkdir(parents=True)
+    (tmp_path / "runs" / "demo" / "config.json").write_text("{}")
+    (tmp_path / "copied" / "checkpoints" / "latest" / "8").mkdir(parents=True)  # no config.json
+    export = (
+        "of scripts/main.py, not a state_dict file: export its weights first (python "
+        "scripts/export.py --workdir {run} --out {run}.safetensors) and give that file."
+    )
+    cases = {
+        "runs/demo/": "runs/demo/ is a run " + export.format(run="runs/demo"),
+        "runs/demo/checkpoints/best/160/state": "runs/demo/checkpoints/best/160/state is a "
+        "checkpoint of the run runs/demo " + export.format(run="runs/demo"),
+        "runs/demo/checkpoints": "runs/demo/checkpoints is a checkpoint of the run runs/demo "
+        + export.format(run="runs/demo"),
+        str(step): f"{step} is a checkpoint of the run {tmp_path}/runs/demo "
+        + export.format(run=f"{tmp_path}/runs/demo"),
+    }
+    for other in ("copied/checkpoints/latest/8", "runs", "swin.txt"):  # no run's config.json
+        cases[other] = (
+            f"'{other}' is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) or an "
+            ".npz of a state_dict."
+        )
+    c = default_config()
+    for path, expected in cases.items():
+        c.pretrained = path
+        with pytest.raises(ConfigError) as e:
+            validate(c, num_devices=2)
+        assert str(e.value) == f"config.pretrained: {expected}"
+
+
 def test_a_cutmix_range_without_a_box_size_is_refused():
     """timm draws box sides in [int(size * min), int(size * max)): empty for (0.5, 0.51) at 32
     pixels (16, 16). It was a traceback from the pipeline, after the workdir was made."""

@@ -251,10 +251,14 @@ WRONG_RUNS = {
         lambda run, tmp: (None, str(run)),
         "is not a checkpoint step folder",
     ),
-    "checkpoint_state_folder": (  # no step folder to suggest inside it (orbax parses process_0)
+    "checkpoint_state_folder": (  # a folder inside a step folder: that step folder is named
         lambda run, tmp: (None, str(run / "checkpoints" / "best" / "3" / "state")),
-        "state is not a checkpoint step folder: give one that holds state/ and meta/, such as "
-        "WORKDIR/checkpoints/best/STEP.",
+        "best/3/state is not a checkpoint step folder but lies inside one: give that folder, "
+        "--checkpoint ",
+    ),
+    "checkpoint_missing_step": (  # the steps its series holds are listed
+        lambda run, tmp: (None, str(run / "checkpoints" / "best" / "9")),
+        "best/9 does not exist; ",
     ),
     "checkpoint_outside_a_run": (
         _outside_a_run,
@@ -286,8 +290,36 @@ def test_open_run_refuses_what_names_no_run(case, run, tmp_path):
     assert (snapshot(tmp_path), snapshot(run)) == before
     if case == "checkpoint_series_folder":
         assert str(e.value).endswith(f"{run}/checkpoints/best/3).")
+    if case == "checkpoint_state_folder":
+        assert str(e.value).endswith(f"--checkpoint {run}/checkpoints/best/3.")
+    if case == "checkpoint_missing_step":
+        best = run / "checkpoints" / "best"
+        assert str(e.value).endswith(f"{best} holds step 3: give --checkpoint {best}/3.")
     if case == "checkpoint_of_another_model":
         assert "embed_dim: checkpoint 16 vs config.json 8" in str(e.value)
+
+
+def test_resolve_checkpoint_names_the_step_folder_to_give(run, tmp_path):
+    """A path inside a step folder (its meta/, or deeper) names that folder; a step its series
+    does not hold lists the ones it does (step folders only: a stray numbered folder is none)."""
+    step = run / "checkpoints" / "best" / "3"
+    for inside in (step / "meta", sorted((step / "state").iterdir())[0]):
+        with pytest.raises(CheckpointError) as e:
+            evaluate.resolve_checkpoint(None, str(inside))
+        assert str(e.value) == (
+            f"--checkpoint {inside} is not a checkpoint step folder but lies inside one: give "
+            f"that folder, --checkpoint {step}."
+        )
+    latest = _copy(run, tmp_path) / "checkpoints" / "latest"
+    for held in (160, 96, 128):
+        shutil.copytree(step, latest / str(held))
+    (latest / "64").mkdir()  # not a step folder: not listed
+    with pytest.raises(CheckpointError) as e:
+        evaluate.resolve_checkpoint(None, str(latest / "100"))
+    assert str(e.value) == (
+        f"--checkpoint {latest}/100 does not exist; {latest} holds steps 96, 128 and 160: give "
+        f"one of them, such as --checkpoint {latest}/160."
+    )
 
 
 def test_open_run_finds_the_best_checkpoint_and_its_record(run):
@@ -347,13 +379,20 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
         (["--json", "."], "--json . is a folder: give a file path in it, or another path."),
         (["--eval_dir", "RUN/config.json"], "config.json is a file: give a folder"),
         (["--checkpoint", "RUN/checkpoints/best"], "is not a checkpoint step folder"),
+        (["--checkpoint", "RUN/checkpoints/best/9"], "holds step 3: give --checkpoint RUN/"),
     ],
-    ids=["json_folder_missing", "json_a_folder", "eval_dir_a_file", "checkpoint_series_folder"],
+    ids=[
+        "json_folder_missing",
+        "json_a_folder",
+        "eval_dir_a_file",
+        "checkpoint_series_folder",
+        "checkpoint_missing_step",
+    ],
 )
 def test_cli_refuses_before_evaluating(args, expected, run, tmp_path):
     """evaluate.py: wrong output paths are refused before anything is loaded, a wrong checkpoint
     before its params are read; exit 2, one paragraph, nothing written."""
-    args = [a.replace("RUN", str(run)) for a in args]
+    args, expected = [a.replace("RUN", str(run)) for a in args], expected.replace("RUN", str(run))
     before = snapshot(run)
     message = fails_cleanly("evaluate.py", "--workdir", str(run), *args, cwd=tmp_path)
     assert expected in message
@@ -494,13 +533,13 @@ def test_choose_runs(three_runs, run):
     assert (every.indices, every.each_run) == ((0, 1, 2), True)
     assert evaluate.choose_runs(opened, ensemble=True).each_run is False
     assert evaluate.choose_runs(opened, "seed=1").indices == (1,)
-    assert evaluate.choose_runs(opened, "2").describe() == "run 2 of 3, seed=2"
+    assert evaluate.choose_runs(opened, "2").describe() == "run 2 (of 0-2), seed=2"
     assert evaluate.choose_runs(opened, "seed=2.0").indices == (2,)
     assert evaluate.choose_runs(opened, "") == every  # --run= (empty): not given
     # best/ holds each run's params of its own best epoch: the header names those epochs.
     bests = dataclasses.replace(opened, meta={**opened.meta, "best_epoch": [4, 9, 7]})
     one = dataclasses.replace(bests, choice=evaluate.choose_runs(bests, "1"))
-    assert one.describe().endswith("best/3, run 1 of 3, seed=1, its best epoch 9")
+    assert one.describe().endswith("best/3, run 1 (of 0-2), seed=1, its best epoch 9")
     # Its TensorBoard point: the end of that run's best epoch; the ensemble's, the folder's step.
     assert one.step() == 9 * opened.meta["steps_per_epoch"]
     assert bests.step() == opened.meta["step"] == 3

@@ -247,7 +247,7 @@ def test_export_script_takes_one_run_of_several(tmp_path):
         out = tmp_path / f"run{which}.npz"
         result = export(f"--workdir={tmp_path / 'run'}", f"--run={which}", f"--out={out}")
         assert result.returncode == 0, result.stderr[-2000:]
-        assert result.stdout.splitlines()[0].endswith("run 1 of 2, seed=1, its best epoch 1")
+        assert result.stdout.splitlines()[0].endswith("run 1 (of 0-1), seed=1, its best epoch 1")
         with np.load(out) as f:
             state = {k: f[k] for k in f.files}
         canonical = layout.unstack_block_params(each[1], model) if model.scan_blocks else each[1]

@@ -372,9 +372,9 @@ def test_the_ensemble_predicts_the_mean_of_the_runs_probabilities(
 def test_one_run_predicts_as_a_single_run(which, k, two_runs, run, single_predictions):
     """--run by index or by name (its numbers written in any way)."""
     opened = evaluate.open_run(str(two_runs[0]), None, which)
-    assert opened.choice.describe() == f"run {k} of 2, {SWEPT[k]}"
+    assert opened.choice.describe() == f"run {k} (of 0-1), {SWEPT[k]}"
     source = opened.describe()
-    assert source.endswith(f"best/3, run {k} of 2, {SWEPT[k]}, its best epoch 1")
+    assert source.endswith(f"best/3, run {k} (of 0-1), {SWEPT[k]}, its best epoch 1")
     assert _predict(opened, run[-1]) == single_predictions[k]
 
 
