@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from swin_flax import build, checkpoints, runs, steps
+from swin_flax import build, checkpoints, rundir, runs, steps
 from swin_flax.config import DATASETS, default_config, from_record
 from swin_flax.errors import CheckpointError, DataError
 
@@ -213,7 +213,9 @@ def resolve_checkpoint(
             )
         if workdir:
             run, owner = run_folder(workdir), checkpoints.enclosing_run(ckpt)
-            in_a_run = owner is not None and is_run_folder(owner)  # (a folder with a config.json)
+            in_a_run = owner is not None and rundir.is_run_folder(
+                owner
+            )  # (a folder with a config.json)
             if in_a_run and os.path.realpath(owner) != os.path.realpath(run):  # URLs: as text
                 raise CheckpointError(  # its scores would be written as this run's
                     f"--checkpoint {ckpt} belongs to the run in {owner}, not to --workdir "
@@ -222,7 +224,7 @@ def resolve_checkpoint(
                 )
             return run, ckpt
         run = ckpt.parent.parent.parent  # WORKDIR/checkpoints/{best,latest}/STEP
-        if not is_run_folder(run):
+        if not rundir.is_run_folder(run):
             where = "not in a run's checkpoints/best or checkpoints/latest"
             if ckpt.parent.parent.name == "checkpoints":
                 where = f"{run} holds no config.json"
@@ -253,11 +255,6 @@ def _is_step_folder(path: epath.Path) -> bool:
     return (path / "state").is_dir() and (path / "meta").is_dir()
 
 
-def is_run_folder(path: str | os.PathLike) -> bool:
-    """Whether `path` is the folder of a run of scripts/main.py (it holds the run's config.json)."""
-    return (epath.Path(path) / "config.json").is_file()
-
-
 def run_folder(workdir: str) -> epath.Path:
     """`workdir` as a run's folder, or a CheckpointError that says what it is instead."""
     run = epath.Path(workdir)
@@ -265,7 +262,7 @@ def run_folder(workdir: str) -> epath.Path:
         problem = "does not exist"
     elif not run.is_dir():
         problem = "is a file"
-    elif not is_run_folder(run):
+    elif not rundir.is_run_folder(run):
         problem = "holds no config.json"
     else:
         return run
@@ -479,7 +476,7 @@ def write_report(
     out = epath.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table, png, as_json = out / "per_class.txt", out / "confusion.png", out / "scores.json"
-    if as_json.exists() and not is_run_folder(out):  # a report written here before
+    if as_json.exists() and not rundir.is_run_folder(out):  # a report written here before
         for old in out.glob("events.out.tfevents.*"):  # (not a run's own, which --eval_dir may be)
             old.unlink()
     confusion = np.asarray(result["confusion"])

@@ -80,7 +80,9 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
     num_steps = config.num_epochs * steps_per_epoch
     length = rundir.count(config.num_epochs, "epoch") + f" ({rundir.count(num_steps, 'step')})"
     if start:
-        logging.info("resuming after %s; %s in all", rundir.position(start, steps_per_epoch), length)
+        logging.info(
+            "resuming after %s; %s in all", rundir.position(start, steps_per_epoch), length
+        )
     else:  # a resume cannot change the schedule: a short one is said when the run starts
         logging.info("training %s from the start", length)
         if warning := build.short_run_warning(run_set.configs[0], steps_per_epoch):
