@@ -73,7 +73,7 @@ def _scored(report: object) -> tuple | None:
 def main(argv):
     del argv  # parse_flags refused stray arguments
     check_outputs(FLAGS.json, FLAGS.eval_dir)
-    from swin_flax import evaluate  # noqa: PLC0415 (jax, orbax: after the flags)
+    from swin_flax import evaluate, runfiles  # noqa: PLC0415 (jax, orbax: after the flags)
     from swin_flax.data import sources  # noqa: PLC0415
 
     # checks the flags, reads no params
@@ -90,7 +90,7 @@ def main(argv):
         f"({result['num_examples']} images), loss {result['loss']:.4f}"
     )
     print(evaluate.per_class_table(result["confusion"], names))
-    eval_dir = FLAGS.eval_dir or str(run.workdir / "eval")
+    eval_dir = FLAGS.eval_dir or str(run.workdir / runfiles.EVAL_DIR)
     if not FLAGS.eval_dir and run.choice.label():  # some runs of several: a folder of their own
         eval_dir = os.path.join(eval_dir, run.choice.label())
     step, title = run.step(), f"checkpoint: {run.describe()}"

@@ -60,13 +60,13 @@ def main(argv):
 
     if jax.process_count() > 1:
         cli.multi_process_console(jax.process_index())
-    from swin_flax import checkpoints, config, rundir  # noqa: PLC0415 (no TensorFlow yet)
+    from swin_flax import config, rundir, runfiles  # noqa: PLC0415 (no TensorFlow yet)
 
     try:  # the first collective of several processes; a no-op for one
         distributed.check_same_settings(
             {
                 **{f"config.{k}": v for k, v in config.flatten(FLAGS.config.to_dict()).items()},
-                "--workdir": str(checkpoints.absolute(FLAGS.workdir)),
+                "--workdir": str(runfiles.absolute(FLAGS.workdir)),
                 "--num_processes": told,
             }
         )

@@ -54,9 +54,9 @@ def main(argv):
             "Pillow reads)."
         )
     cli.check_output_file("json", FLAGS.json)
-    from swin_flax import evaluate, predict, rundir  # noqa: PLC0415 (jax: after the flags)
+    from swin_flax import evaluate, predict, runfiles  # noqa: PLC0415 (jax: after the flags)
 
-    run_folders = [a for a in argv[1:] if rundir.is_run_folder(a)]
+    run_folders = [a for a in argv[1:] if runfiles.is_run_folder(a)]
     if run_folders and not (FLAGS.workdir or FLAGS.checkpoint):  # the run given as an argument
         cli.exit_user_error(
             f"{run_folders[0]} is a run's folder, not an image: give it as --workdir "

@@ -18,6 +18,7 @@ from etils import epath
 
 from swin_flax import errors
 from swin_flax.errors import CheckpointError, CheckpointWriteError
+from swin_flax.runfiles import CHECKPOINTS, absolute
 
 SERIES = ("latest", "best")
 
@@ -96,24 +97,9 @@ def damaged(step_dir: str | os.PathLike, e: Exception, advice: str) -> Checkpoin
     )
 
 
-def absolute(path: str | os.PathLike) -> epath.Path:
-    """`path` made absolute, as orbax wants; a URL (gs://...) as it is."""
-    text = os.fspath(path)
-    return epath.Path(text if "://" in text else os.path.abspath(text))
-
-
 def series_dir(workdir: str | os.PathLike, which: str) -> epath.Path:
     """The absolute folder of series `which` (`latest` or `best`) of `workdir`."""
-    return absolute(workdir) / "checkpoints" / which
-
-
-def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
-    """The run folder whose checkpoints/ is or holds `path` (a --workdir given too deep), else None."""
-    path = absolute(path)
-    for folder in (path, *path.parents):
-        if folder.name == "checkpoints" and any((folder / s).is_dir() for s in ("latest", "best")):
-            return folder.parent
-    return None
+    return absolute(workdir) / CHECKPOINTS / which
 
 
 def steps_held(series: epath.Path) -> list[int]:

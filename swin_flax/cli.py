@@ -73,9 +73,19 @@ def _exit_interrupted(e: object = None, status: int = EXIT_INTERRUPTED) -> NoRet
     os._exit(status)  # no atexit work: a second Ctrl-C could interrupt it
 
 
+def _end_on_sigterm(status: int) -> None:
+    """SIGTERM while Python shuts down (JAX's and orbax's teardown take seconds) ends the process
+    at once with `status`, the script's own, and no line: the work is done (a scheduler's SIGTERM
+    after the summary is not a killed job). Ctrl-C still ends it as SIGINT's default action, so that
+    a shell script of several commands stops."""
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, lambda *_: _flushed_exit(status))
+
+
 def _flushed_exit(status: int) -> NoReturn:
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a signal that landed mid-print: reentrant call
+            stream.flush()
     os._exit(status)
 
 
@@ -130,7 +140,8 @@ def start() -> None:
     sys.excepthook = _excepthook
     # SIGTERM's default action (exit status 128 + 15, as a shell reports it) with one line; the
     # training loop replaces it while it runs, to save first (errors.EXIT_PREEMPTED).
-    signal.signal(signal.SIGTERM, lambda signum, _: _exit_interrupted("SIGTERM", 128 + signum))
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # as the parent left it ignored
+        signal.signal(signal.SIGTERM, lambda signum, _: _exit_interrupted("SIGTERM", 128 + signum))
     sys.stdout = _Stdout(sys.stdout)
     sys.unraisablehook = _unraisablehook
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -346,12 +357,10 @@ def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None
     except KeyboardInterrupt as e:
         _exit_interrupted(e)
     except SystemExit as e:  # main is done, or its error said
-        # SIGTERM while Python shuts down (JAX's and orbax's teardown take seconds) ends the
-        # process at once with that status and no line: the work is done (a scheduler's SIGTERM
-        # after the summary is not a killed job). Ctrl-C still ends it as SIGINT's default action
-        # (below), so that a shell script of several commands stops.
-        status = e.code if isinstance(e.code, int) else int(e.code is not None)
-        signal.signal(signal.SIGTERM, lambda *_: _flushed_exit(status))
+        _end_on_sigterm(e.code if isinstance(e.code, int) else int(e.code is not None))
+        raise
+    except Exception:  # a crash: its traceback follows
+        _end_on_sigterm(1)
         raise
     finally:  # done, or its error said: Ctrl-C while Python shuts down just ends the process,
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (not when ignored)

@@ -215,26 +215,27 @@ def _require(ok: bool, field: str, message: str) -> None:
 
 
 def _not_a_state_dict(path: str) -> str:
-    """Why config.pretrained's `path` is refused: of a run of scripts/main.py (its folder, or
-    anything in its checkpoints/), what to export first."""
-    from swin_flax import checkpoints  # noqa: PLC0415 (orbax: only for this message)
+    """Why config.pretrained's `path` is refused; for a run of scripts/main.py (its folder, or
+    anything in its checkpoints/), how to export it first."""
+    from swin_flax import runfiles  # noqa: PLC0415 (etils: only for this message)
 
-    owner = checkpoints.enclosing_run(path)
-    if owner is not None and (owner / "config.json").is_file():  # in its checkpoints/
-        local = "://" not in path and not os.path.isabs(path)
-        run = os.path.relpath(owner) if local else str(owner)  # as given: relative or not
-        what = f"a checkpoint of the run {run}"
-    elif (checkpoints.absolute(path) / "config.json").is_file():
+    shown = lambda p: str(p) if "://" in path or os.path.isabs(path) else os.path.relpath(p)
+    source = f"--workdir {path.rstrip('/') or path}"
+    if runfiles.is_run_folder(path):
         run, what = path.rstrip("/") or path, "a run"
+    elif (owner := runfiles.enclosing_run(path)) is not None and runfiles.is_run_folder(owner):
+        run, what = shown(owner), f"in the checkpoints of the run {shown(owner)}"
+        rest = runfiles.absolute(path).relative_to(owner / runfiles.CHECKPOINTS).parts
+        step = owner / runfiles.CHECKPOINTS / rest[0] / rest[1] if len(rest) > 1 else None
+        source = f"--checkpoint {shown(step)}" if step else f"--workdir {run}"
     else:
         return (
             f"{path!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) or an "
             ".npz of a state_dict."
         )
     return (
-        f"{path} is {what} of scripts/main.py, not a state_dict file: "
-        f"export its weights first (python scripts/export.py --workdir {run} --out "
-        f"{run}.safetensors) and give that file."
+        f"{path} is {what} of scripts/main.py, not a state_dict file: export its weights first "
+        f"(python scripts/export.py {source} --out {run}.safetensors) and give that file."
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from swin_flax import build, checkpoints, rundir, runs, steps
+from swin_flax import build, checkpoints, runfiles, runs, steps
 from swin_flax.config import DATASETS, default_config, from_record
 from swin_flax.errors import CheckpointError, DataError
 
@@ -186,10 +187,11 @@ def resolve_checkpoint(
     if checkpoint:
         ckpt = epath.Path(checkpoint)
         if not ckpt.exists():
-            series = ckpt.parent  # a step's series, if it holds step folders
-            held = sorted(
-                s for s in checkpoints.steps_held(series) if _is_step_folder(series / str(s))
-            )
+            series, held = ckpt.parent, []  # a step's series, if it holds step folders
+            with contextlib.suppress(OSError):  # a file, or unreadable: it holds none
+                held = sorted(
+                    s for s in checkpoints.steps_held(series) if _is_step_folder(series / str(s))
+                )
             if not held:
                 raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
             many = len(held) > 1
@@ -199,7 +201,8 @@ def resolve_checkpoint(
                 f"{'one of them, such as ' if many else ''}--checkpoint {series / str(held[-1])}."
             )
         if not _is_step_folder(ckpt):
-            if inside := next((p for p in ckpt.parents if _is_step_folder(p)), None):
+            up = itertools.islice(runfiles.absolute(ckpt).parents, 3)  # STEP/state/x/y
+            if inside := next((p for p in up if _is_step_folder(p)), None):
                 raise CheckpointError(  # its state/ or meta/, or deeper
                     f"--checkpoint {ckpt} is not a checkpoint step folder but lies inside one: "
                     f"give that folder, --checkpoint {inside}."
@@ -212,10 +215,8 @@ def resolve_checkpoint(
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
             )
         if workdir:
-            run, owner = run_folder(workdir), checkpoints.enclosing_run(ckpt)
-            in_a_run = owner is not None and rundir.is_run_folder(
-                owner
-            )  # (a folder with a config.json)
+            run, owner = run_folder(workdir), runfiles.enclosing_run(ckpt)
+            in_a_run = owner is not None and runfiles.is_run_folder(owner)
             if in_a_run and os.path.realpath(owner) != os.path.realpath(run):  # URLs: as text
                 raise CheckpointError(  # its scores would be written as this run's
                     f"--checkpoint {ckpt} belongs to the run in {owner}, not to --workdir "
@@ -224,7 +225,7 @@ def resolve_checkpoint(
                 )
             return run, ckpt
         run = ckpt.parent.parent.parent  # WORKDIR/checkpoints/{best,latest}/STEP
-        if not rundir.is_run_folder(run):
+        if not runfiles.is_run_folder(run):
             where = "not in a run's checkpoints/best or checkpoints/latest"
             if ckpt.parent.parent.name == "checkpoints":
                 where = f"{run} holds no config.json"
@@ -262,11 +263,11 @@ def run_folder(workdir: str) -> epath.Path:
         problem = "does not exist"
     elif not run.is_dir():
         problem = "is a file"
-    elif not rundir.is_run_folder(run):
+    elif not runfiles.is_run_folder(run):
         problem = "holds no config.json"
     else:
         return run
-    inside = checkpoints.enclosing_run(run)
+    inside = runfiles.enclosing_run(run)
     raise CheckpointError(
         f"--workdir {workdir} {problem}: give the folder of a run (the --workdir that "
         "scripts/main.py trained in)"
@@ -476,7 +477,7 @@ def write_report(
     out = epath.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table, png, as_json = out / "per_class.txt", out / "confusion.png", out / "scores.json"
-    if as_json.exists() and not rundir.is_run_folder(out):  # a report written here before
+    if as_json.exists() and not runfiles.is_run_folder(out):  # a report written here before
         for old in out.glob("events.out.tfevents.*"):  # (not a run's own, which --eval_dir may be)
             old.unlink()
     confusion = np.asarray(result["confusion"])

@@ -13,7 +13,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from swin_flax import build, checkpoints, rundir, runs
+from swin_flax import build, rundir, runfiles, runs
 from swin_flax.config import data_seed, flatten
 from swin_flax.data import viz
 from swin_flax.models.summary import count_params, param_shapes
@@ -74,7 +74,7 @@ def log_start(config, run_set, model, start: int, steps_per_epoch: int, workdir)
         f"{tuple(m.num_heads)}, window {m.window_size}) on {m.img_size}x{m.img_size} images: "
         f"{count_params(param_shapes(model)):,} parameters, {config.dtype}"
     )
-    logging.info("workdir: %s", checkpoints.absolute(workdir))
+    logging.info("workdir: %s", runfiles.absolute(workdir))
     if line := run_set.describe(config.per_run_data):
         logging.info(line)
     num_steps = config.num_epochs * steps_per_epoch

@@ -3,6 +3,7 @@ ran, and the wording of positions and summaries. No TensorFlow: a finished run a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -17,7 +18,7 @@ from absl import logging
 from etils import epath
 from ml_collections import ConfigDict
 
-from swin_flax import checkpoints, runs
+from swin_flax import checkpoints, runfiles, runs
 from swin_flax.config import flatten, from_record
 from swin_flax.errors import CheckpointError, ConfigError
 from swin_flax.models import swin
@@ -37,7 +38,7 @@ def write_config(config: ConfigDict, workdir: epath.Path) -> None:
 
 def _absolute(path: str | None) -> str | None:
     """`path` made absolute, `~` expanded (a URL such as gs://... as it is)."""
-    return path and str(checkpoints.absolute(os.path.expanduser(path)))
+    return path and str(runfiles.absolute(os.path.expanduser(path)))
 
 
 def model_identity(config: ConfigDict) -> dict[str, Any]:
@@ -335,29 +336,29 @@ class Claim:
             self._fd = None
 
 
-def is_run_folder(path: str | os.PathLike) -> bool:
-    """Whether `path` is the folder of a run of scripts/main.py (it holds the run's config.json)."""
-    return (epath.Path(path) / "config.json").is_file()
-
-
 def _check_new_run_folder(workdir: epath.Path) -> None:
     """Refuses a --workdir given one level off for a new run: a run's evaluation reports (RUN/eval,
     where scripts/evaluate.py writes), or a folder that holds other runs (their parent)."""
-    path = checkpoints.absolute(workdir)  # `cd RUN; --workdir eval` too
+    path = runfiles.absolute(workdir)  # `cd RUN; --workdir eval` too
     for folder in (path, *path.parents):
-        if folder.name == "eval" and is_run_folder(folder.parent):
+        if folder.name == runfiles.EVAL_DIR and runfiles.is_run_folder(folder.parent):
             raise ConfigError(
                 f"--workdir {workdir} is in the evaluation reports of the run in {folder.parent} "
-                "(scripts/evaluate.py writes them there): give another folder for a new run."
+                f"(scripts/evaluate.py writes them there): pass --workdir {folder.parent} to resume "
+                "that run, or give another folder for a new run."
             )
-    if workdir.is_dir() and not is_run_folder(workdir):
-        runs = sorted(str(f) for f in workdir.iterdir() if f.is_dir() and is_run_folder(f))
-        if runs:
-            shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
-            raise ConfigError(
-                f"--workdir {workdir} holds other runs ({shown}): each run has a folder of its "
-                f"own. Give a new one, such as {workdir / 'NAME'}, or one of those to resume it."
+    runs = []
+    with contextlib.suppress(OSError):  # unreadable: the checks below say what to do
+        if workdir.is_dir() and not runfiles.is_run_folder(workdir):
+            runs = sorted(
+                str(f) for f in workdir.iterdir() if f.is_dir() and runfiles.is_run_folder(f)
             )
+    if runs:
+        shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        raise ConfigError(
+            f"--workdir {workdir} holds other runs ({shown}): each run has a folder of its "
+            f"own. Give a new one, such as {workdir / 'NAME'}, or one of those to resume it."
+        )
 
 
 def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
@@ -369,7 +370,7 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
         raise ConfigError(
             f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
         )
-    if (run := checkpoints.enclosing_run(workdir)) is not None:
+    if (run := runfiles.enclosing_run(workdir)) is not None:
         raise ConfigError(
             f"--workdir {workdir} is inside the checkpoints of the run in {run}: pass --workdir "
             f"{run} to resume that run, or another folder to start a new one."

@@ -278,7 +278,9 @@ def _create_workdir(workdir: epath.Path, saved, claim: rundir.Claim, start_up) -
         ) from None
     claim.take()
     try:
-        start_up.ready("start afresh" if saved is None else f"resume at step {saved.get('step')}")
+        start_up.ready(
+            "start afresh" if saved is None else f"resume after step {saved.get('step')}"
+        )
     except ConfigError:
         if created:
             workdir.rmdir()

@@ -16,6 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "swin_flax"
 # (data/ and models/ are building blocks on the same layer that never import each other).
 LAYERS = {
     "errors": 0,
+    "runfiles": 0,
     "config": 1,
     "data": 2,
     "models": 2,
@@ -42,7 +43,6 @@ LAYERS = {
 ALLOWED_UPWARD = {
     ("config", "data"),
     ("config", "models"),
-    ("config", "checkpoints"),
 }
 
 

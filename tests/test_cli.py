@@ -93,11 +93,14 @@ def test_ctrl_c_while_python_shuts_down_ends_it_without_a_traceback(tmp_path):
     assert out.returncode == -signal.SIGINT and out.stderr == "", out.stderr
 
 
-@pytest.mark.parametrize("end, status", [("return None", 0), ("raise errors.ConfigError('x')", 2)])
+@pytest.mark.parametrize(
+    "end, status",
+    [("return None", 0), ("raise errors.ConfigError('x')", 2), ("raise ValueError('bug')", 1)],
+)
 def test_sigterm_while_python_shuts_down_keeps_the_scripts_status(tmp_path, end, status):
     """SIGTERM after the script's work (a scheduler's, as the summary appears) during the exit
     handlers (JAX's clean-up) ends the process with the status it was exiting with, quietly: not
-    143 and 'Interrupted (SIGTERM).' as before the work was done."""
+    143 and 'Interrupted (SIGTERM).' as before the work was done (a crash keeps its 1)."""
     out = _run_script(
         tmp_path,
         "import atexit\nfrom swin_flax import errors\n"
@@ -108,6 +111,29 @@ def test_sigterm_while_python_shuts_down_keeps_the_scripts_status(tmp_path, end,
     )
     assert out.returncode == status and out.stdout == "done\n", (out.returncode, out.stderr)
     assert "Interrupted" not in out.stderr
+
+
+def test_a_sigterm_the_parent_ignored_stays_ignored(tmp_path):
+    """A script started with SIGTERM ignored (as SIGINT is for a shell's background job) keeps it
+    ignored: a SIGTERM neither ends it nor prints a line."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from swin_flax import cli\ncli.start()\nimport os, signal\n"
+        "def main(argv):\n    os.kill(os.getpid(), signal.SIGTERM)\n    print('went on')\n"
+        "cli.run(main)\n"
+    )
+
+    def ignore_sigterm():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=ignore_sigterm,
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, "went on\n", "")
 
 
 SUMMARY = os.path.join(

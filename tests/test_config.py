@@ -148,16 +148,18 @@ def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
     (tmp_path / "copied" / "checkpoints" / "latest" / "8").mkdir(parents=True)  # no config.json
     export = (
         "of scripts/main.py, not a state_dict file: export its weights first (python "
-        "scripts/export.py --workdir {run} --out {run}.safetensors) and give that file."
+        "scripts/export.py {source} --out {run}.safetensors) and give that file."
     )
+    run = "runs/demo"
+    workdir, checkpoint = f"--workdir {run}", f"--checkpoint {run}/checkpoints/best/160"
     cases = {
-        "runs/demo/": "runs/demo/ is a run " + export.format(run="runs/demo"),
-        "runs/demo/checkpoints/best/160/state": "runs/demo/checkpoints/best/160/state is a "
-        "checkpoint of the run runs/demo " + export.format(run="runs/demo"),
-        "runs/demo/checkpoints": "runs/demo/checkpoints is a checkpoint of the run runs/demo "
-        + export.format(run="runs/demo"),
-        str(step): f"{step} is a checkpoint of the run {tmp_path}/runs/demo "
-        + export.format(run=f"{tmp_path}/runs/demo"),
+        "runs/demo/": "runs/demo/ is a run " + export.format(source=workdir, run=run),
+        "runs/demo/checkpoints/best/160/state": "runs/demo/checkpoints/best/160/state is in the "
+        "checkpoints of the run runs/demo " + export.format(source=checkpoint, run=run),
+        "runs/demo/checkpoints": "runs/demo/checkpoints is in the checkpoints of the run runs/demo "
+        + export.format(source=workdir, run=run),
+        str(step): f"{step} is in the checkpoints of the run {tmp_path}/runs/demo "
+        + export.format(source=f"--checkpoint {step}", run=f"{tmp_path}/runs/demo"),
     }
     for other in ("copied/checkpoints/latest/8", "runs", "swin.txt"):  # no run's config.json
         cases[other] = (

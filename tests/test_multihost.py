@@ -296,7 +296,7 @@ def test_a_process_that_never_joins_ends_the_wait_with_a_paragraph():
 def test_processes_that_see_different_runs_do_not_start(monkeypatch):
     """A workdir that is not one shared folder: process 0 finds a checkpoint, process 1 none.
     `StartUp.ready` with the others' answers standing in for the gather."""
-    answers = ["resume at step 8", "start afresh"]
+    answers = ["resume after step 8", "start afresh"]
     monkeypatch.setattr(distributed, "gather", lambda mine: answers)
     with pytest.raises(ValueError, match=r"do not agree on where the run stands \(process 0: "):
         distributed.StartUp().ready(answers[0])

@@ -138,8 +138,8 @@ def test_a_new_run_one_level_off_is_refused(tmp_path, monkeypatch):
             rundir.inspect(c, tmp_path / "runs" / "a" / inner)
         assert str(e.value) == (
             f"--workdir {tmp_path}/runs/a/{inner} is in the evaluation reports of the run in "
-            f"{tmp_path}/runs/a (scripts/evaluate.py writes them there): give another folder for "
-            "a new run."
+            f"{tmp_path}/runs/a (scripts/evaluate.py writes them there): pass --workdir "
+            f"{tmp_path}/runs/a to resume that run, or give another folder for a new run."
         )
     monkeypatch.chdir(tmp_path / "runs" / "a")
     with pytest.raises(ConfigError, match="is in the evaluation reports of the run in"):

@@ -1,0 +1,31 @@
+"""Where a run of scripts/main.py keeps its files: its folder holds config.json, checkpoints/ and
+eval/ (evaluate.py's reports). Path logic only (no jax, no orbax): the config's checks use it too."""
+
+from __future__ import annotations
+
+import os
+
+from etils import epath
+
+CHECKPOINTS = "checkpoints"
+EVAL_DIR = "eval"
+
+
+def absolute(path: str | os.PathLike) -> epath.Path:
+    """`path` made absolute, as orbax wants; a URL (gs://...) as it is."""
+    text = os.fspath(path)
+    return epath.Path(text if "://" in text else os.path.abspath(text))
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is the folder of a run of scripts/main.py (it holds the run's config.json)."""
+    return (epath.Path(path) / "config.json").is_file()
+
+
+def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
+    """The run folder whose checkpoints/ is or holds `path` (a --workdir given too deep), else None."""
+    path = absolute(path)
+    for folder in (path, *path.parents):
+        if folder.name == CHECKPOINTS and any((folder / s).is_dir() for s in ("latest", "best")):
+            return folder.parent
+    return None
