@@ -219,15 +219,21 @@ def _not_a_state_dict(path: str) -> str:
     anything in its checkpoints/), how to export it first."""
     from swin_flax import runfiles  # noqa: PLC0415 (etils: only for this message)
 
-    shown = lambda p: str(p) if "://" in path or os.path.isabs(path) else os.path.relpath(p)
-    source = f"--workdir {path.rstrip('/') or path}"
+    def shown(folder) -> str:  # relative as given, unless that climbs out of the current folder
+        relative = "://" not in path and not os.path.isabs(path)
+        text = os.path.relpath(folder) if relative else str(folder)
+        return text if not text.startswith(".") else str(folder)
+
     if runfiles.is_run_folder(path):
-        run, what = path.rstrip("/") or path, "a run"
+        run = shown(runfiles.absolute(path))
+        what, source = "a run", f"--workdir {run}"
     elif (owner := runfiles.enclosing_run(path)) is not None and runfiles.is_run_folder(owner):
-        run, what = shown(owner), f"in the checkpoints of the run {shown(owner)}"
-        rest = runfiles.absolute(path).relative_to(owner / runfiles.CHECKPOINTS).parts
-        step = owner / runfiles.CHECKPOINTS / rest[0] / rest[1] if len(rest) > 1 else None
-        source = f"--checkpoint {shown(step)}" if step else f"--workdir {run}"
+        run = shown(owner)
+        what, source = f"in the checkpoints of the run {run}", f"--workdir {run}"
+        parts = runfiles.absolute(path).relative_to(owner / runfiles.CHECKPOINTS).parts
+        step = owner / runfiles.CHECKPOINTS / parts[0] / parts[1] if len(parts) > 1 else None
+        if step and (step / "state").is_dir() and (step / "meta").is_dir():  # a step folder's
+            source = f"--checkpoint {shown(step)}"
     else:
         return (
             f"{path!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) or an "

@@ -202,7 +202,7 @@ def resolve_checkpoint(
             )
         if not _is_step_folder(ckpt):
             up = itertools.islice(runfiles.absolute(ckpt).parents, 3)  # STEP/state/x/y
-            if inside := next((p for p in up if _is_step_folder(p)), None):
+            if inside := next((p for p in up if p.name and _is_step_folder(p)), None):
                 raise CheckpointError(  # its state/ or meta/, or deeper
                     f"--checkpoint {ckpt} is not a checkpoint step folder but lies inside one: "
                     f"give that folder, --checkpoint {inside}."
@@ -224,10 +224,11 @@ def resolve_checkpoint(
                     "a checkpoint of that workdir."
                 )
             return run, ckpt
-        run = ckpt.parent.parent.parent  # WORKDIR/checkpoints/{best,latest}/STEP
+        series = runfiles.absolute(ckpt).parent  # `cd RUN/checkpoints/best; --checkpoint 160`
+        run = series.parent.parent  # WORKDIR/checkpoints/{best,latest}/STEP
         if not runfiles.is_run_folder(run):
             where = "not in a run's checkpoints/best or checkpoints/latest"
-            if ckpt.parent.parent.name == "checkpoints":
+            if series.parent.name == runfiles.CHECKPOINTS:
                 where = f"{run} holds no config.json"
             raise CheckpointError(
                 f"--checkpoint {ckpt} is not inside a run folder ({where}): give the folder of "

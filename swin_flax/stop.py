@@ -28,6 +28,8 @@ class StopFlag:
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
+            if sig == signal.SIGTERM and signal.getsignal(sig) is signal.SIG_IGN:
+                continue  # as the parent left it (cli.start): ignored
             # Outside the main thread no handler can be set: then no graceful preemption.
             with contextlib.suppress(ValueError):
                 self._previous[sig] = signal.signal(sig, self._handle)

@@ -144,6 +144,8 @@ def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     step = tmp_path / "runs" / "demo" / "checkpoints" / "best" / "160"
     (step / "state").mkdir(parents=True)
+    (step / "meta").mkdir()
+    (tmp_path / "runs" / "demo" / "checkpoints" / "best" / "stray").mkdir()  # not a step folder
     (tmp_path / "runs" / "demo" / "config.json").write_text("{}")
     (tmp_path / "copied" / "checkpoints" / "latest" / "8").mkdir(parents=True)  # no config.json
     export = (
@@ -158,6 +160,8 @@ def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
         "checkpoints of the run runs/demo " + export.format(source=checkpoint, run=run),
         "runs/demo/checkpoints": "runs/demo/checkpoints is in the checkpoints of the run runs/demo "
         + export.format(source=workdir, run=run),
+        "runs/demo/checkpoints/best/stray": "runs/demo/checkpoints/best/stray is in the "
+        "checkpoints of the run runs/demo " + export.format(source=workdir, run=run),
         str(step): f"{step} is in the checkpoints of the run {tmp_path}/runs/demo "
         + export.format(source=f"--checkpoint {step}", run=f"{tmp_path}/runs/demo"),
     }
@@ -172,6 +176,14 @@ def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
         with pytest.raises(ConfigError) as e:
             validate(c, num_devices=2)
         assert str(e.value) == f"config.pretrained: {expected}"
+    monkeypatch.chdir(step.parent)  # below the run: it is named whole, the step as given
+    c.pretrained = "160"
+    with pytest.raises(ConfigError) as e:
+        validate(c, num_devices=2)
+    demo = tmp_path / "runs" / "demo"
+    assert str(e.value) == f"config.pretrained: 160 is in the checkpoints of the run {demo} " + (
+        export.format(source="--checkpoint 160", run=demo)
+    )
 
 
 def test_a_cutmix_range_without_a_box_size_is_refused():

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import pathlib
 import shutil
 
@@ -320,6 +321,16 @@ def test_resolve_checkpoint_names_the_step_folder_to_give(run, tmp_path):
         f"--checkpoint {latest}/100 does not exist; {latest} holds steps 96, 128 and 160: give "
         f"one of them, such as --checkpoint {latest}/160."
     )
+
+
+def test_a_step_given_relative_from_inside_its_series_is_found(run, monkeypatch):
+    """`cd RUN/checkpoints/best; --checkpoint 3` (and `--checkpoint .` inside the step): the run
+    is the folder three levels above the step, not above the path as typed."""
+    step = run / "checkpoints" / "best" / "3"
+    for cwd, given in ((step.parent, "3"), (step, ".")):
+        monkeypatch.chdir(cwd)
+        found, ckpt = evaluate.resolve_checkpoint(None, given)
+        assert (str(found), os.path.realpath(ckpt)) == (str(run), str(step))
 
 
 def test_open_run_finds_the_best_checkpoint_and_its_record(run):

@@ -435,3 +435,16 @@ def test_a_nan_before_the_first_save_says_no_checkpoint_was_written(tmp_path):
         "written yet. Lower config.learning_rate, or try config.grad_clip_norm; then start again "
         "with a new --workdir, as a resumed run keeps its runs."
     )
+
+
+def test_a_sigterm_the_parent_ignored_stays_ignored_in_the_loop(tmp_path):
+    """The loop's stop flag takes SIGTERM over to save first, but not one the process was started
+    with ignored (cli.start leaves it so too); SIGINT it takes as before."""
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with stop.StopFlag(tmp_path / "latest") as flag:
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGINT) == flag._handle
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
