@@ -111,7 +111,9 @@ def _unraisablehook(unraisable) -> None:
 
 
 class _Stdout:
-    """sys.stdout that writes to os.devnull once its reader has gone (`| head`): work goes on."""
+    """sys.stdout that, once its reader has gone (`| head`, quitting `| less`), writes to os.devnull
+    instead of raising BrokenPipeError: training goes on and saves (its lines still reach the log
+    on stderr, `rundir.announce`), and the tools still write their files."""
 
     def __init__(self, stream: Any):
         self._stream = stream
