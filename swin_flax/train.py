@@ -293,9 +293,7 @@ def _train_whole_epoch(loop: Session, state, progress, batches, step: int, epoch
     saves that part (its metrics, time, and the steps since the last train_loss_step point) in
     latest/ and raises Preempted; a non-finite loss raises TrainingDiverged."""
     config, t_epoch, before = loop.config, time.time(), step
-    # The steps a stop in this epoch left since their last train_loss_step point ("window": the
-    # record's key since the first version that kept them).
-    unlogged = (progress.partial_epoch or {}).get("window")
+    unlogged = (progress.partial_epoch or {}).get("window")  # a stop's steps since its last point
     state, metrics, step, (seconds, done), unlogged = train_epoch(
         loop, state, batches, step, epoch, unlogged
     )
