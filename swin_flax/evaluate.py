@@ -187,12 +187,8 @@ def resolve_checkpoint(
     if checkpoint:
         ckpt = epath.Path(checkpoint)
         if not ckpt.exists():
-            series, held = ckpt.parent, []  # a step's series, if it holds step folders
-            with contextlib.suppress(OSError):  # a file, or unreadable: it holds none
-                held = sorted(
-                    s for s in checkpoints.steps_held(series) if _is_step_folder(series / str(s))
-                )
-            if not held:
+            series = ckpt.parent  # a step's series, if it holds step folders
+            if not (held := _step_folders(series)):
                 raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
             many = len(held) > 1
             listing = f"steps {', '.join(map(str, held[:-1]))} and " if many else "step "
@@ -207,9 +203,8 @@ def resolve_checkpoint(
                     f"--checkpoint {ckpt} is not a checkpoint step folder but lies inside one: "
                     f"give that folder, --checkpoint {inside}."
                 )
-            newest = checkpoints.newest_step(ckpt) if ckpt.is_dir() else None  # a series folder
-            step_folder = newest is not None and (ckpt / str(newest) / "state").is_dir()
-            hint = f" (its newest step: --checkpoint {ckpt}/{newest})" if step_folder else ""
+            held = _step_folders(ckpt)  # a series folder's
+            hint = f" (its newest step: --checkpoint {ckpt}/{held[-1]})" if held else ""
             raise CheckpointError(
                 f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ "
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
@@ -249,6 +244,14 @@ def resolve_checkpoint(
         "a run writes best/ after its first epoch. Still training: wait for that epoch's end. "
         "Ended before it (killed, or a second Ctrl-C): run its command again. Or give --checkpoint."
     )
+
+
+def _step_folders(series: epath.Path) -> list[int]:
+    """The steps of `series` whose folders are checkpoint step folders, in order (a stray
+    numbered folder is none); none for a file or an unreadable folder."""
+    with contextlib.suppress(OSError):
+        return sorted(s for s in checkpoints.steps_held(series) if _is_step_folder(series / str(s)))
+    return []
 
 
 def _is_step_folder(path: epath.Path) -> bool:

@@ -321,6 +321,10 @@ def test_resolve_checkpoint_names_the_step_folder_to_give(run, tmp_path):
         f"--checkpoint {latest}/100 does not exist; {latest} holds steps 96, 128 and 160: give "
         f"one of them, such as --checkpoint {latest}/160."
     )
+    (latest / "200").mkdir()  # a stray folder newer than every step: the series' hint skips it
+    with pytest.raises(CheckpointError) as e:
+        evaluate.resolve_checkpoint(None, str(latest))
+    assert str(e.value).endswith(f"(its newest step: --checkpoint {latest}/160).")
 
 
 def test_a_step_given_relative_from_inside_its_series_is_found(run, monkeypatch):
