@@ -232,7 +232,7 @@ def _not_a_state_dict(path: str) -> str:
         what, source = f"in the checkpoints of the run {run}", f"--workdir {run}"
         parts = runfiles.absolute(path).relative_to(owner / runfiles.CHECKPOINTS).parts
         step = owner / runfiles.CHECKPOINTS / parts[0] / parts[1] if len(parts) > 1 else None
-        if step and (step / "state").is_dir() and (step / "meta").is_dir():  # a step folder's
+        if step and runfiles.is_step_folder(step):
             source = f"--checkpoint {shown(step)}"
     else:
         return (

@@ -196,9 +196,9 @@ def resolve_checkpoint(
                 f"--checkpoint {ckpt} does not exist; {series} holds {listing}{held[-1]}: give "
                 f"{'one of them, such as ' if many else ''}--checkpoint {series / str(held[-1])}."
             )
-        if not _is_step_folder(ckpt):
+        if not runfiles.is_step_folder(ckpt):
             up = itertools.islice(runfiles.absolute(ckpt).parents, 3)  # STEP/state/x/y
-            if inside := next((p for p in up if p.name and _is_step_folder(p)), None):
+            if inside := next((p for p in up if p.name and runfiles.is_step_folder(p)), None):
                 raise CheckpointError(  # its state/ or meta/, or deeper
                     f"--checkpoint {ckpt} is not a checkpoint step folder but lies inside one: "
                     f"give that folder, --checkpoint {inside}."
@@ -250,14 +250,10 @@ def _step_folders(series: epath.Path) -> list[int]:
     """The steps of `series` whose folders are checkpoint step folders, in order (a stray
     numbered folder is none); none for a file or an unreadable folder."""
     with contextlib.suppress(OSError):
-        return sorted(s for s in checkpoints.steps_held(series) if _is_step_folder(series / str(s)))
+        return sorted(
+            s for s in checkpoints.steps_held(series) if runfiles.is_step_folder(series / str(s))
+        )
     return []
-
-
-def _is_step_folder(path: epath.Path) -> bool:
-    """Whether `path` is a checkpoint step folder: it holds state/ and meta/, as Checkpoints.save
-    writes them."""
-    return (path / "state").is_dir() and (path / "meta").is_dir()
 
 
 def run_folder(workdir: str) -> epath.Path:

@@ -22,6 +22,13 @@ def is_run_folder(path: str | os.PathLike) -> bool:
     return (epath.Path(path) / "config.json").is_file()
 
 
+def is_step_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a checkpoint step folder: it holds state/ and meta/, as Checkpoints.save
+    writes them."""
+    path = epath.Path(path)
+    return (path / "state").is_dir() and (path / "meta").is_dir()
+
+
 def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
     """The run folder whose checkpoints/ is or holds `path` (a --workdir given too deep), else None."""
     path = absolute(path)
