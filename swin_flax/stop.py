@@ -24,6 +24,7 @@ class StopFlag:
         self.second: int | None = None
         self.peer: tuple[int, int] | None = None  # (process, signal) that stops this one
         self.latest, self.sync_every = latest, sync_every  # the series a second signal reports on
+        self.now = "step"  # what the loop finishes before it stops: the step, or an evaluation
         self._previous = {}
 
     def __enter__(self):
@@ -40,7 +41,7 @@ class StopFlag:
             self.second = self.second or signum  # the one sent again (cli) keeps its name
             raise KeyboardInterrupt
         name = signal.Signals(signum).name
-        logging.warning(f"Received {name}: stopping after this step and saving.")
+        logging.warning(f"Received {name}: stopping after this {self.now} and saving.")
         self.signal = signum
 
     def __exit__(self, kind, value, tb):
@@ -83,7 +84,9 @@ class StopFlag:
             first = int(np.flatnonzero(signals)[0])
             self.peer = (first, int(signals[first]))
             cause = self.cause
-            logging.warning(f"{cause[0].upper()}{cause[1:]}: stopping after this step and saving.")
+            logging.warning(
+                f"{cause[0].upper()}{cause[1:]}: stopping after this {self.now} and saving."
+            )
         return bool(signals.any())
 
 

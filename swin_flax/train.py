@@ -165,7 +165,7 @@ def _train(
             state, step, train, timing = _train_whole_epoch(
                 loop, state, progress, batches, step, epoch
             )
-            t_steps_done = time.time()
+            t_steps_done, loop.stop.now = time.time(), "evaluation"
             test = evaluate_params(
                 loop.p_eval_step, state.params, loop.eval_batches, len(loop.names)
             )
@@ -173,6 +173,7 @@ def _train(
             improved = progress.improved(test["accuracy"], epoch + 1)
             _report_epoch(loop, progress, epoch + 1, step, train, test, improved, timing)
             stopping = epoch + 1 < config.num_epochs and loop.stop.requested()
+            loop.stop.now = "step"
             record = progress.record(config, epoch + 1, step, per_epoch, time.time() - t_start)
             best_params = _save_epoch(
                 loop, state, epoch + 1, step, record, improved, best_params, stopping

@@ -197,27 +197,39 @@ def test_a_stop_between_two_loss_points_keeps_the_steps_before_it(tmp_path, arch
     assert ref == run and set(run) == {2, 4}
 
 
-def test_a_signal_after_the_last_step_lets_the_run_finish_and_says_so(
-    tmp_path, archive, monkeypatch
+@pytest.mark.parametrize("evaluation", [1, 2])
+def test_a_signal_during_an_evaluation_says_so_and_after_the_last_step_lets_the_run_finish(
+    tmp_path, archive, monkeypatch, evaluation
 ):
-    """SIGTERM during the last epoch's evaluation, after the run's last step: nothing is left to
+    """SIGTERM during an epoch's evaluation: the line says the evaluation finishes first (not 'this
+    step', which has run). During the first of two epochs' the run stops there (exit 75's
+    Preempted, at the epoch's end); during the last, after the run's last step, nothing is left to
     stop, so the run finishes (its summary, its final checkpoint) and a warning says the signal
-    did not stop it, instead of the 'stopping after this step and saving' line alone."""
+    did not stop it."""
     evaluate_params, calls = train.evaluate_params, []
 
     def evaluate_then_signal(*args, **kwargs):
         calls.append(None)
-        if len(calls) == 2:  # the second (last) epoch's evaluation
+        if len(calls) == evaluation:
             os.kill(os.getpid(), signal.SIGTERM)  # the loop's handler takes it
         return evaluate_params(*args, **kwargs)
 
     monkeypatch.setattr(train, "evaluate_params", evaluate_then_signal)
     warnings = []
     monkeypatch.setattr(train.logging, "warning", lambda msg, *a: warnings.append(msg % a))
+    if evaluation == 1:
+        with pytest.raises(
+            errors.Preempted, match=r"stopped at global step \d+ \(the end of epoch 1\)"
+        ):
+            train.train_and_evaluate(tiny_config(archive, epochs=2), str(tmp_path / "run"))
+        assert [w for w in warnings if "SIGTERM" in w] == [
+            "Received SIGTERM: stopping after this evaluation and saving."
+        ]
+        return
     summary = train.train_and_evaluate(tiny_config(archive, epochs=2), str(tmp_path / "run"))
     assert summary["epochs"] == 2 and summary["steps"] == 2 * (N_TRAIN // BATCH)
     assert [w for w in warnings if "SIGTERM" in w] == [
-        "Received SIGTERM: stopping after this step and saving.",
+        "Received SIGTERM: stopping after this evaluation and saving.",
         "SIGTERM came in the run's last steps: it finished instead of stopping.",
     ]
 
