@@ -3,10 +3,11 @@
     python scripts/evaluate.py --workdir runs/strong [--checkpoint runs/strong/checkpoints/latest/4880]
     python scripts/evaluate.py --workdir runs/seeds [--run 1 | --run seed=1 | --ensemble]
 
-Prints the accuracy, the loss and a per-class accuracy table, and writes into --eval_dir (default
-WORKDIR/eval): per_class.txt, confusion.png (row-normalised confusion matrix), scores.json and
-TensorBoard summaries (the confusion matrix image, the accuracy); scores.json and per_class.txt name
-the checkpoint scored. --json PATH writes a copy of scores.json to PATH.
+Prints the checkpoint and the data scored, the accuracy, the loss and a per-class accuracy table,
+and writes into --eval_dir (default WORKDIR/eval): per_class.txt (those lines), confusion.png
+(row-normalised confusion matrix), scores.json and TensorBoard summaries (the confusion matrix image,
+the accuracy); scores.json names the checkpoint (its absolute path) and the data too. --json PATH
+writes a copy of scores.json to PATH.
 
 A checkpoint of several runs (config.num_runs, config.sweep): every run is scored and so is their
 ensemble (the mean of their softmax probabilities; its loss the cross-entropy of that mean), a table
@@ -63,11 +64,12 @@ def check_outputs(json_path: str | None, eval_dir: str | None) -> None:
 
 
 def _scored(report: object) -> tuple | None:
-    """What a scores.json scored (its checkpoint's real path, the runs used); None for a file
-    that is not one (missing, edited, or of an older version)."""
+    """What a scores.json scored (its checkpoint's real path, the runs used, whether each one's
+    scores too); None for a file that is not one (missing, edited, or of an older version)."""
     if not (isinstance(report, dict) and {"checkpoint", "checkpoint_line"} <= report.keys()):
         return None
-    return os.path.realpath(report["checkpoint"]), report.get("run"), report.get("ensemble")
+    used = report.get("run"), report.get("ensemble"), "runs" in report
+    return os.path.realpath(report["checkpoint"]), *used
 
 
 def main(argv):
@@ -78,32 +80,37 @@ def main(argv):
 
     # checks the flags, reads no params
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
-    # What the report files name: the step folder, and its line (the epoch of each run used).
-    result = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe()}
-    result.update(evaluate.evaluate_checkpoint(run.config, run.members(), run.choice))
-    names = sources.class_names(run.config.dataset)
-    print(f"checkpoint: {run.describe()}")
+    # What the report files name: the step folder, its line (the epoch of each run used), the data.
+    config = run.config
+    data = sources.describe_source(config.dataset, data_dir=config.data_dir, archive=config.archive)
+    result = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe(), "data": data}
+    result.update(evaluate.evaluate_checkpoint(config, run.members(), run.choice))
+    names = sources.class_names(config.dataset)
+    lines = [f"checkpoint: {run.describe()}", f"data: {data}"]  # per_class.txt's header too
     if run.choice.each_run:
-        print(evaluate.runs_table(result))
-    print(
+        lines.append(evaluate.runs_table(result))
+    lines.append(
         f"{'ensemble ' if 'ensemble' in result else ''}test accuracy: {result['accuracy']:.4f} "
         f"({result['num_examples']} images), loss {result['loss']:.4f}"
     )
+    print("\n".join(lines))
     print(evaluate.per_class_table(result["confusion"], names))
     eval_dir = FLAGS.eval_dir or str(run.workdir / runfiles.EVAL_DIR)
     if not FLAGS.eval_dir and run.choice.label():  # some runs of several: a folder of their own
         eval_dir = os.path.join(eval_dir, run.choice.label())
-    step, title = run.step(), f"checkpoint: {run.describe()}"
     before = {}  # a report already in eval_dir
     with contextlib.suppress(OSError, ValueError), open(os.path.join(eval_dir, "scores.json")) as f:
         before = json.load(f)
-    paths = evaluate.write_report(result, names, eval_dir, step=step, title=title)
+    paths = evaluate.write_report(result, names, eval_dir, step=run.step(), title="\n".join(lines))
     if FLAGS.json and os.path.realpath(FLAGS.json) != os.path.realpath(paths["scores"]):
         paths["json"] = shutil.copyfile(paths["scores"], FLAGS.json)
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
     if _scored(before) not in (None, _scored(result)):
         other = "another --eval_dir" if FLAGS.eval_dir else "--eval_dir"
-        print(f"replaced the report of {before['checkpoint_line']}; give {other} to keep both")
+        each = " (with each run's scores)" if "runs" in before else ""
+        print(
+            f"replaced the report of {before['checkpoint_line']}{each}; give {other} to keep both"
+        )
 
 
 if __name__ == "__main__":

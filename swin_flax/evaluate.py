@@ -175,7 +175,7 @@ def open_run(
             f"the checkpoint {ckpt} was written for another model than {run}/config.json "
             f"({'; '.join(diffs)}): {fix}"
         )
-    opened = Run(run, ckpt, config, meta)
+    opened = Run(runfiles.absolute(run), runfiles.absolute(ckpt), config, meta)
     return dataclasses.replace(opened, choice=choose_runs(opened, which, ensemble))
 
 
@@ -187,6 +187,11 @@ def resolve_checkpoint(
     if checkpoint:
         ckpt = epath.Path(checkpoint)
         if not ckpt.exists():
+            if workdir and (meant := _within_run(epath.Path(workdir), ckpt)) is not None:
+                raise CheckpointError(  # `--workdir RUN --checkpoint latest/96` (as flax's step=)
+                    f"--checkpoint {ckpt} does not exist (it is a path of its own, not one within "
+                    f"--workdir): did you mean --checkpoint {meant}?"
+                )
             series = ckpt.parent  # a step's series, if it holds step folders
             if not (held := _step_folders(series)):
                 raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
@@ -208,6 +213,12 @@ def resolve_checkpoint(
             raise CheckpointError(
                 f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ "
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
+            )
+        if not runfiles.absolute(ckpt).name.isdigit():  # a step folder copied under a new name
+            raise CheckpointError(
+                f"--checkpoint {ckpt} holds a checkpoint, but orbax reads a checkpoint's step from "
+                "its folder's name: copy it to a folder named by its step (the global step it was "
+                "saved at, its name in checkpoints/best or checkpoints/latest), e.g. cp/160."
             )
         if workdir:
             run, owner = run_folder(workdir), runfiles.enclosing_run(ckpt)
@@ -246,6 +257,18 @@ def resolve_checkpoint(
     )
 
 
+def _within_run(run: epath.Path, ckpt: epath.Path) -> epath.Path | None:
+    """The step folder that a --checkpoint relative to the run (`96`, `latest`, `latest/96`,
+    `checkpoints/best`) names, if one does: a series' newest step; None otherwise."""
+    for base in (run, *(run / runfiles.CHECKPOINTS / s for s in ("", "latest", "best"))):
+        meant = base / ckpt
+        if runfiles.is_step_folder(meant):
+            return meant
+        if held := _step_folders(meant):
+            return meant / str(held[-1])
+    return None
+
+
 def _step_folders(series: epath.Path) -> list[int]:
     """The steps of `series` whose folders are checkpoint step folders, in order (a stray
     numbered folder is none); none for a file or an unreadable folder."""
@@ -265,6 +288,8 @@ def run_folder(workdir: str) -> epath.Path:
         problem = "is a file"
     elif not runfiles.is_run_folder(run):
         problem = "holds no config.json"
+        if any(run.iterdir()):  # perhaps a run that has not reached its first step yet
+            problem += " (a run writes it when its training starts: if one is starting there, wait)"
     else:
         return run
     inside = runfiles.enclosing_run(run)

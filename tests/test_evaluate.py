@@ -207,6 +207,18 @@ def _outside_a_run(run, tmp_path):
     return None, str(tmp_path / "saved" / "3")
 
 
+def _renamed(run, tmp_path):
+    """A step folder copied out under a name that is not its step."""
+    shutil.copytree(run / "checkpoints" / "best" / "3", tmp_path / "small_best")
+    return str(run), str(tmp_path / "small_best")
+
+
+def _starting(run, tmp_path):
+    """A run's folder before its config.json: what the scripts create first."""
+    (tmp_path / "compilation_cache").mkdir()
+    return str(tmp_path), None
+
+
 def _without_checkpoint(run, tmp_path):
     shutil.copy(run / "config.json", tmp_path)
     return str(tmp_path), None
@@ -235,7 +247,12 @@ def _unknown_dataset(run, tmp_path):
 WRONG_RUNS = {
     "workdir_missing": (lambda run, tmp: (str(tmp / "nope"), None), "nope does not exist"),
     "workdir_a_file": (lambda run, tmp: (str(run / "config.json"), None), "json is a file"),
-    "workdir_not_a_run": (lambda run, tmp: (str(tmp), None), "holds no config.json"),
+    "workdir_not_a_run": (lambda run, tmp: (str(tmp), None), "holds no config.json: give"),
+    "workdir_of_a_starting_run": (
+        _starting,
+        "holds no config.json (a run writes it when its training starts: if one is starting "
+        "there, wait): give",
+    ),
     "no_checkpoint_yet": (
         _without_checkpoint,
         "holds no checkpoint yet (checkpoints/best or checkpoints/latest): a run writes best/ after "
@@ -264,6 +281,11 @@ WRONG_RUNS = {
     "checkpoint_outside_a_run": (
         _outside_a_run,
         "is not inside a run folder (not in a run's checkpoints/best or checkpoints/latest): give",
+    ),
+    "checkpoint_renamed": (
+        _renamed,
+        "small_best holds a checkpoint, but orbax reads a checkpoint's step from its folder's "
+        "name: copy it to a folder named by its step",
     ),
     "checkpoint_of_another_model": (
         _other_model,
@@ -327,6 +349,18 @@ def test_resolve_checkpoint_names_the_step_folder_to_give(run, tmp_path):
     assert str(e.value).endswith(f"(its newest step: --checkpoint {latest}/160).")
 
 
+@pytest.mark.parametrize("given", ["3", "best", "best/3", "checkpoints/best", "checkpoints/best/3"])
+def test_a_checkpoint_given_within_the_workdir_names_the_path_meant(given, run, tmp_path):
+    """--checkpoint is a path of its own; given as within --workdir (as flax's `step=`) it is
+    refused, naming the step folder it meant (a series': its newest step)."""
+    with pytest.raises(CheckpointError) as e:
+        evaluate.resolve_checkpoint(str(run), given)
+    assert str(e.value) == (
+        f"--checkpoint {given} does not exist (it is a path of its own, not one within "
+        f"--workdir): did you mean --checkpoint {run}/checkpoints/best/3?"
+    )
+
+
 def test_a_step_given_relative_from_inside_its_series_is_found(run, monkeypatch):
     """`cd RUN/checkpoints/best; --checkpoint 3` (and `--checkpoint .` inside the step): the run
     is the folder three levels above the step, not above the path as typed."""
@@ -343,6 +377,15 @@ def test_open_run_finds_the_best_checkpoint_and_its_record(run):
     assert opened.meta["step"] == 3 and opened.config.model.embed_dim == 8
     by_step = evaluate.open_run(None, str(opened.checkpoint))
     assert by_step.workdir == run and by_step.config == opened.config
+
+
+def test_open_run_names_the_run_and_checkpoint_by_absolute_paths(run, monkeypatch):
+    """What the reports record stays valid from any folder: paths given relative are made
+    absolute."""
+    monkeypatch.chdir(run.parent)
+    for flags in ((run.name, None), (None, f"{run.name}/checkpoints/best/3")):
+        opened = evaluate.open_run(*flags)
+        assert (opened.workdir, opened.checkpoint) == (run, run / "checkpoints" / "best" / "3")
 
 
 def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path):
@@ -623,8 +666,10 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
     assert lines[0].endswith(
         "the ensemble of its 3 runs (the mean of their probabilities), their best epochs 1, 1, 1"
     )
-    assert [line.split()[0] for line in lines[1:6]] == ["run", *NAMES_3, "ensemble"]
-    assert lines[6].startswith(f"ensemble test accuracy: {result['accuracy']:.4f} (37 images)")
+    # The data scored: synthetic ones are flagged as such.
+    assert lines[1] == "data: the SYNTHETIC data set (striped patterns, NOT CIFAR)"
+    assert [line.split()[0] for line in lines[2:7]] == ["run", *NAMES_3, "ensemble"]
+    assert lines[7].startswith(f"ensemble test accuracy: {result['accuracy']:.4f} (37 images)")
     saved = json.loads((tmp_path / "eval" / "scores.json").read_text())
     assert saved["ensemble"] == NAMES_3 and saved["runs"] == result["runs"]
     assert saved["accuracy"] == result["accuracy"]
@@ -634,8 +679,17 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
     assert lines[0] == f"checkpoint: {saved['checkpoint_line']}"  # each run's best epoch
     assert json.loads((tmp_path / "s.json").read_text()) == saved  # --json: the same scores
     table = (tmp_path / "eval" / "per_class.txt").read_text().splitlines()
-    assert table[0] == lines[0] and table[1].startswith("class")
+    assert table == lines[: len(table)] and table[8].startswith("class")  # the console's lines
+    assert saved["data"] == lines[1].removeprefix("data: ")
     assert (tmp_path / "eval" / "confusion.png").is_file()
+    # The ensemble alone into the same folder: the report it replaces held each run's scores.
+    again = ["--workdir", str(three_runs[0]), "--eval_dir", "eval", "--ensemble"]
+    out = run_script("evaluate.py", *again, cwd=tmp_path)
+    assert out.stdout.splitlines()[-1] == (
+        f"replaced the report of {saved['checkpoint_line']} (with each run's scores); give "
+        "another --eval_dir to keep both"
+    )
+    assert "runs" not in json.loads((tmp_path / "eval" / "scores.json").read_text())
 
 
 @pytest.mark.slow  # scripts/evaluate.py as a subprocess
