@@ -246,8 +246,9 @@ def _check_port_free(port: int) -> None:
         socket.create_server(("", port), family=socket.AF_INET).close()
     except OSError as e:
         raise ValueError(
-            f"Port {port} is in use on this machine ({e.strerror or e}; another run's process 0?): "
-            "give another port in --coordinator_address, the same on every process."
+            f"Port {port} is in use on this machine ({e.strerror or e}; another run's process 0, "
+            "or another process of this run also given --process_id=0?): give every process its "
+            "own --process_id, or another port in --coordinator_address, the same on every process."
         ) from None
 
 

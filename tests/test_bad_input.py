@@ -405,10 +405,12 @@ def test_a_coordinator_port_in_use_is_refused(monkeypatch):
     monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: pytest.fail("started"))
     with socket.create_server(("", 0)) as taken:
         port = taken.getsockname()[1]
-        with pytest.raises(ValueError, match=f"Port {port} is in use on this machine"):
+        with pytest.raises(ValueError, match=f"Port {port} is in use on this machine") as e:
             distributed.initialize(
                 coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=0
             )
+    # Also what a second process of the run given --process_id=0 by mistake meets.
+    assert "also given --process_id=0?): give every process its own --process_id" in str(e.value)
 
 
 def test_process_other_than_0_waits_for_process_0_then_says_so(monkeypatch):
