@@ -157,6 +157,32 @@ def _read(source: str | os.PathLike | Mapping[str, Any], name: str | None) -> tu
         ) from e
 
 
+_BLOCK = r"layers\.(\d+)\.blocks\.(\d+)\."  # a block's state_dict keys, in either layout
+
+
+def _model_text(embed_dim, depths, num_heads, patch_size, mlp_ratio) -> str:
+    """Swin's arguments that decide its params' shapes, in the words of the messages."""
+    return (
+        f"embed_dim {embed_dim}, depths {tuple(depths)}, num_heads {tuple(num_heads)}, "
+        f"patch_size {patch_size}, mlp_ratio {mlp_ratio}"
+    )
+
+
+def _file_model(state: Mapping[str, Any]) -> str:
+    """The Swin arguments a state_dict's shapes show (either layout), for a message; '' when it
+    lacks a tensor they are read from."""
+    blocks = [tuple(map(int, m.groups())) for k in state if (m := re.match(_BLOCK, k))]
+    try:
+        embed = state["patch_embed.proj.weight"].shape  # (embed_dim, 3, patch, patch)
+        depths = [len({j for i, j in blocks if i == s}) for s in range(max(blocks)[0] + 1)]
+        table = "layers.{}.blocks.0.attn.relative_position_bias_table"  # (positions, heads)
+        heads = [state[table.format(s)].shape[1] for s in range(len(depths))]
+        hidden = state["layers.0.blocks.0.mlp.fc1.weight"].shape[0]
+    except (KeyError, IndexError, ValueError):
+        return ""
+    return _model_text(embed[0], depths, heads, embed[-1], hidden / embed[0])
+
+
 def _match(
     name: str,
     state: Mapping[str, Any],
@@ -168,7 +194,7 @@ def _match(
     """Each canonical path of `target` -> the source's value, resized, or (new) the target's own."""
     layout = convert.detect_layout(state)
     pairs, skipped = convert.pair_params(state, target, layout)
-    stages = [int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.blocks\.", k))]
+    stages = [int(m[1]) for k in state if (m := re.match(_BLOCK, k))]
     fewer_stages = len(model.depths) < max(stages, default=-1) + 1
     out, loaded, resized, new, unfit = {}, [], [], [], []  # unfit: (top-level name, what)
     for pair in pairs:
@@ -208,13 +234,13 @@ def _match(
             f"new head, or give a file of a model with {model.num_classes} classes."
         )
     if errors:
-        m = model
+        m, theirs = model, _file_model(state)
+        ours = _model_text(m.embed_dim, m.depths, m.num_heads, m.patch_size, m.mlp_ratio)
         shown = "; ".join(errors[:4]) + (f"; and {len(errors) - 4} more" if len(errors) > 4 else "")
         count = f"{len(errors)} params do" if len(errors) > 1 else "1 param does"
         raise CheckpointError(
-            f"pretrained {name} ({layout} layout) does not fit the model of this config (embed_dim "
-            f"{m.embed_dim}, depths {tuple(m.depths)}, num_heads {tuple(m.num_heads)}, patch_size "
-            f"{m.patch_size}, mlp_ratio {m.mlp_ratio}): {count} not fit: {shown}. Only bias "
+            f"pretrained {name} ({layout} layout) does not fit the model of this config ({ours}"
+            f"{f'; the file holds {theirs}' if theirs else ''}): {count} not fit: {shown}. Only bias "
             "tables, absolute_pos_embed and the head (unless config.pretrained_head) adapt; set "
             "config.model to the checkpoint's model (configs/finetune.py holds Swin-T's) or give a "
             "checkpoint of this one."

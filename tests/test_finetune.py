@@ -288,14 +288,22 @@ def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path
     narrow = swin.create_model({**model.official_arguments(), "embed_dim": 8})
     np.savez(tmp_path / "narrow.npz", **convert.flax_to_torch(zeros_like_init(narrow), "timm"))
     (tmp_path / "cut.npz").write_bytes((tmp_path / "fits.npz").read_bytes()[:1000])
+    said = {}
     for bad, message in (
         ("narrow.npz", "does not fit the model of this config"),
         ("cut.npz", "cannot be read"),
     ):
         c.pretrained = str(tmp_path / bad)
-        with pytest.raises(CheckpointError, match=message):
+        with pytest.raises(CheckpointError, match=message) as e:
             train.train_and_evaluate(c, str(tmp_path / "run"))
         assert not (tmp_path / "run").exists()
+        said[bad] = str(e.value)
+    # The file's model, read from its shapes, is named: what config.model should say.
+    n = narrow
+    assert (
+        f"; the file holds embed_dim 8, depths {tuple(n.depths)}, num_heads {tuple(n.num_heads)}, "
+        f"patch_size {n.patch_size}, mlp_ratio {float(n.mlp_ratio)}): "
+    ) in said["narrow.npz"]
 
 
 @pytest.mark.parametrize(
