@@ -288,7 +288,7 @@ def run_folder(workdir: str) -> epath.Path:
         problem = "is a file"
     elif not runfiles.is_run_folder(run):
         problem = "holds no config.json"
-        if any(run.iterdir()):  # perhaps a run that has not reached its first step yet
+        if (run / "compilation_cache").is_dir():  # the scripts' first file: a run starting
             problem += " (a run writes it when its training starts: if one is starting there, wait)"
     else:
         return run
