@@ -6,9 +6,10 @@
 --layout official loads into microsoft/Swin-Transformer's SwinTransformer, timm into timm's
 swin_* models, both with load_state_dict(strict=True) (the official persistent buffers
 relative_position_index and attn_mask are written too). The format follows --out's suffix: .npz
-and .safetensors (pip install -e '.[pretrained]') are written without PyTorch, .pth needs it. The
-checkpoint is the run's best, else its latest. A checkpoint of several runs (config.num_runs,
-config.sweep) exports one of them: --run K (an index or a name such as 'seed=1').
+and .safetensors (pip install -e '.[pretrained]') are written without PyTorch, .pth needs it.
+--out's folder is created if new (the `wrote` line says so). The checkpoint is the run's best,
+else its latest. A checkpoint of several runs (config.num_runs, config.sweep) exports one of them:
+--run K (an index or a name such as 'seed=1').
 """
 
 from swin_flax import cli  # standard library and absl only
@@ -69,13 +70,17 @@ def main(argv):
     if model.scan_blocks:
         params = layout.unstack_block_params(params, model)
     state = convert.flax_to_torch(params, FLAGS.layout, model)
+    folder = os.path.dirname(FLAGS.out)  # said when new: a typo in it would go unnoticed
+    created = (
+        f" (created {os.path.join(folder, '')})" if folder and not os.path.isdir(folder) else ""
+    )
     try:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     except OSError as e:  # a folder the system will not make (/proc/x), which root may "write"
         cli.exit_user_error(f"--out {FLAGS.out}: its folder cannot be created ({e.strerror}).")
     convert.save_state_dict(state, FLAGS.out)
     print(
-        f"wrote {FLAGS.out}: {FLAGS.layout} layout, {len(state)} tensors, "
+        f"wrote {FLAGS.out}{created}: {FLAGS.layout} layout, {len(state)} tensors, "
         f"checkpoint {run.describe()}"
     )
     print(f"load it with strict=True into {constructor(model, FLAGS.layout)}")

@@ -1,7 +1,7 @@
 """Top-k classes of image files with a trained run's best (else its latest, or a given) checkpoint.
 
     python scripts/predict.py --workdir runs/strong cat.jpg ship.png [--top_k 5]
-    python scripts/predict.py --workdir runs/strong my_photos/      # its image files
+    python scripts/predict.py --workdir runs/strong my_photos/      # its images, subfolders too
     python scripts/predict.py --checkpoint runs/strong/checkpoints/latest/4880 cat.jpg
     python scripts/predict.py --workdir runs/seeds [--run 1 | --run seed=1 | --ensemble] cat.jpg
 

@@ -1,5 +1,5 @@
 """Pictures of the training input: `python scripts/show_augmentations.py --config configs/strong.py
---out grid.png`.
+--out grid.png` (or `--workdir runs/strong`: a trained run's augmentation, from its config.json).
 
 Writes a PNG of the first images of a training batch exactly as the pipeline feeds them to the
 model (RandAugment, resize, CutMix/Mixup as the config says), each row of augmented images below
@@ -29,7 +29,7 @@ flags.DEFINE_integer(
     "scale", 4, "Enlargement of each image (nearest neighbour).", lower_bound=1, upper_bound=32
 )
 flags.DEFINE_integer("epoch", 0, "Which epoch's first batch to show.", lower_bound=0)
-flags.mark_flags_as_required(["config"])
+flags.DEFINE_string("workdir", None, "A run's folder: its augmentation, instead of --config's.")
 
 
 def check_out(path: str) -> None:
@@ -46,16 +46,26 @@ def check_out(path: str) -> None:
 
 def main(argv):
     del argv  # parse_flags refused stray arguments
+    if (FLAGS.config is None) == (not FLAGS.workdir):  # as scripts/summary.py says it
+        cli.exit_user_error(
+            "give --config FILE (a config's augmentation, e.g. configs/strong.py, with any "
+            "--config.* overrides) or --workdir DIR (a trained run's augmentation, from its "
+            "config.json): one of the two."
+        )
     check_out(FLAGS.out)
     from swin_flax.config import mixes, validate  # noqa: PLC0415
 
-    validate(FLAGS.config)  # as scripts/main.py checks it (any device count)
+    c = FLAGS.config
+    if FLAGS.workdir:
+        from swin_flax import evaluate  # noqa: PLC0415 (orbax: only for a run)
+
+        c = evaluate.load_run_config(evaluate.run_folder(FLAGS.workdir))
+    validate(c)  # as scripts/main.py checks it (any device count)
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
     from swin_flax.data import inputs, mix, pipeline, sources, viz  # noqa: PLC0415
 
-    c = FLAGS.config
     images, labels, source = sources.load_or_synthetic(
         c.dataset,
         "train",

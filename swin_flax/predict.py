@@ -72,7 +72,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
     """(readable image paths, one message per other path), decoded before a checkpoint is loaded
     so that bad files are named at once and the good ones still get their predictions. A folder
-    stands for the files in it whose suffix Pillow reads, in name order."""
+    stands for the files under it, subfolders included (an ImageFolder layout: class/img.png),
+    whose suffix Pillow reads, in path order."""
     from PIL import Image  # noqa: PLC0415
 
     good, bad = [], []
@@ -81,9 +82,10 @@ def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[st
         files = [given]
         if os.path.isdir(given):
             files = sorted(
-                e.path
-                for e in os.scandir(given)
-                if e.is_file() and e.name.lower().endswith(suffixes)
+                path
+                for folder, _, names in os.walk(given)
+                for path in (os.path.join(folder, n) for n in names if n.lower().endswith(suffixes))
+                if os.path.isfile(path)  # not a broken link
             )
             if not files:
                 bad.append(f"the folder {given} holds no image file (PNG, JPEG, ...)")

@@ -194,7 +194,7 @@ def test_a_config_file_that_does_not_load_is_one_paragraph(tmp_path, request, te
 
 
 def test_a_required_flag_left_out_is_named_with_its_help():
-    show = os.path.join(os.path.dirname(SUMMARY), "show_augmentations.py")
+    show = os.path.join(os.path.dirname(SUMMARY), "benchmark_input.py")
     out = subprocess.run([sys.executable, show], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     msg = " ".join(out.stderr.split())

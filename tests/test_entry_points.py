@@ -298,6 +298,40 @@ def test_show_augmentations_draws_with_the_data_seed(tmp_path):
     assert pictures["a"] == pictures["b"] != pictures["c"]
 
 
+def test_show_augmentations_of_a_run(tmp_path):
+    """--workdir RUN draws with the run's config.json (its RandAugment, not a default), as
+    summary.py shows a run's model; both --config and --workdir, neither, or a folder that is no
+    run: one paragraph, nothing written."""
+    import runpy  # noqa: PLC0415
+
+    from etils import epath  # noqa: PLC0415
+
+    from swin_flax import rundir  # noqa: PLC0415
+
+    c = runpy.run_path(DEMO)["get_config"]()
+    c.update(randaugment="rand-m7-n1", synthetic_train_examples=64, batch_size=16)
+    rundir.write_config(c, epath.Path(tmp_path / "run"))
+    out = run_script(
+        "show_augmentations.py", "--workdir", "run", "--count=4", "--out=g.png", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "wrote g.png: 4 images" in out.stdout and "RandAugment 'rand-m7-n1'" in out.stdout
+    (tmp_path / "notrun").mkdir()
+    both_or_neither = "give --config FILE (a config's augmentation, e.g. configs/strong.py, with"
+    for args, expected in (
+        ([], both_or_neither),
+        (["--workdir", "run", "--config", DEMO], both_or_neither),
+        (
+            ["--workdir", "notrun"],
+            "--workdir notrun holds no config.json: give the folder of a run",
+        ),
+        (["--workdir", "nope"], "--workdir nope does not exist: give the folder of a run"),
+    ):
+        assert expected in fails_cleanly(
+            "show_augmentations.py", *args, "--out=h.png", cwd=tmp_path
+        )
+
+
 def test_a_config_file_imports_another_from_its_folder(tmp_path):
     """As in flax's examples (`from configs import default`): a config file's folder is importable
     as a package, from any working directory."""

@@ -127,10 +127,10 @@ def export(*args):
 
 def test_export_script_writes_the_best_checkpoint(run, tmp_path):
     workdir, model, best = run
-    out = tmp_path / "sub" / "swin.npz"
+    out = tmp_path / "sub" / "swin.npz"  # in a new folder: said, as a typo in it would go unseen
     result = export(f"--workdir={workdir}", "--layout=official", f"--out={out}")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith(f"wrote {out}: official layout, ")
+    assert result.stdout.startswith(f"wrote {out} (created {tmp_path / 'sub'}/): official layout, ")
     assert "/checkpoints/best/" in result.stdout and "(epoch 2, step " in result.stdout
     # The model it loads into: the run's config, in the official constructor's names.
     assert result.stdout.splitlines()[1] == (
@@ -141,6 +141,7 @@ def test_export_script_writes_the_best_checkpoint(run, tmp_path):
     # timm's, with the options that give the official window rule and masks (as the fixture
     # generator builds it: scripts/fixtures/_common.py, timm_swin).
     timm = export(f"--workdir={workdir}", "--layout=timm", f"--out={tmp_path / 'timm.npz'}")
+    assert timm.stdout.startswith(f"wrote {tmp_path / 'timm.npz'}: timm layout, ")  # folder known
     assert timm.stdout.splitlines()[1] == (
         "load it with strict=True into timm.models.swin_transformer.SwinTransformer(img_size=32, "
         "patch_size=4, in_chans=3, num_classes=10, embed_dim=8, depths=(4, 2), num_heads=(1, 2), "

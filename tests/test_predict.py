@@ -178,19 +178,27 @@ def test_top_k_and_bad_input(tmp_path):
 
 def test_check_images_names_each_bad_file(run, tmp_path):
     """Every file is decoded before a checkpoint is loaded: the readable ones are kept in order,
-    each other one gets a message naming it and saying what it is. A folder stands for its image
-    files (by suffix, in name order: not its other files, nor its subfolders)."""
+    each other one gets a message naming it and saying what it is. A folder stands for the image
+    files under it, subfolders included (torchvision's ImageFolder layout: class/img.png), by
+    suffix, in path order: not its other files, nor a folder named like an image."""
     _, _, _, _, paths = run
     (tmp_path / "notes.png").write_text("not an image")
     photos, empty = tmp_path / "photos", tmp_path / "empty"
     (photos / "sub.png").mkdir(parents=True)
-    empty.mkdir()
+    (photos / "dog" / "young").mkdir(parents=True)
+    (photos / "cat").mkdir()
+    (empty / "cat").mkdir(parents=True)  # subfolders but no image anywhere below
+    (empty / "cat" / "readme.txt").write_text("none yet")
     shutil.copy(paths[1], photos / "b.JPG")
     shutil.copy(paths[0], photos / "a.png")
+    shutil.copy(paths[0], photos / "dog" / "young" / "d.png")
+    shutil.copy(paths[2], photos / "dog" / "c.png")
+    shutil.copy(paths[1], photos / "cat" / "z.jpg")
     (photos / "readme.txt").write_text("holiday")
     given = [paths[0], str(tmp_path / "missing.jpg"), photos, empty, str(tmp_path / "notes.png")]
     good, bad = predict.check_images(given)
-    assert good == [paths[0], str(photos / "a.png"), str(photos / "b.JPG")]
+    below = ["a.png", "b.JPG", "cat/z.jpg", "dog/c.png", "dog/young/d.png"]
+    assert good == [paths[0], *(str(photos / p) for p in below)]
     assert bad == [
         f"image {tmp_path / 'missing.jpg'} does not exist",
         f"the folder {empty} holds no image file (PNG, JPEG, ...)",
@@ -249,8 +257,8 @@ def test_cli_predicts_the_good_files_and_names_the_bad_ones(run, tmp_path):
     workdir, _, _, _, paths = run
     (tmp_path / "notes.png").write_text("not an image")
     (tmp_path / "empty").mkdir()
-    (tmp_path / "photos").mkdir()
-    shutil.copy(paths[1], tmp_path / "photos")
+    (tmp_path / "photos" / "cat").mkdir(parents=True)  # ImageFolder layout: class folders
+    shutil.copy(paths[1], tmp_path / "photos" / "cat")
     bad = ["missing.jpg", "notes.png", "empty"]
     before = snapshot(tmp_path)
     out = run_script(
@@ -266,7 +274,7 @@ def test_cli_predicts_the_good_files_and_names_the_bad_ones(run, tmp_path):
     assert message.endswith("The predictions above are for the other 2.")
     lines = out.stdout.splitlines()
     assert lines[1] == paths[0] and lines[2].strip().startswith("1. stripes_") and len(lines) == 5
-    assert lines[3] == os.path.join("photos", os.path.basename(paths[1]))  # the folder's image
+    assert lines[3] == os.path.join("photos", "cat", os.path.basename(paths[1]))  # in a subfolder
 
 
 @pytest.mark.parametrize(

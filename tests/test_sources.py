@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import pickle
+import shutil
 import socket
 import struct
 import tarfile
@@ -263,6 +264,22 @@ def test_missing_archive_and_empty_folder(tmp_path):
         sources.load_split("cifar10", "train", archive=str(tmp_path / "nope.tar.gz"))
     with pytest.raises(sources.DataError, match="holds no CIFAR-10 batches"):
         sources.load_split("cifar10", "train", archive=str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["cifar-10-python.tar.gz", "cifar-10-binary.tar.gz"])
+def test_a_folder_of_the_downloads_names_the_archive_to_give(cifar10, tmp_path, name):
+    """The folder the .tar.gz was downloaded into, given instead of the file: the paragraph names
+    the file to give, which then reads as it is."""
+    d, train, _ = cifar10
+    shutil.copy(d / name, tmp_path / name)
+    (tmp_path / "notes.txt").write_text("downloaded today")
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar10", "train", archive=str(tmp_path))
+    assert str(refused.value) == (
+        f"{tmp_path} holds no extracted CIFAR-10 batches but the downloaded {name}: give the "
+        f"archive itself: --config.archive={tmp_path / name} (it is read without extracting)."
+    )
+    check_equal(sources.load_split("cifar10", "train", archive=str(tmp_path / name)), *train)
 
 
 # ---------------------------------------------------------------------------------------------

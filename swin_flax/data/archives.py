@@ -113,6 +113,13 @@ def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, st
                 f"{path} holds {layout.name} but dataset={dataset!r}: set --config.dataset={other} "
                 f"--config.model.num_classes={NUM_CLASSES[other]}."
             )
+    for download in (os.path.join(path, f"{lo.name}.tar.gz") for lo in _LAYOUTS[dataset]):
+        if os.path.isfile(download):  # the folder of the downloads, not of extracted files
+            raise DataError(
+                f"{path} holds no extracted {PRETTY[dataset]} batches but the downloaded "
+                f"{os.path.basename(download)}: give the archive itself: "
+                f"--config.archive={download} (it is read without extracting)."
+            )
     expected = ", ".join(
         f"{lo.folder}/{{{','.join(lo.train + lo.test)}}}" for lo in _LAYOUTS[dataset]
     )
