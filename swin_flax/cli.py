@@ -244,15 +244,28 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
 
 def project_console(script: str | None = None) -> None:
     """The scripts' console, also for a notebook: the INFO lines of the package and of the running
-    `script`'s folder, short, and every library's warnings (not its INFO lines)."""
+    `script`'s folder, short, and every library's warnings (not its INFO lines). Without `script`
+    (a notebook) absl's logger gets a handler of its own: the notebook's logging stays as it is."""
     from absl import flags, logging  # noqa: PLC0415
 
-    if not flags.FLAGS.is_parsed():  # a notebook: absl's defaults (no "before flag parsing" line)
-        flags.FLAGS.mark_as_parsed()
-    logging.use_absl_handler()  # as absl's app.run does (outside a script, Python's own handler)
+    if script is not None:  # a script: absl's handler on the root logger, as app.run sets it
+        logging.use_absl_handler()
+        handler = logging.get_absl_handler()
+    else:  # a notebook: absl's defaults (no "before flag parsing" line)
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        absl_logger = py_logging.getLogger("absl")
+        absl_logger.propagate = False  # not a second time, through the notebook's handlers
+        handler = next((h for h in absl_logger.handlers if isinstance(h, _Console)), None)
+        if handler is None:
+            absl_logger.addHandler(handler := _Console())
     logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(_ProjectLines(script))
-    logging.get_absl_handler().setFormatter(_ShortFormat())
+    handler.filters = [_ProjectLines(script)]  # set, not added: a second call changes nothing
+    handler.setFormatter(_ShortFormat())
+
+
+class _Console(py_logging.StreamHandler):
+    """project_console's handler in a notebook (to stderr, as absl's)."""
 
 
 def _home_expanded(arg: str) -> str:

@@ -363,11 +363,17 @@ def test_importing_the_package_in_python_turns_onednn_off():
 
 def test_project_console_in_python_keeps_the_projects_lines(tmp_path):
     """cli.project_console() outside a script (a notebook): the project's INFO lines, short, and no
-    library's INFO lines (orbax's save lines here); absl's default shows neither."""
+    library's INFO lines (orbax's save lines here); absl's default shows neither. The notebook's
+    own logging (its handler, format and INFO lines) stays as it was; a second call adds nothing."""
     code = (
+        "import logging, sys\n"
         "import numpy as np\n"
+        "logging.basicConfig(stream=sys.stdout, format='MINE %(message)s')\n"
+        "logging.getLogger('notebook').setLevel(logging.INFO)\n"
         "from swin_flax import checkpoints, cli, rundir\n"
         "cli.project_console()\n"
+        "cli.project_console()\n"
+        "logging.getLogger('notebook').info('my line')\n"
         "rundir.announce('own line')\n"
         f"c = checkpoints.Checkpoints({str(tmp_path / 'w')!r})\n"
         "c.save('latest', 1, {'x': np.zeros(2)}, {})\n"
@@ -384,7 +390,7 @@ def test_project_console_in_python_keeps_the_projects_lines(tmp_path):
             stdin=subprocess.DEVNULL,
         )
         assert out.returncode == 0, out.stderr
-        assert out.stdout == "own line\n"
+        assert out.stdout == "MINE my line\nown line\n"  # the project's lines not in its format
         assert re.fullmatch(r"\d\d:\d\d:\d\d own line\n", out.stderr), out.stderr  # no orbax
 
 
