@@ -71,7 +71,7 @@ def main(argv):
     if not images:
         cli.exit_user_error(f"{problems} Give image files (PNG, JPEG or anything Pillow reads).")
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
-    predictions = predict.predict_files(run.config, run.members(), images, FLAGS.top_k)
+    predictions = predict.predict_images(run.config, run.members(), images, FLAGS.top_k)
     print(f"checkpoint: {run.describe()}")
     print(predict.format_predictions(predictions), flush=True)
     if FLAGS.json:

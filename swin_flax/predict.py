@@ -119,29 +119,39 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(probs, order, axis=-1)
 
 
-def predict_files(
+def predict_images(
     config: ml_collections.ConfigDict,
     members: Sequence[Any],
-    paths: Sequence[str | os.PathLike],
+    images: Sequence[str | os.PathLike | np.ndarray],
     k: int = 5,
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Top-k predictions for each image file in order (one device, `batch_size` at a time) of
-    `members` (`evaluate.open_run(...).members()`), one params tree or an ensemble."""
+    """Top-k predictions for each image in order (one device, `batch_size` at a time) of `members`
+    (`evaluate.open_run(...).members()`), one params tree or an ensemble. An image is a file path
+    or a uint8 [H, W, 3] array (as load_image returns; its Prediction's path: `array K`)."""
+    for i, x in enumerate(images):
+        if isinstance(x, np.ndarray) and (x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3):
+            raise ValueError(f"image {i}: give a uint8 [H, W, 3] array, not {x.dtype} {x.shape}.")
     apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
     transform = (config.model.img_size, config.normalize_mean, config.normalize_std)
     logits = []
-    for start in range(0, len(paths), batch_size):
-        batch = paths[start : start + batch_size]
-        images = np.stack([preprocess(load_image(p), *transform) for p in batch])
-        logits.append(np.stack([np.asarray(apply(params, images)) for params in members]))
+    for start in range(0, len(images), batch_size):
+        batch = [
+            x if isinstance(x, np.ndarray) else load_image(x)
+            for x in images[start : start + batch_size]
+        ]
+        inputs = np.stack([preprocess(x, *transform) for x in batch])
+        logits.append(np.stack([np.asarray(apply(params, inputs)) for params in members]))
     indices, probs = top_k(evaluate.combined_logits(np.concatenate(logits, axis=1)), k)
     names = sources.class_names(config.dataset)
     return [
         Prediction(
-            os.fspath(path), tuple(idx.tolist()), tuple(names[i] for i in idx), tuple(prob.tolist())
+            f"array {i}" if isinstance(x, np.ndarray) else os.fspath(x),
+            tuple(idx.tolist()),
+            tuple(names[j] for j in idx),
+            tuple(prob.tolist()),
         )
-        for path, idx, prob in zip(paths, indices, probs)
+        for i, (x, idx, prob) in enumerate(zip(images, indices, probs))
     ]
 
 

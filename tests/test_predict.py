@@ -91,7 +91,7 @@ def test_top_k_matches_the_models_logits(run):
     source = opened.describe()
     assert source.endswith(f"{os.path.join('best', '7')} (epoch 1, step 7)")
     members = opened.members()
-    preds = predict.predict_files(opened.config, members, paths, k=10)
+    preds = predict.predict_images(opened.config, members, paths, k=10)
 
     inputs = np.stack([reference_input(p, 32) for p in paths])
     logits = np.asarray(jax.jit(model.apply)({"params": params}, jnp.asarray(inputs)), np.float64)
@@ -105,8 +105,20 @@ def test_top_k_matches_the_models_logits(run):
         assert list(pred.probabilities) == sorted(pred.probabilities, reverse=True)
         assert pred.names == tuple(names[i] for i in pred.indices)
         assert sorted(pred.indices) == list(range(10))
-    three = predict.predict_files(opened.config, members, paths[:1], k=3)[0]
+    three = predict.predict_images(opened.config, members, paths[:1], k=3)[0]
     assert three.indices == preds[0].indices[:3]
+    # The decoded images as arrays (a notebook's): the same predictions, named by position.
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    from_arrays = predict.predict_images(opened.config, members, arrays, k=10)
+    assert [p.path for p in from_arrays] == [f"array {i}" for i in range(len(paths))]
+    assert [p.indices for p in from_arrays] == [p.indices for p in preds]
+    np.testing.assert_allclose(
+        [p.probabilities for p in from_arrays], [p.probabilities for p in preds]
+    )
+    with pytest.raises(
+        ValueError, match=r"image 1: give a uint8 \[H, W, 3\] array, not float64 \(20, 33, 3\)\."
+    ):
+        predict.predict_images(opened.config, members, [arrays[0], arrays[1] / 255.0], k=1)
 
 
 def test_preprocess_follows_the_config(run):
@@ -345,7 +357,7 @@ def single_predictions(two_runs, run):
 
 
 def _predict(opened, paths):
-    return predict.predict_files(opened.config, opened.members(), paths, k=10)
+    return predict.predict_images(opened.config, opened.members(), paths, k=10)
 
 
 def _probabilities(predictions):

@@ -412,7 +412,8 @@ def create_model(
 ) -> SwinTransformer:
     """SwinTransformer from a config's `model` dict of official arguments (defaults for those
     missing); ValueError for unknown ones and for arguments that cannot build. Lists become tuples
-    (module fields must hash)."""
+    (module fields must hash). A run's model, whose params fit its checkpoints (scan_blocks), is
+    build.model_from_config(config)'s."""
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_config).items()}
     if unknown := sorted(set(args) - set(plan.OFFICIAL_DEFAULTS)):
         raise ValueError(
