@@ -191,6 +191,8 @@ def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, fresh:
     the run is new), written only now that the run is known to start."""
     is_chief = jax.process_index() == 0
     if is_chief:
+        if fresh and runfiles.is_run_folder(workdir):  # an earlier start kept no checkpoint
+            rundir.clear_curves(workdir)
         rundir.write_config(config, workdir)
     writers = Writers(workdir, run_set, is_chief, fresh)
     if fresh:

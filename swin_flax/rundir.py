@@ -36,6 +36,25 @@ def write_config(config: ConfigDict, workdir: epath.Path) -> None:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
+def undo_start(workdir: epath.Path, existed: bool) -> None:
+    """After a new run's start that ended before it wrote its config (Ctrl-C while its state was
+    built): the empty folders it made go (the checkpoint series; the workdir if it made it)."""
+    if runfiles.is_run_folder(workdir):
+        return
+    series = (workdir / runfiles.CHECKPOINTS / which for which in ("latest", "best"))
+    for folder in (*series, workdir / runfiles.CHECKPOINTS, *([] if existed else [workdir])):
+        with contextlib.suppress(OSError):  # not empty, or not there
+            folder.rmdir()
+
+
+def clear_curves(workdir: epath.Path) -> None:
+    """The TensorBoard events of earlier starts of a run that kept no checkpoint (killed before
+    its first one): the run starts afresh, and their points are of no step it keeps."""
+    for events in ("", "runs/*/", "runs/aggregate/*/"):  # runs/aggregate[/point]
+        for path in workdir.glob(f"{events}events.out.tfevents.*"):
+            path.unlink()
+
+
 def _absolute(path: str | None) -> str | None:
     """`path` made absolute, `~` expanded (a URL such as gs://... as it is)."""
     return path and str(runfiles.absolute(os.path.expanduser(path)))

@@ -122,8 +122,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if finished:
             start_up.ready("finished")
             return rundir.report_finished(workdir, saved, config.num_epochs)
+        existed = workdir.exists()
         with rundir.Claim(workdir, active=jax.process_index() == 0) as claim:
-            return _train(config, workdir, saved, claim, start_up, t_start)
+            try:
+                return _train(config, workdir, saved, claim, start_up, t_start)
+            except BaseException:
+                if saved is None and jax.process_index() == 0:
+                    rundir.undo_start(workdir, existed)
+                raise
 
 
 @dataclasses.dataclass(frozen=True)

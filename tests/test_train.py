@@ -460,3 +460,46 @@ def test_a_sigterm_the_parent_ignored_stays_ignored_in_the_loop(tmp_path):
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_start_interrupted_before_its_config_leaves_no_folder(tmp_path, archive, monkeypatch):
+    """Ctrl-C while a new run's state is built (after the checkpoint folders are made, before its
+    config is written): the folders it made go; a workdir that was there (empty) stays."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "initial_state", interrupted)
+    for existed in (False, True):
+        workdir = tmp_path / f"run{existed}"
+        if existed:
+            workdir.mkdir()
+        with pytest.raises(KeyboardInterrupt):
+            train.train_and_evaluate(tiny_config(archive, epochs=1), str(workdir))
+        assert workdir.exists() == existed and not (existed and any(workdir.iterdir()))
+
+
+def test_a_run_restarted_afresh_keeps_no_curves_of_its_lost_start(tmp_path, archive, monkeypatch):
+    """A start killed after its first steps, before its first checkpoint (kill -9; here an
+    exception from the loop): the same command starts afresh, and TensorBoard shows that run's
+    points alone, as a run's that was never interrupted."""
+    c = tiny_config(archive, epochs=1)
+    c.log_every_steps = 1
+    train.train_and_evaluate(c, str(tmp_path / "ref"))
+    train_epoch = train.train_epoch
+
+    def killed(loop, state, batches, step, epoch, *args):  # after a step's loss point
+        train_epoch(loop, state, batches, step, epoch, *args)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(train, "train_epoch", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        train.train_and_evaluate(c, str(tmp_path / "run"))
+    assert read_scalars(tmp_path / "run")["train_loss_step"]  # the lost start's points
+    checkpoints.Checkpoints(tmp_path / "run").close()  # no checkpoint was kept
+    assert checkpoints.newest_step(tmp_path / "run" / "checkpoints" / "latest") is None
+    monkeypatch.undo()
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1
+    ref, run = (read_scalars(tmp_path / d) for d in ("ref", "run"))
+    assert ref["train_loss_step"] == run["train_loss_step"]
