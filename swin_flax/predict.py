@@ -72,8 +72,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
     """(readable image paths, one message per other path), decoded before a checkpoint is loaded
     so that bad files are named at once and the good ones still get their predictions. A folder
-    stands for the files under it, subfolders included (an ImageFolder layout: class/img.png),
-    whose suffix Pillow reads, in path order."""
+    stands for the files under it, subfolders included (an ImageFolder layout: class/img.png;
+    hidden ones and macOS' __MACOSX/ not), whose suffix Pillow reads, in path order."""
     from PIL import Image  # noqa: PLC0415
 
     good, bad = [], []
@@ -81,12 +81,16 @@ def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[st
     for given in map(os.fspath, paths):
         files = [given]
         if os.path.isdir(given):
-            files = sorted(
-                path
-                for folder, _, names in os.walk(given)
-                for path in (os.path.join(folder, n) for n in names if n.lower().endswith(suffixes))
-                if os.path.isfile(path)  # not a broken link
-            )
+            files = []
+            for folder, subfolders, names in os.walk(given, followlinks=True):  # as ImageFolder
+                subfolders[:] = [d for d in subfolders if not d.startswith((".", "__MACOSX"))]
+                files += [
+                    path
+                    for n in names
+                    if n.lower().endswith(suffixes) and not n.startswith(".")  # macOS' ._x.jpg
+                    if os.path.isfile(path := os.path.join(folder, n))  # not a broken link
+                ]
+            files.sort()
             if not files:
                 bad.append(f"the folder {given} holds no image file (PNG, JPEG, ...)")
         for path in files:

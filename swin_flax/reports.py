@@ -3,8 +3,10 @@ TensorBoard's summaries (a writer per run when several, and their spread) and th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Sequence
 
 import jax
 import ml_collections
@@ -121,10 +123,8 @@ class Writers:
             if first:
                 writer.write_hparams(_hparams(run_config))
                 writer.flush()  # on disk with the folder: a resume sees both or neither
-        for point, members in runs.sweep_points(names).items():
-            if len(members) > 1:  # the seeds of a sweep point (every run when none is swept)
-                path = folder / "aggregate" / point if point else folder / "aggregate"
-                self.aggregates[point] = (members, metric_writers.SummaryWriter(str(path)))
+        for point, (members, path) in _aggregates(self.workdir, names).items():
+            self.aggregates[point] = (members, metric_writers.SummaryWriter(str(path)))
 
     def _every(self) -> metric_writers.MultiWriter:
         aggregates = (w for _, w in self.aggregates.values())
@@ -186,13 +186,41 @@ def _hparams(config: ml_collections.ConfigDict) -> dict[str, int | float | str |
     }
 
 
+def _aggregates(
+    workdir: epath.Path, names: Sequence[str]
+) -> dict[str, tuple[list[int], epath.Path]]:
+    """{sweep point: (its runs, the folder of their spread)} for the points of several seeds (every
+    run when none is swept): runs/aggregate[/<point>]."""
+    aggregate = workdir / "runs" / "aggregate"
+    return {
+        point: (members, aggregate / point if point else aggregate)
+        for point, members in runs.sweep_points(names).items()
+        if len(members) > 1
+    }
+
+
+def _clear_curves(workdir: epath.Path, names: Sequence[str]) -> None:
+    """The TensorBoard events of earlier starts of this run that kept no checkpoint (killed before
+    its first one): it starts afresh, and their points are of no step it keeps. Only its own
+    folders' (a workdir's other folders may hold anything)."""
+    folders = [workdir]
+    if len(names) > 1:
+        folders += [workdir / "runs" / n for n in names]
+        folders += [path for _, path in _aggregates(workdir, names).values()]
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not there
+            for path in folder.iterdir():  # not a glob: the workdir's name may hold [ or *
+                if path.name.startswith("events.out.tfevents."):
+                    path.unlink()
+
+
 def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, fresh: bool) -> Writers:
     """The run's config files and TensorBoard writers (with hyper-parameters and an input grid when
     the run is new), written only now that the run is known to start."""
     is_chief = jax.process_index() == 0
     if is_chief:
         if fresh and runfiles.is_run_folder(workdir):  # an earlier start kept no checkpoint
-            rundir.clear_curves(workdir)
+            _clear_curves(workdir, run_set.names)
         rundir.write_config(config, workdir)
     writers = Writers(workdir, run_set, is_chief, fresh)
     if fresh:

@@ -43,16 +43,8 @@ def undo_start(workdir: epath.Path, existed: bool) -> None:
         return
     series = (workdir / runfiles.CHECKPOINTS / which for which in ("latest", "best"))
     for folder in (*series, workdir / runfiles.CHECKPOINTS, *([] if existed else [workdir])):
-        with contextlib.suppress(OSError):  # not empty, or not there
+        with contextlib.suppress(OSError, ValueError):  # not there, not empty (epath's ValueError)
             folder.rmdir()
-
-
-def clear_curves(workdir: epath.Path) -> None:
-    """The TensorBoard events of earlier starts of a run that kept no checkpoint (killed before
-    its first one): the run starts afresh, and their points are of no step it keeps."""
-    for events in ("", "runs/*/", "runs/aggregate/*/"):  # runs/aggregate[/point]
-        for path in workdir.glob(f"{events}events.out.tfevents.*"):
-            path.unlink()
 
 
 def _absolute(path: str | None) -> str | None:
@@ -344,6 +336,11 @@ class Claim:
             os.close(fd)
             return
         self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the claim (taken, on a file system with flock)."""
+        return self._fd is not None
 
     def __enter__(self) -> Claim:
         self.take()

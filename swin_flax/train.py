@@ -127,7 +127,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             try:
                 return _train(config, workdir, saved, claim, start_up, t_start)
             except BaseException:
-                if saved is None and jax.process_index() == 0:
+                if saved is None and claim.held:  # not a start refused by another's claim
                     rundir.undo_start(workdir, existed)
                 raise
 

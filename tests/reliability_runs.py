@@ -135,8 +135,8 @@ def _summary_values(workdir):
     sessions')."""
     import tensorflow as tf  # noqa: PLC0415
 
-    for path in tf.io.gfile.glob(str(pathlib.Path(workdir) / "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
+    for path in sorted(pathlib.Path(workdir).glob("events.out.tfevents.*")):  # not tf's glob:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):  # the name may hold [ or *
             for v in event.summary.value:
                 yield event.step, v
 

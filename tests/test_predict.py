@@ -192,7 +192,8 @@ def test_check_images_names_each_bad_file(run, tmp_path):
     """Every file is decoded before a checkpoint is loaded: the readable ones are kept in order,
     each other one gets a message naming it and saying what it is. A folder stands for the image
     files under it, subfolders included (torchvision's ImageFolder layout: class/img.png), by
-    suffix, in path order: not its other files, nor a folder named like an image."""
+    suffix, in path order (linked folders followed): not its other files, hidden ones or macOS'
+    __MACOSX/, nor a folder named like an image."""
     _, _, _, _, paths = run
     (tmp_path / "notes.png").write_text("not an image")
     photos, empty = tmp_path / "photos", tmp_path / "empty"
@@ -207,9 +208,14 @@ def test_check_images_names_each_bad_file(run, tmp_path):
     shutil.copy(paths[2], photos / "dog" / "c.png")
     shutil.copy(paths[1], photos / "cat" / "z.jpg")
     (photos / "readme.txt").write_text("holiday")
+    # A zip unpacked on macOS: its resource forks are not images, nor are hidden files.
+    (photos / "__MACOSX" / "cat").mkdir(parents=True)
+    for junk in (photos / "__MACOSX" / "cat" / "._z.jpg", photos / "cat" / "._z.jpg"):
+        junk.write_bytes(b"\x00\x05\x16\x07")
+    (photos / "bird").symlink_to(photos / "dog" / "young")  # followed, as ImageFolder does
     given = [paths[0], str(tmp_path / "missing.jpg"), photos, empty, str(tmp_path / "notes.png")]
     good, bad = predict.check_images(given)
-    below = ["a.png", "b.JPG", "cat/z.jpg", "dog/c.png", "dog/young/d.png"]
+    below = ["a.png", "b.JPG", "bird/d.png", "cat/z.jpg", "dog/c.png", "dog/young/d.png"]
     assert good == [paths[0], *(str(photos / p) for p in below)]
     assert bad == [
         f"image {tmp_path / 'missing.jpg'} does not exist",

@@ -466,17 +466,20 @@ def test_a_start_interrupted_before_its_config_leaves_no_folder(tmp_path, archiv
     """Ctrl-C while a new run's state is built (after the checkpoint folders are made, before its
     config is written): the folders it made go; a workdir that was there (empty) stays."""
 
-    def interrupted(*args, **kwargs):
+    def interrupted(config, run_set, model, per_epoch, saved, ckpts, pretrained):
+        if cached:  # what JAX's persistent cache (the scripts': WORKDIR/compilation_cache) wrote
+            (ckpts.root.parent / "compilation_cache").mkdir()
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train, "initial_state", interrupted)
-    for existed in (False, True):
-        workdir = tmp_path / f"run{existed}"
+    for existed, cached in ((False, False), (True, False), (False, True)):
+        workdir = tmp_path / f"run{existed}{cached}"
         if existed:
             workdir.mkdir()
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):  # not an error of the clean-up
             train.train_and_evaluate(tiny_config(archive, epochs=1), str(workdir))
-        assert workdir.exists() == existed and not (existed and any(workdir.iterdir()))
+        left = sorted(p.name for p in workdir.iterdir()) if workdir.exists() else None
+        assert left == (["compilation_cache"] if cached else [] if existed else None)
 
 
 def test_a_run_restarted_afresh_keeps_no_curves_of_its_lost_start(tmp_path, archive, monkeypatch):
@@ -493,13 +496,23 @@ def test_a_run_restarted_afresh_keeps_no_curves_of_its_lost_start(tmp_path, arch
         raise RuntimeError("killed")
 
     monkeypatch.setattr(train, "train_epoch", killed)
+    workdir = tmp_path / "run[1]"  # a glob would match run1 too
     with pytest.raises(RuntimeError, match="killed"):
-        train.train_and_evaluate(c, str(tmp_path / "run"))
-    assert read_scalars(tmp_path / "run")["train_loss_step"]  # the lost start's points
-    checkpoints.Checkpoints(tmp_path / "run").close()  # no checkpoint was kept
-    assert checkpoints.newest_step(tmp_path / "run" / "checkpoints" / "latest") is None
+        train.train_and_evaluate(c, str(workdir))
+    assert read_scalars(workdir)["train_loss_step"]  # the lost start's points
+    assert checkpoints.newest_step(workdir / "checkpoints" / "latest") is None  # none was kept
+    # Other curves, which the restart must leave: a sibling's, and another run's kept inside.
+    others = [
+        tmp_path / "run1" / "events.out.tfevents.1",
+        workdir / "runs" / "x" / "events.out.tfevents.1",
+    ]
+    for other in others:
+        other.parent.mkdir(parents=True)
+        other.write_bytes(b"")
     monkeypatch.undo()
-    train.train_and_evaluate(c, str(tmp_path / "run"))
-    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1
-    ref, run = (read_scalars(tmp_path / d) for d in ("ref", "run"))
+    train.train_and_evaluate(c, str(workdir))
+    assert len(list(workdir.glob("events.out.tfevents.*"))) == 1 and all(
+        map(os.path.exists, others)
+    )
+    ref, run = read_scalars(tmp_path / "ref"), read_scalars(workdir)
     assert ref["train_loss_step"] == run["train_loss_step"]
