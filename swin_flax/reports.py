@@ -199,28 +199,46 @@ def _aggregates(
     }
 
 
-def _clear_curves(workdir: epath.Path, names: Sequence[str]) -> None:
-    """The TensorBoard events of earlier starts of this run that kept no checkpoint (killed before
-    its first one): it starts afresh, and their points are of no step it keeps. Only its own
-    folders' (a workdir's other folders may hold anything)."""
+def _lost_curves(workdir: epath.Path, names: Sequence[str], start: int) -> None:
+    """Removes what earlier sessions of this run wrote to TensorBoard after the step it resumes
+    from (killed after their last checkpoint: kill -9, a machine gone), which the run writes
+    again; a start afresh (no checkpoint kept) drops their files. Only the run's own folders (a
+    workdir's other folders may hold anything), each file rewritten whole (TensorBoard's readers
+    do not all drop a restarted run's points)."""
+    import tensorflow as tf  # noqa: PLC0415 (TensorBoard's record format)
+    from tensorboard.compat.proto import event_pb2  # noqa: PLC0415
+
     folders = [workdir]
     if len(names) > 1:
         folders += [workdir / "runs" / n for n in names]
         folders += [path for _, path in _aggregates(workdir, names).values()]
     for folder in folders:
+        files = []
         with contextlib.suppress(OSError):  # not there
-            for path in folder.iterdir():  # not a glob: the workdir's name may hold [ or *
-                if path.name.startswith("events.out.tfevents."):
-                    path.unlink()
+            files = [p for p in folder.iterdir() if p.name.startswith("events.out.tfevents.")]
+        for path in files:  # listed, not globbed: the workdir's name may hold [ or *
+            if not start:
+                path.unlink()
+                continue
+            records = []
+            with contextlib.suppress(tf.errors.DataLossError):  # a kill cut its last record
+                records += tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+            kept = [r for r in records if event_pb2.Event.FromString(r).step <= start]
+            if len(kept) < len(records):
+                with tf.io.TFRecordWriter(f"{path}.tmp") as writer:
+                    for record in kept:
+                        writer.write(record)
+                tf.io.gfile.rename(f"{path}.tmp", str(path), overwrite=True)
 
 
-def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, fresh: bool) -> Writers:
+def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, start: int) -> Writers:
     """The run's config files and TensorBoard writers (with hyper-parameters and an input grid when
-    the run is new), written only now that the run is known to start."""
-    is_chief = jax.process_index() == 0
+    the run is new), written only now that the run is known to start at global step `start`."""
+    is_chief, fresh = jax.process_index() == 0, start == 0
     if is_chief:
-        if fresh and runfiles.is_run_folder(workdir):  # an earlier start kept no checkpoint
-            _clear_curves(workdir, run_set.names)
+        if runfiles.is_run_folder(workdir):  # an earlier session's
+            _lost_curves(workdir, run_set.names, start)
+            (workdir / "summary.json").unlink(missing_ok=True)  # of fewer epochs: it trains on
         rundir.write_config(config, workdir)
     writers = Writers(workdir, run_set, is_chief, fresh)
     if fresh:

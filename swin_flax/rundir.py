@@ -386,6 +386,12 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
         raise ConfigError(
             f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
         )
+    if "[" in (path := os.fspath(runfiles.absolute(workdir))) and "]" in path.partition("[")[2]:
+        raise ConfigError(  # as a glob's [...]: orbax's checkpoints there save but cannot be read
+            f"--workdir {workdir}: its path holds [ and ], which orbax reads back as a pattern: "
+            "checkpoints written there could not be restored. Give a path without them (e.g. "
+            "runs/lr_1e-3 for runs/lr[1e-3])."
+        )
     if (run := runfiles.enclosing_run(workdir)) is not None:
         raise ConfigError(
             f"--workdir {workdir} is inside the checkpoints of the run in {run}: pass --workdir "

@@ -241,7 +241,7 @@ def _start(config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_
         p_eval_step=p_eval_step,
         eval_batches=eval_batches,
         ckpts=ckpts,
-        writers=reports.open_writers(config, run_set, workdir, first_batch, fresh=start == 0),
+        writers=reports.open_writers(config, run_set, workdir, first_batch, start),
         ticker=reports.Ticker(30.0, config.batch_size, per_epoch, num_steps, run_set.count),
         profile=reports.profiler(config, workdir, start, num_steps),  # chief only
         stop=StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps),

@@ -17,7 +17,7 @@ import pytest
 
 from swin_flax import build, checkpoints, cli, rundir, train
 from swin_flax.config import default_config
-from swin_flax.errors import ConfigError
+from swin_flax.errors import CheckpointError, ConfigError
 from tests import cifar_files
 from tests import reliability_runs as rr
 
@@ -189,6 +189,21 @@ def test_workdir_behind_a_link_to_nothing(archive, tmp_path, capsys):
         assert f"{tmp_path / 'runs'} is a link to {tmp_path / 'not_mounted' / 'runs'}" in msg, msg
         assert "which does not exist (or loops). Create (or mount) its target, or give" in msg
         assert "data:" not in msg
+
+
+def test_workdir_with_brackets_is_refused(archive, tmp_path, capsys):
+    """A path with [ and ] (runs/lr[1e-3]): orbax saves there but reads the path back as a
+    pattern, so its checkpoints could never be restored (a run could not resume). Refused first."""
+    for workdir in (tmp_path / "lr[1e-3]", tmp_path / "a[1]" / "run"):
+        msg = fails_cleanly(tiny_config(archive), workdir, capsys)
+        assert f"--workdir {workdir}: its path holds [ and ], which orbax reads back" in msg, msg
+        assert "data:" not in msg and not workdir.exists()
+    # As this refusal's reason: such a folder's checkpoint saves, and cannot be restored.
+    ckpts = checkpoints.Checkpoints(tmp_path / "b[1]")
+    ckpts.save("latest", 1, {"w": np.zeros(2, np.float32)}, {"step": 1})
+    ckpts.close()
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        checkpoints.read_step(tmp_path / "b[1]" / "checkpoints" / "latest" / "1")
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")

@@ -92,7 +92,7 @@ def test_a_one_value_sweep_s_hparams_row_is_its_run_s_config(tmp_path):
     c = config.default_config()
     c.learning_rate, c.sweep.learning_rate = 1e-3, (5e-4,)
     batch = {"image": np.zeros((1, 2, 8, 8, 3), np.float32)}
-    reports.open_writers(c, runs.run_set(c), tmp_path, batch, fresh=True).close()
+    reports.open_writers(c, runs.run_set(c), tmp_path, batch, start=0).close()
     hparams = read_hparams(tmp_path)  # the learning rate the run trains with, no sweep left
     assert (
         hparams["learning_rate"] == pytest.approx(5e-4) and hparams["sweep.learning_rate"] == "()"
