@@ -225,10 +225,11 @@ def _lost_curves(workdir: epath.Path, names: Sequence[str], start: int) -> None:
                 records += tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
             kept = [r for r in records if event_pb2.Event.FromString(r).step <= start]
             if len(kept) < len(records):
-                with tf.io.TFRecordWriter(f"{path}.tmp") as writer:
+                rewritten = str(folder / "curves.tmp")  # no "tfevents" in it: TensorBoard skips it
+                with tf.io.TFRecordWriter(rewritten) as writer:
                     for record in kept:
                         writer.write(record)
-                tf.io.gfile.rename(f"{path}.tmp", str(path), overwrite=True)
+                tf.io.gfile.rename(rewritten, str(path), overwrite=True)
 
 
 def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, start: int) -> Writers:
