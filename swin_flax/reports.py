@@ -223,13 +223,22 @@ def _lost_curves(workdir: epath.Path, names: Sequence[str], start: int) -> None:
             records = []
             with contextlib.suppress(tf.errors.DataLossError):  # a kill cut its last record
                 records += tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
-            kept = [r for r in records if event_pb2.Event.FromString(r).step <= start]
+            kept = [r for r in records if _kept(event_pb2.Event.FromString(r), start)]
             if len(kept) < len(records):
                 rewritten = str(folder / "curves.tmp")  # no "tfevents" in it: TensorBoard skips it
                 with tf.io.TFRecordWriter(rewritten) as writer:
                     for record in kept:
                         writer.write(record)
                 tf.io.gfile.rename(rewritten, str(path), overwrite=True)
+
+
+def _kept(event, start: int) -> bool:
+    """Whether a resumed run keeps an earlier session's event: up to its step, but not a finished
+    run's end (its HParams status): a run extended has not ended yet."""
+    return event.step <= start and all(v.tag != _SESSION_END for v in event.summary.value)
+
+
+_SESSION_END = "_hparams_/session_end_info"  # the tag of Writers.finish's record
 
 
 def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, start: int) -> Writers:

@@ -386,11 +386,14 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
         raise ConfigError(
             f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
         )
-    if "[" in (path := os.fspath(runfiles.absolute(workdir))) and "]" in path.partition("[")[2]:
-        raise ConfigError(  # as a glob's [...]: orbax's checkpoints there save but cannot be read
-            f"--workdir {workdir}: its path holds [ and ], which orbax reads back as a pattern: "
-            "checkpoints written there could not be restored. Give a path without them (e.g. "
-            "runs/lr_1e-3 for runs/lr[1e-3])."
+    path = runfiles.absolute(workdir)
+    if any(
+        "]" in part.partition("[")[2] for part in path.parts
+    ):  # a folder named as a glob's [...]
+        raise ConfigError(  # orbax's checkpoints there save but cannot be read
+            f"--workdir {path}: a folder of its path holds [ and ], which orbax reads back as a "
+            "pattern: checkpoints written there could not be restored. Give a path without them "
+            "(e.g. runs/lr_1e-3 for runs/lr[1e-3])."
         )
     if (run := runfiles.enclosing_run(workdir)) is not None:
         raise ConfigError(

@@ -196,8 +196,10 @@ def test_workdir_with_brackets_is_refused(archive, tmp_path, capsys):
     pattern, so its checkpoints could never be restored (a run could not resume). Refused first."""
     for workdir in (tmp_path / "lr[1e-3]", tmp_path / "a[1]" / "run"):
         msg = fails_cleanly(tiny_config(archive), workdir, capsys)
-        assert f"--workdir {workdir}: its path holds [ and ], which orbax reads back" in msg, msg
+        assert f"--workdir {workdir}: a folder of its path holds [ and ], which orbax" in msg, msg
         assert "data:" not in msg and not workdir.exists()
+    for fine in ("f[a/b]g/run", "d[x/run", "e]x[y/run"):  # no folder named as a glob's [...]
+        assert rundir.inspect(tiny_config(archive), tmp_path / fine) == (None, False)
     # As this refusal's reason: such a folder's checkpoint saves, and cannot be restored.
     ckpts = checkpoints.Checkpoints(tmp_path / "b[1]")
     ckpts.save("latest", 1, {"w": np.zeros(2, np.float32)}, {"step": 1})

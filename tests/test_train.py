@@ -136,7 +136,16 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
     assert (workdir / "config.txt").exists()
     assert json.loads((workdir / "config.json").read_text())["num_epochs"] == 2
 
+    # Extended, its session lost before its end: until the run has trained its new epochs, no
+    # summary.json (that of 2 epochs is gone) and no HParams status (it has not ended).
+    with monkeypatch.context() as m:
+        m.setattr(train, "train_epoch", lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
+        with pytest.raises(RuntimeError, match="killed"):
+            train.train_and_evaluate(tiny_config(archive, epochs=3), "run")
+    assert not (workdir / "summary.json").exists() and read_session_status(workdir) is None
     summary = train.train_and_evaluate(tiny_config(archive, epochs=3), "run")
+    assert max(count_points(workdir).values()) == 1  # the run's end recorded once
+    assert read_session_status(workdir) == "STATUS_SUCCESS"
     assert summary["steps"] == 3 * steps_per_epoch
     # summary.json covers both sessions.
     assert summary["sessions"] == 2 and summary["trained_images"] == 3 * steps_per_epoch * BATCH
