@@ -387,9 +387,7 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
             f"--workdir {workdir} is a file, not a folder: give a folder path (it is created if new)."
         )
     path = runfiles.absolute(workdir)
-    if any(
-        "]" in part.partition("[")[2] for part in path.parts
-    ):  # a folder named as a glob's [...]
+    if any("]" in part.partition("[")[2] for part in path.parts):  # as a glob's [...]
         raise ConfigError(  # orbax's checkpoints there save but cannot be read
             f"--workdir {path}: a folder of its path holds [ and ], which orbax reads back as a "
             "pattern: checkpoints written there could not be restored. Give a path without them "
