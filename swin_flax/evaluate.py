@@ -217,8 +217,8 @@ def resolve_checkpoint(
         if not runfiles.absolute(ckpt).name.isdigit():  # a step folder copied under a new name
             raise CheckpointError(
                 f"--checkpoint {ckpt} holds a checkpoint, but orbax reads a checkpoint's step from "
-                "its folder's name: copy it to a folder named by its step (the global step it was "
-                "saved at, its name in checkpoints/best or checkpoints/latest), e.g. cp/160."
+                f"its folder's name: copy it to {runfiles.absolute(ckpt).parent / 'STEP'}, STEP the "
+                "global step it was saved at (its name in checkpoints/best or checkpoints/latest)."
             )
         if workdir:
             run, owner = run_folder(workdir), runfiles.enclosing_run(ckpt)

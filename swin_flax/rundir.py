@@ -390,8 +390,8 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     if any("]" in part.partition("[")[2] for part in path.parts):  # as a glob's [...]
         raise ConfigError(  # orbax's checkpoints there save but cannot be read
             f"--workdir {path}: a folder of its path holds [ and ], which orbax reads back as a "
-            "pattern: checkpoints written there could not be restored. Give a path without them "
-            "(e.g. runs/lr_1e-3 for runs/lr[1e-3])."
+            "pattern: checkpoints written there could not be restored. Give a path without them, "
+            f"such as {str(path).replace('[', '_').replace(']', '_')}."
         )
     if (run := runfiles.enclosing_run(workdir)) is not None:
         raise ConfigError(

@@ -194,9 +194,13 @@ def test_workdir_behind_a_link_to_nothing(archive, tmp_path, capsys):
 def test_workdir_with_brackets_is_refused(archive, tmp_path, capsys):
     """A path with [ and ] (runs/lr[1e-3]): orbax saves there but reads the path back as a
     pattern, so its checkpoints could never be restored (a run could not resume). Refused first."""
-    for workdir in (tmp_path / "lr[1e-3]", tmp_path / "a[1]" / "run"):
+    for workdir, instead in (
+        (tmp_path / "lr[1e-3]", tmp_path / "lr_1e-3_"),
+        (tmp_path / "a[1]" / "run", tmp_path / "a_1_" / "run"),
+    ):
         msg = fails_cleanly(tiny_config(archive), workdir, capsys)
         assert f"--workdir {workdir}: a folder of its path holds [ and ], which orbax" in msg, msg
+        assert msg.endswith(f"Give a path without them, such as {instead}."), msg
         assert "data:" not in msg and not workdir.exists()
     for fine in ("f[a/b]g/run", "d[x/run", "e]x[y/run"):  # no folder named as a glob's [...]
         assert rundir.inspect(tiny_config(archive), tmp_path / fine) == (None, False)

@@ -285,7 +285,7 @@ WRONG_RUNS = {
     "checkpoint_renamed": (
         _renamed,
         "small_best holds a checkpoint, but orbax reads a checkpoint's step from its folder's "
-        "name: copy it to a folder named by its step",
+        "name: copy it to ",
     ),
     "checkpoint_of_another_model": (
         _other_model,
@@ -318,6 +318,8 @@ def test_open_run_refuses_what_names_no_run(case, run, tmp_path):
     if case == "checkpoint_missing_step":
         best = run / "checkpoints" / "best"
         assert str(e.value).endswith(f"{best} holds step 3: give --checkpoint {best}/3.")
+    if case == "checkpoint_renamed":  # beside it, named by its step
+        assert f"copy it to {tmp_path}/STEP, STEP the global step it was saved at" in str(e.value)
     if case == "checkpoint_of_another_model":
         assert "embed_dim: checkpoint 16 vs config.json 8" in str(e.value)
 
