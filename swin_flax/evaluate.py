@@ -193,6 +193,9 @@ def resolve_checkpoint(
                     f"--workdir): did you mean --checkpoint {meant}?"
                 )
             series = ckpt.parent  # a step's series, if it holds step folders
+            if workdir and not _step_folders(series):  # `--workdir RUN --checkpoint [best/]100`
+                named = ckpt.parent.name if ckpt.parent.name in ("best", "latest") else "latest"
+                series = epath.Path(workdir) / runfiles.CHECKPOINTS / named
             if not (held := _step_folders(series)):
                 raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
             many = len(held) > 1

@@ -363,6 +363,17 @@ def test_a_checkpoint_given_within_the_workdir_names_the_path_meant(given, run, 
     )
 
 
+def test_a_step_the_run_does_not_hold_lists_those_it_holds(run):
+    """`--workdir RUN --checkpoint best/9` (a step given within the workdir, not held): the steps
+    its series holds are listed, as for a full path."""
+    with pytest.raises(CheckpointError) as e:
+        evaluate.resolve_checkpoint(str(run), "best/9")
+    best = run / "checkpoints" / "best"
+    assert str(e.value) == (
+        f"--checkpoint best/9 does not exist; {best} holds step 3: give --checkpoint {best}/3."
+    )
+
+
 def test_a_step_given_relative_from_inside_its_series_is_found(run, monkeypatch):
     """`cd RUN/checkpoints/best; --checkpoint 3` (and `--checkpoint .` inside the step): the run
     is the folder three levels above the step, not above the path as typed."""
