@@ -18,9 +18,7 @@ from etils import epath
 
 from swin_flax import errors
 from swin_flax.errors import CheckpointError, CheckpointWriteError
-from swin_flax.runfiles import CHECKPOINTS, absolute
-
-SERIES = ("latest", "best")
+from swin_flax.runfiles import CHECKPOINTS, SERIES, absolute
 
 
 def _state_handler() -> ocp.PyTreeCheckpointHandler:

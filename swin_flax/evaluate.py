@@ -193,10 +193,12 @@ def resolve_checkpoint(
                     f"--workdir): did you mean --checkpoint {meant}?"
                 )
             series = ckpt.parent  # a step's series, if it holds step folders
-            if workdir and not _step_folders(series):  # `--workdir RUN --checkpoint [best/]100`
-                named = ckpt.parent.name if ckpt.parent.name in ("best", "latest") else "latest"
+            held = _step_folders(series)
+            if workdir and not held:  # `--workdir RUN --checkpoint [best/]100`
+                named = ckpt.parent.name if ckpt.parent.name in runfiles.SERIES else "latest"
                 series = epath.Path(workdir) / runfiles.CHECKPOINTS / named
-            if not (held := _step_folders(series)):
+                held = _step_folders(series)
+            if not held:
                 raise CheckpointError(f"--checkpoint {ckpt} does not exist.")
             many = len(held) > 1
             listing = f"steps {', '.join(map(str, held[:-1]))} and " if many else "step "
@@ -263,7 +265,7 @@ def resolve_checkpoint(
 def _within_run(run: epath.Path, ckpt: epath.Path) -> epath.Path | None:
     """The step folder that a --checkpoint relative to the run (`96`, `latest`, `latest/96`,
     `checkpoints/best`) names, if one does: a series' newest step; None otherwise."""
-    for base in (run, *(run / runfiles.CHECKPOINTS / s for s in ("", "latest", "best"))):
+    for base in (run, *(run / runfiles.CHECKPOINTS / s for s in ("", *runfiles.SERIES))):
         meant = base / ckpt
         if runfiles.is_step_folder(meant):
             return meant

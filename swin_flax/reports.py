@@ -248,7 +248,7 @@ def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, start:
     if is_chief:
         if runfiles.is_run_folder(workdir):  # an earlier session's
             _lost_curves(workdir, run_set.names, start)
-            (workdir / "summary.json").unlink(missing_ok=True)  # of fewer epochs: it trains on
+            (workdir / runfiles.SUMMARY).unlink(missing_ok=True)  # of fewer epochs: it trains on
         rundir.write_config(config, workdir)
     writers = Writers(workdir, run_set, is_chief, fresh)
     if fresh:

@@ -41,7 +41,7 @@ def undo_start(workdir: epath.Path, existed: bool) -> None:
     built): the empty folders it made go (the checkpoint series; the workdir if it made it)."""
     if runfiles.is_run_folder(workdir):
         return
-    series = (workdir / runfiles.CHECKPOINTS / which for which in ("latest", "best"))
+    series = (workdir / runfiles.CHECKPOINTS / which for which in runfiles.SERIES)
     for folder in (*series, workdir / runfiles.CHECKPOINTS, *([] if existed else [workdir])):
         with contextlib.suppress(OSError, ValueError):  # not there, not empty (epath's ValueError)
             folder.rmdir()

@@ -8,7 +8,9 @@ import os
 from etils import epath
 
 CHECKPOINTS = "checkpoints"
+SERIES = ("latest", "best")  # checkpoints/latest (resuming), checkpoints/best
 EVAL_DIR = "eval"
+SUMMARY = "summary.json"  # written when the run has trained all its epochs
 
 
 def absolute(path: str | os.PathLike) -> epath.Path:
@@ -33,6 +35,6 @@ def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
     """The run folder whose checkpoints/ is or holds `path` (a --workdir given too deep), else None."""
     path = absolute(path)
     for folder in (path, *path.parents):
-        if folder.name == CHECKPOINTS and any((folder / s).is_dir() for s in ("latest", "best")):
+        if folder.name == CHECKPOINTS and any((folder / s).is_dir() for s in SERIES):
             return folder.parent
     return None

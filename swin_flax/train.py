@@ -26,7 +26,17 @@ from clu import periodic_actions
 from etils import epath
 from flax import jax_utils
 
-from swin_flax import build, checkpoints, distributed, finetune, reports, rundir, runs, steps
+from swin_flax import (
+    build,
+    checkpoints,
+    distributed,
+    finetune,
+    reports,
+    rundir,
+    runfiles,
+    runs,
+    steps,
+)
 from swin_flax.config import validate
 from swin_flax.data import inputs
 from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
@@ -349,7 +359,7 @@ def _finish(loop: Session, record: dict) -> dict:
     summary = rundir.run_summary(record, str(loop.ckpts.root))
     rundir.announce(*rundir.summary_lines(summary))
     if jax.process_index() == 0:
-        (loop.workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+        (loop.workdir / runfiles.SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 
