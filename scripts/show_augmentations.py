@@ -46,24 +46,12 @@ def check_out(path: str) -> None:
 
 def main(argv):
     del argv  # parse_flags refused stray arguments
-    if (FLAGS.config is None) == (not FLAGS.workdir):  # as scripts/summary.py says it
-        cli.exit_user_error(
-            "give --config FILE (a config's augmentation, e.g. configs/strong.py, with any "
-            "--config.* overrides) or --workdir DIR (a trained run's augmentation, from its "
-            "config.json): one of the two."
-        )
+    c = cli.config_or_run(FLAGS.config, FLAGS.workdir, "augmentation")
     check_out(FLAGS.out)
-    from swin_flax.config import mixes, validate  # noqa: PLC0415
-
-    c = FLAGS.config
-    if FLAGS.workdir:
-        from swin_flax import evaluate  # noqa: PLC0415 (orbax: only for a run)
-
-        c = evaluate.load_run_config(evaluate.run_folder(FLAGS.workdir))
-    validate(c)  # as scripts/main.py checks it (any device count)
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
+    from swin_flax.config import mixes  # noqa: PLC0415
     from swin_flax.data import inputs, mix, pipeline, sources, viz  # noqa: PLC0415
 
     images, labels, source = sources.load_or_synthetic(

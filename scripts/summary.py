@@ -26,21 +26,7 @@ flags.DEFINE_string("workdir", None, "A run's folder: its model, instead of --co
 
 def main(argv):
     del argv  # parse_flags refused stray arguments
-    from swin_flax.config import validate  # noqa: PLC0415
-
-    if (FLAGS.config is None) == (not FLAGS.workdir):
-        cli.exit_user_error(
-            "give --config FILE (a config's model, e.g. configs/strong.py, with any --config.* "
-            "overrides) or --workdir DIR (a trained run's model, from its config.json): one of "
-            "the two."
-        )
-    if FLAGS.workdir:
-        from swin_flax import evaluate  # noqa: PLC0415 (orbax: only for a run)
-
-        config = evaluate.load_run_config(evaluate.run_folder(FLAGS.workdir))
-    else:
-        config = FLAGS.config
-    validate(config)  # as scripts/main.py checks it (any device count)
+    config = cli.config_or_run(FLAGS.config, FLAGS.workdir, "model")
     from swin_flax.models import summary, swin  # noqa: PLC0415 (jax after the checks)
 
     model = swin.create_model(config.model, dtype=config.dtype)

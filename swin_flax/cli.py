@@ -44,6 +44,26 @@ def exit_user_error(message: str, now: bool = False) -> NoReturn:
     _exit_saying("Error", message, EXIT_USER_ERROR, now)
 
 
+def config_or_run(config: Any, workdir: str | None, what: str) -> Any:
+    """The config a tool shows `what` of: --config's (its overrides applied) or a trained run's
+    (--workdir, its config.json), checked as scripts/main.py checks it (any device count); exit 2
+    unless exactly one of the two is given."""
+    if (config is None) == (not workdir):
+        exit_user_error(
+            f"give --config FILE (a config's {what}, e.g. configs/strong.py, with any --config.* "
+            f"overrides) or --workdir DIR (a trained run's {what}, from its config.json): one of "
+            "the two."
+        )
+    from swin_flax.config import validate  # noqa: PLC0415 (after cli.start)
+
+    if workdir:
+        from swin_flax import evaluate  # noqa: PLC0415 (orbax: only for a run)
+
+        config = evaluate.load_run_config(evaluate.run_folder(workdir))
+    validate(config)
+    return config
+
+
 def check_output_file(flag: str, path: str | None, create_folder: bool = False) -> None:
     """Exit 2 unless `path` (of --`flag`) is unset or a file path this user can write, in a folder
     that exists (or, with `create_folder`, can be created): checked before the work, not after it."""
