@@ -252,6 +252,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             f"bad command line ({type(e).__name__}: {' '.join(message.split())}). {see}"
         )
     _refuse_a_config_of_none(flags.FLAGS, _config_flags(flags.FLAGS))  # one not required
+    _refuse_a_tuple_given_twice(flags.FLAGS, argv)
     if len(rest) > 1 and not takes_arguments:
         exit_user_error(
             f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
@@ -307,6 +308,28 @@ def _refuse_a_config_of_none(flag_values, names: Iterable[str]) -> None:
             exit_user_error(
                 f"the config file {path}: get_config() returned None. Make it return the config "
                 "(a ConfigDict, e.g. default_config() with its changes), as configs/strong.py does."
+            )
+
+
+def _refuse_a_tuple_given_twice(flag_values, argv: list[str]) -> None:
+    """Exit 2 if a tuple field is set by two or more whole tuples (`--config.model.depths='(2,2)'`
+    twice, as when a line of overrides is extended): ml_collections joins them, (2, 2, 2, 2)."""
+    given: dict[str, list[str]] = {}
+    for i, arg in enumerate(argv[1:], start=1):
+        name, eq, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name.split(".")[0] in _config_flags(flag_values) and "." in name:
+            value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            given.setdefault(name, []).append(value)
+    for name, values in given.items():
+        flag, *path = name.split(".")
+        field = flag_values[flag].value
+        for key in path:
+            field = getattr(field, key, None)
+        if len(values) > 1 and isinstance(field, tuple) and any("," in v for v in values):
+            exit_user_error(
+                f"--{name} is given {len(values)} times ({' and '.join(values)}): ml_collections "
+                f"joins a tuple field's values, here into {field}. Give it once, with the whole "
+                "tuple."
             )
 
 
