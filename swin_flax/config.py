@@ -214,6 +214,24 @@ def _require(ok: bool, field: str, message: str) -> None:
         raise ConfigError(f"config.{field}: {message}")
 
 
+PRETRAINED_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")  # state_dict files
+
+
+def pretrained_folder(path: str) -> str:
+    """Why a folder given as config.pretrained is refused, naming the checkpoint files it holds
+    (a download saved as e.g. swin-tiny/model.safetensors)."""
+    held = sorted(f for f in os.listdir(path) if f.endswith(PRETRAINED_SUFFIXES))
+    inside = (
+        f" (it holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}: e.g. "
+        f"--config.pretrained={os.path.join(path, held[0])})"
+        if held
+        else ""
+    )
+    return (
+        f"{path} is a folder: give the checkpoint file itself (.pth, .safetensors, .npz){inside}."
+    )
+
+
 def _not_a_state_dict(path: str) -> str:
     """Why config.pretrained's `path` is refused; for a run of scripts/main.py (its folder, or
     anything in its checkpoints/), how to export it first."""
@@ -234,9 +252,11 @@ def _not_a_state_dict(path: str) -> str:
         step = owner / runfiles.CHECKPOINTS / parts[0] / parts[1] if len(parts) > 1 else None
         if step and runfiles.is_step_folder(step):
             source = f"--checkpoint {shown(step)}"
+    elif os.path.isdir(path):
+        return pretrained_folder(path)
     else:
         return (
-            f"{path!r} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) or an "
+            f"{path} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) or an "
             ".npz of a state_dict."
         )
     return (
@@ -444,9 +464,7 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
     )
     # The file itself is checked where a starting run reads it (finetune.read_pretrained): tools
     # and resumed runs never read it.
-    if c.pretrained and not c.pretrained.endswith(
-        (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")
-    ):
+    if c.pretrained and not c.pretrained.endswith(PRETRAINED_SUFFIXES):
         raise ConfigError(f"config.pretrained: {_not_a_state_dict(c.pretrained)}")
     _require(
         c.pretrained or not c.pretrained_head,

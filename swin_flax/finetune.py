@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from swin_flax.config import pretrained_folder
 from swin_flax.errors import CheckpointError, ConfigError
 from swin_flax.models import convert, swin
 from swin_flax.models import layout as scan_layout
@@ -262,10 +263,7 @@ def read_pretrained(
     """The state_dict of config.pretrained's file, refused unless it fits `model` by shape alone:
     a run checks it before it builds anything, then passes it to `load_pretrained`."""
     if os.path.isdir(path):
-        raise ConfigError(
-            f"config.pretrained: {path} is a folder: give the checkpoint file itself (.pth, "
-            ".safetensors, .npz)."
-        )
+        raise ConfigError(f"config.pretrained: {pretrained_folder(os.fspath(path))}")
     if not os.path.isfile(path):
         raise ConfigError(
             f"config.pretrained: {path} does not exist. Download a Swin checkpoint on a machine "

@@ -139,8 +139,8 @@ def test_bad_values_name_the_field(field, value, needle):
 
 def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
     """A run of scripts/main.py (its folder, or anything in its checkpoints/) is not a state_dict
-    file: the message names the run and the export that makes one; any other folder or file is
-    not a PyTorch checkpoint."""
+    file: the message names the run and the export that makes one; any other folder is said to be
+    one, any other file not to be a PyTorch checkpoint."""
     monkeypatch.chdir(tmp_path)
     step = tmp_path / "runs" / "demo" / "checkpoints" / "best" / "160"
     (step / "state").mkdir(parents=True)
@@ -165,11 +165,24 @@ def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
         str(step): f"{step} is in the checkpoints of the run {tmp_path}/runs/demo "
         + export.format(source=f"--checkpoint {step}", run=f"{tmp_path}/runs/demo"),
     }
-    for other in ("copied/checkpoints/latest/8", "runs", "swin.txt"):  # no run's config.json
+    for other in ("swin.txt", "swin"):  # not a folder
         cases[other] = (
-            f"'{other}' is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) or an "
+            f"{other} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) or an "
             ".npz of a state_dict."
         )
+    # Another folder: said as one, with the checkpoint files it holds (a download's folder).
+    (tmp_path / "swin-tiny").mkdir()
+    (tmp_path / "swin-tiny" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "swin-tiny" / "README.md").write_text("")
+    folder = "is a folder: give the checkpoint file itself (.pth, .safetensors, .npz)"
+    cases["runs"] = f"runs {folder}."
+    cases["copied/checkpoints/latest/8"] = (
+        f"copied/checkpoints/latest/8 {folder}."  # no config.json
+    )
+    cases["swin-tiny"] = (
+        f"swin-tiny {folder} (it holds model.safetensors: e.g. "
+        "--config.pretrained=swin-tiny/model.safetensors)."
+    )
     c = default_config()
     for path, expected in cases.items():
         c.pretrained = path

@@ -21,14 +21,13 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
+from swin_flax.config import PRETRAINED_SUFFIXES
 from swin_flax.errors import CheckpointError
 from swin_flax.models import swin
 from swin_flax.models.ops import relative_position_index, shifted_window_mask
 from swin_flax.models.summary import param_shapes
 
 LAYOUTS = ("official", "timm")
-TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-FILE_SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", ".npz")
 BUFFER_SUFFIXES = ("relative_position_index", "attn_mask")  # recomputed by the model
 # Prefixes a wrapper puts on every key: DistributedDataParallel, a training module, torch.compile.
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
@@ -187,8 +186,8 @@ def require_package(path: str | os.PathLike, action: str = "reading") -> Any:
     """The module that reads and writes `path`'s format, imported (None for .npz: numpy), or a
     CheckpointError saying what to install, so callers can check before any work."""
     path = os.fspath(path)
-    if not path.endswith(FILE_SUFFIXES):
-        raise ValueError(f"path {path!r}: expected one of {', '.join(FILE_SUFFIXES)}.")
+    if not path.endswith(PRETRAINED_SUFFIXES):
+        raise ValueError(f"path {path!r}: expected one of {', '.join(PRETRAINED_SUFFIXES)}.")
     if path.endswith(".npz"):
         return None
     name = "safetensors.numpy" if path.endswith(".safetensors") else "torch"
