@@ -241,15 +241,22 @@ def _kept(event, start: int) -> bool:
 _SESSION_END = "_hparams_/session_end_info"  # the tag of Writers.finish's record
 
 
-def open_writers(config, run_set, workdir: epath.Path, first_batch: dict, start: int) -> Writers:
-    """The run's config files and TensorBoard writers (with hyper-parameters and an input grid when
-    the run is new), written only now that the run is known to start at global step `start`."""
+def open_writers(
+    config, run_set, workdir: epath.Path, first_batch: dict, start: int, loaded: str = ""
+) -> Writers:
+    """The run's config files (and a new run's pretrained load report, `loaded`) and TensorBoard
+    writers (with hyper-parameters and an input grid when the run is new), written only now that
+    the run is known to start at global step `start`."""
     is_chief, fresh = jax.process_index() == 0, start == 0
     if is_chief:
         if runfiles.is_run_folder(workdir):  # an earlier session's
             _lost_curves(workdir, run_set.names, start)
             (workdir / runfiles.SUMMARY).unlink(missing_ok=True)  # of fewer epochs: it trains on
         rundir.write_config(config, workdir)
+        if fresh:  # a lost start's report goes with its curves
+            (workdir / runfiles.PRETRAINED).unlink(missing_ok=True)
+        if loaded:
+            (workdir / runfiles.PRETRAINED).write_text(loaded + "\n")
     writers = Writers(workdir, run_set, is_chief, fresh)
     if fresh:
         if not writers.several:  # several runs write theirs in runs/<name>/

@@ -11,6 +11,7 @@ CHECKPOINTS = "checkpoints"
 SERIES = ("latest", "best")  # checkpoints/latest (resuming), checkpoints/best
 EVAL_DIR = "eval"
 SUMMARY = "summary.json"  # written when the run has trained all its epochs
+PRETRAINED = "pretrained.txt"  # what a run started from config.pretrained loaded, resized, left new
 
 
 def absolute(path: str | os.PathLike) -> epath.Path:

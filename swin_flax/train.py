@@ -88,11 +88,12 @@ def initial_state(
     saved: dict[str, Any] | None,
     ckpts: checkpoints.Checkpoints,
     pretrained: dict[str, np.ndarray] | None = None,
-) -> tuple[steps.TrainState, Progress]:
+) -> tuple[steps.TrainState, Progress, str]:
     """The train state to start from (the latest checkpoint, else the `pretrained` state_dict that
     finetune.read_pretrained read from config.pretrained, else a fresh initialisation from each
-    run's init key) and the progress its record holds. Several runs stack their states on a
-    leading axis; a sweep's optimiser holds each run's hyper-parameters."""
+    run's init key), the progress its record holds, and the pretrained file's load report ('' if
+    none). Several runs stack their states on a leading axis; a sweep's optimiser holds each run's
+    hyper-parameters."""
     img = config.model.img_size
     sweep = run_set.count > 1 and bool(run_set.swept)
     tx = build.create_optimizer(run_set.configs[0], steps_per_epoch, in_state=sweep)
@@ -103,7 +104,7 @@ def initial_state(
         state = state.replace(opt_state=state.opt_state._replace(hyperparams=hyperparams))
     if saved is not None:  # checked against this model by rundir.inspect
         restored, meta = ckpts.restore("latest", jax.device_get(_saved_part(state)))
-        return state.replace(**restored), Progress.from_record(meta)
+        return state.replace(**restored), Progress.from_record(meta), ""
     if pretrained is not None:  # AdamW's moments start at zero whatever the params: swap them in
         load = lambda p: finetune.load_pretrained(
             pretrained, model, p, name=config.pretrained, load_head=config.pretrained_head
@@ -115,8 +116,8 @@ def initial_state(
             each, reports = zip(*map(load, inits), strict=True)
             params, report = jax.tree.map(lambda *xs: np.stack(xs), *each), reports[0]
         logging.info("%s", report.summary())  # the same for every run
-        state = state.replace(params=params)
-    return state, Progress(run_set.count)
+        return state.replace(params=params), Progress(run_set.count), report.summary()
+    return state, Progress(run_set.count), ""
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -224,7 +225,9 @@ def _start(config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_
     _check_resume(config, workdir, saved, per_epoch, len(data.train_labels))
     _create_workdir(workdir, saved, claim, start_up)
     ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
-    state, progress = initial_state(config, run_set, model, per_epoch, saved, ckpts, pretrained)
+    state, progress, loaded = initial_state(
+        config, run_set, model, per_epoch, saved, ckpts, pretrained
+    )
     del pretrained  # the params hold it now
     progress.totals = dataclasses.replace(progress.totals, sessions=progress.totals.sessions + 1)
     start = int(np.ravel(jax.device_get(state.step))[0])
@@ -251,7 +254,7 @@ def _start(config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_
         p_eval_step=p_eval_step,
         eval_batches=eval_batches,
         ckpts=ckpts,
-        writers=reports.open_writers(config, run_set, workdir, first_batch, start),
+        writers=reports.open_writers(config, run_set, workdir, first_batch, start, loaded),
         ticker=reports.Ticker(30.0, config.batch_size, per_epoch, num_steps, run_set.count),
         profile=reports.profiler(config, workdir, start, num_steps),  # chief only
         stop=StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps),

@@ -20,7 +20,7 @@ from swin_flax import build, cli, finetune, optim, runs, train
 from swin_flax.config import ConfigError, validate
 from swin_flax.errors import CheckpointError
 from swin_flax.models import convert, layout, plan, summary, swin
-from tests.test_train import tiny_config
+from tests.test_train import archive, tiny_config  # noqa: F401 (archive: a fixture)
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "finetune_source.npz"
 RESIZE_KEYS = (
@@ -260,12 +260,12 @@ def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path
     np.savez(tmp_path / "fits.npz", **convert.flax_to_torch(pretrained, "timm"))
     c.pretrained = str(tmp_path / "fits.npz")
     read = finetune.read_pretrained(c.pretrained, model)
-    state, _ = train.initial_state(c, runs.run_set(c), model, 4, None, None, read)
+    state, *_ = train.initial_state(c, runs.run_set(c), model, 4, None, None, read)
     for name in pretrained:
         same = jax.tree.map(np.array_equal, dict(state.params[name]), dict(pretrained[name]))
         assert all(jax.tree.leaves(same)) == (name != "head"), name
     c.pretrained_head = True  # as many classes: the file's head too
-    state, _ = train.initial_state(c, runs.run_set(c), model, 4, None, None, read)
+    state, *_ = train.initial_state(c, runs.run_set(c), model, 4, None, None, read)
     same = jax.tree.map(np.array_equal, dict(state.params), dict(pretrained))
     assert all(jax.tree.leaves(same))
     c.pretrained_head = False
@@ -274,7 +274,7 @@ def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path
     c.num_runs = 2
     lines = []
     monkeypatch.setattr(train.logging, "info", lambda fmt, *args: lines.append(fmt % args))
-    state, _ = train.initial_state(c, runs.run_set(c), model, 4, None, None, read)
+    state, *_ = train.initial_state(c, runs.run_set(c), model, 4, None, None, read)
     assert [line.split(" (")[0] for line in lines] == [f"pretrained {c.pretrained}"]
     for name in pretrained:
         for k in range(2):
@@ -304,6 +304,30 @@ def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path
         f"; the file holds embed_dim 8, depths {tuple(n.depths)}, num_heads {tuple(n.num_heads)}, "
         f"patch_size {n.patch_size}, mlp_ratio {float(n.mlp_ratio)}): "
     ) in said["narrow.npz"]
+
+
+def test_a_fine_tuned_run_keeps_its_load_report(tmp_path, archive):  # noqa: F811 (a fixture)
+    """A run started from config.pretrained writes what was loaded and left new to pretrained.txt
+    (the console's lines are not kept); a resume leaves it as it is."""
+    c = tiny_config(archive, epochs=1)
+    model = build.model_from_config(c)
+    np.savez(tmp_path / "fits.npz", **convert.flax_to_torch(zeros_like_init(model), "timm"))
+    c.pretrained = str(tmp_path / "fits.npz")
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+    report = (tmp_path / "run" / "pretrained.txt").read_text().splitlines()
+    tensors = len(jax.tree.leaves(summary.param_shapes(model)))  # the head's two are new
+    assert report[0] == (
+        f"pretrained {c.pretrained} (timm layout): {tensors - 2} tensors loaded as they are, "
+        "0 resized, 2 left new, 2 source tensors skipped."  # the file's head
+    ), report
+    assert report[1:] == [
+        "  new (fresh init) head/bias",
+        "  new (fresh init) head/kernel",
+        "  skipped head.* (2 tensors)",
+    ], report
+    c.num_epochs = 2
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+    assert (tmp_path / "run" / "pretrained.txt").read_text().splitlines() == report
 
 
 @pytest.mark.parametrize(

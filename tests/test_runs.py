@@ -178,7 +178,7 @@ def test_three_runs_step_equals_three_single_steps(archive, per_run_data):
         }
 
     batches = [[batch() for _ in range(3)] for _ in range(3 if per_run_data else 1)]
-    state, _ = train.initial_state(c, run_set, model, 4, None, None)
+    state, *_ = train.initial_state(c, run_set, model, 4, None, None)
     step = build.pmap_train_step(3, per_run_data)
     _, keys = run_set.keys()
     state = steps.replicate(state)
@@ -190,7 +190,7 @@ def test_three_runs_step_equals_three_single_steps(archive, per_run_data):
     many = jax.device_get(steps.unreplicate(state.params))
     for k, single_config in enumerate(run_set.configs):
         single_set = runs.run_set(single_config)
-        s, _ = train.initial_state(single_config, single_set, model, 4, None, None)
+        s, *_ = train.initial_state(single_config, single_set, model, 4, None, None)
         s = steps.replicate(s)
         single_step = build.pmap_train_step()
         for i in range(3):
