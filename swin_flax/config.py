@@ -330,7 +330,21 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
         )
     for f in ("normalize_mean", "normalize_std", "randaugment_img_mean"):
         _require(len(c[f]) == 3, f, f"needs 3 values (one per RGB channel), got {c[f]!r}.")
+    for f in ("normalize_mean", "normalize_std"):
+        _require(
+            max(c[f]) <= 1,
+            f,
+            f"values apply to pixels scaled to [0, 1] (after /255), got {tuple(c[f])!r}. For "
+            "pixel-scale values (as flax's ImageNet example gives them) divide by 255: "
+            f"{tuple(round(v / 255, 4) for v in c[f])!r}.",
+        )
     _require(all(s > 0 for s in c.normalize_std), "normalize_std", "values must be > 0.")
+    _require(
+        c.randaugment_translate_const >= 0,
+        "randaugment_translate_const",
+        f"is in pixels (TranslateX/Y at magnitude 10): must be >= 0, got "
+        f"{c.randaugment_translate_const!r}.",
+    )
     _require(
         all(0 <= v <= 255 for v in c.randaugment_img_mean),
         "randaugment_img_mean",

@@ -2,6 +2,7 @@
 
 import importlib.util
 import pathlib
+import re
 
 import pytest
 
@@ -107,6 +108,12 @@ def test_strong_numbers():
             "config.pretrained_head: keeps the classifier of config.pretrained",
         ),
         # Data fields: checked here only (data/ trusts its arguments).
+        # flax's ImageNet example gives pixel-scale values: divided by 255, timm's ImageNet ones.
+        ("normalize_mean", (123.675, 116.28, 103.53), "config.normalize_mean: values apply to"),
+        ("normalize_mean", (123.675, 116.28, 103.53), "divide by 255: (0.485, 0.456, 0.406)."),
+        ("normalize_std", (58.395, 57.12, 57.375), "divide by 255: (0.229, 0.224, 0.225)."),
+        ("normalize_std", (0.5, 0.0, 0.5), "config.normalize_std: values must be > 0."),
+        ("randaugment_translate_const", -5, "config.randaugment_translate_const: is in pixels"),
         ("randaugment_img_mean", (124, 116), "config.randaugment_img_mean"),
         ("randaugment_img_mean", (124, 116, 300), "config.randaugment_img_mean"),
         ("mix.prob", 1.5, "config.mix.prob"),
@@ -133,7 +140,7 @@ def test_bad_values_name_the_field(field, value, needle):
         head, key = field.split(".")
         node = c[head]
     node[key] = value
-    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
         validate(c, num_devices=2)
 
 

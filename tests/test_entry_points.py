@@ -249,7 +249,8 @@ def typo_config(tmp_path_factory) -> str:
         (["--config.model.window_size=3"], "window_size=3 does not divide"),
         (["--depth=0"], "flag --depth=0: 0 is not a positive integer"),
         (["--batch_size=-1"], "flag --batch_size=-1: -1 is not a positive integer"),
-        (["--config.randaugment=foo"], "config_str 'foo': must start with 'rand'"),
+        (["--config.randaugment=foo"], "'foo': must start with 'rand' (timm's RandAugment), e.g."),
+        (["--config.randaugment=None"], "an empty string ('--config.randaugment=') turns it off."),
     ],
     ids=[
         "typo_flag",
@@ -266,6 +267,7 @@ def typo_config(tmp_path_factory) -> str:
         "depth",
         "batch_size",
         "randaugment",
+        "randaugment_none",
     ],  # fmt: skip
 )
 def test_summary_refuses(args, expected, typo_config, tmp_path):

@@ -65,7 +65,10 @@ def parse_config_str(config_str: str) -> RandAugmentParams:
     bad = lambda message: ValueError(f"config_str {config_str!r}: {message}")
     sections = str(config_str).split("-")
     if sections[0] != "rand":
-        raise bad("must start with 'rand' (timm's RandAugment), e.g. 'rand-m9-mstd0.5'.")
+        raise bad(
+            "must start with 'rand' (timm's RandAugment), e.g. 'rand-m9-mstd0.5'; an empty "
+            "string ('--config.randaugment=') turns it off."
+        )
     found: dict[str, float | str] = {}  # key -> value; mstd, mmax and t keep their first
     for section in filter(None, sections[1:]):  # timm skips empty sections ('rand--m9')
         key, *value = re.split(r"(\d.*)", section) if section[0] != "t" else ("t", section[1:])
