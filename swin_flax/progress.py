@@ -18,10 +18,14 @@ def as_json(metrics) -> Any:
 
 
 def from_json(template, plain: Any):
-    """Metrics saved by `as_json`, in `template`'s structure and dtypes (float32 comes back exact)."""
+    """Metrics saved by `as_json`, in `template`'s structure, shapes and dtypes (float32 comes back
+    exact). A metric added to the code since they were saved starts empty and one removed is
+    dropped, so a run stopped within an epoch resumes across such a change."""
     state = serialization.to_state_dict(template)
-    cast = jax.tree.map(lambda t, v: np.asarray(v, np.asarray(t).dtype), state, plain)
-    return serialization.from_state_dict(template, cast)
+    empty = serialization.to_state_dict(type(template).empty())
+    plain = {name: plain.get(name, empty[name]) for name in state}
+    as_in = lambda t, v: np.broadcast_to(np.asarray(v, np.asarray(t).dtype), np.shape(t))
+    return serialization.from_state_dict(template, jax.tree.map(as_in, state, plain))
 
 
 @dataclasses.dataclass

@@ -30,6 +30,10 @@ class FirstNonFinite(metrics.Metric):
     def from_model_output(cls, *, loss: jnp.ndarray, step: jnp.ndarray, **_) -> "FirstNonFinite":
         return cls(step=jnp.where(jnp.isfinite(loss), -1, step).astype(jnp.int32))
 
+    @classmethod
+    def empty(cls) -> "FirstNonFinite":
+        return cls(step=jnp.array(-1, jnp.int32))
+
     def merge(self, other: "FirstNonFinite") -> "FirstNonFinite":
         a, b = self.step, other.step
         return type(self)(step=jnp.where((a < 0) | ((b >= 0) & (b < a)), b, a))

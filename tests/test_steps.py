@@ -2,6 +2,7 @@
 
 import functools
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -219,6 +220,39 @@ def test_nonfinite_loss_step_is_recorded():
     later = steps.FirstNonFinite.from_model_output(loss=jnp.array(np.inf), step=jnp.array(9))
     assert int(ok.merge(m).merge(later).compute()) == 5
     assert int(ok.compute()) == -1
+
+
+def test_saved_train_metrics_resume_across_a_metric_added_or_removed():
+    """A run stopped within an epoch saves its metrics (progress.as_json) and merges them with the
+    resumed steps'; a metric added to the code since starts empty (its mean is the resumed steps'
+    alone), one removed is dropped, and FirstNonFinite's empty is 'none' (-1), not step 0."""
+    from clu import metrics
+
+    from swin_flax.progress import as_json, from_json
+
+    @flax.struct.dataclass
+    class WithNorm(metrics.Collection):
+        loss: metrics.Average.from_output("loss")
+        first_nonfinite_step: steps.FirstNonFinite
+        grad_norm: metrics.Average.from_output("grad_norm")
+
+    out = lambda loss, step: dict(
+        loss=jnp.array(loss),
+        step=jnp.array(step),
+        grad_norm=jnp.array(2.0 * step),
+        logits=jnp.array([[1.0, 0.0]]),
+        labels=jnp.array([0]),
+    )
+    before = steps.TrainMetrics.single_from_model_output(**out(1.0, 1)).merge(
+        steps.TrainMetrics.single_from_model_output(**out(3.0, 2))
+    )
+    after = WithNorm.single_from_model_output(**out(5.0, 3))
+    joined = from_json(after, as_json(before)).merge(after).compute()
+    assert float(joined["loss"]) == 3.0  # (1 + 3 + 5) / 3
+    assert float(joined["grad_norm"]) == 6.0  # step 3's alone
+    assert int(joined["first_nonfinite_step"]) == -1
+    back = from_json(before, as_json(after)).merge(before).compute()  # grad_norm dropped
+    assert float(back["loss"]) == 3.0 and float(back["accuracy"]) == 1.0  # accuracy: before's
 
 
 def test_train_state_params_are_those_model_init_draws():
