@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from swin_flax.data import mix as mix_lib
 from swin_flax.data import randaugment as ra
-from swin_flax.data.randaugment_params import parse_config_str
+from swin_flax.data.randaugment_params import RandAugmentParams, parse_config_str
 from swin_flax.errors import ConfigError
 
 _SHUFFLE, _AUGMENT, _MIX = 1, 2, 3  # one random stream per purpose and epoch
@@ -90,10 +90,16 @@ def train_dataset(
     )
     mix_cfg = mix_lib.mix_config(mix or {}, num_classes)
     assert not (mix_cfg.enabled and host_bs % 2), f"odd host batch {host_bs} (config.validate)"
-    ra_params = parse_config_str(randaugment) if randaugment else None
-    ra_args = (ra_params, tuple(map(int, img_mean)), float(translate_const))
-    norm = (int(image_size), tuple(map(float, normalize_mean)), tuple(map(float, normalize_std)))
-    transform = _train_transform(images.shape[1:3], *ra_args, *norm, mix_cfg)
+    transform = _train_transform(  # hashable settings: one trace per setting
+        images.shape[1:3],
+        ra_params=parse_config_str(randaugment) if randaugment else None,
+        img_mean=tuple(map(int, img_mean)),
+        translate_const=float(translate_const),
+        size=int(image_size),
+        mean=tuple(map(float, normalize_mean)),
+        std=tuple(map(float, normalize_std)),
+        mix_cfg=mix_cfg,
+    )
     all_images = tf.constant(images)
     all_labels = tf.constant(labels.astype(np.int32))
     layout = tf.constant([host_bs, seed, global_batch_size, process_index, process_count], tf.int64)
@@ -107,7 +113,17 @@ def train_dataset(
 
 
 @functools.lru_cache(maxsize=8)
-def _train_transform(source_hw, ra_params, img_mean, translate_const, size, mean, std, mix_cfg):
+def _train_transform(
+    source_hw: tuple[int, int],
+    *,
+    ra_params: RandAugmentParams | None,
+    img_mean: tuple[int, ...],
+    translate_const: float,
+    size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    mix_cfg: mix_lib.MixConfig,
+) -> Callable:
     """One host batch's training transform, traced once per setting: epoch, step and layout [host
     batch, seed, global batch, process_index, process_count] are inputs. No autograph: its branches
     are on settings, and autograph was most of the stream's build time (docs/benchmarks.md)."""
