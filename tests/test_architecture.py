@@ -38,8 +38,7 @@ LAYERS = {
 }
 
 # Imports inside functions that go up a layer, and why: config.validate is the one boundary check
-# of a config, and asks the data and model modules whether their fields are valid, and checkpoints
-# whether a config.pretrained it refuses lies in a run (to say what to export instead).
+# of a config, and asks the data and model modules whether their fields are valid.
 ALLOWED_UPWARD = {
     ("config", "data"),
     ("config", "models"),

@@ -89,6 +89,22 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
         "eval_time",
     ):
         assert set(scalars[tag]) == ends, tag
+    # Every tag, so that a metric added to the loop is added here (and to README's workdir table).
+    assert set(scalars) == {
+        "epoch",
+        "train_loss_step",
+        "learning_rate",
+        "_hparams_/session_end_info",  # the HParams tab's status
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "best_test_accuracy",
+        "epoch_time",
+        "images_per_sec",
+        "steps_per_sec",
+        "eval_time",
+    }
     logged = set(range(2, 2 * steps_per_epoch + 1, 2))  # every log_every_steps
     assert set(scalars["train_loss_step"]) == logged
     assert max(count_points(workdir).values()) == 1  # no tag written twice at one step
