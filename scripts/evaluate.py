@@ -2,6 +2,7 @@
 
     python scripts/evaluate.py --workdir runs/strong [--checkpoint runs/strong/checkpoints/latest/4880]
     python scripts/evaluate.py --workdir runs/seeds [--run 1 | --run seed=1 | --ensemble]
+    python scripts/evaluate.py --workdir runs/strong --archive /data/cifar-10-python.tar.gz  # moved
 
 Prints the checkpoint and the data scored, the accuracy, the loss and a per-class accuracy table,
 and writes into --eval_dir (default WORKDIR/eval): per_class.txt (those lines), confusion.png
@@ -47,6 +48,17 @@ flags.DEFINE_string(
     "Of a checkpoint of several runs: score this one alone (its index or name), or the runs that"
     " hold a part of a name (e.g. a swept value: its seeds) and their ensemble.",
 )
+flags.DEFINE_string(
+    "archive",
+    None,
+    "The test data's CIFAR archive (or the folder of its extraction), if it moved since the run "
+    "trained; default: where the run's config.json says.",
+)
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "The tensorflow-datasets data_dir holding the test data, if it moved since the run trained.",
+)
 flags.DEFINE_bool(
     "ensemble",
     False,
@@ -76,12 +88,27 @@ def main(argv):
     del argv  # parse_flags refused stray arguments
     check_outputs(FLAGS.json, FLAGS.eval_dir)
     from swin_flax import evaluate, runfiles  # noqa: PLC0415 (jax, orbax: after the flags)
+    from swin_flax.config import validate  # noqa: PLC0415
     from swin_flax.data import sources  # noqa: PLC0415
 
+    if FLAGS.archive and FLAGS.data_dir:
+        cli.exit_user_error(
+            "give the test data's new place as --archive PATH (a CIFAR archive or its folder) or "
+            "--data_dir DIR (a tensorflow-datasets data_dir): one of the two."
+        )
     # checks the flags, reads no params
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
     # What the report files name: the step folder, its line (the epoch of each run used), the data.
     config = run.config
+    if FLAGS.archive or FLAGS.data_dir:  # the data moved since the run trained
+        if config.dataset == "synthetic":
+            flag = "--archive" if FLAGS.archive else "--data_dir"
+            cli.exit_user_error(
+                f"{flag}: {run.workdir} trained on the synthetic data set, which reads no files: "
+                f"leave {flag} out."
+            )
+        config = evaluate.with_test_data(config, archive=FLAGS.archive, data_dir=FLAGS.data_dir)
+        validate(config)
     data = sources.describe_source(config.dataset, data_dir=config.data_dir, archive=config.archive)
     result = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe(), "data": data}
     result.update(evaluate.evaluate_checkpoint(config, run.members(), run.choice))

@@ -322,6 +322,18 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     return config
 
 
+def with_test_data(
+    config: ml_collections.ConfigDict, *, archive: str | None = None, data_dir: str | None = None
+) -> ml_collections.ConfigDict:
+    """A run's config reading its data from `archive` or from the tfds `data_dir` (one of the
+    two) instead of where its config.json says: for data that moved since the run trained. The
+    path is made absolute, as the run recorded its own (the reports name it)."""
+    config = config.copy_and_resolve_references()
+    path = str(runfiles.absolute(archive or data_dir))
+    config.archive, config.data_dir = (path, None) if archive else (None, path)
+    return config
+
+
 def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
     """(params as float32, whatever best_params_dtype wrote, or None when `meta_only`; JSON record)
     of one checkpoint step folder."""
@@ -383,7 +395,8 @@ def eval_logits(
     except DataError as e:  # its advice names --config flags, which evaluate.py does not take
         raise DataError(
             f"{e} The run's test data are where its config.json says (dataset, archive, data_dir): "
-            "if they moved, edit those fields of the run's config.json."
+            "if they moved, give their place to scripts/evaluate.py as --archive PATH or "
+            "--data_dir DIR (in Python: evaluate.with_test_data)."
         ) from None
     test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
     apply_fn = build.model_from_config(config).apply

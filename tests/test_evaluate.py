@@ -401,17 +401,30 @@ def test_open_run_names_the_run_and_checkpoint_by_absolute_paths(run, monkeypatc
         assert (opened.workdir, opened.checkpoint) == (run, run / "checkpoints" / "best" / "3")
 
 
-def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path):
+def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path, monkeypatch):
     """The archive a run trained on is gone: evaluate says where the path comes from (the run's
-    config.json, not a --config flag it does not take)."""
+    config.json, not a --config flag it does not take) and how to give the new place, which then
+    scores the data found there (scripts/evaluate.py --archive: the same call)."""
+    from tests import cifar_files  # noqa: PLC0415
+
     copy = _copy(run, tmp_path)
     config = json.loads((copy / "config.json").read_text())
     config.update(dataset="cifar10", archive=str(tmp_path / "gone.tar.gz"))
     (copy / "config.json").write_text(json.dumps(config))
     opened = evaluate.open_run(str(copy), None)
     params, _ = evaluate.load_params(opened.checkpoint)
-    with pytest.raises(DataError, match=r"gone\.tar\.gz does not exist.*edit those fields of the"):
+    with pytest.raises(DataError, match=r"gone\.tar\.gz does not exist.*as --archive PATH or"):
         evaluate.evaluate_checkpoint(opened.config, [params])
+    split = cifar_files.random_split(11, seed=3)
+    moved = cifar_files.cifar10_python_tarball(tmp_path / "moved.tar.gz", split, split)
+    config = evaluate.with_test_data(opened.config, archive=str(moved))
+    result = evaluate.evaluate_checkpoint(config, [params])
+    assert result["num_examples"] == 11
+    np.testing.assert_array_equal(result["confusion"].sum(1), np.bincount(split[1], minlength=10))
+    assert opened.config.archive == str(tmp_path / "gone.tar.gz")  # the run's record is kept
+    monkeypatch.chdir(tmp_path)  # a relative path, recorded absolute
+    tfds_dir = evaluate.with_test_data(config, data_dir="tfds")
+    assert (tfds_dir.archive, tfds_dir.data_dir) == (None, str(tmp_path / "tfds"))
 
 
 # The failed read leaves reads in flight whose callbacks may find orbax's event loop closed; the
@@ -451,6 +464,8 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
         (["--eval_dir", "RUN/config.json"], "config.json is a file: give a folder"),
         (["--checkpoint", "RUN/checkpoints/best"], "is not a checkpoint step folder"),
         (["--checkpoint", "RUN/checkpoints/best/9"], "holds step 3: give --checkpoint RUN/"),
+        (["--archive", "a.tar.gz", "--data_dir", "d"], "--data_dir DIR (a tensorflow-datasets"),
+        (["--archive", "a.tar.gz"], "trained on the synthetic data set, which reads no files"),
     ],
     ids=[
         "json_folder_missing",
@@ -458,6 +473,8 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
         "eval_dir_a_file",
         "checkpoint_series_folder",
         "checkpoint_missing_step",
+        "archive_and_data_dir",
+        "archive_of_synthetic",
     ],
 )
 def test_cli_refuses_before_evaluating(args, expected, run, tmp_path):
