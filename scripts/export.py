@@ -74,6 +74,7 @@ def main(argv):
     created = (
         f" (created {os.path.join(folder, '')})" if folder and not os.path.isdir(folder) else ""
     )
+    created += " (replacing the file there)" if os.path.exists(FLAGS.out) else ""
     try:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     except OSError as e:  # a folder the system will not make (/proc/x), which root may "write"

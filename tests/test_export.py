@@ -132,6 +132,8 @@ def test_export_script_writes_the_best_checkpoint(run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"wrote {out} (created {tmp_path / 'sub'}/): official layout, ")
     assert "/checkpoints/best/" in result.stdout and "(epoch 2, step " in result.stdout
+    again = export(f"--workdir={workdir}", "--layout=official", f"--out={out}")
+    assert again.stdout.startswith(f"wrote {out} (replacing the file there): official layout, ")
     # The model it loads into: the run's config, in the official constructor's names.
     assert result.stdout.splitlines()[1] == (
         "load it with strict=True into SwinTransformer(img_size=32, patch_size=4, in_chans=3, "
