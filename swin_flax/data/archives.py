@@ -19,7 +19,23 @@ import numpy as np
 
 from swin_flax.errors import DataError
 
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+# The class names by label (CIFAR-100's fine labels, as the archive's meta file lists them): the
+# one record of the class counts (sources.num_classes, the label check here).
+CLASS_NAMES = {
+    "cifar10": (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    ),
+    "cifar100": tuple(
+        """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+        butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch
+        crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo
+        keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse
+        mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy
+        porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper
+        snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television
+        tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()  # noqa: SIM905
+    ),
+}  # fmt: skip
 PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}  # the names users know
 _PIXELS = 32 * 32 * 3
 
@@ -61,7 +77,7 @@ def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.nd
     rels = [os.path.join(folder, f) for f in (layout.train if split == "train" else layout.test)]
     parts = [_decode(read(rel), where(rel), layout.labels) for rel in rels]
     images, labels = (np.concatenate(part) for part in zip(*parts))
-    n = NUM_CLASSES[dataset]
+    n = len(CLASS_NAMES[dataset])
     if labels.min() < 0 or labels.max() >= n:
         raise DataError(f"{path}: labels outside [0, {n}) for {dataset}; is it the right archive?")
     return images, labels
@@ -111,7 +127,7 @@ def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, st
         if any(set(layout.train) <= found for found in folders.values()):
             raise DataError(
                 f"{path} holds {layout.name} but dataset={dataset!r}: set --config.dataset={other} "
-                f"--config.model.num_classes={NUM_CLASSES[other]}."
+                f"--config.model.num_classes={len(CLASS_NAMES[other])}."
             )
     for download in (os.path.join(path, f"{lo.name}.tar.gz") for lo in _LAYOUTS[dataset]):
         if os.path.isfile(download):  # the folder of the downloads, not of extracted files

@@ -17,25 +17,11 @@ from absl import logging
 
 from swin_flax.config import DATASETS
 from swin_flax.data import synthetic
-from swin_flax.data.archives import PRETTY, read_archive
+from swin_flax.data.archives import CLASS_NAMES, PRETTY, read_archive
 from swin_flax.data.synthetic import synthetic_split
 from swin_flax.errors import DataError
 
-CIFAR10_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
-# The 100 fine labels in label order (the archive's fine_label_names.txt, which tfds reads).
-CIFAR100_NAMES = tuple(
-    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
-    butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab
-    crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard
-    lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom
-    oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine
-    possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake
-    spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor
-    train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()  # noqa: SIM905
-)
-_CLASS_NAMES = {"cifar10": CIFAR10_NAMES, "cifar100": CIFAR100_NAMES, "synthetic": synthetic.NAMES}
+_CLASS_NAMES = {**CLASS_NAMES, "synthetic": synthetic.NAMES}  # by label
 
 # What tfds downloads (and accepts in its manual directory), with the size it verifies.
 _TFDS_ARCHIVE = {
