@@ -282,6 +282,62 @@ def test_a_folder_of_the_downloads_names_the_archive_to_give(cifar10, tmp_path, 
     check_equal(sources.load_split("cifar10", "train", archive=str(tmp_path / name)), *train)
 
 
+def _extract(tarball, into) -> None:
+    with tarfile.open(tarball) as tar:
+        tar.extractall(into, filter="data")
+
+
+def test_a_folder_holding_more_than_one_copy_is_refused_naming_each(cifar10, tmp_path):
+    """A folder with the downloaded archive and another extraction beside it, or with two
+    extractions, was read from one of them without a word: each is named, none read."""
+    d, train, test = cifar10
+    other = tmp_path / "other.tar.gz"
+    write_cifar10_python(other, *make_data(10, 4, 10, seed=9), per_batch=2)
+    both = tmp_path / "both"
+    _extract(other, both / "old")
+    shutil.copy(d / "cifar-10-python.tar.gz", both)
+    two = tmp_path / "two"
+    _extract(d / "cifar-10-python.tar.gz", two / "a")
+    _extract(other, two / "b")
+    for folder, each in (
+        (both, [both / "old" / "cifar-10-batches-py", both / "cifar-10-python.tar.gz"]),
+        (two, [two / "a" / "cifar-10-batches-py", two / "b" / "cifar-10-batches-py"]),
+    ):
+        with pytest.raises(sources.DataError) as refused:
+            sources.load_split("cifar10", "train", archive=str(folder))
+        assert str(refused.value) == (
+            f"{folder} holds more than one CIFAR-10 archive or extracted folder: "
+            f"{each[0]}, {each[1]}. Give the one meant, e.g. --config.archive={each[0]}."
+        )
+    check_equal(sources.load_split("cifar10", "test", archive=str(two / "a")), *test)
+
+
+def test_the_data_log_line_names_the_batch_folder_read(cifar10, tmp_path, monkeypatch):
+    """The folder given may hold more than the data; the line names the batch folder read."""
+    from swin_flax.data import inputs
+
+    d, train, test = cifar10
+    _extract(d / "cifar-10-binary.tar.gz", tmp_path / "data")
+    c = default_config()
+    c.archive, c.batch_size = str(tmp_path), 4
+    lines = []
+    monkeypatch.setattr(inputs.logging, "info", lambda fmt, *args: lines.append(fmt % args))
+    inputs.load_data(c)
+    batches = tmp_path / "data" / "cifar-10-batches-bin"
+    assert lines == [f"data: CIFAR-10 from the archive {batches}, 20 train / 6 test images"]
+
+
+def test_a_partial_extraction_names_the_missing_batches(cifar10, tmp_path):
+    _extract(cifar10[0] / "cifar-10-python.tar.gz", tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar10", "test", archive=str(tmp_path))
+    assert str(refused.value) == (
+        f"{folder} lacks data_batch_3 of cifar-10-python: copy or extract it again."
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # tensorflow-datasets
 # ---------------------------------------------------------------------------------------------

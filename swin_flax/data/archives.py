@@ -83,6 +83,14 @@ def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.nd
     return images, labels
 
 
+def resolve(path: str, dataset: str) -> str:
+    """What `read_archive` reads for `path`: the tarball itself, or the batch folder in a folder."""
+    path = os.path.expanduser(os.fspath(path))
+    if not os.path.isdir(path):
+        return path
+    return os.path.normpath(os.path.join(path, _find_layout(_folder_files(path), path, dataset)[1]))
+
+
 def _decode(data: bytes, where: str, labels: bytes | tuple[int, int]):
     """One batch file (rows of R, G, B 32x32 planes) -> (images [N, 32, 32, 3], labels int32 [N])."""
     if isinstance(labels, tuple):  # binary records: label bytes, then the pixels
@@ -113,15 +121,29 @@ def _decode(data: bytes, where: str, labels: bytes | tuple[int, int]):
 
 
 def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, str]:
-    """The layout and the folder (relative to the archive root) holding all of its files."""
+    """The layout and the folder (relative to the archive root) holding all of its files; refused
+    when not exactly one folder (or download beside them) holds the data set."""
     folders: dict[str, set[str]] = {}
     for rel in names:
         folders.setdefault(os.path.dirname(rel), set()).add(os.path.basename(rel))
-    for layout in _LAYOUTS[dataset]:
-        need = set(layout.train) | set(layout.test)
-        for folder, found in sorted(folders.items(), key=lambda kv: kv[0].count(os.sep)):
-            if need <= found:
-                return layout, folder
+    layouts = _LAYOUTS[dataset]
+    held = []  # (layout, folder, the layout's files it lacks) of each folder with some of them
+    for lo in layouts:
+        for folder, found in sorted(folders.items()):
+            lacks = [f for f in lo.train + lo.test if f not in found]
+            if len(lacks) < len(lo.train + lo.test):
+                held.append((lo, folder, lacks))
+    complete = [(lo, folder) for lo, folder, lacks in held if not lacks]
+    downloads = [os.path.join(path, f"{lo.name}.tar.gz") for lo in layouts]
+    downloads = [d for d in downloads if os.path.isfile(d)]  # in the folder of the downloads
+    if len(complete) + len(downloads) > 1:
+        each = [os.path.normpath(os.path.join(path, folder)) for _, folder in complete] + downloads
+        raise DataError(
+            f"{path} holds more than one {PRETTY[dataset]} archive or extracted folder: "
+            f"{', '.join(each)}. Give the one meant, e.g. --config.archive={each[0]}."
+        )
+    if complete:
+        return complete[0]
     other = "cifar100" if dataset == "cifar10" else "cifar10"
     for layout in _LAYOUTS[other]:
         if any(set(layout.train) <= found for found in folders.values()):
@@ -129,13 +151,18 @@ def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, st
                 f"{path} holds {layout.name} but dataset={dataset!r}: set --config.dataset={other} "
                 f"--config.model.num_classes={len(CLASS_NAMES[other])}."
             )
-    for download in (os.path.join(path, f"{lo.name}.tar.gz") for lo in _LAYOUTS[dataset]):
-        if os.path.isfile(download):  # the folder of the downloads, not of extracted files
-            raise DataError(
-                f"{path} holds no extracted {PRETTY[dataset]} batches but the downloaded "
-                f"{os.path.basename(download)}: give the archive itself: "
-                f"--config.archive={download} (it is read without extracting)."
-            )
+    if downloads:
+        raise DataError(
+            f"{path} holds no extracted {PRETTY[dataset]} batches but the downloaded "
+            f"{os.path.basename(downloads[0])}: give the archive itself: "
+            f"--config.archive={downloads[0]} (it is read without extracting)."
+        )
+    if held:  # an extraction cut short: the fullest one
+        lo, folder, lacks = min(held, key=lambda h: len(h[2]))
+        raise DataError(
+            f"{os.path.normpath(os.path.join(path, folder))} lacks {', '.join(lacks)} of "
+            f"{lo.name}: copy or extract it again."
+        )
     expected = ", ".join(
         f"{lo.folder}/{{{','.join(lo.train + lo.test)}}}" for lo in _LAYOUTS[dataset]
     )
