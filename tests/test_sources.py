@@ -338,6 +338,54 @@ def test_a_partial_extraction_names_the_missing_batches(cifar10, tmp_path):
     )
 
 
+def _deny(monkeypatch, denied) -> None:
+    """Opening or listing `denied` fails as it does for a user without permission (the tests may
+    run as root, whom permissions do not stop)."""
+
+    def refuse(path):
+        if os.path.normpath(os.fspath(path)) == str(denied):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+
+    real_open, real_scandir = io.open, os.scandir
+    monkeypatch.setattr(io, "open", lambda f, *a, **k: refuse(f) or real_open(f, *a, **k))
+    monkeypatch.setattr(os, "scandir", lambda p=".": refuse(p) or real_scandir(p))
+
+
+@pytest.mark.parametrize("denied", ["tarball", "folder", "batch file"])
+def test_an_unreadable_archive_is_said_to_be_unreadable(cifar10, tmp_path, monkeypatch, denied):
+    """Each was reported as something else: a corrupt download, a folder without batches, or a
+    bare '[Errno 13] Permission denied'."""
+    tarball = cifar10[0] / "cifar-10-binary.tar.gz"
+    _extract(tarball, tmp_path)
+    given, target = {
+        "tarball": (tarball, tarball),
+        "folder": (tmp_path, tmp_path),
+        "batch file": (tmp_path, tmp_path / "cifar-10-batches-bin" / "test_batch.bin"),
+    }[denied]
+    _deny(monkeypatch, target)
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar10", "test", archive=str(given))
+    assert str(refused.value) == (
+        f"{target} cannot be read: permission denied for this user. Make it readable (chmod -R "
+        f"a+rX {target}, as its owner), or copy the data somewhere readable and give that as "
+        "--config.archive."
+    )
+
+
+def test_a_zip_file_is_said_to_be_one(tmp_path):
+    import zipfile
+
+    path = tmp_path / "cifar-10-python.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("cifar-10-batches-py/test_batch", b"x")
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar10", "test", archive=str(path))
+    assert str(refused.value) == (
+        f"archive {path} is a zip file, which is not read: unzip it and give the folder it makes "
+        "as --config.archive."
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # tensorflow-datasets
 # ---------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.nd
         raise DataError(f"archive {path} does not exist (--config.archive).")
     if os.path.isdir(path):
         names = _folder_files(path)
-        read = lambda rel: pathlib.Path(path, rel).read_bytes()
+        read = lambda rel: _read(os.path.join(path, rel))
         where = lambda rel: os.path.join(path, rel)
     else:
         members = _tar_files(path)
@@ -175,9 +175,8 @@ _COMPRESSIONS = {b"\x1f\x8b": gzip, b"BZh": bz2, b"\xfd7zXZ": lzma}  # magic byt
 def _tar_files(path: str) -> dict[str, bytes]:
     """The wanted members of a tarball, decompressed whole first so that the codec's checksum
     catches corruption anywhere, not only in headers."""
-    out, raw = {}, b""
+    out, raw = {}, _read(path)
     try:
-        raw = pathlib.Path(path).read_bytes()
         for magic, codec in _COMPRESSIONS.items():
             if raw.startswith(magic):
                 raw = codec.decompress(raw)
@@ -187,6 +186,11 @@ def _tar_files(path: str) -> dict[str, bytes]:
                 if m.isfile() and os.path.basename(m.name) in _WANTED_NAMES:
                     out[os.path.normpath(m.name)] = tar.extractfile(m).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError) as e:
+        if raw.startswith(b"PK\x03\x04"):
+            raise DataError(
+                f"archive {path} is a zip file, which is not read: unzip it and give the folder "
+                "it makes as --config.archive."
+            ) from None
         if raw and not raw.startswith(tuple(_COMPRESSIONS)) and raw[257:262] != b"ustar":
             raise DataError(  # neither compressed nor a tar header's magic: another kind of file
                 f"archive {path} is not a tar archive (compressed with gzip, bz2 or xz, or plain): "
@@ -202,13 +206,33 @@ def _tar_files(path: str) -> dict[str, bytes]:
 
 def _folder_files(root: str) -> list[str]:
     """Relative paths of the wanted files at most two folders below `root`."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    found, errors = [], []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
         rel = os.path.relpath(dirpath, root)
         if rel != "." and os.sep in rel:  # two folders down: look no deeper
             dirnames.clear()
         found += [os.path.normpath(os.path.join(rel, f)) for f in filenames if f in _WANTED_NAMES]
+    if errors:
+        raise _unreadable(errors[0])
     return found
+
+
+def _read(path: str) -> bytes:
+    try:
+        return pathlib.Path(path).read_bytes()
+    except OSError as e:
+        raise _unreadable(e) from None
+
+
+def _unreadable(e: OSError) -> DataError:
+    """A file or folder that cannot be read, said so (os.walk alone would skip such a folder)."""
+    if isinstance(e, PermissionError):
+        return DataError(
+            f"{e.filename} cannot be read: permission denied for this user. Make it readable "
+            f"(chmod -R a+rX {e.filename}, as its owner), or copy the data somewhere readable and "
+            "give that as --config.archive."
+        )
+    return DataError(f"{e.filename} cannot be read ({e.strerror}).")
 
 
 class _SafeUnpickler(pickle.Unpickler):
