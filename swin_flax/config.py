@@ -301,12 +301,29 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
         raise ConfigError(f"config.{missing[0]}: missing; start configs from default_config().")
 
     _require(c.dataset in DATASETS, "dataset", f"{c.dataset!r} is not one of {DATASETS}.")
-    _require(
-        not (c.dataset == "synthetic" and c.archive),
-        "archive",
-        f"{c.archive!r} is set but dataset='synthetic' reads no files: unset it (--config.archive=), or "
-        "set --config.dataset to 'cifar10' or 'cifar100' to read the archive.",
-    )
+    if c.archive:
+        from swin_flax.data import archives  # noqa: PLC0415 (lazy: keeps config import light)
+
+        _require(
+            c.dataset in archives.DATASETS,
+            "archive",
+            f"{c.archive} is set but dataset={c.dataset!r} is not read from archives (only "
+            f"{', '.join(archives.DATASETS)} are): unset it (--config.archive=), or set "
+            "--config.dataset to one of those to read the archive.",
+        )
+        _require(
+            "://" not in c.archive,
+            "archive",
+            f"{c.archive} is a URL, but archives are read from local paths only: copy it to this "
+            "machine and give its local path.",
+        )
+        _require(
+            not c.data_dir,
+            "data_dir",
+            f"{c.data_dir} is set with config.archive, which is read instead (tensorflow-datasets "
+            "and its data_dir are unused then): give one of the two (--config.data_dir= or "
+            "--config.archive= unsets one).",
+        )
     positive = (
         "num_epochs batch_size eval_batch_size log_every_steps checkpoint_every_epochs "
         "keep_checkpoints synthetic_train_examples synthetic_test_examples prefetch_batches num_runs"

@@ -239,7 +239,7 @@ def test_archive_given_with_the_synthetic_data_set(archive, tmp_path, capsys):
     c = tiny_config(archive)
     c.dataset = "synthetic"
     msg = fails_cleanly(c, tmp_path / "run", capsys)
-    assert "config.archive" in msg and "dataset='synthetic' reads no files" in msg
+    assert "config.archive" in msg and "dataset='synthetic' is not read from archives" in msg
 
 
 def test_batch_larger_than_the_data_set(archive, tmp_path, capsys):

@@ -291,3 +291,32 @@ def test_unknown_mix_field_and_archive_with_synthetic_data():
     c.dataset, c.archive, c.model.num_classes = "synthetic", "/x/cifar-10-binary.tar.gz", 10
     with pytest.raises(ConfigError, match=r"config\.archive: .* dataset='synthetic'"):
         validate(c)
+
+
+@pytest.mark.parametrize(
+    "dataset, archive, data_dir, refused",
+    [  # a KeyError traceback before; said not to exist; the data_dir silently unused
+        ("svhn_cropped", "/d/cifar-10-python.tar.gz", None, "config.archive: /d/cifar-10-python"
+         ".tar.gz is set but dataset='svhn_cropped' is not read from archives (only cifar10, "
+         "cifar100 are): unset it (--config.archive=), or set --config.dataset to one of those to "
+         "read the archive."),
+        ("cifar10", "gs://b/cifar-10-python.tar.gz", None, "config.archive: gs://b/cifar-10-python"
+         ".tar.gz is a URL, but archives are read from local paths only: copy it to this machine "
+         "and give its local path."),
+        ("cifar10", "/d", "/tfds", "config.data_dir: /tfds is set with config.archive, which is "
+         "read instead (tensorflow-datasets and its data_dir are unused then): give one of the two "
+         "(--config.data_dir= or --config.archive= unsets one)."),
+    ],
+    ids=["tfds_dataset", "url", "with_data_dir"],
+)  # fmt: skip
+def test_an_archive_is_refused_where_it_would_not_be_read(
+    monkeypatch, dataset, archive, data_dir, refused
+):
+    from swin_flax import config
+
+    monkeypatch.setattr(config, "DATASETS", (*config.DATASETS, "svhn_cropped"))  # a tfds name
+    c = default_config()
+    c.dataset, c.archive, c.data_dir = dataset, archive, data_dir
+    with pytest.raises(ConfigError) as e:
+        validate(c)
+    assert str(e.value) == refused

@@ -57,6 +57,7 @@ _LAYOUTS = {
     ),
 }
 _WANTED_NAMES = {n for layouts in _LAYOUTS.values() for lo in layouts for n in lo.train + lo.test}
+DATASETS = tuple(_LAYOUTS)  # the data sets an archive can hold (config.validate asks)
 
 
 def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
