@@ -123,7 +123,8 @@ def _decode(data: bytes, where: str, labels: bytes | tuple[int, int]):
 
 def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, str]:
     """The layout and the folder (relative to the archive root) holding all of its files; refused
-    when not exactly one folder (or download beside them) holds the data set."""
+    when more than one folder does (a download beside one extraction: the extraction, named in the
+    log line, as a folder of `tar xzf`'s is read)."""
     folders: dict[str, set[str]] = {}
     for rel in names:
         folders.setdefault(os.path.dirname(rel), set()).add(os.path.basename(rel))
@@ -135,16 +136,16 @@ def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, st
             if len(lacks) < len(lo.train + lo.test):
                 held.append((lo, folder, lacks))
     complete = [(lo, folder) for lo, folder, lacks in held if not lacks]
-    downloads = [os.path.join(path, f"{lo.name}.tar.gz") for lo in layouts]
-    downloads = [d for d in downloads if os.path.isfile(d)]  # in the folder of the downloads
-    if len(complete) + len(downloads) > 1:
-        each = [os.path.normpath(os.path.join(path, folder)) for _, folder in complete] + downloads
+    if len(complete) > 1:
+        each = [os.path.normpath(os.path.join(path, folder)) for _, folder in complete]
         raise DataError(
-            f"{path} holds more than one {PRETTY[dataset]} archive or extracted folder: "
-            f"{', '.join(each)}. Give the one meant, e.g. --config.archive={each[0]}."
+            f"{path} holds more than one extracted {PRETTY[dataset]}: {', '.join(each)}. Give the "
+            f"one meant, e.g. --config.archive={each[0]}."
         )
     if complete:
         return complete[0]
+    downloads = [os.path.join(path, f"{lo.name}.tar.gz") for lo in layouts]
+    downloads = [d for d in downloads if os.path.isfile(d)]  # in the folder of the downloads
     other = "cifar100" if dataset == "cifar10" else "cifar10"
     for layout in _LAYOUTS[other]:
         if any(set(layout.train) <= found for found in folders.values()):
