@@ -458,6 +458,23 @@ def test_tfds_manual_dir_with_a_non_genuine_archive(cifar10, tmp_path):
     check_equal(sources.load_split("cifar10", "test", archive=str(fake)), *cifar10[2])
 
 
+def test_the_data_line_names_the_folder_tfds_reads(monkeypatch, tmp_path):
+    """tfds' default data_dir is named as a folder another shell can be pointed at (was: 'its
+    default data_dir')."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    assert sources.describe_source("cifar10") == (
+        f"CIFAR-10 from tensorflow-datasets ({tmp_path / 'tfds'})"
+    )
+    monkeypatch.delenv("TFDS_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert sources.describe_source("cifar100") == (
+        f"CIFAR-100 from tensorflow-datasets ({tmp_path / 'tensorflow_datasets'})"
+    )
+    assert sources.describe_source("cifar10", data_dir="/data/tfds") == (
+        "CIFAR-10 from tensorflow-datasets (/data/tfds)"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Synthetic
 # ---------------------------------------------------------------------------------------------
@@ -547,6 +564,6 @@ def test_a_dataset_without_a_known_archive_is_left_to_tfds(tmp_path):
     (tmp_path / "svhn_cropped" / "3.1.0").mkdir(parents=True)
     (tmp_path / "svhn_cropped" / "3.1.0" / "dataset_info.json").write_text("{}")
     sources._fail_fast_if_unobtainable("svhn_cropped", str(tmp_path), False, None, 1.0)
-    assert sources.describe_source("svhn_cropped", data_dir=None, archive=None) == (
-        "svhn_cropped from tensorflow-datasets (its default data_dir)"
+    assert sources.describe_source("svhn_cropped", data_dir=str(tmp_path), archive=None) == (
+        f"svhn_cropped from tensorflow-datasets ({tmp_path})"
     )

@@ -120,7 +120,14 @@ def describe_source(
     if archive:
         return f"{PRETTY[dataset]} from the archive {archive}"
     name = PRETTY.get(dataset, dataset)  # a tfds name as it is
-    return f"{name} from tensorflow-datasets ({data_dir or 'its default data_dir'})"
+    return f"{name} from tensorflow-datasets ({_tfds_root(data_dir)})"
+
+
+def _tfds_root(data_dir: str | None) -> str:
+    """The folder tfds reads: `data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets (as tfds
+    resolves it), so that the console names a folder another shell can be pointed at."""
+    default = os.environ.get("TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets"))
+    return os.path.expanduser(os.fspath(data_dir or default))
 
 
 def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +140,7 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
     # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
     batches = list(tfds.as_numpy(ds.batch(10_000)))
     if not batches:
-        raise DataError(f"tfds {dataset} split {split!r} in {data_dir or 'tfds default'} is empty.")
+        raise DataError(f"tfds {dataset} split {split!r} in {_tfds_root(data_dir)} is empty.")
     images, labels = (np.concatenate(parts) for parts in zip(*batches))
     return images.astype(np.uint8), labels.astype(np.int32)
 
@@ -143,8 +150,7 @@ def _fail_fast_if_unobtainable(
 ) -> None:
     """DataError in seconds, not after tfds' minutes of download retries, when the data is neither
     prepared, in tfds' manual directory or download cache, nor downloadable (the URL answers)."""
-    default_root = os.environ.get("TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets"))
-    root = os.path.expanduser(os.fspath(data_dir or default_root))
+    root = _tfds_root(data_dir)
     in_root = lambda *parts: glob.glob(os.path.join(glob.escape(root), *parts))
     if in_root(dataset, "*", "dataset_info.json"):
         return  # prepared (tfds makes the final check)
