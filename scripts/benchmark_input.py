@@ -7,7 +7,8 @@ Times the training pipeline the config describes (for configs/strong.py: RandAug
 over whole epochs, the build of each epoch's dataset (the first traces the transform, once a
 process), the first batch's latency (graph optimisation) and the steady rate after it. Uses the
 data the config names when it is available (without downloading), else synthetic data of CIFAR's
-size (50,000 / 10,000 images) and says so.
+size (50,000 / 10,000 images) and says so; an archive or data_dir the config names is read or
+refused, never replaced.
 
 Reference (recipe's PyTorch loader on 2 cores): timm's PIL RandAugment + DataLoader(num_workers=2)
 + timm Mixup, about 6,000 images/s.
@@ -55,7 +56,7 @@ def check_flags() -> None:
 
 def load_data(config):
     """The config's data if it can be read without downloading, else CIFAR-sized synthetic (the
-    config's own sizes when it names the synthetic set)."""
+    config's own sizes when it names the synthetic set); a named archive or data_dir is refused."""
     from swin_flax.data import sources  # noqa: PLC0415
 
     kw = dict(data_dir=config.data_dir, archive=config.archive)

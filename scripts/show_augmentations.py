@@ -4,7 +4,8 @@
 Writes a PNG of the first images of a training batch exactly as the pipeline feeds them to the
 model (RandAugment, resize, CutMix/Mixup as the config says), each row of augmented images below
 the same images without augmentation. Uses the config's data if it is readable without
-downloading, else the synthetic set (the script says which).
+downloading, else the synthetic set (the script says which); an archive or data_dir the config
+names is read or refused, never replaced.
 """
 
 from swin_flax import cli  # standard library and absl only

@@ -430,21 +430,24 @@ def test_tfds_offline_missing_data_fails_fast_naming_the_three_ways(tmp_path):
     assert not os.path.exists(os.path.join(str(tmp_path), "cifar10", "3.0.2", "dataset_info.json"))
 
 
-def test_download_off_fails_at_once_and_tools_fall_back_to_synthetic(tmp_path):
+def test_download_off_fails_at_once_and_tools_fall_back_to_synthetic(tmp_path, monkeypatch):
     t0 = time.monotonic()
     with pytest.raises(
         sources.DataError, match="(?s)downloads are turned off.*--config.archive=PATH"
     ):
         sources.load_split("cifar100", "test", data_dir=str(tmp_path), download=False)
     assert time.monotonic() - t0 < 10
-    images, labels, where = sources.load_or_synthetic(
-        "cifar10", "test", data_dir=str(tmp_path), synthetic_examples=20
-    )
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # tfds' default folder, empty
+    images, labels, where = sources.load_or_synthetic("cifar10", "test", synthetic_examples=20)
     assert images.shape == (20, 32, 32, 3) and "SYNTHETIC" in where and "cifar10" in where
-    # An archive the user named is read or refused, never replaced by synthetic data.
+    # An archive or a data_dir the user named is read or refused, never replaced by synthetic data.
     (tmp_path / "cut.tar.gz").write_bytes(b"\x1f\x8b not a whole archive")
     with pytest.raises(sources.DataError, match="truncated or corrupt"):
         sources.load_or_synthetic("cifar10", "test", archive=str(tmp_path / "cut.tar.gz"))
+    with pytest.raises(
+        sources.DataError, match=f"data_dir {tmp_path},? and downloads are turned off"
+    ):
+        sources.load_or_synthetic("cifar10", "test", data_dir=str(tmp_path))
 
 
 def test_tfds_manual_dir_with_a_non_genuine_archive(cifar10, tmp_path):

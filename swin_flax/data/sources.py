@@ -96,7 +96,8 @@ def load_or_synthetic(
     synthetic_examples: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """For tools, not training: (images, labels, where from) of the named data if readable without
-    downloading, else a synthetic split. A named archive is read or refused, never replaced."""
+    downloading, else a synthetic split. A named archive or data_dir is read or refused, never
+    replaced: only tfds' default folder may hold nothing."""
     if dataset != "synthetic":
         try:
             images, labels = load_split(
@@ -104,7 +105,7 @@ def load_or_synthetic(
             )
             return images, labels, describe_source(dataset, data_dir=data_dir, archive=archive)
         except DataError:
-            if archive:
+            if archive or data_dir:
                 raise
     images, labels = load_split("synthetic", split, synthetic_examples=synthetic_examples)
     note = "" if dataset == "synthetic" else f" ({dataset} cannot be read here without downloading)"
