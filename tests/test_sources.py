@@ -11,6 +11,7 @@ import socket
 import struct
 import tarfile
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -459,6 +460,94 @@ def test_tfds_manual_dir_with_a_non_genuine_archive(cifar10, tmp_path):
         sources.load_split("cifar10", "test", data_dir=str(tmp_path), probe_url=_closed_port_url())
     # The suggested fix works: read the same file directly.
     check_equal(sources.load_split("cifar10", "test", archive=str(fake)), *cifar10[2])
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A data_dir that tfds itself prepared (its own cifar10 builder and writer) from a small
+    archive in the genuine binary layout, served in place of the download; and its images."""
+    import tensorflow_datasets as tfds
+
+    d = tmp_path_factory.mktemp("tfds")
+    train, test = make_data(5 * PER_BATCH, 6, 10, seed=4)
+    write_cifar10_binary(d / "c.tar.gz", train, test, PER_BATCH)
+    with tarfile.open(d / "c.tar.gz") as tar:
+        tar.extractall(d / "extracted", filter="data")
+    names = d / "extracted" / "cifar-10-batches-bin" / "batches.meta.txt"
+    names.write_text("\n".join(sources.CIFAR10_NAMES) + "\n")  # tfds wants distinct names
+    serve = lambda self, url: str(d / "extracted")
+    with mock.patch.object(tfds.download.DownloadManager, "download_and_extract", serve):
+        tfds.builder("cifar10", data_dir=str(d / "data")).download_and_prepare()
+    (version,) = os.listdir(d / "data" / "cifar10")  # the version tfds prepares and reads
+    return d / "data", version, train
+
+
+def _rows_and_labels(images, labels) -> list:
+    """A split as a sorted list of (pixels, label): tfds serves the images in an order of its
+    own."""
+    return sorted(zip((im.tobytes() for im in images), labels.tolist()))
+
+
+def _files(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_a_data_dir_tfds_prepared_is_read_image_for_image(prepared):
+    data_dir, _, (rows, labels) = prepared
+    images, got = sources.load_split("cifar10", "train", data_dir=str(data_dir), download=False)
+    assert _rows_and_labels(images, got) == _rows_and_labels(expected_hwc(rows), labels)
+
+
+def test_a_data_dir_of_another_tfds_version_is_refused_naming_both(prepared, tmp_path):
+    """A data_dir prepared by another tfds (cifar10/3.0.1/ where this one reads 3.0.2): refused in
+    seconds, both versions named; tfds had tried to download for minutes, writing incomplete.*/ and
+    downloads/ into the user's folder."""
+    data_dir, version, _ = prepared
+    shutil.copytree(data_dir / "cifar10" / version, tmp_path / "cifar10" / "3.0.1")
+    before = _files(tmp_path)
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar10", "test", data_dir=str(tmp_path), probe_url=_closed_port_url())
+    msg = str(refused.value)
+    assert "holds cifar10 3.0.1 only" in msg and f"reads {version}," in msg
+    assert f"tfds build cifar10 --data_dir={tmp_path}`" in msg and "--config.archive=PATH" in msg
+    assert _files(tmp_path) == before
+
+
+def test_usual_data_dir_mistakes_name_what_was_found(cifar10, prepared, tmp_path):
+    """An archive given as data_dir, a folder holding one or its extraction, the data set's own
+    folder (one level too deep), a folder that does not exist: each named (was: the paragraph of
+    the three ways for all)."""
+    archive = cifar10[0] / "cifar-10-python.tar.gz"
+    shutil.copy(archive, tmp_path / "cifar-10-python.tar.gz")
+    (tmp_path / "extracted").mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "extracted", filter="data")
+    data_dir, version, _ = prepared
+    too_deep = data_dir / "cifar10"
+    cases = {
+        archive: f"is a file, not a folder: if it is a CIFAR archive, read it directly with "
+        f"--config.archive={archive}.",
+        tmp_path: "holds cifar-10-python.tar.gz, a CIFAR archive or its extraction, not tfds' "
+        "prepared data: read it directly with --config.archive="
+        f"{tmp_path / 'cifar-10-python.tar.gz'}.",
+        tmp_path / "extracted": "holds cifar-10-batches-py, a CIFAR archive or its extraction, not "
+        f"tfds' prepared data: read it directly with --config.archive="
+        f"{tmp_path / 'extracted' / 'cifar-10-batches-py'}.",
+        too_deep: f"is a data set's own folder (it holds {version}/dataset_info.json), one level "
+        f"below tfds' data_dir: give its parent, --config.data_dir={data_dir}.",
+    }
+    for given, says in cases.items():
+        with pytest.raises(sources.DataError) as refused:
+            sources.load_split("cifar10", "test", data_dir=str(given), probe_url=_closed_port_url())
+        assert str(refused.value) == f"The tfds data_dir {given} {says}"
+    with pytest.raises(sources.DataError, match=f"{tmp_path / 'nope'} \\(no such folder\\), and"):
+        sources.load_split(
+            "cifar10", "test", data_dir=str(tmp_path / "nope"), probe_url=_closed_port_url()
+        )
+    # The fixes named work: the extraction read directly.
+    sources.load_split(
+        "cifar10", "test", archive=str(tmp_path / "extracted" / "cifar-10-batches-py")
+    )
 
 
 def test_the_data_line_names_the_folder_tfds_reads(monkeypatch, tmp_path):

@@ -149,19 +149,39 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
 def _fail_fast_if_unobtainable(
     dataset: str, data_dir: str | None, download: bool, probe_url: str | None, timeout_s: float
 ) -> None:
-    """DataError in seconds, not after tfds' minutes of download retries, when the data is neither
-    prepared, in tfds' manual directory or download cache, nor downloadable (the URL answers)."""
+    """DataError in seconds, not after tfds' minutes of download retries, when the version of the
+    data this tfds reads is neither prepared, in tfds' manual directory or download cache, nor
+    downloadable (the URL answers); at once for a data_dir that is no tfds folder."""
+    import tensorflow_datasets as tfds  # noqa: PLC0415 (its registry only: no TensorFlow)
+
     root = _tfds_root(data_dir)
+    version = str(tfds.builder_cls(dataset).VERSION)  # what tfds.load reads, nothing prepared
     in_root = lambda *parts: glob.glob(os.path.join(glob.escape(root), *parts))
-    if in_root(dataset, "*", "dataset_info.json"):
+    if in_root(dataset, version, "dataset_info.json"):
         return  # prepared (tfds makes the final check)
+    mistake = _not_a_tfds_folder(root)
+    if mistake:
+        raise DataError(mistake)
+    others = sorted(
+        os.path.basename(os.path.dirname(p))
+        for p in in_root(dataset, "[0-9]*", "dataset_info.json")
+    )
+    if others:
+        missing = (
+            f"The tfds data_dir {root} holds {dataset} {', '.join(others)} only, prepared by "
+            f"another tensorflow-datasets; this one ({tfds.__version__}) reads {version}"
+        )
+    else:
+        gone = "" if os.path.isdir(root) or "://" in root else " (no such folder)"
+        missing = (
+            f"{PRETTY.get(dataset, dataset)} is not prepared in the tfds data_dir {root}{gone}"
+        )
     if dataset not in _TFDS_ARCHIVE:
         if download:
             return
         raise DataError(
-            f"{dataset} is not prepared in the tfds data_dir {root} and downloads are turned off: "
-            f"point --config.data_dir at a directory where it is prepared (`tfds build {dataset} "
-            "--data_dir=DIR` on a machine online)."
+            f"{missing}, and downloads are turned off: point --config.data_dir at a directory "
+            f"where it is prepared (`tfds build {dataset} --data_dir=DIR` on a machine online)."
         )
     name, size = _TFDS_ARCHIVE[dataset]
     manual = os.path.join(root, "downloads", "manual", name)
@@ -180,17 +200,50 @@ def _fail_fast_if_unobtainable(
     why = "downloads are turned off" if not download else _unreachable(url, timeout_s)
     if why is None:
         return
+    archives = f"{name.replace('binary', 'python')}, {name}, or a folder where either is extracted"
+    if others:
+        raise DataError(
+            f"{missing}, and {why}. Prepare it with this version (`tfds build {dataset} "
+            f"--data_dir={root}` on a machine online, or the genuine {name} placed at {manual}), "
+            f"or read the genuine archive directly: --config.archive=PATH to {archives}."
+        )
     raise DataError(
-        f"{PRETTY[dataset]} is not prepared in the tfds data_dir {root} and {why}. "
+        f"{missing}, and {why}. "
         "Supply the data in one of three ways:\n"
         f"  1. tensorflow-datasets: point --config.data_dir at a directory where {dataset} is "
         f"already prepared (`tfds build {dataset} --data_dir=DIR` on a machine online), or place "
         f"the genuine {name} at {manual} and rerun (tfds prepares it offline from there).\n"
-        f"  2. A local archive, read directly: --config.archive=PATH to "
-        f"{name.replace('binary', 'python')}, {name}, or a folder where either is extracted.\n"
+        f"  2. A local archive, read directly: --config.archive=PATH to {archives}.\n"
         "  3. Synthetic data (no download; striped patterns, not CIFAR): "
         "--config.dataset=synthetic."
     )
+
+
+def _not_a_tfds_folder(root: str) -> str | None:
+    """What a data_dir is instead of tfds' folder, for the usual mistakes: a CIFAR archive, a
+    folder holding one or its extraction (their names start with cifar-, tfds' with cifar10), or
+    a data set's own folder (one level too deep); None otherwise."""
+    if os.path.isfile(root):
+        return (
+            f"The tfds data_dir {root} is a file, not a folder: if it is a CIFAR archive, read it "
+            f"directly with --config.archive={root}."
+        )
+    held = sorted(glob.glob(os.path.join(glob.escape(root), "cifar-*")))
+    if held:
+        return (
+            f"The tfds data_dir {root} holds {os.path.basename(held[0])}, a CIFAR archive or its "
+            "extraction, not tfds' prepared data: read it directly with "
+            f"--config.archive={held[0]}."
+        )
+    inside = glob.glob(os.path.join(glob.escape(root), "*", "dataset_info.json"))
+    if inside:
+        parent = os.path.dirname(os.path.normpath(root))
+        return (
+            f"The tfds data_dir {root} is a data set's own folder (it holds "
+            f"{os.path.relpath(inside[0], root)}), one level below tfds' data_dir: give its "
+            f"parent, --config.data_dir={parent}."
+        )
+    return None
 
 
 def _unreachable(url: str, timeout_s: float) -> str | None:
