@@ -513,6 +513,30 @@ def test_a_data_dir_of_another_tfds_version_is_refused_naming_both(prepared, tmp
     assert _files(tmp_path) == before
 
 
+@pytest.mark.parametrize("damage", ["missing", "truncated", "zeroed"])
+def test_a_data_dir_copied_in_part_names_the_files(prepared, tmp_path, damage):
+    """A data_dir copied in part (a shard missing, cut short, or damaged) was a TensorFlow
+    traceback (NotFoundError, DataLossError); now one paragraph naming the files and the fixes."""
+    data_dir, version, _ = prepared
+    shutil.copytree(data_dir, tmp_path / "data")
+    folder = tmp_path / "data" / "cifar10" / version
+    (shard,) = folder.glob("cifar10-train.tfrecord-*")
+    if damage == "missing":
+        shard.unlink()
+    elif damage == "truncated":
+        shard.write_bytes(shard.read_bytes()[:-1000])
+    else:
+        shard.write_bytes(shard.read_bytes()[:100] + bytes(40) + shard.read_bytes()[140:])
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar10", "train", data_dir=str(tmp_path / "data"), download=False)
+    msg = str(refused.value)
+    assert f"The train split of cifar10 in {folder} cannot be read" in msg
+    assert "cifar10-train.tfrecord-*" in msg and "Copy the data_dir again" in msg
+    assert "--config.archive=PATH" in msg and "{{" not in msg
+    if damage == "missing":
+        assert f"({shard}; No such file or directory)" in msg
+
+
 def test_usual_data_dir_mistakes_name_what_was_found(cifar10, prepared, tmp_path):
     """An archive given as data_dir, a folder holding one or its extraction, the data set's own
     folder (one level too deep), a folder that does not exist: each named (was: the paragraph of

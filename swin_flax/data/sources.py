@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -132,14 +133,29 @@ def _tfds_root(data_dir: str | None) -> str:
 
 
 def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy; only when tfds is the source)
+    import tensorflow as tf  # noqa: PLC0415 (heavy; only when tfds is the source)
+    import tensorflow_datasets as tfds  # noqa: PLC0415
 
     from swin_flax.data.pipeline import tf_cpu_only  # noqa: PLC0415 (TensorFlow)
 
     tf_cpu_only()  # tfds starts TF: keep it off JAX's accelerators
-    ds = tfds.load(dataset, split=split, data_dir=data_dir, as_supervised=True)  # prepares it
-    # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
-    batches = list(tfds.as_numpy(ds.batch(10_000)))
+    try:  # a data_dir copied in part: a shard missing, cut short or damaged
+        ds = tfds.load(dataset, split=split, data_dir=data_dir, as_supervised=True)  # prepares it
+        # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
+        batches = list(tfds.as_numpy(ds.batch(10_000)))
+    except (
+        tf.errors.NotFoundError,
+        tf.errors.DataLossError,
+        tf.errors.FailedPreconditionError,
+    ) as e:
+        folder = os.path.join(_tfds_root(data_dir), dataset, str(tfds.builder_cls(dataset).VERSION))
+        why = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", e.message, flags=re.S)  # less TF's op names
+        raise DataError(
+            f"The {split} split of {dataset} in {folder} cannot be read ({why.strip(' .')}): "
+            f"its files ({dataset}-{split}.tfrecord-*) are missing, cut short or damaged, as after "
+            "an incomplete copy. Copy the data_dir again, whole, or read the genuine archive "
+            "directly: --config.archive=PATH."
+        ) from None
     if not batches:
         raise DataError(f"tfds {dataset} split {split!r} in {_tfds_root(data_dir)} is empty.")
     images, labels = (np.concatenate(parts) for parts in zip(*batches))
