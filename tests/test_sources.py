@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from swin_flax.config import default_config
-from swin_flax.data import sources
+from swin_flax.data import archives, sources
 
 # ---------------------------------------------------------------------------------------------
 # Writers of the genuine file formats (https://www.cs.toronto.edu/~kriz/cifar.html), independent
@@ -474,7 +474,7 @@ def prepared(tmp_path_factory):
     with tarfile.open(d / "c.tar.gz") as tar:
         tar.extractall(d / "extracted", filter="data")
     names = d / "extracted" / "cifar-10-batches-bin" / "batches.meta.txt"
-    names.write_text("\n".join(sources.CIFAR10_NAMES) + "\n")  # tfds wants distinct names
+    names.write_text("\n".join(archives.CLASS_NAMES["cifar10"]) + "\n")  # tfds wants distinct names
     serve = lambda self, url: str(d / "extracted")
     with mock.patch.object(tfds.download.DownloadManager, "download_and_extract", serve):
         tfds.builder("cifar10", data_dir=str(d / "data")).download_and_prepare()
