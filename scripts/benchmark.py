@@ -6,6 +6,12 @@ PATH (write the results; rewritten after every measurement, so a run cut short k
 --num_runs N (repeatable; default 1: many runs in one process, below), --nofloor (no matmul floor and
 FLOP count: the steps only), --notorch_tf32 (torch's float32 matmuls in full float32 on a GPU).
 
+What a result must name to be compared with another is printed first and heads the table (the
+commit and whether the tracked files differ from it, the start time in UTC, the load average, the
+config's dtype, remat and scan_blocks, the timed steps) and goes to --json (`git`, `started_utc`,
+`machine`, `config`, `steps`); a load above the CPU count is warned of at the start. Each images/s
+is the median step's, with the slowest and fastest step's beside it (min-max).
+
 For the config's model at its image size this measures, on the default JAX backend:
   * training images/s of the FULL step: `steps.train_step` pmapped over the local devices exactly as
     `train.py` builds it (forward, backward, AdamW from `optim.create_optimizer` with the config's
@@ -396,11 +402,21 @@ def table(results: dict[str, Any]) -> str:
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
+    def spread(result, spec):
+        """' (min-max)' of a result's images/s over its timed steps, '' for one step."""
+        if not result or len(result.get("step_seconds", ())) < 2:
+            return ""
+        lo, hi = result["images_per_sec_range"]
+        return f" ({lo:{spec}}-{hi:{spec}})"
+
     def add(label, jax_r, torch_r, key, spec, ratio=True):
         j = jax_r.get(key) if jax_r else None
         t = torch_r.get(key) if torch_r else None
         r = (j / t) if (ratio and j is not None and t) else None
-        rows.append((label, fmt(j, spec), fmt(t, spec), fmt(r, ".2f") + ("x" if r else "")))
+        cells = [fmt(j, spec), fmt(t, spec)]
+        if key == "images_per_sec":  # the median, and the range beside it
+            cells = [c + spread(side, spec) for c, side in zip(cells, (jax_r, torch_r))]
+        rows.append((label, *cells, fmt(r, ".2f") + ("x" if r else "")))
 
     def giga(r, key):
         return {"v": r[key] / 1e9} if r and key in r else None
@@ -422,7 +438,7 @@ def table(results: dict[str, Any]) -> str:
 
     for b in results["batches"]:
         j, t = results["jax"].get(f"train_{b}"), results["torch"].get(f"train_{b}")
-        add(f"train images/s, batch {b}", j, t, "images_per_sec", ",.1f")
+        add(f"train images/s (min-max), batch {b}", j, t, "images_per_sec", ",.1f")
         add(f"  start -> first step (s), batch {b}", j, t, "start_to_first_step_s", ".1f", False)
         add(f"  second step (s), batch {b}", j, t, "second_step_s", ".2f", False)
         add(f"  peak host memory (GiB), batch {b}", j, t, "peak_rss_gib", ".2f", False)
@@ -437,7 +453,7 @@ def table(results: dict[str, Any]) -> str:
     if "eval" in results["jax"]:
         b = results["eval_batch"]
         j, t = results["jax"]["eval"], results["torch"].get("eval")
-        add(f"eval images/s, batch {b}", j, t, "images_per_sec", ",.1f")
+        add(f"eval images/s (min-max), batch {b}", j, t, "images_per_sec", ",.1f")
         labels = (
             "  peak device memory (GiB), eval",
             "  its matmuls alone (s per batch)",
@@ -454,16 +470,31 @@ def table(results: dict[str, Any]) -> str:
         for r in rows
     ]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join([where(results), *lines])
+    return "\n".join([provenance(results), where(results), *lines])
+
+
+def provenance(results: dict[str, Any]) -> str:
+    """One line: the code (commit, uncommitted changes), when it started (UTC) and the load then."""
+    load, cores = results["machine"]["loadavg_at_start"], results["machine"]["cores"]
+    load_text = "" if load is None else f", load {load[0]:.2f} on {cores} CPUs"
+    return (
+        f"swin-flax {measure.git_text(results['git'])}, started {results['started_utc']}{load_text}"
+    )
 
 
 def where(results: dict[str, Any]) -> str:
-    """One line: the config's compute dtype and the devices each side ran on."""
+    """One line: what was timed (the config's compute dtype, remat and scan_blocks, the timed steps
+    after the two warm-ups, of which the median and the min-max are shown) and the devices each
+    side ran on."""
     first = {
         side: next((r for r in results[side].values() if "device" in r), None)
         for side in ("jax", "torch")
     }
-    text = f"compute dtype {results['config']['dtype']}; JAX on {first['jax']['device']}"
+    c = results["config"]
+    text = (
+        f"compute dtype {c['dtype']}, remat {c['remat']}, scan_blocks {c['scan_blocks']}, "
+        f"{results['steps']} timed steps after 2 warm-ups; JAX on {first['jax']['device']}"
+    )
     if first["torch"]:
         t = first["torch"]
         amp = ", autocast bfloat16" if t["autocast"] else ""
@@ -563,12 +594,19 @@ def main(argv):
         "transparent_hugepage": measure.transparent_hugepage_mode(),
         "torch_tf32": FLAGS.torch_tf32,
         "floor": FLAGS.floor,
+        "git": measure.git_state(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        "started_utc": measure.utc_now(),
         "machine": machine(),
         "versions": versions(FLAGS.torch),
         "jax": {},
         "torch": {},
         "complete": False,
     }
+    print(f"[benchmark] {provenance(results)}", flush=True)
+    load = results["machine"]["loadavg_at_start"]
+    warning = measure.load_warning(load and load[0], os.cpu_count() or 1)
+    if warning:
+        print(f"[benchmark] {warning}", flush=True)
 
     def measure_phase(side: str, key: str, phase: str, batch: int, num_runs: int = 1) -> None:
         """One child's figures into results[side][key]; --json rewritten, so a run stopped

@@ -4,13 +4,17 @@ benchmark.py's many-runs table and --nofloor (tiny runs), and every benchmark sc
 arguments (the scripts themselves, as subprocesses). The torch side needs torch and timm, which the
 project's venv lacks: it is not run here."""
 
+import datetime
 import importlib.util
 import json
 import os
 import pathlib
 import platform
+import shutil
+import statistics
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +49,52 @@ def test_summary_uses_the_median_step():
     runs = measure.summarise(100, 0.0, 9.0, [1.0, 4.0, 2.0], num_runs=4)
     assert runs["images_per_sec"] == pytest.approx(200.0)  # 4 runs x 100 images per 2 s step
     assert runs["images_per_sec_per_run"] == pytest.approx(50.0)
+
+
+def test_summary_gives_the_rate_of_the_slowest_and_the_fastest_step():
+    """Beside the median: 100 images in 4 s (slowest) and in 1 s (fastest)."""
+    out = measure.summarise(100, 0.0, 9.0, [1.0, 4.0, 2.0])
+    assert out["images_per_sec_range"] == pytest.approx([25.0, 100.0])
+    runs = measure.summarise(100, 0.0, 9.0, [1.0, 4.0, 2.0], num_runs=2)
+    assert runs["images_per_sec_range"] == pytest.approx([50.0, 200.0])
+
+
+def test_load_warning_only_above_the_cpu_count():
+    assert measure.load_warning(None, 2) is None  # no load average on this platform
+    assert measure.load_warning(2.0, 2) is None
+    warning = measure.load_warning(3.25, 2)
+    assert "load average is 3.25 on 2 CPUs" in warning and "\n" not in warning
+
+
+def _git(*args, cwd):
+    cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_state_names_the_commit_and_uncommitted_changes(tmp_path, monkeypatch):
+    _git("init", "-q", cwd=tmp_path)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    _git("add", "a.py", cwd=tmp_path)
+    _git("commit", "-q", "-m", "a", cwd=tmp_path)
+    head = _git("rev-parse", "HEAD", cwd=tmp_path).strip()
+    (tmp_path / "results.json").write_text("{}")  # untracked: not a change of the code
+    assert measure.git_state(str(tmp_path)) == {"commit": head, "dirty": False}
+    assert measure.git_text({"commit": head, "dirty": False}) == f"commit {head[:10]}"
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert measure.git_state(str(tmp_path)) == {"commit": head, "dirty": True}
+    # Not a repository, and no git at all: unknown, and why (no exception).
+    (tmp_path / "sub").mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    state = measure.git_state(str(tmp_path / "sub"))
+    assert state["commit"] is None and "not a git repository" in state["unknown_because"]
+    assert measure.git_text(state).startswith("commit unknown (fatal: not a git repository")
+    monkeypatch.setenv("PATH", str(tmp_path / "sub"))
+    assert measure.git_state(str(tmp_path)) == {
+        "commit": None,
+        "dirty": None,
+        "unknown_because": "git is not installed",
+    }
 
 
 def test_with_runs_trains_n_seeds_of_one_run():
@@ -226,10 +276,13 @@ def test_many_runs_table_and_json(tmp_path):
 def test_nofloor_measures_the_steps_only(tmp_path):
     """--nofloor: the steps' figures without the matmul floor and FLOP count (in the JSON and the
     table); the table says where each side ran and in what dtype, no device-memory row on the CPU;
-    the JSON is marked complete and gives each child's seconds."""
+    the JSON is marked complete and gives each child's seconds. What tells two results apart: the
+    JSON and the header name the commit and the start time (UTC), the header the load, remat,
+    scan_blocks and the timed steps; each images/s has its steps' min-max beside it."""
     args = ["--config", str(_REPO / "configs" / "demo.py"), *_TINY, "--batch=2", "--eval_batch=2"]
-    args += ["--steps=1", "--nofloor", "--config.dtype=bfloat16", "--json=r.json"]
-    out = run_script("benchmark.py", *args, cwd=tmp_path)
+    args += ["--steps=3", "--nofloor", "--config.dtype=bfloat16", "--config.remat=full"]
+    before = time.time()
+    out = run_script("benchmark.py", *args, "--json=r.json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["complete"] and results["floor"] is False
@@ -237,8 +290,23 @@ def test_nofloor_measures_the_steps_only(tmp_path):
         assert phase["images_per_sec"] > 0 and phase["child_seconds"] > 0
         assert phase["device"].startswith("cpu: ") and phase["peak_device_gib"] is None
         assert not {"matmul_floor_s", "matmul_share", "flops_per_image"} & set(phase)
-    assert "compute dtype bfloat16; JAX on cpu: " in out.stdout
-    assert "train images/s, batch 2" in out.stdout and "eval images/s, batch 2" in out.stdout
+    started = datetime.datetime.strptime(results["started_utc"], "%Y-%m-%dT%H:%M:%SZ")
+    assert before - 1 <= started.replace(tzinfo=datetime.UTC).timestamp() <= time.time()
+    head = _git("rev-parse", "HEAD", cwd=_REPO).strip()
+    assert results["git"]["commit"] == head and isinstance(results["git"]["dirty"], bool)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"[benchmark] swin-flax commit {head[:10]}")
+    table = lines[lines.index(lines[0].removeprefix("[benchmark] ")) :]  # the table's header
+    assert f"started {results['started_utc']}, load " in table[0]
+    assert table[1].startswith(
+        "compute dtype bfloat16, remat full, scan_blocks True, 3 timed steps after 2 warm-ups; "
+        "JAX on cpu: "
+    )
+    for row, phase in (("train", "train_2"), ("eval", "eval")):
+        seconds = results["jax"][phase]["step_seconds"]
+        median, lo, hi = (2 / statistics.median(seconds), 2 / max(seconds), 2 / min(seconds))
+        cells = next(x for x in table if x.startswith(f"{row} images/s (min-max), batch 2"))
+        assert cells.endswith(f"{median:,.1f} ({lo:,.1f}-{hi:,.1f})")
     for absent in ("its matmuls alone", "XLA GFLOP", "peak device memory"):
         assert absent not in out.stdout
     assert "timm" not in out.stdout  # without --torch no timm columns of '-'

@@ -1,5 +1,6 @@
-"""What benchmark.py and bench/benchmark_matmul.py share: the checks of their arguments (before
-anything is measured), timing and memory of a step, the CPU and malloc settings of a measuring
+"""What benchmark.py and bench/benchmark_matmul.py share: the checks of
+their arguments (before anything is measured), timing and memory of a step and its spread, what a
+result must name to be compared (commit, time, load), the CPU and malloc settings of a measuring
 process, and the JAX step exactly as train.py builds it with XLA's FLOP count of it.
 
 No side effects on import: JAX is imported inside the functions that need it.
@@ -7,8 +8,10 @@ No side effects on import: JAX is imported inside the functions that need it.
 
 from __future__ import annotations
 
+import datetime
 import os
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any
@@ -153,12 +156,15 @@ def summarise(
     batch: int, first_done: float, second: float, durations: list[float], num_runs: int = 1
 ) -> dict[str, Any]:
     """The figures of one measurement; a step of `num_runs` runs (a shared batch) processes
-    num_runs x batch images."""
+    num_runs x batch images. The images/s range is that of the slowest and the fastest timed step:
+    a median is comparable only where the ranges say the noise is smaller than the difference."""
     med = statistics.median(durations)
+    images = num_runs * batch
     return {
         "batch": batch,
         "num_runs": num_runs,
-        "images_per_sec": num_runs * batch / med,
+        "images_per_sec": images / med,
+        "images_per_sec_range": [images / max(durations), images / min(durations)],
         "images_per_sec_per_run": batch / med,
         "step_seconds_median": med,
         "step_seconds": durations,
@@ -183,6 +189,52 @@ def jax_device() -> str:
 
     devices = jax.local_devices()
     return f"{devices[0].platform}: {devices[0].device_kind} x{len(devices)}"
+
+
+def git_state(folder: str) -> dict[str, Any]:
+    """The commit checked out in `folder`'s git work tree and whether its tracked files differ from
+    it (untracked files, such as results, do not count); where git cannot say (not installed, not
+    a repository), commit and dirty are None and `unknown_because` says why."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=30)
+        if out.returncode:
+            lines = out.stderr.strip().splitlines() or [f"git exited with {out.returncode}"]
+            raise RuntimeError(lines[-1])
+        return out.stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    except FileNotFoundError:
+        return {"commit": None, "dirty": None, "unknown_because": "git is not installed"}
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        return {"commit": None, "dirty": None, "unknown_because": str(e)}
+    return {"commit": commit, "dirty": dirty}
+
+
+def git_text(state: dict[str, Any]) -> str:
+    """`git_state` in words: 'commit 0123abcd (uncommitted changes)', or why it is unknown."""
+    if state["commit"] is None:
+        return f"commit unknown ({state['unknown_because']})"
+    return f"commit {state['commit'][:10]}" + (" (uncommitted changes)" if state["dirty"] else "")
+
+
+def utc_now() -> str:
+    """The current time, UTC, to the second (ISO 8601, e.g. 2026-12-02T06:20:39Z)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_warning(load_1min: float | None, cpus: int) -> str | None:
+    """One line when the 1-minute load average exceeds the CPUs: other work then takes CPU time
+    from the timed steps, so the figures do not compare with another run's; None otherwise."""
+    if load_1min is None or load_1min <= cpus:
+        return None
+    return (
+        f"warning: the 1-minute load average is {load_1min:.2f} on {cpus} CPUs: other work "
+        "competes with the timed steps, so these figures do not compare with another run's; "
+        "compare variants in one process (scripts/bench/benchmark_variants.py) or on a quiet machine."
+    )
 
 
 def limit_threads(threads: int) -> None:
