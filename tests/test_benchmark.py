@@ -59,6 +59,12 @@ def test_summary_gives_the_rate_of_the_slowest_and_the_fastest_step():
     assert runs["images_per_sec_range"] == pytest.approx([50.0, 200.0])
 
 
+def test_ratio_range_is_that_of_single_rounds():
+    """B/A per round: 1.1/1.0, 1.8/2.0, 1.3/1.0; the medians' ratio (1.3/1.0) hides the 0.9."""
+    lo, hi = measure.ratio_range([1.0, 2.0, 1.0], [1.1, 1.8, 1.3])
+    assert (lo, hi) == pytest.approx((0.9, 1.3))
+
+
 def test_load_warning_only_above_the_cpu_count():
     assert measure.load_warning(None, 2) is None  # no load average on this platform
     assert measure.load_warning(2.0, 2) is None
@@ -449,3 +455,31 @@ def test_benchmark_input_times_the_fraction_of_an_epoch_asked_for(tmp_path):
     assert (
         line.startswith("train, one dataset for 0.25 epochs: 64 images in") and "then" not in line
     )
+
+
+@pytest.mark.slow  # benchmark_variants.py as a subprocess: two tiny steps compiled and alternated
+def test_benchmark_variants_gives_the_range_of_the_per_round_ratios(tmp_path):
+    """Beside the ratio of the medians, the smallest and largest ratio of single rounds, read
+    from the steps each variant printed (the first variant's is 1 in every round)."""
+    args = ["--config", str(_REPO / "configs" / "demo.py"), *_TINY, "--batch=2", "--rounds=3"]
+    out = run_script(
+        "bench/benchmark_variants.py", *args, "--variant=remat=none", "--variant=remat=full",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    head = next(x for x in lines if x.startswith("| variant"))
+    assert head.split(" | ")[2:4] == ["ratio", "ratio per round (min-max)"]
+    times = {}
+    for x in lines:
+        name, _, steps = x.partition(": ")
+        if name in ("remat=none", "remat=full"):
+            times[name] = [float(t) for t in steps.split()]
+    rows = {
+        x.split(" | ")[0].strip("| "): x.split(" | ") for x in lines if x.startswith("| remat=")
+    }
+    assert rows["remat=none"][3] == "1.000-1.000"
+    ratios = [b / a for a, b in zip(times["remat=none"], times["remat=full"], strict=True)]
+    lo, hi = (float(v) for v in rows["remat=full"][3].split("-"))
+    assert len(ratios) == 3  # the printed steps have 4 digits, the range 3 decimals
+    assert (lo, hi) == pytest.approx((min(ratios), max(ratios)), rel=0.01, abs=0.002)

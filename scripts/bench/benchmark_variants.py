@@ -9,7 +9,9 @@ docs/benchmarks.md (compile time, XLA's temporary memory of the step, step time)
 Each variant is a comma-separated list of config overrides (`field=value`, e.g.
 `remat=none,scan_blocks=False`). The steps run in variant order, then in reverse, round after round,
 so every variant sees the machine's drift alike; medians and their ratio to the first variant are
-printed as a markdown table. `--memory_batch` also compiles (never runs) each step at that batch for
+printed as a markdown table, beside the smallest and largest ratio of single rounds (each round's
+step against the first variant's of that round): a ratio whose range straddles 1 is within the
+noise. `--memory_batch` also compiles (never runs) each step at that batch for
 its temporary memory: what a batch too large to hold once per variant would need.
 """
 
@@ -75,18 +77,19 @@ def main(argv):
 
     first = statistics.median(rows[0]["times"])
     mem = f" | temp GiB, batch {FLAGS.memory_batch}" if FLAGS.memory_batch else ""
-    head = f"| variant | step s, batch {FLAGS.batch} (median) | ratio | compile s"
-    print(f"\n{head} | temp GiB, batch {FLAGS.batch}{mem} |")
-    print("|---|---:|---:|---:|---:|" + ("---:|" if FLAGS.memory_batch else ""))
+    head = f"| variant | step s, batch {FLAGS.batch} (median) | ratio | ratio per round (min-max)"
+    print(f"\n{head} | compile s | temp GiB, batch {FLAGS.batch}{mem} |")
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if FLAGS.memory_batch else ""))
     for v in rows:
         med = statistics.median(v["times"])
+        lo, hi = measure.ratio_range(rows[0]["times"], v["times"])
         extra = f" | {v['memory_temp']:.2f}" if FLAGS.memory_batch else ""
         print(
-            f"| {v['variant']} | {med:.3f} | {med / first:.3f} | {v['compile']:.1f} | "
-            f"{v['temp']:.2f}{extra} |"
+            f"| {v['variant']} | {med:.3f} | {med / first:.3f} | {lo:.3f}-{hi:.3f} | "
+            f"{v['compile']:.1f} | {v['temp']:.2f}{extra} |"
         )
     for v in rows:
-        print(f"{v['variant']}: " + " ".join(f"{t:.3f}" for t in v["times"]))
+        print(f"{v['variant']}: " + " ".join(f"{t:.4g}" for t in v["times"]))  # s, each round
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What benchmark.py and bench/benchmark_matmul.py share: the checks of
+"""What benchmark.py, bench/benchmark_matmul.py and bench/benchmark_variants.py share: the checks of
 their arguments (before anything is measured), timing and memory of a step and its spread, what a
 result must name to be compared (commit, time, load), the CPU and malloc settings of a measuring
 process, and the JAX step exactly as train.py builds it with XLA's FLOP count of it.
@@ -172,6 +172,13 @@ def summarise(
         "start_to_first_step_s": first_done - process_start_time(),
         "peak_rss_gib": peak_rss_bytes() / GIB,
     }
+
+
+def ratio_range(base: list[float], other: list[float]) -> tuple[float, float]:
+    """The smallest and largest per-round ratio other[i] / base[i] of two variants' step times
+    taken in alternated rounds: how far the noise moves the ratio of their medians."""
+    ratios = [o / b for b, o in zip(base, other, strict=True)]
+    return min(ratios), max(ratios)
 
 
 def device_peak_gib() -> float | None:
