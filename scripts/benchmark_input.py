@@ -4,11 +4,13 @@ Options: --json PATH (write the results), --epochs-worth N, --devices D.
 
 Times the training pipeline the config describes (for configs/strong.py: RandAugment rand-m9-mstd0.5
 + CutMix, batch 1024) and the evaluation pipeline, on this machine's CPUs, with no model: images/s
-over whole epochs, the build of each epoch's dataset (the first traces the transform, once a
-process), the first batch's latency (graph optimisation) and the steady rate after it. Uses the
-data the config names when it is available (without downloading), else synthetic data of CIFAR's
-size (50,000 / 10,000 images) and says so; an archive or data_dir the config names is read or
-refused, never replaced.
+over --epochs-worth epochs' batches, both from a dataset per epoch (the last cut short where the
+value is not whole) and from one dataset for them all, the build of each epoch's dataset (the
+first traces the transform, once a process), the first batch's latency (graph optimisation) and
+the steady rate after it; eval images/s of the test images (not the blank ones padding its last
+batch). Uses the data the config names when it is available (without downloading), else synthetic
+data of CIFAR's size (50,000 / 10,000 images) and says so; an archive or data_dir the config names
+is read or refused, never replaced.
 
 Reference (recipe's PyTorch loader on 2 cores): timm's PIL RandAugment + DataLoader(num_workers=2)
 + timm Mixup, about 6,000 images/s.
@@ -34,7 +36,11 @@ from ml_collections import config_flags  # noqa: E402
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
-flags.DEFINE_float("epochs-worth", 2.0, "Training epochs to time (>= 2 shows the per-epoch cost).")
+flags.DEFINE_float(
+    "epochs-worth",
+    2.0,
+    "Training epochs to time, in batches (>= 2 shows the per-epoch cost; 0.2: a fifth of an epoch).",
+)
 flags.register_validator(
     "epochs-worth", lambda v: 0 < v < float("inf"), "--epochs-worth must be > 0 and finite."
 )
@@ -76,24 +82,30 @@ def load_data(config):
     return (train_x, train_y), (test_x, test_y), source
 
 
-def time_epoch(ds, num_images_per_batch: int, max_batches: int | None = None) -> dict:
+def time_epoch(ds, max_batches: int | None = None) -> dict:
+    """Seconds and images/s of `ds`'s batches (the first `max_batches`), counting the real images
+    of each batch (its mask: an eval set's last batch is padded), the first batch apart."""
     t0 = time.perf_counter()
     it = ds.as_numpy_iterator()
-    next(it)
+    first = _real_images(next(it))
     t1 = time.perf_counter()
-    n = 1
-    for _ in it if max_batches is None else itertools.islice(it, max_batches - 1):
-        n += 1
+    n, images = 1, first
+    for batch in it if max_batches is None else itertools.islice(it, max_batches - 1):
+        n, images = n + 1, images + _real_images(batch)
     t2 = time.perf_counter()
-    images = n * num_images_per_batch
     return {
         "batches": n,
         "images": images,
         "seconds": t2 - t0,
         "images_per_s": round(images / (t2 - t0)),
         "first_batch_s": t1 - t0,
-        "steady_images_per_s": round((n - 1) * num_images_per_batch / (t2 - t1)) if n > 1 else None,
+        "steady_images_per_s": round((images - first) / (t2 - t1)) if n > 1 else None,
     }
+
+
+def _real_images(batch: dict) -> int:
+    """The images of a batch that are not padding: its mask's ones (eval), else all its labels."""
+    return int(batch["mask"].sum()) if "mask" in batch else batch["label"].size
 
 
 def _rates(r: dict) -> str:
@@ -124,24 +136,27 @@ def main(argv):
 
     steps = pipeline.steps_per_epoch(len(train_y), config.batch_size)
     results = {"command": " ".join(sys.argv), "data": source, "machine": machine}
-    epochs = max(1, int(epochs_worth))  # the datasets of part 1: whole epochs, at least one
+    # Both parts time the same batches: --epochs-worth of them, at least one (the last epoch of
+    # part 1 cut short where the value is not whole), so their images/s compare.
+    total_batches = max(1, round(epochs_worth * steps))
     # The training stream's arguments as a run takes them (inputs.train_options), on --devices.
     common = {**inputs.train_options(config), "local_device_count": devices}
     # 1. One dataset per epoch (each new dataset pays TF's graph optimisation once).
     train_runs = []
-    for epoch in range(epochs):
+    for epoch in range(math.ceil(total_batches / steps)):
         t = time.perf_counter()
         ds = pipeline.train_dataset(train_x, train_y, epoch=epoch, **common)
         build = time.perf_counter() - t  # the first also traces the transform (once a process)
-        r = time_epoch(ds, config.batch_size)
+        r = time_epoch(ds, min(steps, total_batches - epoch * steps))
         r.update(epoch=epoch, build_s=build)
         train_runs.append(r)
-        print(f"train, dataset per epoch, epoch {epoch}: built in {build:.2f} s, {_rates(r)}")
+        part = "" if r["batches"] == steps else f" ({r['batches']} of its {steps} batches)"
+        print(f"train, dataset per epoch, epoch {epoch}{part}: built in {build:.2f} s, {_rates(r)}")
     # 2. One dataset for all the epochs (num_epochs): that cost is paid once.
     ds = pipeline.train_dataset(
-        train_x, train_y, epoch=0, num_epochs=math.ceil(epochs_worth), **common
+        train_x, train_y, epoch=0, num_epochs=math.ceil(total_batches / steps), **common
     )
-    joined = time_epoch(ds, config.batch_size, max(1, round(epochs_worth * steps)))
+    joined = time_epoch(ds, total_batches)
     epochs_text = f"{epochs_worth:g} epoch{'s' * (epochs_worth != 1)}"
     print(f"train, one dataset for {epochs_text}: {_rates(joined)}")
     total_images = sum(r["images"] for r in train_runs)
@@ -155,10 +170,12 @@ def main(argv):
         normalize_std=tuple(config.normalize_std),
         image_size=config.model.img_size,
     )
-    ev = time_epoch(ds, config.eval_batch_size)
+    ev = time_epoch(ds)
+    padded = ev["batches"] * config.eval_batch_size - ev["images"]
+    padding = f" ({padded} padding images of the last batch not counted)" if padded else ""
     print(
-        f"eval: {ev['images']} images (padded) in {ev['seconds']:.2f} s = "
-        f"{ev['images_per_s']:,} images/s"
+        f"eval: {ev['images']} images in {ev['seconds']:.2f} s = "
+        f"{ev['images_per_s']:,} images/s{padding}"
     )
     results.update(
         train={

@@ -440,21 +440,29 @@ def test_variant_overrides_refuse_with_one_paragraph(bad, capsys):
 
 
 @pytest.mark.slow  # benchmark_input.py as a subprocess
-def test_benchmark_input_times_the_fraction_of_an_epoch_asked_for(tmp_path):
-    """--epochs-worth 0.25 of the demo config's own synthetic set (256 images, batch 64: 4 steps an
-    epoch): one whole epoch of a dataset per epoch, then 1 batch of the joined dataset (no rate
-    after its first batch to give)."""
-    args = ["--config", str(_REPO / "configs" / "demo.py"), "--epochs-worth=0.25", "--json=r.json"]
-    args += ["--config.synthetic_train_examples=256", "--config.synthetic_test_examples=64"]
-    out = run_script("benchmark_input.py", *args, "--config.batch_size=64", cwd=tmp_path)
+@pytest.mark.parametrize(
+    "epochs_worth, per_epoch", [("0.25", [64]), ("1.5", [256, 128]), ("2", [256, 256])]
+)
+def test_benchmark_input_times_the_same_batches_in_both_parts(tmp_path, epochs_worth, per_epoch):
+    """--epochs-worth of the demo config's own synthetic set (256 images, batch 64: 4 steps an
+    epoch): the datasets per epoch (the last cut short where the value is not whole) and the
+    joined dataset time the same images, so 'train overall' compares like with like. The eval
+    rate counts the 100 test images, not the 28 blank ones padding its last batch of 64."""
+    args = ["--config", str(_REPO / "configs" / "demo.py"), f"--epochs-worth={epochs_worth}"]
+    args += ["--config.synthetic_train_examples=256", "--config.synthetic_test_examples=100"]
+    args += ["--config.batch_size=64", "--config.eval_batch_size=64", "--json=r.json"]
+    out = run_script("benchmark_input.py", *args, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    train = json.loads((tmp_path / "r.json").read_text())["train"]
-    assert [r["images"] for r in train["dataset_per_epoch"]] == [256]
-    assert train["one_dataset"]["images"] == 64
+    results = json.loads((tmp_path / "r.json").read_text())
+    train = results["train"]
+    assert [r["images"] for r in train["dataset_per_epoch"]] == per_epoch
+    assert train["one_dataset"]["images"] == sum(per_epoch)
     line = next(x for x in out.stdout.splitlines() if x.startswith("train, one dataset for"))
-    assert (
-        line.startswith("train, one dataset for 0.25 epochs: 64 images in") and "then" not in line
-    )
+    assert line.startswith(f"train, one dataset for {epochs_worth} epoch")
+    assert ("then" in line) == (sum(per_epoch) > 64)  # no rate after a lone first batch
+    assert results["eval"]["images"] == 100 and results["eval"]["batches"] == 2
+    line = next(x for x in out.stdout.splitlines() if x.startswith("eval: "))
+    assert line.startswith("eval: 100 images in ") and "28 padding images" in line
 
 
 @pytest.mark.slow  # benchmark_variants.py as a subprocess: two tiny steps compiled and alternated
