@@ -436,9 +436,10 @@ def table(results: dict[str, Any]) -> str:
             add(flops, giga(j, "flops_per_image"), None, "v", ".3f", False)
             add(rate, giga(j, "flops_per_sec"), None, "v", ",.1f", False)
 
+    spread_label = " (min-max)" if results["steps"] > 1 else ""  # one timed step has no range
     for b in results["batches"]:
         j, t = results["jax"].get(f"train_{b}"), results["torch"].get(f"train_{b}")
-        add(f"train images/s (min-max), batch {b}", j, t, "images_per_sec", ",.1f")
+        add(f"train images/s{spread_label}, batch {b}", j, t, "images_per_sec", ",.1f")
         add(f"  start -> first step (s), batch {b}", j, t, "start_to_first_step_s", ".1f", False)
         add(f"  second step (s), batch {b}", j, t, "second_step_s", ".2f", False)
         add(f"  peak host memory (GiB), batch {b}", j, t, "peak_rss_gib", ".2f", False)
@@ -453,7 +454,7 @@ def table(results: dict[str, Any]) -> str:
     if "eval" in results["jax"]:
         b = results["eval_batch"]
         j, t = results["jax"]["eval"], results["torch"].get("eval")
-        add(f"eval images/s (min-max), batch {b}", j, t, "images_per_sec", ",.1f")
+        add(f"eval images/s{spread_label}, batch {b}", j, t, "images_per_sec", ",.1f")
         labels = (
             "  peak device memory (GiB), eval",
             "  its matmuls alone (s per batch)",

@@ -263,6 +263,7 @@ def test_many_runs_table_and_json(tmp_path):
         assert row["step_over_n_single_runs"] == pytest.approx(row["step_over_one_run"] / n)
         assert row["peak_rss_gib"] == phase["peak_rss_gib"] > 0
         assert row["peak_device_gib"] is None  # CPU: host memory only
+    assert "train images/s, batch 2 " in out.stdout  # one timed step: no min-max to give
     table = out.stdout[out.stdout.index("many runs in one process") :].splitlines()
     assert "step(N) / (N x step(1))" in table[1] and "peak host GiB" in table[1]
     for line, row in zip(table[3:5], rows):
