@@ -683,3 +683,32 @@ def test_a_dataset_without_a_known_archive_is_left_to_tfds(tmp_path):
     assert sources.describe_source("svhn_cropped", data_dir=str(tmp_path), archive=None) == (
         f"svhn_cropped from tensorflow-datasets ({tmp_path})"
     )
+
+
+def test_a_data_dir_in_a_bucket_is_looked_up_there(monkeypatch):
+    """A gs:// data_dir: the local glob cannot see it, so its prepared version's exact path is
+    looked up (found: tfds reads it, even with downloads off); a bucket this machine cannot reach
+    is said so, not 'not prepared'."""
+    looked, reachable = [], [True]
+
+    class Bucket(str):  # epath's gs:// path, as far as the check uses it
+        def __new__(cls, *parts):
+            return super().__new__(cls, "/".join(parts))
+
+        def exists(self):
+            looked.append(str(self))
+            if not reachable[0]:
+                raise OSError("Could not resolve host: www.googleapis.com")
+            return True
+
+    monkeypatch.setattr(sources.epath, "Path", Bucket)
+    sources._fail_fast_if_unobtainable("cifar10", "gs://b/tfds", False, None, 1.0)
+    assert looked == ["gs://b/tfds/cifar10/3.0.2/dataset_info.json"]
+    reachable[0] = False
+    with pytest.raises(sources.DataError) as refused:
+        sources._fail_fast_if_unobtainable("cifar10", "gs://b/tfds", False, None, 1.0)
+    assert str(refused.value) == (
+        "gs://b/tfds/cifar10/3.0.2/dataset_info.json cannot be looked up (OSError: Could not "
+        "resolve host: www.googleapis.com): check the --config.data_dir path and this machine's "
+        "access to it (network, credentials)."
+    )

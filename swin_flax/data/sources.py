@@ -15,6 +15,7 @@ import urllib.request
 import ml_collections
 import numpy as np
 from absl import logging
+from etils import epath
 
 from swin_flax.config import DATASETS
 from swin_flax.data import synthetic
@@ -171,10 +172,13 @@ def _fail_fast_if_unobtainable(
     import tensorflow_datasets as tfds  # noqa: PLC0415 (its registry only: no TensorFlow)
 
     root = _tfds_root(data_dir)
-    version = str(tfds.builder_cls(dataset).VERSION)  # what tfds.load reads, nothing prepared
+    # What tfds.load reads, nothing prepared ('name/config': the builder's, in name/config/).
+    version = str(tfds.builder_cls(dataset.split("/")[0]).VERSION)
     in_root = lambda *parts: glob.glob(os.path.join(glob.escape(root), *parts))
     if in_root(dataset, version, "dataset_info.json"):
         return  # prepared (tfds makes the final check)
+    if "://" in root and _in_bucket(epath.Path(root, dataset, version, "dataset_info.json")):
+        return  # prepared in a bucket (glob is local)
     mistake = _not_a_tfds_folder(root)
     if mistake:
         raise DataError(mistake)
@@ -233,6 +237,17 @@ def _fail_fast_if_unobtainable(
         "  3. Synthetic data (no download; striped patterns, not CIFAR): "
         "--config.dataset=synthetic."
     )
+
+
+def _in_bucket(path: epath.Path) -> bool:
+    """Whether `path` (gs://...) exists; a bucket this machine cannot reach is said so at once."""
+    try:
+        return path.exists()
+    except Exception as e:  # noqa: BLE001 (each file system backend raises its own)
+        raise DataError(
+            f"{path} cannot be looked up ({type(e).__name__}: {str(e).splitlines()[0]}): check "
+            "the --config.data_dir path and this machine's access to it (network, credentials)."
+        ) from None
 
 
 def _not_a_tfds_folder(root: str) -> str | None:
