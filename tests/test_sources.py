@@ -373,6 +373,15 @@ def test_an_unreadable_archive_is_said_to_be_unreadable(cifar10, tmp_path, monke
     )
 
 
+def test_an_unreadable_folder_beside_the_data_is_passed_over(cifar10, tmp_path, monkeypatch):
+    """A mounted disk's root-only lost+found (or another user's folder) beside an extraction."""
+    d, train, test = cifar10
+    _extract(d / "cifar-10-binary.tar.gz", tmp_path)
+    (tmp_path / "lost+found").mkdir()
+    _deny(monkeypatch, tmp_path / "lost+found")
+    check_equal(sources.load_split("cifar10", "test", archive=str(tmp_path)), *test)
+
+
 def test_a_zip_file_is_said_to_be_one(tmp_path):
     import zipfile
 

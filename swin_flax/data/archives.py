@@ -207,14 +207,15 @@ def _tar_files(path: str) -> dict[str, bytes]:
 
 
 def _folder_files(root: str) -> list[str]:
-    """Relative paths of the wanted files at most two folders below `root`."""
+    """Relative paths of the wanted files at most two folders below `root`. A folder that cannot
+    be read is named only when nothing was found (a mount's lost+found beside the data is not)."""
     found, errors = [], []
     for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
         rel = os.path.relpath(dirpath, root)
         if rel != "." and os.sep in rel:  # two folders down: look no deeper
             dirnames.clear()
         found += [os.path.normpath(os.path.join(rel, f)) for f in filenames if f in _WANTED_NAMES]
-    if errors:
+    if errors and not found:
         raise _unreadable(errors[0])
     return found
 
