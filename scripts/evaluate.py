@@ -88,7 +88,6 @@ def main(argv):
     del argv  # parse_flags refused stray arguments
     check_outputs(FLAGS.json, FLAGS.eval_dir)
     from swin_flax import evaluate, runfiles  # noqa: PLC0415 (jax, orbax: after the flags)
-    from swin_flax.config import validate  # noqa: PLC0415
     from swin_flax.data import sources  # noqa: PLC0415
 
     if FLAGS.archive and FLAGS.data_dir:
@@ -96,6 +95,9 @@ def main(argv):
             "give the test data's new place as --archive PATH (a CIFAR archive or its folder) or "
             "--data_dir DIR (a tensorflow-datasets data_dir): one of the two."
         )
+    for flag, path in (("archive", FLAGS.archive), ("data_dir", FLAGS.data_dir)):
+        if path and "://" not in path and not os.path.exists(path):
+            cli.exit_user_error(f"--{flag} {path} does not exist: give the test data's new place.")
     # checks the flags, reads no params
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
     # What the report files name: the step folder, its line (the epoch of each run used), the data.
@@ -108,7 +110,6 @@ def main(argv):
                 f"leave {flag} out."
             )
         config = evaluate.with_test_data(config, archive=FLAGS.archive, data_dir=FLAGS.data_dir)
-        validate(config)
     data = sources.describe_source(config.dataset, data_dir=config.data_dir, archive=config.archive)
     result = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe(), "data": data}
     result.update(evaluate.evaluate_checkpoint(config, run.members(), run.choice))

@@ -315,6 +315,8 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
         # The one field read here that the checkpoint's record cannot check.
         if config.dataset not in DATASETS:
             raise ValueError(f"dataset {config.dataset!r} is not one of {DATASETS}")
+        if config.archive:  # what a run recorded with both read (config.validate now refuses it)
+            config.data_dir = None
     except (ValueError, KeyError, AttributeError, TypeError) as e:
         raise CheckpointError(
             f"{path} is not a config that scripts/main.py wrote ({type(e).__name__}: {e})."

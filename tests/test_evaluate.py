@@ -409,9 +409,11 @@ def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path, monkeypat
 
     copy = _copy(run, tmp_path)
     config = json.loads((copy / "config.json").read_text())
-    config.update(dataset="cifar10", archive=str(tmp_path / "gone.tar.gz"))
+    # Recorded with a data_dir too (accepted once; the archive was what it read).
+    config.update(dataset="cifar10", archive=str(tmp_path / "gone.tar.gz"), data_dir="/old/tfds")
     (copy / "config.json").write_text(json.dumps(config))
     opened = evaluate.open_run(str(copy), None)
+    assert opened.config.data_dir is None
     params, _ = evaluate.load_params(opened.checkpoint)
     with pytest.raises(DataError, match=r"gone\.tar\.gz does not exist.*as --archive PATH or"):
         evaluate.evaluate_checkpoint(opened.config, [params])
@@ -465,7 +467,8 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
         (["--checkpoint", "RUN/checkpoints/best"], "is not a checkpoint step folder"),
         (["--checkpoint", "RUN/checkpoints/best/9"], "holds step 3: give --checkpoint RUN/"),
         (["--archive", "a.tar.gz", "--data_dir", "d"], "--data_dir DIR (a tensorflow-datasets"),
-        (["--archive", "a.tar.gz"], "trained on the synthetic data set, which reads no files"),
+        (["--archive", "typo.tar.gz"], "--archive typo.tar.gz does not exist: give the test data"),
+        (["--archive", "RUN"], "trained on the synthetic data set, which reads no files"),
     ],
     ids=[
         "json_folder_missing",
@@ -474,6 +477,7 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
         "checkpoint_series_folder",
         "checkpoint_missing_step",
         "archive_and_data_dir",
+        "archive_missing",
         "archive_of_synthetic",
     ],
 )
