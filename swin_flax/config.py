@@ -220,7 +220,10 @@ PRETRAINED_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")  
 def pretrained_folder(path: str) -> str:
     """Why a folder given as config.pretrained is refused, naming the checkpoint files it holds
     (a download saved as e.g. swin-tiny/model.safetensors)."""
-    held = sorted(f for f in os.listdir(path) if f.endswith(PRETRAINED_SUFFIXES))
+    try:
+        held = sorted(f for f in os.listdir(path) if f.endswith(PRETRAINED_SUFFIXES))
+    except OSError:  # a folder this user may not list: said as a folder all the same
+        held = []
     inside = (
         f" (it holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}: e.g. "
         f"--config.pretrained={os.path.join(path, held[0])})"
@@ -256,7 +259,7 @@ def _not_a_state_dict(path: str) -> str:
         return pretrained_folder(path)
     else:
         return (
-            f"{path} is not a PyTorch checkpoint (.pth, .pt, .bin, .ckpt, .safetensors) or an "
+            f"{path} is not a PyTorch checkpoint ({', '.join(PRETRAINED_SUFFIXES[:-1])}) or an "
             ".npz of a state_dict."
         )
     return (
