@@ -8,6 +8,7 @@ resized by timm's resize_rel_pos_bias_table and by the official load_pretrained'
 
 import json
 import pathlib
+import shutil
 import sys
 
 import jax
@@ -328,6 +329,11 @@ def test_a_fine_tuned_run_keeps_its_load_report(tmp_path, archive):  # noqa: F81
     c.num_epochs = 2
     train.train_and_evaluate(c, str(tmp_path / "run"))
     assert (tmp_path / "run" / "pretrained.txt").read_text().splitlines() == report
+    # A start afresh in the folder (its checkpoints lost), from scratch: the report goes.
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    c.pretrained, c.num_epochs = None, 1
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "pretrained.txt").exists()
 
 
 @pytest.mark.parametrize(
