@@ -246,27 +246,19 @@ def test_a_tuple_field_given_twice_is_refused_not_joined():
     """ml_collections joins the tuples of a field given twice: depths (2, 2) twice would build a
     four-stage model. One value per flag (`--config.model.depths 2 --config.model.depths 2`) is its
     documented way to give a tuple, and stays."""
-    repo = os.path.dirname(os.path.dirname(SUMMARY))
-    twice = ["--config.model.depths=(2,2)", "--config.model.num_heads=(2,4)"] * 2
-    out = subprocess.run(
-        [sys.executable, SUMMARY, "--config=configs/demo.py", *twice],
+    summary = lambda *overrides: subprocess.run(
+        [sys.executable, SUMMARY, "--config=configs/demo.py", *overrides],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=repo,
+        cwd=os.path.dirname(os.path.dirname(SUMMARY)),
     )
+    out = summary(*["--config.model.depths=(2,2)", "--config.model.num_heads=(2,4)"] * 2)
     msg = " ".join(out.stderr.split())
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert msg.startswith("Error: --config.model.depths is given 2 times ((2,2) and (2,2)):"), msg
     assert "into (2, 2, 2, 2). Give it once" in msg, msg
-    one_each = ["--config.model.depths", "2", "--config.model.depths", "2"]
-    out = subprocess.run(
-        [sys.executable, SUMMARY, "--config=configs/demo.py", *one_each],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=repo,
-    )
+    out = summary("--config.model.depths", "2", "--config.model.depths", "2")
     assert out.returncode == 0 and "Total params: 136,822" in out.stdout, out.stderr
 
 
