@@ -98,8 +98,8 @@ def load_or_synthetic(
     synthetic_examples: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """For tools, not training: (images, labels, where from) of the named data if readable without
-    downloading, else a synthetic split. A named archive or data_dir is read or refused, never
-    replaced: only tfds' default folder may hold nothing."""
+    downloading, else a synthetic split; only tfds' default folder may hold nothing (a named
+    archive or data_dir is read or refused, never replaced)."""
     if dataset != "synthetic":
         try:
             images, labels = load_split(
@@ -134,8 +134,8 @@ def _tfds_root(data_dir: str | None) -> str:
 
 
 def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow as tf  # noqa: PLC0415 (heavy; only when tfds is the source)
-    import tensorflow_datasets as tfds  # noqa: PLC0415
+    import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy; only when tfds is the source)
+    from tensorflow import errors  # noqa: PLC0415
 
     from swin_flax.data.pipeline import tf_cpu_only  # noqa: PLC0415 (TensorFlow)
 
@@ -144,11 +144,7 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
         ds = tfds.load(dataset, split=split, data_dir=data_dir, as_supervised=True)  # prepares it
         # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
         batches = list(tfds.as_numpy(ds.batch(10_000)))
-    except (
-        tf.errors.NotFoundError,
-        tf.errors.DataLossError,
-        tf.errors.FailedPreconditionError,
-    ) as e:
+    except (errors.NotFoundError, errors.DataLossError, errors.FailedPreconditionError) as e:
         folder = os.path.join(_tfds_root(data_dir), dataset, str(tfds.builder_cls(dataset).VERSION))
         why = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", e.message, flags=re.S)  # less TF's op names
         raise DataError(
@@ -179,9 +175,7 @@ def _fail_fast_if_unobtainable(
         return  # prepared (tfds makes the final check)
     if "://" in root and _in_bucket(epath.Path(root, dataset, version, "dataset_info.json")):
         return  # prepared in a bucket (glob is local)
-    mistake = _not_a_tfds_folder(root)
-    if mistake:
-        raise DataError(mistake)
+    _refuse_a_mistaken_data_dir(root)
     others = sorted(
         os.path.basename(os.path.dirname(p))
         for p in in_root(dataset, "[0-9]*", "dataset_info.json")
@@ -250,18 +244,18 @@ def _in_bucket(path: epath.Path) -> bool:
         ) from None
 
 
-def _not_a_tfds_folder(root: str) -> str | None:
-    """What a data_dir is instead of tfds' folder, for the usual mistakes: a CIFAR archive, a
-    folder holding one or its extraction (their names start with cifar-, tfds' with cifar10), or
-    a data set's own folder (one level too deep); None otherwise."""
+def _refuse_a_mistaken_data_dir(root: str) -> None:
+    """DataError naming what a data_dir is instead of tfds' folder, for the usual mistakes: a CIFAR
+    archive, a folder holding one or its extraction (their names start with cifar-, tfds' with
+    cifar10), or a data set's own folder (one level too deep)."""
     if os.path.isfile(root):
-        return (
+        raise DataError(
             f"The tfds data_dir {root} is a file, not a folder: if it is a CIFAR archive, read it "
             f"directly with --config.archive={root}."
         )
     held = sorted(glob.glob(os.path.join(glob.escape(root), "cifar-*")))
     if held:
-        return (
+        raise DataError(
             f"The tfds data_dir {root} holds {os.path.basename(held[0])}, a CIFAR archive or its "
             "extraction, not tfds' prepared data: read it directly with "
             f"--config.archive={held[0]}."
@@ -269,12 +263,11 @@ def _not_a_tfds_folder(root: str) -> str | None:
     inside = glob.glob(os.path.join(glob.escape(root), "*", "dataset_info.json"))
     if inside:
         parent = os.path.dirname(os.path.normpath(root))
-        return (
+        raise DataError(
             f"The tfds data_dir {root} is a data set's own folder (it holds "
             f"{os.path.relpath(inside[0], root)}), one level below tfds' data_dir: give its "
             f"parent, --config.data_dir={parent}."
         )
-    return None
 
 
 def _unreachable(url: str, timeout_s: float) -> str | None:
