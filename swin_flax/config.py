@@ -220,19 +220,15 @@ PRETRAINED_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")  
 def pretrained_folder(path: str) -> str:
     """Why a folder given as config.pretrained is refused, naming the checkpoint files it holds
     (a download saved as e.g. swin-tiny/model.safetensors)."""
+    said = f"{path} is a folder: give the checkpoint file itself (.pth, .safetensors, .npz)"
     try:
         held = sorted(f for f in os.listdir(path) if f.endswith(PRETRAINED_SUFFIXES))
     except OSError:  # a folder this user may not list: said as a folder all the same
         held = []
-    inside = (
-        f" (it holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}: e.g. "
-        f"--config.pretrained={os.path.join(path, held[0])})"
-        if held
-        else ""
-    )
-    return (
-        f"{path} is a folder: give the checkpoint file itself (.pth, .safetensors, .npz){inside}."
-    )
+    if held:
+        said += f" (it holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}: e.g. "
+        said += f"--config.pretrained={os.path.join(path, held[0])})"
+    return said + "."
 
 
 def _not_a_state_dict(path: str) -> str:
