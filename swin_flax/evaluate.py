@@ -327,9 +327,8 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
 def with_test_data(
     config: ml_collections.ConfigDict, *, archive: str | None = None, data_dir: str | None = None
 ) -> ml_collections.ConfigDict:
-    """A run's config reading its data from `archive` or from the tfds `data_dir` (one of the
-    two) instead of where its config.json says: for data that moved since the run trained. The
-    path is made absolute, as the run recorded its own (the reports name it)."""
+    """A run's config reading its data from `archive` or the tfds `data_dir` (one of the two, made
+    absolute as the run recorded its own: the reports name it), for data moved since it trained."""
     config = config.copy_and_resolve_references()
     path = str(runfiles.absolute(archive or data_dir))
     config.archive, config.data_dir = (path, None) if archive else (None, path)

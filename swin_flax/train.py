@@ -90,10 +90,9 @@ def initial_state(
     pretrained: dict[str, np.ndarray] | None = None,
 ) -> tuple[steps.TrainState, Progress, str]:
     """The train state to start from (the latest checkpoint, else the `pretrained` state_dict that
-    finetune.read_pretrained read from config.pretrained, else a fresh initialisation from each
-    run's init key), the progress its record holds, and the pretrained file's load report ('' if
-    none). Several runs stack their states on a leading axis; a sweep's optimiser holds each run's
-    hyper-parameters."""
+    finetune.read_pretrained read from config.pretrained, else a fresh initialisation from each run's
+    init key), the progress its record holds and the pretrained load report ('' if none). Several runs
+    stack their states on a leading axis; a sweep's optimiser holds each run's hyper-parameters."""
     img = config.model.img_size
     sweep = run_set.count > 1 and bool(run_set.swept)
     tx = build.create_optimizer(run_set.configs[0], steps_per_epoch, in_state=sweep)
