@@ -176,10 +176,8 @@ def _fail_fast_if_unobtainable(
     if "://" in root and _in_bucket(epath.Path(root, dataset, version, "dataset_info.json")):
         return  # prepared in a bucket (glob is local)
     _refuse_a_mistaken_data_dir(root)
-    others = sorted(
-        os.path.basename(os.path.dirname(p))
-        for p in in_root(dataset, "[0-9]*", "dataset_info.json")
-    )
+    prepared = in_root(dataset, "[0-9]*", "dataset_info.json")  # by another tensorflow-datasets
+    others = sorted(os.path.basename(os.path.dirname(p)) for p in prepared)
     if others:
         missing = (
             f"The tfds data_dir {root} holds {dataset} {', '.join(others)} only, prepared by "
