@@ -68,8 +68,8 @@ def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.nd
         raise DataError(f"archive {path} does not exist (--config.archive).")
     if os.path.isdir(path):
         names = _folder_files(path)
-        read = lambda rel: _read(os.path.join(path, rel))
         where = lambda rel: os.path.join(path, rel)
+        read = lambda rel: _read(where(rel))
     else:
         members = _tar_files(path)
         names, read = list(members), members.__getitem__
