@@ -315,9 +315,10 @@ def _refuse_a_tuple_given_twice(flag_values, argv: list[str]) -> None:
     """Exit 2 if a tuple field is set by two or more whole tuples (`--config.model.depths='(2,2)'`
     twice, as when a line of overrides is extended): ml_collections joins them, (2, 2, 2, 2)."""
     given: dict[str, list[str]] = {}
+    config_flags = _config_flags(flag_values)
     for i, arg in enumerate(argv[1:], start=1):
         name, eq, value = arg.lstrip("-").partition("=")
-        if arg.startswith("-") and name.split(".")[0] in _config_flags(flag_values) and "." in name:
+        if arg.startswith("-") and name.split(".")[0] in config_flags and "." in name:
             value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
             given.setdefault(name, []).append(value)
     for name, values in given.items():

@@ -145,7 +145,7 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
         # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
         batches = list(tfds.as_numpy(ds.batch(10_000)))
     except (errors.NotFoundError, errors.DataLossError, errors.FailedPreconditionError) as e:
-        folder = os.path.join(_tfds_root(data_dir), dataset, str(tfds.builder_cls(dataset).VERSION))
+        folder = os.path.join(_tfds_root(data_dir), dataset, _tfds_version(dataset))
         why = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", e.message, flags=re.S)  # less TF's op names
         raise DataError(
             f"The {split} split of {dataset} in {folder} cannot be read ({why.strip(' .')}): "
@@ -159,6 +159,14 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
     return images.astype(np.uint8), labels.astype(np.int32)
 
 
+def _tfds_version(dataset: str) -> str:
+    """The version of `dataset` ('name', or 'name/config': its builder's) that tfds.load reads,
+    from tfds' registry: nothing prepared, no TensorFlow."""
+    import tensorflow_datasets as tfds  # noqa: PLC0415
+
+    return str(tfds.builder_cls(dataset.split("/")[0]).VERSION)
+
+
 def _fail_fast_if_unobtainable(
     dataset: str, data_dir: str | None, download: bool, probe_url: str | None, timeout_s: float
 ) -> None:
@@ -168,8 +176,7 @@ def _fail_fast_if_unobtainable(
     import tensorflow_datasets as tfds  # noqa: PLC0415 (its registry only: no TensorFlow)
 
     root = _tfds_root(data_dir)
-    # What tfds.load reads, nothing prepared ('name/config': the builder's, in name/config/).
-    version = str(tfds.builder_cls(dataset.split("/")[0]).VERSION)
+    version = _tfds_version(dataset)
     in_root = lambda *parts: glob.glob(os.path.join(glob.escape(root), *parts))
     if in_root(dataset, version, "dataset_info.json"):
         return  # prepared (tfds makes the final check)
