@@ -241,7 +241,8 @@ def _not_a_state_dict(path: str) -> str:
         text = os.path.relpath(folder) if relative else str(folder)
         return text if not text.startswith(".") else str(folder)
 
-    if runfiles.is_run_folder(path):
+    # A run holds checkpoints/ beside its config.json (a model hub's download holds a config.json).
+    if runfiles.is_run_folder(path) and os.path.isdir(os.path.join(path, runfiles.CHECKPOINTS)):
         run = shown(runfiles.absolute(path))
         what, source = "a run", f"--workdir {run}"
     elif (owner := runfiles.enclosing_run(path)) is not None and runfiles.is_run_folder(owner):
@@ -346,14 +347,15 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
         )
     for f in ("normalize_mean", "normalize_std", "randaugment_img_mean"):
         _require(len(c[f]) == 3, f, f"needs 3 values (one per RGB channel), got {c[f]!r}.")
-    for f in ("normalize_mean", "normalize_std"):
-        _require(
-            max(c[f]) <= 1,
-            f,
-            f"values apply to pixels scaled to [0, 1] (after /255), got {tuple(c[f])!r}. For "
-            "pixel-scale values (as flax's ImageNet example gives them) divide by 255: "
-            f"{tuple(round(v / 255, 4) for v in c[f])!r}.",
-        )
+    pixel_scale = [f for f in ("normalize_mean", "normalize_std") if max(c[f]) > 1]  # both named
+    _require(
+        not pixel_scale,
+        " and config.".join(pixel_scale),
+        "values apply to pixels scaled to [0, 1] (after /255), got "
+        f"{' and '.join(repr(tuple(c[f])) for f in pixel_scale)}. For pixel-scale values (as "
+        "flax's ImageNet example gives them) divide by 255: "
+        f"{' and '.join(repr(tuple(round(v / 255, 4) for v in c[f])) for f in pixel_scale)}.",
+    )
     _require(all(s > 0 for s in c.normalize_std), "normalize_std", "values must be > 0.")
     _require(
         c.randaugment_translate_const >= 0,

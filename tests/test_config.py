@@ -144,6 +144,17 @@ def test_bad_values_name_the_field(field, value, needle):
         validate(c, num_devices=2)
 
 
+def test_pixel_scale_normalisation_names_both_fields_at_once():
+    """flax's ImageNet example's mean and std (pixel scale): both refused in one message, with
+    timm's ImageNet values (theirs / 255) to give instead."""
+    c = default_config()
+    c.normalize_mean, c.normalize_std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+    with pytest.raises(ConfigError) as e:
+        validate(c)
+    assert str(e.value).startswith("config.normalize_mean and config.normalize_std: values apply")
+    assert str(e.value).endswith("divide by 255: (0.485, 0.456, 0.406) and (0.229, 0.224, 0.225).")
+
+
 def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
     """A run of scripts/main.py (its folder, or anything in its checkpoints/) is not a state_dict
     file: the message names the run and the export that makes one; any other folder is said to be
@@ -185,6 +196,12 @@ def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
     cases["runs"] = f"runs {folder}."
     cases["copied/checkpoints/latest/8"] = (
         f"copied/checkpoints/latest/8 {folder}."  # no config.json
+    )
+    (tmp_path / "hub").mkdir()  # a model hub's download: its config.json makes it no run
+    (tmp_path / "hub" / "config.json").write_text("{}")
+    (tmp_path / "hub" / "model.safetensors").write_bytes(b"")
+    cases["hub"] = (
+        f"hub {folder} (it holds model.safetensors: e.g. --config.pretrained=hub/model.safetensors)."
     )
     cases["swin-tiny"] = (
         f"swin-tiny {folder} (it holds model.safetensors: e.g. "
