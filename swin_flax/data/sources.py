@@ -110,7 +110,11 @@ def load_or_synthetic(
             if archive or data_dir:
                 raise
     images, labels = load_split("synthetic", split, synthetic_examples=synthetic_examples)
-    note = "" if dataset == "synthetic" else f" ({dataset} cannot be read here without downloading)"
+    note = ""
+    if dataset != "synthetic":  # tfds' default folder: a named one was refused above
+        note = (
+            f" ({dataset} cannot be read from tfds' folder {_tfds_root(None)} without downloading)"
+        )
     return images, labels, describe_source("synthetic") + note
 
 
@@ -146,7 +150,8 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
         batches = list(tfds.as_numpy(ds.batch(10_000)))
     except (errors.NotFoundError, errors.DataLossError, errors.FailedPreconditionError) as e:
         folder = os.path.join(_tfds_root(data_dir), dataset, _tfds_version(dataset))
-        why = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", e.message, flags=re.S)  # less TF's op names
+        # Less TF's op names and the quotes around the failing op's message.
+        why = re.sub(r"\{\{.*?\}\}|\[Op:.*|'", "", e.message, flags=re.S)
         raise DataError(
             f"The {split} split of {dataset} in {folder} cannot be read ({why.strip(' .')}): "
             f"its files ({dataset}-{split}.tfrecord-*) are missing, cut short or damaged, as after "
