@@ -494,7 +494,8 @@ def where(results: dict[str, Any]) -> str:
     c = results["config"]
     text = (
         f"compute dtype {c['dtype']}, remat {c['remat']}, scan_blocks {c['scan_blocks']}, "
-        f"{results['steps']} timed steps after 2 warm-ups; JAX on {first['jax']['device']}"
+        f"{results['steps']} timed step{'s' if results['steps'] > 1 else ''} after 2 warm-ups; "
+        f"JAX on {first['jax']['device']}"
     )
     if first["torch"]:
         t = first["torch"]

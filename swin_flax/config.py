@@ -220,7 +220,7 @@ PRETRAINED_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz")  
 def pretrained_folder(path: str) -> str:
     """Why a folder given as config.pretrained is refused, naming the checkpoint files it holds
     (a download saved as e.g. swin-tiny/model.safetensors)."""
-    said = f"{path} is a folder: give the checkpoint file itself (.pth, .safetensors, .npz)"
+    said = f"{path} is a folder: give the checkpoint file itself ({', '.join(PRETRAINED_SUFFIXES)})"
     try:
         held = sorted(f for f in os.listdir(path) if f.endswith(PRETRAINED_SUFFIXES))
     except OSError:  # a folder this user may not list: said as a folder all the same

@@ -106,7 +106,11 @@ def initial_state(
         return state.replace(**restored), Progress.from_record(meta), ""
     if pretrained is not None:  # AdamW's moments start at zero whatever the params: swap them in
         load = lambda p: finetune.load_pretrained(
-            pretrained, model, p, name=config.pretrained, load_head=config.pretrained_head
+            pretrained,
+            model,
+            p,
+            name=str(runfiles.absolute(config.pretrained)),
+            load_head=config.pretrained_head,
         )
         if run_set.count == 1:
             params, report = load(state.params)

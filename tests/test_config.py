@@ -192,7 +192,9 @@ def test_a_run_given_as_pretrained_says_to_export_it(tmp_path, monkeypatch):
     (tmp_path / "swin-tiny").mkdir()
     (tmp_path / "swin-tiny" / "model.safetensors").write_bytes(b"")
     (tmp_path / "swin-tiny" / "README.md").write_text("")
-    folder = "is a folder: give the checkpoint file itself (.pth, .safetensors, .npz)"
+    folder = (
+        "is a folder: give the checkpoint file itself (.pth, .pt, .bin, .ckpt, .safetensors, .npz)"
+    )
     cases["runs"] = f"runs {folder}."
     cases["copied/checkpoints/latest/8"] = (
         f"copied/checkpoints/latest/8 {folder}."  # no config.json

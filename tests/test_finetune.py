@@ -307,18 +307,20 @@ def test_a_run_starts_from_a_pretrained_file_and_refuses_another_models(tmp_path
     ) in said["narrow.npz"]
 
 
-def test_a_fine_tuned_run_keeps_its_load_report(tmp_path, archive):  # noqa: F811 (a fixture)
+def test_a_fine_tuned_run_keeps_its_load_report(tmp_path, archive, monkeypatch):  # noqa: F811
     """A run started from config.pretrained writes what was loaded and left new to pretrained.txt
-    (the console's lines are not kept); a resume leaves it as it is."""
+    (the console's lines are not kept; the file by its absolute path, as config.json has it); a
+    resume leaves it as it is. (`archive`: a fixture.)"""
+    monkeypatch.chdir(tmp_path)
     c = tiny_config(archive, epochs=1)
     model = build.model_from_config(c)
     np.savez(tmp_path / "fits.npz", **convert.flax_to_torch(zeros_like_init(model), "timm"))
-    c.pretrained = str(tmp_path / "fits.npz")
+    c.pretrained = "fits.npz"  # relative, as typed
     train.train_and_evaluate(c, str(tmp_path / "run"))
     report = (tmp_path / "run" / "pretrained.txt").read_text().splitlines()
     tensors = len(jax.tree.leaves(summary.param_shapes(model)))  # the head's two are new
     assert report[0] == (
-        f"pretrained {c.pretrained} (timm layout): {tensors - 2} tensors loaded as they are, "
+        f"pretrained {tmp_path / 'fits.npz'} (timm layout): {tensors - 2} tensors loaded as they are, "
         "0 resized, 2 left new, 2 source tensors skipped."  # the file's head
     ), report
     assert report[1:] == [
