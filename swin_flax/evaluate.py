@@ -393,11 +393,16 @@ def eval_logits(
     config.eval_batch_size = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
     try:
         images, labels = sources.load_config_split(config, "test")
-    except DataError as e:  # its advice names --config flags, which evaluate.py does not take
+    except DataError as e:  # its advice in evaluate.py's flags, not training's --config ones
+        said = (
+            str(e)
+            .replace("--config.archive", "--archive")
+            .replace("--config.data_dir", "--data_dir")
+        )
         raise DataError(
-            f"{e} The run's test data are where its config.json says (dataset, archive, data_dir): "
-            "if they moved, give their place to scripts/evaluate.py as --archive PATH or "
-            "--data_dir DIR (in Python: evaluate.with_test_data)."
+            f"{said} The test data are read where the run's config.json says (dataset, archive, "
+            "data_dir) unless scripts/evaluate.py's --archive PATH or --data_dir DIR gives "
+            "another place (in Python: evaluate.with_test_data)."
         ) from None
     test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
     apply_fn = build.model_from_config(config).apply

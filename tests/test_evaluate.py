@@ -415,7 +415,9 @@ def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path, monkeypat
     opened = evaluate.open_run(str(copy), None)
     assert opened.config.data_dir is None
     params, _ = evaluate.load_params(opened.checkpoint)
-    with pytest.raises(DataError, match=r"gone\.tar\.gz does not exist.*as --archive PATH or"):
+    with pytest.raises(
+        DataError, match=r"gone\.tar\.gz does not exist \(--archive\).*--archive PATH or"
+    ):
         evaluate.evaluate_checkpoint(opened.config, [params])
     split = cifar_files.random_split(11, seed=3)
     moved = cifar_files.cifar10_python_tarball(tmp_path / "moved.tar.gz", split, split)
