@@ -48,17 +48,7 @@ flags.DEFINE_string(
     "Of a checkpoint of several runs: score this one alone (its index or name), or the runs that"
     " hold a part of a name (e.g. a swept value: its seeds) and their ensemble.",
 )
-flags.DEFINE_string(
-    "archive",
-    None,
-    "The test data's CIFAR archive (or the folder of its extraction), if it moved since the run "
-    "trained; default: where the run's config.json says.",
-)
-flags.DEFINE_string(
-    "data_dir",
-    None,
-    "The tensorflow-datasets data_dir holding the test data, if it moved since the run trained.",
-)
+cli.define_moved_data_flags()
 flags.DEFINE_bool(
     "ensemble",
     False,
@@ -90,26 +80,10 @@ def main(argv):
     from swin_flax import evaluate, runfiles  # noqa: PLC0415 (jax, orbax: after the flags)
     from swin_flax.data import sources  # noqa: PLC0415
 
-    if FLAGS.archive and FLAGS.data_dir:
-        cli.exit_user_error(
-            "give the test data's new place as --archive PATH (a CIFAR archive or its folder) or "
-            "--data_dir DIR (a tensorflow-datasets data_dir): one of the two."
-        )
-    for flag, path in (("archive", FLAGS.archive), ("data_dir", FLAGS.data_dir)):
-        if path and "://" not in path and not os.path.exists(path):
-            cli.exit_user_error(f"--{flag} {path} does not exist: give the test data's new place.")
     # checks the flags, reads no params
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
     # What the report files name: the step folder, its line (the epoch of each run used), the data.
-    config = run.config
-    if FLAGS.archive or FLAGS.data_dir:  # the data moved since the run trained
-        if config.dataset == "synthetic":
-            flag = "--archive" if FLAGS.archive else "--data_dir"
-            cli.exit_user_error(
-                f"{flag}: {run.workdir} trained on the synthetic data set, which reads no files: "
-                f"leave {flag} out."
-            )
-        config = evaluate.with_test_data(config, archive=FLAGS.archive, data_dir=FLAGS.data_dir)
+    config = cli.moved_data(run.config, FLAGS.workdir, FLAGS.archive, FLAGS.data_dir)
     data = sources.describe_source(config.dataset, data_dir=config.data_dir, archive=config.archive)
     result = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe(), "data": data}
     result.update(evaluate.evaluate_checkpoint(config, run.members(), run.choice))

@@ -1,5 +1,6 @@
 """Pictures of the training input: `python scripts/show_augmentations.py --config configs/strong.py
---out grid.png` (or `--workdir runs/strong`: a trained run's augmentation, from its config.json).
+--out grid.png` (or `--workdir runs/strong`: a trained run's augmentation, from its config.json;
+with `--archive PATH` or `--data_dir DIR` where its data moved since it trained).
 
 Writes a PNG of the first images of a training batch exactly as the pipeline feeds them to the
 model (RandAugment, resize, CutMix/Mixup as the config says), each row of augmented images below
@@ -31,6 +32,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("epoch", 0, "Which epoch's first batch to show.", lower_bound=0)
 flags.DEFINE_string("workdir", None, "A run's folder: its augmentation, instead of --config's.")
+cli.define_moved_data_flags()
 
 
 def check_out(path: str) -> None:
@@ -48,6 +50,7 @@ def check_out(path: str) -> None:
 def main(argv):
     del argv  # parse_flags refused stray arguments
     c = cli.config_or_run(FLAGS.config, FLAGS.workdir, "augmentation")
+    c = cli.moved_data(c, FLAGS.workdir, FLAGS.archive, FLAGS.data_dir)
     check_out(FLAGS.out)
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415

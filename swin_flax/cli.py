@@ -64,6 +64,52 @@ def config_or_run(config: Any, workdir: str | None, what: str) -> Any:
     return config
 
 
+def define_moved_data_flags() -> None:
+    """--archive and --data_dir of the tools that read a trained run's data (moved_data)."""
+    from absl import flags  # noqa: PLC0415
+
+    flags.DEFINE_string(
+        "archive",
+        None,
+        "With --workdir: the run's CIFAR archive (or the folder of its extraction), if it moved "
+        "since the run trained; default: where the run's config.json says.",
+    )
+    flags.DEFINE_string(
+        "data_dir",
+        None,
+        "With --workdir: the tensorflow-datasets data_dir of the run's data, if it moved.",
+    )
+
+
+def moved_data(config: Any, workdir: str | None, archive: str | None, data_dir: str | None) -> Any:
+    """A trained run's `config` reading its data from --archive or --data_dir when it moved since
+    the run trained (evaluate.py, show_augmentations.py); exit 2 for both, a path that does not
+    exist, either without --workdir or for a run on synthetic data."""
+    if not (archive or data_dir):
+        return config
+    flag, path = ("--archive", archive) if archive else ("--data_dir", data_dir)
+    if archive and data_dir:
+        exit_user_error(
+            "give the data's new place as --archive PATH (a CIFAR archive or its folder) or "
+            "--data_dir DIR (a tensorflow-datasets data_dir): one of the two."
+        )
+    if not workdir:
+        exit_user_error(
+            f"{flag} gives a trained run's data (--workdir) a new place; with --config, set "
+            f"--config.{flag[2:]}."
+        )
+    if "://" not in path and not os.path.exists(path):
+        exit_user_error(f"{flag} {path} does not exist: give the data's new place.")
+    if config.dataset == "synthetic":
+        exit_user_error(
+            f"{flag}: {workdir} trained on the synthetic data set, which reads no files: leave "
+            f"{flag} out."
+        )
+    from swin_flax import evaluate  # noqa: PLC0415 (orbax: only for a run)
+
+    return evaluate.with_data(config, archive=archive, data_dir=data_dir)
+
+
 def check_output_file(flag: str, path: str | None, create_folder: bool = False) -> None:
     """Exit 2 unless `path` (of --`flag`) is unset or a file path this user can write, in a folder
     that exists (or, with `create_folder`, can be created): checked before the work, not after it."""

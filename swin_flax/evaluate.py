@@ -324,7 +324,7 @@ def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     return config
 
 
-def with_test_data(
+def with_data(
     config: ml_collections.ConfigDict, *, archive: str | None = None, data_dir: str | None = None
 ) -> ml_collections.ConfigDict:
     """A run's config reading its data from `archive` or the tfds `data_dir` (one of the two, made
@@ -402,7 +402,7 @@ def eval_logits(
         raise DataError(
             f"{said} The test data are read where the run's config.json says (dataset, archive, "
             "data_dir) unless scripts/evaluate.py's --archive PATH or --data_dir DIR gives "
-            "another place (in Python: evaluate.with_test_data)."
+            "another place (in Python: evaluate.with_data)."
         ) from None
     test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
     apply_fn = build.model_from_config(config).apply

@@ -318,6 +318,19 @@ def test_show_augmentations_of_a_run(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "wrote g.png: 4 images" in out.stdout and "RandAugment 'rand-m7-n1'" in out.stdout
+    # A run whose archive moved since: --archive gives the new place.
+    from tests import cifar_files  # noqa: PLC0415
+
+    split = cifar_files.random_split(32)
+    moved = cifar_files.cifar10_python_tarball(tmp_path / "moved.tar.gz", split, split)
+    c.update(dataset="cifar10", archive=str(tmp_path / "gone.tar.gz"))
+    rundir.write_config(c, epath.Path(tmp_path / "crun"))
+    out = run_script(
+        "show_augmentations.py", "--workdir", "crun", "--archive", "moved.tar.gz", "--count=4",
+        "--out=m.png", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith(f"data: CIFAR-10 from the archive {moved}"), out.stdout
     (tmp_path / "notrun").mkdir()
     both_or_neither = "give --config FILE (a config's augmentation, e.g. configs/strong.py, with"
     for args, expected in (
@@ -366,6 +379,7 @@ def test_a_config_file_imports_another_from_its_folder(tmp_path):
             ["--config.dataset=cifar10", "--config.archive=nope.tar.gz"],
             "archive nope.tar.gz does not exist",
         ),
+        (["--archive=a.tar.gz"], "--archive gives a trained run's data (--workdir) a new place"),
     ],
     ids=[
         "count",
@@ -377,6 +391,7 @@ def test_a_config_file_imports_another_from_its_folder(tmp_path):
         "config",
         "typo_in_file",
         "missing_archive",
+        "archive_without_workdir",
     ],
 )
 def test_show_augmentations_refuses(args, expected, typo_config, tmp_path):

@@ -421,13 +421,13 @@ def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path, monkeypat
         evaluate.evaluate_checkpoint(opened.config, [params])
     split = cifar_files.random_split(11, seed=3)
     moved = cifar_files.cifar10_python_tarball(tmp_path / "moved.tar.gz", split, split)
-    config = evaluate.with_test_data(opened.config, archive=str(moved))
+    config = evaluate.with_data(opened.config, archive=str(moved))
     result = evaluate.evaluate_checkpoint(config, [params])
     assert result["num_examples"] == 11
     np.testing.assert_array_equal(result["confusion"].sum(1), np.bincount(split[1], minlength=10))
     assert opened.config.archive == str(tmp_path / "gone.tar.gz")  # the run's record is kept
     monkeypatch.chdir(tmp_path)  # a relative path, recorded absolute
-    tfds_dir = evaluate.with_test_data(config, data_dir="tfds")
+    tfds_dir = evaluate.with_data(config, data_dir="tfds")
     assert (tfds_dir.archive, tfds_dir.data_dir) == (None, str(tmp_path / "tfds"))
 
 
@@ -469,7 +469,10 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
         (["--checkpoint", "RUN/checkpoints/best"], "is not a checkpoint step folder"),
         (["--checkpoint", "RUN/checkpoints/best/9"], "holds step 3: give --checkpoint RUN/"),
         (["--archive", "a.tar.gz", "--data_dir", "d"], "--data_dir DIR (a tensorflow-datasets"),
-        (["--archive", "typo.tar.gz"], "--archive typo.tar.gz does not exist: give the test data"),
+        (
+            ["--archive", "typo.tar.gz"],
+            "--archive typo.tar.gz does not exist: give the data's new place.",
+        ),
         (["--archive", "RUN"], "trained on the synthetic data set, which reads no files"),
     ],
     ids=[
