@@ -57,14 +57,18 @@ def main(argv):
 
     from swin_flax.config import mixes  # noqa: PLC0415
     from swin_flax.data import inputs, mix, pipeline, sources, viz  # noqa: PLC0415
+    from swin_flax.errors import DataError, in_run_tool_flags  # noqa: PLC0415
 
-    images, labels, source = sources.load_or_synthetic(
-        c.dataset,
-        "train",
-        data_dir=c.data_dir,
-        archive=c.archive,
-        synthetic_examples=c.synthetic_train_examples,
-    )
+    try:
+        images, labels, source = sources.load_or_synthetic(
+            c.dataset,
+            "train",
+            data_dir=c.data_dir,
+            archive=c.archive,
+            synthetic_examples=c.synthetic_train_examples,
+        )
+    except DataError as e:  # a run's (--workdir): its data's place is given by --archive
+        raise (in_run_tool_flags(e) if FLAGS.workdir else e) from None
     print(f"data: {source}")
     batch_size = min(c.batch_size, len(labels))
     if mixes(c.mix):  # a batch is mixed with itself reversed: an even one (config.validate's rule)

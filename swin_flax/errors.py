@@ -18,6 +18,13 @@ class DataError(ValueError):
     """The requested data cannot be read; the message names the file or says how to supply it."""
 
 
+def in_run_tool_flags(error: DataError) -> DataError:
+    """A data error's advice in the flags of the tools that read a trained run's data
+    (evaluate.py, show_augmentations.py --workdir: --archive, --data_dir), not training's."""
+    said = str(error).replace("--config.archive", "--archive")
+    return DataError(said.replace("--config.data_dir", "--data_dir"))
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used for this run; the message says why and what to do."""
 

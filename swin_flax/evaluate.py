@@ -20,7 +20,7 @@ from etils import epath
 
 from swin_flax import build, checkpoints, runfiles, runs, steps
 from swin_flax.config import DATASETS, default_config, from_record
-from swin_flax.errors import CheckpointError, DataError
+from swin_flax.errors import CheckpointError, DataError, in_run_tool_flags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,16 +393,11 @@ def eval_logits(
     config.eval_batch_size = max(n_dev, config.eval_batch_size - config.eval_batch_size % n_dev)
     try:
         images, labels = sources.load_config_split(config, "test")
-    except DataError as e:  # its advice in evaluate.py's flags, not training's --config ones
-        said = (
-            str(e)
-            .replace("--config.archive", "--archive")
-            .replace("--config.data_dir", "--data_dir")
-        )
+    except DataError as e:
         raise DataError(
-            f"{said} The test data are read where the run's config.json says (dataset, archive, "
-            "data_dir) unless scripts/evaluate.py's --archive PATH or --data_dir DIR gives "
-            "another place (in Python: evaluate.with_data)."
+            f"{in_run_tool_flags(e)} The test data are read where the run's config.json says "
+            "(dataset, archive, data_dir) unless scripts/evaluate.py's --archive PATH or "
+            "--data_dir DIR gives another place (in Python: evaluate.with_data)."
         ) from None
     test_only = inputs.Data(images[:0], labels[:0], images, labels, steps_per_epoch=0)
     apply_fn = build.model_from_config(config).apply

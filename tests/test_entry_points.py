@@ -331,6 +331,8 @@ def test_show_augmentations_of_a_run(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith(f"data: CIFAR-10 from the archive {moved}"), out.stdout
+    gone = fails_cleanly("show_augmentations.py", "--workdir", "crun", "--out=n.png", cwd=tmp_path)
+    assert "gone.tar.gz does not exist (--archive)" in gone  # this tool's flag, not --config's
     (tmp_path / "notrun").mkdir()
     both_or_neither = "give --config FILE (a config's augmentation, e.g. configs/strong.py, with"
     for args, expected in (
