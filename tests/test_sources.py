@@ -314,7 +314,8 @@ def test_a_folder_holding_two_extractions_is_refused_naming_each(cifar10, tmp_pa
 
 
 def test_the_data_log_line_names_the_batch_folder_read(cifar10, tmp_path, monkeypatch):
-    """The folder given may hold more than the data; the line names the batch folder read."""
+    """The folder given may hold more than the data; the line names the batch folder read, in the
+    training log and the tools alike."""
     from swin_flax.data import inputs
 
     d, train, test = cifar10
@@ -326,6 +327,9 @@ def test_the_data_log_line_names_the_batch_folder_read(cifar10, tmp_path, monkey
     inputs.load_data(c)
     batches = tmp_path / "data" / "cifar-10-batches-bin"
     assert lines == [f"data: CIFAR-10 from the archive {batches}, 20 train / 6 test images"]
+    # The tools' line (show_augmentations, evaluate's reports) too.
+    _, _, where = sources.load_or_synthetic("cifar10", "test", archive=str(tmp_path))
+    assert where == f"CIFAR-10 from the archive {batches}"
 
 
 def test_a_partial_extraction_names_the_missing_batches(cifar10, tmp_path):

@@ -14,7 +14,7 @@ from absl import logging
 from flax import jax_utils
 
 from swin_flax.config import data_seed
-from swin_flax.data import archives, pipeline, sources
+from swin_flax.data import pipeline, sources
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +33,9 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
     train = sources.load_config_split(config, "train")
     test = sources.load_config_split(config, "test")
     data = Data(*train, *test, pipeline.steps_per_epoch(len(train[1]), config.batch_size))
-    # The file or batch folder read, not only the folder given, which may hold others.
-    archive = config.archive and archives.resolve(config.archive, config.dataset)
-    source = sources.describe_source(config.dataset, data_dir=config.data_dir, archive=archive)
+    source = sources.describe_source(
+        config.dataset, data_dir=config.data_dir, archive=config.archive
+    )
     log = logging.warning if config.dataset == "synthetic" else logging.info
     log("data: %s, %d train / %d test images", source, len(train[1]), len(test[1]))
     return data

@@ -19,7 +19,7 @@ from etils import epath
 
 from swin_flax.config import DATASETS
 from swin_flax.data import synthetic
-from swin_flax.data.archives import CLASS_NAMES, PRETTY, read_archive
+from swin_flax.data.archives import CLASS_NAMES, PRETTY, read_archive, resolve
 from swin_flax.data.synthetic import synthetic_split
 from swin_flax.errors import DataError
 
@@ -121,11 +121,12 @@ def load_or_synthetic(
 def describe_source(
     dataset: str, *, data_dir: str | None = None, archive: str | None = None
 ) -> str:
-    """Where a run's data comes from: one wording for the training log, the tools and TensorBoard."""
+    """Where a run's data comes from: one wording for the training log, the tools and TensorBoard;
+    an archive's folder by the batch folder in it that is read (the folder may hold others)."""
     if dataset == "synthetic":
         return "the SYNTHETIC data set (striped patterns, NOT CIFAR)"
     if archive:
-        return f"{PRETTY[dataset]} from the archive {archive}"
+        return f"{PRETTY[dataset]} from the archive {resolve(archive, dataset)}"
     name = PRETTY.get(dataset, dataset)  # a tfds name as it is
     return f"{name} from tensorflow-datasets ({_tfds_root(data_dir)})"
 
