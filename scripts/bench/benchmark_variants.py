@@ -85,7 +85,7 @@ def main(argv):
         lo, hi = measure.ratio_range(rows[0]["times"], v["times"])
         extra = f" | {v['memory_temp']:.2f}" if FLAGS.memory_batch else ""
         print(
-            f"| {v['variant']} | {med:.3f} | {med / first:.3f} | {lo:.3f}-{hi:.3f} | "
+            f"| {v['variant']} | {med:.4g} | {med / first:.3f} | {lo:.3f}-{hi:.3f} | "
             f"{v['compile']:.1f} | {v['temp']:.2f}{extra} |"
         )
     for v in rows:
