@@ -284,10 +284,11 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             text = " ".join(message.replace("\\'", "'").replace("\\n", " ").split())
             field, _, guess = text.partition(" Did you mean")
             field, guess = field.strip("\"' "), guess.rstrip("'")
-            if any(re.match(rf"--?\w+\.sweep\.{re.escape(field)}\b", a) for a in argv[1:]):
+            swept = (re.match(rf"--?\w+\.sweep\.({re.escape(field)}[\w.]*)", a) for a in argv[1:])
+            if found := next(filter(None, swept), None):  # the whole name: model.drop_path_rate
                 from swin_flax.config import not_sweepable  # noqa: PLC0415 (only on this error)
 
-                exit_user_error(f"--config.sweep.{field}: {not_sweepable(field)}")
+                exit_user_error(f"--config.sweep.{found[1]}: {not_sweepable(found[1])}")
             message = f"no such field '{field}'" + (f" (did you mean{guess})" if guess else "")
         if "--config." in message or isinstance(e, KeyError | AttributeError):
             see = (  # the config's fields are not flags that --helpshort lists

@@ -242,6 +242,7 @@ def typo_config(tmp_path_factory) -> str:
         (["--config.sweep.seed=(0,1)"], "seeds are not swept: --config.num_runs=N trains N runs"),
         (["--config.sweep.learningrate=(1,2)"], "in one process (did you mean learning_rate?): "),
         (["-config.sweep.seed=(0,1)"], "-config.sweep.seed: seeds are not swept"),  # absl: one dash
+        (["--config.sweep.model.drop_path_rate=(0,0.1)"], "sweep.model.drop_path_rate: only"),
         (["--config", "TYPO"], "unknown config field(s) config.model.embed_dimm"),
         (["--config", "missing.py"], "--config missing.py: no such config file"),
         (["--config", "."], "--config .: is a folder, not a config file."),
@@ -259,6 +260,7 @@ def typo_config(tmp_path_factory) -> str:
         "sweep_seed",
         "sweep_typo",
         "sweep_seed_one_dash",
+        "sweep_nested_field",
         "typo_in_file",
         "missing_file",
         "a_folder",
