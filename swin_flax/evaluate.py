@@ -430,12 +430,19 @@ def evaluate_checkpoint(
 
 
 def runs_table(result: Mapping[str, Any]) -> str:
-    """Text table of each run's test accuracy and loss (`result["runs"]`), then the ensemble's."""
+    """Text table of each run's test accuracy and loss (`result["runs"]`), then the ensemble's,
+    said to span the swept values when its runs hold several (names 'learning_rate=0.001,seed=0')."""
     rows = [(r["name"], r["accuracy"], r["loss"]) for r in result["runs"]]
     rows.append(("ensemble", result["accuracy"], result["loss"]))
     width = max(8, *(len(name) for name, _, _ in rows))
     lines = [f"{'run':<{width}}  {'accuracy':>8}  {'loss':>8}"]
     lines += [f"{name:<{width}}  {acc:>8.4f}  {loss:>8.4f}" for name, acc, loss in rows]
+    values = [dict(part.split("=", 1) for part in r["name"].split(",")) for r in result["runs"]]
+    if spans := [k for k in values[0] if k != "seed" and len({v[k] for v in values}) > 1]:
+        lines.append(
+            f"(the ensemble spans the swept {' and '.join(spans)} values: --run {spans[0]}=VALUE "
+            "scores one value's runs and their ensemble)"
+        )
     return "\n".join(lines)
 
 

@@ -565,6 +565,15 @@ def test_every_run_and_their_ensemble(three_runs, single_scores):
     table = evaluate.runs_table(result).splitlines()
     assert [line.split()[0] for line in table] == ["run", *NAMES_3, "ensemble"]
     assert table[-1].split()[1:] == [f"{result['accuracy']:.4f}", f"{result['loss']:.4f}"]
+    # Runs of two swept values: the table says the ensemble spans them.
+    swept = [
+        {**r, "name": f"learning_rate={lr},{r['name']}"} for r, lr in zip(result["runs"], (1, 1, 2))
+    ]
+    table = evaluate.runs_table({**result, "runs": swept}).splitlines()
+    assert table[-1] == (
+        "(the ensemble spans the swept learning_rate values: --run learning_rate=VALUE scores one "
+        "value's runs and their ensemble)"
+    )
 
 
 def test_some_runs_are_scored_as_their_ensemble(three_runs, single_scores):
