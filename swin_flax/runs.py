@@ -27,15 +27,19 @@ class RunSet:
         return len(self.configs)
 
     def describe(self, per_run_data: bool) -> str | None:
-        """The start-up line of several runs or of a one-value sweep; None for a plain run."""
-        names = self.names if self.count <= 6 else [*self.names[:3], "...", self.names[-1]]
+        """The start-up line of several runs (their grid: each swept field's values x the seeds) or
+        of a one-value sweep; None for a plain run."""
         if self.count > 1:
-            data = "each its own data stream" if per_run_data else "one shared data stream"
-            return (
-                f"runs: {self.count} in one process ({', '.join(names)}), {data}; TensorBoard "
-                "curves in runs/"
+            seeds = [c.seed for c in self.configs]
+            axes = [(f, [c[f] for c in self.configs]) for f in self.swept] + [("seeds", seeds)]
+            grid = " x ".join(
+                f"{f} ({', '.join(_few([number_text(x) for x in dict.fromkeys(v)]))})"
+                for f, v in axes
+                if f != "seeds" or len(set(seeds)) > 1
             )
-        return f"run: {names[0]} (config.sweep)" if self.swept else None
+            data = "each its own data stream" if per_run_data else "one shared data stream"
+            return f"runs: {self.count} in one process: {grid}, {data}; TensorBoard curves in runs/"
+        return f"run: {self.names[0]} (config.sweep)" if self.swept else None
 
     def keys(self) -> tuple[jax.Array, jax.Array]:
         """(init keys, dropout keys), each run's as a single run of its seed splits them; stacked
@@ -43,6 +47,10 @@ class RunSet:
         pairs = [jax.random.split(jax.random.key(c.seed)) for c in self.configs]
         keys = pairs[0] if self.count == 1 else jax.numpy.stack(pairs, axis=1)
         return keys[0], keys[1]
+
+
+def _few(texts: list[str]) -> list[str]:
+    return texts if len(texts) <= 6 else [*texts[:3], "...", texts[-1]]
 
 
 def _swept(config: ml_collections.ConfigDict) -> tuple[str, ...]:

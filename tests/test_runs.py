@@ -84,8 +84,24 @@ def test_start_line_names_a_few_of_many_runs_and_a_one_value_sweep():
     assert runs.run_set(c).describe(False) == "run: learning_rate=0.0005 (config.sweep)"
     c.sweep.learning_rate, c.num_runs = (), 200
     line = runs.run_set(c).describe(True)
-    assert line.startswith("runs: 200 in one process (seed=0, seed=1, seed=2, ..., seed=199), ")
+    assert line.startswith("runs: 200 in one process: seeds (0, 1, 2, ..., 199), ")
     assert "each its own data stream" in line and len(line) < 150
+
+
+def test_start_line_of_a_sweep_is_its_grid():
+    """2 learning rates x 2 seeds (from seed 3): the values once each, not every run's name."""
+    c = config.default_config()
+    c.seed, c.num_runs, c.sweep.learning_rate = 3, 2, (1e-3, 4e-3)
+    assert runs.run_set(c).describe(False) == (
+        "runs: 4 in one process: learning_rate (0.001, 0.004) x seeds (3, 4), one shared data "
+        "stream; TensorBoard curves in runs/"
+    )
+    c.num_runs = 1  # one seed: no seeds axis
+    assert (
+        runs.run_set(c)
+        .describe(False)
+        .startswith("runs: 2 in one process: learning_rate (0.001, 0.004), one shared")
+    )
 
 
 def test_a_one_value_sweep_s_hparams_row_is_its_run_s_config(tmp_path):
