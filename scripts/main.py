@@ -79,7 +79,7 @@ def main(argv):
         config.validate(FLAGS.config, num_devices=jax.device_count(), num_hosts=1)
         saved, finished = rundir.inspect(FLAGS.config, FLAGS.workdir)
         if finished:  # answered without importing TensorFlow or reading data
-            rundir.report_finished(FLAGS.workdir, saved, FLAGS.config.num_epochs)
+            rundir.report_finished(FLAGS.workdir, saved, FLAGS.config)
             return 0
     from swin_flax import train  # noqa: PLC0415
 

@@ -213,12 +213,12 @@ def check_num_epochs(saved: dict[str, Any], num_epochs: int, workdir: epath.Path
     return finished
 
 
-def run_summary(record: dict[str, Any], where: str) -> dict:
-    """summary.json from a checkpoint's record: the whole run over all its sessions."""
+def run_summary(record: dict[str, Any], where: str, seed: int) -> dict:
+    """summary.json from a checkpoint's record (`seed`: the config's): the whole run over all its
+    sessions."""
     if "runs" in record:  # several runs in one process: per-run lists
-        summary = runs.summary(
-            record["runs"], record["best_accuracy"], record["best_epoch"], record["test_accuracy"]
-        )
+        figures = (record[k] for k in ("best_accuracy", "best_epoch", "test_accuracy"))
+        summary = runs.summary(record["runs"], *figures, seed)
     else:
         summary = {
             "best_test_accuracy": record["best_accuracy"],
@@ -243,20 +243,30 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The final summary as printed when a run ends or is run again once finished."""
     best, final = summary["best_test_accuracy"], summary.get("final_test_accuracy")
     epochs = count(summary["epochs"], "epoch")
-    if "runs" in summary:  # several runs: the spread over runs (and over seeds at each value)
-        points = summary.get("sweep", {})
-        seeds = summary["num_runs"] // max(len(points), 1)  # per sweep point
-        what = " (one per swept value)" if points and seeds == 1 else ""
-        lines = [
-            f"{summary['num_runs']} runs{what}: best test accuracy {runs.spread_text(best)}",
-            f"final test accuracy {runs.spread_text(final)} after {epochs}",
-        ]
+    if "sweep" in summary:  # each swept value's figures over its seeds, not over all the runs
+        points = summary["sweep"]
+        seeds = summary["num_runs"] // len(points)
+        each = f"{seeds} seeds per swept value" if seeds > 1 else "one per swept value"
+        lines = [f"{summary['num_runs']} runs ({each}), test accuracy after {epochs}:"]
         text = runs.spread_text if seeds > 1 else lambda s: f"{s['mean']:.4f}"  # one seed: its own
         for value, figures in points.items():
             lines.append(
                 f"  {value}: best {text(figures['best_test_accuracy'])}, final "
                 f"{text(figures['final_test_accuracy'])}"
             )
+
+        def mean(point: str) -> str:  # its seeds' mean best test accuracy (and their std)
+            s = points[point]["best_test_accuracy"]
+            return f"{point} ({s['mean']:.4f}" + (f" ± {s['std']:.4f}" if seeds > 1 else "")
+
+        first, *rest = runs.ranked(points)
+        over = f" over {seeds} seeds" if seeds > 1 else ""
+        lines.append(f"best: {mean(first)}{over})" + (f", next {mean(rest[0])})" if rest else ""))
+    elif "runs" in summary:  # several seeds: their spread
+        lines = [
+            f"{summary['num_runs']} runs: best test accuracy {runs.spread_text(best)}",
+            f"final test accuracy {runs.spread_text(final)} after {epochs}",
+        ]
     else:
         lines = [f"best test accuracy {best:.4f} at epoch {summary['best_epoch']}"]
         if final is not None:
@@ -437,11 +447,11 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     return saved, finished
 
 
-def report_finished(workdir: str | os.PathLike, saved: dict[str, Any], num_epochs: int) -> dict:
+def report_finished(workdir: str | os.PathLike, saved: dict[str, Any], config: ConfigDict) -> dict:
     """Prints the summary of a run that has nothing left to train, and returns it."""
-    summary = run_summary(saved, str(checkpoints.series_dir(workdir, "latest").parent))
+    summary = run_summary(saved, str(checkpoints.series_dir(workdir, "latest").parent), config.seed)
     announce(
-        f"{workdir} has trained all its {count(num_epochs, 'epoch')}: nothing to do.",
+        f"{workdir} has trained all its {count(config.num_epochs, 'epoch')}: nothing to do.",
         *summary_lines(summary),
         "To train it longer, pass a larger --config.num_epochs; to start afresh, a new --workdir.",
     )

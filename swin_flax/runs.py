@@ -86,12 +86,40 @@ def spread_text(spread_or_values: dict[str, float] | Sequence[float]) -> str:
     return f"{s['mean']:.4f} ± {s['std']:.4f} (min {s['min']:.4f}, max {s['max']:.4f})"
 
 
+def values(name: str) -> dict[str, float]:
+    """The numbers a run's (or sweep point's) name gives: {'learning_rate': 0.001, 'seed': 1}."""
+    pairs = (part.split("=") for part in name.split(",") if part)
+    return {f: int(float(x)) if f == "seed" else float(x) for f, x in pairs}
+
+
+def points_text(values: Sequence[float], names: Sequence[str]) -> str:
+    """Each sweep point's mean±std over its seeds ('learning_rate=0.001 0.6320±0.0280 | ...'); a
+    point of one seed: its run's value."""
+    v = np.asarray(values, np.float64)
+    return " | ".join(
+        f"{point} {v[m].mean():.4f}" + (f"±{v[m].std():.4f}" if len(m) > 1 else "")
+        for point, m in sweep_points(names).items()
+    )
+
+
+def ranked(sweep: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """summary.json's sweep points, best first: by their seeds' mean best test accuracy (a tie:
+    the earlier point)."""
+    return sorted(sweep, key=lambda point: -sweep[point]["best_test_accuracy"]["mean"])
+
+
 def summary(
-    names: Sequence[str], best: Sequence[float], best_epoch: Sequence[int], final: Sequence[float]
+    names: Sequence[str],
+    best: Sequence[float],
+    best_epoch: Sequence[int],
+    final: Sequence[float],
+    seed: int,
 ) -> dict[str, Any]:
-    """summary.json's figures of several runs: each run's, their spread and each sweep point's."""
+    """summary.json's figures of several runs (`seed`: the config's): each run's, with its seed and
+    swept values; their spread; each sweep point's, and the best point."""
     per_run = [
-        {"name": n, "best_test_accuracy": b, "best_epoch": e, "final_test_accuracy": a}
+        {"name": n, "seed": seed, **values(n)}
+        | {"best_test_accuracy": b, "best_epoch": e, "final_test_accuracy": a}
         for n, b, e, a in zip(names, best, best_epoch, final)
     ]
 
@@ -105,6 +133,8 @@ def summary(
     points = sweep_points(names)
     if "" not in points:
         out["sweep"] = {point: spreads(members) for point, members in points.items()}
+        first = ranked(out["sweep"])[0]
+        out["best_point"] = {"name": first, **values(first)}
     return out
 
 

@@ -135,7 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         saved, finished = rundir.inspect(config, workdir)
         if finished:
             start_up.ready("finished")
-            return rundir.report_finished(workdir, saved, config.num_epochs)
+            return rundir.report_finished(workdir, saved, config)
         existed = workdir.exists()
         with rundir.Claim(workdir, active=jax.process_index() == 0) as claim:
             try:
@@ -362,7 +362,7 @@ def _finish(loop: Session, record: dict) -> dict:
     if loop.stop.signal is not None:  # after the last step where the processes could stop together
         name = signal.Signals(loop.stop.signal).name
         logging.warning(f"{name} came in the run's last steps: it finished instead of stopping.")
-    summary = rundir.run_summary(record, str(loop.ckpts.root))
+    summary = rundir.run_summary(record, str(loop.ckpts.root), loop.config.seed)
     rundir.announce(*rundir.summary_lines(summary))
     if jax.process_index() == 0:
         (loop.workdir / runfiles.SUMMARY).write_text(json.dumps(summary, indent=2))

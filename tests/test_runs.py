@@ -125,26 +125,51 @@ def test_spread_summary_and_sweep_points():
     names = ["lr=1,seed=0", "lr=1,seed=1", "lr=2,seed=0", "lr=2,seed=1"]
     assert runs.sweep_points(names) == {"lr=1": [0, 1], "lr=2": [2, 3]}
     assert runs.sweep_points(["seed=0", "seed=1"]) == {"": [0, 1]}
-    out = runs.summary(names, values, [1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4])
+    out = runs.summary(names, values, [1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], seed=0)
     assert out["sweep"]["lr=2"]["best_test_accuracy"]["mean"] == pytest.approx(0.6)
     assert out["sweep"]["lr=1"]["final_test_accuracy"]["max"] == pytest.approx(0.2)
-    assert "sweep" not in runs.summary(["seed=0", "seed=1"], values[:2], [1, 2], [0.1, 0.2])
-    # Printed: each point's spread over its seeds; with one seed a point's own figures.
+    assert "sweep" not in runs.summary(["seed=0", "seed=1"], values[:2], [1, 2], [0.1, 0.2], 0)
+    # Printed: each point's spread over its seeds (not over the points); with one seed a point's
+    # own figures; the best point by its seeds' mean best accuracy: lr=1 (0.6 = 0.6, the first).
     where = {"checkpoints": "/w", "epochs": 4, "steps": 8}
     lines = rundir.summary_lines({**out, **where})
-    assert lines[0].startswith("4 runs: best test accuracy 0.6000 ± ")
-    assert (
-        lines[2] == "  lr=1: best 0.6000 ± 0.1000 (min 0.5000, max 0.7000), final 0.1500 ± 0.0500 "
-        "(min 0.1000, max 0.2000)"
-    )
-    one_seed = runs.summary(["lr=1", "lr=2"], [0.5, 0.7], [1, 2], [0.1, 0.2])
+    assert lines[:4] == [
+        "4 runs (2 seeds per swept value), test accuracy after 4 epochs:",
+        "  lr=1: best 0.6000 ± 0.1000 (min 0.5000, max 0.7000), final 0.1500 ± 0.0500 "
+        "(min 0.1000, max 0.2000)",
+        "  lr=2: best 0.6000 ± 0.3000 (min 0.3000, max 0.9000), final 0.3500 ± 0.0500 "
+        "(min 0.3000, max 0.4000)",
+        "best: lr=1 (0.6000 ± 0.1000 over 2 seeds), next lr=2 (0.6000 ± 0.3000)",
+    ]
+    one_seed = runs.summary(["lr=1", "lr=2"], [0.5, 0.7], [1, 2], [0.1, 0.2], seed=7)
     lines = rundir.summary_lines({**one_seed, **where})
-    assert lines[0].startswith("2 runs (one per swept value): best test accuracy 0.6000 ± ")
-    assert lines[2:] == [
+    assert lines == [
+        "2 runs (one per swept value), test accuracy after 4 epochs:",
         "  lr=1: best 0.5000, final 0.1000",
         "  lr=2: best 0.7000, final 0.2000",
+        "best: lr=2 (0.7000), next lr=1 (0.5000)",
         "checkpoints in /w (best/ and latest/)",
     ]
+
+
+def test_summary_json_names_the_best_point_and_each_run_s_numbers():
+    """summary.json: the point whose seeds' mean best accuracy is highest (lr=0.004: (0.7 + 0.8)
+    / 2 against (0.6 + 0.9) / 2 - 0.01), and each run's seed and swept values as numbers."""
+    names = [f"lr={lr},wd=0.05,seed={s}" for lr in ("0.001", "0.004") for s in (1, 1000001)]
+    best = [0.6, 0.89, 0.7, 0.8]
+    out = runs.summary(names, best, [1, 1, 1, 1], best, seed=1)
+    assert out["best_point"] == {"name": "lr=0.004,wd=0.05", "lr": 0.004, "wd": 0.05}
+    assert [(r["lr"], r["wd"], r["seed"]) for r in out["runs"]] == [
+        (0.001, 0.05, 1),
+        (0.001, 0.05, 1000001),
+        (0.004, 0.05, 1),
+        (0.004, 0.05, 1000001),
+    ]
+    assert isinstance(out["runs"][1]["seed"], int)
+    # One seed per value: the config's seed, which the names leave out.
+    one_seed = runs.summary(["lr=1e-05", "lr=0.1"], [0.2, 0.1], [1, 1], [0.2, 0.1], seed=7)
+    assert [(r["lr"], r["seed"]) for r in one_seed["runs"]] == [(1e-5, 7), (0.1, 7)]
+    assert one_seed["best_point"] == {"name": "lr=1e-05", "lr": 1e-5}
 
 
 def test_a_short_sweep_is_warned_of_in_a_run_s_own_learning_rate(monkeypatch):
@@ -242,6 +267,14 @@ def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive,
         "learning_rate=0.001",
         "learning_rate=0.003",
     }
+    # summary.json: each run's numbers; the best rate by its seeds' mean best accuracy (a tie: the
+    # first), from the runs' own figures.
+    grid = [(lr, c.seed + k) for lr in (1e-3, 3e-3) for k in (0, 1)]
+    assert [(r["learning_rate"], r["seed"]) for r in result["runs"]] == grid
+    bests = [r["best_test_accuracy"] for r in result["runs"]]
+    means = {1e-3: np.mean(bests[:2]), 3e-3: np.mean(bests[2:])}
+    best_lr = max(means, key=means.get)
+    assert result["best_point"] == {"name": f"learning_rate={best_lr:g}", "learning_rate": best_lr}
     for k in (3,):  # seed 1 (seed offset 1) at lr 3e-3 (the second swept value)
         single = config.single_run(c, config.run_grid(c)[k])
         alone = train.train_and_evaluate(single, str(tmp_path / f"single{k}"))
