@@ -163,13 +163,17 @@ class Writers:
             writer.write_scalars(step, spreads)
 
     def spread_plot(self, step: int, history: list[list[float]]) -> None:
-        """Several seeds' test accuracy so far as a band plot, for each sweep point: an image in its
-        aggregate folder and runs/test_accuracy.png (runs/test_accuracy_<point>.png in a sweep)."""
+        """Several seeds' test accuracy so far as a band plot, for each sweep point (an image in its
+        aggregate folder, runs/test_accuracy_<point>.png), and in a sweep every point's band on one
+        axis (an image at the root, runs/test_accuracy.png: without a sweep the seeds' plot)."""
         from PIL import Image  # noqa: PLC0415
 
         self._open_runs_once()
-        for point, (members, writer) in self.aggregates.items():
-            image = runs.spread_plot([[row[k] for k in members] for row in history], point)
+        plots = {point: ({point: m}, writer) for point, (m, writer) in self.aggregates.items()}
+        if self.runs and self.run_set.swept:  # process 0's (its runs' writers are open)
+            plots[""] = (runs.sweep_points(self.run_set.names), self.root)
+        for point, (points, writer) in plots.items():
+            image = runs.spread_plot(history, points)
             writer.write_images(step, {"test_accuracy_spread": image[None]})
             name = f"test_accuracy_{point}.png" if point else "test_accuracy.png"
             with (self.workdir / "runs" / name).open("wb") as f:
@@ -303,7 +307,7 @@ def report_epoch(
     config, writers, epoch, step, train, test, lr, best, improved, timing: dict[str, float]
 ) -> None:
     """The epoch's scalars in TensorBoard at the global step (`best`: each run's best test accuracy
-    so far) and its line: one run's figures, or their spread."""
+    so far) and its line: one run's figures, or their spread (in a sweep, each value's over its seeds)."""
     splits = {"train": train, "test": test}
     per_run = {f"{s}_{k}": d[k] for s, d in splits.items() for k in ("loss", "accuracy")}
     writers.per_run(step, per_run | {"best_test_accuracy": best, "learning_rate": lr})
@@ -317,9 +321,11 @@ def report_epoch(
             f"{'  (best)' if improved[0] else ''}"
         )
     else:
-        line = (
-            f"test acc {runs.spread_text(test['accuracy'])} | train loss "
-            f"{runs.spread_text(train['loss'])} | {speed}{rundir.times_runs(len(lr))} "
-            f"({int(improved.sum())} improved)"
+        figures = (
+            runs.points_text(test["accuracy"], writers.run_set.names)  # each value's seeds
+            if writers.run_set.swept
+            else f"{runs.spread_text(test['accuracy'])} | train loss {runs.spread_text(train['loss'])}"
         )
+        improving = f"({int(improved.sum())} improved)"
+        line = f"test acc {figures} | {speed}{rundir.times_runs(len(lr))} {improving}"
     rundir.announce(f"epoch {epoch}/{config.num_epochs}  {line}")

@@ -147,12 +147,22 @@ def sweep_points(names: Sequence[str]) -> dict[str, list[int]]:
     return points
 
 
-def spread_plot(history: Sequence[Sequence[float]], where: str = "") -> np.ndarray:
-    """An RGB image of several runs' test accuracy per epoch (`history[epoch][run]`; `where`: their
-    sweep point): every run, mean, +-std and min-max bands."""
+# The colours of the sweep points in a comparison plot (matplotlib's first "tab10" colours).
+_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+            (140, 86, 75), (227, 119, 194), (127, 127, 127)]  # fmt: skip
+
+
+def spread_plot(
+    history: Sequence[Sequence[float]], points: dict[str, list[int]] | None = None
+) -> np.ndarray:
+    """An RGB image of runs' test accuracy per epoch (`history[epoch][run]`) for `points` ({sweep
+    point: its runs}; default: every run). One point: each run (grey), their mean, +-std and
+    min-max bands; several: each point's mean (line) and min-max over its seeds (band, none for
+    one seed) in a colour of its own on one axis, with a legend naming them."""
     from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415 (only runs that end draw it)
 
     v = np.asarray(history, np.float64)  # [epochs, runs]
+    points = points or {"": list(range(v.shape[1]))}
     w, h, left, right, top, bottom = 640, 360, 56, 16, 28, 36
     lo, hi = float(v.min()), float(v.max())
     pad = max(hi - lo, 1e-3) * 0.08
@@ -163,23 +173,42 @@ def spread_plot(history: Sequence[Sequence[float]], where: str = "") -> np.ndarr
     x = lambda e: left + (e - epochs[0]) / (epochs[-1] - epochs[0]) * (w - left - right)
     y = lambda a: top + (hi - a) / (hi - lo) * (h - top - bottom)
     img = Image.new("RGB", (w, h), "white")
-    draw = ImageDraw.Draw(img)
+    draw = ImageDraw.Draw(img, "RGBA")  # a translucent band blends with those it overlaps
     draw.font = ImageFont.load_default(size=13)  # Pillow's default size runs words together
-    mean, std = v.mean(1), v.std(1)
 
     xy = lambda curve: [(x(e), y(a)) for e, a in zip(epochs, curve)]  # a curve's points
-    draw.polygon(xy(v.max(1)) + xy(v.min(1))[::-1], fill=(222, 232, 247))  # min-max band
-    draw.polygon(xy(mean + std) + xy(mean - std)[::-1], fill=(170, 196, 235))  # mean +- std
-    for run in v.T:
-        draw.line(xy(run), fill=(150, 150, 150), width=1)
-    draw.line(xy(mean), fill=(25, 70, 160), width=3)
+    band = lambda u: xy(u.max(1)) + xy(u.min(1))[::-1]  # min-max of runs u [epochs, runs]
+    groups = [(point, v[:, members]) for point, members in points.items()]
+    if len(groups) == 1:
+        ((where, u),) = groups
+        mean, std = u.mean(1), u.std(1)
+        draw.polygon(band(u), fill=(222, 232, 247))
+        draw.polygon(xy(mean + std) + xy(mean - std)[::-1], fill=(170, 196, 235))  # mean +- std
+        for run in u.T:
+            draw.line(xy(run), fill=(150, 150, 150), width=1)
+        draw.line(xy(mean), fill=(25, 70, 160), width=3)
+        at = f" at {where}" if where else ""
+        caption = (
+            f"test accuracy of {u.shape[1]} runs{at}: each run (grey), mean (line), +-std and "
+            "min-max (bands)"
+        )
+    else:
+        colours = [_COLOURS[i % len(_COLOURS)] for i in range(len(groups))]
+        for (_, u), colour in zip(groups, colours):
+            if u.shape[1] > 1:
+                draw.polygon(band(u), fill=(*colour, 56))
+        for i, ((point, u), colour) in enumerate(zip(groups, colours)):
+            draw.line(xy(u.mean(1)), fill=colour, width=2)
+            draw.text((left + 8, top + 6 + 15 * i), point, fill=colour)  # the legend
+        seeds = max(u.shape[1] for _, u in groups) > 1
+        caption = "test accuracy per swept value" + (
+            ": mean (line), min-max over its seeds (band)" if seeds else ""
+        )
     draw.rectangle([left, top, w - right, h - bottom], outline="black")
     for a in np.linspace(lo + pad, hi - pad, 5):
         draw.text((4, y(a) - 6), f"{a:.3f}", fill="black")
     for e in sorted({1, n, *np.linspace(1, n, 6).round().astype(int).tolist()}):
         draw.text((x(e) - 6, h - bottom + 6), str(e), fill="black")
-    at = f" at {where}" if where else ""
-    caption = f"test accuracy of {v.shape[1]} runs{at}: mean (line), +-std and min-max (bands)"
-    draw.text((left, 8), caption, fill="black")
+    draw.text((8, 8), caption, fill="black")
     draw.text((w // 2 - 16, h - 16), "epoch", fill="black")
     return np.asarray(img, np.uint8)

@@ -199,6 +199,61 @@ def test_band_plot_fills_its_frame_from_the_first_epoch(epochs):
     assert columns.min() < 70 and columns.max() > 610  # the frame: x from 56 to 624
 
 
+def test_comparison_plot_draws_each_swept_value_on_one_axis():
+    """lr=1's seeds at 0.2 and 0.3, lr=2's one seed at 0.8: two mean lines in their own colours,
+    lr=1's below lr=2's on the shared axis, lr=1's band between its seeds, none for lr=2's."""
+    history = [[0.2, 0.3, 0.8]] * 3
+    image = runs.spread_plot(history, {"lr=1": [0, 1], "lr=2": [2]})
+    column = image[:, 600]  # right of the legend, inside the frame (x from 56 to 624)
+    rows = [np.flatnonzero(np.all(column == c, axis=-1)) for c in ((31, 119, 180), (255, 127, 14))]
+    assert rows[0].size and rows[1].size and rows[0].min() > rows[1].max() + 100
+    white = np.all(column == 255, axis=-1)
+    assert not white[rows[0].min() - 10 : rows[0].max() + 10].any()  # lr=1's band: 0.1 is ~42 px
+    assert white[rows[1].min() - 10 : rows[1].min()].all()  # one seed: a line alone
+
+
+def test_a_sweep_s_epoch_line_and_plots_are_per_swept_value(tmp_path, capsys):
+    """2 learning rates x 2 seeds: the epoch line gives each rate's mean±std over its seeds (0.60,
+    0.66 -> 0.6300±0.0300; 0.54, 0.58 -> 0.5600±0.0200); a plot of both rates beside each rate's,
+    also in TensorBoard. One seed per rate: the plot of both rates still, the line each run's."""
+    c = config.default_config()
+    c.num_runs, c.sweep.learning_rate = 2, (1e-3, 4e-3)
+    batch = {"image": np.zeros((1, 2, 8, 8, 3), np.float32)}
+    writers = reports.open_writers(c, runs.run_set(c), tmp_path, batch, start=0)
+    acc, four = np.array([0.60, 0.66, 0.54, 0.58]), np.ones(4)
+    timing = {"epoch_time": 2.0, "images_per_sec": 9.0}
+    train = {"loss": four, "accuracy": four}
+    reports.report_epoch(
+        c, writers, 1, 4, train, {"loss": four, "accuracy": acc}, four, acc, four > 0, timing
+    )
+    writers.spread_plot(4, [acc.tolist()])
+    writers.close()
+    assert capsys.readouterr().out.startswith(
+        "epoch 1/300  test acc learning_rate=0.001 0.6300±0.0300 | learning_rate=0.004 "
+        "0.5600±0.0200 | 2.0s 9 img/s x 4 runs (4 improved)"
+    )
+    plots = sorted(p.name for p in (tmp_path / "runs").glob("*.png"))
+    assert plots == [
+        "test_accuracy.png",
+        "test_accuracy_learning_rate=0.001.png",
+        "test_accuracy_learning_rate=0.004.png",
+    ]
+    assert count_points(tmp_path)[("test_accuracy_spread", 4)] == 1  # the root's: both rates
+
+    c.num_runs = 1
+    writers = reports.open_writers(c, runs.run_set(c), tmp_path / "one", batch, start=0)
+    two = np.ones(2)
+    reports.report_epoch(
+        c, writers, 1, 4, train, {"loss": two, "accuracy": acc[:2]}, two, acc[:2], two > 0, timing
+    )
+    writers.spread_plot(4, [acc[:2].tolist()])
+    writers.close()
+    assert "test acc learning_rate=0.001 0.6000 | learning_rate=0.004 0.6600 | " in (
+        capsys.readouterr().out
+    )
+    assert [p.name for p in (tmp_path / "one" / "runs").glob("*.png")] == ["test_accuracy.png"]
+
+
 @pytest.mark.slow  # compiles and trains
 @pytest.mark.parametrize("per_run_data", [False, True])
 def test_three_runs_step_equals_three_single_steps(archive, per_run_data):
@@ -333,7 +388,7 @@ def _check_tensorboard(workdir, names: list[str]) -> None:
             assert mean == pytest.approx(np.mean(seeds))
             assert aggregate["test_accuracy/max"][step] == pytest.approx(max(seeds))
         assert (workdir / "runs" / f"test_accuracy_{point}.png").is_file()
-    assert not (workdir / "runs" / "test_accuracy.png").exists()
+    assert (workdir / "runs" / "test_accuracy.png").is_file()  # both learning rates on one axis
 
 
 @pytest.mark.slow  # initialises the runs
