@@ -300,6 +300,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         )
     _refuse_a_config_of_none(flags.FLAGS, _config_flags(flags.FLAGS))  # one not required
     _refuse_a_tuple_given_twice(flags.FLAGS, argv)
+    _refuse_a_swept_field_also_given(flags.FLAGS, argv)
     if len(rest) > 1 and not takes_arguments:
         exit_user_error(
             f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
@@ -379,6 +380,20 @@ def _refuse_a_tuple_given_twice(flag_values, argv: list[str]) -> None:
                 f"joins a tuple field's values, here into {field}. Give it once, with the whole "
                 "tuple."
             )
+
+
+def _refuse_a_swept_field_also_given(flag_values, argv: list[str]) -> None:
+    """Exit 2 for `--config.learning_rate=X` with `--config.sweep.learning_rate=(...)` on one
+    command line: the sweep sets every run's value, so X would be silently unused."""
+    given = {a.lstrip("-").split("=")[0] for a in argv[1:] if a.startswith("-")}
+    for flag in _config_flags(flag_values):
+        for name in sorted(given):
+            field = name.removeprefix(f"{flag}.sweep.")
+            if field != name and f"{flag}.{field}" in given:
+                exit_user_error(
+                    f"--{flag}.{field} is given with --{name}, which sets every run's "
+                    f"{field}: the first would be unused. Give one of the two."
+                )
 
 
 def _check_config_files(flag_values, argv: list[str]) -> list[str]:

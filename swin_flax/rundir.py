@@ -91,6 +91,8 @@ def _recipe(flat: dict[str, Any]) -> dict[str, Any]:
     sweeps = [len(v) for k, v in out.items() if k.startswith("sweep.")]
     if out.get("num_runs", 1) * math.prod(n or 1 for n in sweeps) == 1:
         out["per_run_data"] = False  # one run: it has no effect
+    for swept in [k.removeprefix("sweep.") for k, v in out.items() if k.startswith("sweep.") and v]:
+        out.pop(swept, None)  # the sweep gives every run's value: the plain one is unused
     return out
 
 

@@ -243,6 +243,10 @@ def typo_config(tmp_path_factory) -> str:
         (["--config.sweep.learningrate=(1,2)"], "in one process (did you mean learning_rate?): "),
         (["-config.sweep.seed=(0,1)"], "-config.sweep.seed: seeds are not swept"),  # absl: one dash
         (["--config.sweep.model.drop_path_rate=(0,0.1)"], "sweep.model.drop_path_rate: only"),
+        (
+            ["--config.learning_rate=4e-3", "--config.sweep.learning_rate=(1e-3,)"],
+            "--config.learning_rate is given with --config.sweep.learning_rate, which sets every",
+        ),
         (["--config", "TYPO"], "unknown config field(s) config.model.embed_dimm"),
         (["--config", "missing.py"], "--config missing.py: no such config file"),
         (["--config", "."], "--config .: is a folder, not a config file."),
@@ -261,6 +265,7 @@ def typo_config(tmp_path_factory) -> str:
         "sweep_typo",
         "sweep_seed_one_dash",
         "sweep_nested_field",
+        "swept_field_also_given",
         "typo_in_file",
         "missing_file",
         "a_folder",

@@ -310,6 +310,26 @@ def test_a_constant_schedule_run_that_recorded_an_unread_lr_min_resumes_with_non
         rundir.inspect(c, tmp_path / "run")
 
 
+def test_the_plain_value_of_a_swept_field_is_not_compared_on_resume(tmp_path):
+    """A sweep gives every run its learning_rate: a run that recorded another plain learning_rate
+    beside it (accepted before the command line refused the pair) resumes without it; the swept
+    values themselves must match."""
+    from swin_flax.config import default_config
+
+    old = default_config()
+    old.learning_rate, old.sweep.learning_rate = 4e-3, (1e-3,)
+    rundir.write_config(old, tmp_path / "run")
+    save_epoch_1(tmp_path / "run", old)
+    c = default_config()
+    c.num_epochs, c.sweep.learning_rate = 2, (1e-3,)
+    assert c.learning_rate != 4e-3 and rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
+    c.sweep.learning_rate = (2e-3,)
+    with pytest.raises(
+        ConfigError, match=r"other settings than this config's \(sweep.learning_rate="
+    ):
+        rundir.inspect(c, tmp_path / "run")
+
+
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", "null"])
 def test_a_config_json_that_is_no_object_is_nothing_to_compare(tmp_path, text):
     """A config.json edited by hand into something other than a JSON object: resuming compares
