@@ -284,7 +284,8 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             text = " ".join(message.replace("\\'", "'").replace("\\n", " ").split())
             field, _, guess = text.partition(" Did you mean")
             field, guess = field.strip("\"' "), guess.rstrip("'")
-            swept = (re.match(rf"--?\w+\.sweep\.({re.escape(field)}[\w.]*)", a) for a in argv[1:])
+            field_re = rf"--?\w+\.sweep\.({re.escape(field)}(?:\.[\w.]*)?)(?:=|$)"
+            swept = (re.match(field_re, a) for a in argv[1:])
             if found := next(filter(None, swept), None):  # the whole name: model.drop_path_rate
                 from swin_flax.config import not_sweepable  # noqa: PLC0415 (only on this error)
 
@@ -383,17 +384,16 @@ def _refuse_a_tuple_given_twice(flag_values, argv: list[str]) -> None:
 
 
 def _refuse_a_swept_field_also_given(flag_values, argv: list[str]) -> None:
-    """Exit 2 for `--config.learning_rate=X` with `--config.sweep.learning_rate=(...)` on one
-    command line: the sweep sets every run's value, so X would be silently unused."""
+    """Exit 2 for `--config.learning_rate=X` on the command line of a config that sweeps it (by
+    the file or a --config.sweep flag): the sweep sets every run's value, so X would be unused."""
     given = {a.lstrip("-").split("=")[0] for a in argv[1:] if a.startswith("-")}
     for flag in _config_flags(flag_values):
-        for name in sorted(given):
-            field = name.removeprefix(f"{flag}.sweep.")
-            if field != name and f"{flag}.{field}" in given:
-                exit_user_error(
-                    f"--{flag}.{field} is given with --{name}, which sets every run's "
-                    f"{field}: the first would be unused. Give one of the two."
-                )
+        sweep = getattr(flag_values[flag].value, "sweep", None) or {}
+        for field in sorted(f for f in sweep if sweep[f] and f"{flag}.{f}" in given):
+            exit_user_error(
+                f"--{flag}.{field} is given, but config.sweep.{field} {tuple(sweep[field])} sets "
+                f"every run's {field}: it would be unused. Give one of the two."
+            )
 
 
 def _check_config_files(flag_values, argv: list[str]) -> list[str]:

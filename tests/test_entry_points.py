@@ -245,8 +245,9 @@ def typo_config(tmp_path_factory) -> str:
         (["--config.sweep.model.drop_path_rate=(0,0.1)"], "sweep.model.drop_path_rate: only"),
         (
             ["--config.learning_rate=4e-3", "--config.sweep.learning_rate=(1e-3,)"],
-            "--config.learning_rate is given with --config.sweep.learning_rate, which sets every",
+            "--config.learning_rate is given, but config.sweep.learning_rate (0.001,) sets every",
         ),
+        (["--config.sweep.lr_min=(0.0,)", "--config.sweep.lr=(1e-3,)"], "--config.sweep.lr: only"),
         (["--config", "TYPO"], "unknown config field(s) config.model.embed_dimm"),
         (["--config", "missing.py"], "--config missing.py: no such config file"),
         (["--config", "."], "--config .: is a folder, not a config file."),
@@ -266,6 +267,7 @@ def typo_config(tmp_path_factory) -> str:
         "sweep_seed_one_dash",
         "sweep_nested_field",
         "swept_field_also_given",
+        "sweep_typo_after_a_valid_one",
         "typo_in_file",
         "missing_file",
         "a_folder",
