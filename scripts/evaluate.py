@@ -84,9 +84,10 @@ def main(argv):
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
     # What the report files name: the step folder, its line (the epoch of each run used), the data.
     config = cli.moved_data(run.config, FLAGS.workdir, FLAGS.archive, FLAGS.data_dir)
+    scores = evaluate.evaluate_checkpoint(config, run.members(), run.choice)  # reads the data first
     data = sources.describe_source(config.dataset, data_dir=config.data_dir, archive=config.archive)
     result = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe(), "data": data}
-    result.update(evaluate.evaluate_checkpoint(config, run.members(), run.choice))
+    result.update(scores)
     names = sources.class_names(config.dataset)
     lines = [f"checkpoint: {run.describe()}", f"data: {data}"]  # per_class.txt's header too
     if run.choice.each_run:

@@ -22,7 +22,10 @@ def in_run_tool_flags(error: DataError) -> DataError:
     """A data error's advice in the flags of the tools that read a trained run's data
     (evaluate.py, show_augmentations.py --workdir: --archive, --data_dir), not training's."""
     said = str(error).replace("--config.archive", "--archive")
-    return DataError(said.replace("--config.data_dir", "--data_dir"))
+    said = re.sub(r"\n\s*3\. Synthetic data.*", "", said)  # no way to score a trained run's data
+    return DataError(
+        said.replace("--config.data_dir", "--data_dir").replace("three ways", "two ways")
+    )
 
 
 class CheckpointError(ValueError):

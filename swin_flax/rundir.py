@@ -263,7 +263,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 
         first, *rest = runs.ranked(points)
         over = f" over {seeds} seeds" if seeds > 1 else ""
-        lines.append(f"best: {mean(first)}{over})" + (f", next {mean(rest[0])})" if rest else ""))
+        if rest:  # one swept value: nothing to choose
+            lines.append(f"best: {mean(first)}{over}), next {mean(rest[0])})")
     elif "runs" in summary:  # several seeds: their spread
         lines = [
             f"{summary['num_runs']} runs: best test accuracy {runs.spread_text(best)}",

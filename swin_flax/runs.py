@@ -3,6 +3,7 @@ a process of its own would with `config.single_run(config, grid[k])`; their summ
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -105,7 +106,8 @@ def points_text(values: Sequence[float], names: Sequence[str]) -> str:
 def ranked(sweep: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     """summary.json's sweep points, best first: by their seeds' mean best test accuracy (a tie:
     the earlier point)."""
-    return sorted(sweep, key=lambda point: -sweep[point]["best_test_accuracy"]["mean"])
+    mean = lambda point: round(sweep[point]["best_test_accuracy"]["mean"], 9)  # float noise: a tie
+    return sorted(sweep, key=lambda point: -mean(point))
 
 
 def summary(
@@ -193,7 +195,14 @@ def spread_plot(
             "min-max (bands)"
         )
     else:
-        colours = [_COLOURS[i % len(_COLOURS)] for i in range(len(groups))]
+        colours = (
+            _COLOURS
+            if len(groups) <= len(_COLOURS)
+            else [  # as many hues as points
+                tuple(round(255 * c) for c in colorsys.hsv_to_rgb(i / len(groups), 0.75, 0.8))
+                for i in range(len(groups))
+            ]
+        )
         for (_, u), colour in zip(groups, colours):
             if u.shape[1] > 1:
                 draw.polygon(band(u), fill=(*colour, 56))

@@ -429,6 +429,18 @@ def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # a relative path, recorded absolute
     tfds_dir = evaluate.with_data(config, data_dir="tfds")
     assert (tfds_dir.archive, tfds_dir.data_dir) == (None, str(tmp_path / "tfds"))
+    # The data loader's advice in this tool's flags: a folder holding only the download, and a tfds
+    # data_dir without the data (its three ways less the synthetic one, no way to score a run).
+    (tmp_path / "downloads").mkdir()
+    shutil.copy(moved, tmp_path / "downloads" / "cifar-10-python.tar.gz")
+    (tmp_path / "tfds").mkdir()
+    monkeypatch.setattr(sources, "_unreachable", lambda url, timeout: "offline")
+    for place in (dict(archive="downloads"), dict(data_dir="tfds")):
+        with pytest.raises(DataError) as e:
+            evaluate.evaluate_checkpoint(evaluate.with_data(config, **place), [params])
+        said = str(e.value)
+        assert "--config." not in said and "Synthetic" not in said, said
+        assert "--archive=" in said and "Supply the data in one of three" not in said, said
 
 
 # The failed read leaves reads in flight whose callbacks may find orbax's event loop closed; the
@@ -572,8 +584,12 @@ def test_every_run_and_their_ensemble(three_runs, single_scores):
     table = evaluate.runs_table({**result, "runs": swept}).splitlines()
     assert table[-1] == (
         "(the ensemble spans the swept learning_rate values: --run learning_rate=VALUE scores one "
-        "value's runs and their ensemble)"
+        "sweep point's runs and their ensemble)"
     )
+    # Two swept fields, one held (as --run weight_decay=0.05 chooses): the hint keeps it.
+    held = [{**r, "name": f"weight_decay=0.05,{r['name']}"} for r in swept]
+    table = evaluate.runs_table({**result, "runs": held}).splitlines()
+    assert "--run weight_decay=0.05,learning_rate=VALUE scores one sweep point's" in table[-1]
 
 
 def test_some_runs_are_scored_as_their_ensemble(three_runs, single_scores):

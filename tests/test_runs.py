@@ -170,6 +170,15 @@ def test_summary_json_names_the_best_point_and_each_run_s_numbers():
     one_seed = runs.summary(["lr=1e-05", "lr=0.1"], [0.2, 0.1], [1, 1], [0.2, 0.1], seed=7)
     assert [(r["lr"], r["seed"]) for r in one_seed["runs"]] == [(1e-5, 7), (0.1, 7)]
     assert one_seed["best_point"] == {"name": "lr=1e-05", "lr": 1e-5}
+    # Equal means up to float rounding ((0.6 + 0.6021) / 2 == (0.6007 + 0.6014) / 2): the first.
+    tie = runs.summary(names, [0.6, 0.6021, 0.6007, 0.6014], [1] * 4, best, seed=1)
+    assert tie["best_point"]["lr"] == 0.001
+    # One swept value (with seeds): nothing to choose, no best line.
+    where = {"checkpoints": "/w", "epochs": 4, "steps": 8}
+    lines = rundir.summary_lines(
+        {**runs.summary(names[:2], best[:2], [1, 1], best[:2], 1), **where}
+    )
+    assert not any(line.startswith("best:") for line in lines)
 
 
 def test_a_short_sweep_is_warned_of_in_a_run_s_own_learning_rate(monkeypatch):

@@ -152,7 +152,7 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
     except (errors.NotFoundError, errors.DataLossError, errors.FailedPreconditionError) as e:
         folder = os.path.join(_tfds_root(data_dir), dataset, _tfds_version(dataset))
         # Less TF's op names and the quotes around the failing op's message.
-        why = re.sub(r"\{\{.*?\}\}|\[Op:.*|'", "", e.message, flags=re.S)
+        why = re.sub(r"\{\{.*?\}\}|\[Op:.*|(?<=\s)'|'(?=\s)", "", e.message, flags=re.S)
         raise DataError(
             f"The {split} split of {dataset} in {folder} cannot be read ({why.strip(' .')}): "
             f"its files ({dataset}-{split}.tfrecord-*) are missing, cut short or damaged, as after "
