@@ -23,6 +23,11 @@ def in_run_tool_flags(error: DataError) -> DataError:
     (evaluate.py, show_augmentations.py --workdir: --archive, --data_dir), not training's."""
     said = str(error).replace("--config.archive", "--archive")
     said = re.sub(r"\n\s*3\. Synthetic data.*", "", said)  # no way to score a trained run's data
+    said = re.sub(
+        r"set --config\.dataset=\w+ --config\.model\.num_classes=\d+\.",
+        "give an archive of that data set.",
+        said,
+    )
     return DataError(
         said.replace("--config.data_dir", "--data_dir").replace("three ways", "two ways")
     )

@@ -435,12 +435,16 @@ def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path, monkeypat
     shutil.copy(moved, tmp_path / "downloads" / "cifar-10-python.tar.gz")
     (tmp_path / "tfds").mkdir()
     monkeypatch.setattr(sources, "_unreachable", lambda url, timeout: "offline")
-    for place in (dict(archive="downloads"), dict(data_dir="tfds")):
+    hundred = cifar_files.cifar100_python_tarball(tmp_path / "c100.tar.gz", split, split)
+    for place in (dict(archive="downloads"), dict(data_dir="tfds"), dict(archive=str(hundred))):
         with pytest.raises(DataError) as e:
             evaluate.evaluate_checkpoint(evaluate.with_data(config, **place), [params])
         said = str(e.value)
         assert "--config." not in said and "Synthetic" not in said, said
-        assert "--archive=" in said and "Supply the data in one of three" not in said, said
+        assert "Supply the data in one of three" not in said, said
+        assert "--archive=" in said or said.startswith(
+            f"{hundred} holds cifar-100-python but dataset='cifar10': give an archive of that data set."
+        ), said
 
 
 # The failed read leaves reads in flight whose callbacks may find orbax's event loop closed; the
