@@ -551,6 +551,11 @@ def test_a_data_dir_copied_in_part_names_the_files(prepared, tmp_path, damage):
     assert "--config.archive=PATH" in msg and "{{" not in msg and "'" not in msg
     if damage == "missing":
         assert f"({shard}; No such file or directory)" in msg
+        # The tools: damaged data in tfds' default folder is said, not replaced by synthetic data.
+        with pytest.MonkeyPatch.context() as m:
+            m.setenv("TFDS_DATA_DIR", str(tmp_path / "data"))
+            with pytest.raises(sources.DataError, match="cannot be read"):
+                sources.load_or_synthetic("cifar10", "train")
 
 
 def test_usual_data_dir_mistakes_name_what_was_found(cifar10, prepared, tmp_path):

@@ -99,7 +99,8 @@ def load_or_synthetic(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """For tools, not training: (images, labels, where from) of the named data if readable without
     downloading, else a synthetic split; only tfds' default folder may hold nothing (a named
-    archive or data_dir is read or refused, never replaced)."""
+    archive or data_dir, or the data prepared there but damaged, is read or refused, never
+    replaced)."""
     if dataset != "synthetic":
         try:
             images, labels = load_split(
@@ -107,8 +108,9 @@ def load_or_synthetic(
             )
             return images, labels, describe_source(dataset, data_dir=data_dir, archive=archive)
         except DataError:
-            if archive or data_dir:
-                raise
+            default = os.path.join(_tfds_root(None), dataset, _tfds_version(dataset))
+            if archive or data_dir or os.path.isfile(os.path.join(default, "dataset_info.json")):
+                raise  # named, or prepared in the default folder but damaged: said, not replaced
     images, labels = load_split("synthetic", split, synthetic_examples=synthetic_examples)
     note = ""
     if dataset != "synthetic":  # tfds' default folder: a named one was refused above
@@ -146,7 +148,9 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
 
     tf_cpu_only()  # tfds starts TF: keep it off JAX's accelerators
     try:  # a data_dir copied in part: a shard missing, cut short or damaged
-        ds = tfds.load(dataset, split=split, data_dir=data_dir, as_supervised=True)  # prepares it
+        # The folder the checks looked in (tfds reads $TFDS_DATA_DIR once, at its import).
+        root = _tfds_root(data_dir)
+        ds = tfds.load(dataset, split=split, data_dir=root, as_supervised=True)  # prepares it
         # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
         batches = list(tfds.as_numpy(ds.batch(10_000)))
     except (errors.NotFoundError, errors.DataLossError, errors.FailedPreconditionError) as e:
