@@ -437,10 +437,11 @@ def runs_table(result: Mapping[str, Any]) -> str:
     width = max(8, *(len(name) for name, _, _ in rows))
     lines = [f"{'run':<{width}}  {'accuracy':>8}  {'loss':>8}"]
     lines += [f"{name:<{width}}  {acc:>8.4f}  {loss:>8.4f}" for name, acc, loss in rows]
-    values = [dict(part.split("=", 1) for part in r["name"].split(",")) for r in result["runs"]]
+    values = [runs.values(r["name"]) for r in result["runs"]]
     swept = [k for k in values[0] if k != "seed"]
     if spans := [k for k in swept if len({v[k] for v in values}) > 1]:
-        point = ",".join(f"{k}={'VALUE' if k in spans else values[0][k]}" for k in swept)
+        held = lambda k: "VALUE" if k in spans else runs.number_text(values[0][k])
+        point = ",".join(f"{k}={held(k)}" for k in swept)
         lines.append(
             f"(the ensemble spans the swept {' and '.join(spans)} values: --run {point} scores "
             "one sweep point's runs and their ensemble)"

@@ -96,10 +96,12 @@ def values(name: str) -> dict[str, float]:
 def points_text(values: Sequence[float], names: Sequence[str]) -> str:
     """Each sweep point's mean±std over its seeds ('learning_rate=0.001 0.6320±0.0280 | ...'); a
     point of one seed: its run's value."""
-    v = np.asarray(values, np.float64)
+    each = {
+        point: (spread([values[k] for k in m]), len(m)) for point, m in sweep_points(names).items()
+    }
     return " | ".join(
-        f"{point} {v[m].mean():.4f}" + (f"±{v[m].std():.4f}" if len(m) > 1 else "")
-        for point, m in sweep_points(names).items()
+        f"{point} {s['mean']:.4f}" + (f"±{s['std']:.4f}" if n > 1 else "")
+        for point, (s, n) in each.items()
     )
 
 

@@ -118,8 +118,9 @@ def initial_state(
             inits = [jax.tree.map(lambda x, k=k: x[k], state.params) for k in range(run_set.count)]
             each, reports = zip(*map(load, inits), strict=True)
             params, report = jax.tree.map(lambda *xs: np.stack(xs), *each), reports[0]
-        logging.info("%s", report.summary())  # the same for every run
-        return state.replace(params=params), Progress(run_set.count), report.summary()
+        said = report.summary()  # the same for every run
+        logging.info("%s", said)
+        return state.replace(params=params), Progress(run_set.count), said
     return state, Progress(run_set.count), ""
 
 

@@ -84,8 +84,9 @@ def load_split(
     else:
         _fail_fast_if_unobtainable(dataset, data_dir, download, probe_url, probe_timeout_s)
         images, labels = _load_tfds(dataset, split, data_dir)
-    where = describe_source(dataset, data_dir=data_dir, archive=archive)
-    logging.debug("Read the %s split of %s: %d images.", split, where, len(labels))
+    if logging.level_debug():  # describing an archive's folder walks it
+        where = describe_source(dataset, data_dir=data_dir, archive=archive)
+        logging.debug("Read the %s split of %s: %d images.", split, where, len(labels))
     return images, labels
 
 
@@ -108,8 +109,8 @@ def load_or_synthetic(
             )
             return images, labels, describe_source(dataset, data_dir=data_dir, archive=archive)
         except DataError:
-            default = os.path.join(_tfds_root(None), dataset, _tfds_version(dataset))
-            if archive or data_dir or os.path.isfile(os.path.join(default, "dataset_info.json")):
+            prepared = os.path.join(_prepared_folder(dataset, None), "dataset_info.json")
+            if archive or data_dir or os.path.isfile(prepared):
                 raise  # named, or prepared in the default folder but damaged: said, not replaced
     images, labels = load_split("synthetic", split, synthetic_examples=synthetic_examples)
     note = ""
@@ -147,14 +148,13 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
     from swin_flax.data.pipeline import tf_cpu_only  # noqa: PLC0415 (TensorFlow)
 
     tf_cpu_only()  # tfds starts TF: keep it off JAX's accelerators
+    root = _tfds_root(data_dir)  # the folder the checks looked in (tfds reads $TFDS_DATA_DIR once)
     try:  # a data_dir copied in part: a shard missing, cut short or damaged
-        # The folder the checks looked in (tfds reads $TFDS_DATA_DIR once, at its import).
-        root = _tfds_root(data_dir)
         ds = tfds.load(dataset, split=split, data_dir=root, as_supervised=True)  # prepares it
         # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
         batches = list(tfds.as_numpy(ds.batch(10_000)))
     except (errors.NotFoundError, errors.DataLossError, errors.FailedPreconditionError) as e:
-        folder = os.path.join(_tfds_root(data_dir), dataset, _tfds_version(dataset))
+        folder = _prepared_folder(dataset, data_dir)
         # Less TF's op names and the quotes around the failing op's message.
         why = re.sub(r"\{\{.*?\}\}|\[Op:.*|(?<=\s)'|'(?=\s)", "", e.message, flags=re.S)
         raise DataError(
@@ -164,9 +164,14 @@ def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarr
             "directly: --config.archive=PATH."
         ) from None
     if not batches:
-        raise DataError(f"tfds {dataset} split {split!r} in {_tfds_root(data_dir)} is empty.")
+        raise DataError(f"tfds {dataset} split {split!r} in {root} is empty.")
     images, labels = (np.concatenate(parts) for parts in zip(*batches))
     return images.astype(np.uint8), labels.astype(np.int32)
+
+
+def _prepared_folder(dataset: str, data_dir: str | None) -> str:
+    """Where tfds keeps `dataset` prepared at the version it reads: DATA_DIR/name[/config]/VERSION."""
+    return os.path.join(_tfds_root(data_dir), dataset, _tfds_version(dataset))
 
 
 def _tfds_version(dataset: str) -> str:
@@ -188,10 +193,9 @@ def _fail_fast_if_unobtainable(
     root = _tfds_root(data_dir)
     version = _tfds_version(dataset)
     in_root = lambda *parts: glob.glob(os.path.join(glob.escape(root), *parts))
-    if in_root(dataset, version, "dataset_info.json"):
+    info = os.path.join(_prepared_folder(dataset, data_dir), "dataset_info.json")
+    if os.path.isfile(info) or ("://" in root and _in_bucket(epath.Path(info))):
         return  # prepared (tfds makes the final check)
-    if "://" in root and _in_bucket(epath.Path(root, dataset, version, "dataset_info.json")):
-        return  # prepared in a bucket (glob is local)
     _refuse_a_mistaken_data_dir(root)
     prepared = in_root(dataset, "[0-9]*", "dataset_info.json")  # by another tensorflow-datasets
     others = sorted(os.path.basename(os.path.dirname(p)) for p in prepared)
