@@ -7,7 +7,6 @@ import functools
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -19,12 +18,7 @@ from swin_flax.models import swin
 
 def model_from_config(config: ml_collections.ConfigDict) -> swin.SwinTransformer:
     """The run's SwinTransformer: `config.model` with the config's dtype, remat and scan_blocks."""
-    return swin.create_model(
-        config.model,
-        dtype=jnp.dtype(config.dtype),
-        remat=config.remat,
-        scan_blocks=config.scan_blocks,
-    )
+    return swin.create_model(config.model, config.dtype, config.remat, config.scan_blocks)
 
 
 # The config fields that are, by the same name, `optim.learning_rate_table`'s schedule arguments and
