@@ -65,9 +65,11 @@ def config_or_run(config: Any, workdir: str | None, what: str) -> Any:
 
 
 def define_moved_data_flags() -> None:
-    """--archive and --data_dir of the tools that read a trained run's data (moved_data)."""
+    """--archive and --data_dir of the tools that read a trained run's data (moved_data), listed by
+    the calling script's --helpshort as its own flags."""
     from absl import flags  # noqa: PLC0415
 
+    flags.disclaim_key_flags()
     flags.DEFINE_string(
         "archive",
         None,

@@ -126,6 +126,12 @@ def test_every_entry_point_answers_help_with_its_usage_and_status_0(name, tmp_pa
     out = run_script(name, "--helpshort", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "--" in out.stdout and "Traceback" not in out.stderr
+    # Every flag of this project (--helpfull groups flags by the module that defined them) is
+    # listed by --helpshort, the help every error message points to.
+    full = run_script(name, "--helpfull", cwd=tmp_path).stdout
+    ours = [s for s in full.split("\n\n") if re.match(rf"((\S*/)?scripts/{name}|swin_flax\S*):", s)]
+    own = set(re.findall(r"^  --(?:\[no\])?(\w+)", "\n".join(ours), re.M))
+    assert own and own <= set(re.findall(r"^  --(?:\[no\])?(\w+)", out.stdout, re.M))
     assert not any(tmp_path.iterdir())
 
 
