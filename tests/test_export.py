@@ -5,6 +5,7 @@ and dtypes of the official microsoft/Swin-Transformer SwinTransformer and of tim
 configs: what `load_state_dict(strict=True)` requires of an export.
 """
 
+import errno
 import importlib.util
 import json
 import os
@@ -86,6 +87,29 @@ def test_missing_packages_are_user_errors_and_write_nothing(no_packages, tmp_pat
     convert.save_state_dict(state, tmp_path / "swin.npz")  # numpy alone
     with np.load(tmp_path / "swin.npz") as f:
         np.testing.assert_array_equal(f["head.bias"], state["head.bias"])
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_file(tmp_path, monkeypatch):
+    """A full disk while exporting: the file there before is byte for byte as it was, no part of
+    the new one is left, and the error names the path, the cause and that the old file is kept (it
+    was written straight into the target, destroyed). Found by a predict/export user trial."""
+    path = tmp_path / "swin.npz"
+    path.write_bytes(b"the previous export")
+
+    def full_disk(f, **arrays):
+        f.write(b"PK\x03\x04 the first bytes of the new file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(errors.CheckpointWriteError) as e:
+        convert.save_state_dict({"head.bias": np.zeros(3, np.float32)}, path)
+    assert path.read_bytes() == b"the previous export"
+    assert list(tmp_path.iterdir()) == [path]
+    assert str(e.value) == (
+        f"could not write {path} (No space left on device): the file that was there, if any, is "
+        "untouched. Free disk space, or give another path."
+    )
+    assert isinstance(e.value, errors.USER_ERRORS)  # one paragraph, exit 2
 
 
 # --------------------------------------------------------------------------------------------------

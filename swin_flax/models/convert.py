@@ -11,6 +11,7 @@ official layout, whose model keeps them persistent. Files: .pth/.pt/.bin/.ckpt (
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -22,7 +23,7 @@ import numpy as np
 from flax import traverse_util
 
 from swin_flax.config import PRETRAINED_SUFFIXES
-from swin_flax.errors import CheckpointError
+from swin_flax.errors import CheckpointError, CheckpointWriteError
 from swin_flax.models import swin
 from swin_flax.models.ops import relative_position_index, shifted_window_mask
 from swin_flax.models.summary import param_shapes
@@ -244,15 +245,28 @@ def _unwrapped(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
     """Writes a state_dict of numpy arrays to `path` (.pth etc.: torch.save of {key: tensor}),
-    its package checked before the file is opened."""
+    its package checked before the file is opened.
+    Written to a temporary file in the same folder, then renamed over `path`: a write that fails
+    (a full disk) leaves the file that was there as it was (CheckpointWriteError)."""
     path = os.fspath(path)
     module = require_package(path, "writing")
     arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
-    if module is None:
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
-    elif path.endswith(".safetensors"):  # its save_file would make a file no one else can read
-        with open(path, "wb") as f:
-            f.write(module.save(arrays, metadata={"format": "pt"}))
-    else:
-        module.save({k: module.from_numpy(v) for k, v in arrays.items()}, path)
+    folder, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), "wb") as f:
+            if module is None:
+                np.savez(f, **arrays)
+            elif path.endswith(".safetensors"):
+                f.write(module.save(arrays, metadata={"format": "pt"}))
+            else:
+                module.save({k: module.from_numpy(v) for k, v in arrays.items()}, f)
+        os.replace(temporary, path)
+    except OSError as e:
+        raise CheckpointWriteError(
+            f"could not write {path} ({e.strerror or e}): the file that was there, if any, is "
+            "untouched. Free disk space, or give another path."
+        ) from e
+    finally:  # a write cut short leaves no part behind (after os.replace: nothing to remove)
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
