@@ -19,7 +19,7 @@ import numpy as np
 from etils import epath
 
 from swin_flax import build, checkpoints, runfiles, runs, steps
-from swin_flax.config import DATASETS, default_config, from_record
+from swin_flax.config import DATASETS, PRETRAINED_SUFFIXES, default_config, from_record
 from swin_flax.errors import CheckpointError, DataError, in_run_tool_flags
 
 
@@ -205,6 +205,18 @@ def resolve_checkpoint(
             raise CheckpointError(  # a step its series no longer (or never) held
                 f"--checkpoint {ckpt} does not exist; {series} holds {listing}{held[-1]}: give "
                 f"{'one of them, such as ' if many else ''}--checkpoint {series / str(held[-1])}."
+            )
+        if ckpt.is_file() and ckpt.name.endswith(PRETRAINED_SUFFIXES):
+            use = (  # an export of scripts/export.py, or a downloaded state_dict
+                f"leave --checkpoint out (the best checkpoint of --workdir {workdir} is read)"
+                if workdir
+                else "give the folder of the run it came from as --workdir (its best checkpoint "
+                "is read), or a step folder such as --checkpoint WORKDIR/checkpoints/best/STEP"
+            )
+            raise CheckpointError(
+                f"--checkpoint {ckpt} is a state_dict file (as scripts/export.py writes, for "
+                f"PyTorch or to fine-tune from), not a checkpoint of a run: {use}. To fine-tune "
+                f"from it: scripts/main.py --config CONFIG --config.pretrained={ckpt}."
             )
         if not runfiles.is_step_folder(ckpt):
             up = itertools.islice(runfiles.absolute(ckpt).parents, 3)  # STEP/state/x/y

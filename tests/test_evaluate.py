@@ -351,6 +351,29 @@ def test_resolve_checkpoint_names_the_step_folder_to_give(run, tmp_path):
     assert str(e.value).endswith(f"(its newest step: --checkpoint {latest}/160).")
 
 
+def test_a_state_dict_file_given_as_checkpoint_says_what_it_is(run, tmp_path):
+    """An export of scripts/export.py given to predict.py / evaluate.py as --checkpoint said only
+    "is not a checkpoint step folder": it is named as a state_dict, with the run's checkpoint to
+    give instead and how to fine-tune from it. Found by a predict/export user trial."""
+    export = tmp_path / "swin.safetensors"
+    export.write_bytes(b"a state_dict")
+    with pytest.raises(CheckpointError) as e:
+        evaluate.resolve_checkpoint(None, str(export))
+    assert str(e.value) == (
+        f"--checkpoint {export} is a state_dict file (as scripts/export.py writes, for PyTorch or "
+        "to fine-tune from), not a checkpoint of a run: give the folder of the run it came from "
+        "as --workdir (its best checkpoint is read), or a step folder such as --checkpoint "
+        "WORKDIR/checkpoints/best/STEP. To fine-tune from it: scripts/main.py --config CONFIG "
+        f"--config.pretrained={export}."
+    )
+    with pytest.raises(CheckpointError) as e:
+        evaluate.resolve_checkpoint(str(run), str(export))
+    assert (
+        f"not a checkpoint of a run: leave --checkpoint out (the best checkpoint of --workdir {run} is read)."
+        in str(e.value)
+    )
+
+
 @pytest.mark.parametrize("given", ["3", "best", "best/3", "checkpoints/best", "checkpoints/best/3"])
 def test_a_checkpoint_given_within_the_workdir_names_the_path_meant(given, run, tmp_path):
     """--checkpoint is a path of its own; given as within --workdir (as flax's `step=`) it is
