@@ -57,12 +57,13 @@ flags.DEFINE_bool(
 )
 
 
-def check_outputs(json_path: str | None, eval_dir: str | None) -> None:
+def check_outputs(json_path: str | None, eval_dir: str | None, keep: list[str | None]) -> str:
     """Checked before the minutes of evaluation: --json must be a file path in a folder that
-    exists, --eval_dir a folder (created if new)."""
-    cli.check_output_file("json", json_path)
+    exists, replacing none of `keep` (the run, the data), --eval_dir a folder (created if new).
+    Returns what the `wrote` line adds to --json's path."""
     if eval_dir and os.path.exists(eval_dir) and not os.path.isdir(eval_dir):
         cli.exit_user_error(f"--eval_dir {eval_dir} is a file: give a folder (created if new).")
+    return cli.check_output_file("json", json_path, keep=keep)
 
 
 def _scored(report: object) -> tuple | None:
@@ -76,7 +77,8 @@ def _scored(report: object) -> tuple | None:
 
 def main(argv):
     del argv  # parse_flags refused stray arguments
-    check_outputs(FLAGS.json, FLAGS.eval_dir)
+    inputs = [FLAGS.workdir, FLAGS.checkpoint, FLAGS.archive, FLAGS.data_dir]
+    replacing = check_outputs(FLAGS.json, FLAGS.eval_dir, inputs)
     from swin_flax import evaluate, runfiles  # noqa: PLC0415 (jax, orbax: after the flags)
     from swin_flax.data import sources  # noqa: PLC0415
 
@@ -106,7 +108,7 @@ def main(argv):
         before = json.load(f)
     paths = evaluate.write_report(result, names, eval_dir, step=run.step(), title="\n".join(lines))
     if FLAGS.json and os.path.realpath(FLAGS.json) != os.path.realpath(paths["scores"]):
-        paths["json"] = shutil.copyfile(paths["scores"], FLAGS.json)
+        paths["json"] = f"{shutil.copyfile(paths['scores'], FLAGS.json)}{replacing}"
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
     if _scored(before) not in (None, _scored(result)):
         other = "another --eval_dir" if FLAGS.eval_dir else "--eval_dir"

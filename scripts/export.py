@@ -43,7 +43,9 @@ def main(argv):
         cli.exit_user_error(
             f"give --out, the file to write, ending in {', '.join(SUFFIXES)} (got {FLAGS.out!r})."
         )
-    cli.check_output_file("out", FLAGS.out, create_folder=True)
+    replacing = cli.check_output_file(
+        "out", FLAGS.out, create_folder=True, keep=[FLAGS.workdir, FLAGS.checkpoint]
+    )
     from swin_flax import build, evaluate  # noqa: PLC0415 (jax, orbax: after the flags)
     from swin_flax.models import convert, layout  # noqa: PLC0415
 
@@ -74,7 +76,7 @@ def main(argv):
     created = (
         f" (created {os.path.join(folder, '')})" if folder and not os.path.isdir(folder) else ""
     )
-    created += " (replacing the file there)" if os.path.exists(FLAGS.out) else ""
+    created += replacing
     try:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     except OSError as e:  # a folder the system will not make (/proc/x), which root may "write"

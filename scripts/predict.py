@@ -53,7 +53,9 @@ def main(argv):
             "no image given: scripts/predict.py --workdir RUN IMAGE... (PNG, JPEG or anything "
             "Pillow reads)."
         )
-    cli.check_output_file("json", FLAGS.json)
+    replacing = cli.check_output_file(
+        "json", FLAGS.json, keep=[FLAGS.workdir, FLAGS.checkpoint, *argv[1:]]
+    )
     from swin_flax import evaluate, predict, runfiles  # noqa: PLC0415 (jax: after the flags)
 
     run_folders = [a for a in argv[1:] if runfiles.is_run_folder(a)]
@@ -80,7 +82,7 @@ def main(argv):
             out = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe()}
             out |= run.choice.used()  # "run" or "ensemble", as in evaluate.py's scores.json
             json.dump({**out, "predictions": plain, "unreadable": bad}, f, indent=2)
-        print(f"wrote {FLAGS.json}")
+        print(f"wrote {FLAGS.json}{replacing}")
     if bad:
         cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")
 

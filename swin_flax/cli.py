@@ -112,11 +112,19 @@ def moved_data(config: Any, workdir: str | None, archive: str | None, data_dir: 
     return evaluate.with_data(config, archive=archive, data_dir=data_dir)
 
 
-def check_output_file(flag: str, path: str | None, create_folder: bool = False) -> None:
+# What a tool's `wrote PATH` line adds for a file it replaced (export.py, predict.py, evaluate.py).
+REPLACING = " (replacing the file there)"
+
+
+def check_output_file(
+    flag: str, path: str | None, create_folder: bool = False, *, keep: Iterable[str | None] = ()
+) -> str:
     """Exit 2 unless `path` (of --`flag`) is unset or a file path this user can write, in a folder
-    that exists (or, with `create_folder`, can be created): checked before the work, not after it."""
+    that exists (or, with `create_folder`, can be created), that replaces nothing in `keep` (what
+    the command reads: see `_refuse_replacing`): checked before the work, not after it. Returns
+    what the `wrote` line adds: REPLACING for a file already there, else ''."""
     if not path:
-        return
+        return ""
     folder = os.path.dirname(os.path.abspath(path))
     while create_folder and not os.path.lexists(folder):  # the folder that would hold the new ones
         folder = os.path.dirname(folder)
@@ -133,6 +141,46 @@ def check_output_file(flag: str, path: str | None, create_folder: bool = False) 
             f"--{flag} {path}: the folder {folder} cannot be written by this user; give another "
             "path."
         )
+    _refuse_replacing(flag, path, keep)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        exit_user_error(
+            f"--{flag} {path} is a file this user cannot write (a read-only file, or another "
+            "user's): give another path."
+        )
+    return REPLACING if os.path.exists(path) else ""
+
+
+def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
+    """Exit 2 if --`flag` `path` lies in the folder of a run that `keep` names (a --workdir, or a
+    --checkpoint in it; all of it but eval/, where the tools write their reports: its config.json,
+    checkpoints and records are what the run needs), or is a file that `keep` is or holds (an
+    input: an image, an archive)."""
+    from swin_flax import runfiles  # noqa: PLC0415 (etils: only for an output flag given)
+
+    out = os.path.realpath(path)
+    for given in (k for k in keep if k and "://" not in k and os.path.exists(k)):
+        run = given if runfiles.is_run_folder(given) else runfiles.enclosing_run(given)
+        if run is not None and runfiles.is_run_folder(run):
+            real = os.path.realpath(run)
+            if _within(out, real) and not _within(out, os.path.join(real, runfiles.EVAL_DIR)):
+                exit_user_error(
+                    f"--{flag} {path} is in {run}, the folder of the run this command reads: its "
+                    "files (config.json, checkpoints/, its records) are what the run needs. Give "
+                    f"a path outside it, or in {os.path.join(run, runfiles.EVAL_DIR, '')} (the "
+                    "tools' reports)."
+                )
+        elif os.path.isfile(out) and _within(out, os.path.realpath(given)):
+            input_ = f"an input of this command ({given})"
+            if out != os.path.realpath(given):
+                input_ = f"a file in {given}, an input of this command"
+            exit_user_error(
+                f"--{flag} {path} is {input_}: give another path, or it would be replaced."
+            )
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether the real path `path` is `folder` or lies in it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _exit_interrupted(e: object = None, status: int = EXIT_INTERRUPTED) -> NoReturn:

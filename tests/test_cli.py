@@ -298,6 +298,65 @@ def test_an_output_file_is_checked_before_the_work(tmp_path, monkeypatch, capsys
     assert f"--markdown {tmp_path / 'table.md'}: the folder {tmp_path} cannot be written" in err
 
 
+def _refusal(capsys, *args, **kwargs) -> str:
+    with pytest.raises(SystemExit) as e:
+        cli.check_output_file(*args, **kwargs)
+    assert e.value.code == cli.EXIT_USER_ERROR
+    return " ".join(capsys.readouterr().err.split())
+
+
+def test_an_output_file_replaces_nothing_the_command_reads(tmp_path, monkeypatch, capsys):
+    """`predict.py --workdir runs/a --json runs/a/config.json` replaced the run's config.json, and
+    `--json img.png img.png` the image: a run's folder (given as --workdir, or by a --checkpoint in
+    it) is the run's but for eval/, an input file is not replaced; an existing file this user may
+    not write is refused before the work. Found by a predict/export user trial."""
+    run = tmp_path / "runs" / "a"
+    step = run / "checkpoints" / "best" / "8"
+    for folder in (step / "state", step / "meta", run / "eval"):
+        folder.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    image = tmp_path / "img.png"
+    image.write_bytes(b"png")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.png").write_bytes(b"png")
+    monkeypatch.chdir(tmp_path)
+    keep = ["runs/a", None, "img.png", "photos"]  # as a command line gives them
+    said = _refusal(capsys, "json", "runs/a/config.json", keep=["runs/a"])
+    assert said == (
+        "Error: --json runs/a/config.json is in runs/a, the folder of the run this command reads: "
+        "its files (config.json, checkpoints/, its records) are what the run needs. Give a path "
+        "outside it, or in runs/a/eval/ (the tools' reports)."
+    )
+    assert (run / "config.json").read_text() == "{}"
+    for out, given in (
+        (run / "checkpoints" / "best" / "x.json", [str(run)]),  # new, but among its checkpoints
+        (run / "preds.json", [str(run)]),  # new, beside its files
+        (run / "config.json", [None, str(step)]),  # the run of a --checkpoint
+    ):
+        assert f"--json {out} is in " in _refusal(capsys, "json", str(out), keep=given)
+    said = _refusal(capsys, "out", "./img.png", create_folder=True, keep=keep)
+    assert said == (
+        "Error: --out ./img.png is an input of this command (img.png): give another path, or it "
+        "would be replaced."
+    )
+    assert _refusal(capsys, "json", "photos/cat.png", keep=keep) == (
+        "Error: --json photos/cat.png is a file in photos, an input of this command: give another "
+        "path, or it would be replaced."
+    )
+    assert image.read_bytes() == b"png"
+    # What may be written: the run's eval/, a new file in an input folder, anywhere else.
+    for out in (run / "eval" / "scores.json", tmp_path / "photos" / "p.json", tmp_path / "p.json"):
+        assert cli.check_output_file("json", str(out), keep=keep) == ""
+    (tmp_path / "p.json").write_text("{}")
+    assert cli.check_output_file("json", "p.json", keep=keep) == " (replacing the file there)"
+    # An existing file this user cannot write (as root, every file can be: the check patched).
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: os.path.isdir(path))
+    assert _refusal(capsys, "json", "p.json") == (
+        "Error: --json p.json is a file this user cannot write (a read-only file, or another "
+        "user's): give another path."
+    )
+
+
 def test_an_error_paragraph_keeps_its_own_lines(capsys):
     """A message with a numbered list of choices (the no-data error) prints one line per choice,
     each wrapped at 100 characters with its continuation indented under the item's text."""

@@ -504,6 +504,7 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
     [
         (["--json", "no_such_folder/scores.json"], "is not a file path in a folder that exists"),
         (["--json", "."], "--json . is a folder: give a file path in it, or another path."),
+        (["--json", "RUN/config.json"], "--json RUN/config.json is in RUN, the folder of the run"),
         (["--eval_dir", "RUN/config.json"], "config.json is a file: give a folder"),
         (["--checkpoint", "RUN/checkpoints/best"], "is not a checkpoint step folder"),
         (["--checkpoint", "RUN/checkpoints/best/9"], "holds step 3: give --checkpoint RUN/"),
@@ -517,6 +518,7 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
     ids=[
         "json_folder_missing",
         "json_a_folder",
+        "json_over_the_run_config",
         "eval_dir_a_file",
         "checkpoint_series_folder",
         "checkpoint_missing_step",
@@ -748,6 +750,7 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
     """The table (a row per run, then the ensemble), and the report files of the ensemble, with
     every run's figures in scores.json."""
     result = _score_stack(three_runs[0])
+    (tmp_path / "s.json").write_text("{}")  # --json over a file: said
     out = run_script(
         "evaluate.py", "--workdir", str(three_runs[0]), "--eval_dir", "eval", "--json", "s.json",
         cwd=tmp_path,
@@ -769,6 +772,7 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
     assert saved["checkpoint"].startswith(f"{three_runs[0] / 'checkpoints' / 'best'}/")
     assert lines[0] == f"checkpoint: {saved['checkpoint_line']}"  # each run's best epoch
     assert json.loads((tmp_path / "s.json").read_text()) == saved  # --json: the same scores
+    assert lines[-1].endswith(", s.json (replacing the file there) and TensorBoard summaries")
     table = (tmp_path / "eval" / "per_class.txt").read_text().splitlines()
     assert table == lines[: len(table)] and table[8].startswith("class")  # the console's lines
     assert saved["data"] == lines[1].removeprefix("data: ")

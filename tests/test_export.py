@@ -224,6 +224,7 @@ def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
             r"writing .*swin\.pth needs PyTorch: pip install torch",
             marks=pytest.mark.skipif(bool(importlib.util.find_spec("torch")), reason="has torch"),
         ),
+        (["--out={workdir}/swin.npz"], r"--out .*/swin\.npz is in .*, the folder of the run"),
         (
             ["--out={workdir}/config.json/swin.npz"],
             "is not a file path in a folder that exists or can be created",
@@ -240,6 +241,7 @@ def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
         "no_out",
         "no_workdir",
         "pth_without_torch",
+        "in_the_run",
         "under_a_file",
         "uncreatable_folder",
     ],  # fmt: skip

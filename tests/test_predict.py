@@ -414,6 +414,7 @@ def test_run_choices_the_checkpoint_does_not_hold(two_runs):
 @pytest.mark.slow  # scripts/predict.py as a subprocess
 def test_cli_says_it_predicts_with_the_ensemble(two_runs, run, tmp_path):
     paths = run[-1]
+    (tmp_path / "p.json").write_text("{}")  # replaced: said, as export.py says it
     out = run_script(
         "predict.py",
         f"--workdir={two_runs[0]}",
@@ -429,9 +430,32 @@ def test_cli_says_it_predicts_with_the_ensemble(two_runs, run, tmp_path):
         "their probabilities), their best epochs 1, 1"
     )
     assert lines[1] == paths[0] and len(lines) == 4
+    assert lines[3] == "wrote p.json (replacing the file there)"
     # --json names the runs used, as evaluate.py's scores.json does
     saved = json.loads((tmp_path / "p.json").read_text())
     assert saved["ensemble"] == ["learning_rate=0.001", "learning_rate=0.002"]
+
+
+@pytest.mark.slow  # scripts/predict.py as a subprocess
+def test_cli_refuses_a_json_over_its_run_or_an_image(run, tmp_path):
+    """`--workdir runs/a --json runs/a/config.json` replaced the run's config.json, `--json img.png
+    img.png` the image: refused before the work. Found by a predict/export user trial."""
+    workdir, paths = run[0], run[-1]
+    shutil.copy(paths[0], tmp_path / "img.png")
+    before = snapshot(workdir)
+    over_the_run = f"--json={workdir}/config.json"
+    message = fails_cleanly(
+        "predict.py", f"--workdir={workdir}", over_the_run, "img.png", cwd=tmp_path
+    )
+    assert message.startswith(f"Error: --json {workdir}/config.json is in {workdir}, the folder of")
+    assert snapshot(workdir) == before
+    message = fails_cleanly(
+        "predict.py", f"--workdir={workdir}", "--json=img.png", "img.png", cwd=tmp_path
+    )
+    assert message == (
+        "Error: --json img.png is an input of this command (img.png): give another path, or it "
+        "would be replaced."
+    )
 
 
 @pytest.mark.slow  # scripts/predict.py as a subprocess
