@@ -16,7 +16,9 @@ from swin_flax import cli  # standard library and absl only
 
 cli.start()
 
+import json  # noqa: E402
 import os  # noqa: E402
+from typing import Any  # noqa: E402
 
 from absl import flags  # noqa: E402
 
@@ -81,12 +83,42 @@ def main(argv):
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     except OSError as e:  # a folder the system will not make (/proc/x), which root may "write"
         cli.exit_user_error(f"--out {FLAGS.out}: its folder cannot be created ({e.strerror}).")
-    convert.save_state_dict(state, FLAGS.out)
+    facts = model_input(run.config)
+    convert.save_state_dict(state, FLAGS.out, {k: json.dumps(v) for k, v in facts.items()})
     print(
         f"wrote {FLAGS.out}{created}: {FLAGS.layout} layout, {len(state)} tensors, "
         f"checkpoint {run.describe()}"
     )
     print(f"load it with strict=True into {constructor(model, FLAGS.layout)}")
+    print(usage(facts, FLAGS.out.endswith(".safetensors")))
+
+
+def model_input(config) -> dict[str, Any]:
+    """What a PyTorch user of the export feeds it and reads from it, as the run's config says: the
+    input size, the normalisation (after /255) and, for CIFAR, the class names by output index."""
+    from swin_flax.data import archives  # noqa: PLC0415
+
+    facts = {
+        "img_size": config.model.img_size,
+        "normalize_mean": list(config.normalize_mean),
+        "normalize_std": list(config.normalize_std),
+    }
+    if names := archives.CLASS_NAMES.get(config.dataset):
+        facts["class_names"] = list(names)
+    return facts
+
+
+def usage(facts: dict[str, Any], in_metadata: bool) -> str:
+    """The line that says `model_input`'s facts (and that a .safetensors holds them)."""
+    size, names = facts["img_size"], facts.get("class_names")
+    said = (
+        f"its input: RGB images resized to {size}x{size}, pixels / 255 normalized with mean "
+        f"{tuple(facts['normalize_mean'])} and std {tuple(facts['normalize_std'])}"
+    )
+    if names:
+        said += f"; its outputs: classes by label (0 {names[0]}, 1 {names[1]}, ..., "
+        said += f"{len(names) - 1} {names[-1]})"
+    return said + (f" (also in the file's metadata: {', '.join(facts)})" if in_metadata else "")
 
 
 # The official arguments a state_dict's shapes depend on (the dropout rates do not).

@@ -62,6 +62,7 @@ SLOW = {
         "test_export_script_takes_one_run_of_several",
         "test_export_script_writes_the_best_checkpoint",
         "test_export_script_bad_arguments_exit_2_and_write_nothing",
+        "test_the_export_says_the_input_and_classes_it_was_trained_on",
     },
 }
 

@@ -181,6 +181,46 @@ def test_export_script_writes_the_best_checkpoint(run, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, convert.torch_to_flax(state, model), canonical)
 
 
+def test_the_export_says_the_input_and_classes_it_was_trained_on(tmp_path):
+    """A PyTorch user needs the input size, the normalisation and the classes' order besides the
+    constructor: the closing line says them, a .safetensors keeps them in its metadata (JSON
+    strings; "format": "pt" as before). Found by a predict/export user trial."""
+    from safetensors import safe_open  # noqa: PLC0415
+
+    c = default_config()
+    c.dataset = "cifar10"
+    c.normalize_mean, c.normalize_std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    c.model.update(img_size=32, patch_size=4, embed_dim=8, depths=(2,), num_heads=(1,))
+    c.model.update(window_size=4)
+    workdir = tmp_path / "run"
+    rundir.write_config(c, workdir)
+    ckpts = checkpoints.Checkpoints(workdir)
+    params = random_params(build.model_from_config(c))
+    ckpts.save("best", 2, {"params": params, "step": 2}, {"epoch": 1, "step": 2})
+    ckpts.close()
+    out = tmp_path / "swin.safetensors"
+    result = export(f"--workdir={workdir}", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[2] == (
+        "its input: RGB images resized to 32x32, pixels / 255 normalized with mean (0.49, 0.48, "
+        "0.45) and std (0.25, 0.24, 0.26); its outputs: classes by label (0 airplane, 1 "
+        "automobile, ..., 9 truck) (also in the file's metadata: img_size, normalize_mean, "
+        "normalize_std, class_names)"
+    )
+    with safe_open(out, "np") as f:
+        metadata = f.metadata()
+    assert metadata.pop("format") == "pt"
+    assert {k: json.loads(v) for k, v in metadata.items()} == {
+        "img_size": 32,
+        "normalize_mean": [0.49, 0.48, 0.45],
+        "normalize_std": [0.25, 0.24, 0.26],
+        "class_names": [
+            "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+            "truck",
+        ],
+    }  # fmt: skip
+
+
 def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
     """qk_scale, ape and patch_norm off: the official constructor call names them (qk_scale
     changes no shape, only the outputs); timm's SwinTransformer has none of them: refused."""

@@ -243,9 +243,13 @@ def _unwrapped(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return state
 
 
-def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
+def save_state_dict(
+    state: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """Writes a state_dict of numpy arrays to `path` (.pth etc.: torch.save of {key: tensor}),
-    its package checked before the file is opened.
+    its package checked before the file is opened; .safetensors keeps `metadata` beside "format".
     Written to a temporary file in the same folder, then renamed over `path`: a write that fails
     (a full disk) leaves the file that was there as it was (CheckpointWriteError)."""
     path = os.fspath(path)
@@ -258,7 +262,7 @@ def save_state_dict(state: Mapping[str, np.ndarray], path: str | os.PathLike) ->
             if module is None:
                 np.savez(f, **arrays)
             elif path.endswith(".safetensors"):
-                f.write(module.save(arrays, metadata={"format": "pt"}))
+                f.write(module.save(arrays, metadata={**(metadata or {}), "format": "pt"}))
             else:
                 module.save({k: module.from_numpy(v) for k, v in arrays.items()}, f)
         os.replace(temporary, path)
