@@ -151,10 +151,9 @@ def check_output_file(
 
 
 def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
-    """Exit 2 if --`flag` `path` lies in the folder of a run that `keep` names (a --workdir, or a
-    --checkpoint in it; all of it but eval/, where the tools write their reports: its config.json,
-    checkpoints and records are what the run needs), or is a file that `keep` is or holds (an
-    input: an image, an archive)."""
+    """Exit 2 if --`flag` `path` is a file of a run that `keep` names (a --workdir, or a
+    --checkpoint in it: runfiles.is_run_file), or a file that `keep` is or holds (an input: an
+    image, an archive)."""
     from swin_flax import runfiles  # noqa: PLC0415 (etils: only for an output flag given)
 
     out = os.path.realpath(path)
@@ -162,12 +161,11 @@ def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
         run = given if runfiles.is_run_folder(given) else runfiles.enclosing_run(given)
         if run is not None and runfiles.is_run_folder(run):
             real = os.path.realpath(run)
-            if _within(out, real) and not _within(out, os.path.join(real, runfiles.EVAL_DIR)):
+            if _within(out, real) and runfiles.is_run_file(out, real):
                 exit_user_error(
-                    f"--{flag} {path} is in {run}, the folder of the run this command reads: its "
-                    "files (config.json, checkpoints/, its records) are what the run needs. Give "
-                    f"a path outside it, or in {os.path.join(run, runfiles.EVAL_DIR, '')} (the "
-                    "tools' reports)."
+                    f"--{flag} {path} is a file of {run}, the run this command reads (its "
+                    "config.json, records and checkpoints/ are what it needs): give another path, "
+                    f"e.g. a new name in {run} or a path in {os.path.join(run, runfiles.EVAL_DIR, '')}."
                 )
         elif os.path.isfile(out) and _within(out, os.path.realpath(given)):
             input_ = f"an input of this command ({given})"

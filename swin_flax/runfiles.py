@@ -12,6 +12,8 @@ SERIES = ("latest", "best")  # checkpoints/latest (resuming), checkpoints/best
 EVAL_DIR = "eval"
 SUMMARY = "summary.json"  # written when the run has trained all its epochs
 PRETRAINED = "pretrained.txt"  # what a run started from config.pretrained loaded, resized, left new
+# The files a run writes beside its folders (with its TensorBoard events, events.out.tfevents.*).
+TOP_FILES = ("config.json", "config.txt", SUMMARY, PRETRAINED)
 
 
 def absolute(path: str | os.PathLike) -> epath.Path:
@@ -39,3 +41,13 @@ def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
         if folder.name == CHECKPOINTS and any((folder / s).is_dir() for s in SERIES):
             return folder.parent
     return None
+
+
+def is_run_file(path: str, run: str) -> bool:
+    """Whether the real path `path` in the real run folder `run` is the run's own: a file it writes
+    beside its folders, its TensorBoard events, or anything in its folders but eval/ (the tools'
+    reports). A new name beside them is not."""
+    first, *rest = os.path.relpath(path, run).split(os.sep)
+    if rest:
+        return first != EVAL_DIR
+    return first in TOP_FILES or first.startswith("events.out.tfevents.")

@@ -312,7 +312,7 @@ def test_an_output_file_replaces_nothing_the_command_reads(tmp_path, monkeypatch
     not write is refused before the work. Found by a predict/export user trial."""
     run = tmp_path / "runs" / "a"
     step = run / "checkpoints" / "best" / "8"
-    for folder in (step / "state", step / "meta", run / "eval"):
+    for folder in (step / "state", step / "meta", run / "eval", run / "runs"):
         folder.mkdir(parents=True)
     (run / "config.json").write_text("{}")
     image = tmp_path / "img.png"
@@ -323,17 +323,19 @@ def test_an_output_file_replaces_nothing_the_command_reads(tmp_path, monkeypatch
     keep = ["runs/a", None, "img.png", "photos"]  # as a command line gives them
     said = _refusal(capsys, "json", "runs/a/config.json", keep=["runs/a"])
     assert said == (
-        "Error: --json runs/a/config.json is in runs/a, the folder of the run this command reads: "
-        "its files (config.json, checkpoints/, its records) are what the run needs. Give a path "
-        "outside it, or in runs/a/eval/ (the tools' reports)."
+        "Error: --json runs/a/config.json is a file of runs/a, the run this command reads (its "
+        "config.json, records and checkpoints/ are what it needs): give another path, e.g. a new "
+        "name in runs/a or a path in runs/a/eval/."
     )
     assert (run / "config.json").read_text() == "{}"
     for out, given in (
         (run / "checkpoints" / "best" / "x.json", [str(run)]),  # new, but among its checkpoints
-        (run / "preds.json", [str(run)]),  # new, beside its files
+        (run / "runs" / "x.json", [str(run)]),  # new, in another of its folders
+        (run / "summary.json", [str(run)]),  # its record, not there yet
+        (run / "events.out.tfevents.1.host", [str(run)]),  # its TensorBoard events
         (run / "config.json", [None, str(step)]),  # the run of a --checkpoint
     ):
-        assert f"--json {out} is in " in _refusal(capsys, "json", str(out), keep=given)
+        assert f"--json {out} is a file of " in _refusal(capsys, "json", str(out), keep=given)
     said = _refusal(capsys, "out", "./img.png", create_folder=True, keep=keep)
     assert said == (
         "Error: --out ./img.png is an input of this command (img.png): give another path, or it "
@@ -344,9 +346,17 @@ def test_an_output_file_replaces_nothing_the_command_reads(tmp_path, monkeypatch
         "path, or it would be replaced."
     )
     assert image.read_bytes() == b"png"
-    # What may be written: the run's eval/, a new file in an input folder, anywhere else.
-    for out in (run / "eval" / "scores.json", tmp_path / "photos" / "p.json", tmp_path / "p.json"):
+    # What may be written: the run's eval/, a new name beside its files (an export kept with the
+    # run), a new file in an input folder, anywhere else.
+    for out in (
+        run / "eval" / "scores.json",
+        run / "preds.json",
+        tmp_path / "photos" / "p.json",
+        tmp_path / "p.json",
+    ):
         assert cli.check_output_file("json", str(out), keep=keep) == ""
+    (run / "preds.json").write_text("{}")  # written there before: replaced again, as said
+    assert cli.check_output_file("json", "runs/a/preds.json", keep=keep) == cli.REPLACING
     (tmp_path / "p.json").write_text("{}")
     assert cli.check_output_file("json", "p.json", keep=keep) == " (replacing the file there)"
     # An existing file this user cannot write (as root, every file can be: the check patched).

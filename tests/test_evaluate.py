@@ -504,7 +504,10 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
     [
         (["--json", "no_such_folder/scores.json"], "is not a file path in a folder that exists"),
         (["--json", "."], "--json . is a folder: give a file path in it, or another path."),
-        (["--json", "RUN/config.json"], "--json RUN/config.json is in RUN, the folder of the run"),
+        (
+            ["--json", "RUN/config.json"],
+            "--json RUN/config.json is a file of RUN, the run this command reads",
+        ),
         (["--eval_dir", "RUN/config.json"], "config.json is a file: give a folder"),
         (["--checkpoint", "RUN/checkpoints/best"], "is not a checkpoint step folder"),
         (["--checkpoint", "RUN/checkpoints/best/9"], "holds step 3: give --checkpoint RUN/"),

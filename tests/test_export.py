@@ -264,7 +264,10 @@ def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
             r"writing .*swin\.pth needs PyTorch: pip install torch",
             marks=pytest.mark.skipif(bool(importlib.util.find_spec("torch")), reason="has torch"),
         ),
-        (["--out={workdir}/swin.npz"], r"--out .*/swin\.npz is in .*, the folder of the run"),
+        (
+            ["--out={workdir}/checkpoints/swin.npz"],
+            r"--out .*/swin\.npz is a file of .*, the run this",
+        ),
         (
             ["--out={workdir}/config.json/swin.npz"],
             "is not a file path in a folder that exists or can be created",

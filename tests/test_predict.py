@@ -447,7 +447,9 @@ def test_cli_refuses_a_json_over_its_run_or_an_image(run, tmp_path):
     message = fails_cleanly(
         "predict.py", f"--workdir={workdir}", over_the_run, "img.png", cwd=tmp_path
     )
-    assert message.startswith(f"Error: --json {workdir}/config.json is in {workdir}, the folder of")
+    assert message.startswith(
+        f"Error: --json {workdir}/config.json is a file of {workdir}, the run"
+    )
     assert snapshot(workdir) == before
     message = fails_cleanly(
         "predict.py", f"--workdir={workdir}", "--json=img.png", "img.png", cwd=tmp_path
