@@ -11,8 +11,8 @@ and .safetensors (pip install -e '.[pretrained]') are written without PyTorch, .
 renamed over it, so a failed write leaves the one there as it was; it may not replace a file of
 the run (a new name in its folder is fine). The last line says the input the model expects and,
 for CIFAR, its classes by output index; a .safetensors keeps them in its metadata. The checkpoint
-is the run's best, else its latest. A checkpoint of several runs (config.num_runs, config.sweep) exports one of them:
---run K (an index or a name such as 'seed=1').
+is the run's best, else its latest. A checkpoint of several runs (config.num_runs, config.sweep)
+exports one of them: --run K (an index or a name such as 'seed=1').
 """
 
 from swin_flax import cli  # standard library and absl only
