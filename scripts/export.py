@@ -55,7 +55,7 @@ def main(argv):
     from swin_flax.models import convert, layout  # noqa: PLC0415
 
     convert.require_package(FLAGS.out, "writing")
-    run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run)
+    run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, several=False)
     choice = run.choice
     if len(choice.indices) > 1:
         listing = ", ".join(f"{k} {choice.names[k]!r}" for k in choice.indices)

@@ -13,8 +13,9 @@ that could not be read to PATH.
 
 A checkpoint of several runs (config.num_runs, config.sweep) predicts with their ensemble (the mean
 of their softmax probabilities; --ensemble says so explicitly), or with the one run --run K names
-(its index or name), or with the ensemble of the runs that hold a part of a name --run gives (e.g. a
-swept value); the header line says which.
+(its index or name: --run 1, --run learning_rate=0.002), or with the ensemble of the runs that hold
+a part of a name --run gives (e.g. a swept value with its seeds, --run learning_rate=0.002); the
+header line says which.
 """
 
 from swin_flax import cli  # standard library and absl only
@@ -37,7 +38,7 @@ flags.DEFINE_string(
     "run",
     None,
     "Of a checkpoint of several runs: predict with this one (its index or name), or the ensemble of"
-    " the runs that hold a part of a name (e.g. a swept value: its seeds).",
+    " the runs that hold a part of a name (e.g. learning_rate=0.002: that value's seeds).",
 )
 flags.DEFINE_bool(
     "ensemble",

@@ -105,9 +105,12 @@ class Run:
         return [jax.tree.map(lambda x, k=k: np.asarray(x)[k], params) for k in self.choice.indices]
 
 
-def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> Choice:
+def choose_runs(
+    run: Run, which: str | None = None, ensemble: bool = False, several: bool = True
+) -> Choice:
     """The runs that --run (`which`: an index, a name, or part of one such as a swept value) and
-    --ensemble choose (all by default); CheckpointError, before any params are read, if none."""
+    --ensemble choose (all by default); CheckpointError, before any params are read, if none (its
+    advice offers a part of a name only if the caller uses `several` runs: export.py does not)."""
     names = tuple(run.meta.get("runs") or [])  # the stacked runs: none for a single run's
     which = which or None  # --run= (empty): not given
     if not names:
@@ -128,10 +131,15 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
         chosen = tuple(k for k, n in enumerate(names) if wanted <= _name_parts(n))
     if not chosen:
         listing = ", ".join(f"{k} {n!r}" for k, n in enumerate(names))
+        fix = f"an index from 0 to {len(names) - 1} or a name ({listing}), e.g. --run "
+        fix += _like(which, names)
+        split = [n.split(",") for n in names]  # a part of names held by several runs:
+        shared = [p for p in dict.fromkeys(sum(split, [])) if sum(p in n for n in split) > 1]
+        if several and shared:
+            fix += f", or a part of one for the runs holding it, e.g. --run {_like(which, shared)}"
         raise CheckpointError(
             f"--run {which} names none of the {len(names)} runs of the checkpoint "
-            f"{run.checkpoint}: give an index from 0 to {len(names) - 1}, a name ({listing}) or "
-            "part of one (a swept value: its runs together)."
+            f"{run.checkpoint}: give {fix}."
         )
     if ensemble and len(chosen) == 1:
         raise CheckpointError(
@@ -140,6 +148,13 @@ def choose_runs(run: Run, which: str | None = None, ensemble: bool = False) -> C
             "swept value) for their ensemble alone."
         )
     return Choice(names, chosen, each_run=len(chosen) > 1 and not ensemble)
+
+
+def _like(which: str, options: Sequence[str]) -> str:
+    """Of `options` (run names or parts), one that holds the value --run gave (`0.002`, `lr=2e-3`:
+    'learning_rate=0.002'), else the first: the example of a refusal."""
+    value = _name_parts("=" + which.replace(",", "=").rpartition("=")[2]).pop()  # '=0.002'
+    return next((o for o in options if any(p.endswith(value) for p in _name_parts(o))), options[0])
 
 
 def _name_parts(name: str) -> set[str]:
@@ -159,8 +174,10 @@ def open_run(
     checkpoint: str | None = None,
     which: str | None = None,
     ensemble: bool = False,
+    several: bool = True,
 ) -> Run:
-    """The run, checkpoint and runs the flags name, checked before any params are read."""
+    """The run, checkpoint and runs the flags name, checked before any params are read (`several`:
+    whether the caller can use several runs, as `choose_runs`)."""
     run, ckpt = resolve_checkpoint(workdir, checkpoint)
     config = load_run_config(run)
     _, meta = load_params(ckpt, meta_only=True)
@@ -176,7 +193,7 @@ def open_run(
             f"({'; '.join(diffs)}): {fix}"
         )
     opened = Run(runfiles.absolute(run), runfiles.absolute(ckpt), config, meta)
-    return dataclasses.replace(opened, choice=choose_runs(opened, which, ensemble))
+    return dataclasses.replace(opened, choice=choose_runs(opened, which, ensemble, several))
 
 
 def resolve_checkpoint(

@@ -671,6 +671,35 @@ def test_part_of_a_name_chooses_a_sweep_points_runs():
     assert evaluate.choose_runs(big, "seed=1000000").indices == (0,)
 
 
+def test_a_refused_run_shows_the_form_taken_from_the_runs_own_names():
+    """`--run 0.002` (a bare swept value) names no run: the refusal shows a --run that works, made
+    of the checkpoint's names, the one holding the value given; a part of a name (the runs holding
+    it together) where several runs hold one, and not to export.py (`several=False`)."""
+    lrs = ["learning_rate=0.001", "learning_rate=0.002"]
+    sweep = evaluate.Run(
+        epath.Path("w"), epath.Path("w/checkpoints/latest/8"), default_config(), {"runs": lrs}
+    )
+    for which in ("0.002", "lr=2e-3"):
+        with pytest.raises(CheckpointError) as e:
+            evaluate.choose_runs(sweep, which)
+        assert str(e.value).endswith("1 'learning_rate=0.002'), e.g. --run learning_rate=0.002."), (
+            str(e.value)
+        )
+    assert evaluate.choose_runs(sweep, "learning_rate=0.002").indices == (1,)  # the form shown
+    names = [f"{lr},seed={s}" for lr in lrs for s in (0, 1)]
+    seeds = dataclasses.replace(sweep, meta={"runs": names})
+    with pytest.raises(CheckpointError) as e:
+        evaluate.choose_runs(seeds, "0.002")
+    assert str(e.value).endswith(
+        "e.g. --run learning_rate=0.002,seed=0, or a part of one for the runs holding it, e.g. "
+        "--run learning_rate=0.002."
+    ), str(e.value)
+    assert evaluate.choose_runs(seeds, "learning_rate=0.002").indices == (2, 3)
+    with pytest.raises(CheckpointError) as e:
+        evaluate.choose_runs(seeds, "0.002", several=False)
+    assert str(e.value).endswith("e.g. --run learning_rate=0.002,seed=0."), str(e.value)
+
+
 @pytest.mark.parametrize("which, k", [("1", 1), ("seed=2", 2)])
 def test_one_run_is_scored_as_a_single_run(which, k, three_runs, single_scores):
     """--run K (an index or a name): exactly the scores of run K's params saved as a single run."""
@@ -727,7 +756,7 @@ WRONG_CHOICES = {
         ("3", False),
         "--run 3 names none of the 3 runs of the checkpoint ",
     ),
-    "unknown_run_name": ("three", ("seed=7", False), "give an index from 0 to 2, a name"),
+    "unknown_run_name": ("three", ("seed=7", False), "give an index from 0 to 2 or a name"),
     "one_run_and_ensemble": ("three", ("0", True), "--run 0 chooses one run and --ensemble the"),
 }
 
@@ -741,7 +770,8 @@ def test_choose_runs_refuses_what_the_checkpoint_does_not_hold(case, three_runs,
     assert expected in str(e.value)
     if case == "unknown_run_name":
         assert str(e.value).endswith(
-            "(0 'seed=0', 1 'seed=1', 2 'seed=2') or part of one (a swept value: its runs together)."
+            "give an index from 0 to 2 or a name (0 'seed=0', 1 'seed=1', 2 'seed=2'), e.g. --run "
+            "seed=0."  # no part of a name is held by several seeds: none offered
         )
     if case.endswith("single_run"):
         flag = "--run" if which else "--ensemble"

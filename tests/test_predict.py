@@ -462,11 +462,12 @@ def test_cli_refuses_a_json_over_its_run_or_an_image(run, tmp_path):
 
 @pytest.mark.slow  # scripts/predict.py as a subprocess
 def test_cli_refuses_a_run_it_does_not_hold(two_runs, run, tmp_path):
+    """`--run 0.002`, a swept value alone: the refusal shows the form that works."""
     message = fails_cleanly(
-        "predict.py", f"--workdir={two_runs[0]}", "--run=seed=1", run[-1][0], cwd=tmp_path
+        "predict.py", f"--workdir={two_runs[0]}", "--run=0.002", run[-1][0], cwd=tmp_path
     )
-    assert message.startswith("Error: --run seed=1 names none of the 2 runs of the checkpoint ")
+    assert message.startswith("Error: --run 0.002 names none of the 2 runs of the checkpoint ")
     assert message.endswith(
-        "best/3: give an index from 0 to 1, a name (0 'learning_rate=0.001', 1 "
-        "'learning_rate=0.002') or part of one (a swept value: its runs together)."
+        "best/3: give an index from 0 to 1 or a name (0 'learning_rate=0.001', 1 "
+        "'learning_rate=0.002'), e.g. --run learning_rate=0.002."
     )
