@@ -5,11 +5,13 @@
     python scripts/predict.py --checkpoint runs/strong/checkpoints/latest/4880 cat.jpg
     python scripts/predict.py --workdir runs/seeds [--run 1 | --run seed=1 | --ensemble] cat.jpg
 
-Images of any size are resized as the run's config says (model.img_size, bilinear) and normalised
-with its normalize_mean / normalize_std. Every file is checked first: the good ones are predicted,
-the others named in one paragraph, and then the exit status is 2. --json PATH also writes the
-predictions (each file's class indices, names and probabilities), the checkpoint and the files
-that could not be read to PATH.
+Images of any size are resized as the run's config says (to model.img_size squared, bilinear: the
+aspect ratio is not kept, crop first to keep it) and normalised with its normalize_mean /
+normalize_std. The run is checked first, then every file read: the good ones are predicted, the
+others named in one paragraph, and then the exit status is 2. A folder stands for the images under
+it (by suffix: the formats Pillow decodes). --json PATH also writes the predictions (each file's
+class indices, names and probabilities), the checkpoint and the files that could not be read
+to PATH.
 
 A checkpoint of several runs (config.num_runs, config.sweep) predicts with their ensemble (the mean
 of their softmax probabilities; --ensemble says so explicitly), or with the one run --run K names
@@ -66,15 +68,18 @@ def main(argv):
             f"{run_folders[0]}, then the images."
         )
 
-    images, bad = predict.check_images(argv[1:])
-    n = len(images) + len(bad)
+    run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
+    c = run.config  # each image decoded once, kept at the model's input size
+    paths, inputs, bad = predict.read_images(
+        argv[1:], c.model.img_size, c.normalize_mean, c.normalize_std
+    )
+    n = len(paths) + len(bad)
     are = "is not an image" if len(bad) == 1 else "are not images"
     count = f"{len(bad)} of {n} files {are} that can be read: " if n > 1 else ""
     problems = f"{count}{'; '.join(bad)}."
-    if not images:
+    if not paths:
         cli.exit_user_error(f"{problems} Give image files (PNG, JPEG or anything Pillow reads).")
-    run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
-    predictions = predict.predict_images(run.config, run.members(), images, FLAGS.top_k)
+    predictions = predict.classify(c, run.members(), paths, inputs, FLAGS.top_k)
     print(f"checkpoint: {run.describe()}")
     print(predict.format_predictions(predictions), flush=True)
     if FLAGS.json:
@@ -85,7 +90,7 @@ def main(argv):
             json.dump({**out, "predictions": plain, "unreadable": bad}, f, indent=2)
         print(f"wrote {FLAGS.json}{replacing}")
     if bad:
-        cli.exit_user_error(f"{problems} The predictions above are for the other {len(images)}.")
+        cli.exit_user_error(f"{problems} The predictions above are for the other {len(paths)}.")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Classifying image files with a trained run: top-k classes with probabilities and names.
 
 Images (anything Pillow reads, any size, turned RGB) go through the test pipeline's transform of the
-run's config (`pipeline.to_model_input`): antialiased bilinear resize to model.img_size, then
+run's config (`pipeline.to_model_input`): antialiased bilinear resize to model.img_size squared
+(the aspect ratio is not kept: crop an image first to keep it), then
 (x / 255 - normalize_mean) / normalize_std. A checkpoint of several runs predicts with the one
 chosen, or with the ensemble of those chosen (all by default).
 """
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
@@ -33,21 +35,43 @@ class Prediction:
     probabilities: tuple[float, ...]
 
 
+def image_suffixes() -> tuple[str, ...]:
+    """The suffixes of the formats Pillow decodes here, which a folder's images are told by: not its
+    save-only ones (PDF), stubs that read a header and need a handler to decode (HDF5, GRIB, BUFR,
+    WMF), MPEG (a header only) or EPS without Ghostscript."""
+    from PIL import EpsImagePlugin, Image, ImageFile  # noqa: PLC0415
+
+    Image.init()
+    decoded = {"MPO"}  # opened by JPEG's factory, so not a key of Image.OPEN
+    for fmt, (factory, _) in Image.OPEN.items():
+        stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+        decoded |= set() if stub or fmt == "MPEG" else {fmt}
+    if not EpsImagePlugin.has_ghostscript():
+        decoded.discard("EPS")
+    return tuple(e for e, fmt in Image.registered_extensions().items() if fmt in decoded)
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """An image file -> uint8 [H, W, 3] RGB, upright (EXIF orientation applied), 16-bit grey scaled
     to 8 bits (Pillow's RGB conversion would clip it). FileNotFoundError for a missing path,
     DataError for a folder, an undecodable file or a 32-bit one (its range unknown). Pillow's
-    large-image warning is not shown: the user chose the file."""
+    limit on large images (Image.MAX_IMAGE_PIXELS, a guard for servers) is lifted while it reads:
+    the user chose the file."""
     from PIL import Image, ImageOps  # noqa: PLC0415
 
     path = os.fspath(path)
     if not os.path.exists(path):
+        if any(c in path for c in "*?["):  # a quoted glob: the shell passed it as it is
+            raise FileNotFoundError(
+                f"image {path} does not exist: the pattern was not expanded (it was quoted): "
+                "give it without quotes, or give the folder itself (its images are all read)."
+            )
         raise FileNotFoundError(f"image {path} does not exist.")
     if os.path.isdir(path):
         raise sources.DataError(f"image {path} is a folder, not an image file.")
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        with warnings.catch_warnings():  # set before Image.open, which warns of large images
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)  # still read
             with Image.open(path) as opened:
                 img = ImageOps.exif_transpose(opened)
@@ -63,27 +87,42 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 return np.asarray(img.convert("RGB"), np.uint8)
     except sources.DataError:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError) as e:  # "cannot identify image file"
+    except (OSError, ValueError) as e:  # "cannot identify image file"
+        said = str(e).rstrip(".")  # Pillow's own sentence ends in a full stop, as this one does
         raise sources.DataError(
-            f"image {path} cannot be read as an image ({type(e).__name__}: {e})."
+            f"image {path} cannot be read as an image ({type(e).__name__}: {said})."
         ) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
-def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
-    """(readable image paths, one message per other path), decoded before a checkpoint is loaded
-    so that bad files are named at once and the good ones still get their predictions. A folder
-    stands for the files under it, subfolders included (an ImageFolder layout: class/img.png;
-    hidden ones and macOS' __MACOSX/ not), whose suffix Pillow reads, in path order."""
-    from PIL import Image  # noqa: PLC0415
-
-    good, bad = [], []
-    suffixes = tuple(Image.registered_extensions())
+def read_images(
+    paths: Sequence[str | os.PathLike], image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """(readable image paths, their model inputs as `preprocess` makes them, one message per other
+    path): each file decoded once, kept only at the model's input size, so that bad files are
+    named before anything compiles and the good ones still get their predictions. A folder stands
+    for the files under it, subfolders included (an ImageFolder layout: class/img.png; hidden ones
+    and macOS' __MACOSX/ not; linked folders followed, but not a link back up to a folder it was
+    reached by or one above it, a loop), whose suffix is of a format Pillow decodes, in path order."""
+    good, inputs, bad = [], [], []
+    suffixes = image_suffixes()
     for given in map(os.fspath, paths):
         files = [given]
         if os.path.isdir(given):
-            files = []
+            files, walked = [], {}  # a folder -> the real paths of those it was reached by
             for folder, subfolders, names in os.walk(given, followlinks=True):  # as ImageFolder
-                subfolders[:] = [d for d in subfolders if not d.startswith((".", "__MACOSX"))]
+                chain = (*walked.get(folder, ()), os.path.join(os.path.realpath(folder), ""))
+                subfolders[:] = [
+                    d
+                    for d in subfolders
+                    if not d.startswith((".", "__MACOSX"))
+                    if not any(  # a link to one of them or above (`up -> ..`): a loop
+                        c.startswith(os.path.join(os.path.realpath(os.path.join(folder, d)), ""))
+                        for c in chain
+                    )
+                ]
+                walked |= {os.path.join(folder, d): chain for d in subfolders}
                 files += [
                     path
                     for n in names
@@ -95,11 +134,11 @@ def check_images(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[st
                 bad.append(f"the folder {given} holds no image file (PNG, JPEG, ...)")
         for path in files:
             try:
-                load_image(path)
+                inputs.append(preprocess(load_image(path), image_size, mean, std))
                 good.append(path)
             except (OSError, sources.DataError) as e:
                 bad.append(str(e).rstrip("."))
-    return good, bad
+    return good, inputs, bad
 
 
 def preprocess(
@@ -136,26 +175,36 @@ def predict_images(
     for i, x in enumerate(images):
         if isinstance(x, np.ndarray) and (x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3):
             raise ValueError(f"image {i}: give a uint8 [H, W, 3] array, not {x.dtype} {x.shape}.")
-    apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
     transform = (config.model.img_size, config.normalize_mean, config.normalize_std)
-    logits = []
-    for start in range(0, len(images), batch_size):
-        batch = [
-            x if isinstance(x, np.ndarray) else load_image(x)
-            for x in images[start : start + batch_size]
-        ]
-        inputs = np.stack([preprocess(x, *transform) for x in batch])
-        logits.append(np.stack([np.asarray(apply(params, inputs)) for params in members]))
+    inputs = (
+        preprocess(x if isinstance(x, np.ndarray) else load_image(x), *transform) for x in images
+    )
+    paths = [
+        f"array {i}" if isinstance(x, np.ndarray) else os.fspath(x) for i, x in enumerate(images)
+    ]
+    return classify(config, members, paths, inputs, k, batch_size)
+
+
+def classify(
+    config: ml_collections.ConfigDict,
+    members: Sequence[Any],
+    paths: Sequence[str],
+    inputs: Iterable[np.ndarray],
+    k: int = 5,
+    batch_size: int = 64,
+) -> list[Prediction]:
+    """Top-k predictions of model inputs (`preprocess`'s, as `read_images` returns them), named by
+    `paths`; read `batch_size` at a time, so that a generator of them holds no more."""
+    apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
+    logits, inputs = [], iter(inputs)
+    while batch := list(itertools.islice(inputs, batch_size)):
+        x = np.stack(batch)
+        logits.append(np.stack([np.asarray(apply(params, x)) for params in members]))
     indices, probs = top_k(evaluate.combined_logits(np.concatenate(logits, axis=1)), k)
     names = sources.class_names(config.dataset)
     return [
-        Prediction(
-            f"array {i}" if isinstance(x, np.ndarray) else os.fspath(x),
-            tuple(idx.tolist()),
-            tuple(names[j] for j in idx),
-            tuple(prob.tolist()),
-        )
-        for i, (x, idx, prob) in enumerate(zip(images, indices, probs))
+        Prediction(path, tuple(idx.tolist()), tuple(names[j] for j in idx), tuple(prob.tolist()))
+        for path, idx, prob in zip(paths, indices, probs, strict=True)
     ]
 
 

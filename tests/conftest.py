@@ -57,6 +57,8 @@ SLOW = {
         "test_cli_prints_names_and_probabilities",
         "test_cli_predicts_the_good_files_and_names_the_bad_ones",
         "test_cli_refuses_before_loading_a_checkpoint",
+        "test_cli_checks_the_run_before_reading_any_image",
+        "test_cli_refuses_only_bad_files_before_compiling",
     },
     "test_export.py": {  # scripts/export.py as a subprocess
         "test_export_script_takes_one_run_of_several",

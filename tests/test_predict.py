@@ -151,13 +151,31 @@ def test_a_16_bit_grey_image_is_scaled_and_a_32_bit_one_refused(tmp_path):
             predict.load_image(tmp_path / name)  # said once, not wrapped in a second message
 
 
-def test_a_large_image_is_read_without_pillow_s_warning(tmp_path, monkeypatch, recwarn):
-    """Pillow warns of an image over Image.MAX_IMAGE_PIXELS (a decompression bomb, for a server);
-    the user chose this file. Here the limit is lowered under a 100 x 100 image."""
-    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "big.png")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)
-    assert predict.load_image(tmp_path / "big.png").shape == (100, 100, 3)
+def test_a_large_image_is_read_past_pillow_s_limit(tmp_path, monkeypatch, recwarn):
+    """Pillow refuses an image over twice Image.MAX_IMAGE_PIXELS (a decompression bomb, for a
+    server) and warns over once; the user chose this file. Here the limit is lowered to 100 under
+    a 20 x 20 image, and is 100 again after the read (lifted only while it reads)."""
+    Image.fromarray(np.full((20, 20, 3), 7, np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(Image.DecompressionBombError):  # the limit in force
+        Image.open(tmp_path / "big.png")
+    np.testing.assert_array_equal(predict.load_image(tmp_path / "big.png"), np.full((20, 20, 3), 7))
+    assert Image.MAX_IMAGE_PIXELS == 100
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_pillow_s_sentence_is_not_given_a_second_full_stop(tmp_path, monkeypatch):
+    """An error Pillow words as a sentence ('... attack.') is quoted without its full stop, so that
+    the message ends in one."""
+    (tmp_path / "a.png").write_bytes(b"x")
+
+    def refuse(*args, **kwargs):
+        raise OSError("this is refused.")
+
+    monkeypatch.setattr(Image, "open", refuse)
+    with pytest.raises(sources.DataError) as e:
+        predict.load_image(tmp_path / "a.png")
+    assert str(e.value).endswith("cannot be read as an image (OSError: this is refused).")
 
 
 def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path):
@@ -188,12 +206,13 @@ def test_top_k_and_bad_input(tmp_path):
         predict.load_image(tmp_path)
 
 
-def test_check_images_names_each_bad_file(run, tmp_path):
-    """Every file is decoded before a checkpoint is loaded: the readable ones are kept in order,
-    each other one gets a message naming it and saying what it is. A folder stands for the image
-    files under it, subfolders included (torchvision's ImageFolder layout: class/img.png), by
-    suffix, in path order (linked folders followed): not its other files, hidden ones or macOS'
-    __MACOSX/, nor a folder named like an image."""
+def test_read_images_names_each_bad_file(run, tmp_path):
+    """Every file is decoded once, before anything compiles: the readable ones are kept in order
+    with their model inputs, each other one gets a message naming it and saying what it is. A
+    folder stands for the image files under it, subfolders included (torchvision's ImageFolder
+    layout: class/img.png), by the suffix of a format Pillow decodes (not its save-only PDF or its
+    stubs such as HDF5), in path order (linked folders followed, but not links back up: a loop):
+    not its other files, hidden ones or macOS' __MACOSX/, nor a folder named like an image."""
     _, _, _, _, paths = run
     (tmp_path / "notes.png").write_text("not an image")
     photos, empty = tmp_path / "photos", tmp_path / "empty"
@@ -208,21 +227,44 @@ def test_check_images_names_each_bad_file(run, tmp_path):
     shutil.copy(paths[2], photos / "dog" / "c.png")
     shutil.copy(paths[1], photos / "cat" / "z.jpg")
     (photos / "readme.txt").write_text("holiday")
+    # Files whose suffix Pillow lists but cannot decode: a report saved as PDF (Pillow writes
+    # PDF, reads none), an HDF5 file (a stub reads its header), an MPEG stream (its header only).
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photos / "report.pdf")
+    (photos / "data.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(32))
+    (photos / "cat" / "clip.mpg").write_bytes(b"\x00\x00\x01\xb3\x02\x00\x20" + bytes(32))
     # A zip unpacked on macOS: its resource forks are not images, nor are hidden files.
     (photos / "__MACOSX" / "cat").mkdir(parents=True)
     for junk in (photos / "__MACOSX" / "cat" / "._z.jpg", photos / "cat" / "._z.jpg"):
         junk.write_bytes(b"\x00\x05\x16\x07")
     (photos / "bird").symlink_to(photos / "dog" / "young")  # followed, as ImageFolder does
+    (photos / "up").symlink_to("..")  # links back up: loops, not followed
+    (photos / "dog" / "young" / "back").symlink_to(photos)
     given = [paths[0], str(tmp_path / "missing.jpg"), photos, empty, str(tmp_path / "notes.png")]
-    good, bad = predict.check_images(given)
+    good, inputs, bad = predict.read_images([*given, photos / "report.pdf"], 32, MEAN, STD)
     below = ["a.png", "b.JPG", "bird/d.png", "cat/z.jpg", "dog/c.png", "dog/young/d.png"]
     assert good == [paths[0], *(str(photos / p) for p in below)]
+    for path, x in zip(good, inputs, strict=True):  # the transform, decoded once
+        np.testing.assert_allclose(x, reference_input(path, 32), rtol=1e-5, atol=1e-5)
+    pdf = photos / "report.pdf"  # named, not found in a folder: said what it is
     assert bad == [
         f"image {tmp_path / 'missing.jpg'} does not exist",
         f"the folder {empty} holds no image file (PNG, JPEG, ...)",
         f"image {tmp_path / 'notes.png'} cannot be read as an image (UnidentifiedImageError: "
         f"cannot identify image file '{tmp_path / 'notes.png'}')",
+        f"image {pdf} cannot be read as an image (UnidentifiedImageError: cannot identify image "
+        f"file '{pdf}')",
     ]
+
+
+def test_a_quoted_pattern_is_said_to_be_unexpanded(tmp_path):
+    """'imgs/*.png' quoted reaches the script as it is: said so, not just 'does not exist'."""
+    (tmp_path / "imgs").mkdir()
+    for pattern in ("imgs/*.png", "imgs/cat?.jpg", "imgs/[ab].png"):
+        _, _, bad = predict.read_images([str(tmp_path / pattern)], 32, MEAN, STD)
+        assert bad == [
+            f"image {tmp_path / pattern} does not exist: the pattern was not expanded (it was "
+            "quoted): give it without quotes, or give the folder itself (its images are all read)"
+        ]
 
 
 def test_cli_prints_names_and_probabilities(run, tmp_path):
@@ -300,16 +342,38 @@ def test_cli_predicts_the_good_files_and_names_the_bad_ones(run, tmp_path):
     [
         ([], "no image given"),
         (["--top_k=0", "cat.png"], "flag --top_k=0: 0 is not a positive integer"),
-        (["missing.jpg", "."], "2 of 2 files are not images that can be read"),
-        (["missing.jpg"], "Error: image missing.jpg does not exist. Give image files"),  # no count
     ],
-    ids=["no_image", "top_k", "only_bad_files", "one_bad_file"],
+    ids=["no_image", "top_k"],
 )
 def test_cli_refuses_before_loading_a_checkpoint(args, expected, tmp_path):
-    """With no image, a bad --top_k or only bad files nothing is loaded: the --workdir given does
-    not even exist, and the message is about the images."""
+    """With no image or a bad --top_k nothing is loaded: the --workdir given does not even exist,
+    and the message is about the images."""
     message = fails_cleanly("predict.py", "--workdir=no_such_run", *args, cwd=tmp_path)
     assert expected in message and "no_such_run" not in message
+
+
+def test_cli_checks_the_run_before_reading_any_image(tmp_path):
+    """A --workdir that names no run is said before any image is read (decoding a folder of photos
+    takes seconds): here the image is bad too, and only the run is named."""
+    message = fails_cleanly("predict.py", "--workdir=no_such_run", "missing.jpg", cwd=tmp_path)
+    assert (
+        message.startswith("Error: --workdir no_such_run does not exist")
+        and "missing" not in message
+    )
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["missing.jpg", "."], "Error: 2 of 2 files are not images that can be read"),
+        (["missing.jpg"], "Error: image missing.jpg does not exist. Give image files"),  # no count
+    ],
+    ids=["only_bad_files", "one_bad_file"],
+)
+def test_cli_refuses_only_bad_files_before_compiling(args, expected, run, tmp_path):
+    """Only bad files: refused, the message about the images, before the params are read."""
+    message = fails_cleanly("predict.py", f"--workdir={run[0]}", *args, cwd=tmp_path)
+    assert message.startswith(expected)
 
 
 def test_a_run_given_as_an_image_is_named(tmp_path):
