@@ -10,8 +10,8 @@ aspect ratio is not kept, crop first to keep it) and normalised with its normali
 normalize_std. The run is checked first, then every file read: the good ones are predicted, the
 others named in one paragraph, and then the exit status is 2. A folder stands for the images under
 it (by suffix: the formats Pillow decodes). --json PATH also writes the predictions (each file's
-class indices, names and probabilities), the checkpoint and the files that could not be read
-to PATH.
+class indices, names and probabilities, a line per file), the checkpoint and the files that could
+not be read to PATH.
 
 A checkpoint of several runs (config.num_runs, config.sweep) predicts with their ensemble (the mean
 of their softmax probabilities; --ensemble says so explicitly), or with the one run --run K names
@@ -83,14 +83,20 @@ def main(argv):
     print(f"checkpoint: {run.describe()}")
     print(predict.format_predictions(predictions), flush=True)
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            plain = [dataclasses.asdict(p) for p in predictions]
-            out = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe()}
-            out |= run.choice.used()  # "run" or "ensemble", as in evaluate.py's scores.json
-            json.dump({**out, "predictions": plain, "unreadable": bad}, f, indent=2)
+        out = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe()}
+        out |= run.choice.used()  # "run" or "ensemble", as in evaluate.py's scores.json
+        entries = [
+            f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in (out | {"unreadable": bad}).items()
+        ]
+        rows = ",\n".join(f"    {json.dumps(dataclasses.asdict(p))}" for p in predictions)
+        with open(FLAGS.json, "w") as f:  # one line per entry, and per image
+            f.write("{\n" + "\n".join(entries) + f'\n  "predictions": [\n{rows}\n  ]\n}}\n')
         print(f"wrote {FLAGS.json}{replacing}")
     if bad:
-        cli.exit_user_error(f"{problems} The predictions above are for the other {len(paths)}.")
+        files = f"{len(paths)} files" if len(paths) > 1 else "file"
+        cli.exit_user_error(
+            f"{problems} The predictions above are for the {files} that could be read."
+        )
 
 
 if __name__ == "__main__":

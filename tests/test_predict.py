@@ -289,7 +289,12 @@ def test_cli_prints_names_and_probabilities(run, tmp_path):
     assert lines[1] == paths[0] and lines[4] == paths[1]
     assert lines[2].strip().startswith("1. stripes_") and lines[3].strip().startswith("2. ")
     # --json: the same predictions, per file, and the checkpoint of the header line
-    saved = json.loads((tmp_path / "p.json").read_text())
+    text = (tmp_path / "p.json").read_text()
+    saved = json.loads(text)
+    assert set(saved) == {"checkpoint", "checkpoint_line", "predictions", "unreadable"}
+    assert len(text.splitlines()) == 9  # {, 3 entries, "predictions": [, a line per image, ], }
+    rows = text.splitlines()[5:7]
+    assert [json.loads(row.rstrip(",")) for row in rows] == saved["predictions"]
     assert lines[0] == f"checkpoint: {saved['checkpoint_line']}"
     assert [p["path"] for p in saved["predictions"]] == list(paths[:2]) and saved[
         "unreadable"
@@ -331,7 +336,7 @@ def test_cli_predicts_the_good_files_and_names_the_bad_ones(run, tmp_path):
     assert "image missing.jpg does not exist" in message
     assert "image notes.png cannot be read as an image" in message
     assert "the folder empty holds no image file (PNG, JPEG, ...)" in message
-    assert message.endswith("The predictions above are for the other 2.")
+    assert message.endswith("The predictions above are for the 2 files that could be read.")
     lines = out.stdout.splitlines()
     assert lines[1] == paths[0] and lines[2].strip().startswith("1. stripes_") and len(lines) == 5
     assert lines[3] == os.path.join("photos", "cat", os.path.basename(paths[1]))  # in a subfolder
