@@ -61,10 +61,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
     path = os.fspath(path)
     if not os.path.exists(path):
-        if any(c in path for c in "*?["):  # a quoted glob: the shell passed it as it is
+        if any(c in path for c in "*?["):  # a glob the shell passed as it is
             raise FileNotFoundError(
-                f"image {path} does not exist: the pattern was not expanded (it was quoted): "
-                "give it without quotes, or give the folder itself (its images are all read)."
+                f"image {path} does not exist: the pattern was not expanded (it was quoted, or no "
+                "file matches it): give it without quotes, or give the folder itself (its images "
+                "are all read)."
             )
         raise FileNotFoundError(f"image {path} does not exist.")
     if os.path.isdir(path):

@@ -257,13 +257,15 @@ def test_read_images_names_each_bad_file(run, tmp_path):
 
 
 def test_a_quoted_pattern_is_said_to_be_unexpanded(tmp_path):
-    """'imgs/*.png' quoted reaches the script as it is: said so, not just 'does not exist'."""
+    """'imgs/*.png' quoted (or matching no file: bash passes it then too) reaches the script as it
+    is: said so, not just 'does not exist'."""
     (tmp_path / "imgs").mkdir()
     for pattern in ("imgs/*.png", "imgs/cat?.jpg", "imgs/[ab].png"):
         _, _, bad = predict.read_images([str(tmp_path / pattern)], 32, MEAN, STD)
         assert bad == [
             f"image {tmp_path / pattern} does not exist: the pattern was not expanded (it was "
-            "quoted): give it without quotes, or give the folder itself (its images are all read)"
+            "quoted, or no file matches it): give it without quotes, or give the folder itself "
+            "(its images are all read)"
         ]
 
 
