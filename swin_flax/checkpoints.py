@@ -4,6 +4,7 @@ run killed while saving leaves no checkpoint that a later run would pick up."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -230,10 +231,16 @@ class Checkpoints:
 
 def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, Any] | None:
     """The newest complete checkpoint's record in `workdir`, or None; creates nothing on disk, so
-    that a run refuses a checkpoint of another model before it reads data or compiles anything."""
+    that a run refuses a checkpoint of another model before it reads data or compiles anything.
+    A plain file read: an orbax manager's creation is a barrier of every process, which processes
+    that see different folders (one holding a checkpoint, one none) would reach apart."""
     series = series_dir(workdir, which)
-    step = newest_step(series)
-    return None if step is None else read_step(series / str(step), True)[1]
+    if (step := newest_step(series)) is None:
+        return None
+    try:  # where the manager's "meta" item (a JsonCheckpointHandler) keeps the record
+        return json.loads((series / str(step) / "meta" / "metadata").read_text())
+    except READ_ERRORS as e:
+        raise damaged(series / str(step), e, _RESUME) from None
 
 
 def read_step(

@@ -30,6 +30,23 @@ def test_peek_opens_no_manager_without_a_step_folder(tmp_path, monkeypatch):
     assert checkpoints.peek_meta(tmp_path) is None  # a save that never finished
 
 
+def test_peek_reads_a_complete_step_without_a_manager(tmp_path, monkeypatch):
+    """The record of the newest complete step is read as a file: a manager's creation is a barrier
+    of every process, which a process whose --workdir holds no checkpoint never reaches (a folder
+    that is not shared between hosts: both ended in gloo's C++ abort)."""
+    ckpts = checkpoints.Checkpoints(tmp_path, asynchronous=False)
+    ckpts.save("latest", 4, _state(4), {"step": 4, "epoch": 1})
+    ckpts.save("latest", 8, _state(8), {"step": 8, "epoch": 2})
+    ckpts.close()
+    (checkpoints.series_dir(tmp_path, "latest") / "12.orbax-checkpoint-tmp-1").mkdir()
+
+    def no_manager(*args, **kwargs):
+        raise AssertionError("a manager was opened")
+
+    monkeypatch.setattr(checkpoints, "_manager", no_manager)
+    assert checkpoints.peek_meta(tmp_path) == {"step": 8, "epoch": 2}
+
+
 def _state(step: int) -> dict:
     return {"w": np.arange(6.0, dtype=np.float32) * step, "step": np.int32(step)}
 
