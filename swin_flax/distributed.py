@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -14,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 from swin_flax import errors
 from swin_flax.errors import ConfigError
@@ -21,6 +24,8 @@ from swin_flax.errors import ConfigError
 # How long the processes wait for each other at start-up (jax.distributed's own default).
 JOIN_TIMEOUT_S = 300
 _FLAGS = ("coordinator_address", "num_processes", "process_id")
+# The file process 0 writes in the workdir at start-up, for the others to find (`StartUp.ready`).
+SHARED_MARKER = ".shared_by_all_processes"
 
 
 def initialize(
@@ -180,19 +185,33 @@ class StartUp:
     def __enter__(self) -> StartUp:
         return self
 
-    def ready(self, outcome: str) -> None:
-        """Says `outcome` ('train from step 0'); returns once every process said the same."""
-        self.said = True
-        every = gather(outcome)
-        for i, said in enumerate(every):
-            if said.startswith("refused: "):
-                raise ConfigError(f"process {i} could not start: {said.removeprefix('refused: ')}")
-        if any(o != every[0] for o in every):
-            where = "; ".join(f"process {i}: {o}" for i, o in enumerate(every))
-            raise ConfigError(
-                f"The processes do not agree on where the run stands ({where}). Their --workdir "
-                "must be one folder that every process sees: a shared file system or a bucket."
-            )
+    def ready(self, outcome: str, workdir: epath.Path | None = None) -> None:
+        """Says `outcome` ('train from step 0'); returns once every process said the same and, with
+        `workdir` (created), saw there the file process 0 wrote: one folder that every process sees."""
+        marker = workdir / SHARED_MARKER if workdir is not None else None
+        if marker is not None and jax.process_count() > 1 and jax.process_index() == 0:
+            marker.write_text(secrets.token_hex(16))  # before any process reads it: gather waits
+        self.said = True  # after the write: a failed one is a refusal the others hear
+        try:
+            every = gather(outcome)
+            for i, said in enumerate(every):
+                if said.startswith("refused: "):
+                    raise ConfigError(
+                        f"process {i} could not start: {said.removeprefix('refused: ')}"
+                    )
+            if any(o != every[0] for o in every):
+                where = "; ".join(f"process {i}: {o}" for i, o in enumerate(every))
+                raise ConfigError(
+                    f"The processes do not agree on where the run stands ({where}). Their "
+                    "--workdir must be one folder that every process sees: a shared file system "
+                    "or a bucket."
+                )
+            if marker is not None and len(every) > 1:
+                _check_shared(workdir, gather([socket.gethostname(), _read(marker)]))
+        finally:
+            if marker is not None and jax.process_index() == 0:
+                with contextlib.suppress(OSError):
+                    marker.unlink()
 
     def __exit__(self, kind, error, tb) -> None:
         if error is None or self.said or jax.process_count() == 1:
@@ -207,6 +226,29 @@ class StartUp:
         except RuntimeError as e:  # another process is gone already: this refusal is the news
             first = str(e).partition("\n")[0] or repr(e)
             logging.warning(f"The other processes could not be told: {first}")
+
+
+def _read(path: epath.Path) -> str | None:
+    """The text of the file at `path`; None when it cannot be read (not there)."""
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _check_shared(workdir: epath.Path, seen: list[list[str | None]]) -> None:
+    """Refuses a `workdir` that is not one folder: `seen` holds each process's [host, the marker's
+    text it read there], process 0's the text it wrote."""
+    if blind := [
+        f"process {i} on {host}" for i, (host, text) in enumerate(seen) if text != seen[0][1]
+    ]:
+        raise ConfigError(
+            f"--workdir {workdir} is not one folder that every process sees: {', '.join(blind)} "
+            f"did not find there the file that process 0 on {seen[0][0]} had just written. With "
+            "several hosts the workdir must be a folder that all of them share, at the same path: "
+            "a network file system's (NFS, Lustre, ...) or a bucket's (gs://...). Give such a "
+            "folder to every process."
+        )
 
 
 def _check_by_hand(

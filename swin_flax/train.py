@@ -303,7 +303,7 @@ def _create_workdir(workdir: epath.Path, saved, claim: rundir.Claim, start_up) -
     claim.take()
     try:
         start_up.ready(
-            "start afresh" if saved is None else f"resume after step {saved.get('step')}"
+            "start afresh" if saved is None else f"resume after step {saved.get('step')}", workdir
         )
     except ConfigError:
         if created:

@@ -201,6 +201,41 @@ def test_processes_started_with_different_settings_are_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.py"]  # no workdir, no cache
 
 
+def test_a_workdir_that_is_not_one_shared_folder_is_refused(tmp_path):
+    """The same --workdir on both processes, but each sees a folder of its own (a local path on
+    each host, not a shared one): /proc/self/cwd/run is each process's own working directory's
+    run/. Both refuse it, naming the process that did not see process 0's file, and the folders
+    they made are gone; nothing is left in them."""
+    config = rr.write_config(tmp_path / "tiny.py", None, **{**rr.TINY, "dataset": "synthetic"})
+    cluster = (f"--coordinator_address=127.0.0.1:{_free_port()}", "--num_processes=2")
+    here, there = tmp_path / "here", tmp_path / "there"
+    procs = []
+    for i, cwd in ((0, here), (1, there)):
+        cwd.mkdir()
+        args = rr.main_args(config, "/proc/self/cwd/run", *cluster, f"--process_id={i}")
+        procs.append(
+            subprocess.Popen(
+                rr.command(args),
+                cwd=cwd,
+                env=rr.env(None),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    logs = _finish(procs, 120)
+    assert [p.returncode for p in procs] == [2, 2], logs
+    host = socket.gethostname()
+    for log in logs:
+        assert (
+            "Error: --workdir /proc/self/cwd/run is not one folder that every process sees: "
+            f"process 1 on {host} did not find there the file that process 0 on {host} had just "
+            "written. With several hosts the workdir must be a folder that all of them share"
+        ) in log, log[-3000:]
+        assert "Traceback" not in log
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["here", "there", "tiny.py"]
+
+
 def test_a_process_refused_alone_stops_the_others(tmp_path):
     """Process 0 alone claims the workdir; here another training holds it (the same command started
     twice), so only process 0 is refused. Process 1 would wait for it in its first collective
