@@ -540,7 +540,20 @@ def run(main: Callable[[list[str]], Any], takes_arguments: bool = False) -> None
 def friendly_errors() -> Iterator[None]:
     """Turns the project's own errors into a message and an exit status; others propagate as-is."""
     try:
-        yield
+        try:
+            yield
+        except Exception as e:  # a collective's failure is raised as whatever called it raises
+            if errors.lost_peer(e):  # before JAX's shutdown barrier waits for it, then aborts
+                said = _gist(str(e).partition("\n")[0].rstrip("."))
+                _exit_saying(
+                    "Process lost",
+                    "another process of this run stopped answering (it crashed, was killed, or "
+                    f"its machine went away): {said}. This one stops too. Run the same commands "
+                    "again, on every process, to resume from the last checkpoint.",
+                    errors.EXIT_PREEMPTED,
+                    now=True,
+                )
+            raise
     except errors.Preempted as e:
         _exit_saying("Ctrl-C" if e.by_user else "Preempted", str(e), errors.EXIT_PREEMPTED)
     except errors.TrainingDiverged as e:
@@ -549,16 +562,6 @@ def friendly_errors() -> Iterator[None]:
         _exit_saying("Error", str(e), EXIT_USER_ERROR)
     except (RuntimeError, MemoryError) as e:  # JAX's JaxRuntimeError (not imported here); numpy's
         first = str(e).partition("\n")[0]  # XLA:CPU says some as "INTERNAL: ... Out of memory"
-        if errors.lost_peer(e):  # before JAX's shutdown barrier waits for it, then aborts
-            _exit_saying(
-                "Process lost",
-                f"another process of this run stopped answering (it crashed, was killed, or its "
-                f"machine went away): {textwrap.shorten(first.rstrip('.'), 300)}. This one stops "
-                "too. Run the same commands again, on every process, to resume from the last "
-                "checkpoint.",
-                errors.EXIT_PREEMPTED,
-                now=True,
-            )
         if not isinstance(e, MemoryError) and not (
             first.startswith("RESOURCE_EXHAUSTED") or "Out of memory allocating" in first
         ):
@@ -573,6 +576,20 @@ def friendly_errors() -> Iterator[None]:
             "same command resumes from the latest.",
             errors.EXIT_OUT_OF_MEMORY,
         )
+
+
+def _gist(said: str, limit: int = 300) -> str:
+    """An error's line with each `part: ` said once (JAX repeats 'Error dispatching computation: ')
+    and, if still over `limit` characters, cut in the middle: its end names the cause."""
+    parts = []
+    for part in said.split(": "):
+        if part not in parts:
+            parts.append(part)
+    said = " ".join(": ".join(parts).split())
+    if len(said) <= limit:
+        return said
+    head, tail = said[: limit // 3].rpartition(" ")[0], said[-(limit - limit // 3 - 5) :]
+    return f"{head} ... {tail.partition(' ')[2]}"
 
 
 def compilation_cache_dir(flag: str | None, workdir: str, environ: Mapping[str, str]) -> str | None:

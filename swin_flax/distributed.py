@@ -223,7 +223,7 @@ class StartUp:
             why = str(error) if isinstance(error, errors.USER_ERRORS) else repr(error)
         try:
             gather(f"refused: {why}")  # the others' `ready` raises it; this process, its own
-        except RuntimeError as e:  # another process is gone already: this refusal is the news
+        except Exception as e:  # noqa: BLE001 (another process is gone: this refusal is the news)
             first = str(e).partition("\n")[0] or repr(e)
             logging.warning(f"The other processes could not be told: {first}")
 

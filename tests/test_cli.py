@@ -488,9 +488,41 @@ def test_a_lost_peer_is_found_in_the_wrapped_errors_and_a_looping_chain_ends():
     wrapper = ValueError("orbax: barrier failed")
     wrapper.__cause__ = gloo
     assert errors.lost_peer(wrapper) and errors.lost_peer(gloo)
+    # A peer gone before the train step's collectives connected: gloo waited for it in vain.
+    assert errors.lost_peer(
+        RuntimeError(
+            "INTERNAL: Error dispatching computation: Gloo context initialization failed: "
+            "DEADLINE_EXCEEDED: GetKeyValue() timed out with key: cpu:gloo/0,1,2048,2049/2 and "
+            "duration: 29.99999979s"
+        )
+    )
     # A collective that failed for another reason, or a peer closing a socket outside gloo, is not.
     assert not errors.lost_peer(RuntimeError("Gloo AllGather failed: timeout after 30s"))
     assert not errors.lost_peer(OSError("Connection reset by peer"))
     a, b = ValueError("a"), KeyError("b")  # each the other's context: the walk still ends
     a.__context__, b.__context__ = b, a
     assert not errors.lost_peer(a)
+
+
+def test_a_lost_peer_in_any_error_is_one_paragraph_that_keeps_its_cause(monkeypatch, capsys):
+    """A gather at start-up raises gloo's failure as a ValueError (not only a RuntimeError): it is
+    the Process lost paragraph too, exit 75. JAX's line repeats 'Error dispatching computation: '
+    and is long: each part is said once and the middle cut, so that its end, the cause, stays."""
+    said = (
+        "INTERNAL: Error dispatching computation: Error dispatching computation: INTERNAL: Error "
+        "dispatching computation: Error dispatching computation: Gloo AllGather failed: "
+        "[external/gloo/gloo/transport/tcp/pair.cc:538] Read error [10.128.0.12]:27011: "
+        "Connection reset by peer"
+    )
+    monkeypatch.setattr(os, "_exit", lambda status: sys.exit(status))  # the process lives on
+    with pytest.raises(SystemExit) as exit_info, cli.friendly_errors():
+        raise ValueError(f"{said}\nmore lines of JAX's")
+    assert exit_info.value.code == errors.EXIT_PREEMPTED
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("Process lost: another process of this run stopped answering"), err
+    assert err.count("Error dispatching computation") == 1, err
+    assert "Read error [10.128.0.12]:27011: Connection reset by peer. This one stops too." in err
+    # Over the limit, the middle goes: the line's start and its cause stay.
+    cut = cli._gist("a" * 20 + " " + "word " * 100 + "Connection reset by peer", 120)
+    assert len(cut) <= 120 and cut.startswith("a" * 20 + " word") and " ... " in cut, cut
+    assert cut.endswith("word Connection reset by peer"), cut

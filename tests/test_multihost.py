@@ -344,8 +344,8 @@ def test_a_refusal_the_others_cannot_hear_keeps_its_own_paragraph(monkeypatch):
     """A process refused at start-up tells the others through a gather; when that fails (another
     process is gone already), the refusal itself still ends this process, not the gather's error."""
 
-    def gone(mine):
-        raise RuntimeError("Gloo AllGather failed: Connection closed by peer\nmore")
+    def gone(mine):  # JAX raises a gather's failure as a ValueError at start-up
+        raise ValueError("Gloo AllGather failed: Connection closed by peer\nmore")
 
     monkeypatch.setattr(distributed, "gather", gone)
     monkeypatch.setattr(jax, "process_count", lambda: 2)
@@ -373,6 +373,33 @@ def test_sigterm_after_joining_still_stops_the_process(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode in (143, 75), rest[-3000:]
+
+
+def test_a_process_that_dies_at_start_up_stops_the_others_in_one_paragraph(tmp_path):
+    """kill -9 on process 1 once process 0 has read its data: process 0's next gather (the start-up
+    agreement) fails with gloo's error, raised as a ValueError. It is the Process lost paragraph,
+    exit 75, not a traceback followed by JAX's abort at its shutdown barrier a minute later."""
+    config = rr.write_config(tmp_path / "tiny.py", None, **{**rr.TINY, "dataset": "synthetic"})
+    cluster = (f"--coordinator_address=127.0.0.1:{_free_port()}", "--num_processes=2")
+    workdir = tmp_path / "run"
+    procs = [
+        _start(rr.main_args(config, workdir, *cluster, f"--process_id={i}"), rr.env(None))
+        for i in (0, 1)
+    ]
+    try:
+        line = ""
+        while "data: " not in line:  # process 0 has joined and read its data
+            line = procs[0].stdout.readline()
+            assert line, "process 0 ended before reading its data"
+        procs[1].kill()
+        log = " ".join(procs[0].communicate(timeout=60)[0].split())
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert procs[0].returncode == 75, log[-3000:]
+    assert "Process lost: another process of this run stopped answering" in log, log[-3000:]
+    assert "Traceback" not in log and "Check failure" not in log
 
 
 def test_a_process_that_dies_stops_the_others_in_one_paragraph(tmp_path):
