@@ -84,14 +84,25 @@ def initialize(
         if jax.config.jax_platforms in (None, "", "cpu"):
             # CPU collectives across processes (tests, CPU clusters).
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    else:
+        logging.info(
+            "jax.distributed: --distributed: detecting the cluster (SLURM, Open MPI, a TPU pod) "
+            f"and joining it (waiting up to {JOIN_TIMEOUT_S} s for the others)"
+        )
     handler = signal.getsignal(signal.SIGTERM)
     try:  # JAX's own timeout (a C++ abort) is never reached
         _join(
             lambda: jax.distributed.initialize(*values, initialization_timeout=JOIN_TIMEOUT_S + 60),
             JOIN_TIMEOUT_S,
         )
+    except JoinTimeout:
+        if not auto:
+            raise
+        raise JoinTimeout(
+            f"Not every process joined within {JOIN_TIMEOUT_S} s. {_detected()}"
+        ) from None
     except ValueError as e:
-        if not auto or isinstance(e, JoinTimeout):
+        if not auto:
             raise
         jax_said = str(e).rstrip(".")  # JAX's words: 'coordinator_address should be defined.'
         raise ValueError(
@@ -110,6 +121,25 @@ def initialize(
 
 class JoinTimeout(ValueError):
     """Not every process joined in time."""
+
+
+def _detected() -> str:
+    """What --distributed's detection found before the wait that timed out, and what to check."""
+    from jax._src import distributed as jax_state  # noqa: PLC0415 (JAX keeps it only there)
+
+    state = jax_state.global_state  # set as JAX read the cluster's settings, before it waited
+    found = (
+        f"--distributed detected process {state.process_id} of {state.num_processes}, the "
+        f"coordinator (process 0) at {state.coordinator_address}"
+        if state.coordinator_address
+        else "--distributed had not finished detecting the cluster"
+    )
+    return (
+        f"{found}, from SLURM's, Open MPI's or the TPU pod's settings. Check that the job started "
+        "every process with --distributed (e.g. each SLURM task runs this command), that process "
+        "0's host can be reached from this one and its port is open between the machines; or "
+        "give --coordinator_address, --num_processes and --process_id instead."
+    )
 
 
 def _join(initialize: Callable[[], None], timeout_s: float) -> None:

@@ -475,6 +475,8 @@ def test_distributed_without_a_cluster_says_what_it_reads(tmp_path):
     out = rr.run(rr.main_args(config, workdir, "--distributed"), env=rr.env(None))
     assert out.returncode == 2
     msg = rr.text(out)
-    assert msg.startswith("Error: --distributed found no cluster to join"), msg[-2000:]
+    said = "Error: --distributed found no cluster to join"
+    assert re.match(r"\d\d:\d\d:\d\d jax.distributed: --distributed: detecting the", msg), msg
+    assert msg.partition(" (waiting up to 300 s for the others) ")[2].startswith(said), msg[-2000:]
     assert "give --coordinator_address, --num_processes and --process_id" in msg
     assert "Traceback" not in msg and not workdir.exists()

@@ -328,6 +328,40 @@ def test_a_process_that_never_joins_ends_the_wait_with_a_paragraph():
         distributed._join(refused, 5)
 
 
+def test_distributed_says_it_waits_and_what_it_detected_when_the_others_never_join(
+    monkeypatch, caplog
+):
+    """--distributed (JAX detects the cluster) logs its wait as the flags given by hand do, and a
+    wait that times out names what JAX detected and what to check, not the flags' advice. JAX's
+    initialize stands in: it records the cluster it detected, then waits."""
+    from jax._src import distributed as jax_state  # noqa: PLC0415
+
+    def detect_then_wait(*args, **kwargs):
+        for name, value in (("coordinator_address", "node0:8476"), ("process_id", 3)):
+            monkeypatch.setattr(jax_state.global_state, name, value)
+        monkeypatch.setattr(jax_state.global_state, "num_processes", 4)
+        time.sleep(5)
+
+    monkeypatch.setattr(jax.distributed, "initialize", detect_then_wait)
+    monkeypatch.setattr(distributed, "JOIN_TIMEOUT_S", 0.2)
+    with (
+        caplog.at_level("INFO"),
+        pytest.raises(distributed.JoinTimeout) as timed_out,
+    ):
+        distributed.initialize(auto=True)
+    assert (
+        "jax.distributed: --distributed: detecting the cluster (SLURM, Open MPI, a TPU pod) and "
+        "joining it (waiting up to 0.2 s for the others)"
+    ) in caplog.messages
+    said = str(timed_out.value)
+    assert said.startswith(
+        "Not every process joined within 0.2 s. --distributed detected process 3 of 4, the "
+        "coordinator (process 0) at node0:8476, from SLURM's, Open MPI's or the TPU pod's "
+        "settings. Check that the job started every process with --distributed"
+    ), said
+    assert "--process_id from 0" not in said  # the advice for flags given by hand
+
+
 def test_processes_that_see_different_runs_do_not_start(monkeypatch):
     """A workdir that is not one shared folder: process 0 finds a checkpoint, process 1 none.
     `StartUp.ready` with the others' answers standing in for the gather."""
