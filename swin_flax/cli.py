@@ -266,7 +266,8 @@ def start() -> None:
 def multi_process_console(process_index: int) -> None:
     """The console of one process of several: C++ libraries' stdout (gloo's `[Gloo] Rank 0 is
     connected ...` lines) goes to stderr, Python's (what a `| tee` keeps) stays; a process other
-    than 0 says only warnings and errors, which would otherwise repeat process 0's."""
+    than 0 logs only errors (its own failures): its other lines, warnings too, would repeat
+    process 0's, once per host."""
     from absl import logging  # noqa: PLC0415
 
     sys.stdout.flush()
@@ -279,7 +280,7 @@ def multi_process_console(process_index: int) -> None:
     )
     if process_index:
         os.close(ours)
-        logging.set_verbosity(logging.WARNING)
+        logging.set_verbosity(logging.ERROR)
 
 
 def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:

@@ -255,7 +255,7 @@ class StartUp:
             gather(f"refused: {why}")  # the others' `ready` raises it; this process, its own
         except Exception as e:  # noqa: BLE001 (another process is gone: this refusal is the news)
             first = str(e).partition("\n")[0] or repr(e)
-            logging.warning(f"The other processes could not be told: {first}")
+            logging.error(f"The other processes could not be told: {first}")  # its own news
 
 
 def _read(path: epath.Path) -> str | None:
