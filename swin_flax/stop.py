@@ -40,8 +40,10 @@ class StopFlag:
         if self.signal is not None:  # a second signal: stop now (__exit__ says what is kept)
             self.second = self.second or signum  # the one sent again (cli) keeps its name
             raise KeyboardInterrupt
-        name = signal.Signals(signum).name
-        logging.warning(f"Received {name}: stopping after this {self.now} and saving.")
+        name, when = signal.Signals(signum).name, f"this {self.now}"
+        if self.now == "step" and self.sync_every > 1 and jax.process_count() > 1:
+            when = f"the processes' next check, within {self.sync_every} steps (log_every_steps),"
+        logging.warning(f"Received {name}: stopping after {when} and saving.")
         self.signal = signum
 
     def __exit__(self, kind, value, tb):

@@ -269,6 +269,20 @@ def test_stop_flag_makes_hosts_agree_only_every_sync_every_steps(monkeypatch, tm
     assert flag.requested() and len(gathered) == 3  # the epoch's end always compares notes
 
 
+def test_a_signal_to_one_of_several_processes_says_when_they_stop(tmp_path, monkeypatch, caplog):
+    """With several processes a signal stops the run at their next check (every log_every_steps
+    steps), not after this step: the line says so; one process keeps its wording."""
+    for processes, said in (
+        (2, "stopping after the processes' next check, within 50 steps (log_every_steps), and"),
+        (1, "stopping after this step and saving."),
+    ):
+        monkeypatch.setattr(jax, "process_count", lambda n=processes: n)
+        caplog.clear()
+        with caplog.at_level("WARNING"), stop.StopFlag(tmp_path, sync_every=50) as flag:
+            flag._handle(signal.SIGTERM, None)
+        assert f"Received SIGTERM: {said}" in caplog.text, caplog.text
+
+
 def test_a_second_signal_says_the_checkpoint_it_keeps(tmp_path):
     """A second signal while stopping ends at once; its line says the last complete checkpoint is
     kept when the run has one, and that the run starts afresh when it has none. It is said once
