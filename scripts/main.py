@@ -16,7 +16,12 @@ from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/strong.py.")
-flags.DEFINE_string("workdir", None, "Folder for checkpoints, TensorBoard events and the config.")
+flags.DEFINE_string(
+    "workdir",
+    None,
+    "Folder for checkpoints, TensorBoard events and the config. With several hosts: one folder "
+    "every host sees (a bucket, gs://..., or a shared file system), the same on every process.",
+)
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes, for multi-process runs.")
 flags.DEFINE_integer("process_id", None, "This process's index, for multi-process runs.")
