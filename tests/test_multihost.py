@@ -348,7 +348,7 @@ def test_distributed_says_it_waits_and_what_it_detected_when_the_others_never_jo
     monkeypatch.setattr(jax.distributed, "initialize", detect_then_wait)
     monkeypatch.setattr(distributed, "JOIN_TIMEOUT_S", 0.2)
     with (
-        caplog.at_level("INFO"),
+        caplog.at_level("INFO", logger="absl"),  # whatever verbosity an earlier test left
         pytest.raises(distributed.JoinTimeout) as timed_out,
     ):
         distributed.initialize(auto=True)

@@ -278,7 +278,7 @@ def test_a_signal_to_one_of_several_processes_says_when_they_stop(tmp_path, monk
     ):
         monkeypatch.setattr(jax, "process_count", lambda n=processes: n)
         caplog.clear()
-        with caplog.at_level("WARNING"), stop.StopFlag(tmp_path, sync_every=50) as flag:
+        with caplog.at_level("WARNING", "absl"), stop.StopFlag(tmp_path, sync_every=50) as flag:
             flag._handle(signal.SIGTERM, None)
         assert f"Received SIGTERM: {said}" in caplog.text, caplog.text
 
