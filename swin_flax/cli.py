@@ -546,11 +546,16 @@ def friendly_errors() -> Iterator[None]:
         except Exception as e:  # a collective's failure is raised as whatever called it raises
             if errors.lost_peer(e):  # before JAX's shutdown barrier waits for it, then aborts
                 said = _gist(str(e).partition("\n")[0].rstrip("."))
+                why = (  # a connection never made: the peer may only be late
+                    "it is gone, or it fell more than gloo's wait behind, e.g. still compiling"
+                    if "DEADLINE_EXCEEDED" in said
+                    else "it crashed, was killed, or its machine went away"
+                )
                 _exit_saying(
                     "Process lost",
-                    "another process of this run stopped answering (it crashed, was killed, or "
-                    f"its machine went away): {said}. This one stops too. Run the same commands "
-                    "again, on every process, to resume from the last checkpoint.",
+                    f"another process of this run stopped answering ({why}): {said}. This one "
+                    "stops too. Run the same commands again, on every process, to resume from "
+                    "the last checkpoint.",
                     errors.EXIT_PREEMPTED,
                     now=True,
                 )

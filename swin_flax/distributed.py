@@ -127,11 +127,15 @@ def _detected() -> str:
     """What --distributed's detection found before the wait that timed out, and what to check."""
     from jax._src import distributed as jax_state  # noqa: PLC0415 (JAX keeps it only there)
 
-    state = jax_state.global_state  # set as JAX read the cluster's settings, before it waited
+    # Set as JAX read the cluster's settings, before it waited; private: any part may be missing.
+    state = getattr(jax_state, "global_state", None)
+    process, count, address = (
+        getattr(state, k, None) for k in ("process_id", "num_processes", "coordinator_address")
+    )
     found = (
-        f"--distributed detected process {state.process_id} of {state.num_processes}, the "
-        f"coordinator (process 0) at {state.coordinator_address}"
-        if state.coordinator_address
+        f"--distributed detected process {process} of {count}, the coordinator (process 0) at "
+        f"{address}"
+        if None not in (process, count, address)
         else "--distributed had not finished detecting the cluster"
     )
     return (
@@ -239,7 +243,7 @@ class StartUp:
             if marker is not None and len(every) > 1:
                 _check_shared(workdir, gather([socket.gethostname(), _read(marker)]))
         finally:
-            if marker is not None and jax.process_index() == 0:
+            if marker is not None and jax.process_count() > 1 and jax.process_index() == 0:
                 with contextlib.suppress(OSError):
                     marker.unlink()
 

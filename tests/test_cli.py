@@ -526,3 +526,12 @@ def test_a_lost_peer_in_any_error_is_one_paragraph_that_keeps_its_cause(monkeypa
     cut = cli._gist("a" * 20 + " " + "word " * 100 + "Connection reset by peer", 120)
     assert len(cut) <= 120 and cut.startswith("a" * 20 + " word") and " ... " in cut, cut
     assert cut.endswith("word Connection reset by peer"), cut
+    # A connection never made (gloo's 30 s wait) may be a peer only late: not said to be gone.
+    with pytest.raises(SystemExit), cli.friendly_errors():
+        raise RuntimeError(
+            "INTERNAL: Gloo context initialization failed: DEADLINE_EXCEEDED: GetKeyValue() "
+            "timed out with key: cpu:gloo/0,1,2048,2049/2 and duration: 29.99999979s"
+        )
+    err = " ".join(capsys.readouterr().err.split())
+    assert "stopped answering (it is gone, or it fell more than gloo's wait behind" in err, err
+    assert "crashed" not in err

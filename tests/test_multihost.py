@@ -363,6 +363,11 @@ def test_distributed_says_it_waits_and_what_it_detected_when_the_others_never_jo
         "settings. Check that the job started every process with --distributed"
     ), said
     assert "--process_id from 0" not in said  # the advice for flags given by hand
+    # JAX's state is private: a JAX without it (or without a part) gets the advice all the same.
+    monkeypatch.setattr(jax_state, "global_state", None)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: time.sleep(5))
+    with pytest.raises(distributed.JoinTimeout, match="had not finished detecting the cluster"):
+        distributed.initialize(auto=True)
 
 
 def test_processes_that_see_different_runs_do_not_start(monkeypatch):
