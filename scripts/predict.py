@@ -69,10 +69,8 @@ def main(argv):
         )
 
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
-    c = run.config  # each image decoded once, kept at the model's input size
-    paths, inputs, bad = predict.read_images(
-        argv[1:], c.model.img_size, c.normalize_mean, c.normalize_std
-    )
+    c = run.config  # each image decoded once, kept at the model's input size in uint8
+    paths, inputs, bad = predict.read_images(argv[1:], c.model.img_size)
     n = len(paths) + len(bad)
     are = "is not an image" if len(bad) == 1 else "are not images"
     count = f"{len(bad)} of {n} files {are} that can be read: " if n > 1 else ""

@@ -2,9 +2,11 @@
 
 Images (anything Pillow reads, any size, turned RGB) go through the test pipeline's transform of the
 run's config (`pipeline.to_model_input`): antialiased bilinear resize to model.img_size squared
-(the aspect ratio is not kept: crop an image first to keep it), then
-(x / 255 - normalize_mean) / normalize_std. A checkpoint of several runs predicts with the one
-chosen, or with the ensemble of those chosen (all by default).
+(the aspect ratio is not kept: crop an image first to keep it), here rounded to 8 bits as
+torchvision's Resize of a PIL image is (so kept until its batch: a quarter of float32's memory;
+within half a grey level of evaluate's unrounded resize), then (x / 255 - normalize_mean) /
+normalize_std. A checkpoint of several runs predicts with the one chosen, or with the ensemble of
+those chosen (all by default).
 """
 
 from __future__ import annotations
@@ -98,10 +100,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_images(
-    paths: Sequence[str | os.PathLike], image_size: int, mean: Sequence[float], std: Sequence[float]
+    paths: Sequence[str | os.PathLike], image_size: int
 ) -> tuple[list[str], list[np.ndarray], list[str]]:
-    """(readable image paths, their model inputs as `preprocess` makes them, one message per other
-    path): each file decoded once, kept only at the model's input size, so that bad files are
+    """(readable image paths, their images as `resize` makes them, one message per other path):
+    each file decoded once, kept only at the model's input size in uint8, so that bad files are
     named before anything compiles and the good ones still get their predictions. A folder stands
     for the files under it, subfolders included (an ImageFolder layout: class/img.png; hidden ones
     and macOS' __MACOSX/ not; linked folders followed, but not a link back up to a folder it was
@@ -135,23 +137,41 @@ def read_images(
                 bad.append(f"the folder {given} holds no image file (PNG, JPEG, ...)")
         for path in files:
             try:
-                inputs.append(preprocess(load_image(path), image_size, mean, std))
+                inputs.append(resize(load_image(path), image_size))
                 good.append(path)
             except (OSError, sources.DataError) as e:
                 bad.append(str(e).rstrip("."))
     return good, inputs, bad
 
 
-def preprocess(
-    image: np.ndarray, image_size: int, mean: Sequence[float], std: Sequence[float]
-) -> np.ndarray:
-    """uint8 [H, W, 3] -> float32 [image_size, image_size, 3], the config's eval transform."""
+def resize(image: np.ndarray, image_size: int) -> np.ndarray:
+    """uint8 [H, W, 3] -> uint8 [image_size, image_size, 3]: the eval transform's resize
+    (`pipeline.to_model_input`'s), rounded to 8 bits, so that an image waiting for its batch takes
+    a quarter of its float32 model input's memory."""
+    import tensorflow as tf  # noqa: PLC0415 (TF: only when classifying)
+
+    if image.shape[:2] == (image_size, image_size):
+        return image
+    x = tf.image.resize(
+        tf.cast(image, tf.float32), (image_size, image_size), method="bilinear", antialias=True
+    )
+    return np.clip(np.round(x.numpy()), 0, 255).astype(np.uint8)
+
+
+def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 [B, S, S, 3] -> float32 model inputs: (x / 255 - mean) / std, as evaluated."""
     import tensorflow as tf  # noqa: PLC0415
 
     from swin_flax.data import pipeline  # noqa: PLC0415 (TF: only when classifying)
 
-    x = pipeline.to_model_input(tf.constant(image[None]), int(image_size), mean, std)
-    return np.asarray(x[0])
+    return np.asarray(pipeline.to_model_input(tf.constant(images), images.shape[1], mean, std))
+
+
+def preprocess(
+    image: np.ndarray, image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """uint8 [H, W, 3] -> float32 [image_size, image_size, 3], the model input predict makes."""
+    return normalize(resize(image, image_size)[None], mean, std)[0]
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -176,10 +196,8 @@ def predict_images(
     for i, x in enumerate(images):
         if isinstance(x, np.ndarray) and (x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3):
             raise ValueError(f"image {i}: give a uint8 [H, W, 3] array, not {x.dtype} {x.shape}.")
-    transform = (config.model.img_size, config.normalize_mean, config.normalize_std)
-    inputs = (
-        preprocess(x if isinstance(x, np.ndarray) else load_image(x), *transform) for x in images
-    )
+    size = config.model.img_size
+    inputs = (resize(x if isinstance(x, np.ndarray) else load_image(x), size) for x in images)
     paths = [
         f"array {i}" if isinstance(x, np.ndarray) else os.fspath(x) for i, x in enumerate(images)
     ]
@@ -194,12 +212,13 @@ def classify(
     k: int = 5,
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Top-k predictions of model inputs (`preprocess`'s, as `read_images` returns them), named by
-    `paths`; read `batch_size` at a time, so that a generator of them holds no more."""
+    """Top-k predictions of images at the model's input size (`resize`'s, as `read_images` returns
+    them), named by `paths`; read and normalised `batch_size` at a time, so that a generator of
+    them holds no more."""
     apply = jax.jit(functools.partial(steps.logits, apply_fn=build.model_from_config(config).apply))
     logits, inputs = [], iter(inputs)
     while batch := list(itertools.islice(inputs, batch_size)):
-        x = np.stack(batch)
+        x = normalize(np.stack(batch), config.normalize_mean, config.normalize_std)
         logits.append(np.stack([np.asarray(apply(params, x)) for params in members]))
     indices, probs = top_k(evaluate.combined_logits(np.concatenate(logits, axis=1)), k)
     names = sources.class_names(config.dataset)
