@@ -56,9 +56,9 @@ def image_suffixes() -> tuple[str, ...]:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """An image file -> uint8 [H, W, 3] RGB, upright (EXIF orientation applied), 16-bit grey scaled
     to 8 bits (Pillow's RGB conversion would clip it). FileNotFoundError for a missing path,
-    DataError for a folder, an undecodable file or a 32-bit one (its range unknown). Pillow's
-    limit on large images (Image.MAX_IMAGE_PIXELS, a guard for servers) is lifted while it reads:
-    the user chose the file."""
+    DataError for a folder, an undecodable file, a 32-bit one (its range unknown) or one too large
+    for the host's memory. Pillow's limit on large images (Image.MAX_IMAGE_PIXELS, a guard for
+    servers) is lifted while it reads: the user chose the file."""
     from PIL import Image, ImageOps  # noqa: PLC0415
 
     path = os.fspath(path)
@@ -90,6 +90,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 return np.asarray(img.convert("RGB"), np.uint8)
     except sources.DataError:
         raise
+    except MemoryError:  # a huge image or a decompression bomb: this file's fault, not the run's
+        raise sources.DataError(
+            f"image {path} is too large to decode in memory: pass a smaller copy of it (predict "
+            "resizes it to the model's input size anyway)."
+        ) from None
     except (OSError, ValueError) as e:  # "cannot identify image file"
         said = str(e).rstrip(".")  # Pillow's own sentence ends in a full stop, as this one does
         raise sources.DataError(

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageFile
 
 from swin_flax import build, checkpoints, evaluate, predict, rundir
 from swin_flax.config import default_config
@@ -279,6 +279,27 @@ def test_images_wait_as_uint8_and_each_batch_is_normalised_as_the_formula_says(r
     for pred, p in zip(preds, probs, strict=True):  # two batches: 3 images, then 1
         assert list(pred.indices) == np.argsort(-p, kind="stable").tolist()
         np.testing.assert_allclose(pred.probabilities, np.sort(p)[::-1], rtol=1e-5, atol=1e-7)
+
+
+def test_an_image_too_large_for_memory_is_named_and_the_others_predicted(run, monkeypatch):
+    """Pillow's limit is lifted, so a huge image (or a decompression bomb) can exhaust the host's
+    memory while decoding: that file is named as a bad one, not the whole command said to be out
+    of memory (cli.friendly_errors' training advice). Found by a review."""
+    paths = run[-1]
+    decode = ImageFile.ImageFile.load
+
+    def load(image):
+        if image.filename == paths[1]:
+            raise MemoryError
+        return decode(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    good, images, bad = predict.read_images(paths[:3], 32)
+    assert good == [paths[0], paths[2]] and len(images) == 2
+    assert bad == [
+        f"image {paths[1]} is too large to decode in memory: pass a smaller copy of it (predict "
+        "resizes it to the model's input size anyway)"
+    ]
 
 
 def test_a_quoted_pattern_is_said_to_be_unexpanded(tmp_path):
