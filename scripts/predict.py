@@ -9,9 +9,9 @@ Images of any size are resized as the run's config says (to model.img_size squar
 aspect ratio is not kept, crop first to keep it) and normalised with its normalize_mean /
 normalize_std. The run is checked first, then every file read: the good ones are predicted, the
 others named in one paragraph, and then the exit status is 2. A folder stands for the images under
-it (by suffix: the formats Pillow decodes). --json PATH also writes the predictions (each file's
-class indices, names and probabilities, a line per file), the checkpoint and the files that could
-not be read to PATH.
+it (by suffix: the formats Pillow decodes), not those in runs' folders (their reports). --json PATH
+also writes the predictions (each file's class indices, names and probabilities, a line per file),
+the checkpoint and the files that could not be read to PATH.
 
 A checkpoint of several runs (config.num_runs, config.sweep) predicts with their ensemble (the mean
 of their softmax probabilities; --ensemble says so explicitly), or with the one run --run K names

@@ -23,7 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from swin_flax import build, evaluate, steps
+from swin_flax import build, evaluate, runfiles, steps
 from swin_flax.data import sources
 
 
@@ -110,13 +110,17 @@ def read_images(
     """(readable image paths, their images as `resize` makes them, one message per other path):
     each file decoded once, kept only at the model's input size in uint8, so that bad files are
     named before anything compiles and the good ones still get their predictions. A folder stands
-    for the files under it, subfolders included (an ImageFolder layout: class/img.png; hidden ones
-    and macOS' __MACOSX/ not; linked folders followed, but not a link back up to a folder it was
-    reached by or one above it, a loop), whose suffix is of a format Pillow decodes, in path order."""
+    for the files under it, subfolders included (an ImageFolder layout: class/img.png; hidden ones,
+    macOS' __MACOSX/ and runs' folders, whose reports are no photos, not; linked folders followed,
+    but not a link back up to a folder it was reached by or one above it, a loop), whose suffix is
+    of a format Pillow decodes, in path order."""
     good, inputs, bad = [], [], []
     suffixes = image_suffixes()
     for given in map(os.fspath, paths):
         files = [given]
+        if os.path.isdir(given) and runfiles.is_run_folder(given):
+            bad.append(f"{given} is a run's folder, not a folder of images")
+            continue
         if os.path.isdir(given):
             files, walked = [], {}  # a folder -> the real paths of those it was reached by
             for folder, subfolders, names in os.walk(given, followlinks=True):  # as ImageFolder
@@ -125,6 +129,7 @@ def read_images(
                     d
                     for d in subfolders
                     if not d.startswith((".", "__MACOSX"))
+                    if not runfiles.is_run_folder(os.path.join(folder, d))  # eval/confusion.png
                     if not any(  # a link to one of them or above (`up -> ..`): a loop
                         c.startswith(os.path.join(os.path.realpath(os.path.join(folder, d)), ""))
                         for c in chain

@@ -302,6 +302,26 @@ def test_an_image_too_large_for_memory_is_named_and_the_others_predicted(run, mo
     ]
 
 
+def test_a_folder_s_run_folders_are_not_walked(run, tmp_path):
+    """`predict.py --workdir runs/a runs/`: the runs' reports (eval/confusion.png, a run of
+    several's runs/test_accuracy.png) are no photos; the images beside them are read, and
+    a run's folder given itself is named. Found by a review."""
+    paths = run[-1]
+    runs, run_a = tmp_path / "runs", tmp_path / "runs" / "a"
+    (run_a / "eval").mkdir(parents=True)
+    (run_a / "runs").mkdir()
+    (run_a / "config.json").write_text("{}")
+    shutil.copy(paths[0], run_a / "eval" / "confusion.png")
+    shutil.copy(paths[0], run_a / "runs" / "test_accuracy.png")
+    shutil.copy(paths[0], runs / "photo.png")
+    (runs / "cats").mkdir()
+    shutil.copy(paths[0], runs / "cats" / "cat.png")
+    good, _, bad = predict.read_images([runs], 32)
+    assert good == [str(runs / "cats" / "cat.png"), str(runs / "photo.png")] and bad == []
+    good, _, bad = predict.read_images([run_a], 32)
+    assert good == [] and bad == [f"{run_a} is a run's folder, not a folder of images"]
+
+
 def test_a_quoted_pattern_is_said_to_be_unexpanded(tmp_path):
     """'imgs/*.png' quoted (or matching no file: bash passes it then too) reaches the script as it
     is: said so, not just 'does not exist'."""
