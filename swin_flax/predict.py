@@ -158,13 +158,13 @@ def resize(image: np.ndarray, image_size: int) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [image_size, image_size, 3]: the eval transform's resize
     (`pipeline.to_model_input`'s), rounded to 8 bits, so that an image waiting for its batch takes
     a quarter of its float32 model input's memory."""
-    import tensorflow as tf  # noqa: PLC0415 (TF: only when classifying)
+    import tensorflow as tf  # noqa: PLC0415
+
+    from swin_flax.data import pipeline  # noqa: PLC0415 (TF: only when classifying)
 
     if image.shape[:2] == (image_size, image_size):
         return image
-    x = tf.image.resize(
-        tf.cast(image, tf.float32), (image_size, image_size), method="bilinear", antialias=True
-    )
+    x = pipeline.resize(tf.cast(image[None], tf.float32), image_size)[0]
     return np.clip(np.round(x.numpy()), 0, 255).astype(np.uint8)
 
 

@@ -201,15 +201,21 @@ def eval_dataset(
     return _mapped(ds, batch, prefetch)
 
 
+def resize(x: tf.Tensor, size: int) -> tf.Tensor:
+    """float32 [B, h, w, C] -> [B, size, size, C]: antialiased bilinear (PIL's, torchvision's Resize
+    of a PIL image), the identity at size."""
+    if x.shape[1] == size and x.shape[2] == size:
+        return x
+    return tf.image.resize(x, (size, size), method="bilinear", antialias=True)
+
+
 def to_model_input(
     images: tf.Tensor, size: int, mean: Sequence[float], std: Sequence[float]
 ) -> tf.Tensor:
     """uint8 [B, h, w, 3] -> float32 [B, size, size, 3]: bilinear resize (if h, w != size), then
     (x / 255 - mean) / std, the ops of torchvision's Resize (PIL bilinear, antialiased when
     shrinking) + ToTensor + Normalize."""
-    x = tf.cast(images, tf.float32)
-    if x.shape[1] != size or x.shape[2] != size:
-        x = tf.image.resize(x, (size, size), method="bilinear", antialias=True)
+    x = resize(tf.cast(images, tf.float32), size)
     # Per-channel constants at full image shape: TF's CPU kernels broadcast these over the batch
     # axis several times faster than a [3] vector over the last axis (same values, same ops).
     # Subtracting 0 and dividing by 1 change nothing in IEEE arithmetic, so they are skipped.
