@@ -152,8 +152,9 @@ def check_output_file(
 
 def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
     """Exit 2 if --`flag` `path` is a file of a run that `keep` names (a --workdir, or a
-    --checkpoint in it: runfiles.is_run_file), or a file that `keep` is or holds (an input: an
-    image, an archive)."""
+    --checkpoint in it: runfiles.is_run_file), or is a file that `keep` names (an input: an image,
+    an archive). A file in a folder given is not refused: predict.py reads only its images,
+    evaluate.py's --data_dir holds tfds' files."""
     from swin_flax import runfiles  # noqa: PLC0415 (etils: only for an output flag given)
 
     out = os.path.realpath(path)
@@ -167,12 +168,10 @@ def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
                     "config.json, records and checkpoints/ are what it needs): give another path, "
                     f"e.g. a new name in {run} or a path in {os.path.join(run, runfiles.EVAL_DIR, '')}."
                 )
-        elif os.path.isfile(out) and _within(out, os.path.realpath(given)):
-            input_ = f"an input of this command ({given})"
-            if out != os.path.realpath(given):
-                input_ = f"a file in {given}, an input of this command"
+        elif out == os.path.realpath(given):
             exit_user_error(
-                f"--{flag} {path} is {input_}: give another path, or it would be replaced."
+                f"--{flag} {path} is an input of this command ({given}): give another path, or it "
+                "would be replaced."
             )
 
 

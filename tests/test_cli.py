@@ -308,8 +308,9 @@ def _refusal(capsys, *args, **kwargs) -> str:
 def test_an_output_file_replaces_nothing_the_command_reads(tmp_path, monkeypatch, capsys):
     """`predict.py --workdir runs/a --json runs/a/config.json` replaced the run's config.json, and
     `--json img.png img.png` the image: a run's folder (given as --workdir, or by a --checkpoint in
-    it) is the run's but for eval/, an input file is not replaced; an existing file this user may
-    not write is refused before the work. Found by a predict/export user trial."""
+    it) is the run's but for eval/, an input file given is not replaced (a file in a folder given
+    may be); an existing file this user may not write is refused before the work. Found by a
+    predict/export user trial."""
     run = tmp_path / "runs" / "a"
     step = run / "checkpoints" / "best" / "8"
     for folder in (step / "state", step / "meta", run / "eval", run / "runs"):
@@ -341,11 +342,12 @@ def test_an_output_file_replaces_nothing_the_command_reads(tmp_path, monkeypatch
         "Error: --out ./img.png is an input of this command (img.png): give another path, or it "
         "would be replaced."
     )
-    assert _refusal(capsys, "json", "photos/cat.png", keep=keep) == (
-        "Error: --json photos/cat.png is a file in photos, an input of this command: give another "
-        "path, or it would be replaced."
-    )
     assert image.read_bytes() == b"png"
+    # `predict.py photos/ --json photos/preds.json` run twice: the second replaces the first's file
+    # (a folder given is read for its images only; found by a review).
+    assert cli.check_output_file("json", "photos/preds.json", keep=keep) == ""
+    (tmp_path / "photos" / "preds.json").write_text("{}")
+    assert cli.check_output_file("json", "photos/preds.json", keep=keep) == cli.REPLACING
     # What may be written: the run's eval/, a new name beside its files (an export kept with the
     # run), a new file in an input folder, anywhere else.
     for out in (
