@@ -8,8 +8,9 @@ swin_* models, both with load_state_dict(strict=True) (the official persistent b
 relative_position_index and attn_mask are written too). The format follows --out's suffix: .npz
 and .safetensors (pip install -e '.[pretrained]') are written without PyTorch, .pth needs it.
 --out's folder is created if new (the `wrote` line says so); the file is written beside it and
-renamed over it, so a failed write leaves the one there as it was; it may not replace a file of
-the run (a new name in its folder is fine). The last line says the input the model expects and,
+renamed over it, so a failed write leaves the one there as it was; it may not be among the run's
+files (its records, checkpoints/, runs/, ...; a new name in its folder, or in a folder of your own
+there such as exports/, is fine). The last line says the input the model expects and,
 for CIFAR, its classes by output index; a .safetensors keeps them in its metadata. The checkpoint
 is the run's best, else its latest. A checkpoint of several runs (config.num_runs, config.sweep)
 exports one of them: --run K (an index or a name such as 'seed=1').

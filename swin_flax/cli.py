@@ -151,7 +151,7 @@ def check_output_file(
 
 
 def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
-    """Exit 2 if --`flag` `path` is a file of a run that `keep` names (a --workdir, or a
+    """Exit 2 if --`flag` `path` is among the files of a run that `keep` names (a --workdir, or a
     --checkpoint in it: runfiles.is_run_file), or is a file that `keep` names (an input: an image,
     an archive). A file in a folder given is not refused: predict.py reads only its images,
     evaluate.py's --data_dir holds tfds' files."""
@@ -163,10 +163,12 @@ def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
         if run is not None and runfiles.is_run_folder(run):
             real = os.path.realpath(run)
             if _within(out, real) and runfiles.is_run_file(out, real):
+                folders = ", ".join(os.path.join(f, "") for f in runfiles.FOLDERS)
                 exit_user_error(
-                    f"--{flag} {path} is a file of {run}, the run this command reads (its "
-                    "config.json, records and checkpoints/ are what it needs): give another path, "
-                    f"e.g. a new name in {run} or a path in {os.path.join(run, runfiles.EVAL_DIR, '')}."
+                    f"--{flag} {path} is among the files of {run}, the run this command reads (its "
+                    f"config.json, records and folders {folders} are the run's own): give another "
+                    f"path, e.g. a new name in {run} or a path in "
+                    f"{os.path.join(run, runfiles.EVAL_DIR, '')}."
                 )
         elif out == os.path.realpath(given):
             exit_user_error(

@@ -14,6 +14,10 @@ SUMMARY = "summary.json"  # written when the run has trained all its epochs
 PRETRAINED = "pretrained.txt"  # what a run started from config.pretrained loaded, resized, left new
 # The files a run writes beside its folders (with its TensorBoard events, events.out.tfevents.*).
 TOP_FILES = ("config.json", "config.txt", SUMMARY, PRETRAINED)
+# The folders a run writes: its checkpoints, TensorBoard's runs/ of several runs (reports.py) and
+# plugins/ of a profile, the scripts' compilation cache (cli.compilation_cache_dir). Not eval/, the
+# tools' reports, nor a folder the user makes in it.
+FOLDERS = (CHECKPOINTS, "runs", "plugins", "compilation_cache")
 
 
 def absolute(path: str | os.PathLike) -> epath.Path:
@@ -44,10 +48,9 @@ def enclosing_run(path: str | os.PathLike) -> epath.Path | None:
 
 
 def is_run_file(path: str, run: str) -> bool:
-    """Whether the real path `path` in the real run folder `run` is the run's own: a file it writes
-    beside its folders, its TensorBoard events, or anything in its folders but eval/ (the tools'
-    reports). A new name beside them is not."""
+    """Whether the real path `path` in the real run folder `run` is, or would be, among the run's
+    own files: a file it writes beside its folders, its TensorBoard events, one of its FOLDERS or
+    anything in them. A new name beside them, or in another folder, is not."""
     first, *rest = os.path.relpath(path, run).split(os.sep)
-    if rest:
-        return first != EVAL_DIR
-    return first in TOP_FILES or first.startswith("events.out.tfevents.")
+    top = not rest and (first in TOP_FILES or first.startswith("events.out.tfevents."))
+    return top or first in FOLDERS

@@ -308,12 +308,13 @@ def _refusal(capsys, *args, **kwargs) -> str:
 def test_an_output_file_replaces_nothing_the_command_reads(tmp_path, monkeypatch, capsys):
     """`predict.py --workdir runs/a --json runs/a/config.json` replaced the run's config.json, and
     `--json img.png img.png` the image: a run's folder (given as --workdir, or by a --checkpoint in
-    it) is the run's but for eval/, an input file given is not replaced (a file in a folder given
-    may be); an existing file this user may not write is refused before the work. Found by a
-    predict/export user trial."""
+    it) keeps its records and folders (runfiles.FOLDERS), an input file given is not replaced (a
+    file in a folder given may be); an existing file this user may not write is refused before the
+    work. Found by a predict/export user trial; a folder of the user's in the run (exports/,
+    preds/), refused too, by a review."""
     run = tmp_path / "runs" / "a"
     step = run / "checkpoints" / "best" / "8"
-    for folder in (step / "state", step / "meta", run / "eval", run / "runs"):
+    for folder in (step / "state", step / "meta", run / "eval", run / "runs", run / "preds"):
         folder.mkdir(parents=True)
     (run / "config.json").write_text("{}")
     image = tmp_path / "img.png"
@@ -324,19 +325,24 @@ def test_an_output_file_replaces_nothing_the_command_reads(tmp_path, monkeypatch
     keep = ["runs/a", None, "img.png", "photos"]  # as a command line gives them
     said = _refusal(capsys, "json", "runs/a/config.json", keep=["runs/a"])
     assert said == (
-        "Error: --json runs/a/config.json is a file of runs/a, the run this command reads (its "
-        "config.json, records and checkpoints/ are what it needs): give another path, e.g. a new "
-        "name in runs/a or a path in runs/a/eval/."
+        "Error: --json runs/a/config.json is among the files of runs/a, the run this command reads "
+        "(its config.json, records and folders checkpoints/, runs/, plugins/, compilation_cache/ "
+        "are the run's own): give another path, e.g. a new name in runs/a or a path in "
+        "runs/a/eval/."
     )
     assert (run / "config.json").read_text() == "{}"
     for out, given in (
         (run / "checkpoints" / "best" / "x.json", [str(run)]),  # new, but among its checkpoints
         (run / "runs" / "x.json", [str(run)]),  # new, in another of its folders
+        (run / "plugins" / "x.json", [str(run)]),  # in a folder it makes only when profiling
+        (run / "compilation_cache" / "x.json", [str(run)]),
+        (run / "plugins", [str(run)]),  # a file where that folder would be made
         (run / "summary.json", [str(run)]),  # its record, not there yet
         (run / "events.out.tfevents.1.host", [str(run)]),  # its TensorBoard events
         (run / "config.json", [None, str(step)]),  # the run of a --checkpoint
     ):
-        assert f"--json {out} is a file of " in _refusal(capsys, "json", str(out), keep=given)
+        said = _refusal(capsys, "json", str(out), create_folder=True, keep=given)
+        assert f"--json {out} is among the files of " in said
     said = _refusal(capsys, "out", "./img.png", create_folder=True, keep=keep)
     assert said == (
         "Error: --out ./img.png is an input of this command (img.png): give another path, or it "
@@ -349,10 +355,12 @@ def test_an_output_file_replaces_nothing_the_command_reads(tmp_path, monkeypatch
     (tmp_path / "photos" / "preds.json").write_text("{}")
     assert cli.check_output_file("json", "photos/preds.json", keep=keep) == cli.REPLACING
     # What may be written: the run's eval/, a new name beside its files (an export kept with the
-    # run), a new file in an input folder, anywhere else.
+    # run), a folder of the user's in it (new or not), a new file in an input folder, anywhere else.
+    assert cli.check_output_file("out", "runs/a/exports/x", create_folder=True, keep=keep) == ""
     for out in (
         run / "eval" / "scores.json",
         run / "preds.json",
+        run / "preds" / "x.json",
         tmp_path / "photos" / "p.json",
         tmp_path / "p.json",
     ):

@@ -506,7 +506,7 @@ def test_cli_on_a_damaged_checkpoint_ends_with_its_paragraph(tmp_path):
         (["--json", "."], "--json . is a folder: give a file path in it, or another path."),
         (
             ["--json", "RUN/config.json"],
-            "--json RUN/config.json is a file of RUN, the run this command reads",
+            "--json RUN/config.json is among the files of RUN, the run this command reads",
         ),
         (["--eval_dir", "RUN/config.json"], "config.json is a file: give a folder"),
         (["--checkpoint", "RUN/checkpoints/best"], "is not a checkpoint step folder"),

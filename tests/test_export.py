@@ -266,7 +266,7 @@ def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
         ),
         (
             ["--out={workdir}/checkpoints/swin.npz"],
-            r"--out .*/swin\.npz is a file of .*, the run this",
+            r"--out .*/swin\.npz is among the files of .*, the run this",
         ),
         (
             ["--out={workdir}/config.json/swin.npz"],

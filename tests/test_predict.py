@@ -585,7 +585,7 @@ def test_cli_refuses_a_json_over_its_run_or_an_image(run, tmp_path):
         "predict.py", f"--workdir={workdir}", over_the_run, "img.png", cwd=tmp_path
     )
     assert message.startswith(
-        f"Error: --json {workdir}/config.json is a file of {workdir}, the run"
+        f"Error: --json {workdir}/config.json is among the files of {workdir}, the run"
     )
     assert snapshot(workdir) == before
     message = fails_cleanly(
