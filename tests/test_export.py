@@ -13,6 +13,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import jax
 import numpy as np
@@ -110,6 +111,27 @@ def test_a_write_that_fails_midway_leaves_the_previous_file(tmp_path, monkeypatc
         "untouched. Free disk space, or give another path."
     )
     assert isinstance(e.value, errors.USER_ERRORS)  # one paragraph, exit 2
+
+
+def test_a_torch_write_that_fails_midway_leaves_the_previous_file(tmp_path, monkeypatch):
+    """torch.save to a file object reports a full disk as a RuntimeError, not an OSError: the
+    same error and cleanup as numpy's (found by a review). A stand-in for torch writes part of the
+    file, then raises what torch 2's PytorchStreamWriter raises."""
+    path = tmp_path / "swin.pth"
+    path.write_bytes(b"the previous export")
+    failure = "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file"
+
+    def full_disk(state, f):
+        f.write(b"PK\x03\x04 the first bytes of the new file")
+        raise RuntimeError(failure)
+
+    torch = types.SimpleNamespace(save=full_disk, from_numpy=lambda v: v)
+    monkeypatch.setattr(convert, "require_package", lambda path, action: torch)
+    with pytest.raises(errors.CheckpointWriteError) as e:
+        convert.save_state_dict({"head.bias": np.zeros(3, np.float32)}, path)
+    assert path.read_bytes() == b"the previous export"
+    assert list(tmp_path.iterdir()) == [path]
+    assert str(e.value).startswith(f"could not write {path} ({failure}): the file that was there")
 
 
 # --------------------------------------------------------------------------------------------------
