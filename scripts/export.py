@@ -8,18 +8,19 @@ swin_* models, both with load_state_dict(strict=True) (the official persistent b
 relative_position_index and attn_mask are written too). The format follows --out's suffix: .npz
 and .safetensors (pip install -e '.[pretrained]') are written without PyTorch, .pth needs it.
 --out's folder is created if new (the `wrote` line says so); the file is written beside it and
-renamed over it, so a failed write leaves the one there as it was; it may not be among the run's
-files (its records, checkpoints/, runs/, ...; a new name in its folder, or in a folder of your own
-there such as exports/, is fine). The last line says the input the model expects and,
-for CIFAR, its classes by output index; a .safetensors keeps them in its metadata. The checkpoint
-is the run's best, else its latest. A checkpoint of several runs (config.num_runs, config.sweep)
-exports one of them: --run K (an index or a name such as 'seed=1').
+renamed over it, so a failed write leaves the one there as it was (and no folder it created); it
+may not be among the run's files (its records, checkpoints/, runs/, ...; a new name in its folder,
+or in a folder of your own there such as exports/, is fine). The last line says the input the
+model expects and, for CIFAR, its classes by output index; a .safetensors keeps them in its
+metadata. The checkpoint is the run's best, else its latest. A checkpoint of several runs
+(config.num_runs, config.sweep) exports one of them: --run K (an index or a name such as 'seed=1').
 """
 
 from swin_flax import cli  # standard library and absl only
 
 cli.start()
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 from typing import Any  # noqa: E402
@@ -78,23 +79,37 @@ def main(argv):
     if model.scan_blocks:
         params = layout.unstack_block_params(params, model)
     state = convert.flax_to_torch(params, FLAGS.layout, model)
-    folder = os.path.dirname(FLAGS.out)  # said when new: a typo in it would go unnoticed
-    created = (
-        f" (created {os.path.join(folder, '')})" if folder and not os.path.isdir(folder) else ""
-    )
+    made = missing_folders(FLAGS.out)  # said when new: a typo in it would go unnoticed
+    created = f" (created {os.path.join(os.path.dirname(FLAGS.out), '')})" if made else ""
     created += replacing
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    except OSError as e:  # a folder the system will not make (/proc/x), which root may "write"
-        cli.exit_user_error(f"--out {FLAGS.out}: its folder cannot be created ({e.strerror}).")
     facts = model_input(run.config)
-    convert.save_state_dict(state, FLAGS.out, {k: json.dumps(v) for k, v in facts.items()})
+    try:
+        try:
+            if made:
+                os.makedirs(made[-1], exist_ok=True)
+        except OSError as e:  # a folder the system will not make (/proc/x), which root may "write"
+            cli.exit_user_error(f"--out {FLAGS.out}: its folder cannot be created ({e.strerror}).")
+        convert.save_state_dict(state, FLAGS.out, {k: json.dumps(v) for k, v in facts.items()})
+    except BaseException:  # a failed write leaves nothing written: the folders made, if empty
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
     print(
         f"wrote {FLAGS.out}{created}: {FLAGS.layout} layout, {len(state)} tensors, "
         f"checkpoint {run.describe()}"
     )
     print(f"load it with strict=True into {constructor(model, FLAGS.layout)}")
     print(usage(facts, FLAGS.out.endswith(".safetensors")))
+
+
+def missing_folders(path: str) -> list[str]:
+    """The folders, outermost first, to create for `path`'s folder to exist (none: it exists)."""
+    missing, folder = [], os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(folder):
+        missing.insert(0, folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 def model_input(config) -> dict[str, Any]:

@@ -11,6 +11,8 @@ import json
 import os
 import pathlib
 import re
+import resource
+import signal
 import subprocess
 import sys
 import types
@@ -160,7 +162,7 @@ def run(tmp_path_factory):
     return workdir, model, params["best"]
 
 
-def export(*args):
+def export(*args, preexec_fn=None):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "export.py"), *args],
@@ -168,6 +170,7 @@ def export(*args):
         text=True,
         env=env,
         timeout=120,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -201,6 +204,25 @@ def test_export_script_writes_the_best_checkpoint(run, tmp_path):
     assert result.stdout.split(", ")[1] == f"{len(state)} tensors"
     assert set(state) == set(convert.flax_to_torch(canonical, "official", model))
     jax.tree.map(np.testing.assert_array_equal, convert.torch_to_flax(state, model), canonical)
+
+
+def test_a_failed_export_leaves_no_folder_it_created(run, tmp_path):
+    """`--out new/sub/swin.npz` and a write that fails midway (a file size limit: EFBIG, as a full
+    disk fails): exit 2, and the folders export.py created for it are gone, nothing is left written
+    (found by a review)."""
+    workdir, _, _ = run
+    (tmp_path / "kept").mkdir()  # a folder there before: not removed
+    out = tmp_path / "kept" / "new" / "sub" / "swin.npz"
+
+    def small_files():  # in the child: the write fails with EFBIG instead of the signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    result = export(f"--workdir={workdir}", f"--out={out}", preexec_fn=small_files)
+    assert result.returncode == cli.EXIT_USER_ERROR, result.stderr[-2000:]
+    assert f"could not write {out} (File too large)" in " ".join(result.stderr.split())
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"]
+    assert list((tmp_path / "kept").iterdir()) == []
 
 
 def test_the_export_says_the_input_and_classes_it_was_trained_on(tmp_path):
