@@ -53,7 +53,7 @@ def lost_peer(error: BaseException) -> bool:
     """Whether `error` (or one it wraps) is a gloo collective that failed as a peer went away, or
     one whose connections a peer never came to make (gone before the train step's first run)."""
     return any(
-        re.search(r"Gloo \w+ failed", str(e))
+        re.search(r"Gloo [\w-]+ failed", str(e))
         and re.search(r"(closed|reset) by peer", str(e))
         or re.search(r"Gloo context initialization failed: DEADLINE_EXCEEDED", str(e))
         for e in chain(error)

@@ -498,6 +498,13 @@ def test_a_lost_peer_is_found_in_the_wrapped_errors_and_a_looping_chain_ends():
     wrapper = ValueError("orbax: barrier failed")
     wrapper.__cause__ = gloo
     assert errors.lost_peer(wrapper) and errors.lost_peer(gloo)
+    # The gradients' all-reduce, where a dead peer is met in training, names itself with a hyphen.
+    assert errors.lost_peer(
+        RuntimeError(
+            "INTERNAL: Error dispatching computation: Gloo all-reduce failed: [external/gloo/gloo/"
+            "transport/tcp/pair.cc:538] Read error [127.0.0.1]:40123: Connection reset by peer"
+        )
+    )
     # A peer gone before the train step's collectives connected: gloo waited for it in vain.
     assert errors.lost_peer(
         RuntimeError(
