@@ -77,8 +77,6 @@ def _scored(report: object) -> tuple | None:
 
 def main(argv):
     del argv  # parse_flags refused stray arguments
-    inputs = [FLAGS.workdir, FLAGS.checkpoint, FLAGS.archive, FLAGS.data_dir]
-    replacing = check_outputs(FLAGS.json, FLAGS.eval_dir, inputs)
     from swin_flax import evaluate, runfiles  # noqa: PLC0415 (jax, orbax: after the flags)
     from swin_flax.data import sources  # noqa: PLC0415
 
@@ -86,6 +84,8 @@ def main(argv):
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
     # What the report files name: the step folder, its line (the epoch of each run used), the data.
     config = cli.moved_data(run.config, FLAGS.workdir, FLAGS.archive, FLAGS.data_dir)
+    inputs = [FLAGS.workdir, FLAGS.checkpoint, config.archive, config.data_dir]  # the run's data too
+    replacing = check_outputs(FLAGS.json, FLAGS.eval_dir, inputs)
     scores = evaluate.evaluate_checkpoint(config, run.members(), run.choice)  # reads the data first
     data = sources.describe_source(config.dataset, data_dir=config.data_dir, archive=config.archive)
     result = {"checkpoint": str(run.checkpoint), "checkpoint_line": run.describe(), "data": data}

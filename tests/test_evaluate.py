@@ -540,6 +540,25 @@ def test_cli_refuses_before_evaluating(args, expected, run, tmp_path):
     assert snapshot(run) == before
 
 
+def test_cli_json_does_not_replace_the_data_the_run_records(run, tmp_path):
+    """--json over the archive the run's config.json names (no --archive given) replaced the run's
+    data with JSON: the data a run reads is an input as --archive is. Found by a trial."""
+    from tests import cifar_files  # noqa: PLC0415
+
+    copy = _copy(run, tmp_path)
+    split = cifar_files.random_split(11, seed=3)
+    data = cifar_files.cifar10_python_tarball(tmp_path / "data.tar.gz", split, split)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(dataset="cifar10", archive=str(data))
+    (copy / "config.json").write_text(json.dumps(config))
+    before = data.read_bytes()
+    message = fails_cleanly(
+        "evaluate.py", "--workdir", str(copy), "--json", str(data), cwd=tmp_path
+    )
+    assert f"--json {data} is an input of this command" in message
+    assert data.read_bytes() == before
+
+
 # A checkpoint of several runs: params stacked on a leading run axis, as train.py writes them.
 NAMES_3 = ["seed=0", "seed=1", "seed=2"]
 
