@@ -35,23 +35,19 @@ flags.DEFINE_string("workdir", None, "A run's folder: its augmentation, instead 
 cli.define_moved_data_flags()
 
 
-def check_out(path: str) -> None:
-    """--out must be a .png file path in a folder that exists (checked before any work)."""
-    folder = os.path.dirname(os.path.abspath(path))
+def check_out(path: str, keep: list[str | None]) -> str:
+    """--out must be a .png file path that `cli.check_output_file` accepts (a folder that exists,
+    none of `keep` replaced), checked before any work; returns what the `wrote` line adds."""
     if not path.lower().endswith(".png") or os.path.isdir(path):
         cli.exit_user_error(f"--out {path} is not a .png file path: give one, e.g. --out grid.png.")
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        cli.exit_user_error(
-            f"--out {path}: the folder {folder} does not exist or is not writable; create it or "
-            "give another path."
-        )
+    return cli.check_output_file("out", path, keep=keep)
 
 
 def main(argv):
     del argv  # parse_flags refused stray arguments
     c = cli.config_or_run(FLAGS.config, FLAGS.workdir, "augmentation")
     c = cli.moved_data(c, FLAGS.workdir, FLAGS.archive, FLAGS.data_dir)
-    check_out(FLAGS.out)
+    replacing = check_out(FLAGS.out, [FLAGS.workdir, c.archive, c.data_dir])
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
@@ -97,7 +93,7 @@ def main(argv):
             "class)"
         )
     print(
-        f"wrote {FLAGS.out}: {len(before)} images (rows: plain, then as trained); "
+        f"wrote {FLAGS.out}{replacing}: {len(before)} images (rows: plain, then as trained); "
         f"{' and '.join(shown) or 'the config augments nothing'}"
     )
 

@@ -333,6 +333,16 @@ def test_show_augmentations_of_a_run(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "wrote g.png: 4 images" in out.stdout and "RandAugment 'rand-m7-n1'" in out.stdout
+    # --out is checked as every tool's output: not among the run's files; a replaced file is said.
+    (tmp_path / "run" / "checkpoints").mkdir()
+    inside = fails_cleanly(
+        "show_augmentations.py", "--workdir", "run", "--out=run/checkpoints/g.png", cwd=tmp_path
+    )
+    assert "--out run/checkpoints/g.png is among the files of run" in inside
+    out = run_script(
+        "show_augmentations.py", "--workdir", "run", "--count=4", "--out=g.png", cwd=tmp_path
+    )
+    assert "wrote g.png (replacing the file there): 4 images" in out.stdout, out.stderr[-3000:]
     # A run whose archive moved since: --archive gives the new place.
     from tests import cifar_files  # noqa: PLC0415
 
@@ -388,7 +398,7 @@ def test_a_config_file_imports_another_from_its_folder(tmp_path):
         (["--cols=0"], "flag --cols=0: 0 is not a positive integer"),
         (["--scale=0"], "flag --scale=0: 0 is not an integer in the range [1, 32]"),
         (["--epoch=-1"], "flag --epoch=-1: -1 is not a non-negative integer"),
-        (["--out=no_such_folder/grid.png"], "does not exist or is not writable"),
+        (["--out=no_such_folder/grid.png"], "is not a file path in a folder that exists"),
         (["--out=grid.jpg"], "--out grid.jpg is not a .png file path"),
         (["--config.batch_size=0"], "config.batch_size: must be a positive integer, got 0."),
         (["--config", "TYPO"], "unknown config field(s) config.model.embed_dimm"),
