@@ -54,7 +54,7 @@ class StopFlag:
             kept = (
                 f"the last complete checkpoint is kept; run {again()} to resume from it"
                 if checkpoints.newest_step(self.latest) is not None
-                else "no checkpoint was written yet; the same command starts the run afresh"
+                else f"no checkpoint was written yet; run {again()} to start it afresh"
             )
             name = signal.Signals(self.second).name
             raise KeyboardInterrupt(f"a second {name} while stopping: {kept}") from None

@@ -214,8 +214,8 @@ def test_a_second_signal_while_stopping_says_which(tmp_path):
     )
     assert out.returncode == 130, out.stderr[-3000:]
     assert out.stderr.strip().splitlines()[-1] == (
-        "Interrupted (a second SIGTERM while stopping: no checkpoint was written yet; the same "
-        "command starts the run afresh)."
+        "Interrupted (a second SIGTERM while stopping: no checkpoint was written yet; run the "
+        "same command again to start it afresh)."
     ), out.stderr[-3000:]
     assert "Traceback" not in out.stderr
 

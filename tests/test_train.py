@@ -305,6 +305,17 @@ def test_a_second_signal_says_the_checkpoint_it_keeps(tmp_path):
             flag._handle(signal.SIGTERM, None)
 
 
+def test_a_second_signal_to_one_of_several_processes_says_all_commands(tmp_path, monkeypatch):
+    """With several processes a run is started afresh (as resumed) by every process's command."""
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with (
+        pytest.raises(KeyboardInterrupt, match="run the same commands again, on every process, to"),
+        stop.StopFlag(tmp_path / "latest") as flag,
+    ):
+        flag._handle(signal.SIGTERM, None)
+        flag._handle(signal.SIGTERM, None)
+
+
 def test_epoch_time_leaves_out_the_compile(monkeypatch):
     """Fake clock and step: the session's first step takes 100 s (the compile), the others 2 s
     each. Its epoch is timed over its 3 other steps (6 s, 3 steps: the images/s the epoch line
