@@ -135,8 +135,9 @@ def usage(facts: dict[str, Any], in_metadata: bool) -> str:
         f"{tuple(facts['normalize_mean'])} and std {tuple(facts['normalize_std'])}"
     )
     if names:
-        said += f"; its outputs: classes by label (0 {names[0]}, 1 {names[1]}, ..., "
-        said += f"{len(names) - 1} {names[-1]})"
+        shown = [f"{i} {n}" for i, n in enumerate(names)]
+        shown = shown if len(shown) <= 10 else [*shown[:2], "...", shown[-1]]
+        said += f"; its outputs: the classes' logits by index ({', '.join(shown)})"
     return said + (f" (also in the file's metadata: {', '.join(facts)})" if in_metadata else "")
 
 

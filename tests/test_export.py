@@ -109,10 +109,14 @@ def test_a_write_that_fails_midway_leaves_the_previous_file(tmp_path, monkeypatc
     assert path.read_bytes() == b"the previous export"
     assert list(tmp_path.iterdir()) == [path]
     assert str(e.value) == (
-        f"could not write {path} (No space left on device): the file that was there, if any, is "
-        "untouched. Free disk space, or give another path."
+        f"could not write {path} (No space left on device): the file there is untouched. Make "
+        "room there (disk space, a file-size limit), or give another path."
     )
     assert isinstance(e.value, errors.USER_ERRORS)  # one paragraph, exit 2
+    path.unlink()  # no file there before: none after, and the message does not speak of one
+    with pytest.raises(errors.CheckpointWriteError, match=r"\): nothing was written\. Make room"):
+        convert.save_state_dict({"head.bias": np.zeros(3, np.float32)}, path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_torch_write_that_fails_midway_leaves_the_previous_file(tmp_path, monkeypatch):
@@ -133,7 +137,7 @@ def test_a_torch_write_that_fails_midway_leaves_the_previous_file(tmp_path, monk
         convert.save_state_dict({"head.bias": np.zeros(3, np.float32)}, path)
     assert path.read_bytes() == b"the previous export"
     assert list(tmp_path.iterdir()) == [path]
-    assert str(e.value).startswith(f"could not write {path} ({failure}): the file that was there")
+    assert str(e.value).startswith(f"could not write {path} ({failure}): the file there is")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,9 +251,9 @@ def test_the_export_says_the_input_and_classes_it_was_trained_on(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[2] == (
         "its input: RGB images resized to 32x32, pixels / 255 normalized with mean (0.49, 0.48, "
-        "0.45) and std (0.25, 0.24, 0.26); its outputs: classes by label (0 airplane, 1 "
-        "automobile, ..., 9 truck) (also in the file's metadata: img_size, normalize_mean, "
-        "normalize_std, class_names)"
+        "0.45) and std (0.25, 0.24, 0.26); its outputs: the classes' logits by index (0 airplane, "
+        "1 automobile, 2 bird, 3 cat, 4 deer, 5 dog, 6 frog, 7 horse, 8 ship, 9 truck) (also in "
+        "the file's metadata: img_size, normalize_mean, normalize_std, class_names)"
     )
     with safe_open(out, "np") as f:
         metadata = f.metadata()

@@ -267,9 +267,10 @@ def save_state_dict(
                 module.save({k: module.from_numpy(v) for k, v in arrays.items()}, f)
         os.replace(temporary, path)
     except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+        kept = "the file there is untouched" if os.path.exists(path) else "nothing was written"
         raise CheckpointWriteError(
-            f"could not write {path} ({getattr(e, 'strerror', None) or e}): the file that was "
-            "there, if any, is untouched. Free disk space, or give another path."
+            f"could not write {path} ({getattr(e, 'strerror', None) or e}): {kept}. Make room "
+            "there (disk space, a file-size limit), or give another path."
         ) from e
     finally:  # a write cut short leaves no part behind (after os.replace: nothing to remove)
         with contextlib.suppress(OSError):
