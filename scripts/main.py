@@ -80,6 +80,10 @@ def main(argv):
     cache = cli.compilation_cache_dir(FLAGS.compilation_cache, FLAGS.workdir, os.environ)
     if cache is not None:  # set after that check, so that a refused run leaves no folder
         jax.config.update("jax_compilation_cache_dir", cache or None)
+    if "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES" not in os.environ:
+        # XLA's own caches (GPU autotuning) put their folder, in the cache, into every entry's key:
+        # a run moved, copied or untarred would compile again. Without them it finds its steps.
+        jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
     if jax.process_count() == 1:  # several: train_and_evaluate checks, as they all agree
         config.validate(FLAGS.config, num_devices=jax.device_count(), num_hosts=1)
         saved, finished = rundir.inspect(FLAGS.config, FLAGS.workdir)

@@ -284,3 +284,13 @@ def test_compilation_cache_defaults_to_the_workdir(setup, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     entries = list((workdir / "compilation_cache").iterdir())
     assert any(e.name.startswith("jit_") and e.name.endswith("-cache") for e in entries), entries
+    # A run moved (mv, a copy, a tar) still finds its compiled steps: the cache's keys do not hold
+    # the folder's path (XLA's own caches, whose folder JAX puts in the compile options, are off).
+    moved = tmp_path / "moved"
+    workdir.rename(moved)
+    out = rr.run(rr.main_args(setup["config"], moved, "--config.num_epochs=5"), env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jits = {e.name for e in entries if e.name.startswith("jit_")}
+    assert {
+        e.name for e in (moved / "compilation_cache").iterdir() if e.name.startswith("jit_")
+    } == jits
