@@ -240,12 +240,7 @@ def test_the_export_says_the_input_and_classes_it_was_trained_on(tmp_path):
     c.normalize_mean, c.normalize_std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
     c.model.update(img_size=32, patch_size=4, embed_dim=8, depths=(2,), num_heads=(1,))
     c.model.update(window_size=4)
-    workdir = tmp_path / "run"
-    rundir.write_config(c, workdir)
-    ckpts = checkpoints.Checkpoints(workdir)
-    params = random_params(build.model_from_config(c))
-    ckpts.save("best", 2, {"params": params, "step": 2}, {"epoch": 1, "step": 2})
-    ckpts.close()
+    workdir = saved_run(c, tmp_path / "run")
     out = tmp_path / "swin.safetensors"
     result = export(f"--workdir={workdir}", f"--out={out}")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -269,6 +264,16 @@ def test_the_export_says_the_input_and_classes_it_was_trained_on(tmp_path):
     }  # fmt: skip
 
 
+def saved_run(config, workdir):
+    """A run folder of `config` whose best/ holds random params at step 2 (epoch 1)."""
+    rundir.write_config(config, workdir)
+    ckpts = checkpoints.Checkpoints(workdir)
+    params = random_params(build.model_from_config(config))
+    ckpts.save("best", 2, {"params": params, "step": 2}, {"epoch": 1, "step": 2})
+    ckpts.close()
+    return workdir
+
+
 def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
     """qk_scale, ape and patch_norm off: the official constructor call names them (qk_scale
     changes no shape, only the outputs); timm's SwinTransformer has none of them: refused."""
@@ -276,12 +281,7 @@ def test_a_model_timm_cannot_build_exports_for_the_official_one_only(tmp_path):
     c.dataset = "synthetic"
     c.model.update(img_size=16, patch_size=4, embed_dim=8, depths=(2,), num_heads=(1,))
     c.model.update(window_size=4, qk_scale=0.5, ape=True, patch_norm=False)
-    workdir = tmp_path / "run"
-    rundir.write_config(c, workdir)
-    ckpts = checkpoints.Checkpoints(workdir)
-    params = random_params(build.model_from_config(c))
-    ckpts.save("best", 2, {"params": params, "step": 2}, {"epoch": 1, "step": 2})
-    ckpts.close()
+    workdir = saved_run(c, tmp_path / "run")
     official = export(f"--workdir={workdir}", f"--out={tmp_path / 'official.npz'}")
     assert official.returncode == 0, official.stderr[-2000:]
     assert official.stdout.splitlines()[1].endswith(
