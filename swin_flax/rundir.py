@@ -390,6 +390,36 @@ def _check_new_run_folder(workdir: epath.Path) -> None:
         )
 
 
+def _check_latest_kept(workdir: epath.Path, checkpoint_every_epochs: int) -> None:
+    """Refuses a folder whose run trained but lost checkpoints/latest (deleted to save disk): a
+    start afresh there would delete its curves and replace its best/ and summary.json. Its
+    summary.json, or a best/ step of a later epoch than latest/'s first (best/ is written before
+    latest/), says it trained; a run stopped before its first latest/ step starts afresh."""
+    best = checkpoints.newest_step(checkpoints.series_dir(workdir, "best"))
+    record = None
+    if best is not None:
+        with contextlib.suppress(CheckpointError):  # unreadable: not evidence enough
+            record = checkpoints.peek_meta(workdir, "best")
+    summary = (workdir / runfiles.SUMMARY).is_file()
+    if not summary and (record or {}).get("epoch", 0) <= checkpoint_every_epochs:
+        return
+    events = any(p.name.startswith("events.out.tfevents.") for p in workdir.iterdir())
+    held = [
+        *["config.json"] * runfiles.is_run_folder(workdir),
+        *[f"checkpoints/best/{best}"] * (best is not None),
+        *[runfiles.SUMMARY] * summary,
+        *["TensorBoard events"] * events,
+    ]
+    serves = f"Its best/{best} still serves scripts/evaluate.py, predict.py and export.py. "
+    serves *= best is not None
+    raise ConfigError(
+        f"--workdir {workdir} holds a run that trained ({', '.join(held)}) but no checkpoint in "
+        f"{checkpoints.series_dir(workdir, 'latest')} to resume or extend it from: a start afresh "
+        f"would delete its curves and replace its best/ and {runfiles.SUMMARY}. {serves}To train "
+        "again, give a new --workdir (or move this one away)."
+    )
+
+
 def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     """(the latest checkpoint's record or None, whether config.num_epochs are all trained).
     Refuses a workdir the run cannot use before any data is read or anything compiled; writes
@@ -414,6 +444,7 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     saved = checkpoints.peek_meta(workdir)
     if saved is None:
         _check_new_run_folder(workdir)
+        _check_latest_kept(workdir, config.checkpoint_every_epochs)
     finished = False
     if saved is not None:
         check_same_recipe(config, workdir)

@@ -331,8 +331,9 @@ def test_a_fine_tuned_run_keeps_its_load_report(tmp_path, archive, monkeypatch):
     c.num_epochs = 2
     train.train_and_evaluate(c, str(tmp_path / "run"))
     assert (tmp_path / "run" / "pretrained.txt").read_text().splitlines() == report
-    # A start afresh in the folder (its checkpoints lost), from scratch: the report goes.
+    # A start afresh in the folder (its checkpoints and summary gone), from scratch: the report goes.
     shutil.rmtree(tmp_path / "run" / "checkpoints")
+    (tmp_path / "run" / "summary.json").unlink()  # with it, the folder is refused as a run's
     c.pretrained, c.num_epochs = None, 1
     train.train_and_evaluate(c, str(tmp_path / "run"))
     assert not (tmp_path / "run" / "pretrained.txt").exists()

@@ -294,3 +294,28 @@ def test_compilation_cache_defaults_to_the_workdir(setup, tmp_path):
     assert {
         e.name for e in (moved / "compilation_cache").iterdir() if e.name.startswith("jit_")
     } == jits
+
+
+def test_a_finished_run_without_its_latest_checkpoints_is_refused(setup, tmp_path):
+    """checkpoints/latest of a finished run deleted (to save disk): its command again, or one that
+    extends it, is refused before any data is read or anything compiled (exit 2), naming what the
+    folder holds; its best/, summary.json and TensorBoard events are left as they were."""
+    workdir = tmp_path / "run"
+    shutil.copytree(setup["reference"], workdir)
+    shutil.rmtree(workdir / "checkpoints" / "latest")
+    [best] = _complete_steps(workdir, "best")
+    kept = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in workdir.rglob("*") if p.is_file()}
+    assert any(p.name.startswith("events.out.tfevents.") for p in kept)
+    for flags in ([], ["--config.num_epochs=5"]):
+        out = rr.run(rr.main_args(setup["config"], workdir, *flags), env=setup["env"])
+        assert out.returncode == 2, out.stderr[-3000:]
+        assert rr.text(out) == (
+            f"Error: --workdir {workdir} holds a run that trained (config.json, "
+            f"checkpoints/best/{best}, summary.json, TensorBoard events) but no checkpoint in "
+            f"{workdir}/checkpoints/latest to resume or extend it from: a start afresh would "
+            f"delete its curves and replace its best/ and summary.json. Its best/{best} still "
+            "serves scripts/evaluate.py, predict.py and export.py. To train again, give a new "
+            "--workdir (or move this one away)."
+        )
+        now = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in workdir.rglob("*") if p.is_file()}
+        assert now == kept

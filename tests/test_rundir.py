@@ -155,6 +155,47 @@ def test_a_new_run_one_level_off_is_refused(tmp_path, monkeypatch):
     assert rundir.inspect(c, runs / "b")[0]["step"] == 4
 
 
+def test_a_run_that_lost_its_latest_checkpoints_is_refused(tmp_path):
+    """A run folder whose checkpoints/latest is gone (deleted to save disk) but which shows that
+    it trained (summary.json, or a best/ step past the epoch of its first latest/ step) is refused,
+    naming what it holds; a run stopped before its first latest/ step starts afresh as before."""
+    from swin_flax import checkpoints
+    from swin_flax.config import default_config
+
+    c = default_config()
+    c.num_epochs, c.checkpoint_every_epochs = 4, 2
+
+    def best_of_epoch(workdir, epoch):  # best/ written, then killed before latest/
+        rundir.write_config(c, workdir)
+        ckpts = checkpoints.Checkpoints(workdir)
+        meta = record(epoch=epoch, step=4 * epoch, steps_per_epoch=4, test_accuracy=0.5)
+        ckpts.save("best", 4 * epoch, {"params": {"w": 1.0}}, meta)
+        ckpts.close()
+
+    for epoch in (1, 2):  # latest/ first written at epoch 2, after best/
+        best_of_epoch(tmp_path / str(epoch), epoch)
+        assert rundir.inspect(c, tmp_path / str(epoch)) == (None, False)
+    rundir.write_config(c, tmp_path / "started")  # killed in its first epoch
+    (tmp_path / "started" / "events.out.tfevents.1").write_bytes(b"")
+    assert rundir.inspect(c, tmp_path / "started") == (None, False)
+
+    best_of_epoch(tmp_path / "3", 3)  # latest/ had epoch 2's step
+    with pytest.raises(ConfigError) as e:
+        rundir.inspect(c, tmp_path / "3")
+    assert str(e.value) == (
+        f"--workdir {tmp_path}/3 holds a run that trained (config.json, checkpoints/best/12) but no "
+        f"checkpoint in {tmp_path}/3/checkpoints/latest to resume or extend it from: a start "
+        "afresh would delete its curves and replace its best/ and summary.json. Its best/12 still "
+        "serves scripts/evaluate.py, predict.py and export.py. To train again, give a new "
+        "--workdir (or move this one away)."
+    )
+    (tmp_path / "started" / "summary.json").write_text("{}")  # finished, then best/ deleted too
+    with pytest.raises(ConfigError) as e:
+        rundir.inspect(c, tmp_path / "started")
+    assert "trained (config.json, summary.json, TensorBoard events) but no" in str(e.value)
+    assert "best/" in str(e.value) and "still serves" not in str(e.value)
+
+
 def test_a_workdir_another_process_trains_in_is_refused(tmp_path):
     """A process holding the workdir's lock (as a run of train_and_evaluate does): another run
     there is refused before anything is written; once it ends, the folder can be claimed."""
