@@ -367,9 +367,18 @@ def with_data(
 def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
     """(params as float32, whatever best_params_dtype wrote, or None when `meta_only`; JSON record)
     of one checkpoint step folder."""
-    advice = "Give another step with --checkpoint (WORKDIR/checkpoints/latest keeps several)."
-    state, meta = checkpoints.read_step(checkpoint, meta_only, advice)
+    state, meta = checkpoints.read_step(checkpoint, meta_only, _other_steps(checkpoint))
     return (None if meta_only else checkpoints.as_dtype(state["params"], np.float32)), meta
+
+
+def _other_steps(checkpoint: epath.Path) -> str:
+    """The advice closing a damaged step's error: the other step folders its run keeps."""
+    step = runfiles.absolute(checkpoint)
+    root = step.parent.parent  # RUN/checkpoints, for a step of one of its series
+    kept = [root / s / str(n) for s in runfiles.SERIES for n in _step_folders(root / s)]
+    if not (others := [str(p) for p in kept if p != step]):
+        return "No other step of its run is kept to give with --checkpoint instead."
+    return f"Give another step with --checkpoint: {', '.join(others)}."
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:

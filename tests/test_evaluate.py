@@ -475,15 +475,28 @@ def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path, monkeypat
 # paragraph), in-process pytest reports it as a warning in some runs.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_damaged_checkpoint_is_named(run, tmp_path):
+    """The error names the run's other steps by their paths to give with --checkpoint (no
+    WORKDIR placeholder), and says when the run keeps none."""
     copy = _copy(run, tmp_path)
     ckpt = copy / "checkpoints" / "best" / "3"
     shutil.rmtree(ckpt / "state" / "ocdbt.process_0" / "d")  # the arrays' data files
     opened = evaluate.open_run(str(copy), None)
-    with pytest.raises(CheckpointError, match="cannot be read .* incomplete or damaged"):
+    with pytest.raises(CheckpointError, match="cannot be read .* incomplete or damaged") as e:
         evaluate.load_params(opened.checkpoint)
+    assert str(e.value).endswith(
+        "incomplete or damaged. No other step of its run is kept to give with --checkpoint instead."
+    ), str(e.value)
+    for step in (2, 3):  # latest/ keeping two steps (copies of run's intact best/3)
+        shutil.copytree(
+            run / "checkpoints" / "best" / "3", copy / "checkpoints" / "latest" / str(step)
+        )
     shutil.rmtree(ckpt / "meta")  # its record: orbax raises KeyError
-    with pytest.raises(CheckpointError, match=r"cannot be read \(KeyError: .* --checkpoint"):
+    with pytest.raises(CheckpointError, match=r"cannot be read \(KeyError: ") as e:
         evaluate.load_params(ckpt)
+    latest = copy / "checkpoints" / "latest"
+    assert str(e.value).endswith(
+        f"incomplete or damaged. Give another step with --checkpoint: {latest}/2, {latest}/3."
+    ), str(e.value)
 
 
 @pytest.mark.slow  # runs evaluate.py as a subprocess, three times
