@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any
 
@@ -244,16 +244,19 @@ def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, An
 
 
 def read_step(
-    step_dir: str | os.PathLike, meta_only: bool = False, advice: str = _RESUME
+    step_dir: str | os.PathLike,
+    meta_only: bool = False,
+    advice: str | Callable[[], str] = _RESUME,
 ) -> tuple[Any, dict[str, Any]]:
     """(state, record) of a step folder `WORKDIR/checkpoints/SERIES/STEP` (state None when
-    `meta_only`); an unreadable one raises `damaged`'s error, `advice` closing it."""
+    `meta_only`); an unreadable one raises `damaged`'s error, `advice` (or what it returns, asked
+    only then) closing it."""
     try:
         path = absolute(step_dir)
         with _manager(path.parent, 1, read_only=True) as manager:
             return _restore(manager, int(path.name), state=not meta_only)
     except READ_ERRORS as e:
-        raise damaged(step_dir, e, advice) from None
+        raise damaged(step_dir, e, advice() if callable(advice) else advice) from None
 
 
 def model_differences(

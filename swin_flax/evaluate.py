@@ -367,7 +367,7 @@ def with_data(
 def load_params(checkpoint: epath.Path, meta_only: bool = False) -> tuple[Any, dict[str, Any]]:
     """(params as float32, whatever best_params_dtype wrote, or None when `meta_only`; JSON record)
     of one checkpoint step folder."""
-    state, meta = checkpoints.read_step(checkpoint, meta_only, _other_steps(checkpoint))
+    state, meta = checkpoints.read_step(checkpoint, meta_only, lambda: _other_steps(checkpoint))
     return (None if meta_only else checkpoints.as_dtype(state["params"], np.float32)), meta
 
 
