@@ -350,6 +350,21 @@ class Claim:
             return
         self._fd = fd
 
+    def moved(self) -> str | None:
+        """None while --workdir still names the claimed folder (or none is claimed); else where the
+        folder is now ('' when not known: deleted, or no /proc). Renamed while the run trains, its
+        later checkpoints would recreate the old path: the run split in two."""
+        if self._fd is None:
+            return None
+        with contextlib.suppress(OSError):  # a missing path counts as moved
+            if os.path.samestat(os.stat(self.workdir), os.fstat(self._fd)):
+                return None
+        try:
+            now = os.readlink(f"/proc/self/fd/{self._fd}")
+        except OSError:
+            return ""
+        return "" if now.endswith(" (deleted)") else now
+
     @property
     def held(self) -> bool:
         """Whether this process holds the claim (taken, on a file system with flock)."""

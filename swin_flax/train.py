@@ -167,6 +167,7 @@ class Session:
     ticker: reports.Ticker
     profile: periodic_actions.Profile | None
     stop: StopFlag
+    claim: rundir.Claim
 
 
 def _train(
@@ -191,6 +192,7 @@ def _train(
                 loop.p_eval_step, state.params, loop.eval_batches, len(loop.names)
             )
             timing["eval_time"] = time.time() - t_steps_done
+            _check_in_place(loop, step)
             improved = progress.improved(test["accuracy"], epoch + 1)
             _report_epoch(loop, progress, epoch + 1, step, train, test, improved, timing)
             stopping = epoch + 1 < config.num_epochs and loop.stop.requested()
@@ -262,6 +264,7 @@ def _start(config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_
         ticker=reports.Ticker(30.0, config.batch_size, per_epoch, num_steps, run_set.count),
         profile=reports.profiler(config, workdir, start, num_steps),  # chief only
         stop=StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps),
+        claim=claim,
     )
     batches = jax_utils.prefetch_to_device(itertools.chain([first_batch], host_batches), 2)
     return loop, state, progress, batches, best_params
@@ -335,6 +338,7 @@ def _train_whole_epoch(loop: Session, state, progress, batches, step: int, epoch
         )
         record = progress.record(config, epoch, step, loop.per_epoch, time.time() - loop.t_start)
         host_state = _finite_host_state(state, step, epoch, loop.ckpts, loop.names)
+        _check_in_place(loop, step)
         loop.ckpts.save("latest", step, host_state, record)
         raise _preempted(loop, step)
     progress.partial_epoch = None
@@ -344,6 +348,31 @@ def _train_whole_epoch(loop: Session, state, progress, batches, step: int, epoch
         "steps_per_sec": images / config.batch_size / seconds,
     }
     return state, step, train, speed
+
+
+def _check_in_place(loop: Session, step: int) -> None:
+    """Stops the run before it writes at an epoch's end or a stop if its workdir was moved or
+    renamed while it trained (orbax would recreate the old path and split the run in two). Process
+    0's claim tells every process, which all stop."""
+    now = distributed.gather(loop.claim.moved())[0]
+    if now is None:
+        return
+    if not now:  # deleted, or no /proc to tell
+        how = ", renamed or deleted while the run trained"
+        resume = f"If it was moved, run {again()} with --workdir set to its new path to resume it."
+    else:
+        how = f" or renamed while the run trained: it is now {now}"
+        last = checkpoints.newest_step(checkpoints.series_dir(now, "latest"))
+        resume = f"Run {again()} with --workdir {now} " + (
+            f"to resume it from its last checkpoint (step {last})."
+            if last is not None
+            else "to start it afresh there (no checkpoint was written yet)."
+        )
+    raise ConfigError(
+        f"--workdir {loop.workdir} was moved{how}. The run stopped at "
+        f"{rundir.position(step, loop.per_epoch)} without saving, so as not to split it: nothing "
+        f"was written at {loop.workdir}. {resume}"
+    )
 
 
 def _report_epoch(loop: Session, progress, epoch: int, step: int, train, test, improved, timing):

@@ -45,6 +45,7 @@ SLOW = {
         "test_nan_loss_stops_with_step_and_epoch",
         "test_compilation_cache_defaults_to_the_workdir",
         "test_a_finished_run_without_its_latest_checkpoints_is_refused",
+        "test_a_workdir_moved_while_training_stops_the_run_before_it_writes_at_the_old_path",
     },
     "test_multihost.py": ALL,  # two processes of scripts/main.py joined by jax.distributed
     "test_train.py": {"test_train_then_resume", "test_profile_steps_writes_one_trace"},  # trains

@@ -45,12 +45,14 @@ TINY = {
 
 # Runs scripts/main.py as `python -c DRIVER KILL_AT SIGNAL ARGS...`. With KILL_AT >= 0 the process
 # sends itself SIGNAL while the input pipeline hands over training batch number KILL_AT (counted
-# from 0 in this process). See test_reliability.test_preempt_and_resume_equals_uninterrupted.
+# from 0 in this process); a SIGNAL that is a path instead renames the --workdir to it then.
+# See test_reliability.test_preempt_and_resume_equals_uninterrupted.
 DRIVER = """
 import os, runpy, sys
 from swin_flax.data import pipeline
 
-kill_at, signum = int(sys.argv[1]), int(sys.argv[2])
+kill_at, signum = int(sys.argv[1]), sys.argv[2]
+workdir = next(a.partition("=")[2] for a in sys.argv if a.startswith("--workdir="))
 real_train_dataset = pipeline.train_dataset
 
 
@@ -60,8 +62,10 @@ class SignalledDataset:
 
     def as_numpy_iterator(self):
         for i, batch in enumerate(self.ds.as_numpy_iterator()):
-            if i == kill_at:
-                os.kill(os.getpid(), signum)
+            if i == kill_at and signum.isdigit():
+                os.kill(os.getpid(), int(signum))
+            elif i == kill_at:
+                os.rename(workdir, signum)
             yield batch
 
 
@@ -106,8 +110,9 @@ def main_args(config: pathlib.Path, workdir: pathlib.Path, *flags: str) -> list[
     return [MAIN, f"--config={config}", f"--workdir={workdir}", *flags]
 
 
-def command(args: list[str], kill_at: int = -1, signum: int = 15) -> list[str]:
-    """`python scripts/main.py ARGS`, through DRIVER when a signal is to be sent."""
+def command(args: list[str], kill_at: int = -1, signum: int | str = 15) -> list[str]:
+    """`python scripts/main.py ARGS`, through DRIVER when a signal is to be sent (or the workdir
+    renamed: `signum` a path)."""
     if kill_at < 0:
         return [sys.executable, *args]
     return [sys.executable, "-c", DRIVER, str(kill_at), str(signum), *args]

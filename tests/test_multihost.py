@@ -45,9 +45,11 @@ def _finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
             p.wait()
 
 
-def _start(args, env, kill_at: int = -1, stderr: int = subprocess.STDOUT) -> subprocess.Popen:
+def _start(
+    args, env, kill_at: int = -1, stderr: int = subprocess.STDOUT, signum: int | str = 15
+) -> subprocess.Popen:
     return subprocess.Popen(
-        rr.command(args, kill_at),
+        rr.command(args, kill_at, signum),
         cwd=rr.REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -174,6 +176,48 @@ def test_a_signal_to_one_process_stops_all_at_one_step_and_says_whose(tmp_path):
     assert "WARNING: " not in logs[1], logs[1][-3000:]
     state, _ = rr.restore_latest(workdir)
     assert np.ravel(state["step"]).tolist() == [int(said.group(1))]
+
+
+def test_a_workdir_moved_while_two_processes_train_stops_both(tmp_path):
+    """The workdir renamed during epoch 1 (by process 0, which claims it): both processes stop at
+    the epoch's end, before any save, with exit 2 and the paragraph naming the new path and how
+    every process resumes; nothing is at the old path."""
+    config = rr.write_config(
+        tmp_path / "tiny.py",
+        None,
+        **{
+            **rr.TINY,
+            "dataset": "synthetic",
+            "synthetic_train_examples": 32,
+            "synthetic_test_examples": 16,
+            "model.depths": (1,),
+            "model.num_heads": (2,),
+        },
+    )
+    address = f"127.0.0.1:{_free_port()}"
+    cluster = (f"--coordinator_address={address}", "--num_processes=2")
+    workdir, moved = tmp_path / "run", tmp_path / "moved"
+    procs = [
+        _start(
+            rr.main_args(config, workdir, *cluster, f"--process_id={i}"),
+            rr.env(None),
+            kill_at=2 if i == 0 else -1,
+            signum=str(moved),
+        )
+        for i in (0, 1)
+    ]
+    logs = _finish(procs, 240)
+    assert [p.returncode for p in procs] == [2, 2], logs
+    for log in logs:
+        assert (
+            f"Error: --workdir {workdir} was moved or renamed while the run trained: it is now "
+            f"{moved}. The run stopped at global step 4 (the end of epoch 1) without saving"
+        ) in log, log[-3000:]
+        assert (
+            f"Run the same commands again, on every process, with --workdir {moved} to start it "
+            "afresh there (no checkpoint was written yet)."
+        ) in log, log[-3000:]
+    assert not workdir.exists() and (moved / "config.json").is_file()
 
 
 def test_processes_started_with_different_settings_are_refused(tmp_path):

@@ -319,3 +319,45 @@ def test_a_finished_run_without_its_latest_checkpoints_is_refused(setup, tmp_pat
         )
         now = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in workdir.rglob("*") if p.is_file()}
         assert now == kept
+
+
+def test_a_workdir_moved_while_training_stops_the_run_before_it_writes_at_the_old_path(
+    setup, tmp_path
+):
+    """The workdir renamed during epoch 4 of a run resumed from step 12 (as the input pipeline hands
+    over the session's batch 2): orbax would recreate the old path and write the later checkpoints
+    and summary.json there, splitting the run in two. The run stops at the epoch's end, before its
+    save, with exit 2 and a paragraph naming the new path; nothing is at the old path, and the
+    command given --workdir NEWPATH resumes the run there from its last checkpoint."""
+    workdir, moved = tmp_path / "run", tmp_path / "moved"
+    shutil.copytree(setup["reference"], workdir)
+    out = rr.run(
+        rr.main_args(setup["config"], workdir, "--config.num_epochs=5"),
+        env=setup["env"],
+        kill_at=2,
+        signum=str(moved),
+    )
+    msg = rr.text(out)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert (
+        f"Error: --workdir {workdir} was moved or renamed while the run trained: it is now "
+        f"{moved}. The run stopped at global step 16 (the end of epoch 4) without saving"
+    ) in msg, msg[-2000:]
+    assert f"nothing was written at {workdir}." in msg
+    assert msg.endswith(
+        f"Run the same command again with --workdir {moved} to resume it from its last "
+        "checkpoint (step 12)."
+    ), msg[-2000:]
+    assert not workdir.exists()
+    assert (moved / "config.json").is_file() and not (moved / "summary.json").exists()
+    assert _complete_steps(moved) == [4, 8, 12] and _complete_steps(
+        moved, "best"
+    ) == _complete_steps(setup["reference"], "best")
+
+    out = rr.run(rr.main_args(setup["config"], moved, "--config.num_epochs=5"), env=setup["env"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resuming after global step 12 (the end of epoch 3);" in out.stderr
+    assert _complete_steps(moved) == [12, 16, 20]
+    assert json.loads((moved / "summary.json").read_text())["epochs"] == 5
+    assert not workdir.exists()

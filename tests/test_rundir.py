@@ -228,6 +228,24 @@ def test_a_workdir_another_process_trains_in_is_refused(tmp_path):
         pass
 
 
+def test_a_claim_tells_where_its_folder_went(tmp_path):
+    """Claim.moved: None while --workdir names the claimed folder; its new path once renamed, even
+    with another folder made at the old path; '' once deleted; None without a claim."""
+    workdir, moved = tmp_path / "run", tmp_path / "moved"
+    workdir.mkdir()
+    with rundir.Claim(workdir) as claim, rundir.Claim(workdir, active=False) as other:
+        assert claim.moved() is None
+        workdir.rename(moved)
+        assert claim.moved() == str(moved) and other.moved() is None
+        workdir.mkdir()  # a new folder at the old path is not the run's
+        assert claim.moved() == str(moved)
+        workdir.rmdir()
+        moved.rename(workdir)
+        assert claim.moved() is None
+        workdir.rmdir()
+        assert claim.moved() == ""
+
+
 def test_config_json_records_absolute_paths(tmp_path, monkeypatch):
     """A relative --config.archive / data_dir / pretrained is recorded as the absolute path it
     named (evaluate, run from another folder, reads the record); a URL as it is. Resuming with the

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from swin_flax import checkpoints, errors, evaluate, reports, stop, train
+from swin_flax import checkpoints, errors, evaluate, reports, rundir, stop, train
 from swin_flax.config import default_config
 from tests import cifar_files
 from tests.reliability_runs import (
@@ -356,6 +356,7 @@ def test_epoch_time_leaves_out_the_compile(monkeypatch):
         ticker=ticker,
         profile=None,
         stop=no_stop,
+        claim=None,
     )
     batches = iter(range(100))
     out = train.train_epoch(loop, "fresh", batches, 0, 0)
@@ -486,6 +487,26 @@ def test_a_nan_before_the_first_save_says_no_checkpoint_was_written(tmp_path):
         "written yet. Lower config.learning_rate, or try config.grad_clip_norm; then start again "
         "with a new --workdir, as a resumed run keeps its runs."
     )
+
+
+def test_a_workdir_deleted_while_training_stops_the_run_without_a_place_to_name(tmp_path):
+    """The claimed workdir gone, its new place unknown (deleted here): the check before a save
+    stops the run, saying nothing was written, and resumes only if the folder was moved."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    with rundir.Claim(workdir) as claim:
+        loop = types.SimpleNamespace(claim=claim, workdir=workdir, per_epoch=4)
+        train._check_in_place(loop, 6)  # in place: goes on
+        workdir.rmdir()
+        with pytest.raises(errors.ConfigError) as e:
+            train._check_in_place(loop, 6)
+    assert str(e.value) == (
+        f"--workdir {workdir} was moved, renamed or deleted while the run trained. The run stopped "
+        f"at global step 6 (step 2 of epoch 2) without saving, so as not to split it: nothing was "
+        f"written at {workdir}. If it was moved, run the same command again with --workdir set to "
+        "its new path to resume it."
+    )
+    assert not workdir.exists()
 
 
 def test_a_sigterm_the_parent_ignored_stays_ignored_in_the_loop(tmp_path):
