@@ -329,6 +329,7 @@ class Claim:
 
     def __init__(self, workdir: str | os.PathLike, active: bool = True):
         self.workdir, self.active, self._fd = epath.Path(workdir), active, None
+        self._path = runfiles.absolute(workdir)  # where orbax writes, fixed at the start
 
     def take(self) -> None:
         if self._fd is not None or not self.active or not self.workdir.is_dir():
@@ -357,7 +358,7 @@ class Claim:
         if self._fd is None:
             return None
         with contextlib.suppress(OSError):  # a missing path counts as moved
-            if os.path.samestat(os.stat(self.workdir), os.fstat(self._fd)):
+            if os.path.samestat(os.stat(self._path), os.fstat(self._fd)):
                 return None
         try:
             now = os.readlink(f"/proc/self/fd/{self._fd}")
@@ -416,7 +417,9 @@ def _check_latest_kept(workdir: epath.Path, checkpoint_every_epochs: int) -> Non
         with contextlib.suppress(CheckpointError):  # unreadable: not evidence enough
             record = checkpoints.peek_meta(workdir, "best")
     summary = (workdir / runfiles.SUMMARY).is_file()
-    if not summary and (record or {}).get("epoch", 0) <= checkpoint_every_epochs:
+    # The run's own setting (one session wrote best/ and no latest/): this command's may differ.
+    every = (_recorded(workdir) or {}).get("checkpoint_every_epochs", checkpoint_every_epochs)
+    if not summary and (record or {}).get("epoch", 0) <= every:
         return
     events = any(p.name.startswith("events.out.tfevents.") for p in workdir.iterdir())
     held = [

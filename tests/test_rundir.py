@@ -175,6 +175,10 @@ def test_a_run_that_lost_its_latest_checkpoints_is_refused(tmp_path):
     for epoch in (1, 2):  # latest/ first written at epoch 2, after best/
         best_of_epoch(tmp_path / str(epoch), epoch)
         assert rundir.inspect(c, tmp_path / str(epoch)) == (None, False)
+    # The run's own checkpoint_every_epochs counts, not this command's (it may change on resume).
+    more_often = c.copy_and_resolve_references()
+    more_often.checkpoint_every_epochs = 1
+    assert rundir.inspect(more_often, tmp_path / "2") == (None, False)
     rundir.write_config(c, tmp_path / "started")  # killed in its first epoch
     (tmp_path / "started" / "events.out.tfevents.1").write_bytes(b"")
     assert rundir.inspect(c, tmp_path / "started") == (None, False)
@@ -244,6 +248,16 @@ def test_a_claim_tells_where_its_folder_went(tmp_path):
         assert claim.moved() is None
         workdir.rmdir()
         assert claim.moved() == ""
+
+
+def test_a_claim_of_a_relative_workdir_sees_its_parent_renamed(tmp_path, monkeypatch):
+    """--workdir run given in runs/, then runs/ renamed: the working folder follows it, but the
+    checkpoints go to the absolute path fixed at the start, which is gone: moved."""
+    (tmp_path / "runs" / "run").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "runs")
+    with rundir.Claim("run") as claim:
+        (tmp_path / "runs").rename(tmp_path / "runs2")
+        assert claim.moved() == str(tmp_path / "runs2" / "run")
 
 
 def test_config_json_records_absolute_paths(tmp_path, monkeypatch):
