@@ -549,7 +549,7 @@ def friendly_errors() -> Iterator[None]:
                 said = _gist(str(e).partition("\n")[0].rstrip("."))
                 why = (  # a connection never made: the peer may only be late
                     "it is gone, or it fell more than gloo's wait behind, e.g. still compiling"
-                    if "DEADLINE_EXCEEDED" in said
+                    if any("DEADLINE_EXCEEDED" in str(x) for x in errors.chain(e))
                     else "it crashed, was killed, or its machine went away"
                 )
                 _exit_saying(

@@ -552,3 +552,7 @@ def test_a_lost_peer_in_any_error_is_one_paragraph_that_keeps_its_cause(monkeypa
     err = " ".join(capsys.readouterr().err.split())
     assert "stopped answering (it is gone, or it fell more than gloo's wait behind" in err, err
     assert "crashed" not in err
+    late = RuntimeError("Gloo context initialization failed: DEADLINE_EXCEEDED: GetKeyValue()")
+    with pytest.raises(SystemExit), cli.friendly_errors():  # wrapped: its words are in the cause
+        raise ValueError("a checkpoint barrier failed") from late
+    assert "it fell more than gloo's wait behind" in " ".join(capsys.readouterr().err.split())

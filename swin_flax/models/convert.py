@@ -255,6 +255,9 @@ def save_state_dict(
     path = os.fspath(path)
     module = require_package(path, "writing")
     arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    torch_state = None  # made before the write: only the write's own errors are a failed write
+    if module is not None and not path.endswith(".safetensors"):
+        torch_state = {k: module.from_numpy(v) for k, v in arrays.items()}
     folder, name = os.path.split(os.path.abspath(path))
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
@@ -264,7 +267,7 @@ def save_state_dict(
             elif path.endswith(".safetensors"):
                 f.write(module.save(arrays, metadata={**(metadata or {}), "format": "pt"}))
             else:
-                module.save({k: module.from_numpy(v) for k, v in arrays.items()}, f)
+                module.save(torch_state, f)
         os.replace(temporary, path)
     except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
         kept = "the file there is untouched" if os.path.exists(path) else "nothing was written"
