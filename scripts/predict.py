@@ -56,9 +56,6 @@ def main(argv):
             "no image given: scripts/predict.py --workdir RUN IMAGE... (PNG, JPEG or anything "
             "Pillow reads)."
         )
-    replacing = cli.check_output_file(
-        "json", FLAGS.json, keep=[FLAGS.workdir, FLAGS.checkpoint, *argv[1:]]
-    )
     from swin_flax import evaluate, predict, runfiles  # noqa: PLC0415 (jax: after the flags)
 
     run_folders = [a for a in argv[1:] if runfiles.is_run_folder(a)]
@@ -71,6 +68,9 @@ def main(argv):
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
     c = run.config  # each image decoded once, kept at the model's input size in uint8
     paths, inputs, bad = predict.read_images(argv[1:], c.model.img_size)
+    # The images read (those in a folder given too) are inputs: --json may not replace one.
+    keep = [FLAGS.workdir, FLAGS.checkpoint, *argv[1:], *paths]
+    replacing = cli.check_output_file("json", FLAGS.json, keep=keep)
     n = len(paths) + len(bad)
     are = "is not an image" if len(bad) == 1 else "are not images"
     count = f"{len(bad)} of {n} files {are} that can be read: " if n > 1 else ""

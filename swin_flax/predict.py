@@ -104,6 +104,12 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         Image.MAX_IMAGE_PIXELS = limit
 
 
+def _is_run(folder: str) -> bool:
+    """A run's folder (its config.json and config.txt, both written at its start), not one of
+    photos that holds some config.json."""
+    return runfiles.is_run_folder(folder) and os.path.isfile(os.path.join(folder, "config.txt"))
+
+
 def read_images(
     paths: Sequence[str | os.PathLike], image_size: int
 ) -> tuple[list[str], list[np.ndarray], list[str]]:
@@ -118,7 +124,7 @@ def read_images(
     suffixes = image_suffixes()
     for given in map(os.fspath, paths):
         files = [given]
-        if os.path.isdir(given) and runfiles.is_run_folder(given):
+        if os.path.isdir(given) and _is_run(given):
             bad.append(f"{given} is a run's folder, not a folder of images")
             continue
         if os.path.isdir(given):
@@ -129,7 +135,7 @@ def read_images(
                     d
                     for d in subfolders
                     if not d.startswith((".", "__MACOSX"))
-                    if not runfiles.is_run_folder(os.path.join(folder, d))  # eval/confusion.png
+                    if not _is_run(os.path.join(folder, d))  # eval/confusion.png
                     if not any(  # a link to one of them or above (`up -> ..`): a loop
                         c.startswith(os.path.join(os.path.realpath(os.path.join(folder, d)), ""))
                         for c in chain

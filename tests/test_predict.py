@@ -311,10 +311,12 @@ def test_a_folder_s_run_folders_are_not_walked(run, tmp_path):
     (run_a / "eval").mkdir(parents=True)
     (run_a / "runs").mkdir()
     (run_a / "config.json").write_text("{}")
+    (run_a / "config.txt").write_text("")  # a run writes both; a photo folder may hold a JSON
+    (runs / "cats").mkdir()
+    (runs / "cats" / "config.json").write_text("{}")
     shutil.copy(paths[0], run_a / "eval" / "confusion.png")
     shutil.copy(paths[0], run_a / "runs" / "test_accuracy.png")
     shutil.copy(paths[0], runs / "photo.png")
-    (runs / "cats").mkdir()
     shutil.copy(paths[0], runs / "cats" / "cat.png")
     good, _, bad = predict.read_images([runs], 32)
     assert good == [str(runs / "cats" / "cat.png"), str(runs / "photo.png")] and bad == []
@@ -595,6 +597,14 @@ def test_cli_refuses_a_json_over_its_run_or_an_image(run, tmp_path):
         "Error: --json img.png is an input of this command (img.png): give another path, or it "
         "would be replaced."
     )
+    (tmp_path / "photos").mkdir()  # an image in a folder given is read too: kept as well
+    shutil.copy(paths[0], tmp_path / "photos" / "cat.png")
+    before = (tmp_path / "photos" / "cat.png").read_bytes()
+    message = fails_cleanly(
+        "predict.py", f"--workdir={workdir}", "--json=photos/cat.png", "photos", cwd=tmp_path
+    )
+    assert message.startswith("Error: --json photos/cat.png is an input of this command")
+    assert (tmp_path / "photos" / "cat.png").read_bytes() == before
 
 
 @pytest.mark.slow  # scripts/predict.py as a subprocess
