@@ -9,6 +9,7 @@ import itertools
 import math
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -227,7 +228,7 @@ def pretrained_folder(path: str) -> str:
         held = []
     if held:
         said += f" (it holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}: e.g. "
-        said += f"--config.pretrained={os.path.join(path, held[0])})"
+        said += f"--config.pretrained={shlex.quote(os.path.join(path, held[0]))})"
     return said + "."
 
 
@@ -244,14 +245,14 @@ def _not_a_state_dict(path: str) -> str:
     # A run holds checkpoints/ beside its config.json (a model hub's download holds a config.json).
     if runfiles.is_run_folder(path) and os.path.isdir(os.path.join(path, runfiles.CHECKPOINTS)):
         run = shown(runfiles.absolute(path))
-        what, source = "a run", f"--workdir {run}"
+        what, source = "a run", f"--workdir {shlex.quote(run)}"
     elif (owner := runfiles.enclosing_run(path)) is not None and runfiles.is_run_folder(owner):
         run = shown(owner)
-        what, source = f"in the checkpoints of the run {run}", f"--workdir {run}"
+        what, source = f"in the checkpoints of the run {run}", f"--workdir {shlex.quote(run)}"
         parts = runfiles.absolute(path).relative_to(owner / runfiles.CHECKPOINTS).parts
         step = owner / runfiles.CHECKPOINTS / parts[0] / parts[1] if len(parts) > 1 else None
         if step and runfiles.is_step_folder(step):
-            source = f"--checkpoint {shown(step)}"
+            source = f"--checkpoint {shlex.quote(shown(step))}"
     elif os.path.isdir(path):
         return pretrained_folder(path)
     else:

@@ -10,6 +10,7 @@ import functools
 import itertools
 import json
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -207,7 +208,7 @@ def resolve_checkpoint(
             if workdir and (meant := _within_run(epath.Path(workdir), ckpt)) is not None:
                 raise CheckpointError(  # `--workdir RUN --checkpoint latest/96` (as flax's step=)
                     f"--checkpoint {ckpt} does not exist (it is a path of its own, not one within "
-                    f"--workdir): did you mean --checkpoint {meant}?"
+                    f"--workdir): did you mean --checkpoint {shlex.quote(str(meant))}?"
                 )
             series = ckpt.parent  # a step's series, if it holds step folders
             held = _step_folders(series)
@@ -221,7 +222,8 @@ def resolve_checkpoint(
             listing = f"steps {', '.join(map(str, held[:-1]))} and " if many else "step "
             raise CheckpointError(  # a step its series no longer (or never) held
                 f"--checkpoint {ckpt} does not exist; {series} holds {listing}{held[-1]}: give "
-                f"{'one of them, such as ' if many else ''}--checkpoint {series / str(held[-1])}."
+                f"{'one of them, such as ' if many else ''}--checkpoint "
+                f"{shlex.quote(str(series / str(held[-1])))}."
             )
         if ckpt.is_file() and ckpt.name.endswith(PRETRAINED_SUFFIXES):
             use = (  # an export of scripts/export.py, or a downloaded state_dict
@@ -233,17 +235,21 @@ def resolve_checkpoint(
             raise CheckpointError(
                 f"--checkpoint {ckpt} is a state_dict file (as scripts/export.py writes, for "
                 f"PyTorch or to fine-tune from), not a checkpoint of a run: {use}. To fine-tune "
-                f"from it: scripts/main.py --config CONFIG --config.pretrained={ckpt}."
+                f"from it: scripts/main.py --config CONFIG --config.pretrained={shlex.quote(str(ckpt))}."
             )
         if not runfiles.is_step_folder(ckpt):
             up = itertools.islice(runfiles.absolute(ckpt).parents, 3)  # STEP/state/x/y
             if inside := next((p for p in up if p.name and runfiles.is_step_folder(p)), None):
                 raise CheckpointError(  # its state/ or meta/, or deeper
                     f"--checkpoint {ckpt} is not a checkpoint step folder but lies inside one: "
-                    f"give that folder, --checkpoint {inside}."
+                    f"give that folder, --checkpoint {shlex.quote(str(inside))}."
                 )
             held = _step_folders(ckpt)  # a series folder's
-            hint = f" (its newest step: --checkpoint {ckpt}/{held[-1]})" if held else ""
+            hint = (
+                f" (its newest step: --checkpoint {shlex.quote(f'{ckpt}/{held[-1]}')})"
+                if held
+                else ""
+            )
             raise CheckpointError(
                 f"--checkpoint {ckpt} is not a checkpoint step folder: give one that holds state/ "
                 f"and meta/, such as WORKDIR/checkpoints/best/STEP{hint}."
@@ -330,7 +336,7 @@ def run_folder(workdir: str) -> epath.Path:
     raise CheckpointError(
         f"--workdir {workdir} {problem}: give the folder of a run (the --workdir that "
         "scripts/main.py trained in)"
-        + (f", here --workdir {inside}." if inside is not None else ".")
+        + (f", here --workdir {shlex.quote(str(inside))}." if inside is not None else ".")
     )
 
 

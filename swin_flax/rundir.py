@@ -389,8 +389,9 @@ def _check_new_run_folder(workdir: epath.Path) -> None:
         if folder.name == runfiles.EVAL_DIR and runfiles.is_run_folder(folder.parent):
             raise ConfigError(
                 f"--workdir {workdir} is in the evaluation reports of the run in {folder.parent} "
-                f"(scripts/evaluate.py writes them there): pass --workdir {folder.parent} to resume "
-                "that run, or give another folder for a new run."
+                "(scripts/evaluate.py writes them there): pass --workdir "
+                f"{shlex.quote(str(folder.parent))} to resume that run, or give another folder for "
+                "a new run."
             )
     runs = []
     with contextlib.suppress(OSError):  # unreadable: the checks below say what to do
@@ -457,7 +458,7 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     if (run := runfiles.enclosing_run(workdir)) is not None:
         raise ConfigError(
             f"--workdir {workdir} is inside the checkpoints of the run in {run}: pass --workdir "
-            f"{run} to resume that run, or another folder to start a new one."
+            f"{shlex.quote(str(run))} to resume that run, or another folder to start a new one."
         )
     saved = checkpoints.peek_meta(workdir)
     if saved is None:

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import shlex
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -363,7 +364,7 @@ def _check_in_place(loop: Session, step: int) -> None:
     else:
         how = f" or renamed while the run trained: it is now {now}"
         last = checkpoints.newest_step(checkpoints.series_dir(now, "latest"))
-        resume = f"Run {again()} with --workdir {now} " + (
+        resume = f"Run {again()} with --workdir {shlex.quote(now)} " + (
             f"to resume it from its last checkpoint (step {last})."
             if last is not None
             else "to start it afresh there (no checkpoint was written yet)."

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shlex
 import shutil
 
 import jax
@@ -384,6 +385,17 @@ def test_a_checkpoint_given_within_the_workdir_names_the_path_meant(given, run, 
         f"--checkpoint {given} does not exist (it is a path of its own, not one within "
         f"--workdir): did you mean --checkpoint {run}/checkpoints/best/3?"
     )
+
+
+def test_a_suggested_flag_pastes_into_a_shell_with_a_space_in_its_path(run, tmp_path):
+    """A path with a space (a "My Drive" folder) is quoted in the command a message suggests, so
+    that the shell reads it back as one argument (shlex: the shell's own rules)."""
+    spaced = tmp_path / "my runs" / "a"
+    shutil.copytree(run, spaced)
+    with pytest.raises(CheckpointError) as e:
+        evaluate.resolve_checkpoint(str(spaced), "best/3")
+    suggested = str(e.value).rpartition("did you mean ")[2].rstrip("?")
+    assert shlex.split(suggested) == ["--checkpoint", f"{spaced}/checkpoints/best/3"]
 
 
 def test_a_step_the_run_does_not_hold_lists_those_it_holds(run):

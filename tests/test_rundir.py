@@ -3,6 +3,7 @@
 import io
 import os
 import pathlib
+import shlex
 import sys
 
 import pytest
@@ -119,6 +120,12 @@ def test_a_workdir_inside_a_runs_checkpoints_is_refused_naming_the_run(tmp_path)
         with pytest.raises(errors.CheckpointError, match=r"here --workdir \S+/run\.$"):
             evaluate.open_run(str(tmp_path / "run" / inner), None)
     assert rundir.inspect(c, tmp_path / "run")[0]["step"] == 4
+    save_epoch_1(tmp_path / "my run", c)  # a space: the suggested flag is quoted for the shell
+    rundir.write_config(c, tmp_path / "my run")
+    with pytest.raises(ConfigError) as e:
+        rundir.inspect(c, tmp_path / "my run" / "checkpoints")
+    suggested = str(e.value).partition(": pass ")[2].partition(" to resume")[0]
+    assert shlex.split(suggested) == ["--workdir", str(tmp_path / "my run")]
 
 
 def test_a_new_run_one_level_off_is_refused(tmp_path, monkeypatch):
