@@ -140,21 +140,26 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, num_runs):
     assert any(e.startswith("jit_") and e.endswith("-cache") for e in entries), entries
 
 
-def test_a_signal_to_one_process_stops_all_at_one_step_and_says_whose(tmp_path):
-    """SIGTERM reaches process 1 only (a preempted node): both save at the same step and exit 75,
-    and process 0, whose log is the run's, says that process 1 received it."""
-    config = rr.write_config(
+def _tiny_synthetic(tmp_path, train_examples: int):
+    """A config file of a one-block model on `train_examples` synthetic images (16 to test)."""
+    return rr.write_config(
         tmp_path / "tiny.py",
         None,
         **{
             **rr.TINY,
             "dataset": "synthetic",
-            "synthetic_train_examples": 64,
+            "synthetic_train_examples": train_examples,
             "synthetic_test_examples": 16,
             "model.depths": (1,),
             "model.num_heads": (2,),
         },
     )
+
+
+def test_a_signal_to_one_process_stops_all_at_one_step_and_says_whose(tmp_path):
+    """SIGTERM reaches process 1 only (a preempted node): both save at the same step and exit 75,
+    and process 0, whose log is the run's, says that process 1 received it."""
+    config = _tiny_synthetic(tmp_path, 64)
     address = f"127.0.0.1:{_free_port()}"
     cluster = (f"--coordinator_address={address}", "--num_processes=2")
     workdir = tmp_path / "run"
@@ -182,18 +187,7 @@ def test_a_workdir_moved_while_two_processes_train_stops_both(tmp_path):
     """The workdir renamed during epoch 1 (by process 0, which claims it): both processes stop at
     the epoch's end, before any save, with exit 2 and the paragraph naming the new path and how
     every process resumes; nothing is at the old path."""
-    config = rr.write_config(
-        tmp_path / "tiny.py",
-        None,
-        **{
-            **rr.TINY,
-            "dataset": "synthetic",
-            "synthetic_train_examples": 32,
-            "synthetic_test_examples": 16,
-            "model.depths": (1,),
-            "model.num_heads": (2,),
-        },
-    )
+    config = _tiny_synthetic(tmp_path, 32)
     address = f"127.0.0.1:{_free_port()}"
     cluster = (f"--coordinator_address={address}", "--num_processes=2")
     workdir, moved = tmp_path / "run", tmp_path / "moved"
