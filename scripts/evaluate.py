@@ -84,12 +84,8 @@ def main(argv):
     run = evaluate.open_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.run, FLAGS.ensemble)
     # What the report files name: the step folder, its line (the epoch of each run used), the data.
     config = cli.moved_data(run.config, FLAGS.workdir, FLAGS.archive, FLAGS.data_dir)
-    inputs = [
-        FLAGS.workdir,
-        FLAGS.checkpoint,
-        config.archive,
-        config.data_dir,
-    ]  # the run's data too
+    # What --json may not replace: the run, and the data it reads (--archive, or its record's).
+    inputs = [FLAGS.workdir, FLAGS.checkpoint, config.archive, config.data_dir]
     replacing = check_outputs(FLAGS.json, FLAGS.eval_dir, inputs)
     scores = evaluate.evaluate_checkpoint(config, run.members(), run.choice)  # reads the data first
     data = sources.describe_source(config.dataset, data_dir=config.data_dir, archive=config.archive)

@@ -79,7 +79,7 @@ def main(argv):
     if model.scan_blocks:
         params = layout.unstack_block_params(params, model)
     state = convert.flax_to_torch(params, FLAGS.layout, model)
-    made = missing_folders(FLAGS.out)  # said when new: a typo in it would go unnoticed
+    made = cli.missing_folders(FLAGS.out)  # said when new: a typo in it would go unnoticed
     created = f" (created {os.path.join(os.path.dirname(FLAGS.out), '')})" if made else ""
     created += replacing
     facts = model_input(run.config)
@@ -101,15 +101,6 @@ def main(argv):
     )
     print(f"load it with strict=True into {constructor(model, FLAGS.layout)}")
     print(usage(facts, FLAGS.out.endswith(".safetensors")))
-
-
-def missing_folders(path: str) -> list[str]:
-    """The folders, outermost first, to create for `path`'s folder to exist (none: it exists)."""
-    missing, folder = [], os.path.dirname(os.path.abspath(path))
-    while not os.path.isdir(folder):
-        missing.insert(0, folder)
-        folder = os.path.dirname(folder)
-    return missing
 
 
 def model_input(config) -> dict[str, Any]:

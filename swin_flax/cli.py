@@ -125,9 +125,8 @@ def check_output_file(
     what the `wrote` line adds: REPLACING for a file already there, else ''."""
     if not path:
         return ""
-    folder = os.path.dirname(os.path.abspath(path))
-    while create_folder and not os.path.lexists(folder):  # the folder that would hold the new ones
-        folder = os.path.dirname(folder)
+    missing = missing_folders(path) if create_folder else []
+    folder = os.path.dirname(missing[0] if missing else os.path.abspath(path))  # the one that holds
     if os.path.isdir(path):
         exit_user_error(f"--{flag} {path} is a folder: give a file path in it, or another path.")
     if not os.path.isdir(folder):
@@ -150,6 +149,16 @@ def check_output_file(
     return REPLACING if os.path.exists(path) else ""
 
 
+def missing_folders(path: str) -> list[str]:
+    """The folders, outermost first, that would be created for file `path`'s folder to exist (none
+    when it exists; a file in the way ends the list, for check_output_file to refuse)."""
+    missing, folder = [], os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(folder):
+        missing.insert(0, folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
 def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
     """Exit 2 if --`flag` `path` is among the files of a run that `keep` names (a --workdir, or a
     --checkpoint in it: runfiles.is_run_file), or is a file that `keep` names (an input: an image,
@@ -162,7 +171,7 @@ def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
         run = given if runfiles.is_run_folder(given) else runfiles.enclosing_run(given)
         if run is not None and runfiles.is_run_folder(run):
             real = os.path.realpath(run)
-            if _within(out, real) and runfiles.is_run_file(out, real):
+            if runfiles.is_run_file(out, real):  # a path outside the run is none of its files
                 folders = ", ".join(os.path.join(f, "") for f in runfiles.FOLDERS)
                 exit_user_error(
                     f"--{flag} {path} is among the files of {run}, the run this command reads (its "
@@ -175,11 +184,6 @@ def _refuse_replacing(flag: str, path: str, keep: Iterable[str | None]) -> None:
                 f"--{flag} {path} is an input of this command ({given}): give another path, or it "
                 "would be replaced."
             )
-
-
-def _within(path: str, folder: str) -> bool:
-    """Whether the real path `path` is `folder` or lies in it."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _exit_interrupted(e: object = None, status: int = EXIT_INTERRUPTED) -> NoReturn:
