@@ -210,6 +210,11 @@ def _did_you_mean(field: str, fields: set[str]) -> str:
     return f" (did you mean config.{close[0]}?)" if close else ""
 
 
+def _is_int(value: Any) -> bool:
+    """An integer, and not a bool (True is an int to Python, and passes ConfigDict's int fields)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _require(ok: bool, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config.{field}: {message}")
@@ -299,6 +304,14 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
             "swin_flax/config.py, which lists every field."
         )
     if missing := sorted(known - keys):
+        owner = missing[0].rpartition(".")[0]
+        if owner in keys:  # the sub-dict is there, without this field: a whole dict replaced it
+            given = min((k for k in leaves if k.startswith(f"{owner}.")), default=missing[0])
+            raise ConfigError(
+                f"config.{missing[0]}: missing: config.{owner} was replaced by a dict without it. "
+                f"Set the fields you change one by one (c.{given} = ...) rather than replacing "
+                f"c.{owner}."
+            )
         raise ConfigError(f"config.{missing[0]}: missing; start configs from default_config().")
 
     _require(c.dataset in DATASETS, "dataset", f"{c.dataset!r} is not one of {DATASETS}.")
@@ -331,7 +344,7 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
     )
     for f in positive.split():
         v = c[f]
-        _require(isinstance(v, int) and v > 0, f, f"must be a positive integer, got {v!r}.")
+        _require(_is_int(v) and v > 0, f, f"must be a positive integer, got {v!r}.")
     if num_devices is not None:
         for f in ("batch_size", "eval_batch_size"):
             _require(
@@ -342,7 +355,7 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
             )
     for f, v in (("seed", c.seed), ("data_seed", data_seed(c))):
         _require(
-            isinstance(v, int) and v >= 0 and v + c.num_runs <= 2**32,
+            _is_int(v) and v >= 0 and v + c.num_runs <= 2**32,
             f,
             f"must be an integer in [0, 2**32 - num_runs] (numpy's and JAX's seed range), got {v!r}.",
         )
@@ -423,7 +436,7 @@ def validate(c: ConfigDict, *, num_devices: int | None = None, num_hosts: int = 
         )
 
     _require(
-        isinstance(c.profile_steps, int) and c.profile_steps >= 0,
+        _is_int(c.profile_steps) and c.profile_steps >= 0,
         "profile_steps",
         f"must be an integer >= 0 (0: no profile), got {c.profile_steps!r}.",
     )

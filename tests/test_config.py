@@ -131,6 +131,10 @@ def test_strong_numbers():
         ("seed", 2**64, "config.seed"),
         ("data_seed", -5, "config.data_seed"),
         ("model.in_chans", 1, "config.model.in_chans: cifar10 images have 3 channels"),
+        # True is an int to Python, and ConfigDict's int fields take it: no count, nor a seed.
+        ("num_epochs", True, "config.num_epochs: must be a positive integer, got True."),
+        ("seed", False, "config.seed: must be an integer in"),
+        ("profile_steps", True, "config.profile_steps: must be an integer >= 0"),
     ],
 )
 def test_bad_values_name_the_field(field, value, needle):
@@ -278,6 +282,23 @@ def test_unknown_field_is_rejected_naming_the_field_it_likely_means():
             f"unknown config field(s) {named}: check the spelling against swin_flax/config.py, "
             "which lists every field."
         ), setup
+
+
+def test_a_sub_dict_replaced_by_a_dict_says_to_set_its_fields():
+    """`c.sweep = {...}` in a config file that started from default_config() drops the sub-dict's
+    other fields: said as such, not as a config that did not start from the defaults."""
+    c = default_config()
+    c.sweep = {"learning_rate": (1e-3, 2e-3)}
+    with pytest.raises(ConfigError) as e:
+        validate(c)
+    assert str(e.value) == (
+        "config.sweep.lr_min: missing: config.sweep was replaced by a dict without it. Set the "
+        "fields you change one by one (c.sweep.learning_rate = ...) rather than replacing c.sweep."
+    )
+    c = default_config()
+    del c.seed  # a whole field missing: the config did not start from the defaults
+    with pytest.raises(ConfigError, match=r"^config\.seed: missing; start configs from default_"):
+        validate(c)
 
 
 def test_warmup_or_decay_settings_with_the_constant_schedule_are_refused():
