@@ -112,6 +112,9 @@ def moved_data(config: Any, workdir: str | None, archive: str | None, data_dir: 
     return evaluate.with_data(config, archive=archive, data_dir=data_dir)
 
 
+# The checkout this package runs from (an editable install), whose configs/ holds the recipes.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # What a tool's `wrote PATH` line adds for a file it replaced (export.py, predict.py, evaluate.py).
 REPLACING = " (replacing the file there)"
 
@@ -296,10 +299,14 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     program = os.path.basename(argv[0])
     see = f"See `{program} --helpshort` for the flags."
     argv = [argv[0], *map(_home_expanded, argv[1:])]
-    for path in _check_config_files(flags.FLAGS, argv):
-        # Its folder importable as a package, as in flax's examples (`from configs import base`).
-        if (parent := os.path.dirname(os.path.dirname(os.path.abspath(path)))) not in sys.path:
-            sys.path.append(parent)
+    paths = _check_config_files(flags.FLAGS, argv)
+    # A config file's folder importable as a package, as in flax's examples (`from configs import
+    # base`); then the recipes of the checkout this package runs from (`from configs import demo`).
+    roots = [os.path.dirname(os.path.dirname(os.path.abspath(path))) for path in paths]
+    for root in roots + [_CHECKOUT] * os.path.isdir(os.path.join(_CHECKOUT, "configs")):
+        if root not in sys.path:
+            sys.path.append(root)
+    argv, nones = _take_nones(flags.FLAGS, argv)
     # ml_collections' warning of a get_config() that returned None: the paragraph below says it.
     logging.get_absl_logger().addFilter(lambda r: "returned None, did" not in r.getMessage())
     try:
@@ -307,16 +314,24 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     except SystemExit as e:  # absl's --help / --helpshort / --helpfull print the usage, exit 1
         sys.exit(0 if e.code == 1 and any(a.startswith(("--help", "-?")) for a in argv) else e.code)
     except Exception as e:  # noqa: BLE001 (a config file runs user code while it loads)
-        if found := _config_file_frame(e, argv):
-            where, cause = found
-            exit_user_error(
-                f"the config file {where} failed to load ({type(cause).__name__}: "
-                f"{' '.join(str(cause).split())}). Fix it, or give another --config, e.g. "
-                "configs/strong.py (a Python file whose get_config() returns the config)."
-            )
+        if said := _config_file_error(e, paths):
+            exit_user_error(said)
         if not isinstance(e, flags.Error | AttributeError | KeyError | TypeError | ValueError):
             raise
-        if isinstance(e, flags.UnrecognizedFlagError) and "config" in flags.FLAGS:
+        if order := re.match(r"Found (\S+) in argv before a value for --(\w+) ", str(e)):
+            exit_user_error(
+                f"{order[1]} comes before --{order[2]} FILE, whose config it changes: give "
+                f"--{order[2]} FILE first, then its overrides."
+            )
+        unknown = isinstance(e, flags.UnrecognizedFlagError)
+        if unknown and e.flagname.partition(".")[0] in _config_flags(flags.FLAGS):
+            config = e.flagname.partition(".")[0]  # no --config given: its fields are no flags
+            exit_user_error(
+                f"--{e.flagname} changes a field of the config file that --{config} gives, but "
+                f"no --{config} FILE is given: give --{config} FILE (e.g. configs/strong.py) "
+                "first, then its overrides."
+            )
+        if unknown and "config" in flags.FLAGS:
             from swin_flax.config import default_config, flatten  # noqa: PLC0415 (on this error)
 
             if e.flagname in flatten(default_config().to_dict()):  # --config. left out
@@ -326,7 +341,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
                     f"--config.{given}."
                 )
         if missing := re.findall(r"^flag --(\w+)=None: Flag --\1 must have a value", str(e), re.M):
-            _refuse_a_config_of_none(flags.FLAGS, missing)  # a required config flag
+            _refuse_what_is_no_config(flags.FLAGS, missing)  # a required config flag
             said = [f"--{name} ({flags.FLAGS[name].help.rstrip('.')})" for name in missing]
             exit_user_error(  # required flags left out: absl names each on a line of its own
                 f"{' and '.join(said)} {'is' if len(said) == 1 else 'are'} missing. {see}"
@@ -334,17 +349,15 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         # ml_collections quotes a whole traceback: its last line says it.
         head, quoted, trace = str(e).partition("Traceback (most recent call last)")
         message = head + trace.strip().splitlines()[-1] if quoted else head
-        if isinstance(e, KeyError | AttributeError):  # ml_collections quotes a KeyError's repr
-            text = " ".join(message.replace("\\'", "'").replace("\\n", " ").split())
-            field, _, guess = text.partition(" Did you mean")
-            field, guess = field.strip("\"' "), guess.rstrip("'")
+        if isinstance(e, KeyError | AttributeError):
+            field, said = _no_such_field(message)
             field_re = rf"--?\w+\.sweep\.({re.escape(field)}(?:\.[\w.]*)?)(?:=|$)"
             swept = (re.match(field_re, a) for a in argv[1:])
             if found := next(filter(None, swept), None):  # the whole name: model.drop_path_rate
                 from swin_flax.config import not_sweepable  # noqa: PLC0415 (only on this error)
 
                 exit_user_error(f"--config.sweep.{found[1]}: {not_sweepable(found[1])}")
-            message = f"no such field '{field}'" + (f" (did you mean{guess})" if guess else "")
+            message = said
         if "--config." in message or isinstance(e, KeyError | AttributeError):
             see = (  # the config's fields are not flags that --helpshort lists
                 "Every --config.FIELD must name a field of swin_flax/config.py (each with its "
@@ -353,10 +366,17 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         exit_user_error(
             f"bad command line ({type(e).__name__}: {' '.join(message.split())}). {see}"
         )
-    _refuse_a_config_of_none(flags.FLAGS, _config_flags(flags.FLAGS))  # one not required
+    _refuse_what_is_no_config(flags.FLAGS, _config_flags(flags.FLAGS))  # one not required
+    _set_nones(flags.FLAGS, nones)
     _refuse_a_tuple_given_twice(flags.FLAGS, argv)
     _refuse_a_swept_field_also_given(flags.FLAGS, argv)
     if len(rest) > 1 and not takes_arguments:
+        flag = argv[argv.index(rest[1]) - 1].lstrip("-")  # `--config.weight_decay_exempt False`
+        if flag in flags.FLAGS and flags.FLAGS[flag].boolean:
+            exit_user_error(
+                f"unexpected argument {rest[1]} after --{flag}, a true/false flag, which takes "
+                f"its value after '=': write --{flag}={rest[1].lower()}."
+            )
         exit_user_error(
             f"unexpected argument(s) {' '.join(rest[1:])}: every option is a --flag (see "
             f"`{program} --helpshort`)."
@@ -403,13 +423,18 @@ def _config_flags(flag_values) -> set[str]:
     return {n for n in flag_values if type(flag_values[n]).__name__ == "_ConfigFlag"}
 
 
-def _refuse_a_config_of_none(flag_values, names: Iterable[str]) -> None:
-    """Exit 2 if a config flag of `names` loaded None (ml_collections only warns)."""
+def _refuse_what_is_no_config(flag_values, names: Iterable[str]) -> None:
+    """Exit 2 if a config flag of `names` loaded None (ml_collections only warns) or anything else
+    that is no ConfigDict (a dict); one that failed to load raises at its first use."""
+    from ml_collections import ConfigDict  # noqa: PLC0415 (what config flags load)
+
     for name in names:
         flag = flag_values[name]  # config_filename: only once parsed
-        if flag.present and flag.value is None and (path := getattr(flag, "config_filename", "")):
+        got, path = flag.value, getattr(flag, "config_filename", "") if flag.present else ""
+        if path and not isinstance(got, ConfigDict) and type(got).__name__ != "_ErrorConfig":
+            got = "None" if got is None else f"a {type(got).__name__}, not a ConfigDict"
             exit_user_error(
-                f"the config file {path}: get_config() returned None. Make it return the config "
+                f"the config file {path}: get_config() returned {got}. Make it return the config "
                 "(a ConfigDict, e.g. default_config() with its changes), as configs/strong.py does."
             )
 
@@ -453,8 +478,7 @@ def _refuse_a_swept_field_also_given(flag_values, argv: list[str]) -> None:
 def _check_config_files(flag_values, argv: list[str]) -> list[str]:
     """The files the config flags name, after refusing one missing or no Python file (a run's
     config.json): now, as ml_collections defers that failure to the config's first use."""
-    names = _config_flags(flag_values)
-    paths = []
+    names, given = _config_flags(flag_values), {}
     for i, arg in enumerate(argv[1:], start=1):
         name, eq, value = arg.lstrip("-").partition("=")
         if name not in names or not arg.startswith("-"):  # absl takes -flag as --flag
@@ -475,25 +499,104 @@ def _check_config_files(flag_values, argv: list[str]) -> list[str]:
                 "config.txt record the settings it ran with: resume a run with the config file and "
                 "overrides that started it.)"
             )
-        paths += [path] if path else []
-    return paths
+        if path and name in given:
+            exit_user_error(
+                f"--{name} is given twice ({given[name]} and {path}): give one config file, and "
+                f"change its fields with --{name}.FIELD=VALUE."
+            )
+        given.update({name: path} if path else {})
+    return list(given.values())
 
 
-def _config_file_frame(e: BaseException, argv: list[str]) -> tuple[str, BaseException] | None:
-    """(`PATH line N`, the exception raised there) when `e` or one it wraps (absl and ml_collections
-    re-raise) came from a config file on the command line, or it defines no get_config()."""
-    values = (a.split("=", 1)[-1].split(":", 1)[0] for a in argv[1:])
-    paths = {os.path.abspath(v) for v in values if v.endswith(".py")}
+def _config_file_error(e: BaseException, paths: list[str]) -> str | None:
+    """The paragraph for `e` when it or one it wraps (absl and ml_collections re-raise) came from a
+    config file in `paths` (its file and line, its own error), or the file has no get_config()."""
+    files = {os.path.abspath(p) for p in paths}
     for err in reversed(errors.chain(e)):  # the innermost first: the config file's own exception
-        if isinstance(err, SyntaxError) and err.filename and os.path.abspath(err.filename) in paths:
-            return f"{err.filename} line {err.lineno}", err
         frames = traceback.extract_tb(err.__traceback__)
-        frames = [f for f in frames if os.path.abspath(f.filename) in paths]
-        if frames:
-            return f"{frames[-1].filename} line {frames[-1].lineno}", err
-    if isinstance(e, AttributeError) and "get_config" in str(e) and paths:
-        return ", ".join(sorted(paths)) + " (it defines no get_config())", e
-    return None
+        if isinstance(err, SyntaxError) and err.filename and os.path.abspath(err.filename) in files:
+            where = f"{err.filename} line {err.lineno}"
+            break
+        if mine := [f for f in frames if os.path.abspath(f.filename) in files]:
+            where = f"{mine[-1].filename} line {mine[-1].lineno}"
+            break
+    else:
+        if isinstance(e, AttributeError) and "get_config" in str(e) and files:
+            return (
+                f"the config file {', '.join(paths)} defines no get_config(): give it one that "
+                "returns the config (a ConfigDict, e.g. default_config() with its changes), as "
+                "configs/strong.py does."
+            )
+        return None
+    said = f"{type(err).__name__}: {' '.join(str(err).split())}"
+    if frames and f"{os.sep}ml_collections{os.sep}" in frames[-1].filename:  # config misused
+        cast = re.match(r"Could not override field '(\w+)' \(reference\)\. (.*) is of original "
+                        r"type <class '(\w+)'> and cannot be casted to type <class '(\w+)'>",
+                        str(err), re.S)  # fmt: skip
+        if isinstance(err, KeyError | AttributeError):
+            said = f"{type(err).__name__}: {_no_such_field(str(err))[1]}"
+        elif cast:
+            field, value, given, wanted = cast.groups()
+            from swin_flax.config import default_config, flatten  # noqa: PLC0415 (on this error)
+
+            named = [f for f in flatten(default_config().to_dict()) if f.split(".")[-1] == field]
+            value = repr(value) if given == "str" else value
+            field = named[0] if len(named) == 1 else field
+            article = "an" if wanted[0] in "aeiou" else "a"
+            said = f"config.{field}: {value} is a {given}; the field takes {article} {wanted}"
+    if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] == "configs":
+        said += (
+            "; the recipes in configs/ are importable when swin_flax runs from the repository's "
+            "checkout (pip install -e .), else put the folder that holds configs/ on PYTHONPATH"
+        )
+    return (
+        f"the config file {where} failed to load ({said}). Fix it, or give another --config, e.g. "
+        "configs/strong.py (a Python file whose get_config() returns the config)."
+    )
+
+
+def _no_such_field(said: str) -> tuple[str, str]:
+    """The field a ConfigDict's KeyError or AttributeError names (its text quotes a repr, escapes
+    and all), and the error said plainly: `no such field 'mdoel' (did you mean "model" ...?)`."""
+    text = " ".join(said.replace("\\'", "'").replace("\\n", " ").split())
+    field, _, guess = text.partition(" Did you mean")
+    field, guess = field.strip("\"' "), guess.rstrip("'")
+    return field, f"no such field '{field}'" + (f" (did you mean{guess})" if guess else "")
+
+
+def _take_nones(flag_values, argv: list[str]) -> tuple[list[str], dict[str, None]]:
+    """`argv` without the overrides that set a field whose default is None back to None
+    (`--config.data_seed=None`, which ml_collections would parse as an int, or as the text
+    'None'), and those fields' flag names, for `_set_nones` once the config is loaded."""
+    if not (names := _config_flags(flag_values)):
+        return argv, {}
+    from swin_flax.config import default_config, flatten  # noqa: PLC0415 (after cli.start)
+
+    nullable = {k for k, v in flatten(default_config().to_dict()).items() if v is None}
+    kept, nones, args = argv[:1], {}, iter(argv[1:])
+    for arg in args:
+        name, eq, value = arg.lstrip("-").partition("=")
+        flag, _, field = name.partition(".")
+        if not (arg.startswith("-") and flag in names and field in nullable):
+            kept.append(arg)
+            continue
+        value = value if eq else next(args, "")
+        nones.pop(name, None)  # the last one given wins
+        if value == "None":
+            nones[name] = None
+        else:
+            kept += [arg] if eq else [arg, value]
+    return kept, nones
+
+
+def _set_nones(flag_values, nones: Mapping[str, None]) -> None:
+    """Sets each field of `nones` (`config.data_seed`, from `_take_nones`) to None."""
+    for name in nones:
+        flag, *path, field = name.split(".")
+        owner = flag_values[flag].value
+        for key in path:
+            owner = owner[key]
+        owner[field] = None
 
 
 class _ProjectLines(py_logging.Filter):

@@ -154,7 +154,7 @@ SUMMARY = os.path.join(
             "def get_config():\n    raise ValueError('bad value')\n",
             "bad.py line 2 failed to load (ValueError: bad value)",
         ),
-        ("x = 1\n", "(it defines no get_config()) failed to load"),
+        ("x = 1\n", "bad.py defines no get_config(): give it one that returns the config"),
         ("def get_config():\n    pass\n", "bad.py: get_config() returned None. Make it return"),
         (None, "bad.py: no such config file"),
         (None, "bad.py: no such config file"),  # with an override of one of its fields
@@ -556,3 +556,173 @@ def test_a_lost_peer_in_any_error_is_one_paragraph_that_keeps_its_cause(monkeypa
     with pytest.raises(SystemExit), cli.friendly_errors():  # wrapped: its words are in the cause
         raise ValueError("a checkpoint barrier failed") from late
     assert "it fell more than gloo's wait behind" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.fixture
+def parse(monkeypatch, capsys):
+    """cli.parse_flags in this process on flags of its own (a script's --config, --workdir and
+    --depth): the config it loaded, or the exit status and the error paragraph on one line."""
+    from absl import flags  # noqa: PLC0415
+    from ml_collections import config_flags  # noqa: PLC0415
+
+    def parse(*args: str):
+        argv = ["summary.py", "--verbosity=0", *args]  # --verbosity given: no console set up
+        fv = flags.FlagValues()
+        config_flags.DEFINE_config_file("config", None, "A config file.", fv, sys_argv=argv)
+        flags.DEFINE_string("workdir", None, "A run's folder.", flag_values=fv)
+        flags.DEFINE_integer("depth", 2, "Module levels.", flag_values=fv)
+        flags.DEFINE_integer("verbosity", 0, "absl's.", flag_values=fv)
+        monkeypatch.setattr(flags, "FLAGS", fv)
+        monkeypatch.setattr(sys, "path", list(sys.path))  # parse_flags adds the configs' roots
+        # ml_collections loads a config file as this module, into the namespace a former one left
+        monkeypatch.delitem(sys.modules, "config_config", raising=False)
+        try:
+            cli.parse_flags(argv)
+        except SystemExit as e:
+            return e.code, " ".join(capsys.readouterr().err.split())
+        return fv.config
+
+    return parse
+
+
+SIZED = """from swin_flax.config import default_config
+
+SIZES = {"s": 32, "m": 48}
+
+
+def get_config(arg="size=s"):
+    kw = dict(kv.split("=") for kv in arg.split(","))
+    c = default_config()
+    c.model.embed_dim = SIZES[kw["size"]]
+    if "boom" in kw:
+        raise ValueError("boom")
+    return c
+"""
+
+
+@pytest.mark.parametrize("form", ["--config FILE", "--config=FILE", "-config FILE"])
+def test_a_config_file_error_names_its_line_in_every_form_of_the_flag(tmp_path, parse, form):
+    """`--config FILE:arg` (a space, then an argument with `=`) too: its file's error with its
+    line, not a command-line error."""
+    (tmp_path / "sized.py").write_text(SIZED)
+    given = lambda arg: form.replace("FILE", f"{tmp_path / 'sized.py'}:{arg}").split()
+    assert parse(*given("size=m")).model.embed_dim == 48
+    for arg, line, said in (
+        ("size=xl", 9, "KeyError: 'xl'"),
+        ("size=s,boom=1", 11, "ValueError: boom"),
+    ):
+        status, msg = parse(*given(arg))
+        assert status == 2, msg
+        assert msg.startswith(
+            f"Error: the config file {tmp_path / 'sized.py'} line {line} failed to load ({said}). "
+            "Fix it, or give another --config"
+        ), msg
+
+
+def test_a_config_file_anywhere_may_start_from_a_recipe(tmp_path, parse, monkeypatch):
+    """`from configs import demo` in a file outside configs/: the recipes of the checkout this
+    package runs from are importable without PYTHONPATH; elsewhere the message says what to do."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    path = [p for p in sys.path if os.path.abspath(p) != repo]
+    monkeypatch.setattr(sys, "path", path)
+    for name in [m for m in sys.modules if m.split(".")[0] == "configs"]:
+        monkeypatch.delitem(sys.modules, name)
+    mine = tmp_path / "myconfigs" / "tiny.py"
+    mine.parent.mkdir()
+    mine.write_text(
+        "from configs import demo\n\ndef get_config():\n    c = demo.get_config()\n"
+        "    c.num_epochs = 1\n    return c\n"
+    )
+    config = parse("--config", str(mine))
+    assert (config.model.embed_dim, config.model.depths, config.num_epochs) == (32, (2, 2), 1)
+    for name in [m for m in sys.modules if m.split(".")[0] == "configs"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", path)  # without the checkout the first parse added
+    monkeypatch.setattr(cli, "_CHECKOUT", str(tmp_path))  # an installed package: no configs/
+    status, msg = parse("--config", str(mine))
+    assert status == 2 and f"{mine} line 1 failed to load (ModuleNotFoundError: " in msg, msg
+    assert "else put the folder that holds configs/ on PYTHONPATH)." in msg, msg
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("    return {'learning_rate': 1e-3}\n", ": get_config() returned a dict, not a ConfigDict. "
+         "Make it return the config (a ConfigDict, e.g. default_config() with its changes)"),
+        ("    c.learning_rate = '1e-3'\n    return c\n", " line 5 failed to load "
+         "(config.learning_rate: '1e-3' is a str; the field takes a float). Fix it"),
+        ("    c.model.embed_dim = 32.0\n    return c\n", " line 5 failed to load "
+         "(config.model.embed_dim: 32.0 is a float; the field takes an int)."),
+        ("    c.remat = True\n    return c\n", " line 5 failed to load "
+         "(config.remat: True is a bool; the field takes a str)."),
+        ("    c.mdoel.embed_dim = 8\n    return c\n", " line 5 failed to load (AttributeError: "
+         "no such field 'mdoel' (did you mean \"model\" instead of \"mdoel\"?)). Fix it"),
+        (None, " defines no get_config(): give it one that returns the config (a ConfigDict, e.g. "
+         "default_config() with its changes), as configs/strong.py does."),
+    ],
+    ids=["returns_a_dict", "str_for_float", "float_for_int", "bool_for_str", "typo_read", "no_get"],
+)  # fmt: skip
+def test_a_config_file_that_misuses_the_config_is_said_plainly(tmp_path, parse, body, expected):
+    config = tmp_path / "mine.py"
+    head = "from swin_flax.config import default_config\n\n"
+    text = (
+        f"{head}def get_config():\n    c = default_config()\n{body}" if body else f"{head}x = 1\n"
+    )
+    config.write_text(text)
+    status, msg = parse("--config", str(config))
+    assert status == 2 and msg.startswith(f"Error: the config file {config}{expected}"), msg
+
+
+NULLABLE = ("data_seed", "archive", "data_dir", "pretrained", "model.qk_scale", "mix.cutmix_minmax")
+
+
+def test_a_field_whose_default_is_none_is_set_back_to_none(tmp_path, parse):
+    config = tmp_path / "set.py"
+    config.write_text(
+        "from swin_flax.config import default_config\n\ndef get_config():\n"
+        "    c = default_config()\n    c.data_seed, c.archive, c.data_dir = 5, 'a.tar.gz', 'tfds'\n"
+        "    c.pretrained, c.model.qk_scale = 'swin.pth', 0.5\n"
+        "    c.mix.cutmix_minmax = (0.2, 0.8)\n    return c\n"
+    )
+    flat = lambda c: [c.data_seed, c.archive, c.data_dir, c.pretrained, c.model.qk_scale,
+                      c.mix.cutmix_minmax]  # fmt: skip
+    assert flat(parse("--config", str(config))) == [5, "a.tar.gz", "tfds", "swin.pth", 0.5,
+                                                     (0.2, 0.8)]  # fmt: skip
+    nones = [f"--config.{f}=None" for f in NULLABLE[:3]] + [f"--config.{f}" for f in NULLABLE[3:]]
+    args = [*nones[:3], nones[3], "None", nones[4], "None", nones[5], "None"]  # both forms
+    assert flat(parse("--config", str(config), *args)) == [None] * 6
+    # The last one given wins; another field's None is still refused.
+    config_3 = parse("--config", str(config), "--config.data_seed=None", "--config.data_seed=3")
+    assert config_3.data_seed == 3
+    config_none = parse("--config", str(config), "--config.data_seed=3", "--config.data_seed=None")
+    assert config_none.data_seed is None
+    status, msg = parse("--config", str(config), "--config.learning_rate=None")
+    assert status == 2 and "--config.learning_rate=None: could not convert string to float" in msg
+
+
+def test_overrides_before_or_without_the_config_file_say_to_give_it_first(parse):
+    demo = os.path.join(os.path.dirname(SUMMARY), os.pardir, "configs", "demo.py")
+    status, msg = parse("--config.model.embed_dim=64", "--config", demo)
+    assert (status, msg) == (2, "Error: --config.model.embed_dim=64 comes before --config FILE, "
+                                "whose config it changes: give --config FILE first, then its "
+                                "overrides.")  # fmt: skip
+    status, msg = parse("--workdir", "runs/a", "--config.model.embed_dim=64")
+    assert (status, msg) == (2, "Error: --config.model.embed_dim changes a field of the config "
+                                "file that --config gives, but no --config FILE is given: give "
+                                "--config FILE (e.g. configs/strong.py) first, then its "
+                                "overrides.")  # fmt: skip
+
+
+def test_two_config_files_or_a_bool_after_a_space_are_refused(parse):
+    demo = os.path.join(os.path.dirname(SUMMARY), os.pardir, "configs", "demo.py")
+    strong = os.path.join(os.path.dirname(SUMMARY), os.pardir, "configs", "strong.py")
+    status, msg = parse("--config", demo, f"--config={strong}")
+    assert (status, msg) == (2, f"Error: --config is given twice ({demo} and {strong}): give one "
+                                "config file, and change its fields with --config.FIELD=VALUE.")  # fmt: skip
+    status, msg = parse("--config", demo, "--config.weight_decay_exempt", "False")
+    assert (status, msg) == (2, "Error: unexpected argument False after "
+                                "--config.weight_decay_exempt, a true/false flag, which takes its "
+                                "value after '=': write --config.weight_decay_exempt=false.")  # fmt: skip
+    assert (
+        parse("--config", demo, "--config.weight_decay_exempt=false").weight_decay_exempt is False
+    )

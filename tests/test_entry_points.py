@@ -287,7 +287,8 @@ def typo_config(tmp_path_factory) -> str:
 )
 def test_summary_refuses(args, expected, typo_config, tmp_path):
     args = [typo_config if a == "TYPO" else a for a in args]
-    message = fails_cleanly("summary.py", "--config", DEMO, *args, cwd=tmp_path)
+    config = [] if args[0] == "--config" else ["--config", DEMO]  # one config file: once
+    message = fails_cleanly("summary.py", *config, *args, cwd=tmp_path)
     assert expected in message
 
 
@@ -423,5 +424,6 @@ def test_a_config_file_imports_another_from_its_folder(tmp_path):
 )
 def test_show_augmentations_refuses(args, expected, typo_config, tmp_path):
     args = [typo_config if a == "TYPO" else a for a in args]
-    message = fails_cleanly("show_augmentations.py", "--config", DEMO, *args, cwd=tmp_path)
+    config = [] if args[0] == "--config" else ["--config", DEMO]  # one config file: once
+    message = fails_cleanly("show_augmentations.py", *config, *args, cwd=tmp_path)
     assert expected in message
