@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import os
 import pickle
 import shutil
@@ -343,6 +345,54 @@ def test_a_partial_extraction_names_the_missing_batches(cifar10, tmp_path):
     )
 
 
+def test_a_tarball_lacking_a_member_names_it_and_says_to_download_again(tmp_path):
+    """A tarball without cifar-100-python/test (was: "TARBALL/cifar-100-python lacks test of
+    cifar-100-python: copy or extract it again", a path that is no folder)."""
+    train, _ = make_data(12, 5, 100, seed=5)
+    path = tmp_path / "cifar-100-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        d = {b"fine_labels": [int(v) for v in train[1]], b"data": train[0]}
+        _add(tar, "cifar-100-python/train", py2_pickle(d))
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar100", "train", archive=str(path))
+    assert str(refused.value) == (
+        f"the archive {path} lacks cifar-100-python/test: download it again."
+    )
+
+
+@pytest.mark.parametrize("name", ["cifar-10-python.tar.gz", "cifar-10-binary.tar.gz"])
+def test_a_batch_file_given_names_its_folder(cifar10, tmp_path, name):
+    """One extracted batch file given as the archive (was: "is not a tar archive")."""
+    d, train, _ = cifar10
+    _extract(d / name, tmp_path)
+    (folder,) = tmp_path.iterdir()
+    batch = folder / ("data_batch_2.bin" if "binary" in name else "data_batch_2")
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar10", "train", archive=str(batch))
+    assert str(refused.value) == (
+        f"archive {batch} is one batch file of an extracted CIFAR archive: give the folder "
+        f"holding them all, --config.archive={folder}."
+    )
+    check_equal(sources.load_split("cifar10", "train", archive=str(folder)), *train)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_pixels_that_are_not_bytes_are_refused(tmp_path, dtype):
+    """The genuine python batches hold uint8 pixels; float pixels in [0, 1] (or ints) were cast
+    to uint8 without a word (floats all 0 or 1)."""
+    train, test = make_data(12, 5, 100, seed=5)
+    rows = train[0].astype(np.float32) / 255 if dtype == "float32" else train[0].astype(dtype)
+    path = tmp_path / "cifar-100-python.tar.gz"
+    write_cifar100_python(path, (rows, train[1]), test)
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar100", "train", archive=str(path))
+    assert str(refused.value) == (
+        f"{path} (member cifar-100-python/train) is not a CIFAR python batch: its data are "
+        f"{dtype}, where CIFAR's are uint8 pixel values 0..255."
+    )
+    check_equal(sources.load_split("cifar100", "test", archive=str(path)), *test)
+
+
 def _deny(monkeypatch, denied) -> None:
     """Opening or listing `denied` fails as it does for a user without permission (the tests may
     run as root, whom permissions do not stop)."""
@@ -478,6 +528,68 @@ def test_tfds_manual_dir_with_a_non_genuine_archive(cifar10, tmp_path):
     check_equal(sources.load_split("cifar10", "test", archive=str(fake)), *cifar10[2])
 
 
+def test_tfds_manual_dir_with_an_archive_of_the_right_size_but_not_genuine(tmp_path, monkeypatch):
+    """A file of the genuine size whose bytes differ: refused before tfds starts (was tfds'
+    NonMatchingChecksumError traceback, with its folders left in the data_dir); the genuine file
+    (its size and SHA-256 as the registry lists them) is left to tfds."""
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    fake = manual / "cifar-100-binary.tar.gz"
+    with open(fake, "wb") as f:
+        f.truncate(168_513_733)  # the genuine size (sparse: zeros)
+    before = _files(tmp_path)
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar100", "test", data_dir=str(tmp_path), download=False)
+    assert str(refused.value) == (
+        f"{fake} is not the genuine cifar-100-binary.tar.gz (of the right size, but its SHA-256 "
+        "is fd058f69f721805550c8dd797f4de14bd3d770bb7d7440c3f0f21578af4611aa, expected "
+        "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec); tfds verifies the "
+        "checksum and would reject it. Replace it with the original file, or read it directly, "
+        f"without tfds or checksums: --config.archive={fake}"
+    )
+    assert _files(tmp_path) == before
+    # A file matching the registry's size and SHA-256 (here a stand-in's) passes to tfds.
+    fake.write_bytes(b"genuine")
+    genuine = ("cifar-100-binary.tar.gz", 7, hashlib.sha256(b"genuine").hexdigest())
+    monkeypatch.setitem(sources._TFDS_ARCHIVE, "cifar100", genuine)
+    sources._fail_fast_if_unobtainable("cifar100", str(tmp_path), False, None, 1.0)
+
+
+def test_tfds_manual_dir_with_the_python_archive_names_it(tmp_path):
+    """cifar-100-python.tar.gz in tfds' manual folder, which tfds does not read: named, with the
+    way to read it (was the paragraph of the three ways, as if the folder were empty)."""
+    train, test = make_data(12, 5, 100, seed=5)
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    python = manual / "cifar-100-python.tar.gz"
+    write_cifar100_python(python, train, test)
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar100", "test", data_dir=str(tmp_path), download=False)
+    assert str(refused.value) == (
+        f"{python} is the python version of CIFAR-100, which tfds does not read: it prepares "
+        f"cifar100 from cifar-100-binary.tar.gz only (placed at {manual}/cifar-100-binary.tar.gz). "
+        f"Read this one directly, without tfds: --config.archive={python}"
+    )
+    check_equal(sources.load_split("cifar100", "test", archive=str(python)), *test)
+
+
+@pytest.mark.parametrize("under", ["downloads", "downloads/cifar100"])
+def test_a_download_cut_short_is_not_taken_for_a_cached_one(tmp_path, under):
+    """tfds downloads into a FILE.tmp.* folder and, once whole, moves the file beside its .INFO
+    record: a download cut short (offline now) is not the cache tfds prepares from, so the check
+    fails at once (tfds had retried the download for minutes); a whole one passes to tfds."""
+    folder = tmp_path / under
+    cut = folder / "cs.toronto.edu_kriz_cifar-100-binaryJKLM.tar.gz.tmp.0123456789abcdef"
+    cut.mkdir(parents=True)
+    (cut / "cifar-100-binary.tar.gz").write_bytes(b"\x1f\x8b partial")
+    with pytest.raises(sources.DataError, match="downloads are turned off. Supply the data"):
+        sources._fail_fast_if_unobtainable("cifar100", str(tmp_path), False, None, 1.0)
+    whole = folder / "cs.toronto.edu_kriz_cifar-100-binaryJKLM.tar.gz"
+    whole.write_bytes(b"whole")
+    (folder / f"{whole.name}.INFO").write_text("{}")
+    sources._fail_fast_if_unobtainable("cifar100", str(tmp_path), False, None, 1.0)
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """A data_dir that tfds itself prepared (its own cifar10 builder and writer) from a small
@@ -556,6 +668,59 @@ def test_a_data_dir_copied_in_part_names_the_files(prepared, tmp_path, damage):
             m.setenv("TFDS_DATA_DIR", str(tmp_path / "data"))
             with pytest.raises(sources.DataError, match="cannot be read"):
                 sources.load_or_synthetic("cifar10", "train")
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        ("", "its dataset_info.json is empty"),
+        ("{}", "its dataset_info.json is empty"),
+        ('{"name": "cifar10"', "its dataset_info.json cannot be read: Expecting"),
+        ("no splits", "its dataset_info.json lists no train split"),
+        ("test only", "its dataset_info.json lists no train split"),
+    ],
+    ids=["empty", "braces", "cut_short", "no_splits", "test_only"],
+)
+def test_a_data_dir_with_a_damaged_info_file_names_it(prepared, tmp_path, damage, why):
+    """dataset_info.json emptied, cut short, or listing no train split, as after a copy in part:
+    one paragraph as for a shard (were tracebacks: ParseError, AssertionError, KeyError)."""
+    data_dir, version, _ = prepared
+    shutil.copytree(data_dir, tmp_path / "data")
+    folder = tmp_path / "data" / "cifar10" / version
+    info_file = folder / "dataset_info.json"
+    info = json.loads(info_file.read_text())
+    keep = {"no splits": [], "test only": [s for s in info["splits"] if s["name"] == "test"]}
+    if damage in keep:
+        info["splits"] = keep[damage]
+    info_file.write_text(json.dumps(info) if damage in keep else damage)
+    with pytest.raises(sources.DataError) as refused:
+        sources.load_split("cifar10", "train", data_dir=str(tmp_path / "data"), download=False)
+    msg = str(refused.value)
+    assert msg.startswith(f"The train split of cifar10 in {folder} cannot be read ({why}")
+    assert msg.endswith(
+        "): its files (dataset_info.json) are missing, cut short or damaged, as after an "
+        "incomplete copy. Copy the data_dir again, whole, or read the genuine archive directly: "
+        "--config.archive=PATH."
+    )
+    if damage == "test only":  # the split it lists is read
+        assert len(sources.load_split("cifar10", "test", data_dir=str(tmp_path / "data"))[1]) == 6
+
+
+def test_a_data_dir_holding_both_cifar_archives_names_the_one_of_the_dataset(tmp_path):
+    """Both data sets' downloads in the folder given as data_dir: the one suggested is the
+    dataset's (was the first by name, cifar-10-python.tar.gz, for cifar100 too)."""
+    for name in ("cifar-10-python.tar.gz", "cifar-100-python.tar.gz"):
+        (tmp_path / name).write_bytes(b"")
+    for dataset, name in (
+        ("cifar10", "cifar-10-python.tar.gz"),
+        ("cifar100", "cifar-100-python.tar.gz"),
+    ):
+        with pytest.raises(sources.DataError) as refused:
+            sources.load_split(dataset, "test", data_dir=str(tmp_path), download=False)
+        assert str(refused.value) == (
+            f"The tfds data_dir {tmp_path} holds {name}, a CIFAR archive or its extraction, not "
+            f"tfds' prepared data: read it directly with --config.archive={tmp_path / name}."
+        )
 
 
 def test_usual_data_dir_mistakes_name_what_was_found(cifar10, prepared, tmp_path):

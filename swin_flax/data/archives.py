@@ -66,6 +66,11 @@ def read_archive(path: str, dataset: str, split: str) -> tuple[np.ndarray, np.nd
     path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise DataError(f"archive {path} does not exist (--config.archive).")
+    if os.path.basename(path) in _WANTED_NAMES and os.path.isfile(path):
+        raise DataError(
+            f"archive {path} is one batch file of an extracted CIFAR archive: give the folder "
+            f"holding them all, --config.archive={os.path.dirname(path) or os.curdir}."
+        )
     if os.path.isdir(path):
         names = _folder_files(path)
         where = lambda rel: os.path.join(path, rel)
@@ -107,7 +112,7 @@ def _decode(data: bytes, where: str, labels: bytes | tuple[int, int]):
     else:  # a python batch: a pickled dict
         try:
             d = _SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
-            pixels, y = np.asarray(d[b"data"], np.uint8), np.asarray(d[labels], np.int32)
+            pixels, y = np.asarray(d[b"data"]), np.asarray(d[labels], np.int32)
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
             raise DataError(
                 f"{where} is truncated or corrupt, or not a CIFAR python batch "
@@ -117,6 +122,11 @@ def _decode(data: bytes, where: str, labels: bytes | tuple[int, int]):
             raise DataError(
                 f"{where} is not a CIFAR python batch: data {pixels.shape}, {len(y)} labels "
                 f"(expected [N, {_PIXELS}] and N labels)."
+            )
+        if pixels.dtype != np.uint8:  # the genuine batches' pixels are bytes, 0..255
+            raise DataError(
+                f"{where} is not a CIFAR python batch: its data are {pixels.dtype}, where CIFAR's "
+                "are uint8 pixel values 0..255."
             )
     return np.ascontiguousarray(pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), y
 
@@ -159,8 +169,11 @@ def _find_layout(names: list[str], path: str, dataset: str) -> tuple[_Layout, st
             f"{os.path.basename(downloads[0])}: give the archive itself: "
             f"--config.archive={downloads[0]} (it is read without extracting)."
         )
-    if held:  # an extraction cut short: the fullest one
+    if held:  # an extraction or a download cut short: the fullest one
         lo, folder, lacks = min(held, key=lambda h: len(h[2]))
+        if not os.path.isdir(path):
+            lacks = ", ".join(os.path.join(folder, f) for f in lacks)
+            raise DataError(f"the archive {path} lacks {lacks}: download it again.")
         raise DataError(
             f"{os.path.normpath(os.path.join(path, folder))} lacks {', '.join(lacks)} of "
             f"{lo.name}: copy or extract it again."

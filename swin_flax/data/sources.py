@@ -6,6 +6,8 @@ import this module."""
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import re
 import threading
@@ -25,10 +27,19 @@ from swin_flax.errors import DataError
 
 _CLASS_NAMES = {**CLASS_NAMES, "synthetic": synthetic.NAMES}  # by label
 
-# What tfds downloads (and accepts in its manual directory), with the size it verifies.
+# What tfds downloads (and accepts in its manual directory), with the size and SHA-256 it verifies
+# (its registry, tensorflow_datasets/url_checksums/).
 _TFDS_ARCHIVE = {
-    "cifar10": ("cifar-10-binary.tar.gz", 170_052_171),
-    "cifar100": ("cifar-100-binary.tar.gz", 168_513_733),
+    "cifar10": (
+        "cifar-10-binary.tar.gz",
+        170_052_171,
+        "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+    ),
+    "cifar100": (
+        "cifar-100-binary.tar.gz",
+        168_513_733,
+        "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec",
+    ),
 }
 _TFDS_URL = "https://www.cs.toronto.edu/~kriz/"
 
@@ -143,30 +154,51 @@ def _tfds_root(data_dir: str | None) -> str:
 
 def _load_tfds(dataset: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     import tensorflow_datasets as tfds  # noqa: PLC0415 (heavy; only when tfds is the source)
+    from google.protobuf.json_format import ParseError  # noqa: PLC0415
     from tensorflow import errors  # noqa: PLC0415
 
     from swin_flax.data.pipeline import tf_cpu_only  # noqa: PLC0415 (TensorFlow)
 
     tf_cpu_only()  # tfds starts TF: keep it off JAX's accelerators
     root = _tfds_root(data_dir)  # the folder the checks looked in (tfds reads $TFDS_DATA_DIR once)
-    try:  # a data_dir copied in part: a shard missing, cut short or damaged
+    folder = _prepared_folder(dataset, data_dir)
+    unreadable = lambda why, files: DataError(
+        f"The {split} split of {dataset} in {folder} cannot be read ({why.strip(' .')}): its files "
+        f"({files}) are missing, cut short or damaged, as after an incomplete copy. Copy the "
+        "data_dir again, whole, or read the genuine archive directly: --config.archive=PATH."
+    )
+    try:  # a data_dir copied in part: a shard or dataset_info.json missing, cut short or damaged
         ds = tfds.load(dataset, split=split, data_dir=root, as_supervised=True)  # prepares it
         # In batches, not batch_size=-1 (whole split at once), which tfds' mock_data cannot serve.
         batches = list(tfds.as_numpy(ds.batch(10_000)))
     except (errors.NotFoundError, errors.DataLossError, errors.FailedPreconditionError) as e:
-        folder = _prepared_folder(dataset, data_dir)
         # Less TF's op names and the quotes around the failing op's message.
         why = re.sub(r"\{\{.*?\}\}|\[Op:.*|(?<=\s)'|'(?=\s)", "", e.message, flags=re.S)
-        raise DataError(
-            f"The {split} split of {dataset} in {folder} cannot be read ({why.strip(' .')}): "
-            f"its files ({dataset}-{split}.tfrecord-*) are missing, cut short or damaged, as after "
-            "an incomplete copy. Copy the data_dir again, whole, or read the genuine archive "
-            "directly: --config.archive=PATH."
-        ) from None
+        raise unreadable(why, f"{dataset}-{split}.tfrecord-*") from None
+    except (ParseError, AssertionError, KeyError, ValueError):  # tfds on a damaged info file
+        if not (why := _info_fault(os.path.join(folder, "dataset_info.json"), dataset, split)):
+            raise
+        raise unreadable(why, "dataset_info.json") from None
     if not batches:
         raise DataError(f"tfds {dataset} split {split!r} in {root} is empty.")
     images, labels = (np.concatenate(parts) for parts in zip(*batches))
     return images.astype(np.uint8), labels.astype(np.int32)
+
+
+def _info_fault(path: str, dataset: str, split: str) -> str:
+    """What in a prepared folder's dataset_info.json keeps tfds from reading `split` ('' if
+    nothing): asked once tfds has failed, so a sound file leaves tfds' own error as it is."""
+    try:
+        info = json.loads(epath.Path(path).read_text() or "{}")
+    except (OSError, ValueError) as e:
+        return f"its dataset_info.json cannot be read: {e}"
+    if not info:  # an empty file, {}, [], null
+        return "its dataset_info.json is empty"
+    if not isinstance(info, dict) or info.get("version") != (version := _tfds_version(dataset)):
+        return f"its dataset_info.json is not that of {dataset} {version}"
+    if split not in [s.get("name") for s in info.get("splits", [])]:
+        return f"its dataset_info.json lists no {split} split"
+    return ""
 
 
 def _prepared_folder(dataset: str, data_dir: str | None) -> str:
@@ -196,7 +228,7 @@ def _fail_fast_if_unobtainable(
     info = os.path.join(_prepared_folder(dataset, data_dir), "dataset_info.json")
     if os.path.isfile(info) or ("://" in root and _in_bucket(epath.Path(info))):
         return  # prepared (tfds makes the final check)
-    _refuse_a_mistaken_data_dir(root)
+    _refuse_a_mistaken_data_dir(root, dataset)
     prepared = in_root(dataset, "[0-9]*", "dataset_info.json")  # by another tensorflow-datasets
     others = sorted(os.path.basename(os.path.dirname(p)) for p in prepared)
     if others:
@@ -216,19 +248,34 @@ def _fail_fast_if_unobtainable(
             f"{missing}, and downloads are turned off: point --config.data_dir at a directory "
             f"where it is prepared (`tfds build {dataset} --data_dir=DIR` on a machine online)."
         )
-    name, size = _TFDS_ARCHIVE[dataset]
+    name, size, sha256 = _TFDS_ARCHIVE[dataset]
     manual = os.path.join(root, "downloads", "manual", name)
     if os.path.exists(manual):
-        if os.path.getsize(manual) != size:
-            raise DataError(
-                f"{manual} is not the genuine {name} ({os.path.getsize(manual):,} bytes, expected "
-                f"{size:,}); tfds verifies the checksum and would reject it. Replace it with the "
-                f"original file, or read it directly, without tfds or checksums: "
-                f"--config.archive={manual}"
-            )
+        got = os.path.getsize(manual)
+        if got != size:
+            why = f"{got:,} bytes, expected {size:,}"
+        elif (digest := _sha256(manual)) != sha256:
+            why = f"of the right size, but its SHA-256 is {digest}, expected {sha256}"
+        else:
+            return
+        raise DataError(
+            f"{manual} is not the genuine {name} ({why}); tfds verifies the checksum and would "
+            "reject it. Replace it with the original file, or read it directly, without tfds or "
+            f"checksums: --config.archive={manual}"
+        )
+    python = os.path.join(os.path.dirname(manual), name.replace("binary", "python"))
+    if os.path.exists(python):
+        raise DataError(
+            f"{python} is the python version of {PRETTY[dataset]}, which tfds does not read: it "
+            f"prepares {dataset} from {name} only (placed at {manual}). Read this one directly, "
+            f"without tfds: --config.archive={python}"
+        )
+    # A whole download in tfds' cache has its .INFO file beside it (a download cut short, a
+    # FILE.tmp.* folder, has none); by data set (DIR/downloads/cifar10/), or at the top.
+    stem = name.split(".")[0]
+    cached = in_root("downloads", f"*{stem}*") + in_root("downloads", dataset, f"*{stem}*")
+    if any(os.path.isfile(p) and os.path.isfile(p + ".INFO") for p in cached):
         return
-    if in_root("downloads", f"*{name.split('.')[0]}*"):
-        return  # downloaded earlier into tfds' cache
     url = probe_url or _TFDS_URL + name
     why = "downloads are turned off" if not download else _unreachable(url, timeout_s)
     if why is None:
@@ -263,16 +310,18 @@ def _in_bucket(path: epath.Path) -> bool:
         ) from None
 
 
-def _refuse_a_mistaken_data_dir(root: str) -> None:
+def _refuse_a_mistaken_data_dir(root: str, dataset: str) -> None:
     """DataError naming what a data_dir is instead of tfds' folder, for the usual mistakes: a CIFAR
     archive, a folder holding one or its extraction (their names start with cifar-, tfds' with
-    cifar10), or a data set's own folder (one level too deep)."""
+    cifar10; `dataset`'s own named first), or a data set's own folder (one level too deep)."""
     if os.path.isfile(root):
         raise DataError(
             f"The tfds data_dir {root} is a file, not a folder: if it is a CIFAR archive, read it "
             f"directly with --config.archive={root}."
         )
     held = sorted(glob.glob(os.path.join(glob.escape(root), "cifar-*")))
+    own = f"{PRETTY.get(dataset, dataset).lower()}-"  # cifar-10- (no prefix of cifar-100-)
+    held.sort(key=lambda p: not os.path.basename(p).startswith(own))
     if held:
         raise DataError(
             f"The tfds data_dir {root} holds {os.path.basename(held[0])}, a CIFAR archive or its "
@@ -287,6 +336,12 @@ def _refuse_a_mistaken_data_dir(root: str) -> None:
             f"{os.path.relpath(inside[0], root)}), one level below tfds' data_dir: give its "
             f"parent, --config.data_dir={parent}."
         )
+
+
+def _sha256(path: str) -> str:
+    """The SHA-256 of the file `path` (hex), as tfds' registry lists it."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _unreachable(url: str, timeout_s: float) -> str | None:
