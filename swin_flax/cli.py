@@ -100,7 +100,9 @@ def moved_data(config: Any, workdir: str | None, archive: str | None, data_dir: 
             f"{flag} gives a trained run's data (--workdir) a new place; with --config, set "
             f"--config.{flag[2:]}."
         )
-    if "://" not in path and not os.path.exists(path):
+    from swin_flax import runfiles  # noqa: PLC0415
+
+    if "://" not in path and not os.path.exists(runfiles.config_path(path)):
         exit_user_error(f"{flag} {path} does not exist: give the data's new place.")
     if config.dataset == "synthetic":
         exit_user_error(

@@ -365,7 +365,7 @@ def with_data(
     """A run's config reading its data from `archive` or the tfds `data_dir` (one of the two, made
     absolute as the run recorded its own: the reports name it), for data moved since it trained."""
     config = config.copy_and_resolve_references()
-    path = str(runfiles.absolute(archive or data_dir))
+    path = runfiles.config_path(archive or data_dir)
     config.archive, config.data_dir = (path, None) if archive else (None, path)
     return config
 

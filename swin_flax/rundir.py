@@ -30,7 +30,7 @@ PATH_FIELDS = ("data_dir", "archive", "pretrained")
 def write_config(config: ConfigDict, workdir: epath.Path) -> None:
     """Keeps the config that ran as text and JSON, its paths absolute (evaluate runs anywhere)."""
     config = config.copy_and_resolve_references()
-    config.update({field: _absolute(config[field]) for field in PATH_FIELDS})
+    config.update({field: runfiles.config_path(config[field]) for field in PATH_FIELDS})
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.txt").write_text(str(config))
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -45,11 +45,6 @@ def undo_start(workdir: epath.Path, existed: bool) -> None:
     for folder in (*series, workdir / runfiles.CHECKPOINTS, *([] if existed else [workdir])):
         with contextlib.suppress(OSError, ValueError):  # not there, not empty (epath's ValueError)
             folder.rmdir()
-
-
-def _absolute(path: str | None) -> str | None:
-    """`path` made absolute, `~` expanded (a URL such as gs://... as it is)."""
-    return path and str(runfiles.absolute(os.path.expanduser(path)))
 
 
 def model_identity(config: ConfigDict) -> dict[str, Any]:
@@ -143,7 +138,8 @@ def resumed_config(config: ConfigDict, workdir: epath.Path) -> ConfigDict:
         return config
     started = from_record(recorded)  # a field it lacks: its default
     changed = []
-    if config.pretrained and _absolute(config.pretrained) != _absolute(started["pretrained"]):
+    started_from = runfiles.config_path(started["pretrained"])
+    if config.pretrained and runfiles.config_path(config.pretrained) != started_from:
         changed.append("config.pretrained")
     if config.pretrained_head and config.pretrained_head != started["pretrained_head"]:
         changed.append("config.pretrained_head")

@@ -26,6 +26,12 @@ def absolute(path: str | os.PathLike) -> epath.Path:
     return epath.Path(text if "://" in text else os.path.abspath(text))
 
 
+def config_path(path: str | None) -> str | None:
+    """A path a config names (data_dir, archive, pretrained) as a run records it and the tools read
+    it: `~` expanded (also where the shell left it, quoted), made absolute; a URL as it is."""
+    return path and str(absolute(os.path.expanduser(path)))
+
+
 def is_run_folder(path: str | os.PathLike) -> bool:
     """Whether `path` is the folder of a run of scripts/main.py (it holds the run's config.json)."""
     return (epath.Path(path) / "config.json").is_file()

@@ -14,7 +14,7 @@ import tensorflow as tf
 from etils import epath
 from PIL import Image
 
-from swin_flax import build, checkpoints, evaluate, progress, rundir, runs
+from swin_flax import build, checkpoints, cli, evaluate, progress, rundir, runs
 from swin_flax.checkpoints import CheckpointError
 from swin_flax.config import default_config
 from swin_flax.data import sources
@@ -464,6 +464,10 @@ def test_test_data_that_moved_points_at_the_runs_config(run, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # a relative path, recorded absolute
     tfds_dir = evaluate.with_data(config, data_dir="tfds")
     assert (tfds_dir.archive, tfds_dir.data_dir) == (None, str(tmp_path / "tfds"))
+    # `evaluate.py --archive '~/moved.tar.gz'` (the shell leaves a quoted ~): expanded, as
+    # --config.archive is (was "does not exist").
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cli.moved_data(config, str(copy), "~/moved.tar.gz", None).archive == str(moved)
     # The data loader's advice in this tool's flags: a folder holding only the download, and a tfds
     # data_dir without the data (its three ways less the synthetic one, no way to score a run).
     (tmp_path / "downloads").mkdir()
