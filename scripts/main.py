@@ -92,7 +92,7 @@ def main(argv):
             return 0
     from swin_flax import train  # noqa: PLC0415
 
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, command=cli.command_line())
     return 0
 
 

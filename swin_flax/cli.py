@@ -7,6 +7,7 @@ import contextlib
 import logging as py_logging
 import os
 import re
+import shlex
 import signal
 import sys
 import textwrap
@@ -62,6 +63,12 @@ def config_or_run(config: Any, workdir: str | None, what: str) -> Any:
         config = evaluate.load_run_config(evaluate.run_folder(workdir))
     validate(config)
     return config
+
+
+def command_line() -> str:
+    """This process's command as typed, after a cd to the folder it ran in, quoted for the shell
+    (pasted, it runs the same): what a run records of each session that trains it."""
+    return f"cd {shlex.quote(os.getcwd())} && {shlex.join(sys.orig_argv)}"
 
 
 def define_moved_data_flags() -> None:

@@ -246,17 +246,23 @@ _SESSION_END = "_hparams_/session_end_info"  # the tag of Writers.finish's recor
 
 
 def open_writers(
-    config, run_set, workdir: epath.Path, first_batch: dict, start: int, loaded: str = ""
+    config,
+    run_set,
+    workdir: epath.Path,
+    first_batch: dict,
+    start: int,
+    loaded: str = "",
+    command: str | None = None,
 ) -> Writers:
-    """The run's config files (and a new run's pretrained load report, `loaded`) and TensorBoard
-    writers (with hyper-parameters and an input grid when the run is new), written only now that
-    the run is known to start at global step `start`."""
+    """The run's config files (with the session's `command`) and a new run's pretrained load
+    report (`loaded`), and the TensorBoard writers (with hyper-parameters and an input grid when
+    the run is new), written only now that the run is known to start at global step `start`."""
     is_chief, fresh = jax.process_index() == 0, start == 0
     if is_chief:
         if runfiles.is_run_folder(workdir):  # an earlier session's
             _lost_curves(workdir, run_set.names, start)
             (workdir / runfiles.SUMMARY).unlink(missing_ok=True)  # of fewer epochs: it trains on
-        rundir.write_config(config, workdir)
+        rundir.write_config(config, workdir, command, resumed=not fresh)
         if fresh:  # a lost start's report goes with its curves
             (workdir / runfiles.PRETRAINED).unlink(missing_ok=True)
         if loaded:

@@ -27,13 +27,35 @@ from swin_flax.models import swin
 PATH_FIELDS = ("data_dir", "archive", "pretrained")
 
 
-def write_config(config: ConfigDict, workdir: epath.Path) -> None:
-    """Keeps the config that ran as text and JSON, its paths absolute (evaluate runs anywhere)."""
+def write_config(
+    config: ConfigDict, workdir: epath.Path, command: str | None = None, resumed: bool = False
+) -> None:
+    """Keeps the config that ran as JSON (what the tools read) and as text to read: a `field: value`
+    line per field, dotted as --config.FIELD names it, under a line per session saying what
+    started it (`command`, None from Python; a `resumed` run keeps its earlier sessions' lines).
+    Its paths absolute (evaluate runs anywhere)."""
     config = config.copy_and_resolve_references()
     config.update({field: runfiles.config_path(config[field]) for field in PATH_FIELDS})
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.txt").write_text(str(config))
+    sessions = session_lines(workdir) if resumed else []
+    how = command or "train.train_and_evaluate from Python, no command line"
+    sessions.append(f"{_SESSION[resumed]}{how}")
+    flat = flatten(config.to_dict())
+    fields = [f"{k}: {flat[k]!r}" for k in sorted(flat)]
+    (workdir / "config.txt").write_text("\n".join([*sessions, *fields, ""]))
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+_SESSION = ("# started by: ", "# resumed by: ")  # config.txt's first lines, a session each
+
+
+def session_lines(workdir: epath.Path) -> list[str]:
+    """The lines of the run's config.txt that say what started each session (none in a run
+    written before they were kept)."""
+    with contextlib.suppress(OSError):  # none yet
+        lines = (workdir / "config.txt").read_text().splitlines()
+        return [line for line in lines if line.startswith(_SESSION)]
+    return []
 
 
 def undo_start(workdir: epath.Path, existed: bool) -> None:
@@ -111,12 +133,14 @@ def check_same_recipe(config: ConfigDict, workdir: epath.Path) -> None:
         return shlex.quote(v) if isinstance(v, str) else repr(v)
 
     if len(diffs) > 6:  # another config file, likely: a line of flags would not help
+        sessions = session_lines(workdir)
+        last = f" (it last ran with: {sessions[-1].partition(': ')[2]})" if sessions else ""
         raise ConfigError(
             f"--workdir {workdir} holds a run that started with other settings than this "
             f"config's: {len(diffs)} differ ({', '.join(diffs[:4])}, ...; "
             f"{workdir / 'config.txt'} lists the run's). A resumed run continues the run it "
-            "started: give the config file and overrides it started with, or a new --workdir to "
-            "start afresh."
+            f"started: give the config file and overrides it started with{last}, or a new "
+            "--workdir to start afresh."
         )
     ours = ", ".join(f"{k}={text(now[k])}" for k in diffs)
     flags = " ".join(f"--config.{k}={text(started[k])}" for k in diffs if started[k] is not None)

@@ -125,8 +125,11 @@ def initial_state(
     return state, Progress(run_set.count), ""
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, command: str | None = None
+) -> dict[str, Any]:
     """Runs (or resumes) the training described by `config` in `workdir`; returns the summary.
+    `command`: the command line that started it (scripts/main.py's), recorded in config.txt.
     Whatever can refuse to start (config, checkpoint of another model, epochs already trained, a
     process training in the workdir, data) is checked before anything is compiled or written; a
     finished run prints its summary and returns it without touching the workdir."""
@@ -141,7 +144,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         existed = workdir.exists()
         with rundir.Claim(workdir, active=jax.process_index() == 0) as claim:
             try:
-                return _train(config, workdir, saved, claim, start_up, t_start)
+                return _train(config, workdir, saved, claim, start_up, t_start, command)
             except BaseException:
                 if saved is None and claim.held:  # not a start refused by another's claim
                     rundir.undo_start(workdir, existed)
@@ -172,12 +175,12 @@ class Session:
 
 
 def _train(
-    config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_start: float
+    config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_start: float, command
 ) -> dict:
     """train_and_evaluate's run in a workdir that needs training: each epoch is trained, evaluated,
     reported and saved; a stop saves and raises Preempted."""
     loop, state, progress, batches, best_params = _start(
-        config, workdir, saved, claim, start_up, t_start
+        config, workdir, saved, claim, start_up, t_start, command
     )
     config, step, per_epoch = loop.config, loop.start, loop.per_epoch  # a resumed run's config
     # However the loop ends (finished, preempted, diverged) the summaries are closed, so the events
@@ -210,7 +213,9 @@ def _train(
     return _finish(loop, record)
 
 
-def _start(config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_start: float):
+def _start(
+    config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_start: float, command
+):
     """Everything before the first step: the model, a pretrained file and the data read and checked,
     the workdir created and claimed, the processes agreed (`start_up`), the train state (restored,
     pretrained or fresh) and the writers. Returns (Session, state, progress, batches, best params)."""
@@ -261,7 +266,7 @@ def _start(config, workdir: epath.Path, saved, claim: rundir.Claim, start_up, t_
         p_eval_step=p_eval_step,
         eval_batches=eval_batches,
         ckpts=ckpts,
-        writers=reports.open_writers(config, run_set, workdir, first_batch, start, loaded),
+        writers=reports.open_writers(config, run_set, workdir, first_batch, start, loaded, command),
         ticker=reports.Ticker(30.0, config.batch_size, per_epoch, num_steps, run_set.count),
         profile=reports.profiler(config, workdir, start, num_steps),  # chief only
         stop=StopFlag(ckpts.root / "latest", sync_every=config.log_every_steps),

@@ -457,3 +457,51 @@ def test_result_lines_in_a_notebook_are_printed_once(monkeypatch, tmp_path):
     log_file.close()
     for stream in cases[0][:2]:
         os.close(stream.read_end), os.close(stream.fd)
+
+
+def test_config_txt_records_what_started_each_session_and_a_line_per_field(tmp_path, monkeypatch):
+    """config.txt: a line per session saying what started it (scripts/main.py's command as typed,
+    after a cd to its folder; a fresh start drops a lost start's lines, a resumed run keeps them),
+    then a `field: value` line per field, dotted as --config.FIELD names it (no YAML anchors or
+    tags); the refusal of another config file quotes the last session's command."""
+    import ast
+
+    from swin_flax import cli
+    from swin_flax.config import default_config
+
+    c = default_config()
+    c.dataset, c.normalize_std = "synthetic", c.normalize_mean  # one tuple: a YAML anchor once
+    monkeypatch.chdir(tmp_path)
+    argv = ["python", "scripts/main.py", "--config", "my configs/a.py", "--workdir", "run"]
+    monkeypatch.setattr(sys, "orig_argv", argv)
+    rundir.write_config(c, tmp_path / "run", "a lost start")
+    rundir.write_config(c, tmp_path / "run", cli.command_line())  # afresh: the lost one goes
+    rundir.write_config(c, tmp_path / "run", None, resumed=True)  # from a notebook
+    save_epoch_1(tmp_path / "run", c)
+    lines = (tmp_path / "run" / "config.txt").read_text().splitlines()
+    started, resumed = lines[0].partition(": "), lines[1].partition(": ")
+    assert started[0] == "# started by" and resumed[0] == "# resumed by"
+    assert shlex.split(started[2]) == ["cd", str(tmp_path), "&&", *argv]
+    assert resumed[2] == "train.train_and_evaluate from Python, no command line"
+    fields = dict(line.split(": ", 1) for line in lines[2:])
+    assert fields["normalize_std"] == fields["normalize_mean"] == "(0.5, 0.5, 0.5)"
+    assert fields["model.depths"] == "(2, 2, 18)" and fields["dataset"] == "'synthetic'"
+    assert fields["mix.prob"] == "1.0" and fields["archive"] == "None"
+    top = c.to_dict()
+    expected = {k: v for k, v in top.items() if not isinstance(v, dict)}
+    expected.update(
+        {f"{k}.{f}": x for k, v in top.items() if isinstance(v, dict) for f, x in v.items()}
+    )
+    assert {f: ast.literal_eval(v) for f, v in fields.items()} == expected  # every field
+    rundir.write_config(c, tmp_path / "run", "cd /elsewhere && python scripts/main.py", True)
+    changed = dict(
+        b1=0.8, b2=0.9, eps=1e-6, seed=1, batch_size=64, learning_rate=2e-3, weight_decay=0.5
+    )
+    for field, value in {"num_epochs": 2, **changed}.items():  # another config file, likely
+        c[field] = value
+    with pytest.raises(ConfigError) as e:
+        rundir.inspect(c, tmp_path / "run")
+    assert str(e.value).endswith(
+        "give the config file and overrides it started with (it last ran with: cd /elsewhere && "
+        "python scripts/main.py), or a new --workdir to start afresh."
+    )
