@@ -39,7 +39,7 @@ def write_config(
     workdir.mkdir(parents=True, exist_ok=True)
     sessions = session_lines(workdir) if resumed else []
     how = command or "train.train_and_evaluate from Python, no command line"
-    sessions.append(f"{_SESSION[resumed]}{how}")
+    sessions.append(f"{_SESSION[resumed]}{how}".replace("\n", "\\n"))  # one line (python -c)
     flat = flatten(config.to_dict())
     fields = [f"{k}: {flat[k]!r}" for k in sorted(flat)]
     (workdir / "config.txt").write_text("\n".join([*sessions, *fields, ""]))
@@ -235,9 +235,9 @@ def check_num_epochs(saved: dict[str, Any], num_epochs: int, workdir: epath.Path
     return finished
 
 
-def run_summary(record: dict[str, Any], where: str, seed: int) -> dict:
+def run_summary(record: dict[str, Any], seed: int) -> dict:
     """summary.json from a checkpoint's record (`seed`: the config's): the whole run over all its
-    sessions."""
+    sessions; its checkpoints named relative to the run's folder (which may move)."""
     if "runs" in record:  # several runs in one process: per-run lists
         figures = (record[k] for k in ("best_accuracy", "best_epoch", "test_accuracy"))
         summary = runs.summary(record["runs"], *figures, seed)
@@ -257,12 +257,13 @@ def run_summary(record: dict[str, Any], where: str, seed: int) -> dict:
             total_seconds=totals.wall_seconds,
             train_images_per_sec=totals.trained_images / max(totals.train_seconds, 1e-9),
         )
-    summary["checkpoints"] = where
+    summary["checkpoints"] = runfiles.CHECKPOINTS
     return summary
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The final summary as printed when a run ends or is run again once finished."""
+def summary_lines(summary: dict[str, Any], workdir: str | os.PathLike) -> list[str]:
+    """The final summary of the run in `workdir` as printed when it ends or is run again once
+    finished."""
     best, final = summary["best_test_accuracy"], summary.get("final_test_accuracy")
     epochs = count(summary["epochs"], "epoch")
     if "sweep" in summary:  # each swept value's figures over its seeds, not over all the runs
@@ -302,7 +303,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"{duration(summary['total_seconds'])} in all over "
             f"{count(summary['sessions'], 'session')}"
         )
-    lines.append(f"checkpoints in {summary['checkpoints']} (best/ and latest/)")
+    where = runfiles.absolute(workdir) / summary["checkpoints"]
+    lines.append(f"checkpoints in {where} (best/ and latest/)")
     return lines
 
 
@@ -522,10 +524,10 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
 
 def report_finished(workdir: str | os.PathLike, saved: dict[str, Any], config: ConfigDict) -> dict:
     """Prints the summary of a run that has nothing left to train, and returns it."""
-    summary = run_summary(saved, str(checkpoints.series_dir(workdir, "latest").parent), config.seed)
+    summary = run_summary(saved, config.seed)
     announce(
         f"{workdir} has trained all its {count(config.num_epochs, 'epoch')}: nothing to do.",
-        *summary_lines(summary),
+        *summary_lines(summary, workdir),
         "To train it longer, pass a larger --config.num_epochs; to start afresh, a new --workdir.",
     )
     return summary

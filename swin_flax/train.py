@@ -398,8 +398,8 @@ def _finish(loop: Session, record: dict) -> dict:
     if loop.stop.signal is not None:  # after the last step where the processes could stop together
         name = signal.Signals(loop.stop.signal).name
         logging.warning(f"{name} came in the run's last steps: it finished instead of stopping.")
-    summary = rundir.run_summary(record, str(loop.ckpts.root), loop.config.seed)
-    rundir.announce(*rundir.summary_lines(summary))
+    summary = rundir.run_summary(record, loop.config.seed)
+    rundir.announce(*rundir.summary_lines(summary, loop.workdir))
     if jax.process_index() == 0:
         (loop.workdir / runfiles.SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -359,5 +360,21 @@ def test_a_workdir_moved_while_training_stops_the_run_before_it_writes_at_the_ol
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resuming after global step 12 (the end of epoch 3);" in out.stderr
     assert _complete_steps(moved) == [12, 16, 20]
-    assert json.loads((moved / "summary.json").read_text())["epochs"] == 5
+    summary = json.loads((moved / "summary.json").read_text())
+    assert summary["epochs"] == 5 and summary["checkpoints"] == "checkpoints"  # not the old path
+    assert f"checkpoints in {moved / 'checkpoints'} (best/ and latest/)" in out.stdout
     assert not workdir.exists()
+    # config.txt: what started each session: the reference run's, then this run's two (the first
+    # through the driver that renames the folder), each after a cd to the folder it ran in.
+    lines = (moved / "config.txt").read_text().splitlines()
+    typed = [
+        rr.command(rr.main_args(setup["config"], setup["reference"])),
+        rr.command(rr.main_args(setup["config"], workdir, "--config.num_epochs=5"), 2, str(moved)),
+        rr.command(rr.main_args(setup["config"], moved, "--config.num_epochs=5")),
+    ]
+    assert [line.partition(": ")[0] for line in lines[:4]] == [
+        "# started by", "# resumed by", "# resumed by", "archive"
+    ]  # fmt: skip
+    assert [shlex.split(line.partition(": ")[2]) for line in lines[:3]] == [
+        ["cd", str(rr.REPO), "&&", *(a.replace("\n", "\\n") for a in args)] for args in typed
+    ]  # a newline in an argument (the driver's code) written as \n: one line per session

@@ -65,16 +65,19 @@ def test_fewer_epochs_than_trained_is_refused_with_what_to_pass(saved, num_epoch
 def test_summary_from_a_record_covers_every_session():
     totals = {"sessions": 3, "wall_seconds": 100.0, "train_seconds": 80.0, "trained_images": 4000}
     saved = record(epoch=4, step=40, test_accuracy=0.75, totals=totals)
-    summary = rundir.run_summary(saved, "/w/checkpoints", seed=0)
+    summary = rundir.run_summary(saved, seed=0)
     assert summary["sessions"] == 3 and summary["train_images_per_sec"] == pytest.approx(50.0)
     assert summary["final_test_accuracy"] == 0.75 and summary["epochs"] == 4
-    lines = rundir.summary_lines(summary)
+    lines = rundir.summary_lines(summary, "/w")
     assert lines[0] == "best test accuracy 0.5000 at epoch 1; final 0.7500 after 4 epochs"
     assert (
         lines[1] == "trained 1m20s (compiles included) at 50 images/s, 1m40s in all over 3 sessions"
     )
+    # The checkpoints relative to the run (a moved or copied one's summary.json stays true).
+    assert summary["checkpoints"] == "checkpoints"
+    assert lines[-1] == "checkpoints in /w/checkpoints (best/ and latest/)"
     # A record from before sessions were counted: no totals line, no error.
-    assert len(rundir.summary_lines(rundir.run_summary(record(epoch=1, step=4), "/w", seed=0))) == 2
+    assert len(rundir.summary_lines(rundir.run_summary(record(epoch=1, step=4), seed=0), "/w")) == 2
 
 
 def test_position_counts_epochs_from_one():

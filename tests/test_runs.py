@@ -131,8 +131,8 @@ def test_spread_summary_and_sweep_points():
     assert "sweep" not in runs.summary(["seed=0", "seed=1"], values[:2], [1, 2], [0.1, 0.2], 0)
     # Printed: each point's spread over its seeds (not over the points); with one seed a point's
     # own figures; the best point by its seeds' mean best accuracy: lr=1 (0.6 = 0.6, the first).
-    where = {"checkpoints": "/w", "epochs": 4, "steps": 8}
-    lines = rundir.summary_lines({**out, **where})
+    where = {"checkpoints": "checkpoints", "epochs": 4, "steps": 8}
+    lines = rundir.summary_lines({**out, **where}, "/w")
     assert lines[:4] == [
         "4 runs (2 seeds per swept value), test accuracy after 4 epochs:",
         "  lr=1: best 0.6000 ± 0.1000 (min 0.5000, max 0.7000), final 0.1500 ± 0.0500 "
@@ -142,13 +142,13 @@ def test_spread_summary_and_sweep_points():
         "best: lr=1 (0.6000 ± 0.1000 over 2 seeds), next lr=2 (0.6000 ± 0.3000)",
     ]
     one_seed = runs.summary(["lr=1", "lr=2"], [0.5, 0.7], [1, 2], [0.1, 0.2], seed=7)
-    lines = rundir.summary_lines({**one_seed, **where})
+    lines = rundir.summary_lines({**one_seed, **where}, "/w")
     assert lines == [
         "2 runs (one per swept value), test accuracy after 4 epochs:",
         "  lr=1: best 0.5000, final 0.1000",
         "  lr=2: best 0.7000, final 0.2000",
         "best: lr=2 (0.7000), next lr=1 (0.5000)",
-        "checkpoints in /w (best/ and latest/)",
+        "checkpoints in /w/checkpoints (best/ and latest/)",
     ]
 
 
@@ -174,9 +174,9 @@ def test_summary_json_names_the_best_point_and_each_run_s_numbers():
     tie = runs.summary(names, [0.6, 0.6021, 0.6007, 0.6014], [1] * 4, best, seed=1)
     assert tie["best_point"]["lr"] == 0.001
     # One swept value (with seeds): nothing to choose, no best line.
-    where = {"checkpoints": "/w", "epochs": 4, "steps": 8}
+    where = {"checkpoints": "checkpoints", "epochs": 4, "steps": 8}
     lines = rundir.summary_lines(
-        {**runs.summary(names[:2], best[:2], [1, 1], best[:2], 1), **where}
+        {**runs.summary(names[:2], best[:2], [1, 1], best[:2], 1), **where}, "/w"
     )
     assert not any(line.startswith("best:") for line in lines)
 
