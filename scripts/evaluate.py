@@ -27,6 +27,7 @@ cli.start()
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import pathlib  # noqa: E402
 import shutil  # noqa: E402
 
 from absl import flags  # noqa: E402
@@ -66,13 +67,16 @@ def check_outputs(json_path: str | None, eval_dir: str | None, keep: list[str | 
     return cli.check_output_file("json", json_path, keep=keep)
 
 
-def _scored(report: object) -> tuple | None:
-    """What a scores.json scored (its checkpoint's real path, the runs used, whether each one's
-    scores too); None for a file that is not one (missing, edited, or of an older version)."""
+def _scored(report: object, in_run: bool) -> tuple | None:
+    """What a scores.json scored: its checkpoint (of a report in the run's folder, which moves with
+    it, its series and step: the same in a moved, renamed or copied run; else its real path), the
+    runs used, whether each one's scores too. None for a file that is not one (missing, edited,
+    or of an older version)."""
     if not (isinstance(report, dict) and {"checkpoint", "checkpoint_line"} <= report.keys()):
         return None
     used = report.get("run"), report.get("ensemble"), "runs" in report
-    return os.path.realpath(report["checkpoint"]), *used
+    path = report["checkpoint"]
+    return (pathlib.PurePath(path).parts[-2:] if in_run else os.path.realpath(path)), *used
 
 
 def main(argv):
@@ -111,7 +115,9 @@ def main(argv):
     if FLAGS.json and os.path.realpath(FLAGS.json) != os.path.realpath(paths["scores"]):
         paths["json"] = f"{shutil.copyfile(paths['scores'], FLAGS.json)}{replacing}"
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
-    if _scored(before) not in (None, _scored(result)):
+    to_run = os.path.relpath(os.path.realpath(eval_dir), os.path.realpath(run.workdir))
+    in_run = to_run.split(os.sep)[0] != os.pardir
+    if _scored(before, in_run) not in (None, _scored(result, in_run)):
         other = "another --eval_dir" if FLAGS.eval_dir else "--eval_dir"
         each = " (with each run's scores)" if "runs" in before else ""
         print(

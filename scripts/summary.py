@@ -1,5 +1,6 @@
 """Prints a torchinfo-like model table: `python scripts/summary.py --config configs/strong.py`
-(or `--workdir runs/strong`: a trained run's model, from its config.json, as it is).
+(or `--workdir runs/strong`: a trained run's model, from its config.json, as it is). A config of
+several runs (num_runs, sweep) trains this model for each: a last line says how many.
 
 Each module to --depth levels, its output shape for a batch of --batch_size, its parameter count,
 and the total. Nothing is compiled (jax.eval_shape). Config overrides work, e.g.
@@ -27,10 +28,16 @@ flags.DEFINE_string("workdir", None, "A run's folder: its model, instead of --co
 def main(argv):
     del argv  # parse_flags refused stray arguments
     config = cli.config_or_run(FLAGS.config, FLAGS.workdir, "model")
-    from swin_flax.models import summary, swin  # noqa: PLC0415 (jax after the checks)
+    from swin_flax import runs  # noqa: PLC0415 (jax after the checks)
+    from swin_flax.models import summary, swin  # noqa: PLC0415
 
     model = swin.create_model(config.model, dtype=config.dtype)
     print(summary.summary_table(model, depth=FLAGS.depth, batch_size=FLAGS.batch_size))
+    if len(names := runs.names(config)) > 1:  # several runs (num_runs, sweep): one model each
+        holds = f"{FLAGS.workdir} holds" if FLAGS.workdir else "the config trains"
+        print(
+            f"{holds} {len(names)} runs of this model ({', '.join(names)}): the table is each one's"
+        )
 
 
 if __name__ == "__main__":

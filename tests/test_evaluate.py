@@ -878,6 +878,11 @@ def test_cli_reports_one_run_of_several_in_a_folder_of_its_own(three_runs, singl
     saved = json.loads((run / "eval" / "seed=1" / "scores.json").read_text())
     assert saved["accuracy"] == single_scores[1][0]["accuracy"]
     assert not (run / "eval" / "scores.json").exists()
+    # The run moved (its report with it): the same checkpoint again, not said to be replaced.
+    run = run.rename(tmp_path / "moved")
+    out = run_script("evaluate.py", "--workdir", str(run), "--run", "seed=1", cwd=tmp_path)
+    assert out.stdout.splitlines()[-1].startswith("wrote "), out.stdout
+    saved = json.loads((run / "eval" / "seed=1" / "scores.json").read_text())
     # Another checkpoint or run reported into the same folder says whose report it replaced.
     again = ["--workdir", str(run), "--eval_dir", str(run / "eval" / "seed=1")]
     out = run_script("evaluate.py", *again, "--run", "seed=2", cwd=tmp_path)
@@ -885,10 +890,10 @@ def test_cli_reports_one_run_of_several_in_a_folder_of_its_own(three_runs, singl
     assert out.stdout.splitlines()[-1] == (
         f"replaced the report of {saved['checkpoint_line']}; give another --eval_dir to keep both"
     )  # --eval_dir was given: another one
-    again[1] = "run"  # the same checkpoint, spelled relative to cwd: not said
+    again[1] = "moved"  # the same checkpoint, spelled relative to cwd: not said
     out = run_script("evaluate.py", *again, "--run", "seed=2", cwd=tmp_path)
     assert out.stdout.splitlines()[-1].startswith("wrote "), out.stdout
-    # Three reports in the folder, the last one's TensorBoard events only (no repeated points).
+    # Four reports in the folder, the last one's TensorBoard events only (no repeated points).
     assert len(list((run / "eval" / "seed=1").glob("events.out.tfevents.*"))) == 1
 
 
@@ -923,14 +928,22 @@ def test_run_config_from_before_remat_named_its_policy(tmp_path, recorded, expec
 
 
 @pytest.mark.slow  # scripts/summary.py as a subprocess
-def test_summary_of_a_trained_run(run, tmp_path):
+def test_summary_of_a_trained_run(run, three_runs, tmp_path):
     """summary.py --workdir: the table of the run's model (its config.json), whose total is its
-    checkpoint's parameter count; with --config as well, or neither, one paragraph."""
+    checkpoint's parameter count; a run of several says how many it holds, each of that model;
+    with --config as well, or neither, one paragraph."""
     params, _ = evaluate.load_params(evaluate.open_run(str(run)).checkpoint)
     count = sum(int(np.size(x)) for x in jax.tree.leaves(params))
     out = run_script("summary.py", "--workdir", str(run), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"Total params: {count:,}" in out.stdout, out.stdout[-1500:]
+    assert " runs of this model" not in out.stdout
+    out = run_script("summary.py", "--workdir", str(three_runs[0]), cwd=tmp_path)
+    assert f"Total params: {count:,}" in out.stdout, out.stdout[-1500:]  # the same model
+    assert out.stdout.splitlines()[-1] == (
+        f"{three_runs[0]} holds 3 runs of this model ({', '.join(NAMES_3)}): the table is each "
+        "one's"
+    )
     demo = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "demo.py")
     for args in ([], ["--workdir", str(run), "--config", demo]):
         message = fails_cleanly("summary.py", *args, cwd=tmp_path)
