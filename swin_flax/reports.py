@@ -314,8 +314,8 @@ def report_epoch(
 ) -> None:
     """The epoch's scalars in TensorBoard at the global step (`best`: each run's best test accuracy
     so far) and its line: one run's figures, or their spread (in a sweep, each value's over its seeds)."""
-    splits = {"train": train, "test": test}
-    per_run = {f"{s}_{k}": d[k] for s, d in splits.items() for k in ("loss", "accuracy")}
+    per_run = {f"train_{k}": train[k] for k in ("loss", "accuracy")}
+    per_run |= {f"test_{k}": v for k, v in test.items()}  # every steps.EvalMetrics figure
     writers.per_run(step, per_run | {"best_test_accuracy": best, "learning_rate": lr})
     writers.root.write_scalars(step, {"epoch": epoch, **timing})
     writers.flush()

@@ -53,10 +53,21 @@ class TrainMetrics(metrics.Collection):
     first_nonfinite_step: FirstNonFinite
 
 
+def top_k_correct(logits: Any, labels: Any, k: int = 5) -> Any:
+    """Per example: whether its label is among its k largest logits (fewer than k logits above the
+    label's: a tie counts for the label); k=5: the top5_accuracy (Acc@5) of the loop and of
+    evaluation. NumPy or JAX arrays: both compute it here."""
+    label_logit = logits[np.arange(len(labels)), labels]
+    return (logits > label_logit[:, None]).sum(-1) < k
+
+
 @flax.struct.dataclass
 class EvalMetrics(metrics.Collection):
     loss: metrics.Average.from_output("loss")
     accuracy: metrics.Accuracy
+    top5_accuracy: metrics.Average.from_fun(
+        lambda logits, labels, **_: top_k_correct(logits, labels)
+    )
 
 
 def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
@@ -129,7 +140,8 @@ def logits(params: Any, images: jnp.ndarray, *, apply_fn: Callable) -> jnp.ndarr
 
 
 def eval_step(params: Any, batch: dict[str, jnp.ndarray], *, apply_fn: Callable) -> EvalMetrics:
-    """Loss and accuracy on one device's share of a test batch; padded examples (mask 0) ignored."""
+    """Loss, accuracy and top-5 accuracy on one device's share of a test batch; padded examples
+    (mask 0) ignored."""
     batch_logits = logits(params, batch["image"], apply_fn=apply_fn)
     loss = soft_cross_entropy(batch_logits, jax.nn.one_hot(batch["label"], batch_logits.shape[-1]))
     return EvalMetrics.gather_from_model_output(

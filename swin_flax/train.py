@@ -76,7 +76,7 @@ def _summary_values(collection, num_runs: int) -> dict[str, np.ndarray]:
 def evaluate_params(
     p_eval_step, params, batches: Iterable[dict[str, np.ndarray]], num_runs: int = 1
 ) -> dict[str, np.ndarray]:
-    """Loss and accuracy of each run over all batches (padding masked out)."""
+    """Loss, accuracy and top-5 accuracy of each run over all batches (padding masked out)."""
     gathered = (steps.unreplicate(p_eval_step(params, b)) for b in batches)  # all copies equal
     return _summary_values(functools.reduce(lambda a, b: a.merge(b), gathered), num_runs)
 

@@ -193,14 +193,19 @@ def test_dropout_keys_differ_per_device_and_step():
 
 
 def test_eval_step_ignores_padding():
-    model, state = make_state()
-    batch = make_batch()
+    """Loss, accuracy and top-5 accuracy (12 classes: the label among the 5 largest logits, by
+    numpy's argsort) of the unmasked examples alone."""
+    model, state = make_state(TINY | {"num_classes": 12})
+    batch = make_batch(num_classes=12)
     mask = np.array([1, 1, 1, 0, 1, 1, 0, 0], np.float32)
     logits = np.asarray(model.apply({"params": state.params}, batch["image"]))
     real = mask > 0
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     want_loss = -logp[real, batch["label"][real]].mean()
     want_acc = (logits.argmax(-1)[real] == batch["label"][real]).mean()
+    top5 = np.argsort(-logits, axis=-1)[:, :5]
+    want_top5 = np.mean([y in t for t, y in zip(top5[real], batch["label"][real])])
+    assert want_acc < want_top5 < 1  # the figures differ
     devices = jax.local_devices()[:2]
     p_eval = jax.pmap(
         functools.partial(steps.eval_step, apply_fn=model.apply),
@@ -212,6 +217,7 @@ def test_eval_step_ignores_padding():
     m = steps.unreplicate(p_eval(steps.replicate(state.params, devices), eval_batch)).compute()
     np.testing.assert_allclose(m["loss"], want_loss, rtol=1e-5)
     np.testing.assert_allclose(m["accuracy"], want_acc)
+    np.testing.assert_allclose(m["top5_accuracy"], want_top5)
 
 
 def test_nonfinite_loss_step_is_recorded():

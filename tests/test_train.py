@@ -82,6 +82,7 @@ def test_train_then_resume(tmp_path, archive, monkeypatch):
         "train_accuracy",
         "test_loss",
         "test_accuracy",
+        "test_top5_accuracy",
         "best_test_accuracy",
         "epoch_time",
         "images_per_sec",
