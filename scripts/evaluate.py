@@ -4,11 +4,12 @@
     python scripts/evaluate.py --workdir runs/seeds [--run 1 | --run seed=1 | --ensemble]
     python scripts/evaluate.py --workdir runs/strong --archive /data/cifar-10-python.tar.gz  # moved
 
-Prints the checkpoint and the data scored, the accuracy, the loss and a per-class accuracy table,
-and writes into --eval_dir (default WORKDIR/eval): per_class.txt (those lines), confusion.png
-(row-normalised confusion matrix), scores.json and TensorBoard summaries (the confusion matrix image,
-the accuracy); scores.json names the checkpoint (its absolute path) and the data too. --json PATH
-writes a copy of scores.json to PATH.
+Prints the checkpoint and the data scored, the accuracy, the top-5 accuracy, the loss and a
+per-class accuracy table (by class index; above 20 classes only the 5 worst and the 5 best), and
+writes into --eval_dir (default WORKDIR/eval): per_class.txt (those lines, the table in full),
+confusion.png (row-normalised confusion matrix), scores.json and TensorBoard summaries (the
+confusion matrix image, the accuracies); scores.json names the checkpoint (its absolute path) and
+the data too. --json PATH writes a copy of scores.json to PATH.
 
 A checkpoint of several runs (config.num_runs, config.sweep): every run is scored and so is their
 ensemble (the mean of their softmax probabilities; its loss the cross-entropy of that mean), a table
@@ -101,10 +102,11 @@ def main(argv):
         lines.append(evaluate.runs_table(result))
     lines.append(
         f"{'ensemble ' if 'ensemble' in result else ''}test accuracy: {result['accuracy']:.4f} "
-        f"({result['num_examples']} images), loss {result['loss']:.4f}"
+        f"({result['num_examples']} images), top-5 {result['top5_accuracy']:.4f}, "
+        f"loss {result['loss']:.4f}"
     )
     print("\n".join(lines))
-    print(evaluate.per_class_table(result["confusion"], names))
+    print(evaluate.per_class_table(result["confusion"], names, short=True))
     eval_dir = FLAGS.eval_dir or str(run.workdir / runfiles.EVAL_DIR)
     if not FLAGS.eval_dir and run.choice.label():  # some runs of several: a folder of their own
         eval_dir = os.path.join(eval_dir, run.choice.label())

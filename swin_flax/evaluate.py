@@ -414,11 +414,13 @@ def combined_logits(logits: np.ndarray) -> np.ndarray:
 
 
 def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
-    """Accuracy, mean cross-entropy, per-class accuracy and the confusion matrix (rows: true)."""
+    """Accuracy, top-5 accuracy, mean cross-entropy, per-class accuracy and the confusion matrix
+    (rows: true)."""
     pred = logits.argmax(-1)
     confusion = confusion_matrix(labels, pred, num_classes)
     return {
         "accuracy": float((pred == labels).mean()),
+        "top5_accuracy": float(steps.top_k_correct(logits, labels).mean()),
         "loss": float(-log_softmax(logits)[np.arange(len(labels)), labels].mean()),
         "num_examples": int(len(labels)),
         "per_class_accuracy": (confusion.diagonal() / np.maximum(confusion.sum(1), 1)).tolist(),
@@ -465,7 +467,7 @@ def evaluate_checkpoint(
     num_classes = config.model.num_classes
     result = scores(combined_logits(logits), labels, num_classes) | choice.used()
     if choice.each_run:
-        figures = ("accuracy", "loss", "per_class_accuracy")
+        figures = ("accuracy", "top5_accuracy", "loss", "per_class_accuracy")
         result["runs"] = []
         for k, run_logits in zip(choice.indices, logits):
             each = scores(run_logits, labels, num_classes)
@@ -474,13 +476,14 @@ def evaluate_checkpoint(
 
 
 def runs_table(result: Mapping[str, Any]) -> str:
-    """Text table of each run's test accuracy and loss (`result["runs"]`), then the ensemble's,
-    said to span the swept values when its runs hold several (names 'learning_rate=0.001,seed=0')."""
-    rows = [(r["name"], r["accuracy"], r["loss"]) for r in result["runs"]]
-    rows.append(("ensemble", result["accuracy"], result["loss"]))
-    width = max(8, *(len(name) for name, _, _ in rows))
-    lines = [f"{'run':<{width}}  {'accuracy':>8}  {'loss':>8}"]
-    lines += [f"{name:<{width}}  {acc:>8.4f}  {loss:>8.4f}" for name, acc, loss in rows]
+    """Text table of each run's test accuracy, top-5 accuracy and loss (`result["runs"]`), then the
+    ensemble's, said to span the swept values when its runs hold several (names
+    'learning_rate=0.001,seed=0')."""
+    named = [(r["name"], r) for r in result["runs"]] + [("ensemble", result)]
+    rows = [(name, r["accuracy"], r["top5_accuracy"], r["loss"]) for name, r in named]
+    width = max(8, *(len(row[0]) for row in rows))
+    lines = [f"{'run':<{width}}  {'accuracy':>8}  {'top-5':>8}  {'loss':>8}"]
+    lines += [f"{name:<{width}}  {a:>8.4f}  {a5:>8.4f}  {loss:>8.4f}" for name, a, a5, loss in rows]
     values = [runs.values(r["name"]) for r in result["runs"]]
     swept = [k for k in values[0] if k != "seed"]
     if spans := [k for k in swept if len({v[k] for v in values}) > 1]:
@@ -493,20 +496,42 @@ def runs_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def per_class_table(confusion: np.ndarray, class_names: Sequence[str]) -> str:
-    """Text table: per class its accuracy (recall), correct, total, and its most common mistake."""
+FEW_CLASSES = 20  # up to this many: every class in the console's table, names in confusion.png
+SHOWN = 5  # more classes: the console shows this many worst and best
+
+
+def per_class_table(confusion: np.ndarray, class_names: Sequence[str], short: bool = False) -> str:
+    """Text table: per class its index (the confusion matrix's row and column, predict's index),
+    name, accuracy (recall), correct, total and most common mistake, in index order; `short`, above
+    FEW_CLASSES classes: a line saying where all are, then the SHOWN worst and best by accuracy."""
     confusion = np.asarray(confusion)
-    width = max(8, *(len(n) for n in class_names))
-    lines = [
-        f"{'class':<{width}}  {'accuracy':>8}  {'correct':>8}  {'total':>6}  most confused with"
-    ]
-    for t, name in enumerate(class_names):
+    n, totals = len(class_names), confusion.sum(1)
+    width = max(8, *(len(name) for name in class_names))
+    shown: list[int | str] = list(range(n))  # class indices, and a line of text
+    lines = []
+    if short and n > FEW_CLASSES:  # classes without a test image have no accuracy to rank by
+        ranked = sorted(np.flatnonzero(totals), key=lambda t: confusion[t, t] / totals[t])
+        worst, best = ranked[:SHOWN], ranked[SHOWN:][-SHOWN:]  # a class in one of them at most
+        lines.append(
+            f"the {len(worst)} worst and the {len(best)} best of {n} classes by accuracy "
+            f"(per_class.txt lists all {n}):"
+        )
+        shown = [*worst, f"{'...':>5}  ({n - len(worst) - len(best)} classes more)", *best]
+    lines.append(
+        f"{'index':>5}  {'class':<{width}}  {'accuracy':>8}  {'correct':>8}  {'total':>6}  "
+        "most confused with"
+    )
+    for t in shown:
+        if isinstance(t, str):
+            lines.append(t)
+            continue
         row = confusion[t]
         total, correct = int(row.sum()), int(row[t])
-        worst = int(np.argmax(np.where(np.arange(len(row)) == t, -1, row)))  # off the diagonal
+        most = int(np.argmax(np.where(np.arange(len(row)) == t, -1, row)))  # off the diagonal
         acc = f"{correct / total:.4f}" if total else "-"
-        confused = f"{class_names[worst]} ({row[worst]})" if total and row[worst] > 0 else "-"
-        lines.append(f"{name:<{width}}  {acc:>8}  {correct:>8}  {total:>6}  {confused}")
+        confused = f"{class_names[most]} ({row[most]})" if total and row[most] > 0 else "-"
+        name = class_names[t]
+        lines.append(f"{t:>5}  {name:<{width}}  {acc:>8}  {correct:>8}  {total:>6}  {confused}")
     return "\n".join(lines)
 
 
@@ -514,19 +539,20 @@ def confusion_image(
     confusion: np.ndarray, class_names: Sequence[str], cell: int | None = None
 ) -> np.ndarray:
     """The row-normalised confusion matrix as a uint8 RGB heat map (white 0 -> dark blue 1), class
-    names on both axes and percentages in the cells; above 20 classes, every 10th class index."""
+    names on both axes and percentages in the cells; above FEW_CLASSES classes, a tick per class,
+    every 5th class index written (its tick longer) and a grey line before every 10th class."""
     from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
 
     confusion = np.asarray(confusion, np.float64)
     n = len(confusion)
     fractions = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-    few = n <= 20
+    few = n <= FEW_CLASSES
     cell = cell or (44 if few else max(6, 800 // n))
     font = ImageFont.load_default(size=13)
     # Long names lose their middle, not their ends (which tell similar names apart).
     short = lambda s: s if len(s) <= 24 else s[:10] + ".." + s[-12:]
     labels = (
-        dict(enumerate(map(short, class_names))) if few else {i: str(i) for i in range(0, n, 10)}
+        dict(enumerate(map(short, class_names))) if few else {i: str(i) for i in range(0, n, 5)}
     )
     text_w = lambda s: int(np.ceil(font.getlength(s)))
     line, pad = 16, 6  # text line height, margin
@@ -552,6 +578,14 @@ def confusion_image(
             xy = (x + cell / 2, y + cell / 2)
             draw.text(xy, f"{100 * f:.0f}%", fill=ink, font=font, anchor="mm")  # not a count
     centre = lambda i: int(i * cell + cell / 2)
+    for i in [] if few else range(n):  # ticks outside the grid; lines through it every 10th
+        length = pad - 1 if i in labels else 2
+        draw.line([left - length, top + centre(i), left - 1, top + centre(i)], fill="black")
+        draw.line([left + centre(i), top - length, left + centre(i), top - 1], fill="black")
+        if i % 10 == 0 and i:
+            x, y, end = left + i * cell, top + i * cell, n * cell
+            draw.line([x, top, x, top + end], fill=(170, 170, 170))
+            draw.line([left, y, left + end, y], fill=(170, 170, 170))
     for i, s in labels.items():
         draw.text((left - pad, top + centre(i)), s, fill="black", font=font, anchor="rm")
         upright(s, left + centre(i) - line // 2, top - pad)
@@ -589,6 +623,7 @@ def write_report(
     as_json.write_text(json.dumps(plain, indent=2))
     writer = metric_writers.SummaryWriter(str(out))
     writer.write_images(step, {"confusion_matrix": image[None]})
-    writer.write_scalars(step, {"eval_accuracy": result["accuracy"], "eval_loss": result["loss"]})
+    figures = ("accuracy", "top5_accuracy", "loss")
+    writer.write_scalars(step, {f"eval_{k}": result[k] for k in figures})
     writer.close()
     return {"table": table, "confusion_png": png, "scores": as_json}

@@ -14,7 +14,7 @@ import tensorflow as tf
 from etils import epath
 from PIL import Image
 
-from swin_flax import build, checkpoints, cli, evaluate, progress, rundir, runs
+from swin_flax import build, checkpoints, cli, evaluate, progress, rundir, runs, steps
 from swin_flax.checkpoints import CheckpointError
 from swin_flax.config import default_config
 from swin_flax.data import sources
@@ -43,15 +43,58 @@ def test_confusion_matrix_and_scores_by_hand():
         evaluate.confusion_matrix(np.array([3]), np.array([0]), 3)
 
 
+def top5_by_sorting(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The reference top-5 accuracy: the label among the first 5 of numpy's argsort of -logits."""
+    return float(np.mean([y in np.argsort(-row)[:5] for row, y in zip(logits, labels)]))
+
+
+def test_top5_accuracy_against_sorting():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.standard_normal((200, 12)), rng.integers(0, 12, 200)
+    want = top5_by_sorting(logits, labels)
+    result = evaluate.scores(logits, labels, 12)
+    assert result["accuracy"] < 0.2 < want < 0.6 and result["top5_accuracy"] == want
+    as_jax = steps.top_k_correct(jax.numpy.asarray(logits), jax.numpy.asarray(labels))  # float32
+    assert float(as_jax.mean()) == want
+    # By hand (one-hot logits): a wrong prediction leaves one logit above the label's.
+    assert [steps.top_k_correct(np.eye(3)[PREDS], LABELS, k).mean() for k in (1, 2)] == [5 / 8, 1]
+    assert steps.top_k_correct(np.zeros((1, 6)), np.array([5])).all()  # a tie counts for the label
+
+
 def test_per_class_table():
     table = evaluate.per_class_table(HAND_CONFUSION, NAMES).splitlines()
-    assert table[0].split()[:4] == ["class", "accuracy", "correct", "total"]
-    assert table[1].split() == ["ant", "0.6667", "2", "3", "bee", "(1)"]
-    assert table[2].split() == ["bee", "0.6667", "2", "3", "cat", "(1)"]
-    assert table[3].split() == ["cat", "0.5000", "1", "2", "ant", "(1)"]
+    assert table[0].split()[:5] == ["index", "class", "accuracy", "correct", "total"]
+    assert table[1].split() == ["0", "ant", "0.6667", "2", "3", "bee", "(1)"]
+    assert table[2].split() == ["1", "bee", "0.6667", "2", "3", "cat", "(1)"]
+    assert table[3].split() == ["2", "cat", "0.5000", "1", "2", "ant", "(1)"]
+    assert evaluate.per_class_table(HAND_CONFUSION, NAMES, short=True) == "\n".join(table)
     perfect = evaluate.per_class_table(np.diag([4, 0]), ("a", "b")).splitlines()
-    assert perfect[1].split() == ["a", "1.0000", "4", "4", "-"]
-    assert perfect[2].split() == ["b", "-", "0", "0", "-"]
+    assert perfect[1].split() == ["0", "a", "1.0000", "4", "4", "-"]
+    assert perfect[2].split() == ["1", "b", "-", "0", "0", "-"]
+
+
+def test_per_class_table_of_many_classes_is_short_on_the_console():
+    """30 classes, class t right t times of 30, else taken for class t+1 (class 3 has no test
+    image): the console's table says where the full one is, then lists the 5 worst by accuracy
+    (0, 1, 2, 4, 5) and the 5 best (25 to 29); the full table all 30 in index order."""
+    names = [f"c{t}" for t in range(30)]
+    t = np.arange(30)
+    confusion = np.zeros((30, 30), int)
+    confusion[t, t], confusion[t, (t + 1) % 30] = t, 30 - t
+    confusion[3] = 0
+    short = evaluate.per_class_table(confusion, names, short=True).splitlines()
+    assert short[0] == (
+        "the 5 worst and the 5 best of 30 classes by accuracy (per_class.txt lists all 30):"
+    )
+    assert short[1].split()[:2] == ["index", "class"]
+    assert short[7].split() == ["...", "(20", "classes", "more)"]
+    shown = [line.split()[0] for line in short[2:7] + short[8:]]
+    assert shown == ["0", "1", "2", "4", "5", "25", "26", "27", "28", "29"]
+    assert short[2].split() == ["0", "c0", "0.0000", "0", "30", "c1", "(30)"]
+    full = evaluate.per_class_table(confusion, names).splitlines()
+    assert [line.split()[0] for line in full[1:]] == [str(t) for t in range(30)]
+    assert full[26].split() == ["25", "c25", f"{25 / 30:.4f}", "25", "30", "c26", "(5)"]
+    assert full[4].split() == ["3", "c3", "-", "0", "0", "-"]
 
 
 def test_confusion_image_shades_by_row_fraction():
@@ -74,8 +117,9 @@ def test_confusion_image_shades_by_row_fraction():
 
 def test_confusion_image_titles_and_names_both_axes():
     """Rows: "true class" and each class name on the left; columns: "predicted class" and each
-    name (turned upright) above the grid. Longer names widen both margins; above 20 classes only
-    every 10th class index is written."""
+    name (turned upright) above the grid. Longer names widen both margins; above 20 classes every
+    5th class index is written, with a tick at every class (longer at a written one) and a grey line
+    before every 10th."""
     cell = 40
     image = evaluate.confusion_image(HAND_CONFUSION, NAMES, cell=cell)
     h, w, _ = image.shape
@@ -94,8 +138,14 @@ def test_confusion_image_titles_and_names_both_axes():
     h, w, _ = image.shape
     top, left = h - 1 - 300, w - 1 - 300
     ink = image.max(-1) < 100
-    labelled = [bool(ink[top + 10 * i : top + 10 * i + 10, 20:left].any()) for i in range(30)]
-    assert labelled == [i % 10 == 0 for i in range(30)]
+    labelled = [bool(ink[top + 10 * i : top + 10 * i + 10, 20 : left - 6].any()) for i in range(30)]
+    assert labelled == [i % 5 == 0 for i in range(30)]
+    ticks = [[bool(ink[top + 10 * i + 5, left - d]) for i in range(30)] for d in (2, 5)]
+    assert ticks == [[True] * 30, [i % 5 == 0 for i in range(30)]]  # in each row's middle
+    columns = [bool(ink[top - 5, left + 10 * i + 5]) for i in range(30)]
+    assert columns == ticks[1]
+    lines = [tuple(image[top + 10 * i, left + 5]) for i in range(1, 30)]  # column 0 below its 1
+    assert lines == [(170, 170, 170) if i % 10 == 0 else (255, 255, 255) for i in range(1, 30)]
 
 
 def test_write_report_png_table_and_tensorboard(tmp_path):
@@ -103,7 +153,7 @@ def test_write_report_png_table_and_tensorboard(tmp_path):
     paths = evaluate.write_report(result, NAMES, tmp_path / "eval", step=12)
     png = np.asarray(Image.open(paths["confusion_png"]))
     np.testing.assert_array_equal(png, evaluate.confusion_image(HAND_CONFUSION, NAMES))
-    assert paths["table"].read_text().splitlines()[1].split()[:2] == ["ant", "0.6667"]
+    assert paths["table"].read_text().splitlines()[1].split()[:3] == ["0", "ant", "0.6667"]
     saved = json.loads(paths["scores"].read_text())
     assert saved["confusion"] == HAND_CONFUSION.tolist() and saved["class_names"] == list(NAMES)
     tags = {}
@@ -111,7 +161,8 @@ def test_write_report_png_table_and_tensorboard(tmp_path):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
             for value in event.summary.value:
                 tags[value.tag] = event.step
-    assert tags.get("confusion_matrix") == 12 and tags.get("eval_accuracy") == 12
+    figures = ("confusion_matrix", "eval_accuracy", "eval_top5_accuracy", "eval_loss")
+    assert [tags.get(tag) for tag in figures] == [12] * 4
 
 
 def tiny_config(embed_dim: int = 8):
@@ -184,6 +235,9 @@ def test_evaluate_checkpoint_counts_every_test_image(run):
     _, labels = sources.synthetic_split(37, seed=0, split="test")
     np.testing.assert_array_equal(result["confusion"].sum(1), np.bincount(labels, minlength=10))
     assert result["accuracy"] == np.trace(result["confusion"]) / 37
+    logits, scored = evaluate.eval_logits(config, [loaded])
+    np.testing.assert_array_equal(scored, labels)
+    assert result["top5_accuracy"] == top5_by_sorting(logits[0], labels) > result["accuracy"]
 
 
 def _copy(run, tmp_path):
@@ -639,7 +693,7 @@ def test_every_run_and_their_ensemble(three_runs, single_scores):
     without the runs."""
     result = _score_stack(three_runs[0])
     assert result["ensemble"] == NAMES_3 and [r["name"] for r in result["runs"]] == NAMES_3
-    figures = ("accuracy", "loss", "per_class_accuracy")
+    figures = ("accuracy", "top5_accuracy", "loss", "per_class_accuracy")
     for name, row, (single, _, _) in zip(NAMES_3, result["runs"], single_scores):
         assert row == {"name": name, **{f: single[f] for f in figures}}
     labels = single_scores[0][2]
@@ -648,6 +702,7 @@ def test_every_run_and_their_ensemble(three_runs, single_scores):
     probs = (probs / probs.sum(-1, keepdims=True)).mean(0)
     assert result["num_examples"] == 37 and len(labels) == 37
     assert result["accuracy"] == (probs.argmax(-1) == labels).mean()
+    assert result["top5_accuracy"] == top5_by_sorting(probs, labels)
     np.testing.assert_allclose(result["loss"], -np.log(probs[np.arange(37), labels]).mean(), 1e-10)
     expected = evaluate.confusion_matrix(labels, probs.argmax(-1), 10)
     np.testing.assert_array_equal(result["confusion"], expected)
@@ -656,7 +711,10 @@ def test_every_run_and_their_ensemble(three_runs, single_scores):
     assert all(np.array_equal(only[f], result[f]) for f in (*figures, "num_examples", "confusion"))
     table = evaluate.runs_table(result).splitlines()
     assert [line.split()[0] for line in table] == ["run", *NAMES_3, "ensemble"]
-    assert table[-1].split()[1:] == [f"{result['accuracy']:.4f}", f"{result['loss']:.4f}"]
+    assert table[0].split() == ["run", "accuracy", "top-5", "loss"]
+    assert table[-1].split()[1:] == [
+        f"{result[f]:.4f}" for f in ("accuracy", "top5_accuracy", "loss")
+    ]
     # Runs of two swept values: the table says the ensemble spans them.
     swept = [
         {**r, "name": f"learning_rate={lr},{r['name']}"} for r, lr in zip(result["runs"], (1, 1, 2))
@@ -689,6 +747,7 @@ def test_some_runs_are_scored_as_their_ensemble(three_runs, single_scores):
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs = (probs / probs.sum(-1, keepdims=True)).mean(0)
     assert result["accuracy"] == (probs.argmax(-1) == labels).mean()
+    assert result["top5_accuracy"] == top5_by_sorting(probs, labels)
     np.testing.assert_allclose(result["loss"], -np.log(probs[np.arange(37), labels]).mean(), 1e-10)
 
 
@@ -855,7 +914,7 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
     assert json.loads((tmp_path / "s.json").read_text()) == saved  # --json: the same scores
     assert lines[-1].endswith(", s.json (replacing the file there) and TensorBoard summaries")
     table = (tmp_path / "eval" / "per_class.txt").read_text().splitlines()
-    assert table == lines[: len(table)] and table[8].startswith("class")  # the console's lines
+    assert table == lines[: len(table)] and table[8].split()[:2] == ["index", "class"]  # as shown
     assert saved["data"] == lines[1].removeprefix("data: ")
     assert (tmp_path / "eval" / "confusion.png").is_file()
     # The ensemble alone into the same folder: the report it replaces held each run's scores.
@@ -866,6 +925,46 @@ def test_cli_scores_every_run_and_reports_the_ensemble(three_runs, tmp_path):
         "another --eval_dir to keep both"
     )
     assert "runs" not in json.loads((tmp_path / "eval" / "scores.json").read_text())
+
+
+@pytest.mark.slow  # scripts/evaluate.py as a subprocess
+def test_cli_on_a_hundred_classes_shows_top5_and_a_short_table(tmp_path):
+    """CIFAR-100 (a tiny archive of 150 test images): the accuracy line has the top-5 accuracy of
+    the logits (by numpy's argsort); the console's table the 5 worst and the 5 best classes by
+    accuracy, each by its index; per_class.txt all 100 in index order."""
+    from tests import cifar_files  # noqa: PLC0415
+
+    split = cifar_files.random_split(150, num_classes=100, seed=4)
+    c = tiny_config()
+    c.dataset, c.model.num_classes = "cifar100", 100
+    c.archive = str(cifar_files.cifar100_python_tarball(tmp_path / "c100.tar.gz", split, split))
+    save_runs(tmp_path / "run", c, [random_params(c)])
+    out = run_script("evaluate.py", "--workdir", "run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    opened = evaluate.open_run(str(tmp_path / "run"))
+    logits, labels = evaluate.eval_logits(opened.config, opened.members())
+    right, top5 = logits[0].argmax(-1) == labels, top5_by_sorting(logits[0], labels)
+    assert f"{right.mean():.4f} (150 images), top-5 {top5:.4f}, loss " in lines[2]
+    saved = json.loads((tmp_path / "run" / "eval" / "scores.json").read_text())
+    assert saved["top5_accuracy"] == top5 > saved["accuracy"]
+    assert lines[3] == (
+        "the 5 worst and the 5 best of 100 classes by accuracy (per_class.txt lists all 100):"
+    )
+    assert lines[4].split()[:2] == ["index", "class"] and lines[10] == "  ...  (90 classes more)"
+    held = np.unique(labels)  # classes with a test image, and their accuracy
+    accuracy = {t: right[labels == t].mean() for t in held}
+    rows = [line.split() for line in lines[5:10] + lines[11:16]]
+    names = sources.class_names("cifar100")
+    assert [row[1] for row in rows] == [names[int(row[0])] for row in rows]
+    shown = [accuracy[int(row[0])] for row in rows]
+    assert [row[2] for row in rows] == [f"{a:.4f}" for a in shown]
+    ranked = sorted(accuracy.values())
+    assert shown == ranked[:5] + ranked[-5:]
+    assert lines[16].startswith("wrote ") and len(lines) == 17
+    table = (tmp_path / "run" / "eval" / "per_class.txt").read_text().splitlines()
+    assert table[:3] == lines[:3] and table[3] == lines[4]  # the console's header, all the rows
+    assert [row.split()[:2] for row in table[4:]] == [[str(t), n] for t, n in enumerate(names)]
 
 
 @pytest.mark.slow  # scripts/evaluate.py as a subprocess
