@@ -18,7 +18,7 @@ from absl import logging
 from etils import epath
 
 from swin_flax import errors
-from swin_flax.errors import CheckpointError, CheckpointWriteError
+from swin_flax.errors import CheckpointError, CheckpointWriteError, WorkdirMoved
 from swin_flax.runfiles import CHECKPOINTS, SERIES, absolute
 
 
@@ -137,7 +137,9 @@ class Checkpoints:
     async save blocked the loop 40-110 ms), in order and none after one that failed; a series'
     next save or read waits for its write, `close` for all; a failure raises at the next `save` or
     at `close`. With several processes saves are synchronous: orbax's collective barriers, run from
-    another thread, could interleave with the training's in another order on each host."""
+    another thread, could interleave with the training's in another order on each host.
+    `in_place` (the run's claim) tells the thread, before each write, that the workdir is still
+    where it was: orbax would recreate a moved one's old path."""
 
     def __init__(
         self,
@@ -145,6 +147,7 @@ class Checkpoints:
         keep: int = 3,
         read_only: bool = False,
         asynchronous: bool = True,
+        in_place: Callable[[], bool] = lambda: True,
     ):
         self.root = series_dir(workdir, "latest").parent
         self.latest = _manager(series_dir(workdir, "latest"), keep, read_only)
@@ -155,6 +158,7 @@ class Checkpoints:
         self._in_flight: dict[str, futures.Future] = {}
         self._failed: CheckpointWriteError | None = None  # the first, until raised
         self._told_slow = False
+        self._in_place = in_place
 
     def save(self, which: str, step: int, state: Any, meta: Mapping[str, Any]) -> None:
         """Starts writing `state` and `meta` (JSON-able). Host arrays are not copied: leave them
@@ -184,8 +188,17 @@ class Checkpoints:
 
             def write_unless_an_earlier_failed() -> None:
                 # The loop saves `best` of a step before its `latest`, whose record names the best.
-                if not any(future.exception() for future in queued):
-                    _save(*write)
+                if any(future.exception() for future in queued):
+                    return
+                if not self._in_place():
+                    raise WorkdirMoved(
+                        f"--workdir {self.root.parent} was moved or renamed while the run trained: "
+                        f"its {which!r} checkpoint of step {step} was not written, so as not to "
+                        f"recreate that path. Run the same command again with --workdir set to "
+                        "its new path to resume it from its last checkpoint there.",
+                        f"{which}/{step}",
+                    )
+                _save(*write)
 
             self._in_flight[which] = self._writer.submit(write_unless_an_earlier_failed)
 
@@ -195,6 +208,14 @@ class Checkpoints:
         if future := self._in_flight.pop(which, None):  # waits, even when an earlier write failed
             self._failed = self._failed or future.exception()  # the first failure, until raised
         return time.perf_counter() - start
+
+    def wait(self) -> CheckpointWriteError | None:
+        """Waits for every write in flight; returns the first failure, taken from `close`: the
+        caller raises it, or says what it means (a moved workdir's)."""
+        for which in SERIES:
+            self._settle(which)
+        failed, self._failed = self._failed, None
+        return failed
 
     def _raise_failed(self) -> None:
         if self._failed is not None:
@@ -220,13 +241,13 @@ class Checkpoints:
     def close(self) -> None:
         """Waits for the writes in flight (the process must not end before), closes the managers,
         then raises a write's failure."""
-        for which in SERIES:
-            self._settle(which)
+        failed = self.wait()
         if self._writer is not None:
             self._writer.shutdown()
         self.latest.close()
         self.best.close()
-        self._raise_failed()
+        if failed is not None:
+            raise failed
 
 
 def peek_meta(workdir: str | os.PathLike, which: str = "latest") -> dict[str, Any] | None:

@@ -41,6 +41,15 @@ class CheckpointWriteError(OSError):
     """A save failed (full disk, unwritable folder); the previous checkpoint is untouched."""
 
 
+class WorkdirMoved(CheckpointWriteError):
+    """A save not made (`checkpoint`: 'latest/16'): the workdir was moved while the run trained
+    (the save would recreate the old path, splitting the run in two)."""
+
+    def __init__(self, message: str, checkpoint: str):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
 

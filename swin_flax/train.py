@@ -40,7 +40,7 @@ from swin_flax import (
 )
 from swin_flax.config import validate
 from swin_flax.data import inputs
-from swin_flax.errors import ConfigError, Preempted, TrainingDiverged
+from swin_flax.errors import ConfigError, Preempted, TrainingDiverged, WorkdirMoved
 from swin_flax.models import swin
 from swin_flax.progress import Progress, as_json, device_layout, from_json
 from swin_flax.stop import StopFlag, again
@@ -209,6 +209,7 @@ def _train(
                 raise _preempted(loop, step)
             loop.ticker.between_epochs = time.time() - t_steps_done
             loop.ticker.restart(step)
+        _check_in_place(loop, step, done=True)  # its last saves went where the run is
         loop.writers.finish()
     return _finish(loop, record)
 
@@ -236,7 +237,9 @@ def _start(
     build.check_run_length(config, per_epoch)
     _check_resume(config, workdir, saved, per_epoch, len(data.train_labels))
     _create_workdir(workdir, saved, claim, start_up)
-    ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
+    ckpts = checkpoints.Checkpoints(
+        workdir, keep=config.keep_checkpoints, in_place=lambda: claim.moved() is None
+    )
     state, progress, loaded = initial_state(
         config, run_set, model, per_epoch, saved, ckpts, pretrained
     )
@@ -356,28 +359,56 @@ def _train_whole_epoch(loop: Session, state, progress, batches, step: int, epoch
     return state, step, train, speed
 
 
-def _check_in_place(loop: Session, step: int) -> None:
-    """Stops the run before it writes at an epoch's end or a stop if its workdir was moved or
-    renamed while it trained (orbax would recreate the old path and split the run in two). Process
-    0's claim tells every process, which all stop."""
+def _check_in_place(loop: Session, step: int, done: bool = False) -> None:
+    """Stops the run before it writes (at an epoch's end, a stop; `done`: before its summary) if its
+    workdir was moved or renamed while it trained (orbax would recreate the old path and split the
+    run in two). The writes in flight are waited for first, so that the message says where each
+    went. Process 0's claim tells every process, which all stop."""
+    failed = loop.ckpts.wait()
     now = distributed.gather(loop.claim.moved())[0]
     if now is None:
+        if failed is not None:
+            raise failed
         return
+    last = checkpoints.newest_step(checkpoints.series_dir(now, "latest")) if now else None
+    old, new, once = runfiles.absolute(loop.workdir), shlex.quote(now or "NEW_PATH"), ""
+    lost = ""  # a write the move stopped (Checkpoints' in_place)
+    if isinstance(failed, WorkdirMoved):
+        lost = (
+            f"; {runfiles.CHECKPOINTS}/{failed.checkpoint}, queued before the move, was not written"
+        )
+    if not old.exists():
+        written = f": nothing was written at {loop.workdir}{lost}."
+    else:  # a save under way as the folder moved: orbax made the old path again
+        made = [
+            f"{runfiles.CHECKPOINTS}/{which}/{s}"
+            for which in runfiles.SERIES
+            for s in checkpoints.steps_held(checkpoints.series_dir(old, which))
+        ]
+        moves = "".join(f"mv {shlex.quote(str(old / m))} {new}/{m} && " for m in made)
+        rm = f"rm -r {shlex.quote(str(old))}"
+        written = f"{lost}. A save under way as it moved recreated {old}" + (
+            f" and wrote {', '.join(made)} there: to keep them, {moves}{rm}; to drop them, {rm}."
+            if made
+            else f" (no complete checkpoint in it): {rm}."
+        )
+        if kept := max((int(m.rpartition("/")[2]) for m in made if "/latest/" in m), default=None):
+            last, once = kept, ", once moved"
     if not now:  # deleted, or no /proc to tell
         how = ", renamed or deleted while the run trained"
         resume = f"If it was moved, run {again()} with --workdir set to its new path to resume it."
     else:
         how = f" or renamed while the run trained: it is now {now}"
-        last = checkpoints.newest_step(checkpoints.series_dir(now, "latest"))
-        resume = f"Run {again()} with --workdir {shlex.quote(now)} " + (
-            f"to resume it from its last checkpoint (step {last})."
+        resume = f"Run {again()} with --workdir {new} " + (
+            f"to resume it from its last checkpoint (step {last}{once})."
             if last is not None
             else "to start it afresh there (no checkpoint was written yet)."
         )
+    at = rundir.position(step, loop.per_epoch)
+    stopped = f"trained to {at}, then stopped before its summary" if done else f"stopped at {at}"
     raise ConfigError(
-        f"--workdir {loop.workdir} was moved{how}. The run stopped at "
-        f"{rundir.position(step, loop.per_epoch)} without saving, so as not to split it: nothing "
-        f"was written at {loop.workdir}. {resume}"
+        f"--workdir {loop.workdir} was moved{how}. The run {stopped} without saving, so as not to "
+        f"split it{written} {resume}"
     )
 
 

@@ -5,6 +5,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import types
 
@@ -496,11 +497,13 @@ def test_a_workdir_deleted_while_training_stops_the_run_without_a_place_to_name(
     workdir = tmp_path / "run"
     workdir.mkdir()
     with rundir.Claim(workdir) as claim:
-        loop = types.SimpleNamespace(claim=claim, workdir=workdir, per_epoch=4)
+        ckpts = checkpoints.Checkpoints(workdir)
+        loop = types.SimpleNamespace(claim=claim, workdir=workdir, per_epoch=4, ckpts=ckpts)
         train._check_in_place(loop, 6)  # in place: goes on
-        workdir.rmdir()
+        shutil.rmtree(workdir)
         with pytest.raises(errors.ConfigError) as e:
             train._check_in_place(loop, 6)
+        ckpts.close()
     assert str(e.value) == (
         f"--workdir {workdir} was moved, renamed or deleted while the run trained. The run stopped "
         f"at global step 6 (step 2 of epoch 2) without saving, so as not to split it: nothing was "
@@ -508,6 +511,62 @@ def test_a_workdir_deleted_while_training_stops_the_run_without_a_place_to_name(
         "its new path to resume it."
     )
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize("moved_as", ["best/16 is written", "best/16 is done"])
+def test_a_workdir_moved_while_a_save_is_written_is_told_where_each_went(
+    tmp_path, monkeypatch, moved_as
+):
+    """The workdir renamed while the writer thread saves epoch 2: as it writes best/16 (orbax
+    recreates the old path and writes it there), or once best/16 is done; either way latest/16,
+    queued behind it, sees the move and is not written (nor the old path recreated). The check at
+    the next epoch's end waits for the writes first and says where each went and what to do."""
+    workdir, moved = tmp_path / "run", tmp_path / "moved"
+    workdir.mkdir()
+    real_save = checkpoints._save
+
+    def moving(manager, step, items, previous):  # mv, as (or just after) best/16 is written
+        this = f"{manager.directory.name}/{step}"
+        if this == "best/16" and moved_as == "best/16 is written":
+            workdir.rename(moved)
+        real_save(manager, step, items, previous)
+        if this == "best/16" and moved_as == "best/16 is done":
+            workdir.rename(moved)
+
+    monkeypatch.setattr(checkpoints, "_save", moving)
+    state = {"w": np.zeros(2, np.float32)}
+    with rundir.Claim(workdir) as claim:
+        ckpts = checkpoints.Checkpoints(workdir, in_place=lambda: claim.moved() is None)
+        loop = types.SimpleNamespace(claim=claim, workdir=workdir, per_epoch=8, ckpts=ckpts)
+        for step in (8, 16):  # each epoch's end: best/ then latest/, queued to the writer
+            train._check_in_place(loop, step)
+            ckpts.save("best", step, state, {"step": step})
+            ckpts.save("latest", step, state, {"step": step})
+        with pytest.raises(errors.ConfigError) as e:
+            train._check_in_place(loop, 24)
+        ckpts.close()  # the move's failure is told by the check, not raised again
+    head = (
+        f"--workdir {workdir} was moved or renamed while the run trained: it is now {moved}. The "
+        "run stopped at global step 24 (the end of epoch 3) without saving, so as not to split it"
+    )
+    lost = "checkpoints/latest/16, queued before the move, was not written"
+    resume = f"Run the same command again with --workdir {moved} to resume it from its last"
+    assert checkpoints.steps_held(moved / "checkpoints" / "latest") == [8]
+    if moved_as == "best/16 is done":
+        assert str(e.value) == (
+            f"{head}: nothing was written at {workdir}; {lost}. {resume} checkpoint (step 8)."
+        )
+        assert not workdir.exists()
+        assert checkpoints.steps_held(moved / "checkpoints" / "best") == [16]
+    else:
+        orphan, target = workdir / "checkpoints/best/16", moved / "checkpoints/best/16"
+        assert str(e.value) == (
+            f"{head}; {lost}. A save under way as it moved recreated {workdir} and wrote "
+            f"checkpoints/best/16 there: to keep them, mv {orphan} {target} && rm -r {workdir}; "
+            f"to drop them, rm -r {workdir}. {resume} checkpoint (step 8)."
+        )
+        assert checkpoints.steps_held(workdir / "checkpoints" / "best") == [16]
+        assert not (workdir / "checkpoints" / "latest").exists()
 
 
 def test_a_sigterm_the_parent_ignored_stays_ignored_in_the_loop(tmp_path):
