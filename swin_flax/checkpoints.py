@@ -4,6 +4,7 @@ run killed while saving leaves no checkpoint that a later run would pick up."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -125,10 +126,16 @@ def _save(manager: ocp.CheckpointManager, step: int, items: Any, previous: int |
             if previous is not None
             else "there was no earlier checkpoint in this series"
         )
+        too_long = any(getattr(x, "errno", None) == errno.ENAMETOOLONG for x in errors.chain(e))
+        fix = (
+            "Its paths are longer than the file system allows: move the run to a folder of a "
+            "shorter path and give that as --workdir"
+            if too_long or "File name too long" in str(e)  # orbax's threads: maybe only its text
+            else "Free disk space or make the workdir writable (or choose another --workdir)"
+        )
         raise CheckpointWriteError(
             f"could not write the {manager.directory.name!r} checkpoint of step {step} in "
-            f"{manager.directory} ({type(e).__name__}: {e}). Free disk space or make the workdir "
-            f"writable (or choose another --workdir); {kept}."
+            f"{manager.directory} ({type(e).__name__}: {e}). {fix}; {kept}."
         ) from e
 
 

@@ -461,6 +461,30 @@ def _check_latest_kept(workdir: epath.Path, checkpoint_every_epochs: int) -> Non
     )
 
 
+def _check_length(workdir: epath.Path, made_in: epath.Path) -> None:
+    """Refuses a local workdir whose path, or a folder name of it, is longer than the file system
+    in `made_in` holds, counting the deepest file a run writes below it (orbax's first save would
+    fail, after a whole epoch)."""
+    path = str(runfiles.absolute(workdir))
+    try:
+        name_max, path_max = (os.pathconf(made_in, f"PC_{n}_MAX") for n in ("NAME", "PATH"))
+    except (OSError, ValueError):  # no limits known: the system will tell
+        return
+    shown = path if len(path) <= 120 else f"{path[:60]}...{path[-40:]}"
+    if name := next((n for n in path.split(os.sep) if len(n) > name_max), None):
+        raise ConfigError(
+            f"--workdir {shown}: its folder name {name[:30]}... has {len(name)} characters, more "
+            f"than the {name_max} its file system allows (NAME_MAX). Give shorter folder names."
+        )
+    if len(path) + runfiles.DEEPEST_FILE >= path_max:  # path_max counts the string's final NUL
+        raise ConfigError(
+            f"--workdir {shown} is too long: {len(path)} characters as an absolute path, and the "
+            f"files a run writes below it add up to {runfiles.DEEPEST_FILE} more, past the "
+            f"{path_max - 1} the system allows (PATH_MAX). Give a path of at most "
+            f"{path_max - 1 - runfiles.DEEPEST_FILE} characters."
+        )
+
+
 def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
     """(the latest checkpoint's record or None, whether config.num_epochs are all trained).
     Refuses a workdir the run cannot use before any data is read or anything compiled; writes
@@ -504,6 +528,7 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
         while not os.path.exists(missing[-1]):
             missing.append(os.path.dirname(missing[-1]))
         made_in = epath.Path(missing.pop())
+        _check_length(workdir, made_in)
         if link := next((p for p in missing if os.path.islink(p)), None):
             target = os.path.join(os.path.dirname(link), os.readlink(link))
             raise ConfigError(  # e.g. a link to a disk that is not mounted

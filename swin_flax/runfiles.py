@@ -18,6 +18,10 @@ TOP_FILES = ("config.json", "config.txt", SUMMARY, PRETRAINED)
 # plugins/ of a profile, the scripts' compilation cache (cli.compilation_cache_dir). Not eval/, the
 # tools' reports, nor a folder the user makes in it.
 FOLDERS = (CHECKPOINTS, "runs", "plugins", "compilation_cache")
+# The characters of the longest path a run writes below its folder: orbax's files in a checkpoint
+# being written, /checkpoints/latest/STEP.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/
+# ocdbt.process_0/d/<32 hex digits> (120 for a one-digit step), with room for longer steps.
+DEEPEST_FILE = 140
 
 
 def absolute(path: str | os.PathLike) -> epath.Path:

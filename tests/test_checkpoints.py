@@ -2,6 +2,7 @@
 
 import asyncio
 import errno
+import os
 import shutil
 import threading
 
@@ -127,6 +128,24 @@ def test_a_failed_background_write_names_the_previous_checkpoint(
     assert checkpoints.newest_step(checkpoints.series_dir(tmp_path, "latest")) == 4
     state, meta = checkpoints.read_step(checkpoints.series_dir(tmp_path, "latest") / "4")
     np.testing.assert_array_equal(state["w"], _state(4)["w"])
+
+
+def test_a_path_too_long_for_a_save_is_named_as_such(tmp_path):
+    """A workdir whose checkpoint files' paths pass PATH_MAX, though the folder itself fits (a
+    file system whose limits rundir.inspect could not foresee): the save's message says so, not
+    "free disk space"."""
+    from tests.test_rundir import path_of_length
+
+    workdir = path_of_length(tmp_path, os.pathconf(tmp_path, "PC_PATH_MAX") - 1 - 60)
+    ckpts = checkpoints.Checkpoints(workdir, asynchronous=False)
+    with pytest.raises(CheckpointWriteError) as raised:
+        ckpts.save("latest", 4, _state(4), {"step": 4})
+    msg = str(raised.value)
+    assert "File name too long" in msg and "Free disk space" not in msg, msg
+    assert msg.endswith(
+        "Its paths are longer than the file system allows: move the run to a folder of a shorter "
+        "path and give that as --workdir; there was no earlier checkpoint in this series."
+    ), msg[-300:]
 
 
 def test_latest_is_not_written_after_its_best_failed(tmp_path, monkeypatch):

@@ -104,6 +104,44 @@ def test_a_workdir_that_cannot_be_created_or_written(tmp_path, monkeypatch):
     assert rundir.inspect(c, tmp_path / "done")[1]  # finished: its summary, nothing written
 
 
+def path_of_length(folder: pathlib.Path, n: int) -> pathlib.Path:
+    """A path of `n` characters under `folder`, of names of 199 characters (and one shorter)."""
+    room = n - len(str(folder))
+    k = (room - 2) // 200  # the last name: 1 to 200 characters
+    return folder.joinpath(*["d" * 199] * k, "e" * (room - 200 * k - 1))
+
+
+def test_a_workdir_path_too_long_for_the_run_is_refused_creating_nothing(tmp_path):
+    """A folder name past NAME_MAX, or a path that, with the deepest file a run writes below it
+    (orbax's checkpoint being written: 120 characters for step 4), passes PATH_MAX: refused before
+    any work, nothing created (the first save would fail, after a whole epoch)."""
+    from swin_flax.config import default_config
+
+    name_max, path_max = os.pathconf(tmp_path, "PC_NAME_MAX"), os.pathconf(tmp_path, "PC_PATH_MAX")
+    long_name = tmp_path / "name" / ("n" * (name_max + 1)) / "run"
+    with pytest.raises(ConfigError) as e:
+        rundir.inspect(default_config(), long_name)
+    shown = f"{str(long_name)[:60]}...{str(long_name)[-40:]}"
+    assert str(e.value) == (
+        f"--workdir {shown}: its folder name {'n' * 30}... has {name_max + 1} characters, more than "
+        f"the {name_max} its file system allows (NAME_MAX). Give shorter folder names."
+    )
+    # A path 100 short of PATH_MAX: the folder fits, the files below it do not.
+    deep = path_of_length(tmp_path / "deep", path_max - 1 - 100)
+    with pytest.raises(ConfigError) as e:
+        rundir.inspect(default_config(), deep)
+    n, deepest = len(str(deep)), 140
+    assert str(e.value) == (
+        f"--workdir {str(deep)[:60]}...{str(deep)[-40:]} is too long: {n} characters as an "
+        f"absolute path, and the files a run writes below it add up to {deepest} more, past the "
+        f"{path_max - 1} the system allows (PATH_MAX). Give a path of at most "
+        f"{path_max - 1 - deepest} characters."
+    )
+    assert os.listdir(tmp_path) == []
+    short = path_of_length(tmp_path / "short", path_max - 1 - deepest)  # the longest that fits
+    assert rundir.inspect(default_config(), short) == (None, False)
+
+
 def test_a_workdir_inside_a_runs_checkpoints_is_refused_naming_the_run(tmp_path):
     """--workdir RUN/checkpoints (or a series or step folder under it) would start a new run
     inside the old one's checkpoints: refused, naming RUN; RUN itself resumes."""
