@@ -304,22 +304,25 @@ def _check_resume(config, workdir: epath.Path, saved, per_epoch: int, num_images
 def _create_workdir(workdir: epath.Path, saved, claim: rundir.Claim, start_up) -> None:
     """Creates the workdir (as the checkpoint managers would), claims it, and waits for every
     process to be ready: before orbax's first barrier, as from here on the processes' collectives
-    must match. A folder made for a start that another process refused is removed."""
-    created = not workdir.exists()
+    must match. The folders made for a start that fails here (or that another process refused)
+    are removed, the deepest first."""
+    made = [p for p in (workdir, *workdir.parents) if not p.exists()]
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system such as /proc)
-        raise ConfigError(
-            f"--workdir {workdir} cannot be created ({e.strerror or e}): give a folder you can create."
-        ) from None
-    claim.take()
-    try:
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system: /proc)
+            raise ConfigError(
+                f"--workdir {workdir} cannot be created ({e.strerror or e}): give a folder you can "
+                "create."
+            ) from None
+        claim.take()
         start_up.ready(
             "start afresh" if saved is None else f"resume after step {saved.get('step')}", workdir
         )
     except ConfigError:
-        if created:
-            workdir.rmdir()
+        for folder in made:
+            with contextlib.suppress(OSError):  # not made, or another process's file in it
+                folder.rmdir()
         raise
 
 

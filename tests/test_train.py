@@ -569,6 +569,15 @@ def test_a_workdir_moved_while_a_save_is_written_is_told_where_each_went(
         assert not (workdir / "checkpoints" / "latest").exists()
 
 
+def test_a_workdir_that_cannot_be_created_leaves_none_of_its_folders(tmp_path):
+    """mkdir fails at the workdir's own name (one rundir.inspect did not foresee, here too long):
+    the folders made above it on the way are removed, as the message says it cannot be created."""
+    workdir = tmp_path / "a" / "b" / ("n" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1))
+    with pytest.raises(errors.ConfigError, match=r"cannot be created \(File name too long\)"):
+        train._create_workdir(workdir, None, rundir.Claim(workdir), start_up=None)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_sigterm_the_parent_ignored_stays_ignored_in_the_loop(tmp_path):
     """The loop's stop flag takes SIGTERM over to save first, but not one the process was started
     with ignored (cli.start leaves it so too); SIGINT it takes as before."""
