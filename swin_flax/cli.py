@@ -304,18 +304,22 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     """absl's flag parsing, a bad flag, config override or stray argument ending in one paragraph
     and exit status 2 instead of a traceback or a usage dump; then the console is set up."""
     from absl import flags, logging  # noqa: PLC0415
+    from ml_collections.config_flags import config_path  # noqa: PLC0415
 
     program = os.path.basename(argv[0])
     see = f"See `{program} --helpshort` for the flags."
+    with contextlib.suppress(flags.Error):  # --flagfile's lines (unread: FLAGS(argv) says why)
+        argv = [argv[0], *flags.FLAGS.read_flags_from_files(argv[1:], force_gnu=False)]
     argv = [argv[0], *map(_home_expanded, argv[1:])]
-    paths = _check_config_files(flags.FLAGS, argv)
+    given = _check_config_files(flags.FLAGS, argv)
+    paths = list(given.values())
     # A config file's folder importable as a package, as in flax's examples (`from configs import
     # base`); then the recipes of the checkout this package runs from (`from configs import demo`).
     roots = [os.path.dirname(os.path.dirname(os.path.abspath(path))) for path in paths]
     for root in roots + [_CHECKOUT] * os.path.isdir(os.path.join(_CHECKOUT, "configs")):
         if root not in sys.path:
             sys.path.append(root)
-    argv, nones = _take_nones(flags.FLAGS, argv)
+    argv, nones = _take_nones(argv, given)
     # ml_collections' warning of a get_config() that returned None: the paragraph below says it.
     logging.get_absl_logger().addFilter(lambda r: "returned None, did" not in r.getMessage())
     try:
@@ -376,7 +380,8 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
             f"bad command line ({type(e).__name__}: {' '.join(message.split())}). {see}"
         )
     _refuse_what_is_no_config(flags.FLAGS, _config_flags(flags.FLAGS))  # one not required
-    _set_nones(flags.FLAGS, nones)
+    for flag, _, field in (name.partition(".") for name in nones):
+        config_path.set_value(field, flags.FLAGS[flag].value, None)
     _refuse_a_tuple_given_twice(flags.FLAGS, argv)
     _refuse_a_swept_field_also_given(flags.FLAGS, argv)
     if len(rest) > 1 and not takes_arguments:
@@ -452,12 +457,9 @@ def _refuse_a_tuple_given_twice(flag_values, argv: list[str]) -> None:
     """Exit 2 if a tuple field is set by two or more whole tuples (`--config.model.depths='(2,2)'`
     twice, as when a line of overrides is extended): ml_collections joins them, (2, 2, 2, 2)."""
     given: dict[str, list[str]] = {}
-    config_flags = _config_flags(flag_values)
-    for i, arg in enumerate(argv[1:], start=1):
-        name, eq, value = arg.lstrip("-").partition("=")
-        if arg.startswith("-") and name.split(".")[0] in config_flags and "." in name:
-            value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
-            given.setdefault(name, []).append(value)
+    for name, value, _ in _flags_in(argv, _config_flags(flag_values)):
+        if "." in name:
+            given.setdefault(name, []).append(value or "")
     for name, values in given.items():
         flag, *path = name.split(".")
         field = flag_values[flag].value
@@ -484,16 +486,14 @@ def _refuse_a_swept_field_also_given(flag_values, argv: list[str]) -> None:
             )
 
 
-def _check_config_files(flag_values, argv: list[str]) -> list[str]:
-    """The files the config flags name, after refusing one missing or no Python file (a run's
-    config.json): now, as ml_collections defers that failure to the config's first use."""
+def _check_config_files(flag_values, argv: list[str]) -> dict[str, str]:
+    """The file each config flag names (by flag), after refusing one missing or no Python file (a
+    run's config.json): now, as ml_collections defers that failure to the config's first use."""
     names, given = _config_flags(flag_values), {}
-    for i, arg in enumerate(argv[1:], start=1):
-        name, eq, value = arg.lstrip("-").partition("=")
-        if name not in names or not arg.startswith("-"):  # absl takes -flag as --flag
+    for name, value, _ in _flags_in(argv, names):
+        if name not in names:  # a field's override
             continue
-        value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
-        path = value.split(":", 1)[0]
+        path = (value or "").split(":", 1)[0]
         give = "Give a Python file whose get_config() returns the config, e.g. configs/strong.py."
         if path and not os.path.isfile(path):
             what = (
@@ -514,7 +514,21 @@ def _check_config_files(flag_values, argv: list[str]) -> list[str]:
                 f"change its fields with --{name}.FIELD=VALUE."
             )
         given.update({name: path} if path else {})
-    return list(given.values())
+    return given
+
+
+def _flags_in(argv: list[str], names: Iterable[str]) -> Iterator[tuple[str, str | None, list[str]]]:
+    """Each argument after the program as (name, value, its arguments): a flag of `names` or a
+    field of one (`--config.seed`; absl takes -flag as --flag) with its value after '=', else the
+    next argument (None at the end); any other as ('', None, [it])."""
+    args = iter(argv[1:])
+    for arg in args:
+        name, eq, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("-") or name.partition(".")[0] not in names:
+            yield "", None, [arg]
+        else:
+            value = value if eq else next(args, None)
+            yield name, value, [arg] if eq or value is None else [arg, value]
 
 
 def _config_file_error(e: BaseException, paths: list[str]) -> str | None:
@@ -573,39 +587,21 @@ def _no_such_field(said: str) -> tuple[str, str]:
     return field, f"no such field '{field}'" + (f" (did you mean{guess})" if guess else "")
 
 
-def _take_nones(flag_values, argv: list[str]) -> tuple[list[str], dict[str, None]]:
+def _take_nones(argv: list[str], given: Iterable[str]) -> tuple[list[str], list[str]]:
     """`argv` without the overrides that set a field whose default is None back to None
     (`--config.data_seed=None`, which ml_collections would parse as an int, or as the text
-    'None'), and those fields' flag names, for `_set_nones` once the config is loaded."""
-    if not (names := _config_flags(flag_values)):
-        return argv, {}
+    'None') of the config flags `given` a file, and those overrides' names (`config.data_seed`),
+    for the caller to set once the config is loaded."""
+    if not given:  # no config file: an override left is an unknown flag, said as such
+        return argv, []
     from swin_flax.config import default_config, flatten  # noqa: PLC0415 (after cli.start)
 
     nullable = {k for k, v in flatten(default_config().to_dict()).items() if v is None}
-    kept, nones, args = argv[:1], {}, iter(argv[1:])
-    for arg in args:
-        name, eq, value = arg.lstrip("-").partition("=")
-        flag, _, field = name.partition(".")
-        if not (arg.startswith("-") and flag in names and field in nullable):
-            kept.append(arg)
-            continue
-        value = value if eq else next(args, "")
-        nones.pop(name, None)  # the last one given wins
-        if value == "None":
-            nones[name] = None
-        else:
-            kept += [arg] if eq else [arg, value]
-    return kept, nones
-
-
-def _set_nones(flag_values, nones: Mapping[str, None]) -> None:
-    """Sets each field of `nones` (`config.data_seed`, from `_take_nones`) to None."""
-    for name in nones:
-        flag, *path, field = name.split(".")
-        owner = flag_values[flag].value
-        for key in path:
-            owner = owner[key]
-        owner[field] = None
+    kept, nones = argv[:1], {}
+    for name, value, args in _flags_in(argv, given):
+        nones[name] = name.partition(".")[2] in nullable and value == "None"  # the last one wins
+        kept += [] if nones[name] else args
+    return kept, [name for name, none in nones.items() if none]
 
 
 class _ProjectLines(py_logging.Filter):

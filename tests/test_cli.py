@@ -698,6 +698,20 @@ def test_a_field_whose_default_is_none_is_set_back_to_none(tmp_path, parse):
     assert config_none.data_seed is None
     status, msg = parse("--config", str(config), "--config.learning_rate=None")
     assert status == 2 and "--config.learning_rate=None: could not convert string to float" in msg
+    # A value left out at the end (`--config.pretrained $CKPT`, CKPT unset): absl says so.
+    status, msg = parse("--config", str(config), "--config.pretrained")
+    assert status == 2 and "Missing value for flag --config.pretrained" in msg, msg
+    # In a --flagfile, as on the command line: its config file and overrides, its tuples counted.
+    (flagfile := tmp_path / "flags.txt").write_text(
+        f"--config={config}\n--config.data_seed=None\n--config.archive\nNone\n"
+        "--config.model.depths=2,2\n"
+    )
+    given = parse(f"--flagfile={flagfile}")
+    assert (given.data_seed, given.archive, given.data_dir, given.model.depths) == (
+        None, None, "tfds", (2, 2)
+    )  # fmt: skip
+    status, msg = parse(f"--flagfile={flagfile}", "--config.model.depths=2,2")
+    assert status == 2 and msg.startswith("Error: --config.model.depths is given 2 times"), msg
 
 
 def test_overrides_before_or_without_the_config_file_say_to_give_it_first(parse):
@@ -706,11 +720,13 @@ def test_overrides_before_or_without_the_config_file_say_to_give_it_first(parse)
     assert (status, msg) == (2, "Error: --config.model.embed_dim=64 comes before --config FILE, "
                                 "whose config it changes: give --config FILE first, then its "
                                 "overrides.")  # fmt: skip
-    status, msg = parse("--workdir", "runs/a", "--config.model.embed_dim=64")
-    assert (status, msg) == (2, "Error: --config.model.embed_dim changes a field of the config "
-                                "file that --config gives, but no --config FILE is given: give "
-                                "--config FILE (e.g. configs/strong.py) first, then its "
-                                "overrides.")  # fmt: skip
+    for override in ("model.embed_dim=64", "archive=None"):  # None: a value of its own
+        field = override.partition("=")[0]
+        status, msg = parse("--workdir", "runs/a", f"--config.{override}")
+        assert (status, msg) == (2, f"Error: --config.{field} changes a field of the config "
+                                    "file that --config gives, but no --config FILE is given: "
+                                    "give --config FILE (e.g. configs/strong.py) first, then its "
+                                    "overrides.")  # fmt: skip
 
 
 def test_two_config_files_or_a_bool_after_a_space_are_refused(parse):
