@@ -567,7 +567,7 @@ def _config_file_error(e: BaseException, paths: list[str]) -> str | None:
             field = named[0] if len(named) == 1 else field
             article = "an" if wanted[0] in "aeiou" else "a"
             said = f"config.{field}: {value} is a {given}; the field takes {article} {wanted}"
-    if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] == "configs":
+    if isinstance(err, ImportError) and (err.name or "").split(".")[0] == "configs":  # or hidden
         said += (
             "; the recipes in configs/ are importable when swin_flax runs from the repository's "
             "checkout (pip install -e .), else put the folder that holds configs/ on PYTHONPATH"

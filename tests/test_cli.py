@@ -642,6 +642,17 @@ def test_a_config_file_anywhere_may_start_from_a_recipe(tmp_path, parse, monkeyp
     status, msg = parse("--config", str(mine))
     assert status == 2 and f"{mine} line 1 failed to load (ModuleNotFoundError: " in msg, msg
     assert "else put the folder that holds configs/ on PYTHONPATH)." in msg, msg
+    # Another `configs` package ahead of the recipes (the user's own, or one in site-packages).
+    (other := tmp_path / "other" / "configs").mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    monkeypatch.setattr(sys, "path", [str(other.parent), *path])
+    monkeypatch.setattr(cli, "_CHECKOUT", repo)
+    for name in [m for m in sys.modules if m.split(".")[0] == "configs"]:
+        monkeypatch.delitem(sys.modules, name)
+    status, msg = parse("--config", str(mine))
+    said = f"(ImportError: cannot import name 'demo' from 'configs' ({other / '__init__.py'}); "
+    assert status == 2 and f"{mine} line 1 failed to load {said}the recipes in" in msg, msg
+    assert "else put the folder that holds configs/ on PYTHONPATH)." in msg, msg
 
 
 @pytest.mark.parametrize(
