@@ -678,8 +678,11 @@ def test_a_data_dir_copied_in_part_names_the_files(prepared, tmp_path, damage):
         ('{"name": "cifar10"', "its dataset_info.json cannot be read: Expecting"),
         ("no splits", "its dataset_info.json lists no train split"),
         ("test only", "its dataset_info.json lists no train split"),
+        ("[1]", "its dataset_info.json is not that of cifar10 VERSION"),  # JSON, but no object
+        ('"x"', "its dataset_info.json is not that of cifar10 VERSION"),
+        ("5", "its dataset_info.json is not that of cifar10 VERSION"),
     ],
-    ids=["empty", "braces", "cut_short", "no_splits", "test_only"],
+    ids=["empty", "braces", "cut_short", "no_splits", "test_only", "list", "text", "number"],
 )
 def test_a_data_dir_with_a_damaged_info_file_names_it(prepared, tmp_path, damage, why):
     """dataset_info.json emptied, cut short, or listing no train split, as after a copy in part:
@@ -696,7 +699,8 @@ def test_a_data_dir_with_a_damaged_info_file_names_it(prepared, tmp_path, damage
     with pytest.raises(sources.DataError) as refused:
         sources.load_split("cifar10", "train", data_dir=str(tmp_path / "data"), download=False)
     msg = str(refused.value)
-    assert msg.startswith(f"The train split of cifar10 in {folder} cannot be read ({why}")
+    why = why.replace("VERSION", version)
+    assert msg.startswith(f"The train split of cifar10 in {folder} cannot be read ({why}"), msg
     assert msg.endswith(
         "): its files (dataset_info.json) are missing, cut short or damaged, as after an "
         "incomplete copy. Copy the data_dir again, whole, or read the genuine archive directly: "

@@ -194,7 +194,8 @@ def _info_fault(path: str, dataset: str, split: str) -> str:
         return f"its dataset_info.json cannot be read: {e}"
     if not info:  # an empty file, {}, [], null
         return "its dataset_info.json is empty"
-    if not isinstance(info, dict) or info.get("version") != (version := _tfds_version(dataset)):
+    version = _tfds_version(dataset)
+    if not isinstance(info, dict) or info.get("version") != version:  # or JSON, but no object
         return f"its dataset_info.json is not that of {dataset} {version}"
     if split not in [s.get("name") for s in info.get("splits", [])]:
         return f"its dataset_info.json lists no {split} split"
