@@ -555,6 +555,19 @@ def test_tfds_manual_dir_with_an_archive_of_the_right_size_but_not_genuine(tmp_p
     sources._fail_fast_if_unobtainable("cifar100", str(tmp_path), False, None, 1.0)
 
 
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_the_genuine_archive_is_the_one_tfds_registry_lists(dataset):
+    """Each archive's URL, size and SHA-256 as the installed tensorflow-datasets verifies them (its
+    registry, url_checksums/DATASET.txt: URL, size, SHA-256, file name, tab-separated), so that a
+    tfds upgrade that changes them fails here, not in a user's offline check."""
+    from importlib import resources  # noqa: PLC0415
+
+    registry = resources.files("tensorflow_datasets") / "url_checksums" / f"{dataset}.txt"
+    rows = [line.split("\t") for line in registry.read_text().splitlines() if line.strip()]
+    name, size, sha256 = sources._TFDS_ARCHIVE[dataset]
+    assert [sources._TFDS_URL + name, str(size), sha256, name] in rows, rows
+
+
 def test_tfds_manual_dir_with_the_python_archive_names_it(tmp_path):
     """cifar-100-python.tar.gz in tfds' manual folder, which tfds does not read: named, with the
     way to read it (was the paragraph of the three ways, as if the folder were empty)."""
