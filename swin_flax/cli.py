@@ -520,15 +520,18 @@ def _check_config_files(flag_values, argv: list[str]) -> dict[str, str]:
 def _flags_in(argv: list[str], names: Iterable[str]) -> Iterator[tuple[str, str | None, list[str]]]:
     """Each argument after the program as (name, value, its arguments): a flag of `names` or a
     field of one (`--config.seed`; absl takes -flag as --flag) with its value after '=', else the
-    next argument (None at the end); any other as ('', None, [it])."""
-    args = iter(argv[1:])
-    for arg in args:
+    next argument (None: at the end, or a field's before a flag, as a true/false field takes none);
+    any other as ('', None, [it])."""
+    pairs = iter(zip(argv[1:], [*argv[2:], None]))
+    for arg, following in pairs:
         name, eq, value = arg.lstrip("-").partition("=")
         if not arg.startswith("-") or name.partition(".")[0] not in names:
             yield "", None, [arg]
+        elif eq or following is None or "." in name and following.startswith("-"):
+            yield name, value if eq else None, [arg]
         else:
-            value = value if eq else next(args, None)
-            yield name, value, [arg] if eq or value is None else [arg, value]
+            next(pairs)  # its value
+            yield name, following, [arg, following]
 
 
 def _config_file_error(e: BaseException, paths: list[str]) -> str | None:
@@ -588,10 +591,9 @@ def _no_such_field(said: str) -> tuple[str, str]:
 
 
 def _take_nones(argv: list[str], given: Iterable[str]) -> tuple[list[str], list[str]]:
-    """`argv` without the overrides that set a field whose default is None back to None
-    (`--config.data_seed=None`, which ml_collections would parse as an int, or as the text
-    'None') of the config flags `given` a file, and those overrides' names (`config.data_seed`),
-    for the caller to set once the config is loaded."""
+    """`argv` less the overrides that set a field whose default is None back to None of the config
+    flags `given` a file (`--config.data_seed=None`, which ml_collections would parse as an int or
+    the text 'None'), and their names (`config.data_seed`), to set once the config is loaded."""
     if not given:  # no config file: an override left is an unknown flag, said as such
         return argv, []
     from swin_flax.config import default_config, flatten  # noqa: PLC0415 (after cli.start)

@@ -707,6 +707,12 @@ def test_a_field_whose_default_is_none_is_set_back_to_none(tmp_path, parse):
     assert config_3.data_seed == 3
     config_none = parse("--config", str(config), "--config.data_seed=3", "--config.data_seed=None")
     assert config_none.data_seed is None
+    # After a true/false field given without a value, which takes none.
+    flags = ["--config.weight_decay_exempt", "--config.data_seed=None", "--config.archive", "None"]
+    config_bool = parse("--config", str(config), "--noconfig.weight_decay_exempt", *flags)
+    assert (config_bool.weight_decay_exempt, config_bool.data_seed, config_bool.archive) == (
+        True, None, None
+    )  # fmt: skip
     status, msg = parse("--config", str(config), "--config.learning_rate=None")
     assert status == 2 and "--config.learning_rate=None: could not convert string to float" in msg
     # A value left out at the end (`--config.pretrained $CKPT`, CKPT unset): absl says so.
