@@ -35,9 +35,8 @@ def main(argv):
     print(summary.summary_table(model, depth=FLAGS.depth, batch_size=FLAGS.batch_size))
     if len(names := runs.names(config)) > 1:  # several runs (num_runs, sweep): one model each
         holds = f"{FLAGS.workdir} holds" if FLAGS.workdir else "the config trains"
-        print(
-            f"{holds} {len(names)} runs of this model ({', '.join(names)}): the table is each one's"
-        )
+        shown = "; ".join(names[:3]) + ("; ..." if len(names) > 3 else "")
+        print(f"{holds} {len(names)} runs of this model ({shown}): the table is each one's")
 
 
 if __name__ == "__main__":

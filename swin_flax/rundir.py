@@ -134,24 +134,20 @@ def check_same_recipe(config: ConfigDict, workdir: epath.Path) -> None:
 
     if len(diffs) > 6:  # another config file, likely: a line of flags would not help
         sessions = session_lines(workdir)
-        last = f" (it last ran with: {sessions[-1].partition(': ')[2]})" if sessions else ""
+        last = sessions and f" (its last session ran: {sessions[-1].partition(': ')[2]})"
         raise ConfigError(
             f"--workdir {workdir} holds a run that started with other settings than this "
             f"config's: {len(diffs)} differ ({', '.join(diffs[:4])}, ...; "
             f"{workdir / 'config.txt'} lists the run's). A resumed run continues the run it "
-            f"started: give the config file and overrides it started with{last}, or a new "
-            "--workdir to start afresh."
+            f"started: give the config file and overrides it started with{last or ''}, and "
+            f"--workdir {workdir}; or a new --workdir to start afresh."
         )
     ours = ", ".join(f"{k}={text(now[k])}" for k in diffs)
-    flags = " ".join(f"--config.{k}={text(started[k])}" for k in diffs if started[k] is not None)
-    unset = ", ".join(f"config.{k}" for k in diffs if started[k] is None)
-    resume = " and ".join(
-        filter(None, (flags and f"pass {flags}", unset and f"leave {unset} unset"))
-    )
+    flags = " ".join(f"--config.{k}={text(started[k])}" for k in diffs)  # None: cli takes it
     raise ConfigError(
         f"--workdir {workdir} holds a run that started with other settings than this config's "
         f"({ours}). A resumed run continues the run it started (its recipe, seeds and runs): "
-        f"{resume} to resume it, or give a new --workdir to start afresh."
+        f"pass {flags} to resume it, or give a new --workdir to start afresh."
     )
 
 

@@ -1040,10 +1040,15 @@ def test_summary_of_a_trained_run(run, three_runs, tmp_path):
     out = run_script("summary.py", "--workdir", str(three_runs[0]), cwd=tmp_path)
     assert f"Total params: {count:,}" in out.stdout, out.stdout[-1500:]  # the same model
     assert out.stdout.splitlines()[-1] == (
-        f"{three_runs[0]} holds 3 runs of this model ({', '.join(NAMES_3)}): the table is each "
+        f"{three_runs[0]} holds 3 runs of this model ({'; '.join(NAMES_3)}): the table is each "
         "one's"
     )
     demo = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "demo.py")
+    out = run_script("summary.py", "--config", demo, "--config.num_runs=40", cwd=tmp_path)
+    assert out.stdout.splitlines()[-1] == (  # the first names, not forty
+        "the config trains 40 runs of this model (seed=0; seed=1; seed=2; ...): the table is "
+        "each one's"
+    )
     for args in ([], ["--workdir", str(run), "--config", demo]):
         message = fails_cleanly("summary.py", *args, cwd=tmp_path)
         assert "give --config FILE (a config's model, e.g. configs/strong.py, with" in message

@@ -414,6 +414,20 @@ def test_a_field_the_record_lacks_is_compared_with_its_default(tmp_path):
         rundir.inspect(c, tmp_path / "run")
 
 
+def test_a_field_the_run_left_none_is_named_with_none_to_resume(tmp_path):
+    """A run that left model.qk_scale at None, resumed by a config file that sets it: the flag
+    that resumes it gives None (scripts take --config.FIELD=None for such fields), not "leave it
+    unset", which a config file setting it cannot do."""
+    from swin_flax.config import default_config
+
+    c = default_config()
+    rundir.write_config(c, tmp_path / "run")
+    save_epoch_1(tmp_path / "run", c)
+    c.num_epochs, c.model.qk_scale = 2, 0.2
+    with pytest.raises(ConfigError, match=r"pass --config\.model\.qk_scale=None to resume it"):
+        rundir.inspect(c, tmp_path / "run")
+
+
 def test_a_constant_schedule_run_that_recorded_an_unread_lr_min_resumes_with_none(tmp_path):
     """config.validate refuses lr_min / warmup_lr_init with schedule='constant' (it reads neither);
     a run whose config.json recorded one resumes with them unset, as the same computation."""
@@ -543,6 +557,7 @@ def test_config_txt_records_what_started_each_session_and_a_line_per_field(tmp_p
     with pytest.raises(ConfigError) as e:
         rundir.inspect(c, tmp_path / "run")
     assert str(e.value).endswith(
-        "give the config file and overrides it started with (it last ran with: cd /elsewhere && "
-        "python scripts/main.py), or a new --workdir to start afresh."
+        "give the config file and overrides it started with (its last session ran: cd /elsewhere "
+        f"&& python scripts/main.py), and --workdir {tmp_path / 'run'}; or a new --workdir to "
+        "start afresh."
     )

@@ -545,7 +545,7 @@ def test_tfds_manual_dir_with_an_archive_of_the_right_size_but_not_genuine(tmp_p
         "is fd058f69f721805550c8dd797f4de14bd3d770bb7d7440c3f0f21578af4611aa, expected "
         "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec); tfds verifies the "
         "checksum and would reject it. Replace it with the original file, or read it directly, "
-        f"without tfds or checksums: --config.archive={fake}"
+        f"without tfds or checksums: --config.archive={fake} in place of --config.data_dir."
     )
     assert _files(tmp_path) == before
     # A file matching the registry's size and SHA-256 (here a stand-in's) passes to tfds.
@@ -581,7 +581,8 @@ def test_tfds_manual_dir_with_the_python_archive_names_it(tmp_path):
     assert str(refused.value) == (
         f"{python} is the python version of CIFAR-100, which tfds does not read: it prepares "
         f"cifar100 from cifar-100-binary.tar.gz only (placed at {manual}/cifar-100-binary.tar.gz). "
-        f"Read this one directly, without tfds: --config.archive={python}"
+        f"Read this one directly, without tfds: --config.archive={python} in place of "
+        "--config.data_dir."
     )
     check_equal(sources.load_split("cifar100", "test", archive=str(python)), *test)
 

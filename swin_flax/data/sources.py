@@ -262,14 +262,14 @@ def _fail_fast_if_unobtainable(
         raise DataError(
             f"{manual} is not the genuine {name} ({why}); tfds verifies the checksum and would "
             "reject it. Replace it with the original file, or read it directly, without tfds or "
-            f"checksums: --config.archive={manual}"
+            f"checksums: --config.archive={manual} in place of --config.data_dir."
         )
     python = os.path.join(os.path.dirname(manual), name.replace("binary", "python"))
     if os.path.exists(python):
         raise DataError(
             f"{python} is the python version of {PRETTY[dataset]}, which tfds does not read: it "
             f"prepares {dataset} from {name} only (placed at {manual}). Read this one directly, "
-            f"without tfds: --config.archive={python}"
+            f"without tfds: --config.archive={python} in place of --config.data_dir."
         )
     # A whole download in tfds' cache has its .INFO file beside it (a download cut short, a
     # FILE.tmp.* folder, has none); by data set (DIR/downloads/cifar10/), or at the top.
