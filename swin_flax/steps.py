@@ -54,11 +54,13 @@ class TrainMetrics(metrics.Collection):
 
 
 def top_k_correct(logits: Any, labels: Any, k: int = 5) -> Any:
-    """Per example: whether its label is among its k largest logits (fewer than k logits above the
-    label's: a tie counts for the label); k=5: the top5_accuracy (Acc@5) of the loop and of
-    evaluation. NumPy or JAX arrays: both compute it here."""
-    label_logit = logits[np.arange(len(labels)), labels]
-    return (logits > label_logit[:, None]).sum(-1) < k
+    """Per example: whether its label is among its k largest logits, fewer than k ranked before it
+    (a tie ranked by index, as argmax and a stable sort do: ties are common in bfloat16, and k=1
+    is then argmax's accuracy); k=5: the top5_accuracy (Acc@5) of the loop and of evaluation.
+    NumPy or JAX arrays: both compute it here."""
+    label_logit, first = logits[np.arange(len(labels)), labels][:, None], labels[:, None]
+    tied_before = (logits == label_logit) & (np.arange(logits.shape[-1]) < first)
+    return ((logits > label_logit) | tied_before).sum(-1) < k
 
 
 @flax.struct.dataclass

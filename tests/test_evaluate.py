@@ -44,8 +44,11 @@ def test_confusion_matrix_and_scores_by_hand():
 
 
 def top5_by_sorting(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The reference top-5 accuracy: the label among the first 5 of numpy's argsort of -logits."""
-    return float(np.mean([y in np.argsort(-row)[:5] for row, y in zip(logits, labels)]))
+    """The reference top-5 accuracy: the label among the first 5 of numpy's stable argsort of
+    -logits (ties in index order, as argmax)."""
+    return float(
+        np.mean([y in np.argsort(-row, kind="stable")[:5] for row, y in zip(logits, labels)])
+    )
 
 
 def test_top5_accuracy_against_sorting():
@@ -56,9 +59,32 @@ def test_top5_accuracy_against_sorting():
     assert result["accuracy"] < 0.2 < want < 0.6 and result["top5_accuracy"] == want
     as_jax = steps.top_k_correct(jax.numpy.asarray(logits), jax.numpy.asarray(labels))  # float32
     assert float(as_jax.mean()) == want
-    # By hand (one-hot logits): a wrong prediction leaves one logit above the label's.
-    assert [steps.top_k_correct(np.eye(3)[PREDS], LABELS, k).mean() for k in (1, 2)] == [5 / 8, 1]
-    assert steps.top_k_correct(np.zeros((1, 6)), np.array([5])).all()  # a tie counts for the label
+    # By hand (one-hot logits): a wrong prediction ranks the label second, or third behind a lower
+    # class tied with it (label 1 predicted 2, label 2 predicted 0).
+    assert [steps.top_k_correct(np.eye(3)[PREDS], LABELS, k).mean() for k in (1, 2)] == [
+        5 / 8,
+        6 / 8,
+    ]
+    ties = np.zeros((2, 6)), np.array([1, 5])  # all equal: class 1 ranks second, class 5 last
+    assert [steps.top_k_correct(*ties, k).tolist() for k in (1, 2, 6)] == [
+        [False, False],
+        [True, False],
+        [True, True],
+    ]
+
+
+def test_top1_of_tied_logits_is_argmax_accuracy():
+    """bfloat16 logits tie often (here: 4 values over 10 classes): top-1 is argmax's accuracy and
+    top-5 the stable sort's, in NumPy and in JAX's bfloat16."""
+    rng = np.random.default_rng(1)
+    logits, labels = rng.integers(0, 4, (300, 10)).astype(np.float32), rng.integers(0, 10, 300)
+    argmax_right = int((logits.argmax(-1) == labels).sum())
+    stable_top5 = round(top5_by_sorting(logits, labels) * 300)
+    as_bf16 = jax.numpy.asarray(logits, jax.numpy.bfloat16), jax.numpy.asarray(labels)
+    for pair in ((logits, labels), as_bf16):
+        assert int(steps.top_k_correct(*pair, k=1).sum()) == argmax_right
+        assert int(steps.top_k_correct(*pair).sum()) == stable_top5
+    assert evaluate.scores(logits, labels, 10)["accuracy"] == argmax_right / 300
 
 
 def test_per_class_table():
