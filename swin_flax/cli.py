@@ -66,8 +66,9 @@ def config_or_run(config: Any, workdir: str | None, what: str) -> Any:
 
 
 def command_line() -> str:
-    """This process's command as typed, after a cd to the folder it ran in, quoted for the shell
-    (pasted, it runs the same): what a run records of each session that trains it."""
+    """This process's command as typed, after a cd to the folder it ran in, quoted for the shell:
+    what a run records of each session that trains it. Not all it ran with: the environment's
+    variables are not recorded, and config.txt writes a `python -c` program's newlines as \\n."""
     return f"cd {shlex.quote(os.getcwd())} && {shlex.join(sys.orig_argv)}"
 
 
