@@ -117,8 +117,7 @@ def main(argv):
     if FLAGS.json and os.path.realpath(FLAGS.json) != os.path.realpath(paths["scores"]):
         paths["json"] = f"{shutil.copyfile(paths['scores'], FLAGS.json)}{replacing}"
     print(f"wrote {', '.join(str(p) for p in paths.values())} and TensorBoard summaries")
-    to_run = os.path.relpath(os.path.realpath(eval_dir), os.path.realpath(run.workdir))
-    in_run = to_run.split(os.sep)[0] != os.pardir
+    in_run = runfiles.inside(os.path.realpath(eval_dir), os.path.realpath(run.workdir))
     if _scored(before, in_run) not in (None, _scored(result, in_run)):
         other = "another --eval_dir" if FLAGS.eval_dir else "--eval_dir"
         each = " (with each run's scores)" if "runs" in before else ""
