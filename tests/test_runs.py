@@ -349,12 +349,13 @@ def test_sweep_with_seeds_equals_separate_runs_through_a_stop(tmp_path, archive,
         alone_best, _ = restore_latest(tmp_path / f"single{k}", "best")
         assert best_meta["best_epoch"][k] == alone["best_epoch"]
         _close(_slice(many_best["params"], k), alone_best["params"], single.learning_rate)
-        curve = read_scalars(tmp_path / "many" / "runs" / names[k])["test_accuracy"]
-        np.testing.assert_allclose(
-            [curve[s] for s in sorted(curve)],
-            [v for _, v in sorted(read_scalars(tmp_path / f"single{k}")["test_accuracy"].items())],
-            atol=1.01 / N_TEST,  # at most one test image on the other side of a near-tie
-        )
+        for tag in ("test_accuracy", "test_top5_accuracy"):
+            curve = read_scalars(tmp_path / "many" / "runs" / names[k])[tag]
+            np.testing.assert_allclose(
+                [curve[s] for s in sorted(curve)],
+                [v for _, v in sorted(read_scalars(tmp_path / f"single{k}")[tag].items())],
+                atol=1.01 / N_TEST,  # at most one test image on the other side of a near-tie
+            )
         row = result["runs"][k]
         assert row["name"] == names[k]
         assert abs(row["final_test_accuracy"] - alone["final_test_accuracy"]) <= 1.01 / N_TEST
