@@ -203,7 +203,7 @@ class Checkpoints:
                         f"its {which!r} checkpoint of step {step} was not written, so as not to "
                         f"recreate that path. Run the same command again with --workdir set to "
                         "its new path to resume it from its last checkpoint there.",
-                        f"{which}/{step}",
+                        step,
                     )
                 _save(*write)
 

@@ -42,12 +42,12 @@ class CheckpointWriteError(OSError):
 
 
 class WorkdirMoved(CheckpointWriteError):
-    """A save not made (`checkpoint`: 'latest/16'): the workdir was moved while the run trained
-    (the save would recreate the old path, splitting the run in two)."""
+    """A save of `step` not made, nor its step's saves queued behind it: the workdir was moved
+    while the run trained (the save would recreate the old path, splitting the run in two)."""
 
-    def __init__(self, message: str, checkpoint: str):
+    def __init__(self, message: str, step: int):
         super().__init__(message)
-        self.checkpoint = checkpoint
+        self.step = step
 
 
 class TrainingDiverged(RuntimeError):

@@ -362,12 +362,13 @@ def _train_whole_epoch(loop: Session, state, progress, batches, step: int, epoch
     return state, step, train, speed
 
 
-def _check_in_place(loop: Session, step: int, done: bool = False) -> None:
+def _check_in_place(loop: Session, step: int, done: bool = False, failed=None) -> None:
     """Stops the run before it writes (at an epoch's end, a stop; `done`: before its summary) if its
     workdir was moved or renamed while it trained (orbax would recreate the old path and split the
-    run in two). The writes in flight are waited for first, so that the message says where each
-    went. Process 0's claim tells every process, which all stop."""
-    failed = loop.ckpts.wait()
+    run in two). The writes in flight are waited for first (`failed`: their failure, when the
+    caller waited), so that the message says where each went. Process 0's claim tells every
+    process, which all stop."""
+    failed = loop.ckpts.wait() or failed
     now = distributed.gather(loop.claim.moved())[0]
     if now is None:
         if failed is not None:
@@ -375,13 +376,13 @@ def _check_in_place(loop: Session, step: int, done: bool = False) -> None:
         return
     last = checkpoints.newest_step(checkpoints.series_dir(now, "latest")) if now else None
     old, new, once = runfiles.absolute(loop.workdir), shlex.quote(now or "NEW_PATH"), ""
-    lost = ""  # a write the move stopped (Checkpoints' in_place)
+    lost = ""  # the writes the move stopped (Checkpoints' in_place)
     if isinstance(failed, WorkdirMoved):
-        lost = (
-            f"; {runfiles.CHECKPOINTS}/{failed.checkpoint}, queued before the move, was not written"
-        )
+        lost = f"; step {failed.step}'s checkpoints still queued as it moved were not written"
     if not old.exists():
         written = f": nothing was written at {loop.workdir}{lost}."
+    elif runfiles.is_run_folder(old):  # a new run started under the freed name: not this one's
+        written = f"{lost}. {old} holds another run now, left as it is."
     else:  # a save under way as the folder moved: orbax made the old path again
         made = [
             f"{runfiles.CHECKPOINTS}/{which}/{s}"
@@ -395,7 +396,8 @@ def _check_in_place(loop: Session, step: int, done: bool = False) -> None:
             if made
             else f" (no complete checkpoint in it): {rm}."
         )
-        if kept := max((int(m.rpartition("/")[2]) for m in made if "/latest/" in m), default=None):
+        kept = max((int(m.rpartition("/")[2]) for m in made if "/latest/" in m), default=None)
+        if kept is not None and kept > (last or 0):
             last, once = kept, ", once moved"
     if not now:  # deleted, or no /proc to tell
         how = ", renamed or deleted while the run trained"
@@ -533,8 +535,16 @@ def _learning_rates(lr_fns: list, step: int) -> np.ndarray:
 
 
 def _preempted(loop: Session, step: int) -> Preempted:
-    """The stop, its paragraph first naming another process's signal when that stopped this one."""
+    """The stop, its paragraph first naming another process's signal when that stopped this one;
+    once its save is written (one refused as the workdir moved: the stop says so, as the check)."""
     cause = f"{loop.stop.cause}: " if loop.stop.cause else ""
+    if isinstance(failed := loop.ckpts.wait(), WorkdirMoved):  # seen by the writer alone
+        try:
+            _check_in_place(loop, step, failed=failed)
+        except ConfigError as e:
+            return Preempted(f"{cause}{e}", loop.stop.by_user)
+    if failed is not None:
+        raise failed
     return Preempted(
         f"{cause}stopped at {rundir.position(step, loop.per_epoch)} and saved a checkpoint in "
         f"{loop.ckpts.root / 'latest'}. Run {again()} to resume from there.",

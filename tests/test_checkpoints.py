@@ -11,7 +11,7 @@ import pytest
 from orbax.checkpoint.type_handlers import NumpyHandler
 
 from swin_flax import checkpoints
-from swin_flax.errors import CheckpointError, CheckpointWriteError
+from swin_flax.errors import CheckpointError, CheckpointWriteError, WorkdirMoved
 
 
 def test_peek_opens_no_manager_without_a_step_folder(tmp_path, monkeypatch):
@@ -170,6 +170,24 @@ def test_latest_is_not_written_after_its_best_failed(tmp_path, monkeypatch):
         ckpts.close()
     assert tried == ["best"]
     assert checkpoints.newest_step(checkpoints.series_dir(tmp_path, "latest")) == 4
+
+
+def test_a_save_the_writer_finds_moved_is_not_written(tmp_path):
+    """The writer thread asks `in_place` before each write: a workdir no longer in place (moved)
+    gets no write, nor its step's saves queued behind it, and close raises the refusal."""
+    ckpts = checkpoints.Checkpoints(tmp_path / "run", in_place=lambda: False)
+    ckpts.save("best", 8, {"params": _state(8)["w"]}, {"step": 8})
+    ckpts.save("latest", 8, _state(8), {"step": 8})
+    with pytest.raises(WorkdirMoved) as raised:
+        ckpts.close()
+    assert raised.value.step == 8 and str(raised.value) == (
+        f"--workdir {tmp_path / 'run'} was moved or renamed while the run trained: its 'best' "
+        "checkpoint of step 8 was not written, so as not to recreate that path. Run the same "
+        "command again with --workdir set to its new path to resume it from its last checkpoint "
+        "there."
+    )
+    for which in ("latest", "best"):  # the managers' empty folders alone
+        assert os.listdir(checkpoints.series_dir(tmp_path / "run", which)) == []
 
 
 def test_a_step_saved_again_replaces_the_one_on_disk(tmp_path):

@@ -513,14 +513,15 @@ def test_a_workdir_deleted_while_training_stops_the_run_without_a_place_to_name(
     assert not workdir.exists()
 
 
-@pytest.mark.parametrize("moved_as", ["best/16 is written", "best/16 is done"])
+@pytest.mark.parametrize("moved_as", ["best/16 is written", "best/16 is done", "best/16 is due"])
 def test_a_workdir_moved_while_a_save_is_written_is_told_where_each_went(
     tmp_path, monkeypatch, moved_as
 ):
     """The workdir renamed while the writer thread saves epoch 2: as it writes best/16 (orbax
-    recreates the old path and writes it there), or once best/16 is done; either way latest/16,
-    queued behind it, sees the move and is not written (nor the old path recreated). The check at
-    the next epoch's end waits for the writes first and says where each went and what to do."""
+    recreates the old path and writes it there), once best/16 is done, or just before the thread's
+    check of best/16; either way the step's saves still queued see the move and are not written
+    (nor the old path recreated). The check at the next epoch's end waits for the writes first and
+    says where each went and what to do."""
     workdir, moved = tmp_path / "run", tmp_path / "moved"
     workdir.mkdir()
     real_save = checkpoints._save
@@ -533,10 +534,18 @@ def test_a_workdir_moved_while_a_save_is_written_is_told_where_each_went(
         if this == "best/16" and moved_as == "best/16 is done":
             workdir.rename(moved)
 
+    checks = []
+
+    def in_place() -> bool:  # the thread's check before each write: best/8, latest/8, best/16, ...
+        checks.append(len(checks))
+        if len(checks) == 3 and moved_as == "best/16 is due":
+            workdir.rename(moved)
+        return claim.moved() is None
+
     monkeypatch.setattr(checkpoints, "_save", moving)
     state = {"w": np.zeros(2, np.float32)}
     with rundir.Claim(workdir) as claim:
-        ckpts = checkpoints.Checkpoints(workdir, in_place=lambda: claim.moved() is None)
+        ckpts = checkpoints.Checkpoints(workdir, in_place=in_place)
         loop = types.SimpleNamespace(claim=claim, workdir=workdir, per_epoch=8, ckpts=ckpts)
         for step in (8, 16):  # each epoch's end: best/ then latest/, queued to the writer
             train._check_in_place(loop, step)
@@ -549,15 +558,16 @@ def test_a_workdir_moved_while_a_save_is_written_is_told_where_each_went(
         f"--workdir {workdir} was moved or renamed while the run trained: it is now {moved}. The "
         "run stopped at global step 24 (the end of epoch 3) without saving, so as not to split it"
     )
-    lost = "checkpoints/latest/16, queued before the move, was not written"
+    lost = "step 16's checkpoints still queued as it moved were not written"
     resume = f"Run the same command again with --workdir {moved} to resume it from its last"
     assert checkpoints.steps_held(moved / "checkpoints" / "latest") == [8]
-    if moved_as == "best/16 is done":
+    if moved_as != "best/16 is written":
         assert str(e.value) == (
             f"{head}: nothing was written at {workdir}; {lost}. {resume} checkpoint (step 8)."
         )
         assert not workdir.exists()
-        assert checkpoints.steps_held(moved / "checkpoints" / "best") == [16]
+        best = [16] if moved_as == "best/16 is done" else [8]
+        assert checkpoints.steps_held(moved / "checkpoints" / "best") == best
     else:
         orphan, target = workdir / "checkpoints/best/16", moved / "checkpoints/best/16"
         assert str(e.value) == (
@@ -567,6 +577,67 @@ def test_a_workdir_moved_while_a_save_is_written_is_told_where_each_went(
         )
         assert checkpoints.steps_held(workdir / "checkpoints" / "best") == [16]
         assert not (workdir / "checkpoints" / "latest").exists()
+
+
+@pytest.mark.parametrize("old_path_holds", ["another run", "an older checkpoint"])
+def test_what_a_moved_workdir_s_old_path_holds_is_told_apart(tmp_path, old_path_holds):
+    """The old path holds something after a move: a new run started under the freed name (its
+    config.json: left alone, no mv or rm offered), or a save under way as it moved that wrote an
+    older step than the moved folder's newest (the resume names the newest)."""
+    workdir, moved = tmp_path / "run", tmp_path / "moved"
+    workdir.mkdir()
+    state = {"w": np.zeros(2, np.float32)}
+    with rundir.Claim(workdir) as claim:
+        ckpts = checkpoints.Checkpoints(workdir)
+        for step in (8, 16):
+            ckpts.save("latest", step, state, {"step": step})
+        ckpts.wait()
+        workdir.rename(moved)
+        (workdir / "checkpoints" / "latest").mkdir(parents=True)
+        if old_path_holds == "another run":
+            (workdir / "config.json").write_text("{}")
+        shutil.copytree(moved / "checkpoints/latest/8", workdir / "checkpoints/latest/8")
+        loop = types.SimpleNamespace(claim=claim, workdir=workdir, per_epoch=8, ckpts=ckpts)
+        with pytest.raises(errors.ConfigError) as e:
+            train._check_in_place(loop, 24)
+        ckpts.close()
+    said = str(e.value)
+    resume = f"Run the same command again with --workdir {moved} to resume it from its last "
+    assert said.endswith(f"{resume}checkpoint (step 16).")
+    if old_path_holds == "another run":
+        assert f"split it. {workdir} holds another run now, left as it is. {resume}" in said
+        assert "rm -r" not in said
+    else:
+        assert f"recreated {workdir} and wrote checkpoints/latest/8 there" in said
+    assert checkpoints.steps_held(workdir / "checkpoints" / "latest") == [8]  # left as it was
+
+
+def test_a_stop_whose_save_the_moved_workdir_refused_is_still_a_stop(tmp_path):
+    """The workdir moved after the stop's check, before the writer's: the save is not written, and
+    the stop says so (exit 75 and its cause kept, the new path named), once, not raised at close."""
+    workdir, moved = tmp_path / "run", tmp_path / "moved"
+    workdir.mkdir()
+    state = {"w": np.zeros(2, np.float32)}
+    with rundir.Claim(workdir) as claim:
+        ckpts = checkpoints.Checkpoints(workdir, in_place=lambda: claim.moved() is None)
+        stop = types.SimpleNamespace(cause="process 1 received SIGTERM", by_user=False)
+        loop = types.SimpleNamespace(
+            claim=claim, workdir=workdir, per_epoch=4, ckpts=ckpts, stop=stop
+        )
+        train._check_in_place(loop, 6)  # the stop's check: in place
+        workdir.rename(moved)
+        ckpts.save("latest", 6, state, {"step": 6})
+        preempted = train._preempted(loop, 6)
+        ckpts.close()
+    assert isinstance(preempted, errors.Preempted) and not preempted.by_user
+    assert str(preempted) == (
+        f"process 1 received SIGTERM: --workdir {workdir} was moved or renamed while the run "
+        f"trained: it is now {moved}. The run stopped at global step 6 (step 2 of epoch 2) without "
+        f"saving, so as not to split it: nothing was written at {workdir}; step 6's checkpoints "
+        "still queued as it moved were not written. Run the same command again with --workdir "
+        f"{moved} to start it afresh there (no checkpoint was written yet)."
+    )
+    assert not workdir.exists() and not (moved / "checkpoints" / "latest" / "6").exists()
 
 
 def test_a_workdir_that_cannot_be_created_leaves_none_of_its_folders(tmp_path):
