@@ -58,13 +58,14 @@ def session_lines(workdir: epath.Path) -> list[str]:
     return []
 
 
-def undo_start(workdir: epath.Path, existed: bool) -> None:
-    """After a new run's start that ended before it wrote its config (Ctrl-C while its state was
-    built): the empty folders it made go (the checkpoint series; the workdir if it made it)."""
+def undo_start(workdir: epath.Path, made: list[epath.Path]) -> None:
+    """After a new run's start that ended before it wrote its config (the workdir not creatable,
+    another process refused, Ctrl-C while its state was built): the empty folders it made go, the
+    deepest first (the checkpoint series, then `made`: the workdir and its parents it created)."""
     if runfiles.is_run_folder(workdir):
         return
     series = (workdir / runfiles.CHECKPOINTS / which for which in runfiles.SERIES)
-    for folder in (*series, workdir / runfiles.CHECKPOINTS, *([] if existed else [workdir])):
+    for folder in (*series, workdir / runfiles.CHECKPOINTS, *made):
         with contextlib.suppress(OSError, ValueError):  # not there, not empty (epath's ValueError)
             folder.rmdir()
 
@@ -347,6 +348,7 @@ class Claim:
 
     def __init__(self, workdir: str | os.PathLike, active: bool = True):
         self.workdir, self.active, self._fd = epath.Path(workdir), active, None
+        self.refused = False  # another process held it: its folder is not this start's to undo
         self._path = runfiles.absolute(workdir)  # where orbax writes, fixed at the start
 
     def take(self) -> None:
@@ -360,6 +362,7 @@ class Claim:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            self.refused = True
             raise ConfigError(
                 f"--workdir {self.workdir}: another process is training in it. Wait for it to end "
                 "(or stop it: on SIGTERM it saves and exits), or give another --workdir."

@@ -141,13 +141,13 @@ def train_and_evaluate(
         if finished:
             start_up.ready("finished")
             return rundir.report_finished(workdir, saved, config)
-        existed = workdir.exists()
+        made = list(itertools.takewhile(lambda p: not p.exists(), (workdir, *workdir.parents)))
         with rundir.Claim(workdir, active=jax.process_index() == 0) as claim:
             try:
                 return _train(config, workdir, saved, claim, start_up, t_start, command)
             except BaseException:
-                if saved is None and claim.held:  # not a start refused by another's claim
-                    rundir.undo_start(workdir, existed)
+                if saved is None and not claim.refused:  # another's claim: its folders
+                    rundir.undo_start(workdir, made)
                 raise
 
 
@@ -304,26 +304,17 @@ def _check_resume(config, workdir: epath.Path, saved, per_epoch: int, num_images
 def _create_workdir(workdir: epath.Path, saved, claim: rundir.Claim, start_up) -> None:
     """Creates the workdir (as the checkpoint managers would), claims it, and waits for every
     process to be ready: before orbax's first barrier, as from here on the processes' collectives
-    must match. The folders made for a start that fails here (or that another process refused)
-    are removed, the deepest first."""
-    made = [p for p in (workdir, *workdir.parents) if not p.exists()]
+    must match."""
     try:
-        try:
-            workdir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system: /proc)
-            raise ConfigError(
-                f"--workdir {workdir} cannot be created ({e.strerror or e}): give a folder you can "
-                "create."
-            ) from None
-        claim.take()
-        start_up.ready(
-            "start afresh" if saved is None else f"resume after step {saved.get('step')}", workdir
-        )
-    except ConfigError:
-        for folder in made:
-            with contextlib.suppress(OSError):  # not made, or another process's file in it
-                folder.rmdir()
-        raise
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system such as /proc)
+        raise ConfigError(
+            f"--workdir {workdir} cannot be created ({e.strerror or e}): give a folder you can create."
+        ) from None
+    claim.take()
+    start_up.ready(
+        "start afresh" if saved is None else f"resume after step {saved.get('step')}", workdir
+    )
 
 
 def _train_whole_epoch(loop: Session, state, progress, batches, step: int, epoch: int):

@@ -640,12 +640,16 @@ def test_a_stop_whose_save_the_moved_workdir_refused_is_still_a_stop(tmp_path):
     assert not workdir.exists() and not (moved / "checkpoints" / "latest" / "6").exists()
 
 
-def test_a_workdir_that_cannot_be_created_leaves_none_of_its_folders(tmp_path):
-    """mkdir fails at the workdir's own name (one rundir.inspect did not foresee, here too long):
-    the folders made above it on the way are removed, as the message says it cannot be created."""
+def test_a_workdir_that_cannot_be_created_leaves_none_of_its_folders(
+    tmp_path, archive, monkeypatch
+):
+    """mkdir fails at the workdir's own name (a limit rundir.inspect did not foresee, here a name
+    too long: its check left out): the folders made above it on the way are removed, as the
+    message says it cannot be created."""
+    monkeypatch.setattr(rundir, "_check_length", lambda *_: None)
     workdir = tmp_path / "a" / "b" / ("n" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1))
     with pytest.raises(errors.ConfigError, match=r"cannot be created \(File name too long\)"):
-        train._create_workdir(workdir, None, rundir.Claim(workdir), start_up=None)
+        train.train_and_evaluate(tiny_config(archive, epochs=1), str(workdir))
     assert os.listdir(tmp_path) == []
 
 
@@ -663,23 +667,27 @@ def test_a_sigterm_the_parent_ignored_stays_ignored_in_the_loop(tmp_path):
 
 
 def test_a_start_interrupted_before_its_config_leaves_no_folder(tmp_path, archive, monkeypatch):
-    """Ctrl-C while a new run's state is built (after the checkpoint folders are made, before its
-    config is written): the folders it made go; a workdir that was there (empty) stays."""
+    """Ctrl-C (or an error) while a new run's state is built (after the checkpoint folders are
+    made, before its config is written): the folders it made go, with the parents it made on the
+    way; a workdir that was there (empty) stays."""
 
     def interrupted(config, run_set, model, per_epoch, saved, ckpts, pretrained):
         if cached:  # what JAX's persistent cache (the scripts': WORKDIR/compilation_cache) wrote
             (ckpts.root.parent / "compilation_cache").mkdir()
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt if depth == 0 else MemoryError
 
     monkeypatch.setattr(train, "initial_state", interrupted)
-    for existed, cached in ((False, False), (True, False), (False, True)):
-        workdir = tmp_path / f"run{existed}{cached}"
+    cases = ((False, False, 0), (True, False, 0), (False, True, 0), (False, False, 3))
+    for existed, cached, depth in cases:  # depth: parents made on the way, top/d/d/d
+        top = tmp_path / f"run{existed}{cached}{depth}"
+        workdir = top.joinpath(*["d"] * depth)
         if existed:
             workdir.mkdir()
-        with pytest.raises(KeyboardInterrupt):  # not an error of the clean-up
+        with pytest.raises(KeyboardInterrupt if depth == 0 else MemoryError):  # not the clean-up's
             train.train_and_evaluate(tiny_config(archive, epochs=1), str(workdir))
         left = sorted(p.name for p in workdir.iterdir()) if workdir.exists() else None
         assert left == (["compilation_cache"] if cached else [] if existed else None)
+        assert top.exists() == (existed or cached)
 
 
 @pytest.mark.parametrize("killed_in_epoch", [1, 2])
