@@ -460,17 +460,17 @@ def _check_latest_kept(workdir: epath.Path, checkpoint_every_epochs: int) -> Non
     )
 
 
-def _check_length(workdir: epath.Path, made_in: epath.Path) -> None:
-    """Refuses a local workdir whose path, or a folder name of it, is longer than the file system
-    in `made_in` holds, counting the deepest file a run writes below it (orbax's first save would
-    fail, after a whole epoch)."""
+def _check_length(workdir: epath.Path, made_in: epath.Path, missing: list[str]) -> None:
+    """Refuses a local workdir whose path, or the name of a folder to create (`missing`: the
+    folders mkdir makes in `made_in`), is longer than its file system holds, counting the deepest
+    file a run writes below it (orbax's first save would fail, after a whole epoch)."""
     path = str(runfiles.absolute(workdir))
     try:
         name_max, path_max = (os.pathconf(made_in, f"PC_{n}_MAX") for n in ("NAME", "PATH"))
     except (OSError, ValueError):  # no limits known: the system will tell
         return
     shown = path if len(path) <= 120 else f"{path[:60]}...{path[-40:]}"
-    if name := next((n for n in path.split(os.sep) if len(n) > name_max), None):
+    if name := next((n for n in map(os.path.basename, missing) if len(n) > name_max), None):
         raise ConfigError(
             f"--workdir {shown}: its folder name {name[:30]}... has {len(name)} characters, more "
             f"than the {name_max} its file system allows (NAME_MAX). Give shorter folder names."
@@ -527,7 +527,7 @@ def inspect(config: ConfigDict, workdir: str | os.PathLike) -> tuple[Any, bool]:
         while not os.path.exists(missing[-1]):
             missing.append(os.path.dirname(missing[-1]))
         made_in = epath.Path(missing.pop())
-        _check_length(workdir, made_in)
+        _check_length(workdir, made_in, missing)
         if link := next((p for p in missing if os.path.islink(p)), None):
             target = os.path.join(os.path.dirname(link), os.readlink(link))
             raise ConfigError(  # e.g. a link to a disk that is not mounted

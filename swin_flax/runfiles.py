@@ -18,10 +18,13 @@ TOP_FILES = ("config.json", "config.txt", SUMMARY, PRETRAINED)
 # plugins/ of a profile, the scripts' compilation cache (cli.compilation_cache_dir). Not eval/, the
 # tools' reports, nor a folder the user makes in it.
 FOLDERS = (CHECKPOINTS, "runs", "plugins", "compilation_cache")
-# The characters of the longest path a run writes below its folder: orbax's files in a checkpoint
-# being written, /checkpoints/latest/STEP.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/
-# ocdbt.process_0/d/<32 hex digits> (120 for a one-digit step), with room for longer steps.
-DEEPEST_FILE = 140
+# The room a run's paths need below its folder (rundir.inspect refuses a longer workdir path). Its
+# checkpoints as being written, /checkpoints/latest/STEP.orbax-checkpoint-tmp/state.orbax-
+# checkpoint-tmp/ocdbt.process_0/d/<32 hex digits>.__lock, take 127 for a 1-digit step, 135 for 9;
+# the compilation cache 90 and a function's name; one run's event file about 45 and the host's
+# name (up to 64); several runs' event files runs/[aggregate/]NAME/ more: 220 leaves NAME about 90
+# with the longest host name (measured: test_reliability.py).
+DEEPEST_FILE = 220
 
 
 def absolute(path: str | os.PathLike) -> epath.Path:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from swin_flax import checkpoints
+from swin_flax import checkpoints, runfiles
 from tests import cifar_files
 from tests import reliability_runs as rr
 
@@ -275,9 +275,25 @@ def test_a_resume_on_other_devices_says_it_is_not_bit_exact(setup, tmp_path):
     assert out.returncode == 0 and "resumes on" not in out.stderr, out.stderr[-3000:]
 
 
+def _longest_path_written(workdir) -> int:
+    """The characters of the longest path below a run's folder ('/' and the relative path), its
+    checkpoints' as while being written: orbax's .orbax-checkpoint-tmp on the step and the item
+    folder, TensorStore's .__lock on a file, a step of 9 digits."""
+    longest = 0
+    for path in workdir.rglob("*"):
+        parts = path.relative_to(workdir).parts
+        n = 1 + len("/".join(parts))
+        if parts[0] == "checkpoints" and len(parts) > 3:  # checkpoints/SERIES/STEP/ITEM/...
+            n += 2 * len(".orbax-checkpoint-tmp") + 9 - len(parts[2]) + 7 * path.is_file()
+        longest = max(longest, n)
+    return longest
+
+
 def test_compilation_cache_defaults_to_the_workdir(setup, tmp_path):
     """Without JAX_COMPILATION_CACHE_DIR or --compilation_cache, a run keeps JAX's persistent
-    compilation cache in WORKDIR/compilation_cache, so resuming it reuses the compiled step."""
+    compilation cache in WORKDIR/compilation_cache, so resuming it reuses the compiled step. The
+    longest path below the run, its cache and checkpoints (as while written) included, fits in
+    runfiles.DEEPEST_FILE, the room rundir.inspect keeps below a workdir's path."""
     workdir = tmp_path / "run"
     shutil.copytree(setup["reference"], workdir)
     env = {k: v for k, v in setup["env"].items() if k != "JAX_COMPILATION_CACHE_DIR"}
@@ -285,6 +301,7 @@ def test_compilation_cache_defaults_to_the_workdir(setup, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     entries = list((workdir / "compilation_cache").iterdir())
     assert any(e.name.startswith("jit_") and e.name.endswith("-cache") for e in entries), entries
+    assert 100 < _longest_path_written(workdir) <= runfiles.DEEPEST_FILE
     # A run moved (mv, a copy, a tar) still finds its compiled steps: the cache's keys do not hold
     # the folder's path (XLA's own caches, whose folder JAX puts in the compile options, are off).
     moved = tmp_path / "moved"

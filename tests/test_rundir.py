@@ -113,8 +113,9 @@ def path_of_length(folder: pathlib.Path, n: int) -> pathlib.Path:
 
 def test_a_workdir_path_too_long_for_the_run_is_refused_creating_nothing(tmp_path):
     """A folder name past NAME_MAX, or a path that, with the deepest file a run writes below it
-    (orbax's checkpoint being written: 120 characters for step 4), passes PATH_MAX: refused before
-    any work, nothing created (the first save would fail, after a whole epoch)."""
+    (runfiles.DEEPEST_FILE, measured in test_reliability.py), passes PATH_MAX: refused before any
+    work, nothing created (the first save would fail, after a whole epoch)."""
+    from swin_flax import runfiles
     from swin_flax.config import default_config
 
     name_max, path_max = os.pathconf(tmp_path, "PC_NAME_MAX"), os.pathconf(tmp_path, "PC_PATH_MAX")
@@ -130,7 +131,7 @@ def test_a_workdir_path_too_long_for_the_run_is_refused_creating_nothing(tmp_pat
     deep = path_of_length(tmp_path / "deep", path_max - 1 - 100)
     with pytest.raises(ConfigError) as e:
         rundir.inspect(default_config(), deep)
-    n, deepest = len(str(deep)), 140
+    n, deepest = len(str(deep)), runfiles.DEEPEST_FILE
     assert str(e.value) == (
         f"--workdir {str(deep)[:60]}...{str(deep)[-40:]} is too long: {n} characters as an "
         f"absolute path, and the files a run writes below it add up to {deepest} more, past the "
