@@ -200,8 +200,8 @@ class Checkpoints:
                 if not self._in_place():
                     raise WorkdirMoved(
                         f"--workdir {self.root.parent} was moved or renamed while the run trained: "
-                        f"its {which!r} checkpoint of step {step} was not written, so as not to "
-                        f"recreate that path. Run the same command again with --workdir set to "
+                        f"its checkpoints of step {step} still queued were not written, so as "
+                        f"not to recreate that path. Run the same command again with --workdir set to "
                         "its new path to resume it from its last checkpoint there.",
                         step,
                     )

@@ -68,7 +68,8 @@ def config_or_run(config: Any, workdir: str | None, what: str) -> Any:
 def command_line() -> str:
     """This process's command as typed, after a cd to the folder it ran in, quoted for the shell:
     what a run records of each session that trains it. Not all it ran with: the environment's
-    variables are not recorded, and config.txt writes a `python -c` program's newlines as \\n."""
+    variables are not recorded, a --flagfile by its name (not its lines), and config.txt writes a
+    `python -c` program's newlines as \\n."""
     return f"cd {shlex.quote(os.getcwd())} && {shlex.join(sys.orig_argv)}"
 
 
@@ -224,6 +225,9 @@ def _flushed_exit(status: int) -> NoReturn:
 def _excepthook(kind, value, tb) -> None:
     if issubclass(kind, KeyboardInterrupt):
         _exit_interrupted(value)
+    if kind.__name__ == "CantOpenFlagFileError":  # read as a script defines --config, at import
+        said = str(value).partition("flagfile: ")[2]
+        exit_user_error(f"--flagfile cannot be read ({said}): give a file to read.")
     sys.__excepthook__(kind, value, tb)
 
 
@@ -309,7 +313,8 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
 
     program = os.path.basename(argv[0])
     see = f"See `{program} --helpshort` for the flags."
-    with contextlib.suppress(flags.Error):  # --flagfile's lines (unread: FLAGS(argv) says why)
+    with contextlib.suppress(flags.Error):  # --flagfile's lines (unread: FLAGS(argv) says why;
+        # where the script defines --config, ml_collections read them first: _excepthook says it)
         argv = [argv[0], *flags.FLAGS.read_flags_from_files(argv[1:], force_gnu=False)]
     argv = [argv[0], *map(_home_expanded, argv[1:])]
     given = _check_config_files(flags.FLAGS, argv)

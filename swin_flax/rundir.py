@@ -60,12 +60,12 @@ def session_lines(workdir: epath.Path) -> list[str]:
 
 def undo_start(workdir: epath.Path, made: list[epath.Path]) -> None:
     """After a new run's start that ended before it wrote its config (the workdir not creatable,
-    another process refused, Ctrl-C while its state was built): the empty folders it made go, the
-    deepest first (the checkpoint series, then `made`: the workdir and its parents it created)."""
+    Ctrl-C while its state was built): the empty folders it made go, the deepest first (the
+    checkpoint series, the run's folders, then `made`: the workdir and its parents it created)."""
     if runfiles.is_run_folder(workdir):
         return
     series = (workdir / runfiles.CHECKPOINTS / which for which in runfiles.SERIES)
-    for folder in (*series, workdir / runfiles.CHECKPOINTS, *made):
+    for folder in (*series, *(workdir / name for name in runfiles.FOLDERS), *made):
         with contextlib.suppress(OSError, ValueError):  # not there, not empty (epath's ValueError)
             folder.rmdir()
 
@@ -349,6 +349,7 @@ class Claim:
     def __init__(self, workdir: str | os.PathLike, active: bool = True):
         self.workdir, self.active, self._fd = epath.Path(workdir), active, None
         self.refused = False  # another process held it: its folder is not this start's to undo
+        self.made: list[epath.Path] | None = None  # the folders this start made (train's)
         self._path = runfiles.absolute(workdir)  # where orbax writes, fixed at the start
 
     def take(self) -> None:

@@ -69,7 +69,7 @@ def is_run_file(path: str, run: str) -> bool:
     """Whether the real path `path` in the real run folder `run` is, or would be, among the run's
     own files: a file it writes beside its folders, its TensorBoard events, one of its FOLDERS or
     anything in them. A new name beside them, or in another folder, is not; nor a path outside
-    `run`."""
+    `run` (its relative path starts with ..)."""
     first, *rest = os.path.relpath(path, run).split(os.sep)
     top = not rest and (first in TOP_FILES or first.startswith("events.out.tfevents."))
-    return inside(path, run) and (top or first in FOLDERS)
+    return top or first in FOLDERS

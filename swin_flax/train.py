@@ -141,13 +141,12 @@ def train_and_evaluate(
         if finished:
             start_up.ready("finished")
             return rundir.report_finished(workdir, saved, config)
-        made = list(itertools.takewhile(lambda p: not p.exists(), (workdir, *workdir.parents)))
         with rundir.Claim(workdir, active=jax.process_index() == 0) as claim:
             try:
                 return _train(config, workdir, saved, claim, start_up, t_start, command)
             except BaseException:
-                if saved is None and not claim.refused:  # another's claim: its folders
-                    rundir.undo_start(workdir, made)
+                if saved is None and claim.made is not None and not claim.refused:
+                    rundir.undo_start(workdir, claim.made)  # not reached, or another's folders
                 raise
 
 
@@ -304,7 +303,8 @@ def _check_resume(config, workdir: epath.Path, saved, per_epoch: int, num_images
 def _create_workdir(workdir: epath.Path, saved, claim: rundir.Claim, start_up) -> None:
     """Creates the workdir (as the checkpoint managers would), claims it, and waits for every
     process to be ready: before orbax's first barrier, as from here on the processes' collectives
-    must match."""
+    must match. Notes the folders it makes (`claim.made`) for a start that fails to remove."""
+    claim.made = list(itertools.takewhile(lambda p: not p.exists(), (workdir, *workdir.parents)))
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # what rundir.inspect cannot foresee (a pseudo file system such as /proc)

@@ -181,8 +181,9 @@ def test_a_save_the_writer_finds_moved_is_not_written(tmp_path):
     with pytest.raises(WorkdirMoved) as raised:
         ckpts.close()
     assert raised.value.step == 8 and str(raised.value) == (
-        f"--workdir {tmp_path / 'run'} was moved or renamed while the run trained: its 'best' "
-        "checkpoint of step 8 was not written, so as not to recreate that path. Run the same "
+        f"--workdir {tmp_path / 'run'} was moved or renamed while the run trained: its "
+        "checkpoints of step 8 still queued were not written, so as not to recreate that path. Run "
+        "the same "
         "command again with --workdir set to its new path to resume it from its last checkpoint "
         "there."
     )

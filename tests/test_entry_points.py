@@ -263,6 +263,7 @@ def typo_config(tmp_path_factory) -> str:
         (["--batch_size=-1"], "flag --batch_size=-1: -1 is not a positive integer"),
         (["--config.randaugment=foo"], "'foo': must start with 'rand' (timm's RandAugment), e.g."),
         (["--config.randaugment=None"], "an empty string ('--config.randaugment=') turns it off."),
+        (["--flagfile=no.txt"], "--flagfile cannot be read ([Errno 2] No such file or directory:"),
     ],
     ids=[
         "typo_flag",
@@ -283,6 +284,7 @@ def typo_config(tmp_path_factory) -> str:
         "batch_size",
         "randaugment",
         "randaugment_none",
+        "missing_flagfile",  # read by ml_collections as the script defines --config: no traceback
     ],  # fmt: skip
 )
 def test_summary_refuses(args, expected, typo_config, tmp_path):

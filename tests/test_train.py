@@ -669,25 +669,28 @@ def test_a_sigterm_the_parent_ignored_stays_ignored_in_the_loop(tmp_path):
 def test_a_start_interrupted_before_its_config_leaves_no_folder(tmp_path, archive, monkeypatch):
     """Ctrl-C (or an error) while a new run's state is built (after the checkpoint folders are
     made, before its config is written): the folders it made go, with the parents it made on the
-    way; a workdir that was there (empty) stays."""
+    way, and an empty compilation cache (JAX makes it at the first compile); a workdir that was
+    there (empty) stays, and so does a cache holding an entry (a restart reuses it)."""
 
     def interrupted(config, run_set, model, per_epoch, saved, ckpts, pretrained):
-        if cached:  # what JAX's persistent cache (the scripts': WORKDIR/compilation_cache) wrote
+        if cache:  # what JAX's persistent cache (the scripts': WORKDIR/compilation_cache) made
             (ckpts.root.parent / "compilation_cache").mkdir()
+        if cache == "entry":
+            (ckpts.root.parent / "compilation_cache" / "jit_init-cache").write_bytes(b"x")
         raise KeyboardInterrupt if depth == 0 else MemoryError
 
     monkeypatch.setattr(train, "initial_state", interrupted)
-    cases = ((False, False, 0), (True, False, 0), (False, True, 0), (False, False, 3))
-    for existed, cached, depth in cases:  # depth: parents made on the way, top/d/d/d
-        top = tmp_path / f"run{existed}{cached}{depth}"
+    cases = ((False, None, 0), (True, None, 0), (False, "entry", 0), (False, "empty", 3))
+    for existed, cache, depth in cases:  # depth: parents made on the way, top/d/d/d
+        top = tmp_path / f"run{existed}{cache}{depth}"
         workdir = top.joinpath(*["d"] * depth)
         if existed:
             workdir.mkdir()
         with pytest.raises(KeyboardInterrupt if depth == 0 else MemoryError):  # not the clean-up's
             train.train_and_evaluate(tiny_config(archive, epochs=1), str(workdir))
         left = sorted(p.name for p in workdir.iterdir()) if workdir.exists() else None
-        assert left == (["compilation_cache"] if cached else [] if existed else None)
-        assert top.exists() == (existed or cached)
+        assert left == (["compilation_cache"] if cache == "entry" else [] if existed else None)
+        assert top.exists() == (existed or cache == "entry")
 
 
 @pytest.mark.parametrize("killed_in_epoch", [1, 2])
