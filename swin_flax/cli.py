@@ -318,10 +318,9 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
         argv = [argv[0], *flags.FLAGS.read_flags_from_files(argv[1:], force_gnu=False)]
     argv = [argv[0], *map(_home_expanded, argv[1:])]
     given = _check_config_files(flags.FLAGS, argv)
-    paths = list(given.values())
     # A config file's folder importable as a package, as in flax's examples (`from configs import
     # base`); then the recipes of the checkout this package runs from (`from configs import demo`).
-    roots = [os.path.dirname(os.path.dirname(os.path.abspath(path))) for path in paths]
+    roots = [os.path.dirname(os.path.dirname(os.path.abspath(path))) for path in given.values()]
     for root in roots + [_CHECKOUT] * os.path.isdir(os.path.join(_CHECKOUT, "configs")):
         if root not in sys.path:
             sys.path.append(root)
@@ -333,7 +332,7 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
     except SystemExit as e:  # absl's --help / --helpshort / --helpfull print the usage, exit 1
         sys.exit(0 if e.code == 1 and any(a.startswith(("--help", "-?")) for a in argv) else e.code)
     except Exception as e:  # noqa: BLE001 (a config file runs user code while it loads)
-        if said := _config_file_error(e, paths):
+        if said := _config_file_error(e, given.values()):
             exit_user_error(said)
         if not isinstance(e, flags.Error | AttributeError | KeyError | TypeError | ValueError):
             raise
@@ -343,8 +342,8 @@ def parse_flags(argv: list[str], takes_arguments: bool = False) -> list[str]:
                 f"--{order[2]} FILE first, then its overrides."
             )
         unknown = isinstance(e, flags.UnrecognizedFlagError)
-        if unknown and e.flagname.partition(".")[0] in _config_flags(flags.FLAGS):
-            config = e.flagname.partition(".")[0]  # no --config given: its fields are no flags
+        # No --config given: its fields are no flags.
+        if unknown and (config := e.flagname.partition(".")[0]) in _config_flags(flags.FLAGS):
             exit_user_error(
                 f"--{e.flagname} changes a field of the config file that --{config} gives, but "
                 f"no --{config} FILE is given: give --{config} FILE (e.g. configs/strong.py) "
@@ -497,29 +496,29 @@ def _check_config_files(flag_values, argv: list[str]) -> dict[str, str]:
     run's config.json): now, as ml_collections defers that failure to the config's first use."""
     names, given = _config_flags(flag_values), {}
     for name, value, _ in _flags_in(argv, names):
-        if name not in names:  # a field's override
-            continue
         path = (value or "").split(":", 1)[0]
+        if name not in names or not path:  # a field's override, or no file
+            continue
         give = "Give a Python file whose get_config() returns the config, e.g. configs/strong.py."
-        if path and not os.path.isfile(path):
+        if not os.path.isfile(path):
             what = (
                 "is a folder, not a config file" if os.path.isdir(path) else "no such config file"
             )
             if os.path.isfile(f"{path}.py"):
                 give = f"Did you mean --{name} {path}.py?"
             exit_user_error(f"--{name} {path}: {what}. {give}")
-        if path and not path.endswith(".py"):
+        if not path.endswith(".py"):
             exit_user_error(
                 f"--{name} {path} is not a Python config file. {give} (A run's config.json and "
                 "config.txt record the settings it ran with: resume a run with the config file and "
                 "overrides that started it.)"
             )
-        if path and name in given:
+        if name in given:
             exit_user_error(
                 f"--{name} is given twice ({given[name]} and {path}): give one config file, and "
                 f"change its fields with --{name}.FIELD=VALUE."
             )
-        given.update({name: path} if path else {})
+        given[name] = path
     return given
 
 
@@ -540,7 +539,7 @@ def _flags_in(argv: list[str], names: Iterable[str]) -> Iterator[tuple[str, str 
             yield name, following, [arg, following]
 
 
-def _config_file_error(e: BaseException, paths: list[str]) -> str | None:
+def _config_file_error(e: BaseException, paths: Iterable[str]) -> str | None:
     """The paragraph for `e` when it or one it wraps (absl and ml_collections re-raise) came from a
     config file in `paths` (its file and line, its own error), or the file has no get_config()."""
     files = {os.path.abspath(p) for p in paths}
@@ -600,8 +599,6 @@ def _take_nones(argv: list[str], given: Iterable[str]) -> tuple[list[str], list[
     """`argv` less the overrides that set a field whose default is None back to None of the config
     flags `given` a file (`--config.data_seed=None`, which ml_collections would parse as an int or
     the text 'None'), and their names (`config.data_seed`), to set once the config is loaded."""
-    if not given:  # no config file: an override left is an unknown flag, said as such
-        return argv, []
     from swin_flax.config import default_config, flatten  # noqa: PLC0415 (after cli.start)
 
     nullable = {k for k, v in flatten(default_config().to_dict()).items() if v is None}
