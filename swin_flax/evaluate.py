@@ -507,31 +507,28 @@ def per_class_table(confusion: np.ndarray, class_names: Sequence[str], short: bo
     confusion = np.asarray(confusion)
     n, totals = len(class_names), confusion.sum(1)
     width = max(8, *(len(name) for name in class_names))
-    shown: list[int | str] = list(range(n))  # class indices, and a line of text
-    lines = []
-    if short and n > FEW_CLASSES:  # classes without a test image have no accuracy to rank by
-        ranked = sorted(np.flatnonzero(totals), key=lambda t: confusion[t, t] / totals[t])
-        worst, best = ranked[:SHOWN], ranked[SHOWN:][-SHOWN:]  # a class in one of them at most
-        lines.append(
-            f"the {len(worst)} worst and the {len(best)} best of {n} classes by accuracy "
-            f"(per_class.txt lists all {n}):"
-        )
-        shown = [*worst, f"{'...':>5}  ({n - len(worst) - len(best)} classes more)", *best]
-    lines.append(
+    lines = [
         f"{'index':>5}  {'class':<{width}}  {'accuracy':>8}  {'correct':>8}  {'total':>6}  "
         "most confused with"
-    )
-    for t in shown:
-        if isinstance(t, str):
-            lines.append(t)
-            continue
+    ]
+    for t, name in enumerate(class_names):
         row = confusion[t]
         total, correct = int(row.sum()), int(row[t])
         most = int(np.argmax(np.where(np.arange(len(row)) == t, -1, row)))  # off the diagonal
         acc = f"{correct / total:.4f}" if total else "-"
         confused = f"{class_names[most]} ({row[most]})" if total and row[most] > 0 else "-"
-        name = class_names[t]
         lines.append(f"{t:>5}  {name:<{width}}  {acc:>8}  {correct:>8}  {total:>6}  {confused}")
+    if short and n > FEW_CLASSES:  # classes without a test image have no accuracy to rank by
+        ranked = sorted(np.flatnonzero(totals), key=lambda t: confusion[t, t] / totals[t])
+        worst, best = ranked[:SHOWN], ranked[SHOWN:][-SHOWN:]  # a class in one of them at most
+        lines = [
+            f"the {len(worst)} worst and the {len(best)} best of {n} classes by accuracy "
+            f"(per_class.txt lists all {n}):",
+            lines[0],
+            *(lines[1 + t] for t in worst),
+            f"{'...':>5}  ({n - len(worst) - len(best)} classes more)",
+            *(lines[1 + t] for t in best),
+        ]
     return "\n".join(lines)
 
 
@@ -579,9 +576,9 @@ def confusion_image(
             draw.text(xy, f"{100 * f:.0f}%", fill=ink, font=font, anchor="mm")  # not a count
     centre = lambda i: int(i * cell + cell / 2)
     for i in [] if few else range(n):  # ticks outside the grid; lines through it every 10th
-        length = pad - 1 if i in labels else 2
-        draw.line([left - length, top + centre(i), left - 1, top + centre(i)], fill="black")
-        draw.line([left + centre(i), top - length, left + centre(i), top - 1], fill="black")
+        x, y, length = left + centre(i), top + centre(i), pad - 1 if i in labels else 2
+        draw.line([left - length, y, left - 1, y], fill="black")
+        draw.line([x, top - length, x, top - 1], fill="black")
         if i % 10 == 0 and i:
             x, y, end = left + i * cell, top + i * cell, n * cell
             draw.line([x, top, x, top + end], fill=(170, 170, 170))

@@ -40,8 +40,7 @@ def write_config(
     sessions = session_lines(workdir) if resumed else []
     how = command or "train.train_and_evaluate from Python, no command line"
     sessions.append(f"{_SESSION[resumed]}{how}".replace("\n", "\\n"))  # one line (python -c)
-    flat = flatten(config.to_dict())
-    fields = [f"{k}: {flat[k]!r}" for k in sorted(flat)]
+    fields = [f"{k}: {v!r}" for k, v in sorted(flatten(config.to_dict()).items())]
     (workdir / "config.txt").write_text("\n".join([*sessions, *fields, ""]))
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 

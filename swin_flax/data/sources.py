@@ -252,13 +252,14 @@ def _fail_fast_if_unobtainable(
     name, size, sha256 = _TFDS_ARCHIVE[dataset]
     manual = os.path.join(root, "downloads", "manual", name)
     if os.path.exists(manual):
-        got = os.path.getsize(manual)
-        if got != size:
+        if (got := os.path.getsize(manual)) != size:
             why = f"{got:,} bytes, expected {size:,}"
-        elif (digest := _sha256(manual)) != sha256:
+        else:  # tfds' registry lists the SHA-256 as hex
+            with open(manual, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            if digest == sha256:
+                return
             why = f"of the right size, but its SHA-256 is {digest}, expected {sha256}"
-        else:
-            return
         raise DataError(
             f"{manual} is not the genuine {name} ({why}); tfds verifies the checksum and would "
             "reject it. Replace it with the original file, or read it directly, without tfds or "
@@ -337,12 +338,6 @@ def _refuse_a_mistaken_data_dir(root: str, dataset: str) -> None:
             f"{os.path.relpath(inside[0], root)}), one level below tfds' data_dir: give its "
             f"parent, --config.data_dir={parent}."
         )
-
-
-def _sha256(path: str) -> str:
-    """The SHA-256 of the file `path` (hex), as tfds' registry lists it."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _unreachable(url: str, timeout_s: float) -> str | None:
