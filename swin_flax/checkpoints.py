@@ -174,7 +174,9 @@ class Checkpoints:
         resumed run trains that epoch again)."""
         manager = getattr(self, which)
         waited = self._settle(which)
-        self._raise_failed()
+        if self._failed is not None:  # raised once
+            error, self._failed = self._failed, None
+            raise error
         if waited > 1.0 and not self._told_slow:
             self._told_slow = True
             logging.info(
@@ -223,11 +225,6 @@ class Checkpoints:
             self._settle(which)
         failed, self._failed = self._failed, None
         return failed
-
-    def _raise_failed(self) -> None:
-        if self._failed is not None:
-            error, self._failed = self._failed, None
-            raise error
 
     def latest_step(self, which: str = "latest") -> int | None:
         """The series' newest complete step (a write in flight is waited for first)."""
