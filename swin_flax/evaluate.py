@@ -462,7 +462,7 @@ def evaluate_checkpoint(
     config: ml_collections.ConfigDict, members: Sequence[Any], choice: Choice = Choice()
 ) -> dict[str, Any]:
     """`scores` of `members` (`Run.members`) on the test split, with `choice.used()` and, with
-    choice.each_run, "runs": each run's name, accuracy, loss and per-class accuracy."""
+    choice.each_run, "runs": each run's name, accuracy, top-5 accuracy, loss and per-class accuracy."""
     logits, labels = eval_logits(config, members)
     num_classes = config.model.num_classes
     result = scores(combined_logits(logits), labels, num_classes) | choice.used()

@@ -38,7 +38,7 @@ def write_config(
     config.update({field: runfiles.config_path(config[field]) for field in PATH_FIELDS})
     workdir.mkdir(parents=True, exist_ok=True)
     sessions = session_lines(workdir) if resumed else []
-    how = command or "train.train_and_evaluate from Python, no command line"
+    how = command or PYTHON
     sessions.append(f"{_SESSION[resumed]}{how}".replace("\n", "\\n"))  # one line (python -c)
     fields = [f"{k}: {v!r}" for k, v in sorted(flatten(config.to_dict()).items())]
     (workdir / "config.txt").write_text("\n".join([*sessions, *fields, ""]))
@@ -46,6 +46,7 @@ def write_config(
 
 
 _SESSION = ("# started by: ", "# resumed by: ")  # config.txt's first lines, a session each
+PYTHON = "train.train_and_evaluate from Python, no command line"  # a session without a command
 
 
 def session_lines(workdir: epath.Path) -> list[str]:
@@ -134,13 +135,19 @@ def check_same_recipe(config: ConfigDict, workdir: epath.Path) -> None:
 
     if len(diffs) > 6:  # another config file, likely: a line of flags would not help
         sessions = session_lines(workdir)
-        last = sessions and f" (its last session ran: {sessions[-1].partition(': ')[2]})"
+        how = sessions and sessions[-1].partition(": ")[2]
+        again = (  # from Python: no file or command to give again, but the run's own config
+            f"take its config, evaluate.load_run_config({str(workdir)!r}), as it last ran from Python"
+            if how == PYTHON
+            else "give the config file and overrides it started with"
+            + (how and f" (its last session ran: {how})")
+            + f", and --workdir {workdir}"
+        )
         raise ConfigError(
             f"--workdir {workdir} holds a run that started with other settings than this "
             f"config's: {len(diffs)} differ ({', '.join(diffs[:4])}, ...; "
             f"{workdir / 'config.txt'} lists the run's). A resumed run continues the run it "
-            f"started: give the config file and overrides it started with{last or ''}, and "
-            f"--workdir {workdir}; or a new --workdir to start afresh."
+            f"started: {again}; or a new --workdir to start afresh."
         )
     ours = ", ".join(f"{k}={text(now[k])}" for k in diffs)
     flags = " ".join(f"--config.{k}={text(started[k])}" for k in diffs)  # None: cli takes it

@@ -496,9 +496,8 @@ def test_sweep_refuses_shape_fields_and_names_bad_values():
                 seed=1, learning_rate=2e-3, warmup_epochs=1, b1=0.8, batch_size=64, b2=0.9, eps=1e-6
             ),
             r"this config's: 7 differ \(b1, b2, batch_size, eps, \.\.\.; .*config\.txt lists the "
-            r"run's\)\. .*give the config file and overrides it started with \(its last session "
-            r"ran: train\.train_and_evaluate from Python, no command line\), and --workdir .*; "
-            r"or a new --workdir",
+            r"run's\)\. .*started: take its config, evaluate\.load_run_config\('.*'\), as it "
+            r"last ran from Python; or a new --workdir",
         ),
     ],
 )
