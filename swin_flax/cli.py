@@ -599,6 +599,8 @@ def _take_nones(argv: list[str], given: Iterable[str]) -> tuple[list[str], list[
     """`argv` less the overrides that set a field whose default is None back to None of the config
     flags `given` a file (`--config.data_seed=None`, which ml_collections would parse as an int or
     the text 'None'), and their names (`config.data_seed`), to set once the config is loaded."""
+    if not given:  # no config file (predict.py, export.py, --workdir alone): nothing to look up
+        return argv, []
     from swin_flax.config import default_config, flatten  # noqa: PLC0415 (after cli.start)
 
     nullable = {k for k, v in flatten(default_config().to_dict()).items() if v is None}

@@ -387,7 +387,7 @@ def _check_in_place(loop: Session, step: int, done: bool = False, failed=None) -
             if made
             else f" (no complete checkpoint in it): {rm}."
         )
-        kept = max((int(m.rpartition("/")[2]) for m in made if "/latest/" in m), default=None)
+        kept = checkpoints.newest_step(checkpoints.series_dir(old, "latest"))
         if kept is not None and kept > (last or 0):
             last, once = kept, ", once moved"
     if not now:  # deleted, or no /proc to tell
